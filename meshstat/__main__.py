@@ -1,0 +1,3 @@
+from meshstat.cli import console_main
+
+console_main()

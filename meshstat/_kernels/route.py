@@ -1,0 +1,239 @@
+"""Routing kernels: per-request destinations and per-window counts.
+
+Four samplers, each in two shapes (``*_dest`` writes one destination per
+request, ``*_windows`` counts per window of ``window`` requests; counts of a
+whole run are the windows kernel with ``window = block size``, summed):
+
+``bernoulli``  two backends: backend 1 iff ``r >= t`` (``t`` = mass of backend 0 in ``2**-64``).
+``alias``      any distribution whose masses are integers summing to ``2**64``: a
+               Vose alias table with ``K = 2**bits`` columns, column ``r >> (64 - bits)``,
+               kept iff the low ``64 - bits`` bits are below its threshold, else its alias.
+               Exact: every column holds ``2**(64-bits)`` units of mass.
+``cascade``    iptables ``-m statistic`` rules, faithfully: a fresh 31-bit draw
+               ``(u32 & 0x7FFFFFFF)`` per rule, first ``x < k_j`` wins, ``m`` (the
+               unconditional rule or the fall-through) if none.
+``envoy``      Envoy weighted clusters, faithfully: ``v = r % total``, first cluster
+               whose cumulative end exceeds ``v``.
+
+Layout of the random stream (the reproducibility contract): request ``i`` lies
+in block ``b = i >> block_log2`` at offset ``o = i - (b << block_log2)``; the
+bernoulli, alias and envoy samplers use draw ``o`` of ``keys[b]``; the cascade
+uses draws ``o * M + j // 2`` (``M = ceil(m / 2)``), rule ``j`` taking the low
+32 bits for even ``j`` and the high 32 bits for odd ``j``.
+
+Arrays: ``keys`` uint64[n_blocks]; ``table`` uint64[K] packed
+``(threshold << bits) | alias``; ``thresholds`` uint32[m]; ``cum`` uint64[k]
+(cumulative weight ends); ``out`` uint8/uint16/uint32[n] or int64[n_windows, K].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from meshstat._kernels._jit import pjit
+from meshstat._kernels.splitmix import splitmix64
+
+U31 = np.uint64(0x7FFFFFFF)
+S32 = np.uint64(32)
+
+
+# ----------------------------------------------------------------- bernoulli (k = 2)
+
+
+@pjit
+def bernoulli_dest(t, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """``out[i] = 1`` iff draw ``i`` is ``>= t`` (uint64)."""
+    nb = keys.shape[0]
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            r = splitmix64(key, np.uint64(i - start))
+            out[i] = 1 if r >= t else 0
+
+
+@pjit
+def bernoulli_windows(t, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+    """Counts of backends 0 and 1 per window; ``out`` int64[n_windows, 2] (zeroed)."""
+    nw = out.shape[0]
+    for w in prange(nw):
+        lo = np.int64(w) * window
+        hi = min(lo + window, n)
+        ones = np.int64(0)
+        i = lo
+        while i < hi:
+            b = i >> block_log2
+            base = b << block_log2
+            seg = min(hi, base + (np.int64(1) << block_log2))
+            key = keys[b]
+            for j in range(i, seg):
+                r = splitmix64(key, np.uint64(j - base))
+                ones += np.int64(r >= t)
+            i = seg
+        out[w, 1] += ones
+        out[w, 0] += (hi - lo) - ones
+
+
+# ----------------------------------------------------------------- alias (any k)
+
+
+@pjit
+def alias_dest(table, bits, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Alias-table destinations; ``bits >= 1``."""
+    nb = keys.shape[0]
+    bsh = np.uint64(bits)
+    shift = np.uint64(64 - bits)
+    low_mask = (np.uint64(1) << shift) - np.uint64(1)
+    amask = (np.uint64(1) << bsh) - np.uint64(1)
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            r = splitmix64(key, np.uint64(i - start))
+            j = r >> shift
+            e = table[j]
+            sel = j if (r & low_mask) < (e >> bsh) else (e & amask)
+            out[i] = sel
+
+
+@pjit
+def alias_windows(table, bits, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+    """Alias-table counts per window; ``out`` int64[n_windows, K] (zeroed)."""
+    nw = out.shape[0]
+    bsh = np.uint64(bits)
+    shift = np.uint64(64 - bits)
+    low_mask = (np.uint64(1) << shift) - np.uint64(1)
+    amask = (np.uint64(1) << bsh) - np.uint64(1)
+    for w in prange(nw):
+        lo = np.int64(w) * window
+        hi = min(lo + window, n)
+        i = lo
+        while i < hi:
+            b = i >> block_log2
+            base = b << block_log2
+            seg = min(hi, base + (np.int64(1) << block_log2))
+            key = keys[b]
+            for j in range(i, seg):
+                r = splitmix64(key, np.uint64(j - base))
+                c = r >> shift
+                e = table[c]
+                sel = c if (r & low_mask) < (e >> bsh) else (e & amask)
+                out[w, sel] += 1
+            i = seg
+
+
+# ----------------------------------------------------------------- faithful iptables cascade
+
+
+@pjit
+def cascade_dest(thresholds, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """First rule ``j`` with ``(u32 & 0x7FFFFFFF) < thresholds[j]``, else ``m``."""
+    nb = keys.shape[0]
+    m = thresholds.shape[0]
+    words = np.uint64((m + 1) // 2)
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            base = np.uint64(i - start) * words
+            sel = m
+            w = np.uint64(0)
+            for j in range(m):
+                if (j & 1) == 0:
+                    w = splitmix64(key, base + np.uint64(j >> 1))
+                    x = w & U31
+                else:
+                    x = (w >> S32) & U31
+                if x < thresholds[j]:
+                    sel = j
+                    break
+            out[i] = sel
+
+
+@pjit
+def cascade_windows(thresholds, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+    """Faithful cascade counts per window; ``out`` int64[n_windows, m + 1] (zeroed)."""
+    nw = out.shape[0]
+    m = thresholds.shape[0]
+    words = np.uint64((m + 1) // 2)
+    for wi in prange(nw):
+        lo = np.int64(wi) * window
+        hi = min(lo + window, n)
+        i = lo
+        while i < hi:
+            b = i >> block_log2
+            base_i = b << block_log2
+            seg = min(hi, base_i + (np.int64(1) << block_log2))
+            key = keys[b]
+            for q in range(i, seg):
+                base = np.uint64(q - base_i) * words
+                sel = m
+                w = np.uint64(0)
+                for j in range(m):
+                    if (j & 1) == 0:
+                        w = splitmix64(key, base + np.uint64(j >> 1))
+                        x = w & U31
+                    else:
+                        x = (w >> S32) & U31
+                    if x < thresholds[j]:
+                        sel = j
+                        break
+                out[wi, sel] += 1
+            i = seg
+
+
+# ----------------------------------------------------------------- faithful Envoy weighted clusters
+
+
+@pjit
+def envoy_dest(cum, total, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """``v = r % total``; first ``i`` with ``cum[i] > v`` (binary search)."""
+    nb = keys.shape[0]
+    k = cum.shape[0]
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            v = splitmix64(key, np.uint64(i - start)) % total
+            lo = 0
+            hi = k - 1
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if cum[mid] > v:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            out[i] = lo
+
+
+@pjit
+def envoy_windows(cum, total, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+    """Faithful Envoy counts per window; ``out`` int64[n_windows, k] (zeroed)."""
+    nw = out.shape[0]
+    k = cum.shape[0]
+    for w in prange(nw):
+        lo_i = np.int64(w) * window
+        hi_i = min(lo_i + window, n)
+        i = lo_i
+        while i < hi_i:
+            b = i >> block_log2
+            base = b << block_log2
+            seg = min(hi_i, base + (np.int64(1) << block_log2))
+            key = keys[b]
+            for q in range(i, seg):
+                v = splitmix64(key, np.uint64(q - base)) % total
+                lo = 0
+                hi = k - 1
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if cum[mid] > v:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                out[w, lo] += 1
+            i = seg

@@ -1,0 +1,103 @@
+"""PNG pictures of results (matplotlib, Agg backend, imported on first use).
+
+``plot_shares`` draws expected vs observed shares per backend with 95% Wilson
+intervals, one panel per route; ``plot_windows`` draws the share of each window
+over the run with the band it stays in by chance. Area-specific plots live in
+sibling modules (``meshstat.plots.bands``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from meshstat.results import SimulationResult
+
+__all__ = ["plot_shares", "plot_windows", "pyplot"]
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot with the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_shares(results: Sequence[SimulationResult], path: str | None = None) -> Any:
+    """Expected vs observed share per backend, one panel per route; returns the Figure.
+
+    The observed share is a dot with its 95% Wilson interval; at large n the
+    interval is narrower than the dot, so each panel also shows the deviation
+    in units of its standard error (z) next to the dot.
+    """
+    plt = pyplot()
+    k = len(results)
+    fig, axes = plt.subplots(1, k, figsize=(max(5.0, 4.2 * k), 4.2), squeeze=False, constrained_layout=True)
+    for ax, r in zip(axes[0], results, strict=True):
+        names = list(r.backends)
+        x = np.arange(len(names))
+        exp = r.expected
+        obs = r.proportions()
+        ci = r.proportion_ci(0.95)
+        ax.bar(x, exp, width=0.6, color="#c6dbef", edgecolor="#3182bd", label="expected (exact)")
+        ax.errorbar(
+            x, obs, yerr=[obs - ci.low, ci.high - obs], fmt="o", color="#e6550d", capsize=6, label="observed, 95% CI"
+        )
+        for xi, (o, z) in enumerate(zip(obs, r.z_scores(), strict=True)):
+            ax.annotate(f"{o:.4f}\nz={z:+.2f}", (xi, o), textcoords="offset points", xytext=(14, -4), fontsize=8)
+        ax.set_xticks(x, names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+        ax.set_ylim(0, min(1.0, max(exp.max(), obs.max()) * 1.25 + 0.02))
+        ax.set_ylabel("share of requests")
+        ax.set_xlabel("backend")
+        gof = r.goodness_of_fit()
+        ax.set_title(f"{r.route.name}: n = {r.n:,}\nchi-square p = {gof.pvalue:.3g}", fontsize=10)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
+    fig.suptitle("meshstat: expected vs observed split", fontsize=11)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def plot_windows(result: SimulationResult, path: str | None = None, *, backend: int | None = None) -> Any:
+    """Share of one backend per window over the run, with its 95% band; returns the Figure.
+
+    ``backend`` defaults to the one with the smallest positive expected share
+    (the canary, in a 90/10 split).
+    """
+    plt = pyplot()
+    if result.window_counts is None or result.window is None or result.window_sizes is None:
+        raise ValueError("result has no windows: simulate(..., window=W)")
+    exp = result.expected
+    if backend is None:
+        pos = np.where(exp > 0)[0]
+        backend = int(pos[np.argmin(exp[pos])])
+    full = result.window_sizes == result.window
+    share = result.window_counts[full, backend] / result.window
+    band = result.window_band(0.95)
+    w = result.window
+    fig, ax = plt.subplots(figsize=(8, 4), constrained_layout=True)
+    idx = np.arange(share.size)
+    ax.plot(idx, share, lw=0.8, color="#3182bd", label=f"share per window of {w:,} requests")
+    ax.axhline(exp[backend], color="black", lw=1, label=f"expected {exp[backend]:.4g}")
+    ax.axhspan(band.low[backend] / w, band.high[backend] / w, color="#fdae6b", alpha=0.35, label="95% band, one window")
+    ax.axhline(band.sim_low[backend] / w, color="#e6550d", lw=0.8, ls="--", label="95% band, all windows")
+    ax.axhline(band.sim_high[backend] / w, color="#e6550d", lw=0.8, ls="--")
+    ax.set_xlabel("window (time order)")
+    ax.set_ylabel(f"share of {result.backends[backend]}")
+    ax.set_title(
+        f"{result.route.name}: {result.backends[backend]} per window, {share.size:,} windows of {w:,} requests",
+        fontsize=10,
+    )
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

@@ -1,0 +1,182 @@
+"""Tables for :func:`meshstat.simulate` and :func:`meshstat.compare`.
+
+Schema of :func:`to_frame` / :func:`compare_frame` (one row per route and backend):
+
+=================  =======  ==========================================================
+column             dtype    meaning
+=================  =======  ==========================================================
+route              str      route name (``kube-proxy``, ``envoy``, ...)
+backend            str      backend name
+expected           f64      exact share (float of ``expected_exact``)
+expected_exact     str      exact share as a fraction (``9/10``), ``~`` prefix if rounded
+count              i64      requests routed to the backend
+observed           f64      ``count / n``
+deviation          f64      ``observed - expected``
+z                  f64      ``(count - n p) / sqrt(n p (1 - p))``
+p_value            f64      two-sided exact binomial p-value of this backend's count
+wilson_low/high    f64      95% Wilson interval of the share
+cp_low/high        f64      95% Clopper-Pearson interval of the share
+n                  i64      requests in the run
+chi2_pvalue        f64      chi-square goodness of fit of the route (same on its rows)
+g_pvalue           f64      G-test goodness of fit of the route
+mode               str      ``per_request``, ``faithful`` or ``exact``
+seed               str      seed entropy (replays the run)
+=================  =======  ==========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+import polars as pl
+
+from meshstat.results import SimulationResult
+
+__all__ = ["SCHEMA", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]
+
+SCHEMA: dict[str, pl.DataType] = {
+    "route": pl.String(),
+    "backend": pl.String(),
+    "expected": pl.Float64(),
+    "expected_exact": pl.String(),
+    "count": pl.Int64(),
+    "observed": pl.Float64(),
+    "deviation": pl.Float64(),
+    "z": pl.Float64(),
+    "p_value": pl.Float64(),
+    "wilson_low": pl.Float64(),
+    "wilson_high": pl.Float64(),
+    "cp_low": pl.Float64(),
+    "cp_high": pl.Float64(),
+    "n": pl.Int64(),
+    "chi2_pvalue": pl.Float64(),
+    "g_pvalue": pl.Float64(),
+    "mode": pl.String(),
+    "seed": pl.String(),
+}
+
+
+def _fraction_text(f: Fraction, exact: bool) -> str:
+    text = f"{f.numerator}/{f.denominator}" if f.denominator != 1 else str(f.numerator)
+    if len(text) > 48:
+        text = f"{float(f):.17g}"
+        return "~" + text
+    return text if exact else "~" + text
+
+
+def _binomial_pvalues(counts: np.ndarray, n: int, probs: np.ndarray) -> np.ndarray:
+    """Two-sided equal-tails exact binomial p-value per backend: ``min(1, 2 min(P(X<=k), P(X>=k)))``."""
+    from scipy import special
+
+    k = counts.astype(np.float64)
+    out = np.empty(k.shape, dtype=np.float64)
+    for i, (ki, p) in enumerate(zip(k, probs, strict=True)):
+        if p <= 0.0:
+            out[i] = 1.0 if ki == 0 else 0.0
+        elif p >= 1.0:
+            out[i] = 1.0 if ki == n else 0.0
+        else:
+            lower = special.bdtr(ki, n, p)
+            upper = special.bdtrc(ki - 1.0, n, p) if ki > 0 else 1.0
+            out[i] = min(1.0, 2.0 * min(lower, upper))
+    return out
+
+
+def to_frame(result: SimulationResult) -> pl.DataFrame:
+    """One row per backend of ``result`` (schema in the module docstring)."""
+    counts = result.counts
+    n = result.n
+    p = result.expected
+    wil = result.proportion_ci(0.95, method="wilson")
+    cp = result.proportion_ci(0.95, method="exact")
+    chi = result.goodness_of_fit(method="chisquare")
+    g = result.goodness_of_fit(method="g-test")
+    k = len(counts)
+    data = {
+        "route": [result.route.name] * k,
+        "backend": list(result.backends),
+        "expected": p,
+        "expected_exact": [_fraction_text(f, True) for f in result.exact],
+        "count": counts,
+        "observed": result.proportions(),
+        "deviation": result.deviations(),
+        "z": result.z_scores(),
+        "p_value": _binomial_pvalues(counts, n, p),
+        "wilson_low": wil.low,
+        "wilson_high": wil.high,
+        "cp_low": cp.low,
+        "cp_high": cp.high,
+        "n": [n] * k,
+        "chi2_pvalue": [chi.pvalue] * k,
+        "g_pvalue": [g.pvalue] * k,
+        "mode": [result.mode] * k,
+        "seed": [str(result.seed_entropy)] * k,
+    }
+    return pl.DataFrame(data, schema=SCHEMA)
+
+
+def compare_frame(results: Sequence[SimulationResult]) -> pl.DataFrame:
+    """Several results on one table (same schema as :func:`to_frame`)."""
+    return pl.concat([to_frame(r) for r in results], how="vertical")
+
+
+def display_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """The columns a person reads first, for ``--format table/markdown``."""
+    return df.select(
+        "route",
+        "backend",
+        "expected_exact",
+        "expected",
+        "count",
+        "observed",
+        "deviation",
+        "z",
+        "p_value",
+        "wilson_low",
+        "wilson_high",
+        "chi2_pvalue",
+    )
+
+
+def window_frame(result: SimulationResult) -> pl.DataFrame:
+    """Long table of per-window counts: window index, backend, size, count, share."""
+    if result.window_counts is None or result.window_sizes is None:
+        raise ValueError("result has no windows")
+    nw, k = result.window_counts.shape
+    names = list(result.backends)
+    return pl.DataFrame(
+        {
+            "window": np.repeat(np.arange(nw, dtype=np.int64), k),
+            "backend": names * nw,
+            "size": np.repeat(result.window_sizes, k),
+            "count": result.window_counts.reshape(-1),
+            "share": (result.window_counts / result.window_sizes[:, None]).reshape(-1),
+        }
+    )
+
+
+def window_summary_frame(result: SimulationResult, confidence_level: float = 0.95) -> pl.DataFrame:
+    """Per backend: the band a window's share stays in by chance, and the worst window.
+
+    Columns: backend, window, windows, expected, band_low/band_high (one window,
+    exact binomial, as shares), all_low/all_high (all windows together),
+    max_deviation (share), max_deviation_pvalue.
+    """
+    band = result.window_band(confidence_level)
+    w = band.window
+    return pl.DataFrame(
+        {
+            "backend": list(result.backends),
+            "window": [w] * len(result.backends),
+            "windows": [band.n_windows] * len(result.backends),
+            "expected": result.expected,
+            "band_low": band.low / w,
+            "band_high": band.high / w,
+            "all_low": band.sim_low / w,
+            "all_high": band.sim_high / w,
+            "max_deviation": band.max_deviation,
+            "max_deviation_pvalue": band.max_deviation_pvalue,
+        }
+    )
