@@ -1,0 +1,112 @@
+"""Architecture rules: import layers, one jit policy, lazy heavy imports."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "meshstat"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Imports executed when the module is imported (module body, not functions, not TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def test_polars_only_in_report() -> None:
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        if rel.parts[0] == "report":
+            continue
+        assert not any(m == "polars" or m.startswith("polars.") for m in _imports(path)), rel
+
+
+def test_parsers_and_model_are_pure_python() -> None:
+    heavy = ("numpy", "numba", "polars", "scipy", "matplotlib")
+    files = [PKG / "model.py", PKG / "errors.py", *sorted((PKG / "parsers").glob("*.py"))]
+    for path in files:
+        if path.exists():
+            bad = [m for m in _imports(path) if m.split(".")[0] in heavy]
+            assert not bad, (path.name, bad)
+
+
+def test_lower_layers_do_not_import_upper_ones() -> None:
+    layers = {
+        "errors": 1,
+        "model": 2,
+        "compiler": 3,
+        "stats": 3,
+        "seeding": 3,
+        "_kernels": 3,
+        "results": 4,
+        "simulate": 4,
+        "report": 5,
+        "cli": 6,
+    }
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG)
+        mine = layers.get(rel.parts[0].removesuffix(".py"))
+        if mine is None:
+            continue
+        for mod in _imports(path):
+            if not mod.startswith("meshstat."):
+                continue
+            theirs = layers.get(mod.split(".")[1])
+            if theirs is not None and rel.parts[0].removesuffix(".py") != mod.split(".")[1]:
+                assert theirs <= mine, f"{rel} (layer {mine}) imports {mod} (layer {theirs})"
+
+
+def test_one_jit_policy() -> None:
+    for path in PKG.rglob("*.py"):
+        if path.name == "_jit.py":
+            continue
+        text = path.read_text()
+        assert "njit(" not in text and "numba.jit(" not in text and "@jit(" not in text.replace("@jit(inline", ""), path
+
+
+def test_cli_plugins_import_nothing_heavy() -> None:
+    heavy = ("numpy", "numba", "polars", "scipy", "matplotlib")
+    for path in [PKG / "cli.py", *PKG.glob("cli_*.py")]:
+        bad = [m for m in _top_level_imports(path) if m.split(".")[0] in heavy]
+        assert not bad, (path.name, bad)
+
+
+def test_startup_is_lazy() -> None:
+    code = (
+        "import sys, meshstat, meshstat.cli\n"
+        "meshstat.cli.build_parser()\n"
+        "print(sorted(m for m in ('numpy','numba','polars','scipy','matplotlib','yaml') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_exact_mode_needs_no_numba() -> None:
+    code = (
+        "import sys\n"
+        "from meshstat import Weighted, simulate\n"
+        "simulate(Weighted.from_weights([9, 1]), 10**12, mode='exact', rng=1)\n"
+        "print('numba' in sys.modules, 'scipy.stats' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False False"
