@@ -259,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--plot", metavar="FILE.png", help="write a PNG plot")
     cmp_.set_defaults(handler=_cmd_compare)
 
+    cas = sub.add_parser(
+        "cascade",
+        parents=[common],
+        help="exact shares of an iptables statistic cascade, and the cascade that realizes given weights",
+        description=(
+            "Show each -m statistic rule as written, as stored by the kernel (k = lround(p * 2**31)) and as "
+            "iptables-save prints it, with the exact share of every outcome. With --weights: the cascade of "
+            "31-bit thresholds that realizes the weights most closely, and its error."
+        ),
+    )
+    add_route_arguments(cas)
+    cas.set_defaults(handler=_cmd_cascade)
+
     for modname in COMMAND_MODULES:
         try:
             mod = importlib.import_module(modname)
@@ -366,6 +379,39 @@ def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
             plots.plot_windows(result, args.plot)
         else:
             plots.plot_shares([result], args.plot)
+    return ExitStatus.SUCCESS
+
+
+def _cmd_cascade(args: argparse.Namespace, ctx: Context) -> int:
+    from fractions import Fraction
+
+    from meshstat import model
+    from meshstat.report import simulation as rep
+
+    targets: list[Fraction] | None = None
+    if args.weights is not None:
+        w = model.Weighted.from_weights(args.weights)
+        targets = list(w.shares())
+        names = [b.name for b in model.Route(root=w).backends()] if args.names is None else args.names
+        children = tuple(model.Backend(name=x) for x in names)
+        stage = model.Cascade(children=children, thresholds=model.weights_to_cascade(w.weights))
+        written = [model.threshold_to_decimal(k) for k in stage.thresholds]
+    else:
+        route = route_from_args(args)
+        stage = route.root
+        if not isinstance(stage, model.Cascade):
+            raise InvalidArgument("cascade needs --weights, --cascade or --kube-proxy-endpoints")
+        if args.cascade is not None:
+            written = list(args.cascade)
+        elif args.kube_proxy_endpoints is not None:
+            written = list(model.kube_proxy_probabilities(len(stage.children), legacy=args.legacy))
+            targets = [Fraction(1, len(stage.children))] * len(stage.children)
+        else:
+            written = list(stage.decimals())
+    ctx.emit(rep.cascade_frame(stage, written, targets), args, float_precision=12)
+    if targets is not None and args.weights is not None:
+        first, last = model.cascade_error_bound(len(stage.children))
+        ctx.note(f"error bound: {first:.3g} for every share but the last, {last:.3g} for the last")
     return ExitStatus.SUCCESS
 
 

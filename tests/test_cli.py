@@ -12,6 +12,10 @@ import pytest
 from meshstat.cli import ExitStatus, main
 
 
+def csv(text: str) -> pl.DataFrame:
+    return pl.read_csv(io.StringIO(text), schema_overrides={"seed": pl.String})
+
+
 def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     rc = main(list(argv), stdout=out, stderr=err)
@@ -71,11 +75,11 @@ def test_cascade_fall_through_and_names() -> None:
         "simulate", "--cascade", "0.3333333333,0.5", "--fall-through", "-n", "1e5", "--seed", "3", "--format", "csv"
     )
     assert rc == 0, err
-    df = pl.read_csv(io.StringIO(out))
+    df = csv(out)
     assert df["backend"].to_list() == ["b1", "b2", "(fall-through)"]
     assert df["expected_exact"][0] == "715827883/2147483648"
     rc, out, _ = run("simulate", "--kube-proxy-endpoints", "3", "--names", "p1,p2,p3", "-n", "1e5", "--format", "csv")
-    assert pl.read_csv(io.StringIO(out))["backend"].to_list() == ["p1", "p2", "p3"]
+    assert csv(out)["backend"].to_list() == ["p1", "p2", "p3"]
 
 
 def test_formats_and_output(tmp_path: Path) -> None:
@@ -95,7 +99,7 @@ def test_formats_and_output(tmp_path: Path) -> None:
 def test_compare_headline_table() -> None:
     rc, out, err = run("compare", "--kube-proxy-endpoints", "2", "--weights", "90,10", "-n", "1e6", "--seed", "5", "--format", "csv")
     assert rc == 0, err
-    df = pl.read_csv(io.StringIO(out))
+    df = csv(out)
     assert df["route"].to_list() == ["kube-proxy", "kube-proxy", "envoy", "envoy"]
     assert df["expected"].to_list() == [0.5, 0.5, 0.9, 0.1]
     assert set(df["n"].to_list()) == {1_000_000}
@@ -135,3 +139,22 @@ def test_python_dash_m_and_console_script_exit_codes() -> None:
 def test_help_exits_zero() -> None:
     rc, out, _ = run("--help")
     assert rc == 0
+
+
+def test_cascade_command_both_ways() -> None:
+    rc, out, err = run("cascade", "--weights", "90,10", "--format", "csv")
+    assert rc == 0, err
+    df = csv(out)
+    assert df["k"].to_list()[0] == 1932735283
+    assert df["probability_saved"].to_list()[0] == 0.89999999991
+    assert abs(df["error"]).max() <= 2**-32
+    rc, out, _ = run("cascade", "--kube-proxy-endpoints", "6", "--legacy", "--format", "csv")
+    df = csv(out)
+    assert df["probability_written"].to_list()[:5] == [0.16667, 0.2, 0.25, 0.33333, 0.5]
+    assert [f"{x:.11f}" for x in df["probability_saved"].to_list()[:5]] == [
+        "0.16667000018", "0.20000000019", "0.25000000000", "0.33332999982", "0.50000000000"
+    ]
+    rc, out, _ = run("cascade", "--cascade", "0.3,0.5", "--fall-through", "--format", "csv")
+    df = csv(out)
+    assert df["rule"].to_list() == ["1", "2", "fall-through"]
+    assert df["share_exact"].to_list()[0] == "322122547/1073741824"

@@ -32,9 +32,10 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
+from meshstat.model import Cascade
 from meshstat.results import SimulationResult
 
-__all__ = ["SCHEMA", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]
+__all__ = ["SCHEMA", "cascade_frame", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]
 
 SCHEMA: dict[str, pl.DataType] = {
     "route": pl.String(),
@@ -180,3 +181,32 @@ def window_summary_frame(result: SimulationResult, confidence_level: float = 0.9
             "max_deviation_pvalue": band.max_deviation_pvalue,
         }
     )
+
+
+def cascade_frame(stage: Cascade, written: Sequence[str], targets: Sequence[Fraction] | None = None) -> pl.DataFrame:
+    """One row per outcome of a cascade: the rule as written, stored and printed, and its exact share.
+
+    Columns: rule (1-based; the last outcome is the unconditional rule or the
+    fall-through), backend, probability_written, k (stored integer, null for
+    the last outcome), probability_saved (``%.11f`` of ``k/2**31``),
+    rule_probability (``k/2**31``), share (exact, float), share_exact (fraction),
+    and with ``targets``: target, error (share - target).
+    """
+    names = [getattr(c, "name", None) or f"outcome {i + 1}" for i, c in enumerate(stage.children)]
+    m = len(stage.thresholds)
+    shares = stage.shares() if m <= 4096 else tuple(Fraction(x, 1 << 128) for x in stage.fixed_point_shares(128)[0])
+    last = "fall-through" if stage.fall_through else "unconditional"
+    data: dict[str, list[object]] = {
+        "rule": [str(i + 1) for i in range(m)] + [last],
+        "backend": names,
+        "probability_written": [*written, None],
+        "k": [*stage.thresholds, None],
+        "probability_saved": [*stage.decimals(), None],
+        "rule_probability": [k / 2**31 for k in stage.thresholds] + [None],
+        "share": [float(s) for s in shares],
+        "share_exact": [_fraction_text(s, True) for s in shares],
+    }
+    if targets is not None:
+        data["target"] = [float(t) for t in targets]
+        data["error"] = [float(s - t) for s, t in zip(shares, targets, strict=True)]
+    return pl.DataFrame(data, strict=False)
