@@ -40,6 +40,13 @@ _EXPORTS: dict[str, str] = {
     "SimulationResult": "meshstat.results",
     "ConfidenceInterval": "meshstat.stats",
     "GofResult": "meshstat.stats",
+    # the questions users ask (check, plan, bands, canary)
+    "check_split": "meshstat.inference",
+    "plan_tolerance": "meshstat.inference",
+    "plan_min_hits": "meshstat.inference",
+    "plan_detect": "meshstat.inference",
+    "bands": "meshstat.inference",
+    "canary": "meshstat.inference",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -1,0 +1,240 @@
+"""Tables (polars) for the results of :mod:`meshstat.inference`.
+
+:func:`to_frame` turns any inference result into a tidy DataFrame with a fixed
+schema per result type; :func:`check_tests_frame` adds the per-test rows of a
+:class:`~meshstat.inference.CheckResult`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from meshstat.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import polars as pl
+
+__all__ = ["check_tests_frame", "to_frame"]
+
+
+def to_frame(result: Any) -> pl.DataFrame:
+    """The table of an inference result (CheckResult, PlanResult, BandsResult, CanaryResult, AcceptanceResult)."""
+    from meshstat import inference as inf
+
+    if isinstance(result, inf.CheckResult):
+        return _check_frame(result)
+    if isinstance(result, inf.PlanResult):
+        return _plan_frame(result)
+    if isinstance(result, inf.BandsResult):
+        return _bands_frame(result)
+    if isinstance(result, inf.CanaryResult):
+        return _canary_frame(result)
+    if isinstance(result, inf.AcceptanceResult):
+        return _acceptance_frame(result)
+    raise InvalidArgument(f"no table for {type(result).__name__}")
+
+
+def _check_frame(r: Any) -> pl.DataFrame:
+    import numpy as np
+    import polars as pl
+
+    from meshstat import stats
+
+    obs = np.asarray(r.observed, dtype=np.int64)
+    ci = stats.wilson_interval(obs, r.n, 0.95)
+    z = stats.z_scores(obs, r.shares)
+    return pl.DataFrame(
+        {
+            "backend": list(r.names),
+            "weight": list(r.weights),
+            "expected_share": list(r.shares),
+            "expected": [r.n * p for p in r.shares],
+            "observed": obs.tolist(),
+            "observed_share": (obs / r.n).tolist(),
+            "z": z.tolist(),
+            "ci95_low": ci.low.tolist(),
+            "ci95_high": ci.high.tolist(),
+        },
+        schema={
+            "backend": pl.String,
+            "weight": pl.Int64,
+            "expected_share": pl.Float64,
+            "expected": pl.Float64,
+            "observed": pl.Int64,
+            "observed_share": pl.Float64,
+            "z": pl.Float64,
+            "ci95_low": pl.Float64,
+            "ci95_high": pl.Float64,
+        },
+    )
+
+
+def check_tests_frame(r: Any) -> pl.DataFrame:
+    """One row per test: the headline test, chi-square, G-test, and each likelihood ratio."""
+    import polars as pl
+
+    rows: list[dict[str, Any]] = [
+        {"test": r.method, "statistic": None, "dof": None, "pvalue": r.pvalue, "log10_lr": None},
+        {"test": "chi-square", "statistic": r.chisquare_statistic, "dof": r.dof, "pvalue": r.chisquare_pvalue,
+         "log10_lr": None},
+        {"test": "G-test", "statistic": r.gtest_statistic, "dof": r.dof, "pvalue": r.gtest_pvalue, "log10_lr": None},
+    ]
+    for alt in r.alternatives:
+        lr = alt.lr
+        rows.append(
+            {
+                "test": f"likelihood ratio {alt.label} vs {'/'.join(map(str, r.weights))}",
+                "statistic": None if math.isnan(lr) else lr,
+                "dof": None,
+                "pvalue": None,
+                "log10_lr": None if math.isnan(alt.log10_lr) else alt.log10_lr,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={"test": pl.String, "statistic": pl.Float64, "dof": pl.Int64, "pvalue": pl.Float64,
+                "log10_lr": pl.Float64},
+        orient="row",
+    )
+
+
+def _plan_frame(r: Any) -> pl.DataFrame:
+    import polars as pl
+
+    rows = []
+    for row in r.rows:
+        rows.append(
+            {
+                "question": r.question,
+                "method": row.method,
+                "n": row.n,
+                "probability": row.probability,
+                "probability_n_minus_1": row.probability_before,
+                "target": r.target,
+                "seconds": None if (r.qps is None or row.n is None) else row.n / r.qps,
+                "note": row.note,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "question": pl.String,
+            "method": pl.String,
+            "n": pl.Int64,
+            "probability": pl.Float64,
+            "probability_n_minus_1": pl.Float64,
+            "target": pl.Float64,
+            "seconds": pl.Float64,
+            "note": pl.String,
+        },
+        orient="row",
+    )
+
+
+def _bands_frame(r: Any) -> pl.DataFrame:
+    import polars as pl
+
+    rows = []
+    for i, name in enumerate(r.names):
+        for li, level in enumerate(r.levels):
+            row: dict[str, Any] = {
+                "backend": name,
+                "weight": r.weights[i],
+                "share": r.shares[i],
+                "requests": r.requests,
+                "level": level,
+                "low": r.low[li][i],
+                "high": r.high[li][i],
+                "low_share": r.low[li][i] / r.requests,
+                "high_share": r.high[li][i] / r.requests,
+                "coverage": r.coverage[li][i],
+                "sim_coverage": None if r.sim_coverage is None else r.sim_coverage[li][i],
+            }
+            if r.within is not None:
+                row.update(
+                    {
+                        "within": r.within,
+                        "p_below": r.p_below[i],
+                        "p_above": r.p_above[i],
+                        "p_outside": r.p_outside[i],
+                        "sim_p_outside": None if r.sim_p_outside is None else r.sim_p_outside[i],
+                    }
+                )
+            rows.append(row)
+    schema: dict[str, Any] = {
+        "backend": pl.String,
+        "weight": pl.Int64,
+        "share": pl.Float64,
+        "requests": pl.Int64,
+        "level": pl.Float64,
+        "low": pl.Int64,
+        "high": pl.Int64,
+        "low_share": pl.Float64,
+        "high_share": pl.Float64,
+        "coverage": pl.Float64,
+        "sim_coverage": pl.Float64,
+    }
+    if r.within is not None:
+        schema.update(
+            {"within": pl.Float64, "p_below": pl.Float64, "p_above": pl.Float64, "p_outside": pl.Float64,
+             "sim_p_outside": pl.Float64}
+        )
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _canary_frame(r: Any) -> pl.DataFrame:
+    import polars as pl
+
+    rows = []
+    for s in r.steps:
+        rows.append(
+            {
+                "weight_pct": s.weight,
+                "requests_per_interval": s.requests,
+                "canary_requests": s.canary_requests,
+                "baseline_requests": s.baseline_requests,
+                "p_zero_canary": s.p_zero,
+                "p_zero_poisson": s.p_zero_poisson,
+                "baseline_error_rate": s.baseline_error_rate,
+                "detectable_error_rate": s.detectable_error_rate,
+                "detectable_increase": s.detectable_increase,
+                "interval_needed_s": s.interval_needed,
+                "requests_needed": s.requests_needed,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "weight_pct": pl.Float64,
+            "requests_per_interval": pl.Float64,
+            "canary_requests": pl.Float64,
+            "baseline_requests": pl.Float64,
+            "p_zero_canary": pl.Float64,
+            "p_zero_poisson": pl.Float64,
+            "baseline_error_rate": pl.Float64,
+            "detectable_error_rate": pl.Float64,
+            "detectable_increase": pl.Float64,
+            "interval_needed_s": pl.Float64,
+            "requests_needed": pl.Float64,
+        },
+        orient="row",
+    )
+
+
+def _acceptance_frame(r: Any) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(
+        {
+            "weights": ["/".join(map(str, r.weights))],
+            "truth": ["/".join(map(str, r.truth))],
+            "n": [r.n],
+            "tolerance": [r.tolerance],
+            "attempts": [r.attempts],
+            "pass_one": [r.pass_one],
+            "fail_one": [r.fail_one],
+            "pass_any": [r.pass_any],
+            "fail_all": [r.fail_all],
+        }
+    )
