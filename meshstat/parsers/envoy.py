@@ -1,0 +1,1119 @@
+"""Envoy configuration: admin ``/config_dump``, ``istioctl proxy-config ... -o json``, bootstraps, ``/clusters``.
+
+Accepted inputs (one or several files, merged):
+
+* the admin ``GET /config_dump`` (optionally ``?include_eds``) JSON: a ``{"configs": [...]}``
+  object with ``BootstrapConfigDump`` (its ``static_resources``), ``ListenersConfigDump``
+  (static and dynamic, active state), ``RoutesConfigDump``, ``ClustersConfigDump`` and
+  ``EndpointsConfigDump`` entries (``envoy/admin/v3/config_dump_shared.proto``);
+* the output of ``istioctl proxy-config listener|route|cluster|endpoint <pod> -o json``: a JSON
+  array of ``Listener``, ``RouteConfiguration``, ``Cluster`` or admin ``ClusterStatus`` objects,
+  in protojson camelCase (``filterChains``, ``virtualHosts``, ``weightedClusters``,
+  ``hostStatuses``); keys are converted to Envoy's snake_case on load;
+* an Envoy bootstrap (YAML or JSON) with ``static_resources``;
+* the admin ``GET /clusters?format=json`` (``cluster_statuses``: per-host health flags,
+  weights, priorities, localities and counters, which arrive as JSON strings and are omitted
+  when zero).
+
+:func:`resolve_call` follows an outbound call to ``host:port`` the way Envoy does, and
+returns plain data (:class:`Resolution`); :mod:`meshstat.mesh` turns it into a
+:class:`meshstat.model.Route`:
+
+1. listener: an exact ``address:port`` listener before ``0.0.0.0:port``; the
+   ``use_original_dst`` listener (Istio's ``virtualOutbound`` on 15001) hands the connection
+   over to it (``source/common/listener_manager/listener_impl.cc``; Istio's capture
+   redirects every outbound TCP connection to 15001);
+2. filter chain: destination port, destination IP, server name, transport protocol and
+   application protocol, most specific first, else ``default_filter_chain``
+   (``filter_chain_manager_impl.cc: FilterChainManagerImpl::findFilterChain``);
+3. ``http_connection_manager`` with an inline ``route_config`` or ``rds.route_config_name``;
+   or ``tcp_proxy`` (cluster or weighted clusters, chosen per connection);
+4. virtual host by the ``:authority``: exact domain, then the longest ``*`` suffix
+   wildcard, then the longest prefix wildcard, then ``*``
+   (``source/common/router/config_impl.cc: RouteMatcher::findVirtualHost``);
+5. routes in order: the first whose match holds (prefix, path, safe_regex,
+   path_separated_prefix, headers, query parameters). Routes with ``runtime_fraction``
+   are kept as *candidates* with their fraction, since Envoy evaluates the fraction with
+   the same per-request random value that then picks the weighted cluster
+   (``RouteEntryImplBase::evaluateRuntimeMatch``; reference ``envoy-istio.md`` §1.4).
+
+This module is pure Python (standard library; PyYAML only for YAML bootstraps).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshstat.errors import ConfigParseError, InvalidArgument
+
+__all__ = [
+    "Cluster",
+    "EnvoyConfig",
+    "Endpoint",
+    "LoadAssignment",
+    "Resolution",
+    "RouteCandidate",
+    "Step",
+    "load_envoy",
+    "parse_envoy_text",
+    "resolve_call",
+    "snake_keys",
+]
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+_CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
+_CAMEL_SPLIT = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+_HCM = "envoy.filters.network.http_connection_manager"
+_TCP = "envoy.filters.network.tcp_proxy"
+DEFAULT_OVERPROVISIONING = 140
+DEFAULT_PANIC_THRESHOLD = 50.0
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One upstream host of a cluster (``LbEndpoint`` plus its locality and priority).
+
+    Attributes
+    ----------
+    address : str
+        IP (or DNS name for STRICT_DNS clusters).
+    port : int or None
+        Port.
+    health : {"HEALTHY", "DEGRADED", "UNHEALTHY"}
+        Envoy's coarse health: EDS ``UNKNOWN``/``HEALTHY`` are healthy; ``DEGRADED`` degraded;
+        ``UNHEALTHY``, ``DRAINING``, ``TIMEOUT`` or a failed active/outlier check unhealthy.
+    weight : int
+        ``load_balancing_weight`` (default 1).
+    priority : int
+        Priority of its ``LocalityLbEndpoints`` (default 0).
+    locality : tuple of (str, str)
+        ``region``/``zone``/``sub_zone``.
+    locality_weight : int or None
+        The locality's ``load_balancing_weight``.
+    labels : tuple of (str, str)
+        From Istio metadata (``filter_metadata.istio.workload`` =
+        ``name;namespace;canonical-name;canonical-revision;cluster``): ``app`` and ``version``.
+    workload : str or None
+        The Istio workload name (``bill-service-v1``), if present.
+    """
+
+    address: str
+    port: int | None
+    health: str = "HEALTHY"
+    weight: int = 1
+    priority: int = 0
+    locality: tuple[tuple[str, str], ...] = ()
+    locality_weight: int | None = None
+    hostname: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    workload: str | None = None
+    raw_health: str = "UNKNOWN"
+    namespace: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``"ip:port"``."""
+        return self.address if self.port is None else f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadAssignment:
+    """A ``ClusterLoadAssignment``: endpoints by locality and priority."""
+
+    cluster_name: str
+    endpoints: tuple[Endpoint, ...]
+    overprovisioning_factor: int = DEFAULT_OVERPROVISIONING
+    source: str | None = None
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """The parts of an Envoy ``Cluster`` that decide where traffic goes."""
+
+    name: str
+    type: str
+    lb_policy: str
+    eds_service_name: str | None
+    load_assignment: LoadAssignment | None
+    panic_threshold: float
+    locality_weighted: bool
+    source: str | None = None
+    line: int | None = None
+    lb_policy_explicit: bool = True
+
+
+@dataclass
+class EnvoyConfig:
+    """Listeners, route configurations, clusters and endpoints from one or more files."""
+
+    listeners: list[dict[str, Any]] = field(default_factory=list)
+    route_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clusters: dict[str, Cluster] = field(default_factory=dict)
+    assignments: dict[str, LoadAssignment] = field(default_factory=dict)
+    host_statuses: dict[str, list[Endpoint]] = field(default_factory=dict)
+    counters: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    node_id: str | None = None
+    sources: list[str] = field(default_factory=list)
+    lines: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def where(self, kind: str, name: str) -> str:
+        """``file:line`` of a named listener/route/cluster (first occurrence of its name)."""
+        src, line = self.lines.get((kind, name), (None, None))
+        if src is None:
+            return "?"
+        return src if line is None else f"{src}:{line}"
+
+    def endpoints_of(self, cluster_name: str) -> tuple[list[Endpoint], int, str]:
+        """Endpoints of a cluster, its overprovisioning factor, and where they came from.
+
+        EDS clusters read the ``EndpointsConfigDump`` entry named by
+        ``eds_cluster_config.service_name`` (else the cluster name); static clusters their
+        ``load_assignment``. Health flags from ``/clusters`` (or ``istioctl proxy-config
+        endpoint``) override the EDS health of the same address.
+        """
+        cl = self.clusters.get(cluster_name)
+        cla: LoadAssignment | None = None
+        origin = "none"
+        if cl is not None and cl.type == "EDS":
+            cla = self.assignments.get(cl.eds_service_name or cl.name)
+            origin = "EDS"
+        elif cluster_name in self.assignments:
+            # the EndpointsConfigDump entry of a static cluster carries live health
+            cla = self.assignments[cluster_name]
+            origin = "EndpointsConfigDump"
+        elif cl is not None and cl.load_assignment is not None:
+            cla = cl.load_assignment
+            origin = "load_assignment"
+        eps = list(cla.endpoints) if cla is not None else []
+        factor = cla.overprovisioning_factor if cla is not None else DEFAULT_OVERPROVISIONING
+        statuses = self.host_statuses.get(cluster_name)
+        if statuses:
+            if not eps:
+                return list(statuses), factor, "host statuses"
+            by_key = {s.key: s for s in statuses}
+            merged = []
+            for e in eps:
+                s = by_key.get(e.key)
+                if s is not None and s.health != e.health:
+                    e = _replace(e, health=s.health, raw_health=s.raw_health)
+                merged.append(e)
+            eps = merged
+            origin += " + host statuses"
+        return eps, factor, origin
+
+
+def _replace(e: Endpoint, **kw: Any) -> Endpoint:
+    from dataclasses import replace
+
+    return replace(e, **kw)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def snake_keys(obj: Any) -> Any:
+    """Convert protojson camelCase keys (``filterChains``) to snake_case, recursively.
+
+    Keys that are not lowerCamel identifiers (``@type``, metadata namespaces such as
+    ``envoy.lb``, header names) are kept as they are.
+    """
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            nk = _CAMEL_SPLIT.sub(lambda m: "_" + m.group(1).lower(), k) if isinstance(k, str) and _CAMEL.match(k) else k
+            out[nk] = snake_keys(v)
+        return out
+    if isinstance(obj, list):
+        return [snake_keys(v) for v in obj]
+    return obj
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        lines = text.splitlines()
+        snippet = lines[exc.lineno - 1].strip() if 0 < exc.lineno <= len(lines) else None
+        raise ConfigParseError(
+            f"invalid JSON: {exc.msg} (expected an Envoy config_dump or istioctl proxy-config -o json output)",
+            source=source,
+            line=exc.lineno,
+            column=exc.colno,
+            snippet=snippet or None,
+        ) from None
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    from meshstat.parsers.k8s import _yaml_documents
+
+    docs = [d for d in _yaml_documents(text, source) if d is not None]
+    if len(docs) != 1:
+        raise ConfigParseError(f"expected one Envoy bootstrap document, found {len(docs)}", source=source)
+    return _plain(docs[0])
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+class _Lines:
+    """Line numbers of names in the raw text (first occurrence after the given offset)."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self.text = text
+        self.source = source
+        self._starts: list[int] | None = None
+
+    def line_of(self, needle: str) -> int | None:
+        for cand in (json.dumps(needle), needle):
+            pos = self.text.find(cand)
+            if pos >= 0:
+                return self.text.count("\n", 0, pos) + 1
+        return None
+
+
+def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | None = None) -> EnvoyConfig:
+    """Parse one Envoy JSON/YAML text (see the module docstring for the accepted shapes).
+
+    Raises
+    ------
+    ConfigParseError
+        Malformed JSON/YAML (``file:line: invalid JSON: ...``) or a shape that is none of the
+        accepted ones.
+    """
+    cfg = into if into is not None else EnvoyConfig()
+    cfg.sources.append(source)
+    stripped = text.lstrip()
+    data = _parse_json(text, source) if stripped[:1] in ("{", "[") else _parse_yaml(text, source)
+    data = snake_keys(data)
+    lines = _Lines(text, source)
+    if isinstance(data, list):
+        for i, item in enumerate(data):
+            _add_item(cfg, item, source, lines, i)
+    elif isinstance(data, dict) and "configs" in data:
+        configs = data["configs"]
+        if not isinstance(configs, list):
+            raise ConfigParseError("expected 'configs' to be a list (admin /config_dump)", source=source, line=1)
+        for c in configs:
+            _add_dump_section(cfg, c, source, lines)
+    elif isinstance(data, dict) and "cluster_statuses" in data:
+        for cs in data.get("cluster_statuses") or []:
+            _add_cluster_status(cfg, cs, source)
+    elif isinstance(data, dict) and "static_resources" in data:
+        _add_bootstrap(cfg, data, source, lines)
+    elif isinstance(data, dict):
+        _add_item(cfg, data, source, lines, 0)
+    else:
+        raise ConfigParseError(
+            "expected an Envoy config_dump ({\"configs\": [...]}), a bootstrap, /clusters?format=json, "
+            "or an istioctl proxy-config -o json array",
+            source=source,
+            line=1,
+        )
+    return cfg
+
+
+def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
+    """Read and merge Envoy files (config_dump, istioctl proxy-config outputs, bootstrap, /clusters)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        raise InvalidArgument("no Envoy file given")
+    cfg = EnvoyConfig()
+    for p in paths:
+        if os.path.getsize(p) > MAX_FILE_BYTES:
+            raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=p)
+        with open(p, encoding="utf-8") as fh:
+            try:
+                text = fh.read()
+            except UnicodeDecodeError as exc:
+                raise ConfigParseError(f"expected UTF-8 text ({exc.reason})", source=p) from None
+        parse_envoy_text(text, p, into=cfg)
+    return cfg
+
+
+def _type_of(obj: Mapping[str, Any]) -> str:
+    t = obj.get("@type", "")
+    return t.rsplit(".", 1)[-1] if isinstance(t, str) else ""
+
+
+def _add_item(cfg: EnvoyConfig, item: Any, source: str, lines: _Lines, index: int) -> None:
+    if not isinstance(item, dict):
+        raise ConfigParseError(
+            f"expected item {index} to be an Envoy object (listener, route configuration, cluster or host status)",
+            source=source,
+        )
+    t = _type_of(item)
+    if t == "Listener" or "filter_chains" in item or ("address" in item and "listener_filters" in item):
+        _add_listener(cfg, item, source, lines)
+    elif t == "RouteConfiguration" or "virtual_hosts" in item:
+        _add_route_config(cfg, item, source, lines)
+    elif t == "Cluster" or any(k in item for k in ("connect_timeout", "eds_cluster_config", "lb_policy", "cluster_type")) or (
+        "type" in item and "name" in item
+    ):
+        _add_cluster(cfg, item, source, lines)
+    elif "host_statuses" in item or "added_via_api" in item:
+        _add_cluster_status(cfg, item, source)
+    elif t == "ClusterLoadAssignment" or "cluster_name" in item:
+        cla = _load_assignment(item, source, lines)
+        cfg.assignments[cla.cluster_name] = cla
+    elif "configs" in item:
+        for c in item["configs"]:
+            _add_dump_section(cfg, c, source, lines)
+    else:
+        keys = ", ".join(sorted(item)[:6])
+        raise ConfigParseError(
+            f"expected an Envoy listener, route configuration, cluster or host status, got keys {keys}",
+            source=source,
+            line=lines.line_of(str(item.get("name", ""))) if item.get("name") else None,
+        )
+
+
+def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines) -> None:
+    if not isinstance(c, dict):
+        raise ConfigParseError("expected each entry of 'configs' to be an object", source=source)
+    t = _type_of(c)
+    if t == "BootstrapConfigDump":
+        b = c.get("bootstrap") or {}
+        node = b.get("node") or {}
+        cfg.node_id = node.get("id") or cfg.node_id
+        _add_bootstrap(cfg, b, source, lines)
+    elif t == "ListenersConfigDump":
+        for s in c.get("static_listeners") or []:
+            if s.get("listener"):
+                _add_listener(cfg, s["listener"], source, lines)
+        for d in c.get("dynamic_listeners") or []:
+            st = d.get("active_state") or d.get("warming_state")
+            if st and st.get("listener"):
+                _add_listener(cfg, st["listener"], source, lines)
+    elif t == "RoutesConfigDump":
+        for key in ("static_route_configs", "dynamic_route_configs"):
+            for r in c.get(key) or []:
+                if r.get("route_config"):
+                    _add_route_config(cfg, r["route_config"], source, lines)
+    elif t == "ClustersConfigDump":
+        for key in ("static_clusters", "dynamic_active_clusters", "dynamic_warming_clusters"):
+            for x in c.get(key) or []:
+                if x.get("cluster"):
+                    _add_cluster(cfg, x["cluster"], source, lines)
+    elif t == "EndpointsConfigDump":
+        for key in ("static_endpoint_configs", "dynamic_endpoint_configs"):
+            for x in c.get(key) or []:
+                if x.get("endpoint_config"):
+                    cla = _load_assignment(x["endpoint_config"], source, lines)
+                    cfg.assignments[cla.cluster_name] = cla
+    # ScopedRoutes, Secrets, ECDS: not needed to resolve a call
+
+
+def _add_bootstrap(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines) -> None:
+    sr = b.get("static_resources") or {}
+    for li in sr.get("listeners") or []:
+        _add_listener(cfg, li, source, lines)
+    for cl in sr.get("clusters") or []:
+        _add_cluster(cfg, cl, source, lines)
+
+
+def _add_listener(cfg: EnvoyConfig, li: dict[str, Any], source: str, lines: _Lines) -> None:
+    name = str(li.get("name", f"listener{len(cfg.listeners)}"))
+    li = dict(li)
+    li["name"] = name
+    cfg.lines[("listener", name)] = (source, lines.line_of(name))
+    # replace an earlier listener of the same name (istioctl + dump merged)
+    cfg.listeners = [x for x in cfg.listeners if x.get("name") != name] + [li]
+    for fc in _chains(li):
+        for f in fc.get("filters") or []:
+            rc = (f.get("typed_config") or {}).get("route_config")
+            if isinstance(rc, dict) and rc.get("name"):
+                _add_route_config(cfg, rc, source, lines, inline=True)
+
+
+def _add_route_config(cfg: EnvoyConfig, rc: dict[str, Any], source: str, lines: _Lines, *, inline: bool = False) -> None:
+    name = str(rc.get("name", ""))
+    if inline and name in cfg.route_configs:
+        return
+    cfg.route_configs[name] = rc
+    cfg.lines[("route", name)] = (source, lines.line_of(name) if name else None)
+
+
+_LB_EXTENSIONS = {
+    "round_robin": "ROUND_ROBIN",
+    "least_request": "LEAST_REQUEST",
+    "random": "RANDOM",
+    "ring_hash": "RING_HASH",
+    "maglev": "MAGLEV",
+    "cluster_provided": "CLUSTER_PROVIDED",
+}
+
+
+def _add_cluster(cfg: EnvoyConfig, c: dict[str, Any], source: str, lines: _Lines) -> None:
+    name = c.get("name")
+    if not isinstance(name, str):
+        raise ConfigParseError("expected a cluster to have a 'name'", source=source)
+    ctype = c.get("type") or ("EDS" if c.get("eds_cluster_config") else "STATIC")
+    if isinstance(c.get("cluster_type"), dict):
+        ctype = str(c["cluster_type"].get("name", "CUSTOM"))
+    lb = c.get("lb_policy")
+    explicit = lb is not None
+    pol = c.get("load_balancing_policy") or {}
+    for p in pol.get("policies") or []:
+        ext = ((p.get("typed_extension_config") or {}).get("name") or "").rsplit(".", 1)[-1]
+        if ext in _LB_EXTENSIONS:
+            lb, explicit = _LB_EXTENSIONS[ext], True
+            break
+    common = c.get("common_lb_config") or {}
+    hpt = common.get("healthy_panic_threshold")
+    panic = DEFAULT_PANIC_THRESHOLD
+    if isinstance(hpt, dict) and hpt.get("value") is not None:
+        panic = float(hpt["value"])
+    elif isinstance(hpt, int | float):
+        panic = float(hpt)
+    la = c.get("load_assignment")
+    cla = _load_assignment(la, source, lines, default_name=name) if isinstance(la, dict) else None
+    eds = c.get("eds_cluster_config") or {}
+    cfg.clusters[name] = Cluster(
+        name=name,
+        type=str(ctype),
+        lb_policy=str(lb or "ROUND_ROBIN"),
+        eds_service_name=eds.get("service_name"),
+        load_assignment=cla,
+        panic_threshold=panic,
+        locality_weighted="locality_weighted_lb_config" in common,
+        source=source,
+        line=lines.line_of(name),
+        lb_policy_explicit=explicit,
+    )
+    cfg.lines[("cluster", name)] = (source, lines.line_of(name))
+
+
+def _istio_labels(md: Any) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
+    fm = (md or {}).get("filter_metadata") or {}
+    wl = (fm.get("istio") or {}).get("workload")
+    if not isinstance(wl, str):
+        return (), None, None
+    parts = wl.split(";")
+    name = parts[0] or None
+    labels = []
+    if len(parts) > 2 and parts[2]:
+        labels.append(("app", parts[2]))
+    if len(parts) > 3 and parts[3]:
+        labels.append(("version", parts[3]))
+    return tuple(labels), name, (parts[1] if len(parts) > 1 and parts[1] else None)
+
+
+def _health(text: Any) -> str:
+    t = str(text or "UNKNOWN").upper()
+    if t in ("UNKNOWN", "HEALTHY"):
+        return "HEALTHY"
+    if t == "DEGRADED":
+        return "DEGRADED"
+    return "UNHEALTHY"
+
+
+def _socket(addr: Any) -> tuple[str, int | None]:
+    sa = (addr or {}).get("socket_address") or {}
+    a = sa.get("address")
+    if a is None:
+        pipe = (addr or {}).get("pipe") or (addr or {}).get("envoy_internal_address")
+        return (str(pipe) if pipe else "?"), None
+    p = sa.get("port_value")
+    return str(a), (int(p) if p is not None else None)
+
+
+def _load_assignment(la: dict[str, Any], source: str, lines: _Lines, default_name: str = "") -> LoadAssignment:
+    name = str(la.get("cluster_name") or default_name)
+    eps = []
+    for loc in la.get("endpoints") or []:
+        locality = tuple((k, str(v)) for k, v in sorted((loc.get("locality") or {}).items()))
+        lw = loc.get("load_balancing_weight")
+        prio = int(loc.get("priority") or 0)
+        for le in loc.get("lb_endpoints") or []:
+            ep = le.get("endpoint") or {}
+            addr, port = _socket(ep.get("address"))
+            labels, wl, wns = _istio_labels(le.get("metadata"))
+            w = le.get("load_balancing_weight")
+            if isinstance(w, dict):
+                w = w.get("value")
+            raw = str(le.get("health_status") or "UNKNOWN")
+            eps.append(
+                Endpoint(
+                    address=addr,
+                    port=port,
+                    health=_health(raw),
+                    weight=int(w) if w else 1,
+                    priority=prio,
+                    locality=locality,
+                    locality_weight=(int(lw.get("value")) if isinstance(lw, dict) else (int(lw) if lw else None)),
+                    hostname=ep.get("hostname"),
+                    labels=labels,
+                    workload=wl,
+                    raw_health=raw,
+                    namespace=wns,
+                )
+            )
+    pol = la.get("policy") or {}
+    factor = pol.get("overprovisioning_factor")
+    if isinstance(factor, dict):
+        factor = factor.get("value")
+    return LoadAssignment(
+        cluster_name=name,
+        endpoints=tuple(eps),
+        overprovisioning_factor=int(factor) if factor else DEFAULT_OVERPROVISIONING,
+        source=source,
+        line=lines.line_of(name) if name else None,
+    )
+
+
+def _add_cluster_status(cfg: EnvoyConfig, cs: Any, source: str) -> None:
+    if not isinstance(cs, dict) or not isinstance(cs.get("name"), str):
+        raise ConfigParseError("expected each cluster status to have a 'name'", source=source)
+    name = cs["name"]
+    hosts, counters = [], {}
+    for h in cs.get("host_statuses") or []:
+        addr, port = _socket(h.get("address"))
+        hs = h.get("health_status") or {}
+        eds = str(hs.get("eds_health_status") or "UNKNOWN")
+        failed = any(
+            bool(hs.get(k))
+            for k in ("failed_active_health_check", "failed_outlier_check", "pending_dynamic_removal",
+                      "excluded_via_immediate_hc_fail", "active_hc_timeout")
+        )
+        health = "UNHEALTHY" if failed else ("DEGRADED" if hs.get("failed_active_degraded_check") else _health(eds))
+        raw = "FAILED_ACTIVE_HC" if hs.get("failed_active_health_check") else eds
+        loc = tuple((k, str(v)) for k, v in sorted((h.get("locality") or {}).items()))
+        e = Endpoint(
+            address=addr,
+            port=port,
+            health=health,
+            weight=int(h.get("weight") or 1),
+            priority=int(h.get("priority") or 0),
+            locality=loc,
+            hostname=h.get("hostname"),
+            raw_health=raw,
+        )
+        hosts.append(e)
+        stats = {}
+        for s in h.get("stats") or []:
+            if isinstance(s, dict) and "name" in s:
+                stats[str(s["name"])] = int(s.get("value") or 0)  # strings; zero counters omitted
+        counters[e.key] = stats
+    cfg.host_statuses[name] = hosts
+    cfg.counters[name] = counters
+
+
+def _chains(li: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = list(li.get("filter_chains") or [])
+    return out
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One decision on the way of a call: which element matched, and why."""
+
+    layer: str
+    choice: str
+    detail: str
+    where: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCandidate:
+    """A route whose static conditions matched; ``fraction`` is its runtime_fraction, if any.
+
+    ``action`` is ``("cluster", name)``, ``("weighted", [(name, weight), ...], options)``,
+    ``("direct_response", status)``, ``("redirect", "")`` or ``("unsupported", what)``.
+    """
+
+    index: int
+    name: str
+    fraction: tuple[int, int] | None
+    action: tuple[Any, ...]
+    where: str
+
+
+@dataclass
+class Resolution:
+    """Where an outbound call goes, as far as configuration decides it (no randomness yet).
+
+    Attributes
+    ----------
+    protocol : {"http", "tcp"}
+        Which proxy handled it (``http_connection_manager`` or ``tcp_proxy``).
+    candidates : list of RouteCandidate
+        Routes that can serve the request, in order; all but possibly the last carry a
+        ``runtime_fraction`` (they share the request's random value with weighted clusters).
+    tcp_clusters : list of (name, weight)
+        For ``tcp_proxy``: the cluster(s) chosen per connection.
+    steps : list of Step
+        The trace (listener, filter chain, route configuration, virtual host, route).
+    notes : list of str
+        Caveats (things assumed or not modelled).
+    """
+
+    host: str
+    port: int
+    protocol: str = "http"
+    candidates: list[RouteCandidate] = field(default_factory=list)
+    tcp_clusters: list[tuple[str, int]] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    failure: str | None = None
+
+
+def _listener_addr(li: Mapping[str, Any]) -> tuple[str, int | None]:
+    return _socket(li.get("address"))
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def select_listener(
+    cfg: EnvoyConfig, dst_ip: str | None, port: int, res: Resolution
+) -> dict[str, Any] | None:
+    """The listener Envoy hands an outbound connection to ``dst_ip:port`` to."""
+    on_port = [li for li in cfg.listeners if _listener_addr(li)[1] == port and not _bind_only_original(li)]
+    orig = [li for li in cfg.listeners if _uses_original_dst(li)]
+    if orig:
+        o = orig[0]
+        a, p = _listener_addr(o)
+        res.steps.append(
+            Step(
+                "listener",
+                str(o["name"]),
+                f"{a}:{p} use_original_dst: the capture redirects the connection here and Envoy hands it "
+                "to the listener of the original destination",
+                cfg.where("listener", str(o["name"])),
+            )
+        )
+    exact = [li for li in on_port if dst_ip is not None and _listener_addr(li)[0] == dst_ip]
+    wild = [li for li in on_port if _listener_addr(li)[0] in ("0.0.0.0", "::")]
+    chosen: dict[str, Any] | None = None
+    how = ""
+    if exact:
+        chosen, how = exact[0], f"exact address {dst_ip}:{port}"
+    elif wild:
+        chosen, how = wild[0], f"wildcard {_listener_addr(wild[0])[0]}:{port} (no listener on the exact address)"
+    elif on_port and dst_ip is None and len(on_port) == 1:
+        chosen = on_port[0]
+        how = f"the only listener on port {port} (destination address not known; assumed {_listener_addr(chosen)[0]})"
+        res.notes.append(f"assumed the call reaches listener {chosen['name']} (destination IP not given)")
+    elif on_port and dst_ip is None:
+        chosen = on_port[0]
+        how = f"first of {len(on_port)} listeners on port {port} (destination address not known)"
+        res.notes.append(f"several listeners on port {port}; give the destination address to choose")
+    elif orig:
+        chosen, how = orig[0], "no listener for the original destination: the use_original_dst listener's own chains"
+    if chosen is None:
+        return None
+    res.steps.append(Step("listener", str(chosen["name"]), how, cfg.where("listener", str(chosen["name"]))))
+    return chosen
+
+
+def _uses_original_dst(li: Mapping[str, Any]) -> bool:
+    v = li.get("use_original_dst")
+    if isinstance(v, dict):
+        v = v.get("value")
+    return bool(v)
+
+
+def _bind_only_original(li: Mapping[str, Any]) -> bool:
+    return _uses_original_dst(li)
+
+
+def _chain_criteria(fc: Mapping[str, Any]) -> dict[str, Any]:
+    return fc.get("filter_chain_match") or {}
+
+
+def select_filter_chain(
+    li: Mapping[str, Any], dst_ip: str | None, port: int, protocol: str, res: Resolution
+) -> dict[str, Any] | None:
+    """Envoy's filter chain match, most specific first at each level (FilterChainManagerImpl)."""
+    chains = _chains(li)
+    app = ["http/1.1"] if protocol == "http" else []
+    cands = list(chains)
+
+    def level(pred_specific: Any, is_wild: Any) -> None:
+        nonlocal cands
+        spec = [c for c in cands if not is_wild(_chain_criteria(c)) and pred_specific(_chain_criteria(c))]
+        cands = spec if spec else [c for c in cands if is_wild(_chain_criteria(c))]
+
+    def port_ok(m: Mapping[str, Any]) -> bool:
+        v = m.get("destination_port")
+        v = v.get("value") if isinstance(v, dict) else v
+        return int(v) == port
+
+    level(port_ok, lambda m: m.get("destination_port") is None)
+
+    def ip_ok(m: Mapping[str, Any]) -> bool:
+        if dst_ip is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(dst_ip)
+        except ValueError:
+            return False
+        for pr in m.get("prefix_ranges") or []:
+            net = ipaddress.ip_network(f"{pr.get('address_prefix')}/{int((pr.get('prefix_len') or {}).get('value', 32) if isinstance(pr.get('prefix_len'), dict) else (pr.get('prefix_len') or 32))}", strict=False)
+            if ip in net:
+                return True
+        return False
+
+    level(ip_ok, lambda m: not m.get("prefix_ranges"))
+    level(lambda m: False, lambda m: not m.get("server_names"))
+    level(lambda m: m.get("transport_protocol") == "raw_buffer", lambda m: not m.get("transport_protocol"))
+    level(lambda m: any(a in (m.get("application_protocols") or []) for a in app),
+          lambda m: not m.get("application_protocols"))
+    if cands:
+        chosen = cands[0]
+        crit = _chain_criteria(chosen)
+        desc = ", ".join(f"{k}={v}" for k, v in crit.items()) or "no criteria"
+        res.steps.append(Step("filter chain", str(chosen.get("name") or f"#{chains.index(chosen)}"), desc))
+        return chosen
+    dfc = li.get("default_filter_chain")
+    if isinstance(dfc, dict):
+        res.steps.append(Step("filter chain", str(dfc.get("name") or "default_filter_chain"), "no chain matched"))
+        return dfc
+    return None
+
+
+def _network_filter(fc: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    for f in fc.get("filters") or []:
+        tc = f.get("typed_config") or {}
+        t = _type_of(tc)
+        if f.get("name") == _HCM or t == "HttpConnectionManager":
+            return "http", tc
+        if f.get("name") == _TCP or t == "TcpProxy":
+            return "tcp", tc
+    return None
+
+
+def find_virtual_host(rc: Mapping[str, Any], authority: str, *, strip_port: bool = False) -> tuple[dict[str, Any] | None, str]:
+    """Envoy's virtual host lookup (``RouteMatcher::findVirtualHost``).
+
+    Exact domain first, then suffix wildcards (``*.foo.com``, ``*-bar.foo.com``) longest
+    first, then prefix wildcards (``foo.*``) longest first, then ``*``. The wildcard must
+    match at least one character. Matching is case-insensitive on the whole ``:authority``,
+    port included, unless ``ignore_port_in_host_matching`` (or the HCM ``strip_any_host_port``)
+    strips it.
+    """
+    host = authority.lower()
+    if strip_port or rc.get("ignore_port_in_host_matching"):
+        if not host.startswith("[") and host.count(":") == 1:
+            host = host.split(":", 1)[0]
+    exact: dict[str, dict[str, Any]] = {}
+    suffix: list[tuple[str, dict[str, Any]]] = []
+    prefix: list[tuple[str, dict[str, Any]]] = []
+    default = None
+    for vh in rc.get("virtual_hosts") or []:
+        for d in vh.get("domains") or []:
+            d = str(d).lower()
+            if d == "*":
+                default = default or vh
+            elif d.startswith("*"):
+                suffix.append((d[1:], vh))
+            elif d.endswith("*"):
+                prefix.append((d[:-1], vh))
+            else:
+                exact.setdefault(d, vh)
+    if host in exact:
+        return exact[host], f"exact domain {host!r}"
+    for s, vh in sorted(suffix, key=lambda x: -len(x[0])):
+        if len(host) > len(s) and host.endswith(s):
+            return vh, f"suffix wildcard '*{s}'"
+    for p, vh in sorted(prefix, key=lambda x: -len(x[0])):
+        if len(host) > len(p) and host.startswith(p):
+            return vh, f"prefix wildcard '{p}*'"
+    if default is not None:
+        return default, "default '*'"
+    return None, "no domain matched"
+
+
+_DENOMS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
+
+
+def _string_matcher(m: Mapping[str, Any], value: str | None) -> bool:
+    if value is None:
+        return False
+    ic = bool(m.get("ignore_case"))
+    v = value.lower() if ic else value
+    for key in ("exact", "prefix", "suffix", "contains"):
+        if key in m:
+            pat = str(m[key]).lower() if ic else str(m[key])
+            return {
+                "exact": v == pat,
+                "prefix": v.startswith(pat),
+                "suffix": v.endswith(pat),
+                "contains": pat in v,
+            }[key]
+    if "safe_regex" in m:
+        return re.fullmatch(str(m["safe_regex"].get("regex", "")), value) is not None
+    return False
+
+
+def _header_matches(hm: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    name = str(hm.get("name", "")).lower()
+    value = headers.get(name)
+    if value is None and hm.get("treat_missing_header_as_empty"):
+        value = ""
+    if "present_match" in hm:
+        ok = (value is not None) == bool(hm["present_match"])
+    elif "exact_match" in hm:
+        ok = value == str(hm["exact_match"])
+    elif "prefix_match" in hm:
+        ok = value is not None and value.startswith(str(hm["prefix_match"]))
+    elif "suffix_match" in hm:
+        ok = value is not None and value.endswith(str(hm["suffix_match"]))
+    elif "contains_match" in hm:
+        ok = value is not None and str(hm["contains_match"]) in value
+    elif "safe_regex_match" in hm:
+        ok = value is not None and re.fullmatch(str(hm["safe_regex_match"].get("regex", "")), value) is not None
+    elif "string_match" in hm:
+        ok = _string_matcher(hm["string_match"], value)
+    elif "range_match" in hm:
+        r = hm["range_match"]
+        try:
+            ok = value is not None and int(r.get("start", 0)) <= int(value) < int(r.get("end", 0))
+        except ValueError:
+            ok = False
+    else:
+        ok = value is not None
+    return ok != bool(hm.get("invert_match"))
+
+
+def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str, str], notes: list[str]) -> bool:
+    """Whether a ``RouteMatch`` holds for ``path`` and ``headers``, runtime_fraction aside."""
+    cs = match.get("case_sensitive")
+    if isinstance(cs, dict):
+        cs = cs.get("value")
+    case = cs is None or bool(cs)
+    full = path
+    bare = path.split("?", 1)[0]
+    p, fp = (bare, full) if case else (bare.lower(), full.lower())
+
+    def c(x: Any) -> str:
+        return str(x) if case else str(x).lower()
+
+    if "prefix" in match:
+        ok = fp.startswith(c(match["prefix"]))
+    elif "path" in match:
+        ok = p == c(match["path"])
+    elif "safe_regex" in match:
+        ok = re.fullmatch(str(match["safe_regex"].get("regex", "")), bare) is not None
+    elif "path_separated_prefix" in match:
+        pre = c(match["path_separated_prefix"])
+        ok = p == pre or p.startswith(pre + "/")
+    elif "connect_matcher" in match:
+        ok = headers.get(":method") == "CONNECT"
+    elif "path_match_policy" in match:
+        notes.append("a route uses path_match_policy (URI templates): not evaluated, treated as not matching")
+        return False
+    else:
+        ok = True
+    if not ok:
+        return False
+    for hm in match.get("headers") or []:
+        if not _header_matches(hm, headers):
+            return False
+    qs = full.split("?", 1)[1] if "?" in full else ""
+    params: dict[str, str] = {}
+    for kv in qs.split("&"):
+        if kv:
+            k, _, v = kv.partition("=")
+            params.setdefault(k, v)
+    for qm in match.get("query_parameters") or []:
+        name = str(qm.get("name", ""))
+        if "present_match" in qm:
+            if (name in params) != bool(qm["present_match"]):
+                return False
+        elif "string_match" in qm:
+            if not _string_matcher(qm["string_match"], params.get(name)):
+                return False
+        elif name not in params:
+            return False
+    if "grpc" in match and "application/grpc" not in headers.get("content-type", ""):
+        return False
+    for key in ("tls_context", "dynamic_metadata", "filter_state", "cel_matcher"):
+        if key in match:
+            notes.append(f"route match field {key} not evaluated (assumed to hold)")
+    return True
+
+
+def _fraction(match: Mapping[str, Any]) -> tuple[int, int] | None:
+    rf = match.get("runtime_fraction")
+    if not isinstance(rf, dict):
+        return None
+    dv = rf.get("default_value") or {}
+    num = int(dv.get("numerator") or 0)
+    den = _DENOMS.get(str(dv.get("denominator") or "HUNDRED"), 100)
+    return min(num, den), den
+
+
+def _route_action(route: Mapping[str, Any]) -> tuple[Any, ...]:
+    ra = route.get("route")
+    if isinstance(ra, dict):
+        if "weighted_clusters" in ra:
+            wc = ra["weighted_clusters"] or {}
+            items = []
+            for c in wc.get("clusters") or []:
+                w = c.get("weight")
+                if isinstance(w, dict):
+                    w = w.get("value")
+                items.append((str(c.get("name")), int(w or 0)))
+            opts = {
+                k: wc[k]
+                for k in ("header_name", "use_hash_policy", "runtime_key_prefix", "total_weight")
+                if wc.get(k) not in (None, False, "")
+            }
+            hp = ra.get("hash_policy") or []
+            if hp:
+                opts["hash_policy"] = hp
+            return ("weighted", items, opts)
+        if "cluster" in ra:
+            return ("cluster", str(ra["cluster"]))
+        if "cluster_header" in ra:
+            return ("unsupported", f"cluster_header {ra['cluster_header']}")
+        if "cluster_specifier_plugin" in ra or "inline_cluster_specifier_plugin" in ra:
+            return ("unsupported", "cluster_specifier_plugin")
+    if isinstance(route.get("direct_response"), dict):
+        return ("direct_response", int(route["direct_response"].get("status", 0)))
+    if isinstance(route.get("redirect"), dict):
+        return ("redirect", "")
+    return ("unsupported", "route without action")
+
+
+def resolve_call(
+    cfg: EnvoyConfig,
+    host: str,
+    port: int,
+    *,
+    path: str = "/",
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    method: str = "GET",
+    address: str | None = None,
+    authority: str | None = None,
+    protocol: str = "http",
+) -> Resolution:
+    """Follow an outbound call to ``host:port`` through listeners, filter chains and routes.
+
+    Parameters
+    ----------
+    cfg : EnvoyConfig
+        Parsed configuration.
+    host : str
+        The name (or IP) the client calls, e.g. ``bill-service`` or
+        ``bill-service.istio-demo.svc.cluster.local``.
+    port : int
+        Destination port.
+    path : str
+        Request path, with query string if any.
+    headers : mapping or iterable of (name, value)
+        Request headers (names are case-insensitive).
+    method : str
+        HTTP method.
+    address : str, optional
+        The destination IP the connection is made to (the Service's ClusterIP). Default:
+        ``host`` when it is an IP.
+    authority : str, optional
+        The ``Host``/``:authority`` header; default ``host`` plus ``:port`` unless the port is 80
+        (what curl sends).
+    protocol : {"http", "tcp"}
+        What the client speaks (HTTP is detected by Envoy's http_inspector).
+    """
+    res = Resolution(host=host, port=port)
+    hdrs = {str(k).lower(): str(v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)}
+    dst_ip = address or (host if _is_ip(host) else None)
+    if authority is None:
+        authority = host if port == 80 else f"{host}:{port}"
+    hdrs.setdefault(":authority", authority)
+    hdrs.setdefault("host", authority)
+    hdrs.setdefault(":path", path)
+    hdrs.setdefault(":method", method.upper())
+    if not cfg.listeners:
+        res.failure = "no listeners in the input (give a config_dump or istioctl proxy-config listener output)"
+        return res
+    li = select_listener(cfg, dst_ip, port, res)
+    if li is None:
+        res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
+        return res
+    fc = select_filter_chain(li, dst_ip, port, protocol, res)
+    if fc is None:
+        res.failure = f"no filter chain of listener {li['name']} matches"
+        return res
+    nf = _network_filter(fc)
+    if nf is None:
+        res.failure = f"filter chain of {li['name']} has neither http_connection_manager nor tcp_proxy"
+        return res
+    kind, tc = nf
+    if kind == "tcp":
+        res.protocol = "tcp"
+        wc = tc.get("weighted_clusters")
+        if isinstance(wc, dict):
+            for c in wc.get("clusters") or []:
+                res.tcp_clusters.append((str(c.get("name")), int(c.get("weight") or 0)))
+            detail = ", ".join(f"{n}={w}" for n, w in res.tcp_clusters)
+            res.steps.append(Step("tcp_proxy", "weighted_clusters", f"{detail}; one pick per connection"))
+        else:
+            res.tcp_clusters.append((str(tc.get("cluster")), 1))
+            res.steps.append(Step("tcp_proxy", str(tc.get("cluster")), "single cluster"))
+        if protocol == "http":
+            res.notes.append("the matching filter chain is tcp_proxy: requests follow their connection")
+        return res
+    if "route_config" in tc:
+        rc = tc["route_config"]
+        rc_name = str(rc.get("name", ""))
+        res.steps.append(Step("route configuration", rc_name, "inline in the http_connection_manager",
+                              cfg.where("route", rc_name)))
+    else:
+        rc_name = str(((tc.get("rds") or {}).get("route_config_name")) or "")
+        rc = cfg.route_configs.get(rc_name)
+        if rc is None:
+            res.failure = f"RDS route configuration {rc_name!r} not in the input (add istioctl proxy-config route output)"
+            res.steps.append(Step("route configuration", rc_name, "RDS: missing"))
+            return res
+        res.steps.append(Step("route configuration", rc_name, "RDS", cfg.where("route", rc_name)))
+    strip = bool(tc.get("strip_any_host_port"))
+    vh, why = find_virtual_host(rc, hdrs[":authority"], strip_port=strip)
+    if vh is None:
+        res.failure = f"404 NR: no virtual host for :authority {hdrs[':authority']!r}"
+        res.steps.append(Step("virtual host", "-", why))
+        return res
+    res.steps.append(Step("virtual host", str(vh.get("name", "")), f"{why} for :authority {hdrs[':authority']!r}"))
+    for i, r in enumerate(vh.get("routes") or []):
+        match = r.get("match") or {}
+        if not route_static_match(match, path, hdrs, res.notes):
+            continue
+        frac = _fraction(match)
+        name = str(r.get("name") or f"routes[{i}]")
+        cand = RouteCandidate(i, name, frac, _route_action(r), json.dumps(match, sort_keys=True))
+        res.candidates.append(cand)
+        detail = f"match {json.dumps(match, sort_keys=True)}"
+        if frac is not None:
+            detail += f"; runtime_fraction {frac[0]}/{frac[1]} (same random value as the cluster pick)"
+        res.steps.append(Step("route", name, detail))
+        if frac is None:
+            break
+    if not res.candidates:
+        res.failure = "404 NR: no route matched"
+    return res

@@ -1,0 +1,1071 @@
+"""Kubernetes and Istio YAML manifests: files, directories, multi-document streams, ``kind: List``.
+
+Reads what users apply (``kubectl apply -f``) or print (``kubectl get -o yaml``, which wraps
+objects in ``kind: List``) and keeps, for every object, the file and line it came from.
+
+Supported kinds (everything else is ignored with a note):
+
+* core: ``Namespace``, ``Pod``, ``Service``; apps: ``Deployment``, ``StatefulSet``,
+  ``ReplicaSet`` (replicas, pod template labels and annotations, ``hostNetwork``,
+  container port names);
+* ``networking.istio.io`` (v1, v1beta1, v1alpha3): ``VirtualService`` (hosts, gateways,
+  exportTo, ``http`` routes with ``match`` and weighted ``route`` destinations, ``tcp``
+  routes), ``DestinationRule`` (``trafficPolicy.loadBalancer``, ``portLevelSettings``,
+  ``subsets`` with labels and their own traffic policy), ``ServiceEntry`` (hosts, ports,
+  static endpoints with labels, weights, localities).
+
+Field meanings follow the upstream API definitions: kubernetes ``staging/src/k8s.io/api/
+core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1alpha3/
+virtual_service.proto``, ``destination_rule.proto``, ``service_entry.proto``.
+
+Safety: YAML is read with PyYAML's *safe* loader only (a subclass that records line numbers),
+each file is limited to :data:`MAX_FILE_BYTES`, and alias expansion is bounded by
+:data:`MAX_EXPANDED_NODES` (a "billion laughs" document is refused before it is walked).
+Malformed input raises :class:`meshstat.errors.ConfigParseError` with ``file:line``.
+
+This module is pure Python (standard library and PyYAML).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshstat.errors import ConfigParseError, InvalidArgument
+
+__all__ = [
+    "MAX_EXPANDED_NODES",
+    "MAX_FILE_BYTES",
+    "DestinationRule",
+    "Diagnostic",
+    "HTTPMatch",
+    "HTTPRoute",
+    "Manifests",
+    "Meta",
+    "Namespace",
+    "RouteDestination",
+    "SEEndpoint",
+    "Service",
+    "ServiceEntry",
+    "ServicePort",
+    "Subset",
+    "TCPRoute",
+    "VirtualService",
+    "Workload",
+    "load_manifests",
+    "parse_manifest_text",
+]
+
+#: Largest manifest file read (bytes).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Largest number of YAML nodes a document may expand to once aliases are followed.
+MAX_EXPANDED_NODES = 1_000_000
+
+_ISTIO_GROUP = "networking.istio.io"
+_MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """A warning or note about the input, with the file and line of the object.
+
+    Parameters
+    ----------
+    level : {"warning", "note"}
+        Warnings change the answer (503s, ignored rules); notes explain a choice.
+    message : str
+        What the user needs to know.
+    source : str, optional
+        File name.
+    line : int, optional
+        1-based line of the object (or field).
+    """
+
+    level: str
+    message: str
+    source: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.source:
+            where = self.source + (f":{self.line}" if self.line is not None else "") + ": "
+        return f"{where}{self.level}: {self.message}"
+
+
+# --------------------------------------------------------------------------- objects
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    """``apiVersion``, ``kind`` and ``metadata`` of an object, plus where it was read."""
+
+    kind: str
+    api_version: str
+    name: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    annotations: tuple[tuple[str, str], ...]
+    source: str
+    line: int
+    namespace_given: bool = True
+
+    @property
+    def ref(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def where(self) -> str:
+        """``file:line``."""
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    """A ``Namespace`` and its labels (``istio-injection``, ``istio.io/rev``)."""
+
+    meta: Meta
+
+    @property
+    def labels(self) -> dict[str, str]:  # noqa: D102
+        return dict(self.meta.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A Deployment, StatefulSet, ReplicaSet or Pod: what its pods look like.
+
+    Attributes
+    ----------
+    replicas : int
+        ``spec.replicas`` (default 1); 1 for a Pod.
+    pod_labels, pod_annotations : tuple of (str, str)
+        The pod template's ``metadata`` (for a Pod, its own metadata).
+    host_network : bool
+        ``spec.hostNetwork`` of the pod.
+    container_ports : tuple of (name, port, protocol)
+        Every ``containers[].ports[]`` (for named ``targetPort`` lookups).
+    pod_ip : str or None
+        ``status.podIP`` of a Pod, when the manifest has one.
+    """
+
+    meta: Meta
+    replicas: int
+    pod_labels: tuple[tuple[str, str], ...]
+    pod_annotations: tuple[tuple[str, str], ...]
+    host_network: bool
+    container_ports: tuple[tuple[str, int, str], ...]
+    pod_ip: str | None = None
+    replicas_line: int | None = None
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Pod labels as a dict."""
+        return dict(self.pod_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    """One entry of ``Service.spec.ports``."""
+
+    name: str
+    port: int
+    target_port: int | str
+    protocol: str
+    app_protocol: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A Kubernetes ``Service``."""
+
+    meta: Meta
+    type: str
+    cluster_ip: str | None
+    selector: tuple[tuple[str, str], ...] | None
+    ports: tuple[ServicePort, ...]
+    external_name: str | None = None
+
+    def port(self, number: int) -> ServicePort | None:
+        """The service port ``number``, if declared."""
+        for p in self.ports:
+            if p.port == number:
+                return p
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDestination:
+    """A ``route[]`` entry of an HTTP or TCP route: destination and weight."""
+
+    host: str
+    subset: str | None
+    port: int | None
+    weight: int | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPMatch:
+    """One ``HTTPMatchRequest`` (all its conditions must hold)."""
+
+    uri: tuple[str, str] | None  # (exact|prefix|regex, value)
+    headers: tuple[tuple[str, str, str], ...]  # (name, exact|prefix|regex|present, value)
+    without_headers: tuple[tuple[str, str, str], ...]
+    method: tuple[str, str] | None
+    authority: tuple[str, str] | None
+    port: int | None
+    source_labels: tuple[tuple[str, str], ...]
+    source_namespace: str | None
+    gateways: tuple[str, ...]
+    ignore_uri_case: bool
+    unsupported: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPRoute:
+    """One ``http[]`` rule of a VirtualService."""
+
+    name: str | None
+    matches: tuple[HTTPMatch, ...]
+    destinations: tuple[RouteDestination, ...]
+    terminal: str | None  # "redirect", "directResponse", "delegate" when there is no route
+    extras: tuple[str, ...]  # fault, mirror, retries... present but not modelled
+    line: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class TCPRoute:
+    """One ``tcp[]`` rule of a VirtualService."""
+
+    ports: tuple[int, ...]
+    source_labels: tuple[tuple[str, str], ...]
+    destinations: tuple[RouteDestination, ...]
+    line: int
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualService:
+    """An Istio ``VirtualService``."""
+
+    meta: Meta
+    hosts: tuple[str, ...]
+    gateways: tuple[str, ...]
+    export_to: tuple[str, ...]
+    http: tuple[HTTPRoute, ...]
+    tcp: tuple[TCPRoute, ...]
+    has_tls: bool
+
+    @property
+    def applies_to_sidecars(self) -> bool:
+        """``gateways`` empty or containing ``mesh`` (istio/api virtual_service.proto: ``gateways``)."""
+        return not self.gateways or "mesh" in self.gateways
+
+
+@dataclass(frozen=True, slots=True)
+class Subset:
+    """A DestinationRule subset: a label filter over the host's endpoints."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    lb_policy: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRule:
+    """An Istio ``DestinationRule``."""
+
+    meta: Meta
+    host: str
+    lb_policy: str | None
+    port_lb_policies: tuple[tuple[int, str], ...]
+    subsets: tuple[Subset, ...]
+    export_to: tuple[str, ...]
+    has_outlier_detection: bool
+
+    def subset(self, name: str) -> Subset | None:
+        """The subset called ``name``."""
+        for s in self.subsets:
+            if s.name == name:
+                return s
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SEEndpoint:
+    """A static endpoint of a ServiceEntry (``WorkloadEntry`` inline)."""
+
+    address: str
+    ports: tuple[tuple[str, int], ...]
+    labels: tuple[tuple[str, str], ...]
+    weight: int
+    locality: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    """An Istio ``ServiceEntry`` (hosts, ports, static endpoints)."""
+
+    meta: Meta
+    hosts: tuple[str, ...]
+    ports: tuple[ServicePort, ...]
+    resolution: str
+    endpoints: tuple[SEEndpoint, ...]
+    has_workload_selector: bool
+
+
+@dataclass
+class Manifests:
+    """Everything read from a set of files, in file order."""
+
+    namespaces: dict[str, Namespace] = field(default_factory=dict)
+    workloads: list[Workload] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    virtual_services: list[VirtualService] = field(default_factory=list)
+    destination_rules: list[DestinationRule] = field(default_factory=list)
+    service_entries: list[ServiceEntry] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    ignored: list[Meta] = field(default_factory=list)
+
+    def extend(self, other: Manifests) -> None:
+        """Add the objects of ``other`` (namespaces by name, the rest in order)."""
+        self.namespaces.update(other.namespaces)
+        self.workloads.extend(other.workloads)
+        self.services.extend(other.services)
+        self.virtual_services.extend(other.virtual_services)
+        self.destination_rules.extend(other.destination_rules)
+        self.service_entries.extend(other.service_entries)
+        self.diagnostics.extend(other.diagnostics)
+        self.sources.extend(other.sources)
+        self.ignored.extend(other.ignored)
+
+    def workload(self, ref: str) -> Workload:
+        """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
+        ns, _, name = ref.rpartition("/")
+        cands = [w for w in self.workloads if w.meta.name == name]
+        if ns:
+            by_ns = [w for w in cands if w.meta.namespace == ns]
+            by_kind = [w for w in cands if w.meta.kind.lower() in (ns.lower(), _KIND_ALIASES.get(ns.lower()))]
+            cands = by_ns or by_kind
+        if not cands:
+            known = ", ".join(sorted(w.meta.ref for w in self.workloads)) or "none"
+            raise InvalidArgument(f"no workload {ref!r} in the manifests (known: {known})")
+        if len(cands) > 1:
+            raise InvalidArgument(
+                f"{ref!r} is ambiguous: {', '.join(w.meta.ref for w in cands)}; use namespace/name"
+            )
+        return cands[0]
+
+
+_KIND_ALIASES = {
+    "deploy": "deployment",
+    "deployment": "deployment",
+    "deployments": "deployment",
+    "sts": "statefulset",
+    "statefulset": "statefulset",
+    "rs": "replicaset",
+    "po": "pod",
+    "pod": "pod",
+}
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineDict(dict):
+    """A mapping that remembers its line and the line of each key."""
+
+    __slots__ = ("key_lines", "line")
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class _LineList(list):
+    __slots__ = ("line",)
+
+
+def _loader_class() -> type:
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        """PyYAML's SafeLoader that records line numbers of mappings and sequences."""
+
+    def construct_map(loader: Any, node: Any) -> Iterator[_LineDict]:
+        data = _LineDict()
+        data.line = node.start_mark.line + 1
+        data.key_lines = {}
+        yield data
+        loader.flatten_mapping(node)
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
+                ) from None
+            data[key] = loader.construct_object(value_node, deep=True)
+            if isinstance(key, str):
+                data.key_lines[key] = key_node.start_mark.line + 1
+
+    def construct_seq(loader: Any, node: Any) -> Iterator[_LineList]:
+        data = _LineList()
+        data.line = node.start_mark.line + 1
+        yield data
+        data.extend(loader.construct_sequence(node, deep=True))
+
+    _Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
+    _Loader.add_constructor("tag:yaml.org,2002:seq", construct_seq)
+    return _Loader
+
+
+_LOADER: type | None = None
+
+
+def _expanded_size(node: Any, limit: int) -> int:
+    """Nodes a YAML node graph expands to when aliases are followed (stops past ``limit``)."""
+    import yaml
+
+    memo: dict[int, int] = {}
+    stack_guard: set[int] = set()
+
+    def size(n: Any) -> int:
+        key = id(n)
+        if key in memo:
+            return memo[key]
+        if key in stack_guard:  # recursive structure: infinite expansion
+            return limit + 1
+        stack_guard.add(key)
+        total = 1
+        if isinstance(n, yaml.SequenceNode):
+            for c in n.value:
+                total += size(c)
+                if total > limit:
+                    break
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                total += size(k) + size(v)
+                if total > limit:
+                    break
+        stack_guard.discard(key)
+        memo[key] = total
+        return total
+
+    return size(node)
+
+
+def _yaml_documents(text: str, source: str) -> list[Any]:
+    """Safe-load every document of ``text``, with bounded alias expansion."""
+    import yaml
+
+    global _LOADER
+    if _LOADER is None:
+        _LOADER = _loader_class()
+    loader = _LOADER(text)
+    docs: list[Any] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            if _expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+                raise ConfigParseError(
+                    f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
+                    "(refused: alias bomb?)",
+                    source=source,
+                    line=node.start_mark.line + 1,
+                )
+            docs.append(loader.construct_document(node))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        what = exc.problem or exc.context or "malformed YAML"
+        snippet = text.splitlines()[line - 1].strip() if line and line <= len(text.splitlines()) else None
+        raise ConfigParseError(
+            f"invalid YAML: {what} (expected a YAML/JSON Kubernetes manifest)",
+            source=source,
+            line=line,
+            column=col,
+            snippet=snippet or None,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigParseError(f"invalid YAML: {exc}", source=source) from None
+    finally:
+        loader.dispose()
+    return docs
+
+
+# --------------------------------------------------------------------------- field helpers
+
+
+class _Ctx:
+    """Source file name and default namespace while converting one file."""
+
+    def __init__(self, source: str, default_namespace: str) -> None:
+        self.source = source
+        self.default_namespace = default_namespace
+
+    def fail(self, message: str, obj: Any = None, key: str | None = None, snippet: Any = None) -> ConfigParseError:
+        line = None
+        if isinstance(obj, _LineDict):
+            line = obj.line_of(key) if key else obj.line
+        elif isinstance(obj, _LineList):
+            line = obj.line
+        elif isinstance(obj, int):
+            line = obj
+        snip = None if snippet is None else str(snippet)
+        return ConfigParseError(message, source=self.source, line=line, snippet=snip)
+
+
+def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> _LineDict:
+    val = obj.get(key) if isinstance(obj, dict) else None
+    if val is None:
+        if required:
+            raise ctx.fail(f"expected {what} to have a '{key}' mapping", obj)
+        empty = _LineDict()
+        empty.line = obj.line_of(key) if isinstance(obj, _LineDict) else 0
+        empty.key_lines = {}
+        return empty
+    if not isinstance(val, dict):
+        raise ctx.fail(f"expected '{key}' of {what} to be a mapping, got {type(val).__name__}", obj, key, val)
+    return val  # type: ignore[return-value]
+
+
+def _list(ctx: _Ctx, obj: Any, key: str, what: str) -> list[Any]:
+    val = obj.get(key) if isinstance(obj, dict) else None
+    if val is None:
+        return []
+    if not isinstance(val, list):
+        raise ctx.fail(f"expected '{key}' of {what} to be a list, got {type(val).__name__}", obj, key, val)
+    return val
+
+
+def _str(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> str | None:
+    val = obj.get(key) if isinstance(obj, dict) else None
+    if val is None:
+        if required:
+            raise ctx.fail(f"expected {what} to have '{key}'", obj)
+        return None
+    if isinstance(val, bool) or isinstance(val, dict | list):
+        raise ctx.fail(f"expected '{key}' of {what} to be a string, got {type(val).__name__}", obj, key, val)
+    return str(val)
+
+
+def _int(
+    ctx: _Ctx, obj: Any, key: str, what: str, *, default: int | None = None, lo: int = 0, hi: int | None = None
+) -> int | None:
+    val = obj.get(key) if isinstance(obj, dict) else None
+    if val is None:
+        return default
+    if isinstance(val, bool) or not isinstance(val, int):
+        if isinstance(val, str) and val.strip().lstrip("-").isdigit():
+            val = int(val.strip())
+        else:
+            raise ctx.fail(f"expected '{key}' of {what} to be an integer", obj, key, val)
+    if val < lo or (hi is not None and val > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ctx.fail(f"expected '{key}' of {what} to be {rng}, got {val}", obj, key, val)
+    return val
+
+
+def _str_map(ctx: _Ctx, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
+    m = _map(ctx, obj, key, what)
+    out = []
+    for k, v in m.items():
+        if isinstance(v, dict | list):
+            raise ctx.fail(f"expected the values of '{key}' of {what} to be strings", m, str(k), v)
+        out.append((str(k), "" if v is None else _scalar_text(v)))
+    return tuple(out)
+
+
+def _scalar_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _str_list(ctx: _Ctx, obj: Any, key: str, what: str) -> tuple[str, ...]:
+    out = []
+    for item in _list(ctx, obj, key, what):
+        if isinstance(item, dict | list) or item is None:
+            raise ctx.fail(f"expected '{key}' of {what} to be a list of strings", obj, key, item)
+        out.append(str(item))
+    return tuple(out)
+
+
+def _port_value(ctx: _Ctx, obj: Any, key: str, what: str) -> int | str | None:
+    val = obj.get(key) if isinstance(obj, dict) else None
+    if val is None:
+        return None
+    if isinstance(val, bool):
+        raise ctx.fail(f"expected '{key}' of {what} to be a port number or name", obj, key, val)
+    if isinstance(val, int):
+        if not 0 < val < 65536:
+            raise ctx.fail(f"expected '{key}' of {what} to be a port in [1, 65535], got {val}", obj, key, val)
+        return val
+    text = str(val)
+    return int(text) if text.isdigit() else text
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _meta(ctx: _Ctx, doc: _LineDict, kind: str) -> Meta:
+    md = _map(ctx, doc, "metadata", kind)
+    name = _str(ctx, md, "name", f"{kind} metadata")
+    if name is None:
+        name = _str(ctx, md, "generateName", f"{kind} metadata")
+        if name is None:
+            raise ctx.fail(f"expected {kind} metadata to have 'name'", doc)
+    ns = _str(ctx, md, "namespace", f"{kind} metadata")
+    return Meta(
+        kind=kind,
+        api_version=str(doc.get("apiVersion") or ""),
+        name=name,
+        namespace=ns or ctx.default_namespace,
+        labels=_str_map(ctx, md, "labels", f"{kind} metadata"),
+        annotations=_str_map(ctx, md, "annotations", f"{kind} metadata"),
+        source=ctx.source,
+        line=doc.line,
+        namespace_given=ns is not None,
+    )
+
+
+def _container_ports(ctx: _Ctx, spec: _LineDict, what: str) -> tuple[tuple[str, int, str], ...]:
+    out = []
+    for key in ("containers", "initContainers"):
+        for c in _list(ctx, spec, key, what):
+            if not isinstance(c, dict):
+                raise ctx.fail(f"expected '{key}' of {what} to be a list of containers", spec, key, c)
+            for p in _list(ctx, c, "ports", "container"):
+                if not isinstance(p, dict):
+                    raise ctx.fail("expected container ports to be mappings", c, "ports", p)
+                num = _int(ctx, p, "containerPort", "container port", lo=1, hi=65535)
+                if num is None:
+                    raise ctx.fail("expected a container port to have 'containerPort'", p)
+                out.append((_str(ctx, p, "name", "container port") or "", num, _str(ctx, p, "protocol", "port") or "TCP"))
+    return tuple(out)
+
+
+def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> Workload:
+    meta = _meta(ctx, doc, kind)
+    spec = _map(ctx, doc, "spec", kind)
+    if kind == "Pod":
+        pod_meta, pod_spec = _map(ctx, doc, "metadata", kind), spec
+        replicas, rline = 1, None
+        status = _map(ctx, doc, "status", kind)
+        pod_ip = _str(ctx, status, "podIP", "Pod status")
+    else:
+        replicas = _int(ctx, spec, "replicas", f"{kind} spec", default=1)
+        rline = spec.line_of("replicas") if "replicas" in spec else None
+        tmpl = _map(ctx, spec, "template", f"{kind} spec", required=True)
+        pod_meta = _map(ctx, tmpl, "metadata", f"{kind} pod template")
+        pod_spec = _map(ctx, tmpl, "spec", f"{kind} pod template")
+        pod_ip = None
+    host_network = pod_spec.get("hostNetwork", False)
+    if not isinstance(host_network, bool):
+        raise ctx.fail("expected 'hostNetwork' to be true or false", pod_spec, "hostNetwork", host_network)
+    return Workload(
+        meta=meta,
+        replicas=int(replicas or 0),
+        pod_labels=_str_map(ctx, pod_meta, "labels", f"{kind} pod template metadata"),
+        pod_annotations=_str_map(ctx, pod_meta, "annotations", f"{kind} pod template metadata"),
+        host_network=host_network,
+        container_ports=_container_ports(ctx, pod_spec, f"{kind} pod spec"),
+        pod_ip=pod_ip,
+        replicas_line=rline,
+    )
+
+
+def _service_ports(ctx: _Ctx, spec: _LineDict, what: str, *, k8s: bool) -> tuple[ServicePort, ...]:
+    out = []
+    for p in _list(ctx, spec, "ports", what):
+        if not isinstance(p, dict):
+            raise ctx.fail(f"expected the ports of {what} to be mappings", spec, "ports", p)
+        key = "port" if k8s else "number"
+        num = _int(ctx, p, key, f"{what} port", lo=1, hi=65535)
+        if num is None:
+            raise ctx.fail(f"expected a {what} port to have '{key}'", p)
+        target = _port_value(ctx, p, "targetPort", f"{what} port")
+        out.append(
+            ServicePort(
+                name=_str(ctx, p, "name", f"{what} port") or "",
+                port=num,
+                target_port=num if target is None else target,
+                protocol=(_str(ctx, p, "protocol", f"{what} port") or ("TCP" if k8s else "")),
+                app_protocol=_str(ctx, p, "appProtocol", f"{what} port"),
+                line=p.line,
+            )
+        )
+    return tuple(out)
+
+
+def _service(ctx: _Ctx, doc: _LineDict) -> Service:
+    meta = _meta(ctx, doc, "Service")
+    spec = _map(ctx, doc, "spec", "Service")
+    sel = spec.get("selector")
+    selector = _str_map(ctx, spec, "selector", "Service spec") if sel is not None else None
+    return Service(
+        meta=meta,
+        type=_str(ctx, spec, "type", "Service spec") or "ClusterIP",
+        cluster_ip=_str(ctx, spec, "clusterIP", "Service spec"),
+        selector=selector,
+        ports=_service_ports(ctx, spec, "Service", k8s=True),
+        external_name=_str(ctx, spec, "externalName", "Service spec"),
+    )
+
+
+def _string_match(ctx: _Ctx, obj: Any, what: str) -> tuple[str, str]:
+    if not isinstance(obj, dict) or len(obj) != 1:
+        raise ctx.fail(f"expected {what} to be a StringMatch with one of exact, prefix, regex", obj)
+    (kind, value), = obj.items()
+    if kind not in ("exact", "prefix", "regex"):
+        raise ctx.fail(f"expected {what} to use exact, prefix or regex, got {kind!r}", obj, kind)
+    return kind, "" if value is None else str(value)
+
+
+def _destinations(ctx: _Ctx, rule: _LineDict, what: str) -> tuple[RouteDestination, ...]:
+    out = []
+    for r in _list(ctx, rule, "route", what):
+        if not isinstance(r, dict):
+            raise ctx.fail(f"expected the route of {what} to be a list of destinations", rule, "route", r)
+        dest = _map(ctx, r, "destination", f"{what} route", required=True)
+        host = _str(ctx, dest, "host", "destination", required=True)
+        port_m = _map(ctx, dest, "port", "destination")
+        port = _int(ctx, port_m, "number", "destination port", lo=1, hi=65535) if port_m else None
+        weight = _int(ctx, r, "weight", "route destination", lo=-(2**31))
+        if weight is not None and weight < 0:
+            raise ctx.fail(f"weight {weight} < 0 (Istio validation rejects negative weights)", r, "weight", weight)
+        out.append(
+            RouteDestination(
+                host=host or "",
+                subset=_str(ctx, dest, "subset", "destination"),
+                port=port,
+                weight=weight,
+                line=r.line_of("weight") if "weight" in r else r.line,
+            )
+        )
+    return tuple(out)
+
+
+_HTTP_EXTRAS = ("fault", "mirror", "mirrors", "retries", "timeout", "rewrite", "corsPolicy", "headers")
+
+
+def _http_routes(ctx: _Ctx, spec: _LineDict) -> tuple[HTTPRoute, ...]:
+    out = []
+    for i, rule in enumerate(_list(ctx, spec, "http", "VirtualService spec")):
+        if not isinstance(rule, dict):
+            raise ctx.fail("expected 'http' of a VirtualService to be a list of rules", spec, "http", rule)
+        matches = []
+        for m in _list(ctx, rule, "match", "http rule"):
+            if not isinstance(m, dict):
+                raise ctx.fail("expected 'match' entries to be mappings", rule, "match", m)
+            uri = _string_match(ctx, m["uri"], "uri") if m.get("uri") is not None else None
+            headers = tuple(
+                (str(k).lower(), *(_string_match(ctx, v, f"header {k}") if v else ("present", "")))
+                for k, v in _map(ctx, m, "headers", "match").items()
+            )
+            without = tuple(
+                (str(k).lower(), *(_string_match(ctx, v, f"header {k}") if v else ("present", "")))
+                for k, v in _map(ctx, m, "withoutHeaders", "match").items()
+            )
+            method = _string_match(ctx, m["method"], "method") if m.get("method") is not None else None
+            authority = _string_match(ctx, m["authority"], "authority") if m.get("authority") is not None else None
+            unsupported = tuple(k for k in ("scheme", "queryParams", "statPrefix") if m.get(k) is not None)
+            matches.append(
+                HTTPMatch(
+                    uri=uri,
+                    headers=headers,
+                    without_headers=without,
+                    method=method,
+                    authority=authority,
+                    port=_int(ctx, m, "port", "match", lo=1, hi=65535),
+                    source_labels=_str_map(ctx, m, "sourceLabels", "match"),
+                    source_namespace=_str(ctx, m, "sourceNamespace", "match"),
+                    gateways=_str_list(ctx, m, "gateways", "match"),
+                    ignore_uri_case=bool(m.get("ignoreUriCase", False)),
+                    unsupported=unsupported,
+                    line=m.line,
+                )
+            )
+        terminal = next((k for k in ("redirect", "directResponse", "delegate") if rule.get(k) is not None), None)
+        out.append(
+            HTTPRoute(
+                name=_str(ctx, rule, "name", "http rule"),
+                matches=tuple(matches),
+                destinations=_destinations(ctx, rule, "http rule"),
+                terminal=terminal,
+                extras=tuple(k for k in _HTTP_EXTRAS if rule.get(k) is not None),
+                line=rule.line,
+                index=i,
+            )
+        )
+    return tuple(out)
+
+
+def _tcp_routes(ctx: _Ctx, spec: _LineDict) -> tuple[TCPRoute, ...]:
+    out = []
+    for i, rule in enumerate(_list(ctx, spec, "tcp", "VirtualService spec")):
+        if not isinstance(rule, dict):
+            raise ctx.fail("expected 'tcp' of a VirtualService to be a list of rules", spec, "tcp", rule)
+        ports, labels = [], ()
+        for m in _list(ctx, rule, "match", "tcp rule"):
+            if not isinstance(m, dict):
+                raise ctx.fail("expected 'match' entries to be mappings", rule, "match", m)
+            p = _int(ctx, m, "port", "tcp match", lo=1, hi=65535)
+            if p is not None:
+                ports.append(p)
+            labels = labels or _str_map(ctx, m, "sourceLabels", "tcp match")
+        out.append(
+            TCPRoute(
+                ports=tuple(ports),
+                source_labels=labels,
+                destinations=_destinations(ctx, rule, "tcp rule"),
+                line=rule.line,
+                index=i,
+            )
+        )
+    return tuple(out)
+
+
+def _virtual_service(ctx: _Ctx, doc: _LineDict) -> VirtualService:
+    meta = _meta(ctx, doc, "VirtualService")
+    spec = _map(ctx, doc, "spec", "VirtualService", required=True)
+    hosts = _str_list(ctx, spec, "hosts", "VirtualService spec")
+    if not hosts:
+        raise ctx.fail("expected a VirtualService to have at least one entry in 'hosts'", spec)
+    return VirtualService(
+        meta=meta,
+        hosts=hosts,
+        gateways=_str_list(ctx, spec, "gateways", "VirtualService spec"),
+        export_to=_str_list(ctx, spec, "exportTo", "VirtualService spec"),
+        http=_http_routes(ctx, spec),
+        tcp=_tcp_routes(ctx, spec),
+        has_tls=bool(spec.get("tls")),
+    )
+
+
+def _lb_policy(ctx: _Ctx, tp: Any, what: str) -> str | None:
+    if not isinstance(tp, dict):
+        return None
+    lb = _map(ctx, tp, "loadBalancer", what)
+    if not lb:
+        return None
+    simple = _str(ctx, lb, "simple", "loadBalancer")
+    if simple is not None:
+        simple = simple.upper()
+        mapping = {
+            "ROUND_ROBIN": "ROUND_ROBIN",
+            "LEAST_REQUEST": "LEAST_REQUEST",
+            "LEAST_CONN": "LEAST_REQUEST",  # deprecated alias (istio applyLoadBalancer)
+            "RANDOM": "RANDOM",
+            "PASSTHROUGH": "CLUSTER_PROVIDED",
+            "UNSPECIFIED": None,
+        }
+        if simple not in mapping:
+            raise ctx.fail(f"unknown loadBalancer.simple {simple!r}", lb, "simple", simple)
+        return mapping[simple]
+    ch = lb.get("consistentHash")
+    if isinstance(ch, dict):
+        return "MAGLEV" if ch.get("maglev") is not None else "RING_HASH"
+    return None
+
+
+def _destination_rule(ctx: _Ctx, doc: _LineDict) -> DestinationRule:
+    meta = _meta(ctx, doc, "DestinationRule")
+    spec = _map(ctx, doc, "spec", "DestinationRule", required=True)
+    host = _str(ctx, spec, "host", "DestinationRule spec", required=True)
+    tp = _map(ctx, spec, "trafficPolicy", "DestinationRule spec")
+    port_pols = []
+    for pl in _list(ctx, tp, "portLevelSettings", "trafficPolicy"):
+        if isinstance(pl, dict):
+            pnum = _int(ctx, _map(ctx, pl, "port", "portLevelSettings"), "number", "port", lo=1, hi=65535)
+            pol = _lb_policy(ctx, pl, "portLevelSettings")
+            if pnum is not None and pol is not None:
+                port_pols.append((pnum, pol))
+    subsets = []
+    for s in _list(ctx, spec, "subsets", "DestinationRule spec"):
+        if not isinstance(s, dict):
+            raise ctx.fail("expected 'subsets' to be a list of mappings", spec, "subsets", s)
+        subsets.append(
+            Subset(
+                name=_str(ctx, s, "name", "subset", required=True) or "",
+                labels=_str_map(ctx, s, "labels", "subset"),
+                lb_policy=_lb_policy(ctx, s.get("trafficPolicy"), "subset trafficPolicy"),
+                line=s.line,
+            )
+        )
+    return DestinationRule(
+        meta=meta,
+        host=host or "",
+        lb_policy=_lb_policy(ctx, tp, "trafficPolicy"),
+        port_lb_policies=tuple(port_pols),
+        subsets=tuple(subsets),
+        export_to=_str_list(ctx, spec, "exportTo", "DestinationRule spec"),
+        has_outlier_detection=bool(tp.get("outlierDetection")),
+    )
+
+
+def _service_entry(ctx: _Ctx, doc: _LineDict) -> ServiceEntry:
+    meta = _meta(ctx, doc, "ServiceEntry")
+    spec = _map(ctx, doc, "spec", "ServiceEntry", required=True)
+    eps = []
+    for e in _list(ctx, spec, "endpoints", "ServiceEntry spec"):
+        if not isinstance(e, dict):
+            raise ctx.fail("expected 'endpoints' to be a list of mappings", spec, "endpoints", e)
+        ports = tuple(
+            (str(k), int(v)) for k, v in _map(ctx, e, "ports", "endpoint").items() if isinstance(v, int)
+        )
+        eps.append(
+            SEEndpoint(
+                address=_str(ctx, e, "address", "endpoint") or "",
+                ports=ports,
+                labels=_str_map(ctx, e, "labels", "endpoint"),
+                weight=_int(ctx, e, "weight", "endpoint", default=0) or 1,
+                locality=_str(ctx, e, "locality", "endpoint"),
+                line=e.line,
+            )
+        )
+    return ServiceEntry(
+        meta=meta,
+        hosts=_str_list(ctx, spec, "hosts", "ServiceEntry spec"),
+        ports=_service_ports(ctx, spec, "ServiceEntry", k8s=False),
+        resolution=_str(ctx, spec, "resolution", "ServiceEntry spec") or "NONE",
+        endpoints=tuple(eps),
+        has_workload_selector=spec.get("workloadSelector") is not None,
+    )
+
+
+def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
+    if doc is None:
+        return
+    if not isinstance(doc, dict):
+        line = getattr(doc, "line", None)
+        raise ConfigParseError(
+            f"expected a Kubernetes object (a mapping with apiVersion and kind), got a {type(doc).__name__}",
+            source=ctx.source,
+            line=line,
+        )
+    kind = doc.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ctx.fail("expected a Kubernetes object with a 'kind'", doc)
+    api = str(doc.get("apiVersion") or "")
+    group = api.split("/")[0] if "/" in api else ""
+    if kind == "List" or (kind.endswith("List") and isinstance(doc.get("items"), list)):
+        if depth > 2:
+            raise ctx.fail("List nested too deeply", doc)
+        for item in _list(ctx, doc, "items", kind):
+            _convert(ctx, item, out, depth=depth + 1)
+        return
+    if kind == "Namespace" and group == "":
+        meta = _meta(ctx, doc, kind)
+        meta = Meta(meta.kind, meta.api_version, meta.name, meta.name, meta.labels, meta.annotations,
+                    meta.source, meta.line)
+        out.namespaces[meta.name] = Namespace(meta)
+    elif kind in ("Deployment", "StatefulSet", "ReplicaSet") and group in ("apps", "extensions"):
+        out.workloads.append(_workload(ctx, doc, kind))
+    elif kind == "Pod" and group == "":
+        out.workloads.append(_workload(ctx, doc, kind))
+    elif kind == "Service" and group == "":
+        out.services.append(_service(ctx, doc))
+    elif group == _ISTIO_GROUP and kind == "VirtualService":
+        out.virtual_services.append(_virtual_service(ctx, doc))
+    elif group == _ISTIO_GROUP and kind == "DestinationRule":
+        out.destination_rules.append(_destination_rule(ctx, doc))
+    elif group == _ISTIO_GROUP and kind == "ServiceEntry":
+        out.service_entries.append(_service_entry(ctx, doc))
+    else:
+        meta = _meta(ctx, doc, kind)
+        out.ignored.append(meta)
+        out.diagnostics.append(
+            Diagnostic("note", f"ignored {kind} {meta.ref} ({api or 'no apiVersion'}): not modelled", ctx.source, doc.line)
+        )
+
+
+def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace: str = "default") -> Manifests:
+    """Parse one YAML (or JSON) text with any number of documents.
+
+    Parameters
+    ----------
+    text : str
+        Manifest text.
+    source : str
+        File name used in errors and provenance.
+    default_namespace : str
+        Namespace of objects without ``metadata.namespace`` (``kubectl apply`` without ``-n``).
+
+    Raises
+    ------
+    ConfigParseError
+        Malformed YAML, a document that is not an object, or a field of the wrong type.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=source)
+    ctx = _Ctx(source, default_namespace)
+    out = Manifests(sources=[source])
+    for doc in _yaml_documents(text, source):
+        _convert(ctx, doc, out)
+    return out
+
+
+def _iter_files(paths: Iterable[str]) -> Iterator[str]:
+    for p in paths:
+        if os.path.isdir(p):
+            found = False
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if f.endswith(_MANIFEST_SUFFIXES):
+                        found = True
+                        yield os.path.join(root, f)
+            if not found:
+                raise InvalidArgument(f"no *.yaml, *.yml or *.json files in directory {p}")
+        else:
+            yield p
+
+
+def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "default") -> Manifests:
+    """Read manifests from files and directories (recursively, ``*.yaml``/``*.yml``/``*.json``).
+
+    Parameters
+    ----------
+    paths : str or sequence of str
+        Files or directories (``-`` is not supported here; read the text yourself and use
+        :func:`parse_manifest_text`).
+    default_namespace : str
+        Namespace for objects that name none.
+
+    Returns
+    -------
+    Manifests
+        All objects in file order, with diagnostics (notes for ignored kinds).
+    """
+    if isinstance(paths, str):
+        paths = [paths]
+    out = Manifests()
+    for path in _iter_files(paths):
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=path)
+        with open(path, encoding="utf-8") as fh:
+            try:
+                text = fh.read()
+            except UnicodeDecodeError as exc:
+                raise ConfigParseError(f"expected UTF-8 text ({exc.reason})", source=path) from None
+        out.extend(parse_manifest_text(text, path, default_namespace=default_namespace))
+    return out
