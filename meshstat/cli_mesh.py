@@ -103,39 +103,34 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
 
     ``args`` carries ``filename`` (list), ``scale`` (list or None), ``client`` (``ns/name`` or
     None), ``envoy`` (a config_dump path or None), ``n``, ``seed``, ``format``, ``output``;
-    optionally ``service``, ``path`` and ``header``.
+    optionally ``service``, ``path`` and ``header``. The work is
+    :func:`meshstat.mesh.compare_paths`.
     """
-    from meshstat.report import mesh as rep
+    from meshstat.mesh import compare_paths
 
-    mesh = _build_mesh(args)
-    client = mesh.manifests.workload(args.client) if getattr(args, "client", None) else None
-    envoy = _load_envoy(getattr(args, "envoy", None))
-    headers = parse_header(getattr(args, "header", None))
-    path = getattr(args, "path", None) or "/"
-    entries: list[dict[str, Any]] = []
-    diags: list[Any] = []
-    notes: list[str] = list(mesh.notes)
-    for info, port in _services(mesh, args, client.meta.namespace if client else None):
-        for p in mesh.client_paths(info, port, client=client, path=path, headers=headers, envoy=envoy, diags=diags):
-            entries.append({"service": f"{info.short}:{port}", "path": p.label, "route": p.route,
-                            "clients": p.clients})
-            notes.extend(f"note: {p.label}: {n}" for n in p.route.notes if "long-run share" not in n)
-    results = _simulate([e["route"] for e in entries], args)
-    for e, r in zip(entries, results, strict=True):
-        e["result"] = r
-    if client is not None:
-        d = mesh.injection(client)
-        notes.insert(0, f"client {client.meta.ref}: {d}")
-    frame = rep.wide_frame(entries) if _is_table(args) else rep.long_frame(entries)
-    ctx.emit(frame, args)
-    r0 = results[0]
+    files = list(getattr(args, "filename", None) or [])
+    if not files:
+        raise InvalidArgument("give at least one -f/--filename (a manifest file or directory)")
+    cmp_ = compare_paths(
+        files,
+        scale=parse_scale(getattr(args, "scale", None)),
+        client=getattr(args, "client", None),
+        service=getattr(args, "service", None),
+        envoy=getattr(args, "envoy", None),
+        path=getattr(args, "path", None) or "/",
+        headers=parse_header(getattr(args, "header", None)),
+        n=int(getattr(args, "n", None) or 1_000_000),
+        rng=getattr(args, "seed", None),
+    )
+    ctx.emit(cmp_.to_frame(wide=_is_table(args)), args)
+    r0 = cmp_.paths[0].result
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]
-    for e in entries:
-        lines.append(f"{e['service']} {e['path']}: taken by {', '.join(e['clients']) or 'no workload in the manifests'}")
-    lines += [str(d) for d in mesh.diagnostics + diags if d.level == "warning"]
-    lines += [f"note: {n}" for n in mesh.notes] + notes[len(mesh.notes):]
-    lines += [str(d) for d in mesh.diagnostics if d.level == "note"]
+    for p in cmp_.paths:
+        lines.append(f"{p.service} {p.path}: taken by {', '.join(p.clients) or 'no workload in the manifests'}")
+    lines += [str(d) for d in cmp_.diagnostics if d.level == "warning"]
+    lines += [n if n.startswith("client ") else f"note: {n}" for n in cmp_.notes]
+    lines += [str(d) for d in cmp_.diagnostics if d.level == "note"]
     _finish(ctx, args, lines)
     return 0
 
