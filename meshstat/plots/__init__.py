@@ -50,10 +50,18 @@ def plot_shares(results: Sequence[SimulationResult], path: str | None = None) ->
             x, obs, yerr=[obs - ci.low, ci.high - obs], fmt="o", color="#e6550d", capsize=6, label="observed, 95% CI"
         )
         for xi, (o, z) in enumerate(zip(obs, r.z_scores(), strict=True)):
-            ax.annotate(f"{o:.4f}\nz={z:+.2f}", (xi, o), textcoords="offset points", xytext=(14, -4), fontsize=8)
+            ax.annotate(
+                f"{o:.4f}\nz={z:+.2f}",
+                (xi, o),
+                textcoords="offset points",
+                xytext=(12, 4),
+                fontsize=8,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+            )
         ax.set_xticks(x, names, rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
-        ax.set_ylim(0, min(1.0, max(exp.max(), obs.max()) * 1.25 + 0.02))
-        ax.set_ylabel("share of requests")
+        ax.set_ylim(0, max(exp.max(), obs.max()) * 1.2 + 0.05)
+        unit = getattr(r.route.root, "unit", "request")
+        ax.set_ylabel(f"share of {unit}s")
         ax.set_xlabel("backend")
         gof = r.goodness_of_fit()
         ax.set_title(f"{r.route.name}: n = {r.n:,}\nchi-square p = {gof.pvalue:.3g}", fontsize=10)
