@@ -236,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_route_arguments(sim)
     _simulation_arguments(sim)
     sim.add_argument("--plot", metavar="FILE.png", help="write a PNG plot of expected vs observed shares")
+    from meshstat.cli_balancers import add_simulate_arguments
+
+    add_simulate_arguments(sim)
     sim.set_defaults(handler=_cmd_simulate)
 
     cmp_ = sub.add_parser(
@@ -361,6 +364,10 @@ def _print_run_line(ctx: Context, args: argparse.Namespace, results: Sequence[An
 
 
 def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
+    from meshstat import cli_balancers
+
+    if cli_balancers.wants_lb(args):
+        return cli_balancers.run_simulate_lb(args, ctx)
     from meshstat.report import simulation as rep
 
     route = route_from_args(args)

@@ -1,0 +1,419 @@
+"""Endpoint-balancer kernels: cycles, Envoy's EDF, nginx's smooth WRR, random picks, workloads.
+
+Deterministic balancers (round robin, smooth WRR, IPVS rr/wrr, nft ``numgen
+inc``) are a fixed cycle per balancer instance; only the phase and the
+assignment of connections to instances are random. EDF (Envoy's weighted round
+robin) is run step by step in float64 exactly as ``edf_scheduler.h`` does, so
+that its floating-point ties break as in Envoy.
+
+Random streams (the reproducibility contract; ``draw(b, u) = splitmix64(keys[b], u)``,
+item ``i`` in block ``b = i >> block_log2`` at offset ``o``):
+
+* ``random_dest``: request ``i`` uses draw ``o`` (Envoy RANDOM: ``r % n``);
+* ``assign_uniform``: item ``i`` (a connection) goes to ``r % m`` with draw ``o``;
+* ``geometric_sizes``: connection ``i`` has ``1 + floor(log(u) / log1p(-1/mean))``
+  requests, ``u = ((r >> 11) + 1) * 2**-53`` from draw ``o``;
+* ``alias_pick``: item ``i`` picks an alias-table column from draw ``o`` (as
+  :mod:`meshstat._kernels.route`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from meshstat._kernels._jit import jit, pjit
+from meshstat._kernels.splitmix import splitmix64
+
+U64 = np.uint64
+
+
+# ----------------------------------------------------------------- cycles
+
+
+@pjit
+def cycle_fill(cycle, phase, n, out):  # pragma: no cover - compiled
+    """``out[i] = cycle[(phase + i) % len(cycle)]`` (one balancer instance)."""
+    p = cycle.shape[0]
+    for i in prange(n):
+        out[i] = cycle[(phase + i) % p]
+
+
+@jit
+def cycle_dest_workers(worker_of, cycles, offsets, lengths, phases, out):  # pragma: no cover - compiled
+    """Items in order; item ``i`` is served by instance ``w = worker_of[i]``, which
+    answers its ``k``-th item with ``cycles[offsets[w] + (phases[w] + k) % lengths[w]]``."""
+    nw = lengths.shape[0]
+    pos = np.zeros(nw, dtype=np.int64)
+    for i in range(worker_of.shape[0]):
+        w = worker_of[i]
+        out[i] = cycles[offsets[w] + (phases[w] + pos[w]) % lengths[w]]
+        pos[w] += 1
+
+
+@jit
+def expand_by_sizes(values, sizes, out):  # pragma: no cover - compiled
+    """``out`` = ``values[j]`` repeated ``sizes[j]`` times, in order."""
+    p = 0
+    for j in range(values.shape[0]):
+        v = values[j]
+        for _ in range(sizes[j]):
+            out[p] = v
+            p += 1
+
+
+# ----------------------------------------------------------------- Envoy EDF
+
+
+@jit
+def edf_sequence(deadline, order, current_time, order_offset, inv_weight, n, out):  # pragma: no cover - compiled
+    """``n`` picks of Envoy's ``EdfScheduler::pickAndAdd`` with fixed weights.
+
+    State (modified in place): ``deadline`` float64[k], ``order`` int64[k] (the
+    entries' ``order_offset_``). Pick the entry with the smallest
+    ``(deadline, order)``; ``current_time = deadline``; re-add it with deadline
+    ``current_time + 1 / weight`` and the next order offset. Returns
+    ``(current_time, order_offset)`` after the last pick.
+    """
+    k = deadline.shape[0]
+    for i in range(n):
+        j = 0
+        d = deadline[0]
+        o = order[0]
+        for q in range(1, k):
+            dq = deadline[q]
+            if dq < d or (dq == d and order[q] < o):
+                j = q
+                d = dq
+                o = order[q]
+        current_time = d
+        deadline[j] = current_time + inv_weight[j]
+        order[j] = order_offset
+        order_offset += 1
+        out[i] = j
+    return current_time, order_offset
+
+
+# ----------------------------------------------------------------- nginx smooth WRR
+
+
+@jit
+def swrr_sequence(weights, current, n, out):  # pragma: no cover - compiled
+    """``n`` picks of nginx's smooth weighted round robin (``ngx_http_upstream_get_peer``).
+
+    ``weights`` int64[k] (0 = down: never eligible), ``current`` int64[k] state
+    (modified in place). Every eligible peer's current weight grows by its
+    weight; the largest (first on ties) is picked and loses the total.
+    """
+    k = weights.shape[0]
+    total = np.int64(0)
+    for q in range(k):
+        total += weights[q]
+    for i in range(n):
+        best = -1
+        for q in range(k):
+            if weights[q] > 0:
+                current[q] += weights[q]
+                if best < 0 or current[q] > current[best]:
+                    best = q
+        current[best] -= total
+        out[i] = best
+
+
+# ----------------------------------------------------------------- IPVS wrr
+
+
+@jit
+def ipvs_wrr_sequence(weights, n, out):  # pragma: no cover - compiled
+    """``n`` picks of Linux ``net/netfilter/ipvs/ip_vs_wrr.c: ip_vs_wrr_schedule`` (fresh service).
+
+    ``ip_vs_wrr_init_svc``: the cursor starts at the list head, ``di`` = gcd of
+    the weights, ``mw = max weight - (di - 1)``, ``cw = mw``. The cursor walks the
+    servers in order and picks the next one whose weight is ``>= cw``; every time
+    it wraps past the head, ``cw`` drops by ``di`` and restarts at ``mw`` when it
+    reaches 0. Weight-0 servers are never picked. Writes -1s if all are 0.
+    """
+    k = weights.shape[0]
+    mw = np.int64(0)
+    g = np.int64(0)
+    for q in range(k):
+        w = weights[q]
+        if w > mw:
+            mw = w
+        if w > 0:
+            a = g
+            b = w
+            while b:
+                a, b = b, a % b
+            g = a
+    if mw == 0:
+        for i in range(n):
+            out[i] = -1
+        return
+    mw = mw - (g - 1)
+    cl = -1  # -1 is the list head
+    cw = mw
+    for i in range(n):
+        while True:
+            cl += 1
+            if cl == k:
+                cl = -1
+                cw -= g
+                if cw <= 0:
+                    cw = mw
+                continue
+            if weights[cl] >= cw:
+                break
+        out[i] = cl
+
+
+# ----------------------------------------------------------------- random choices
+
+
+@pjit
+def random_dest(n_hosts, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Envoy RANDOM: ``hosts[r % n_hosts]`` with draw ``o`` of block ``b``."""
+    m = U64(n_hosts)
+    nb = keys.shape[0]
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            out[i] = splitmix64(key, U64(i - start)) % m
+
+
+@pjit
+def assign_uniform(m, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Item ``i`` (a connection) to instance ``r % m`` (a worker thread)."""
+    mm = U64(m)
+    nb = keys.shape[0]
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            out[i] = splitmix64(key, U64(i - start)) % mm
+
+
+@pjit
+def geometric_sizes(mean, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Geometric numbers of requests per connection (support 1, 2, ...; mean ``mean`` >= 1)."""
+    nb = keys.shape[0]
+    lq = np.log1p(-1.0 / mean) if mean > 1.0 else -np.inf
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            r = splitmix64(key, U64(i - start))
+            u = (np.float64(r >> U64(11)) + 1.0) * (1.0 / 9007199254740992.0)
+            if mean <= 1.0:
+                out[i] = 1
+            else:
+                out[i] = 1 + np.int64(np.floor(np.log(u) / lq))
+
+
+@pjit
+def alias_pick(table, bits, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Alias-table column per item (same mapping as ``route.alias_dest``)."""
+    nb = keys.shape[0]
+    bsh = U64(bits)
+    shift = U64(64 - bits)
+    low_mask = (U64(1) << shift) - U64(1)
+    amask = (U64(1) << bsh) - U64(1)
+    for b in prange(nb):
+        start = np.int64(b) << block_log2
+        stop = min(start + (np.int64(1) << block_log2), n)
+        key = keys[np.int64(b)]
+        for i in range(start, stop):
+            r = splitmix64(key, U64(i - start))
+            j = r >> shift
+            e = table[j]
+            out[i] = j if (r & low_mask) < (e >> bsh) else (e & amask)
+
+
+@pjit
+def gather(values, index, out):  # pragma: no cover - compiled
+    """``out[i] = values[index[i]]``."""
+    for i in prange(index.shape[0]):
+        out[i] = values[index[i]]
+
+
+@jit
+def counts_of(dest, k, out):  # pragma: no cover - compiled
+    """``out[j]`` += number of ``dest == j`` (``out`` int64[k], zeroed)."""
+    for i in range(dest.shape[0]):
+        out[dest[i]] += 1
+
+
+# ----------------------------------------------------------------- kube-proxy -m recent affinity
+
+
+@jit
+def recent_affinity(
+    conn_client, conn_time, choice, n_endpoints, timeout, cap, reap, out, evictions
+):  # pragma: no cover - compiled
+    """kube-proxy ClientIP affinity with xt_recent lists, one list per endpoint.
+
+    Connection ``c`` from client ``conn_client[c]`` at ``conn_time[c]`` (seconds,
+    non-decreasing): the ``--rcheck --seconds timeout`` rules of every endpoint
+    are tried in endpoint order; the first list that holds the client with a
+    last-seen time within ``timeout`` wins. Otherwise the random cascade's
+    choice ``choice[c]`` is used. The chosen endpoint's chain then does
+    ``--set``: refresh (or insert) the client at the tail of that list's LRU;
+    inserting into a full list (``cap`` entries, ``ip_list_tot``) first removes
+    its oldest entry (``net/netfilter/xt_recent.c: recent_entry_init``). With
+    ``reap``, an rcheck that finds the client's entry (matching or not) also
+    drops the list's least recently updated entry when it is stale and is not
+    the client's (``recent_mt`` -> ``recent_entry_reap``). ``evictions[e]``
+    counts removals for lack of room.
+
+    Lists are arrays ``[n_endpoints, cap]`` of (client, last seen, stamp); the
+    LRU order is the ``stamp`` (larger = more recent).
+    """
+    cl = np.full((n_endpoints, cap), -1, dtype=np.int64)
+    seen = np.zeros((n_endpoints, cap), dtype=np.float64)
+    stamp = np.zeros((n_endpoints, cap), dtype=np.int64)
+    tick = np.int64(0)
+    for c in range(conn_client.shape[0]):
+        who = conn_client[c]
+        now = conn_time[c]
+        chosen = -1
+        for e in range(n_endpoints):
+            hit = -1
+            for s in range(cap):
+                if cl[e, s] == who:
+                    hit = s
+                    break
+            if hit >= 0 and now - seen[e, hit] <= timeout:
+                chosen = e
+            if reap and hit >= 0:
+                old = -1
+                for s in range(cap):
+                    if cl[e, s] >= 0 and (old < 0 or stamp[e, s] < stamp[e, old]):
+                        old = s
+                if old >= 0 and old != hit and now - seen[e, old] > timeout:
+                    cl[e, old] = -1
+            if chosen >= 0:
+                break
+        if chosen < 0:
+            chosen = choice[c]
+        # --set in the endpoint chain
+        e = chosen
+        slot = -1
+        free = -1
+        old = -1
+        for s in range(cap):
+            if cl[e, s] == who:
+                slot = s
+            elif cl[e, s] < 0:
+                if free < 0:
+                    free = s
+            elif old < 0 or stamp[e, s] < stamp[e, old]:
+                old = s
+        if slot < 0:
+            if free >= 0:
+                slot = free
+            else:
+                slot = old
+                evictions[e] += 1
+            cl[e, slot] = who
+        seen[e, slot] = now
+        tick += 1
+        stamp[e, slot] = tick
+        out[c] = chosen
+
+
+@jit
+def set_affinity(conn_client, conn_time, choice, n_endpoints, timeout, size, out, refused):  # pragma: no cover
+    """kube-proxy nftables ClientIP affinity: one dynamic set per endpoint with a timeout.
+
+    ``ip saddr @affinity-<ep> goto endpoint`` for every endpoint in order, then the
+    random ``numgen`` choice; the endpoint chain does ``update @set { ip saddr }``
+    (refreshes the element's timeout). A full set (``size`` live elements) refuses
+    new elements (``refused[e]`` counts them); expired elements do not count.
+    """
+    n_clients = 0
+    for c in range(conn_client.shape[0]):
+        if conn_client[c] + 1 > n_clients:
+            n_clients = conn_client[c] + 1
+    expires = np.full((n_endpoints, n_clients), -np.inf, dtype=np.float64)
+    live = np.zeros(n_endpoints, dtype=np.int64)
+    for c in range(conn_client.shape[0]):
+        who = conn_client[c]
+        now = conn_time[c]
+        chosen = -1
+        for e in range(n_endpoints):
+            if expires[e, who] > now:
+                chosen = e
+                break
+        if chosen < 0:
+            chosen = choice[c]
+        e = chosen
+        if expires[e, who] > now:
+            expires[e, who] = now + timeout
+        else:
+            # count live elements lazily (exact, O(clients)) only when the set might be full
+            if live[e] >= size:
+                cnt = 0
+                for q in range(n_clients):
+                    if expires[e, q] > now:
+                        cnt += 1
+                live[e] = cnt
+            if live[e] < size:
+                expires[e, who] = now + timeout
+                live[e] += 1
+            else:
+                refused[e] += 1
+        out[c] = chosen
+
+
+# ----------------------------------------------------------------- connection-level routing
+
+
+@jit(inline="always")
+def _alias_col(table, bits, r):  # pragma: no cover - compiled
+    bsh = U64(bits)
+    shift = U64(64 - bits)
+    low_mask = (U64(1) << shift) - U64(1)
+    amask = (U64(1) << bsh) - U64(1)
+    j = r >> shift
+    e = table[j]
+    return j if (r & low_mask) < (e >> bsh) else (e & amask)
+
+
+@pjit
+def connection_counts(
+    group_table, group_bits, req_tables, req_bits, group_offset, conn_sizes, conn_keys, req_keys, block_log2, out
+):  # pragma: no cover - compiled
+    """Per-backend request counts of many replicates of a connection-level route.
+
+    Replicate ``r`` (``prange``): connection ``c`` picks its group (the outcome of
+    the stages that decide per connection) with draw ``c`` of ``conn_keys[r]``
+    (alias table ``group_table``); each of its ``conn_sizes[r, c]`` requests
+    picks a backend inside the group with the next draw of ``req_keys[r]``
+    (request ``j`` of the replicate, counted over all its connections; alias
+    table ``req_tables[g]``), backend index ``group_offset[g] + column``.
+    ``conn_sizes`` int64[R, m] (0-padded), ``out`` int64[R, k] (zeroed).
+    """
+    reps = conn_sizes.shape[0]
+    m = conn_sizes.shape[1]
+    for r in prange(reps):
+        j = np.int64(0)
+        for c in range(m):
+            s = conn_sizes[r, c]
+            if s == 0:
+                continue
+            b = c >> block_log2
+            g = _alias_col(group_table, group_bits, splitmix64(conn_keys[r, b], U64(c - (b << block_log2))))
+            base = group_offset[g]
+            if req_bits[g] == 0:
+                out[r, base] += s
+                j += s
+                continue
+            for _ in range(s):
+                bb = j >> block_log2
+                col = _alias_col(req_tables[g], req_bits[g], splitmix64(req_keys[r, bb], U64(j - (bb << block_log2))))
+                out[r, base + col] += 1
+                j += 1

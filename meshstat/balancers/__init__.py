@@ -1,0 +1,81 @@
+"""Inside a subset: endpoint load balancers and connection-level effects.
+
+Stateful or keyed balancers are not i.i.d. :class:`meshstat.model.Stage`\\ s, so
+each has its own frozen dataclass and :func:`simulate_balancer` runs it:
+
+=====================  ==========================================================================
+class                  what it models
+=====================  ==========================================================================
+:class:`RoundRobin`    Envoy ROUND_ROBIN: strict cycle from a random start, or EDF for unequal
+                       weights (``createWithPicks`` random phase); one instance per worker
+:class:`Random`        Envoy RANDOM: ``hosts[r % n]``, weights ignored (as Envoy 1.40)
+:class:`LeastRequest`  Envoy LEAST_REQUEST: N choices with replacement / full scan / EDF with
+                       ``w / (active + 1) ** bias``; a discrete-event simulation under load
+:class:`RingHash`      Envoy RING_HASH: xxHash64 ketama ring, bit-exact host per key
+:class:`Maglev`        Envoy MAGLEV: 65537-entry table, bit-exact host per key
+:class:`SmoothWRR`     nginx smooth weighted round robin (backup, down, worker processes)
+:class:`NumgenInc`     nft ``numgen inc``: round robin per new connection
+:class:`Ipvs`          IPVS ``rr`` / ``wrr`` per new connection, as kube-proxy configures it
+=====================  ==========================================================================
+
+Also: :func:`disruption` (keys that move when hosts change),
+:func:`simulate_connections` (connection reuse over any route),
+:func:`simulate_affinity` (kube-proxy ClientIP affinity, Envoy hash stickiness),
+:mod:`~meshstat.balancers.priority` (priority loads, panic, localities) and
+:func:`xxh64`.
+
+Heavy libraries are imported on first use.
+"""
+
+from __future__ import annotations
+
+from meshstat.balancers.affinity import AffinityResult, HashAffinity, KubeProxyAffinity, simulate_affinity
+from meshstat.balancers.connections import ConnectionResult, simulate_connections
+from meshstat.balancers.engine import BalancerResult, DisruptionResult, disruption, simulate_balancer
+from meshstat.balancers.hashing import Maglev, RingHash, default_endpoints, hash_strings, xxh64
+from meshstat.balancers.least_request import LeastRequest
+from meshstat.balancers.priority import (
+    Locality,
+    PriorityLevel,
+    PriorityLoads,
+    host_shares,
+    locality_shares,
+    priority_loads,
+    priority_route,
+)
+from meshstat.balancers.roundrobin import Ipvs, NumgenInc, Random, RoundRobin, SmoothWRR, create_with_picks
+from meshstat.balancers.workload import ServiceTime, Workload
+
+__all__ = [
+    "AffinityResult",
+    "BalancerResult",
+    "ConnectionResult",
+    "DisruptionResult",
+    "HashAffinity",
+    "Ipvs",
+    "KubeProxyAffinity",
+    "LeastRequest",
+    "Locality",
+    "Maglev",
+    "NumgenInc",
+    "PriorityLevel",
+    "PriorityLoads",
+    "Random",
+    "RingHash",
+    "RoundRobin",
+    "ServiceTime",
+    "SmoothWRR",
+    "Workload",
+    "create_with_picks",
+    "default_endpoints",
+    "disruption",
+    "hash_strings",
+    "host_shares",
+    "locality_shares",
+    "priority_loads",
+    "priority_route",
+    "simulate_affinity",
+    "simulate_balancer",
+    "simulate_connections",
+    "xxh64",
+]

@@ -1,0 +1,356 @@
+"""Workloads that drive the stateful balancers: clients, connections, keys, load.
+
+A :class:`Workload` says who sends the ``n`` requests of a run:
+
+* ``clients`` and ``requests_per_connection``: ``C`` clients share the ``n``
+  requests (the first ``n % C`` clients send one more) and send them at equal
+  rates, each over connections reused for ``R`` requests: a fixed ``R``, a
+  geometric number with mean ``R`` (``"geometric:R"``), or one connection for
+  the whole run (``"all"``, as HTTP/2 and gRPC clients do). Requests are
+  ordered in time by ``(offset within client, client)`` and connections by
+  their first request, so that the order is the one a balancer sees.
+* ``keys``, ``zipf`` (or ``key_values``): the hash key of every request for
+  RING_HASH and MAGLEV (a header value), uniform or Zipf(``s``) over ``K`` keys.
+* ``arrival_rate``, ``service_time``, ``servers``: the load that LEAST_REQUEST
+  reacts to (Poisson arrivals, per-backend service-time distributions, FIFO
+  servers per backend).
+
+Pure Python; numpy is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from meshstat.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["ConnectionLayout", "ServiceTime", "Workload", "parse_requests_per_connection", "parse_service_time"]
+
+_SERVICE_KINDS = {"exp": 0, "const": 1, "lognormal": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceTime:
+    """A service-time distribution in seconds.
+
+    Parameters
+    ----------
+    kind : {"exp", "const", "lognormal"}
+    mean : float
+        Mean service time (seconds).
+    sigma : float
+        Log-scale standard deviation (``lognormal`` only).
+    """
+
+    kind: str = "exp"
+    mean: float = 0.01
+    sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in _SERVICE_KINDS:
+            raise InvalidArgument(f"service time kind must be exp, const or lognormal, got {self.kind!r}")
+        if not self.mean > 0:
+            raise InvalidArgument(f"service time mean must be positive, got {self.mean!r}")
+        if self.sigma < 0:
+            raise InvalidArgument(f"lognormal sigma must be >= 0, got {self.sigma!r}")
+
+    @property
+    def code(self) -> int:
+        """Kernel code of the kind."""
+        return _SERVICE_KINDS[self.kind]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.mean:g}" + (f",{self.sigma:g}" if self.kind == "lognormal" else "")
+
+
+def parse_service_time(text: str) -> ServiceTime:
+    """``"exp:0.01"``, ``"const:0.005"``, ``"lognormal:0.01,1.0"`` or a bare mean (``"0.01"``, exponential)."""
+    raw = text.strip()
+    kind, sep, rest = raw.partition(":")
+    if not sep:
+        kind, rest = "exp", raw
+    parts = rest.split(",")
+    try:
+        mean = float(parts[0])
+        sigma = float(parts[1]) if len(parts) > 1 else 0.0
+    except ValueError:
+        raise InvalidArgument(f"expected a service time such as exp:0.01 or lognormal:0.01,1, got {text!r}") from None
+    if len(parts) > (2 if kind == "lognormal" else 1):
+        raise InvalidArgument(f"too many numbers in service time {text!r}")
+    return ServiceTime(kind, mean, sigma)
+
+
+def parse_requests_per_connection(text: str | int | None) -> int | str | None:
+    """``R`` (positive int), ``"geometric:MEAN"``, ``"all"`` or None (one request per connection)."""
+    if text is None:
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        if text < 1:
+            raise InvalidArgument(f"requests per connection must be >= 1, got {text}")
+        return text
+    raw = str(text).strip().lower()
+    if raw == "all":
+        return "all"
+    if raw.startswith("geometric:"):
+        try:
+            mean = float(raw.split(":", 1)[1])
+        except ValueError:
+            mean = 0.0
+        if not mean >= 1.0:
+            raise InvalidArgument(f"geometric mean requests per connection must be >= 1, got {text!r}")
+        return f"geometric:{mean:g}"
+    try:
+        r = int(raw.replace("_", ""))
+    except ValueError:
+        raise InvalidArgument(f"requests per connection must be N, geometric:MEAN or all, got {text!r}") from None
+    if r < 1:
+        raise InvalidArgument(f"requests per connection must be >= 1, got {text!r}")
+    return r
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Workload:
+    """Who sends the requests (see the module docstring).
+
+    Parameters
+    ----------
+    clients : int
+        Clients (distinct source IPs for affinity).
+    requests_per_connection : int, "geometric:MEAN", "all" or None
+        Connection reuse; None means a new connection per request.
+    keys : int, optional
+        Number of distinct hash keys (header values ``key_prefix + str(i)``).
+    zipf : float
+        Zipf exponent of the key popularity (0 = uniform).
+    key_values : tuple of str, optional
+        Explicit header values (replaces ``keys``).
+    key_prefix : str
+        Prefix of generated header values.
+    arrival_rate : float, optional
+        Poisson arrivals per second (LEAST_REQUEST); default: 80% of the
+        backends' total capacity (all servers finite) or 1000/s.
+    service_time : ServiceTime or tuple of ServiceTime
+        One for all backends, or one per backend.
+    servers : int or tuple of int
+        Parallel FIFO servers per backend (0 = unlimited).
+    connection_rate : float
+        New connections per second and client (affinity timeouts).
+    """
+
+    clients: int = 1
+    requests_per_connection: int | str | None = None
+    keys: int | None = None
+    zipf: float = 0.0
+    key_values: tuple[str, ...] | None = None
+    key_prefix: str = "key-"
+    arrival_rate: float | None = None
+    service_time: ServiceTime | tuple[ServiceTime, ...] = ServiceTime("exp", 0.01)
+    servers: int | tuple[int, ...] = 1
+    connection_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.clients, bool) or not isinstance(self.clients, int) or self.clients < 1:
+            raise InvalidArgument(f"clients must be a positive integer, got {self.clients!r}")
+        object.__setattr__(self, "requests_per_connection", parse_requests_per_connection(self.requests_per_connection))
+        if self.keys is not None and (isinstance(self.keys, bool) or self.keys < 1):
+            raise InvalidArgument(f"keys must be a positive integer, got {self.keys!r}")
+        if self.key_values is not None:
+            object.__setattr__(self, "key_values", tuple(str(v) for v in self.key_values))
+            if not self.key_values:
+                raise InvalidArgument("key_values must not be empty")
+        if self.zipf < 0:
+            raise InvalidArgument(f"zipf exponent must be >= 0, got {self.zipf!r}")
+        if self.arrival_rate is not None and not self.arrival_rate > 0:
+            raise InvalidArgument(f"arrival rate must be positive, got {self.arrival_rate!r}")
+        if not self.connection_rate > 0:
+            raise InvalidArgument(f"connection rate must be positive, got {self.connection_rate!r}")
+        if isinstance(self.service_time, list):
+            object.__setattr__(self, "service_time", tuple(self.service_time))
+        if isinstance(self.servers, list):
+            object.__setattr__(self, "servers", tuple(self.servers))
+
+    # ------------------------------------------------------------------ keys
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether requests carry a hash key."""
+        return self.keys is not None or self.key_values is not None
+
+    def key_strings(self) -> tuple[str, ...]:
+        """The header values, in key-index order."""
+        if self.key_values is not None:
+            return self.key_values
+        if self.keys is None:
+            raise InvalidArgument("this workload has no keys (give keys=K or key_values=...)")
+        return tuple(f"{self.key_prefix}{i}" for i in range(self.keys))
+
+    def key_shares(self) -> tuple[Fraction, ...]:
+        """Popularity of every key: uniform, or ``i**-s / H`` for Zipf (float-rounded when s is not 0)."""
+        k = len(self.key_strings())
+        if self.zipf == 0:
+            return tuple(Fraction(1, k) for _ in range(k))
+        w = [Fraction((i + 1) ** -self.zipf) for i in range(k)]
+        tot = sum(w)
+        return tuple(x / tot for x in w)
+
+    # ------------------------------------------------------------------ per-backend lists
+
+    def service_times(self, k: int) -> tuple[ServiceTime, ...]:
+        """One service time per backend."""
+        st = self.service_time
+        if isinstance(st, ServiceTime):
+            return (st,) * k
+        if len(st) != k:
+            raise InvalidArgument(f"{len(st)} service times for {k} backends")
+        return tuple(st)
+
+    def servers_per_backend(self, k: int) -> tuple[int, ...]:
+        """Parallel servers per backend."""
+        s = self.servers
+        if isinstance(s, int):
+            out = (s,) * k
+        else:
+            if len(s) != k:
+                raise InvalidArgument(f"{len(s)} server counts for {k} backends")
+            out = tuple(int(x) for x in s)
+        if any(x < 0 for x in out):
+            raise InvalidArgument("server counts must be >= 0 (0 = unlimited)")
+        return out
+
+    # ------------------------------------------------------------------ connections
+
+    def requests_per_client(self, n: int) -> list[int]:
+        """Requests of every client."""
+        q, r = divmod(n, self.clients)
+        return [q + (1 if c < r else 0) for c in range(self.clients)]
+
+    def layout(self, n: int, keys: np.ndarray | None = None, block_log2: int = 18) -> ConnectionLayout:
+        """Connections of a run of ``n`` requests (geometric sizes use ``keys``)."""
+        return ConnectionLayout.build(self, n, keys, block_log2)
+
+
+@dataclass(frozen=True, eq=False)
+class ConnectionLayout:
+    """Connections and requests of a run, in time order.
+
+    Attributes
+    ----------
+    conn_client : int64[m]
+        Client of every connection (connection order = order of first request).
+    conn_start : int64[m]
+        Offset of the connection's first request within its client.
+    conn_size : int64[m]
+        Requests on the connection.
+    request_conn : int64[n] or None
+        Connection of every request, requests in time order (built on demand).
+    """
+
+    conn_client: np.ndarray
+    conn_start: np.ndarray
+    conn_size: np.ndarray
+    n: int
+    clients: int
+
+    @staticmethod
+    def build(w: Workload, n: int, keys: np.ndarray | None, block_log2: int) -> ConnectionLayout:
+        import numpy as np
+
+        per = w.requests_per_client(n)
+        rpc = w.requests_per_connection
+        cl, st, sz = [], [], []
+        if rpc is None or rpc == 1:
+            # one connection per request, in time order
+            counts = np.asarray(per, dtype=np.int64)
+            t_of = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if n else np.zeros(0, np.int64)
+            c_of = np.repeat(np.arange(w.clients, dtype=np.int64), counts)
+            order = np.lexsort((c_of, t_of))
+            return ConnectionLayout(c_of[order], t_of[order], np.ones(n, dtype=np.int64), n, w.clients)
+        if rpc == "all":
+            counts = np.asarray(per, dtype=np.int64)
+            keep = counts > 0
+            c_of = np.arange(w.clients, dtype=np.int64)[keep]
+            return ConnectionLayout(c_of, np.zeros(c_of.size, np.int64), counts[keep], n, w.clients)
+        if isinstance(rpc, int):
+            for c, m in enumerate(per):
+                full, rest = divmod(m, rpc)
+                starts = np.arange(full + (1 if rest else 0), dtype=np.int64) * rpc
+                sizes = np.full(starts.size, rpc, dtype=np.int64)
+                if rest:
+                    sizes[-1] = rest
+                cl.append(np.full(starts.size, c, dtype=np.int64))
+                st.append(starts)
+                sz.append(sizes)
+        else:
+            from meshstat._kernels import balancers as kb
+
+            mean = float(str(rpc).split(":", 1)[1])
+            if keys is None:
+                raise InvalidArgument("geometric connection sizes need random keys")
+            # one renewal stream of geometric sizes, cut at client boundaries (memoryless)
+            total = np.cumsum(np.asarray(per, dtype=np.int64))
+            # draws are counter-based: a longer run of sizes extends the same prefix
+            m_est = min(n, int(n / mean * 1.2) + 64)
+            if -(-n // (1 << block_log2)) > keys.shape[0]:
+                raise InvalidArgument("internal: not enough stream keys for connection sizes")
+            while True:
+                sizes = np.empty(m_est, dtype=np.int64)
+                kb.geometric_sizes(np.float64(mean), keys, np.int64(block_log2), np.int64(m_est), sizes)
+                ends = np.cumsum(sizes)
+                if ends[-1] >= n:
+                    break
+                m_est = n
+            bounds = np.union1d(ends[ends < n], total[:-1])
+            bounds = np.concatenate([[0], bounds, [n]]).astype(np.int64)
+            bounds = np.unique(bounds)
+            g_start = bounds[:-1]
+            g_size = np.diff(bounds)
+            starts_of_client = np.concatenate([[0], total[:-1]])
+            client = np.searchsorted(total, g_start, side="right").astype(np.int64)
+            cl.append(client)
+            st.append(g_start - starts_of_client[client])
+            sz.append(g_size)
+        c_of = np.concatenate(cl) if cl else np.zeros(0, np.int64)
+        s_of = np.concatenate(st) if st else np.zeros(0, np.int64)
+        z_of = np.concatenate(sz) if sz else np.zeros(0, np.int64)
+        keep = z_of > 0
+        c_of, s_of, z_of = c_of[keep], s_of[keep], z_of[keep]
+        order = np.lexsort((c_of, s_of))
+        return ConnectionLayout(c_of[order], s_of[order], z_of[order], n, w.clients)
+
+    @property
+    def n_connections(self) -> int:
+        """Number of connections."""
+        return int(self.conn_size.shape[0])
+
+    def request_connections(self) -> np.ndarray:
+        """Connection index of every request, requests in time order ``(offset in client, client)``."""
+        import numpy as np
+
+        from meshstat._kernels import balancers as kb
+
+        m = self.n_connections
+        if m == self.n and bool(np.all(self.conn_size == 1)):
+            return np.arange(self.n, dtype=np.int64)
+        # requests in (client, offset) order carry their connection, then reorder by (offset, client)
+        by_client = np.lexsort((self.conn_start, self.conn_client))
+        conn_rep = np.empty(self.n, dtype=np.int64)
+        kb.expand_by_sizes(by_client.astype(np.int64), self.conn_size[by_client], conn_rep)
+        per = np.bincount(self.conn_client, weights=self.conn_size, minlength=self.clients).astype(np.int64)
+        client_of = np.repeat(np.arange(self.clients, dtype=np.int64), per)
+        first = np.concatenate([[0], np.cumsum(per)[:-1]])
+        offset = np.arange(self.n, dtype=np.int64) - first[client_of]
+        order = np.lexsort((client_of, offset))
+        return conn_rep[order]
+
+    def requests_of(self, conn_values: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Per-request values (time order) from per-connection values."""
+        import numpy as np
+
+        v = np.asarray(conn_values)
+        return v[self.request_connections()]

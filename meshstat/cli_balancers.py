@@ -1,0 +1,258 @@
+"""``simulate --lb ...``: endpoint balancers and connection-level effects on the command line.
+
+Integration with :mod:`meshstat.cli`: the ``simulate`` parser calls
+:func:`add_simulate_arguments` and its handler calls :func:`run_simulate_lb`
+when :func:`wants_lb` is true (``--lb``, ``--requests-per-connection``,
+``--clients`` or ``--affinity`` given). Heavy libraries are imported inside the
+handler only.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from meshstat.errors import InvalidArgument
+
+__all__ = ["LB_CHOICES", "add_simulate_arguments", "balancer_from_args", "run_simulate_lb", "wants_lb"]
+
+#: Values of ``--lb``.
+LB_CHOICES = ("round-robin", "random", "least-request", "ring-hash", "maglev", "swrr", "numgen-inc", "ipvs-rr",
+              "ipvs-wrr")
+
+
+def _int_list(text: str) -> list[int]:
+    parts = [p.strip() for p in text.replace("/", ",").split(",")]
+    try:
+        out = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,1,2, got {text!r}") from None
+    return out
+
+
+def _pos_int(text: str) -> int:
+    from meshstat.cli import count_arg
+
+    return count_arg(text)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the "load balancers" argument group to the ``simulate`` parser."""
+    g = p.add_argument_group("load balancers (inside a subset)")
+    g.add_argument("--lb", choices=LB_CHOICES, help="endpoint balancer to simulate instead of a route")
+    g.add_argument("--endpoints", type=_pos_int, metavar="N", help="number of endpoints (hosts 10.244.x.y:8080)")
+    g.add_argument("--endpoint-weights", type=_int_list, metavar="W1,W2,...", help="load_balancing_weight per endpoint")
+    g.add_argument("--endpoint-addresses", metavar="IP:PORT,...", help="host keys (hash keys) of the endpoints")
+    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
+                   help="Envoy --concurrency / nginx worker processes: independent balancer instances")
+    g.add_argument("--choice-count", type=_pos_int, default=2, metavar="C", help="least request: choices (>= 2)")
+    g.add_argument("--active-request-bias", type=_float, default=1.0, metavar="B",
+                   help="least request: weight / (active + 1) ** B with unequal weights")
+    g.add_argument("--full-scan", action="store_true", help="least request: selection_method FULL_SCAN")
+    g.add_argument("--arrival-rate", type=_float, metavar="RPS",
+                   help="least request: Poisson arrivals per second (default 80%% of capacity)")
+    g.add_argument("--service-time", metavar="SPEC[;SPEC...]",
+                   help="least request: exp:0.01, const:0.005 or lognormal:0.01,1 (seconds); one, or one per "
+                        "endpoint separated by ';'")
+    g.add_argument("--servers", metavar="S[,S...]", help="least request: FIFO servers per endpoint (0 = unlimited)")
+    g.add_argument("--keys", type=_pos_int, metavar="K", help="ring hash / maglev: K hash keys (header values)")
+    g.add_argument("--zipf", type=_float, default=0.0, metavar="S", help="key popularity Zipf exponent (0 = uniform)")
+    g.add_argument("--ring-min", type=_pos_int, default=1024, metavar="N", help="ring hash minimum_ring_size")
+    g.add_argument("--ring-max", type=_pos_int, default=8 * 1024 * 1024, metavar="N",
+                   help="ring hash maximum_ring_size")
+    g.add_argument("--table-size", type=_pos_int, default=65537, metavar="M", help="maglev table size (prime)")
+    g.add_argument("--remove-endpoint", metavar="ADDR|INDEX",
+                   help="ring hash / maglev: also report the keys that move when this endpoint is removed")
+    g.add_argument("--add-endpoint", metavar="IP:PORT",
+                   help="ring hash / maglev: also report the keys that move when this endpoint is added")
+    g.add_argument("--swrr-backup", type=_int_list, metavar="I,...", help="swrr: indices (0-based) of backup servers")
+    g.add_argument("--swrr-down", type=_int_list, metavar="I,...", help="swrr: indices (0-based) of down servers")
+    c = p.add_argument_group("connections and affinity")
+    c.add_argument("--requests-per-connection", metavar="R|geometric:MEAN|all",
+                   help="requests per connection (default: a new connection per request)")
+    c.add_argument("--clients", type=_pos_int, metavar="C", help="clients sharing the requests (default 1)")
+    c.add_argument("--replicates", type=_pos_int, default=200, metavar="N",
+                   help="runs for the dispersion of a route with connection reuse")
+    c.add_argument("--affinity", choices=("client-ip", "client-ip-nft", "hash-source-ip"),
+                   help="session affinity: kube-proxy iptables (-m recent), nftables sets, or Envoy source-IP hash")
+    c.add_argument("--affinity-timeout", type=_float, default=10800.0, metavar="SECONDS",
+                   help="affinity timeout (sessionAffinityConfig.clientIP.timeoutSeconds)")
+    c.add_argument("--connection-rate", type=_float, default=1.0, metavar="PER_S",
+                   help="affinity: new connections per second (all clients together)")
+
+
+def wants_lb(args: argparse.Namespace) -> bool:
+    """Whether ``simulate`` should hand over to :func:`run_simulate_lb`."""
+    return any(getattr(args, a, None) is not None for a in ("lb", "requests_per_connection", "clients", "affinity"))
+
+
+def _endpoints(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
+    addrs = getattr(args, "endpoint_addresses", None)
+    weights = getattr(args, "endpoint_weights", None)
+    n = getattr(args, "endpoints", None)
+    if addrs:
+        eps: Any = [a.strip() for a in addrs.split(",") if a.strip()]
+    elif n is not None:
+        eps = n
+    elif weights is not None:
+        eps = len(weights)
+    elif getattr(args, "kube_proxy_endpoints", None) is not None:
+        eps = args.kube_proxy_endpoints
+    else:
+        raise InvalidArgument("give --endpoints N, --endpoint-weights W1,W2,... or --endpoint-addresses A,B,...")
+    count = len(eps) if isinstance(eps, list) else eps
+    if weights is not None and len(weights) != count:
+        raise InvalidArgument(f"--endpoint-weights has {len(weights)} weights for {count} endpoints")
+    return eps, weights
+
+
+def _workload(args: argparse.Namespace, k: int) -> Any:
+    from meshstat.balancers import Workload
+    from meshstat.balancers.workload import parse_service_time
+
+    st: Any = None
+    if getattr(args, "service_time", None):
+        parts = [parse_service_time(x) for x in args.service_time.split(";") if x.strip()]
+        st = parts[0] if len(parts) == 1 else tuple(parts)
+    servers: Any = 1
+    if getattr(args, "servers", None):
+        vals = _int_list(args.servers)
+        servers = vals[0] if len(vals) == 1 else tuple(vals)
+    kw: dict[str, Any] = {
+        "clients": args.clients or 1,
+        "requests_per_connection": args.requests_per_connection,
+        "keys": args.keys,
+        "zipf": args.zipf,
+        "arrival_rate": args.arrival_rate,
+        "servers": servers,
+    }
+    if st is not None:
+        kw["service_time"] = st
+    return Workload(**kw)
+
+
+def balancer_from_args(args: argparse.Namespace) -> Any:
+    """The balancer named by ``--lb`` and its parameters."""
+    from meshstat import balancers as b
+
+    eps, weights = _endpoints(args)
+    lb = args.lb
+    if lb == "round-robin":
+        return b.RoundRobin(eps, weights, workers=args.workers)
+    if lb == "random":
+        return b.Random(eps, weights)
+    if lb == "least-request":
+        return b.LeastRequest(eps, weights, choice_count=args.choice_count, active_request_bias=args.active_request_bias,
+                              selection_method="full_scan" if args.full_scan else "n_choices")
+    if lb == "ring-hash":
+        return b.RingHash(eps, weights, min_ring_size=args.ring_min, max_ring_size=args.ring_max)
+    if lb == "maglev":
+        return b.Maglev(eps, weights, table_size=args.table_size)
+    if lb == "swrr":
+        count = len(eps) if isinstance(eps, list) else eps
+        flags = {}
+        for name in ("backup", "down"):
+            idx = getattr(args, f"swrr_{name}", None) or []
+            if any(not 0 <= i < count for i in idx):
+                raise InvalidArgument(f"--swrr-{name} indices must be in [0, {count - 1}]")
+            flags[name] = [i in idx for i in range(count)]
+        return b.SmoothWRR(eps, weights, workers=args.workers, **flags)
+    if lb == "numgen-inc":
+        return b.NumgenInc(eps)
+    return b.Ipvs(eps, weights, scheduler="rr" if lb == "ipvs-rr" else "wrr")
+
+
+def _run_line(ctx: Any, args: argparse.Namespace, text: str, notes: tuple[str, ...]) -> None:
+    for note in notes:
+        text += f"\nnote: {note}"
+    human = getattr(args, "format", "table") in ("table", "markdown") and getattr(args, "output", None) is None
+    (ctx.stdout if human else ctx.stderr).write(text + "\n")
+
+
+def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
+    """Handler for ``simulate`` with balancer options (see :func:`wants_lb`)."""
+    import os
+
+    if getattr(args, "threads", None) is not None:
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    n = int(getattr(args, "n", 10_000_000))
+    seed = getattr(args, "seed", None)
+    human = getattr(args, "format", "table") in ("table", "markdown")
+    if getattr(args, "affinity", None) is not None:
+        return _run_affinity(args, ctx, n, seed)
+    if getattr(args, "lb", None) is None:
+        return _run_connections(args, ctx, n, seed)
+    from meshstat.balancers import simulate_balancer
+    from meshstat.report import balancers as rep
+
+    lb = balancer_from_args(args)
+    k = lb.n_hosts
+    wl = _workload(args, k)
+    res = simulate_balancer(lb, n, rng=seed, workload=wl)
+    ctx.emit(rep.balancer_frame(res), args)
+    if human and args.output is None:
+        ctx.emit(rep.imbalance_frame([res]), args)
+        if res.worker_counts is not None:
+            ctx.stdout.write("per worker\n")
+            ctx.emit(rep.worker_frame(res), args)
+    if getattr(args, "remove_endpoint", None) or getattr(args, "add_endpoint", None):
+        from meshstat.balancers import Maglev, RingHash, disruption
+
+        if not isinstance(lb, RingHash | Maglev):
+            raise InvalidArgument("--remove-endpoint/--add-endpoint need --lb ring-hash or maglev")
+        after = lb
+        if args.remove_endpoint:
+            ref = args.remove_endpoint
+            after = after.without(int(ref) if ref.isdigit() else ref) if (ref.isdigit() or ref in lb.endpoints) else None
+            if after is None:
+                raise InvalidArgument(f"--remove-endpoint {ref}: not an endpoint address or index")
+        if args.add_endpoint:
+            after = after.with_endpoint(args.add_endpoint)
+        d = disruption(lb, after, wl if wl.has_keys else 100_000)
+        if human and args.output is None:
+            ctx.stdout.write(f"host-set change: {d.moved:,} of {d.n_keys:,} keys moved ({d.moved_share:.2%}; "
+                             f"{d.unavoidable / d.n_keys:.2%} were on removed hosts)\n")
+            ctx.emit(rep.disruption_frame(d), args)
+    rate = res.rate / 1e6
+    _run_line(ctx, args, f"seed {res.seed_entropy} | n {res.n:,} | lb {res.policy} | {res.elapsed * 1e3:.1f} ms, "
+              f"{rate:,.1f} M requests/s", res.notes)
+    return 0
+
+
+def _run_connections(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
+    from meshstat.balancers import simulate_connections
+    from meshstat.cli import route_from_args
+    from meshstat.report import balancers as rep
+
+    route = route_from_args(args)
+    res = simulate_connections(route, n, clients=args.clients or 1, requests_per_connection=args.requests_per_connection,
+                               replicates=args.replicates, rng=seed)
+    ctx.emit(rep.connection_frame(res), args)
+    _run_line(ctx, args, f"seed {res.seed_entropy} | n {res.n:,} per run | {res.replicates} runs | "
+              f"{res.connections:,} connections | {res.elapsed * 1e3:.1f} ms", res.notes)
+    return 0
+
+
+def _run_affinity(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
+    from meshstat.balancers import HashAffinity, KubeProxyAffinity, Maglev, RingHash, simulate_affinity
+    from meshstat.report import balancers as rep
+
+    eps, weights = _endpoints(args)
+    if args.affinity == "hash-source-ip":
+        base = RingHash(eps, weights) if args.lb == "ring-hash" else Maglev(eps, weights, args.table_size)
+        aff: Any = HashAffinity(base)
+    else:
+        aff = KubeProxyAffinity(eps, timeout=args.affinity_timeout,
+                                mode="iptables" if args.affinity == "client-ip" else "nftables")
+    res = simulate_affinity(aff, n, clients=args.clients or 1, connection_rate=args.connection_rate, rng=seed)
+    ctx.emit(rep.affinity_frame(res), args)
+    _run_line(ctx, args, f"seed {res.seed_entropy} | {res.n:,} connections from {res.clients:,} clients | "
+              f"sticky {res.sticky_share:.2%}", res.notes)
+    return 0
