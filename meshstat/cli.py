@@ -76,9 +76,10 @@ class Context:
         Where the command writes.
     """
 
-    def __init__(self, stdout: IO[str], stderr: IO[str]) -> None:
+    def __init__(self, stdout: IO[str], stderr: IO[str], *, fmt: str = "table") -> None:
         self.stdout = stdout
         self.stderr = stderr
+        self.fmt = fmt
 
     def emit(self, df: Any, args: argparse.Namespace, *, float_precision: int | None = None) -> None:
         """Write a report DataFrame in ``args.format`` to ``args.output`` or stdout."""
@@ -94,8 +95,7 @@ class Context:
 
     def note(self, text: str) -> None:
         """A human remark: to stdout for tables, to stderr for machine formats."""
-        fmt = getattr(self, "_fmt", "table")
-        stream = self.stdout if fmt in ("table", "markdown") else self.stderr
+        stream = self.stdout if self.fmt in ("table", "markdown") else self.stderr
         stream.write(text.rstrip("\n") + "\n")
 
 
@@ -349,9 +349,11 @@ def _run_simulation(route: Any, args: argparse.Namespace) -> Any:
 
 
 def _print_run_line(ctx: Context, args: argparse.Namespace, results: Sequence[Any]) -> None:
+    from meshstat.simulate import rate_summary
+
     r = results[0]
     secs = sum(x.elapsed for x in results)
-    rate = sum(x.n for x in results) / secs / 1e6 if secs > 0 else float("inf")
+    rate = rate_summary(results) / 1e6
     text = (
         f"seed {r.seed_entropy} | n {r.n:,} | mode {r.mode} | "
         f"{secs * 1e3:.1f} ms, {rate:,.0f} M requests/s"
@@ -488,8 +490,7 @@ def main(
         if args.command is None:
             parser.print_help(out)
             return ExitStatus.INVALID_INPUT
-        ctx = Context(out, err)
-        ctx._fmt = getattr(args, "format", "table")  # type: ignore[attr-defined]
+        ctx = Context(out, err, fmt=getattr(args, "format", "table"))
         handler: Callable[[argparse.Namespace, Context], int] = args.handler
         status = int(handler(args, ctx))
         if os.environ.get("MESHSTAT_TIMING"):
