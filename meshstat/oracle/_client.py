@@ -12,10 +12,17 @@ With ``--uid``, the process drops to that user (and group) after start-up,
 before opening any socket: the sockets then carry that owner, which is what
 ``-m owner --uid-owner`` matches (Istio's UID 1337 exemption).
 
+With ``--sources-stdin``, a JSON list of local source addresses is read from
+standard input and connection ``j`` is bound to ``sources[j % len(sources)]``
+before it connects (many clients from one process: ``-m recent`` affinity
+lists key on the source address).
+
 Output: one JSON line ``{"names": [...], "seq": [i, ...], "mixed": m,
 "errors": e, "elapsed": s, "timed_out": bool}``: ``seq[j]`` is the index in
 ``names`` of the backend that answered connection ``j``'s first request;
 ``mixed`` counts connections whose requests were answered by more than one name.
+With ``--sources-stdin`` it also has ``"src": [i, ...]``: the index in the
+source list of every completed connection (aligned with ``seq``).
 """
 
 from __future__ import annotations
@@ -52,7 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=2.0, help="per-connection socket timeout (s)")
     ap.add_argument("--deadline", type=float, default=300.0, help="stop after this many seconds")
     ap.add_argument("--max-errors", type=int, default=100, help="stop after this many failed connections")
+    ap.add_argument("--sources-stdin", action="store_true",
+                    help="read a JSON list of source addresses from stdin; "
+                    "connection j binds to sources[j % len]")
     args = ap.parse_args(argv)
+    sources: list[str] = []
+    if args.sources_stdin:
+        sources = [str(a) for a in json.loads(sys.stdin.read())]
+        if not sources:
+            ap.error("--sources-stdin: empty source list")
 
     host, _, port_s = args.target.rpartition(":")
     addr = (host.strip("[]"), int(port_s))
@@ -65,20 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     names: list[str] = []
     index: dict[bytes, int] = {}
     seq: list[int] = []
+    src_seq: list[int] = []
     mixed = errors = 0
     request = b"x\n" * args.r
     start = time.monotonic()
     stop_at = start + args.deadline
     timed_out = False
     buf = bytearray()
-    for _ in range(args.n):
+    for j in range(args.n):
         if time.monotonic() > stop_at:
             timed_out = True
             break
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(args.timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        si = j % len(sources) if sources else -1
         try:
+            if sources:
+                s.bind((sources[si], 0))
             s.connect(addr)
             s.sendall(request)
             del buf[:]
@@ -100,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.r > 1 and any(x != first for x in lines):
             mixed += 1
         seq.append(i)
-    out = {
+        if sources:
+            src_seq.append(si)
+    out: dict[str, object] = {
         "names": names,
         "seq": seq,
         "mixed": mixed,
@@ -108,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed": time.monotonic() - start,
         "timed_out": timed_out,
     }
+    if sources:
+        out["src"] = src_seq
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

@@ -16,6 +16,13 @@ rules live in the pod's own namespace). Addresses inside the namespaces are
 invisible outside them: ``198.18.0.0/15`` is the RFC 2544 benchmarking block,
 and the ``10.x`` service and pod addresses exist only in these namespaces.
 
+Many clients: ``connect(..., source_addresses=[...])`` binds connection ``j``
+to ``source_addresses[j % len]``; the addresses (``/32`` on the client's
+loopback, inside ``198.18.0.0/15`` outside the veth ``/30``) are added first,
+with routes back to them through the veth in the backend namespace. This is
+what source-keyed state needs (kube-proxy's ``-m recent`` session affinity,
+whose lists :meth:`NetnsLab.recent_list` reads from ``/proc/net/xt_recent``).
+
 Counting: :mod:`meshstat.oracle._backend` listens on every backend address and
 answers each request line with its own name; :mod:`meshstat.oracle._client`
 opens ``N`` sequential TCP connections (``R`` request lines each) from the client
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import itertools
 import json
 import os
@@ -59,16 +67,19 @@ from meshstat.oracle import OracleError, require_binary, require_root
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "CLIENT_SOURCE_RANGE",
     "NAMESPACE_PREFIX",
     "ClientRun",
     "KubeService",
     "NetnsLab",
+    "RecentEntry",
     "cleanup_leftovers",
     "find_kube_service",
     "kube_proxy_chain_name",
     "kube_proxy_ruleset",
     "nft_numgen_ruleset",
     "numgen_slot_shares",
+    "xt_recent_ip_list_tot",
 ]
 
 #: Every namespace the harness creates is named ``ms-<pid>-<n>-c`` / ``ms-<pid>-<n>-b``.
@@ -77,6 +88,11 @@ _NS_RE = re.compile(r"^ms-(\d+)-(\d+)-[cb]$")
 #: Client side of the veth pair (RFC 2544 benchmarking block).
 CLIENT_ADDRESS = "198.18.0.1"
 BACKEND_LINK_ADDRESS = "198.18.0.2"
+#: Extra client source addresses (``connect(source_addresses=...)``) must lie in this block ...
+CLIENT_SOURCE_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+#: ... outside the veth link network.
+_LINK_NETWORK = ipaddress.IPv4Network("198.18.0.0/30")
+_XT_RECENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 _HERE = Path(__file__).resolve().parent
 _BACKEND_SCRIPT = _HERE / "_backend.py"
 _CLIENT_SCRIPT = _HERE / "_client.py"
@@ -198,6 +214,9 @@ class ClientRun:
         The client stopped at its deadline before ``n`` connections.
     uid : int or None
         Owner of the client sockets.
+    sources : list of str
+        With ``connect(source_addresses=...)``: the source address of every
+        completed connection (aligned with ``sequence``); empty otherwise.
     """
 
     names: list[str]
@@ -208,6 +227,7 @@ class ClientRun:
     elapsed: float = 0.0
     timed_out: bool = False
     uid: int | None = None
+    sources: list[str] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -224,6 +244,68 @@ class ClientRun:
     def sequence_names(self) -> list[str]:
         """Backend name of every connection, in order."""
         return [self.names[i] for i in self.sequence]
+
+
+@dataclass(frozen=True)
+class RecentEntry:
+    """One line of ``/proc/net/xt_recent/<list>`` (``net/netfilter/xt_recent.c: recent_seq_show``).
+
+    Attributes
+    ----------
+    address : str
+        The remembered source address (``src=``).
+    ttl : int
+        TTL of the last packet seen (``ttl:``).
+    last_seen : int
+        Jiffies of the last ``--set``/``--update`` (``last_seen:``).
+    oldest : int
+        Index in ``stamps`` of the oldest remembered packet (``oldest_pkt:``).
+    stamps : tuple of int
+        Jiffies of the remembered packets, in the kernel's ring-buffer order
+        (at most ``ip_pkt_list_tot``).
+    """
+
+    address: str
+    ttl: int
+    last_seen: int
+    oldest: int
+    stamps: tuple[int, ...]
+
+
+_RECENT_LINE_RE = re.compile(r"src=(\S+) ttl: (\d+) last_seen: (\d+) oldest_pkt: (\d+)((?:,? \d+)*),?\s*$")
+
+
+def _parse_recent(text: str, name: str) -> list[RecentEntry]:
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        # "src=%pI4 ttl: %u last_seen: %lu oldest_pkt: %u" then " %lu" / ", %lu" per stamp
+        m = _RECENT_LINE_RE.match(line.strip())
+        if not m:
+            raise OracleError(f"/proc/net/xt_recent/{name}: unexpected line {line.strip()[:120]!r}")
+        stamps = tuple(int(x) for x in m.group(5).replace(",", " ").split())
+        out.append(RecentEntry(address=m.group(1), ttl=int(m.group(2)), last_seen=int(m.group(3)),
+                               oldest=int(m.group(4)), stamps=stamps))
+    return out
+
+
+def xt_recent_ip_list_tot() -> int:
+    """The kernel's ``xt_recent`` ``ip_list_tot`` (entries per list; default 100).
+
+    Read from ``/sys/module/xt_recent/parameters/ip_list_tot``; the module is
+    loaded by the first ``-m recent`` rule, so call this after loading one.
+
+    Raises
+    ------
+    OracleError
+        When the module parameter cannot be read.
+    """
+    path = Path("/sys/module/xt_recent/parameters/ip_list_tot")
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise OracleError(f"cannot read {path} (is the xt_recent module loaded?): {exc}") from None
 
 
 @dataclass
@@ -273,6 +355,7 @@ class NetnsLab:
         self._if_backend = f"ms{os.getpid()}x{self.number}b"[:15]
         self._servers: list[_Server] = []
         self._addresses: dict[str, set[str]] = {"client": set(), "backend": set()}
+        self._routed_sources: set[ipaddress.IPv4Address] = set()
         self._created: list[str] = []
         self._closed = False
         self._signals: Any = None
@@ -361,6 +444,53 @@ class NetnsLab:
         _run([self.ip, "-n", self.namespace(side), "-batch", "-"], input=batch)
         self._addresses[side].update(new)
 
+    def add_client_sources(self, addresses: Sequence[str]) -> None:
+        """Make ``addresses`` usable as client source addresses.
+
+        Each is added as a ``/32`` on the client's loopback, and the backend
+        namespace gets a route to it through the veth (the collapsed networks,
+        ``via 198.18.0.1``), so the answers come back. The addresses must be
+        IPv4 inside :data:`CLIENT_SOURCE_RANGE` (``198.18.0.0/15``) and outside
+        the veth's ``198.18.0.0/30``; nothing outside the lab's namespaces changes.
+        """
+        parsed = []
+        for a in dict.fromkeys(addresses):
+            try:
+                ip = ipaddress.IPv4Address(a)
+            except ValueError:
+                raise ValueError(f"source address {a!r} is not an IPv4 address") from None
+            if ip not in CLIENT_SOURCE_RANGE or ip in _LINK_NETWORK:
+                raise ValueError(
+                    f"source address {a} must be inside {CLIENT_SOURCE_RANGE} "
+                    f"and outside the link {_LINK_NETWORK}"
+                )
+            parsed.append(ip)
+        parsed = [ip for ip in parsed if ip not in self._routed_sources]
+        if not parsed:
+            return
+        self.add_addresses([str(ip) for ip in parsed], side="client")
+        nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(ip) for ip in parsed)
+        batch = "".join(f"route replace {n} via {CLIENT_ADDRESS} dev {self._if_backend}\n" for n in nets)
+        _run([self.ip, "-n", self.backend, "-batch", "-"], input=batch)
+        self._routed_sources.update(parsed)
+
+    def recent_list(self, name: str, side: str = "backend") -> list[RecentEntry]:
+        """The entries of the ``xt_recent`` list ``name`` in ``side`` (``/proc/net/xt_recent/<name>``).
+
+        The lists are per network namespace: they live where the ``-m recent``
+        rules were loaded (kube-proxy's rules: the backend side). Lines come in
+        the kernel's hash-table order, not in LRU order.
+
+        Raises
+        ------
+        OracleError
+            When the list does not exist (no rule names it in that namespace).
+        """
+        if not _XT_RECENT_NAME_RE.match(name):
+            raise ValueError(f"not an xt_recent list name: {name!r}")
+        text = self.exec(side, ["cat", f"/proc/net/xt_recent/{name}"])
+        return _parse_recent(text, name)
+
     def load_iptables(self, text: str, side: str = "backend", *, noflush: bool = False) -> None:
         """Load an ``iptables-save`` / ``iptables-restore`` text into ``side``.
 
@@ -448,6 +578,7 @@ class NetnsLab:
         side: str = "client",
         deadline: float = 240.0,
         timeout: float = 2.0,
+        source_addresses: Sequence[str] | None = None,
     ) -> ClientRun:
         """Open ``n`` sequential TCP connections to ``target`` from ``side``.
 
@@ -467,6 +598,12 @@ class NetnsLab:
             The client stops after this many seconds (``ClientRun.timed_out``).
         timeout : float
             Per-connection socket timeout.
+        source_addresses : sequence of str, optional
+            Client only: connection ``j`` binds to ``source_addresses[j %
+            len(source_addresses)]`` (so ``[a] * 50 + [b] * 50`` with ``n=100``
+            gives two clients of 50 connections each). The addresses are set up
+            with :meth:`add_client_sources` first. ``ClientRun.sources`` then
+            holds the source of every completed connection.
         """
         if not 0 < n <= 10_000_000:
             raise ValueError(f"n must be in 1..10,000,000, got {n}")
@@ -476,12 +613,23 @@ class NetnsLab:
                 "-r", str(requests_per_connection), "--deadline", str(deadline), "--timeout", str(timeout)]
         if uid is not None:
             argv += ["--uid", str(int(uid))]
-        out = self.exec(side, argv, timeout=deadline + 60.0)
+        stdin = None
+        sources: list[str] = []
+        if source_addresses is not None:
+            if side != "client":
+                raise ValueError("source_addresses are set up on the client side only")
+            sources = [str(a) for a in source_addresses]
+            if not sources:
+                raise ValueError("source_addresses is empty")
+            self.add_client_sources(sources)
+            argv.append("--sources-stdin")
+            stdin = json.dumps(sources)
+        out = self.exec(side, argv, input=stdin, timeout=deadline + 60.0)
         data = json.loads(out.strip().splitlines()[-1])
         return ClientRun(
             names=data["names"], sequence=data["seq"], requests_per_connection=requests_per_connection,
             mixed=data["mixed"], errors=data["errors"], elapsed=data["elapsed"],
-            timed_out=data["timed_out"], uid=uid,
+            timed_out=data["timed_out"], uid=uid, sources=[sources[i] for i in data.get("src", [])],
         )
 
 
@@ -542,6 +690,7 @@ def kube_proxy_ruleset(
     service: str = "default/svc:http",
     fall_through: bool = False,
     pod_cidr: str = "10.244.0.0/16",
+    affinity_timeout: int | None = None,
 ) -> str:
     """An ``iptables-restore`` nat table shaped like kube-proxy's for one TCP service.
 
@@ -569,10 +718,24 @@ def kube_proxy_ruleset(
         rule); unmatched connections leave the chain unchanged.
     pod_cidr : str
         Source range exempted from the masquerade mark.
+    affinity_timeout : int, optional
+        ``sessionAffinity: ClientIP`` with ``timeoutSeconds``: kube-proxy's
+        rules in its written form (kubernetes ``pkg/proxy/iptables/proxier.go:
+        writeServiceToEndpointRules`` and the endpoint-chain part of
+        ``syncProxyRules``): after the masquerade rule and before the cascade,
+        one ``-m comment --comment "<svc> -> <ip:port>" -m recent --name
+        KUBE-SEP-Y --rcheck --seconds <timeout> --reap -j KUBE-SEP-Y`` per
+        endpoint, in endpoint order; in every ``KUBE-SEP-Y``, ``-m recent --name
+        KUBE-SEP-Y --set`` on the DNAT rule. The xt_recent list of an endpoint is
+        named after its chain.
     """
     n = len(endpoints)
     if n < 1:
         raise ValueError("at least one endpoint")
+    if affinity_timeout is not None and (
+        isinstance(affinity_timeout, bool) or not isinstance(affinity_timeout, int) or affinity_timeout < 1
+    ):
+        raise ValueError(f"affinity_timeout must be a positive integer (seconds), got {affinity_timeout!r}")
     if probabilities is None:
         if fall_through:
             raise ValueError("a fall-through cascade needs explicit probabilities, one per endpoint")
@@ -606,6 +769,13 @@ def kube_proxy_ruleset(
         f"-A {svc_chain} -m comment --comment {svc_comment} -m tcp -p tcp -d {cluster_ip} --dport {port} "
         f"! -s {pod_cidr} -j KUBE-MARK-MASQ",
     ]
+    if affinity_timeout is not None:
+        for ep, sep in zip(endpoints, seps, strict=True):
+            lines.append(
+                f'-A {svc_chain} -m comment --comment "{service} -> {ep}" -m recent --name {sep} '
+                f"--rcheck --seconds {affinity_timeout} --reap -j {sep}"
+            )
+    recent_set = " -m recent --name {sep} --set" if affinity_timeout is not None else ""
     for i, (ep, sep) in enumerate(zip(endpoints, seps, strict=True)):
         stat = ""
         if i < len(probabilities):
@@ -614,7 +784,10 @@ def kube_proxy_ruleset(
     for ep, sep in zip(endpoints, seps, strict=True):
         ip = ep.rpartition(":")[0]
         lines.append(f"-A {sep} -m comment --comment {service} -s {ip} -j KUBE-MARK-MASQ")
-        lines.append(f"-A {sep} -m comment --comment {service} -m tcp -p tcp -j DNAT --to-destination {ep}")
+        lines.append(
+            f"-A {sep} -m comment --comment {service}{recent_set.format(sep=sep)} -m tcp -p tcp "
+            f"-j DNAT --to-destination {ep}"
+        )
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
