@@ -19,6 +19,7 @@ the real mechanism itself.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -100,8 +101,26 @@ def alias_table(masses: tuple[int, ...] | list[int]) -> tuple[np.ndarray, int]:
 def compile_route(route: Route, *, mode: str = "per_request") -> Plan:
     """Compile ``route`` for ``mode`` (``"per_request"`` or ``"faithful"``).
 
-    ``faithful`` needs a single cascade or weighted stage over backends.
+    ``faithful`` needs a single cascade or weighted stage over backends. Plans
+    are cached per (route, mode): routes are immutable, and building an alias
+    table for a thousand backends in Python costs milliseconds. The arrays of a
+    cached plan must not be written to (the kernels only read them).
     """
+    try:
+        return _compile_cached(route, mode)
+    except TypeError:  # an unhashable stage (custom subclass): compile afresh
+        return _compile(route, mode)
+
+
+@functools.lru_cache(maxsize=128)
+def _compile_cached(route: Route, mode: str) -> Plan:
+    plan = _compile(route, mode)
+    for arr in (plan.table, plan.thresholds, plan.cum):
+        arr.setflags(write=False)
+    return plan
+
+
+def _compile(route: Route, mode: str) -> Plan:
     masses, exact = route.masses64()
     k = len(masses)
     empty64 = np.zeros(0, dtype=np.uint64)

@@ -466,6 +466,11 @@ class Route:
 
     def exact_shares(self) -> tuple[Fraction, ...]:
         """Exact probability of every backend, as Fractions summing to 1."""
+        root = self.root
+        if isinstance(root, Backend):
+            return (Fraction(1),)
+        if all(isinstance(c, Backend) for c in root.children):
+            return tuple(root.shares())
         out: list[Fraction] = []
 
         def walk(node: Node, p: Fraction) -> None:

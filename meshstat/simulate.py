@@ -217,14 +217,18 @@ def _simulate_kernels(
     dd = dest_dtype(plan.columns)
     # load (or compile) the kernels before the clock starts: an empty call
     empty_keys = np.zeros(0, dtype=np.uint64)
+    empty_counts = np.zeros((0, ncols), np.int64)
     if destinations:
-        dest_kernel(*args, empty_keys, np.int64(block_log2), np.int64(0), np.zeros(0, dtype=dd))
-    win_kernel(*args, empty_keys, np.int64(block_log2), np.int64(0), np.int64(1), np.zeros((0, ncols), np.int64))
+        dest_kernel(*args, empty_keys, np.int64(block_log2), np.int64(0), np.zeros(0, dtype=dd), empty_counts)
+    if w is not None or not destinations:
+        win_kernel(*args, empty_keys, np.int64(block_log2), np.int64(0), np.int64(1), empty_counts)
     t0 = time.perf_counter()
     dest = None
+    per_block = None
     if destinations:
         dest = np.empty(n, dtype=dd)
-        dest_kernel(*args, keys, np.int64(block_log2), np.int64(n), dest)
+        per_block = np.zeros((n_blocks, ncols), dtype=np.int64)
+        dest_kernel(*args, keys, np.int64(block_log2), np.int64(n), dest, per_block)
     if w is not None:
         nw = -(-n // w)
         wc = np.zeros((nw, ncols), dtype=np.int64)
@@ -234,8 +238,9 @@ def _simulate_kernels(
         window_sizes = np.full(nw, w, dtype=np.int64)
         window_sizes[-1] = n - (nw - 1) * w
     else:
-        per_block = np.zeros((n_blocks, ncols), dtype=np.int64)
-        win_kernel(*args, keys, np.int64(block_log2), np.int64(n), np.int64(block), per_block)
+        if per_block is None:
+            per_block = np.zeros((n_blocks, ncols), dtype=np.int64)
+            win_kernel(*args, keys, np.int64(block_log2), np.int64(n), np.int64(block), per_block)
         counts = per_block.sum(axis=0)[: plan.k]
         window_counts = window_sizes = None
     elapsed = time.perf_counter() - t0

@@ -27,6 +27,10 @@ def _to_masses(raw: list[int]) -> list[int]:
     return list(_round_to_total([Fraction(x, total) for x in raw], 2**64))
 
 
+def _tally(keys: np.ndarray, columns: int) -> np.ndarray:
+    return np.zeros((keys.shape[0], columns), dtype=np.int64)
+
+
 def _keys(seed: int, n: int) -> np.ndarray:
     return seeding.block_keys(np.random.SeedSequence(seed), -(-n // (1 << BLOCK_LOG2)))
 
@@ -58,10 +62,10 @@ def test_alias_and_bernoulli_kernels_equal_reference(raw: list[int], seed: int, 
     keys = _keys(seed, n)
     out = np.empty(n, dtype=dest_dtype(plan.columns))
     if plan.kind == "bernoulli":
-        kr.bernoulli_dest(plan.t, keys, np.int64(BLOCK_LOG2), np.int64(n), out)
+        kr.bernoulli_dest(plan.t, keys, np.int64(BLOCK_LOG2), np.int64(n), out, _tally(keys, plan.columns))
         expect = [ref.bernoulli_pick(int(plan.t), ref.draw(keys.tolist(), BLOCK_LOG2, i)) for i in range(n)]
     else:
-        kr.alias_dest(plan.table, np.int64(plan.bits), keys, np.int64(BLOCK_LOG2), np.int64(n), out)
+        kr.alias_dest(plan.table, np.int64(plan.bits), keys, np.int64(BLOCK_LOG2), np.int64(n), out, _tally(keys, plan.columns))
         cols = [(e >> plan.bits, e & ((1 << plan.bits) - 1)) for e in plan.table.tolist()]
         expect = [ref.alias_pick(cols, plan.bits, ref.draw(keys.tolist(), BLOCK_LOG2, i)) for i in range(n)]
     assert out.tolist() == expect
@@ -76,7 +80,7 @@ def test_faithful_cascade_kernel_equals_reference(ks: list[int], seed: int, n: i
     keys = _keys(seed, n)
     th = np.array(ks, dtype=np.uint32)
     out = np.empty(n, dtype=np.uint8)
-    kr.cascade_dest(th, keys, np.int64(BLOCK_LOG2), np.int64(n), out)
+    kr.cascade_dest(th, keys, np.int64(BLOCK_LOG2), np.int64(n), out, _tally(keys, len(ks) + 1))
     kl = keys.tolist()
     assert out.tolist() == [ref.cascade_pick(ks, kl, BLOCK_LOG2, i) for i in range(n)]
 
@@ -92,7 +96,7 @@ def test_faithful_envoy_kernel_equals_reference(ws: list[int], seed: int, n: int
     plan = compile_route(Route(root=Weighted.from_weights(ws)), mode="faithful")
     keys = _keys(seed, n)
     out = np.empty(n, dtype=np.uint8)
-    kr.envoy_dest(plan.cum, plan.total, keys, np.int64(BLOCK_LOG2), np.int64(n), out)
+    kr.envoy_dest(plan.cum, plan.total, keys, np.int64(BLOCK_LOG2), np.int64(n), out, _tally(keys, plan.columns))
     kl = keys.tolist()
     assert out.tolist() == [ref.envoy_pick(ws, ref.draw(kl, BLOCK_LOG2, i)) for i in range(n)]
 
@@ -106,7 +110,12 @@ def _dest_and_windows(plan, keys, n, window):  # type: ignore[no-untyped-def]
     }[plan.kind]
     dest_k, win_k, a = args
     dest = np.empty(n, dtype=dest_dtype(plan.columns))
-    dest_k(*a, keys, np.int64(BLOCK_LOG2), np.int64(n), dest)
+    tally = _tally(keys, plan.columns)
+    dest_k(*a, keys, np.int64(BLOCK_LOG2), np.int64(n), dest, tally)
+    # the per-block tallies of the dest kernel are the stream's counts, block by block
+    for b in range(tally.shape[0]):
+        seg = dest[b << BLOCK_LOG2 : (b + 1) << BLOCK_LOG2]
+        assert tally[b].tolist() == np.bincount(seg, minlength=plan.columns).tolist()
     nw = -(-n // window)
     wc = np.zeros((nw, plan.columns), dtype=np.int64)
     win_k(*a, keys, np.int64(BLOCK_LOG2), np.int64(n), np.int64(window), wc)

@@ -1,8 +1,9 @@
 """Routing kernels: per-request destinations and per-window counts.
 
 Four samplers, each in two shapes (``*_dest`` writes one destination per
-request, ``*_windows`` counts per window of ``window`` requests; counts of a
-whole run are the windows kernel with ``window = block size``, summed):
+request and tallies each block into ``counts[b]``, ``*_windows`` counts per
+window of ``window`` requests; counts of a whole run without destinations are
+the windows kernel with ``window = block size``, summed):
 
 ``bernoulli``  two backends: backend 1 iff ``r >= t`` (``t`` = mass of backend 0 in ``2**-64``).
 ``alias``      any distribution whose masses are integers summing to ``2**64``: a
@@ -23,7 +24,8 @@ uses draws ``o * M + j // 2`` (``M = ceil(m / 2)``), rule ``j`` taking the low
 
 Arrays: ``keys`` uint64[n_blocks]; ``table`` uint64[K] packed
 ``(threshold << bits) | alias``; ``thresholds`` uint32[m]; ``cum`` uint64[k]
-(cumulative weight ends); ``out`` uint8/uint16/uint32[n] or int64[n_windows, K].
+(cumulative weight ends); ``out`` uint8/uint16/uint32[n] or int64[n_windows, K];
+``counts`` int64[n_blocks, K] (zeroed).
 """
 
 from __future__ import annotations
@@ -42,16 +44,21 @@ S32 = np.uint64(32)
 
 
 @pjit
-def bernoulli_dest(t, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """``out[i] = 1`` iff draw ``i`` is ``>= t`` (uint64)."""
+def bernoulli_dest(t, keys, block_log2, n, out, counts):  # pragma: no cover - compiled
+    """``out[i] = 1`` iff draw ``i`` is ``>= t`` (uint64); ``counts[b]`` gets block ``b``'s tally."""
     nb = keys.shape[0]
     for b in prange(nb):
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
+        ones = np.int64(0)
         for i in range(start, stop):
             r = splitmix64(key, np.uint64(i - start))
-            out[i] = 1 if r >= t else 0
+            one = np.int64(r >= t)
+            out[i] = one
+            ones += one
+        counts[b, 1] = ones
+        counts[b, 0] = (stop - start) - ones
 
 
 @pjit
@@ -80,8 +87,8 @@ def bernoulli_windows(t, keys, block_log2, n, window, out):  # pragma: no cover 
 
 
 @pjit
-def alias_dest(table, bits, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """Alias-table destinations; ``bits >= 1``."""
+def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cover - compiled
+    """Alias-table destinations (``bits >= 1``); ``counts[b]`` gets block ``b``'s tally."""
     nb = keys.shape[0]
     bsh = np.uint64(bits)
     shift = np.uint64(64 - bits)
@@ -97,6 +104,7 @@ def alias_dest(table, bits, keys, block_log2, n, out):  # pragma: no cover - com
             e = table[j]
             sel = j if (r & low_mask) < (e >> bsh) else (e & amask)
             out[i] = sel
+            counts[b, sel] += 1
 
 
 @pjit
@@ -129,8 +137,8 @@ def alias_windows(table, bits, keys, block_log2, n, window, out):  # pragma: no 
 
 
 @pjit
-def cascade_dest(thresholds, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """First rule ``j`` with ``(u32 & 0x7FFFFFFF) < thresholds[j]``, else ``m``."""
+def cascade_dest(thresholds, keys, block_log2, n, out, counts):  # pragma: no cover - compiled
+    """First rule ``j`` with ``(u32 & 0x7FFFFFFF) < thresholds[j]``, else ``m``; tallies per block."""
     nb = keys.shape[0]
     m = thresholds.shape[0]
     words = np.uint64((m + 1) // 2)
@@ -152,6 +160,7 @@ def cascade_dest(thresholds, keys, block_log2, n, out):  # pragma: no cover - co
                     sel = j
                     break
             out[i] = sel
+            counts[b, sel] += 1
 
 
 @pjit
@@ -190,8 +199,8 @@ def cascade_windows(thresholds, keys, block_log2, n, window, out):  # pragma: no
 
 
 @pjit
-def envoy_dest(cum, total, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """``v = r % total``; first ``i`` with ``cum[i] > v`` (binary search)."""
+def envoy_dest(cum, total, keys, block_log2, n, out, counts):  # pragma: no cover - compiled
+    """``v = r % total``; first ``i`` with ``cum[i] > v`` (binary search); tallies per block."""
     nb = keys.shape[0]
     k = cum.shape[0]
     for b in prange(nb):
@@ -209,6 +218,7 @@ def envoy_dest(cum, total, keys, block_log2, n, out):  # pragma: no cover - comp
                 else:
                     lo = mid + 1
             out[i] = lo
+            counts[b, lo] += 1
 
 
 @pjit
