@@ -5,11 +5,17 @@ endpoints each parses in under 2 s, a service lookup then takes under 10 ms and
 the trace of one packet under 50 ms. The dump is generated here in kube-proxy's
 layout (``meshstat.netfilter.kube_proxy_iptables_save``: ``KUBE-SERVICES`` rule,
 masquerade rule, ``n`` cascade rules and ``2n`` ``KUBE-SEP`` rules per service),
-which is about 336,000 rules for 10,000 services (the issue's "~100k rules" would
-be 1 to 5 endpoints); the parse goal is therefore checked per 100,000 rules
-(the parse is linear in the rules). Timings are asserted with a slack factor for
-shared CI machines (``MESHSTAT_BENCH_SLACK``, default 2, as the other benchmarks'
-floors at half of each goal). Every benchmark also asserts what it timed.
+which is 334,804 rules for these 10,000 services (the issue's "~100k rules" would
+be 1 to 5 endpoints). The parse goal is checked as stated, for the whole dump
+(median < 2 s), and also per 100,000 rules (the parse is linear in the rules).
+Timings are asserted with a slack factor for shared CI machines
+(``MESHSTAT_BENCH_SLACK``, default 2, as the other benchmarks' floors at half of
+each goal). Every benchmark also asserts what it timed.
+
+The parse is this fast because the rules of kube-proxy's shapes are validated
+when read but their matches and target are built on first access (see
+"Performance" in :mod:`meshstat.parsers.iptables`); the lookup and the trace
+below include building those of the rules they read.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ def test_bench_parse_10k_services(benchmark, dump: str, spec: list) -> None:  # 
     median = benchmark.stats.stats.median
     per_100k = median * 100_000 / rules
     benchmark.extra_info.update({"rules": rules, "seconds_per_100k_rules": per_100k})
+    # the goal as stated: the whole 10,000-service dump in under 2 s
+    assert median < 2.0 * SLACK, f"parse {median:.2f} s for {SERVICES} services ({rules} rules)"
     assert per_100k < 2.0 * SLACK, f"{per_100k:.2f} s per 100k rules ({rules} rules in {median:.2f} s)"
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import gc
 import hashlib
 import re
 import sys
@@ -48,6 +49,7 @@ from meshstat.parsers import sniff_netfilter_dialect
 from meshstat.parsers.nft import NftElement, NftSet, flat_targets
 from meshstat.parsers.iptables import (
     TABLE_PRIORITY,
+    _FREEZE_RULES,
     Chain,
     Match,
     Net,
@@ -1615,9 +1617,21 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
         infos = _nft_services(rs, fam)
     else:
         reader = _IptablesServices(rs, fam)
-        infos = [reader.info(s) for s in reader.suffixes()]
-        known = {i.name for i in infos}
-        infos += [i for i in reader.rejected() if i.name not in known]
+        # Reading every service builds the matches of nearly every rule (the parser
+        # builds them on first access): pause the cyclic collector as the parser does,
+        # or its full collections rescan the new objects again and again (twice the
+        # time for 10,000 services).
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            infos = [reader.info(s) for s in reader.suffixes()]
+            known = {i.name for i in infos}
+            infos += [i for i in reader.rejected() if i.name not in known]
+            if rs.rule_count > _FREEZE_RULES:
+                gc.freeze()  # acyclic, freed by reference counting (see parse_iptables)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     infos.sort(key=lambda i: (i.name, i.protocol))
     by_name: dict[str, list[ServiceInfo]] = {}
     by_addr: dict[tuple[str, int, str], ServiceInfo] = {}
