@@ -7,7 +7,7 @@ and carries C-contiguous arrays:
 * ``alias`` (any route): a Vose alias table built with exact integer arithmetic
   on the route's masses (integers summing to ``2**64``), with ``K = 2**bits``
   columns of ``2**(64-bits)`` units each, packed ``(threshold << bits) | alias``;
-* ``cascade`` (faithful iptables): the stored integers ``k`` as uint32;
+* ``cascade`` (faithful iptables): the stored integers ``k`` as uint64 (compared with uint64 draws);
 * ``envoy`` (faithful Envoy): cumulative weight ends as uint64 and the total.
 
 ``bernoulli`` and ``alias`` sample the route's distribution rounded to
@@ -133,7 +133,7 @@ def _compile(route: Route, mode: str) -> Plan:
                 f"this route is {route.describe()}"
             )
         if isinstance(root, Cascade):
-            th = np.array(root.thresholds, dtype=np.uint32)
+            th = np.array(root.thresholds, dtype=np.uint64)  # compared with uint64 draws: no casts
             return Plan("cascade", k, masses, exact, empty64, 0, np.uint64(0), th, empty64, np.uint64(0), k)
         cum = np.cumsum(np.array(root.weights, dtype=np.uint64), dtype=np.uint64)
         return Plan("envoy", k, masses, True, empty64, 0, np.uint64(0), empty32, cum, np.uint64(root.total), k)

@@ -78,7 +78,7 @@ def test_alias_and_bernoulli_kernels_equal_reference(raw: list[int], seed: int, 
 )
 def test_faithful_cascade_kernel_equals_reference(ks: list[int], seed: int, n: int) -> None:
     keys = _keys(seed, n)
-    th = np.array(ks, dtype=np.uint32)
+    th = np.array(ks, dtype=np.uint64)
     out = np.empty(n, dtype=np.uint8)
     kr.cascade_dest(th, keys, np.int64(BLOCK_LOG2), np.int64(n), out, _tally(keys, len(ks) + 1))
     kl = keys.tolist()
