@@ -257,8 +257,6 @@ def _run_lr(weighted, weights, bias, c, full, rate, kind, a, b, servers, seed, n
         edf = (stt.deadline, stt.order, stt.current_time, stt.order_offset)
     else:
         edf = ((0.0,) * k, (0,) * k, 0.0, 0)
-    finite = all(s > 0 for s in servers)
-    cap = sum(servers) if finite else n
     dest = np.empty(n, np.int32)
     lat = np.empty(n, np.float64)
     area = np.zeros(k)
@@ -266,8 +264,7 @@ def _run_lr(weighted, weights, bias, c, full, rate, kind, a, b, servers, seed, n
     kl.simulate_lr(weighted, np.asarray(weights, np.float64), np.float64(bias), np.int64(c), full,
                    np.array(edf[0], np.float64), np.array(edf[1], np.int64), np.array([edf[2], float(edf[3])]),
                    np.float64(rate), np.int64(kind), np.asarray(a, np.float64), np.asarray(b, np.float64),
-                   np.asarray(servers, np.int64), keys, np.int64(BLOCK_LOG2), np.int64(n), dest, lat,
-                   np.empty(cap, np.float64), np.empty(cap, np.int64), np.empty(n, np.int64), area, mx)
+                   np.asarray(servers, np.int64), keys, np.int64(BLOCK_LOG2), np.int64(n), dest, lat, area, mx)
     ref_dest, ref_lat = rb.lr_simulate(weighted, weights, bias, c, full, edf, rate, (kind, a, b), servers,
                                        keys.tolist(), BLOCK_LOG2, n)
     return dest, lat, ref_dest, ref_lat
@@ -365,3 +362,35 @@ def test_kernels_keep_one_specialisation() -> None:
     for kern in (kb.cycle_fill, kb.random_dest, kh.maglev_lookup, kh.ring_lookup):
         assert len(kern.signatures) <= 2, kern.signatures
     assert math.isfinite(0.0)
+
+
+@pytest.mark.parametrize("weights", [[1, 2, 3, 4], [1, 1, 2], [5, 7, 11], [999, 1000], [3, 6, 9, 12, 1]])
+@pytest.mark.parametrize("seed", [0, 1, 123456789, 2**32 - 1])
+def test_edf_period_replication_is_bit_exact(weights: list[int], seed: int) -> None:
+    """edf_sequence / edf_counts (one period stepped, then copied while provably periodic) == stepping."""
+    ws = [float(w) for w in weights]
+    stt = create_with_picks(ws, seed)
+    n = 300_000
+
+    def state() -> tuple:
+        return (
+            np.array(stt.deadline),
+            np.array(stt.order, np.int64),
+            np.float64(stt.current_time),
+            np.int64(stt.order_offset),
+            np.array([1.0 / w for w in ws]),
+        )
+
+    fast, step = np.empty(n, np.int32), np.empty(n, np.int32)
+    a, b, c = state(), state(), state()
+    ra = kb.edf_sequence(*a, np.int64(n), fast)
+    rs = kb.edf_sequence_stepwise(*b, np.int64(n), step)
+    assert np.array_equal(fast, step)
+    assert ra == rs
+    assert np.array_equal(a[0], b[0])
+    assert np.array_equal(a[1], b[1])
+    counts = np.zeros(len(ws), np.int64)
+    assert kb.edf_counts(*c, np.int64(n), counts) == rs
+    assert counts.tolist() == np.bincount(step, minlength=len(ws)).tolist()
+    ref = rb.edf_envoy((stt.deadline, stt.order, stt.current_time, stt.order_offset), ws, 3000)
+    assert fast[:3000].tolist() == ref

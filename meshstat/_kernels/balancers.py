@@ -3,8 +3,9 @@
 Deterministic balancers (round robin, smooth WRR, IPVS rr/wrr, nft ``numgen
 inc``) are a fixed cycle per balancer instance; only the phase and the
 assignment of connections to instances are random. EDF (Envoy's weighted round
-robin) is run step by step in float64 exactly as ``edf_scheduler.h`` does, so
-that its floating-point ties break as in Envoy.
+robin) runs in float64 exactly as ``edf_scheduler.h`` does, so that its
+floating-point ties break as in Envoy: one period is stepped and then copied for
+as many periods as it provably repeats bit for bit (:func:`_edf_repeats`).
 
 Random streams (the reproducibility contract; ``draw(b, u) = splitmix64(keys[b], u)``,
 item ``i`` in block ``b = i >> block_log2`` at offset ``o``):
@@ -19,6 +20,8 @@ item ``i`` in block ``b = i >> block_log2`` at offset ``o``):
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import prange
 
@@ -31,12 +34,28 @@ U64 = np.uint64
 # ----------------------------------------------------------------- cycles
 
 
+#: Items per parallel chunk of :func:`cycle_fill`.
+CYCLE_CHUNK = 1 << 16
+
+
 @pjit
 def cycle_fill(cycle, phase, n, out):  # pragma: no cover - compiled
-    """``out[i] = cycle[(phase + i) % len(cycle)]`` (one balancer instance)."""
+    """``out[i] = cycle[(phase + i) % len(cycle)]`` (one balancer instance).
+
+    One modulo per chunk of ``CYCLE_CHUNK`` items; inside a chunk the position
+    steps and wraps (a division per item would cost more than the store).
+    """
     p = cycle.shape[0]
-    for i in prange(n):
-        out[i] = cycle[(phase + i) % p]
+    ph = phase % p
+    for c in prange((n + CYCLE_CHUNK - 1) // CYCLE_CHUNK):
+        start = c * CYCLE_CHUNK
+        stop = min(start + CYCLE_CHUNK, n)
+        j = (ph + start % p) % p
+        for i in range(start, stop):
+            out[i] = cycle[j]
+            j += 1
+            if j == p:
+                j = 0
 
 
 @jit
@@ -44,11 +63,15 @@ def cycle_dest_workers(worker_of, cycles, offsets, lengths, phases, out):  # pra
     """Items in order; item ``i`` is served by instance ``w = worker_of[i]``, which
     answers its ``k``-th item with ``cycles[offsets[w] + (phases[w] + k) % lengths[w]]``."""
     nw = lengths.shape[0]
-    pos = np.zeros(nw, dtype=np.int64)
+    pos = np.empty(nw, dtype=np.int64)
+    for w in range(nw):
+        pos[w] = phases[w] % lengths[w] if lengths[w] > 0 else 0
     for i in range(worker_of.shape[0]):
         w = worker_of[i]
-        out[i] = cycles[offsets[w] + (phases[w] + pos[w]) % lengths[w]]
-        pos[w] += 1
+        j = pos[w]
+        out[i] = cycles[offsets[w] + j]
+        j += 1
+        pos[w] = 0 if j == lengths[w] else j
 
 
 @jit
@@ -64,6 +87,222 @@ def expand_by_sizes(values, sizes, out):  # pragma: no cover - compiled
 
 # ----------------------------------------------------------------- Envoy EDF
 
+#: Longest period (sum of integer weights) the EDF kernels replicate; longer schedules run pick by pick.
+EDF_MAX_PERIOD = 1 << 16
+
+
+@jit(inline="always")
+def _edf_pick(deadline, order):  # pragma: no cover - compiled
+    """Index of the entry with the smallest ``(deadline, order)``."""
+    k = deadline.shape[0]
+    j = 0
+    d = deadline[0]
+    o = order[0]
+    for q in range(1, k):
+        dq = deadline[q]
+        if dq < d or (dq == d and order[q] < o):
+            j = q
+            d = dq
+            o = order[q]
+    return j
+
+
+@jit
+def edf_sequence_stepwise(deadline, order, current_time, order_offset, inv_weight, n, out):  # pragma: no cover
+    """:func:`edf_sequence` one ``pickAndAdd`` at a time (the plain scheduler; a cross-check)."""
+    for i in range(n):
+        j = _edf_pick(deadline, order)
+        current_time = deadline[j]
+        deadline[j] = current_time + inv_weight[j]
+        order[j] = order_offset
+        order_offset += 1
+        out[i] = j
+    return current_time, order_offset
+
+
+@jit
+def _edf_repeats(tv, th, deadline, inv_weight, period):  # pragma: no cover - compiled
+    """How many more times the ``W`` picks just made (values ``tv``, hosts ``th``) provably repeat.
+
+    Inside one binade ``[2**e, 2**(e+1))`` every float is a multiple of ``u = 2**(e-52)``
+    and ``fl(x + 1/w) = x + D * u`` with the integer ``D = round((1/w) / u)`` (unless
+    ``(1/w) / u`` ends in exactly .5: then ties-to-even depends on ``x``; refused).
+    So each host's deadlines are an exact integer progression, one period moves
+    host ``q``'s by ``P_q = w_q * D_q`` units, and the picks of the next periods are
+    the template again as long as every consecutive pair of the template (and the
+    last pick against the next period's first) keeps its order: a gap ``g`` between
+    hosts ``i`` then ``j`` becomes ``g + t * (P_j - P_i)`` after ``t`` periods; an
+    exact tie stays a tie only when ``P_i == P_j`` and is then broken, as in
+    ``EdfScheduler``, by the order offsets, i.e. by where the two entries were added
+    (their predecessors' positions). Returns 0 when nothing can be certified.
+    """
+    k = deadline.shape[0]
+    w_tot = tv.shape[0]
+    v0 = tv[0]
+    if not v0 > 0.0 or not np.isfinite(v0):
+        return 0
+    mant, ex = math.frexp(v0)
+    u = math.ldexp(1.0, ex - 53)
+    if not u > 0.0 or u < 2.2250738585072014e-308:
+        return 0
+    top = np.float64(1 << 53)  # 2**(e+1) in units of u
+    dd = np.empty(k, dtype=np.int64)
+    pp = np.empty(k, dtype=np.int64)
+    for q in range(k):
+        x = inv_weight[q] / u
+        if not x < 4503599627370496.0:  # 2**52: the increment would be as large as the time
+            return 0
+        fl = math.floor(x)
+        f = x - fl
+        if f == 0.5:
+            return 0
+        d = np.int64(fl) + (1 if f > 0.5 else 0)
+        if d < 1:
+            return 0
+        dd[q] = d
+        pp[q] = d * period[q]
+    # the template has each host exactly period[q] times, all inside the binade
+    cnt = np.zeros(k, dtype=np.int64)
+    first = np.full(k, -1, dtype=np.int64)
+    lastp = np.full(k, -1, dtype=np.int64)
+    prev = np.empty(w_tot, dtype=np.int64)  # position of the same host's previous pick in the template, or -1
+    vv = np.empty(w_tot, dtype=np.int64)
+    for s in range(w_tot):
+        h = th[s]
+        cnt[h] += 1
+        prev[s] = lastp[h]
+        if first[h] < 0:
+            first[h] = s
+        lastp[h] = s
+        y = tv[s] / u
+        if not y < top:
+            return 0
+        vv[s] = np.int64(y)
+    for q in range(k):
+        if cnt[q] != period[q]:
+            return 0
+    big = np.int64(1) << np.int64(62)
+    best = big
+    # every host's next deadline (and all before it) must stay inside the binade
+    for q in range(k):
+        y = deadline[q] / u
+        if not y < top:
+            return 0
+        room = (np.int64(1 << 53) - 1 - np.int64(y)) // pp[q]
+        best = min(best, room)
+    for s in range(w_tot):
+        a = s
+        if s + 1 < w_tot:
+            b = s + 1
+            hb = th[b]
+            gb = vv[b]
+            pb = prev[b] + w_tot if prev[b] >= 0 else lastp[hb]
+        else:
+            b = 0
+            hb = th[0]
+            gb = vv[0] + pp[hb]
+            pb = w_tot + (prev[0] + w_tot if prev[0] >= 0 else lastp[hb])
+        ha = th[a]
+        if ha == hb:
+            continue
+        pa = prev[a] + w_tot if prev[a] >= 0 else lastp[ha]
+        g = gb - vv[a]
+        dp = pp[hb] - pp[ha]
+        if g < 0:
+            return 0
+        if g == 0:
+            if dp < 0:
+                return 0
+            if dp == 0 and not pa < pb:
+                return 0
+        elif dp < 0:
+            best = min(best, (g - 1) // (-dp))
+    return best if best < big else big
+
+
+@jit
+def _edf_run(deadline, order, current_time, order_offset, inv_weight, n, out, counts, write):  # pragma: no cover
+    """``n`` picks of ``EdfScheduler::pickAndAdd``: one period stepped, then replicated while provably periodic."""
+    k = deadline.shape[0]
+    period = np.zeros(k, dtype=np.int64)
+    w_tot = 0
+    periodic = k > 1
+    for q in range(k):
+        x = 1.0 / inv_weight[q]
+        w = np.int64(math.floor(x + 0.5)) if x < 1e15 else np.int64(0)
+        if w < 1 or 1.0 / np.float64(w) != inv_weight[q]:
+            periodic = False
+        period[q] = w
+        w_tot += w
+    if w_tot > EDF_MAX_PERIOD:
+        periodic = False
+    tlen = w_tot if periodic else 1
+    tv = np.empty(tlen, dtype=np.float64)
+    th = np.empty(tlen, dtype=np.int64)
+    i = 0
+    skip = 0
+    backoff = tlen
+    while i < n:
+        if not periodic or skip > 0 or n - i < 2 * tlen:
+            m = n - i if (not periodic or n - i < 2 * tlen) else min(skip, n - i)
+            for _ in range(m):
+                j = _edf_pick(deadline, order)
+                current_time = deadline[j]
+                deadline[j] = current_time + inv_weight[j]
+                order[j] = order_offset
+                order_offset += 1
+                if write:
+                    out[i] = j
+                counts[j] += 1
+                i += 1
+            skip = 0
+            continue
+        # one period, stepped: the template
+        for s in range(tlen):
+            j = _edf_pick(deadline, order)
+            current_time = deadline[j]
+            tv[s] = current_time
+            th[s] = j
+            deadline[j] = current_time + inv_weight[j]
+            order[j] = order_offset
+            order_offset += 1
+            if write:
+                out[i] = j
+            counts[j] += 1
+            i += 1
+        reps = min(_edf_repeats(tv, th, deadline, inv_weight, period), (n - i) // tlen)
+        if reps <= 0:
+            skip = backoff
+            backoff = min(2 * backoff, 64 * tlen)
+            continue
+        backoff = tlen
+        if write:
+            for r in range(reps):
+                base = i + r * tlen
+                for s in range(tlen):
+                    out[base + s] = th[s]
+        mant, ex = math.frexp(tv[0])
+        u = math.ldexp(1.0, ex - 53)
+        for q in range(k):
+            x = inv_weight[q] / u
+            fl = math.floor(x)
+            d = np.int64(fl) + (1 if x - fl > 0.5 else 0)
+            shift = np.float64(reps * d * period[q]) * u
+            deadline[q] = deadline[q] + shift
+            order[q] += reps * tlen
+            counts[q] += reps * period[q]
+            if q == th[tlen - 1]:
+                current_time = tv[tlen - 1] + shift
+        order_offset += reps * tlen
+        i += reps * tlen
+    return current_time, order_offset
+
+
+@jit
+def edf_fill(deadline, order, current_time, order_offset, inv_weight, n, out, counts):  # pragma: no cover - compiled
+    """:func:`edf_sequence` that also adds the picks per host to ``counts``."""
+    return _edf_run(deadline, order, current_time, order_offset, inv_weight, n, out, counts, True)
+
 
 @jit
 def edf_sequence(deadline, order, current_time, order_offset, inv_weight, n, out):  # pragma: no cover - compiled
@@ -74,24 +313,21 @@ def edf_sequence(deadline, order, current_time, order_offset, inv_weight, n, out
     ``(deadline, order)``; ``current_time = deadline``; re-add it with deadline
     ``current_time + 1 / weight`` and the next order offset. Returns
     ``(current_time, order_offset)`` after the last pick.
+
+    Bit-exact with stepping (:func:`edf_sequence_stepwise`), but when the weights
+    are integers (``inv_weight[q] == 1.0 / w_q``) one period of ``sum(w)`` picks is
+    stepped and then copied for as many periods as :func:`_edf_repeats` proves it
+    repeats in float64 (ties included), which is most of each binade of the clock.
     """
-    k = deadline.shape[0]
-    for i in range(n):
-        j = 0
-        d = deadline[0]
-        o = order[0]
-        for q in range(1, k):
-            dq = deadline[q]
-            if dq < d or (dq == d and order[q] < o):
-                j = q
-                d = dq
-                o = order[q]
-        current_time = d
-        deadline[j] = current_time + inv_weight[j]
-        order[j] = order_offset
-        order_offset += 1
-        out[i] = j
-    return current_time, order_offset
+    counts = np.zeros(deadline.shape[0], dtype=np.int64)
+    return _edf_run(deadline, order, current_time, order_offset, inv_weight, n, out, counts, True)
+
+
+@jit
+def edf_counts(deadline, order, current_time, order_offset, inv_weight, n, counts):  # pragma: no cover - compiled
+    """:func:`edf_sequence`'s picks per host, added to ``counts``, without writing the sequence."""
+    out = np.empty(1, dtype=np.int32)
+    return _edf_run(deadline, order, current_time, order_offset, inv_weight, n, out, counts, False)
 
 
 # ----------------------------------------------------------------- nginx smooth WRR

@@ -15,6 +15,22 @@ time, ``j >= 3`` the balancer's draws in the order Envoy makes them.
 
 Service-time kinds: 0 exponential (mean ``a``), 1 constant ``a``, 2 lognormal
 with mean ``a`` and log-sd ``b`` (Box-Muller on draws 1 and 2).
+
+How it runs without an event queue, with the event simulation's results bit for
+bit (``tests/reference_balancers.py: lr_simulate``, a heapq event simulation, is
+the twin it is tested against):
+
+* FIFO on ``c`` servers is the Kiefer-Wolfowitz recursion: a request starts at
+  ``max(arrival, the earliest time one of the host's servers is free)`` on that
+  server, so its completion is known at its arrival (the same float
+  ``start + service`` the event simulation computes when it starts it);
+* completions at different hosts never interact, and a pick reads the active
+  counts of the hosts it samples only, so a sampled host's completions up to the
+  arrival are dropped lazily, at the pick (``<=``: a completion at the arrival
+  instant counts first, as in the event order). A server finishes its requests
+  in order, so its pending completions are a sorted row and the finished ones a
+  prefix, counted without data-dependent branches;
+* the integral of the requests in flight over time is the sum of the latencies.
 """
 
 from __future__ import annotations
@@ -42,24 +58,17 @@ def _draw(keys, block_log2, words, i, j):  # pragma: no cover - compiled
 
 
 @jit(inline="always")
-def service_time(kind, a, b, keys, block_log2, words, i):  # pragma: no cover - compiled
-    """Service time of request ``i`` (draws 1 and 2 of its slot)."""
-    if kind == 1:
-        return a
-    r1 = _draw(keys, block_log2, words, i, 1)
-    if kind == 0:
-        return -a * np.log(_unit(r1))
-    r2 = _draw(keys, block_log2, words, i, 2)
-    z = np.sqrt(-2.0 * np.log(_unit(r1))) * np.cos(2.0 * np.pi * _unit(r2))
-    mu = np.log(a) - 0.5 * b * b
-    return np.exp(mu + b * z)
+def _pick_mod(r, n, mask):  # pragma: no cover - compiled
+    """``r % n`` as int64; ``mask = n - 1`` when ``n`` is a power of two (the same value, no division), else 0."""
+    if mask:
+        return np.int64(r & U64(mask))
+    return np.int64(r % U64(n))
 
 
 @jit(inline="always")
 def pick_unweighted(active, choice_count, full_scan, keys, block_log2, words, i):  # pragma: no cover
     """Envoy's N_CHOICES (with replacement, ties keep the first) or FULL_SCAN (reservoir ties)."""
     n = active.shape[0]
-    nn = U64(n)
     if full_scan:
         cand = 0
         tied = 1
@@ -75,42 +84,13 @@ def pick_unweighted(active, choice_count, full_scan, keys, block_log2, words, i)
                 if r % U64(tied) == U64(0):
                     cand = h
         return cand
-    cand = np.int64(_draw(keys, block_log2, words, i, 3) % nn)
+    mask = n - 1 if (n & (n - 1)) == 0 else 0
+    cand = _pick_mod(_draw(keys, block_log2, words, i, 3), n, mask)
     for c in range(1, choice_count):
-        s = np.int64(_draw(keys, block_log2, words, i, 3 + c) % nn)
+        s = _pick_mod(_draw(keys, block_log2, words, i, 3 + c), n, mask)
         if active[s] < active[cand]:
             cand = s
     return cand
-
-
-@jit(inline="always")
-def pick_edf(deadline, order, state, weights, bias, active):  # pragma: no cover - compiled
-    """EdfScheduler::pickAndAdd with weight ``w / (active + 1) ** bias`` at re-add.
-
-    ``state[0]`` = current_time, ``state[1]`` = order offset (as float64 holding an integer).
-    """
-    k = deadline.shape[0]
-    j = 0
-    d = deadline[0]
-    o = order[0]
-    for q in range(1, k):
-        dq = deadline[q]
-        if dq < d or (dq == d and order[q] < o):
-            j = q
-            d = dq
-            o = order[q]
-    state[0] = d
-    a = np.float64(active[j])
-    if bias == 1.0:
-        w = weights[j] / (a + 1.0)
-    elif bias != 0.0:
-        w = weights[j] / ((a + 1.0) ** bias)
-    else:
-        w = weights[j]
-    deadline[j] = d + 1.0 / w
-    order[j] = np.int64(state[1])
-    state[1] += 1.0
-    return j
 
 
 @jit
@@ -122,126 +102,181 @@ def picks_static(active, choice_count, full_scan, keys, block_log2, n, out):  # 
 
 
 @jit(inline="always")
-def _heap_push(ht, hr, size, t, r):  # pragma: no cover - compiled
-    """Binary min-heap on (time, request), sifting a hole up."""
-    p = size
-    while p > 0:
-        q = (p - 1) >> 1
-        tq = ht[q]
-        if tq < t or (tq == t and hr[q] < r):
-            break
-        ht[p] = tq
-        hr[p] = hr[q]
-        p = q
-    ht[p] = t
-    hr[p] = r
-    return size + 1
+def service_time(kind, a, b, key, o):  # pragma: no cover - compiled
+    """Service time of the request whose draws start at ``o`` of stream ``key`` (its draws 1 and 2)."""
+    if kind == 1:
+        return a
+    r1 = splitmix64(key, o + U64(1))
+    if kind == 0:
+        return -a * np.log(_unit(r1))
+    r2 = splitmix64(key, o + U64(2))
+    z = np.sqrt(-2.0 * np.log(_unit(r1))) * np.cos(2.0 * np.pi * _unit(r2))
+    mu = np.log(a) - 0.5 * b * b
+    return np.exp(mu + b * z)
+
+
+#: Pending completions a server's row is examined by at once (one row look almost always suffices).
+WIN = 2
 
 
 @jit(inline="always")
-def _heap_pop(ht, hr, size):  # pragma: no cover - compiled
-    """Remove the root: move the last entry into a hole sifted down from the root."""
-    size -= 1
-    t = ht[size]
-    r = hr[size]
-    p = 0
-    while True:
-        c = 2 * p + 1
-        if c >= size:
-            break
-        c2 = c + 1
-        if c2 < size and (ht[c2] < ht[c] or (ht[c2] == ht[c] and hr[c2] < hr[c])):
-            c = c2
-        if t < ht[c] or (t == ht[c] and r < hr[c]):
-            break
-        ht[p] = ht[c]
-        hr[p] = hr[c]
-        p = c
-    ht[p] = t
-    hr[p] = r
-    return size
+def _settle(ring, head, pend, s0, s1, t):  # pragma: no cover - compiled
+    """Drop the completions at or before ``t`` of slots ``s0 .. s1 - 1``; return how many remain.
+
+    Row ``q`` holds its pending completions sorted in ``ring[q, head[q] : head[q] + pend[q]]``
+    and ``+inf`` after them, so the finished ones are a prefix, counted ``WIN`` at a
+    time without data-dependent branches.
+    """
+    left = 0
+    for q in range(s0, s1):
+        p0 = head[q]
+        p = p0
+        while True:
+            d = 0
+            for w in range(WIN):
+                d += ring[q, p + w] <= t
+            p += d
+            if d < WIN:
+                break
+        head[q] = p
+        c = pend[q] - (p - p0)
+        pend[q] = c
+        left += c
+    return left
+
+
+@jit
+def _make_room(ring, head, pend):  # pragma: no cover - compiled
+    """Move every row's pending completions to its start (``+inf`` after them); widen the rows when
+    one is more than half full."""
+    s = ring.shape[0]
+    cap = ring.shape[1]
+    most = 0
+    for q in range(s):
+        most = max(most, pend[q])
+    width = cap if 2 * (most + 2 * WIN) <= cap else 2 * cap
+    out = np.full((s, width), np.inf, dtype=np.float64)
+    for q in range(s):
+        p = head[q]
+        for j in range(pend[q]):
+            out[q, j] = ring[q, p + j]
+        head[q] = 0
+    return out
 
 
 @jit
 def simulate_lr(
     weighted, weights, bias, choice_count, full_scan, deadline, order, edf_state,
     rate, svc_kind, svc_a, svc_b, servers,
-    keys, block_log2, n, dest, latency, heap_t, heap_r, qnext, area, max_active,
+    keys, block_log2, n, dest, latency, area, max_active,
 ):  # pragma: no cover - compiled
     """Run ``n`` requests; fills ``dest``, ``latency`` (seconds), per-host ``area``
-    (integral of in-flight requests over time) and ``max_active``. Returns the
-    time of the last completion.
+    (integral of in-flight requests over time: the sum of its latencies) and
+    ``max_active``. Returns the time of the last event (the last completion).
 
-    ``heap_t``/``heap_r`` (float64/int64, capacity >= requests in service at
-    once) hold service completions; ``qnext`` int64[n] links each host's FIFO.
+    ``deadline``, ``order`` and ``edf_state`` (``[current_time, order_offset]``) are
+    the EDF scheduler of the weighted path, updated in place.
     """
     k = weights.shape[0]
     words = 3 + max(choice_count, k)
-    active = np.zeros(k, dtype=np.int64)
-    busy = np.zeros(k, dtype=np.int64)
-    qhead = np.full(k, -1, dtype=np.int64)
-    qtail = np.full(k, -1, dtype=np.int64)
-    size = 0
-    now = 0.0
-    last = 0.0
-    since = np.zeros(k, dtype=np.float64)  # time of the last change of active[h]
-    inv_rate = 1.0 / rate
-    t_next = -np.log(_unit(_draw(keys, block_log2, words, 0, 0))) * inv_rate if n > 0 else np.inf
-    i = 0
-    while i < n or size > 0:
-        # the next event: a completion (first on ties) or the next arrival
-        if size > 0 and (i >= n or heap_t[0] <= t_next):
-            t = heap_t[0]
-            r = heap_r[0]
-            size = _heap_pop(heap_t, heap_r, size)
-            last = t
-            now = t
-            h = dest[r]
-            area[h] += active[h] * (t - since[h])
-            since[h] = t
-            latency[r] = t - latency[r]
-            active[h] -= 1
-            busy[h] -= 1
-            q = qhead[h]
-            if q >= 0:
-                qhead[h] = qnext[q]
-                if qhead[h] < 0:
-                    qtail[h] = -1
-                s = service_time(svc_kind, svc_a[h], svc_b[h], keys, block_log2, words, q)
-                busy[h] += 1
-                size = _heap_push(heap_t, heap_r, size, now + s, q)
-            continue
-        t = t_next
-        last = t
-        now = t
-        if weighted:
-            h = pick_edf(deadline, order, edf_state, weights, bias, active)
-        else:
-            h = pick_unweighted(active, choice_count, full_scan, keys, block_log2, words, i)
-        dest[i] = h
-        latency[i] = now  # arrival time, replaced by the latency at completion
-        area[h] += active[h] * (t - since[h])
-        since[h] = t
-        active[h] += 1
-        if active[h] > max_active[h]:
-            max_active[h] = active[h]
-        if servers[h] == 0 or busy[h] < servers[h]:
-            s = service_time(svc_kind, svc_a[h], svc_b[h], keys, block_log2, words, i)
-            busy[h] += 1
-            size = _heap_push(heap_t, heap_r, size, now + s, i)
-        else:
-            qnext[i] = -1
-            if qtail[h] >= 0:
-                qnext[qtail[h]] = i
-            else:
-                qhead[h] = i
-            qtail[h] = i
-        i += 1
-        if i < n:
-            t_next = now - np.log(_unit(_draw(keys, block_log2, words, i, 0))) * inv_rate
+    mask = k - 1 if (k & (k - 1)) == 0 else 0
+    # one row per server (FIFO: its completions come in order) and one per unlimited host (kept sorted)
+    s_lo = np.zeros(k + 1, dtype=np.int64)
     for h in range(k):
-        area[h] += active[h] * (last - since[h])
-    return last
+        s_lo[h + 1] = s_lo[h] + (servers[h] if servers[h] > 0 else 1)
+    ns = s_lo[k]
+    free_t = np.zeros(ns, dtype=np.float64)  # when each server is next free
+    ring = np.full((ns, 64), np.inf, dtype=np.float64)
+    head = np.zeros(ns, dtype=np.int64)
+    pend = np.zeros(ns, dtype=np.int64)
+    last = 0.0
+    inv_rate = 1.0 / rate
+    t = 0.0
+    for i in range(n):
+        b = i >> block_log2
+        key = keys[b]
+        o = U64(i - (b << block_log2)) * U64(words)
+        t = t - np.log(_unit(splitmix64(key, o))) * inv_rate
+        if weighted:
+            # EdfScheduler::pickAndAdd: the earliest (deadline, order offset), re-added with its new weight
+            h = 0
+            d = deadline[0]
+            od = order[0]
+            for q in range(1, k):
+                dq = deadline[q]
+                if dq < d or (dq == d and order[q] < od):
+                    h = q
+                    d = dq
+                    od = order[q]
+            edf_state[0] = d
+            ah = _settle(ring, head, pend, s_lo[h], s_lo[h + 1], t)
+            a = np.float64(ah)
+            if bias == 1.0:
+                w = weights[h] / (a + 1.0)
+            elif bias != 0.0:
+                w = weights[h] / ((a + 1.0) ** bias)
+            else:
+                w = weights[h]
+            deadline[h] = d + 1.0 / w
+            order[h] = np.int64(edf_state[1])
+            edf_state[1] += 1.0
+        elif full_scan:
+            h = 0
+            ah = _settle(ring, head, pend, s_lo[0], s_lo[1], t)
+            tied = 1
+            j = 3
+            for q in range(1, k):
+                aq = _settle(ring, head, pend, s_lo[q], s_lo[q + 1], t)
+                if aq < ah:
+                    h = q
+                    ah = aq
+                    tied = 1
+                elif aq == ah:
+                    tied += 1
+                    r = splitmix64(key, o + U64(j))
+                    j += 1
+                    if r % U64(tied) == U64(0):
+                        h = q
+        else:
+            h = _pick_mod(splitmix64(key, o + U64(3)), k, mask)
+            ah = _settle(ring, head, pend, s_lo[h], s_lo[h + 1], t)
+            for c in range(1, choice_count):
+                s = _pick_mod(splitmix64(key, o + U64(3 + c)), k, mask)
+                a_s = _settle(ring, head, pend, s_lo[s], s_lo[s + 1], t)
+                better = a_s < ah
+                h = s if better else h
+                ah = a_s if better else ah
+        # FIFO on servers[h] servers: start when the first of them is free (at once if one is)
+        sv = service_time(svc_kind, svc_a[h], svc_b[h], key, o)
+        qb = s_lo[h]
+        if servers[h] == 0:
+            done = t + sv
+        else:
+            fb = free_t[qb]
+            for q in range(qb + 1, s_lo[h + 1]):
+                fq = free_t[q]
+                better = fq < fb
+                qb = q if better else qb
+                fb = fq if better else fb
+            done = (t if fb <= t else fb) + sv
+            free_t[qb] = done
+        dest[i] = h
+        lat = done - t
+        latency[i] = lat
+        area[h] += lat
+        last = done if done > last else last
+        mx = max_active[h]
+        max_active[h] = ah + 1 if ah + 1 > mx else mx
+        # into the row of its server: appended (a server finishes in order), sorted in for unlimited hosts
+        if head[qb] + pend[qb] + WIN >= ring.shape[1]:
+            ring = _make_room(ring, head, pend)
+        p = head[qb] + pend[qb]
+        while p > head[qb] and ring[qb, p - 1] > done:
+            ring[qb, p] = ring[qb, p - 1]
+            p -= 1
+        ring[qb, p] = done
+        pend[qb] += 1
+    return last if last > t else t
 
 
 @jit

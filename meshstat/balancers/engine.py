@@ -49,6 +49,8 @@ BALANCERS = (RoundRobin, Random, LeastRequest, RingHash, Maglev, SmoothWRR, Numg
 QUANTILES = (0.5, 0.9, 0.99)
 #: Largest n kept as per-request destinations.
 MAX_DESTINATIONS = 2**31
+#: Requests from which LEAST_REQUEST's per-host latency quantiles are computed on two threads.
+PARALLEL_QUANTILES = 200_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -334,15 +336,23 @@ def _run_cycles(ctx: _Run) -> BalancerResult:
     # per-worker cycle (or explicit sequence) and phase
     cycles: list[np.ndarray] = []
     phases: list[int] = []
+    wc = np.zeros((workers, k), dtype=np.int64)
+    counted = False
     if isinstance(lb, RoundRobin) and lb.weighted:
+        # EDF: the kernels step one period and copy it while it provably repeats (bit-exact with stepping)
         inv = np.array([1.0 / float(w) for w in lb.weights], dtype=np.float64)
         for w in range(workers):
             st = create_with_picks([float(x) for x in lb.weights], int(seeds[w]) & 0xFFFFFFFF)
-            seq = np.empty(int(m_w[w]), dtype=np.int32)
-            kb.edf_sequence(np.array(st.deadline, np.float64), np.array(st.order, np.int64),
-                            np.float64(st.current_time), np.int64(st.order_offset), inv, np.int64(m_w[w]), seq)
-            cycles.append(seq)
+            state = (np.array(st.deadline, np.float64), np.array(st.order, np.int64), np.float64(st.current_time),
+                     np.int64(st.order_offset), inv, np.int64(m_w[w]))
+            if ctx.want_dest:
+                seq = np.empty(int(m_w[w]), dtype=np.int32)
+                kb.edf_fill(*state, seq, wc[w])
+                cycles.append(seq)
+            else:
+                kb.edf_counts(*state, wc[w])
             phases.append(0)
+        counted = True
         kind_note = "EDF (createWithPicks with a random phase per worker), float64 as in Envoy"
     elif isinstance(lb, RoundRobin):
         base = np.arange(k, dtype=np.int32)
@@ -359,8 +369,7 @@ def _run_cycles(ctx: _Run) -> BalancerResult:
                 cycles.append(lb.sequence(int(m_w[w])))
             phases.append(0)
         kind_note = "nginx smooth weighted round robin, every worker from the initial state"
-    wc = np.zeros((workers, k), dtype=np.int64)
-    for w in range(workers):
+    for w in range(0 if counted else workers):
         cyc, ph, m = cycles[w], phases[w], int(m_w[w])
         length = cyc.shape[0]
         if length == 0 or m == 0:
@@ -373,10 +382,13 @@ def _run_cycles(ctx: _Run) -> BalancerResult:
             wc[w] += np.bincount(cyc[idx], minlength=k)
     dest = None
     if ctx.want_dest:
-        dest = np.empty(ctx.n, dtype=np.int32)
-        if wreq is None:
+        if wreq is None and counted:
+            dest = cycles[0]  # the one worker's EDF sequence is the destinations
+        elif wreq is None:
+            dest = np.empty(ctx.n, dtype=np.int32)
             kb.cycle_fill(cycles[0], np.int64(phases[0]), np.int64(ctx.n), dest)
         else:
+            dest = np.empty(ctx.n, dtype=np.int32)
             flat = np.concatenate(cycles).astype(np.int32)
             lengths = np.array([c.shape[0] for c in cycles], dtype=np.int64)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
@@ -526,10 +538,6 @@ def _run_least_request(ctx: _Run, quantiles: tuple[float, ...]) -> BalancerResul
         deadline = np.zeros(k, np.float64)
         order = np.zeros(k, np.int64)
         edf_state = np.zeros(2, np.float64)
-    cap = int(servers.sum()) if finite else ctx.n
-    heap_t = np.empty(max(cap, 1), dtype=np.float64)
-    heap_r = np.empty(max(cap, 1), dtype=np.int64)
-    qnext = np.empty(ctx.n if finite else 1, dtype=np.int64)
     dest = np.empty(ctx.n, dtype=np.int32)
     latency = np.empty(ctx.n, dtype=np.float64)
     area = np.zeros(k, dtype=np.float64)
@@ -540,21 +548,32 @@ def _run_least_request(ctx: _Run, quantiles: tuple[float, ...]) -> BalancerResul
         bool(lb.weighted), weights, np.float64(lb.active_request_bias), np.int64(lb.choice_count),
         lb.selection_method == "full_scan", deadline, order, edf_state,
         np.float64(rate), np.int64(svc_kind), svc_a, svc_b, servers,
-        keys, np.int64(ctx.block_log2), np.int64(ctx.n), dest, latency, heap_t, heap_r, qnext, area, max_active,
+        keys, np.int64(ctx.block_log2), np.int64(ctx.n), dest, latency, area, max_active,
     )
     elapsed = time.perf_counter() - t0
-    counts = _bincount(dest, k)
     q = np.asarray(quantiles, dtype=np.float64)
     lq = np.full((k, q.size), np.nan)
     ml = np.full(k, np.nan)
     grouped = np.empty(ctx.n, dtype=np.float64)
     bounds = np.zeros(k + 1, dtype=np.int64)
     kl.group_by(dest, np.int64(k), latency, grouped, bounds)
-    for h in range(k):
+    counts = np.diff(bounds)  # requests per host
+
+    def host_stats(h: int) -> None:
         seg = grouped[bounds[h] : bounds[h + 1]]
         if seg.size:
             lq[h] = np.quantile(seg, q)
             ml[h] = seg.mean()
+
+    if ctx.n >= PARALLEL_QUANTILES and k > 1:
+        # numpy's partition releases the GIL: hosts' quantiles on two threads (exact either way)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(host_stats, range(k)))
+    else:
+        for h in range(k):
+            host_stats(h)
     duration = float(end)
     ctx.notes.append(
         f"Poisson arrivals {rate:,.6g}/s, service {', '.join(sorted({str(s) for s in sts}))} s, "
