@@ -43,7 +43,7 @@ def _pedantic(benchmark, fn, rounds=3):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("k", KS)
 def test_dest_meshstat(benchmark, k: int) -> None:  # type: ignore[no-untyped-def]
     route = _route(k)
-    r = _pedantic(benchmark, lambda: simulate(route, N, rng=1, destinations=True))
+    r = _pedantic(benchmark, lambda: simulate(route, N, rng=1, destinations=True), rounds=9)
     record(f"dest_meshstat_k{k}", benchmark)
     assert np.array_equal(np.bincount(r.destinations, minlength=k), r.counts)
     assert r.goodness_of_fit().pvalue > 1e-4
@@ -54,7 +54,7 @@ def test_dest_numpy_choice(benchmark, k: int) -> None:  # type: ignore[no-untype
     w = np.array(_weights(k), dtype=np.float64)
     p = w / w.sum()
     g = np.random.default_rng(1)
-    out = _pedantic(benchmark, lambda: g.choice(k, N, p=p))
+    out = _pedantic(benchmark, lambda: g.choice(k, N, p=p), rounds=5)
     record(f"dest_choice_k{k}", benchmark)
     assert out.shape == (N,)
 
@@ -64,7 +64,7 @@ def test_dest_numpy_searchsorted(benchmark, k: int) -> None:  # type: ignore[no-
     w = np.array(_weights(k), dtype=np.float64)
     cdf = np.cumsum(w / w.sum())
     g = np.random.default_rng(1)
-    out = _pedantic(benchmark, lambda: cdf.searchsorted(g.random(N), side="right"))
+    out = _pedantic(benchmark, lambda: cdf.searchsorted(g.random(N), side="right"), rounds=5)
     record(f"dest_searchsorted_k{k}", benchmark)
     assert out.max() < k
 
@@ -73,7 +73,7 @@ def test_dest_numpy_searchsorted(benchmark, k: int) -> None:  # type: ignore[no-
 def test_counts_meshstat(benchmark, k: int) -> None:  # type: ignore[no-untyped-def]
     route = _route(k)
     n = 5 * N
-    r = _pedantic(benchmark, lambda: simulate(route, n, rng=2))
+    r = _pedantic(benchmark, lambda: simulate(route, n, rng=2), rounds=5)
     record(f"counts_meshstat_k{k}", benchmark)
     assert int(r.counts.sum()) == n
     assert r.goodness_of_fit().pvalue > 1e-4
@@ -90,7 +90,7 @@ def test_counts_raw_rng_fill(benchmark) -> None:  # type: ignore[no-untyped-def]
 
 def test_faithful_cascade_k16(benchmark) -> None:  # type: ignore[no-untyped-def]
     route = Route(root=Cascade.kube_proxy(16))
-    r = _pedantic(benchmark, lambda: simulate(route, N, rng=4, mode="faithful"))
+    r = _pedantic(benchmark, lambda: simulate(route, N, rng=4, mode="faithful"), rounds=5)
     record("faithful_cascade_k16", benchmark)
     assert r.goodness_of_fit().pvalue > 1e-4
 

@@ -51,14 +51,16 @@ def bernoulli_dest(t, keys, block_log2, n, out, counts):  # pragma: no cover - c
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
+        o = out[start:stop]  # a block-local view with a 0-based index vectorises (~2x)
+        m = stop - start
         ones = np.int64(0)
-        for i in range(start, stop):
-            r = splitmix64(key, np.uint64(i - start))
-            one = np.int64(r >= t)
-            out[i] = one
+        for u in range(m):
+            r = splitmix64(key, np.uint64(u))
+            one = np.uint8(r >= t)
+            o[u] = one
             ones += one
         counts[b, 1] = ones
-        counts[b, 0] = (stop - start) - ones
+        counts[b, 0] = m - ones
 
 
 @pjit
@@ -75,9 +77,8 @@ def bernoulli_windows(t, keys, block_log2, n, window, out):  # pragma: no cover 
             base = b << block_log2
             seg = min(hi, base + (np.int64(1) << block_log2))
             key = keys[b]
-            for j in range(i, seg):
-                r = splitmix64(key, np.uint64(j - base))
-                ones += np.int64(r >= t)
+            for u in range(i - base, seg - base):
+                ones += np.int64(splitmix64(key, np.uint64(u)) >= t)
             i = seg
         out[w, 1] += ones
         out[w, 0] += (hi - lo) - ones
@@ -98,13 +99,15 @@ def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cov
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
-        for i in range(start, stop):
-            r = splitmix64(key, np.uint64(i - start))
+        o = out[start:stop]
+        c = counts[b]
+        for u in range(stop - start):
+            r = splitmix64(key, np.uint64(u))
             j = r >> shift
             e = table[j]
             sel = j if (r & low_mask) < (e >> bsh) else (e & amask)
-            out[i] = sel
-            counts[b, sel] += 1
+            o[u] = sel
+            c[sel] += 1
 
 
 @pjit
@@ -124,12 +127,13 @@ def alias_windows(table, bits, keys, block_log2, n, window, out):  # pragma: no 
             base = b << block_log2
             seg = min(hi, base + (np.int64(1) << block_log2))
             key = keys[b]
-            for j in range(i, seg):
-                r = splitmix64(key, np.uint64(j - base))
+            row = out[w]
+            for u in range(i - base, seg - base):
+                r = splitmix64(key, np.uint64(u))
                 c = r >> shift
                 e = table[c]
                 sel = c if (r & low_mask) < (e >> bsh) else (e & amask)
-                out[w, sel] += 1
+                row[sel] += 1
             i = seg
 
 
@@ -170,10 +174,12 @@ def cascade_dest(thresholds, keys, block_log2, n, out, counts):  # pragma: no co
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
-        for i in range(start, stop):
-            sel = _cascade_pick(thresholds, key, np.uint64(i - start) * words)
-            out[i] = sel
-            counts[b, sel] += 1
+        o = out[start:stop]
+        c = counts[b]
+        for u in range(stop - start):
+            sel = _cascade_pick(thresholds, key, np.uint64(u) * words)
+            o[u] = sel
+            c[sel] += 1
 
 
 @pjit
@@ -191,8 +197,9 @@ def cascade_windows(thresholds, keys, block_log2, n, window, out):  # pragma: no
             base_i = b << block_log2
             seg = min(hi, base_i + (np.int64(1) << block_log2))
             key = keys[b]
-            for q in range(i, seg):
-                out[wi, _cascade_pick(thresholds, key, np.uint64(q - base_i) * words)] += 1
+            row = out[wi]
+            for u in range(i - base_i, seg - base_i):
+                row[_cascade_pick(thresholds, key, np.uint64(u) * words)] += 1
             i = seg
 
 
@@ -208,8 +215,10 @@ def envoy_dest(cum, total, keys, block_log2, n, out, counts):  # pragma: no cove
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
-        for i in range(start, stop):
-            v = splitmix64(key, np.uint64(i - start)) % total
+        o = out[start:stop]
+        c = counts[b]
+        for u in range(stop - start):
+            v = splitmix64(key, np.uint64(u)) % total
             lo = 0
             hi = k - 1
             while lo < hi:
@@ -218,8 +227,8 @@ def envoy_dest(cum, total, keys, block_log2, n, out, counts):  # pragma: no cove
                     hi = mid
                 else:
                     lo = mid + 1
-            out[i] = lo
-            counts[b, lo] += 1
+            o[u] = lo
+            c[lo] += 1
 
 
 @pjit
@@ -236,8 +245,9 @@ def envoy_windows(cum, total, keys, block_log2, n, window, out):  # pragma: no c
             base = b << block_log2
             seg = min(hi_i, base + (np.int64(1) << block_log2))
             key = keys[b]
-            for q in range(i, seg):
-                v = splitmix64(key, np.uint64(q - base)) % total
+            row = out[w]
+            for u in range(i - base, seg - base):
+                v = splitmix64(key, np.uint64(u)) % total
                 lo = 0
                 hi = k - 1
                 while lo < hi:
@@ -246,5 +256,5 @@ def envoy_windows(cum, total, keys, block_log2, n, window, out):  # pragma: no c
                         hi = mid
                     else:
                         lo = mid + 1
-                out[w, lo] += 1
+                row[lo] += 1
             i = seg
