@@ -5,6 +5,15 @@ Integration with :mod:`meshstat.cli`: the ``simulate`` parser calls
 when :func:`wants_lb` is true (``--lb``, ``--requests-per-connection``,
 ``--clients`` or ``--affinity`` given). Heavy libraries are imported inside the
 handler only.
+
+``--weights 90,10 --lb round-robin --endpoints 3,2`` builds Envoy weighted
+clusters over subsets, each subset (``--names`` labels them, default
+``s1, s2, ...``) with its own balancer over its endpoints
+(:class:`meshstat.balancers.Balanced`), and runs the route through
+:func:`meshstat.simulate`. ``--endpoints`` gives one count per subset (or one
+count for all); the workload options apply to every subset, ``--arrival-rate``
+being the rate of the whole route (each least-request subset sees it thinned by
+its share).
 """
 
 from __future__ import annotations
@@ -14,7 +23,14 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument
 
-__all__ = ["LB_CHOICES", "add_simulate_arguments", "balancer_from_args", "run_simulate_lb", "wants_lb"]
+__all__ = [
+    "LB_CHOICES",
+    "add_simulate_arguments",
+    "balancer_from_args",
+    "run_simulate_lb",
+    "subsets_route_from_args",
+    "wants_lb",
+]
 
 #: Values of ``--lb``.
 LB_CHOICES = ("round-robin", "random", "least-request", "ring-hash", "maglev", "swrr", "numgen-inc", "ipvs-rr",
@@ -36,6 +52,18 @@ def _pos_int(text: str) -> int:
     return count_arg(text)
 
 
+def _endpoint_counts(text: str) -> int | list[int]:
+    """``--endpoints 3`` (one balancer) or ``--endpoints 3,2`` (one count per subset of ``--weights``)."""
+    from meshstat.cli import count_arg
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        return count_arg(parts[0])
+    if any(not p for p in parts):
+        raise argparse.ArgumentTypeError(f"expected N or N1,N2,... (one count per subset), got {text!r}")
+    return [count_arg(p) for p in parts]
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -47,7 +75,8 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     """Add the "load balancers" argument group to the ``simulate`` parser."""
     g = p.add_argument_group("load balancers (inside a subset)")
     g.add_argument("--lb", choices=LB_CHOICES, help="endpoint balancer to simulate instead of a route")
-    g.add_argument("--endpoints", type=_pos_int, metavar="N", help="number of endpoints (hosts 10.244.x.y:8080)")
+    g.add_argument("--endpoints", type=_endpoint_counts, metavar="N[,N...]",
+                   help="number of endpoints (hosts 10.244.x.y:8080); with --weights, one count per subset")
     g.add_argument("--endpoint-weights", type=_int_list, metavar="W1,W2,...", help="load_balancing_weight per endpoint")
     g.add_argument("--endpoint-addresses", metavar="IP:PORT,...", help="host keys (hash keys) of the endpoints")
     g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
@@ -97,6 +126,13 @@ def _endpoints(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
     addrs = getattr(args, "endpoint_addresses", None)
     weights = getattr(args, "endpoint_weights", None)
     n = getattr(args, "endpoints", None)
+    if isinstance(n, list):
+        if len(n) != 1:
+            raise InvalidArgument(
+                f"--endpoints {','.join(map(str, n))} gives one count per subset: it needs --weights with "
+                f"{len(n)} weights (and --lb)"
+            )
+        n = n[0]
     if addrs:
         eps: Any = [a.strip() for a in addrs.split(",") if a.strip()]
     elif n is not None:
@@ -189,6 +225,8 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
         return _run_affinity(args, ctx, n, seed)
     if getattr(args, "lb", None) is None:
         return _run_connections(args, ctx, n, seed)
+    if getattr(args, "weights", None) is not None:
+        return _run_subsets(args, ctx, n, seed)
     from meshstat.balancers import simulate_balancer
     from meshstat.report import balancers as rep
 
@@ -255,4 +293,80 @@ def _run_affinity(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
     ctx.emit(rep.affinity_frame(res), args)
     _run_line(ctx, args, f"seed {res.seed_entropy} | {res.n:,} connections from {res.clients:,} clients | "
               f"sticky {res.sticky_share:.2%}", res.notes)
+    return 0
+
+
+def subsets_route_from_args(args: argparse.Namespace) -> Any:
+    """The route of ``--weights W1,W2 --lb POLICY --endpoints N1,N2``: weighted clusters over subsets."""
+    from meshstat import model
+    from meshstat.balancers import Balanced
+
+    weights = args.weights
+    k = len(weights)
+    for opt, attr in (("--cascade", "cascade"), ("--kube-proxy-endpoints", "kube_proxy_endpoints"),
+                      ("--iptables", "iptables"), ("--nft", "nft")):
+        if getattr(args, attr, None) is not None:
+            raise InvalidArgument(f"give one route: --weights (subsets with --lb) or {opt}, not both")
+    one_balancer = (
+        ("--endpoint-weights", "endpoint_weights"), ("--endpoint-addresses", "endpoint_addresses"),
+        ("--remove-endpoint", "remove_endpoint"), ("--add-endpoint", "add_endpoint"),
+        ("--swrr-backup", "swrr_backup"), ("--swrr-down", "swrr_down"),
+    )
+    for opt, attr in one_balancer:
+        if getattr(args, attr, None):
+            raise InvalidArgument(
+                f"{opt} describes one balancer's endpoints; with --weights (one balancer per subset) give "
+                "--endpoints N1,N2,... only (per-subset endpoints: use meshstat.balancers.Balanced in Python)"
+            )
+    counts = getattr(args, "endpoints", None)
+    if counts is None:
+        raise InvalidArgument(f"give --endpoints N1,N2,... (one endpoint count per subset, {k} subsets)")
+    if isinstance(counts, int):
+        counts = [counts] * k
+    if len(counts) == 1:
+        counts = counts * k
+    if len(counts) != k:
+        raise InvalidArgument(f"--endpoints has {len(counts)} counts for {k} subsets (--weights)")
+    names = getattr(args, "names", None)
+    if names is None:
+        names = [f"s{i + 1}" for i in range(k)]
+    elif len(names) != k:
+        raise InvalidArgument(f"--names has {len(names)} labels for {k} subsets")
+    children = []
+    for name, c in zip(names, counts, strict=True):
+        sub = argparse.Namespace(**{**vars(args), "endpoints": c, "endpoint_addresses": None,
+                                    "endpoint_weights": None, "swrr_backup": None, "swrr_down": None})
+        lb = balancer_from_args(sub)
+        children.append(Balanced(lb, workload=_workload(args, lb.n_hosts), name=name,
+                                 provenance=model.Provenance("--lb")))
+    root = model.Weighted.from_weights(weights, children, provenance=model.Provenance("--weights"))
+    return model.Route(root=root, name="envoy")
+
+
+def _run_subsets(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
+    from meshstat.report import simulation as rep
+    from meshstat.simulate import simulate
+
+    route = subsets_route_from_args(args)
+    mode = str(getattr(args, "mode", "auto") or "auto").replace("-", "_")
+    window = getattr(args, "window", None)
+    res = simulate(route, n, rng=seed, mode=mode, window=window)
+    human = getattr(args, "format", "table") in ("table", "markdown")
+    frame = rep.to_frame(res)
+    ctx.emit(rep.display_frame(frame) if human else frame, args)
+    if window is not None and human and args.output is None:
+        ctx.stdout.write(f"windows of {window:,} requests: band of one window's share and the worst window\n")
+        ctx.emit(rep.window_summary_frame(res), args)
+    if getattr(args, "plot", None):
+        from meshstat import plots
+
+        if window is not None:
+            plots.plot_windows(res, args.plot)
+        else:
+            plots.plot_shares([res], args.plot)
+    rate = res.rate / 1e6
+    subsets = route.root.children
+    text = (f"seed {res.seed_entropy} | n {res.n:,} | mode {res.mode} | lb {subsets[0].policy} in "
+            f"{len(subsets)} subsets | {res.elapsed * 1e3:.1f} ms, {rate:,.1f} M requests/s")
+    _run_line(ctx, args, text, res.notes)
     return 0

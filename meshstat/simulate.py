@@ -108,6 +108,13 @@ def simulate(
     1000
     """
     rt = _as_route(route)
+    if any(getattr(s, "stateful", False) for s in rt.stages()):
+        # an endpoint balancer (meshstat.balancers.Balanced) keeps state between requests
+        from meshstat.balancers.stage import simulate_stateful_route
+
+        return simulate_stateful_route(
+            rt, n, rng=rng, window=window, mode=mode, destinations=destinations, block_log2=block_log2
+        )
     n, mode, w = _simulate_iv(n, mode, window, destinations, block_log2)
     notes: list[str] = list(rt.notes)
     if mode == "auto":

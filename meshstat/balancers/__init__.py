@@ -18,6 +18,10 @@ class                  what it models
 :class:`Ipvs`          IPVS ``rr`` / ``wrr`` per new connection, as kube-proxy configures it
 =====================  ==========================================================================
 
+Inside any route: :class:`Balanced` makes a balancer the leaves' parent stage
+(e.g. Envoy weighted clusters over subsets, each with its own balancer), and
+:func:`meshstat.simulate` runs such routes through :func:`simulate_stateful_route`.
+
 Also: :func:`disruption` (keys that move when hosts change),
 :func:`simulate_connections` (connection reuse over any route),
 :func:`simulate_affinity` (kube-proxy ClientIP affinity, Envoy hash stickiness),
@@ -44,11 +48,13 @@ from meshstat.balancers.priority import (
     priority_route,
 )
 from meshstat.balancers.roundrobin import Ipvs, NumgenInc, Random, RoundRobin, SmoothWRR, create_with_picks
+from meshstat.balancers.stage import Balanced, simulate_stateful_route
 from meshstat.balancers.workload import ServiceTime, Workload
 
 __all__ = [
     "AffinityResult",
     "BalancerResult",
+    "Balanced",
     "ConnectionResult",
     "DisruptionResult",
     "HashAffinity",
@@ -77,5 +83,6 @@ __all__ = [
     "simulate_affinity",
     "simulate_balancer",
     "simulate_connections",
+    "simulate_stateful_route",
     "xxh64",
 ]

@@ -11,7 +11,11 @@ emulated picks (weights ``w + 1e-13`` for the bulk, then single picks), after
 which each pick takes the entry with the smallest ``(deadline, order_offset)``
 and re-adds it with deadline ``current_time + 1 / w``. Over any
 ``sum(w)`` consecutive picks host ``i`` gets ``w_i`` picks up to floating-point
-ties, so the long-run share is exactly ``w_i / sum(w)``.
+ties, so the long-run share is exactly ``w_i / sum(w)``. The kernels keep Envoy's
+float64 arithmetic and tie-breaking bit for bit but do not step every pick: one
+period of ``sum(w)`` picks is stepped and copied for as long as it provably
+repeats (``meshstat._kernels.balancers._edf_repeats``: inside one binade of the
+clock the deadlines are exact integer progressions).
 
 Envoy RANDOM (``random/random_lb.cc: peekOrChoose``): ``hosts[r % n]``, weights
 ignored (verified with 1.40).

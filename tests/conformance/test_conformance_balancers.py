@@ -77,14 +77,21 @@ def test_weighted_round_robin_is_the_edf_schedule(record) -> None:  # noqa: ANN0
     seq = run.sequence
     assert run.errors == 0 and len(seq) == 2000
     lb = RoundRobin(4, list(weights))
-    # Envoy's seed is unknown: its first 100 picks must be the model's schedule from one of the 10
-    # phases (createWithPicks with 0..9 picks); floating-point ties may differ later for other seeds
+    # Envoy's seed is random and unknown: createWithPicks emulates seed % 429496729 picks, and at
+    # that clock magnitude floating-point deadline ties can swap neighbouring picks, so the sequence
+    # is one of the model's schedules only up to such swaps. Which of the 10 ideal phases (0..9
+    # emulated picks) it starts with, if any, is recorded, not asserted: asserting it failed whenever
+    # Envoy drew a large seed. What holds for every seed, and is asserted, is the structure:
     phases = [p for p in range(10) if lb.sequence(p, 100) == seq[:100]]
     windows = {tuple(int(c) for c in np.bincount(seq[i : i + 10], minlength=4)) for i in range(0, 1990)}
     record(case="ROUND_ROBIN weights 1:2:3:4", phases=phases, counts=run.endpoint_counts(), windows=sorted(windows))
-    assert phases, "Envoy's weighted round robin is not a phase of the EDF schedule"
-    # floating-point deadline ties can swap neighbouring picks: every window is within one pick
+    # every window of sum(w) = 10 consecutive picks is within one pick of the weights (a tie swaps
+    # two neighbours), the same bound the model's own float schedule obeys for a large seed ...
     assert all(max(abs(a - b) for a, b in zip(w, (1, 2, 3, 4))) <= 1 for w in windows), windows
+    model_seq = lb.sequence(2**63 + 12345, 2000)
+    model_windows = {tuple(int(c) for c in np.bincount(model_seq[i : i + 10], minlength=4)) for i in range(1990)}
+    assert all(max(abs(a - b) for a, b in zip(w, (1, 2, 3, 4))) <= 1 for w in model_windows), model_windows
+    # ... and the long-run counts are exact
     assert run.endpoint_counts() == [200, 400, 600, 800]
 
 
