@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from meshstat.errors import MeshstatError
 
@@ -56,6 +59,25 @@ class OracleUnavailable(MeshstatError):
 
 class OracleError(MeshstatError):
     """The real system was run but failed (a rule set was refused, a process died)."""
+
+
+def stop_process_group(proc: subprocess.Popen[Any] | None, sig: int, timeout: float = 5.0) -> None:
+    """Send ``sig`` to ``proc``'s process group, wait, and SIGKILL it if it does not end in ``timeout`` s.
+
+    The servers the harness starts (Envoy, nginx) run in their own process group
+    (``start_new_session=True``), so their workers end with them.
+    """
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)
 
 
 def find_binary(name: str) -> str | None:

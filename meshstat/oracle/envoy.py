@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshstat.errors import InvalidArgument
-from meshstat.oracle import OracleError, OracleUnavailable
+from meshstat.oracle import OracleError, OracleUnavailable, stop_process_group
 from meshstat.oracle._http import KeepAliveClient, free_ports, wait_for_port
 
 __all__ = ["EnvoyCluster", "EnvoyOracle", "EnvoyRun", "EnvoyScenario", "envoy_binary", "header_cluster"]
@@ -354,16 +354,7 @@ class EnvoyOracle:
     def stop(self) -> None:
         """Stop Envoy (SIGTERM, then SIGKILL) and remove its directory."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait(timeout=5)
+        stop_process_group(proc, signal.SIGTERM, timeout=10)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshstat.nginx import Upstream, UpstreamServer
-from meshstat.oracle import OracleError, require_binary
+from meshstat.oracle import OracleError, require_binary, stop_process_group
 from meshstat.oracle._http import KeepAliveClient, free_ports, wait_for_port
 
 __all__ = ["NginxOracle", "NginxRun", "nginx_binary"]
@@ -186,16 +186,7 @@ http {{
         """Stop nginx (SIGQUIT, then SIGKILL) and remove the prefix."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGQUIT)
-                    proc.wait(timeout=5)
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    try:
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                    proc.wait(timeout=5)
+            stop_process_group(proc, signal.SIGQUIT, timeout=5)
             if proc.stderr is not None:
                 proc.stderr.close()
         if self._dir is not None:
