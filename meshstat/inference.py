@@ -1447,7 +1447,6 @@ def plan_detect(
     power from the noncentral chi-square with ``lambda = n sum (q_i - p_i)^2 / p_i``
     (an approximation, monotone in n, so bisection).
     """
-    import numpy as np
     from scipy import special
 
     labels, ws, shares = _split(weights, names)

@@ -1401,7 +1401,6 @@ class _IptablesServices:
 
     def chain_endpoints(self, chain: Chain) -> tuple[tuple[EndpointInfo, ...], Any, int | None, str | None]:
         """Endpoints of a KUBE-SVC/SVL chain: (endpoints, Cascade, affinity seconds, service name)."""
-        nat = self.nat
         ks: list[int] = []
         children: list[model.Backend] = []
         eps: list[tuple[str, str, int | None, int]] = []

@@ -235,7 +235,6 @@ def simulate_balancer(
     >>> r.counts.tolist()
     [2000, 4000, 6000, 8000]
     """
-    import numpy as np
 
     from meshstat import seeding
 
