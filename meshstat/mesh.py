@@ -48,7 +48,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
+from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted, smallest_integer_weights
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.k8s import (
     DestinationRule,
@@ -314,17 +314,6 @@ def _port_protocol(p: ServicePort) -> str:
 # --------------------------------------------------------------------------- endpoint stage
 
 
-def _int_weights(fracs: Sequence[Fraction]) -> tuple[int, ...]:
-    den = 1
-    for f in fracs:
-        den = den * f.denominator // math.gcd(den, f.denominator)
-    ints = [int(f * den) for f in fracs]
-    g = 0
-    for i in ints:
-        g = math.gcd(g, i)
-    return tuple(i // g for i in ints) if g else tuple(ints)
-
-
 def endpoint_stage(
     cluster: str,
     eps: Sequence[EP],
@@ -467,7 +456,7 @@ def _hosts_stage(
                 effs.append(Fraction(lw) * min(Fraction(1), Fraction(factor, 100) * Fraction(eligible, len(hs))))
             if sum(effs) == 0:
                 return Backend(name=f"503 no locality weight ({cluster})", labels=(("outcome", "503"),))
-            ws = _int_weights(effs)
+            ws = smallest_integer_weights(effs)
             kids = [leaf_stage(locs[k], f"{policy} {cluster} locality {dict(k) or '-'}") for k in keys]
             return Weighted(children=tuple(kids), weights=ws, unit=unit,
                             name=f"locality-weighted {cluster} ({label})", provenance=provenance)

@@ -49,6 +49,7 @@ __all__ = [
     "kube_proxy_probabilities",
     "kube_proxy_uniform_bound",
     "probability_to_threshold",
+    "smallest_integer_weights",
     "threshold_to_decimal",
     "weights_to_cascade",
 ]
@@ -675,7 +676,11 @@ def _as_weight(w: int | float | str, *, all_weights: Sequence[int | float | str]
 
 def scale_fractional_weights(weights: Sequence[str | float]) -> tuple[int, ...]:
     """The smallest integer weights proportional to ``weights`` (for error hints)."""
-    fr = [Fraction(str(w)) for w in weights]
+    return smallest_integer_weights([Fraction(str(w)) for w in weights])
+
+
+def smallest_integer_weights(fr: Sequence[Fraction]) -> tuple[int, ...]:
+    """The smallest integers proportional to the non-negative fractions ``fr`` (all zero stays zero)."""
     lcm = 1
     for f in fr:
         lcm = lcm * f.denominator // math.gcd(lcm, f.denominator)

@@ -203,7 +203,7 @@ def test_random_and_assign_kernels_equal_reference(seed: int, n: int, m: int) ->
     expect = [rb.draw(kl_, BLOCK_LOG2, i) % m for i in range(n)]
     assert out.tolist() == expect
     out2 = np.empty(n, dtype=np.int64)
-    kb.assign_uniform(np.int64(m), keys, np.int64(BLOCK_LOG2), np.int64(n), out2)
+    kb.random_dest(np.int64(m), keys, np.int64(BLOCK_LOG2), np.int64(n), out2)  # int64 output (connections)
     assert out2.tolist() == expect
 
 

@@ -10,8 +10,8 @@ as many periods as it provably repeats bit for bit (:func:`_edf_repeats`).
 Random streams (the reproducibility contract; ``draw(b, u) = splitmix64(keys[b], u)``,
 item ``i`` in block ``b = i >> block_log2`` at offset ``o``):
 
-* ``random_dest``: request ``i`` uses draw ``o`` (Envoy RANDOM: ``r % n``);
-* ``assign_uniform``: item ``i`` (a connection) goes to ``r % m`` with draw ``o``;
+* ``random_dest``: item ``i`` goes to ``r % m`` with draw ``o`` (Envoy RANDOM; connections
+  spread over workers or clients);
 * ``geometric_sizes``: connection ``i`` has ``1 + floor(log(u) / log1p(-1/mean))``
   requests, ``u = ((r >> 11) + 1) * 2**-53`` from draw ``o``;
 * ``alias_pick``: item ``i`` picks an alias-table column from draw ``o`` (as
@@ -408,7 +408,11 @@ def ipvs_wrr_sequence(weights, n, out):  # pragma: no cover - compiled
 
 @pjit
 def random_dest(n_hosts, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """Envoy RANDOM: ``hosts[r % n_hosts]`` with draw ``o`` of block ``b``."""
+    """Item ``i`` to ``r % n_hosts`` with draw ``o`` of block ``b``.
+
+    Envoy RANDOM (``hosts[r % n]``), and the uniform spread of connections over
+    worker threads or clients; ``out`` may be any integer dtype.
+    """
     m = U64(n_hosts)
     nb = keys.shape[0]
     for b in prange(nb):
@@ -417,19 +421,6 @@ def random_dest(n_hosts, keys, block_log2, n, out):  # pragma: no cover - compil
         key = keys[np.int64(b)]
         for i in range(start, stop):
             out[i] = splitmix64(key, U64(i - start)) % m
-
-
-@pjit
-def assign_uniform(m, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """Item ``i`` (a connection) to instance ``r % m`` (a worker thread)."""
-    mm = U64(m)
-    nb = keys.shape[0]
-    for b in prange(nb):
-        start = np.int64(b) << block_log2
-        stop = min(start + (np.int64(1) << block_log2), n)
-        key = keys[np.int64(b)]
-        for i in range(start, stop):
-            out[i] = splitmix64(key, U64(i - start)) % mm
 
 
 @pjit

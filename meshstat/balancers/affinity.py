@@ -228,7 +228,7 @@ def simulate_affinity(
     else:
         conn_client = np.empty(m, dtype=np.int64)
         keys = seeding.block_keys(ch_client, -(-m // seeding.BLOCK_SIZE))
-        kb.assign_uniform(np.int64(clients), keys, np.int64(seeding.BLOCK_LOG2), np.int64(m), conn_client)
+        kb.random_dest(np.int64(clients), keys, np.int64(seeding.BLOCK_LOG2), np.int64(m), conn_client)
     times = np.arange(m, dtype=np.float64) / float(connection_rate)
     k = aff.n_hosts
     notes: list[str] = []

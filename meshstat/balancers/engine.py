@@ -315,7 +315,7 @@ def _worker_requests(ctx: _Run, workers: int) -> tuple[np.ndarray | None, int]:
         return None, m
     cw = np.empty(m, dtype=np.int64)
     wkeys = ctx.keys(3, m)
-    kb.assign_uniform(np.int64(workers), wkeys, np.int64(ctx.block_log2), np.int64(m), cw)
+    kb.random_dest(np.int64(workers), wkeys, np.int64(ctx.block_log2), np.int64(m), cw)
     return lay.requests_of(cw), m
 
 
