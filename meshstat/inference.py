@@ -1351,6 +1351,24 @@ def plan_tolerance(
     )
 
 
+
+def _smallest_n(ok: Any, lo: int, hi: int, what: str) -> int:
+    """Smallest n > ``lo`` with ``ok(n)``, for a predicate that is monotone in n and false at ``lo``.
+
+    Doubles ``hi`` until ``ok(hi)``, then bisects.
+    """
+    while not ok(hi):
+        lo, hi = hi, hi * 2
+        if hi > 2**50:
+            raise InvalidArgument(f"no practical n {what}")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
 def plan_min_hits(
     weights: Sequence[int | str],
     min_hits: int = 1,
@@ -1386,18 +1404,8 @@ def plan_min_hits(
         return 1.0 - miss
 
     def smallest(fn: Any) -> int:
-        lo, hi = m - 1, max(m, 1)  # fn(lo) < target (fewer than m requests)
-        while fn(hi) < probability:
-            lo, hi = hi, hi * 2
-            if hi > 2**50:
-                raise InvalidArgument("no practical n meets the target")
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if fn(mid) >= probability:
-                hi = mid
-            else:
-                lo = mid
-        return hi
+        # fn(m - 1) < target: fewer than m requests cannot give every backend m
+        return _smallest_n(lambda nv: fn(nv) >= probability, m - 1, max(m, 1), "meets the target")
 
     n_exact = smallest(f)
     n_union = smallest(lambda x: float(union(np.array([x]))[0]))
@@ -1506,17 +1514,7 @@ def plan_detect(
             return 0.0
         return float(1.0 - special.chndtr(crit, df, nv * w2))
 
-    lo, hi_n = 0, 1
-    while pw(hi_n) < power:
-        lo, hi_n = hi_n, hi_n * 2
-        if hi_n > 2**50:
-            raise InvalidArgument("no practical n reaches that power")
-    while hi_n - lo > 1:
-        mid = (lo + hi_n) // 2
-        if pw(mid) >= power:
-            hi_n = mid
-        else:
-            lo = mid
+    hi_n = _smallest_n(lambda nv: pw(nv) >= power, 0, 1, "reaches that power")
     method = "chi-square test, noncentral chi-square power"
     notes.append(
         f"{len(pos)} backends: power of Pearson's chi-square test ({df} degrees of freedom) from the noncentral "
