@@ -197,3 +197,15 @@ def test_compare_uses_one_seed_for_all_routes() -> None:
 def test_single_backend_route() -> None:
     r = simulate(Backend(name="only"), 1000, rng=1)
     assert r.counts.tolist() == [1000]
+
+
+def test_window_frame_is_the_window_counts() -> None:
+    from meshstat.report.simulation import window_frame
+
+    r = simulate(ROUTES["envoy-50-30-20"], 10_050, rng=4, window=1000)
+    df = window_frame(r)
+    assert df.height == 11 * 3
+    assert df["count"].sum() == 10_050
+    last = df.filter(df["window"] == 10)
+    assert last["size"].to_list() == [50, 50, 50]
+    assert last["count"].to_list() == r.window_counts[10].tolist()
