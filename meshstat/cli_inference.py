@@ -43,15 +43,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Test observed per-backend counts against the configured weights: exact binomial test for two "
             "backends, exact multinomial test where feasible, chi-square/G-test otherwise; likelihood ratios "
-            "against alternatives such as 50,50 ('the rule is not in effect')."
+            "against alternatives such as 50,50 ('the rule is not in effect'). With --iptables LISTING "
+            "--service NS/NAME: the packet counters of an 'iptables -t nat -vnxL' listing (connections per "
+            "endpoint) against the service's exact kube-proxy cascade."
         ),
     )
-    p.add_argument("--weights", type=weights_arg, required=True, metavar="W1,W2,...", help="configured weights")
+    p.add_argument("--weights", type=weights_arg, metavar="W1,W2,...", help="configured weights (required "
+                   "unless --iptables)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--observed", type=list_arg, metavar="C1,C2,...", help="observed requests per backend")
     src.add_argument(
         "--observed-file", metavar="FILE", help="CSV (backend,count lines) or JSON ({backend: count}) of counts"
     )
+    src.add_argument(
+        "--iptables", metavar="LISTING",
+        help="an 'iptables -t nat -vnxL' listing ('-': stdin): its rule counters are the observed "
+             "connections; "
+             "needs --service",
+    )  # fmt: skip
+    p.add_argument(
+        "--service", metavar="NS/NAME[:PORT]", help="with --iptables: the service (or CLUSTER_IP:PORT)"
+    )
+    p.add_argument("--chain", choices=("cluster", "local"), default="cluster",
+                   help="with --iptables: the KUBE-SVC (cluster) or KUBE-SVL (local) chain")
     p.add_argument("--names", type=list_arg, metavar="A,B,...", help="backend labels (order of --weights)")
     p.add_argument(
         "--alternative", type=weights_arg, action="append", default=[], metavar="W1,W2,...",
@@ -144,6 +158,12 @@ def _finish(ctx: Any, args: argparse.Namespace, summary: str, notes: tuple[str, 
 def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import inference
 
+    if args.iptables is not None:
+        return _check_counters(args, ctx)
+    if args.service is not None:
+        raise InvalidArgument("--service goes with --iptables LISTING")
+    if args.weights is None:
+        raise InvalidArgument("--weights W1,W2,... is required (or --iptables LISTING --service NS/NAME)")
     names = args.names
     if args.observed_file is not None:
         file_names, counts = inference.read_observed(args.observed_file)
@@ -169,6 +189,30 @@ def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
     if args.format in ("table", "markdown") and args.output is None:
         ctx.emit(result.tests_frame(), args)
     return _finish(ctx, args, result.summary(), result.notes)
+
+
+def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
+    """``check --iptables LISTING --service S``: rule counters against the exact cascade."""
+    from meshstat import netfilter
+
+    if not args.service:
+        raise InvalidArgument(
+            "--iptables LISTING needs --service NS/NAME[:PORT] (see: meshstat services --iptables)"
+        )
+    for opt, val in (("--weights", args.weights), ("--names", args.names), ("--alternative", args.alternative)):
+        if val:
+            raise InvalidArgument(f"{opt} does not go with --iptables (the split comes from the rules)")
+    rs = netfilter.load(args.iptables, "iptables")
+    result = netfilter.check_counters(
+        rs, args.service, chain=args.chain, alpha=args.alpha, exact_limit=args.exact_limit
+    )
+    ctx.emit(result.to_frame(), args)
+    if args.format in ("table", "markdown") and args.output is None:
+        ctx.emit(result.tests_frame(), args)
+    _finish(ctx, args, result.summary(), result.notes)
+    for w in result.warnings:
+        ctx.note(f"warning: {w}")
+    return 0
 
 
 def _cmd_plan(args: argparse.Namespace, ctx: Any) -> int:

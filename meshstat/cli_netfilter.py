@@ -4,6 +4,10 @@
 lists every path of a packet through the nat table with its exact probability;
 ``python -m meshstat services --iptables FILE`` lists kube-proxy's services.
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
+``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
+(damaged, partial) ``iptables-save`` text: the form is recognised from the first
+line (:mod:`meshstat.parsers.iptables_list`), and what the listing lost or the
+paste needed repaired is printed as warnings.
 Nothing heavy is imported at import time.
 """
 
@@ -17,7 +21,10 @@ __all__ = ["register"]
 
 def _source_arguments(p: argparse.ArgumentParser, *, ipvs: bool = False) -> None:
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--iptables", metavar="FILE", help="iptables-save / iptables-restore text ('-': standard input)")
+    g.add_argument(
+        "--iptables", metavar="FILE",
+        help="iptables-save / iptables-restore text, or an 'iptables -t nat -vnL' listing ('-': standard input)",
+    )  # fmt: skip
     g.add_argument("--nft", metavar="FILE", help="nft list ruleset output or nft -f transaction ('-': standard input)")
     if ipvs:
         g.add_argument("--ipvs", metavar="FILE", help="ipvsadm -ln output (kube-proxy IPVS mode; '-': standard input)")
@@ -131,6 +138,22 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+def _listing_lines(rs: Any, args: argparse.Namespace) -> list[str]:
+    """For a ruleset read from a listing or a paste: its warnings, and where its counters go."""
+    from meshstat.parsers.iptables_list import listing_info
+
+    info = listing_info(rs)
+    if info is None and not rs.cache.get("iptables-paste"):
+        return []
+    lines = [f"warning: {w}" for w in rs.warnings]
+    if info is not None and info.counters and getattr(args, "service", None):
+        lines.append(
+            f"note: the listing has packet counters: meshstat check --iptables {rs.source} --service "
+            f"{args.service} tests them against these shares"
+        )
+    return lines
+
+
 def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import netfilter
     from meshstat.report import netfilter as rep
@@ -154,6 +177,7 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
             f"{info.name} {info.protocol} {info.cluster_ip}:{info.port} ({route.describe()[:200]})",
             *(f"note: {n}" for n in route.notes),
         ]
+        lines += _listing_lines(rs, args)
         _note(ctx, args, "\n".join(lines))
         return 0
     infos = netfilter.services(rs)

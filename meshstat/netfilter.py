@@ -28,6 +28,11 @@ Three things are built on the parsed rules (:mod:`meshstat.parsers.iptables`,
     A service as a :class:`meshstat.model.Route`: the kube-proxy cascade with
     the stored thresholds (:class:`meshstat.model.Cascade`) or the nft numgen
     split (:class:`Numgen`).
+:func:`check_counters`
+    The packet counters of an ``iptables -t nat -vnL`` listing (read by
+    :mod:`meshstat.parsers.iptables_list`, which :func:`load` recognises) for a
+    service's cascade: connections per endpoint against the exact split, with
+    p-values from :mod:`meshstat.inference` and :mod:`meshstat.stats`.
 """
 
 from __future__ import annotations
@@ -37,7 +42,6 @@ import bisect
 import gc
 import hashlib
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -63,6 +67,8 @@ from meshstat.parsers.iptables import (
 
 __all__ = [
     "Condition",
+    "CounterCheck",
+    "CounterRow",
     "EndpointInfo",
     "Numgen",
     "Packet",
@@ -71,6 +77,7 @@ __all__ = [
     "TracePath",
     "TraceResult",
     "Verdict",
+    "check_counters",
     "find_service",
     "kube_chain_hash",
     "kube_nft_chain_hash",
@@ -106,10 +113,9 @@ def parse_nft(text: str, source: str = "<input>") -> Ruleset:
 
 
 def _read(source: str) -> tuple[str, str]:
-    if source == "-":
-        return sys.stdin.read(), "<stdin>"
-    with open(source, encoding="utf-8") as fh:  # noqa: PTH123
-        return fh.read(), source
+    from meshstat.inputs import read_text, source_name
+
+    return read_text(source, what="ruleset"), source_name(source)
 
 
 def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None = None) -> Ruleset:
@@ -119,9 +125,14 @@ def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None 
     ----------
     source : str or Ruleset
         File name or ``"-"``; a Ruleset is returned as is.
-    dialect : {"iptables", "nft"}, optional
+    dialect : {"iptables", "iptables-list", "nft"}, optional
         Default: sniffed from the text (``*table`` / ``-A`` lines are iptables,
-        ``table`` / ``add`` lines are nft).
+        ``table`` / ``add`` lines are nft). ``"iptables"`` also reads an
+        ``iptables -L`` listing (``Chain NAME (policy ...)`` lines) and pasted
+        ``iptables-save`` text with copy-paste damage or without ``*table``
+        lines, recognised by their first line
+        (:mod:`meshstat.parsers.iptables_list`); ``"iptables-list"`` insists on
+        a listing.
     text : str, optional
         The content, when already read (``source`` then only names it).
 
@@ -136,8 +147,17 @@ def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None 
         text, name = _read(source)
     else:
         name = "<stdin>" if source == "-" else source
-    if dialect not in (None, "iptables", "nft"):
-        raise InvalidArgument(f"dialect must be 'iptables' or 'nft', got {dialect!r}")
+    if dialect not in (None, "iptables", "iptables-list", "nft"):
+        raise InvalidArgument(f"dialect must be 'iptables', 'iptables-list' or 'nft', got {dialect!r}")
+    if dialect != "nft":
+        # iptables -L listings and damaged or partial iptables-save pastes (issue 10)
+        from meshstat.parsers import iptables_list
+
+        form = "list" if dialect == "iptables-list" else iptables_list.sniff_iptables_text(text)
+        if form == "list":
+            return iptables_list.parse_iptables_list(text, name)
+        if form == "paste":
+            return iptables_list.parse_iptables_paste(text, name)
     if dialect is None:
         dialect = sniff_netfilter_dialect(text)
         if dialect is None:
@@ -691,11 +711,12 @@ class _Tracer:
             active = [c.name for c, _ in st.frames] + [chain.name]
             if target.name in active:
                 cycle = " -> ".join([*active[active.index(target.name):], target.name])
-                raise ModelError(f"{rule.source}:{rule.line}: jump loop in table '{tname}': {cycle}")
+                raise ModelError(f"jump loop in table '{tname}': {cycle}", source=rule.source, line=rule.line)
             if len(st.frames) >= MAX_DEPTH:
                 raise ModelError(
-                    f"{rule.source}:{rule.line}: chains nested deeper than {MAX_DEPTH} levels "
-                    f"(over-deep recursion) in table '{tname}'"
+                    f"chains nested deeper than {MAX_DEPTH} levels (over-deep recursion) in table '{tname}'",
+                    source=rule.source,
+                    line=rule.line,
                 )
             st.steps.append(Step(tname, chain.name, rule.line, f"{kind} {t.value}", rule.text))
             if kind == "jump":
@@ -1786,6 +1807,368 @@ def load_service_route(
     return service_route(find_service(rs, service), chain=chain)
 
 
+# =========================================================================== observed counters (-vnL)
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRow:
+    """One endpoint of a :class:`CounterCheck`.
+
+    Attributes
+    ----------
+    endpoint : str
+        ``ip:port`` (from the ``KUBE-SEP`` chain's DNAT, or its name when the
+        listing does not show that chain); ``"(fall-through)"`` for the
+        connections no rule of a fall-through cascade took.
+    chain : str or None
+        The ``KUBE-SEP`` chain the rule jumps to.
+    line : int or None
+        The rule's line in the listing.
+    observed : int
+        The rule's packet counter: in the nat table, connections (conntrack
+        runs the nat chains for the first packet of a connection only).
+    share : Fraction
+        The exact share of the cascade (``k / 2**31`` products).
+    expected : float
+        ``n * share``.
+    pvalue : float
+        Two-sided exact binomial p-value of ``observed`` out of ``n`` at ``share``.
+    reached : int
+        Connections that reached this rule: those the earlier cascade rules did not take.
+    rule_probability : Fraction or None
+        ``k / 2**31`` of the rule's statistic match (None: the unconditional last rule).
+    step_pvalue : float or None
+        Two-sided exact binomial p-value of ``observed`` out of ``reached`` at
+        ``rule_probability``: the rule's own draw, tested on the connections it saw.
+    exact : bool
+        False when the listing rounded the counter (``12K``: no ``-x``).
+    """
+
+    endpoint: str
+    chain: str | None
+    line: int | None
+    observed: int
+    share: Fraction
+    expected: float
+    pvalue: float
+    reached: int
+    rule_probability: Fraction | None
+    step_pvalue: float | None
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class CounterCheck:
+    """Observed per-endpoint connections (listing counters) against a service's exact cascade.
+
+    Attributes
+    ----------
+    service, chain, source : str
+        The service (``ns/name:port``), its ``KUBE-SVC``/``KUBE-SVL`` chain and the listing's file.
+    unit : str
+        ``"connections"`` (nat table) or ``"packets"``.
+    rows : tuple of CounterRow
+    n : int
+        Connections counted by the cascade (affinity hits excluded).
+    pvalue, method : float, str
+        The headline test: exact binomial (two endpoints), exact multinomial
+        (where enumerable), else chi-square; ``"impossible"`` when an endpoint
+        with share 0 was chosen. The same choice as :func:`meshstat.inference.check_split`.
+    chisquare_statistic, chisquare_pvalue, gtest_statistic, gtest_pvalue, dof
+        Pearson's X^2 and the G-test (:func:`meshstat.stats.goodness_of_fit`).
+    affinity_hits : int
+        Connections sent by ``-m recent --rcheck`` session-affinity rules (not random draws).
+    entered : int or None
+        Connections that entered the chain (the counters of the rules jumping
+        to it, when all are in the listing).
+    approximate : bool
+        Some counter was rounded (``K``/``M``/``G``: a listing without ``-x``).
+    alpha : float
+    notes, warnings : tuple of str
+    """
+
+    service: str
+    chain: str
+    source: str
+    unit: str
+    rows: tuple[CounterRow, ...]
+    n: int
+    pvalue: float
+    method: str
+    chisquare_statistic: float
+    chisquare_pvalue: float
+    gtest_statistic: float
+    gtest_pvalue: float
+    dof: int
+    affinity_hits: int = 0
+    entered: int | None = None
+    approximate: bool = False
+    alpha: float = 0.05
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def consistent(self) -> bool:
+        """Whether the counts are consistent with the random split at level ``alpha``."""
+        return self.pvalue >= self.alpha
+
+    def summary(self) -> str:
+        """One line: the counts, the p-value and the verdict."""
+        counts = ", ".join(f"{r.endpoint} {r.observed:,}/{float(r.share):.4g}" for r in self.rows)
+        verdict = "consistent with" if self.consistent else "NOT consistent with"
+        p = f"{self.pvalue:.3g}" if self.pvalue >= 1e-4 else f"{self.pvalue:.2e}"
+        approx = " (approximate: rounded counters)" if self.approximate else ""
+        return (
+            f"{self.service}: {self.n:,} {self.unit} counted in {self.chain} (observed/share: {counts}); "
+            f"p = {p} ({self.method}){approx}: {verdict} the random split at alpha {self.alpha:g}"
+        )
+
+    def to_frame(self) -> Any:
+        """Per-endpoint table (polars): observed, exact share, expected, p-values."""
+        from meshstat.report import netfilter as rep
+
+        return rep.counters_frame(self)
+
+    def tests_frame(self) -> Any:
+        """One row per test: the headline test, chi-square, G-test."""
+        from meshstat.report import netfilter as rep
+
+        return rep.counters_tests_frame(self)
+
+
+def check_counters(
+    ruleset: Ruleset,
+    service: str,
+    *,
+    chain: str = "cluster",
+    alpha: float = 0.05,
+    exact_limit: int | None = None,
+) -> CounterCheck:
+    """Are the packet counters of a service's cascade consistent with its exact random split?
+
+    Parameters
+    ----------
+    ruleset : Ruleset
+        From an ``iptables -t nat -vnL`` (better ``-vnxL``) listing
+        (:func:`meshstat.parsers.iptables_list.parse_iptables_list`, or
+        :func:`load` of such a file).
+    service : str
+        ``"ns/name[:port]"`` or ``"CLUSTER_IP:PORT"`` (as :func:`find_service`).
+    chain : {"cluster", "local"}
+        The ``KUBE-SVC`` or ``KUBE-SVL`` chain.
+    alpha : float
+        Level of the verdict.
+    exact_limit : int, optional
+        Largest number of outcome slices the exact multinomial test enumerates
+        (default :data:`meshstat.inference.EXACT_MULTINOMIAL_LIMIT`).
+
+    Returns
+    -------
+    CounterCheck
+
+    Notes
+    -----
+    Rule ``i`` of a kube-proxy cascade sees the connections that the rules
+    before it did not take, and its packet counter counts the ones it took: in
+    the nat table these are connections, not packets (the nat chains run for
+    the first packet of a connection only). So the counters of the jump rules
+    are the connections each endpoint got, their sum ``n`` the connections that
+    reached the random draws (``-m recent`` affinity hits are counted
+    separately: they are not draws), and the split is multinomial with the
+    exact shares of the stored thresholds. The headline test is the one
+    :func:`meshstat.inference.check_split` uses; per endpoint, the marginal
+    exact binomial test and the test of each rule's own draw on the
+    connections that reached it are given too (the multinomial factors into
+    these conditional binomials).
+
+    Raises
+    ------
+    InvalidArgument
+        When the ruleset has no counters, the service is not in it, or nothing was counted.
+    """
+    from meshstat import inference, stats
+    from meshstat.parsers.iptables_list import listing_info
+
+    linfo = listing_info(ruleset)
+    if linfo is None or not linfo.counters:
+        raise InvalidArgument(
+            f"{ruleset.source}: no packet counters: expected a listing printed with -v "
+            "(iptables -t nat -vnxL; iptables-save has none)"
+        )
+    if chain not in ("cluster", "local"):
+        raise InvalidArgument(f"chain must be 'cluster' or 'local', got {chain!r}")
+    alpha = float(alpha)
+    if not 0.0 < alpha < 1.0:
+        raise InvalidArgument(f"alpha must be in (0, 1), got {alpha!r}")
+    info = find_service(ruleset, service)
+    eps = info.endpoints if chain == "cluster" else info.local_endpoints
+    stage = info.stage if chain == "cluster" else info.local_stage
+    chain_name = info.cluster_chain if chain == "cluster" else info.local_chain
+    if not eps or stage is None or chain_name is None:
+        raise InvalidArgument(
+            f"{ruleset.source}: service {info.name} has no {chain} endpoints in the listing"
+        )
+    fam = _family_of(ruleset, None)
+    table = ruleset.tables[(fam, "nat")]
+    ch = table.chains[chain_name]
+    by_line = {r.line: r for r in ch.rules}
+
+    def count(rule: Rule) -> tuple[int, bool]:
+        c = linfo.counters.get(rule)
+        if c is None:
+            raise InvalidArgument(f"{rule.source}:{rule.line}: this rule has no counters in the listing")
+        return c.packets, c.exact
+
+    exact_all = True
+    affinity = 0
+    for r in ch.rules:
+        rec = _first(r, "recent")
+        if (
+            r.target.kind in ("jump", "goto")
+            and rec is not None
+            and rec.value["command"] in ("rcheck", "update")
+        ):
+            c, ex = count(r)
+            affinity += c
+            exact_all &= ex
+    entered = None
+    refs = table.referrers.get(chain_name, [])
+    if refs and all(r in linfo.counters for r in refs):
+        entered = sum(linfo.counters[r].packets for r in refs)
+        exact_all &= all(linfo.counters[r].exact for r in refs)
+    shares = list(stage.shares())
+    obs: list[int] = []
+    rows_in: list[tuple[str, str | None, int | None, int, int | None, bool]] = []
+    for e in eps:
+        r = by_line.get(e.line) if e.line is not None else None
+        if r is None:
+            raise InvalidArgument(
+                f"{ruleset.source}: the rule of endpoint {e.address} is not in chain {chain_name}"
+            )
+        c, ex = count(r)
+        exact_all &= ex
+        obs.append(c)
+        rows_in.append((e.address, e.chain, e.line, c, e.threshold, ex))
+    notes: list[str] = []
+    if stage.fall_through:
+        if entered is None:
+            raise InvalidArgument(
+                f"{ruleset.source}: chain {chain_name} can fall through (no unconditional last rule) and the "
+                "rules jumping to it are not all in the listing: the fall-through connections cannot be "
+                "counted"
+            )
+        rest = entered - affinity - sum(obs)
+        if rest < 0:
+            raise InvalidArgument(
+                f"{ruleset.source}: the counters of chain {chain_name} exceed those of the rules jumping "
+                "to it "
+                "(counters zeroed or rules replaced between them?)"
+            )
+        obs.append(rest)
+        rows_in.append((model.FALL_THROUGH, None, None, rest, None, exact_all))
+    n = sum(obs)
+    if n == 0:
+        raise InvalidArgument(
+            f"{ruleset.source}: the counters of {chain_name} are all 0: no connection to {info.name} "
+            "was counted yet"
+        )
+    rows: list[CounterRow] = []
+    reached = n
+    for (addr, sep, line, c, k, ex), share in zip(rows_in, shares, strict=True):
+        q = Fraction(k, 1 << 31) if k is not None else None
+        step = inference.binomial_pvalue(c, reached, float(q)) if q is not None and reached > 0 else None
+        rows.append(
+            CounterRow(
+                addr,
+                sep,
+                line,
+                c,
+                share,
+                n * float(share),
+                inference.binomial_pvalue(c, n, float(share)),
+                reached,
+                q,
+                step,
+                ex,
+            )
+        )
+        reached -= c
+    gof_c = stats.goodness_of_fit(obs, shares, method="chisquare")
+    gof_g = stats.goodness_of_fit(obs, shares, method="g-test")
+    pos = [i for i, s in enumerate(shares) if s > 0]
+    limit = inference.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
+    if any(obs[i] > 0 for i in range(len(obs)) if shares[i] == 0):
+        pvalue, method = 0.0, "impossible"
+    elif len(pos) == 1:
+        pvalue, method = 1.0, "exact binomial"
+    elif len(pos) == 2:
+        i, j = pos
+        pvalue = inference.binomial_pvalue(
+            obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j]))
+        )
+        method = "exact binomial"
+    else:
+        import math
+
+        kk = len(pos)
+        if math.comb(n + kk - 2, kk - 2) <= limit:
+            pvalue = inference._exact_multinomial_pvalue(
+                [obs[i] for i in pos], [float(shares[i]) for i in pos]
+            )
+            method = "exact multinomial"
+        else:
+            pvalue, method = gof_c.pvalue, "chi-square"
+            notes.append(
+                f"n = {n:,} over {kk} endpoints: chi-square approximation (G-test p = {gof_g.pvalue:.3g})"
+            )
+    unit = "connections" if table.name == "nat" else "packets"
+    notes.append(
+        "nat rules run for the first packet of each connection only (conntrack), so each jump rule's packet "
+        "counter is the number of connections sent to that endpoint"
+    )
+    notes.append(
+        "counters accumulate from the time the chain was last written (kube-proxy rewrites a service's "
+        "chains "
+        "when its endpoints change), or zeroed (iptables -Z)"
+    )
+    if affinity:
+        notes.append(
+            f"{affinity:,} connections went by session affinity (-m recent) and are not part of the split"
+        )
+    if entered is not None and not stage.fall_through and entered != affinity + sum(obs):
+        notes.append(
+            f"the rules jumping to {chain_name} counted {entered:,} connections, the chain's rules "
+            f"{affinity + sum(obs):,}: counters zeroed or rules replaced in between?"
+        )
+    if not exact_all:
+        notes.append(
+            "some counters were rounded by the listing (K/M/G: iptables -L without -x); counts and p-values "
+            "are "
+            "approximate: list with iptables -t nat -vnxL"
+        )
+    return CounterCheck(
+        service=info.name,
+        chain=chain_name,
+        source=ruleset.source,
+        unit=unit,
+        rows=tuple(rows),
+        n=n,
+        pvalue=float(pvalue),
+        method=method,
+        chisquare_statistic=float(gof_c.statistic),
+        chisquare_pvalue=float(gof_c.pvalue),
+        gtest_statistic=float(gof_g.statistic),
+        gtest_pvalue=float(gof_g.pvalue),
+        dof=int(gof_c.dof),
+        affinity_hits=affinity,
+        entered=entered,
+        approximate=not exact_all,
+        alpha=alpha,
+        notes=tuple(notes),
+        warnings=tuple(str(w) for w in ruleset.warnings),
+    )
+
+
 # =========================================================================== kube-proxy, nftables mode
 
 _CHAIN_RE = re.compile(r"^(service|local|external|endpoint|firewall)-([A-Z2-7]{8})-(.*)$")
@@ -1857,6 +2240,16 @@ def _chain_split(t: Table, ch: Chain, source: str) -> tuple[Any, list[tuple[str,
     return None, [], affinity
 
 
+def _element_port(el: NftElement, i: int, source: str) -> int:
+    """The port number in component ``i`` of a kube-proxy map element (``ADDR . PROTO . PORT``)."""
+    kind, value = el.key[i]
+    if kind == "range" and value[0] == value[1] and 0 <= value[0] <= 65535:
+        return int(value[0])
+    raise ConfigParseError(
+        f"expected a port number as component {i + 1} of the map element", source=source, line=el.line
+    )
+
+
 def _endpoint_addr_from_target(tg: Target) -> str:
     addr, ports, text = tg.value
     return f"{addr}:{ports[0]}" if ports else text
@@ -1899,14 +2292,14 @@ def _nft_services(rs: Ruleset, family: str) -> list[Any]:
                 for s, el in targets.get(names.get(kind, ""), []):
                     if len(el.key) == 3 and el.key[0][0] == "addr":
                         cluster_ip = el.key[0][1].text.split("/")[0]
-                        port = el.key[2][1][0]
+                        port = _element_port(el, 2, rs.source)
                         internal = "Cluster" if kind == "service" else "Local"
                         line = el.line
             for s, el in targets.get(names.get("external", ""), []):
                 if len(el.key) == 3 and el.key[0][0] == "addr":
-                    ext_ips.append(f"{el.key[0][1].text.split('/')[0]}:{el.key[2][1][0]}")
+                    ext_ips.append(f"{el.key[0][1].text.split('/')[0]}:{_element_port(el, 2, rs.source)}")
                 elif len(el.key) == 2:
-                    node_ports.append(el.key[1][1][0])
+                    node_ports.append(_element_port(el, 1, rs.source))
             external = None
             ext = t.chains.get(names.get("external", ""))
             if ext is not None:
@@ -1957,7 +2350,8 @@ def _nft_services(rs: Ruleset, family: str) -> list[Any]:
                         ServiceInfo(
                             name=el.comment, protocol=proto,
                             cluster_ip=el.key[0][1].text.split("/")[0] if el.key[0][0] == "addr" else None,
-                            port=el.key[2][1][0] if len(el.key) == 3 else None, cluster_chain=None,
+                            port=_element_port(el, 2, rs.source) if len(el.key) == 3 else None,
+                            cluster_chain=None,
                             local_chain=None, endpoints=(), rejected=True, dialect="nft", source=rs.source,
                             line=el.line,
                         )  # fmt: skip
@@ -2093,6 +2487,11 @@ def kube_proxy_iptables_save(
 # =========================================================================== IPVS (ipvsadm -ln)
 
 
+def _decimal(text: str, max_digits: int) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes ``'²'``), at most ``max_digits`` of them."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
 def parse_ipvsadm(text: str, source: str = "<input>") -> list[ServiceInfo]:
     """Virtual services of ``ipvsadm -ln`` output (kube-proxy IPVS mode), as :class:`ServiceInfo`.
 
@@ -2135,15 +2534,21 @@ def parse_ipvsadm(text: str, source: str = "<input>") -> list[ServiceInfo]:
         if line.startswith(("IP Virtual Server", "Prot LocalAddress", "-> RemoteAddress")):
             continue
         if parts[0] in ("TCP", "UDP", "SCTP") and len(parts) >= 3:
+            vip_host, colon, vip_port = parts[1].rpartition(":")
+            if not (colon and vip_host and _decimal(vip_port, 5) and int(vip_port) <= 65535):
+                raise ConfigParseError(
+                    "expected the virtual service as VIP:PORT (ipvsadm -ln)", source=source, line=n,
+                    snippet=line,
+                )
             flush()
             persist = None
             if "persistent" in parts:
                 i = parts.index("persistent")
-                persist = int(parts[i + 1]) if i + 1 < len(parts) and parts[i + 1].isdigit() else 360
+                persist = int(parts[i + 1]) if i + 1 < len(parts) and _decimal(parts[i + 1], 10) else 360
             cur = {"proto": parts[0].lower(), "vip": parts[1], "sched": parts[2], "persist": persist, "eps": [],
                    "line": n}  # fmt: skip
             continue
-        if parts[0] == "->" and cur is not None and len(parts) >= 4 and parts[3].isdigit():
+        if parts[0] == "->" and cur is not None and len(parts) >= 4 and _decimal(parts[3], 10):
             cur["eps"].append((parts[1], int(parts[3]), n))
             continue
         raise ConfigParseError(

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-    from meshstat.netfilter import ServiceInfo, TraceResult
+    from meshstat.netfilter import CounterCheck, ServiceInfo, TraceResult
 
-__all__ = ["endpoints_frame", "services_frame", "trace_frame"]
+__all__ = ["counters_frame", "counters_tests_frame", "endpoints_frame", "services_frame", "trace_frame"]
 
 
 def trace_frame(result: TraceResult) -> pl.DataFrame:
@@ -115,3 +115,66 @@ def endpoints_frame(info: ServiceInfo, *, chain: str = "cluster") -> pl.DataFram
             "slots": pl.String, "chain": pl.String, "hash_ok": pl.Boolean,
         },
     )  # fmt: skip
+
+
+def counters_frame(result: CounterCheck) -> pl.DataFrame:
+    """One row per endpoint of a counters check: observed vs the exact cascade share.
+
+    Columns: ``endpoint``, ``chain`` (KUBE-SEP), ``line`` (in the listing),
+    ``observed`` (the rule's packet counter), ``observed_share``,
+    ``expected_share`` (exact fraction as text), ``share`` (float),
+    ``expected`` (``n * share``), ``pvalue`` (exact binomial, ``observed`` of
+    ``n``), ``reached`` (connections the earlier rules left), ``rule_p`` (the
+    rule's ``k / 2**31``, empty for the unconditional last rule),
+    ``step_pvalue`` (exact binomial, ``observed`` of ``reached`` at ``rule_p``),
+    ``exact`` (False: the listing rounded the counter).
+    """
+    import polars as pl
+
+    rows: dict[str, list] = {
+        k: []
+        for k in ("endpoint", "chain", "line", "observed", "observed_share", "expected_share", "share",
+                  "expected", "pvalue", "reached", "rule_p", "step_pvalue", "exact")
+    }  # fmt: skip
+    for r in result.rows:
+        rows["endpoint"].append(r.endpoint)
+        rows["chain"].append(r.chain)
+        rows["line"].append(r.line)
+        rows["observed"].append(r.observed)
+        rows["observed_share"].append(r.observed / result.n if result.n else None)
+        rows["expected_share"].append(str(r.share))
+        rows["share"].append(float(r.share))
+        rows["expected"].append(r.expected)
+        rows["pvalue"].append(r.pvalue)
+        rows["reached"].append(r.reached)
+        rows["rule_p"].append(float(r.rule_probability) if r.rule_probability is not None else None)
+        rows["step_pvalue"].append(r.step_pvalue)
+        rows["exact"].append(r.exact)
+    return pl.DataFrame(
+        rows,
+        schema={
+            "endpoint": pl.String, "chain": pl.String, "line": pl.Int64, "observed": pl.Int64,
+            "observed_share": pl.Float64, "expected_share": pl.String, "share": pl.Float64,
+            "expected": pl.Float64,
+            "pvalue": pl.Float64, "reached": pl.Int64, "rule_p": pl.Float64, "step_pvalue": pl.Float64,
+            "exact": pl.Boolean,
+        },
+    )  # fmt: skip
+
+
+def counters_tests_frame(result: CounterCheck) -> pl.DataFrame:
+    """One row per test of a counters check: the headline test, chi-square and G-test."""
+    import polars as pl
+
+    rows = [
+        {"test": result.method, "statistic": None, "dof": None, "pvalue": result.pvalue},
+        {"test": "chi-square", "statistic": result.chisquare_statistic, "dof": result.dof,
+         "pvalue": result.chisquare_pvalue},
+        {"test": "G-test", "statistic": result.gtest_statistic, "dof": result.dof,
+         "pvalue": result.gtest_pvalue},
+    ]  # fmt: skip
+    return pl.DataFrame(
+        rows,
+        schema={"test": pl.String, "statistic": pl.Float64, "dof": pl.Int64, "pvalue": pl.Float64},
+        orient="row",
+    )
