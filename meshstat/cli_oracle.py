@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 from meshstat.errors import InvalidArgument
@@ -81,7 +80,9 @@ def _cmd_validate(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _read(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8")
+    from meshstat.inputs import read_text
+
+    return read_text(path, what="ruleset")
 
 
 def _report(ctx: Any, args: argparse.Namespace, system: str, names: list[str], addresses: list[str | None],
@@ -118,6 +119,16 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     for tool, pkg in (("ip", "iproute2"), ("iptables-restore", "iptables")):
         require_binary(tool, package=pkg)
     text = _read(args.iptables)
+    from meshstat.parsers.iptables_list import sniff_iptables_text, to_iptables_save
+
+    if sniff_iptables_text(text) is not None:
+        # an ``iptables -L`` listing or a damaged paste: load the rules it describes
+        from meshstat import netfilter
+
+        rs = netfilter.load(args.iptables, text=text)
+        for w in rs.warnings:
+            ctx.note(f"warning: {w}")
+        text = to_iptables_save(rs)
     svc = find_kube_service(text, args.service, source=args.iptables)
     if svc.protocol != "tcp":
         raise InvalidArgument(

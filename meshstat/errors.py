@@ -10,7 +10,31 @@ __all__ = ["ConfigParseError", "InvalidArgument", "MeshstatError", "ModelError"]
 
 
 class MeshstatError(Exception):
-    """Root of every error meshstat raises on purpose."""
+    """Root of every error meshstat raises on purpose.
+
+    Attributes
+    ----------
+    source : str or None
+        The input file the error is about (``"<stdin>"`` for standard input), when the
+        cause is in a file rather than in an argument. The command line exits with
+        status 3 (bad input) for errors that carry a source, 2 (bad argument) for
+        the others (see :class:`meshstat.cli.ExitStatus`).
+    line : int or None
+        1-based line in ``source``, when known.
+    """
+
+    source: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return _one_line(super().__str__())
+
+
+def _one_line(text: str) -> str:
+    """Messages are one line: line breaks from the input (a quoted token, a comment) are shown escaped."""
+    if "\n" in text or "\r" in text:
+        return text.replace("\r", "\\r").replace("\n", "\\n")
+    return text
 
 
 class InvalidArgument(MeshstatError, ValueError):
@@ -18,7 +42,23 @@ class InvalidArgument(MeshstatError, ValueError):
 
 
 class ModelError(MeshstatError, ValueError):
-    """A routing model is inconsistent (for example, weights that sum to zero)."""
+    """A routing model is inconsistent (for example, weights that sum to zero).
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    source, line : optional
+        The file (and line) the inconsistent model was read from; the message is
+        then printed as ``file:line: message`` and the CLI counts it as bad input.
+    """
+
+    def __init__(self, message: str = "", *, source: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        where = "" if source is None else (f"{source}:{line}: " if line is not None else f"{source}: ")
+        super().__init__(where + message)
 
 
 class ConfigParseError(MeshstatError, ValueError):
@@ -64,4 +104,4 @@ class ConfigParseError(MeshstatError, ValueError):
         if self.snippet:
             snip = self.snippet if len(self.snippet) <= 80 else self.snippet[:77] + "..."
             text += f" (got {snip!r})"
-        return text
+        return _one_line(text)

@@ -89,6 +89,8 @@ IGNORED_NAMESPACES = ("kube-system", "kube-public")
 SIDECAR_UID = 1337
 #: Largest number of residue intervals evaluated for a runtime_fraction correlation.
 MAX_CORRELATION_POINTS = 2_000_000
+#: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
+MAX_PODS = 50_000
 
 _TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
 
@@ -822,6 +824,15 @@ class Mesh:
     # ------------------------------------------------------------------ pods & registry
 
     def _expand_pods(self) -> list[Pod]:
+        counts = [(self.replicas.get(id(w), w.replicas), w) for w in self.manifests.workloads]
+        if sum(n for n, _ in counts) > MAX_PODS:
+            n, w = max(counts, key=lambda c: c[0])
+            scaled = id(w) in self.replicas
+            raise (InvalidArgument if scaled else ModelError)(
+                f"{w.meta.kind} {w.meta.ref} has {n:,} replicas; meshstat expands at most {MAX_PODS:,} pods "
+                "in all (each pod is a backend)",
+                **({} if scaled else {"source": w.meta.source, "line": w.replicas_line or w.meta.line}),
+            )
         taken = {w.pod_ip for w in self.manifests.workloads if w.pod_ip}
         pods = []
         synthetic = False

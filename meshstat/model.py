@@ -28,6 +28,7 @@ need are produced here as Python integers and turned into arrays by
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -648,6 +649,26 @@ def _check_weight(w: object) -> None:
         raise ModelError(f"weights must be >= 0, got {w}")
 
 
+#: Largest decimal exponent read from text: ``1e400`` is fine, ``1e100000000`` would take minutes to expand.
+MAX_DECIMAL_EXPONENT = 4000
+_EXPONENT = re.compile(r"[eE]\s*([+-]?)0*(\d+)\s*\Z")
+
+
+def decimal_fraction(text: str) -> Fraction:
+    """``Fraction(text)`` for a number written in decimal (``"99.5"``, ``"1e7"``, ``"3/4"``), bounded.
+
+    Raises
+    ------
+    ValueError
+        For text that is not a number, and for an exponent beyond
+        :data:`MAX_DECIMAL_EXPONENT` (Python would build the whole power of ten).
+    """
+    m = _EXPONENT.search(text)
+    if m is not None and (len(m.group(2)) > 6 or int(m.group(2)) > MAX_DECIMAL_EXPONENT):
+        raise ValueError(f"exponent out of range in {text[:40]!r}")
+    return Fraction(text)
+
+
 def _as_weight(w: int | float | str, *, all_weights: Sequence[int | float | str] = ()) -> int:
     """Parse one weight; refuse fractions with a hint to scale all weights."""
     if isinstance(w, bool):
@@ -656,11 +677,15 @@ def _as_weight(w: int | float | str, *, all_weights: Sequence[int | float | str]
         value = Fraction(w)
     else:
         try:
-            value = Fraction(str(w).strip())
+            value = decimal_fraction(str(w).strip())
         except (ValueError, ZeroDivisionError):
-            raise InvalidArgument(f"weight must be a non-negative integer, got {w!r}") from None
+            raise InvalidArgument(f"weight must be a non-negative integer, got {_shown(w)}") from None
     if value < 0:
-        raise InvalidArgument(f"weight must be >= 0, got {w!r}")
+        raise InvalidArgument(f"weight must be >= 0, got {_shown(w)}")
+    if value > ENVOY_MAX_TOTAL_WEIGHT:
+        raise InvalidArgument(
+            f"weight must be at most {ENVOY_MAX_TOTAL_WEIGHT} (Envoy weights are uint32), got {_shown(w)}"
+        )
     if value.denominator != 1:
         try:
             scaled = ",".join(map(str, scale_fractional_weights([str(x) for x in all_weights])))
@@ -674,9 +699,17 @@ def _as_weight(w: int | float | str, *, all_weights: Sequence[int | float | str]
     return int(value)
 
 
+def _shown(w: object) -> str:
+    """A user's value for a message: ``repr``, shortened (an int of 5000 digits is not printed)."""
+    if isinstance(w, int) and not -(10**30) < w < 10**30:
+        return f"an integer of {len(str(abs(w))) if abs(w) < 10**4000 else 'over 4000'} digits"
+    text = repr(w)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def scale_fractional_weights(weights: Sequence[str | float]) -> tuple[int, ...]:
     """The smallest integer weights proportional to ``weights`` (for error hints)."""
-    return smallest_integer_weights([Fraction(str(w)) for w in weights])
+    return smallest_integer_weights([decimal_fraction(str(w)) for w in weights])
 
 
 def smallest_integer_weights(fr: Sequence[Fraction]) -> tuple[int, ...]:

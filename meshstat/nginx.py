@@ -374,7 +374,11 @@ def _statements(toks: list[_Tok], source: str) -> list[tuple[list[_Tok], list | 
     return block(0, None)
 
 
-_INT = re.compile(r"^\d+$")
+_INT = re.compile(r"[0-9]+\Z")  # ASCII digits, as ngx_atoi
+
+
+#: NGX_MAX_INT_T_VALUE on 64-bit platforms: the largest value ngx_atoi accepts.
+_NGX_MAX_INT = 2**63 - 1
 
 
 def _invalid(text: str, line: int, source: str, hint: str = "") -> ConfigParseError:
@@ -401,8 +405,10 @@ def _server(words: list[_Tok], source: str) -> UpstreamServer:
                 raise _invalid(text, w.line, source)
             continue
         if key in ("weight", "max_fails", "max_conns"):
-            if not _INT.match(val) or (key == "weight" and int(val) == 0):
-                hint = " (weight must be a positive integer)" if key == "weight" else ""
+            # nginx reads these with ngx_atoi, which refuses values over NGX_MAX_INT_T_VALUE
+            bad = not _INT.match(val) or len(val) > 19 or int(val) > _NGX_MAX_INT
+            if bad or (key == "weight" and int(val) == 0):
+                hint = f" (weight must be an integer in [1, {_NGX_MAX_INT}])" if key == "weight" else ""
                 raise _invalid(text, w.line, source, hint)
             kw[key] = int(val)
         elif key == "fail_timeout":
@@ -478,5 +484,6 @@ def parse_upstreams(text: str, *, source: str = "<input>") -> dict[str, Upstream
 
 def load_upstreams(path: str | Path) -> dict[str, Upstream]:
     """:func:`parse_upstreams` of a file."""
-    p = Path(path)
-    return parse_upstreams(p.read_text(encoding="utf-8"), source=str(p))
+    from meshstat.inputs import read_text, source_name
+
+    return parse_upstreams(read_text(path, what="nginx configuration"), source=source_name(path))

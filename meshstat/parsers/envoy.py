@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,7 +66,6 @@ __all__ = [
     "snake_keys",
 ]
 
-MAX_FILE_BYTES = 64 * 1024 * 1024
 _CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
 _CAMEL_SPLIT = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
@@ -240,9 +239,29 @@ def snake_keys(obj: Any) -> Any:
     return obj
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constants(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+_CONSTANT = re.compile(r"(?<![\w\"])-?(?:NaN|Infinity)(?![\w\"])")
+
+
 def _parse_json(text: str, source: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constants)
+    except _NonFinite as exc:
+        m = _CONSTANT.search(text)
+        line = text.count("\n", 0, m.start()) + 1 if m else None
+        raise ConfigParseError(
+            f"invalid JSON: {exc} is not a JSON number (Envoy and istioctl never write it)",
+            source=source,
+            line=line,
+            snippet=text.splitlines()[line - 1].strip() if line else None,
+        ) from None
     except json.JSONDecodeError as exc:
         lines = text.splitlines()
         snippet = lines[exc.lineno - 1].strip() if 0 < exc.lineno <= len(lines) else None
@@ -252,6 +271,13 @@ def _parse_json(text: str, source: str) -> Any:
             line=exc.lineno,
             column=exc.colno,
             snippet=snippet or None,
+        ) from None
+    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
+        m = re.search(r"\d{1000,}", text)
+        raise ConfigParseError(
+            "invalid JSON: a number with too many digits",
+            source=source,
+            line=text.count("\n", 0, m.start()) + 1 if m else None,
         ) from None
 
 
@@ -287,6 +313,309 @@ class _Lines:
                 return self.text.count("\n", 0, pos) + 1
         return None
 
+    def line_of_value(self, key: str, value: Any, near: str | None) -> int | None:
+        """Line of ``key: value`` (JSON or YAML, snake or camel case key) after ``near``, else of ``near``."""
+        start = 0
+        if near:
+            for cand in (json.dumps(near), near):
+                pos = self.text.find(cand)
+                if pos >= 0:
+                    start = pos
+                    break
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
+        keys = "|".join(re.escape(k) for k in dict.fromkeys((key, camel)))
+        if isinstance(value, bool | int | float | str) or value is None:
+            shown = value if isinstance(value, str) else json.dumps(value)
+            val = r"\s*[\"']?" + re.escape(str(shown))
+        else:
+            val = ""
+        m = re.compile(rf"[\"']?(?:{keys})[\"']?\s*:{val}").search(self.text, start)
+        if m is not None:
+            return self.text.count("\n", 0, m.start()) + 1
+        return self.line_of(near) if near else None
+
+
+# --------------------------------------------------------------------------- shape checks
+#
+# Listeners and route configurations are kept as parsed JSON and walked when a call is
+# resolved; clusters and endpoints are converted when they are read. Before either, the
+# parts meshstat reads are checked against the small schemas below: a dict is an object
+# whose listed keys are checked (other keys are ignored; null stands for an absent object
+# or list and is replaced by an empty one), a one-item list is a list of such items, and a
+# function checks a scalar. A value of another type, or a number Envoy itself refuses (a
+# weight that is negative, fractional, NaN or over 2^32-1; weights of weighted clusters
+# summing to 0 or over 2^32-1), is a ConfigParseError naming the path to the value and the
+# line where it is found (else the line of the named listener, route or cluster). Another
+# Envoy or istioctl version's JSON is therefore refused with a message, never a traceback.
+
+_UINT32_MAX = 2**32 - 1
+
+
+class _Bad(Exception):
+    """A value that fails a shape check: where (path), what was expected, and the value."""
+
+    def __init__(self, path: str, expected: str, value: Any, got: str | None = None) -> None:
+        super().__init__(path)
+        self.path = path
+        self.expected = expected
+        self.value = value
+        self.got = got
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, int | float):
+        return f"the number {v}" if len(str(v)) <= 30 else "a number of more than 30 digits"
+    if isinstance(v, str):
+        return f"the string {v!r}" if len(v) <= 40 else "a string"
+    return "a list" if isinstance(v, list) else "an object"
+
+
+def _uint(lo: int = 0, hi: int = _UINT32_MAX) -> Any:
+    """Check an unsigned integer field (protojson: a number or a decimal string; ``{"value": n}``)."""
+    expected = f"an integer in [{lo}, {hi}]"
+
+    def check(v: Any, path: str) -> None:
+        if isinstance(v, dict) and set(v) <= {"value"}:
+            v = v.get("value")
+        if v is None:
+            return
+        if isinstance(v, bool):
+            raise _Bad(path, expected, v)
+        if isinstance(v, float):
+            if not (math.isfinite(v) and v.is_integer()):
+                raise _Bad(path, expected, v)
+            n = int(v)
+        elif isinstance(v, int):
+            n = v
+        elif isinstance(v, str) and len(v) <= 30 and re.fullmatch(r"\s*[+-]?\d+\s*", v):
+            n = int(v)
+        else:
+            raise _Bad(path, expected, v)
+        if not lo <= n <= hi:
+            raise _Bad(path, expected, v)
+
+    return check
+
+
+def _int64(v: Any, path: str) -> None:
+    _uint(-(2**63), 2**63 - 1)(v, path)
+
+
+def _percent(v: Any, path: str) -> None:
+    if isinstance(v, dict):
+        v = v.get("value")
+    if v is None:
+        return
+    try:
+        x = float(v) if isinstance(v, int | float | str) and not isinstance(v, bool) else math.nan
+    except (ValueError, OverflowError):
+        x = math.nan
+    if not 0 <= x <= 100:
+        raise _Bad(path, "a percentage in [0, 100]", v)
+
+
+def _text(v: Any, path: str) -> None:
+    if v is not None and not isinstance(v, str):
+        raise _Bad(path, "a string", v)
+
+
+def _regex(v: Any, path: str) -> None:
+    _text(v, path)
+    if isinstance(v, str):
+        try:
+            re.compile(v)
+        except (re.error, RecursionError, OverflowError):
+            raise _Bad(path, "a regular expression meshstat can read (Python re syntax)", v) from None
+
+
+def _any(v: Any, path: str) -> None:
+    return None
+
+
+def _scalar(v: Any, path: str) -> None:
+    if isinstance(v, dict | list):
+        raise _Bad(path, "a string or number", v)
+
+
+def _prefix_range(v: Any, path: str) -> None:
+    _walk(v, {"address_prefix": _scalar, "prefix_len": _uint(0, 128)}, path)
+    if isinstance(v, dict):
+        plen = v.get("prefix_len")
+        plen = plen.get("value") if isinstance(plen, dict) else plen
+        try:
+            bits = _uint_value(plen, 32)
+            ipaddress.ip_network(f"{v.get('address_prefix')}/{bits}", strict=False)
+        except ValueError:
+            raise _Bad(path, "an address_prefix and prefix_len Envoy accepts", v) from None
+
+
+def _uint_value(w: Any, default: int) -> int:
+    """The integer of a field that passed :func:`_uint`."""
+    w = w.get("value") if isinstance(w, dict) else w
+    if w is None:
+        return default
+    return int(w) if isinstance(w, int | str) else int(float(w))
+
+
+def _weights_sum(key: str) -> Any:
+    """Envoy's sums: weighted clusters (``key="clusters"``) or one locality's ``lb_endpoints``."""
+
+    def check(v: Any, path: str) -> None:
+        if not isinstance(v, dict):
+            return
+        items = v.get(key) or []
+        if key == "clusters":
+            ws = [_uint_value(c.get("weight"), 0) for c in items]
+            if not ws or sum(ws) == 0:
+                raise _Bad(f"{path}.clusters" if path else "clusters",
+                           "weights summing to more than 0 (Envoy refuses the route)", ws,
+                           f"a sum of {sum(ws)}")
+        else:
+            ws = [_uint_value(e.get("load_balancing_weight"), 1) or 1 for e in items]
+        if sum(ws) > _UINT32_MAX:
+            raise _Bad(f"{path}.{key}" if path else key,
+                       f"weights summing to at most {_UINT32_MAX} (Envoy refuses them)", ws,
+                       f"a sum of {sum(ws)}")
+
+    return check
+
+
+def _all(*checks: Any) -> Any:
+    def check(v: Any, path: str) -> None:
+        for c in checks:
+            if callable(c):
+                c(v, path)
+            else:
+                _walk(v, c, path)
+
+    return check
+
+
+def _walk(v: Any, schema: Any, path: str) -> None:
+    """Check ``v`` against ``schema`` (see the notes above); raise :class:`_Bad` at the first misfit."""
+    if callable(schema):
+        schema(v, path)
+    elif isinstance(schema, dict):
+        if not isinstance(v, dict):
+            raise _Bad(path, "an object", v)
+        for key, sub in schema.items():
+            if key not in v:
+                continue
+            child = v[key]
+            where = f"{path}.{key}" if path else key
+            if child is None and not callable(sub):
+                v[key] = {} if isinstance(sub, dict) else []
+                continue
+            _walk(child, sub, where)
+    else:  # [item schema]
+        if not isinstance(v, list):
+            raise _Bad(path, "a list", v)
+        for i, item in enumerate(v):
+            _walk(item, schema[0], f"{path}[{i}]")
+
+
+def _check(obj: Any, schema: Any, what: str, source: str, lines: _Lines | None, near: str | None) -> None:
+    """:func:`_walk`, turning a misfit into a ConfigParseError about ``what`` with its line."""
+    try:
+        _walk(obj, schema, "")
+    except _Bad as bad:
+        key = re.sub(r"\[\d+\]$", "", bad.path.rsplit(".", 1)[-1]) if bad.path else ""
+        line = lines.line_of_value(key, bad.value, near) if lines is not None and key else None
+        if line is None and lines is not None and near:
+            line = lines.line_of(near)
+        where = f"{what}: {bad.path}" if bad.path else what
+        raise ConfigParseError(
+            f"{where}: expected {bad.expected}, got {bad.got or _kind(bad.value)}", source=source, line=line
+        ) from None
+
+
+_ADDRESS = {"socket_address": {"address": _scalar, "port_value": _uint(0, 65535)}, "pipe": _any}
+_STRING_MATCHER = {"safe_regex": {"regex": _regex}}
+_HEADER_MATCHER = {
+    "name": _scalar,
+    "safe_regex_match": {"regex": _regex},
+    "string_match": _STRING_MATCHER,
+    "range_match": {"start": _int64, "end": _int64},
+}
+_ROUTE_MATCH = {
+    "safe_regex": {"regex": _regex},
+    "headers": [_HEADER_MATCHER],
+    "query_parameters": [{"name": _scalar, "string_match": _STRING_MATCHER}],
+    "runtime_fraction": {"default_value": {"numerator": _uint(), "denominator": _scalar}},
+}
+_WEIGHTED_CLUSTERS = _all({"clusters": [{"name": _scalar, "weight": _uint()}]}, _weights_sum("clusters"))
+_ROUTE = {
+    "match": _ROUTE_MATCH,
+    "route": {"weighted_clusters": _WEIGHTED_CLUSTERS, "cluster": _scalar},
+    "direct_response": {"status": _uint(0, 999)},
+}
+_ROUTE_CONFIG = {"virtual_hosts": [{"domains": [_scalar], "routes": [_ROUTE]}]}
+_FILTER_CHAIN = {
+    "filter_chain_match": {
+        "destination_port": _uint(0, 65535),
+        "prefix_ranges": [_prefix_range],
+        "application_protocols": [_scalar],
+        "transport_protocol": _scalar,
+    },
+    "filters": [
+        {"typed_config": {"route_config": _ROUTE_CONFIG, "rds": {}, "weighted_clusters": _WEIGHTED_CLUSTERS}}
+    ],
+}
+_LISTENER = {"address": _ADDRESS, "filter_chains": [_FILTER_CHAIN], "default_filter_chain": _FILTER_CHAIN}
+_LB_ENDPOINT = {
+    "endpoint": {"address": _ADDRESS, "hostname": _text},
+    "metadata": {"filter_metadata": {"istio": {}}},
+    "load_balancing_weight": _uint(),  # 0: unset (as dumps print it), read as Envoy's default 1
+}
+_LOAD_ASSIGNMENT = {
+    "cluster_name": _scalar,
+    "endpoints": [
+        _all(
+            {"locality": {}, "load_balancing_weight": _uint(), "priority": _uint(0, 128),
+             "lb_endpoints": [_LB_ENDPOINT]},
+            _weights_sum("lb_endpoints"),
+        )
+    ],
+    "policy": {"overprovisioning_factor": _uint()},
+}
+_CLUSTER = {
+    "cluster_type": {"name": _scalar},
+    "load_balancing_policy": {"policies": [{"typed_extension_config": {"name": _text}}]},
+    "common_lb_config": {"healthy_panic_threshold": _percent},
+    "load_assignment": {},
+    "eds_cluster_config": {"service_name": _text},
+}
+_CLUSTER_STATUS = {
+    "host_statuses": [
+        {
+            "address": _ADDRESS,
+            "health_status": {},
+            "locality": {},
+            "weight": _uint(),
+            "priority": _uint(0, 128),
+            "hostname": _text,
+            "stats": [{"name": _scalar, "value": _uint(0, 2**64 - 1)}],
+        }
+    ]
+}
+_DUMP_SECTION = {
+    "bootstrap": {"node": {"id": _scalar}, "static_resources": {}},
+    "static_listeners": [{"listener": {}}],
+    "dynamic_listeners": [{"active_state": {"listener": {}}, "warming_state": {"listener": {}}}],
+    "static_route_configs": [{"route_config": {}}],
+    "dynamic_route_configs": [{"route_config": {}}],
+    "static_clusters": [{"cluster": {}}],
+    "dynamic_active_clusters": [{"cluster": {}}],
+    "dynamic_warming_clusters": [{"cluster": {}}],
+    "static_endpoint_configs": [{"endpoint_config": {}}],
+    "dynamic_endpoint_configs": [{"endpoint_config": {}}],
+}
+_BOOTSTRAP = {"static_resources": {"listeners": [{}], "clusters": [{}]}}
+
 
 def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | None = None) -> EnvoyConfig:
     """Parse one Envoy JSON/YAML text (see the module docstring for the accepted shapes).
@@ -299,7 +628,23 @@ def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | 
     """
     cfg = into if into is not None else EnvoyConfig()
     cfg.sources.append(source)
-    stripped = text.lstrip()
+    try:
+        _parse_envoy_data(cfg, text, source)
+    except RecursionError:
+        raise ConfigParseError(
+            "nested deeper than meshstat reads (refused; Envoy configurations nest a few dozen levels)",
+            source=source,
+        ) from None
+    return cfg
+
+
+def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if not stripped:
+        raise ConfigParseError(
+            "empty input: expected an Envoy config_dump, bootstrap, /clusters or istioctl proxy-config",
+            source=source,
+        )
     data = _parse_json(text, source) if stripped[:1] in ("{", "[") else _parse_yaml(text, source)
     data = snake_keys(data)
     lines = _Lines(text, source)
@@ -313,8 +658,9 @@ def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | 
         for c in configs:
             _add_dump_section(cfg, c, source, lines)
     elif isinstance(data, dict) and "cluster_statuses" in data:
+        _check(data, {"cluster_statuses": [{}]}, "/clusters output", source, lines, None)
         for cs in data.get("cluster_statuses") or []:
-            _add_cluster_status(cfg, cs, source)
+            _add_cluster_status(cfg, cs, source, lines)
     elif isinstance(data, dict) and "static_resources" in data:
         _add_bootstrap(cfg, data, source, lines)
     elif isinstance(data, dict):
@@ -326,7 +672,6 @@ def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | 
             source=source,
             line=1,
         )
-    return cfg
 
 
 def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
@@ -335,16 +680,12 @@ def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
         paths = [paths]
     if not paths:
         raise InvalidArgument("no Envoy file given")
+    from meshstat.inputs import read_text, source_name
+
     cfg = EnvoyConfig()
     for p in paths:
-        if os.path.getsize(p) > MAX_FILE_BYTES:
-            raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=p)
-        with open(p, encoding="utf-8") as fh:
-            try:
-                text = fh.read()
-            except UnicodeDecodeError as exc:
-                raise ConfigParseError(f"expected UTF-8 text ({exc.reason})", source=p) from None
-        parse_envoy_text(text, p, into=cfg)
+        text = read_text(p, what="Envoy configuration")
+        parse_envoy_text(text, source_name(p), into=cfg)
     return cfg
 
 
@@ -369,11 +710,12 @@ def _add_item(cfg: EnvoyConfig, item: Any, source: str, lines: _Lines, index: in
     ):
         _add_cluster(cfg, item, source, lines)
     elif "host_statuses" in item or "added_via_api" in item:
-        _add_cluster_status(cfg, item, source)
+        _add_cluster_status(cfg, item, source, lines)
     elif t == "ClusterLoadAssignment" or "cluster_name" in item:
         cla = _load_assignment(item, source, lines)
         cfg.assignments[cla.cluster_name] = cla
     elif "configs" in item:
+        _check(item, {"configs": [{}]}, f"item {index}", source, lines, None)
         for c in item["configs"]:
             _add_dump_section(cfg, c, source, lines)
     else:
@@ -389,6 +731,7 @@ def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines) -> N
     if not isinstance(c, dict):
         raise ConfigParseError("expected each entry of 'configs' to be an object", source=source)
     t = _type_of(c)
+    _check(c, _DUMP_SECTION, t or "configs entry", source, lines, t or None)
     if t == "BootstrapConfigDump":
         b = c.get("bootstrap") or {}
         node = b.get("node") or {}
@@ -422,6 +765,7 @@ def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines) -> N
 
 
 def _add_bootstrap(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines) -> None:
+    _check(b, _BOOTSTRAP, "bootstrap", source, lines, "static_resources")
     sr = b.get("static_resources") or {}
     for li in sr.get("listeners") or []:
         _add_listener(cfg, li, source, lines)
@@ -431,6 +775,7 @@ def _add_bootstrap(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _
 
 def _add_listener(cfg: EnvoyConfig, li: dict[str, Any], source: str, lines: _Lines) -> None:
     name = str(li.get("name", f"listener{len(cfg.listeners)}"))
+    _check(li, _LISTENER, f"listener {name!r}", source, lines, name)
     li = dict(li)
     li["name"] = name
     cfg.lines[("listener", name)] = (source, lines.line_of(name))
@@ -445,6 +790,7 @@ def _add_listener(cfg: EnvoyConfig, li: dict[str, Any], source: str, lines: _Lin
 
 def _add_route_config(cfg: EnvoyConfig, rc: dict[str, Any], source: str, lines: _Lines, *, inline: bool = False) -> None:
     name = str(rc.get("name", ""))
+    _check(rc, _ROUTE_CONFIG, f"route configuration {name!r}", source, lines, name or None)
     if inline and name in cfg.route_configs:
         return
     cfg.route_configs[name] = rc
@@ -465,6 +811,7 @@ def _add_cluster(cfg: EnvoyConfig, c: dict[str, Any], source: str, lines: _Lines
     name = c.get("name")
     if not isinstance(name, str):
         raise ConfigParseError("expected a cluster to have a 'name'", source=source)
+    _check(c, _CLUSTER, f"cluster {name!r}", source, lines, name)
     ctype = c.get("type") or ("EDS" if c.get("eds_cluster_config") else "STATIC")
     if isinstance(c.get("cluster_type"), dict):
         ctype = str(c["cluster_type"].get("name", "CUSTOM"))
@@ -537,6 +884,7 @@ def _socket(addr: Any) -> tuple[str, int | None]:
 
 def _load_assignment(la: dict[str, Any], source: str, lines: _Lines, default_name: str = "") -> LoadAssignment:
     name = str(la.get("cluster_name") or default_name)
+    _check(la, _LOAD_ASSIGNMENT, f"load assignment {name!r}", source, lines, name or None)
     eps = []
     for loc in la.get("endpoints") or []:
         locality = tuple((k, str(v)) for k, v in sorted((loc.get("locality") or {}).items()))
@@ -579,10 +927,11 @@ def _load_assignment(la: dict[str, Any], source: str, lines: _Lines, default_nam
     )
 
 
-def _add_cluster_status(cfg: EnvoyConfig, cs: Any, source: str) -> None:
+def _add_cluster_status(cfg: EnvoyConfig, cs: Any, source: str, lines: _Lines | None = None) -> None:
     if not isinstance(cs, dict) or not isinstance(cs.get("name"), str):
         raise ConfigParseError("expected each cluster status to have a 'name'", source=source)
     name = cs["name"]
+    _check(cs, _CLUSTER_STATUS, f"cluster status {name!r}", source, lines, name)
     hosts, counters = [], {}
     for h in cs.get("host_statuses") or []:
         addr, port = _socket(h.get("address"))

@@ -723,6 +723,14 @@ def _declare(line: str, table: Table, ctx: _Ctx) -> None:
             raise ctx.error(f"built-in chain '{name}' does not exist in table '{table.name}'", line)
         table.chains[name] = Chain(name=name, line=ctx.line)
     else:
+        if not ch.builtin and ch.line is not None:
+            # iptables-save writes each chain once; iptables-restore would flush the chain here,
+            # dropping the rules read so far: refused rather than guessed
+            raise ctx.error(
+                f"chain '{name}' is declared twice in table '{table.name}' (first at line {ch.line}); "
+                "expected each chain once, as iptables-save writes it",
+                line,
+            )
         if ch.builtin:
             if policy not in ("ACCEPT", "DROP"):
                 raise ctx.error(f"expected policy ACCEPT or DROP for built-in chain '{name}'", line)
@@ -1155,7 +1163,10 @@ def _rule_body(
                 k = i + 1
                 if k < n:
                     x = words[k]
-                    if (x[:1] != "-" and x != "!") or (quoted is not None and k in quoted):
+                    # a first value may be negative ('--probability -0.25' is then refused as out of range)
+                    if (x[:1] != "-" and x != "!") or x[1:2].isdigit() or (
+                        quoted is not None and k in quoted
+                    ):
                         k += 1
                         if k < n:
                             x = words[k]

@@ -19,8 +19,10 @@ core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1a
 virtual_service.proto``, ``destination_rule.proto``, ``service_entry.proto``.
 
 Safety: YAML is read with PyYAML's *safe* loader only (a subclass that records line numbers),
-each file is limited to :data:`MAX_FILE_BYTES`, and alias expansion is bounded by
-:data:`MAX_EXPANDED_NODES` (a "billion laughs" document is refused before it is walked).
+each file is limited by the input size bound of :mod:`meshstat.inputs` (64 MiB unless raised
+with ``--max-input-size``), alias expansion is bounded by :data:`MAX_EXPANDED_NODES` (a
+"billion laughs" document is refused before it is walked), nesting deeper than Python's
+recursion allows is refused, and a key repeated in one mapping is an error (as with kubectl).
 Malformed input raises :class:`meshstat.errors.ConfigParseError` with ``file:line``.
 
 This module is pure Python (standard library and PyYAML).
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
 
 __all__ = [
     "MAX_EXPANDED_NODES",
@@ -58,10 +61,13 @@ __all__ = [
     "parse_manifest_text",
 ]
 
-#: Largest manifest file read (bytes).
-MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Default bound on a manifest file (bytes); the bound in force is
+#: :func:`meshstat.inputs.current_max_input_size` (``--max-input-size``).
+MAX_FILE_BYTES = DEFAULT_MAX_INPUT_BYTES
 #: Largest number of YAML nodes a document may expand to once aliases are followed.
 MAX_EXPANDED_NODES = 1_000_000
+#: Deepest nesting of YAML flow collections (``[`` and ``{``) read.
+MAX_FLOW_DEPTH = 100
 
 _ISTIO_GROUP = "networking.istio.io"
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -404,12 +410,24 @@ def _loader_class() -> type:
     class _Loader(yaml.SafeLoader):
         """PyYAML's SafeLoader that records line numbers of mappings and sequences."""
 
+        def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # PyYAML's signature
+            # PyYAML's scanner is quadratic in the depth of nested [ { (its list of possible
+            # simple keys): 500 levels take seconds. Manifests nest them a few levels.
+            if self.flow_level >= MAX_FLOW_DEPTH:
+                raise yaml.scanner.ScannerError(
+                    None, None, f"found [ or {{ nested deeper than {MAX_FLOW_DEPTH} levels", self.get_mark()
+                )
+            super().fetch_flow_collection_start(TokenClass)
+
     def construct_map(loader: Any, node: Any) -> Iterator[_LineDict]:
         data = _LineDict()
         data.line = node.start_mark.line + 1
         data.key_lines = {}
         yield data
+        # keys written in this mapping (not merged in with '<<'): one may not appear twice
+        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
         loader.flatten_mapping(node)
+        written: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             try:
@@ -418,6 +436,13 @@ def _loader_class() -> type:
                 raise yaml.constructor.ConstructorError(
                     "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
                 ) from None
+            if id(key_node) in explicit:
+                if key in written:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"found duplicate key {str(key)[:60]!r} (first on line {written[key]}; "
+                        "kubectl refuses it)", key_node.start_mark
+                    )
+                written[key] = key_node.start_mark.line + 1
             data[key] = loader.construct_object(value_node, deep=True)
             if isinstance(key, str):
                 data.key_lines[key] = key_node.start_mark.line + 1
@@ -428,6 +453,15 @@ def _loader_class() -> type:
         yield data
         data.extend(loader.construct_sequence(node, deep=True))
 
+    def construct_int(loader: Any, node: Any) -> int:
+        try:
+            return yaml.SafeLoader.construct_yaml_int(loader, node)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise yaml.constructor.ConstructorError(
+                None, None, f"found an integer of {len(str(node.value))} characters (too long)", node.start_mark
+            ) from None
+
+    _Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
     _Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
     _Loader.add_constructor("tag:yaml.org,2002:seq", construct_seq)
     return _Loader
@@ -475,9 +509,10 @@ def _yaml_documents(text: str, source: str) -> list[Any]:
     global _LOADER
     if _LOADER is None:
         _LOADER = _loader_class()
-    loader = _LOADER(text)
     docs: list[Any] = []
+    loader = None
     try:
+        loader = _LOADER(text)
         while loader.check_node():
             node = loader.get_node()
             if node is None:
@@ -494,7 +529,7 @@ def _yaml_documents(text: str, source: str) -> list[Any]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         col = mark.column + 1 if mark is not None else None
-        what = exc.problem or exc.context or "malformed YAML"
+        what = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
         snippet = text.splitlines()[line - 1].strip() if line and line <= len(text.splitlines()) else None
         raise ConfigParseError(
             f"invalid YAML: {what} (expected a YAML/JSON Kubernetes manifest)",
@@ -503,10 +538,27 @@ def _yaml_documents(text: str, source: str) -> list[Any]:
             column=col,
             snippet=snippet or None,
         ) from None
+    except yaml.reader.ReaderError as exc:
+        pos = exc.position if isinstance(exc.position, int) else 0
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        raise ConfigParseError(
+            f"invalid YAML: character #x{char:04x} is not allowed in YAML",
+            source=source,
+            line=text.count("\n", 0, pos) + 1,
+            column=pos - (text.rfind("\n", 0, pos) + 1) + 1,
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigParseError(f"invalid YAML: {exc}", source=source) from None
+        raise ConfigParseError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
+    except RecursionError:
+        mark = loader.get_mark() if loader is not None else None
+        raise ConfigParseError(
+            "invalid YAML: nested deeper than meshstat reads (refused)",
+            source=source,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return docs
 
 
@@ -532,6 +584,19 @@ class _Ctx:
         return ConfigParseError(message, source=self.source, line=line, snippet=snip)
 
 
+def _type_name(val: Any) -> str:
+    """What a YAML value is, in YAML's words."""
+    if isinstance(val, dict):
+        return "a mapping"
+    if isinstance(val, list):
+        return "a list"
+    if isinstance(val, bool):
+        return "a boolean"
+    if isinstance(val, int | float):
+        return "a number"
+    return "a string" if isinstance(val, str) else type(val).__name__
+
+
 def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> _LineDict:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
@@ -542,7 +607,7 @@ def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) ->
         empty.key_lines = {}
         return empty
     if not isinstance(val, dict):
-        raise ctx.fail(f"expected '{key}' of {what} to be a mapping, got {type(val).__name__}", obj, key, val)
+        raise ctx.fail(f"expected '{key}' of {what} to be a mapping, got {_type_name(val)}", obj, key, val)
     return val  # type: ignore[return-value]
 
 
@@ -551,7 +616,7 @@ def _list(ctx: _Ctx, obj: Any, key: str, what: str) -> list[Any]:
     if val is None:
         return []
     if not isinstance(val, list):
-        raise ctx.fail(f"expected '{key}' of {what} to be a list, got {type(val).__name__}", obj, key, val)
+        raise ctx.fail(f"expected '{key}' of {what} to be a list, got {_type_name(val)}", obj, key, val)
     return val
 
 
@@ -562,7 +627,7 @@ def _str(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) ->
             raise ctx.fail(f"expected {what} to have '{key}'", obj)
         return None
     if isinstance(val, bool) or isinstance(val, dict | list):
-        raise ctx.fail(f"expected '{key}' of {what} to be a string, got {type(val).__name__}", obj, key, val)
+        raise ctx.fail(f"expected '{key}' of {what} to be a string, got {_type_name(val)}", obj, key, val)
     return str(val)
 
 
@@ -579,7 +644,8 @@ def _int(
             raise ctx.fail(f"expected '{key}' of {what} to be an integer", obj, key, val)
     if val < lo or (hi is not None and val > hi):
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ctx.fail(f"expected '{key}' of {what} to be {rng}, got {val}", obj, key, val)
+        shown = str(val) if -(10**30) < val < 10**30 else f"an integer of {len(str(abs(val)))} digits"
+        raise ctx.fail(f"expected '{key}' of {what} to be {rng}", obj, key, shown)
     return val
 
 
@@ -671,7 +737,7 @@ def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> Workload:
         status = _map(ctx, doc, "status", kind)
         pod_ip = _str(ctx, status, "podIP", "Pod status")
     else:
-        replicas = _int(ctx, spec, "replicas", f"{kind} spec", default=1)
+        replicas = _int(ctx, spec, "replicas", f"{kind} spec", default=1, hi=2**31 - 1)
         rline = spec.line_of("replicas") if "replicas" in spec else None
         tmpl = _map(ctx, spec, "template", f"{kind} spec", required=True)
         pod_meta = _map(ctx, tmpl, "metadata", f"{kind} pod template")
@@ -748,7 +814,7 @@ def _destinations(ctx: _Ctx, rule: _LineDict, what: str) -> tuple[RouteDestinati
         host = _str(ctx, dest, "host", "destination", required=True)
         port_m = _map(ctx, dest, "port", "destination")
         port = _int(ctx, port_m, "number", "destination port", lo=1, hi=65535) if port_m else None
-        weight = _int(ctx, r, "weight", "route destination", lo=-(2**31))
+        weight = _int(ctx, r, "weight", "route destination", lo=-(2**31), hi=2**31 - 1)
         if weight is not None and weight < 0:
             raise ctx.fail(f"weight {weight} < 0 (Istio validation rejects negative weights)", r, "weight", weight)
         out.append(
@@ -936,7 +1002,7 @@ def _service_entry(ctx: _Ctx, doc: _LineDict) -> ServiceEntry:
                 address=_str(ctx, e, "address", "endpoint") or "",
                 ports=ports,
                 labels=_str_map(ctx, e, "labels", "endpoint"),
-                weight=_int(ctx, e, "weight", "endpoint", default=0) or 1,
+                weight=_int(ctx, e, "weight", "endpoint", default=0, hi=2**32 - 1) or 1,
                 locality=_str(ctx, e, "locality", "endpoint"),
                 line=e.line,
             )
@@ -957,7 +1023,7 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     if not isinstance(doc, dict):
         line = getattr(doc, "line", None)
         raise ConfigParseError(
-            f"expected a Kubernetes object (a mapping with apiVersion and kind), got a {type(doc).__name__}",
+            f"expected a Kubernetes object (a mapping with apiVersion and kind), got {_type_name(doc)}",
             source=ctx.source,
             line=line,
         )
@@ -1014,8 +1080,13 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     ConfigParseError
         Malformed YAML, a document that is not an object, or a field of the wrong type.
     """
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=source)
+    from meshstat.inputs import SIZE_FLAG, current_max_input_size, format_size
+
+    limit = current_max_input_size()
+    if len(text) > limit:  # characters: a lower bound on the bytes
+        raise ConfigParseError(
+            f"manifest is over the {format_size(limit)} limit (raise it with {SIZE_FLAG})", source=source
+        )
     ctx = _Ctx(source, default_namespace)
     out = Manifests(sources=[source])
     for doc in _yaml_documents(text, source):
@@ -1045,8 +1116,8 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     Parameters
     ----------
     paths : str or sequence of str
-        Files or directories (``-`` is not supported here; read the text yourself and use
-        :func:`parse_manifest_text`).
+        Files or directories; ``-`` is standard input. Each file is read with
+        :func:`meshstat.inputs.read_text` (size bound, UTF-8, CRLF).
     default_namespace : str
         Namespace for objects that name none.
 
@@ -1058,14 +1129,9 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     if isinstance(paths, str):
         paths = [paths]
     out = Manifests()
+    from meshstat.inputs import read_text, source_name
+
     for path in _iter_files(paths):
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ConfigParseError(f"file larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB refused", source=path)
-        with open(path, encoding="utf-8") as fh:
-            try:
-                text = fh.read()
-            except UnicodeDecodeError as exc:
-                raise ConfigParseError(f"expected UTF-8 text ({exc.reason})", source=path) from None
-        out.extend(parse_manifest_text(text, path, default_namespace=default_namespace))
+        text = read_text(path, what="manifest")
+        out.extend(parse_manifest_text(text, source_name(path), default_namespace=default_namespace))
     return out

@@ -244,8 +244,13 @@ class _P:
             self.i += 1
             w = tok.text
             if w == "table":
+                fam_tok = self.peek()
                 fam = self.word("a table family")
                 if fam not in _FAMILIES:
+                    nxt = self.peek()
+                    if nxt is not None and nxt.kind == "w":  # 'table FAMILY NAME {' with an unknown family
+                        families = ", ".join(_FAMILIES)
+                        raise self.err(f"expected a table family ({families}) before the table name", fam_tok)
                     name, fam = fam, "ip"
                 else:
                     name = self.word("a table name")
@@ -553,7 +558,7 @@ def _component(text: str) -> tuple[str, Any]:
         return ("addr", parse_cidr(text))
     except ValueError:
         pass
-    m = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    m = re.fullmatch(r"(\d{1,20})(?:-(\d{1,20}))?", text)
     if m:
         lo = int(m.group(1))
         return ("range", (lo, int(m.group(2)) if m.group(2) else lo))
@@ -573,7 +578,7 @@ def _components(toks: list[_Tok], p: _P) -> tuple[tuple[str, Any], ...]:
     out = []
     for part in parts:
         if len(part) != 1:
-            raise p.err("expected 'a . b . c' components in an element", toks[0])
+            raise p.err("expected 'a . b . c' components in an element", toks[0] if toks else None)
         out.append(_component(part[0]))
     return tuple(out)
 
@@ -825,12 +830,24 @@ class _RuleParser:
         mask = 0xFFFFFFFF
         if self.peek() in ("&", "and"):
             self.i += 1
-            mask = int(self.take("a mask"), 0)
+            mask = self.number("a mask")
         neg = False
         if self.peek() in ("==", "!="):
             neg = self.take("an operator") == "!="
-        value = int(self.take("a mark value"), 0)
+        value = self.number("a mark value")
         self.matches.append(Match("mark_cmp", neg, (mask, value), f"mark & {mask:#x} {'!=' if neg else '=='} {value:#x}"))
+
+    def number(self, what: str) -> int:
+        """The next word as a 32-bit unsigned integer (decimal or 0x hex), else a parse error."""
+        tok = self.tok()
+        text = self.take(what)
+        try:
+            value = int(text, 0) if len(text) <= 20 else -1
+        except ValueError:
+            value = -1
+        if not 0 <= value <= 0xFFFFFFFF:
+            raise self.p.err(f"expected {what} (an integer in [0, 4294967295])", tok)
+        return value
 
     def fib(self) -> None:
         self.i += 1
@@ -860,12 +877,12 @@ class _RuleParser:
             modulus = int(self.take("the modulus"))
         except ValueError:
             raise self.p.err("expected an integer modulus after 'numgen ... mod'", tok) from None
-        if modulus < 1:
-            raise self.err("expected a modulus >= 1")
+        if not 1 <= modulus <= 0xFFFFFFFF:
+            raise self.p.err("expected a modulus in [1, 4294967295] after 'numgen ... mod'", tok)
         offset = 0
         if self.peek() == "offset":
             self.i += 1
-            offset = int(self.take("the offset"))
+            offset = self.number("the offset")
         kw = self.take("vmap or map")
         if kw not in ("vmap", "map"):
             raise self.err("expected vmap or map after numgen ... mod N")
@@ -883,12 +900,16 @@ class _RuleParser:
             if lo < offset or hi >= offset + modulus:
                 raise self.p.err(f"numgen slot {lo}-{hi} is outside {offset}..{offset + modulus - 1}", self.tok())
             if kw == "vmap":
+                if not (isinstance(el.data, tuple) and len(el.data) == 2 and el.data[0] in _VERDICTS):
+                    raise self.err("expected a verdict (goto CHAIN, accept, ...) for each numgen slot")
                 v, arg = el.data
                 payload = Target(v, arg, f"{v} {arg}" if arg else v)
             else:
                 comps = el.data
                 if dnat is None:
                     raise self.err("expected a verdict map (vmap) for numgen outside dnat")
+                if not (isinstance(comps, tuple) and comps and all(isinstance(c, tuple) for c in comps)):
+                    raise self.err("expected 'ADDRESS . PORT' for each numgen slot of the dnat map")
                 addr = comps[0][1].text if comps[0][0] == "addr" else None
                 port = comps[1][1] if len(comps) > 1 and comps[1][0] == "range" else None
                 text = f"{addr}:{port[0]}" if port else str(addr)

@@ -1,0 +1,397 @@
+"""Fuzzing every parser: mutated fixtures may only raise meshstat's own errors, and never hang.
+
+Each entry of :data:`REGISTRY` is a parser (and the cheap work done on what it
+returns: services, a packet trace, a call resolution, mesh paths, nginx shares)
+with the fixtures it is fed. Hypothesis mutates a fixture (byte flips, line
+deletions, duplications and swaps, truncation, a token replaced by ``-1``,
+``NaN``, ``1e309``, ``4294967296``, ``!``, ``-j``, a very long token, inserted
+CR, BOM or NUL characters) and calls the parser on the text directly (no
+:func:`meshstat.inputs.read_text` in between, so the parsers themselves must cope
+with CR, BOM and NUL). Only :class:`meshstat.errors.MeshstatError` may escape,
+its message must be one line, and each input must finish within
+:data:`TIME_BOUND` seconds (a ``SIGALRM`` watchdog; a hard ``faulthandler``
+watchdog ends the process if even that cannot interrupt it).
+
+Budget: :data:`CI_EXAMPLES` inputs per parser (derandomized under the ``ci``
+profile: the same inputs every run), about 40 s for the whole file on the 2-core
+development machine. A longer run (random inputs)::
+
+    HYPOTHESIS_PROFILE=dev MESHSTAT_FUZZ_EXAMPLES=20000 \
+        python -m pytest tests/test_fuzz.py -p no:cacheprovider -x
+
+To add a parser, append one :class:`FuzzTarget` to :data:`REGISTRY`.
+A crash found here is fixed in the parser and its minimal input added to
+``tests/data/bad/`` (see its README) as a regression case.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from meshstat.errors import MeshstatError
+
+DATA = Path(__file__).resolve().parent / "data"
+
+#: Seconds one input (parse plus follow-ups) may take.
+TIME_BOUND = 2.0
+#: Default inputs per parser in CI (MESHSTAT_FUZZ_EXAMPLES overrides it for every parser).
+CI_EXAMPLES = 700
+
+
+# --------------------------------------------------------------------------- the parsers
+
+
+def _quiet(fn: Callable[[], object]) -> None:
+    """Run a follow-up step: meshstat errors are fine (the input was bad), anything else is not."""
+    try:
+        fn()
+    except MeshstatError as exc:
+        _check_message(exc)
+
+
+def _netfilter_followups(rs: object) -> None:
+    from meshstat import netfilter
+
+    infos: list = []
+
+    def svc() -> None:
+        infos.extend(netfilter.services(rs))  # type: ignore[arg-type]
+
+    _quiet(svc)
+    for info in infos[:3]:
+        _quiet(lambda i=info: netfilter.service_route(i).exact_shares())
+    dst = next((i.cluster_ip for i in infos if i.cluster_ip), None) or "10.96.0.10"
+    dport = next((i.port for i in infos if i.port), None) or 80
+    _quiet(lambda: netfilter.trace(rs, netfilter.Packet(dst=dst, dport=dport), "output"))  # type: ignore[arg-type]
+
+
+def parse_iptables(text: str) -> None:
+    from meshstat.parsers.iptables import parse_iptables as parse
+
+    _netfilter_followups(parse(text, "fuzz.iptables-save"))
+
+
+def parse_nft(text: str) -> None:
+    from meshstat.parsers.nft import parse_nft as parse
+
+    _netfilter_followups(parse(text, "fuzz.nft"))
+
+
+def parse_ipvsadm(text: str) -> None:
+    from meshstat.netfilter import parse_ipvsadm as parse
+
+    parse(text, "fuzz.ipvsadm")
+
+
+def parse_envoy(text: str) -> None:
+    from meshstat.mesh import envoy_dump_route
+    from meshstat.parsers.envoy import parse_envoy_text
+
+    cfg = parse_envoy_text(text, "fuzz.json")
+    calls: list[tuple[str, int]] = []
+    for name, rc in list(cfg.route_configs.items())[:3]:
+        port = (
+            int(name)
+            if name.isascii() and name.isdigit() and len(name) <= 5 and 0 < int(name) < 65536
+            else 80
+        )
+        for vh in (rc.get("virtual_hosts") if isinstance(rc, dict) else None) or []:
+            doms = vh.get("domains") if isinstance(vh, dict) else None
+            if isinstance(doms, list) and doms and isinstance(doms[0], str):
+                calls.append((doms[0], port))
+            if len(calls) >= 3:
+                break
+    for li in cfg.listeners[:2]:
+        calls.append(("10.0.0.1", 15001 if "15001" in str(li.get("name")) else 80))
+    for host, port in calls[:4]:
+        _quiet(lambda h=host, p=port: envoy_dump_route(cfg, h, p)[0].exact_shares())
+
+
+def parse_manifests(text: str) -> None:
+    from meshstat.mesh import Mesh
+    from meshstat.parsers.k8s import parse_manifest_text
+
+    m = parse_manifest_text(text, "fuzz.yaml")
+
+    def paths() -> None:
+        mesh = Mesh(m)
+        for info, port in mesh.routed_services()[:2]:
+            for p in mesh.client_paths(info, port)[:3]:
+                p.route.exact_shares()
+
+    _quiet(paths)
+
+
+def parse_nginx(text: str) -> None:
+    from meshstat.nginx import parse_upstreams
+
+    for up in list(parse_upstreams(text, source="fuzz.conf").values())[:3]:
+        _quiet(up.shares)
+        _quiet(lambda u=up: u.sequence(20))
+
+
+def parse_counts(text: str) -> None:
+    from meshstat import inference
+
+    if text.lstrip().startswith(("{", "[")):
+        inference._read_observed_json("fuzz.json", text)
+    else:
+        inference._read_observed_csv("fuzz.csv", text)
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    """One parser under fuzzing.
+
+    Parameters
+    ----------
+    name : str
+        Test id.
+    parse : callable
+        ``parse(text)``: parse and do the cheap follow-up work; may raise only
+        :class:`MeshstatError`.
+    seeds : sequence of Path or str
+        Fixture files (or literal texts) to mutate.
+    examples : int
+        Inputs per CI run.
+    """
+
+    name: str
+    parse: Callable[[str], None]
+    seeds: Sequence[Path | str]
+    examples: int = CI_EXAMPLES
+
+    def texts(self) -> list[str]:
+        return [s if isinstance(s, str) else s.read_text(encoding="utf-8") for s in self.seeds]
+
+
+def _files(folder: str, *patterns: str) -> list[Path]:
+    return sorted(p for pat in patterns for p in (DATA / folder).glob(pat))
+
+
+_NGINX = """\
+http {
+    upstream backend {
+        server 10.0.0.1:80 weight=5 max_fails=3 fail_timeout=10s;
+        server 10.0.0.2:80 weight=1;
+        server 10.0.0.3:80 backup;
+        server 10.0.0.4:80 down;
+        keepalive 16;
+    }
+    upstream other { least_conn; server unix:/tmp/a.sock; server [::1]:8080 weight=2; }
+    server { listen 80; location / { proxy_pass http://backend; } }
+}
+stream {
+    upstream dns { hash $remote_addr consistent; server 10.0.0.9:53 weight=3; }
+}
+"""
+
+_MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml"))
+
+#: Every parser under fuzzing. One entry per parser; see :class:`FuzzTarget`.
+REGISTRY: list[FuzzTarget] = [
+    FuzzTarget("iptables-save", parse_iptables, _files("iptables", "*.iptables-save", "*.restore")),
+    FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft")),
+    FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
+    FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml"), examples=400),
+    FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), _MANIFESTS]),
+    FuzzTarget("nginx", parse_nginx, [_NGINX, DATA / "bad" / "nginx-good.conf"]),
+    FuzzTarget(
+        "counts",
+        parse_counts,
+        [
+            "backend,count\nv1,95\nv2,5\n",
+            '{"v1": 95, "v2": 5}\n',
+            '[{"backend": "a", "count": 3}, ["b", 4]]\n',
+        ],
+        examples=300,
+    ),
+]
+
+
+# --------------------------------------------------------------------------- mutations
+
+INTERESTING = (
+    "-1", "0", "-0", "1.5", "NaN", "nan", "-nan", "Infinity", "1e309", "-1e309", ".inf", ".nan",
+    "4294967295", "4294967296", "18446744073709551616", "99999999999999999999999", "0x1F", "1e5",
+    "!", "-j", "-g", "-m", "--probability", "*nat", "COMMIT", ":", "{", "}", "[", "]", '"', "'", "\\",
+    "null", "true", "[]", "{}", "~", "&a", "*a", "<<", "goto", "jump", "mod", "vmap", "weight=0",
+    "upstream", "server", ";", "", " ", "\t", "\ufeff", "\x00", "\r", "\r\n", "\u2028", "\x85", "é",
+    "\U0001d11e",
+)  # fmt: skip
+_TOKEN = re.compile(r"[^\s\"',:;{}\[\]()=]+")
+#: Values a JSON node is replaced with (structure-aware mutation of JSON seeds).
+JSON_VALUES = (
+    -1, 0, 1.5, float("nan"), float("inf"), -float("inf"), 4294967296, 2**64, 10**30, "-1", "NaN", "1e309",
+    "", "!", "x" * 5000, None, True, [], {}, [None], {"": None}, [[[[]]]], {"value": -1}, {"value": "x"},
+)  # fmt: skip
+
+_pos = st.integers(min_value=0, max_value=1 << 24)
+_long = st.builds(lambda c, n: c * n, st.sampled_from('a9-.:[{"\\ '), st.integers(1000, 20000))
+_value = st.one_of(st.sampled_from(INTERESTING), _long, st.text(max_size=8))
+_mutation = st.one_of(
+    st.tuples(st.just("flip"), _pos, st.characters(codec="utf-8")),
+    st.tuples(st.just("flip"), _pos, st.sampled_from('{}[]":;-!0 \n\r\x00')),
+    st.tuples(st.just("delete_line"), _pos),
+    st.tuples(st.just("duplicate_line"), _pos),
+    st.tuples(st.just("swap_lines"), _pos, _pos),
+    st.tuples(st.just("truncate"), _pos),
+    st.tuples(st.just("token"), _pos, _value),
+    st.tuples(
+        st.just("insert"), _pos, st.sampled_from(("\r", "\ufeff", "\x00", "\n", "\r\n", "\t", "\\", '"'))
+    ),
+    st.tuples(st.just("insert"), _pos, _long),
+    st.tuples(st.just("json_node"), _pos, st.sampled_from(JSON_VALUES)),
+    st.tuples(st.just("json_node"), _pos, st.sampled_from(JSON_VALUES)),
+)
+
+
+def mutate(text: str, mutations: Sequence[tuple]) -> str:
+    """Apply mutations (as drawn by the strategy) in order."""
+    for m in mutations:
+        kind = m[0]
+        if kind in ("flip", "truncate", "insert") and text:
+            i = m[1] % (len(text) + (kind == "insert"))
+            if kind == "flip":
+                text = text[:i] + m[2] + text[i + 1 :]
+            elif kind == "truncate":
+                text = text[:i]
+            else:
+                text = text[:i] + m[2] + text[i:]
+        elif kind in ("delete_line", "duplicate_line", "swap_lines"):
+            lines = text.split("\n")
+            i = m[1] % len(lines)
+            if kind == "delete_line":
+                del lines[i]
+            elif kind == "duplicate_line":
+                lines.insert(i, lines[i])
+            else:
+                j = m[2] % len(lines)
+                lines[i], lines[j] = lines[j], lines[i]
+            text = "\n".join(lines)
+        elif kind == "json_node":
+            text = _mutate_json(text, m[1], m[2])
+        elif kind == "token":
+            spans = [t.span() for t in _TOKEN.finditer(text)]
+            if spans:
+                a, b = spans[m[1] % len(spans)]
+                text = text[:a] + m[2] + text[b:]
+    return text
+
+
+def _mutate_json(text: str, k: int, value: object) -> str:
+    """Replace the ``k``-th node (mod the node count) of a JSON text by ``value``; other texts unchanged."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    nodes: list[tuple[object, object]] = []  # (container, key) of every non-root node
+    stack = [doc]
+    while stack:
+        cur = stack.pop()
+        items = cur.items() if isinstance(cur, dict) else enumerate(cur) if isinstance(cur, list) else ()
+        for key, child in items:
+            nodes.append((cur, key))
+            stack.append(child)
+    if not nodes:
+        return text
+    container, key = nodes[k % len(nodes)]
+    container[key] = value  # type: ignore[index]
+    return json.dumps(doc, indent=1)
+
+
+# --------------------------------------------------------------------------- the watchdog
+
+
+class InputTookTooLong(Exception):  # not a MeshstatError, on purpose
+    """An input ran past :data:`TIME_BOUND`."""
+
+
+@contextmanager
+def time_bound(seconds: float) -> Iterator[None]:
+    """Raise :class:`InputTookTooLong` in the body after ``seconds``; end the process after 10 times that."""
+
+    def alarm(signum: int, frame: object) -> None:
+        raise InputTookTooLong(f"input took more than {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(seconds * 10, exit=True)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _check_message(exc: MeshstatError) -> None:
+    text = str(exc)
+    assert text.strip(), f"{type(exc).__name__} without a message"
+    assert "\n" not in text, f"message of {type(exc).__name__} is not one line: {text!r}"
+    assert "\r" not in text, f"message of {type(exc).__name__} is not one line: {text!r}"
+
+
+def run_one(target: FuzzTarget, text: str) -> None:
+    """Parse ``text`` within the time bound; only meshstat errors (with one-line messages) may escape."""
+    with time_bound(TIME_BOUND):
+        try:
+            target.parse(text)
+        except MeshstatError as exc:
+            _check_message(exc)
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def _budget(target: FuzzTarget) -> int:
+    env = os.environ.get("MESHSTAT_FUZZ_EXAMPLES")
+    return int(env) if env else target.examples
+
+
+@pytest.mark.parametrize("target", REGISTRY, ids=[t.name for t in REGISTRY])
+def test_seeds_parse(target: FuzzTarget) -> None:
+    """The unmutated fixtures are fine inputs (each may still be refused with a meshstat error)."""
+    assert target.seeds
+    for text in target.texts():
+        run_one(target, text)
+
+
+@pytest.mark.parametrize("target", REGISTRY, ids=[t.name for t in REGISTRY])
+def test_fuzz(target: FuzzTarget) -> None:
+    texts = target.texts()
+
+    @settings(
+        max_examples=_budget(target),
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+    @given(seed=st.integers(0, len(texts) - 1), mutations=st.lists(_mutation, min_size=1, max_size=4))
+    def fuzz(seed: int, mutations: list[tuple]) -> None:
+        text = mutate(texts[seed], mutations)
+        note(
+            f"seed {seed} ({target.seeds[seed] if isinstance(target.seeds[seed], Path) else 'inline'}), "
+            f"input {text[:2000]!r}"
+        )
+        run_one(target, text)
+
+    fuzz()
