@@ -39,7 +39,21 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 
 class ExitStatus(IntEnum):
-    """Process exit status."""
+    """Process exit status.
+
+    ``INVALID_INPUT`` (2) means *fix the command line*: a usage error, an option
+    value out of its domain (``-n 0``, ``--weights 0,0``, ``--max-input-size 12X``)
+    or a question the input cannot answer. ``PARSE_ERROR`` (3) means *fix the
+    file*: a :class:`~meshstat.errors.ConfigParseError`, or any other meshstat
+    error that carries the ``source`` file it is about (a jump loop in a dump,
+    Envoy weights summing to 0 in a config_dump, an input over the size bound).
+    The rule is the error's ``source`` attribute: the same inconsistency is a 3
+    when read from a file and a 2 when given with ``--weights``. ``ERROR`` (1) is
+    a file that cannot be read (``OSError``) or an internal error (a bug: one
+    line, ``--traceback`` shows the traceback); ``CTRL_C`` (130) an interrupt.
+    Every error is one line on stderr, starting ``meshstat: error:`` (or
+    ``meshstat: internal error:``).
+    """
 
     SUCCESS = 0
     ERROR = 1
@@ -93,6 +107,12 @@ class Context:
             float_precision=float_precision,
         )
 
+    def progress(self, args: argparse.Namespace) -> Any:
+        """The progress callback for a run (:class:`meshstat.progress.ProgressBar` on stderr)."""
+        from meshstat.progress import ProgressBar
+
+        return ProgressBar(self.stderr, enabled=False if getattr(args, "quiet", False) else None)
+
     def note(self, text: str) -> None:
         """A human remark: to stdout for tables, to stderr for machine formats."""
         stream = self.stdout if self.fmt in ("table", "markdown") else self.stderr
@@ -110,7 +130,13 @@ def count_arg(text: str) -> int:
     try:
         if "e" in raw.lower() and "_" not in raw:
             mant, _, exp = raw.lower().partition("e")
-            value = Fraction(mant) * Fraction(10) ** int(exp)
+            e = int(exp) if len(exp.strip().lstrip("+-")) <= 6 else (-(10**6) if "-" in exp else 10**6)
+            if abs(e) > 1000:  # 1e100000000 would take minutes to expand
+                raise argparse.ArgumentTypeError(
+                    f"count must be at most 2**63-1, got {text!r}" if e > 0 and Fraction(mant) != 0
+                    else f"expected an integer count, got {text!r}"
+                )
+            value = Fraction(mant) * Fraction(10) ** e
         else:
             value = Fraction(int(raw.replace("_", ""))) if "_" in raw else Fraction(raw)
     except (ValueError, ZeroDivisionError):
@@ -161,6 +187,16 @@ def positive_int_arg(text: str) -> int:
     return count_arg(text)
 
 
+def size_arg(text: str) -> int:
+    """``--max-input-size``: ``256M``, ``1G`` or bytes (:func:`meshstat.inputs.parse_size`)."""
+    from meshstat.inputs import parse_size
+
+    try:
+        return parse_size(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # ----------------------------------------------------------------- the parser
 
 
@@ -174,6 +210,16 @@ def _common_parser() -> argparse.ArgumentParser:
         help="output format (default: table)",
     )
     out.add_argument("--output", "-o", metavar="FILE", help="write the table to FILE instead of stdout")
+    out.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar (it is drawn on a terminal for runs over ~2 s)"
+    )
+    inp = common.add_argument_group("input")
+    inp.add_argument(
+        "--max-input-size",
+        type=size_arg,
+        metavar="SIZE",
+        help="refuse input files larger than SIZE (256M, 1G or bytes; default 64M)",
+    )
     return common
 
 
@@ -236,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_route_arguments(sim)
     _simulation_arguments(sim)
     sim.add_argument("--plot", metavar="FILE.png", help="write a PNG plot of expected vs observed shares")
+    sim.add_argument(
+        "--destinations",
+        metavar="FILE.parquet",
+        help="also stream every request's backend index to FILE.parquet (column 'backend', one row per request)",
+    )
     from meshstat.cli_balancers import add_simulate_arguments
 
     add_simulate_arguments(sim)
@@ -340,12 +391,20 @@ def route_from_args(args: argparse.Namespace) -> Any:
     return model.Route(root=st, name="kube-proxy")
 
 
-def _run_simulation(route: Any, args: argparse.Namespace) -> Any:
+def _run_simulation(route: Any, args: argparse.Namespace, ctx: Context) -> Any:
     from meshstat.simulate import simulate
 
     if args.threads is not None:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    return simulate(route, args.n, rng=args.seed, mode=args.mode.replace("-", "_"), window=args.window)
+    return simulate(
+        route,
+        args.n,
+        rng=args.seed,
+        mode=args.mode.replace("-", "_"),
+        window=args.window,
+        destinations=getattr(args, "destinations", None) or False,
+        progress=ctx.progress(args),
+    )
 
 
 def _print_run_line(ctx: Context, args: argparse.Namespace, results: Sequence[Any]) -> None:
@@ -369,11 +428,13 @@ def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
     from meshstat import cli_balancers
 
     if cli_balancers.wants_lb(args):
+        if args.destinations:
+            raise InvalidArgument("--destinations is for routes without a stateful balancer (--lb and friends)")
         return cli_balancers.run_simulate_lb(args, ctx)
     from meshstat.report import simulation as rep
 
     route = route_from_args(args)
-    result = _run_simulation(route, args)
+    result = _run_simulation(route, args, ctx)
     human = args.format in ("table", "markdown")
     frame = rep.to_frame(result)
     ctx.emit(rep.display_frame(frame) if human else frame, args)
@@ -450,7 +511,9 @@ def _cmd_compare(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidArgument("give at least one of --kube-proxy-endpoints, --cascade, --weights")
     if args.threads is not None:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
-    results = compare(routes, args.n, rng=args.seed, mode=args.mode.replace("-", "_"), window=args.window)
+    results = compare(
+        routes, args.n, rng=args.seed, mode=args.mode.replace("-", "_"), window=args.window, progress=ctx.progress(args)
+    )
     frame = rep.compare_frame(results)
     ctx.emit(rep.display_frame(frame) if args.format in ("table", "markdown") else frame, args)
     _print_run_line(ctx, args, results)
@@ -492,14 +555,17 @@ def main(
             return ExitStatus.INVALID_INPUT
         ctx = Context(out, err, fmt=getattr(args, "format", "table"))
         handler: Callable[[argparse.Namespace, Context], int] = args.handler
-        status = int(handler(args, ctx))
+        from meshstat.inputs import max_input_size
+
+        with max_input_size(getattr(args, "max_input_size", None)):
+            status = int(handler(args, ctx))
         if os.environ.get("MESHSTAT_TIMING"):
             err.write(f"timing: {time.perf_counter() - started:.3f} s in main\n")
         return status
     except _HelpExit as exc:
         return exc.status
     except UsageError as exc:
-        err.write(f"meshstat: error: {exc}\n")
+        err.write(f"meshstat: error: {_one_line(exc)}\n")
         return ExitStatus.INVALID_INPUT
     except KeyboardInterrupt:
         err.write("meshstat: interrupted\n")
@@ -507,19 +573,32 @@ def main(
     except ConfigParseError as exc:
         if traceback_wanted:
             raise
-        err.write(f"meshstat: error: {exc}\n")
+        err.write(f"meshstat: error: {_one_line(exc)}\n")
         return ExitStatus.PARSE_ERROR
     except (MeshstatError, argparse.ArgumentTypeError) as exc:
         if traceback_wanted:
             raise
-        err.write(f"meshstat: error: {exc}\n")
-        return ExitStatus.INVALID_INPUT
+        err.write(f"meshstat: error: {_one_line(exc)}\n")
+        # an error about a file is bad input (3); one about an argument a bad argument (2)
+        return ExitStatus.PARSE_ERROR if getattr(exc, "source", None) else ExitStatus.INVALID_INPUT
     except OSError as exc:
         if traceback_wanted:
             raise
         name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-        err.write(f"meshstat: error: cannot access{name}: {exc.strerror or exc}\n")
+        err.write(f"meshstat: error: cannot access{name}: {_one_line(exc.strerror or exc)}\n")
         return ExitStatus.ERROR
+    except Exception as exc:  # last resort (RecursionError, MemoryError, UnicodeDecodeError, bugs): one line
+        if traceback_wanted:
+            raise
+        what = type(exc).__name__ + (f": {_one_line(exc, limit=300)}" if str(exc).strip() else "")
+        err.write(f"meshstat: internal error: {what} (run with --traceback for details)\n")
+        return ExitStatus.ERROR
+
+
+def _one_line(exc: object, *, limit: int = 2000) -> str:
+    """An error message on one line (a message from a subprocess may span several), shortened."""
+    text = " | ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def console_main() -> None:

@@ -350,7 +350,7 @@ def _run_subsets(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
     route = subsets_route_from_args(args)
     mode = str(getattr(args, "mode", "auto") or "auto").replace("-", "_")
     window = getattr(args, "window", None)
-    res = simulate(route, n, rng=seed, mode=mode, window=window)
+    res = simulate(route, n, rng=seed, mode=mode, window=window, progress=ctx.progress(args))
     human = getattr(args, "format", "table") in ("table", "markdown")
     frame = rep.to_frame(res)
     ctx.emit(rep.display_frame(frame) if human else frame, args)

@@ -66,11 +66,11 @@ def _load_envoy(paths: Any) -> Any:
     return load_envoy([paths] if isinstance(paths, str) else list(paths))
 
 
-def _simulate(routes: list[Any], args: argparse.Namespace) -> list[Any]:
+def _simulate(routes: list[Any], args: argparse.Namespace, ctx: Any) -> list[Any]:
     from meshstat.simulate import compare
 
     n = int(getattr(args, "n", None) or 1_000_000)
-    return compare(routes, n, rng=getattr(args, "seed", None))
+    return compare(routes, n, rng=getattr(args, "seed", None), progress=ctx.progress(args))
 
 
 def _is_table(args: argparse.Namespace) -> bool:
@@ -159,7 +159,7 @@ def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
             entries.append({"service": svc, "path": p.label, "route": p.route, "clients": p.clients})
             layer_frames.append(rep.layers_frame(p.layers, f"{svc} {p.label}"))
             lines.extend(f"note: {p.label}: {n}" for n in p.route.notes)
-    results = _simulate([e["route"] for e in entries], args)
+    results = _simulate([e["route"] for e in entries], args, ctx)
     for e, r in zip(entries, results, strict=True):
         e["result"] = r
     if _is_table(args):
@@ -183,7 +183,7 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     cfg = _load_envoy(args.config_dump)
     route, res = envoy_dump_route(cfg, args.host, args.port, path=args.path, headers=parse_header(args.header),
                                   address=args.address, protocol=args.protocol)
-    results = _simulate([route], args)
+    results = _simulate([route], args, ctx)
     entries = [{"service": f"{args.host}:{args.port}", "path": "envoy", "route": route, "result": results[0],
                 "clients": [cfg.node_id] if cfg.node_id else []}]
     if _is_table(args):

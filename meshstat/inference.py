@@ -49,6 +49,9 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.model import decimal_fraction
+from meshstat.stats import bdtr as _bdtr
+from meshstat.stats import bdtrc as _bdtrc
 
 __all__ = [
     "AcceptanceResult",
@@ -146,7 +149,7 @@ def _fmt_pct(x: float) -> str:
 
 def _as_fraction(x: float | str | Fraction, what: str, *, low: float = 0.0, high: float = 1.0) -> Fraction:
     try:
-        f = x if isinstance(x, Fraction) else Fraction(str(x).strip())
+        f = x if isinstance(x, Fraction) else decimal_fraction(str(x).strip())
     except (ValueError, ZeroDivisionError):
         raise InvalidArgument(f"{what} must be a number, got {x!r}") from None
     if not low < f < high:
@@ -264,13 +267,12 @@ def _bounds(n: Any, p: Fraction, t: Fraction) -> tuple[Any, Any]:
 def _binom_interval_prob(a: Any, b: Any, n: Any, p: float) -> Any:
     """``P(a <= X <= b)`` for ``X ~ Binomial(n, p)``, vectorised (0 where ``a > b``)."""
     import numpy as np
-    from scipy import special
 
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
-    upper = special.bdtr(np.maximum(b, 0), n, p)
-    lower = np.where(a >= 1, special.bdtr(np.maximum(a - 1, 0), n, p), 0.0)
+    upper = _bdtr(np.maximum(b, 0), n, p)
+    lower = np.where(a >= 1, _bdtr(np.maximum(a - 1, 0), n, p), 0.0)
     # complement form is more accurate when the interval is in one tail
     out = np.where(b >= a, np.clip(upper - lower, 0.0, 1.0), 0.0)
     return out
@@ -279,13 +281,12 @@ def _binom_interval_prob(a: Any, b: Any, n: Any, p: float) -> Any:
 def _binom_outside_prob(a: Any, b: Any, n: Any, p: float) -> tuple[Any, Any]:
     """``(P(X < a), P(X > b))`` for ``X ~ Binomial(n, p)``, accurate in the tails."""
     import numpy as np
-    from scipy import special
 
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
-    below = np.where(a >= 1, special.bdtr(np.maximum(a - 1, 0), n, p), 0.0)
-    above = np.where(b < n, special.bdtrc(np.clip(b, 0, None), n, p), 0.0)
+    below = np.where(a >= 1, _bdtr(np.maximum(a - 1, 0), n, p), 0.0)
+    above = np.where(b < n, _bdtrc(np.clip(b, 0, None), n, p), 0.0)
     return below, above
 
 
@@ -489,14 +490,13 @@ def binomial_test_power(n: Any, p0: float, p1: float, alpha: float = 0.05) -> An
     bisection on the exact binomial cdf run for all ``n`` at once.
     """
     import numpy as np
-    from scipy import special
 
     ns = np.atleast_1d(np.asarray(n, dtype=np.int64))
     scalar = not hasattr(n, "__len__")
     a = alpha / 2.0
     lo_x, hi_x = _reject_limits(ns, float(p0), a)
-    low_part = np.where(lo_x >= 0, special.bdtr(np.maximum(lo_x, 0), ns, p1), 0.0)
-    high_part = np.where(hi_x <= ns, special.bdtrc(np.maximum(hi_x - 1, 0), ns, p1), 0.0)
+    low_part = np.where(lo_x >= 0, _bdtr(np.maximum(lo_x, 0), ns, p1), 0.0)
+    high_part = np.where(hi_x <= ns, _bdtrc(np.maximum(hi_x - 1, 0), ns, p1), 0.0)
     out = np.clip(low_part + high_part, 0.0, 1.0)
     return float(out[0]) if scalar else out
 
@@ -504,7 +504,6 @@ def binomial_test_power(n: Any, p0: float, p1: float, alpha: float = 0.05) -> An
 def _reject_limits(ns: Any, p0: float, a: float) -> tuple[Any, Any]:
     """Largest x with ``F(x) <= a`` (-1 if none) and smallest x with ``P(X >= x) <= a`` (n+1 if none)."""
     import numpy as np
-    from scipy import special
 
     # lower: invariant F(lo) <= a (F(-1) = 0) and F(hi) > a (F(n) = 1 > a)
     lo = np.full(ns.shape, -1, dtype=np.int64)
@@ -514,7 +513,7 @@ def _reject_limits(ns: Any, p0: float, a: float) -> tuple[Any, Any]:
         if not np.any(active):
             break
         mid = (lo + hi) // 2
-        f = special.bdtr(np.maximum(mid, 0), ns, p0)
+        f = _bdtr(np.maximum(mid, 0), ns, p0)
         ok = f <= a
         lo = np.where(active & ok, mid, lo)
         hi = np.where(active & ~ok, mid, hi)
@@ -527,7 +526,7 @@ def _reject_limits(ns: Any, p0: float, a: float) -> tuple[Any, Any]:
         if not np.any(active):
             break
         mid = (lo + hi) // 2
-        s = special.bdtrc(np.maximum(mid - 1, 0), ns, p0)
+        s = _bdtrc(np.maximum(mid - 1, 0), ns, p0)
         ok = s <= a
         hi = np.where(active & ok, mid, hi)
         lo = np.where(active & ~ok, mid, lo)
@@ -722,8 +721,8 @@ def binomial_pvalue(k: int, n: int, p: float) -> float:
                 hi = mid
             else:
                 lo = mid
-        upper = float(special.bdtrc(hi - 1, n, p)) if hi <= n else 0.0
-        return float(min(1.0, float(special.bdtr(k, n, p)) + upper))
+        upper = float(_bdtrc(hi - 1, n, p)) if hi <= n else 0.0
+        return float(min(1.0, float(_bdtr(k, n, p)) + upper))
     # largest y in [0, floor(mean)] with pmf(y) <= pmf(k); pmf is non-decreasing there
     lo, hi = -1, math.floor(mean) + 1  # y in [lo, hi)
     while hi - lo > 1:
@@ -732,8 +731,8 @@ def binomial_pvalue(k: int, n: int, p: float) -> float:
             lo = mid
         else:
             hi = mid
-    lower = float(special.bdtr(lo, n, p)) if lo >= 0 else 0.0
-    return float(min(1.0, lower + float(special.bdtrc(k - 1, n, p))))  # k > mean >= 0, so k >= 1
+    lower = float(_bdtr(lo, n, p)) if lo >= 0 else 0.0
+    return float(min(1.0, lower + float(_bdtrc(k - 1, n, p))))  # k > mean >= 0, so k >= 1
 
 
 def _bounded_vectors(n: int, d: int) -> Any:
@@ -812,8 +811,8 @@ def _exact_multinomial_pvalue(obs: Sequence[int], probs: Sequence[float]) -> flo
         lo = np.where(act & ~ok, mid, lo)
     y_hi = hi
     mm = np.maximum(m, 1)
-    low_mass = np.where(y_lo >= 0, special.bdtr(np.maximum(y_lo, 0), mm, q), 0.0)
-    high_mass = np.where(y_hi <= m, special.bdtrc(np.maximum(y_hi - 1, 0), mm, q), 0.0)
+    low_mass = np.where(y_lo >= 0, _bdtr(np.maximum(y_lo, 0), mm, q), 0.0)
+    high_mass = np.where(y_hi <= m, _bdtrc(np.maximum(y_hi - 1, 0), mm, q), 0.0)
     part = np.where(all_in, 1.0, low_mass + high_mass)
     total = float(np.sum(np.exp(lpre) * part))
     return float(min(1.0, max(0.0, total)))
@@ -874,7 +873,7 @@ def check_split(
     obs: list[int] = []
     for x in observed:
         try:
-            v = Fraction(str(x).strip()) if not isinstance(x, int) else Fraction(x)
+            v = decimal_fraction(str(x).strip()) if not isinstance(x, int) else Fraction(x)
         except (ValueError, ZeroDivisionError):
             raise InvalidArgument(f"observed counts must be non-negative integers, got {x!r}") from None
         if v.denominator != 1 or v < 0 or isinstance(x, bool):
@@ -965,8 +964,9 @@ def read_observed(path: str) -> tuple[list[str], list[int]]:
     ConfigParseError
         ``"file:line: expected ..."`` for anything it cannot read.
     """
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    from meshstat.inputs import read_text
+
+    text = read_text(path, what="counts file")
     stripped = text.lstrip()
     if path.lower().endswith(".json") or stripped.startswith(("{", "[")):
         return _read_observed_json(path, text)
@@ -982,7 +982,7 @@ def _count_value(raw: object) -> int | None:
         return int(raw) if raw.is_integer() and raw >= 0 else None
     if isinstance(raw, str):
         s = raw.strip()
-        if re.fullmatch(r"\d[\d_]*", s):
+        if re.fullmatch(r"\d[\d_]*", s) and len(s) <= 40:  # int() refuses thousands of digits
             return int(s)
     return None
 
@@ -1037,6 +1037,10 @@ def _read_observed_json(path: str, text: str) -> tuple[list[str], list[int]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigParseError(f"invalid JSON: {exc.msg}", source=path, line=exc.lineno, column=exc.colno) from None
+    except ValueError:  # a number with more digits than int() converts
+        raise ConfigParseError("invalid JSON: a number with too many digits", source=path) from None
+    except RecursionError:
+        raise ConfigParseError("invalid JSON: nested too deeply for a counts file", source=path) from None
     lines = text.splitlines()
 
     def line_of(token: str) -> int:
@@ -1384,7 +1388,6 @@ def plan_min_hits(
     it is also sustained. Also shown: the union bound ``sum_i P(X_i < m) <= 1 - probability``.
     """
     import numpy as np
-    from scipy import special
 
     labels, ws, shares = _split(weights, names)
     m = int(min_hits)
@@ -1400,7 +1403,7 @@ def plan_min_hits(
 
     def union(nv: Any) -> Any:
         nv = np.asarray(nv, dtype=np.int64)
-        miss = sum(special.bdtr(m - 1, nv, p) for p in pos if p < 1)
+        miss = sum(_bdtr(m - 1, nv, p) for p in pos if p < 1)
         return 1.0 - miss
 
     def smallest(fn: Any) -> int:
@@ -1880,7 +1883,6 @@ def bands(
 
 def _central(n: int, p: float, a: float) -> tuple[int, int]:
     """Exact binomial quantiles: smallest k with ``F(k) >= a`` and smallest k with ``F(k) >= 1 - a``."""
-    from scipy import special
 
     if p <= 0.0:
         return 0, 0
@@ -1891,7 +1893,7 @@ def _central(n: int, p: float, a: float) -> tuple[int, int]:
         lo, hi = -1, n  # F(lo) < level <= F(hi)
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if special.bdtr(mid, n, p) >= level:
+            if _bdtr(mid, n, p) >= level:
                 hi = mid
             else:
                 lo = mid

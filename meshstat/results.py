@@ -37,7 +37,10 @@ class SimulationResult:
     elapsed : float
         Seconds spent routing (kernel time; excludes numba's one-off load).
     destinations : uint8/uint16/uint32[n] or None
-        Backend index of every request, when asked for.
+        Backend index of every request, when asked for and kept in memory.
+    destinations_path : str or None
+        The Parquet file the destinations were streamed to (column ``backend``,
+        one row per request), when they were not kept in memory.
     window : int or None
         Requests per window, when asked for.
     window_counts : int64[n_windows, k] or None
@@ -60,6 +63,7 @@ class SimulationResult:
     block_size: int
     elapsed: float
     destinations: np.ndarray | None = None
+    destinations_path: str | None = None
     window: int | None = None
     window_counts: np.ndarray | None = None
     window_sizes: np.ndarray | None = None

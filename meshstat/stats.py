@@ -24,6 +24,8 @@ __all__ = [
     "ConfidenceInterval",
     "GofResult",
     "WindowBand",
+    "bdtr",
+    "bdtrc",
     "binomial_two_sided_tail",
     "clopper_pearson_interval",
     "goodness_of_fit",
@@ -204,24 +206,56 @@ def goodness_of_fit(
     return GofResult(stat, float(special.chdtrc(dof, stat)), dof, method)
 
 
+def bdtr(k: object, n: object, p: object) -> np.ndarray:
+    """Binomial cdf ``P(X <= floor(k))`` for ``X ~ Binomial(n, p)``, for any ``n``.
+
+    :func:`scipy.special.bdtr` takes ``n`` as a C ``int`` and returns NaN for
+    ``n >= 2**31`` (runs of billions of requests). This is the same function
+    through the identity ``P(X <= k) = I_{1-p}(n - k, k + 1)`` with scipy's
+    regularized incomplete beta :func:`scipy.special.betainc`, which takes
+    float arguments. ``k < 0`` gives 0 and ``k >= n`` gives 1.
+    """
+    from scipy import special
+
+    k, n, p = np.broadcast_arrays(
+        np.floor(np.asarray(k, dtype=np.float64)), np.asarray(n, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    )
+    inside = (k >= 0) & (k < n)
+    a = np.where(inside, n - k, 1.0)
+    out = special.betainc(a, np.where(inside, k + 1.0, 1.0), 1.0 - p)
+    out = np.where(k < 0, 0.0, np.where(k >= n, 1.0, out))
+    return out[()] if out.ndim == 0 else out
+
+
+def bdtrc(k: object, n: object, p: object) -> np.ndarray:
+    """Binomial survival ``P(X > floor(k))`` for any ``n`` (see :func:`bdtr`): ``I_p(k + 1, n - k)``."""
+    from scipy import special
+
+    k, n, p = np.broadcast_arrays(
+        np.floor(np.asarray(k, dtype=np.float64)), np.asarray(n, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    )
+    inside = (k >= 0) & (k < n)
+    out = special.betainc(np.where(inside, k + 1.0, 1.0), np.where(inside, n - k, 1.0), p)
+    out = np.where(k < 0, 1.0, np.where(k >= n, 0.0, out))
+    return out[()] if out.ndim == 0 else out
+
+
 def binomial_two_sided_tail(n: int, p: float, deviation: np.ndarray) -> np.ndarray:
     """``P(|X - n p| >= d)`` for ``X ~ Binomial(n, p)``, elementwise over ``deviation``."""
-    from scipy import special
 
     d = np.asarray(deviation, dtype=np.float64)
     mean = n * p
     # X <= mean - d  or  X >= mean + d
     lo_k = np.floor(mean - d + 1e-9)
     hi_k = np.ceil(mean + d - 1e-9)
-    lower = np.where(lo_k >= 0, special.bdtr(np.maximum(lo_k, 0), n, p), 0.0)
-    upper = np.where(hi_k <= n, special.bdtrc(np.maximum(hi_k - 1, 0), n, p), 0.0)
+    lower = np.where(lo_k >= 0, bdtr(np.maximum(lo_k, 0), n, p), 0.0)
+    upper = np.where(hi_k <= n, bdtrc(np.maximum(hi_k - 1, 0), n, p), 0.0)
     upper = np.where(hi_k <= 0, 1.0, upper)
     return np.minimum(1.0, lower + upper)
 
 
 def _binom_quantile(q: float, n: int, p: float) -> int:
     """Smallest k with ``P(X <= k) >= q`` (exact, by bisection on scipy's binomial cdf)."""
-    from scipy import special
 
     if p <= 0.0:
         return 0
@@ -230,7 +264,7 @@ def _binom_quantile(q: float, n: int, p: float) -> int:
     lo, hi = -1, n  # invariant: cdf(lo) < q <= cdf(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if special.bdtr(mid, n, p) >= q:
+        if bdtr(mid, n, p) >= q:
             hi = mid
         else:
             lo = mid

@@ -118,7 +118,11 @@ def _dest_and_windows(plan, keys, n, window):  # type: ignore[no-untyped-def]
         assert tally[b].tolist() == np.bincount(seg, minlength=plan.columns).tolist()
     nw = -(-n // window)
     wc = np.zeros((nw, plan.columns), dtype=np.int64)
-    win_k(*a, keys, np.int64(BLOCK_LOG2), np.int64(n), np.int64(window), wc)
+    # in two calls, as the chunked engine makes them: windows [0, h) and [h, nw)
+    h = nw // 2
+    win_k(*a, keys, np.int64(0), np.int64(BLOCK_LOG2), np.int64(n), np.int64(window), np.int64(0), wc[:h])
+    kb0 = (h * window) >> BLOCK_LOG2
+    win_k(*a, keys[kb0:], np.int64(kb0), np.int64(BLOCK_LOG2), np.int64(n), np.int64(window), np.int64(h), wc[h:])
     return dest, wc
 
 

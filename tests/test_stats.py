@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as ss
 
 from meshstat import stats
@@ -76,3 +78,61 @@ def test_bad_confidence_level() -> None:
         stats.wilson_interval(np.array([1]), 10, 1.5)
     with pytest.raises(InvalidArgument):
         stats.proportion_ci(np.array([1]), 10, method="bayes")
+
+
+# ----------------------------------------------------------------- binomial tails for any n
+
+
+@settings(max_examples=200)
+@given(
+    n=st.integers(1, 2**31 - 2),
+    frac=st.floats(0, 1),
+    p=st.floats(1e-6, 1 - 1e-6),
+)
+def test_bdtr_equals_scipy_where_scipy_works(n: int, frac: float, p: float) -> None:
+    """Against scipy.stats.binom (boost's ibeta) to 1e-7 (they differ by ~1e-9 at n ~ 2e9, p = 1e-6).
+
+    Not against cephes' ``special.bdtr``: besides NaN beyond 2**31 it is off by
+    5e-7 at n = 2070031, k = (n-1)/2, p = 1/2, where the cdf is exactly 1/2
+    by symmetry (found by this test; boost and :func:`stats.bdtr` give 0.5).
+    """
+    k = int(frac * n)
+    assert stats.bdtr(k, n, p) == pytest.approx(ss.binom.cdf(k, n, p), rel=1e-7, abs=1e-300)
+    assert stats.bdtrc(k, n, p) == pytest.approx(ss.binom.sf(k, n, p), rel=1e-7, abs=1e-300)
+
+
+def test_bdtr_is_exact_where_symmetry_says_so() -> None:
+    for n in (1, 3, 2_070_031, 2**31 + 1, 10**12 + 1):
+        assert stats.bdtr((n - 1) // 2, n, 0.5) == pytest.approx(0.5, rel=1e-12)
+
+
+def test_bdtr_beyond_two_to_the_31() -> None:
+    """scipy.special.bdtr gives NaN for n >= 2**31; ours agrees with scipy.stats.binom (boost) there."""
+    from scipy import special
+    from scipy.stats import binom
+
+    n, p = 8 * 10**9, 0.9
+    k = 7_199_936_588  # z = -2.36
+    assert np.isnan(special.bdtr(k, n, p))  # the reason for stats.bdtr
+    assert stats.bdtr(k, n, p) == pytest.approx(binom.cdf(k, n, p), rel=1e-6)
+    assert stats.bdtrc(k, n, p) == pytest.approx(binom.sf(k, n, p), rel=1e-9)
+    assert stats.bdtr(-1, n, p) == 0.0
+    assert stats.bdtr(n, n, p) == 1.0
+    assert stats.bdtrc(-1, n, p) == 1.0
+    assert stats.bdtrc(n, n, p) == 0.0
+
+
+def test_report_p_values_for_billions_of_requests() -> None:
+    """A run of 8e9 requests gets real per-backend p-values (they were 1.0: NaN from scipy's int n)."""
+    from meshstat import Weighted, simulate
+    from meshstat.report.simulation import to_frame
+
+    r = simulate(Weighted.from_weights([90, 10]), 8 * 10**9, rng=1, mode="exact")
+    frame = to_frame(r)
+    z = frame["z"].to_numpy()
+    pv = frame["p_value"].to_numpy()
+    from scipy.special import ndtr
+
+    assert np.all(np.isfinite(pv))
+    # normal approximation is excellent at this n: two-sided tail of |z|
+    np.testing.assert_allclose(pv, 2 * ndtr(-np.abs(z)), rtol=0.02, atol=1e-12)

@@ -22,6 +22,13 @@ bernoulli, alias and envoy samplers use draw ``o`` of ``keys[b]``; the cascade
 uses draws ``o * M + j // 2`` (``M = ceil(m / 2)``), rule ``j`` taking the low
 32 bits for even ``j`` and the high 32 bits for odd ``j``.
 
+Chunks: the engine calls the kernels chunk by chunk (so that memory stays
+bounded and Ctrl-C and progress are served between calls). A ``*_dest`` call
+gets the keys, the output and the tallies of whole blocks only, so its request
+indices are chunk-local and its draws unchanged. A ``*_windows`` call gets
+``keys[b0:...]`` (``keys[b - b0]`` is the key of global block ``b``) and fills
+rows ``w0 .. w0 + len(out) - 1`` of the global windows; ``n`` is the run's total.
+
 Arrays: ``keys`` uint64[n_blocks]; ``table`` uint64[K] packed
 ``(threshold << bits) | alias``; ``thresholds`` uint64[m]; ``cum`` uint64[k]
 (cumulative weight ends); ``out`` uint8/uint16/uint32[n] or int64[n_windows, K];
@@ -64,11 +71,11 @@ def bernoulli_dest(t, keys, block_log2, n, out, counts):  # pragma: no cover - c
 
 
 @pjit
-def bernoulli_windows(t, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+def bernoulli_windows(t, keys, b0, block_log2, n, window, w0, out):  # pragma: no cover - compiled
     """Counts of backends 0 and 1 per window; ``out`` int64[n_windows, 2] (zeroed)."""
     nw = out.shape[0]
     for w in prange(nw):
-        lo = np.int64(w) * window
+        lo = (w0 + np.int64(w)) * window
         hi = min(lo + window, n)
         ones = np.int64(0)
         i = lo
@@ -76,7 +83,7 @@ def bernoulli_windows(t, keys, block_log2, n, window, out):  # pragma: no cover 
             b = i >> block_log2
             base = b << block_log2
             seg = min(hi, base + (np.int64(1) << block_log2))
-            key = keys[b]
+            key = keys[b - b0]
             for u in range(i - base, seg - base):
                 ones += np.int64(splitmix64(key, np.uint64(u)) >= t)
             i = seg
@@ -111,7 +118,7 @@ def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cov
 
 
 @pjit
-def alias_windows(table, bits, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+def alias_windows(table, bits, keys, b0, block_log2, n, window, w0, out):  # pragma: no cover - compiled
     """Alias-table counts per window; ``out`` int64[n_windows, K] (zeroed)."""
     nw = out.shape[0]
     bsh = np.uint64(bits)
@@ -119,14 +126,14 @@ def alias_windows(table, bits, keys, block_log2, n, window, out):  # pragma: no 
     low_mask = (np.uint64(1) << shift) - np.uint64(1)
     amask = (np.uint64(1) << bsh) - np.uint64(1)
     for w in prange(nw):
-        lo = np.int64(w) * window
+        lo = (w0 + np.int64(w)) * window
         hi = min(lo + window, n)
         i = lo
         while i < hi:
             b = i >> block_log2
             base = b << block_log2
             seg = min(hi, base + (np.int64(1) << block_log2))
-            key = keys[b]
+            key = keys[b - b0]
             row = out[w]
             for u in range(i - base, seg - base):
                 r = splitmix64(key, np.uint64(u))
@@ -183,20 +190,20 @@ def cascade_dest(thresholds, keys, block_log2, n, out, counts):  # pragma: no co
 
 
 @pjit
-def cascade_windows(thresholds, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+def cascade_windows(thresholds, keys, b0, block_log2, n, window, w0, out):  # pragma: no cover - compiled
     """Faithful cascade counts per window; ``out`` int64[n_windows, m + 1] (zeroed)."""
     nw = out.shape[0]
     m = thresholds.shape[0]
     words = np.uint64((m + 1) // 2)
     for wi in prange(nw):
-        lo = np.int64(wi) * window
+        lo = (w0 + np.int64(wi)) * window
         hi = min(lo + window, n)
         i = lo
         while i < hi:
             b = i >> block_log2
             base_i = b << block_log2
             seg = min(hi, base_i + (np.int64(1) << block_log2))
-            key = keys[b]
+            key = keys[b - b0]
             row = out[wi]
             for u in range(i - base_i, seg - base_i):
                 row[_cascade_pick(thresholds, key, np.uint64(u) * words)] += 1
@@ -232,19 +239,19 @@ def envoy_dest(cum, total, keys, block_log2, n, out, counts):  # pragma: no cove
 
 
 @pjit
-def envoy_windows(cum, total, keys, block_log2, n, window, out):  # pragma: no cover - compiled
+def envoy_windows(cum, total, keys, b0, block_log2, n, window, w0, out):  # pragma: no cover - compiled
     """Faithful Envoy counts per window; ``out`` int64[n_windows, k] (zeroed)."""
     nw = out.shape[0]
     k = cum.shape[0]
     for w in prange(nw):
-        lo_i = np.int64(w) * window
+        lo_i = (w0 + np.int64(w)) * window
         hi_i = min(lo_i + window, n)
         i = lo_i
         while i < hi_i:
             b = i >> block_log2
             base = b << block_log2
             seg = min(hi_i, base + (np.int64(1) << block_log2))
-            key = keys[b]
+            key = keys[b - b0]
             row = out[w]
             for u in range(i - base, seg - base):
                 v = splitmix64(key, np.uint64(u)) % total

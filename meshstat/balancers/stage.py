@@ -356,6 +356,7 @@ def simulate_stateful_route(
     mode: str = "auto",
     destinations: bool = False,
     block_log2: int | None = None,
+    progress: Any = None,
 ) -> SimulationResult:
     """Route ``n`` requests through a route whose leaves' parents include :class:`Balanced` stages.
 
@@ -379,6 +380,8 @@ def simulate_stateful_route(
         Also return the leaf index of every request.
     block_log2 : int, optional
         log2 of the stream block size (default :data:`meshstat.seeding.BLOCK_LOG2`).
+    progress : callable, optional
+        ``progress(done, total)`` while the i.i.d. stages route (see :func:`meshstat.simulate`).
 
     Returns
     -------
@@ -399,6 +402,8 @@ def simulate_stateful_route(
     rt = _as_route(route)
     bl = seeding.BLOCK_LOG2 if block_log2 is None else block_log2
     n, mode, w = _simulate_iv(n, mode, window, destinations, bl)
+    if not isinstance(destinations, bool):
+        raise InvalidArgument("a route with a stateful balancer keeps its destinations in memory: pass True or False")
     if mode == "exact":
         raise InvalidArgument(
             "mode exact draws multinomial counts without routing requests one by one; a route with a "
@@ -422,7 +427,7 @@ def simulate_stateful_route(
     iid_seq, key_seq, lb_seq = root.spawn(3)
     notes: list[str] = list(rt.notes)
 
-    iid = simulate(split.route, n, rng=iid_seq, mode=mode, destinations=True, block_log2=bl)
+    iid = simulate(split.route, n, rng=iid_seq, mode=mode, destinations=True, block_log2=bl, progress=progress)
     notes.extend(iid.notes)
     assert iid.destinations is not None
     d = iid.destinations

@@ -69,7 +69,7 @@ def _fraction_text(f: Fraction, exact: bool) -> str:
 
 def _binomial_pvalues(counts: np.ndarray, n: int, probs: np.ndarray) -> np.ndarray:
     """Two-sided equal-tails exact binomial p-value per backend: ``min(1, 2 min(P(X<=k), P(X>=k)))``."""
-    from scipy import special
+    from meshstat.stats import bdtr, bdtrc
 
     k = counts.astype(np.float64)
     out = np.empty(k.shape, dtype=np.float64)
@@ -79,8 +79,8 @@ def _binomial_pvalues(counts: np.ndarray, n: int, probs: np.ndarray) -> np.ndarr
         elif p >= 1.0:
             out[i] = 1.0 if ki == n else 0.0
         else:
-            lower = special.bdtr(ki, n, p)
-            upper = special.bdtrc(ki - 1.0, n, p) if ki > 0 else 1.0
+            lower = float(bdtr(ki, n, p))
+            upper = float(bdtrc(ki - 1.0, n, p)) if ki > 0 else 1.0
             out[i] = min(1.0, 2.0 * min(lower, upper))
     return out
 
