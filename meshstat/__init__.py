@@ -35,8 +35,8 @@ _EXPORTS: dict[str, str] = {
     "kube_proxy_probabilities": "meshstat.model",
     "weights_to_cascade": "meshstat.model",
     # simulation
-    "simulate": "meshstat.simulate",
-    "compare": "meshstat.simulate",
+    "simulate": "meshstat.engine",
+    "compare": "meshstat.engine",
     "SimulationResult": "meshstat.results",
     "ConfidenceInterval": "meshstat.stats",
     "GofResult": "meshstat.stats",
@@ -57,8 +57,8 @@ def __getattr__(name: str) -> Any:
     if mod is None:
         raise AttributeError(f"module 'meshstat' has no attribute {name!r}")
     module = importlib.import_module(mod)
-    # bind every export of that module at once: importing meshstat.simulate binds the
-    # submodule as the package attribute "simulate", which the function must replace
+    # bind every export of that module at once (no export shares its name with a
+    # submodule: meshstat.simulate is always the function, the engine is meshstat.engine)
     for export, where in _EXPORTS.items():
         if where == mod:
             globals()[export] = getattr(module, export)

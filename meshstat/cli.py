@@ -211,7 +211,10 @@ def _common_parser() -> argparse.ArgumentParser:
     )
     out.add_argument("--output", "-o", metavar="FILE", help="write the table to FILE instead of stdout")
     out.add_argument(
-        "--quiet", "-q", action="store_true", help="no progress bar (it is drawn on a terminal for runs over ~2 s)"
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress bar (it is drawn on a terminal for runs over ~2 s)",
     )
     inp = common.add_argument_group("input")
     inp.add_argument(
@@ -285,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--destinations",
         metavar="FILE.parquet",
-        help="also stream every request's backend index to FILE.parquet (column 'backend', one row per request)",
+        help="also stream every request's backend to FILE.parquet (column 'backend', a row per request)",
     )
     from meshstat.cli_balancers import add_simulate_arguments
 
@@ -392,7 +395,7 @@ def route_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run_simulation(route: Any, args: argparse.Namespace, ctx: Context) -> Any:
-    from meshstat.simulate import simulate
+    from meshstat.engine import simulate
 
     if args.threads is not None:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
@@ -408,7 +411,7 @@ def _run_simulation(route: Any, args: argparse.Namespace, ctx: Context) -> Any:
 
 
 def _print_run_line(ctx: Context, args: argparse.Namespace, results: Sequence[Any]) -> None:
-    from meshstat.simulate import rate_summary
+    from meshstat.engine import rate_summary
 
     r = results[0]
     secs = sum(x.elapsed for x in results)
@@ -429,7 +432,9 @@ def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
 
     if cli_balancers.wants_lb(args):
         if args.destinations:
-            raise InvalidArgument("--destinations is for routes without a stateful balancer (--lb and friends)")
+            raise InvalidArgument(
+                "--destinations is for routes without a stateful balancer (--lb and friends)"
+            )
         return cli_balancers.run_simulate_lb(args, ctx)
     from meshstat.report import simulation as rep
 
@@ -492,7 +497,7 @@ def _cmd_compare(args: argparse.Namespace, ctx: Context) -> int:
         return cli_mesh.run_compare_files(args, ctx)
     from meshstat import model
     from meshstat.report import simulation as rep
-    from meshstat.simulate import compare
+    from meshstat.engine import compare
 
     routes = []
     if args.kube_proxy_endpoints is not None:
@@ -512,7 +517,12 @@ def _cmd_compare(args: argparse.Namespace, ctx: Context) -> int:
     if args.threads is not None:
         os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
     results = compare(
-        routes, args.n, rng=args.seed, mode=args.mode.replace("-", "_"), window=args.window, progress=ctx.progress(args)
+        routes,
+        args.n,
+        rng=args.seed,
+        mode=args.mode.replace("-", "_"),
+        window=args.window,
+        progress=ctx.progress(args),
     )
     frame = rep.compare_frame(results)
     ctx.emit(rep.display_frame(frame) if args.format in ("table", "markdown") else frame, args)

@@ -345,7 +345,7 @@ def subsets_route_from_args(args: argparse.Namespace) -> Any:
 
 def _run_subsets(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
     from meshstat.report import simulation as rep
-    from meshstat.simulate import simulate
+    from meshstat.engine import simulate
 
     route = subsets_route_from_args(args)
     mode = str(getattr(args, "mode", "auto") or "auto").replace("-", "_")

@@ -67,7 +67,7 @@ def _load_envoy(paths: Any) -> Any:
 
 
 def _simulate(routes: list[Any], args: argparse.Namespace, ctx: Any) -> list[Any]:
-    from meshstat.simulate import compare
+    from meshstat.engine import compare
 
     n = int(getattr(args, "n", None) or 1_000_000)
     return compare(routes, n, rng=getattr(args, "seed", None), progress=ctx.progress(args))

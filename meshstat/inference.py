@@ -16,7 +16,7 @@ fields plus methods; ``.to_frame()`` delegates to :mod:`meshstat.report.inferenc
 :func:`bands`
     Where does each backend's observed share fall by chance in ``n`` requests
     (or a window of ``W`` requests, or ``T`` seconds at ``Q`` requests/s)?
-    Exact binomial bands, checked by simulation through :func:`meshstat.simulate.simulate`.
+    Exact binomial bands, checked by simulation through :func:`meshstat.engine.simulate`.
 :func:`canary`
     A canary rollout's traffic per interval: expected canary requests, the
     chance of none, and the error-rate increase a two-proportion test can see.
@@ -1737,13 +1737,13 @@ def bands(
         Also ``P(|share - p| > within)`` per backend and for any backend.
     simulate : bool
         Check the exact numbers by routing ``sim_windows`` windows of this size
-        through :func:`meshstat.simulate.simulate` (the core engine).
+        through :func:`meshstat.engine.simulate` (the core engine).
     rng : int, optional
         Seed of the simulation (printed so that it can be replayed).
     sim_windows : int
         Simulated samples (reduced so that at most 1e9 requests are simulated).
     sim_mode : str
-        ``mode`` passed to :func:`meshstat.simulate.simulate`.
+        ``mode`` passed to :func:`meshstat.engine.simulate`.
     """
     import numpy as np
 
@@ -1809,7 +1809,7 @@ def bands(
     mode_used = None
     if simulate:
         from meshstat import model
-        from meshstat.simulate import simulate as run_sim
+        from meshstat.engine import simulate as run_sim
 
         sim_n = int(sim_windows)
         if sim_n < 1:

@@ -1465,7 +1465,7 @@ def compare_paths(
     path, headers
         The request (for route matching).
     n : int or None
-        Requests simulated per path through :func:`meshstat.simulate.compare` (one seed for
+        Requests simulated per path through :func:`meshstat.engine.compare` (one seed for
         all paths); ``None`` skips the simulation.
     rng
         Seed (see :mod:`meshstat.seeding`).
@@ -1501,7 +1501,7 @@ def compare_paths(
     if wl is not None:
         notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}")
     if n is not None:
-        from meshstat.simulate import compare
+        from meshstat.engine import compare
 
         results = compare([p.route for p in found], n, rng=rng)
         found = [

@@ -15,8 +15,8 @@ import meshstat
 from meshstat import seeding
 from meshstat.model import Cascade, Route, Weighted
 
-# the module, imported through the package so that ``meshstat.simulate`` stays the function
-sim = importlib.import_module(meshstat.simulate.__module__)
+# the engine module (the package exports its simulate and compare functions)
+sim = importlib.import_module("meshstat.engine")
 
 ROUTES = [
     (Route(root=Weighted.from_weights([90, 10])), "per_request"),  # bernoulli

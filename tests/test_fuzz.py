@@ -83,6 +83,18 @@ def parse_iptables(text: str) -> None:
     _netfilter_followups(parse(text, "fuzz.iptables-save"))
 
 
+def parse_listing(text: str) -> None:
+    """``iptables -L`` listings and damaged pastes, as ``--iptables FILE`` reads them (sniffed)."""
+    from meshstat import netfilter
+
+    rs = netfilter.load("fuzz.vnL", text=text)
+    _netfilter_followups(rs)
+    infos: list = []
+    _quiet(lambda: infos.extend(netfilter.services(rs)[:2]))
+    for info in infos:
+        _quiet(lambda i=info: netfilter.check_counters(rs, i.name))
+
+
 def parse_nft(text: str) -> None:
     from meshstat.parsers.nft import parse_nft as parse
 
@@ -206,6 +218,12 @@ _MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio
 #: Every parser under fuzzing. One entry per parser; see :class:`FuzzTarget`.
 REGISTRY: list[FuzzTarget] = [
     FuzzTarget("iptables-save", parse_iptables, _files("iptables", "*.iptables-save", "*.restore")),
+    FuzzTarget(
+        "iptables-list",
+        parse_listing,
+        _files("iptables", "*.vnL", "*.paste", "listings/*.vnL*", "listings/*.vnxL", "listings/*.L"),
+        examples=500,
+    ),
     FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft")),
     FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
     FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml"), examples=400),

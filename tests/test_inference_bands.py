@@ -61,7 +61,7 @@ def test_simulation_agrees_and_replays() -> None:
 def test_simulation_detects_a_wrong_band() -> None:
     """The agreement check can fail: compare exact bands of 90/10 with samples drawn at 85/15."""
     from meshstat import model
-    from meshstat.simulate import simulate
+    from meshstat.engine import simulate
 
     r = inf.bands([90, 10], n=200, simulate=False)
     res = simulate(model.Route(root=model.Weighted.from_weights([85, 15])), 200 * 2000, rng=7, window=200)

@@ -62,7 +62,7 @@ def test_lower_layers_do_not_import_upper_ones() -> None:
         "sinks": 3,
         "_kernels": 3,
         "results": 4,
-        "simulate": 4,
+        "engine": 4,
         "report": 5,
         "cli": 6,
     }
@@ -113,3 +113,19 @@ def test_exact_mode_needs_no_numba() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "False False"
+
+
+def test_no_export_is_shadowed_by_a_submodule() -> None:
+    """``meshstat.simulate`` stays the function whatever was imported before (no submodule of that name)."""
+    code = (
+        "import meshstat.engine, meshstat.results, meshstat.stats, meshstat.inference\n"
+        "import meshstat\n"
+        "from meshstat import simulate, compare\n"
+        "print(callable(simulate), callable(compare), callable(meshstat.simulate))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["True", "True", "True"]
+    import meshstat
+
+    clash = [name for name in meshstat._EXPORTS if (PKG / f"{name}.py").exists() or (PKG / name).is_dir()]
+    assert not clash, clash

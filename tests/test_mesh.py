@@ -331,7 +331,7 @@ def test_http_match_selects_route() -> None:
 def test_simulated_split_fits_exact() -> None:
     import scipy.stats as ss
 
-    from meshstat.simulate import compare
+    from meshstat.engine import compare
 
     _, paths, _ = demo_paths()
     routes = [paths[k].route for k in ("kube-proxy", "sidecar", "uid-1337")]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from meshstat import Backend, Cascade, InvalidArgument, Route, Weighted, compare, simulate
-from meshstat.simulate import AUTO_PER_REQUEST_LIMIT
+from meshstat.engine import AUTO_PER_REQUEST_LIMIT
 from tests.conftest import ALPHA
 
 ROUTES = {

@@ -211,7 +211,7 @@ def simulate_affinity(
 
     from meshstat import seeding
     from meshstat._kernels import balancers as kb
-    from meshstat.simulate import simulate
+    from meshstat.engine import simulate
 
     if isinstance(n_connections, bool) or not isinstance(n_connections, int) or n_connections < 1:
         raise InvalidArgument(f"n_connections must be a positive integer, got {n_connections!r}")

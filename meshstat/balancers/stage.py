@@ -366,7 +366,7 @@ def simulate_stateful_route(
     ----------
     route : Route or Stage
     n : int
-        Requests, at most :data:`meshstat.simulate.MAX_DESTINATIONS` (every
+        Requests, at most :data:`meshstat.engine.MAX_DESTINATIONS` (every
         request's subset is kept to hand the sub-streams to the balancers).
     rng : None, int, SeedSequence or Generator
         Seed; ``result.seed_entropy`` replays it.
@@ -397,13 +397,15 @@ def simulate_stateful_route(
     from meshstat import seeding
     from meshstat.compiler import dest_dtype
     from meshstat.results import SimulationResult
-    from meshstat.simulate import MAX_DESTINATIONS, MAX_WINDOW_CELLS, _as_route, _simulate_iv, simulate
+    from meshstat.engine import MAX_DESTINATIONS, MAX_WINDOW_CELLS, _as_route, _simulate_iv, simulate
 
     rt = _as_route(route)
     bl = seeding.BLOCK_LOG2 if block_log2 is None else block_log2
     n, mode, w = _simulate_iv(n, mode, window, destinations, bl)
     if not isinstance(destinations, bool):
-        raise InvalidArgument("a route with a stateful balancer keeps its destinations in memory: pass True or False")
+        raise InvalidArgument(
+            "a route with a stateful balancer keeps its destinations in memory: pass True or False"
+        )
     if mode == "exact":
         raise InvalidArgument(
             "mode exact draws multinomial counts without routing requests one by one; a route with a "
@@ -427,7 +429,9 @@ def simulate_stateful_route(
     iid_seq, key_seq, lb_seq = root.spawn(3)
     notes: list[str] = list(rt.notes)
 
-    iid = simulate(split.route, n, rng=iid_seq, mode=mode, destinations=True, block_log2=bl, progress=progress)
+    iid = simulate(
+        split.route, n, rng=iid_seq, mode=mode, destinations=True, block_log2=bl, progress=progress
+    )
     notes.extend(iid.notes)
     assert iid.destinations is not None
     d = iid.destinations

@@ -91,8 +91,12 @@ def test_weighted_round_robin_is_the_edf_schedule(record) -> None:  # noqa: ANN0
     model_seq = lb.sequence(2**63 + 12345, 2000)
     model_windows = {tuple(int(c) for c in np.bincount(model_seq[i : i + 10], minlength=4)) for i in range(1990)}
     assert all(max(abs(a - b) for a, b in zip(w, (1, 2, 3, 4))) <= 1 for w in model_windows), model_windows
-    # ... and the long-run counts are exact
-    assert run.endpoint_counts() == [200, 400, 600, 800]
+    # ... and the long-run counts are exact up to that one swap at the end of the run: the model
+    # itself gives (200, 400, 599, 801) or (200, 399, 601, 800) for some seeds (seen in 300 random
+    # seeds), and Envoy gave 599/801 once in CI
+    counts = run.endpoint_counts()
+    assert sum(counts) == 2000
+    assert all(abs(c - e) <= 1 for c, e in zip(counts, (200, 400, 600, 800), strict=True)), counts
 
 
 @pytest.mark.parametrize("policy", ["RANDOM", "LEAST_REQUEST"])

@@ -424,7 +424,7 @@ class _Progress:
 
 
 def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | None:
-    """Where destinations stream to: a given path, a temporary file beyond :data:`MAX_DESTINATIONS`, or None."""
+    """Where destinations go: a path given, a temporary file beyond :data:`MAX_DESTINATIONS`, or None."""
     if destinations is False or destinations is None:
         return None
     if destinations is True:
