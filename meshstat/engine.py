@@ -151,8 +151,8 @@ def simulate(
     n, mode, w = _simulate_iv(n, mode, window, destinations, block_log2)
     notes: list[str] = list(rt.notes)
     if mode == "auto":
-        if n <= AUTO_PER_REQUEST_LIMIT:
-            mode = "per_request"
+        if n <= AUTO_PER_REQUEST_LIMIT or destinations not in (False, None):
+            mode = "per_request"  # destinations asked for: every request is routed, whatever n
         else:
             mode = "exact"
             notes.append(
@@ -275,49 +275,62 @@ def _simulate_kernels(
     if w is not None or not want_dest:
         win_kernel(*args, empty_keys, np.int64(0), bl, np.int64(0), np.int64(1), np.int64(0), empty_counts)
 
-    t0 = time.perf_counter()
-    counts = np.zeros(ncols, dtype=np.int64)
-    dest = np.empty(n, dtype=dd) if want_dest and stream_to is None else None
-    spawner = _KeySpawner(root)
-    passes = (2 if want_dest else 1) if w is not None else 1
-    track = _Progress(progress, n * passes)
+    # streamed destinations are written to FILE.partial and renamed when the whole run succeeded
+    partial = None if stream_to is None else stream_to + ".partial"
+    try:
+        t0 = time.perf_counter()
+        counts = np.zeros(ncols, dtype=np.int64)
+        dest = np.empty(n, dtype=dd) if want_dest and stream_to is None else None
+        spawner = _KeySpawner(root)
+        passes = (2 if want_dest else 1) if w is not None else 1
+        track = _Progress(progress, n * passes)
 
-    def by_blocks(b0: int, b1: int) -> np.ndarray | None:
-        """Route the requests of blocks ``[b0, b1)``; return their destinations when wanted."""
-        keys = spawner.keys(b0, b1)
-        start, stop = b0 << block_log2, min(b1 << block_log2, n)
-        tally = np.zeros((b1 - b0, ncols), dtype=np.int64)
-        out = None
-        if want_dest:
-            out = dest[start:stop] if dest is not None else np.empty(stop - start, dtype=dd)
-            dest_kernel(*args, keys, bl, np.int64(stop - start), out, tally)
-        else:
-            win_kernel(*args, keys, np.int64(b0), bl, np.int64(n), np.int64(block), np.int64(b0), tally)
-        counts[:] += tally.sum(axis=0)
-        track.add(stop - start)
-        return out
+        def by_blocks(b0: int, b1: int) -> np.ndarray | None:
+            """Route the requests of blocks ``[b0, b1)``; return their destinations when wanted."""
+            keys = spawner.keys(b0, b1)
+            start, stop = b0 << block_log2, min(b1 << block_log2, n)
+            tally = np.zeros((b1 - b0, ncols), dtype=np.int64)
+            out = None
+            if want_dest:
+                out = dest[start:stop] if dest is not None else np.empty(stop - start, dtype=dd)
+                dest_kernel(*args, keys, bl, np.int64(stop - start), out, tally)
+            else:
+                win_kernel(*args, keys, np.int64(b0), bl, np.int64(n), np.int64(block), np.int64(b0), tally)
+            counts[:] += tally.sum(axis=0)
+            track.add(stop - start)
+            return out
 
-    if want_dest or w is None:
-        first, most = max(1, CHUNK_REQUESTS >> block_log2), max(1, MAX_CHUNK_REQUESTS >> block_log2)
-        blocks = _Chunks(n_blocks, first, most)
+        if want_dest or w is None:
+            first, most = max(1, CHUNK_REQUESTS >> block_log2), max(1, MAX_CHUNK_REQUESTS >> block_log2)
+            blocks = _Chunks(n_blocks, first, most)
+            if partial is not None:
+                _stream_destinations(partial, blocks, by_blocks, dd)
+            else:
+                for b0, b1 in blocks:
+                    by_blocks(b0, b1)
+        wc = None
+        if w is not None:
+            # a second pass (with destinations) or the only one: whole windows per chunk
+            nw = -(-n // w)
+            wc = np.zeros((nw, ncols), dtype=np.int64)
+            spawner = _KeySpawner(root)  # the same keys again, from block 0
+            for w0, w1 in _Chunks(nw, max(1, CHUNK_REQUESTS // w), max(1, MAX_CHUNK_REQUESTS // w)):
+                lo, hi = w0 * w, min(w1 * w, n)
+                kb0 = lo >> block_log2
+                keys = spawner.keys(kb0, ((hi - 1) >> block_log2) + 1)
+                win_kernel(*args, keys, np.int64(kb0), bl, np.int64(n), np.int64(w), np.int64(w0), wc[w0:w1])
+                track.add(hi - lo)
+        track.close()
+    except BaseException:
         if stream_to is not None:
-            _stream_destinations(stream_to, blocks, by_blocks, dd)
-        else:
-            for b0, b1 in blocks:
-                by_blocks(b0, b1)
-    wc = None
-    if w is not None:
-        # a second pass (with destinations) or the only one: whole windows per chunk
-        nw = -(-n // w)
-        wc = np.zeros((nw, ncols), dtype=np.int64)
-        spawner = _KeySpawner(root)  # the same keys again, from block 0
-        for w0, w1 in _Chunks(nw, max(1, CHUNK_REQUESTS // w), max(1, MAX_CHUNK_REQUESTS // w)):
-            lo, hi = w0 * w, min(w1 * w, n)
-            kb0 = lo >> block_log2
-            keys = spawner.keys(kb0, ((hi - 1) >> block_log2) + 1)
-            win_kernel(*args, keys, np.int64(kb0), bl, np.int64(n), np.int64(w), np.int64(w0), wc[w0:w1])
-            track.add(hi - lo)
-    track.close()
+            assert partial is not None
+            _remove_file(partial)
+            if destinations is True:
+                _remove_file(stream_to)  # the temporary file made for this run
+        raise
+    if stream_to is not None:
+        assert partial is not None
+        os.replace(partial, stream_to)
     window_counts = window_sizes = None
     if wc is not None:
         assert w is not None
@@ -369,6 +382,9 @@ class _KeySpawner:
         if b0 < self._first:  # pragma: no cover - the engine only goes forward
             raise AssertionError("block keys are made in order")
         if b1 > have:
+            if b0 > have:  # skip the blocks never asked for: spawn their children, keep none
+                seeding.block_keys(self._root, b0 - have)
+                self._keys, self._first, have = self._keys[:0], b0, b0
             fresh = seeding.block_keys(self._root, b1 - have)
             self._keys = np.concatenate([self._keys[b0 - self._first :], fresh])
             self._first = b0
@@ -423,6 +439,20 @@ class _Progress:
             close()
 
 
+def _remove_file(path: str) -> None:
+    """Remove ``path`` if it exists, even when a second Ctrl-C arrives meanwhile."""
+    for _ in range(5):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            return
+        except KeyboardInterrupt:
+            continue
+        except OSError:
+            return
+        return
+
+
 def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | None:
     """Where destinations go: a path given, a temporary file beyond :data:`MAX_DESTINATIONS`, or None."""
     if destinations is False or destinations is None:
@@ -445,7 +475,7 @@ def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | 
 def _stream_destinations(
     path: str, chunks: _Chunks, run_chunk: Callable[[int, int], np.ndarray | None], dtype: np.dtype
 ) -> None:
-    """Write every chunk's destinations to one Parquet file as they come (removed if the run fails)."""
+    """Write every chunk's destinations to one Parquet file as they come (the caller cleans up)."""
     from meshstat.sinks import sink_parquet_column
 
     def batches() -> Iterator[np.ndarray]:

@@ -1993,7 +1993,7 @@ def check_counters(
     if linfo is None or not linfo.counters:
         raise InvalidArgument(
             f"{ruleset.source}: no packet counters: expected a listing printed with -v "
-            "(iptables -t nat -vnxL; iptables-save has none)"
+            "(iptables -t nat -vnxL; meshstat reads counters from listings only, not from iptables-save -c)"
         )
     if chain not in ("cluster", "local"):
         raise InvalidArgument(f"chain must be 'cluster' or 'local', got {chain!r}")
@@ -2033,7 +2033,9 @@ def check_counters(
             exact_all &= ex
     entered = None
     refs = table.referrers.get(chain_name, [])
-    if refs and all(r in linfo.counters for r in refs):
+    # every rule jumping here must be in the listing, as many as its "(N references)" says
+    declared = linfo.references.get((fam, "nat", chain_name))
+    if refs and all(r in linfo.counters for r in refs) and (declared is None or declared == len(refs)):
         entered = sum(linfo.counters[r].packets for r in refs)
         exact_all &= all(linfo.counters[r].exact for r in refs)
     shares = list(stage.shares())
@@ -2059,10 +2061,19 @@ def check_counters(
             )
         rest = entered - affinity - sum(obs)
         if rest < 0:
+            why = (
+                "counters zeroed or rules replaced between them?"
+                if exact_all
+                else "the listing rounds counters (K, M, G): print it with -x"
+            )
             raise InvalidArgument(
                 f"{ruleset.source}: the counters of chain {chain_name} exceed those of the rules jumping "
-                "to it "
-                "(counters zeroed or rules replaced between them?)"
+                f"to it ({why})"
+            )
+        if not exact_all:
+            raise InvalidArgument(
+                f"{ruleset.source}: chain {chain_name} can fall through and the listing rounds counters "
+                "(K, M, G): the fall-through connections cannot be counted; print it with -x"
             )
         obs.append(rest)
         rows_in.append((model.FALL_THROUGH, None, None, rest, None, exact_all))

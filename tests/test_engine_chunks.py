@@ -66,7 +66,11 @@ def test_chunk_keys_are_the_runs_block_keys(tiny_chunks: None) -> None:
     sp = sim._KeySpawner(root)
     # as the windows pass asks: each range starts at or after the previous one's start
     got = np.concatenate([sp.keys(0, 3), sp.keys(2, 5)[1:], sp.keys(5, 9)])
-    np.testing.assert_array_equal(got, seeding.block_keys(np.random.SeedSequence(123), 9))
+    whole = seeding.block_keys(np.random.SeedSequence(123), 20)
+    np.testing.assert_array_equal(got, whole[:9])
+    # a range past the keys made so far skips the blocks in between
+    np.testing.assert_array_equal(sp.keys(12, 14), whole[12:14])
+    np.testing.assert_array_equal(sp.keys(13, 20), whole[13:20])
     assert root.n_children_spawned == 0  # the caller's root is not advanced
 
 
@@ -154,6 +158,38 @@ def test_interrupted_stream_leaves_no_file(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(KeyboardInterrupt):
         sim.simulate(Weighted.from_weights([1, 1]), 10**7, rng=1, destinations=path, progress=ctrl_c)
     assert not path.exists()
+
+
+def test_a_failed_second_pass_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Destinations streamed to a temporary file, then the windows pass fails: no file is left behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(sim, "MAX_DESTINATIONS", 1000)
+    n = 3 * (1 << 18)
+
+    def fail_late(done: int, total: int) -> None:
+        if done > n:  # in the windows pass, after the destinations were written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(Weighted.from_weights([1, 1]), n, rng=1, destinations=True, window=1000, progress=fail_late)
+    assert list(tmp_path.iterdir()) == []
+    named = tmp_path / "named.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        sim.simulate(Weighted.from_weights([1, 1]), n, rng=1, destinations=named, window=1000, progress=fail_late)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_mode_routes_every_request_when_destinations_are_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sim, "AUTO_PER_REQUEST_LIMIT", 1000)
+    counts_only = sim.simulate(Weighted.from_weights([1, 1]), 5000, rng=1)
+    assert counts_only.mode == "exact"
+    r = sim.simulate(Weighted.from_weights([1, 1]), 5000, rng=1, destinations=tmp_path / "d.parquet")
+    assert r.mode == "per_request"
+    assert pl.read_parquet(tmp_path / "d.parquet").height == 5000
 
 
 def test_progress_is_called_up_to_n(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -123,3 +123,32 @@ def test_short_runs_draw_no_bar(mode: str) -> None:
     with proc.stdout:
         assert b"seed" in proc.stdout.read()
     assert BAR not in seen
+
+
+def test_ctrl_c_while_streaming_destinations_leaves_no_file(tmp_path) -> None:  # noqa: ANN001
+    """A real SIGINT while destinations stream to Parquet: exit 130, neither FILE nor FILE.partial remains."""
+    out = tmp_path / "d.parquet"
+    argv = ["simulate", "--weights", "1,1", "-n", "1e11", "--seed", "1", "--destinations", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshstat", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        partial = tmp_path / "d.parquet.partial"
+        deadline = time.monotonic() + 60
+        while not (partial.exists() and partial.stat().st_size > 0):
+            assert proc.poll() is None, "the run ended early"
+            assert time.monotonic() < deadline, "no destinations were written"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:  # pragma: no cover - only when the test fails
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read()
+    assert rc == 130, err
+    assert b"meshstat: interrupted" in err and b"Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

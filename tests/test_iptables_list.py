@@ -787,3 +787,61 @@ def _services_or_none(rs: nf.Ruleset) -> list:
         return nf.services(rs)[:2]
     except MeshstatError:
         return []
+
+
+# ------------------------------------------------------------------ fall-through counters, limits, ip6tables
+
+_FALL_THROUGH = """\
+# iptables -t nat -vnL
+Chain KUBE-SERVICES (2 references)
+ pkts bytes target     prot opt in     out     source               destination
+ 3000   99 KUBE-SVC-AAAAAAAAAAAAAAAA  6    --  *      *       0.0.0.0/0            10.96.0.1            \
+/* ns/s:http cluster IP */ tcp dpt:80
+
+Chain KUBE-SVC-AAAAAAAAAAAAAAAA ({refs} references)
+ pkts bytes target     prot opt in     out     source               destination
+ 1000   99 KUBE-SEP-A  0    --  *      *       0.0.0.0/0            0.0.0.0/0            \
+/* ns/s:http -> 10.0.0.1:80 */ statistic mode random probability 0.33333333349
+  950   99 KUBE-SEP-B  0    --  *      *       0.0.0.0/0            0.0.0.0/0            \
+/* ns/s:http -> 10.0.0.2:80 */ statistic mode random probability 0.50000000000
+  {last}   99 KUBE-SEP-C  0    --  *      *       0.0.0.0/0            0.0.0.0/0            \
+/* ns/s:http -> 10.0.0.3:80 */ statistic mode random probability 0.50000000000
+"""
+
+
+def test_fall_through_connections_are_counted_from_the_jumps_into_the_chain() -> None:
+    rs = nf.load("ft.vnL", text=_FALL_THROUGH.format(refs=1, last=520))
+    res = nf.check_counters(rs, "ns/s:http")
+    counts = [row.observed for row in res.rows]
+    assert counts == [1000, 950, 520, 3000 - 1000 - 950 - 520]
+    assert res.n == 3000
+
+
+def test_fall_through_refused_when_a_jump_into_the_chain_is_missing() -> None:
+    """'(2 references)' but one jumping rule in the paste: the fall-through count would be wrong."""
+    rs = nf.load("ft2.vnL", text=_FALL_THROUGH.format(refs=2, last=520))
+    with pytest.raises(InvalidArgument, match="cannot be counted"):
+        nf.check_counters(rs, "ns/s:http")
+
+
+def test_fall_through_refused_with_rounded_counters() -> None:
+    rs = nf.load("ftk.vnL", text=_FALL_THROUGH.format(refs=1, last="1K"))
+    with pytest.raises(InvalidArgument, match="-x"):
+        nf.check_counters(rs, "ns/s:http")
+
+
+@pytest.mark.parametrize("counter", ["9" * 5000, str(2**63), "9999999999999999T"], ids=["5000-digits", "2**63", "T"])
+def test_counters_beyond_64_bits_are_refused_at_their_line(counter: str) -> None:
+    text = _FALL_THROUGH.format(refs=1, last=counter)
+    with pytest.raises(ConfigParseError, match=r"ft\.vnL:10: expected packet and byte counters"):
+        nf.load("ft.vnL", text=text)
+
+
+def test_ip6tables_command_lines_name_the_family() -> None:
+    chain = (
+        "Chain PREROUTING (policy ACCEPT 0 packets, 0 bytes)\n"
+        " pkts bytes target     prot opt in     out     source               destination\n"
+    )
+    text = f"# iptables -t raw -vnL\n{chain}\n# ip6tables -t raw -vnL\n{chain}"
+    rs = nf.load("both.vnL", text=text)
+    assert sorted(rs.tables) == [("ip", "raw"), ("ip6", "raw")]

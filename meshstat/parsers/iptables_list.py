@@ -427,7 +427,7 @@ def sniff_iptables_text(text: str) -> str | None:
         line = raw.translate(_ODD_SPACE_TABLE).strip()
         if not line:
             continue
-        cmd = _command(line) if "iptables" in line else None
+        cmd = _command(line) if "tables" in line else None
         if line.startswith("#") and cmd is None:
             continue
         if _is_prompt(line) or cmd is not None:
@@ -531,13 +531,23 @@ class _Section:
 
 
 def _counter(tok: str) -> tuple[int, bool] | None:
+    """``(value, exact)`` of a packet or byte counter (``123``, ``45K``); None if not one.
+
+    The kernel's counters are 64-bit; values that do not fit a signed 64-bit
+    integer (the tables' dtype) are not counters (the line is then refused).
+    """
     m = _COUNTER.fullmatch(tok)
-    if m is None:
+    if m is None or len(m[1]) > 19:
         return None
     v = int(m[1])
-    if not m[2]:
-        return v, True
-    return v * 1000 ** ("KMGT".index(m[2]) + 1), False
+    if m[2]:
+        v *= 1000 ** ("KMGT".index(m[2]) + 1)
+    if v > _MAX_COUNTER:
+        return None
+    return v, not m[2]
+
+
+_MAX_COUNTER = 2**63 - 1
 
 
 def _opt(tok: str) -> str | None:
@@ -602,7 +612,7 @@ class _ListParser:
         line = clean.strip()
         if not line:
             return
-        cmd = _command(line) if ("iptables" in line) else None
+        cmd = _command(line) if "tables" in line else None
         if cmd is not None and (
             line.startswith("#") or _is_prompt(line) or line.split()[0].endswith(cmd.program)
         ):
@@ -661,6 +671,8 @@ class _ListParser:
         policy = m["policy"]
         if policy is not None and policy not in ("ACCEPT", "DROP"):
             raise self.error(lineno, f"expected policy ACCEPT or DROP, got '{policy}'", line)
+        if m["refs"] and len(m["refs"]) > 10:
+            raise self.error(lineno, "expected a number of references below 2**32 in '(N references)'", line)
         sec.headers[name] = _Header(name, lineno, policy, counters, int(m["refs"]) if m["refs"] else None)
         self.chain = name
 
@@ -1801,7 +1813,7 @@ def parse_iptables_paste(text: str, source: str = "<input>") -> Ruleset:
     command: _Command | None = None
     for lineno, raw in enumerate(lines, 1):
         stripped = raw.strip()
-        cmd = _command(stripped) if "iptables" in stripped else None
+        cmd = _command(stripped) if "tables" in stripped else None
         if cmd is not None and (
             stripped.startswith("#") or _is_prompt(stripped) or stripped.split()[0].endswith(cmd.program)
         ):
