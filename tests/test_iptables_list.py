@@ -845,3 +845,13 @@ def test_ip6tables_command_lines_name_the_family() -> None:
     text = f"# iptables -t raw -vnL\n{chain}\n# ip6tables -t raw -vnL\n{chain}"
     rs = nf.load("both.vnL", text=text)
     assert sorted(rs.tables) == [("ip", "raw"), ("ip6", "raw")]
+
+
+def test_counters_tests_frame_lists_each_test_once() -> None:
+    from meshstat.report.netfilter import counters_tests_frame
+
+    rs = nf.load("ft.vnL", text=_FALL_THROUGH.format(refs=1, last=520))
+    res = nf.check_counters(rs, "ns/s:http")  # 4 outcomes, n = 3000: the chi-square heads the verdict
+    tests = counters_tests_frame(res)["test"].to_list()
+    assert len(tests) == len(set(tests))
+    assert res.method in tests

@@ -167,12 +167,13 @@ def counters_tests_frame(result: CounterCheck) -> pl.DataFrame:
     import polars as pl
 
     rows = [
-        {"test": result.method, "statistic": None, "dof": None, "pvalue": result.pvalue},
         {"test": "chi-square", "statistic": result.chisquare_statistic, "dof": result.dof,
          "pvalue": result.chisquare_pvalue},
         {"test": "G-test", "statistic": result.gtest_statistic, "dof": result.dof,
          "pvalue": result.gtest_pvalue},
     ]  # fmt: skip
+    if result.method not in ("chi-square", "G-test"):  # an exact test heads the table
+        rows.insert(0, {"test": result.method, "statistic": None, "dof": None, "pvalue": result.pvalue})
     return pl.DataFrame(
         rows,
         schema={"test": pl.String, "statistic": pl.Float64, "dof": pl.Int64, "pvalue": pl.Float64},
