@@ -818,6 +818,55 @@ def _exact_multinomial_pvalue(obs: Sequence[int], probs: Sequence[float]) -> flo
     return float(min(1.0, max(0.0, total)))
 
 
+def headline_test(
+    obs: Sequence[int],
+    shares: Sequence[Fraction],
+    exact_limit: int,
+    notes: list[str],
+    *,
+    unit: str = "backends",
+) -> tuple[float, str, Any, Any]:
+    """The test a verdict rests on, with the chi-square and G-test beside it.
+
+    Exact binomial for two outcomes, exact multinomial while it enumerates at
+    most ``exact_limit`` outcome slices, else Pearson's chi-square (a note says
+    so, with the G-test). Any count where the share is 0 is "impossible" (p = 0).
+    Shared by :func:`check_split` and :func:`meshstat.netfilter.check_counters`.
+
+    Returns
+    -------
+    pvalue, method, chi-square result, G-test result
+    """
+    from meshstat import stats
+
+    n = sum(obs)
+    gof_c = stats.goodness_of_fit(obs, shares, method="chisquare")
+    gof_g = stats.goodness_of_fit(obs, shares, method="g-test")
+    pos = [i for i, s in enumerate(shares) if s > 0]
+    if any(obs[i] > 0 for i in range(len(obs)) if shares[i] == 0):
+        return 0.0, "impossible", gof_c, gof_g
+    if len(pos) == 1:
+        notes.append(f"only one of the {unit} has a positive share: every outcome is the configured one")
+        return 1.0, "exact binomial", gof_c, gof_g
+    if len(pos) == 2:
+        i, j = pos
+        pvalue = binomial_pvalue(obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j])))
+        return pvalue, "exact binomial", gof_c, gof_g
+    k = len(pos)
+    slices = math.comb(n + k - 2, k - 2)
+    if slices <= exact_limit:
+        pvalue = _exact_multinomial_pvalue([obs[i] for i in pos], [float(shares[i]) for i in pos])
+        return pvalue, "exact multinomial", gof_c, gof_g
+    notes.append(
+        f"n = {n:,} over {k} {unit}: the exact multinomial test would enumerate {float(slices):.2g} "
+        f"outcome slices (more than {exact_limit:,}); chi-square approximation instead "
+        f"(G-test p = {_fmt_p(gof_g.pvalue)})"
+    )
+    if min(n * float(shares[i]) for i in pos) < 5:
+        notes.append("some expected counts are below 5: the chi-square approximation may be poor")
+    return float(gof_c.pvalue), "chi-square", gof_c, gof_g
+
+
 def check_split(
     observed: Sequence[int | str],
     weights: Sequence[int | str],
@@ -866,7 +915,6 @@ def check_split(
     >>> round(r.pvalue, 4)
     0.0016
     """
-    from meshstat import stats
 
     labels, ws, shares = _split(weights, names)
     alpha = _as_prob(alpha, "alpha")
@@ -886,34 +934,7 @@ def check_split(
         raise InvalidArgument("observed counts sum to 0: nothing to check")
     fshares = tuple(float(s) for s in shares)
     notes: list[str] = []
-    gof_c = stats.goodness_of_fit(obs, shares, method="chisquare")
-    gof_g = stats.goodness_of_fit(obs, shares, method="g-test")
-    pos = [i for i, s in enumerate(shares) if s > 0]
-    impossible = any(obs[i] > 0 for i in range(len(obs)) if shares[i] == 0)
-    if impossible:
-        pvalue, method = 0.0, "impossible"
-    elif len(pos) == 1:
-        pvalue, method = 1.0, "exact binomial"
-        notes.append("only one backend has a positive weight: every outcome is the configured one")
-    elif len(pos) == 2:
-        i, j = pos
-        pvalue = binomial_pvalue(obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j])))
-        method = "exact binomial"
-    else:
-        k = len(pos)
-        slices = math.comb(n + k - 2, k - 2)
-        if slices <= exact_limit:
-            pvalue = _exact_multinomial_pvalue([obs[i] for i in pos], [float(shares[i]) for i in pos])
-            method = "exact multinomial"
-        else:
-            pvalue, method = gof_c.pvalue, "chi-square"
-            notes.append(
-                f"n = {n:,} over {k} backends: the exact multinomial test would enumerate {float(slices):.2g} "
-                f"outcome slices (more than {exact_limit:,}); chi-square approximation instead "
-                f"(G-test p = {_fmt_p(gof_g.pvalue)})"
-            )
-            if min(n * float(shares[i]) for i in pos) < 5:
-                notes.append("some expected counts are below 5: the chi-square approximation may be poor")
+    pvalue, method, gof_c, gof_g = headline_test(obs, shares, exact_limit, notes, unit="backends")
     alts = []
     for alt in alternatives:
         _, aw, ashares = _split(alt, what="alternative")

@@ -1986,7 +1986,7 @@ def check_counters(
     InvalidArgument
         When the ruleset has no counters, the service is not in it, or nothing was counted.
     """
-    from meshstat import inference, stats
+    from meshstat import inference
     from meshstat.parsers.iptables_list import listing_info
 
     linfo = listing_info(ruleset)
@@ -2104,34 +2104,8 @@ def check_counters(
             )
         )
         reached -= c
-    gof_c = stats.goodness_of_fit(obs, shares, method="chisquare")
-    gof_g = stats.goodness_of_fit(obs, shares, method="g-test")
-    pos = [i for i, s in enumerate(shares) if s > 0]
     limit = inference.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
-    if any(obs[i] > 0 for i in range(len(obs)) if shares[i] == 0):
-        pvalue, method = 0.0, "impossible"
-    elif len(pos) == 1:
-        pvalue, method = 1.0, "exact binomial"
-    elif len(pos) == 2:
-        i, j = pos
-        pvalue = inference.binomial_pvalue(
-            obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j]))
-        )
-        method = "exact binomial"
-    else:
-        import math
-
-        kk = len(pos)
-        if math.comb(n + kk - 2, kk - 2) <= limit:
-            pvalue = inference._exact_multinomial_pvalue(
-                [obs[i] for i in pos], [float(shares[i]) for i in pos]
-            )
-            method = "exact multinomial"
-        else:
-            pvalue, method = gof_c.pvalue, "chi-square"
-            notes.append(
-                f"n = {n:,} over {kk} endpoints: chi-square approximation (G-test p = {gof_g.pvalue:.3g})"
-            )
+    pvalue, method, gof_c, gof_g = inference.headline_test(obs, shares, limit, notes, unit="endpoints")
     unit = "connections" if table.name == "nat" else "packets"
     notes.append(
         "nat rules run for the first packet of each connection only (conntrack), so each jump rule's packet "
