@@ -44,8 +44,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "Test observed per-backend counts against the configured weights: exact binomial test for two "
             "backends, exact multinomial test where feasible, chi-square/G-test otherwise; likelihood ratios "
             "against alternatives such as 50,50 ('the rule is not in effect'). With --iptables LISTING "
-            "--service NS/NAME: the packet counters of an 'iptables -t nat -vnxL' listing (connections per "
-            "endpoint) against the service's exact kube-proxy cascade."
+            "--service NS/NAME: the packet counters of an 'iptables -t nat -vnxL' listing or an "
+            "'iptables-save -c' dump (connections per endpoint) against the service's exact kube-proxy "
+            "cascade."
         ),
     )
     p.add_argument("--weights", type=weights_arg, metavar="W1,W2,...", help="configured weights (required "
@@ -57,9 +58,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     src.add_argument(
         "--iptables", metavar="LISTING",
-        help="an 'iptables -t nat -vnxL' listing ('-': stdin): its rule counters are the observed "
-             "connections; "
-             "needs --service",
+        help="an 'iptables -t nat -vnxL' listing or 'iptables-save -c' dump ('-': stdin): its rule "
+             "counters are the observed connections; needs --service",
     )  # fmt: skip
     p.add_argument(
         "--service", metavar="NS/NAME[:PORT]", help="with --iptables: the service (or CLUSTER_IP:PORT)"

@@ -1987,13 +1987,18 @@ def check_counters(
         When the ruleset has no counters, the service is not in it, or nothing was counted.
     """
     from meshstat import inference
-    from meshstat.parsers.iptables_list import listing_info
+    from meshstat.parsers.iptables import SAVE_COUNTERS_KEY
+    from meshstat.parsers.iptables_list import Counters, ListingInfo, listing_info
 
     linfo = listing_info(ruleset)
+    saved = ruleset.cache.get(SAVE_COUNTERS_KEY)
+    if (linfo is None or not linfo.counters) and saved:
+        # iptables-save -c: exact [packets:bytes] before every rule, no "(N references)"
+        linfo = ListingInfo(counters={r: Counters(p, b) for r, (p, b) in saved.items()})
     if linfo is None or not linfo.counters:
         raise InvalidArgument(
             f"{ruleset.source}: no packet counters: expected a listing printed with -v "
-            "(iptables -t nat -vnxL; meshstat reads counters from listings only, not from iptables-save -c)"
+            "(iptables -t nat -vnxL) or iptables-save -c"
         )
     if chain not in ("cluster", "local"):
         raise InvalidArgument(f"chain must be 'cluster' or 'local', got {chain!r}")

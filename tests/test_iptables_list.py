@@ -855,3 +855,28 @@ def test_counters_tests_frame_lists_each_test_once() -> None:
     tests = counters_tests_frame(res)["test"].to_list()
     assert len(tests) == len(set(tests))
     assert res.method in tests
+
+
+def test_iptables_save_c_counters_give_the_listings_check() -> None:
+    """``iptables-save -c`` of the same rules and traffic as the -vnL listing: the same counts and p-value."""
+    save_c = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.iptables-save-c"))
+    listing = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.vnL-line-numbers"))
+    a = nf.check_counters(save_c, "default/web:http")
+    b = nf.check_counters(listing, "default/web:http")
+    assert [(r.endpoint, r.observed) for r in a.rows] == [(r.endpoint, r.observed) for r in b.rows]
+    assert [r.observed for r in a.rows] == [999, 964, 1037]
+    assert a.pvalue == b.pvalue and a.entered == 3000
+
+
+@pytest.mark.parametrize("prefix", ["[12:ab]", "[1:2:3]", "[" + "9" * 21 + ":0]"])
+def test_malformed_save_counters_are_refused_at_their_line(prefix: str) -> None:
+    text = f"*nat\n:OUTPUT ACCEPT [0:0]\n{prefix} -A OUTPUT -j ACCEPT\nCOMMIT\n"
+    with pytest.raises(ConfigParseError, match=r"c\.txt:3: expected counters as \[packets:bytes\]"):
+        parse_iptables(text, "c.txt")
+
+
+def test_a_dump_without_counters_is_refused_by_check() -> None:
+    rs = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.vnL-line-numbers"))
+    plain = parse_iptables(to_iptables_save(rs), "plain.iptables-save")
+    with pytest.raises(InvalidArgument, match="no packet counters"):
+        nf.check_counters(plain, "default/web:http")

@@ -506,13 +506,15 @@ def _id_range(text: str) -> tuple[int, int]:
 
 
 class _Ctx:
-    __slots__ = ("line", "source", "text", "warnings")
+    __slots__ = ("counters", "line", "source", "text", "warnings")
 
     def __init__(self, source: str, warnings: list[ParseWarning]) -> None:
         self.source = source
         self.warnings = warnings
         self.line = 0
         self.text = ""
+        #: ``Rule -> (packets, bytes)`` from ``[p:b]`` prefixes (``iptables-save -c``)
+        self.counters: dict[Rule, tuple[int, int]] = {}
 
     def error(self, message: str, snippet: str | None = None) -> ConfigParseError:
         return ConfigParseError(message, source=self.source, line=self.line, snippet=snippet)
@@ -708,6 +710,8 @@ class _Parser:
             raise ConfigParseError(
                 "empty input: expected iptables-save output (no tables found)", source=self.rs.source
             )
+        if self.ctx.counters:
+            self.rs.cache[SAVE_COUNTERS_KEY] = self.ctx.counters
         return self.rs
 
 
@@ -738,13 +742,25 @@ def _declare(line: str, table: Table, ctx: _Ctx) -> None:
         ch.line = ctx.line
 
 
+#: ``Ruleset.cache`` key of the ``[p:b]`` counters of an ``iptables-save -c`` dump
+#: (``Rule -> (packets, bytes)``)
+SAVE_COUNTERS_KEY = "iptables-save-counters"
+# the kernel's counters are 64-bit: at most 20 digits each
+_SAVE_COUNTERS = re.compile(r"\[(\d{1,20}):(\d{1,20})\]")
+
+
 def _command(line: str, table: Table, ctx: _Ctx, pending: list[Rule]) -> tuple[Rule | None, bool]:
     try:
         words, quoted = split_rule(line)
     except ValueError:
         raise ctx.error("expected a closing double quote", line) from None
     i = 0
-    if words[0].startswith("["):  # [packets:bytes] counters
+    counters = None
+    if words[0].startswith("["):  # [packets:bytes] counters (iptables-save -c)
+        m = _SAVE_COUNTERS.fullmatch(words[0])
+        if m is None:
+            raise ctx.error("expected counters as [packets:bytes] before the command", line)
+        counters = (int(m[1]), int(m[2]))
         i = 1
     if i >= len(words):
         raise ctx.error("expected a command such as -A CHAIN after the counters", line)
@@ -777,6 +793,8 @@ def _command(line: str, table: Table, ctx: _Ctx, pending: list[Rule]) -> tuple[R
                 raise ctx.error(f"expected an insert position of at most {len(ch.rules) + 1}", line)
             ch.rules.insert(position, rule)
         pending.append(rule)
+        if counters is not None:
+            ctx.counters[rule] = counters
         return rule, v6
     if cmd in ("-N", "--new-chain"):
         if i + 1 >= len(words):

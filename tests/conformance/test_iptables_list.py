@@ -159,6 +159,10 @@ def test_counters_equal_the_connections_and_give_a_p_value(record) -> None:  # n
         assert {r.endpoint: r.observed for r in res.rows} == {e: run.counts().get(e, 0) for e in eps}
         assert res.n == n and res.entered == n and not res.approximate
         assert 0.0 <= res.pvalue <= 1.0 and res.method == "exact multinomial"
+    # iptables-save -c carries the same counters as [packets:bytes]: the same check
+    res_c = nf.check_counters(parse_iptables(save_c, "iptables-save -c"), "default/web:http")
+    assert [(r.endpoint, r.observed) for r in res_c.rows] == [(r.endpoint, r.observed) for r in res.rows]
+    assert res_c.pvalue == res.pvalue and res_c.entered == n
     record(case="listing counters, kube-proxy 3 endpoints", n=n, counts=[r.observed for r in res.rows],
            expected=[float(r.share) for r in res.rows], pvalue=res.pvalue, chi2=res.chisquare_statistic,
            alpha=ALPHA)  # fmt: skip
