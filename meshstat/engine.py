@@ -64,7 +64,7 @@ def _simulate_iv(
         if isinstance(window, bool) or not isinstance(window, int | np.integer) or int(window) < 1:
             raise InvalidArgument(f"window must be a positive integer, got {window!r}")
         w = int(window)
-    if destinations is not False and destinations is not None:
+    if destinations is not False:
         if not isinstance(destinations, bool | str | os.PathLike):
             raise InvalidArgument(f"destinations must be a bool or a file path, got {destinations!r}")
         if mode == "exact":
@@ -140,6 +140,8 @@ def simulate(
     1000
     """
     rt = _as_route(route)
+    if destinations is None:  # the same as False: no destinations
+        destinations = False
     if any(getattr(s, "stateful", False) for s in rt.stages()):
         # an endpoint balancer (meshstat.balancers.Balanced) keeps state between requests
         from meshstat.balancers.stage import simulate_stateful_route
@@ -151,7 +153,7 @@ def simulate(
     n, mode, w = _simulate_iv(n, mode, window, destinations, block_log2)
     notes: list[str] = list(rt.notes)
     if mode == "auto":
-        if n <= AUTO_PER_REQUEST_LIMIT or destinations not in (False, None):
+        if n <= AUTO_PER_REQUEST_LIMIT or destinations is not False:
             mode = "per_request"  # destinations asked for: every request is routed, whatever n
         else:
             mode = "exact"
@@ -455,7 +457,7 @@ def _remove_file(path: str) -> None:
 
 def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | None:
     """Where destinations go: a path given, a temporary file beyond :data:`MAX_DESTINATIONS`, or None."""
-    if destinations is False or destinations is None:
+    if destinations is False:
         return None
     if destinations is True:
         if n <= MAX_DESTINATIONS:

@@ -46,7 +46,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.model import decimal_fraction
@@ -818,6 +818,22 @@ def _exact_multinomial_pvalue(obs: Sequence[int], probs: Sequence[float]) -> flo
     return float(min(1.0, max(0.0, total)))
 
 
+class Headline(NamedTuple):
+    """The test a verdict rests on (``pvalue``, ``method``) and the two approximate tests beside it.
+
+    Its fields are fields of :class:`CheckResult` and of
+    :class:`meshstat.netfilter.CounterCheck` of the same names.
+    """
+
+    pvalue: float
+    method: str
+    chisquare_statistic: float
+    chisquare_pvalue: float
+    gtest_statistic: float
+    gtest_pvalue: float
+    dof: int
+
+
 def headline_test(
     obs: Sequence[int],
     shares: Sequence[Fraction],
@@ -825,7 +841,7 @@ def headline_test(
     notes: list[str],
     *,
     unit: str = "backends",
-) -> tuple[float, str, Any, Any]:
+) -> Headline:
     """The test a verdict rests on, with the chi-square and G-test beside it.
 
     Exact binomial for two outcomes, exact multinomial while it enumerates at
@@ -835,28 +851,35 @@ def headline_test(
 
     Returns
     -------
-    pvalue, method, chi-square result, G-test result
+    Headline
     """
     from meshstat import stats
 
     n = sum(obs)
     gof_c = stats.goodness_of_fit(obs, shares, method="chisquare")
     gof_g = stats.goodness_of_fit(obs, shares, method="g-test")
+
+    def headline(pvalue: float, method: str) -> Headline:
+        return Headline(
+            float(pvalue), method, float(gof_c.statistic), float(gof_c.pvalue),
+            float(gof_g.statistic), float(gof_g.pvalue), int(gof_c.dof),
+        )  # fmt: skip
+
     pos = [i for i, s in enumerate(shares) if s > 0]
     if any(obs[i] > 0 for i in range(len(obs)) if shares[i] == 0):
-        return 0.0, "impossible", gof_c, gof_g
+        return headline(0.0, "impossible")
     if len(pos) == 1:
         notes.append(f"only one of the {unit} has a positive share: every outcome is the configured one")
-        return 1.0, "exact binomial", gof_c, gof_g
+        return headline(1.0, "exact binomial")
     if len(pos) == 2:
         i, j = pos
         pvalue = binomial_pvalue(obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j])))
-        return pvalue, "exact binomial", gof_c, gof_g
+        return headline(pvalue, "exact binomial")
     k = len(pos)
     slices = math.comb(n + k - 2, k - 2)
     if slices <= exact_limit:
         pvalue = _exact_multinomial_pvalue([obs[i] for i in pos], [float(shares[i]) for i in pos])
-        return pvalue, "exact multinomial", gof_c, gof_g
+        return headline(pvalue, "exact multinomial")
     notes.append(
         f"n = {n:,} over {k} {unit}: the exact multinomial test would enumerate {float(slices):.2g} "
         f"outcome slices (more than {exact_limit:,}); chi-square approximation instead "
@@ -864,7 +887,7 @@ def headline_test(
     )
     if min(n * float(shares[i]) for i in pos) < 5:
         notes.append("some expected counts are below 5: the chi-square approximation may be poor")
-    return float(gof_c.pvalue), "chi-square", gof_c, gof_g
+    return headline(gof_c.pvalue, "chi-square")
 
 
 def check_split(
@@ -934,7 +957,7 @@ def check_split(
         raise InvalidArgument("observed counts sum to 0: nothing to check")
     fshares = tuple(float(s) for s in shares)
     notes: list[str] = []
-    pvalue, method, gof_c, gof_g = headline_test(obs, shares, exact_limit, notes, unit="backends")
+    head = headline_test(obs, shares, exact_limit, notes, unit="backends")
     alts = []
     for alt in alternatives:
         _, aw, ashares = _split(alt, what="alternative")
@@ -947,13 +970,7 @@ def check_split(
         shares=fshares,
         observed=tuple(obs),
         n=n,
-        pvalue=float(pvalue),
-        method=method,
-        chisquare_statistic=float(gof_c.statistic),
-        chisquare_pvalue=float(gof_c.pvalue),
-        gtest_statistic=float(gof_g.statistic),
-        gtest_pvalue=float(gof_g.pvalue),
-        dof=int(gof_c.dof),
+        **head._asdict(),
         alternatives=tuple(alts),
         alpha=alpha,
         notes=tuple(notes),

@@ -2110,7 +2110,7 @@ def check_counters(
         )
         reached -= c
     limit = inference.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
-    pvalue, method, gof_c, gof_g = inference.headline_test(obs, shares, limit, notes, unit="endpoints")
+    head = inference.headline_test(obs, shares, limit, notes, unit="endpoints")
     unit = "connections" if table.name == "nat" else "packets"
     notes.append(
         "nat rules run for the first packet of each connection only (conntrack), so each jump rule's packet "
@@ -2143,13 +2143,7 @@ def check_counters(
         unit=unit,
         rows=tuple(rows),
         n=n,
-        pvalue=float(pvalue),
-        method=method,
-        chisquare_statistic=float(gof_c.statistic),
-        chisquare_pvalue=float(gof_c.pvalue),
-        gtest_statistic=float(gof_g.statistic),
-        gtest_pvalue=float(gof_g.pvalue),
-        dof=int(gof_c.dof),
+        **head._asdict(),
         affinity_hits=affinity,
         entered=entered,
         approximate=not exact_all,

@@ -215,34 +215,31 @@ def bdtr(k: object, n: object, p: object) -> np.ndarray:
     regularized incomplete beta :func:`scipy.special.betainc`, which takes
     float arguments. ``k < 0`` gives 0 and ``k >= n`` gives 1.
     """
-    from scipy import special
-
-    k, n, p = np.broadcast_arrays(
-        np.floor(np.asarray(k, dtype=np.float64)), np.asarray(n, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    )
-    inside = (k >= 0) & (k < n)
-    a = np.where(inside, n - k, 1.0)
-    out = special.betainc(a, np.where(inside, k + 1.0, 1.0), 1.0 - p)
-    out = np.where(k < 0, 0.0, np.where(k >= n, 1.0, out))
-    return out[()] if out.ndim == 0 else out
+    return _binomial_tail(k, n, p, upper=False)
 
 
 def bdtrc(k: object, n: object, p: object) -> np.ndarray:
     """Binomial survival ``P(X > floor(k))`` for any ``n`` (see :func:`bdtr`): ``I_p(k + 1, n - k)``."""
+    return _binomial_tail(k, n, p, upper=True)
+
+
+def _binomial_tail(k: object, n: object, p: object, *, upper: bool) -> np.ndarray:
     from scipy import special
 
-    k, n, p = np.broadcast_arrays(
-        np.floor(np.asarray(k, dtype=np.float64)), np.asarray(n, dtype=np.float64), np.asarray(p, dtype=np.float64)
-    )
-    inside = (k >= 0) & (k < n)
-    out = special.betainc(np.where(inside, k + 1.0, 1.0), np.where(inside, n - k, 1.0), p)
-    out = np.where(k < 0, 1.0, np.where(k >= n, 0.0, out))
+    kf, nf, pf = (np.asarray(x, dtype=np.float64) for x in (k, n, p))
+    kf, nf, pf = np.broadcast_arrays(np.floor(kf), nf, pf)
+    inside = (kf >= 0) & (kf < nf)
+    # outside [0, n) the arguments are placeholders (1, 1) and the result is replaced below
+    above, below = np.where(inside, kf + 1.0, 1.0), np.where(inside, nf - kf, 1.0)
+    if upper:
+        out = np.where(kf < 0, 1.0, np.where(kf >= nf, 0.0, special.betainc(above, below, pf)))
+    else:
+        out = np.where(kf < 0, 0.0, np.where(kf >= nf, 1.0, special.betainc(below, above, 1.0 - pf)))
     return out[()] if out.ndim == 0 else out
 
 
 def binomial_two_sided_tail(n: int, p: float, deviation: np.ndarray) -> np.ndarray:
     """``P(|X - n p| >= d)`` for ``X ~ Binomial(n, p)``, elementwise over ``deviation``."""
-
     d = np.asarray(deviation, dtype=np.float64)
     mean = n * p
     # X <= mean - d  or  X >= mean + d

@@ -224,3 +224,8 @@ def test_stateful_routes_refuse_a_destinations_file(tmp_path: Path) -> None:
     route = Weighted.from_weights([1, 1], (Balanced(Random(2), name="a"), Balanced(Random(3), name="b")))
     with pytest.raises(InvalidArgument, match="in memory"):
         sim.simulate(route, 1000, rng=1, destinations=tmp_path / "x.parquet")
+
+
+def test_destinations_none_is_false() -> None:
+    r = sim.simulate(Weighted.from_weights([1, 1]), 1000, rng=1, destinations=None)  # type: ignore[arg-type]
+    assert r.destinations is None and r.destinations_path is None

@@ -1190,6 +1190,15 @@ class _RowBuilder:
                 raise self.error(f"expected {what}")
             return toks[j]
 
+        def negatable(j: int, neg: bool, what: str) -> tuple[bool, str, int]:
+            """The value at ``j``, after a ``!`` word or prefix if any: (negated, value, its index)."""
+            v = need(j, what)
+            if v == "!":
+                return True, need(j + 1, f"{what} after '!'"), j + 1
+            if v.startswith("!"):
+                return True, v[1:], j
+            return neg, v, j
+
         while i < n:
             t = toks[i]
             if t == "[goto]":
@@ -1218,15 +1227,7 @@ class _RowBuilder:
                 kind = need(j + 1, "sports, dports or ports after 'multiport'")
                 if kind not in ("sports", "dports", "ports"):
                     raise self.error(f"expected sports, dports or ports after 'multiport', got '{kind}'")
-                j += 2
-                mneg = False
-                v = need(j, f"a port list after 'multiport {kind}'")
-                if v == "!":
-                    mneg = True
-                    j += 1
-                    v = need(j, f"a port list after 'multiport {kind} !'")
-                elif v.startswith("!"):
-                    mneg, v = True, v[1:]
+                mneg, v, j = negatable(j + 2, False, f"a port list after 'multiport {kind}'")
                 ports = ",".join(
                     ":".join(str(self.port(x, "tcp")) for x in part.split(":")) for part in v.split(",")
                 )
@@ -1239,15 +1240,7 @@ class _RowBuilder:
                 j, ph = self.owner(toks, j + 1, neg)
                 out.append(ph)
             elif t in ("mark", "connmark") and j + 1 < n and toks[j + 1] == "match":
-                v = need(j + 2, f"a mark after '{t} match'")
-                mneg = neg
-                j += 2
-                if v == "!":
-                    mneg = True
-                    j += 1
-                    v = need(j, f"a mark after '{t} match !'")
-                elif v.startswith("!"):
-                    mneg, v = True, v[1:]
+                mneg, v, j = negatable(j + 2, neg, f"a mark after '{t} match'")
                 if not re.fullmatch(r"(?:0x[0-9a-fA-F]+|[0-9]+)(?:/(?:0x[0-9a-fA-F]+|[0-9]+))?", v):
                     raise self.error(f"expected a mark VALUE[/MASK] after '{t} match', got '{v}'")
                 out.append(_Phrase(t, [("--mark", mneg, [v])]))
