@@ -104,9 +104,10 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     ``args`` carries ``filename`` (list), ``scale`` (list or None), ``client`` (``ns/name`` or
     None), ``envoy`` (a config_dump path or None), ``n``, ``seed``, ``format``, ``output``;
     optionally ``service``, ``path`` and ``header``. The work is
-    :func:`meshstat.mesh.compare_paths`.
+    :func:`meshstat.mesh.compare.compare_paths`.
     """
-    from meshstat.mesh import compare_paths
+    from meshstat.mesh.compare import compare_paths
+    from meshstat.report import mesh as rep
 
     files = list(getattr(args, "filename", None) or [])
     if not files:
@@ -122,7 +123,7 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
         n=int(getattr(args, "n", None) or 1_000_000),
         rng=getattr(args, "seed", None),
     )
-    ctx.emit(cmp_.to_frame(wide=_is_table(args)), args)
+    ctx.emit(rep.wide_frame(cmp_.entries()) if _is_table(args) else rep.long_frame(cmp_.entries()), args)
     r0 = cmp_.paths[0].result
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]

@@ -56,7 +56,7 @@ __all__ = [
     "Subset",
     "TCPRoute",
     "VirtualService",
-    "Workload",
+    "WorkloadResource",
     "load_manifests",
     "parse_manifest_text",
 ]
@@ -144,7 +144,7 @@ class Namespace:
 
 
 @dataclass(frozen=True, slots=True)
-class Workload:
+class WorkloadResource:
     """A Deployment, StatefulSet, ReplicaSet or Pod: what its pods look like.
 
     Attributes
@@ -337,7 +337,7 @@ class Manifests:
     """Everything read from a set of files, in file order."""
 
     namespaces: dict[str, Namespace] = field(default_factory=dict)
-    workloads: list[Workload] = field(default_factory=list)
+    workloads: list[WorkloadResource] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     virtual_services: list[VirtualService] = field(default_factory=list)
     destination_rules: list[DestinationRule] = field(default_factory=list)
@@ -358,7 +358,7 @@ class Manifests:
         self.sources.extend(other.sources)
         self.ignored.extend(other.ignored)
 
-    def workload(self, ref: str) -> Workload:
+    def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
         ns, _, name = ref.rpartition("/")
         cands = [w for w in self.workloads if w.meta.name == name]
@@ -728,7 +728,7 @@ def _container_ports(ctx: _Ctx, spec: _LineDict, what: str) -> tuple[tuple[str, 
     return tuple(out)
 
 
-def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> Workload:
+def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> WorkloadResource:
     meta = _meta(ctx, doc, kind)
     spec = _map(ctx, doc, "spec", kind)
     if kind == "Pod":
@@ -746,7 +746,7 @@ def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> Workload:
     host_network = pod_spec.get("hostNetwork", False)
     if not isinstance(host_network, bool):
         raise ctx.fail("expected 'hostNetwork' to be true or false", pod_spec, "hostNetwork", host_network)
-    return Workload(
+    return WorkloadResource(
         meta=meta,
         replicas=int(replicas or 0),
         pod_labels=_str_map(ctx, pod_meta, "labels", f"{kind} pod template metadata"),

@@ -9,7 +9,7 @@ import pytest
 from meshstat.errors import ConfigParseError
 from meshstat.parsers.k8s import MAX_EXPANDED_NODES, load_manifests, parse_manifest_text
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 ISTIO = DATA / "istio"
 
 

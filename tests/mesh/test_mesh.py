@@ -15,7 +15,7 @@ from meshstat.parsers.envoy import load_envoy
 from meshstat.parsers.k8s import load_manifests, parse_manifest_text
 from tests.conftest import ALPHA
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DEMO = str(DATA / "istio-demo")
 DUMP = str(DATA / "envoy" / "istio-demo-front-tomcat-config_dump.json")
 ISTIOCTL = [str(DATA / "envoy" / f"istio-demo-istioctl-{k}.json") for k in ("listener", "route", "cluster", "endpoint")]

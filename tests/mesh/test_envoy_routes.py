@@ -21,7 +21,7 @@ from meshstat.model import Weighted
 from meshstat.parsers.envoy import load_envoy
 from tests.conftest import ALPHA
 
-DATA = Path(__file__).resolve().parent / "data" / "envoy"
+DATA = Path(__file__).resolve().parents[1] / "data" / "envoy"
 DUMP = str(DATA / "meshstat-exp-envoy140-config_dump.json")
 CLUSTERS = str(DATA / "meshstat-exp-envoy140-clusters.json")
 

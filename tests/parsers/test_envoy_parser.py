@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from meshstat.errors import ConfigParseError
-from meshstat.parsers.envoy import (
-    find_virtual_host,
-    load_envoy,
-    parse_envoy_text,
-    resolve_call,
-    route_static_match,
-    snake_keys,
-)
+from meshstat.mesh.envoy import find_virtual_host, resolve_call, route_static_match
+from meshstat.parsers.envoy import load_envoy, parse_envoy_text, snake_keys
 
-DATA = Path(__file__).resolve().parent / "data" / "envoy"
+DATA = Path(__file__).resolve().parents[1] / "data" / "envoy"
 ISTIOCTL = [str(DATA / f"istio-demo-istioctl-{k}.json") for k in ("listener", "route", "cluster", "endpoint")]
 
 

@@ -1,0 +1,726 @@
+"""The mesh: every way a call from a client workload to a service can go, and its layers.
+
+:class:`Mesh` reads a set of manifests as Istio does (pods, registry, VirtualServices,
+DestinationRules, the injection decision) and builds, per (service, port), the
+:class:`ClientPath` of each way a call can take (kube-proxy, sidecar, the sidecar's own traffic,
+an Envoy config dump), each with its :class:`meshstat.model.Route` and its :class:`Layer` view.
+The Istio routing (VirtualService and DestinationRule selection, subset clusters, weighted
+destinations) stays in :class:`Mesh`'s methods: they share its registry, and the module is
+under 800 lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from meshstat.errors import InvalidArgument, ModelError
+from meshstat.mesh.endpoints import endpoint_stage
+from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.registry import (
+    EP,
+    InjectionDecision,
+    InjectorConfig,
+    Pod,
+    RegisteredService,
+    _synthetic_ip,
+    injection_decision,
+)
+from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
+from meshstat.parsers import envoy as envoy_parser
+from meshstat.parsers.k8s import (
+    DestinationRule,
+    Diagnostic,
+    Manifests,
+    Namespace,
+    RouteDestination,
+    ServicePort,
+    VirtualService,
+    WorkloadResource,
+)
+
+__all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "ClientPath", "Layer", "Mesh"]
+
+#: Istio's default ``lb_policy`` for outbound clusters since 1.14 (``defaultLBAlgorithm``).
+ISTIO_DEFAULT_LB = "LEAST_REQUEST"
+#: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
+MAX_PODS = 50_000
+
+_TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
+
+
+def _labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in sub)
+
+
+def _port_protocol(p: ServicePort) -> str:
+    """Istio protocol selection: appProtocol, then the port name prefix (``http-web``), else sniffed."""
+    for cand in (p.app_protocol or "", p.name.split("-", 1)[0] if p.name else "", p.protocol or ""):
+        c = cand.lower()
+        if c in ("http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"):
+            return "http"
+        if c in _TCP_PROTOCOLS:
+            return "tcp"
+    return "auto"
+
+
+# --------------------------------------------------------------------------- the mesh
+
+
+@dataclass
+class ClientPath:
+    """One way a call to a service can go, with its Route and who takes it."""
+
+    kind: str  # "kube-proxy" | "sidecar" | "uid-1337" | "envoy-dump"
+    label: str
+    route: Route
+    clients: list[str] = field(default_factory=list)
+    layers: list[Layer] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One stage of the layered view: what decides, how, and where it is configured."""
+
+    layer: str
+    component: str
+    decision: str
+    unit: str = ""
+    where: str = ""
+
+
+def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
+                     port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
+    import re
+
+    def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
+        if kind_value is None:
+            return True
+        kind, pat = kind_value
+        if value is None:
+            return False
+        if kind == "present":
+            return True
+        v, p = (value.lower(), pat.lower()) if ignore_case else (value, pat)
+        if kind == "exact":
+            return v == p
+        if kind == "prefix":
+            return v.startswith(p)
+        return re.fullmatch(pat, value) is not None
+
+    m = vs_match
+    if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
+        return False
+    for name, kind, val in m.headers:
+        if not sm((kind, val), headers.get(name)):
+            return False
+    for name, kind, val in m.without_headers:
+        if sm((kind, val), headers.get(name)):
+            return False
+    if not sm(m.method, method) or not sm(m.authority, authority):
+        return False
+    if m.port is not None and m.port != port:
+        return False
+    if not _labels_subset(m.source_labels, client_labels):
+        return False
+    if m.source_namespace is not None and m.source_namespace != client_ns:
+        return False
+    if m.gateways and "mesh" not in m.gateways:
+        return False
+    if m.unsupported:
+        notes.append(f"match fields {', '.join(m.unsupported)} not evaluated (assumed to hold)")
+    return True
+
+
+class Mesh:
+    """A set of manifests as a mesh: pods, services, routing rules and the injection decision.
+
+    Parameters
+    ----------
+    manifests : Manifests
+        From :func:`meshstat.parsers.k8s.load_manifests`.
+    scale : mapping of str to int, optional
+        What-if replica counts: ``{"deploy/bill-service-v1": 3}`` (also ``ns/name`` or ``name``).
+    injector : InjectorConfig
+        The injector's policy.
+    cluster_domain : str
+        Kubernetes cluster domain (``cluster.local``).
+    """
+
+    def __init__(
+        self,
+        manifests: Manifests,
+        *,
+        scale: Mapping[str, int] | None = None,
+        injector: InjectorConfig = InjectorConfig(),  # noqa: B008 (frozen)
+        cluster_domain: str = "cluster.local",
+    ) -> None:
+        self.manifests = manifests
+        self.injector = injector
+        self.domain = cluster_domain
+        self.diagnostics: list[Diagnostic] = list(manifests.diagnostics)
+        self.notes: list[str] = []
+        self.replicas: dict[int, int] = {}
+        for ref, r in (scale or {}).items():
+            if r < 0:
+                raise InvalidArgument(f"--scale {ref}={r}: replicas must be >= 0")
+            w = manifests.workload(ref)
+            if w.meta.kind == "Pod":
+                raise InvalidArgument(f"--scale {ref}: a Pod cannot be scaled (use its Deployment/StatefulSet)")
+            self.replicas[id(w)] = r
+            self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
+        self.pods = self._expand_pods()
+        self.registry = self._build_registry()
+
+    # ------------------------------------------------------------------ pods & registry
+
+    def _expand_pods(self) -> list[Pod]:
+        counts = [(self.replicas.get(id(w), w.replicas), w) for w in self.manifests.workloads]
+        if sum(n for n, _ in counts) > MAX_PODS:
+            n, w = max(counts, key=lambda c: c[0])
+            scaled = id(w) in self.replicas
+            raise (InvalidArgument if scaled else ModelError)(
+                f"{w.meta.kind} {w.meta.ref} has {n:,} replicas; meshstat expands at most {MAX_PODS:,} pods "
+                "in all (each pod is a backend)",
+                **({} if scaled else {"source": w.meta.source, "line": w.replicas_line or w.meta.line}),
+            )
+        taken = {w.pod_ip for w in self.manifests.workloads if w.pod_ip}
+        pods = []
+        synthetic = False
+        for w in self.manifests.workloads:
+            n = self.replicas.get(id(w), w.replicas)
+            for i in range(n):
+                name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
+                if w.pod_ip:
+                    ip, syn = w.pod_ip, False
+                else:
+                    ip, syn = _synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
+                    synthetic = True
+                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn))
+        if synthetic:
+            self.notes.append("pods without status.podIP get deterministic synthetic IPs in 10.244.0.0/16 "
+                              "(crc32 of namespace/name); pod names are <workload>-<index>")
+        return pods
+
+    def _build_registry(self) -> dict[str, RegisteredService]:
+        reg: dict[str, RegisteredService] = {}
+        for s in self.manifests.services:
+            fqdn = f"{s.meta.name}.{s.meta.namespace}.svc.{self.domain}"
+            reg[fqdn] = RegisteredService(fqdn, s.meta.namespace, s.meta.name, s.ports, s.meta.source,
+                                          s.meta.line, service=s)
+        for se in self.manifests.service_entries:
+            for h in se.hosts:
+                reg.setdefault(h, RegisteredService(h, se.meta.namespace, se.meta.name, se.ports,
+                                                    se.meta.source, se.meta.line, entry=se))
+        return reg
+
+    def namespace(self, name: str) -> Namespace | None:
+        """The Namespace object, if the manifests have one."""
+        return self.manifests.namespaces.get(name)
+
+    def injection(self, w: WorkloadResource) -> InjectionDecision:
+        """The sidecar injection decision for a workload's pods."""
+        return injection_decision(w, self.namespace(w.meta.namespace), self.injector)
+
+    def resolve_host(self, host: str, namespace: str) -> RegisteredService | None:
+        """A VirtualService/DestinationRule host as Istio reads it (``ResolveShortnameToFQDN``).
+
+        A name without a dot is ``<name>.<namespace of the rule>.svc.<domain>``; anything with
+        a dot is taken literally.
+        """
+        if host in self.registry:
+            return self.registry[host]
+        if "." not in host and host != "*":
+            return self.registry.get(f"{host}.{namespace}.svc.{self.domain}")
+        return None
+
+    def find_service(self, text: str, client_ns: str | None = None) -> tuple[RegisteredService, int | None]:
+        """A service named ``name``, ``name.ns``, FQDN or SE host, optionally ``:port``."""
+        host, _, p = text.rpartition(":") if ":" in text else (text, "", "")
+        port = None
+        if p:
+            if not p.isdigit():
+                raise InvalidArgument(f"expected HOST[:PORT], got {text!r}")
+            port = int(p)
+        cands = []
+        for info in self.registry.values():
+            names = {info.fqdn}
+            if info.service is not None:
+                names |= {f"{info.name}.{info.namespace}", f"{info.name}.{info.namespace}.svc"}
+                if client_ns is None or client_ns == info.namespace:
+                    names.add(info.name)
+            if host in names:
+                cands.append(info)
+        if not cands:
+            raise InvalidArgument(f"no Service or ServiceEntry {host!r} in the manifests "
+                                  f"(known: {', '.join(sorted(self.registry)) or 'none'})")
+        if len(cands) > 1:
+            raise InvalidArgument(f"{host!r} is ambiguous: {', '.join(c.fqdn for c in cands)}")
+        return cands[0], port
+
+    def endpoints(self, info: RegisteredService, port: int,
+                  diags: list[Diagnostic] | None = None) -> list[EP]:
+        """Endpoints of ``info`` for its port ``port`` (pods selected by the Service, or SE endpoints)."""
+        sp = info.port(port)
+        if sp is None:
+            return []
+        out: list[EP] = []
+        if info.service is not None:
+            sel = info.service.selector
+            if not sel:
+                if diags is not None:
+                    diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
+                                            "managed by hand and not modelled", info.source, info.line))
+                return []
+            for pod in self.pods:
+                if pod.namespace != info.namespace or not _labels_subset(sel, dict(pod.labels)):
+                    continue
+                tp = sp.target_port
+                if isinstance(tp, str):
+                    num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
+                    if num is None:
+                        if diags is not None:
+                            diags.append(Diagnostic("warning", f"Service {info.short} targetPort {tp!r}: pod {pod.name}"
+                                                    " has no container port of that name (not an endpoint)",
+                                                    info.source, sp.line))
+                        continue
+                    tp = num
+                out.append(EP(backend=pod.backend(int(tp))))
+            return out
+        se = info.entry
+        assert se is not None
+        for e in se.endpoints:
+            pnum = dict(e.ports).get(sp.name) or (sp.target_port if isinstance(sp.target_port, int) else sp.port)
+            name = f"{e.address}:{pnum}"
+            out.append(EP(backend=Backend(name=name, address=name, labels=e.labels,
+                                          provenance=Provenance(se.meta.source, e.line)),
+                          weight=e.weight, locality=((("zone", e.locality),) if e.locality else ())))
+        if not se.endpoints and se.resolution.upper() in ("DNS", "DNS_ROUND_ROBIN", "NONE"):
+            name = f"{info.fqdn}:{sp.port}"
+            out.append(EP(backend=Backend(name=name, address=name, provenance=Provenance(se.meta.source,
+                                                                                          se.meta.line))))
+        return out
+
+    # ------------------------------------------------------------------ rules
+
+    def _visible(self, export_to: Sequence[str], rule_ns: str, client_ns: str) -> bool:
+        if not export_to:
+            return True
+        return any(e == "*" or (e == "." and rule_ns == client_ns) or e == client_ns for e in export_to)
+
+    def virtual_service(self, info: RegisteredService, client_ns: str,
+                        diags: list[Diagnostic]) -> VirtualService | None:
+        """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (first one, in file order)."""
+        found = []
+        for vs in self.manifests.virtual_services:
+            if not vs.applies_to_sidecars or not self._visible(vs.export_to, vs.meta.namespace, client_ns):
+                continue
+            for h in vs.hosts:
+                if self._host_matches(h, vs.meta.namespace, info):
+                    found.append(vs)
+                    break
+        if len(found) > 1:
+            diags.append(Diagnostic("warning", f"{len(found)} VirtualServices for {info.fqdn}: Istio merges them only "
+                                    "for gateways; the first (oldest) is used: " + found[0].meta.ref,
+                                    found[1].meta.source, found[1].meta.line))
+        return found[0] if found else None
+
+    def _host_matches(self, h: str, ns: str, info: RegisteredService) -> bool:
+        if h == "*":
+            return True
+        if h.startswith("*."):
+            return info.fqdn.endswith(h[1:])
+        r = self.resolve_host(h, ns)
+        return r is info
+
+    def destination_rule(self, info: RegisteredService, client_ns: str) -> DestinationRule | None:
+        """The DestinationRule for ``info`` visible from ``client_ns`` (client ns, then the service's)."""
+        cands = [dr for dr in self.manifests.destination_rules
+                 if self._visible(dr.export_to, dr.meta.namespace, client_ns)
+                 and self.resolve_host(dr.host, dr.meta.namespace) is info]
+        for ns in (client_ns, info.namespace):
+            for dr in cands:
+                if dr.meta.namespace == ns:
+                    return dr
+        return cands[0] if cands else None
+
+    # ------------------------------------------------------------------ routes
+
+    def kube_proxy_route(self, info: RegisteredService, port: int, *, name: str = "kube-proxy",
+                         diags: list[Diagnostic] | None = None, notes: Sequence[str] = ()) -> Route:
+        """kube-proxy's cascade over all endpoints of the Service (per connection)."""
+        eps = self.endpoints(info, port, diags)
+        sp = info.port(port)
+        prov = Provenance(info.source, sp.line if sp else info.line)
+        svc_label = f"{info.namespace}/{info.name}:{sp.name if sp and sp.name else port}"
+        backs = sorted((e.backend for e in eps), key=lambda b: b.address or b.name)
+        if not backs:
+            root: Node = Backend(name=f"REJECT no endpoints ({svc_label})", labels=(("outcome", "reject"),),
+                                 provenance=prov)
+        else:
+            root = Cascade.kube_proxy(backs, name=f"kube-proxy KUBE-SVC {svc_label} ({len(backs)} endpoints)",
+                                      provenance=prov)
+        nts = [*notes, f"kube-proxy (iptables mode) picks one of {len(backs)} endpoint(s) per connection, "
+               "endpoints sorted as ip:port strings (proxier.go: writeServiceToEndpointRules)"]
+        if info.entry is not None:
+            nts.append(f"{info.fqdn} is a ServiceEntry: without a sidecar there is no kube-proxy rule; "
+                       "the client resolves it by DNS (shown as kube-proxy over its endpoints for comparison)")
+        return Route(root=root, name=name, provenance=prov, notes=tuple(nts))
+
+    def _lb_policy(self, dr: DestinationRule | None, subset: str | None, port: int) -> tuple[str, str]:
+        if dr is not None:
+            if subset:
+                s = dr.subset(subset)
+                if s is not None and s.lb_policy:
+                    return s.lb_policy, f"subset {subset} trafficPolicy of DestinationRule {dr.meta.ref}"
+            for p, pol in dr.port_lb_policies:
+                if p == port:
+                    return pol, f"portLevelSettings of DestinationRule {dr.meta.ref}"
+            if dr.lb_policy:
+                return dr.lb_policy, f"trafficPolicy of DestinationRule {dr.meta.ref}"
+        return ISTIO_DEFAULT_LB, "Istio default (LEAST_REQUEST since 1.14)"
+
+    def _cluster_node(
+        self,
+        dest: RouteDestination | None,
+        info: RegisteredService,
+        listener_port: int,
+        client_ns: str,
+        unit: str,
+        vs: VirtualService | None,
+        diags: list[Diagnostic],
+        notes: list[str],
+        layers: list[Layer],
+    ) -> Node:
+        src = vs.meta.source if vs else info.source
+        line = dest.line if dest else info.line
+        prov = Provenance(src, line)
+        if dest is not None:
+            target = self.resolve_host(dest.host, vs.meta.namespace if vs else info.namespace)
+            if target is None:
+                diags.append(Diagnostic("warning", f"destination host {dest.host!r} matches no Service or "
+                                        "ServiceEntry: Envoy has no such cluster (503 NC)", src, line))
+                return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
+            subset = dest.subset
+            if dest.port is not None:
+                cport = dest.port
+            elif len(target.ports) == 1:
+                cport = target.ports[0].port
+            else:
+                cport = listener_port
+        else:
+            target, subset, cport = info, None, listener_port
+        cname = f"outbound|{cport}|{subset or ''}|{target.fqdn}"
+        if target.port(cport) is None:
+            diags.append(Diagnostic("warning", f"destination port {cport} is not a port of {target.short} "
+                                    f"(ports: {', '.join(str(p.port) for p in target.ports) or 'none'}): 503 NC",
+                                    src, line))
+            return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
+        dr = self.destination_rule(target, client_ns)
+        sub_labels: tuple[tuple[str, str], ...] = ()
+        if subset:
+            s = dr.subset(subset) if dr is not None else None
+            if s is None:
+                diags.append(Diagnostic("warning", f"subset {subset!r} of {target.short} is not defined by any "
+                                        "DestinationRule: the cluster does not exist (503 NC)", src, line))
+                return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
+            sub_labels = s.labels
+        eps_all = self.endpoints(target, cport, diags)
+        eps = [e for e in eps_all if _labels_subset(sub_labels, dict(e.backend.labels))]
+        policy, why = self._lb_policy(dr, subset, cport)
+        if not eps:
+            what = f"subset {subset!r} (labels {dict(sub_labels)})" if subset else f"{target.short}"
+            diags.append(Diagnostic("warning", f"{what} selects no pods: cluster {cname} is empty and its share "
+                                    "returns 503 no_healthy_upstream", (dr.meta.source if (dr and subset) else src),
+                                    (next((s.line for s in dr.subsets if s.name == subset), line) if (dr and subset)
+                                     else line)))
+        notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
+                     "long-run share")
+        layers.append(Layer("Envoy cluster", cname, f"{policy} over {len(eps)} endpoint(s)"
+                            + (f" with labels {dict(sub_labels)}" if sub_labels else ""), unit,
+                            f"{dr.meta.where}" if dr else ""))
+        return endpoint_stage(cname, eps, policy=policy, unit=unit, notes=notes, provenance=prov)
+
+    def sidecar_route(
+        self,
+        client: WorkloadResource | None,
+        info: RegisteredService,
+        port: int,
+        *,
+        path: str = "/",
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+        name: str = "sidecar",
+        diags: list[Diagnostic] | None = None,
+        layers: list[Layer] | None = None,
+    ) -> Route:
+        """What the client's istio-proxy does with a call to ``info:port`` (from the manifests)."""
+        diags = diags if diags is not None else []
+        layers = layers if layers is not None else []
+        notes: list[str] = []
+        client_ns = client.meta.namespace if client is not None else info.namespace
+        client_labels = client.labels if client is not None else {}
+        sp = info.port(port)
+        if sp is None:
+            raise InvalidArgument(f"{info.short} has no port {port} (ports: "
+                                  f"{', '.join(str(p.port) for p in info.ports)})")
+        proto = _port_protocol(sp)
+        vs = self.virtual_service(info, client_ns, diags)
+        authority = f"{info.name if info.service else info.fqdn}:{port}"
+        hdrs = {k.lower(): v for k, v in (headers or {}).items()}
+        unit = "request"
+        layers.append(Layer("Envoy listener", f"0.0.0.0_{port}", "virtualOutbound 0.0.0.0:15001 (use_original_dst) "
+                            f"hands the connection to 0.0.0.0_{port}", "connection"))
+        if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
+            unit = "connection"
+        root: Node
+        if vs is None:
+            layers.append(Layer("Envoy route", f"route {port}", f"no VirtualService: default route to "
+                                f"outbound|{port}||{info.fqdn}", unit))
+            notes.append(f"no VirtualService for {info.fqdn}: Istio's default route (one cluster, all endpoints)")
+            root = self._cluster_node(None, info, port, client_ns, unit, None, diags, notes, layers)
+        elif unit == "connection":
+            rule = None
+            for r in vs.tcp:
+                if (not r.ports or port in r.ports) and _labels_subset(r.source_labels, client_labels):
+                    rule = r
+                    break
+            if rule is None:
+                layers.append(Layer("Envoy tcp_proxy", f"outbound|{port}||{info.fqdn}",
+                                    f"VirtualService {vs.meta.ref} has no tcp route for port {port}", unit))
+                root = self._cluster_node(None, info, port, client_ns, unit, None, diags, notes, layers)
+            else:
+                root = self._split(vs, rule.destinations, info, port, client_ns, unit, diags, notes, layers,
+                                   f"VirtualService {vs.meta.ref} tcp[{rule.index}]", rule.line)
+        else:
+            if proto == "auto":
+                notes.append(f"port {sp.name or port} declares no protocol: Istio sniffs it; HTTP assumed")
+            rule = None
+            for r in vs.http:
+                if not r.matches or any(_request_matches(m, path, hdrs, method, authority, port, client_labels,
+                                                         client_ns, notes) for m in r.matches):
+                    rule = r
+                    break
+            if rule is None:
+                diags.append(Diagnostic("warning", f"no http route of VirtualService {vs.meta.ref} matches "
+                                        f"{method} {path}: 404 NR", vs.meta.source, vs.meta.line))
+                root = Backend(name="404 NR no route", labels=(("outcome", "404"),),
+                               provenance=Provenance(vs.meta.source, vs.meta.line))
+            elif rule.terminal is not None or not rule.destinations:
+                root = Backend(name=f"{rule.terminal or 'no destination'} ({vs.meta.name} http[{rule.index}])",
+                               labels=(("outcome", rule.terminal or "none"),),
+                               provenance=Provenance(vs.meta.source, rule.line))
+            else:
+                if rule.extras:
+                    notes.append(f"http[{rule.index}] of {vs.meta.ref} has {', '.join(rule.extras)}: not modelled "
+                                 "(fault aborts, mirrors and retries change what upstreams see)")
+                label = f"VirtualService {vs.meta.ref} http[{rule.index}]" + (f" {rule.name!r}" if rule.name else "")
+                root = self._split(vs, rule.destinations, info, port, client_ns, unit, diags, notes, layers, label,
+                                   rule.line)
+        return Route(root=root, name=name, provenance=Provenance(vs.meta.source, vs.meta.line) if vs else None,
+                     notes=tuple(dict.fromkeys(notes)))
+
+    def _split(self, vs: VirtualService, dests: Sequence[RouteDestination], info: RegisteredService,
+               port: int, client_ns: str, unit: str, diags: list[Diagnostic], notes: list[str],
+               layers: list[Layer], label: str, line: int) -> Node:
+        src = vs.meta.source
+        if len(dests) == 1:
+            d = dests[0]
+            layers.append(Layer("Envoy route", label, "one destination: plain cluster (its weight is ignored)", unit,
+                                f"{src}:{line}"))
+            return self._cluster_node(d, info, port, client_ns, unit, vs, diags, notes, layers)
+        kept = []
+        for d in dests:
+            if not d.weight:
+                continue
+            same = next((k for k in kept if (k.host, k.subset, k.port) == (d.host, d.subset, d.port)), None)
+            if same is None:
+                kept.append(d)
+            else:  # the same cluster twice in weighted_clusters: its share is the sum
+                from dataclasses import replace
+
+                kept[kept.index(same)] = replace(same, weight=(same.weight or 0) + d.weight)
+                notes.append(f"{label}: destination {d.subset or d.host} listed twice; weights added")
+        total = sum(d.weight or 0 for d in dests)
+        if total == 0:
+            diags.append(Diagnostic("warning", f"{label}: {len(dests)} destinations with total weight 0: Istio "
+                                    "validation rejects this VirtualService ('total destination weight = 0'); "
+                                    "default route used", src, line))
+            return self._cluster_node(None, info, port, client_ns, unit, None, diags, notes, layers)
+        dropped = [d for d in dests if not d.weight]
+        if dropped:
+            notes.append(f"{label}: {len(dropped)} destination(s) with weight 0 (or none) dropped, as Istio does")
+        if total != 100:
+            split = ", ".join(f"{d.subset or d.host}={Fraction(d.weight, total)} ({100 * d.weight / total:.4g}%)"
+                              for d in kept)
+            diags.append(Diagnostic("warning", f"{label}: weights sum to {total}, not 100; Istio (>= 1.15) and Envoy "
+                                    f"treat them as relative: {split}", src, line))
+        kids = [self._cluster_node(d, info, port, client_ns, unit, vs, diags, notes, layers) for d in kept]
+        layers.insert(
+            len(layers) - len(kept),
+            Layer("Envoy route", label, "weighted clusters " + ", ".join(
+                f"{d.subset or d.host}={d.weight}" for d in kept) + (" (per request)" if unit == "request"
+                                                                      else " (per connection)"), unit,
+                  f"{src}:{line}"),
+        )
+        return Weighted(children=tuple(kids), weights=tuple(int(d.weight or 0) for d in kept), unit=unit,
+                        name=f"{label} weighted clusters", provenance=Provenance(src, line))
+
+    # ------------------------------------------------------------------ paths
+
+    def routed_services(self) -> list[tuple[RegisteredService, int]]:
+        """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host)."""
+        out: list[tuple[RegisteredService, int]] = []
+        for vs in self.manifests.virtual_services:
+            if not vs.applies_to_sidecars:
+                continue
+            matched = False
+            for h in vs.hosts:
+                for info in self.registry.values():
+                    if h != "*" and self._host_matches(h, vs.meta.namespace, info):
+                        matched = True
+                        for p in info.ports:
+                            if (info, p.port) not in out:
+                                out.append((info, p.port))
+            if not matched:
+                self.diagnostics.append(Diagnostic(
+                    "warning", f"VirtualService {vs.meta.ref}: host(s) {', '.join(vs.hosts)} match no Service or "
+                    "ServiceEntry in the manifests", vs.meta.source, vs.meta.line))
+        return out
+
+    def client_workloads(self, info: RegisteredService) -> list[WorkloadResource]:
+        """Workloads that are plausible clients of ``info`` (not its own backends)."""
+        sel = info.service.selector if info.service is not None else None
+        out = []
+        for w in self.manifests.workloads:
+            if sel and w.meta.namespace == info.namespace and _labels_subset(sel, w.labels):
+                continue
+            out.append(w)
+        return out
+
+    def client_paths(self, info: RegisteredService, port: int, *, client: WorkloadResource | None = None,
+                     path: str = "/", headers: Mapping[str, str] | None = None,
+                     envoy: envoy_parser.EnvoyConfig | None = None,
+                     diags: list[Diagnostic] | None = None) -> list[ClientPath]:
+        """Every way a call to ``info:port`` can go: kube-proxy, sidecar, the sidecar's own, and a dump."""
+        diags = diags if diags is not None else []
+        clients = [client] if client is not None else self.client_workloads(info)
+        decisions = {id(w): self.injection(w) for w in clients}
+        for w in clients:
+            d = decisions[id(w)]
+            if not d.injected and d.namespace_labelled:
+                diags.append(Diagnostic("warning", f"{w.meta.kind} {w.meta.ref} never reaches Envoy although "
+                                        f"namespace {w.meta.namespace} is labelled for injection: {d.reason}",
+                                        w.meta.source, w.meta.line))
+        kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
+        layers_sc: list[Layer] = []
+        sc_client = client if client is not None else next((w for w in clients if decisions[id(w)].injected), None)
+        sc = self.sidecar_route(sc_client, info, port, path=path, headers=headers, name="sidecar (Envoy)",
+                                diags=diags, layers=layers_sc)
+        own = self.kube_proxy_route(info, port, name="sidecar's own (UID 1337, kube-proxy)", diags=None,
+                                    notes=("istio-proxy runs as UID 1337: ISTIO_OUTPUT returns its connections "
+                                           "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
+        paths = [
+            ClientPath("kube-proxy", kp.name, kp,
+                       [f"{w.meta.ref}" for w in clients if not decisions[id(w)].injected],
+                       self._kube_layers(info, port, "app container, no sidecar")),
+            ClientPath("sidecar", sc.name, sc, [f"{w.meta.ref}" for w in clients if decisions[id(w)].injected],
+                       self._capture_layers(info, port) + layers_sc + [
+                           Layer("network", "pod IP", "Envoy connects to the chosen pod IP:targetPort directly; "
+                                 "kube-proxy's ClusterIP DNAT is not involved", "connection")]),
+            ClientPath("uid-1337", own.name, own,
+                       [f"{w.meta.ref} (istio-proxy)" for w in clients if decisions[id(w)].injected],
+                       [Layer("iptables (pod netns)", "ISTIO_OUTPUT", "owner UID 1337 -> RETURN: not redirected",
+                              "connection")] + self._kube_layers(info, port, "istio-proxy (UID 1337)")[1:]),
+        ]
+        if envoy is not None:
+            ip = info.service.cluster_ip if info.service is not None else None
+            host = info.fqdn
+            route, res = envoy_dump_route(envoy, host, port, path=path, headers=headers or {},
+                                          address=ip if ip and ip != "None" else None,
+                                          namer=self.envoy_namer(envoy), name="config dump (Envoy)")
+            lay = [Layer(s.layer, s.choice, s.detail, "", s.where) for s in res.steps]
+            paths.append(ClientPath("envoy-dump", route.name, route,
+                                    [envoy.node_id or "(config dump)"], lay))
+        # warnings for 503 shares
+        for p in paths:
+            shares = p.route.exact_shares()
+            for b, s in zip(p.route.backends(), shares, strict=True):
+                if dict(b.labels).get("outcome") in ("503", "404", "reject", "error") and s > 0:
+                    pv = b.provenance
+                    diags.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of "
+                                            f"{'connections' if p.route.root and _unit(p.route) == 'connection' else 'requests'}"
+                                            f" to {info.short}:{port} fail: {b.name}",
+                                            pv.source if pv else None, pv.line if pv else None))
+        return paths
+
+    def envoy_namer(self, envoy_cfg: envoy_parser.EnvoyConfig | None = None
+                    ) -> Callable[[envoy_parser.Endpoint, str], Backend]:
+        """Name Envoy endpoints after the manifests' pods.
+
+        By IP; else by the endpoint's Istio workload metadata when that workload has one pod;
+        else, for a subset cluster with one endpoint whose subset selects one pod, that pod.
+        Otherwise ``workload@ip:port`` or ``ip:port``, labelled with the subset's labels.
+        """
+        by_ip = {p.ip: p for p in self.pods}
+        by_name = {p.name: p for p in self.pods}
+        by_workload: dict[tuple[str, str], list[Pod]] = {}
+        for p in self.pods:
+            by_workload.setdefault((p.namespace, p.workload.meta.name), []).append(p)
+
+        def namer(e: envoy_parser.Endpoint, cluster: str) -> Backend:
+            pod = by_ip.get(e.address)
+            if pod is None and e.workload and e.namespace:
+                same = by_workload.get((e.namespace, e.workload), [])
+                if len(same) == 1:  # the dump's Istio workload metadata names a one-replica workload
+                    pod = same[0]
+            labels = e.labels
+            parts = cluster.split("|")
+            if pod is None and len(parts) == 4 and parts[0] == "outbound" and parts[1].isdigit():
+                # Istio cluster outbound|port|subset|fqdn: its endpoints carry the subset's labels
+                info = self.registry.get(parts[3])
+                if info is not None:
+                    sub: tuple[tuple[str, str], ...] = ()
+                    if parts[2]:
+                        drs = [d for d in self.manifests.destination_rules
+                               if self.resolve_host(d.host, d.meta.namespace) is info and d.subset(parts[2])]
+                        sub = drs[0].subset(parts[2]).labels if drs else ()  # type: ignore[union-attr]
+                        labels = labels or sub
+                    cands = [x for x in self.endpoints(info, int(parts[1]))
+                             if _labels_subset(sub, dict(x.backend.labels))]
+                    n_in_dump = len(envoy_cfg.endpoints_of(cluster)[0]) if envoy_cfg is not None else 0
+                    if len(cands) == 1 and n_in_dump == 1 and parts[2]:
+                        pod = by_name.get(cands[0].backend.name)
+            if pod is not None:
+                return Backend(name=pod.name, address=e.key, labels=pod.labels)
+            name = f"{e.workload}@{e.key}" if e.workload else e.key
+            health = () if e.health == "HEALTHY" else (("health", e.raw_health),)
+            return Backend(name=name, address=e.key, labels=labels + health)
+
+        return namer
+
+    def _capture_layers(self, info: RegisteredService, port: int) -> list[Layer]:
+        return [
+            Layer("client", "app container", f"connect() to {info.short}:{port} "
+                  f"({'ClusterIP ' + info.service.cluster_ip if info.service and info.service.cluster_ip else 'ClusterIP'})",
+                  "connection"),
+            Layer("iptables (pod netns)", "nat OUTPUT -> ISTIO_OUTPUT -> ISTIO_REDIRECT",
+                  "TCP from UID != 1337 to a non-loopback address: REDIRECT --to-ports 15001 (istio-init / "
+                  "istio-cni capture rules; traceable with meshstat.netfilter on "
+                  "fixtures/iptables/istio-cni-sidecar-basic.iptables-save)", "connection"),
+        ]
+
+    def _kube_layers(self, info: RegisteredService, port: int, who: str) -> list[Layer]:
+        n = len(self.endpoints(info, port))
+        return [
+            Layer("client", who, f"connect() to {info.short}:{port}", "connection"),
+            Layer("iptables (node)", "KUBE-SERVICES -> KUBE-SVC-*", f"statistic cascade over {n} endpoint(s), "
+                  "DNAT to the chosen pod (once per connection)", "connection", info.source + f":{info.line}"),
+        ]
+
+
+def _unit(route: Route) -> str:
+    root = route.root
+    return root.unit if isinstance(root, Stage) else "request"
