@@ -185,9 +185,9 @@ def correlated_weights(
     """Exact outcome masses when route ``runtime_fraction`` and weighted clusters share one random value.
 
     Envoy evaluates ``runtime_fraction`` as ``R % den < num`` and picks a weighted cluster by
-    ``R % W`` with the same per-request value ``R`` (``RouteEntryImplBase::evaluateRuntimeMatch``). With ``L`` the lcm of all
-    moduli, every outcome is a union of residue intervals of ``R mod L``; this function counts
-    them exactly (the ``2**64 mod L`` bias, below ``L / 2**64``, is ignored).
+    ``R % W`` with the same per-request value ``R`` (``RouteEntryImplBase::evaluateRuntimeMatch``).
+    With ``L`` the lcm of all moduli, every outcome is a union of residue intervals of ``R mod L``;
+    this function counts them exactly (the ``2**64 mod L`` bias, below ``L / 2**64``, is ignored).
 
     Parameters
     ----------

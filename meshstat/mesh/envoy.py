@@ -37,10 +37,11 @@ from typing import Any
 from meshstat.mesh.endpoints import correlated_weights, endpoint_stage
 from meshstat.mesh.registry import EP
 from meshstat.model import Backend, Node, Provenance, Route, Weighted
-from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.envoy import (
+    DEFAULT_PANIC_THRESHOLD,
     HTTP_CONNECTION_MANAGER,
     TCP_PROXY,
+    Endpoint,
     EnvoyConfig,
     filter_chains,
     socket_address,
@@ -564,7 +565,7 @@ def resolve_call(
 
 
 def envoy_dump_route(
-    cfg: envoy_parser.EnvoyConfig,
+    cfg: EnvoyConfig,
     host: str,
     port: int,
     *,
@@ -573,7 +574,7 @@ def envoy_dump_route(
     address: str | None = None,
     authority: str | None = None,
     protocol: str = "http",
-    namer: Callable[[envoy_parser.Endpoint, str], Backend] | None = None,
+    namer: Callable[[Endpoint, str], Backend] | None = None,
     name: str = "envoy",
 ) -> tuple[Route, Resolution]:
     """Resolve a call through an Envoy config and build the :class:`Route` of its split.
@@ -619,7 +620,7 @@ def envoy_dump_route(
         notes.append(f"{cname}: lb_policy {policy}" + ("" if (cl is None or cl.lb_policy_explicit) else " (default)")
                      + f", {len(out_eps)} endpoint(s) from {origin}; endpoint LB modelled by its long-run share")
         return endpoint_stage(cname, out_eps, policy=policy, unit=unit, overprovisioning=factor,
-                              panic_threshold=cl.panic_threshold if cl else envoy_parser.DEFAULT_PANIC_THRESHOLD,
+                              panic_threshold=cl.panic_threshold if cl else DEFAULT_PANIC_THRESHOLD,
                               locality_weighted=bool(cl and cl.locality_weighted), notes=notes, provenance=prov)
 
     root: Node

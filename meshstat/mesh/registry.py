@@ -195,7 +195,10 @@ class EP:
 
 @dataclass
 class RegisteredService:
-    """A host in the registry: a Kubernetes Service or a ServiceEntry."""
+    """A host in the registry: a Kubernetes Service or a ServiceEntry.
+
+    The mesh's view of a host; kube-proxy's view of a Service is :class:`meshstat.netfilter.ServiceInfo`.
+    """
 
     fqdn: str
     namespace: str
