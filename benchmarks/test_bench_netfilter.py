@@ -3,7 +3,7 @@
 Goals (issue "Real rulesets in"): a kube-proxy dump of 10,000 services with 1 to 20
 endpoints each parses in under 2 s, a service lookup then takes under 10 ms and
 the trace of one packet under 50 ms. The dump is generated here in kube-proxy's
-layout (``meshstat.netfilter.kube_proxy_iptables_save``: ``KUBE-SERVICES`` rule,
+layout (``meshstat.kubeproxy.kube_proxy_iptables_save``: ``KUBE-SERVICES`` rule,
 masquerade rule, ``n`` cascade rules and ``2n`` ``KUBE-SEP`` rules per service),
 which is 334,804 rules for these 10,000 services (the issue's "~100k rules" would
 be 1 to 5 endpoints). The parse goal is checked as stated, for the whole dump
@@ -26,6 +26,7 @@ from fractions import Fraction
 
 import pytest
 
+from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 
 SERVICES = 10_000
@@ -51,7 +52,7 @@ def spec() -> list[tuple[str, str, str, int, list[str]]]:
 
 @pytest.fixture(scope="module")
 def dump(spec: list) -> str:
-    return nf.kube_proxy_iptables_save(spec)
+    return kp.kube_proxy_iptables_save(spec)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,8 @@ def test_bench_service_lookup(benchmark, ruleset: nf.Ruleset, spec: list) -> Non
 
     def lookup():  # type: ignore[no-untyped-def]
         name, proto, cip, port, eps = picks[next(it) % len(picks)]
-        info = nf.find_service(ruleset, name)
-        route = nf.service_route(info)
+        info = kp.find_service(ruleset, name)
+        route = kp.service_route(info)
         return info, route, (name, proto, cip, port, eps)
 
     info, route, (name, proto, cip, port, eps) = benchmark.pedantic(lookup, rounds=200, iterations=1, warmup_rounds=1)
@@ -97,9 +98,9 @@ def test_bench_service_lookup(benchmark, ruleset: nf.Ruleset, spec: list) -> Non
     median = benchmark.stats.stats.median
     assert median < 0.010 * SLACK, f"lookup {median * 1e3:.2f} ms"
     # by cluster IP:port too (index built once, outside the timing)
-    nf.find_service(ruleset, f"{cip}:{port}/{proto}")
+    kp.find_service(ruleset, f"{cip}:{port}/{proto}")
     for name, proto, cip, port, _eps in picks[:20]:
-        assert nf.find_service(ruleset, f"{cip}:{port}/{proto}").name == name
+        assert kp.find_service(ruleset, f"{cip}:{port}/{proto}").name == name
 
 
 def test_bench_trace_one_packet(benchmark, ruleset: nf.Ruleset, spec: list) -> None:  # type: ignore[no-untyped-def]

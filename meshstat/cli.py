@@ -368,9 +368,9 @@ def route_from_args(args: argparse.Namespace) -> Any:
     if given[0] in ("iptables", "nft"):
         if not getattr(args, "service", None):
             raise InvalidArgument(f"--{given[0]} needs --service NS/NAME[:PORT] (see: meshstat services --{given[0]} FILE)")
-        from meshstat import netfilter
+        from meshstat import kubeproxy
 
-        return netfilter.load_service_route(
+        return kubeproxy.load_service_route(
             getattr(args, given[0]), args.service, dialect=given[0], chain=getattr(args, "chain", "cluster")
         )
     if getattr(args, "service", None):

@@ -194,6 +194,8 @@ def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
 def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
     """``check --iptables LISTING --service S``: rule counters against the exact cascade."""
     from meshstat import netfilter
+    from meshstat.netfilter.counters import check_counters
+    from meshstat.report import netfilter as rep
 
     if not args.service:
         raise InvalidArgument(
@@ -203,12 +205,12 @@ def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
         if val:
             raise InvalidArgument(f"{opt} does not go with --iptables (the split comes from the rules)")
     rs = netfilter.load(args.iptables, "iptables")
-    result = netfilter.check_counters(
+    result = check_counters(
         rs, args.service, chain=args.chain, alpha=args.alpha, exact_limit=args.exact_limit
     )
-    ctx.emit(result.to_frame(), args)
+    ctx.emit(rep.counters_frame(result), args)
     if args.format in ("table", "markdown") and args.output is None:
-        ctx.emit(result.tests_frame(), args)
+        ctx.emit(rep.counters_tests_frame(result), args)
     _finish(ctx, args, result.summary(), result.notes)
     for w in result.warnings:
         ctx.note(f"warning: {w}")

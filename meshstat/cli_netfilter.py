@@ -155,14 +155,15 @@ def _listing_lines(rs: Any, args: argparse.Namespace) -> list[str]:
 
 
 def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
-    from meshstat import netfilter
+    from meshstat import kubeproxy
+    from meshstat.netfilter.load import _read
     from meshstat.report import netfilter as rep
 
     if getattr(args, "ipvs", None) is not None:
         from meshstat.errors import InvalidArgument
 
-        text, name = netfilter._read(args.ipvs)
-        infos = netfilter.parse_ipvsadm(text, name)
+        text, name = _read(args.ipvs)
+        infos = kubeproxy.parse_ipvsadm(text, name)
         if args.service:
             raise InvalidArgument("--service needs --iptables or --nft (IPVS rr is a rotation, not a random split)")
         ctx.emit(rep.services_frame(infos), args)
@@ -170,8 +171,8 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     rs = _load(args)
     if args.service:
-        info = netfilter.find_service(rs, args.service)
-        route = netfilter.service_route(info, chain=args.chain)
+        info = kubeproxy.find_service(rs, args.service)
+        route = kubeproxy.service_route(info, chain=args.chain)
         ctx.emit(rep.endpoints_frame(info, chain=args.chain), args)
         lines = [
             f"{info.name} {info.protocol} {info.cluster_ip}:{info.port} ({route.describe()[:200]})",
@@ -180,7 +181,7 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
         lines += _listing_lines(rs, args)
         _note(ctx, args, "\n".join(lines))
         return 0
-    infos = netfilter.services(rs)
+    infos = kubeproxy.services(rs)
     if not infos:
         from meshstat.errors import InvalidArgument
 

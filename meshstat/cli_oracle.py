@@ -141,7 +141,7 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     names = list(addrs)
     route_shares = None
     try:  # the netfilter engineer's loader, when present, is the model of record
-        from meshstat.netfilter import load_service_route  # type: ignore[import-not-found]
+        from meshstat.kubeproxy import load_service_route  # type: ignore[import-not-found]
 
         route = load_service_route(args.iptables, args.service)
         by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}

@@ -63,16 +63,16 @@ def _quiet(fn: Callable[[], object]) -> None:
 
 
 def _netfilter_followups(rs: object) -> None:
-    from meshstat import netfilter
+    from meshstat import kubeproxy, netfilter
 
     infos: list = []
 
     def svc() -> None:
-        infos.extend(netfilter.services(rs))  # type: ignore[arg-type]
+        infos.extend(kubeproxy.services(rs))  # type: ignore[arg-type]
 
     _quiet(svc)
     for info in infos[:3]:
-        _quiet(lambda i=info: netfilter.service_route(i).exact_shares())
+        _quiet(lambda i=info: kubeproxy.service_route(i).exact_shares())
     dst = next((i.cluster_ip for i in infos if i.cluster_ip), None) or "10.96.0.10"
     dport = next((i.port for i in infos if i.port), None) or 80
     _quiet(lambda: netfilter.trace(rs, netfilter.Packet(dst=dst, dport=dport), "output"))  # type: ignore[arg-type]
@@ -86,14 +86,15 @@ def parse_iptables(text: str) -> None:
 
 def parse_listing(text: str) -> None:
     """``iptables -L`` listings and damaged pastes, as ``--iptables FILE`` reads them (sniffed)."""
-    from meshstat import netfilter
+    from meshstat import kubeproxy, netfilter
+    from meshstat.netfilter.counters import check_counters
 
     rs = netfilter.load("fuzz.vnL", text=text)
     _netfilter_followups(rs)
     infos: list = []
-    _quiet(lambda: infos.extend(netfilter.services(rs)[:2]))
+    _quiet(lambda: infos.extend(kubeproxy.services(rs)[:2]))
     for info in infos:
-        _quiet(lambda i=info: netfilter.check_counters(rs, i.name))
+        _quiet(lambda i=info: check_counters(rs, i.name))
 
 
 def parse_nft(text: str) -> None:
@@ -103,7 +104,7 @@ def parse_nft(text: str) -> None:
 
 
 def parse_ipvsadm(text: str) -> None:
-    from meshstat.netfilter import parse_ipvsadm as parse
+    from meshstat.kubeproxy import parse_ipvsadm as parse
 
     parse(text, "fuzz.ipvsadm")
 

@@ -170,7 +170,7 @@ def _nginx(text: str) -> object:
 
 
 def _ipvs(text: str) -> object:
-    from meshstat.netfilter import parse_ipvsadm
+    from meshstat.kubeproxy import parse_ipvsadm
 
     return parse_ipvsadm(text, "f")
 

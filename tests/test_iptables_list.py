@@ -19,10 +19,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.cli import main
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.model import probability_to_threshold
+from meshstat.netfilter.counters import check_counters
 from meshstat.parsers.iptables import Rule, parse_iptables
 from meshstat.parsers.iptables_list import (
     Counters,
@@ -260,8 +262,8 @@ def test_article_kube_proxy_lines_give_the_seed_split() -> None:
     """The article's iptables-save | grep output (en dashes, curly quotes, repeats) == the seed dump."""
     grep = nf.load(str(DATA / "article-kube-proxy-grep.paste"))
     seed = nf.load(str(DATA / "seed-front-tomcat-pod.iptables-save"))
-    a = nf.find_service(grep, "istio-demo/bill-service:http")
-    b = nf.find_service(seed, "istio-demo/bill-service:http")
+    a = kp.find_service(grep, "istio-demo/bill-service:http")
+    b = kp.find_service(seed, "istio-demo/bill-service:http")
     assert (
         [(e.address, e.share, e.threshold) for e in a.endpoints]
         == [(e.address, e.share, e.threshold) for e in b.endpoints]
@@ -349,7 +351,7 @@ def test_captured_forms_give_identical_services_and_shares() -> None:
     for stem in ("kube-proxy-iptables-overall", "kube-proxy-iptables-affinity-etp-local-terminating"):
         save = parse_iptables((LISTINGS / f"{stem}.nat.iptables-save").read_text(), "save")
         lst = nf.load(str(LISTINGS / f"{stem}.nat.vnL"))
-        a, b = nf.services(save), nf.services(lst)
+        a, b = kp.services(save), kp.services(lst)
         assert [(i.name, i.cluster_ip, i.port, i.affinity_timeout, i.external_policy) for i in a] == [
             (i.name, i.cluster_ip, i.port, i.affinity_timeout, i.external_policy) for i in b
         ]
@@ -370,7 +372,7 @@ def test_non_numeric_listing_resolves_only_what_every_system_agrees_on() -> None
     assert "UID name 'root' read as 0" in w
     assert "host name 'localhost' read as 127.0.0.1" in w
     seed = nf.load(str(LISTINGS / "seed-front-tomcat-pod.nat.L"))
-    assert nf.find_service(seed, "istio-demo/bill-service:http").endpoints[0].share == Fraction(1, 2)
+    assert kp.find_service(seed, "istio-demo/bill-service:http").endpoints[0].share == Fraction(1, 2)
 
 
 def test_print_forms_listing_details() -> None:
@@ -406,16 +408,16 @@ def test_counters_of_a_real_run_are_read_exactly() -> None:
         if line.startswith("[") and "-j KUBE-SEP-" in line and "KUBE-SVC-" in line.split()[2]:
             pk, _ = line[1:].split("]")[0].split(":")
             truth[line.split("-j ")[-1]] = int(pk)
-    res = nf.check_counters(lst, "default/web:http")
+    res = check_counters(lst, "default/web:http")
     assert {r.chain: r.observed for r in res.rows} == truth
     assert res.n == sum(truth.values()) == 3000 and res.entered == 3000 and res.affinity_hits == 0
-    assert [r.share for r in res.rows] == list(nf.find_service(lst, "default/web:http").stage.shares())
+    assert [r.share for r in res.rows] == list(kp.find_service(lst, "default/web:http").stage.shares())
     assert res.method == "exact multinomial" and 0 < res.pvalue <= 1 and res.consistent
     assert res.rows[0].reached == 3000 and res.rows[1].reached == 3000 - res.rows[0].observed
     assert res.rows[2].rule_probability is None and res.rows[0].rule_probability == Fraction(715827883, TWO31)
     # the same counters through -vnL --line-numbers (counts below 100,000 are exact without -x)
     ln = nf.load(str(LISTINGS / "kube-proxy-3ep-counters.nat.vnL-line-numbers"))
-    res2 = nf.check_counters(ln, "10.96.0.10:80")
+    res2 = check_counters(ln, "10.96.0.10:80")
     assert [r.observed for r in res2.rows] == [r.observed for r in res.rows] and not res2.approximate
     assert res2.pvalue == res.pvalue
 
@@ -423,7 +425,7 @@ def test_counters_of_a_real_run_are_read_exactly() -> None:
 def test_counter_check_statistics_are_the_inference_machinery() -> None:
     from meshstat import inference, stats
 
-    res = nf.check_counters(nf.load(str(LISTINGS / "kube-proxy-3ep-counters.nat.vnxL")), "default/web:http")
+    res = check_counters(nf.load(str(LISTINGS / "kube-proxy-3ep-counters.nat.vnxL")), "default/web:http")
     obs = [r.observed for r in res.rows]
     shares = [r.share for r in res.rows]
     assert res.chisquare_pvalue == pytest.approx(stats.goodness_of_fit(obs, shares).pvalue, rel=1e-12)
@@ -467,22 +469,22 @@ def _counts_listing(counts: list[str], *, affinity: str | None = None) -> str:
 def test_counter_check_on_a_skewed_and_an_approximate_listing(tmp_path: Path) -> None:
     f = tmp_path / "skew.vnL"
     f.write_text(_counts_listing(["600", "200", "200", "1000"]))
-    res = nf.check_counters(nf.load(str(f)), "ns/s:http")
+    res = check_counters(nf.load(str(f)), "ns/s:http")
     assert [r.endpoint for r in res.rows] == ["KUBE-SEP-A", "KUBE-SEP-B", "KUBE-SEP-C"]  # chains not listed
     assert res.pvalue < 1e-20 and not res.consistent
     assert "jumped to but not in the listing" in "\n".join(res.warnings)
     f.write_text(_counts_listing(["334K", "333K", "333K", "1000K"]))
-    res = nf.check_counters(nf.load(str(f)), "ns/s:http")
+    res = check_counters(nf.load(str(f)), "ns/s:http")
     assert res.approximate and res.n == 1_000_000 and "approximate" in res.summary()
     assert any("rounded by the listing" in n for n in res.notes)
     f.write_text(_counts_listing(["300", "300", "300", "1000"], affinity="100"))
-    res = nf.check_counters(nf.load(str(f)), "ns/s:http")
+    res = check_counters(nf.load(str(f)), "ns/s:http")
     assert res.affinity_hits == 100 and res.n == 900 and res.entered == 1000
     f.write_text(_counts_listing(["0", "0", "0", "0"]))
     with pytest.raises(InvalidArgument, match="all 0"):
-        nf.check_counters(nf.load(str(f)), "ns/s:http")
+        check_counters(nf.load(str(f)), "ns/s:http")
     with pytest.raises(InvalidArgument, match="no packet counters"):
-        nf.check_counters(
+        check_counters(
             nf.load(str(DATA / "kube-proxy-iptables-3ep-itp-cluster.iptables-save")), "ns1/svc1"
         )
 
@@ -541,7 +543,7 @@ KUBE-SEP-AM36T22CJQS6HCG4  all  --  0.0.0.0/0            0.0.0.0/0            /*
 
 def test_one_kube_svc_chain_pasted_alone_still_gives_the_split() -> None:
     rs = parse_iptables_list(OLD_STYLE, "svc.txt")
-    info = nf.find_service(rs, "istio-demo/bill-service:http")
+    info = kp.find_service(rs, "istio-demo/bill-service:http")
     assert [(e.chain, e.share) for e in info.endpoints] == [
         ("KUBE-SEP-6OOOSB56IIMYCEYA", Fraction(1, 2)),
         ("KUBE-SEP-AM36T22CJQS6HCG4", Fraction(1, 2)),
@@ -775,7 +777,7 @@ def test_mutated_listings_raise_only_one_line_meshstat_errors(text: str) -> None
     rs = attempt(lambda: nf.load("fuzz", text=text))
     if rs is not None:
         for info in _services_or_none(rs):
-            attempt(lambda i=info: nf.check_counters(rs, i.name))
+            attempt(lambda i=info: check_counters(rs, i.name))
         attempt(lambda: nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=80), "output"))
     assert all("\n" not in m for m in messages), messages
 
@@ -784,7 +786,7 @@ def _services_or_none(rs: nf.Ruleset) -> list:
     from meshstat.errors import MeshstatError
 
     try:
-        return nf.services(rs)[:2]
+        return kp.services(rs)[:2]
     except MeshstatError:
         return []
 
@@ -811,7 +813,7 @@ Chain KUBE-SVC-AAAAAAAAAAAAAAAA ({refs} references)
 
 def test_fall_through_connections_are_counted_from_the_jumps_into_the_chain() -> None:
     rs = nf.load("ft.vnL", text=_FALL_THROUGH.format(refs=1, last=520))
-    res = nf.check_counters(rs, "ns/s:http")
+    res = check_counters(rs, "ns/s:http")
     counts = [row.observed for row in res.rows]
     assert counts == [1000, 950, 520, 3000 - 1000 - 950 - 520]
     assert res.n == 3000
@@ -821,13 +823,13 @@ def test_fall_through_refused_when_a_jump_into_the_chain_is_missing() -> None:
     """'(2 references)' but one jumping rule in the paste: the fall-through count would be wrong."""
     rs = nf.load("ft2.vnL", text=_FALL_THROUGH.format(refs=2, last=520))
     with pytest.raises(InvalidArgument, match="cannot be counted"):
-        nf.check_counters(rs, "ns/s:http")
+        check_counters(rs, "ns/s:http")
 
 
 def test_fall_through_refused_with_rounded_counters() -> None:
     rs = nf.load("ftk.vnL", text=_FALL_THROUGH.format(refs=1, last="1K"))
     with pytest.raises(InvalidArgument, match="-x"):
-        nf.check_counters(rs, "ns/s:http")
+        check_counters(rs, "ns/s:http")
 
 
 @pytest.mark.parametrize("counter", ["9" * 5000, str(2**63), "9999999999999999T"], ids=["5000-digits", "2**63", "T"])
@@ -851,7 +853,7 @@ def test_counters_tests_frame_lists_each_test_once() -> None:
     from meshstat.report.netfilter import counters_tests_frame
 
     rs = nf.load("ft.vnL", text=_FALL_THROUGH.format(refs=1, last=520))
-    res = nf.check_counters(rs, "ns/s:http")  # 4 outcomes, n = 3000: the chi-square heads the verdict
+    res = check_counters(rs, "ns/s:http")  # 4 outcomes, n = 3000: the chi-square heads the verdict
     tests = counters_tests_frame(res)["test"].to_list()
     assert len(tests) == len(set(tests))
     assert res.method in tests
@@ -861,8 +863,8 @@ def test_iptables_save_c_counters_give_the_listings_check() -> None:
     """``iptables-save -c`` of the same rules and traffic as the -vnL listing: the same counts and p-value."""
     save_c = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.iptables-save-c"))
     listing = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.vnL-line-numbers"))
-    a = nf.check_counters(save_c, "default/web:http")
-    b = nf.check_counters(listing, "default/web:http")
+    a = check_counters(save_c, "default/web:http")
+    b = check_counters(listing, "default/web:http")
     assert [(r.endpoint, r.observed) for r in a.rows] == [(r.endpoint, r.observed) for r in b.rows]
     assert [r.observed for r in a.rows] == [999, 964, 1037]
     assert a.pvalue == b.pvalue and a.entered == 3000
@@ -879,4 +881,4 @@ def test_a_dump_without_counters_is_refused_by_check() -> None:
     rs = nf.load(str(DATA / "listings" / "kube-proxy-3ep-counters.nat.vnL-line-numbers"))
     plain = parse_iptables(to_iptables_save(rs), "plain.iptables-save")
     with pytest.raises(InvalidArgument, match="no packet counters"):
-        nf.check_counters(plain, "default/web:http")
+        check_counters(plain, "default/web:http")

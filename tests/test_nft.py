@@ -9,9 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshstat import kubeproxy as kp
 from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError, ModelError
+from meshstat.netfilter.numgen import _slot_counts
 from meshstat.parsers.nft import parse_nft
 
 DATA = Path(__file__).parent / "data" / "iptables"
@@ -44,7 +46,7 @@ def test_both_forms_give_the_same_services_as_iptables_mode() -> None:
         return [
             (i.name, i.protocol, i.cluster_ip, i.port, [(e.address, e.share) for e in i.endpoints], i.affinity_timeout,
              i.rejected, sorted(i.external_ips), i.node_ports)
-            for i in nf.services(nf.load(str(DATA / name)))
+            for i in kp.services(nf.load(str(DATA / name)))
         ]  # fmt: skip
 
     a = key("kube-proxy-nftables-overall.nft")
@@ -66,7 +68,7 @@ def test_slot_counts_formula_by_enumeration(bits: int) -> None:
         counts = [0] * n
         for r in range(1 << bits):
             counts[(r * n) >> bits] += 1  # reciprocal_scale, literally
-        assert tuple(counts) == nf._slot_counts(n, bits), n
+        assert tuple(counts) == _slot_counts(n, bits), n
 
 
 @given(st.integers(1, 200), st.data())
@@ -176,7 +178,7 @@ NEWER = """table ip kube-proxy {
 
 def test_newer_kube_proxy_forms() -> None:
     rs = parse_nft(NEWER, "newer.nft")
-    infos = {i.name: i for i in nf.services(rs)}
+    infos = {i.name: i for i in kp.services(rs)}
     s4 = infos["ns4/svc4:p80"]
     assert (s4.cluster_ip, s4.port, s4.hash_ok) == ("172.30.0.44", 80, True)
     assert [(e.address, e.share) for e in s4.endpoints] == [
@@ -188,7 +190,7 @@ def test_newer_kube_proxy_forms() -> None:
     r = nf.trace(rs, nf.Packet(dst="172.30.0.44", dport=80, src="192.168.0.9"))
     assert [p.mark for p in r.paths] == [0x4000] * 3
     assert [p.probability for p in r.paths] == [e.share for e in s4.endpoints]
-    route = nf.load_service_route(rs, "ns4/svc4:p80")
+    route = kp.load_service_route(rs, "ns4/svc4:p80")
     assert isinstance(route.root, nf.Numgen) and route.exact_shares() == tuple(e.share for e in s4.endpoints)
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError
 from meshstat.model import CASCADE_ONE, probability_to_threshold, threshold_to_decimal
@@ -86,7 +87,7 @@ def test_fast_path_equals_general_parser_on_generated_dump(monkeypatch: pytest.M
          [f"10.244.{i}.{j}:{8000 + j}" for j in range(rng.randint(1, 12))])
         for i in range(30)
     ]  # fmt: skip
-    text = nf.kube_proxy_iptables_save(svcs)
+    text = kp.kube_proxy_iptables_save(svcs)
     fast = ipt.parse_iptables(text, "gen")
     monkeypatch.setattr(ipt, "_fast_rule", lambda *a: None)
     slow = ipt.parse_iptables(text, "gen")

@@ -36,13 +36,25 @@ killed run (``kill -9``) is removed by the next lab: :func:`cleanup_leftovers`
 deletes namespaces named ``ms-<pid>-<n>-[cb]`` whose ``<pid>`` is no longer a
 running process, after killing the processes inside them.
 
-Only standard-library modules are used here.
+Besides the standard library, this module uses only meshstat's pure-Python
+kube-proxy chain-name hash (:func:`meshstat.kubeproxy.kube_chain_hash`) and
+numgen slot sizes (:func:`meshstat.netfilter.numgen_slot_counts`): no numpy,
+no scipy.
+
+What is shared with meshstat and what is not, on purpose: the rule
+generators (:func:`kube_proxy_ruleset`, :func:`nft_numgen_ruleset`) and the
+finders (:func:`find_kube_service`, :func:`find_nft_numgen`) work on the text
+alone, independently of :mod:`meshstat.kubeproxy` and :mod:`meshstat.parsers`
+(:func:`kube_proxy_ruleset` and :func:`find_kube_service` are deliberate second
+implementations of :func:`meshstat.kubeproxy.kube_proxy_iptables_save` and
+:func:`meshstat.kubeproxy.find_service`), so that a mistake there cannot hide
+in a conformance run; the chain-name hash (which the kernel never checks) and
+the expected numgen shares (the very claim a conformance run tests) come from
+meshstat.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import ipaddress
 import itertools
 import json
@@ -62,6 +74,8 @@ from pathlib import Path
 from typing import Any
 
 from meshstat.errors import ConfigParseError
+from meshstat.kubeproxy import kube_chain_hash
+from meshstat.netfilter import numgen_slot_counts
 from meshstat.oracle import OracleError, require_binary, require_root
 
 __all__ = [
@@ -674,10 +688,14 @@ def kube_proxy_chain_name(prefix: str, service_port: str, protocol: str = "tcp",
     """kube-proxy's chain name: ``prefix + base32(sha256(svcPortName + proto + endpoint))[:16]``.
 
     Source: kubernetes ``pkg/proxy/iptables/proxier.go: portProtoHash``,
-    ``servicePortChainName``, ``servicePortEndpointChainName``.
+    ``servicePortChainName``, ``servicePortEndpointChainName``. The hash is
+    :func:`meshstat.kubeproxy.kube_chain_hash`: the kernel never checks chain
+    names, so a second implementation here would test nothing a conformance run
+    can see (and :func:`kube_proxy_ruleset`'s output is compared line by line
+    with kube-proxy's own expected rules, which checks the hash against the real
+    thing).
     """
-    digest = hashlib.sha256((service_port + protocol.lower() + endpoint).encode()).digest()
-    return prefix + base64.b32encode(digest).decode()[:16]
+    return prefix + kube_chain_hash(service_port, protocol, endpoint)
 
 
 def kube_proxy_ruleset(
@@ -727,6 +745,16 @@ def kube_proxy_ruleset(
         endpoint, in endpoint order; in every ``KUBE-SEP-Y``, ``-m recent --name
         KUBE-SEP-Y --set`` on the DNAT rule. The xt_recent list of an endpoint is
         named after its chain.
+
+    Notes
+    -----
+    Deliberately independent of :func:`meshstat.kubeproxy.kube_proxy_iptables_save`
+    (which prints the normalised ``iptables-save`` form, its probabilities
+    computed through meshstat's own :func:`meshstat.model.probability_to_threshold`):
+    this generator writes what kube-proxy itself writes, Go's ``%0.10f``
+    probability texts included, so that ``iptables-restore`` (libxt_statistic)
+    turns them into the kernel's thresholds and a conformance run compares the
+    kernel with meshstat's model rather than meshstat with itself.
     """
     n = len(endpoints)
     if n < 1:
@@ -835,16 +863,15 @@ def numgen_slot_shares(modulus: int) -> tuple[Fraction, ...]:
     The kernel draws ``r = get_random_u32()`` and returns
     ``reciprocal_scale(r, N) = floor(r * N / 2**32)`` (linux
     ``net/netfilter/nft_numgen.c: nft_ng_random_gen``), so slot ``s`` gets the
-    ``r`` in ``[ceil(s 2**32 / N), ceil((s+1) 2**32 / N))``.
+    ``r`` in ``[ceil(s 2**32 / N), ceil((s+1) 2**32 / N))``. The counts are
+    meshstat's own (:func:`meshstat.netfilter.numgen_slot_counts`, the ones
+    :class:`meshstat.netfilter.Numgen` uses), so a conformance run compares the
+    kernel with meshstat's model, not with a copy of it.
     """
     if modulus < 1:
         raise ValueError("modulus must be >= 1")
     two32 = 1 << 32
-
-    def lo(s: int) -> int:
-        return -((-s * two32) // modulus)
-
-    return tuple(Fraction(lo(s + 1) - lo(s), two32) for s in range(modulus))
+    return tuple(Fraction(c, two32) for c in numgen_slot_counts(modulus))
 
 
 # --------------------------------------------------------------------------- iptables-save discovery
@@ -888,6 +915,13 @@ def find_kube_service(text: str, service: str, *, source: str = "<input>") -> Ku
     ``KUBE-MARK-MASQ`` rules are skipped) and the ``DNAT --to-destination`` of
     every ``KUBE-SEP-*`` chain. Used by ``meshstat validate`` to know which
     addresses to listen on.
+
+    A second reader on purpose, independent of :func:`meshstat.kubeproxy.find_service`
+    and :mod:`meshstat.parsers`: ``validate`` takes the model's shares from
+    :func:`meshstat.kubeproxy.load_service_route` and the addresses to count
+    from here, so where the lab listens and what it counts come from the text the
+    kernel gets, not from meshstat's reading of it, and meshstat's predicted
+    shares are then tested against what the kernel did.
 
     Raises
     ------
@@ -1044,7 +1078,8 @@ def find_nft_numgen(
     The rule is chosen by ``chain``; else by ``address`` (``ip:port``) through a
     kube-proxy ``service-ips`` element ``ip . tcp . port : goto CHAIN``; else
     the only ``numgen`` rule of the text. Every target chain must hold a
-    ``dnat to ip:port``.
+    ``dnat to ip:port``. Independent of :mod:`meshstat.parsers.nft` and
+    :mod:`meshstat.kubeproxy` on purpose (as :func:`find_kube_service`).
     """
     chains = _nft_chains(text)
     if chain is None and address is not None:

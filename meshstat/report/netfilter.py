@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import polars as pl
 
-    from meshstat.netfilter import CounterCheck, ServiceInfo, TraceResult
+    from meshstat.kubeproxy import ServiceInfo
+    from meshstat.netfilter import TraceResult
+    from meshstat.netfilter.counters import CounterCheck
 
 __all__ = ["counters_frame", "counters_tests_frame", "endpoints_frame", "services_frame", "trace_frame"]
 

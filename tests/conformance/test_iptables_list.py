@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.errors import MeshstatError
+from meshstat.netfilter.counters import check_counters
 from meshstat.oracle.netns import NetnsLab, kube_proxy_ruleset
 from meshstat.parsers.iptables import parse_iptables
 from meshstat.parsers.iptables_list import listing_info, parse_iptables_list, to_iptables_save
@@ -44,7 +46,7 @@ def _tables(text: str) -> list[str]:
 
 def _shares(rs: nf.Ruleset) -> list[tuple]:
     try:
-        infos = nf.services(rs)
+        infos = kp.services(rs)
     except MeshstatError:  # no nat table / no kube-proxy chains (a crash fails the test)
         return []
     return [(i.name, i.cluster_ip, i.port, tuple((e.address, e.share) for e in i.endpoints),
@@ -64,9 +66,9 @@ def _packets(rs: nf.Ruleset) -> list[tuple[str, nf.Packet]]:
     return pkts
 
 
-def _safe_services(rs: nf.Ruleset) -> list[nf.ServiceInfo]:
+def _safe_services(rs: nf.Ruleset) -> list[kp.ServiceInfo]:
     try:
-        return nf.services(rs)
+        return kp.services(rs)
     except MeshstatError:
         return []
 
@@ -154,13 +156,13 @@ def test_counters_equal_the_connections_and_give_a_p_value(record) -> None:  # n
             truth[m[3]] = int(m[1])
     for listing in (vnxl, vnl_ln):
         rs = parse_iptables_list("# iptables -t nat -vnL\n" + listing, "counters")
-        res = nf.check_counters(rs, "default/web:http")
+        res = check_counters(rs, "default/web:http")
         assert {r.chain: r.observed for r in res.rows} == truth
         assert {r.endpoint: r.observed for r in res.rows} == {e: run.counts().get(e, 0) for e in eps}
         assert res.n == n and res.entered == n and not res.approximate
         assert 0.0 <= res.pvalue <= 1.0 and res.method == "exact multinomial"
     # iptables-save -c carries the same counters as [packets:bytes]: the same check
-    res_c = nf.check_counters(parse_iptables(save_c, "iptables-save -c"), "default/web:http")
+    res_c = check_counters(parse_iptables(save_c, "iptables-save -c"), "default/web:http")
     assert [(r.endpoint, r.observed) for r in res_c.rows] == [(r.endpoint, r.observed) for r in res.rows]
     assert res_c.pvalue == res.pvalue and res_c.entered == n
     record(case="listing counters, kube-proxy 3 endpoints", n=n, counts=[r.observed for r in res.rows],
@@ -186,7 +188,7 @@ def test_counters_with_session_affinity_count_only_first_connections() -> None:
     for src, name in zip(run.sources, run.sequence_names(), strict=True):
         first.setdefault(src, name)
     rs = parse_iptables_list("# iptables -t nat -vnxL\n" + listing, "affinity")
-    res = nf.check_counters(rs, "default/web:http")
+    res = check_counters(rs, "default/web:http")
     assert res.n == len(sources) and res.affinity_hits == len(sources) * (per - 1)
     assert {r.endpoint: r.observed for r in res.rows} == {e: list(first.values()).count(e) for e in eps}
 

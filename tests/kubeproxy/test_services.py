@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from meshstat import kubeproxy as kp
 from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.cli import main
 from meshstat.errors import InvalidArgument, ModelError
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parent.parent / "data" / "iptables"
 TWO31 = 1 << 31
 
 
@@ -33,14 +34,14 @@ def run(*argv: str, stdin: str | None = None, monkeypatch: pytest.MonkeyPatch | 
 
 def test_chain_hashes_are_kube_proxys() -> None:
     # reference fact 6: well-known real names, and the seed article's names
-    assert nf.kube_chain_hash("kube-system/kube-dns:dns", "udp") == "TCOU7JCQXEZGVUNU"
-    assert nf.kube_chain_hash("kube-system/kube-dns:dns", "UDP") == "TCOU7JCQXEZGVUNU"
-    assert nf.kube_chain_hash("default/kubernetes:https", "tcp") == "NPX46M4PTMTKRN6Y"
-    assert nf.kube_chain_hash("istio-demo/bill-service:http", "tcp") == "PK4BNTKC2JYVE7B2"
-    assert nf.kube_chain_hash("istio-demo/bill-service:http", "tcp", "10.244.75.113:80") == "6OOOSB56IIMYCEYA"
-    assert nf.kube_chain_hash("istio-demo/bill-service:http", "tcp", "10.244.75.115:80") == "AM36T22CJQS6HCG4"
-    assert nf.kube_nft_chain_hash("ns1/svc1/tcp/p80") == "ULMVA6XW"
-    assert nf.kube_nft_chain_hash("ns1/svc1/tcp/p80__10.180.0.1/80") == "5OJB2KTY"
+    assert kp.kube_chain_hash("kube-system/kube-dns:dns", "udp") == "TCOU7JCQXEZGVUNU"
+    assert kp.kube_chain_hash("kube-system/kube-dns:dns", "UDP") == "TCOU7JCQXEZGVUNU"
+    assert kp.kube_chain_hash("default/kubernetes:https", "tcp") == "NPX46M4PTMTKRN6Y"
+    assert kp.kube_chain_hash("istio-demo/bill-service:http", "tcp") == "PK4BNTKC2JYVE7B2"
+    assert kp.kube_chain_hash("istio-demo/bill-service:http", "tcp", "10.244.75.113:80") == "6OOOSB56IIMYCEYA"
+    assert kp.kube_chain_hash("istio-demo/bill-service:http", "tcp", "10.244.75.115:80") == "AM36T22CJQS6HCG4"
+    assert kp.kube_nft_chain_hash("ns1/svc1/tcp/p80") == "ULMVA6XW"
+    assert kp.kube_nft_chain_hash("ns1/svc1/tcp/p80__10.180.0.1/80") == "5OJB2KTY"
 
 
 # ------------------------------------------------------------------ every kube-proxy file
@@ -63,7 +64,7 @@ OVERALL = {
      "kube-proxy-nftables-overall.nft", "kube-proxy-nftables-overall.nft-list"],  # fmt: skip
 )
 def test_overall_services(name: str) -> None:
-    infos = {i.name: i for i in nf.services(rs_of(name))}
+    infos = {i.name: i for i in kp.services(rs_of(name))}
     assert set(infos) == {*OVERALL, "ns6/svc6:p80"}
     for svc, (ip, eps, aff, itp, etp, ext, nps) in OVERALL.items():
         i = infos[svc]
@@ -82,7 +83,7 @@ def test_overall_services(name: str) -> None:
 
 
 def test_3ep_service() -> None:
-    (i,) = nf.services(rs_of("kube-proxy-iptables-3ep-itp-cluster.iptables-save"))
+    (i,) = kp.services(rs_of("kube-proxy-iptables-3ep-itp-cluster.iptables-save"))
     assert (i.name, i.protocol, i.cluster_ip, i.port, i.cluster_chain) == (
         "ns1/svc1", "tcp", "172.30.1.1", 80, "KUBE-SVC-AQI2S6QIMU7PVVRP"
     )
@@ -96,14 +97,14 @@ def test_3ep_service() -> None:
 
 
 def test_affinity_local_policy_and_terminating_endpoints() -> None:
-    (i,) = nf.services(rs_of("kube-proxy-iptables-affinity-etp-local-terminating.iptables-save"))
+    (i,) = kp.services(rs_of("kube-proxy-iptables-affinity-etp-local-terminating.iptables-save"))
     assert [e.address for e in i.endpoints] == ["10.0.1.1:80", "10.0.1.2:80", "10.0.1.5:80"]
     assert [e.address for e in i.local_endpoints] == ["10.0.1.1:80", "10.0.1.2:80"]
     assert [e.share for e in i.local_endpoints] == [Fraction(1, 2), Fraction(1, 2)]
     assert i.affinity_timeout == 10800 and i.session_affinity == "ClientIP"
     assert (i.internal_policy, i.external_policy) == ("Cluster", "Local")
     assert i.external_ips == ("1.2.3.4:80",)
-    route = nf.service_route(i, chain="local")
+    route = kp.service_route(i, chain="local")
     assert isinstance(route.root, model.Cascade)
     assert route.root.thresholds == (1 << 30,)
     assert any("sessionAffinity ClientIP (timeout 10800 s)" in n and "100 client IPs" in n for n in route.notes)
@@ -111,7 +112,7 @@ def test_affinity_local_policy_and_terminating_endpoints() -> None:
 
 
 def test_generated_services_and_string_order_of_endpoints() -> None:
-    infos = {i.name: i for i in nf.services(rs_of("kube-proxy-iptables-generated-4-5-10ep.iptables-save"))}
+    infos = {i.name: i for i in kp.services(rs_of("kube-proxy-iptables-generated-4-5-10ep.iptables-save"))}
     assert set(infos) == {"default/web:http", "default/api:grpc", "kube-system/kube-dns:dns"}
     api = infos["default/api:grpc"]
     assert len(api.endpoints) == 10
@@ -124,13 +125,13 @@ def test_generated_services_and_string_order_of_endpoints() -> None:
 
 
 def test_legacy_five_digit_probabilities() -> None:
-    (i,) = nf.services(rs_of("kube-proxy-iptables-generated-6ep-legacy-5digit.iptables-save"))
+    (i,) = kp.services(rs_of("kube-proxy-iptables-generated-6ep-legacy-5digit.iptables-save"))
     assert [e.share for e in i.endpoints] == list(model.Cascade.kube_proxy(6, legacy=True).shares())
     assert [e.share for e in i.endpoints] != list(model.Cascade.kube_proxy(6).shares())
 
 
 def test_seed_service_route() -> None:
-    route = nf.load_service_route(str(DATA / "seed-front-tomcat-pod.iptables-save"), "istio-demo/bill-service:http")
+    route = kp.load_service_route(str(DATA / "seed-front-tomcat-pod.iptables-save"), "istio-demo/bill-service:http")
     assert isinstance(route.root, model.Cascade)
     assert route.root.thresholds == (1 << 30,)
     assert [(b.name, b.address) for b in route.backends()] == [
@@ -141,16 +142,16 @@ def test_seed_service_route() -> None:
     assert any("sessionAffinity None" in n for n in route.notes)
     assert any("internalTrafficPolicy Cluster" in n for n in route.notes)
     # by cluster IP too
-    assert nf.load_service_route(str(DATA / "seed-front-tomcat-pod.iptables-save"), "10.108.203.9:9999").backends() == route.backends()
+    assert kp.load_service_route(str(DATA / "seed-front-tomcat-pod.iptables-save"), "10.108.203.9:9999").backends() == route.backends()
 
 
 def test_nft_route_is_a_numgen_stage() -> None:
-    route = nf.load_service_route(str(DATA / "kube-proxy-nftables-overall.nft-list"), "ns4/svc4:p80")
+    route = kp.load_service_route(str(DATA / "kube-proxy-nftables-overall.nft-list"), "ns4/svc4:p80")
     assert isinstance(route.root, nf.Numgen)
     assert route.root.modulus == 2
     assert route.exact_shares() == (Fraction(1, 2), Fraction(1, 2))
     assert [b.name for b in route.backends()] == ["10.180.0.4:80", "10.180.0.5:80"]
-    aff = nf.load_service_route(str(DATA / "kube-proxy-nftables-overall.nft"), "ns5/svc5:p80")
+    aff = kp.load_service_route(str(DATA / "kube-proxy-nftables-overall.nft"), "ns5/svc5:p80")
     assert any("timeout 10800 s" in n and "65535" in n for n in aff.notes)
 
 
@@ -159,33 +160,33 @@ def test_lookup_by_hash_without_comments() -> None:
     stripped = re.sub(r' -m comment --comment "[^"]*"', "", text)
     assert "--comment" not in stripped
     rs = nf.parse_iptables(stripped, "nocomment")
-    info = nf.find_service(rs, "default/api:grpc")
+    info = kp.find_service(rs, "default/api:grpc")
     assert info.name == "default/api:grpc" and info.hash_ok
     assert len(info.endpoints) == 10 and info.cluster_ip == "10.96.0.60"
     # listing without comments falls back to chain names
-    names = {i.name for i in nf.services(rs)}
+    names = {i.name for i in kp.services(rs)}
     assert "KUBE-SVC-BEA4T34QEWGUELNC" in names
 
 
 def test_lookup_errors() -> None:
     rs = rs_of("kube-proxy-iptables-overall.iptables-save")
     with pytest.raises(InvalidArgument, match=r"service 'ns9/nope:p80' is not in the dump; services include"):
-        nf.find_service(rs, "ns9/nope:p80")
+        kp.find_service(rs, "ns9/nope:p80")
     with pytest.raises(InvalidArgument, match="no service with cluster IP 10.0.0.1:80"):
-        nf.find_service(rs, "10.0.0.1:80")
+        kp.find_service(rs, "10.0.0.1:80")
     with pytest.raises(ModelError, match="ns6/svc6:p80 has no endpoints \\(kube-proxy rejects its traffic\\)"):
-        nf.load_service_route(rs, "ns6/svc6:p80")
+        kp.load_service_route(rs, "ns6/svc6:p80")
     with pytest.raises(ModelError, match="has no local endpoints"):
-        nf.load_service_route(rs, "ns4/svc4:p80", chain="local")
+        kp.load_service_route(rs, "ns4/svc4:p80", chain="local")
     istio = rs_of("istio-cni-sidecar-basic.iptables-save")
-    assert nf.services(istio) == []
+    assert kp.services(istio) == []
     raw = nf.parse_iptables("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", "f")
     with pytest.raises(InvalidArgument, match="f: the dump has no nat table"):
-        nf.services(raw)
+        kp.services(raw)
 
 
 def test_ipvsadm_file() -> None:
-    infos = nf.parse_ipvsadm((DATA / "kube-proxy-ipvs-ipvsadm-ln.txt").read_text(), "ipvs")
+    infos = kp.parse_ipvsadm((DATA / "kube-proxy-ipvs-ipvsadm-ln.txt").read_text(), "ipvs")
     assert [(i.name, i.protocol, i.affinity_timeout) for i in infos] == [
         ("10.0.0.1:443", "tcp", 10800), ("10.0.0.10:53", "tcp", None), ("10.0.0.10:53", "udp", None)
     ]

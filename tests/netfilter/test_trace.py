@@ -13,7 +13,7 @@ from meshstat import netfilter as nf
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.model import Cascade, threshold_to_decimal
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parent.parent / "data" / "iptables"
 SEED = "seed-front-tomcat-pod.iptables-save"
 
 

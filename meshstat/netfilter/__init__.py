@@ -1,0 +1,55 @@
+"""Netfilter rulesets: reading dumps and tracing packets with exact probabilities.
+
+:mod:`meshstat.netfilter.load`
+    :func:`load` reads ``iptables-save`` output, ``iptables -L`` listings,
+    damaged pastes and ``nft`` rulesets (parsed by :mod:`meshstat.parsers`).
+:mod:`meshstat.netfilter.trace`
+    :func:`trace` walks one packet through a hook and lists every path with its
+    exact probability, the rules it passed and its verdict; :func:`nth_matches`.
+:mod:`meshstat.netfilter.numgen`
+    The nft ``numgen random mod N`` stage (:class:`Numgen`) and the kernel's
+    exact slot sizes (:func:`numgen_slot_counts`).
+:mod:`meshstat.netfilter.counters`
+    :func:`~meshstat.netfilter.counters.check_counters`: listing counters against
+    a service's exact cascade (it reads services through :mod:`meshstat.kubeproxy`,
+    so it is imported from its module, not from here).
+
+kube-proxy's services (iptables, nftables and IPVS modes) are read by
+:mod:`meshstat.kubeproxy`, built on this package.
+"""
+
+from __future__ import annotations
+
+from meshstat.netfilter.load import Ruleset, load, parse_iptables, parse_nft
+from meshstat.netfilter.numgen import Numgen, numgen_slot_counts
+from meshstat.netfilter.trace import (
+    MAX_DEPTH,
+    MAX_PATHS,
+    Condition,
+    Packet,
+    TracePath,
+    TraceResult,
+    TraceStep,
+    Verdict,
+    nth_matches,
+    trace,
+)
+
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PATHS",
+    "Condition",
+    "Numgen",
+    "Packet",
+    "Ruleset",
+    "TracePath",
+    "TraceResult",
+    "TraceStep",
+    "Verdict",
+    "load",
+    "nth_matches",
+    "numgen_slot_counts",
+    "parse_iptables",
+    "parse_nft",
+    "trace",
+]
