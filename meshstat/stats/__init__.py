@@ -27,8 +27,20 @@ from meshstat.stats.distributions import (
     prob_all_at_least,
     tolerance_probability,
 )
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, GofResult, Headline, goodness_of_fit, headline_test, z_scores
-from meshstat.stats.intervals import ConfidenceInterval, clopper_pearson_interval, proportion_ci, wilson_interval
+from meshstat.stats.gof import (
+    EXACT_MULTINOMIAL_LIMIT,
+    GofResult,
+    Headline,
+    goodness_of_fit,
+    headline_test,
+    z_scores,
+)
+from meshstat.stats.intervals import (
+    ConfidenceInterval,
+    clopper_pearson_interval,
+    proportion_ci,
+    wilson_interval,
+)
 from meshstat.stats.windows import WindowBand, window_band
 
 __all__ = [
