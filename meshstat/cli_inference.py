@@ -2,9 +2,12 @@
 
 Each handler parses its options, calls the matching function of
 :mod:`meshstat.inference` (what a notebook calls too), prints the result's
-table with ``ctx.emit`` and a one-line plain-language summary (stdout for
-table/markdown, stderr for machine formats). A successful analysis exits 0,
-even when the verdict is "not noise". Nothing heavy is imported at module import.
+table (:func:`meshstat.report.inference.frame`) with ``ctx.emit`` and a
+one-line plain-language summary (stdout for table/markdown, stderr for machine
+formats). ``check`` in a machine format also carries its verdict and the
+tests' p-values (json: one object; csv/parquet: columns on every row). A
+successful analysis exits 0, even when the verdict is "not noise". Nothing
+heavy is imported at module import.
 """
 
 from __future__ import annotations
