@@ -2,9 +2,12 @@
 
 Each handler parses its options, calls the matching function of
 :mod:`meshstat.inference` (what a notebook calls too), prints the result's
-table with ``ctx.emit`` and a one-line plain-language summary (stdout for
-table/markdown, stderr for machine formats). A successful analysis exits 0,
-even when the verdict is "not noise". Nothing heavy is imported at module import.
+table (:func:`meshstat.report.inference.frame`) with ``ctx.emit`` and a
+one-line plain-language summary (stdout for table/markdown, stderr for machine
+formats). ``check`` in a machine format also carries its verdict and the
+tests' p-values (json: one object; csv/parquet: columns on every row). A
+successful analysis exits 0, even when the verdict is "not noise". Nothing
+heavy is imported at module import.
 """
 
 from __future__ import annotations
@@ -185,10 +188,34 @@ def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
         observed, args.weights, alternatives=args.alternative, names=names, alpha=args.alpha,
         exact_limit=args.exact_limit,
     )
-    ctx.emit(result.to_frame(), args)
-    if args.format in ("table", "markdown") and args.output is None:
-        ctx.emit(result.tests_frame(), args)
+    from meshstat.report import inference as rep
+
+    _emit_check(ctx, args, result, rep.frame(result), rep.check_tests_frame(result))
     return _finish(ctx, args, result.summary(), result.notes)
+
+
+def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tests: Any) -> None:
+    """The per-backend table, then the tests table (table/markdown) or the verdict (machine formats).
+
+    json: one object with the verdict, the summary, the tests and the rows
+    (:func:`meshstat.report.inference.check_json`); csv/parquet: the rows with
+    the columns verdict, headline_test, headline_p_value.
+    """
+    from meshstat.report import inference as rep
+
+    if args.format == "json":
+        text = rep.check_json(result, table, tests) + "\n"
+        if args.output is not None:
+            with open(args.output, "w") as fh:  # noqa: PTH123
+                fh.write(text)
+        else:
+            ctx.stdout.write(text)
+    elif args.format in ("csv", "parquet"):
+        ctx.emit(rep.with_verdict(result, table), args)
+    else:
+        ctx.emit(table, args)
+        if args.output is None:
+            ctx.emit(tests, args)
 
 
 def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
@@ -208,9 +235,7 @@ def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
     result = check_counters(
         rs, args.service, chain=args.chain, alpha=args.alpha, exact_limit=args.exact_limit
     )
-    ctx.emit(rep.counters_frame(result), args)
-    if args.format in ("table", "markdown") and args.output is None:
-        ctx.emit(rep.counters_tests_frame(result), args)
+    _emit_check(ctx, args, result, rep.counters_frame(result), rep.counters_tests_frame(result))
     _finish(ctx, args, result.summary(), result.notes)
     for w in result.warnings:
         ctx.note(f"warning: {w}")
@@ -219,6 +244,7 @@ def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
 
 def _cmd_plan(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import inference
+    from meshstat.report import inference as rep
 
     def reject(opt: str, goes_with: str) -> None:
         raise InvalidArgument(f"{opt} goes with {goes_with}")
@@ -247,12 +273,13 @@ def _cmd_plan(args: argparse.Namespace, ctx: Any) -> int:
             args.weights, args.detect, 0.8 if args.power is None else args.power,
             0.05 if args.alpha is None else args.alpha, args.qps, names=args.names,
         )
-    ctx.emit(result.to_frame(), args)
+    ctx.emit(rep.frame(result), args)
     return _finish(ctx, args, result.summary(), result.notes)
 
 
 def _cmd_bands(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import inference
+    from meshstat.report import inference as rep
 
     if args.seconds is not None and args.qps is None:
         raise InvalidArgument("--seconds needs --qps (requests per second)")
@@ -275,18 +302,21 @@ def _cmd_bands(args: argparse.Namespace, ctx: Any) -> int:
         names=args.names,
         sim_windows=args.sim_windows,
     )
-    ctx.emit(result.to_frame(), args)
+    ctx.emit(rep.frame(result), args)
     if args.plot:
-        result.plot(args.plot)
+        from meshstat.plots.bands import plot_bands
+
+        plot_bands(result, args.plot)
     return _finish(ctx, args, result.summary(), result.notes)
 
 
 def _cmd_canary(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import inference
+    from meshstat.report import inference as rep
 
     result = inference.canary(
         args.steps, args.qps, args.interval, error_rate=args.error_rate,
         detect_error_rate=args.detect_error_rate, power=args.power, alpha=args.alpha,
     )
-    ctx.emit(result.to_frame(), args)
+    ctx.emit(rep.frame(result), args)
     return _finish(ctx, args, result.summary(), result.notes)

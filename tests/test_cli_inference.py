@@ -28,9 +28,79 @@ def test_check_not_noise_exits_zero() -> None:
 def test_check_machine_format_keeps_stdout_clean() -> None:
     rc, out, err = run("check", "--weights", "90,10", "--observed", "9,1", "--format", "json")
     assert rc == 0
-    rows = json.loads(out)
+    rows = json.loads(out)["backends"]
     assert [r["backend"] for r in rows] == ["b1", "b2"]
     assert err.startswith("consistent with 90/10")
+
+
+def test_check_json_carries_the_verdict_and_the_tests(tmp_path) -> None:  # noqa: ANN001
+    argv = ("check", "--weights", "90,10", "--observed", "5,5", "--alternative", "50,50", "--format", "json")
+    rc, out, err = run(*argv)
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "inconsistent" and doc["consistent"] is False and doc["alpha"] == 0.05
+    assert doc["headline_test"] == "exact binomial"
+    assert doc["headline_p_value"] == pytest.approx(0.0016349374, rel=1e-9)
+    assert doc["summary"].startswith("not noise: 5 of 10 at 10% has p = 0.0016")
+    assert err.startswith("not noise")
+    tests = {t["test"]: t for t in doc["tests"]}
+    assert tests["exact binomial"]["pvalue"] == doc["headline_p_value"]
+    assert {"chi-square", "G-test", "likelihood ratio 50/50 vs 90/10"} <= set(tests)
+    assert tests["likelihood ratio 50/50 vs 90/10"]["log10_lr"] == pytest.approx(2.2184875, rel=1e-6)
+    assert [r["observed"] for r in doc["backends"]] == [5, 5]
+    # the same object in a file
+    target = tmp_path / "check.json"
+    rc, out, _ = run(*argv, "--output", str(target))
+    assert rc == 0 and out == "" and json.loads(target.read_text()) == doc
+    # impossible: a backend with weight 0 got traffic
+    rc, out, _ = run("check", "--weights", "90,10,0", "--observed", "5,5,1", "--format", "json")
+    assert rc == 0
+    doc = json.loads(out)
+    assert doc["verdict"] == "impossible" and doc["headline_p_value"] == 0.0
+    rc, out, _ = run("check", "--weights", "90,10", "--observed", "9,1", "--format", "json")
+    assert json.loads(out)["verdict"] == "consistent"
+
+
+def test_check_csv_and_parquet_repeat_the_verdict_per_row(tmp_path) -> None:  # noqa: ANN001
+    import polars as pl
+
+    rc, out, _ = run("check", "--weights", "90,10", "--observed", "5,5", "--format", "csv")
+    assert rc == 0
+    df = pl.read_csv(io.StringIO(out))
+    assert df["backend"].to_list() == ["b1", "b2"]
+    assert df["verdict"].to_list() == ["inconsistent"] * 2
+    assert df["headline_test"].to_list() == ["exact binomial"] * 2
+    assert df["headline_p_value"].to_list() == [pytest.approx(0.0016349374, rel=1e-9)] * 2
+    target = tmp_path / "check.parquet"
+    rc, _, _ = run("check", "--weights", "90,10", "--observed", "5,5", "--format", "parquet", "--output",
+                   str(target))
+    assert rc == 0
+    assert pl.read_parquet(target).select("verdict", "headline_test", "headline_p_value").equals(
+        df.select("verdict", "headline_test", "headline_p_value")
+    )
+
+
+def test_check_table_output_has_no_verdict_columns() -> None:
+    rc, out, _ = run("check", "--weights", "90,10", "--observed", "5,5")
+    assert rc == 0 and "ci95_high" in out and "headline_p_value" not in out and "verdict" not in out
+
+
+def test_counters_check_machine_formats_carry_the_verdict(tmp_path) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    import polars as pl
+
+    listing = str(Path(__file__).resolve().parent / "data/iptables/listings/kube-proxy-3ep-counters.nat.vnxL")
+    rc, out, err = run("check", "--iptables", listing, "--service", "default/web:http", "--format", "json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["verdict"] == "consistent" and doc["headline_test"] == "exact multinomial"
+    assert doc["headline_p_value"] == pytest.approx(0.264, abs=5e-4)
+    assert [r["observed"] for r in doc["backends"]] == [999, 964, 1037] and "warnings" in doc
+    rc, out, _ = run("check", "--iptables", listing, "--service", "default/web:http", "--format", "csv")
+    df = pl.read_csv(io.StringIO(out))
+    assert df["verdict"].to_list() == ["consistent"] * 3
+    assert df["headline_p_value"][0] == doc["headline_p_value"]
 
 
 def test_check_observed_file_with_names(tmp_path) -> None:  # noqa: ANN001

@@ -157,7 +157,7 @@ def parse_nginx(text: str) -> None:
 
 
 def parse_counts(text: str) -> None:
-    from meshstat import inference
+    from meshstat.inference import observed as inference
 
     if text.lstrip().startswith(("{", "[")):
         inference._read_observed_json("fuzz.json", text)

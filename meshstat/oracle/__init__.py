@@ -20,8 +20,9 @@ harness created; every request loop is bounded in count and in time. The
 harnesses need root (netfilter) and the binaries; :func:`require_root` and
 :func:`require_binary` raise :class:`OracleUnavailable` with a one-line reason.
 
-This ``__init__`` also holds the statistics shared by the tests and the
-``validate`` command (:func:`chisquare_exact`); scipy is imported inside it.
+The counts are tested against the model's exact shares with
+:func:`meshstat.stats.goodness_of_fit` (Pearson's chi-square), the test
+every other command uses.
 """
 
 from __future__ import annotations
@@ -32,17 +33,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import MeshstatError
 
 __all__ = [
-    "ChiSquare",
     "OracleError",
     "OracleUnavailable",
-    "chisquare_exact",
     "counts_in_order",
     "find_binary",
     "require_binary",
@@ -105,53 +102,6 @@ def require_root(what: str = "netfilter in network namespaces") -> None:
         raise OracleUnavailable(f"{what} needs Linux, this is {sys.platform}")
     if os.geteuid() != 0:
         raise OracleUnavailable(f"{what} needs root (network namespaces, iptables); run as root or with sudo")
-
-
-@dataclass(frozen=True)
-class ChiSquare:
-    """Result of :func:`chisquare_exact`.
-
-    Attributes
-    ----------
-    statistic, pvalue : float
-        Pearson's chi-square and its p-value (``scipy.stats.chisquare``) over the
-        categories with a positive expected share.
-    dof : int
-        Degrees of freedom (positive categories minus one).
-    impossible : int
-        Observations in categories whose exact share is 0; any such observation
-        refutes the model outright and makes ``pvalue`` 0.
-    """
-
-    statistic: float
-    pvalue: float
-    dof: int
-    impossible: int = 0
-
-
-def chisquare_exact(counts: Sequence[int], shares: Sequence[Fraction | float]) -> ChiSquare:
-    """Chi-square goodness of fit of observed ``counts`` to exact model ``shares``.
-
-    Categories with share 0 are left out of the statistic; a count there is
-    reported in ``impossible`` and gives p-value 0. With one positive category the
-    test is trivial (statistic 0, p-value 1) unless some count is impossible.
-    """
-    from scipy.stats import chisquare
-
-    if len(counts) != len(shares):
-        raise ValueError(f"{len(counts)} counts for {len(shares)} shares")
-    n = sum(int(c) for c in counts)
-    impossible = sum(int(c) for c, s in zip(counts, shares, strict=True) if s == 0)
-    pos = [(int(c), float(s)) for c, s in zip(counts, shares, strict=True) if s != 0]
-    if impossible:
-        return ChiSquare(float("inf"), 0.0, max(len(pos) - 1, 0), impossible)
-    if len(pos) <= 1 or n == 0:
-        return ChiSquare(0.0, 1.0, 0, 0)
-    total = sum(s for _, s in pos)
-    obs = [c for c, _ in pos]
-    exp = [n * s / total for _, s in pos]
-    res = chisquare(obs, exp)
-    return ChiSquare(float(res.statistic), float(res.pvalue), len(pos) - 1, 0)
 
 
 def counts_in_order(counts: Mapping[str, int], names: Sequence[str]) -> list[int]:

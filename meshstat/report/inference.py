@@ -1,45 +1,112 @@
 """Tables (polars) for the results of :mod:`meshstat.inference`.
 
-:func:`to_frame` turns any inference result into a tidy DataFrame with a fixed
+:func:`frame` turns any inference result into a tidy DataFrame with a fixed
 schema per result type; :func:`check_tests_frame` adds the per-test rows of a
 :class:`~meshstat.inference.CheckResult`.
+
+The machine formats of ``check`` carry the answer, not only the per-backend
+table: :func:`with_verdict` adds the columns ``verdict``, ``headline_test`` and
+``headline_p_value`` to every row (CSV and Parquet cannot nest), and
+:func:`check_json` writes one JSON object::
+
+    {"verdict": "consistent" | "inconsistent" | "impossible",
+     "consistent": true | false, "alpha": 0.05,
+     "headline_test": "exact binomial", "headline_p_value": 0.0016,
+     "summary": "...", "notes": ["..."],
+     "tests": [{"test": ..., "statistic": ..., "dof": ..., "pvalue": ...}, ...],
+     "backends": [{...one object per row of the per-backend table...}]}
+
+(plus ``"warnings"`` for the counters check). ``verdict`` is ``"impossible"``
+when a backend with share 0 got traffic, else ``"consistent"`` when the
+headline p-value is at least ``alpha``, else ``"inconsistent"``. Non-finite
+numbers are written as ``null``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
+from meshstat import stats
 from meshstat.errors import InvalidArgument
+from meshstat.inference import AcceptanceResult, BandsResult, CanaryResult, CheckResult, PlanResult
 
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["check_tests_frame", "to_frame"]
+__all__ = ["check_json", "check_tests_frame", "check_verdict", "frame", "to_frame", "with_verdict"]
 
 
-def to_frame(result: Any) -> pl.DataFrame:
-    """The table of an inference result (CheckResult, PlanResult, BandsResult, CanaryResult, AcceptanceResult)."""
-    from meshstat import inference as inf
+def frame(result: Any) -> pl.DataFrame:
+    """The table of an inference result.
 
-    if isinstance(result, inf.CheckResult):
+    One schema per type: CheckResult, PlanResult, BandsResult, CanaryResult, AcceptanceResult.
+    """
+    if isinstance(result, CheckResult):
         return _check_frame(result)
-    if isinstance(result, inf.PlanResult):
+    if isinstance(result, PlanResult):
         return _plan_frame(result)
-    if isinstance(result, inf.BandsResult):
+    if isinstance(result, BandsResult):
         return _bands_frame(result)
-    if isinstance(result, inf.CanaryResult):
+    if isinstance(result, CanaryResult):
         return _canary_frame(result)
-    if isinstance(result, inf.AcceptanceResult):
+    if isinstance(result, AcceptanceResult):
         return _acceptance_frame(result)
     raise InvalidArgument(f"no table for {type(result).__name__}")
+
+
+#: The name the other report modules use for their tables.
+to_frame = frame
+
+
+def check_verdict(result: Any) -> str:
+    """``"impossible"``, ``"consistent"`` or ``"inconsistent"`` for a check (``method``, ``consistent``)."""
+    if result.method == "impossible":
+        return "impossible"
+    return "consistent" if result.consistent else "inconsistent"
+
+
+def with_verdict(result: Any, table: pl.DataFrame) -> pl.DataFrame:
+    """``table`` with the check's ``verdict``, ``headline_test`` and ``headline_p_value`` on every row.
+
+    ``result`` is a :class:`~meshstat.inference.CheckResult` or a counters check
+    (anything with ``method``, ``pvalue`` and ``consistent``).
+    """
+    import polars as pl
+
+    return table.with_columns(
+        pl.lit(check_verdict(result), dtype=pl.String).alias("verdict"),
+        pl.lit(result.method, dtype=pl.String).alias("headline_test"),
+        pl.lit(float(result.pvalue), dtype=pl.Float64).alias("headline_p_value"),
+    )
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def check_json(result: Any, table: pl.DataFrame, tests: pl.DataFrame) -> str:
+    """One JSON object: verdict, summary, tests and per-backend rows (see the module docstring)."""
+    doc: dict[str, Any] = {
+        "verdict": check_verdict(result),
+        "consistent": bool(result.consistent),
+        "alpha": _finite(result.alpha),
+        "headline_test": result.method,
+        "headline_p_value": _finite(result.pvalue),
+        "summary": result.summary(),
+        "notes": list(result.notes),
+    }
+    if hasattr(result, "warnings"):
+        doc["warnings"] = list(result.warnings)
+    doc["tests"] = json.loads(tests.write_json())
+    doc["backends"] = json.loads(table.write_json())
+    return json.dumps(doc, ensure_ascii=False, allow_nan=False)
 
 
 def _check_frame(r: Any) -> pl.DataFrame:
     import numpy as np
     import polars as pl
-
-    from meshstat import stats
 
     obs = np.asarray(r.observed, dtype=np.int64)
     ci = stats.wilson_interval(obs, r.n, 0.95)

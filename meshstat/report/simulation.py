@@ -14,6 +14,7 @@ observed           f64      ``count / n``
 deviation          f64      ``observed - expected``
 z                  f64      ``(count - n p) / sqrt(n p (1 - p))``
 p_value            f64      two-sided exact binomial p-value of this backend's count
+                            (:func:`meshstat.stats.binomial_pvalue`, as ``check``)
 wilson_low/high    f64      95% Wilson interval of the share
 cp_low/high        f64      95% Clopper-Pearson interval of the share
 n                  i64      requests in the run
@@ -34,6 +35,7 @@ import polars as pl
 
 from meshstat.model import Cascade
 from meshstat.results import SimulationResult
+from meshstat.stats import binomial_pvalue
 
 __all__ = ["SCHEMA", "cascade_frame", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]
 
@@ -67,24 +69,6 @@ def _fraction_text(f: Fraction, exact: bool) -> str:
     return text if exact else "~" + text
 
 
-def _binomial_pvalues(counts: np.ndarray, n: int, probs: np.ndarray) -> np.ndarray:
-    """Two-sided equal-tails exact binomial p-value per backend: ``min(1, 2 min(P(X<=k), P(X>=k)))``."""
-    from meshstat.stats import bdtr, bdtrc
-
-    k = counts.astype(np.float64)
-    out = np.empty(k.shape, dtype=np.float64)
-    for i, (ki, p) in enumerate(zip(k, probs, strict=True)):
-        if p <= 0.0:
-            out[i] = 1.0 if ki == 0 else 0.0
-        elif p >= 1.0:
-            out[i] = 1.0 if ki == n else 0.0
-        else:
-            lower = float(bdtr(ki, n, p))
-            upper = float(bdtrc(ki - 1.0, n, p)) if ki > 0 else 1.0
-            out[i] = min(1.0, 2.0 * min(lower, upper))
-    return out
-
-
 def to_frame(result: SimulationResult) -> pl.DataFrame:
     """One row per backend of ``result`` (schema in the module docstring)."""
     counts = result.counts
@@ -104,7 +88,7 @@ def to_frame(result: SimulationResult) -> pl.DataFrame:
         "observed": result.proportions(),
         "deviation": result.deviations(),
         "z": result.z_scores(),
-        "p_value": _binomial_pvalues(counts, n, p),
+        "p_value": [binomial_pvalue(int(c), n, float(q)) for c, q in zip(counts, p, strict=True)],
         "wilson_low": wil.low,
         "wilson_high": wil.high,
         "cp_low": cp.low,

@@ -9,6 +9,8 @@ import pytest
 from scipy import stats as ss
 
 from meshstat import inference as inf
+from meshstat.plots.bands import plot_bands
+from meshstat.report import inference as rep
 from meshstat.errors import InvalidArgument
 
 
@@ -98,10 +100,10 @@ def test_bands_errors(kwargs: dict, msg: str) -> None:
 
 def test_frame_and_plot(tmp_path) -> None:  # noqa: ANN001
     r = inf.bands([80, 15, 5], n=300, within=0.03, rng=3, sim_windows=500)
-    f = r.to_frame()
+    f = rep.frame(r)
     assert f.height == 3 * 3
     assert {"low", "high", "coverage", "sim_coverage", "p_outside", "sim_p_outside"} <= set(f.columns)
     out = tmp_path / "bands.png"
-    r.plot(str(out))
+    plot_bands(r, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert out.stat().st_size > 5000

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as ss
 
 from meshstat import inference as inf
+from meshstat.report import inference as rep
 from meshstat.errors import InvalidArgument
 
 
@@ -103,6 +104,6 @@ def test_canary_errors(kwargs: dict, msg: str) -> None:
 
 
 def test_frame() -> None:
-    f = inf.canary([1, 5], qps=20, interval="1m", error_rate=0.001, detect_error_rate=0.01).to_frame()
+    f = rep.frame(inf.canary([1, 5], qps=20, interval="1m", error_rate=0.001, detect_error_rate=0.01))
     assert f.height == 2
     assert {"canary_requests", "p_zero_canary", "detectable_error_rate", "interval_needed_s"} <= set(f.columns)

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as ss
 
 from meshstat import inference as inf
+from meshstat.report import inference as rep
 from meshstat.errors import ConfigParseError, InvalidArgument
 
 
@@ -95,10 +96,10 @@ def test_names_and_two_positive_of_three() -> None:
     r = inf.check_split([70, 30, 0], [70, 30, 0], names=["v1", "v2", "v3"])
     assert r.method == "exact binomial" and r.pvalue == pytest.approx(1.0)
     assert r.names == ("v1", "v2", "v3")
-    frame = r.to_frame()
+    frame = rep.frame(r)
     assert frame["backend"].to_list() == ["v1", "v2", "v3"]
     assert frame["observed"].to_list() == [70, 30, 0]
-    assert r.tests_frame()["test"].to_list()[:3] == ["exact binomial", "chi-square", "G-test"]
+    assert rep.check_tests_frame(r)["test"].to_list()[:3] == ["exact binomial", "chi-square", "G-test"]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ import pytest
 from scipy import stats as ss
 
 from meshstat import inference as inf
+from meshstat.report import inference as rep
+from meshstat.stats import distributions
 from meshstat.errors import InvalidArgument
 
 
@@ -82,7 +84,7 @@ def test_box_probability_matches_enumeration_and_inclusion_exclusion() -> None:
         inf.multinomial_box_probability(60, [1 / 6] * 6, [5] * 6, [60] * 6), rel=1e-10
     )
     big = [1] * 8
-    assert (1 + 5) ** 8 > inf._INCLUSION_EXCLUSION_LIMIT
+    assert (1 + 5) ** 8 > distributions._INCLUSION_EXCLUSION_LIMIT
     assert float(inf.prob_all_at_least(big, 80, 5)) == pytest.approx(_dp_all_at_least(80, [1 / 8] * 8, 5), rel=1e-9)
     assert float(inf.prob_all_at_least([3, 2, 2, 1, 1, 1], 50, 2)) == pytest.approx(
         _dp_all_at_least(50, [0.3, 0.2, 0.2, 0.1, 0.1, 0.1], 2), rel=1e-9
@@ -136,7 +138,7 @@ def test_detect_two_backends_exact_power() -> None:
     za, zb = ss.norm.ppf(0.975), ss.norm.ppf(0.8)
     n_norm = ((za * math.sqrt(p0 * (1 - p0)) + zb * math.sqrt(p1 * (1 - p1))) / (p1 - p0)) ** 2
     assert r.rows[-1].n == math.ceil(n_norm)
-    assert "seconds" in r.to_frame().columns
+    assert "seconds" in rep.frame(r).columns
 
 
 def test_detect_three_backends_noncentral_chi_square() -> None:
