@@ -221,7 +221,7 @@ def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tes
 def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
     """``check --iptables LISTING --service S``: rule counters against the exact cascade."""
     from meshstat import netfilter
-    from meshstat.netfilter.counters import check_counters
+    from meshstat.inference.counters import check_counters
     from meshstat.report import netfilter as rep
 
     if not args.service:

@@ -87,7 +87,7 @@ def parse_iptables(text: str) -> None:
 def parse_listing(text: str) -> None:
     """``iptables -L`` listings and damaged pastes, as ``--iptables FILE`` reads them (sniffed)."""
     from meshstat import kubeproxy, netfilter
-    from meshstat.netfilter.counters import check_counters
+    from meshstat.inference.counters import check_counters
 
     rs = netfilter.load("fuzz.vnL", text=text)
     _netfilter_followups(rs)

@@ -24,7 +24,7 @@ from meshstat import netfilter as nf
 from meshstat.cli import main
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.model import probability_to_threshold
-from meshstat.netfilter.counters import check_counters
+from meshstat.inference.counters import check_counters
 from meshstat.parsers.iptables import Rule, parse_iptables
 from meshstat.parsers.iptables_list import (
     Counters,

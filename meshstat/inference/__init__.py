@@ -67,9 +67,6 @@ from meshstat.inference.plan import (
 from meshstat.stats.binomial import binomial_pvalue
 from meshstat.stats.distributions import binomial_test_power, multinomial_box_probability
 
-# the headline test and its default limit, for the counters check (one test choice for both checks)
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, Headline, headline_test  # noqa: F401
-
 __all__ = [
     "AcceptanceResult",
     "Alternative",

@@ -9,13 +9,10 @@
 :mod:`meshstat.netfilter.numgen`
     The nft ``numgen random mod N`` stage (:class:`Numgen`) and the kernel's
     exact slot sizes (:func:`numgen_slot_counts`).
-:mod:`meshstat.netfilter.counters`
-    :func:`~meshstat.netfilter.counters.check_counters`: listing counters against
-    a service's exact cascade (it reads services through :mod:`meshstat.kubeproxy`,
-    so it is imported from its module, not from here).
 
 kube-proxy's services (iptables, nftables and IPVS modes) are read by
-:mod:`meshstat.kubeproxy`, built on this package.
+:mod:`meshstat.kubeproxy`, built on this package; listing counters are checked
+against a service's split by :mod:`meshstat.inference.counters`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from meshstat.kubeproxy import ServiceInfo
     from meshstat.netfilter import TraceResult
-    from meshstat.netfilter.counters import CounterCheck
+    from meshstat.inference.counters import CounterCheck
 
 __all__ = ["counters_frame", "counters_tests_frame", "endpoints_frame", "services_frame", "trace_frame"]
 

@@ -20,7 +20,7 @@ import pytest
 from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.errors import MeshstatError
-from meshstat.netfilter.counters import check_counters
+from meshstat.inference.counters import check_counters
 from meshstat.oracle.netns import NetnsLab, kube_proxy_ruleset
 from meshstat.parsers.iptables import parse_iptables
 from meshstat.parsers.iptables_list import listing_info, parse_iptables_list, to_iptables_save

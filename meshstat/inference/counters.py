@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-from meshstat import model
+from meshstat import model, stats
 from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import _first
 from meshstat.kubeproxy.lookup import find_service
@@ -161,7 +161,7 @@ def check_counters(
         Level of the verdict.
     exact_limit : int, optional
         Largest number of outcome slices the exact multinomial test enumerates
-        (default :data:`meshstat.inference.EXACT_MULTINOMIAL_LIMIT`).
+        (default :data:`meshstat.stats.EXACT_MULTINOMIAL_LIMIT`).
 
     Returns
     -------
@@ -187,7 +187,6 @@ def check_counters(
     InvalidArgument
         When the ruleset has no counters, the service is not in it, or nothing was counted.
     """
-    from meshstat import inference
 
     linfo = listing_info(ruleset)
     saved = ruleset.cache.get(SAVE_COUNTERS_KEY)
@@ -291,7 +290,7 @@ def check_counters(
     reached = n
     for (addr, sep, line, c, k, ex), share in zip(rows_in, shares, strict=True):
         q = Fraction(k, 1 << 31) if k is not None else None
-        step = inference.binomial_pvalue(c, reached, float(q)) if q is not None and reached > 0 else None
+        step = stats.binomial_pvalue(c, reached, float(q)) if q is not None and reached > 0 else None
         rows.append(
             CounterRow(
                 addr,
@@ -300,7 +299,7 @@ def check_counters(
                 c,
                 share,
                 n * float(share),
-                inference.binomial_pvalue(c, n, float(share)),
+                stats.binomial_pvalue(c, n, float(share)),
                 reached,
                 q,
                 step,
@@ -308,8 +307,8 @@ def check_counters(
             )
         )
         reached -= c
-    limit = inference.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
-    head = inference.headline_test(obs, shares, limit, notes, unit="endpoints")
+    limit = stats.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
+    head = stats.headline_test(obs, shares, limit, notes, unit="endpoints")
     unit = "connections" if table.name == "nat" else "packets"
     notes.append(
         "nat rules run for the first packet of each connection only (conntrack), so each jump rule's packet "
