@@ -140,7 +140,7 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
 
 def _listing_lines(rs: Any, args: argparse.Namespace) -> list[str]:
     """For a ruleset read from a listing or a paste: its warnings, and where its counters go."""
-    from meshstat.parsers.iptables_list import listing_info
+    from meshstat.parsers.netfilter.iptables_list import listing_info
 
     info = listing_info(rs)
     if info is None and not rs.cache.get("iptables-paste"):

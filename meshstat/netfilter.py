@@ -50,19 +50,21 @@ from typing import Any
 from meshstat import model
 from meshstat.errors import ConfigParseError, InvalidArgument, ModelError
 from meshstat.parsers import sniff_netfilter_dialect
-from meshstat.parsers.nft import NftElement, NftSet, flat_targets
-from meshstat.parsers.iptables import (
+from meshstat.parsers.netfilter.iptables_save import parse_iptables
+from meshstat.parsers.netfilter.nft import flat_targets
+from meshstat.parsers.netfilter.rules import parse_cidr
+from meshstat.parsers.netfilter.ruleset import FREEZE_RULES as _FREEZE_RULES
+from meshstat.parsers.netfilter.ruleset import (
     TABLE_PRIORITY,
-    _FREEZE_RULES,
     Chain,
     Match,
     Net,
+    NftElement,
+    NftSet,
     Rule,
     Ruleset,
     Table,
     Target,
-    parse_cidr,
-    parse_iptables,
 )
 
 __all__ = [
@@ -104,7 +106,7 @@ MAX_PATHS = 20_000
 
 def parse_nft(text: str, source: str = "<input>") -> Ruleset:
     """Parse ``nft list ruleset`` output or an ``nft -f`` transaction (see :mod:`meshstat.parsers.nft`)."""
-    from meshstat.parsers.nft import parse_nft as _parse
+    from meshstat.parsers.netfilter.nft import parse_nft as _parse
 
     return _parse(text, source)
 
@@ -151,7 +153,7 @@ def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None 
         raise InvalidArgument(f"dialect must be 'iptables', 'iptables-list' or 'nft', got {dialect!r}")
     if dialect != "nft":
         # iptables -L listings and damaged or partial iptables-save pastes (issue 10)
-        from meshstat.parsers import iptables_list
+        from meshstat.parsers.netfilter import iptables_list
 
         form = "list" if dialect == "iptables-list" else iptables_list.sniff_iptables_text(text)
         if form == "list":
@@ -1987,8 +1989,8 @@ def check_counters(
         When the ruleset has no counters, the service is not in it, or nothing was counted.
     """
     from meshstat import inference
-    from meshstat.parsers.iptables import SAVE_COUNTERS_KEY
-    from meshstat.parsers.iptables_list import Counters, ListingInfo, listing_info
+    from meshstat.parsers.netfilter.iptables_list import Counters, ListingInfo, listing_info
+    from meshstat.parsers.netfilter.iptables_save import SAVE_COUNTERS_KEY
 
     linfo = listing_info(ruleset)
     saved = ruleset.cache.get(SAVE_COUNTERS_KEY)

@@ -79,7 +79,7 @@ def _netfilter_followups(rs: object) -> None:
 
 
 def parse_iptables(text: str) -> None:
-    from meshstat.parsers.iptables import parse_iptables as parse
+    from meshstat.parsers.netfilter import parse_iptables as parse
 
     _netfilter_followups(parse(text, "fuzz.iptables-save"))
 
@@ -97,7 +97,7 @@ def parse_listing(text: str) -> None:
 
 
 def parse_nft(text: str) -> None:
-    from meshstat.parsers.nft import parse_nft as parse
+    from meshstat.parsers.netfilter import parse_nft as parse
 
     _netfilter_followups(parse(text, "fuzz.nft"))
 
@@ -148,7 +148,7 @@ def parse_manifests(text: str) -> None:
 
 
 def parse_nginx(text: str) -> None:
-    from meshstat.nginx import parse_upstreams
+    from meshstat.parsers.nginx import parse_upstreams
 
     for up in list(parse_upstreams(text, source="fuzz.conf").values())[:3]:
         _quiet(up.shares)

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError, ModelError
-from meshstat.parsers.nft import parse_nft
+from meshstat.parsers.netfilter.nft import parse_nft
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parents[1] / "data" / "iptables"
 TWO32 = 1 << 32
 
 
