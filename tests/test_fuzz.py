@@ -148,11 +148,12 @@ def parse_manifests(text: str) -> None:
 
 
 def parse_nginx(text: str) -> None:
+    from meshstat.balancers.roundrobin import SmoothWRR
     from meshstat.parsers.nginx import parse_upstreams
 
     for up in list(parse_upstreams(text, source="fuzz.conf").values())[:3]:
         _quiet(up.shares)
-        _quiet(lambda u=up: u.sequence(20))
+        _quiet(lambda u=up: SmoothWRR.from_upstream(u).sequence(20))
 
 
 def parse_counts(text: str) -> None:

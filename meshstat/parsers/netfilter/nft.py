@@ -33,6 +33,11 @@ Semantics sources: kernel ``net/netfilter/nft_numgen.c`` (``numgen random`` is
 ``nft_lookup.c``, ``nft_immediate.c``; nftables ``doc/`` man page
 (``nft(8)``, sections CHAINS, SETS, MAPS, NUMGEN EXPRESSION).
 
+The module is long (about 1,000 lines) because it is one parser over one token
+stream: the statement parser (tables, chains, sets, maps, elements, transaction
+commands) and the rule expression parser (``_RuleParser``) share the parse
+state and the set and verdict readers.
+
 See Also
 --------
 meshstat.parsers.netfilter.ruleset : the structures every dialect shares (also :class:`NftSet`).
