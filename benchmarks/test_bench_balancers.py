@@ -20,7 +20,7 @@ from benchmarks.conftest import RESULTS, dump, machine, record
 from meshstat._kernels import balancers as kb
 from meshstat.balancers import LeastRequest, Maglev, RingHash, RoundRobin, SmoothWRR, Workload, simulate_balancer
 from meshstat.balancers.roundrobin import create_with_picks
-from meshstat.nginx import smooth_wrr
+from tests.reference_balancers import smooth_wrr
 
 N = 20_000_000
 N_LOOKUP = 10_000_000

@@ -14,7 +14,7 @@ each goal). Every benchmark also asserts what it timed.
 
 The parse is this fast because the rules of kube-proxy's shapes are validated
 when read but their matches and target are built on first access (see
-"Performance" in :mod:`meshstat.parsers.iptables`); the lookup and the trace
+"Performance" in :mod:`meshstat.parsers.netfilter.iptables_save`); the lookup and the trace
 below include building those of the rules they read.
 """
 

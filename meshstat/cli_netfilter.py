@@ -6,7 +6,7 @@ lists every path of a packet through the nat table with its exact probability;
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
 ``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
 (damaged, partial) ``iptables-save`` text: the form is recognised from the first
-line (:mod:`meshstat.parsers.iptables_list`), and what the listing lost or the
+line (:mod:`meshstat.parsers.netfilter.iptables_list`), and what the listing lost or the
 paste needed repaired is printed as warnings.
 Nothing heavy is imported at import time.
 """
@@ -140,7 +140,7 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
 
 def _listing_lines(rs: Any, args: argparse.Namespace) -> list[str]:
     """For a ruleset read from a listing or a paste: its warnings, and where its counters go."""
-    from meshstat.parsers.iptables_list import listing_info
+    from meshstat.parsers.netfilter.iptables_list import listing_info
 
     info = listing_info(rs)
     if info is None and not rs.cache.get("iptables-paste"):

@@ -121,7 +121,7 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     for tool, pkg in (("ip", "iproute2"), ("iptables-restore", "iptables")):
         require_binary(tool, package=pkg)
     text = _read(args.iptables)
-    from meshstat.parsers.iptables_list import sniff_iptables_text, to_iptables_save
+    from meshstat.parsers.netfilter.iptables_list import sniff_iptables_text, to_iptables_save
 
     if sniff_iptables_text(text) is not None:
         # an ``iptables -L`` listing or a damaged paste: load the rules it describes
@@ -228,8 +228,9 @@ def _validate_envoy(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _validate_nginx(args: argparse.Namespace, ctx: Any) -> int:
-    from meshstat.nginx import load_upstreams
+    from meshstat.balancers.roundrobin import SmoothWRR
     from meshstat.oracle.nginx import NginxOracle
+    from meshstat.parsers.nginx import load_upstreams
 
     ups = load_upstreams(args.nginx)
     if args.upstream is None:
@@ -243,7 +244,7 @@ def _validate_nginx(args: argparse.Namespace, ctx: Any) -> int:
     else:
         raise InvalidArgument(f"no upstream {args.upstream!r} in {args.nginx} (has {', '.join(ups)})")
     n = args.n or 1000
-    model_seq = up.sequence(n)
+    model_seq = SmoothWRR.from_upstream(up).sequence(n).tolist()
     with NginxOracle.from_upstream(up) as ngx:
         run = ngx.requests(n)
     counts = run.counts()

@@ -136,6 +136,41 @@ def edf_envoy(state, weights, n):
     return out
 
 
+def smooth_wrr(weights: list[int], n: int, *, down: list[bool] | None = None) -> list[int]:
+    """nginx ngx_http_upstream_get_peer: every peer not down gains its weight, the largest
+    current weight (first on ties) is picked and loses the sum of those weights."""
+    down = list(down) if down is not None else [False] * len(weights)
+    current = [0] * len(weights)
+    out = []
+    for _ in range(n):
+        best = None
+        total = 0
+        for i, w in enumerate(weights):
+            if down[i]:
+                continue
+            current[i] += w
+            total += w
+            if best is None or current[i] > current[best]:
+                best = i
+        if best is None:
+            raise ValueError("every peer is down")
+        current[best] -= total
+        out.append(best)
+    return out
+
+
+def upstream_sequence(upstream, n: int) -> list[int]:
+    """Indices into ``upstream.servers`` of nginx's first ``n`` picks: the primary servers,
+    else (every primary down) the backup servers, each group its own smooth WRR."""
+    active = upstream.active()
+    if not active:
+        raise ValueError("every server is down")
+    group = upstream.primary() if not upstream.servers[active[0]].backup else upstream.backup()
+    weights = [upstream.servers[i].weight for i in group]
+    down = [upstream.servers[i].down for i in group]
+    return [group[k] for k in smooth_wrr(weights, n, down=down)]
+
+
 def ipvs_wrr(weights: list[int], n: int) -> list[int]:
     """ip_vs_wrr.c: cursor over the list (None = head), cw stepped down by gcd from max - (gcd - 1)."""
     g = 0

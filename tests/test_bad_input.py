@@ -318,9 +318,9 @@ def test_corpus_is_complete_and_listed() -> None:
 
 def test_valid_bases_parse() -> None:
     """The valid files the cases are cut from parse: each case is bad for its own reason."""
-    from meshstat.nginx import load_upstreams
     from meshstat.parsers.envoy import load_envoy
     from meshstat.parsers.k8s import load_manifests
+    from meshstat.parsers.nginx import load_upstreams
 
     assert run(["services", "--iptables", str(BAD / "ipt-good.iptables-save")])[0] == 0
     assert run(["trace", "--nft", str(BAD / "nft-good.nft"), "--dst", "172.30.1.1:80"])[0] == 0

@@ -35,8 +35,9 @@ from meshstat.balancers import (
     simulate_connections,
 )
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.nginx import parse_upstreams, smooth_wrr
+from meshstat.parsers.nginx import parse_upstreams
 from tests.conftest import ALPHA
+from tests.reference_balancers import smooth_wrr, upstream_sequence
 
 F = Fraction
 
@@ -178,7 +179,7 @@ def test_smooth_wrr_equals_nginx_model_and_upstream() -> None:
     )["u"]
     lb = SmoothWRR.from_upstream(ups)
     r = simulate_balancer(lb, 500, rng=0, destinations=True)
-    assert r.destinations.tolist() == ups.sequence(500)
+    assert r.destinations.tolist() == upstream_sequence(ups, 500)
     assert lb.expected_shares() == ups.shares()
     only_backup = SmoothWRR(2, [1, 1], down=[True, False], backup=[False, True])
     assert simulate_balancer(only_backup, 10, rng=0).counts.tolist() == [0, 10]

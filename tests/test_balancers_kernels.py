@@ -17,8 +17,8 @@ from meshstat.balancers import Maglev, RingHash, create_with_picks, hash_strings
 from meshstat.balancers.roundrobin import edf_picks
 from meshstat.compiler import alias_table
 from meshstat.model import _round_to_total
-from meshstat.nginx import smooth_wrr
 from tests import reference_balancers as rb
+from tests.reference_balancers import smooth_wrr
 
 BLOCK_LOG2 = 8
 

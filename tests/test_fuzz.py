@@ -79,7 +79,7 @@ def _netfilter_followups(rs: object) -> None:
 
 
 def parse_iptables(text: str) -> None:
-    from meshstat.parsers.iptables import parse_iptables as parse
+    from meshstat.parsers.netfilter import parse_iptables as parse
 
     _netfilter_followups(parse(text, "fuzz.iptables-save"))
 
@@ -98,7 +98,7 @@ def parse_listing(text: str) -> None:
 
 
 def parse_nft(text: str) -> None:
-    from meshstat.parsers.nft import parse_nft as parse
+    from meshstat.parsers.netfilter import parse_nft as parse
 
     _netfilter_followups(parse(text, "fuzz.nft"))
 
@@ -149,11 +149,12 @@ def parse_manifests(text: str) -> None:
 
 
 def parse_nginx(text: str) -> None:
-    from meshstat.nginx import parse_upstreams
+    from meshstat.balancers.roundrobin import SmoothWRR
+    from meshstat.parsers.nginx import parse_upstreams
 
     for up in list(parse_upstreams(text, source="fuzz.conf").values())[:3]:
         _quiet(up.shares)
-        _quiet(lambda u=up: u.sequence(20))
+        _quiet(lambda u=up: SmoothWRR.from_upstream(u).sequence(20))
 
 
 def parse_counts(text: str) -> None:

@@ -120,7 +120,7 @@ def test_bom_and_line_ends() -> None:
 
 
 def _iptables(text: str) -> object:
-    from meshstat.parsers.iptables import parse_iptables
+    from meshstat.parsers.netfilter import parse_iptables
 
     rs = parse_iptables(text, "f")
     return [
@@ -136,7 +136,7 @@ def _iptables(text: str) -> object:
 
 
 def _nft(text: str) -> object:
-    from meshstat.parsers.nft import parse_nft
+    from meshstat.parsers.netfilter import parse_nft
 
     rs = parse_nft(text, "f")
     return [
@@ -164,7 +164,7 @@ def _manifests(text: str) -> object:
 
 
 def _nginx(text: str) -> object:
-    from meshstat.nginx import parse_upstreams
+    from meshstat.parsers.nginx import parse_upstreams
 
     return parse_upstreams(text, source="f")
 

@@ -20,8 +20,10 @@ clock the deadlines are exact integer progressions).
 Envoy RANDOM (``random/random_lb.cc: peekOrChoose``): ``hosts[r % n]``, weights
 ignored (verified with 1.40).
 
-nginx smooth weighted round robin: see :mod:`meshstat.nginx` (the reference
-model); the cycle here is computed by a numba kernel and tested equal to it.
+nginx smooth weighted round robin (``ngx_http_upstream_round_robin.c:
+ngx_http_upstream_get_peer``) over a parsed :class:`meshstat.parsers.nginx.Upstream`;
+the cycle is computed by a numba kernel and tested equal to the pure-Python
+reference in ``tests/reference_balancers.py``.
 
 nft ``numgen inc mod N`` (``net/netfilter/nft_numgen.c: nft_ng_inc_gen``): a
 counter shared by all CPUs starting so that the first new flow gets 0; one step
@@ -262,7 +264,7 @@ class SmoothWRR:
 
     @classmethod
     def from_upstream(cls, upstream: object, workers: int = 1) -> SmoothWRR:
-        """From a parsed :class:`meshstat.nginx.Upstream` (round robin only)."""
+        """From a parsed :class:`meshstat.parsers.nginx.Upstream` (round robin only)."""
         ups = upstream
         if getattr(ups, "balancer", "round_robin") != "round_robin":
             raise ModelError(f"upstream {ups.name} uses {ups.balancer}; only round robin is modelled")  # type: ignore[attr-defined]
@@ -278,7 +280,7 @@ class SmoothWRR:
         return len(self.endpoints)
 
     def active(self) -> tuple[int, ...]:
-        """Servers in use: primaries not down, else backups not down (as ``meshstat.nginx.Upstream.active``)."""
+        """Servers in use: primaries not down, else backups not down (as ``meshstat.parsers.nginx.Upstream.active``)."""
         prim = [i for i in range(self.n_hosts) if not self.backup[i] and not self.down[i]]
         if prim:
             return tuple(prim)

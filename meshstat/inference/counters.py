@@ -1,7 +1,7 @@
 """Observed packet counters of a kube-proxy cascade against its exact random split.
 
 :func:`check_counters` reads the packet counters of an ``iptables -t nat -vnL``
-listing (read by :mod:`meshstat.parsers.iptables_list`, which
+listing (read by :mod:`meshstat.parsers.netfilter.iptables_list`, which
 :func:`meshstat.netfilter.load` recognises) or of ``iptables-save -c`` for a
 service's cascade: connections per endpoint against the exact split, with
 p-values from :mod:`meshstat.inference` and :mod:`meshstat.stats`.
@@ -17,8 +17,8 @@ from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import _first
 from meshstat.kubeproxy.lookup import find_service
 from meshstat.kubeproxy.service import _family_of
-from meshstat.parsers.iptables import SAVE_COUNTERS_KEY, Rule, Ruleset
-from meshstat.parsers.iptables_list import Counters, ListingInfo, listing_info
+from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Rule, Ruleset
+from meshstat.parsers.netfilter import Counters, ListingInfo, listing_info
 
 __all__ = ["CounterCheck", "CounterRow", "check_counters"]
 
@@ -151,7 +151,7 @@ def check_counters(
     ----------
     ruleset : Ruleset
         From an ``iptables -t nat -vnL`` (better ``-vnxL``) listing
-        (:func:`meshstat.parsers.iptables_list.parse_iptables_list`, or
+        (:func:`meshstat.parsers.netfilter.iptables_list.parse_iptables_list`, or
         :func:`load` of such a file).
     service : str
         ``"ns/name[:port]"`` or ``"CLUSTER_IP:PORT"`` (as :func:`find_service`).

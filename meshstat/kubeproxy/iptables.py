@@ -16,7 +16,7 @@ from meshstat import model
 from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_chain_hash
 from meshstat.netfilter.trace import _join
-from meshstat.parsers.iptables import Chain, Match, Rule, Ruleset
+from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset
 
 __all__ = ["kube_proxy_iptables_save"]
 

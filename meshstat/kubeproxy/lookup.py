@@ -19,7 +19,7 @@ from meshstat.kubeproxy.iptables import _IptablesServices
 from meshstat.kubeproxy.nftables import _nft_services
 from meshstat.kubeproxy.service import ServiceInfo, _family_of, kube_chain_hash, service_route
 from meshstat.netfilter.load import load
-from meshstat.parsers.iptables import _FREEZE_RULES, Ruleset
+from meshstat.parsers.netfilter.ruleset import FREEZE_RULES, Ruleset
 
 __all__ = ["find_service", "load_service_route", "services"]
 
@@ -45,7 +45,7 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
             infos = [reader.info(s) for s in reader.suffixes()]
             known = {i.name for i in infos}
             infos += [i for i in reader.rejected() if i.name not in known]
-            if rs.rule_count > _FREEZE_RULES:
+            if rs.rule_count > FREEZE_RULES:
                 gc.freeze()  # acyclic, freed by reference counting (see parse_iptables)
         finally:
             if gc_was_enabled:

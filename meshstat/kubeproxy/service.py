@@ -21,7 +21,7 @@ from typing import Any
 
 from meshstat import model
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.parsers.iptables import Ruleset
+from meshstat.parsers.netfilter import Ruleset
 
 __all__ = ["EndpointInfo", "ServiceInfo", "kube_chain_hash", "kube_nft_chain_hash", "service_route"]
 

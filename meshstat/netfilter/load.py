@@ -2,24 +2,25 @@
 
 :func:`load` reads a file (or standard input) and picks the parser by the
 text's first lines (:func:`meshstat.parsers.sniff_netfilter_dialect`,
-:func:`meshstat.parsers.iptables_list.sniff_iptables_text`); the parsers are
-:mod:`meshstat.parsers.iptables`, :mod:`meshstat.parsers.iptables_list` and
-:mod:`meshstat.parsers.nft`.
+:func:`meshstat.parsers.netfilter.iptables_list.sniff_iptables_text`); the parsers are
+:mod:`meshstat.parsers.netfilter.iptables_save`, :mod:`meshstat.parsers.netfilter.iptables_list` and
+:mod:`meshstat.parsers.netfilter.nft`.
 """
 
 from __future__ import annotations
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import read_text, source_name
-from meshstat.parsers import iptables_list, sniff_netfilter_dialect
-from meshstat.parsers.iptables import Ruleset, parse_iptables
-from meshstat.parsers.nft import parse_nft as _parse
+from meshstat.parsers import sniff_netfilter_dialect
+from meshstat.parsers.netfilter import iptables_list
+from meshstat.parsers.netfilter import Ruleset, parse_iptables
+from meshstat.parsers.netfilter import parse_nft as _parse
 
 __all__ = ["Ruleset", "load", "parse_iptables", "parse_nft"]
 
 
 def parse_nft(text: str, source: str = "<input>") -> Ruleset:
-    """Parse ``nft list ruleset`` output or an ``nft -f`` transaction (see :mod:`meshstat.parsers.nft`)."""
+    """Parse ``nft list ruleset`` output or an ``nft -f`` transaction (see :mod:`meshstat.parsers.netfilter.nft`)."""
     return _parse(text, source)
 
 
@@ -40,7 +41,7 @@ def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None 
         ``iptables -L`` listing (``Chain NAME (policy ...)`` lines) and pasted
         ``iptables-save`` text with copy-paste damage or without ``*table``
         lines, recognised by their first line
-        (:mod:`meshstat.parsers.iptables_list`); ``"iptables-list"`` insists on
+        (:mod:`meshstat.parsers.netfilter.iptables_list`); ``"iptables-list"`` insists on
         a listing.
     text : str, optional
         The content, when already read (``source`` then only names it).

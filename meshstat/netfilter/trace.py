@@ -33,7 +33,7 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.netfilter.numgen import numgen_slot_counts
-from meshstat.parsers.iptables import (
+from meshstat.parsers.netfilter import (
     TABLE_PRIORITY,
     Chain,
     Match,

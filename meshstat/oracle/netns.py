@@ -1078,7 +1078,7 @@ def find_nft_numgen(
     The rule is chosen by ``chain``; else by ``address`` (``ip:port``) through a
     kube-proxy ``service-ips`` element ``ip . tcp . port : goto CHAIN``; else
     the only ``numgen`` rule of the text. Every target chain must hold a
-    ``dnat to ip:port``. Independent of :mod:`meshstat.parsers.nft` and
+    ``dnat to ip:port``. Independent of :mod:`meshstat.parsers.netfilter.nft` and
     :mod:`meshstat.kubeproxy` on purpose (as :func:`find_kube_service`).
     """
     chains = _nft_chains(text)

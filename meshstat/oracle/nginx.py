@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshstat.nginx import Upstream, UpstreamServer
 from meshstat.oracle import OracleError, require_binary, stop_process_group
 from meshstat.oracle._http import KeepAliveClient, free_ports, wait_for_port
+from meshstat.parsers.nginx import Upstream, UpstreamServer
 
 __all__ = ["NginxOracle", "NginxRun", "nginx_binary"]
 

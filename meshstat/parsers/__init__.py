@@ -1,14 +1,20 @@
 """Parsers: configuration text -> dialect structures, every element with its file and line.
 
-Pure Python (standard library only). One module per dialect:
+Pure Python (standard library, and PyYAML for YAML). One module per dialect:
 
-``meshstat.parsers.iptables``
-    ``iptables-save`` / ``ip6tables-save`` output and ``iptables-restore`` input.
-``meshstat.parsers.nft``
-    ``nft list ruleset`` output and ``nft -f`` transactions (``add rule ...``).
-
-Both produce the same netfilter structures (:class:`meshstat.parsers.iptables.Ruleset`),
-which :mod:`meshstat.netfilter` traces and reads kube-proxy services from.
+``meshstat.parsers.netfilter``
+    ``iptables-save`` / ``ip6tables-save`` output and ``iptables-restore`` input
+    (``iptables_save``), ``iptables -L`` listings and pasted dumps
+    (``iptables_list``), ``nft list ruleset`` output and ``nft -f`` transactions
+    (``nft``). All produce the same netfilter structures
+    (:class:`meshstat.parsers.netfilter.ruleset.Ruleset`), which
+    :mod:`meshstat.netfilter` traces and reads kube-proxy services from.
+``meshstat.parsers.k8s``
+    Kubernetes and Istio manifests (YAML read by ``meshstat.parsers.yaml_loader``).
+``meshstat.parsers.envoy``
+    Envoy configuration dumps and bootstrap files.
+``meshstat.parsers.nginx``
+    nginx ``upstream`` blocks.
 """
 
 from __future__ import annotations

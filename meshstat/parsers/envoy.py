@@ -269,9 +269,9 @@ def _parse_json(text: str, source: str) -> Any:
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    from meshstat.parsers.k8s import _yaml_documents
+    from meshstat.parsers.yaml_loader import yaml_documents
 
-    docs = [d for d in _yaml_documents(text, source) if d is not None]
+    docs = [d for d in yaml_documents(text, source) if d is not None]
     if len(docs) != 1:
         raise ConfigParseError(f"expected one Envoy bootstrap document, found {len(docs)}", source=source)
     return _plain(docs[0])

@@ -18,11 +18,12 @@ Field meanings follow the upstream API definitions: kubernetes ``staging/src/k8s
 core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1alpha3/
 virtual_service.proto``, ``destination_rule.proto``, ``service_entry.proto``.
 
-Safety: YAML is read with PyYAML's *safe* loader only (a subclass that records line numbers),
-each file is limited by the input size bound of :mod:`meshstat.inputs` (64 MiB unless raised
-with ``--max-input-size``), alias expansion is bounded by :data:`MAX_EXPANDED_NODES` (a
-"billion laughs" document is refused before it is walked), nesting deeper than Python's
-recursion allows is refused, and a key repeated in one mapping is an error (as with kubectl).
+Safety: YAML is read by :mod:`meshstat.parsers.yaml_loader`, with PyYAML's *safe* loader
+only (a subclass that records line numbers), each file is limited by the input size bound of
+:mod:`meshstat.inputs` (64 MiB unless raised with ``--max-input-size``), alias expansion is
+bounded by :data:`MAX_EXPANDED_NODES` (a "billion laughs" document is refused before it is
+walked), nesting deeper than Python's recursion allows is refused, and a key repeated in one
+mapping is an error (as with kubectl).
 Malformed input raises :class:`meshstat.errors.ConfigParseError` with ``file:line``.
 
 This module is pure Python (standard library and PyYAML).
@@ -37,6 +38,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
 __all__ = [
     "MAX_EXPANDED_NODES",
@@ -64,10 +66,6 @@ __all__ = [
 #: Default bound on a manifest file (bytes); the bound in force is
 #: :func:`meshstat.inputs.current_max_input_size` (``--max-input-size``).
 MAX_FILE_BYTES = DEFAULT_MAX_INPUT_BYTES
-#: Largest number of YAML nodes a document may expand to once aliases are followed.
-MAX_EXPANDED_NODES = 1_000_000
-#: Deepest nesting of YAML flow collections (``[`` and ``{``) read.
-MAX_FLOW_DEPTH = 100
 
 _ISTIO_GROUP = "networking.istio.io"
 _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -388,180 +386,6 @@ _KIND_ALIASES = {
 }
 
 
-# --------------------------------------------------------------------------- YAML with lines
-
-
-class _LineDict(dict):
-    """A mapping that remembers its line and the line of each key."""
-
-    __slots__ = ("key_lines", "line")
-
-    def line_of(self, key: str) -> int:
-        return self.key_lines.get(key, self.line)
-
-
-class _LineList(list):
-    __slots__ = ("line",)
-
-
-def _loader_class() -> type:
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        """PyYAML's SafeLoader that records line numbers of mappings and sequences."""
-
-        def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # PyYAML's signature
-            # PyYAML's scanner is quadratic in the depth of nested [ { (its list of possible
-            # simple keys): 500 levels take seconds. Manifests nest them a few levels.
-            if self.flow_level >= MAX_FLOW_DEPTH:
-                raise yaml.scanner.ScannerError(
-                    None, None, f"found [ or {{ nested deeper than {MAX_FLOW_DEPTH} levels", self.get_mark()
-                )
-            super().fetch_flow_collection_start(TokenClass)
-
-    def construct_map(loader: Any, node: Any) -> Iterator[_LineDict]:
-        data = _LineDict()
-        data.line = node.start_mark.line + 1
-        data.key_lines = {}
-        yield data
-        # keys written in this mapping (not merged in with '<<'): one may not appear twice
-        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-        loader.flatten_mapping(node)
-        written: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
-                ) from None
-            if id(key_node) in explicit:
-                if key in written:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"found duplicate key {str(key)[:60]!r} (first on line {written[key]}; "
-                        "kubectl refuses it)", key_node.start_mark
-                    )
-                written[key] = key_node.start_mark.line + 1
-            data[key] = loader.construct_object(value_node, deep=True)
-            if isinstance(key, str):
-                data.key_lines[key] = key_node.start_mark.line + 1
-
-    def construct_seq(loader: Any, node: Any) -> Iterator[_LineList]:
-        data = _LineList()
-        data.line = node.start_mark.line + 1
-        yield data
-        data.extend(loader.construct_sequence(node, deep=True))
-
-    def construct_int(loader: Any, node: Any) -> int:
-        try:
-            return yaml.SafeLoader.construct_yaml_int(loader, node)
-        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
-            raise yaml.constructor.ConstructorError(
-                None, None, f"found an integer of {len(str(node.value))} characters (too long)", node.start_mark
-            ) from None
-
-    _Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
-    _Loader.add_constructor("tag:yaml.org,2002:map", construct_map)
-    _Loader.add_constructor("tag:yaml.org,2002:seq", construct_seq)
-    return _Loader
-
-
-_LOADER: type | None = None
-
-
-def _expanded_size(node: Any, limit: int) -> int:
-    """Nodes a YAML node graph expands to when aliases are followed (stops past ``limit``)."""
-    import yaml
-
-    memo: dict[int, int] = {}
-    stack_guard: set[int] = set()
-
-    def size(n: Any) -> int:
-        key = id(n)
-        if key in memo:
-            return memo[key]
-        if key in stack_guard:  # recursive structure: infinite expansion
-            return limit + 1
-        stack_guard.add(key)
-        total = 1
-        if isinstance(n, yaml.SequenceNode):
-            for c in n.value:
-                total += size(c)
-                if total > limit:
-                    break
-        elif isinstance(n, yaml.MappingNode):
-            for k, v in n.value:
-                total += size(k) + size(v)
-                if total > limit:
-                    break
-        stack_guard.discard(key)
-        memo[key] = total
-        return total
-
-    return size(node)
-
-
-def _yaml_documents(text: str, source: str) -> list[Any]:
-    """Safe-load every document of ``text``, with bounded alias expansion."""
-    import yaml
-
-    global _LOADER
-    if _LOADER is None:
-        _LOADER = _loader_class()
-    docs: list[Any] = []
-    loader = None
-    try:
-        loader = _LOADER(text)
-        while loader.check_node():
-            node = loader.get_node()
-            if node is None:
-                continue
-            if _expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
-                raise ConfigParseError(
-                    f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
-                    "(refused: alias bomb?)",
-                    source=source,
-                    line=node.start_mark.line + 1,
-                )
-            docs.append(loader.construct_document(node))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        col = mark.column + 1 if mark is not None else None
-        what = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
-        snippet = text.splitlines()[line - 1].strip() if line and line <= len(text.splitlines()) else None
-        raise ConfigParseError(
-            f"invalid YAML: {what} (expected a YAML/JSON Kubernetes manifest)",
-            source=source,
-            line=line,
-            column=col,
-            snippet=snippet or None,
-        ) from None
-    except yaml.reader.ReaderError as exc:
-        pos = exc.position if isinstance(exc.position, int) else 0
-        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
-        raise ConfigParseError(
-            f"invalid YAML: character #x{char:04x} is not allowed in YAML",
-            source=source,
-            line=text.count("\n", 0, pos) + 1,
-            column=pos - (text.rfind("\n", 0, pos) + 1) + 1,
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigParseError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
-    except RecursionError:
-        mark = loader.get_mark() if loader is not None else None
-        raise ConfigParseError(
-            "invalid YAML: nested deeper than meshstat reads (refused)",
-            source=source,
-            line=mark.line + 1 if mark is not None else None,
-        ) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return docs
-
-
 # --------------------------------------------------------------------------- field helpers
 
 
@@ -574,9 +398,9 @@ class _Ctx:
 
     def fail(self, message: str, obj: Any = None, key: str | None = None, snippet: Any = None) -> ConfigParseError:
         line = None
-        if isinstance(obj, _LineDict):
+        if isinstance(obj, LineDict):
             line = obj.line_of(key) if key else obj.line
-        elif isinstance(obj, _LineList):
+        elif isinstance(obj, LineList):
             line = obj.line
         elif isinstance(obj, int):
             line = obj
@@ -597,13 +421,13 @@ def _type_name(val: Any) -> str:
     return "a string" if isinstance(val, str) else type(val).__name__
 
 
-def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> _LineDict:
+def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> LineDict:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
         if required:
             raise ctx.fail(f"expected {what} to have a '{key}' mapping", obj)
-        empty = _LineDict()
-        empty.line = obj.line_of(key) if isinstance(obj, _LineDict) else 0
+        empty = LineDict()
+        empty.line = obj.line_of(key) if isinstance(obj, LineDict) else 0
         empty.key_lines = {}
         return empty
     if not isinstance(val, dict):
@@ -691,7 +515,7 @@ def _port_value(ctx: _Ctx, obj: Any, key: str, what: str) -> int | str | None:
 # --------------------------------------------------------------------------- conversion
 
 
-def _meta(ctx: _Ctx, doc: _LineDict, kind: str) -> Meta:
+def _meta(ctx: _Ctx, doc: LineDict, kind: str) -> Meta:
     md = _map(ctx, doc, "metadata", kind)
     name = _str(ctx, md, "name", f"{kind} metadata")
     if name is None:
@@ -712,7 +536,7 @@ def _meta(ctx: _Ctx, doc: _LineDict, kind: str) -> Meta:
     )
 
 
-def _container_ports(ctx: _Ctx, spec: _LineDict, what: str) -> tuple[tuple[str, int, str], ...]:
+def _container_ports(ctx: _Ctx, spec: LineDict, what: str) -> tuple[tuple[str, int, str], ...]:
     out = []
     for key in ("containers", "initContainers"):
         for c in _list(ctx, spec, key, what):
@@ -728,7 +552,7 @@ def _container_ports(ctx: _Ctx, spec: _LineDict, what: str) -> tuple[tuple[str, 
     return tuple(out)
 
 
-def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> WorkloadResource:
+def _workload(ctx: _Ctx, doc: LineDict, kind: str) -> WorkloadResource:
     meta = _meta(ctx, doc, kind)
     spec = _map(ctx, doc, "spec", kind)
     if kind == "Pod":
@@ -758,7 +582,7 @@ def _workload(ctx: _Ctx, doc: _LineDict, kind: str) -> WorkloadResource:
     )
 
 
-def _service_ports(ctx: _Ctx, spec: _LineDict, what: str, *, k8s: bool) -> tuple[ServicePort, ...]:
+def _service_ports(ctx: _Ctx, spec: LineDict, what: str, *, k8s: bool) -> tuple[ServicePort, ...]:
     out = []
     for p in _list(ctx, spec, "ports", what):
         if not isinstance(p, dict):
@@ -781,7 +605,7 @@ def _service_ports(ctx: _Ctx, spec: _LineDict, what: str, *, k8s: bool) -> tuple
     return tuple(out)
 
 
-def _service(ctx: _Ctx, doc: _LineDict) -> Service:
+def _service(ctx: _Ctx, doc: LineDict) -> Service:
     meta = _meta(ctx, doc, "Service")
     spec = _map(ctx, doc, "spec", "Service")
     sel = spec.get("selector")
@@ -805,7 +629,7 @@ def _string_match(ctx: _Ctx, obj: Any, what: str) -> tuple[str, str]:
     return kind, "" if value is None else str(value)
 
 
-def _destinations(ctx: _Ctx, rule: _LineDict, what: str) -> tuple[RouteDestination, ...]:
+def _destinations(ctx: _Ctx, rule: LineDict, what: str) -> tuple[RouteDestination, ...]:
     out = []
     for r in _list(ctx, rule, "route", what):
         if not isinstance(r, dict):
@@ -832,7 +656,7 @@ def _destinations(ctx: _Ctx, rule: _LineDict, what: str) -> tuple[RouteDestinati
 _HTTP_EXTRAS = ("fault", "mirror", "mirrors", "retries", "timeout", "rewrite", "corsPolicy", "headers")
 
 
-def _http_routes(ctx: _Ctx, spec: _LineDict) -> tuple[HTTPRoute, ...]:
+def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
     out = []
     for i, rule in enumerate(_list(ctx, spec, "http", "VirtualService spec")):
         if not isinstance(rule, dict):
@@ -884,7 +708,7 @@ def _http_routes(ctx: _Ctx, spec: _LineDict) -> tuple[HTTPRoute, ...]:
     return tuple(out)
 
 
-def _tcp_routes(ctx: _Ctx, spec: _LineDict) -> tuple[TCPRoute, ...]:
+def _tcp_routes(ctx: _Ctx, spec: LineDict) -> tuple[TCPRoute, ...]:
     out = []
     for i, rule in enumerate(_list(ctx, spec, "tcp", "VirtualService spec")):
         if not isinstance(rule, dict):
@@ -909,7 +733,7 @@ def _tcp_routes(ctx: _Ctx, spec: _LineDict) -> tuple[TCPRoute, ...]:
     return tuple(out)
 
 
-def _virtual_service(ctx: _Ctx, doc: _LineDict) -> VirtualService:
+def _virtual_service(ctx: _Ctx, doc: LineDict) -> VirtualService:
     meta = _meta(ctx, doc, "VirtualService")
     spec = _map(ctx, doc, "spec", "VirtualService", required=True)
     hosts = _str_list(ctx, spec, "hosts", "VirtualService spec")
@@ -952,7 +776,7 @@ def _lb_policy(ctx: _Ctx, tp: Any, what: str) -> str | None:
     return None
 
 
-def _destination_rule(ctx: _Ctx, doc: _LineDict) -> DestinationRule:
+def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
     meta = _meta(ctx, doc, "DestinationRule")
     spec = _map(ctx, doc, "spec", "DestinationRule", required=True)
     host = _str(ctx, spec, "host", "DestinationRule spec", required=True)
@@ -987,7 +811,7 @@ def _destination_rule(ctx: _Ctx, doc: _LineDict) -> DestinationRule:
     )
 
 
-def _service_entry(ctx: _Ctx, doc: _LineDict) -> ServiceEntry:
+def _service_entry(ctx: _Ctx, doc: LineDict) -> ServiceEntry:
     meta = _meta(ctx, doc, "ServiceEntry")
     spec = _map(ctx, doc, "spec", "ServiceEntry", required=True)
     eps = []
@@ -1089,7 +913,7 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
         )
     ctx = _Ctx(source, default_namespace)
     out = Manifests(sources=[source])
-    for doc in _yaml_documents(text, source):
+    for doc in yaml_documents(text, source):
         _convert(ctx, doc, out)
     return out
 

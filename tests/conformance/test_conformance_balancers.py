@@ -122,8 +122,8 @@ def test_weighted_least_request_idle_is_edf(record) -> None:  # noqa: ANN001
 @pytest.mark.usefixtures("nginx_path")
 @pytest.mark.parametrize(("weights", "down", "backup"), [((5, 1, 1), None, None), ((3, 1, 2, 1), (1,), (3,))])
 def test_nginx_smooth_wrr_kernel_sequence_exact(weights, down, backup, record) -> None:  # noqa: ANN001
-    from meshstat.nginx import UpstreamServer
     from meshstat.oracle.nginx import NginxOracle
+    from meshstat.parsers.nginx import UpstreamServer
 
     dn = [i in (down or ()) for i in range(len(weights))]
     bk = [i in (backup or ()) for i in range(len(weights))]

@@ -22,10 +22,10 @@ from meshstat import netfilter as nf
 from meshstat.errors import MeshstatError
 from meshstat.inference.counters import check_counters
 from meshstat.oracle.netns import NetnsLab, kube_proxy_ruleset
-from meshstat.parsers.iptables import parse_iptables
-from meshstat.parsers.iptables_list import listing_info, parse_iptables_list, to_iptables_save
+from meshstat.parsers.netfilter.iptables_list import listing_info, parse_iptables_list, to_iptables_save
+from meshstat.parsers.netfilter.iptables_save import parse_iptables
 from tests.conformance.util import ALPHA
-from tests.test_iptables_list import same_rules, trace_sig
+from tests.parsers.test_iptables_list import same_rules, trace_sig
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("netfilter_ready")]
 

@@ -1,11 +1,12 @@
-"""A real nginx against meshstat.nginx's smooth weighted round robin, request by request (exact)."""
+"""A real nginx against meshstat's smooth weighted round robin (SmoothWRR), request by request (exact)."""
 
 from __future__ import annotations
 
 import pytest
 
-from meshstat.nginx import UpstreamServer, parse_upstreams, smooth_wrr
+from meshstat.balancers.roundrobin import SmoothWRR
 from meshstat.oracle.nginx import NginxOracle
+from meshstat.parsers.nginx import UpstreamServer, parse_upstreams
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("nginx_path")]
 
@@ -15,7 +16,7 @@ def test_smooth_wrr_sequence(weights: tuple[int, ...], record) -> None:  # noqa:
     n = 2_000
     with NginxOracle(list(weights)) as ngx:
         run = ngx.requests(n)
-    model = smooth_wrr(weights, n)
+    model = SmoothWRR(len(weights), list(weights)).sequence(n).tolist()
     first_diff = next((i for i, (a, b) in enumerate(zip(run.sequence, model, strict=True)) if a != b), None)
     record(case=f"nginx smooth WRR {weights}", n=n, counts=run.counts(), first_mismatch=first_diff,
            first_picks="".join(str(i + 1) for i in run.sequence[:2 * sum(weights)]))
@@ -48,7 +49,7 @@ def test_down_and_backup(record) -> None:  # noqa: ANN001
             run = ngx.requests(n)
         record(case=f"nginx {name} (down/backup)", n=n, counts=run.counts())
         assert run.errors == 0
-        assert run.sequence == up.sequence(n)
+        assert run.sequence == SmoothWRR.from_upstream(up).sequence(n).tolist()
         assert [c for c, s in zip(run.counts(), up.shares(), strict=True) if s == 0] == [0, 0]
 
 

@@ -1,17 +1,31 @@
-"""meshstat.nginx: the upstream parser and the smooth weighted round robin (pure Python, no nginx)."""
+"""The nginx upstream parser and SmoothWRR, nginx's smooth weighted round robin (no nginx)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshstat._kernels import balancers as kb
+from meshstat.balancers.roundrobin import SmoothWRR
 from meshstat.errors import ConfigParseError, ModelError
-from meshstat.nginx import SmoothWeightedRoundRobin, parse_upstreams, smooth_wrr
+from meshstat.parsers.nginx import Upstream, parse_upstreams
 
 pytestmark = pytest.mark.conformance
+
+
+def smooth_wrr(weights: Sequence[int], n: int, *, down: Sequence[bool] | None = None) -> list[int]:
+    """The first ``n`` picks of SmoothWRR over ``weights``."""
+    return SmoothWRR(len(weights), list(weights), down=down).sequence(n).tolist()
+
+
+def upstream_sequence(upstream: Upstream, n: int) -> list[int]:
+    """Indices into ``upstream.servers`` of the first ``n`` picks."""
+    return SmoothWRR.from_upstream(upstream).sequence(n).tolist()
 
 
 def test_known_sequences() -> None:
@@ -28,10 +42,9 @@ def test_period_counts_are_exact(weights: list[int]) -> None:
         block = seq[k * total:(k + 1) * total]
         assert [block.count(i) for i in range(len(weights))] == weights
     # smooth: no peer waits longer than needed; current weights return to 0 after a period
-    rr = SmoothWeightedRoundRobin(weights)
-    for _ in range(total):
-        rr.pick()
-    assert rr.current == [0] * len(weights)
+    current = np.zeros(len(weights), np.int64)
+    kb.swrr_sequence(np.asarray(weights, np.int64), current, np.int64(total), np.empty(total, np.int32))
+    assert current.tolist() == [0] * len(weights)
 
 
 def test_down_never_and_all_down() -> None:
@@ -65,12 +78,12 @@ def test_parse_full_config() -> None:
     assert app.servers[1].line == 8
     assert app.shares() == (Fraction(5, 6), Fraction(1, 6), Fraction(0), Fraction(0))
     a, b = "10.0.0.1:8080", "10.0.0.2:8080"
-    assert app.sequence_addresses(6) == [a, a, a, b, a, a]
+    assert [app.servers[i].address for i in upstream_sequence(app, 6)] == [a, a, a, b, a, a]
     route = app.to_route()
     assert route.exact_shares() == app.shares()
     assert ups["lc"].balancer == "least_conn"
     with pytest.raises(ModelError, match="least_conn"):
-        ups["lc"].sequence(3)
+        upstream_sequence(ups["lc"], 3)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""nginx ``upstream`` blocks and nginx's smooth weighted round robin, exactly.
+"""nginx ``upstream`` blocks: servers, weights, ``backup`` / ``down`` flags and the balancing method.
 
 Parsing: :func:`parse_upstreams` reads every ``upstream NAME { ... }`` block of
 an nginx configuration (``http`` or ``stream`` context, any nesting) with its
@@ -7,7 +7,7 @@ an nginx configuration (``http`` or ``stream`` context, any nesting) with its
 ``ip_hash``, ``hash``, ``random``; none means round robin). Bad input raises
 :class:`meshstat.errors.ConfigParseError` with file and line.
 
-Model: nginx's default balancer is the *smooth* weighted round robin of
+Balancing: nginx's default balancer is the *smooth* weighted round robin of
 ``src/http/ngx_http_upstream_round_robin.c: ngx_http_upstream_get_peer``. Every
 peer has a ``current_weight`` (initially 0) and an ``effective_weight``
 (``weight`` while the peer does not fail). For each request, every eligible
@@ -21,11 +21,14 @@ sequence is deterministic and periodic with period ``sum(weights)``: over each
 period peer ``i`` is picked exactly ``weight_i`` times, spread out (weights
 5, 1, 1 give ``a a b a c a a``).
 
-What is not modelled: failures (``max_fails``/``fail_timeout`` lower a peer's
-effective weight and skip it), ``max_conns``, several worker processes without
-a shared ``zone`` (each worker runs its own sequence), and host names that
-resolve to several addresses (each address becomes a peer with the server's
-weight; here a ``server`` line is one peer).
+The sequence is computed by :class:`meshstat.balancers.roundrobin.SmoothWRR`
+(``SmoothWRR.from_upstream(upstream).sequence(n)``; its ``workers`` are nginx
+worker processes without a shared ``zone``, each running its own sequence);
+:meth:`Upstream.shares` gives the exact long-run shares. What is not modelled:
+failures (``max_fails``/``fail_timeout`` lower a peer's effective weight and
+skip it), ``max_conns``, and host names that resolve to several addresses (each
+address becomes a peer with the server's weight; here a ``server`` line is one
+peer).
 
 Pure Python, standard library only.
 """
@@ -33,7 +36,7 @@ Pure Python, standard library only.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -41,12 +44,10 @@ from pathlib import Path
 from meshstat.errors import ConfigParseError, ModelError
 
 __all__ = [
-    "SmoothWeightedRoundRobin",
     "Upstream",
     "UpstreamServer",
     "load_upstreams",
     "parse_upstreams",
-    "smooth_wrr",
 ]
 
 #: Balancing directives that replace round robin inside an ``upstream`` block.
@@ -56,75 +57,6 @@ OTHER_UPSTREAM_DIRECTIVES = frozenset(
     {"keepalive", "keepalive_time", "keepalive_timeout", "keepalive_requests", "zone", "ntlm", "state",
      "resolver", "resolver_timeout", "queue", "sticky", "sticky_cookie_insert"}
 )
-
-
-# --------------------------------------------------------------------------- the algorithm
-
-
-class SmoothWeightedRoundRobin:
-    """nginx's smooth weighted round robin over one set of peers.
-
-    Parameters
-    ----------
-    weights : sequence of int
-        Positive weight of each peer, in configuration order.
-    down : sequence of bool, optional
-        Peers that are never chosen.
-
-    Examples
-    --------
-    >>> rr = SmoothWeightedRoundRobin([5, 1, 1])
-    >>> [rr.pick() for _ in range(7)]
-    [0, 0, 1, 0, 2, 0, 0]
-    """
-
-    def __init__(self, weights: Sequence[int], down: Sequence[bool] | None = None) -> None:
-        ws = [int(w) for w in weights]
-        if any(w <= 0 for w in ws):
-            raise ModelError(f"nginx weights must be positive integers, got {list(weights)}")
-        self.weights = ws
-        self.down = list(down) if down is not None else [False] * len(ws)
-        if len(self.down) != len(ws):
-            raise ModelError("down flags and weights differ in length")
-        self.current = [0] * len(ws)
-
-    def pick(self) -> int | None:
-        """Index of the next peer, or None when every peer is down."""
-        best = None
-        total = 0
-        cur = self.current
-        for i, w in enumerate(self.weights):
-            if self.down[i]:
-                continue
-            cur[i] += w
-            total += w
-            if best is None or cur[i] > cur[best]:
-                best = i
-        if best is not None:
-            cur[best] -= total
-        return best
-
-    def __iter__(self) -> Iterator[int | None]:
-        while True:
-            yield self.pick()
-
-
-def smooth_wrr(weights: Sequence[int], n: int, *, down: Sequence[bool] | None = None) -> list[int]:
-    """The first ``n`` picks (peer indices) of nginx's smooth weighted round robin.
-
-    Raises
-    ------
-    ModelError
-        If every peer is down.
-    """
-    rr = SmoothWeightedRoundRobin(weights, down)
-    out = []
-    for _ in range(n):
-        i = rr.pick()
-        if i is None:
-            raise ModelError("every peer is down: nginx answers 502 (no live upstreams)")
-        out.append(i)
-    return out
 
 
 # --------------------------------------------------------------------------- the IR
@@ -205,27 +137,6 @@ class Upstream:
                 f"upstream {self.name} uses {self.balancer}; "
                 "only nginx's default round robin is modelled exactly"
             )
-
-    def sequence(self, n: int) -> list[int]:
-        """Indices into ``servers`` of the first ``n`` picks of a fresh worker (no failures).
-
-        Raises
-        ------
-        ModelError
-            For another balancer than round robin, or when every server is down.
-        """
-        self._require_rr()
-        active = self.active()
-        if not active:
-            raise ModelError(f"upstream {self.name}: every server is down (nginx answers 502)")
-        group = self.primary() if not self.servers[active[0]].backup else self.backup()
-        weights = [self.servers[i].weight for i in group]
-        down = [self.servers[i].down for i in group]
-        return [group[k] for k in smooth_wrr(weights, n, down=down)]
-
-    def sequence_addresses(self, n: int) -> list[str]:
-        """Like :meth:`sequence`, as server addresses."""
-        return [self.servers[i].address for i in self.sequence(n)]
 
     def shares(self) -> tuple[Fraction, ...]:
         """Exact long-run share of every server (0 for ``down`` and unused ``backup``).

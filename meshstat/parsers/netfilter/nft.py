@@ -33,30 +33,37 @@ Semantics sources: kernel ``net/netfilter/nft_numgen.c`` (``numgen random`` is
 ``nft_lookup.c``, ``nft_immediate.c``; nftables ``doc/`` man page
 (``nft(8)``, sections CHAINS, SETS, MAPS, NUMGEN EXPRESSION).
 
+The module is long (about 1,000 lines) because it is one parser over one token
+stream: the statement parser (tables, chains, sets, maps, elements, transaction
+commands) and the rule expression parser (``_RuleParser``) share the parse
+state and the set and verdict readers.
+
 See Also
 --------
-meshstat.parsers.iptables : the iptables dialect and the shared structures.
+meshstat.parsers.netfilter.ruleset : the structures every dialect shares (also :class:`NftSet`).
+meshstat.parsers.netfilter.iptables_save : the iptables dialect.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from meshstat.errors import ConfigParseError
-from meshstat.parsers.iptables import (
+from meshstat.parsers.netfilter.rules import parse_cidr
+from meshstat.parsers.netfilter.ruleset import (
     Chain,
     Match,
+    NftElement,
+    NftSet,
     ParseWarning,
     Rule,
     Ruleset,
     Table,
     Target,
-    parse_cidr,
 )
 
-__all__ = ["NftElement", "NftSet", "flat_targets", "parse_nft"]
+__all__ = ["flat_targets", "parse_nft"]
 
 _PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100,
                    "out": 100, "in": -200}  # fmt: skip
@@ -67,43 +74,6 @@ _STATEMENT_WORDS = {
     "update", "dnat", "snat", "masquerade", "redirect", "tproxy", "notrack", "iifname", "oifname", "limit",
     *_VERDICTS,
 }  # fmt: skip
-
-
-class NftElement(NamedTuple):
-    """One element of a set or map: key components, data (map) and comment."""
-
-    key: tuple[tuple[str, Any], ...]
-    data: Any
-    comment: str | None
-    line: int
-
-
-@dataclass(slots=True, eq=False)
-class NftSet:
-    """A named set or map."""
-
-    name: str
-    is_map: bool
-    key_type: str = ""
-    data_type: str | None = None
-    flags: frozenset[str] = frozenset()
-    timeout: int | None = None
-    elements: list[NftElement] = field(default_factory=list)
-    comment: str | None = None
-    line: int | None = None
-
-    @property
-    def dynamic(self) -> bool:
-        """Filled at run time (``flags dynamic`` or a timeout): its content is unknown."""
-        return "dynamic" in self.flags or (self.timeout is not None and not self.elements)
-
-    def contains_addr(self, version: int, addr: int) -> bool:
-        """Whether an address is among the (single-component) elements."""
-        for el in self.elements:
-            c = el.key[0]
-            if c[0] == "addr" and c[1].contains(version, addr):
-                return True
-        return False
 
 
 # --------------------------------------------------------------------------- tokenizer

@@ -13,10 +13,10 @@ from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError
 from meshstat.model import CASCADE_ONE, probability_to_threshold, threshold_to_decimal
-from meshstat.parsers import iptables as ipt
 from meshstat.parsers import sniff_netfilter_dialect
+from meshstat.parsers.netfilter import iptables_save as ipt
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parents[1] / "data" / "iptables"
 IPTABLES_FILES = sorted(
     p.name for p in DATA.iterdir() if p.suffix in (".iptables-save", ".restore", ".golden")
 )

@@ -23,10 +23,9 @@ from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
 from meshstat.cli import main
 from meshstat.errors import ConfigParseError, InvalidArgument
-from meshstat.model import probability_to_threshold
 from meshstat.inference.counters import check_counters
-from meshstat.parsers.iptables import Rule, parse_iptables
-from meshstat.parsers.iptables_list import (
+from meshstat.model import probability_to_threshold
+from meshstat.parsers.netfilter.iptables_list import (
     Counters,
     listing_info,
     parse_iptables_list,
@@ -35,8 +34,10 @@ from meshstat.parsers.iptables_list import (
     sniff_iptables_text,
     to_iptables_save,
 )
+from meshstat.parsers.netfilter.iptables_save import parse_iptables
+from meshstat.parsers.netfilter.ruleset import Rule
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parents[1] / "data" / "iptables"
 LISTINGS = DATA / "listings"
 TWO31 = 1 << 31
 

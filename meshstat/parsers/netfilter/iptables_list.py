@@ -40,7 +40,7 @@ P``), ``libxt_MARK.c: mark_tg_print`` (``MARK and|or|xor|set|xset V[/M]``, each
 one exact ``--set-xmark``), ``libxt_CONNMARK`` (``CONNMARK save|restore|xset``),
 ``libxt_TPROXY``, ``libxt_CT``, ``libxt_LOG``, ``libipt_REJECT``. Any other
 match or target is kept as *opaque* with its listing text and a warning, as
-:mod:`meshstat.parsers.iptables` does.
+:mod:`meshstat.parsers.netfilter.iptables_save` does.
 
 Each listing line is translated into the ``iptables-save`` words of the same
 rule (``! -d 127.0.0.1/32 -o lo -p tcp -m tcp ! --dport 15008 -m owner
@@ -106,9 +106,19 @@ the ``extensions/libxt_*.c`` print functions named above; checked against the
 output of iptables v1.8.9 (nf_tables and legacy) on every fixture in
 ``tests/data/iptables`` (captured in ``tests/data/iptables/listings``).
 
+Why one long module
+-------------------
+The listing reader and the pasted-dump reader (:func:`parse_iptables_paste`,
+about 190 lines) share the shell prompt and command line detection, the tables
+of copy-paste damage (dashes, curly quotes, odd spaces), the warning collector,
+the table inference and the placeholder rules of chains the paste did not show;
+splitting them would make a dozen of these internals public. Most of the length
+is the translation of one listed rule back into ``iptables-save`` words
+(``_RowBuilder``: one method per iptables print function modelled).
+
 See Also
 --------
-meshstat.parsers.iptables : the ``iptables-save`` parser whose structures this produces.
+meshstat.parsers.netfilter.iptables_save : the ``iptables-save`` parser whose structures this produces.
 """
 
 from __future__ import annotations
@@ -119,9 +129,16 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from meshstat.errors import ConfigParseError
-from meshstat.parsers.iptables import (
-    _KNOWN_TARGETS,
-    _OPTIONLESS_EXTENSIONS,
+from meshstat.parsers.netfilter.iptables_save import SaveParser, parse_iptables
+from meshstat.parsers.netfilter.rules import (
+    KNOWN_TARGETS,
+    OPTIONLESS_EXTENSIONS,
+    ParseContext,
+    build_rule,
+    parse_cidr,
+    resolve_jumps,
+)
+from meshstat.parsers.netfilter.ruleset import (
     BUILTIN_CHAINS,
     Chain,
     Match,
@@ -130,12 +147,6 @@ from meshstat.parsers.iptables import (
     Ruleset,
     Table,
     Target,
-    _Ctx,
-    _Parser,
-    _resolve,
-    _rule_body,
-    parse_cidr,
-    parse_iptables,
 )
 
 __all__ = [
@@ -298,7 +309,7 @@ _TCP_FLAG_BITS = dict(_TCP_FLAGS) | {"ALL": 0x3F, "NONE": 0}
 
 # target extensions iptables knows beside those meshstat models (a listed name not
 # declared as a chain is one of these, or a chain missing from the paste)
-_EXTENSION_TARGETS = _OPTIONLESS_EXTENSIONS | {
+_EXTENSION_TARGETS = OPTIONLESS_EXTENSIONS | {
     "NFQUEUE", "NFLOG", "SET", "TEE", "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "TCPMSS", "SECMARK",
     "CONNSECMARK", "AUDIT", "CHECKSUM", "IDLETIMER", "LED", "RATEEST", "SYNPROXY", "NETMAP", "HMARK",
     "TCPOPTSTRIP", "DNPT", "SNPT", "JOOL", "MIRROR", "SAME", "ULOG", "CLUSTERIP", "ECN",
@@ -566,7 +577,7 @@ class _ListParser:
         self.rs = Ruleset(dialect="iptables", source=source)
         self.info = ListingInfo()
         self.notes = _Notes(source)
-        self.ctx = _Ctx(source, self.rs.warnings)
+        self.ctx = ParseContext(source, self.rs.warnings)
         self.sections: list[_Section] = []
         self.sec: _Section | None = None
         self.chain: str | None = None
@@ -898,7 +909,7 @@ class _ListParser:
                 f"{'them' if len(unlisted) > 1 else 'it'} ends as unknown",
             )
         ctx.line = sec.first_line
-        _resolve(table, pending, ctx)
+        resolve_jumps(table, pending, ctx)
         for (fam, tname, cname), refs in self.info.references.items():
             if (fam, tname) != key:
                 continue
@@ -1022,7 +1033,7 @@ class _RowBuilder:
                 raise self.error("expected a chain name in the target column of a [goto] rule")
             self.add("-g", target)
         elif target:
-            if target in _KNOWN_TARGETS and target not in ("ACCEPT", "DROP", "RETURN"):
+            if target in KNOWN_TARGETS and target not in ("ACCEPT", "DROP", "RETURN"):
                 self.target_options(target, tail)
             elif tail:
                 if (
@@ -1051,7 +1062,7 @@ class _RowBuilder:
         ctx = self.p.ctx
         ctx.line = row.line
         ctx.text = text
-        rule, _v6 = _rule_body(self.words, self.quoted or None, 0, self.table, row.chain, ctx)
+        rule, _v6 = build_rule(self.words, self.quoted or None, 0, self.table, row.chain, ctx)
         if override is not None:
             rule.target = override
         if self.opaque:
@@ -1275,7 +1286,7 @@ class _RowBuilder:
                     raise self.error("expected the end of a comment ('*/') only after '/*'")
                 if (
                     target
-                    and target not in _KNOWN_TARGETS
+                    and target not in KNOWN_TARGETS
                     and target not in self.table.chains
                     and (target in _EXTENSION_TARGETS)
                     and k >= n
@@ -1723,8 +1734,9 @@ def parse_iptables_list(text: str, source: str = "<input>") -> Ruleset:
     Returns
     -------
     Ruleset
-        ``dialect="iptables"``: the same structures :func:`meshstat.parsers.iptables.parse_iptables`
-        builds for the ``iptables-save`` of the same rules (``Rule.text`` in
+        ``dialect="iptables"``: the same structures
+        :func:`meshstat.parsers.netfilter.iptables_save.parse_iptables` builds
+        for the ``iptables-save`` of the same rules (``Rule.text`` in
         ``iptables-save`` form, ``Rule.line`` the listing's line). Counters,
         policies and references are in :func:`listing_info`; what the listing
         could not say, and every copy-paste repair, in :attr:`Ruleset.warnings`.
@@ -1787,7 +1799,8 @@ def parse_iptables_paste(text: str, source: str = "<input>") -> Ruleset:
     option names, curly double quotes, odd spaces), shell prompt lines are
     skipped, and every repair is reported in :attr:`Ruleset.warnings` with its
     lines. A text with ``*table`` blocks is then read by
-    :func:`meshstat.parsers.iptables.parse_iptables` (line numbers unchanged).
+    :func:`meshstat.parsers.netfilter.iptables_save.parse_iptables` (line
+    numbers unchanged).
     A text of bare rule lines (``iptables-save | grep ...``, ``iptables -S``) is
     read as one table, named by an ``iptables -t TABLE`` / ``iptables-save -t
     TABLE`` line in the paste or inferred (warned); chains are declared where
@@ -1858,7 +1871,9 @@ def _parse_fragment(lines: list[str], source: str, notes: _Notes, command: _Comm
             f"'{table_name}' "
             f"({why})",
         )
-    p = _Parser(source, command.family if command is not None and command.program.startswith("ip6") else None)
+    p = SaveParser(
+        source, command.family if command is not None and command.program.startswith("ip6") else None
+    )
     first = body[0][0]
     p.line(first, "*" + table_name)
     table = p.table

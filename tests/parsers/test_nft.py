@@ -14,9 +14,9 @@ from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError, ModelError
 from meshstat.netfilter.numgen import _slot_counts
-from meshstat.parsers.nft import parse_nft
+from meshstat.parsers.netfilter.nft import parse_nft
 
-DATA = Path(__file__).parent / "data" / "iptables"
+DATA = Path(__file__).parents[1] / "data" / "iptables"
 TWO32 = 1 << 32
 
 
