@@ -76,6 +76,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tr.add_argument(
         "--dst-local", choices=("yes", "no"), help="whether the destination is a local address (default: unknown)"
     )
+    tr.add_argument(
+        "--src-local", choices=("yes", "no"),
+        help="whether the source is a local address (default: yes on hook output, else unknown)",
+    )
     tr.add_argument("--hook", choices=("output", "prerouting"), default="output", help="netfilter hook (default output)")
     tr.add_argument("--chain", metavar="CHAIN", help="start in this chain instead of the hook (e.g. KUBE-SERVICES)")
     tr.add_argument(
@@ -122,6 +126,7 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
         dst=dst, dport=dport, src=args.src, sport=args.sport, proto=args.proto, uid=args.uid, gid=args.gid,
         out_if=args.out_if, in_if=args.in_if, mark=args.mark,
         dst_local=None if args.dst_local is None else args.dst_local == "yes",
+        src_local=None if args.src_local is None else args.src_local == "yes",
     )  # fmt: skip
     tables = tuple(x.strip() for x in args.tables.split(",")) if args.tables else None
     result = netfilter.trace(rs, pkt, args.hook, tables=tables, chain=args.chain)
@@ -187,6 +192,7 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
 
         raise InvalidArgument(f"{rs.source}: no kube-proxy services found in the dump")
     ctx.emit(rep.services_frame(infos), args)
-    if rs.warnings:
-        _note(ctx, args, "\n".join(f"warning: {w}" for w in rs.warnings))
+    lines = [f"note: {n}" for n in kubeproxy.service_notes(rs)] + [f"warning: {w}" for w in rs.warnings]
+    if lines:
+        _note(ctx, args, "\n".join(lines))
     return 0

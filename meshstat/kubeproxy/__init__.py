@@ -5,8 +5,8 @@
     hashes (:func:`kube_chain_hash`, :func:`kube_nft_chain_hash`) and
     :func:`service_route` (a found service as a :class:`meshstat.model.Route`).
 :mod:`meshstat.kubeproxy.lookup`
-    :func:`services`, :func:`find_service` and :func:`load_service_route`
-    over a dump of either mode.
+    :func:`services`, :func:`find_service`, :func:`load_service_route` and
+    :func:`service_notes` (what the listing skipped) over a dump of either mode.
 :mod:`meshstat.kubeproxy.iptables`
     The iptables-mode reader, and :func:`kube_proxy_iptables_save`, which writes
     the nat table kube-proxy would hold.
@@ -26,7 +26,7 @@ from meshstat.kubeproxy.ipvs import (
     parse_ipvsadm,
     parse_ipvsadm_servers,
 )
-from meshstat.kubeproxy.lookup import find_service, load_service_route, services
+from meshstat.kubeproxy.lookup import find_service, load_service_route, service_notes, services
 from meshstat.kubeproxy.service import (
     EndpointInfo,
     ServiceInfo,
@@ -48,6 +48,7 @@ __all__ = [
     "load_service_route",
     "parse_ipvsadm",
     "parse_ipvsadm_servers",
+    "service_notes",
     "service_route",
     "services",
 ]

@@ -21,7 +21,7 @@ from meshstat.kubeproxy.service import ServiceInfo, _family_of, kube_chain_hash,
 from meshstat.netfilter.load import load
 from meshstat.parsers.netfilter.ruleset import FREEZE_RULES, Ruleset
 
-__all__ = ["find_service", "load_service_route", "services"]
+__all__ = ["find_service", "load_service_route", "service_notes", "services"]
 
 
 def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
@@ -31,8 +31,9 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
     idx = rs.cache.get(key)
     if idx is not None:
         return idx
+    notes: list[str] = []
     if rs.dialect == "nft":
-        infos = _nft_services(rs, fam)
+        infos, notes = _nft_services(rs, fam)
     else:
         reader = _IptablesServices(rs, fam)
         # Reading every service builds the matches of nearly every rule (the parser
@@ -59,7 +60,7 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
             by_name.setdefault(i.name.split(":", 1)[0], []).append(i)
         if i.cluster_ip is not None and i.port is not None:
             by_addr[(i.cluster_ip, i.port, i.protocol)] = i
-    idx = {"list": infos, "name": by_name, "addr": by_addr}
+    idx = {"list": infos, "name": by_name, "addr": by_addr, "notes": notes}
     rs.cache[key] = idx
     return idx
 
@@ -73,6 +74,11 @@ def services(ruleset: Ruleset, *, family: str | None = None) -> list[ServiceInfo
         When the dump has no nat table (iptables) or no kube-proxy table (nft).
     """
     return list(_service_index(ruleset, family)["list"])
+
+
+def service_notes(ruleset: Ruleset, *, family: str | None = None) -> list[str]:
+    """What reading the services of a dump left out and why (e.g. kube-proxy's stale nft chains)."""
+    return list(_service_index(ruleset, family)["notes"])
 
 
 def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -> ServiceInfo:

@@ -88,6 +88,9 @@ class ServiceInfo:
         Whether the chain name equals kube-proxy's hash of ``name`` and protocol.
     rejected : bool
         No endpoints: kube-proxy rejects the traffic.
+    dropped : bool
+        Traffic to the cluster IP is dropped: ``internalTrafficPolicy: Local``
+        and no endpoint on this node (the service may have endpoints elsewhere).
     """
 
     name: str
@@ -105,6 +108,7 @@ class ServiceInfo:
     node_ports: tuple[int, ...] = ()
     hash_ok: bool | None = None
     rejected: bool = False
+    dropped: bool = False
     dialect: str = "iptables"
     source: str = ""
     line: int | None = None
@@ -139,10 +143,11 @@ def service_route(info: ServiceInfo, *, chain: str = "cluster") -> model.Route:
     stage = info.stage if chain == "cluster" else info.local_stage
     eps = info.endpoints if chain == "cluster" else info.local_endpoints
     if info.rejected or stage is None or not eps:
-        which = "" if chain == "cluster" else " local"
+        which = "" if chain == "cluster" and not info.dropped else " local"
         raise ModelError(
             f"{info.source}: service {info.name} has no{which} endpoints"
             + (" (kube-proxy rejects its traffic)" if info.rejected else "")
+            + (" (kube-proxy drops traffic to its cluster IP)" if info.dropped and not info.rejected else "")
         )
     notes = []
     chain_name = info.cluster_chain if chain == "cluster" else info.local_chain

@@ -8,7 +8,7 @@
     exact probability, the rules it passed and its verdict; :func:`nth_matches`.
 :mod:`meshstat.netfilter.numgen`
     The nft ``numgen random mod N`` stage (:class:`Numgen`) and the kernel's
-    exact slot sizes (:func:`numgen_slot_counts`).
+    exact slot sizes in closed form for any modulus (:func:`numgen_range_count`).
 
 kube-proxy's services (iptables, nftables and IPVS modes) are read by
 :mod:`meshstat.kubeproxy`, built on this package; listing counters are checked
@@ -18,7 +18,7 @@ against a service's split by :mod:`meshstat.inference.counters`.
 from __future__ import annotations
 
 from meshstat.netfilter.load import Ruleset, load, parse_iptables, parse_nft
-from meshstat.netfilter.numgen import Numgen, numgen_slot_counts
+from meshstat.netfilter.numgen import Numgen, numgen_range_count, numgen_slot_counts
 from meshstat.netfilter.trace import (
     MAX_DEPTH,
     MAX_PATHS,
@@ -45,6 +45,7 @@ __all__ = [
     "Verdict",
     "load",
     "nth_matches",
+    "numgen_range_count",
     "numgen_slot_counts",
     "parse_iptables",
     "parse_nft",

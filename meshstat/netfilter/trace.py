@@ -8,7 +8,7 @@ probability exactly ``k / 2**31`` (``k`` the stored integer, kernel
 ``net/netfilter/xt_statistic.c: statistic_mt``); nft ``numgen random mod N``
 picks slot ``s`` with probability ``#{r : floor(r*N/2**32) = s} / 2**32``
 (kernel ``net/netfilter/nft_numgen.c: nft_ng_random_eval`` via
-``reciprocal_scale``, :func:`meshstat.netfilter.numgen.numgen_slot_counts`).
+``reciprocal_scale``, :func:`meshstat.netfilter.numgen.numgen_range_count`).
 What the packet does not say (no ``--src``, no ``--uid``, a client's ``-m
 recent`` history, an opaque match) is never guessed: the path splits into both
 outcomes, each labelled with the assumption it rests on, and probabilities are
@@ -32,7 +32,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.netfilter.numgen import numgen_slot_counts
+from meshstat.netfilter.numgen import numgen_range_count
 from meshstat.parsers.netfilter import (
     TABLE_PRIORITY,
     Chain,
@@ -402,14 +402,7 @@ class _Tracer:
             flags = {"SYN"} & mask
             return (flags == comp) != neg
         if kind in ("addrtype", "fib"):
-            side, types = m.value
-            local = self.src_local if side == "src" else self.pkt.dst_local
-            if side == "dst" and local is None and st.dst[0] == 4 and (st.dst[1] >> 24) == 127:
-                local = True
-            if local is not None and types <= {"LOCAL", "UNICAST"}:
-                hit = ("LOCAL" in types and local) or (types == {"UNICAST"} and not local)
-                return bool(hit) != neg
-            return self._unknown(st, ("addrtype", side), types, neg, f"{side} address type {','.join(sorted(types))}")
+            return self._addrtype(st, m)
         if kind == "recent":
             v = m.value
             if v["command"] == "set":
@@ -424,6 +417,45 @@ class _Tracer:
             fld, name = m.value
             return self._set_lookup(st, fld, name, neg, rule)
         return self._opaque_like(st, m, rule, "not modelled")
+
+    def _addrtype(self, st: _State, m: Match) -> Any:
+        """``-m addrtype --src-type|--dst-type`` and nft ``fib saddr|daddr [. iif|. oif] type``.
+
+        Both ask the kernel's ``inet_dev_addr_type`` (``net/ipv4/fib_frontend.c``;
+        ``xt_addrtype.c: addrtype_mt_v1``, ``nft_fib_ipv4.c: nft_fib4_eval_type``):
+        ``BROADCAST`` for ``0.0.0.0/8`` and ``255.255.255.255``, ``MULTICAST`` for
+        ``224.0.0.0/4`` (``ff00::/8``), ``LOCAL`` for an address of this host (with
+        a device named, only when that device holds it, else ``UNICAST``), and
+        ``UNICAST`` for any other address (a subnet's broadcast address, which
+        the packet cannot tell, is read as unicast). Whether an address is local
+        comes from the packet (``src_local``, true on ``output``; ``dst_local``,
+        true for ``127.0.0.0/8``); when unknown, the path splits on it.
+        """
+        side, types, iface = m.value if len(m.value) == 3 else (*m.value, None)
+        neg = m.negated
+        if side == "src":
+            addr = (self.src.version, self.src.network) if self.src is not None else None
+            local = self.src_local
+        else:
+            addr = st.dst
+            local = self.pkt.dst_local
+        special = _special_type(addr) if addr is not None else None
+        if special is not None:
+            return (special in types) != neg
+        if local is None and addr is not None and _is_loopback(addr):
+            local = True
+        if local is False:
+            return ("UNICAST" in types) != neg
+        want_local, want_unicast = "LOCAL" in types, "UNICAST" in types
+        if want_local == want_unicast:  # LOCAL and UNICAST both listed, or neither: the answer is the same
+            return want_local != neg
+        where = {"in": " on the input interface", "out": " on the output interface"}.get(iface, "")
+        word = "source" if side == "src" else "destination"
+        if local is True and iface is None:
+            return want_local != neg
+        # the match holds when the address is local (LOCAL listed) or when it is not (UNICAST listed)
+        return self._unknown(st, ("addrtype", side, iface), "LOCAL", neg != want_unicast,
+                             f"{word} address type LOCAL{where}")
 
     def _opaque_like(self, st: _State, m: Match, rule: Rule, why: str) -> Any:
         key = ("opaque", rule.source, rule.line, m.text)
@@ -725,33 +757,39 @@ class _Tracer:
         return False
 
     def _numgen(self, st: _State, rule: Rule, work: list, ti: int, t: Target) -> bool:
-        """nft ``numgen random|inc mod N`` verdict or DNAT map: one branch per outcome."""
+        """nft ``numgen random|inc mod N`` verdict or DNAT map: one branch per outcome.
+
+        Slot ranges are counted in closed form (:func:`numgen_range_count`) and
+        ranges with the same outcome are grouped, so the work is bounded by the
+        number of map elements, not by the modulus.
+        """
         mode, modulus, offset, slots = t.value
         if mode == "random":
-            counts = numgen_slot_counts(modulus)
             denom = _TWO32
+
+            def mass_of(lo: int, hi: int) -> int:
+                return numgen_range_count(modulus, lo - offset, hi - offset)
         else:
-            counts = (1,) * modulus
             denom = modulus
+
+            def mass_of(lo: int, hi: int) -> int:
+                return hi - lo + 1
+
             self.notes.add(
                 f"line {rule.line}: numgen inc mod {modulus} is a round-robin counter (per rule); "
                 f"a single-packet trace reads each slot as probability 1/{modulus}"
             )
-        groups: dict[int, tuple[Target, int]] = {}
+        groups: dict[Any, list] = {}  # payload -> [payload, mass], in order of first appearance
         used = 0
         for lo, hi, payload in slots:
-            mass = sum(counts[s - offset] for s in range(lo, hi + 1))
+            mass = mass_of(lo, hi)
             used += mass
-            key = id(payload)
-            for k, (pl, m) in groups.items():
-                if pl == payload:
-                    key = k
-                    mass += m
-                    break
-            groups[key] = (payload, mass)
-        branches: list[tuple[Fraction, Target | None]] = [
-            (Fraction(m, denom), pl) for pl, m in groups.values() if m
-        ]
+            try:
+                g = groups.setdefault(payload, [payload, 0])
+            except TypeError:  # an unhashable payload: its own group
+                g = groups.setdefault(id(payload), [payload, 0])
+            g[1] += mass
+        branches: list[tuple[Fraction, Target | None]] = [(Fraction(m, denom), pl) for pl, m in groups.values() if m]
         if used < denom:
             branches.append((Fraction(denom - used, denom), None))  # no element: the rule falls through
         keep = branches[0]
@@ -776,6 +814,23 @@ class _Tracer:
             st.ctstates = st.ctstates | {"DNAT"}
         elif v.kind in ("SNAT", "MASQUERADE"):
             st.ctstates = st.ctstates | {"SNAT"}
+
+
+def _special_type(addr: tuple[int, int]) -> str | None:
+    """``BROADCAST`` / ``MULTICAST`` when the address alone decides its type (``inet_dev_addr_type``)."""
+    version, a = addr
+    if version == 4:
+        if a >> 24 == 0 or a == 0xFFFFFFFF:
+            return "BROADCAST"
+        if a >> 28 == 0xE:
+            return "MULTICAST"
+        return None
+    return "MULTICAST" if a >> 120 == 0xFF else None
+
+
+def _is_loopback(addr: tuple[int, int]) -> bool:
+    version, a = addr
+    return (a >> 24) == 127 if version == 4 else a == 1
 
 
 def _join(addr: str, port: int | None) -> str:

@@ -38,7 +38,7 @@ running process, after killing the processes inside them.
 
 Besides the standard library, this module uses only meshstat's pure-Python
 kube-proxy chain-name hash (:func:`meshstat.kubeproxy.kube_chain_hash`) and
-numgen slot sizes (:func:`meshstat.netfilter.numgen_slot_counts`): no numpy,
+numgen slot sizes (:func:`meshstat.netfilter.numgen_range_count`): no numpy,
 no scipy.
 
 What is shared with meshstat and what is not, on purpose: the rule
@@ -75,7 +75,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError
 from meshstat.kubeproxy import kube_chain_hash
-from meshstat.netfilter import numgen_slot_counts
+from meshstat.netfilter import numgen_range_count, numgen_slot_counts
 from meshstat.oracle import OracleError, require_binary, require_root
 
 __all__ = [
@@ -857,21 +857,26 @@ def nft_numgen_ruleset(
     return "\n".join(parts) + "\n"
 
 
-def numgen_slot_shares(modulus: int) -> tuple[Fraction, ...]:
-    """Exact probability of each slot of ``numgen random mod N``.
+def numgen_slot_shares(modulus: int, ranges: Sequence[tuple[int, int]] | None = None) -> tuple[Fraction, ...]:
+    """Exact probability of each slot of ``numgen random mod N``, or of each slot range.
 
     The kernel draws ``r = get_random_u32()`` and returns
     ``reciprocal_scale(r, N) = floor(r * N / 2**32)`` (linux
     ``net/netfilter/nft_numgen.c: nft_ng_random_gen``), so slot ``s`` gets the
-    ``r`` in ``[ceil(s 2**32 / N), ceil((s+1) 2**32 / N))``. The counts are
-    meshstat's own (:func:`meshstat.netfilter.numgen_slot_counts`, the ones
+    ``r`` in ``[ceil(s 2**32 / N), ceil((s+1) 2**32 / N))``. With ``ranges``
+    (inclusive ``(lo, hi)`` pairs) the share of every range is returned, in
+    closed form whatever the modulus; without, one share per slot (small
+    moduli only). The counts are meshstat's own
+    (:func:`meshstat.netfilter.numgen_range_count`, the ones
     :class:`meshstat.netfilter.Numgen` uses), so a conformance run compares the
     kernel with meshstat's model, not with a copy of it.
     """
     if modulus < 1:
         raise ValueError("modulus must be >= 1")
     two32 = 1 << 32
-    return tuple(Fraction(c, two32) for c in numgen_slot_counts(modulus))
+    if ranges is None:
+        return tuple(Fraction(c, two32) for c in numgen_slot_counts(modulus))
+    return tuple(Fraction(numgen_range_count(modulus, lo, hi), two32) for lo, hi in ranges)
 
 
 # --------------------------------------------------------------------------- iptables-save discovery
@@ -1022,8 +1027,8 @@ class NftNumgen:
     chain : str
         Chain holding the ``numgen`` rule.
     modulus : int
-    slots : tuple of str
-        Target chain of every slot ``0..N-1``.
+    slots : tuple of (int, int, str)
+        The map's slot ranges ``(lo, hi, target chain)``, covering ``0..N-1``.
     destinations : dict
         ``target chain -> "ip:port"`` of its ``dnat to``.
     line : int
@@ -1031,15 +1036,15 @@ class NftNumgen:
 
     chain: str
     modulus: int
-    slots: tuple[str, ...]
+    slots: tuple[tuple[int, int, str], ...]
     destinations: dict[str, str]
     line: int
 
     def shares(self) -> dict[str, Fraction]:
-        """Exact share of every destination ``"ip:port"`` (slots summed, :func:`numgen_slot_shares`)."""
-        per_slot = numgen_slot_shares(self.modulus)
+        """Exact share of every destination ``"ip:port"`` (ranges summed, :func:`numgen_slot_shares`)."""
+        per_range = numgen_slot_shares(self.modulus, [(lo, hi) for lo, hi, _c in self.slots])
         out: dict[str, Fraction] = {}
-        for chain, s in zip(self.slots, per_slot, strict=True):
+        for (_lo, _hi, chain), s in zip(self.slots, per_range, strict=True):
             dest = self.destinations[chain]
             out[dest] = out.get(dest, Fraction(0)) + s
         return out
@@ -1104,7 +1109,7 @@ def find_nft_numgen(
             f"{len(found)} numgen rules ({names}); name one with --chain or --address", source=source
         )
     name, no, modulus, body = found[0]
-    slots: list[str | None] = [None] * modulus
+    ranges: list[tuple[int, int, str]] = []
     for entry in body.split(","):
         m = re.match(r"\s*(\d+)(?:\s*-\s*(\d+))?\s*:\s*(?:goto|jump)\s+(\S+)\s*$", entry)
         if not m:
@@ -1113,12 +1118,20 @@ def find_nft_numgen(
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi >= modulus or lo > hi:
             raise ConfigParseError(f"vmap slot {lo}-{hi} outside 0..{modulus - 1}", source=source, line=no)
-        for s in range(lo, hi + 1):
-            slots[s] = m.group(3)
-    if any(s is None for s in slots):
-        missing = [i for i, s in enumerate(slots) if s is None]
-        raise ConfigParseError(f"vmap has no entry for slots {missing[:8]} (those packets are not split)",
+        ranges.append((lo, hi, m.group(3)))
+    ranges.sort()
+    nxt = 0
+    for lo, hi, _c in ranges:  # ranges, never slot by slot: a modulus may be 4294967295
+        if lo < nxt:
+            raise ConfigParseError(f"vmap slot {lo} is mapped twice", source=source, line=no)
+        if lo > nxt:
+            raise ConfigParseError(f"vmap has no entry for slots {nxt}-{lo - 1} (those packets are not split)",
+                                   source=source, line=no)
+        nxt = hi + 1
+    if nxt < modulus:
+        raise ConfigParseError(f"vmap has no entry for slots {nxt}-{modulus - 1} (those packets are not split)",
                                source=source, line=no)
+    slots = [c for _lo, _hi, c in ranges]
     dests: dict[str, str] = {}
     for target in set(slots):
         for _tno, rule in chains.get(target, []):  # type: ignore[arg-type]
@@ -1127,6 +1140,4 @@ def find_nft_numgen(
                 dests[target] = m.group(1)  # type: ignore[index]
         if target not in dests:
             raise ConfigParseError(f"chain {target} has no 'dnat to ip:port'", source=source, line=no)
-    return NftNumgen(
-        chain=name, modulus=modulus, slots=tuple(slots), destinations=dests, line=no  # type: ignore[arg-type]
-    )
+    return NftNumgen(chain=name, modulus=modulus, slots=tuple(ranges), destinations=dests, line=no)

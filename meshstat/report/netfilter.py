@@ -77,7 +77,10 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         rows["local_endpoints"].append(len(i.local_endpoints))
         rows["affinity"].append(i.session_affinity)
         rows["affinity_timeout_s"].append(i.affinity_timeout)
-        rows["internal_policy"].append(i.internal_policy if not i.rejected else "(no endpoints: rejected)")
+        rows["internal_policy"].append(
+            "(no endpoints: rejected)" if i.rejected
+            else "Local (no local endpoints: dropped)" if i.dropped else i.internal_policy
+        )  # fmt: skip
         rows["external_policy"].append(i.external_policy)
         rows["external"].append(",".join(i.external_ips))
         rows["node_ports"].append(",".join(map(str, i.node_ports)))

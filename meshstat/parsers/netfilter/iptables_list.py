@@ -168,6 +168,9 @@ PASTE_KEY = "iptables-paste"
 
 _TWO31 = 1 << 31
 
+#: ``ADDRTYPE match ... limit-in`` (libxt_addrtype print form) -> the iptables-save option
+_ADDRTYPE_LIMITS = {"limit-in": "--limit-iface-in", "limit-out": "--limit-iface-out"}
+
 
 class Counters(NamedTuple):
     """Packet and byte counters of a rule or a chain policy, as the listing printed them.
@@ -1486,8 +1489,8 @@ class _RowBuilder:
                 neg = v.startswith("!")
                 opts.append(("--" + t, neg, [v[1:] if neg else v]))
                 j += 2
-            elif t in ("limit-in", "limit-out"):
-                opts.append(("--limit-iface-" + t[6:], False, []))
+            elif t in _ADDRTYPE_LIMITS:
+                opts.append((_ADDRTYPE_LIMITS[t], False, []))
                 j += 1
             else:
                 break

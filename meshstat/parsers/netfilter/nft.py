@@ -283,15 +283,46 @@ class _P:
         return "ip", a
 
     def flush(self, verb: str, tok: _Tok) -> None:
+        """``flush|delete|destroy ruleset|table|chain|set|map|element|rule ...`` applied to the tables read so far.
+
+        kube-proxy's syncs are transactions of this kind: a partial sync deletes
+        the map elements of a deleted or emptied service and flushes its chains
+        (``pkg/proxy/nftables/proxier.go: syncProxyRules``; knftables writes
+        ``delete element ip kube-proxy service-ips { 172.30.0.43 . tcp . 80 }``).
+        """
         obj = self.word("what to flush or delete")
         if obj == "ruleset":
             self.until_eol()
+            self.rs.tables.clear()
             return
         if obj == "table":
+            fam, tname = self.fam_name()
             self.until_eol()
+            t = self.rs.tables.get((fam, tname))
+            if t is None:
+                return
+            if verb == "flush":
+                for ch in t.chains.values():
+                    ch.rules.clear()
+                for st in t.sets.values():
+                    st.elements.clear()
+            else:
+                del self.rs.tables[(fam, tname)]
             return
         fam, tname = self.fam_name()
         t = self.rs.tables.get((fam, tname))
+        if obj == "element":
+            name = self.word("a set or map name")
+            body = self.block()
+            self.until_eol()
+            s = t.sets.get(name) if t is not None else None
+            if s is None:
+                if verb == "delete":
+                    raise self.err(f"set or map '{name}' does not exist in table {fam} {tname}", tok)
+                return
+            gone = {_key_id(el.key) for el in self.elements(body, False)}
+            s.elements[:] = [el for el in s.elements if _key_id(el.key) not in gone]
+            return
         rest = self.until_eol()
         if t is None or not rest:
             return
@@ -310,7 +341,11 @@ class _P:
                     s.elements.clear()
                 else:
                     del t.sets[name]
-        # delete rule / element: not needed for dumps; ignored
+        elif obj == "rule":
+            # rules are deleted by handle, which a listing prints only as a comment: not applied
+            self.rs.warnings.append(
+                ParseWarning(self.source, tok.line, f"'{verb} rule' not applied (rule handles are not read)")
+            )
 
     def table_body(self, t: Table, body: list[_Tok]) -> None:
         sub = _P(body, self.source, self.rs)
@@ -516,6 +551,11 @@ class _P:
         return rule
 
 
+def _key_id(key: tuple[tuple[str, Any], ...]) -> tuple:
+    """An element key in a comparable form (addresses by version, network and prefix length)."""
+    return tuple((k, (v.version, v.network, v.prefixlen)) if k == "addr" else (k, v) for k, v in key)
+
+
 def _seconds(text: str) -> int:
     total = 0
     for num, unit in re.findall(r"(\d+)([dhms]?)", text):
@@ -561,6 +601,10 @@ def _verdict_words(words: list[str], p: _P, tok: _Tok) -> tuple[str, Any]:
         return (v, words[1])
     return (v, None)
 
+
+#: ``fib`` tuple words (nftables ``src/parser_bison.y: fib_flag``) and what each address word names.
+_FIB_FLAGS = ("saddr", "daddr", "mark", "iif", "oif")
+_FIB_SIDE = {"saddr": "src", "daddr": "dst"}
 
 _FIELD = {("ip", "daddr"): "daddr", ("ip", "saddr"): "saddr", ("ip6", "daddr"): "daddr", ("ip6", "saddr"): "saddr",
           ("meta", "l4proto"): "l4proto", ("th", "dport"): "dport", ("th", "sport"): "sport",
@@ -617,9 +661,12 @@ class _RuleParser:
                 self.compare(w, (w,))
             elif w == "fib":
                 self.fib()
-            elif w == "ct" and self.peek(1) in ("state", "status"):
+            elif w == "ct" and self.peek(1) == "state":
                 self.i += 2
                 self.compare("ctstate", ("ct", "state"))
+            elif w == "ct" and self.peek(1) == "status" and self._ct_status_nat():
+                self.i += 2
+                self.compare("ctstate", ("ct", "status"))
             elif w == "numgen":
                 self.numgen(None)
             elif w == "counter":
@@ -664,6 +711,24 @@ class _RuleParser:
             if self.i == start:  # pragma: no cover - safety against loops
                 raise self.err("could not parse this expression")
         return self.matches, self.targets, self.comment, self.updated
+
+    def _ct_status_nat(self) -> bool:
+        """``ct status [!=] dnat|snat|{...}``: the NAT bits the tracer follows (other status bits stay opaque)."""
+        j = self.i + 2
+        if self.peek(2) in ("!=", "=="):
+            j += 1
+        words: list[str] = []
+        if j < len(self.w) and self.w[j].text == "{":
+            while j < len(self.w) and self.w[j].text != "}":
+                words.append(self.w[j].text)
+                j += 1
+            words = [x for x in words if x not in ("{", ",")]
+        elif j < len(self.w):
+            words = [self.w[j].text]
+            while j + 2 < len(self.w) and self.w[j + 1].text == ",":
+                words.append(self.w[j + 2].text)
+                j += 2
+        return bool(words) and all(x in ("dnat", "snat") for x in words)
 
     def skip_braces(self) -> list[_Tok]:
         if self.peek() != "{":
@@ -820,20 +885,46 @@ class _RuleParser:
         return value
 
     def fib(self) -> None:
+        """``fib saddr|daddr [. iif|oif|mark ...] type [!=] TYPE|{TYPES}``; other results stay opaque.
+
+        The tuple names exactly one address (``saddr`` or ``daddr``) and
+        optionally the device the lookup is limited to (``iif``, ``oif``); the
+        kernel answers with ``inet_dev_addr_type`` (``net/ipv4/netfilter/nft_fib_ipv4.c:
+        nft_fib4_eval_type``). Every word is read whole: nothing is recognised by
+        a prefix.
+        """
+        start = self.i
         self.i += 1
-        side = self.take("saddr or daddr")
-        if self.peek() == "type":
+        flags: list[str] = []
+        while True:
+            word = self.peek()
+            if word not in _FIB_FLAGS:
+                raise self.err("expected saddr, daddr, mark, iif or oif after 'fib'")
+            flags.append(self.take("a fib flag"))
+            if self.peek() != ".":
+                break
             self.i += 1
-            neg = False
-            if self.peek() in ("!=", "=="):
-                neg = self.take("an operator") == "!="
-            vals = self.values()
-            self.matches.append(
-                Match("fib", neg, (side[:3], frozenset(v.upper() for v in vals)), f"fib {side} type {','.join(vals)}")
-            )
+        addrs = [f for f in flags if f in ("saddr", "daddr")]
+        if len(addrs) != 1 or len(set(flags)) != len(flags) or ("iif" in flags and "oif" in flags):
+            raise self.p.err("expected 'fib saddr|daddr [. iif|. oif|. mark]': exactly one address", self.w[start])
+        result = self.take("type, oif or oifname after the fib tuple")
+        if result not in ("type", "oif", "oifname"):
+            raise self.p.err("expected type, oif or oifname after the fib tuple", self.w[self.i - 1])
+        neg = False
+        if self.peek() in ("!=", "=="):
+            neg = self.take("an operator") == "!="
+        vals = self.values()
+        text = " ".join(t.text for t in self.w[start : self.i])
+        if result != "type" or "mark" in flags:
+            # an output device (reverse-path checks) or a lookup that depends on the mark's routing rules
+            self.p.rs.warnings.append(ParseWarning(
+                self.p.source, self.w[start].line, f"unsupported nft expression '{text}' kept as opaque (traced as unknown)"
+            ))  # fmt: skip
+            self.matches.append(Match("opaque", False, "nft", text))
             return
-        self.i -= 2
-        self.opaque()
+        side = _FIB_SIDE[addrs[0]]
+        iface = "in" if "iif" in flags else ("out" if "oif" in flags else None)
+        self.matches.append(Match("fib", neg, (side, frozenset(v.upper() for v in vals), iface), text))
 
     def numgen(self, dnat: str | None) -> Target | None:
         self.i += 1
@@ -885,6 +976,11 @@ class _RuleParser:
                 text = f"{addr}:{port[0]}" if port else str(addr)
                 payload = Target("dnat", (addr, port, text), f"dnat to {text}")
             slots.append((lo, hi, payload))
+        prev = None
+        for lo, hi, _pl in sorted(slots, key=lambda x: (x[0], x[1])):
+            if prev is not None and lo <= prev[1]:  # nft refuses these too ("conflicting intervals")
+                raise self.p.err(f"numgen slots {prev[0]}-{prev[1]} and {lo}-{hi} overlap", self.tok())
+            prev = (lo, hi)
         target = Target("numgen" if kw == "vmap" else "dnat_map", (mode, modulus, offset, tuple(slots)),
                         f"numgen {mode} mod {modulus} {kw}")  # fmt: skip
         if dnat is None:
@@ -975,7 +1071,12 @@ def _proto(v: str) -> str:
 
 
 def _resolve(p: _P) -> None:
+    # only the rules still in place: a flushed or deleted chain's old rules refer to nothing
+    live_tables = {id(t) for t in p.rs.tables.values()}
+    live_rules = {id(r) for t in p.rs.tables.values() for c in t.chains.values() for r in c.rules}
     for t, rule in p.pending:
+        if id(t) not in live_tables or id(rule) not in live_rules:
+            continue
         for tgt in flat_targets(rule.target):
             names: list[str] = []
             if tgt.kind in ("jump", "goto"):

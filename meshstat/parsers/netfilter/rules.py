@@ -527,6 +527,9 @@ def _attach(
     raise ctx.error(f"unknown option {opt} (expected -m MODULE before it)", ctx.text)
 
 
+_ADDRTYPE_SIDE = {"--src-type": "src", "--dst-type": "dst"}
+
+
 def _one(opt: str, vals: list[str], ctx: ParseContext, what: str) -> str:
     if len(vals) != 1:
         raise ctx.error(f"expected {what} after {opt}", ctx.text)
@@ -639,10 +642,17 @@ def _module(
             upd = list_name if cmd in ("set", "update") else ""
             return [Match("recent", ng, value, text)], None, upd
         if name == "addrtype":
+            # --limit-iface-in/out restrict the lookup to the packet's input/output device
+            # (net/netfilter/xt_addrtype.c: addrtype_mt_v1 passes that device to the route lookup)
+            iface = "in" if any(o == "--limit-iface-in" for o, _ng, _v in opts) else (
+                "out" if any(o == "--limit-iface-out" for o, _ng, _v in opts) else None
+            )
+            limit = f" --limit-iface-{iface}" if iface else ""
             for o, ng, v in opts:
-                if o in ("--src-type", "--dst-type"):
+                side = _ADDRTYPE_SIDE.get(o)
+                if side is not None:
                     types = frozenset(v[0].upper().split(","))
-                    out.append(Match("addrtype", ng, (o[2:5], types), f"{'! ' if ng else ''}{o} {v[0]}"))
+                    out.append(Match("addrtype", ng, (side, types, iface), f"{'! ' if ng else ''}{o} {v[0]}{limit}"))
             return out, None, ""
         if name in ("conntrack", "state"):
             for o, ng, v in opts:
