@@ -20,7 +20,9 @@ lists key on the source address).
 Output: one JSON line ``{"names": [...], "seq": [i, ...], "mixed": m,
 "errors": e, "elapsed": s, "timed_out": bool}``: ``seq[j]`` is the index in
 ``names`` of the backend that answered connection ``j``'s first request;
-``mixed`` counts connections whose requests were answered by more than one name.
+``mixed`` counts connections whose requests were answered by more than one name;
+``error_kinds`` counts the failed connections by exception (``ConnectionRefusedError``
+for a reset or an ICMP port unreachable, ``TimeoutError`` for a dropped SYN).
 With ``--sources-stdin`` it also has ``"src": [i, ...]``: the index in the
 source list of every completed connection (aligned with ``seq``).
 """
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     seq: list[int] = []
     src_seq: list[int] = []
     mixed = errors = 0
+    error_kinds: dict[str, int] = {}
     request = b"x\n" * args.r
     start = time.monotonic()
     stop_at = start + args.deadline
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             lines = _read_lines(s, args.r, buf)
         except OSError as exc:
             errors += 1
+            kind = type(exc).__name__
+            error_kinds[kind] = error_kinds.get(kind, 0) + 1
             s.close()
             if errors >= args.max_errors:
                 sys.stderr.write(f"_client: too many failed connections, last: {exc}\n")
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "seq": seq,
         "mixed": mixed,
         "errors": errors,
+        "error_kinds": error_kinds,
         "elapsed": time.monotonic() - start,
         "timed_out": timed_out,
     }

@@ -221,6 +221,10 @@ class ClientRun:
         Connections whose requests were answered by more than one backend.
     errors : int
         Connections that failed (refused, reset, timed out).
+    error_kinds : dict
+        Failed connections by exception name (``"ConnectionRefusedError"``:
+        refused by a reset or an ICMP port unreachable, as a ``reject`` rule
+        does; ``"TimeoutError"``: no answer, as a ``drop`` rule does).
     elapsed : float
         Seconds the client spent.
     timed_out : bool
@@ -241,6 +245,7 @@ class ClientRun:
     timed_out: bool = False
     uid: int | None = None
     sources: list[str] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -592,6 +597,7 @@ class NetnsLab:
         deadline: float = 240.0,
         timeout: float = 2.0,
         source_addresses: Sequence[str] | None = None,
+        max_errors: int = 100,
     ) -> ClientRun:
         """Open ``n`` sequential TCP connections to ``target`` from ``side``.
 
@@ -617,13 +623,16 @@ class NetnsLab:
             gives two clients of 50 connections each). The addresses are set up
             with :meth:`add_client_sources` first. ``ClientRun.sources`` then
             holds the source of every completed connection.
+        max_errors : int
+            The client stops after this many failed connections.
         """
         if not 0 < n <= 10_000_000:
             raise ValueError(f"n must be in 1..10,000,000, got {n}")
         if requests_per_connection < 1:
             raise ValueError("requests_per_connection must be >= 1")
         argv = [sys.executable, "-I", "-S", str(_CLIENT_SCRIPT), "--target", target, "-n", str(n),
-                "-r", str(requests_per_connection), "--deadline", str(deadline), "--timeout", str(timeout)]
+                "-r", str(requests_per_connection), "--deadline", str(deadline), "--timeout", str(timeout),
+                "--max-errors", str(int(max_errors))]
         if uid is not None:
             argv += ["--uid", str(int(uid))]
         stdin = None
@@ -643,6 +652,7 @@ class NetnsLab:
             names=data["names"], sequence=data["seq"], requests_per_connection=requests_per_connection,
             mixed=data["mixed"], errors=data["errors"], elapsed=data["elapsed"],
             timed_out=data["timed_out"], uid=uid, sources=[sources[i] for i in data.get("src", [])],
+            error_kinds=dict(data.get("error_kinds", {})),
         )
 
 

@@ -154,3 +154,43 @@ def test_cli_prints_the_note_and_the_verdict() -> None:
     assert rows[0].startswith("service,protocol,cluster_ip,port,endpoints")
     assert any(r.startswith("ns3/svc3:p80,tcp,172.30.0.43,80,0,0,None,,(no endpoints: rejected)") for r in rows)
     assert "note: table ip kube-proxy: skipped 1 stale service chain" in err.getvalue()
+
+
+# ------------------------------------------------------------------ the conformance suite's writer of kube-proxy syncs
+
+def _writer_services() -> tuple[list, list]:
+    from meshstat.oracle.kube_nft import NftServicePort as S
+
+    before = [S("ns1", "svc1", "p80", "172.30.0.41", 80, ("10.0.1.1:80",)),
+              S("ns3", "svc3", "p80", "172.30.0.43", 80, ("10.0.3.2:80", "10.0.3.3:80")),
+              S("ns4", "svc4", "p80", "172.30.0.44", 80, ("10.0.4.1:80",))]  # fmt: skip
+    after = [before[0], S("ns3", "svc3", "p80", "172.30.0.43", 80, ()), before[2]]
+    return before, after
+
+
+def test_writer_matches_kube_proxys_expected_tables() -> None:
+    """The oracle's writer gives kube-proxy's own expected service lines (TestSyncProxyRulesRepeated)."""
+    from meshstat.oracle.kube_nft import kube_proxy_nft_stale_chains, kube_proxy_nft_sync
+
+    before, after = _writer_services()
+    full = kube_proxy_nft_sync(before, pod_cidr="10.0.0.0/8", service_cidr="172.30.0.0/16",
+                               node_port_addresses=["192.168.0.2"])  # fmt: skip
+    fixture = (DATA / "kube-proxy-nftables-partial-sync.nft").read_text()
+    state, partial_fixture = fixture.split("# the next sync empties ns3/svc3")
+    base = set((DATA / "kube-proxy-nftables-overall.nft").read_text().split("# svc1")[0].splitlines())
+    expected = {ln for ln in state.splitlines() if ln and ln not in base}
+    # the masquerade rule gained "tcp dport PORT" after the fixture's kube-proxy version (proxier.go @ b0f823e6)
+    written = {ln.replace(" tcp dport 80", "") for ln in full.splitlines()
+               if "-ns" in ln or "cluster-ips { 1" in ln}  # fmt: skip
+    written = {ln for ln in written if not ln.startswith("flush chain")}
+    assert written == expected
+    partial = kube_proxy_nft_sync(after, previous=before, pod_cidr="10.0.0.0/8", service_cidr="172.30.0.0/16")
+    got, want = partial.splitlines(), [ln for ln in partial_fixture.splitlines()[1:] if ln]
+    # elements first, the flushes (in the order kube-proxy lists the existing chains), the deletions last
+    assert (got[0], sorted(got[1:4]), got[4:]) == (want[0], sorted(want[1:4]), want[4:])
+    assert sorted(kube_proxy_nft_stale_chains(before, after)) == [
+        "endpoint-SWWHDC7X-ns3/svc3/tcp/p80__10.0.3.2/80", "endpoint-TQ2QKHCZ-ns3/svc3/tcp/p80__10.0.3.3/80",
+        "service-4AT6LBPK-ns3/svc3/tcp/p80",
+    ]  # fmt: skip
+    emptied = nf.load(str(DATA / "kube-proxy-nftables-repeated-emptied.nft"))
+    assert _key(nf.parse_nft(full + partial, "syncs.nft")) == _key(emptied)
