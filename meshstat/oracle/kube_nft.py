@@ -313,7 +313,7 @@ def kube_proxy_nft_sync(
         before = {(s.port_string, s.protocol): s for s in previous}
         changed = {s.port_string for s in services if before.get((s.port_string, s.protocol)) != s}
     # chains of changed services: add + flush, then their rules (ensureChain, then the rules)
-    for chain, rules in new.chains.items():
+    for chain in new.chains:
         if new.owner[chain] in changed:
             out.append(f"add chain {TABLE} {chain}")
             out.append(f"flush chain {TABLE} {chain}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from meshstat.netfilter.numgen import _slot_counts, numgen_gaps
 from meshstat.oracle.netns import find_nft_numgen, numgen_slot_shares
 from meshstat.parsers.netfilter.nft import parse_nft
 
+DATA = Path(__file__).parents[1] / "data" / "iptables"
 TWO32 = 1 << 32
 BIG = (1 << 32) - 1  # the largest modulus nft accepts
 
@@ -78,29 +80,9 @@ def test_stage_with_a_huge_modulus() -> None:
         nf.Numgen(children=b, modulus=BIG, slots=(((0, 9),), ((9, BIG - 1),)))
 
 
-HUGE = """table ip kube-proxy {
-	map service-ips {
-		type ipv4_addr . inet_proto . inet_service : verdict
-		elements = { 172.30.0.44 . tcp . 80 : goto service-LAUZTJTB-ns4/svc4/tcp/p80 }
-	}
-	chain nat-output {
-		type nat hook output priority -100; policy accept;
-		jump services
-	}
-	chain services {
-		ip daddr . meta l4proto . th dport vmap @service-ips
-	}
-	chain service-LAUZTJTB-ns4/svc4/tcp/p80 {
-		numgen random mod 4294967295 vmap { 0-2147483647 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80, 2147483648-4294967293 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }
-	}
-	chain endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 {
-		meta l4proto tcp dnat to 10.180.0.5:80
-	}
-	chain endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 {
-		meta l4proto tcp dnat to 10.180.0.4:80
-	}
-}
-"""  # loaded as is by nft 1.0.6 (kernel 6.18); the last slot, 4294967294, has no element
+HUGE = (DATA / "nft-numgen-mod-4294967295.nft").read_text()
+# kube-proxy's layout with a two-range map over the largest modulus; loaded as is by nft 1.0.6 (kernel 6.18).
+# The last slot, 4294967294, has no element.
 
 
 def test_huge_modulus_in_trace_and_services() -> None:

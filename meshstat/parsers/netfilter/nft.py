@@ -5,8 +5,9 @@ Upstream format
 The text printed by ``nft list ruleset`` / ``nft list table`` of nftables 1.0.6
 (``table ip kube-proxy { chain x { ... } set s { ... } map m { ... } }``) and the
 transaction lines ``nft -f`` reads (``add table|chain|rule|set|map|element ...``,
-``insert rule``, ``flush``, ``delete``), in the form kubernetes' nftables proxy
-writes them (``pkg/proxy/nftables/proxier.go``, through ``knftables``; fixture
+``insert rule``, ``flush ruleset|table|chain|set|map``, ``delete table|chain|set|map|element``;
+``delete rule`` is not applied and warned about), in the form kubernetes' nftables proxy
+writes them, including its partial syncs (``pkg/proxy/nftables/proxier.go``, through ``knftables``; fixture
 ``kube-proxy-nftables-overall.nft``).
 
 Supported subset
@@ -17,8 +18,8 @@ security srcnat`` with ``+/- N``); named sets and maps with ``elements``,
 ``flags``, ``timeout``. Rule expressions: ``ip|ip6 saddr|daddr [!=] ADDR|CIDR|{...}|@set``,
 ``meta l4proto``, ``th|tcp|udp|sctp dport|sport`` (values, ranges, sets),
 ``meta mark`` / ``mark`` comparisons (``& M == V``, ``and M == V``),
-``meta mark set ...`` (``| ^ &`` or ``or xor and``), ``fib saddr|daddr type [!=] local``,
-``ct state``, ``meta skuid|skgid``, ``iifname|oifname``, ``counter``,
+``meta mark set ...`` (``| ^ &`` or ``or xor and``), ``fib saddr|daddr [. iif|. oif] type [!=]
+TYPE|{TYPES}`` (other ``fib`` results are opaque), ``ct state``, ``ct status dnat|snat``, ``meta skuid|skgid``, ``iifname|oifname``, ``counter``,
 ``comment``, ``log``, ``update|add @set { ... }``, verdicts (``accept drop
 return continue reject jump goto``), ``dnat|snat [ip|ip6] to ADDR[:PORT]``,
 ``masquerade``, ``redirect to :PORT``, concatenated-key verdict maps
@@ -33,7 +34,7 @@ Semantics sources: kernel ``net/netfilter/nft_numgen.c`` (``numgen random`` is
 ``nft_lookup.c``, ``nft_immediate.c``; nftables ``doc/`` man page
 (``nft(8)``, sections CHAINS, SETS, MAPS, NUMGEN EXPRESSION).
 
-The module is long (about 1,000 lines) because it is one parser over one token
+The module is long (about 1,150 lines) because it is one parser over one token
 stream: the statement parser (tables, chains, sets, maps, elements, transaction
 commands) and the rule expression parser (``_RuleParser``) share the parse
 state and the set and verdict readers.

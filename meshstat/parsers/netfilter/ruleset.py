@@ -103,7 +103,10 @@ class Match(NamedTuple):
     ``"always"`` for matches that only count or annotate (``comment``,
     ``nfacct``), ``"opaque"`` for what meshstat does not model, plus the nft
     kinds ``"set"``, ``"fib"``, ``"l4proto"``); ``value`` is its parsed
-    argument; ``text`` the original words (for display).
+    argument (``"addrtype"`` and ``"fib"``: ``(side, types, iface)`` with side
+    ``"src"``/``"dst"``, upper-case types and iface ``None``, ``"in"`` or
+    ``"out"`` for a lookup limited to that device); ``text`` the original words
+    (for display).
     """
 
     kind: str
