@@ -264,3 +264,45 @@ def test_unsupported_expression_is_opaque_with_a_warning() -> None:
     r = nf.trace(rs, nf.Packet(dst="9.9.9.9", dport=80))
     assert sorted(str(p.verdict) for p in r.paths) == ["DNAT to 1.1.1.1:1", "no NAT: falls through to the next hook"]
     assert all(p.conditions for p in r.paths)
+
+
+def test_ct_status_words_are_read_whole() -> None:
+    rs = parse_nft(
+        "table ip t {\n\tchain c {\n\t\tct status dnat accept\n\t\tct status { snat, dnat } accept\n"
+        "\t\tct status assured accept\n\t\tct state new,established accept\n\t}\n}\n",
+        "ct.nft",
+    )
+    rules = rs.table("t").chains["c"].rules
+    assert [(m.kind, m.value) for m in rules[0].matches] == [("ctstate", frozenset({"DNAT"}))]
+    assert [(m.kind, m.value) for m in rules[1].matches] == [("ctstate", frozenset({"SNAT", "DNAT"}))]
+    assert [m.kind for m in rules[2].matches] == ["opaque"]  # a status bit the tracer does not follow
+    assert [str(w) for w in rs.warnings] == [
+        "ct.nft:5: unsupported nft expression 'ct status assured' kept as opaque (traced as unknown)"
+    ]
+    assert [(m.kind, m.value) for m in rules[3].matches] == [("ctstate", frozenset({"NEW", "ESTABLISHED"}))]
+
+
+def test_transactions_flush_and_delete() -> None:
+    base = (
+        "add table ip t\nadd chain ip t a\nadd chain ip t b\nadd rule ip t a goto b\n"
+        "add map ip t m { type ipv4_addr . inet_proto . inet_service : verdict ; }\n"
+        "add element ip t m { 10.0.0.1 . tcp . 80 : goto a }\nadd element ip t m { 10.0.0.2 . tcp . 80 : goto b }\n"
+        "add table ip u\nadd chain ip u x\n"
+    )
+    rs = parse_nft(base + "delete element ip t m { 10.0.0.1 . tcp . 80 }\n", "tx.nft")
+    assert [el.key[0][1].text for el in rs.table("t").sets["m"].elements] == ["10.0.0.2"]
+    # a flushed chain's old rules refer to nothing: the chain it went to may be deleted
+    rs = parse_nft(base + "flush chain ip t a\ndelete element ip t m { 10.0.0.2 . tcp . 80 }\ndelete chain ip t b\n",
+                   "tx.nft")  # fmt: skip
+    assert set(rs.table("t").chains) == {"a"} and rs.table("t").chains["a"].rules == []
+    rs = parse_nft(base + "flush table ip t\ndelete table ip u\n", "tx.nft")
+    assert list(rs.tables) == [("ip", "t")]
+    assert rs.rule_count == 0 and rs.table("t").sets["m"].elements == []
+    rs = parse_nft(base + "flush ruleset\nadd table ip v\n", "tx.nft")
+    assert list(rs.tables) == [("ip", "v")]
+    rs = parse_nft(base + "delete rule ip t a handle 4\n", "tx.nft")
+    assert [str(w) for w in rs.warnings] == ["tx.nft:10: 'delete rule' not applied (rule handles are not read)"]
+    assert rs.table("t").chains["a"].rules[0].target.kind == "goto"
+    with pytest.raises(ConfigParseError, match="set or map 'nope' does not exist in table ip t") as err:
+        parse_nft(base + "delete element ip t nope { 1.2.3.4 }\n", "tx.nft")
+    assert err.value.line == 10
