@@ -25,6 +25,7 @@ import argparse
 from fractions import Fraction
 from typing import Any
 
+from meshstat.cli.args import count_arg, weights_arg
 from meshstat.errors import InvalidArgument
 
 __all__ = ["register"]
@@ -34,8 +35,6 @@ _MAX_N = 1_000_000
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``validate`` sub-command."""
-    from meshstat.cli import count_arg, weights_arg
-
     p = sub.add_parser(
         "validate",
         parents=[common],
@@ -140,17 +139,16 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     probs = [ep[2] for ep in svc.endpoints if ep[2] is not None]
     names = list(addrs)
     route_shares = None
-    try:  # the netfilter engineer's loader, when present, is the model of record
-        from meshstat.netfilter import load_service_route  # type: ignore[import-not-found]
+    # meshstat's loader is the model of record; the probabilities read above stand in when its backends
+    # are not the endpoint addresses
+    from meshstat.netfilter import load_service_route
 
-        route = load_service_route(args.iptables, args.service)
-        by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
-        if all(a in by_addr for a in addrs):
-            route_shares = [by_addr[a] for a in addrs]
-            if svc.fall_through:
-                route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
-    except ImportError:
-        pass
+    route = load_service_route(args.iptables, args.service)
+    by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
+    if all(a in by_addr for a in addrs):
+        route_shares = [by_addr[a] for a in addrs]
+        if svc.fall_through:
+            route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
     if route_shares is None:
         stage = model.Cascade.from_probabilities(probs, fall_through=svc.fall_through)
         route_shares = list(stage.shares())
