@@ -22,11 +22,13 @@ does not, 2 when it cannot run here (no root, a missing binary: one line).
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshstat.cli.args import count_arg, weights_arg
 from meshstat.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = ["register"]
 
@@ -108,6 +110,8 @@ def _report(ctx: Any, args: argparse.Namespace, system: str, names: list[str], a
 
 
 def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
+    from fractions import Fraction
+
     from meshstat import model
     from meshstat.oracle import require_binary, require_root
     from meshstat.oracle.netns import NetnsLab, find_kube_service
@@ -175,6 +179,8 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _validate_nft(args: argparse.Namespace, ctx: Any) -> int:
+    from fractions import Fraction
+
     from meshstat.oracle import require_binary, require_root
     from meshstat.oracle.netns import NetnsLab, find_nft_numgen
 
