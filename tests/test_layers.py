@@ -89,9 +89,41 @@ def test_one_jit_policy() -> None:
 
 def test_cli_plugins_import_nothing_heavy() -> None:
     heavy = ("numpy", "numba", "polars", "scipy", "matplotlib")
-    for path in [PKG / "cli.py", *PKG.glob("cli_*.py")]:
+    files = sorted((PKG / "cli").glob("*.py"))
+    assert files
+    for path in files:
         bad = [m for m in _top_level_imports(path) if m.split(".")[0] in heavy]
         assert not bad, (path.name, bad)
+
+
+def test_cli_command_modules_do_not_import_the_parser() -> None:
+    """Command modules use ``cli.args``/``cli.context``/``cli.status``; ``cli.parser`` imports them, not the reverse."""
+    for path in sorted((PKG / "cli").glob("*.py")):
+        if path.stem in ("__init__", "parser"):
+            continue
+        bad = [m for m in _imports(path) if m in ("meshstat.cli", "meshstat.cli.parser")]
+        assert not bad, (path.name, bad)
+
+
+def test_cli_modules_import_no_circle() -> None:
+    graph = {
+        f"meshstat.cli.{p.stem}" if p.stem != "__init__" else "meshstat.cli": {
+            m for m in _imports(p) if m == "meshstat.cli" or m.startswith("meshstat.cli.")
+        }
+        for p in (PKG / "cli").glob("*.py")
+    }
+    done: set[str] = set()
+
+    def visit(mod: str, stack: tuple[str, ...]) -> None:
+        assert mod not in stack, " -> ".join((*stack, mod))
+        if mod in done:
+            return
+        for dep in graph.get(mod, ()):
+            visit(dep, (*stack, mod))
+        done.add(mod)
+
+    for mod in sorted(graph):
+        visit(mod, ())
 
 
 def test_startup_is_lazy() -> None:

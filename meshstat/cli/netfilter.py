@@ -1,4 +1,4 @@
-"""Command-line plug-in of the netfilter area: ``trace`` and ``services``.
+"""Commands of the netfilter area: ``trace`` and ``services``.
 
 ``python -m meshstat trace --iptables FILE --dst 10.108.203.9:9999 --uid 0``
 lists every path of a packet through the nat table with its exact probability;
@@ -16,6 +16,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from meshstat.cli.args import endpoint_arg, int_arg
+from meshstat.cli.context import is_table
+from meshstat.errors import InvalidArgument
+
 __all__ = ["register"]
 
 
@@ -28,27 +32,6 @@ def _source_arguments(p: argparse.ArgumentParser, *, ipvs: bool = False) -> None
     g.add_argument("--nft", metavar="FILE", help="nft list ruleset output or nft -f transaction ('-': standard input)")
     if ipvs:
         g.add_argument("--ipvs", metavar="FILE", help="ipvsadm -ln output (kube-proxy IPVS mode; '-': standard input)")
-
-
-def _endpoint_arg(text: str) -> tuple[str, int | None]:
-    raw = text.strip()
-    if raw.startswith("["):
-        addr, _, rest = raw[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif raw.count(":") == 1:
-        addr, _, port = raw.partition(":")
-    else:
-        addr, port = raw, ""
-    if port and not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected IP[:PORT], got {text!r}")
-    return addr, (int(port) if port else None)
-
-
-def _int_arg(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -64,15 +47,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     _source_arguments(tr)
-    tr.add_argument("--dst", required=True, type=_endpoint_arg, metavar="IP[:PORT]", help="destination")
+    tr.add_argument("--dst", required=True, type=endpoint_arg, metavar="IP[:PORT]", help="destination")
     tr.add_argument("--src", metavar="IP", help="source address (default: unknown)")
-    tr.add_argument("--sport", type=_int_arg, metavar="PORT", help="source port (default: unknown)")
+    tr.add_argument("--sport", type=int_arg, metavar="PORT", help="source port (default: unknown)")
     tr.add_argument("--proto", default="tcp", help="protocol (default: tcp)")
-    tr.add_argument("--uid", type=_int_arg, metavar="N", help="socket owner UID (hook output)")
-    tr.add_argument("--gid", type=_int_arg, metavar="N", help="socket owner GID (hook output)")
+    tr.add_argument("--uid", type=int_arg, metavar="N", help="socket owner UID (hook output)")
+    tr.add_argument("--gid", type=int_arg, metavar="N", help="socket owner GID (hook output)")
     tr.add_argument("--out-if", metavar="IF", help="output interface (hook output)")
     tr.add_argument("--in-if", metavar="IF", help="input interface (hook prerouting)")
-    tr.add_argument("--mark", type=_int_arg, default=0, help="packet mark on entry (default 0)")
+    tr.add_argument("--mark", type=int_arg, default=0, help="packet mark on entry (default 0)")
     tr.add_argument(
         "--dst-local", choices=("yes", "no"), help="whether the destination is a local address (default: unknown)"
     )
@@ -108,7 +91,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _note(ctx: Any, args: argparse.Namespace, text: str) -> None:
-    stream = ctx.stdout if args.format in ("table", "markdown") and args.output is None else ctx.stderr
+    stream = ctx.stdout if is_table(args) else ctx.stderr
     stream.write(text.rstrip("\n") + "\n")
 
 
@@ -160,8 +143,6 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.report import netfilter as rep
 
     if getattr(args, "ipvs", None) is not None:
-        from meshstat.errors import InvalidArgument
-
         text, name = _read(args.ipvs)
         infos = kubeproxy.parse_ipvsadm(text, name)
         if args.service:
@@ -183,8 +164,6 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
         return 0
     infos = kubeproxy.services(rs)
     if not infos:
-        from meshstat.errors import InvalidArgument
-
         raise InvalidArgument(f"{rs.source}: no kube-proxy services found in the dump")
     ctx.emit(rep.services_frame(infos), args)
     if rs.warnings:

@@ -1,4 +1,4 @@
-"""CLI plug-in for the mesh area: ``mesh``, ``envoy-route``, and ``compare -f`` (via :func:`run_compare_files`).
+"""Commands of the mesh area: ``mesh``, ``envoy-route``, and ``compare -f`` (via :func:`run_compare_files`).
 
 ``python -m meshstat mesh -f DIR [--client ns/name] [--service host:port] [--envoy FILE]``
     The layered split for one client: every stage the call really passes (capture rules,
@@ -6,7 +6,7 @@
     simulated shares per version and per pod.
 ``python -m meshstat envoy-route --config-dump FILE --host H --port P [--path /] [--header k=v]``
     Resolve an outbound call through an Envoy config_dump (or istioctl proxy-config outputs).
-``compare -f DIR`` (the lead's command delegates to :func:`run_compare_files`)
+``compare -f DIR`` (:mod:`meshstat.cli.simulate` delegates to :func:`run_compare_files`)
     Side by side, every client path to every routed service.
 
 Heavy libraries are imported inside the handlers only.
@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from meshstat.cli.args import count_arg, port_arg, seed_arg
+from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
 
 __all__ = ["parse_header", "parse_scale", "register", "run_compare_files"]
@@ -73,12 +75,8 @@ def _simulate(routes: list[Any], args: argparse.Namespace, ctx: Any) -> list[Any
     return compare(routes, n, rng=getattr(args, "seed", None), progress=ctx.progress(args))
 
 
-def _is_table(args: argparse.Namespace) -> bool:
-    return getattr(args, "format", "table") in ("table", "markdown") and getattr(args, "output", None) is None
-
-
 def _finish(ctx: Any, args: argparse.Namespace, lines: list[str]) -> None:
-    stream = ctx.stdout if _is_table(args) else ctx.stderr
+    stream = ctx.stdout if is_table(args) else ctx.stderr
     for line in dict.fromkeys(lines):
         stream.write(line.rstrip("\n") + "\n")
 
@@ -123,7 +121,7 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
         n=int(getattr(args, "n", None) or 1_000_000),
         rng=getattr(args, "seed", None),
     )
-    ctx.emit(rep.wide_frame(cmp_.entries()) if _is_table(args) else rep.long_frame(cmp_.entries()), args)
+    ctx.emit(rep.wide_frame(cmp_.entries()) if is_table(args) else rep.long_frame(cmp_.entries()), args)
     r0 = cmp_.paths[0].result
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]
@@ -163,7 +161,7 @@ def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
     results = _simulate([e["route"] for e in entries], args, ctx)
     for e, r in zip(entries, results, strict=True):
         e["result"] = r
-    if _is_table(args):
+    if is_table(args):
         ctx.emit(rep.concat(layer_frames), args)
         ctx.stdout.write("\n")
         ctx.emit(rep.wide_frame(entries), args)
@@ -187,7 +185,7 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     results = _simulate([route], args, ctx)
     entries = [{"service": f"{args.host}:{args.port}", "path": "envoy", "route": route, "result": results[0],
                 "clients": [cfg.node_id] if cfg.node_id else []}]
-    if _is_table(args):
+    if is_table(args):
         ctx.emit(rep.steps_frame(res.steps), args)
         ctx.stdout.write("\n")
         ctx.emit(rep.wide_frame(entries), args)
@@ -201,15 +199,7 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def _port_arg(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"expected a port in [1, 65535], got {text!r}")
-    return int(text)
-
-
 def _sim_args(p: argparse.ArgumentParser) -> None:
-    from meshstat.cli import count_arg, seed_arg
-
     p.add_argument("-n", type=count_arg, default=1_000_000, metavar="N",
                    help="requests (or connections) simulated per path (default 1e6)")
     p.add_argument("--seed", type=seed_arg, help="seed (printed, so that a run can be replayed)")
@@ -249,7 +239,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="admin /config_dump JSON, istioctl proxy-config listener|route|cluster|endpoint -o json, "
                    "a bootstrap, or /clusters?format=json (repeatable, merged)")
     e.add_argument("--host", required=True, help="called host (name or IP)")
-    e.add_argument("--port", required=True, type=_port_arg, help="destination port")
+    e.add_argument("--port", required=True, type=port_arg, help="destination port")
     e.add_argument("--address", help="destination IP of the connection (e.g. the ClusterIP)")
     e.add_argument("--path", default="/", help="request path (default /)")
     e.add_argument("--header", action="append", metavar="NAME=VALUE", help="request header (repeatable)")

@@ -7,20 +7,24 @@ import json
 
 import pytest
 
-from meshstat import cli
-from meshstat.cli_balancers import add_simulate_arguments, run_simulate_lb, wants_lb
+from meshstat.cli import parser as cli_parser
+from meshstat.cli import simulate as cli_simulate
+from meshstat.cli.args import add_route_arguments
+from meshstat.cli.balancers import add_simulate_arguments, run_simulate_lb, wants_lb
+from meshstat.cli.context import Context
+from meshstat.cli.status import UsageError
 from meshstat.errors import InvalidArgument
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
-    p = cli._Parser(parents=[cli._common_parser()])
-    cli.add_route_arguments(p)
-    cli._simulation_arguments(p)
+    p = cli_parser._Parser(parents=[cli_parser._common_parser()])
+    add_route_arguments(p)
+    cli_simulate._simulation_arguments(p)
     add_simulate_arguments(p)
     args = p.parse_args(argv)
     assert wants_lb(args)
     out, err = io.StringIO(), io.StringIO()
-    ctx = cli.Context(out, err)
+    ctx = Context(out, err)
     ctx._fmt = args.format  # type: ignore[attr-defined]
     return run_simulate_lb(args, ctx), out.getvalue(), err.getvalue()
 
@@ -87,5 +91,5 @@ def test_user_errors() -> None:
         _run(["--lb", "maglev", "--endpoints", "3", "--table-size", "100", "-n", "10"])
     with pytest.raises(InvalidArgument):
         _run(["--requests-per-connection", "0", "--weights", "1,1", "-n", "10"])
-    with pytest.raises(cli.UsageError):
+    with pytest.raises(UsageError):
         _run(["--lb", "weighted-magic", "--endpoints", "3"])

@@ -1,4 +1,4 @@
-"""CLI plug-in: ``check``, ``plan``, ``bands`` and ``canary`` (statistics questions about a split).
+"""Commands ``check``, ``plan``, ``bands`` and ``canary`` (statistics questions about a split).
 
 Each handler parses its options, calls the matching function of
 :mod:`meshstat.inference` (what a notebook calls too), prints the result's
@@ -15,26 +15,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshstat.cli import list_arg, positive_int_arg, seed_arg, weights_arg
+from meshstat.cli.args import count_arg, float_arg, list_arg, number_text_arg, seed_arg, weights_arg
 from meshstat.errors import InvalidArgument
 
 __all__ = ["register"]
-
-
-def _float_arg(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _number_text(text: str) -> str:
-    """A number kept as text (exact decimal boundaries: ``0.01`` stays 1/100)."""
-    try:
-        float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return text.strip()
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -74,9 +58,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--alternative", type=weights_arg, action="append", default=[], metavar="W1,W2,...",
         help="an alternative split to weigh the data against (repeatable), e.g. 50,50",
     )
-    p.add_argument("--alpha", type=_float_arg, default=0.05, help="level of the verdict (default 0.05)")
+    p.add_argument("--alpha", type=float_arg, default=0.05, help="level of the verdict (default 0.05)")
     p.add_argument(
-        "--exact-limit", type=positive_int_arg, default=1_000_000, metavar="N",
+        "--exact-limit", type=count_arg, default=1_000_000, metavar="N",
         help="largest number of outcomes the exact multinomial test enumerates (default 1e6)",
     )
     p.set_defaults(handler=_cmd_check)
@@ -94,14 +78,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=weights_arg, required=True, metavar="W1,W2,...", help="configured weights")
     p.add_argument("--names", type=list_arg, metavar="A,B,...", help="backend labels")
     q = p.add_mutually_exclusive_group(required=True)
-    q.add_argument("--tolerance", type=_number_text, metavar="T", help="absolute tolerance on each share (0.01)")
-    q.add_argument("--min-hits", type=positive_int_arg, metavar="M", help="requests every backend must get")
+    q.add_argument("--tolerance", type=number_text_arg, metavar="T", help="absolute tolerance on each share (0.01)")
+    q.add_argument("--min-hits", type=count_arg, metavar="M", help="requests every backend must get")
     q.add_argument("--detect", type=weights_arg, metavar="W1,W2,...", help="a skewed split to tell apart")
-    p.add_argument("--confidence", type=_float_arg, help="with --tolerance (default 0.95)")
-    p.add_argument("--probability", type=_float_arg, help="with --min-hits (default 0.99)")
-    p.add_argument("--power", type=_float_arg, help="with --detect (default 0.8)")
-    p.add_argument("--alpha", type=_float_arg, help="with --detect: level of the test (default 0.05)")
-    p.add_argument("--qps", type=_float_arg, metavar="Q", help="requests per second: also give each n in seconds")
+    p.add_argument("--confidence", type=float_arg, help="with --tolerance (default 0.95)")
+    p.add_argument("--probability", type=float_arg, help="with --min-hits (default 0.99)")
+    p.add_argument("--power", type=float_arg, help="with --detect (default 0.8)")
+    p.add_argument("--alpha", type=float_arg, help="with --detect: level of the test (default 0.05)")
+    p.add_argument("--qps", type=float_arg, metavar="Q", help="requests per second: also give each n in seconds")
     p.set_defaults(handler=_cmd_plan)
 
     p = sub.add_parser(
@@ -117,16 +101,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", type=weights_arg, required=True, metavar="W1,W2,...", help="configured weights")
     p.add_argument("--names", type=list_arg, metavar="A,B,...", help="backend labels")
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("-n", type=positive_int_arg, metavar="N", help="requests in the sample")
-    size.add_argument("--window", type=positive_int_arg, metavar="W", help="requests per window")
+    size.add_argument("-n", type=count_arg, metavar="N", help="requests in the sample")
+    size.add_argument("--window", type=count_arg, metavar="W", help="requests per window")
     size.add_argument("--seconds", metavar="T", help="seconds per window (60, 60s, 5m); needs --qps")
-    p.add_argument("--qps", type=_float_arg, metavar="Q", help="requests per second")
+    p.add_argument("--qps", type=float_arg, metavar="Q", help="requests per second")
     p.add_argument("--levels", type=list_arg, default=["0.9", "0.95", "0.99"], metavar="L1,L2,...",
                    help="band levels (default 0.9,0.95,0.99)")
-    p.add_argument("--within", type=_number_text, metavar="X", help="also P(share outside +/-X)")
+    p.add_argument("--within", type=number_text_arg, metavar="X", help="also P(share outside +/-X)")
     p.add_argument("--no-simulate", action="store_true", help="skip the simulation check")
     p.add_argument("--seed", type=seed_arg, help="seed of the simulation check (printed for replay)")
-    p.add_argument("--sim-windows", type=positive_int_arg, default=10_000, metavar="K",
+    p.add_argument("--sim-windows", type=count_arg, default=10_000, metavar="K",
                    help="simulated samples (default 10000)")
     p.add_argument("--plot", metavar="FILE.png", help="write a PNG of the bands")
     p.set_defaults(handler=_cmd_bands)
@@ -142,12 +126,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument("--steps", type=list_arg, required=True, metavar="S1,S2,...", help="canary weights in percent")
-    p.add_argument("--qps", type=_float_arg, required=True, metavar="Q", help="requests per second to the service")
+    p.add_argument("--qps", type=float_arg, required=True, metavar="Q", help="requests per second to the service")
     p.add_argument("--interval", default="60s", metavar="T", help="analysis interval: 60s, 5m, 1h or seconds")
-    p.add_argument("--error-rate", type=_float_arg, metavar="P0", help="baseline error rate (default 0.01)")
-    p.add_argument("--detect-error-rate", type=_float_arg, metavar="P1", help="canary error rate to detect")
-    p.add_argument("--power", type=_float_arg, default=0.8, help="power (default 0.8)")
-    p.add_argument("--alpha", type=_float_arg, default=0.05, help="one-sided level (default 0.05)")
+    p.add_argument("--error-rate", type=float_arg, metavar="P0", help="baseline error rate (default 0.01)")
+    p.add_argument("--detect-error-rate", type=float_arg, metavar="P1", help="canary error rate to detect")
+    p.add_argument("--power", type=float_arg, default=0.8, help="power (default 0.8)")
+    p.add_argument("--alpha", type=float_arg, default=0.05, help="one-sided level (default 0.05)")
     p.set_defaults(handler=_cmd_canary)
 
 

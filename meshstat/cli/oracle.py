@@ -22,10 +22,13 @@ does not, 2 when it cannot run here (no root, a missing binary: one line).
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from meshstat.cli.args import count_arg, weights_arg
 from meshstat.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = ["register"]
 
@@ -34,8 +37,6 @@ _MAX_N = 1_000_000
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the ``validate`` sub-command."""
-    from meshstat.cli import count_arg, weights_arg
-
     p = sub.add_parser(
         "validate",
         parents=[common],
@@ -111,6 +112,8 @@ def _report(ctx: Any, args: argparse.Namespace, system: str, names: list[str], a
 
 
 def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
+    from fractions import Fraction
+
     from meshstat import model
     from meshstat.oracle import require_binary, require_root
     from meshstat.oracle.netns import NetnsLab, find_kube_service
@@ -142,17 +145,16 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     probs = [ep[2] for ep in svc.endpoints if ep[2] is not None]
     names = list(addrs)
     route_shares = None
-    try:  # the netfilter engineer's loader, when present, is the model of record
-        from meshstat.kubeproxy import load_service_route  # type: ignore[import-not-found]
+    # meshstat's loader is the model of record; the probabilities read above stand in when its backends
+    # are not the endpoint addresses
+    from meshstat.kubeproxy import load_service_route
 
-        route = load_service_route(args.iptables, args.service)
-        by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
-        if all(a in by_addr for a in addrs):
-            route_shares = [by_addr[a] for a in addrs]
-            if svc.fall_through:
-                route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
-    except ImportError:
-        pass
+    route = load_service_route(args.iptables, args.service)
+    by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
+    if all(a in by_addr for a in addrs):
+        route_shares = [by_addr[a] for a in addrs]
+        if svc.fall_through:
+            route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
     if route_shares is None:
         stage = model.Cascade.from_probabilities(probs, fall_through=svc.fall_through)
         route_shares = list(stage.shares())
@@ -179,6 +181,8 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _validate_nft(args: argparse.Namespace, ctx: Any) -> int:
+    from fractions import Fraction
+
     from meshstat.oracle import require_binary, require_root
     from meshstat.oracle.netns import NetnsLab, find_nft_numgen
 

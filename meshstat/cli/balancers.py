@@ -1,6 +1,6 @@
 """``simulate --lb ...``: endpoint balancers and connection-level effects on the command line.
 
-Integration with :mod:`meshstat.cli`: the ``simulate`` parser calls
+Integration with :mod:`meshstat.cli.simulate`: the ``simulate`` parser calls
 :func:`add_simulate_arguments` and its handler calls :func:`run_simulate_lb`
 when :func:`wants_lb` is true (``--lb``, ``--requests-per-connection``,
 ``--clients`` or ``--affinity`` given). Heavy libraries are imported inside the
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from meshstat.cli.args import count_arg, endpoint_counts_arg, float_arg, int_list_arg, route_from_args
+from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
 
 __all__ = [
@@ -37,83 +39,49 @@ LB_CHOICES = ("round-robin", "random", "least-request", "ring-hash", "maglev", "
               "ipvs-wrr")
 
 
-def _int_list(text: str) -> list[int]:
-    parts = [p.strip() for p in text.replace("/", ",").split(",")]
-    try:
-        out = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,1,2, got {text!r}") from None
-    return out
-
-
-def _pos_int(text: str) -> int:
-    from meshstat.cli import count_arg
-
-    return count_arg(text)
-
-
-def _endpoint_counts(text: str) -> int | list[int]:
-    """``--endpoints 3`` (one balancer) or ``--endpoints 3,2`` (one count per subset of ``--weights``)."""
-    from meshstat.cli import count_arg
-
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) == 1:
-        return count_arg(parts[0])
-    if any(not p for p in parts):
-        raise argparse.ArgumentTypeError(f"expected N or N1,N2,... (one count per subset), got {text!r}")
-    return [count_arg(p) for p in parts]
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
 def add_simulate_arguments(p: argparse.ArgumentParser) -> None:
     """Add the "load balancers" argument group to the ``simulate`` parser."""
     g = p.add_argument_group("load balancers (inside a subset)")
     g.add_argument("--lb", choices=LB_CHOICES, help="endpoint balancer to simulate instead of a route")
-    g.add_argument("--endpoints", type=_endpoint_counts, metavar="N[,N...]",
+    g.add_argument("--endpoints", type=endpoint_counts_arg, metavar="N[,N...]",
                    help="number of endpoints (hosts 10.244.x.y:8080); with --weights, one count per subset")
-    g.add_argument("--endpoint-weights", type=_int_list, metavar="W1,W2,...", help="load_balancing_weight per endpoint")
+    g.add_argument("--endpoint-weights", type=int_list_arg, metavar="W1,W2,...", help="load_balancing_weight per endpoint")
     g.add_argument("--endpoint-addresses", metavar="IP:PORT,...", help="host keys (hash keys) of the endpoints")
-    g.add_argument("--workers", type=_pos_int, default=1, metavar="W",
+    g.add_argument("--workers", type=count_arg, default=1, metavar="W",
                    help="Envoy --concurrency / nginx worker processes: independent balancer instances")
-    g.add_argument("--choice-count", type=_pos_int, default=2, metavar="C", help="least request: choices (>= 2)")
-    g.add_argument("--active-request-bias", type=_float, default=1.0, metavar="B",
+    g.add_argument("--choice-count", type=count_arg, default=2, metavar="C", help="least request: choices (>= 2)")
+    g.add_argument("--active-request-bias", type=float_arg, default=1.0, metavar="B",
                    help="least request: weight / (active + 1) ** B with unequal weights")
     g.add_argument("--full-scan", action="store_true", help="least request: selection_method FULL_SCAN")
-    g.add_argument("--arrival-rate", type=_float, metavar="RPS",
+    g.add_argument("--arrival-rate", type=float_arg, metavar="RPS",
                    help="least request: Poisson arrivals per second (default 80%% of capacity)")
     g.add_argument("--service-time", metavar="SPEC[;SPEC...]",
                    help="least request: exp:0.01, const:0.005 or lognormal:0.01,1 (seconds); one, or one per "
                         "endpoint separated by ';'")
     g.add_argument("--servers", metavar="S[,S...]", help="least request: FIFO servers per endpoint (0 = unlimited)")
-    g.add_argument("--keys", type=_pos_int, metavar="K", help="ring hash / maglev: K hash keys (header values)")
-    g.add_argument("--zipf", type=_float, default=0.0, metavar="S", help="key popularity Zipf exponent (0 = uniform)")
-    g.add_argument("--ring-min", type=_pos_int, default=1024, metavar="N", help="ring hash minimum_ring_size")
-    g.add_argument("--ring-max", type=_pos_int, default=8 * 1024 * 1024, metavar="N",
+    g.add_argument("--keys", type=count_arg, metavar="K", help="ring hash / maglev: K hash keys (header values)")
+    g.add_argument("--zipf", type=float_arg, default=0.0, metavar="S", help="key popularity Zipf exponent (0 = uniform)")
+    g.add_argument("--ring-min", type=count_arg, default=1024, metavar="N", help="ring hash minimum_ring_size")
+    g.add_argument("--ring-max", type=count_arg, default=8 * 1024 * 1024, metavar="N",
                    help="ring hash maximum_ring_size")
-    g.add_argument("--table-size", type=_pos_int, default=65537, metavar="M", help="maglev table size (prime)")
+    g.add_argument("--table-size", type=count_arg, default=65537, metavar="M", help="maglev table size (prime)")
     g.add_argument("--remove-endpoint", metavar="ADDR|INDEX",
                    help="ring hash / maglev: also report the keys that move when this endpoint is removed")
     g.add_argument("--add-endpoint", metavar="IP:PORT",
                    help="ring hash / maglev: also report the keys that move when this endpoint is added")
-    g.add_argument("--swrr-backup", type=_int_list, metavar="I,...", help="swrr: indices (0-based) of backup servers")
-    g.add_argument("--swrr-down", type=_int_list, metavar="I,...", help="swrr: indices (0-based) of down servers")
+    g.add_argument("--swrr-backup", type=int_list_arg, metavar="I,...", help="swrr: indices (0-based) of backup servers")
+    g.add_argument("--swrr-down", type=int_list_arg, metavar="I,...", help="swrr: indices (0-based) of down servers")
     c = p.add_argument_group("connections and affinity")
     c.add_argument("--requests-per-connection", metavar="R|geometric:MEAN|all",
                    help="requests per connection (default: a new connection per request)")
-    c.add_argument("--clients", type=_pos_int, metavar="C", help="clients sharing the requests (default 1)")
-    c.add_argument("--replicates", type=_pos_int, default=200, metavar="N",
+    c.add_argument("--clients", type=count_arg, metavar="C", help="clients sharing the requests (default 1)")
+    c.add_argument("--replicates", type=count_arg, default=200, metavar="N",
                    help="runs for the dispersion of a route with connection reuse")
     c.add_argument("--affinity", choices=("client-ip", "client-ip-nft", "hash-source-ip"),
                    help="session affinity: kube-proxy iptables (-m recent), nftables sets, or Envoy source-IP hash")
-    c.add_argument("--affinity-timeout", type=_float, default=10800.0, metavar="SECONDS",
+    c.add_argument("--affinity-timeout", type=float_arg, default=10800.0, metavar="SECONDS",
                    help="affinity timeout (sessionAffinityConfig.clientIP.timeoutSeconds)")
-    c.add_argument("--connection-rate", type=_float, default=1.0, metavar="PER_S",
+    c.add_argument("--connection-rate", type=float_arg, default=1.0, metavar="PER_S",
                    help="affinity: new connections per second (all clients together)")
 
 
@@ -159,7 +127,7 @@ def _workload(args: argparse.Namespace, k: int) -> Any:
         st = parts[0] if len(parts) == 1 else tuple(parts)
     servers: Any = 1
     if getattr(args, "servers", None):
-        vals = _int_list(args.servers)
+        vals = int_list_arg(args.servers)
         servers = vals[0] if len(vals) == 1 else tuple(vals)
     kw: dict[str, Any] = {
         "clients": args.clients or 1,
@@ -208,8 +176,7 @@ def balancer_from_args(args: argparse.Namespace) -> Any:
 def _run_line(ctx: Any, args: argparse.Namespace, text: str, notes: tuple[str, ...]) -> None:
     for note in notes:
         text += f"\nnote: {note}"
-    human = getattr(args, "format", "table") in ("table", "markdown") and getattr(args, "output", None) is None
-    (ctx.stdout if human else ctx.stderr).write(text + "\n")
+    (ctx.stdout if is_table(args) else ctx.stderr).write(text + "\n")
 
 
 def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
@@ -266,7 +233,6 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
 
 def _run_connections(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
     from meshstat.balancers import simulate_connections
-    from meshstat.cli import route_from_args
     from meshstat.report import balancers as rep
 
     route = route_from_args(args)
@@ -344,8 +310,8 @@ def subsets_route_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run_subsets(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
-    from meshstat.report import simulation as rep
     from meshstat.engine import simulate
+    from meshstat.report import simulation as rep
 
     route = subsets_route_from_args(args)
     mode = str(getattr(args, "mode", "auto") or "auto").replace("-", "_")

@@ -20,7 +20,7 @@ import pytest
 from meshstat import cli
 from meshstat.errors import ConfigParseError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BAD = DATA / "bad"
 LISTENER = str(DATA / "envoy" / "istio-demo-istioctl-listener.json")
 ARG, INPUT = cli.ExitStatus.INVALID_INPUT, cli.ExitStatus.PARSE_ERROR
@@ -418,7 +418,7 @@ def test_missing_file_is_an_os_error() -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_internal_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, exc: Exception) -> None:
-    from meshstat import cli_netfilter
+    from meshstat.cli import netfilter as cli_netfilter
 
     def boom(*args: object, **kwargs: object) -> None:
         raise exc

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from meshstat.cli import Context, main
-from meshstat.cli_mesh import run_compare_files
+from meshstat.cli.mesh import run_compare_files
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 DEMO = str(DATA / "istio-demo")
 DUMP = str(DATA / "envoy" / "istio-demo-front-tomcat-config_dump.json")
 
