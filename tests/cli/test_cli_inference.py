@@ -90,7 +90,7 @@ def test_counters_check_machine_formats_carry_the_verdict(tmp_path) -> None:  # 
 
     import polars as pl
 
-    listing = str(Path(__file__).resolve().parent / "data/iptables/listings/kube-proxy-3ep-counters.nat.vnxL")
+    listing = str(Path(__file__).resolve().parents[1] / "data/iptables/listings/kube-proxy-3ep-counters.nat.vnxL")
     rc, out, err = run("check", "--iptables", listing, "--service", "default/web:http", "--format", "json")
     assert rc == 0, err
     doc = json.loads(out)
