@@ -124,7 +124,7 @@ def stream_destinations(
     path: str, chunks: Chunks, run_chunk: Callable[[int, int], np.ndarray | None], dtype: np.dtype
 ) -> None:
     """Write every chunk's destinations to one Parquet file as they come (the caller cleans up)."""
-    from meshstat.sinks import sink_parquet_column
+    from meshstat.engine.sinks import sink_parquet_column
 
     def batches() -> Iterator[np.ndarray]:
         for b0, b1 in chunks:
