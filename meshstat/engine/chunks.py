@@ -30,7 +30,7 @@ class KeySpawner:
 
     ``keys(b0, b1)`` returns the keys of blocks ``[b0, b1)``; requests go forward,
     so only keys from the last call's start on are kept. The keys equal
-    :func:`meshstat.seeding.block_keys` of the whole run.
+    :func:`meshstat.engine.seeding.block_keys` of the whole run.
     """
 
     def __init__(self, root: np.random.SeedSequence) -> None:

@@ -28,8 +28,9 @@ Random streams (the reproducibility contract of stateful routes): the run's root
 :class:`~numpy.random.SeedSequence` (``meshstat.engine.seeding.root_seed_sequence(rng)``,
 its entropy recorded in the result) spawns three children, in this order:
 
-0. the i.i.d. stages: passed as ``rng`` to :func:`meshstat.simulate` on the
-   placeholder route (so its block keys are ``block_keys(child0, n_blocks)``);
+0. the i.i.d. stages: passed as ``rng`` to :func:`meshstat.engine.iid.simulate_iid`
+   (what :func:`meshstat.simulate` runs for them) on the placeholder route (so its
+   block keys are ``block_keys(child0, n_blocks)``);
 1. the key stream: block keys of the alias-table draw of every request's key index;
 2. the balancers: ``child2.spawn(m)``, one per :class:`Balanced` node in
    depth-first order, each passed as ``rng`` to ``simulate_balancer``.
