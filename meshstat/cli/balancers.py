@@ -194,7 +194,7 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
         return _run_connections(args, ctx, n, seed)
     if getattr(args, "weights", None) is not None:
         return _run_subsets(args, ctx, n, seed)
-    from meshstat.balancers import simulate_balancer
+    from meshstat.engine.balancers import simulate_balancer
     from meshstat.report import balancers as rep
 
     lb = balancer_from_args(args)
@@ -208,7 +208,8 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
             ctx.stdout.write("per worker\n")
             ctx.emit(rep.worker_frame(res), args)
     if getattr(args, "remove_endpoint", None) or getattr(args, "add_endpoint", None):
-        from meshstat.balancers import Maglev, RingHash, disruption
+        from meshstat.balancers import Maglev, RingHash
+        from meshstat.engine.balancers import disruption
 
         if not isinstance(lb, RingHash | Maglev):
             raise InvalidArgument("--remove-endpoint/--add-endpoint need --lb ring-hash or maglev")
@@ -232,7 +233,7 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
 
 
 def _run_connections(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
-    from meshstat.balancers import simulate_connections
+    from meshstat.engine.connections import simulate_connections
     from meshstat.report import balancers as rep
 
     route = route_from_args(args)
@@ -245,7 +246,8 @@ def _run_connections(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> i
 
 
 def _run_affinity(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
-    from meshstat.balancers import HashAffinity, KubeProxyAffinity, Maglev, RingHash, simulate_affinity
+    from meshstat.balancers import HashAffinity, KubeProxyAffinity, Maglev, RingHash
+    from meshstat.engine.affinity import simulate_affinity
     from meshstat.report import balancers as rep
 
     eps, weights = _endpoints(args)

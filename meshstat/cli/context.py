@@ -40,8 +40,8 @@ class Context:
         )
 
     def progress(self, args: argparse.Namespace) -> Any:
-        """The progress callback for a run (:class:`meshstat.progress.ProgressBar` on stderr)."""
-        from meshstat.progress import ProgressBar
+        """The progress callback for a run (:class:`meshstat.engine.progress.ProgressBar` on stderr)."""
+        from meshstat.engine.progress import ProgressBar
 
         return ProgressBar(self.stderr, enabled=False if getattr(args, "quiet", False) else None)
 

@@ -112,7 +112,7 @@ def compare_paths(
         Requests simulated per path through :func:`meshstat.engine.compare` (one seed for
         all paths); ``None`` skips the simulation.
     rng
-        Seed (see :mod:`meshstat.seeding`).
+        Seed (see :mod:`meshstat.engine.seeding`).
     """
     files = [filenames] if isinstance(filenames, str) else list(filenames)
     if not files:

@@ -26,14 +26,11 @@ from meshstat.balancers import (
     ServiceTime,
     SmoothWRR,
     Workload,
-    disruption,
     locality_shares,
     priority_loads,
     priority_route,
-    simulate_affinity,
-    simulate_balancer,
-    simulate_connections,
 )
+from meshstat.engine import disruption, simulate_affinity, simulate_balancer, simulate_connections
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.parsers.nginx import parse_upstreams
 from tests.conftest import ALPHA
@@ -57,8 +54,9 @@ def test_envoy_least_request_documented_examples() -> None:
 
 
 def test_least_request_static_picks_fit_exact_probabilities() -> None:
-    from meshstat import seeding, stats
+    from meshstat import stats
     from meshstat._kernels import least_request as kl
+    from meshstat.engine import seeding
 
     for active, c in (([0, 0, 10], 2), ([10, 0], 2), ([3, 1, 1, 7], 3)):
         n = 60_000

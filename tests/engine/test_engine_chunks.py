@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import tracemalloc
 from pathlib import Path
@@ -12,11 +11,9 @@ import polars as pl
 import pytest
 
 import meshstat
-from meshstat import seeding
+from meshstat.engine import chunks, iid, seeding
+from meshstat.engine import routes as sim
 from meshstat.model import Cascade, Route, Weighted
-
-# the engine module (the package exports its simulate and compare functions)
-sim = importlib.import_module("meshstat.engine")
 
 ROUTES = [
     (Route(root=Weighted.from_weights([90, 10])), "per_request"),  # bernoulli
@@ -29,8 +26,8 @@ ROUTES = [
 @pytest.fixture
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks of one to four 256-request blocks (the engine's smallest steps)."""
-    monkeypatch.setattr(sim, "CHUNK_REQUESTS", 256)
-    monkeypatch.setattr(sim, "MAX_CHUNK_REQUESTS", 1024)
+    monkeypatch.setattr(iid, "CHUNK_REQUESTS", 256)
+    monkeypatch.setattr(iid, "MAX_CHUNK_REQUESTS", 1024)
 
 
 def _windows_of(dest: np.ndarray, w: int, k: int) -> np.ndarray:
@@ -43,8 +40,8 @@ def test_results_do_not_depend_on_chunks(
     route: Route, mode: str, n: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big = sim.simulate(route, n, rng=5, mode=mode, destinations=True, window=777, block_log2=8)
-    monkeypatch.setattr(sim, "CHUNK_REQUESTS", 256)
-    monkeypatch.setattr(sim, "MAX_CHUNK_REQUESTS", 1024)
+    monkeypatch.setattr(iid, "CHUNK_REQUESTS", 256)
+    monkeypatch.setattr(iid, "MAX_CHUNK_REQUESTS", 1024)
     small = sim.simulate(route, n, rng=5, mode=mode, destinations=True, window=777, block_log2=8)
     counts = sim.simulate(route, n, rng=5, mode=mode, block_log2=8)
     win = sim.simulate(route, n, rng=5, mode=mode, window=13, block_log2=8)
@@ -63,7 +60,7 @@ def test_results_do_not_depend_on_chunks(
 def test_chunk_keys_are_the_runs_block_keys(tiny_chunks: None) -> None:
     """Keys made chunk by chunk equal ``seeding.block_keys`` of the whole run (the contract)."""
     root = np.random.SeedSequence(123)
-    sp = sim._KeySpawner(root)
+    sp = chunks.KeySpawner(root)
     # as the windows pass asks: each range starts at or after the previous one's start
     got = np.concatenate([sp.keys(0, 3), sp.keys(2, 5)[1:], sp.keys(5, 9)])
     whole = seeding.block_keys(np.random.SeedSequence(123), 20)
@@ -115,9 +112,9 @@ def test_destinations_stream_to_parquet_beyond_the_bound(monkeypatch: pytest.Mon
     route = Weighted.from_weights([5, 3, 2])
     n = 1_000_003
     kept = sim.simulate(route, n, rng=4, destinations=True)
-    monkeypatch.setattr(sim, "MAX_DESTINATIONS", 100_000)
-    monkeypatch.setattr(sim, "CHUNK_REQUESTS", 1 << 18)
-    monkeypatch.setattr(sim, "MAX_CHUNK_REQUESTS", 1 << 18)  # four chunks
+    monkeypatch.setattr(iid, "MAX_DESTINATIONS", 100_000)
+    monkeypatch.setattr(iid, "CHUNK_REQUESTS", 1 << 18)
+    monkeypatch.setattr(iid, "MAX_CHUNK_REQUESTS", 1 << 18)  # four chunks
     streamed = sim.simulate(route, n, rng=4, destinations=True)
     try:
         assert streamed.destinations is None
@@ -147,8 +144,8 @@ def test_destinations_to_a_named_file(tmp_path: Path) -> None:
 
 
 def test_interrupted_stream_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim, "CHUNK_REQUESTS", 1 << 18)
-    monkeypatch.setattr(sim, "MAX_CHUNK_REQUESTS", 1 << 18)
+    monkeypatch.setattr(iid, "CHUNK_REQUESTS", 1 << 18)
+    monkeypatch.setattr(iid, "MAX_CHUNK_REQUESTS", 1 << 18)
     path = tmp_path / "d.parquet"
 
     def ctrl_c(done: int, total: int) -> None:
@@ -165,7 +162,7 @@ def test_a_failed_second_pass_leaves_no_file(tmp_path: Path, monkeypatch: pytest
     import tempfile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(sim, "MAX_DESTINATIONS", 1000)
+    monkeypatch.setattr(iid, "MAX_DESTINATIONS", 1000)
     n = 3 * (1 << 18)
 
     def fail_late(done: int, total: int) -> None:
@@ -184,7 +181,7 @@ def test_a_failed_second_pass_leaves_no_file(tmp_path: Path, monkeypatch: pytest
 def test_auto_mode_routes_every_request_when_destinations_are_asked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sim, "AUTO_PER_REQUEST_LIMIT", 1000)
+    monkeypatch.setattr(iid, "AUTO_PER_REQUEST_LIMIT", 1000)
     counts_only = sim.simulate(Weighted.from_weights([1, 1]), 5000, rng=1)
     assert counts_only.mode == "exact"
     r = sim.simulate(Weighted.from_weights([1, 1]), 5000, rng=1, destinations=tmp_path / "d.parquet")
@@ -193,8 +190,8 @@ def test_auto_mode_routes_every_request_when_destinations_are_asked(
 
 
 def test_progress_is_called_up_to_n(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim, "CHUNK_REQUESTS", 1 << 18)
-    monkeypatch.setattr(sim, "MAX_CHUNK_REQUESTS", 1 << 18)
+    monkeypatch.setattr(iid, "CHUNK_REQUESTS", 1 << 18)
+    monkeypatch.setattr(iid, "MAX_CHUNK_REQUESTS", 1 << 18)
     seen: list[tuple[int, int]] = []
 
     class Bar:

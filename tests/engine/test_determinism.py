@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from meshstat import seeding
+from meshstat.engine import seeding
 
 ALIGNED = 4 * seeding.BLOCK_SIZE  # 1,048,576: whole blocks
 UNALIGNED = 4 * seeding.BLOCK_SIZE + 12_345

@@ -1,6 +1,6 @@
 """Sinks for engine output too large for memory: one column, chunk by chunk, to one Parquet file.
 
-This is the engine's I/O (layer 3, beside :mod:`meshstat.seeding`), not a report:
+This is the engine's I/O (beside :mod:`meshstat.engine.seeding`), not a report:
 it holds no tables, only polars' streaming Parquet writer. Used by
 :func:`meshstat.simulate` for per-request destinations too many to keep in
 memory: ``batches`` yields one numpy array per chunk, each is handed to

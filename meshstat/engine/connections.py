@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from meshstat import model
 from meshstat.balancers.workload import Workload
+from meshstat.compiler import alias_table
+from meshstat.engine import seeding
 from meshstat.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -99,8 +102,6 @@ def connection_groups(route: Any) -> tuple[list[tuple[Fraction, Any, int]], tupl
     index of its first backend)``; a group's backends are contiguous in
     ``route.backends()`` order.
     """
-    from meshstat import model
-
     rt = route if isinstance(route, model.Route) else model.Route(root=route)
     notes: list[str] = []
     groups: list[tuple[Fraction, Any, int]] = []
@@ -134,9 +135,7 @@ def connection_groups(route: Any) -> tuple[list[tuple[Fraction, Any, int]], tupl
 
 
 def _masses(shares: list[Fraction]) -> tuple[int, ...]:
-    from meshstat.model import _round_to_total
-
-    return tuple(_round_to_total(shares, 1 << 64))
+    return tuple(model.round_to_total(shares, 1 << 64))
 
 
 def simulate_connections(
@@ -178,9 +177,7 @@ def simulate_connections(
 
     import numpy as np
 
-    from meshstat import seeding
     from meshstat._kernels import balancers as kb
-    from meshstat.compiler import alias_table
 
     if isinstance(n_requests, bool) or not isinstance(n_requests, int) or n_requests < 1:
         raise InvalidArgument(f"n_requests must be a positive integer, got {n_requests!r}")
@@ -212,8 +209,6 @@ def simulate_connections(
     bits = []
     offsets = []
     exact = [Fraction(0)] * k
-    from meshstat import model
-
     for p, node, off in groups:
         offsets.append(off)
         if isinstance(node, model.Backend):

@@ -9,14 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshstat import seeding
 from meshstat._kernels import balancers as kb
 from meshstat._kernels import hashing as kh
 from meshstat._kernels import least_request as kl
 from meshstat.balancers import Maglev, RingHash, create_with_picks, hash_strings, xxh64
 from meshstat.balancers.roundrobin import edf_picks
 from meshstat.compiler import alias_table
-from meshstat.model import _round_to_total
+from meshstat.engine import seeding
+from meshstat.model import round_to_total as _round_to_total
 from tests import reference_balancers as rb
 from tests.reference_balancers import smooth_wrr
 

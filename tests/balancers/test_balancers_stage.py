@@ -2,7 +2,7 @@
 
 The composition is checked exactly against a pure-Python reference (the i.i.d. split on the
 same counter-based stream, then each subset's balancer on its own sub-stream with the seeds of
-the contract in meshstat.balancers.stage). Statistical tests use fixed seeds and ALPHA = 1e-3:
+the contract in meshstat.engine.stateful). Statistical tests use fixed seeds and ALPHA = 1e-3:
 a correct model fails each with probability <= ALPHA.
 """
 
@@ -18,7 +18,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from meshstat import Backend, Cascade, Route, Weighted, seeding, simulate
+from meshstat import Backend, Cascade, Route, Weighted, simulate
 from meshstat.balancers import (
     Balanced,
     Ipvs,
@@ -30,12 +30,11 @@ from meshstat.balancers import (
     ServiceTime,
     SmoothWRR,
     Workload,
-    simulate_balancer,
-    simulate_stateful_route,
 )
-from meshstat.balancers.engine import _key_masses
 from meshstat.cli import main
 from meshstat.compiler import alias_table
+from meshstat.engine import seeding, simulate_balancer, simulate_stateful_route
+from meshstat.engine.balancers import key_masses as _key_masses
 from meshstat.errors import InvalidArgument, ModelError
 from tests.conftest import ALPHA
 from tests.reference import draw, envoy_pick

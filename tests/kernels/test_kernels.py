@@ -7,12 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meshstat import seeding
 from meshstat._kernels import route as kr
 from meshstat.compiler import alias_table, compile_route, dest_dtype
 from fractions import Fraction
 
-from meshstat.model import Cascade, Route, Weighted, _round_to_total
+from meshstat.engine import seeding
+from meshstat.model import Cascade, Route, Weighted
+from meshstat.model import round_to_total as _round_to_total
 from tests import reference as ref
 
 BLOCK_LOG2 = 8  # small blocks: many block boundaries inside a short run

@@ -1,7 +1,7 @@
 """Run a balancer over ``n`` requests: :func:`simulate_balancer`, and key movement: :func:`disruption`.
 
 Random streams (the reproducibility contract). The run's root SeedSequence
-(``meshstat.seeding.root_seed_sequence(rng)``, entropy recorded in the result)
+(``meshstat.engine.seeding.root_seed_sequence(rng)``, entropy recorded in the result)
 spawns five children, always in this order, each used at most once per run:
 
 0. LB-instance seeds: ``generate_state(workers, uint64)``, Envoy's ``seed_`` per worker;
@@ -11,7 +11,7 @@ spawns five children, always in this order, each used at most once per run:
 3. workers: block keys for the worker of every connection (``r % workers``);
 4. reserved.
 
-Block keys are ``meshstat.seeding.block_keys(child, n_blocks)``; item ``i`` of a
+Block keys are ``meshstat.engine.seeding.block_keys(child, n_blocks)``; item ``i`` of a
 stream uses draw ``i`` of its block (or ``i * words + j``, see each kernel).
 Results never depend on the thread count.
 """
@@ -24,27 +24,28 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from meshstat.balancers.hashing import Maglev, RingHash, hash_strings
+from meshstat import stats
+from meshstat.balancers.hashing import Maglev, RingHash, hash_strings, key_hashes
 from meshstat.balancers.least_request import LeastRequest
-from meshstat.balancers.roundrobin import (
-    MAX_CYCLE,
-    Ipvs,
-    NumgenInc,
-    Random,
-    RoundRobin,
-    SmoothWRR,
-    create_with_picks,
-)
+from meshstat.balancers.roundrobin import MAX_CYCLE, Ipvs, NumgenInc, Random, RoundRobin, create_with_picks
+from meshstat.balancers.stage import BALANCERS
 from meshstat.balancers.workload import Workload
+from meshstat.compiler import alias_table
+from meshstat.engine import seeding
 from meshstat.errors import InvalidArgument
+from meshstat.model import round_to_total
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["BALANCERS", "BalancerResult", "DisruptionResult", "disruption", "simulate_balancer"]
-
-#: The balancer classes :func:`simulate_balancer` accepts.
-BALANCERS = (RoundRobin, Random, LeastRequest, RingHash, Maglev, SmoothWRR, NumgenInc, Ipvs)
+__all__ = [
+    "BalancerResult",
+    "DisruptionResult",
+    "disruption",
+    "imbalance",
+    "key_masses",
+    "simulate_balancer",
+]
 #: Default latency quantiles reported for LEAST_REQUEST.
 QUANTILES = (0.5, 0.9, 0.99)
 #: Largest n kept as per-request destinations.
@@ -143,8 +144,6 @@ class BalancerResult:
 
     def goodness_of_fit(self) -> Any:
         """Chi-square of the counts against ``expected`` (meaningful for random policies only)."""
-        from meshstat import stats
-
         return stats.goodness_of_fit(self.counts, self.expected)
 
     @property
@@ -180,8 +179,6 @@ def _children(root: np.random.SeedSequence) -> list[np.random.SeedSequence]:
 
 
 def _keys(child: np.random.SeedSequence, n: int, block_log2: int) -> np.ndarray:
-    from meshstat import seeding
-
     return seeding.block_keys(child, max(1, -(-n // (1 << block_log2))))
 
 
@@ -211,7 +208,7 @@ def simulate_balancer(
     n : int
         Requests.
     rng : None, int, SeedSequence or Generator
-        Seed (see :mod:`meshstat.seeding`); ``result.seed_entropy`` replays it.
+        Seed (see :mod:`meshstat.engine.seeding`); ``result.seed_entropy`` replays it.
     workload : Workload, optional
         Clients and connections (which LB instance serves a request, which
         requests share a per-connection decision), hash keys (RING_HASH and
@@ -230,13 +227,12 @@ def simulate_balancer(
 
     Examples
     --------
-    >>> from meshstat.balancers import RoundRobin, simulate_balancer
+    >>> from meshstat.balancers import RoundRobin
+    >>> from meshstat.engine.balancers import simulate_balancer
     >>> r = simulate_balancer(RoundRobin(4, weights=[1, 2, 3, 4]), 20_000, rng=1)
     >>> r.counts.tolist()
     [2000, 4000, 6000, 8000]
     """
-
-    from meshstat import seeding
 
     if not isinstance(lb, BALANCERS):
         raise InvalidArgument(f"lb must be one of {', '.join(c.__name__ for c in BALANCERS)}, got {type(lb).__name__}")
@@ -437,15 +433,9 @@ def _run_per_connection_cycle(ctx: _Run) -> BalancerResult:
     return ctx.result(counts, lb.expected_shares(), "long-run", elapsed, destinations=dest, connections=m)
 
 
-def key_hashes(workload: Workload) -> np.ndarray:
-    """xxHash64 (seed 0) of every header value of the workload: Envoy's header hash policy."""
-    return hash_strings(workload.key_strings())
-
-
-def _key_masses(shares: Sequence[Fraction]) -> tuple[int, ...]:
-    from meshstat.model import _round_to_total
-
-    return tuple(_round_to_total(list(shares), 1 << 64))
+def key_masses(shares: Sequence[Fraction]) -> tuple[int, ...]:
+    """Key popularities as alias-table masses: integers summing to ``2**64`` (largest remainder)."""
+    return tuple(round_to_total(list(shares), 1 << 64))
 
 
 def _run_hash(ctx: _Run) -> BalancerResult:
@@ -453,7 +443,6 @@ def _run_hash(ctx: _Run) -> BalancerResult:
 
     from meshstat._kernels import balancers as kb
     from meshstat._kernels import hashing as kh
-    from meshstat.compiler import alias_table
 
     lb = ctx.lb
     k = lb.n_hosts
@@ -463,7 +452,7 @@ def _run_hash(ctx: _Run) -> BalancerResult:
         hashes = key_hashes(ctx.wl)
         shares = ctx.wl.key_shares()
         host_of_key = lb.lookup(hashes)
-        table, bits = alias_table(_key_masses(shares))
+        table, bits = alias_table(key_masses(shares))
         t0 = time.perf_counter()
         kidx = np.empty(ctx.n, dtype=np.int64)
         kb.alias_pick(table, np.int64(bits), keys, np.int64(ctx.block_log2), np.int64(ctx.n), kidx)
@@ -501,7 +490,6 @@ def _run_hash(ctx: _Run) -> BalancerResult:
 def _run_least_request(ctx: _Run, quantiles: tuple[float, ...]) -> BalancerResult:
     import numpy as np
 
-    from meshstat import seeding
     from meshstat._kernels import least_request as kl
 
     lb: LeastRequest = ctx.lb

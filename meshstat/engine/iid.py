@@ -1,24 +1,41 @@
-"""Route synthetic requests through a compiled route: the engine's public entry point."""
+"""The i.i.d. engine: routes whose stages all decide independently for every request.
+
+:func:`simulate_iid` checks the arguments (:func:`as_route`, :func:`simulate_iv`),
+then either draws the counts from the multinomial in O(k) (mode ``exact``;
+numba is not even imported) or routes every request through the numba kernels
+(:mod:`meshstat._kernels.route`), chunk by chunk (:mod:`meshstat.engine.chunks`).
+:func:`meshstat.engine.routes.simulate` is the public entry point; routes with
+a stateful stage go through :mod:`meshstat.engine.stateful`, which runs this
+module for their i.i.d. stages.
+"""
 
 from __future__ import annotations
 
-import functools
-import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from fractions import Fraction
 
 import numpy as np
 
-from meshstat import seeding
 from meshstat.compiler import Plan, compile_route, dest_dtype
+from meshstat.engine import seeding
+from meshstat.engine.chunks import Chunks, KeySpawner, Progress, remove_file, stream_destinations
+from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument
-from meshstat.model import Backend, Route, Stage
-from meshstat.results import SimulationResult
+from meshstat.model import MAX_EXACT_RULES, Backend, Cascade, Route, Stage
 
-__all__ = ["AUTO_PER_REQUEST_LIMIT", "MAX_DESTINATIONS", "MAX_WINDOW_CELLS", "compare", "simulate"]
+__all__ = [
+    "AUTO_PER_REQUEST_LIMIT",
+    "CHUNK_REQUESTS",
+    "MAX_CHUNK_REQUESTS",
+    "MAX_DESTINATIONS",
+    "MAX_WINDOW_CELLS",
+    "as_route",
+    "simulate_iid",
+    "simulate_iv",
+]
 
 #: ``mode="auto"`` routes every request through the kernels up to this n
 #: (about 20 s at 500 M requests/s on 2 cores), and draws exact counts beyond.
@@ -27,17 +44,18 @@ AUTO_PER_REQUEST_LIMIT = 10**10
 #: k <= 256); beyond it ``destinations=True`` streams them to a Parquet file.
 MAX_DESTINATIONS = 2**28
 #: Requests in the first chunk of a run; chunks then grow or shrink (in whole
-#: blocks, up to :data:`MAX_CHUNK_REQUESTS`) to take about :data:`CHUNK_SECONDS`.
+#: blocks, up to :data:`MAX_CHUNK_REQUESTS`) to take about
+#: :data:`~meshstat.engine.chunks.CHUNK_SECONDS`.
 CHUNK_REQUESTS = 1 << 22
 MAX_CHUNK_REQUESTS = 1 << 28
-CHUNK_SECONDS = 0.25
 #: Largest ``n_windows * n_backends`` kept in memory.
 MAX_WINDOW_CELLS = 2 * 10**8
 
 _MODES = ("auto", "exact", "per_request", "faithful")
 
 
-def _as_route(route: Route | Stage | Backend) -> Route:
+def as_route(route: Route | Stage | Backend) -> Route:
+    """``route`` as a :class:`~meshstat.model.Route` (a Stage or Backend becomes a route of its own)."""
     if isinstance(route, Route):
         return route
     if isinstance(route, Stage | Backend):
@@ -45,9 +63,10 @@ def _as_route(route: Route | Stage | Backend) -> Route:
     raise InvalidArgument(f"route must be a Route, Stage or Backend, got {type(route).__name__}")
 
 
-def _simulate_iv(
+def simulate_iv(
     n: object, mode: str, window: object, destinations: object, block_log2: int
 ) -> tuple[int, str, int | None]:
+    """Check the arguments of a run; return ``n``, ``mode`` and ``window`` normalised."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
         if isinstance(n, float) and n.is_integer():
             n = int(n)
@@ -76,7 +95,7 @@ def _simulate_iv(
     return n, mode, w
 
 
-def simulate(
+def simulate_iid(
     route: Route | Stage | Backend,
     n: int,
     *,
@@ -87,70 +106,14 @@ def simulate(
     block_log2: int = seeding.BLOCK_LOG2,
     progress: Callable[[int, int], None] | None = None,
 ) -> SimulationResult:
-    """Route ``n`` requests (or connections) through ``route``.
+    """Route ``n`` requests through a route whose stages all decide i.i.d. (no stateful stage).
 
-    Parameters
-    ----------
-    route : Route, Stage or Backend
-        What to simulate (see :mod:`meshstat.model`).
-    n : int
-        Requests, ``1 <= n <= 2**63 - 1``.
-    rng : None, int, SeedSequence or Generator
-        Seed (see :mod:`meshstat.seeding`); the result's ``seed_entropy`` replays it.
-    mode : {"auto", "per_request", "faithful", "exact"}
-        ``per_request`` routes every request through the numba kernels (alias
-        table on the exact distribution); ``faithful`` runs the real mechanism
-        (a fresh 31-bit draw per iptables rule, or Envoy's ``R % total``);
-        ``exact`` draws the counts from the multinomial in O(k) for any n
-        (numba is not even imported); ``auto`` is ``per_request`` up to
-        :data:`AUTO_PER_REQUEST_LIMIT` requests and ``exact`` beyond.
-    window : int, optional
-        Also count per window of ``window`` consecutive requests.
-    destinations : bool or path
-        Also return the backend index of every request (smallest unsigned
-        dtype). ``True`` keeps them in ``result.destinations`` up to
-        :data:`MAX_DESTINATIONS` requests and beyond streams them, chunk by
-        chunk, to a temporary Parquet file (``result.destinations_path``; a
-        note names it); a path always streams to that file. The file has one
-        column, ``backend``, one row per request in order.
-    block_log2 : int
-        log2 of the block size (part of the reproducibility contract).
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each chunk of requests (and
-        ``progress.close()`` at the end if it has one); see
-        :mod:`meshstat.progress` for the command line's bar.
-
-    Notes
-    -----
-    Memory: the kernels run chunk by chunk (a few million requests, sized to
-    take about a quarter of a second each), so counts-only runs use O(k) memory
-    for any ``n``, windows O(n / window * k), and destinations O(n) only when
-    kept in memory. Ctrl-C between chunks raises :class:`KeyboardInterrupt`.
-    Results do not depend on the chunk sizes nor on the number of threads.
-
-    Returns
-    -------
-    SimulationResult
-
-    Examples
-    --------
-    >>> from meshstat import Weighted, simulate
-    >>> r = simulate(Weighted.from_weights([90, 10]), 1000, rng=1)
-    >>> int(r.counts.sum())
-    1000
+    What :func:`meshstat.engine.routes.simulate` runs for such a route (see it
+    for the parameters), and what :func:`meshstat.engine.stateful.simulate_stateful_route`
+    runs for the i.i.d. stages above a route's balancers.
     """
-    rt = _as_route(route)
-    if destinations is None:  # the same as False: no destinations
-        destinations = False
-    if any(getattr(s, "stateful", False) for s in rt.stages()):
-        # an endpoint balancer (meshstat.balancers.Balanced) keeps state between requests
-        from meshstat.balancers.stage import simulate_stateful_route
-
-        return simulate_stateful_route(
-            rt, n, rng=rng, window=window, mode=mode, destinations=destinations, block_log2=block_log2,
-            progress=progress,
-        )
-    n, mode, w = _simulate_iv(n, mode, window, destinations, block_log2)
+    rt = as_route(route)
+    n, mode, w = simulate_iv(n, mode, window, destinations, block_log2)
     notes: list[str] = list(rt.notes)
     if mode == "auto":
         if n <= AUTO_PER_REQUEST_LIMIT or destinations is not False:
@@ -181,8 +144,6 @@ def simulate(
 
 
 def _exact_feasible(rt: Route) -> bool:
-    from meshstat.model import MAX_EXACT_RULES, Cascade
-
     return all(not isinstance(s, Cascade) or len(s.thresholds) <= MAX_EXACT_RULES for s in rt.stages())
 
 
@@ -219,7 +180,7 @@ def _simulate_exact(
         window_sizes = np.concatenate(sizes)
         counts = window_counts.sum(axis=0)
     elapsed = time.perf_counter() - t0
-    track = _Progress(progress, n)
+    track = Progress(progress, n)
     track.add(n)
     track.close()
     notes.append("mode exact: multinomial counts with float64 shares (numpy); no per-request routing")
@@ -283,9 +244,9 @@ def _simulate_kernels(
         t0 = time.perf_counter()
         counts = np.zeros(ncols, dtype=np.int64)
         dest = np.empty(n, dtype=dd) if want_dest and stream_to is None else None
-        spawner = _KeySpawner(root)
+        spawner = KeySpawner(root)
         passes = (2 if want_dest else 1) if w is not None else 1
-        track = _Progress(progress, n * passes)
+        track = Progress(progress, n * passes)
 
         def by_blocks(b0: int, b1: int) -> np.ndarray | None:
             """Route the requests of blocks ``[b0, b1)``; return their destinations when wanted."""
@@ -304,9 +265,9 @@ def _simulate_kernels(
 
         if want_dest or w is None:
             first, most = max(1, CHUNK_REQUESTS >> block_log2), max(1, MAX_CHUNK_REQUESTS >> block_log2)
-            blocks = _Chunks(n_blocks, first, most)
+            blocks = Chunks(n_blocks, first, most)
             if partial is not None:
-                _stream_destinations(partial, blocks, by_blocks, dd)
+                stream_destinations(partial, blocks, by_blocks, dd)
             else:
                 for b0, b1 in blocks:
                     by_blocks(b0, b1)
@@ -315,8 +276,8 @@ def _simulate_kernels(
             # a second pass (with destinations) or the only one: whole windows per chunk
             nw = -(-n // w)
             wc = np.zeros((nw, ncols), dtype=np.int64)
-            spawner = _KeySpawner(root)  # the same keys again, from block 0
-            for w0, w1 in _Chunks(nw, max(1, CHUNK_REQUESTS // w), max(1, MAX_CHUNK_REQUESTS // w)):
+            spawner = KeySpawner(root)  # the same keys again, from block 0
+            for w0, w1 in Chunks(nw, max(1, CHUNK_REQUESTS // w), max(1, MAX_CHUNK_REQUESTS // w)):
                 lo, hi = w0 * w, min(w1 * w, n)
                 kb0 = lo >> block_log2
                 keys = spawner.keys(kb0, ((hi - 1) >> block_log2) + 1)
@@ -326,9 +287,9 @@ def _simulate_kernels(
     except BaseException:
         if stream_to is not None:
             assert partial is not None
-            _remove_file(partial)
+            remove_file(partial)
             if destinations is True:
-                _remove_file(stream_to)  # the temporary file made for this run
+                remove_file(stream_to)  # the temporary file made for this run
         raise
     if stream_to is not None:
         assert partial is not None
@@ -360,101 +321,6 @@ def _simulate_kernels(
     )
 
 
-class _KeySpawner:
-    """Block keys of one run, made chunk by chunk (``root.spawn`` counts its children).
-
-    ``keys(b0, b1)`` returns the keys of blocks ``[b0, b1)``; requests go forward,
-    so only keys from the last call's start on are kept. The keys equal
-    :func:`meshstat.seeding.block_keys` of the whole run.
-    """
-
-    def __init__(self, root: np.random.SeedSequence) -> None:
-        # a copy: ``root`` itself is not advanced, so that a second pass gets the same keys
-        self._root = np.random.SeedSequence(
-            root.entropy,
-            spawn_key=root.spawn_key,
-            pool_size=root.pool_size,
-            n_children_spawned=root.n_children_spawned,
-        )
-        self._first = 0
-        self._keys = np.zeros(0, dtype=np.uint64)
-
-    def keys(self, b0: int, b1: int) -> np.ndarray:
-        have = self._first + len(self._keys)
-        if b0 < self._first:  # pragma: no cover - the engine only goes forward
-            raise AssertionError("block keys are made in order")
-        if b1 > have:
-            if b0 > have:  # skip the blocks never asked for: spawn their children, keep none
-                seeding.block_keys(self._root, b0 - have)
-                self._keys, self._first, have = self._keys[:0], b0, b0
-            fresh = seeding.block_keys(self._root, b1 - have)
-            self._keys = np.concatenate([self._keys[b0 - self._first :], fresh])
-            self._first = b0
-        return self._keys[b0 - self._first : b1 - self._first]
-
-
-class _Chunks:
-    """Ranges ``[u0, u1)`` of units (blocks, or windows) covering ``0 .. total``.
-
-    A range holds ``size`` units at first, then twice or half as many (within
-    ``[1, max_size]``) so that each takes about :data:`CHUNK_SECONDS`. Between
-    ranges Python runs: Ctrl-C raises :class:`KeyboardInterrupt` there. Chunk
-    sizes never change a result: every draw is a function of the seed, the
-    block and the offset in the block.
-    """
-
-    def __init__(self, total: int, size: int, max_size: int) -> None:
-        self.total = total
-        self.size = min(size, max_size)
-        self.max_size = max_size
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        u0 = 0
-        while u0 < self.total:
-            u1 = min(self.total, u0 + self.size)
-            t = time.perf_counter()
-            yield u0, u1
-            took = time.perf_counter() - t
-            if took < CHUNK_SECONDS / 2 and self.size < self.max_size:
-                self.size = min(self.max_size, 2 * self.size)
-            elif took > CHUNK_SECONDS * 2 and self.size > 1:
-                self.size //= 2
-            u0 = u1
-
-
-class _Progress:
-    """Calls ``progress(done, total)`` as requests are routed, and ``progress.close()`` at the end."""
-
-    def __init__(self, progress: Callable[[int, int], None] | None, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-
-    def add(self, k: int) -> None:
-        self.done += k
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-    def close(self) -> None:
-        close = getattr(self.progress, "close", None)
-        if close is not None:
-            close()
-
-
-def _remove_file(path: str) -> None:
-    """Remove ``path`` if it exists, even when a second Ctrl-C arrives meanwhile."""
-    for _ in range(5):
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            return
-        except KeyboardInterrupt:
-            continue
-        except OSError:
-            return
-        return
-
-
 def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | None:
     """Where destinations go: a path given, a temporary file beyond :data:`MAX_DESTINATIONS`, or None."""
     if destinations is False:
@@ -474,21 +340,6 @@ def _destinations_path(destinations: object, n: int, notes: list[str]) -> str | 
     return path
 
 
-def _stream_destinations(
-    path: str, chunks: _Chunks, run_chunk: Callable[[int, int], np.ndarray | None], dtype: np.dtype
-) -> None:
-    """Write every chunk's destinations to one Parquet file as they come (the caller cleans up)."""
-    from meshstat.sinks import sink_parquet_column
-
-    def batches() -> Iterator[np.ndarray]:
-        for b0, b1 in chunks:
-            out = run_chunk(b0, b1)
-            assert out is not None
-            yield out
-
-    sink_parquet_column(path, "backend", dtype, batches())
-
-
 def _plan_args(plan: Plan) -> tuple[object, ...]:
     if plan.kind == "bernoulli":
         return (plan.t,)
@@ -497,45 +348,3 @@ def _plan_args(plan: Plan) -> tuple[object, ...]:
     if plan.kind == "cascade":
         return (plan.thresholds,)
     return (plan.cum, plan.total)
-
-
-def compare(
-    routes: Sequence[Route | Stage | Backend],
-    n: int,
-    *,
-    rng: int | np.random.SeedSequence | np.random.Generator | None = None,
-    mode: str = "auto",
-    window: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[SimulationResult]:
-    """Simulate several routes with the same ``n`` and the same seed.
-
-    Every route gets the same root seed, so a route's result does not depend
-    on which other routes are compared with it. ``progress(done, total)``
-    counts the requests of all routes together.
-    """
-    root = seeding.root_seed_sequence(rng)
-    entropy = int(root.entropy)  # type: ignore[arg-type]
-    out = []
-    for i, r in enumerate(routes):
-        step = None
-        if progress is not None:
-            step = functools.partial(_offset_progress, progress, i * n, n, len(routes) * n)
-        out.append(simulate(r, n, rng=entropy, mode=mode, window=window, progress=step))
-    close = getattr(progress, "close", None)
-    if close is not None:
-        close()
-    return out
-
-
-def _offset_progress(
-    progress: Callable[[int, int], None], offset: int, per: int, total: int, done: int, part: int
-) -> None:
-    """Route ``i`` of ``compare`` did ``done`` of its ``part``: report it within the whole run."""
-    progress(offset + done * per // part, total)
-
-
-def rate_summary(results: Sequence[SimulationResult]) -> float:
-    """Total requests per second over ``results`` (for the CLI's run line)."""
-    secs = math.fsum(r.elapsed for r in results)
-    return sum(r.n for r in results) / secs if secs > 0 else float("inf")
