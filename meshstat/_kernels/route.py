@@ -138,9 +138,9 @@ def _cascade_pick(thresholds, key, base):  # pragma: no cover - compiled
     """First rule whose 31-bit draw is below its threshold, two rules per 64-bit word.
 
     Rule ``j`` uses word ``base + j // 2``: the low half for even ``j``, the high
-    half for odd ``j``. Both rules of a word are tested with one branch
-    (performance.md §2.2: 1.3-1.4 times faster than one branch per rule); the
-    lower rule wins, so the result is the sequential first match.
+    half for odd ``j``. Both rules of a word are tested with one branch (half the
+    branches of one test per rule; ``benchmarks/test_bench_route.py`` times the
+    faithful cascade); the lower rule wins, so the result is the sequential first match.
     """
     m = thresholds.shape[0]
     pairs = m >> 1

@@ -102,9 +102,9 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     ``args`` carries ``filename`` (list), ``scale`` (list or None), ``client`` (``ns/name`` or
     None), ``envoy`` (a config_dump path or None), ``n``, ``seed``, ``format``, ``output``;
     optionally ``service``, ``path`` and ``header``. The work is
-    :func:`meshstat.mesh.compare.compare_paths`.
+    :func:`meshstat.engine.mesh.compare_paths`.
     """
-    from meshstat.mesh.compare import compare_paths
+    from meshstat.engine.mesh import compare_paths
     from meshstat.report import mesh as rep
 
     files = list(getattr(args, "filename", None) or [])

@@ -14,6 +14,8 @@
     connection reuse over any route (``simulate_connections``);
 :mod:`~meshstat.engine.affinity`
     session affinity over many clients (``simulate_affinity``);
+:mod:`~meshstat.engine.mesh`
+    every client path of a mesh's manifests, exact and simulated (``compare_paths``);
 :mod:`~meshstat.engine.result`, :mod:`~meshstat.engine.seeding`, :mod:`~meshstat.engine.sinks`,
 :mod:`~meshstat.engine.progress`
     the result object, the reproducibility contract, Parquet output and the command line's progress bar.
@@ -44,6 +46,9 @@ _LAZY: dict[str, str] = {
     "connection_groups": "meshstat.engine.connections",
     "simulate_connections": "meshstat.engine.connections",
     "simulate_stateful_route": "meshstat.engine.stateful",
+    "MeshComparison": "meshstat.engine.mesh",
+    "PathSplit": "meshstat.engine.mesh",
+    "compare_paths": "meshstat.engine.mesh",
 }
 
 __all__ = [
@@ -54,8 +59,11 @@ __all__ = [
     "BalancerResult",
     "ConnectionResult",
     "DisruptionResult",
+    "MeshComparison",
+    "PathSplit",
     "SimulationResult",
     "compare",
+    "compare_paths",
     "connection_groups",
     "disruption",
     "imbalance",

@@ -16,8 +16,7 @@ from meshstat import model
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_nft_chain_hash
 from meshstat.netfilter.numgen import Numgen
-from meshstat.parsers.netfilter import Chain, Ruleset, Table, Target
-from meshstat.parsers.netfilter import NftElement, NftSet, flat_targets
+from meshstat.parsers.netfilter import Chain, NftElement, NftSet, Ruleset, Table, Target, flat_targets
 
 __all__: list[str] = []
 

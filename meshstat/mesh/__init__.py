@@ -34,8 +34,7 @@ Modules: :mod:`~meshstat.mesh.registry` (pods, services, the injection decision)
 :mod:`~meshstat.mesh.endpoints` (one cluster's endpoint stage, the runtime_fraction correlation),
 :mod:`~meshstat.mesh.envoy` (a call through an Envoy configuration and its Route),
 :mod:`~meshstat.mesh.paths` (:class:`Mesh` and its client paths). Comparing the paths by
-simulation (:func:`meshstat.mesh.compare.compare_paths`) uses the engine, so it is not
-re-exported here.
+simulation is the engine's job (:func:`meshstat.engine.mesh.compare_paths`).
 """
 
 from __future__ import annotations

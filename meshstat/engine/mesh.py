@@ -1,7 +1,7 @@
 """Every client path to every routed service of a set of manifests, exact and simulated.
 
 :func:`compare_paths` is the API behind ``python -m meshstat compare -f DIR``; it simulates
-through :func:`meshstat.engine.compare`. :class:`MeshComparison` keeps the paths, their results
+through :func:`meshstat.engine.routes.compare`. :class:`MeshComparison` keeps the paths, their results
 and the statistics; its tables come from :mod:`meshstat.report.mesh`
 (``wide_frame(cmp.entries())``, ``long_frame(cmp.entries())``).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from meshstat.engine.routes import compare
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import version_of
@@ -143,7 +144,6 @@ def compare_paths(
     if wl is not None:
         notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}")
     if n is not None:
-        from meshstat.engine import compare
 
         results = compare([p.route for p in found], n, rng=rng)
         found = [
