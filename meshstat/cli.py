@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     mesh.add_argument("--scale", action="append", metavar="deploy/NAME=R", help="what-if replica count (repeatable)")
     mesh.add_argument("--client", metavar="NS/NAME", help="only this client workload")
     mesh.add_argument("--envoy", metavar="CONFIG_DUMP.json", help="an Envoy config_dump of the injected client")
+    from meshstat.cli_mesh import add_request_arguments
+
+    add_request_arguments(mesh)  # --service, --header, --path, --method
     _simulation_arguments(cmp_)
     cmp_.add_argument("--plot", metavar="FILE.png", help="write a PNG plot")
     cmp_.set_defaults(handler=_cmd_compare)
