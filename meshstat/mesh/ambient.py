@@ -389,7 +389,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                                        "sidecar client skips it and applies its own routes (endpoint_builder.go "
                                        "buildEnvoyLbEndpoint)"))
         out.append(p)
-    if client is not None and kinds.get(id(client)) == "ambient" or by_kind["ambient"] or _ambient_in_use(mesh):
+    if (client is not None and kinds.get(id(client)) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
         who = [w.meta.ref for w in by_kind["ambient"]]
         if binding.gateway is None:
             r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags)

@@ -16,8 +16,8 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh import ambient, scope
+from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route
 from meshstat.mesh.layers import ClientPath, Layer
 from meshstat.mesh.registry import (

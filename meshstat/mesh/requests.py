@@ -38,7 +38,7 @@ class Request:
                    (method or "GET").upper())
 
     @property
-    def header_map(self) -> dict[str, str]:  # noqa: D102
+    def header_map(self) -> dict[str, str]:
         return dict(self.headers)
 
     def describe(self) -> str:

@@ -159,7 +159,7 @@ class ClientScope:
         return next((li for li in self.sidecar.egress if li.port is None), None)
 
     @property
-    def label(self) -> str:  # noqa: D102
+    def label(self) -> str:
         return f"Sidecar {self.sidecar.meta.ref}" if self.sidecar else "no Sidecar resource"
 
 

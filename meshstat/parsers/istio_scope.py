@@ -112,7 +112,7 @@ class WaypointGateway:
     has_addresses: bool
 
     @property
-    def is_waypoint_class(self) -> bool:  # noqa: D102
+    def is_waypoint_class(self) -> bool:
         return self.class_name == WAYPOINT_CLASS
 
 
@@ -121,7 +121,7 @@ class ScopeObjects:
     """What :func:`read_scope_objects` found, and which unparsed objects it used."""
 
     sidecars: list[SidecarResource] = field(default_factory=list)
-    mesh_config: MeshConfig = MeshConfig()  # noqa: RUF009 (frozen)
+    mesh_config: MeshConfig = MeshConfig()
     gateways: list[WaypointGateway] = field(default_factory=list)
     class_waypoint_for: dict[str, str] = field(default_factory=dict)
     consumed: list[Meta] = field(default_factory=list)
