@@ -424,7 +424,8 @@ class Mesh:
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
         layers.append(Layer("Envoy cluster", cname, f"{policy} over {len(eps)} endpoint(s)"
-                            + (f" with labels {dict(sub_labels)}" if sub_labels else ""), unit,
+                            + (f" with labels {dict(sub_labels)}" if sub_labels else "")
+                            + "; assumes: the balancer's long-run share, every endpoint healthy", unit,
                             f"{dr.meta.where}" if dr else ""))
         return endpoint_stage(cname, eps, policy=policy, unit=unit, notes=notes, provenance=prov)
 
@@ -461,7 +462,8 @@ class Mesh:
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
         unit = "request"
         layers.append(Layer("Envoy listener", f"0.0.0.0_{port}", "virtualOutbound 0.0.0.0:15001 (use_original_dst) "
-                            f"hands the connection to 0.0.0.0_{port}", "connection"))
+                            f"hands the connection to 0.0.0.0_{port}" + ("; assumes: HTTP (the port declares no "
+                            "protocol, Istio sniffs it)" if proto == "auto" else ""), "connection"))
         if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
             unit = "connection"
         root: Node
@@ -712,7 +714,8 @@ class Mesh:
         return [
             Layer("client", who, f"connect() to {info.short}:{port}", "connection"),
             Layer("iptables (node)", "KUBE-SERVICES -> KUBE-SVC-*", f"statistic cascade over {n} endpoint(s), "
-                  "DNAT to the chosen pod (once per connection)", "connection", info.source + f":{info.line}"),
+                  "DNAT to the chosen pod (once per connection); assumes: kube-proxy in iptables mode", "connection",
+                  info.source + f":{info.line}"),
         ]
 
 
