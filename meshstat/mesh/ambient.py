@@ -318,9 +318,20 @@ def _ztunnel_layers(mesh: Any, info: RegisteredService, port: int, binding: Wayp
         Layer("ztunnel (client node)", "load_balance", f"no waypoint ({why}): one of {n} endpoint(s) per connection, "
               "random weighted by capacity (1 per pod); assumes: every pod ready and healthy, one locality",
               "connection", f"{binding.source}:{binding.line}" if binding.source else ""),
-        Layer("network", "HBONE :15008", "mTLS tunnel to the chosen pod's node ztunnel, which delivers to the pod; "
-              "kube-proxy is not involved", "connection"),
+        _to_pod(mesh, info, "ztunnel"),
     ]
+
+
+def _to_pod(mesh: Any, info: RegisteredService, who: str) -> Layer:
+    """The last hop: HBONE when the Service's pods are captured, else plain TCP to the pod."""
+    sel = info.service.selector if info.service is not None else None
+    pods = [p for p in mesh.pods if sel and p.namespace == info.namespace
+            and all(dict(p.labels).get(k) == v for k, v in sel)]
+    if any(ambient_decision(mesh, p.workload).captured for p in pods):
+        return Layer("network", "HBONE :15008", f"the {who} tunnels (mTLS) to the chosen pod's node ztunnel, which "
+                     "delivers to the pod; kube-proxy is not involved", "connection")
+    return Layer("network", "pod IP", f"the pods of {info.short} are not in ambient: the {who} connects to the chosen "
+                 "pod directly (no HBONE); kube-proxy is not involved", "connection")
 
 
 def _waypoint_layers_before(binding: WaypointBinding, info: RegisteredService, port: int) -> list[Layer]:
@@ -398,8 +409,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
             lay = _waypoint_layers_before(binding, info, port)
             r = waypoint_route(mesh, info, port, request, binding.gateway, name="ambient + waypoint", diags=diags,
                                layers=lay)
-            lay.append(Layer("network", "HBONE :15008", "the waypoint tunnels to the chosen pod through its node's "
-                             "ztunnel; kube-proxy is not involved", "connection"))
+            lay.append(_to_pod(mesh, info, "waypoint"))
             out.append(ClientPath("ambient-waypoint", r.name, r, who, lay))
     if is_headless(info):
         for p in out:

@@ -47,6 +47,7 @@ def test_ambient_without_waypoint_is_ztunnel_over_all_pods_per_connection() -> N
     assert got["kube-proxy"].clients == [] and got["sidecar"].clients == []
     assert [x.layer for x in amb.layers] == ["client", "capture (pod netns)", "ztunnel (client node)", "network"]
     assert "load_balance" in amb.route.notes[0] and "assumes:" in amb.layers[2].decision
+    assert amb.layers[-1].component == "HBONE :15008"
     assert "ambient-waypoint" not in got
 
 
@@ -145,6 +146,7 @@ def test_each_client_kind_gets_its_own_path() -> None:
     assert set(got["ambient"].clients) == {"shop/inmesh", "other/podlabel"}
     assert "shop/optout" in got["kube-proxy"].clients and "shop/hostnet" in got["kube-proxy"].clients
     assert got["sidecar"].clients == ["shop/injected"]
+    assert got["ambient"].layers[-1].component == "pod IP"  # reviews' pods are not in ambient: no HBONE
     assert shares(got["sidecar"].route) == NINETY_TEN
 
 
