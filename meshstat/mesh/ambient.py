@@ -30,8 +30,8 @@ ztunnel then tunnels the connection to a waypoint pod (``DemandProxyState::fetch
 ``buildWaypointInboundHTTPRouteConfig``, ``getVirtualServiceForWaypoint``,
 ``waypointInboundRoute``, ``getWaypointDestinationCluster``): the VirtualServices of gateway
 ``mesh`` visible in the waypoint's namespace, kept only when they live in the Service's or the
-waypoint's namespace, all merged in order; matches with ``sourceLabels`` are dropped (ambient
-has no source labels at the waypoint, istio/istio#51565); with no route the waypoint sends to the
+waypoint's namespace, all merged in order; matches with ``sourceLabels`` are dropped ("Source
+label matching is not supported in ambient mode"); with no route the waypoint sends to the
 whole Service. The chosen ``inbound-vip|port|subset|host`` cluster balances *per request* with the
 DestinationRule the waypoint's namespace sees. Istio marks VirtualService at waypoints Alpha
 and mixing it with an HTTPRoute for the same Service undefined (Istio docs,

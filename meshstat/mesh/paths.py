@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.mesh import ambient, scope
+from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route
 from meshstat.mesh.layers import ClientPath, Layer
@@ -28,6 +28,15 @@ from meshstat.mesh.registry import (
     RegisteredService,
     _synthetic_ip,
     injection_decision,
+)
+from meshstat.mesh.requests import Request, RequestsFor
+from meshstat.mesh.scope import (
+    ClientScope,
+    client_scope,
+    destination_rule,
+    scope_miss,
+    sidecar_virtual_services,
+    unknown_destination_route,
 )
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
 from meshstat.parsers import envoy as envoy_parser
@@ -150,8 +159,8 @@ class Mesh:
                                               or not d.message.startswith("ignored ")]
         self.diagnostics += unmodelled_warnings(manifests, self.scope.consumed)
         #: Hooks for route sources other than VirtualServices (Gateway API): see ambient.RouteFor, requests.RequestsFor
-        self.route_for: ambient.RouteFor | None = None
-        self.requests_for = None
+        self.route_for: RouteFor | None = None
+        self.requests_for: RequestsFor | None = None
         self.notes: list[str] = []
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
@@ -308,11 +317,11 @@ class Mesh:
     port_protocol = staticmethod(_port_protocol)
 
     def virtual_service(self, info: RegisteredService, client_ns: str, diags: list[Diagnostic],
-                        client_scope: scope.ClientScope | None = None, port: int | None = None
+                        within: ClientScope | None = None, port: int | None = None
                         ) -> VirtualService | None:
-        """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (:func:`scope.sidecar_virtual_services`)."""
-        sc = client_scope or scope.client_scope(self, None, client_ns)
-        found = scope.sidecar_virtual_services(self, sc, info, port if port is not None else info.ports[0].port)
+        """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (``scope.sidecar_virtual_services``)."""
+        sc = within or client_scope(self, None, client_ns)
+        found = sidecar_virtual_services(self, sc, info, port if port is not None else info.ports[0].port)
         if len(found) > 1:
             diags.append(Diagnostic("warning", f"{len(found)} VirtualServices for {info.fqdn}: Istio merges them only "
                                     "for gateways; the first (oldest) is used: " + found[0].meta.ref,
@@ -328,8 +337,8 @@ class Mesh:
         return r is info
 
     def destination_rule(self, info: RegisteredService, client_ns: str) -> DestinationRule | None:
-        """The DestinationRule a proxy in ``client_ns`` applies to ``info`` (:func:`scope.destination_rule`)."""
-        return scope.destination_rule(self, info, client_ns)
+        """The DestinationRule a proxy in ``client_ns`` applies to ``info`` (``scope.destination_rule``)."""
+        return destination_rule(self, info, client_ns)
 
     # ------------------------------------------------------------------ routes
 
@@ -453,10 +462,10 @@ class Mesh:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
         proto = _port_protocol(sp)
-        sc = scope.client_scope(self, client, client_ns, diags)
-        miss = scope.scope_miss(self, sc, info, port)
+        sc = client_scope(self, client, client_ns, diags)
+        miss = scope_miss(self, sc, info, port)
         if miss is not None:
-            return scope.unknown_destination_route(self, sc, info, port, name, miss, layers)
+            return unknown_destination_route(self, sc, info, port, name, miss, layers)
         vs = self.virtual_service(info, client_ns, diags, sc, port)
         authority = f"{info.name if info.service else info.fqdn}:{port}"
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
@@ -639,8 +648,8 @@ class Mesh:
             lay = [Layer(s.layer, s.choice, s.detail, "", s.where) for s in res.steps]
             paths.append(ClientPath("envoy-dump", route.name, route,
                                     [envoy.node_id or "(config dump)"], lay))
-        paths = ambient.extend_paths(self, info, port, paths, clients=clients, client=client, diags=diags,
-                                     request=ambient.Request.of(path, headers, method))
+        paths = extend_paths(self, info, port, paths, clients=clients, client=client, diags=diags,
+                             request=Request.of(path, headers, method))
         # warnings for failing shares
         for p in paths:
             shares = p.route.exact_shares()
