@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
 from meshstat.cli import main
 from meshstat.mesh.ambient import ambient_decision, client_kind, service_waypoint
+from meshstat.mesh.requests import paths_per_route
 from meshstat.model import Cascade, Weighted
 from tests.mesh.bookinfo_mesh import AMBIENT, APP, NET, bookinfo, paths, shares
 
@@ -80,8 +83,6 @@ def test_header_routes_per_kind(variant: str, kind: str, jason: dict, others: di
 
 
 def test_every_route_of_a_rule_set() -> None:
-    from meshstat.mesh.requests import paths_per_route
-
     mesh = bookinfo("destination-rule-all", "virtual-service-reviews-jason-v2-v3", variant="waypoint")
     info, port = mesh.find_service("default/reviews:9080")
     groups = paths_per_route(mesh, info, port)
@@ -333,3 +334,21 @@ def test_compare_shows_every_route_and_names_unmodelled_kinds_once() -> None:
                         "--header", "end-user=jason", "-n", "2000", "--seed", "1"])
     assert rc == 0, err
     assert "ratings.default:9080" in out and "ambient (ztunnel)" in out and " · " not in out
+
+
+def test_compare_without_a_routed_service_asks_for_service_and_method_flag(tmp_path: Path) -> None:
+    rc, _, err = run(["compare", "-f", APP, "-n", "100"])
+    assert rc == 2 and "--service NS/NAME[:PORT]" in err
+    vs = AMBIENT.parent / "bookinfo" / "networking" / "virtual-service-reviews-jason-v2-v3.yaml"
+    post = vs.read_text().replace("- headers:\n        end-user:\n          exact: jason", "- method:\n        exact: POST")
+    (tmp_path / "vs.yaml").write_text(post)
+    f = str(tmp_path / "vs.yaml")
+    base = ["-f", APP, "-f", str(NET / "destination-rule-all.yaml"), "-f", f, "-f", str(AMBIENT / "sidecar"),
+            "-n", "1000", "--seed", "1", "--format", "csv"]
+    rc, out, err = run(["compare", *base, "--method", "POST"])
+    assert rc == 0, err
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if r["path"] == "sidecar (Envoy)" and r["level"] == "version"]
+    assert {r["version"]: r["exact_fraction"] for r in rows} == {"v2": "1"}
+    rc, out, err = run(["mesh", *base])
+    assert rc == 0, err
+    assert "reviews.default:9080 · method POST" in out and "reviews.default:9080 · GET / (no headers)" in out
