@@ -76,7 +76,7 @@ class MeshComparison:
             for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
                 key = version_of(b.labels) if by == "version" else b.name
                 acc[key] = acc.get(key, Fraction(0)) + s
-            out[p.path] = acc
+            out[p.path if p.path not in out else f"{p.path} ({p.service})"] = acc  # several routes: keep each
         return out
 
 
