@@ -246,7 +246,7 @@ def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Reque
                 any_route = True
                 if chosen is None and (not kept or any(
                         mesh.request_matches(m, request.path, request.header_map, request.method,
-                                             f"{info.name}:{port}", port, {}, "", notes) for m in kept)):
+                                             f"{info.name}:{port}", port, {}, wns, notes) for m in kept)):
                     chosen = (vs, r)
                 if not r.matches:
                     break
@@ -267,17 +267,26 @@ def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Reque
                             "no route for the Service: the waypoint's default route to all its endpoints", unit))
         root = mesh._cluster_node(None, info, port, wns, unit, None, diags, notes, layers)
     sub = "tcp" if unit == "connection" else "http"
-    for i in range(before, len(layers)):  # the waypoint's clusters are inbound-vip|port|http/subset|host
+    mine = {r.fqdn for r in mesh.registry.values() if (r is info or service_waypoint(mesh, r).gateway == waypoint)}
+    for i in range(before, len(layers)):  # clusters of the waypoint's own Services are inbound-vip ones
         x = layers[i]
         layers[i] = Layer(x.layer.replace("Envoy", "waypoint Envoy", 1) if x.layer.startswith("Envoy") else x.layer,
-                          _vip(x.component, sub), x.decision, x.unit, x.where)
-    return Route(root=root, name=name, notes=tuple(dict.fromkeys(_vip(n, sub) for n in notes)))
+                          _vip(x.component, sub, mine), x.decision, x.unit, x.where)
+    return Route(root=root, name=name, notes=tuple(dict.fromkeys(_vip(n, sub, mine) for n in notes)))
 
 
-def _vip(text: str, sub: str) -> str:
-    """``outbound|9080|v1|h`` -> ``inbound-vip|9080|http/v1|h`` (``getWaypointDestinationCluster``, ``portToSubset``)."""
-    return re.sub(r"outbound\|(\d+)\|([^|]*)\|", lambda m: f"inbound-vip|{m[1]}|{sub}{'/' + m[2] if m[2] else ''}|",
-                  text)
+def _vip(text: str, sub: str, hosts: set[str]) -> str:
+    """``outbound|9080|v1|h`` -> ``inbound-vip|9080|http/v1|h`` for ``h`` in ``hosts``.
+
+    ``getWaypointDestinationCluster`` and ``portToSubset``: a destination the waypoint serves
+    itself is its ``inbound-vip`` cluster; any other keeps its ``outbound`` one.
+    """
+    def one(m: re.Match[str]) -> str:
+        if m[3] not in hosts:
+            return m[0]
+        return f"inbound-vip|{m[1]}|{sub}{'/' + m[2] if m[2] else ''}|{m[3]}"
+
+    return re.sub(r"outbound\|(\d+)\|([^|]*)\|([^\s|),]+)", one, text)
 
 
 # --------------------------------------------------------------------------- ztunnel
