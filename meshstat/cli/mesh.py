@@ -1,13 +1,17 @@
 """Commands of the mesh area: ``mesh``, ``envoy-route``, and ``compare -f`` (via :func:`run_compare_files`).
 
-``python -m meshstat mesh -f DIR [--client ns/name] [--service host:port] [--envoy FILE]``
+``python -m meshstat mesh -f DIR [--client ns/name] [--service ns/name[:port]] [--envoy FILE]``
     The layered split for one client: every stage the call really passes (capture rules,
-    Envoy listener, route, subset cluster, endpoint LB, or kube-proxy), then the exact and
-    simulated shares per version and per pod.
+    Envoy listener, route, subset cluster, endpoint LB, kube-proxy, ztunnel, waypoint), then
+    the exact and simulated shares per version and per pod.
 ``python -m meshstat envoy-route --config-dump FILE --host H --port P [--path /] [--header k=v]``
     Resolve an outbound call through an Envoy config_dump (or istioctl proxy-config outputs).
 ``compare -f DIR`` (:mod:`meshstat.cli.simulate` delegates to :func:`run_compare_files`)
     Side by side, every client path to every routed service.
+
+Both take the request as ``--service``, ``--header NAME=VALUE`` (repeatable), ``--path`` and
+``--method`` (:func:`add_request_arguments`); without a request they show every route the rules
+have for each service, one row group per distinct route (its match condition after the service).
 
 Heavy libraries are imported inside the handlers only.
 """
@@ -21,7 +25,7 @@ from meshstat.cli.args import count_arg, port_arg, seed_arg
 from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
 
-__all__ = ["parse_header", "parse_scale", "register", "run_compare_files"]
+__all__ = ["add_request_arguments", "parse_header", "parse_scale", "register", "run_compare_files"]
 
 
 def parse_scale(items: list[str] | None) -> dict[str, int]:
@@ -47,6 +51,26 @@ def parse_header(items: list[str] | None) -> dict[str, str]:
             raise InvalidArgument(f"--header expects NAME=VALUE, got {item!r}")
         out[k.strip().lower()] = v.strip()
     return out
+
+
+def add_request_arguments(p: Any) -> None:
+    """``--service``, ``--header``, ``--path``, ``--method`` on a parser or argument group (mesh, compare -f)."""
+    p.add_argument("--service", metavar="NS/NAME[:PORT]",
+                   help="called service (ns/name, name.ns or FQDN; default: every routed service)")
+    p.add_argument("--header", action="append", metavar="NAME=VALUE", help="request header (repeatable)")
+    p.add_argument("--path", help="request path (default: every route the rules have, else /)")
+    p.add_argument("--method", help="request method (default: every route the rules have, else GET)")
+
+
+def _request(args: argparse.Namespace) -> Any:
+    """The request the arguments give, or ``None`` (every route) when they give none."""
+    from meshstat.mesh.requests import Request
+
+    path, method = getattr(args, "path", None), getattr(args, "method", None)
+    headers = parse_header(getattr(args, "header", None))
+    if path is None and method is None and not headers:
+        return None
+    return Request.of(path, headers, method)
 
 
 def _build_mesh(args: argparse.Namespace) -> Any:
@@ -92,7 +116,8 @@ def _services(mesh: Any, args: argparse.Namespace, client_ns: str | None) -> lis
         return [(info, port)]
     pairs = mesh.routed_services()
     if not pairs:
-        raise InvalidArgument("no VirtualService in the manifests routes a known Service; give --service HOST:PORT")
+        raise InvalidArgument("no VirtualService in the manifests routes a known Service; give --service "
+                              "NS/NAME[:PORT]")
     return pairs
 
 
@@ -101,7 +126,7 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
 
     ``args`` carries ``filename`` (list), ``scale`` (list or None), ``client`` (``ns/name`` or
     None), ``envoy`` (a config_dump path or None), ``n``, ``seed``, ``format``, ``output``;
-    optionally ``service``, ``path`` and ``header``. The work is
+    optionally ``service``, ``path``, ``header`` and ``method``. The work is
     :func:`meshstat.engine.mesh.compare_paths`.
     """
     from meshstat.engine.mesh import compare_paths
@@ -116,8 +141,9 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
         client=getattr(args, "client", None),
         service=getattr(args, "service", None),
         envoy=getattr(args, "envoy", None),
-        path=getattr(args, "path", None) or "/",
+        path=getattr(args, "path", None),
         headers=parse_header(getattr(args, "header", None)),
+        method=getattr(args, "method", None),
         n=int(getattr(args, "n", None) or 1_000_000),
         rng=getattr(args, "seed", None),
     )
@@ -134,30 +160,37 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
+_WANTED = {"sidecar": {"sidecar", "uid-1337", "envoy-dump"}, "ambient": {"ambient", "ambient-waypoint"},
+           "kube-proxy": {"kube-proxy"}}
+
+
 def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
+    from meshstat.mesh.ambient import ambient_decision, client_kind
+    from meshstat.mesh.requests import paths_per_route
     from meshstat.report import mesh as rep
 
     mesh = _build_mesh(args)
     client = mesh.manifests.workload(args.client) if args.client else None
     envoy = _load_envoy(args.envoy)
-    headers = parse_header(args.header)
     entries: list[dict[str, Any]] = []
     layer_frames = []
     diags: list[Any] = []
     lines: list[str] = []
+    notes: list[str] = []
+    if client is not None:
+        d, a = mesh.injection(client), ambient_decision(mesh, client)
+        lines.append(f"client {client.meta.ref}: {d} ({d.source}:{d.line}); {a} ({a.source}:{a.line})")
     for info, port in _services(mesh, args, client.meta.namespace if client else None):
-        paths = mesh.client_paths(info, port, client=client, path=args.path, headers=headers, envoy=envoy,
-                                  diags=diags)
-        if client is not None:
-            d = mesh.injection(client)
-            lines.append(f"client {client.meta.ref}: {d} ({d.source}:{d.line})")
-            wanted = {"sidecar", "uid-1337", "envoy-dump"} if d.injected else {"kube-proxy"}
-            paths = [p for p in paths if p.kind in wanted]
-        for p in paths:
-            svc = f"{info.short}:{port}"
-            entries.append({"service": svc, "path": p.label, "route": p.route, "clients": p.clients})
-            layer_frames.append(rep.layers_frame(p.layers, f"{svc} {p.label}"))
-            lines.extend(f"note: {p.label}: {n}" for n in p.route.notes)
+        for cond, _, paths in paths_per_route(mesh, info, port, request=_request(args), client=client, envoy=envoy,
+                                              diags=diags, notes=notes):
+            if client is not None:
+                paths = [p for p in paths if p.kind in _WANTED[client_kind(mesh, client)]]
+            svc = f"{info.short}:{port}" + (f" · {cond}" if cond else "")
+            for p in paths:
+                entries.append({"service": svc, "path": p.label, "route": p.route, "clients": p.clients})
+                layer_frames.append(rep.layers_frame(p.layers, f"{svc} {p.label}"))
+                lines.extend(f"note: {p.label}: {n}" for n in p.route.notes)
+    lines += [f"note: {n}" for n in notes]
     results = _simulate([e["route"] for e in entries], args, ctx)
     for e, r in zip(entries, results, strict=True):
         e["result"] = r
@@ -218,12 +251,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="manifest file or directory (repeatable; multi-document YAML and kind: List accepted)")
     p.add_argument("--client", metavar="NS/NAME", help="client workload (namespace/name, or deploy/name)")
-    p.add_argument("--service", metavar="HOST[:PORT]", help="called service (default: every routed service)")
     p.add_argument("--envoy", action="append", metavar="FILE",
                    help="config_dump (or istioctl proxy-config -o json) of the client's sidecar")
     p.add_argument("--scale", action="append", metavar="deploy/NAME=R", help="what-if replica count (repeatable)")
-    p.add_argument("--path", default="/", help="request path (default /)")
-    p.add_argument("--header", action="append", metavar="NAME=VALUE", help="request header (repeatable)")
+    add_request_arguments(p)
     _sim_args(p)
     p.set_defaults(handler=_cmd_mesh)
 

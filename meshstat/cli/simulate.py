@@ -17,7 +17,7 @@ from typing import Any
 from meshstat.cli.args import add_route_arguments, count_arg, list_arg, route_from_args, seed_arg, weights_arg
 from meshstat.cli.balancers import add_simulate_arguments, run_simulate_lb, wants_lb
 from meshstat.cli.context import Context, is_table
-from meshstat.cli.mesh import run_compare_files
+from meshstat.cli.mesh import add_request_arguments, run_compare_files
 from meshstat.cli.status import ExitStatus
 from meshstat.errors import InvalidArgument
 
@@ -73,6 +73,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     mesh.add_argument("--scale", action="append", metavar="deploy/NAME=R", help="what-if replica count (repeatable)")
     mesh.add_argument("--client", metavar="NS/NAME", help="only this client workload")
     mesh.add_argument("--envoy", metavar="CONFIG_DUMP.json", help="an Envoy config_dump of the injected client")
+    add_request_arguments(mesh)  # --service, --header, --path, --method
     _simulation_arguments(cmp_)
     cmp_.add_argument("--plot", metavar="FILE.png", help="write a PNG plot")
     cmp_.set_defaults(handler=_cmd_compare)

@@ -15,8 +15,10 @@ from typing import Any
 
 from meshstat.engine.routes import compare
 from meshstat.errors import InvalidArgument
+from meshstat.mesh.ambient import ambient_decision
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import version_of
+from meshstat.mesh.requests import Request, paths_per_route
 from meshstat.model import Route
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.k8s import Diagnostic, load_manifests
@@ -75,7 +77,7 @@ class MeshComparison:
             for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
                 key = version_of(b.labels) if by == "version" else b.name
                 acc[key] = acc.get(key, Fraction(0)) + s
-            out[p.path] = acc
+            out[p.path if p.path not in out else f"{p.path} ({p.service})"] = acc  # several routes: keep each
         return out
 
 
@@ -86,8 +88,9 @@ def compare_paths(
     client: str | None = None,
     service: str | None = None,
     envoy: str | Sequence[str] | None = None,
-    path: str = "/",
+    path: str | None = None,
     headers: Mapping[str, str] | None = None,
+    method: str | None = None,
     n: int | None = 1_000_000,
     rng: Any = None,
 ) -> MeshComparison:
@@ -107,8 +110,10 @@ def compare_paths(
         Only this service (``host[:port]``); default: every service a VirtualService routes.
     envoy : str or sequence of str, optional
         An Envoy ``config_dump`` (or istioctl outputs) of the injected client: adds a path.
-    path, headers
-        The request (for route matching).
+    path, headers, method
+        The request (for route matching). When none is given, every route the rules have for the
+        service is shown: one row group per distinct route, its match condition after the
+        service name (:func:`meshstat.mesh.requests.paths_per_route`).
     n : int or None
         Requests simulated per path through :func:`meshstat.engine.compare` (one seed for
         all paths); ``None`` skips the simulation.
@@ -133,16 +138,21 @@ def compare_paths(
     else:
         pairs = mesh.routed_services()
         if not pairs:
-            raise InvalidArgument("no VirtualService in the manifests routes a known Service; name a service")
+            raise InvalidArgument("no VirtualService in the manifests routes a known Service; give the service "
+                                  "(--service NS/NAME[:PORT])")
     diags: list[Diagnostic] = []
     notes: list[str] = list(mesh.notes)
     found: list[PathSplit] = []
+    request = None if path is None and not headers and method is None else Request.of(path, headers, method)
     for info, port in pairs:
-        for p in mesh.client_paths(info, port, client=wl, path=path, headers=headers, envoy=env_cfg, diags=diags):
-            found.append(PathSplit(f"{info.short}:{port}", p.label, p.kind, p.route, tuple(p.clients)))
-            notes.extend(f"{p.label}: {x}" for x in p.route.notes if "long-run share" not in x)
+        for cond, _, paths in paths_per_route(mesh, info, port, request=request, client=wl, envoy=env_cfg,
+                                              diags=diags, notes=notes):
+            svc = f"{info.short}:{port}" + (f" · {cond}" if cond else "")
+            for p in paths:
+                found.append(PathSplit(svc, p.label, p.kind, p.route, tuple(p.clients)))
+                notes.extend(f"{p.label}: {x}" for x in p.route.notes if "long-run share" not in x)
     if wl is not None:
-        notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}")
+        notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}; {ambient_decision(mesh, wl)}")
     if n is not None:
 
         results = compare([p.route for p in found], n, rng=rng)

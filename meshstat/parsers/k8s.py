@@ -343,6 +343,8 @@ class Manifests:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     ignored: list[Meta] = field(default_factory=list)
+    #: the documents of ``ignored``, for readers of kinds this module does not parse (``parsers.istio_scope``)
+    unparsed: list[tuple[Meta, Any]] = field(default_factory=list)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -355,6 +357,7 @@ class Manifests:
         self.diagnostics.extend(other.diagnostics)
         self.sources.extend(other.sources)
         self.ignored.extend(other.ignored)
+        self.unparsed.extend(other.unparsed)
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -882,6 +885,7 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     else:
         meta = _meta(ctx, doc, kind)
         out.ignored.append(meta)
+        out.unparsed.append((meta, doc))
         out.diagnostics.append(
             Diagnostic("note", f"ignored {kind} {meta.ref} ({api or 'no apiVersion'}): not modelled", ctx.source, doc.line)
         )
