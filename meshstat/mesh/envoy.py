@@ -17,7 +17,8 @@
    wildcard, then the longest prefix wildcard, then ``*``
    (``source/common/router/config_impl.cc: RouteMatcher::findVirtualHost``);
 5. routes in order: the first whose match holds (prefix, path, safe_regex,
-   path_separated_prefix, headers, query parameters). Routes with ``runtime_fraction``
+   path_separated_prefix, headers, query parameters); every ``safe_regex`` is RE2, matched
+   against the whole value (:mod:`meshstat.parsers.regex`). Routes with ``runtime_fraction``
    are kept as *candidates* with their fraction, since Envoy evaluates the fraction with
    the same per-request random value that then picks the weighted cluster
    (``RouteEntryImplBase::evaluateRuntimeMatch``); :func:`meshstat.mesh.correlated_weights`
@@ -29,7 +30,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ from meshstat.parsers.envoy import (
     socket_address,
     type_of,
 )
+from meshstat.parsers.regex import re2_full_match
 
 __all__ = [
     "Resolution",
@@ -54,6 +55,7 @@ __all__ = [
     "RouteCandidate",
     "envoy_dump_route",
     "find_virtual_host",
+    "query_params",
     "resolve_call",
     "route_static_match",
     "select_filter_chain",
@@ -308,7 +310,7 @@ def _string_matcher(m: Mapping[str, Any], value: str | None) -> bool:
                 "contains": pat in v,
             }[key]
     if "safe_regex" in m:
-        return re.fullmatch(str(m["safe_regex"].get("regex", "")), value) is not None
+        return re2_full_match(str(m["safe_regex"].get("regex", "")), value)
     return False
 
 
@@ -328,7 +330,7 @@ def _header_matches(hm: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     elif "contains_match" in hm:
         ok = value is not None and str(hm["contains_match"]) in value
     elif "safe_regex_match" in hm:
-        ok = value is not None and re.fullmatch(str(hm["safe_regex_match"].get("regex", "")), value) is not None
+        ok = value is not None and re2_full_match(str(hm["safe_regex_match"].get("regex", "")), value)
     elif "string_match" in hm:
         ok = _string_matcher(hm["string_match"], value)
     elif "range_match" in hm:
@@ -340,6 +342,22 @@ def _header_matches(hm: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     else:
         ok = value is not None
     return ok != bool(hm.get("invert_match"))
+
+
+def query_params(path: str) -> dict[str, str]:
+    """The query parameters of a request path, first value of each name, not URL-decoded.
+
+    As Envoy reads them for a route's ``query_parameters`` (``RouteEntryImplBase::matchRoute``
+    parses the ``:path`` with ``Http::Utility::QueryParamsMulti::parseQueryString`` and each
+    matcher looks at the first value of its name); a name without ``=`` has the value ``""``.
+    """
+    qs = path.split("?", 1)[1] if "?" in path else ""
+    params: dict[str, str] = {}
+    for kv in qs.split("&"):
+        if kv:
+            k, _, v = kv.partition("=")
+            params.setdefault(k, v)
+    return params
 
 
 def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str, str], notes: list[str]) -> bool:
@@ -360,7 +378,7 @@ def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str
     elif "path" in match:
         ok = p == c(match["path"])
     elif "safe_regex" in match:
-        ok = re.fullmatch(str(match["safe_regex"].get("regex", "")), bare) is not None
+        ok = re2_full_match(str(match["safe_regex"].get("regex", "")), bare)
     elif "path_separated_prefix" in match:
         pre = c(match["path_separated_prefix"])
         ok = p == pre or p.startswith(pre + "/")
@@ -376,12 +394,7 @@ def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str
     for hm in match.get("headers") or []:
         if not _header_matches(hm, headers):
             return False
-    qs = full.split("?", 1)[1] if "?" in full else ""
-    params: dict[str, str] = {}
-    for kv in qs.split("&"):
-        if kv:
-            k, _, v = kv.partition("=")
-            params.setdefault(k, v)
+    params = query_params(full)
     for qm in match.get("query_parameters") or []:
         name = str(qm.get("name", ""))
         if "present_match" in qm:

@@ -18,7 +18,7 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.endpoints import endpoint_stage
-from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.envoy import envoy_dump_route, query_params
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -30,6 +30,7 @@ from meshstat.mesh.registry import (
 )
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
 from meshstat.parsers import envoy as envoy_parser
+from meshstat.parsers.regex import re2_full_match
 from meshstat.parsers.k8s import (
     DestinationRule,
     Diagnostic,
@@ -93,8 +94,6 @@ class Layer:
 
 def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
                      port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
-    import re
-
     def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
         if kind_value is None:
             return True
@@ -108,7 +107,9 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
             return v == p
         if kind == "prefix":
             return v.startswith(p)
-        return re.fullmatch(pat, value) is not None
+        # Envoy safe_regex: RE2, the whole value; ignoreUriCase does not apply to a regex (Envoy's
+        # case_sensitive has no effect on safe_regex)
+        return re2_full_match(pat, value)
 
     m = vs_match
     if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
@@ -117,7 +118,16 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
         if not sm((kind, val), headers.get(name)):
             return False
     for name, kind, val in m.without_headers:
-        if sm((kind, val), headers.get(name)):
+        # istiod inverts the header matcher and, unless it is a presence match, sets
+        # treat_missing_header_as_empty (route.go: TranslateRouteMatch): an absent header is ""
+        value = headers.get(name)
+        if value is None and kind != "present":
+            value = ""
+        if sm((kind, val), value):
+            return False
+    params = query_params(path)
+    for name, kind, val in m.query_params:
+        if not sm((kind, val), params.get(name)):
             return False
     if not sm(m.method, method) or not sm(m.authority, authority):
         return False

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.parsers.regex import re2_syntax_error
 
 __all__ = [
     "DEFAULT_OVERPROVISIONING",
@@ -313,7 +314,8 @@ class _Lines:
         keys = "|".join(re.escape(k) for k in dict.fromkeys((key, camel)))
         if isinstance(value, bool | int | float | str) or value is None:
             shown = value if isinstance(value, str) else json.dumps(value)
-            val = r"\s*[\"']?" + re.escape(str(shown))
+            forms = dict.fromkeys((str(shown), json.dumps(shown)[1:-1] if isinstance(shown, str) else str(shown)))
+            val = r"\s*[\"']?(?:" + "|".join(re.escape(f) for f in forms) + ")"
         else:
             val = ""
         m = re.compile(rf"[\"']?(?:{keys})[\"']?\s*:{val}").search(self.text, start)
@@ -411,12 +413,13 @@ def _text(v: Any, path: str) -> None:
 
 
 def _regex(v: Any, path: str) -> None:
+    """A ``safe_regex`` pattern: Envoy compiles it with RE2 and refuses the config if RE2 does."""
     _text(v, path)
     if isinstance(v, str):
-        try:
-            re.compile(v)
-        except (re.error, RecursionError, OverflowError):
-            raise _Bad(path, "a regular expression meshstat can read (Python re syntax)", v) from None
+        err = re2_syntax_error(v)
+        if err is not None:
+            shown = repr(v) if len(v) <= 60 else repr(v[:57] + "...")
+            raise _Bad(path, "a regular expression in RE2 syntax (Envoy's regex engine)", v, f"{shown}: {err}")
 
 
 def _any(v: Any, path: str) -> None:
