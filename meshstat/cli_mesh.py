@@ -196,6 +196,7 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     lines = [f"seed {results[0].seed_entropy} | n {results[0].n:,}"]
     if res.failure:
         lines.append(f"warning: {res.failure}")
+    lines += [f"warning: {w}" for w in res.warnings]
     lines += [f"note: {n}" for n in route.notes]
     _finish(ctx, args, lines)
     return 0

@@ -114,7 +114,7 @@ def test_errors_are_one_line() -> None:
     rc, _, err = run(["envoy-route", "--config-dump", str(DATA / "istio" / "bookinfo-destination-rule-reviews.yaml"),
                       "--host", "x", "--port", "80"])
     assert rc == 3 and err.count("\n") == 1
-    assert "expected an Envoy listener, route configuration, cluster or host status" in err
+    assert "expected an Envoy listener, route configuration, cluster, host status or endpoint assignment" in err
     rc, _, err = run(["mesh", "-f", DEMO, "--scale", "bill-service-v1"])
     assert rc == 2 and "--scale expects KIND/NAME=REPLICAS" in err
     rc, _, err = run(["mesh", "-f", DEMO, "--client", "istio-demo/nope"])

@@ -105,6 +105,9 @@ class Resolution:
         The trace (listener, filter chain, route configuration, virtual host, route).
     notes : list of str
         Caveats (things assumed or not modelled).
+    warnings : list of str
+        What the input lacks for this call (clusters or endpoints not in it, files ignored),
+        naming the files; the outcome of such a part is marked unknown, never a guessed 503.
     """
 
     host: str
@@ -115,6 +118,7 @@ class Resolution:
     steps: list[ResolutionStep] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failure: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _listener_addr(li: Mapping[str, Any]) -> tuple[str, int | None]:
@@ -165,6 +169,10 @@ def select_listener(
         res.notes.append(f"several listeners on port {port}; give the destination address to choose")
     elif orig:
         chosen, how = orig[0], "no listener for the original destination: the use_original_dst listener's own chains"
+        for idle, why in cfg.inactive_listeners:
+            if _listener_addr(idle)[1] == port:
+                res.notes.append(f"listener {idle.get('name')} on port {port} is {why} in the input: until it is "
+                                 f"active, Envoy keeps the connection on {o['name']}")
     if chosen is None:
         return None
     res.steps.append(ResolutionStep("listener", str(chosen["name"]), how,
@@ -503,12 +511,21 @@ def resolve_call(
     hdrs.setdefault("host", authority)
     hdrs.setdefault(":path", path)
     hdrs.setdefault(":method", method.upper())
-    if not cfg.listeners:
-        res.failure = "no listeners in the input (give a config_dump or istioctl proxy-config listener output)"
+    res.warnings.extend(cfg.warnings)
+    if not cfg.listeners and not cfg.inactive_listeners:
+        held = "; ".join(f"{inv.source}: {inv.form}, {inv.contents()}" for inv in cfg.inputs)
+        res.failure = (f"no listeners in the input ({held}); give a config_dump or istioctl proxy-config "
+                       "listener output")
         return res
     li = select_listener(cfg, dst_ip, port, res)
     if li is None:
-        res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
+        idle = [(x, why) for x, why in cfg.inactive_listeners if _listener_addr(x)[1] == port]
+        if idle:
+            x, why = idle[0]
+            res.failure = (f"listener {x.get('name')} on port {port} is {why} in the input: Envoy does not accept "
+                           "connections on it (yet)")
+        else:
+            res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
         return res
     fc = select_filter_chain(li, dst_ip, port, protocol, res)
     if fc is None:
@@ -543,8 +560,13 @@ def resolve_call(
         rc_name = str(((tc.get("rds") or {}).get("route_config_name")) or "")
         rc = cfg.route_configs.get(rc_name)
         if rc is None:
-            res.failure = f"RDS route configuration {rc_name!r} not in the input (add istioctl proxy-config route output)"
-            res.steps.append(ResolutionStep("route configuration", rc_name, "RDS: missing"))
+            state = cfg.inactive.get(("route", rc_name))
+            if state is not None:
+                res.failure = f"RDS route configuration {rc_name!r} {state} in the input"
+            else:
+                res.failure = (f"RDS route configuration {rc_name!r} not in the input (add istioctl proxy-config "
+                               "route output)")
+            res.steps.append(ResolutionStep("route configuration", rc_name, f"RDS: {state or 'missing'}"))
             return res
         res.steps.append(ResolutionStep("route configuration", rc_name, "RDS", cfg.where("route", rc_name)))
     strip = bool(tc.get("strip_any_host_port"))
@@ -606,13 +628,26 @@ def envoy_dump_route(
     used: set[str] = set()
     hdrs = {str(k).lower(): str(v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)}
 
+    unknown_clusters: list[str] = []
+    unknown_endpoints: list[str] = []
+
     def cluster_node(cname: str, unit: str) -> Node:
         cl = cfg.clusters.get(cname)
         if cl is None and cname not in cfg.assignments and cname not in cfg.host_statuses:
+            state = cfg.inactive.get(("cluster", cname))
+            if state is not None:  # in the dump, but not one Envoy routes to
+                notes.append(f"cluster {cname} is {state}: Envoy answers 503 NC until it is active")
+                return Backend(name=f"503 NC cluster {state.split(' (')[0]} ({cname})", labels=(("outcome", "503"),))
+            if not cfg.clusters_complete:  # the input does not hold every cluster: Envoy may have it
+                unknown_clusters.append(cname)
+                return Backend(name=f"cluster unknown (not in the input): {cname}", labels=(("outcome", "unknown"),))
             return Backend(name=f"503 NC cluster not found ({cname})", labels=(("outcome", "503"),))
         if cl is not None and cl.type == "ORIGINAL_DST":
             return Backend(name=f"{cname} (original destination {address or host}:{port})",
                            address=f"{address or host}:{port}", labels=(("outcome", "passthrough"),))
+        if not cfg.has_endpoints_for(cname):
+            unknown_endpoints.append(cname)
+            return Backend(name=f"endpoints unknown (not in the input): {cname}", labels=(("outcome", "unknown"),))
         eps, factor, origin = cfg.endpoints_of(cname)
         policy = cl.lb_policy if cl is not None else "ROUND_ROBIN"
         out_eps = []
@@ -630,8 +665,10 @@ def envoy_dump_route(
         prov = None
         if cl is not None and cl.source:
             prov = Provenance(cl.source, cl.line)
-        notes.append(f"{cname}: lb_policy {policy}" + ("" if (cl is None or cl.lb_policy_explicit) else " (default)")
-                     + f", {len(out_eps)} endpoint(s) from {origin}; endpoint LB modelled by its long-run share")
+        shown = (" (the cluster is not in the input: assumed)" if cl is None
+                 else "" if cl.lb_policy_explicit else " (default)")
+        notes.append(f"{cname}: lb_policy {policy}{shown}, {len(out_eps)} endpoint(s) from {origin}; "
+                     "endpoint LB modelled by its long-run share")
         return endpoint_stage(cname, out_eps, policy=policy, unit=unit, overprovisioning=factor,
                               panic_threshold=cl.panic_threshold if cl else DEFAULT_PANIC_THRESHOLD,
                               locality_weighted=bool(cl and cl.locality_weighted), notes=notes, provenance=prov)
@@ -666,13 +703,15 @@ def envoy_dump_route(
                     items.append((c.fraction, ws))
                 else:
                     items.append((c.fraction, [(f"{c.action[0]} {c.action[1]}".strip(), 1)]))
+            cluster_names = {n for c in cands if c.action[0] in ("cluster", "weighted")
+                             for n in ([c.action[1]] if c.action[0] == "cluster" else [x for x, _ in c.action[1]])}
             masses = correlated_weights(items)
             g = 0
             for _, m in masses:
                 g = math.gcd(g, m)
             kids, ws = [], []
             for outcome, m in masses:
-                if outcome in cfg.clusters or outcome in cfg.assignments:
+                if outcome in cluster_names:
                     kids.append(cluster_node(outcome, "request"))
                 else:
                     kids.append(Backend(name=outcome, labels=(("outcome", "error"),)))
@@ -684,6 +723,18 @@ def envoy_dump_route(
             )
             root = Weighted(children=tuple(kids), weights=tuple(ws), unit="request",
                             name=f"runtime_fraction + weighted clusters (one R mod {total})")
+    if unknown_clusters:
+        names = ", ".join(dict.fromkeys(unknown_clusters))
+        res.warnings.append(
+            f"the input does not hold Envoy's clusters ({cfg.lacking('clusters')}): {names} shown as "
+            "'cluster unknown (not in the input)', not 503 NC (Envoy forwards to a cluster it has); "
+            "add istioctl proxy-config cluster POD -o json or the whole config_dump")
+    if unknown_endpoints:
+        names = ", ".join(dict.fromkeys(unknown_endpoints))
+        res.warnings.append(
+            f"the input does not hold the endpoints of EDS clusters ({cfg.lacking('endpoints')}): {names} shown as "
+            "'endpoints unknown (not in the input)', not 503 no_healthy_upstream; add istioctl proxy-config "
+            "endpoint POD -o json or a config_dump taken with ?include_eds")
     route = Route(root=root, name=name, notes=tuple(dict.fromkeys(notes)))
     return route, res
 

@@ -654,6 +654,7 @@ class Mesh:
             lay = [Layer(s.layer, s.choice, s.detail, "", s.where) for s in res.steps]
             paths.append(ClientPath("envoy-dump", route.name, route,
                                     [envoy.node_id or "(config dump)"], lay))
+            diags.extend(Diagnostic("warning", f"{route.name}: {w}") for w in res.warnings)
         # warnings for 503 shares
         for p in paths:
             shares = p.route.exact_shares()
