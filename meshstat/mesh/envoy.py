@@ -527,6 +527,9 @@ def resolve_call(
         else:
             res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
         return res
+    if li.get("filter_chain_matcher"):
+        res.notes.append(f"listener {li['name']} picks its filter chain with filter_chain_matcher, which meshstat "
+                         "does not evaluate: filter_chain_match criteria used")
     fc = select_filter_chain(li, dst_ip, port, protocol, res)
     if fc is None:
         res.failure = f"no filter chain of listener {li['name']} matches"
@@ -550,6 +553,10 @@ def resolve_call(
             res.steps.append(ResolutionStep("tcp_proxy", str(tc.get("cluster")), "single cluster"))
         if protocol == "http":
             res.notes.append("the matching filter chain is tcp_proxy: requests follow their connection")
+        return res
+    if "route_config" not in tc and "rds" not in tc:
+        what = "scoped_routes" if "scoped_routes" in tc else "neither route_config nor rds"
+        res.failure = f"the http_connection_manager of {li['name']} has {what}: its routes are not modelled"
         return res
     if "route_config" in tc:
         rc = tc["route_config"]

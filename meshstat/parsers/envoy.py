@@ -6,14 +6,22 @@ Accepted inputs (one or several files, merged):
   object with ``BootstrapConfigDump`` (its ``static_resources``), ``ListenersConfigDump``
   (static and dynamic, active state), ``RoutesConfigDump``, ``ClustersConfigDump`` and
   ``EndpointsConfigDump`` entries (``envoy/admin/v3/config_dump_shared.proto``);
-* the output of ``istioctl proxy-config listener|route|cluster|endpoint <pod> -o json``: a JSON
-  array of ``Listener``, ``RouteConfiguration``, ``Cluster`` or admin ``ClusterStatus`` objects,
-  in protojson camelCase (``filterChains``, ``virtualHosts``, ``weightedClusters``,
-  ``hostStatuses``); keys are converted to Envoy's snake_case on load;
-* an Envoy bootstrap (YAML or JSON) with ``static_resources``;
+* the output of ``istioctl proxy-config listener|route|cluster|endpoint|eds <pod> -o json|yaml``:
+  an array of ``Listener``, ``RouteConfiguration``, ``Cluster``, admin ``ClusterStatus`` or
+  ``ClusterLoadAssignment`` objects, in protojson camelCase (``filterChains``, ``virtualHosts``,
+  ``weightedClusters``, ``hostStatuses``); keys are converted to Envoy's snake_case on load;
+  ``istioctl proxy-config all -o json|yaml`` is the config_dump itself;
+* an Envoy bootstrap (YAML or JSON), or ``istioctl proxy-config bootstrap -o json|yaml``
+  (``{"bootstrap": {...}}``, the admin ``BootstrapConfigDump``);
 * the admin ``GET /clusters?format=json`` (``cluster_statuses``: per-host health flags,
   weights, priorities, localities and counters, which arrive as JSON strings and are omitted
   when zero).
+
+Each file's form, and whether it holds every cluster and every EDS endpoint, is recorded
+(:mod:`meshstat.parsers.envoy_inputs`), so that resolution can tell "not in Envoy" (503 NC) from
+"not in the input". Dynamic resources that are present but not serving (a warming, draining or
+rejected listener, a warming cluster, a rejected route configuration) are kept apart with their
+state rather than read as active or dropped.
 
 :func:`meshstat.mesh.resolve_call` follows an outbound call through these structures the way
 Envoy does; :mod:`meshstat.mesh` turns it into a :class:`meshstat.model.Route`.

@@ -313,3 +313,17 @@ def test_secret_output_is_ignored_with_a_warning() -> None:
     cfg = parse_envoy_text(json.dumps({"dynamicActiveSecrets": [{"name": "default"}]}), "secret.json")
     assert cfg.warnings == ["secret.json: TLS secrets or extension configurations (istioctl proxy-config "
                             "secret/ecds output) do not decide where a call goes: the file is ignored"]
+
+
+def test_scoped_routes_are_named_not_missing(tmp_path: Path) -> None:
+    def scoped(d: dict) -> None:
+        for dl in _section(d, "ListenersConfigDump")["dynamic_listeners"]:
+            for fc in dl["active_state"]["listener"].get("filter_chains", []):
+                for f in fc["filters"]:
+                    tc = f.get("typed_config", {})
+                    if "rds" in tc:
+                        tc["scoped_routes"] = {"name": "scoped"}
+                        del tc["rds"]
+
+    _, res = envoy_dump_route(load_envoy(_dump_without(DEMO_DUMP, tmp_path, scoped)), **CALL)
+    assert res.failure == "the http_connection_manager of 0.0.0.0_9999 has scoped_routes: its routes are not modelled"
