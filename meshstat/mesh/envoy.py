@@ -171,8 +171,8 @@ def select_listener(
         chosen, how = orig[0], "no listener for the original destination: the use_original_dst listener's own chains"
         for idle, why in cfg.inactive_listeners:
             if _listener_addr(idle)[1] == port:
-                res.notes.append(f"listener {idle.get('name')} on port {port} is {why} in the input: until it is "
-                                 f"active, Envoy keeps the connection on {o['name']}")
+                res.notes.append(f"listener {idle.get('name')} on port {port} is {why} in the input: until "
+                                 f"it is active, Envoy keeps the connection on {o['name']}")
     if chosen is None:
         return None
     res.steps.append(ResolutionStep("listener", str(chosen["name"]), how,
@@ -522,14 +522,14 @@ def resolve_call(
         idle = [(x, why) for x, why in cfg.inactive_listeners if _listener_addr(x)[1] == port]
         if idle:
             x, why = idle[0]
-            res.failure = (f"listener {x.get('name')} on port {port} is {why} in the input: Envoy does not accept "
-                           "connections on it (yet)")
+            res.failure = (f"listener {x.get('name')} on port {port} is {why} in the input: Envoy does not "
+                           "accept connections on it (yet)")
         else:
             res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
         return res
     if li.get("filter_chain_matcher"):
-        res.notes.append(f"listener {li['name']} picks its filter chain with filter_chain_matcher, which meshstat "
-                         "does not evaluate: filter_chain_match criteria used")
+        res.notes.append(f"listener {li['name']} picks its filter chain with filter_chain_matcher, which "
+                         "meshstat does not evaluate: filter_chain_match criteria used")
     fc = select_filter_chain(li, dst_ip, port, protocol, res)
     if fc is None:
         res.failure = f"no filter chain of listener {li['name']} matches"
@@ -571,8 +571,8 @@ def resolve_call(
             if state is not None:
                 res.failure = f"RDS route configuration {rc_name!r} {state} in the input"
             else:
-                res.failure = (f"RDS route configuration {rc_name!r} not in the input (add istioctl proxy-config "
-                               "route output)")
+                res.failure = (f"RDS route configuration {rc_name!r} not in the input (add istioctl "
+                               "proxy-config route output)")
             res.steps.append(ResolutionStep("route configuration", rc_name, f"RDS: {state or 'missing'}"))
             return res
         res.steps.append(ResolutionStep("route configuration", rc_name, "RDS", cfg.where("route", rc_name)))
@@ -644,17 +644,20 @@ def envoy_dump_route(
             state = cfg.inactive.get(("cluster", cname))
             if state is not None:  # in the dump, but not one Envoy routes to
                 notes.append(f"cluster {cname} is {state}: Envoy answers 503 NC until it is active")
-                return Backend(name=f"503 NC cluster {state.split(' (')[0]} ({cname})", labels=(("outcome", "503"),))
+                return Backend(name=f"503 NC cluster {state.split(' (')[0]} ({cname})",
+                               labels=(("outcome", "503"),))
             if not cfg.clusters_complete:  # the input does not hold every cluster: Envoy may have it
                 unknown_clusters.append(cname)
-                return Backend(name=f"cluster unknown (not in the input): {cname}", labels=(("outcome", "unknown"),))
+                return Backend(name=f"cluster unknown (not in the input): {cname}",
+                               labels=(("outcome", "unknown"),))
             return Backend(name=f"503 NC cluster not found ({cname})", labels=(("outcome", "503"),))
         if cl is not None and cl.type == "ORIGINAL_DST":
             return Backend(name=f"{cname} (original destination {address or host}:{port})",
                            address=f"{address or host}:{port}", labels=(("outcome", "passthrough"),))
         if not cfg.has_endpoints_for(cname):
             unknown_endpoints.append(cname)
-            return Backend(name=f"endpoints unknown (not in the input): {cname}", labels=(("outcome", "unknown"),))
+            return Backend(name=f"endpoints unknown (not in the input): {cname}",
+                           labels=(("outcome", "unknown"),))
         eps, factor, origin = cfg.endpoints_of(cname)
         policy = cl.lb_policy if cl is not None else "ROUND_ROBIN"
         out_eps = []
@@ -710,8 +713,8 @@ def envoy_dump_route(
                     items.append((c.fraction, ws))
                 else:
                     items.append((c.fraction, [(f"{c.action[0]} {c.action[1]}".strip(), 1)]))
-            cluster_names = {n for c in cands if c.action[0] in ("cluster", "weighted")
-                             for n in ([c.action[1]] if c.action[0] == "cluster" else [x for x, _ in c.action[1]])}
+            cluster_names = {c.action[1] for c in cands if c.action[0] == "cluster"}
+            cluster_names |= {x for c in cands if c.action[0] == "weighted" for x, _ in c.action[1]}
             masses = correlated_weights(items)
             g = 0
             for _, m in masses:
@@ -739,9 +742,9 @@ def envoy_dump_route(
     if unknown_endpoints:
         names = ", ".join(dict.fromkeys(unknown_endpoints))
         res.warnings.append(
-            f"the input does not hold the endpoints of EDS clusters ({cfg.lacking('endpoints')}): {names} shown as "
-            "'endpoints unknown (not in the input)', not 503 no_healthy_upstream; add istioctl proxy-config "
-            "endpoint POD -o json or a config_dump taken with ?include_eds")
+            f"the input does not hold the endpoints of EDS clusters ({cfg.lacking('endpoints')}): {names} "
+            "shown as 'endpoints unknown (not in the input)', not 503 no_healthy_upstream; add istioctl "
+            "proxy-config endpoint POD -o json or a config_dump taken with ?include_eds")
     route = Route(root=root, name=name, notes=tuple(dict.fromkeys(notes)))
     return route, res
 

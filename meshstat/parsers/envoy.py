@@ -174,7 +174,7 @@ class EnvoyConfig:
 
     @property
     def endpoints_complete(self) -> bool:
-        """Whether some input holds the endpoints of every EDS cluster (``?include_eds``, istioctl endpoint/eds)."""
+        """Whether some input holds the endpoints of every EDS cluster (``?include_eds``, endpoint/eds output)."""
         return any("endpoints" in inv.complete for inv in self.inputs)
 
     def lacking(self, what: str) -> str:
@@ -348,7 +348,8 @@ class _Lines:
         keys = "|".join(re.escape(k) for k in dict.fromkeys((key, camel)))
         if isinstance(value, bool | int | float | str) or value is None:
             shown = value if isinstance(value, str) else json.dumps(value)
-            forms = dict.fromkeys((str(shown), json.dumps(shown)[1:-1] if isinstance(shown, str) else str(shown)))
+            escaped = json.dumps(shown)[1:-1] if isinstance(shown, str) else str(shown)
+            forms = dict.fromkeys((str(shown), escaped))  # as written, and JSON-escaped (backslashes doubled)
             val = r"\s*[\"']?(?:" + "|".join(re.escape(f) for f in forms) + ")"
         else:
             val = ""
@@ -453,7 +454,8 @@ def _regex(v: Any, path: str) -> None:
         err = re2_syntax_error(v)
         if err is not None:
             shown = repr(v) if len(v) <= 60 else repr(v[:57] + "...")
-            raise _Bad(path, "a regular expression in RE2 syntax (Envoy's regex engine)", v, f"{shown}: {err}")
+            raise _Bad(path, "a regular expression in RE2 syntax (Envoy's regex engine)", v,
+                       f"{shown}: {err}")
 
 
 def _any(v: Any, path: str) -> None:
@@ -692,7 +694,7 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
         inv.complete |= {"clusters", "endpoints"}  # every cluster, with or without hosts
         for cs in data.get("cluster_statuses") or []:
             _add_cluster_status(cfg, cs, source, lines)
-    elif isinstance(data, dict) and isinstance(data.get("bootstrap"), dict) and set(data) <= {"bootstrap", "last_updated"}:
+    elif isinstance(data, dict) and isinstance(data.get("bootstrap"), dict) and set(data) <= _BOOTSTRAP_DUMP:
         inv.form = "istioctl proxy-config bootstrap output"
         _check(data, _DUMP_SECTION, "bootstrap dump", source, lines, None)
         seen = set()
@@ -703,10 +705,10 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
         seen = set()
         _add_bootstrap_dump(cfg, data, source, lines, seen)
         _dump_completeness(inv, seen, bootstrap_only=True)
-    elif isinstance(data, dict) and set(data) & _NOT_ROUTING_KEYS and not set(data) - _NOT_ROUTING_KEYS - {"@type"}:
+    elif isinstance(data, dict) and set(data) & _NOT_ROUTING_KEYS and set(data) <= _NOT_ROUTING_KEYS | {"@type"}:
         inv.form = "Envoy secrets or extension configuration"
-        cfg.warnings.append(f"{source}: TLS secrets or extension configurations (istioctl proxy-config secret/ecds "
-                            "output) do not decide where a call goes: the file is ignored")
+        cfg.warnings.append(f"{source}: TLS secrets or extension configurations (istioctl proxy-config "
+                            "secret/ecds output) do not decide where a call goes: the file is ignored")
     elif isinstance(data, dict):
         _list_form(inv, {_add_item(cfg, data, source, lines, 0)})
     else:
@@ -721,6 +723,8 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
 #: Keys of an Envoy bootstrap (``envoy.config.bootstrap.v3.Bootstrap``) that no other accepted input has.
 _BOOTSTRAP_KEYS = frozenset({"static_resources", "dynamic_resources", "cluster_manager", "layered_runtime",
                              "admin", "stats_config", "overload_manager", "node"})
+#: ``istioctl proxy-config bootstrap`` output: the admin ``BootstrapConfigDump``.
+_BOOTSTRAP_DUMP = frozenset({"bootstrap", "last_updated"})
 #: Top-level keys of the admin dump sections that hold no routing (secrets, ECDS) as istioctl prints them.
 _NOT_ROUTING_KEYS = frozenset({"static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets",
                                "ecds_filters"})
@@ -741,7 +745,7 @@ def _list_form(inv: InputInventory, kinds: set[str]) -> None:
 
 
 def _dump_completeness(inv: InputInventory, seen: set[str], *, bootstrap_only: bool = False) -> None:
-    """Whether a config_dump (or a bootstrap) holds every cluster and every EDS endpoint, from the sections seen.
+    """Whether a config_dump (or a bootstrap) holds every cluster and every EDS endpoint.
 
     ``seen`` holds ``"clusters"`` (a ClustersConfigDump), ``"dynamic_active_clusters"``,
     ``"endpoints"`` (an EndpointsConfigDump), ``"bootstrap"``, ``"static_resources"``, ``"cds"``
@@ -753,8 +757,8 @@ def _dump_completeness(inv: InputInventory, seen: set[str], *, bootstrap_only: b
     uses_cds = "cds" in seen if "bootstrap" in seen else "dynamic" in seen
     if bootstrap_only:
         if "cds" in seen:
-            inv.gaps["clusters"] = ("a bootstrap whose clusters come over CDS (dynamic_resources.cds_config): "
-                                    "only its static clusters are in it")
+            inv.gaps["clusters"] = ("a bootstrap whose clusters come over CDS "
+                                    "(dynamic_resources.cds_config): only its static clusters are in it")
         elif "static_resources" in seen:
             inv.complete.add("clusters")
         else:
@@ -764,15 +768,15 @@ def _dump_completeness(inv: InputInventory, seen: set[str], *, bootstrap_only: b
     if "clusters" not in seen:
         inv.gaps["clusters"] = "the config_dump has no ClustersConfigDump (no clusters)"
     elif uses_cds and "dynamic_active_clusters" not in seen:
-        inv.gaps["clusters"] = ("the config_dump's ClustersConfigDump has no dynamic_active_clusters (the clusters "
-                                "Envoy got over CDS are not in it)")
+        inv.gaps["clusters"] = ("the config_dump's ClustersConfigDump has no dynamic_active_clusters "
+                                "(the clusters Envoy got over CDS are not in it)")
     else:
         inv.complete.add("clusters")
     if "endpoints" in seen:
         inv.complete.add("endpoints")
     else:
-        inv.gaps["endpoints"] = ("the config_dump has no EndpointsConfigDump (taken without ?include_eds): the "
-                                 "endpoints of EDS clusters are not in it")
+        inv.gaps["endpoints"] = ("the config_dump has no EndpointsConfigDump (taken without "
+                                 "?include_eds): the endpoints of EDS clusters are not in it")
 
 
 def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
@@ -905,7 +909,8 @@ def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines, seen
             # a warming cluster is not routed to until its endpoints arrive (ClusterManagerImpl):
             # the active version, if any, still serves
             if isinstance(name, str) and name not in cfg.clusters:
-                cfg.inactive[("cluster", name)] = "still warming (Envoy routes to it once its endpoints arrive)"
+                cfg.inactive[("cluster", name)] = ("still warming (Envoy routes to it once its endpoints "
+                                                   "arrive)")
     elif t == "EndpointsConfigDump":
         seen.add("endpoints")
         for key in ("static_endpoint_configs", "dynamic_endpoint_configs"):
@@ -917,7 +922,8 @@ def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines, seen
     # ScopedRoutes, Secrets, ECDS: not needed to resolve a call
 
 
-def _add_bootstrap_dump(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines, seen: set[str]) -> None:
+def _add_bootstrap_dump(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines,
+                        seen: set[str]) -> None:
     """A ``Bootstrap``: node id, static resources, and whether its clusters come over CDS."""
     if not isinstance(b, dict):
         raise ConfigParseError("expected 'bootstrap' to be an object", source=source)

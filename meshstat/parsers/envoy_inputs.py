@@ -76,10 +76,10 @@ _ROUTE_KEYS = frozenset({
     "response_headers_to_add", "response_headers_to_remove",
 })
 _CLUSTER_KEYS = frozenset({
-    "connect_timeout", "eds_cluster_config", "lb_policy", "cluster_type", "load_assignment", "common_lb_config",
-    "transport_socket", "typed_extension_protocol_options", "outlier_detection", "lb_subset_config",
-    "dns_lookup_family", "alt_stat_name", "health_checks", "upstream_connection_options", "load_balancing_policy",
-    "cleanup_interval", "respect_dns_ttl", "dns_refresh_rate",
+    "connect_timeout", "eds_cluster_config", "lb_policy", "cluster_type", "load_assignment",
+    "common_lb_config", "transport_socket", "typed_extension_protocol_options", "outlier_detection",
+    "lb_subset_config", "dns_lookup_family", "alt_stat_name", "health_checks", "upstream_connection_options",
+    "load_balancing_policy", "cleanup_interval", "respect_dns_ttl", "dns_refresh_rate",
 })
 _STATUS_KEYS = frozenset({
     "host_statuses", "added_via_api", "observability_name", "success_rate_ejection_threshold",

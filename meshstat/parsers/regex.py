@@ -77,7 +77,8 @@ def istio_regex_problem(pattern: str) -> str | None:
     if pattern == "":
         return "an empty regex (Istio's validation refuses it)"
     if len(pattern) > ISTIO_MAX_REGEX_LENGTH:
-        return f"a regex of {len(pattern)} characters (Istio's validation allows at most {ISTIO_MAX_REGEX_LENGTH})"
+        return (f"a regex of {len(pattern)} characters (Istio's validation allows at most "
+                f"{ISTIO_MAX_REGEX_LENGTH})")
     err = re2_syntax_error(pattern)
     if err is not None:
         return f"RE2 refuses it: {err}"
