@@ -227,6 +227,7 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     lines = [f"seed {results[0].seed_entropy} | n {results[0].n:,}"]
     if res.failure:
         lines.append(f"warning: {res.failure}")
+    lines += [f"warning: {w}" for w in res.warnings]
     lines += [f"note: {n}" for n in route.notes]
     _finish(ctx, args, lines)
     return 0
@@ -267,8 +268,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "proxy-config -o json outputs.",
     )
     e.add_argument("--config-dump", action="append", required=True, metavar="FILE",
-                   help="admin /config_dump JSON, istioctl proxy-config listener|route|cluster|endpoint -o json, "
-                   "a bootstrap, or /clusters?format=json (repeatable, merged)")
+                   help="admin /config_dump JSON, istioctl proxy-config all|listener|route|cluster|endpoint|eds|"
+                   "bootstrap -o json|yaml, a bootstrap, or /clusters?format=json (repeatable, merged)")
     e.add_argument("--host", required=True, help="called host (name or IP)")
     e.add_argument("--port", required=True, type=port_arg, help="destination port")
     e.add_argument("--address", help="destination IP of the connection (e.g. the ClusterIP)")

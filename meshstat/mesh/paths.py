@@ -18,7 +18,7 @@ from typing import Any
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.endpoints import endpoint_stage
-from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.envoy import envoy_dump_route, query_params
 from meshstat.mesh.layers import ClientPath, Layer
 from meshstat.mesh.registry import (
     EP,
@@ -51,6 +51,7 @@ from meshstat.parsers.k8s import (
     VirtualService,
     WorkloadResource,
 )
+from meshstat.parsers.regex import re2_full_match
 
 __all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "ClientPath", "Layer", "Mesh"]
 
@@ -82,8 +83,6 @@ def _port_protocol(p: ServicePort) -> str:
 
 def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
                      port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
-    import re
-
     def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
         if kind_value is None:
             return True
@@ -97,7 +96,9 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
             return v == p
         if kind == "prefix":
             return v.startswith(p)
-        return re.fullmatch(pat, value) is not None
+        # Envoy safe_regex: RE2, the whole value; ignoreUriCase does not apply to a regex (Envoy's
+        # case_sensitive has no effect on safe_regex)
+        return re2_full_match(pat, value)
 
     m = vs_match
     if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
@@ -106,7 +107,16 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
         if not sm((kind, val), headers.get(name)):
             return False
     for name, kind, val in m.without_headers:
-        if sm((kind, val), headers.get(name)):
+        # istiod inverts the header matcher and, unless it is a presence match, sets
+        # treat_missing_header_as_empty (route.go: TranslateRouteMatch): an absent header is ""
+        value = headers.get(name)
+        if value is None and kind != "present":
+            value = ""
+        if sm((kind, val), value):
+            return False
+    params = query_params(path)
+    for name, kind, val in m.query_params:
+        if not sm((kind, val), params.get(name)):
             return False
     if not sm(m.method, method) or not sm(m.authority, authority):
         return False
@@ -648,6 +658,7 @@ class Mesh:
             lay = [Layer(s.layer, s.choice, s.detail, "", s.where) for s in res.steps]
             paths.append(ClientPath("envoy-dump", route.name, route,
                                     [envoy.node_id or "(config dump)"], lay))
+            diags.extend(Diagnostic("warning", f"{route.name}: {w}") for w in res.warnings)
         paths = extend_paths(self, info, port, paths, clients=clients, client=client, diags=diags,
                              request=Request.of(path, headers, method))
         # warnings for failing shares

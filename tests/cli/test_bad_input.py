@@ -166,7 +166,11 @@ CASES = [
     envoy("envoy-scalar.json", "expected an Envoy config_dump", 1),
     envoy("envoy-binary.json", "expected UTF-8 text, found binary data", 1),
     envoy("envoy-endpoint-wrong-shape.json", "lb_endpoints[0].endpoint.address: expected an object", 13),
+    envoy("envoy-regex-backreference.json", "got '(a)\\\\1': invalid escape sequence: \\1", 52),
+    envoy("envoy-regex-lookahead.json", "safe_regex.regex: expected a regular expression in RE2 syntax", 47),
     # Kubernetes / Istio YAML
+    mesh("yaml-vs-regex-backreference.yaml", "RE2 refuses it: invalid escape sequence: \\1", 12),
+    mesh("yaml-vs-uri-regex-possessive.yaml", "uri regex '/api/v1++': expected an RE2 regular expression", 11),
     mesh("yaml-alias-bomb.yaml", "expands to more than 1,000,000 nodes through aliases", 1),
     mesh("yaml-deeply-nested.yaml", "nested deeper than 100 levels", 2),
     mesh("yaml-deeply-nested-block.yaml", "nested deeper than meshstat reads", 3),

@@ -114,7 +114,7 @@ def test_errors_are_one_line() -> None:
     rc, _, err = run(["envoy-route", "--config-dump", str(DATA / "istio" / "bookinfo-destination-rule-reviews.yaml"),
                       "--host", "x", "--port", "80"])
     assert rc == 3 and err.count("\n") == 1
-    assert "expected an Envoy listener, route configuration, cluster or host status" in err
+    assert "expected an Envoy listener, route configuration, cluster, host status or endpoint assignment" in err
     rc, _, err = run(["mesh", "-f", DEMO, "--scale", "bill-service-v1"])
     assert rc == 2 and "--scale expects KIND/NAME=REPLICAS" in err
     rc, _, err = run(["mesh", "-f", DEMO, "--client", "istio-demo/nope"])
@@ -130,3 +130,25 @@ def test_malformed_yaml_exit_3(tmp_path: Path) -> None:
     g.write_text('{"configs": [\n]\n,}')
     rc, _, err = run(["envoy-route", "--config-dump", str(g), "--host", "x", "--port", "1"])
     assert rc == 3 and f"{g}:3:" in err and "invalid JSON" in err
+
+
+def test_partial_envoy_input_says_what_it_lacks() -> None:
+    """istioctl listener + route outputs only: the dump's path shows 'cluster unknown', with a warning, not 503 NC."""
+    listener, route = (str(DATA / "envoy" / f"istio-demo-istioctl-{k}.json") for k in ("listener", "route"))
+    rc, out, _ = run_compare(envoy=[listener, route])
+    assert rc == 0 and not any("503" in r[2] for r in rows(out))
+    (w,) = [line for line in out.splitlines() if "does not hold Envoy's clusters" in line]
+    assert w.startswith("warning: config dump (Envoy): the input does not hold Envoy's clusters") and listener in w
+    unknown = [r for r in rows(out) if r[2].startswith("cluster unknown (not in the input): outbound|9999|v")]
+    assert sorted(r[9] for r in unknown) == ["10%", "90%"]
+    rc, out, _ = run(["envoy-route", "--config-dump", listener, "--config-dump", route, "--host",
+                      "bill-service.istio-demo.svc.cluster.local", "--port", "9999", "--address", "10.108.203.9",
+                      "-n", "1000", "--seed", "1"])
+    assert rc == 0 and "warning: the input does not hold Envoy's clusters" in out and route in out
+
+
+def test_envoy_route_reads_istioctl_bootstrap_output() -> None:
+    boot = str(DATA / "envoy" / "istioctl" / "bootstrap-output.json")
+    rc, out, err = run(["envoy-route", "--config-dump", boot, "--host", "a", "--port", "80", "-n", "100"])
+    assert rc == 0 and err == ""
+    assert f"warning: no listeners in the input ({boot}: istioctl proxy-config bootstrap output" in out
