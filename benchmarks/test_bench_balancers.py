@@ -18,8 +18,9 @@ import pytest
 
 from benchmarks.conftest import RESULTS, dump, machine, record
 from meshstat._kernels import balancers as kb
-from meshstat.balancers import LeastRequest, Maglev, RingHash, RoundRobin, SmoothWRR, Workload, simulate_balancer
+from meshstat.balancers import LeastRequest, Maglev, RingHash, RoundRobin, SmoothWRR, Workload
 from meshstat.balancers.roundrobin import create_with_picks
+from meshstat.engine import simulate_balancer
 from tests.reference_balancers import smooth_wrr
 
 N = 20_000_000
@@ -54,7 +55,7 @@ def test_rr_numpy(benchmark) -> None:  # type: ignore[no-untyped-def]
 
 def _edf_state(lb: RoundRobin, rng: int) -> tuple:
     """The engine's EDF start for one worker: ``createWithPicks`` with the run's LB seed."""
-    from meshstat import seeding
+    from meshstat.engine import seeding
 
     seed = int(seeding.root_seed_sequence(rng).spawn(5)[0].generate_state(1, np.uint64)[0])
     st = create_with_picks([float(w) for w in lb.weights], seed & 0xFFFFFFFF)
@@ -163,7 +164,7 @@ def test_least_request_meshstat(benchmark) -> None:  # type: ignore[no-untyped-d
 
 
 def test_least_request_python(benchmark) -> None:  # type: ignore[no-untyped-def]
-    from meshstat import seeding
+    from meshstat.engine import seeding
     from tests import reference_balancers as rb
 
     n = 20_000

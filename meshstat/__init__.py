@@ -37,7 +37,7 @@ _EXPORTS: dict[str, str] = {
     # simulation
     "simulate": "meshstat.engine",
     "compare": "meshstat.engine",
-    "SimulationResult": "meshstat.results",
+    "SimulationResult": "meshstat.engine",
     "ConfidenceInterval": "meshstat.stats",
     "GofResult": "meshstat.stats",
     # the questions users ask (check, plan, bands, canary)

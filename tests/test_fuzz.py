@@ -229,7 +229,8 @@ REGISTRY: list[FuzzTarget] = [
     ),
     FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft")),
     FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
-    FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml"), examples=400),
+    FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml", "istioctl/*.json", "istioctl/*.yaml"),
+               examples=400),
     FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), _MANIFESTS]),
     FuzzTarget("nginx", parse_nginx, [_NGINX, DATA / "bad" / "nginx-good.conf"]),
     FuzzTarget(
@@ -253,7 +254,7 @@ INTERESTING = (
     "!", "-j", "-g", "-m", "--probability", "*nat", "COMMIT", ":", "{", "}", "[", "]", '"', "'", "\\",
     "null", "true", "[]", "{}", "~", "&a", "*a", "<<", "goto", "jump", "mod", "vmap", "weight=0",
     "upstream", "server", ";", "", " ", "\t", "\ufeff", "\x00", "\r", "\r\n", "\u2028", "\x85", "é",
-    "\U0001d11e",
+    "\U0001d11e", "(a+)+b", "(a)\\1", "(?=a)", "a{1000}",
 )  # fmt: skip
 _TOKEN = re.compile(r"[^\s\"',:;{}\[\]()=]+")
 #: Values a JSON node is replaced with (structure-aware mutation of JSON seeds).

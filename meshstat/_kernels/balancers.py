@@ -14,8 +14,8 @@ item ``i`` in block ``b = i >> block_log2`` at offset ``o``):
   spread over workers or clients);
 * ``geometric_sizes``: connection ``i`` has ``1 + floor(log(u) / log1p(-1/mean))``
   requests, ``u = ((r >> 11) + 1) * 2**-53`` from draw ``o``;
-* ``alias_pick``: item ``i`` picks an alias-table column from draw ``o`` (as
-  :mod:`meshstat._kernels.route`).
+* ``alias_pick``: item ``i`` picks an alias-table column from draw ``o``
+  (:func:`meshstat._kernels.alias.alias_column`, as :mod:`meshstat._kernels.route`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import numpy as np
 from numba import prange
 
 from meshstat._kernels._jit import jit, pjit
+from meshstat._kernels.alias import alias_column
 from meshstat._kernels.splitmix import splitmix64
 
 U64 = np.uint64
@@ -445,19 +446,12 @@ def geometric_sizes(mean, keys, block_log2, n, out):  # pragma: no cover - compi
 def alias_pick(table, bits, keys, block_log2, n, out):  # pragma: no cover - compiled
     """Alias-table column per item (same mapping as ``route.alias_dest``)."""
     nb = keys.shape[0]
-    bsh = U64(bits)
-    shift = U64(64 - bits)
-    low_mask = (U64(1) << shift) - U64(1)
-    amask = (U64(1) << bsh) - U64(1)
     for b in prange(nb):
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
         key = keys[np.int64(b)]
         for i in range(start, stop):
-            r = splitmix64(key, U64(i - start))
-            j = r >> shift
-            e = table[j]
-            out[i] = j if (r & low_mask) < (e >> bsh) else (e & amask)
+            out[i] = alias_column(table, bits, splitmix64(key, U64(i - start)))
 
 
 @pjit
@@ -599,17 +593,6 @@ def set_affinity(conn_client, conn_time, choice, n_endpoints, timeout, size, out
 # ----------------------------------------------------------------- connection-level routing
 
 
-@jit(inline="always")
-def _alias_col(table, bits, r):  # pragma: no cover - compiled
-    bsh = U64(bits)
-    shift = U64(64 - bits)
-    low_mask = (U64(1) << shift) - U64(1)
-    amask = (U64(1) << bsh) - U64(1)
-    j = r >> shift
-    e = table[j]
-    return j if (r & low_mask) < (e >> bsh) else (e & amask)
-
-
 @pjit
 def connection_counts(
     group_table, group_bits, req_tables, req_bits, group_offset, conn_sizes, conn_keys, req_keys, block_log2, out
@@ -633,7 +616,7 @@ def connection_counts(
             if s == 0:
                 continue
             b = c >> block_log2
-            g = _alias_col(group_table, group_bits, splitmix64(conn_keys[r, b], U64(c - (b << block_log2))))
+            g = alias_column(group_table, group_bits, splitmix64(conn_keys[r, b], U64(c - (b << block_log2))))
             base = group_offset[g]
             if req_bits[g] == 0:
                 out[r, base] += s
@@ -641,6 +624,7 @@ def connection_counts(
                 continue
             for _ in range(s):
                 bb = j >> block_log2
-                col = _alias_col(req_tables[g], req_bits[g], splitmix64(req_keys[r, bb], U64(j - (bb << block_log2))))
+                r_j = splitmix64(req_keys[r, bb], U64(j - (bb << block_log2)))
+                col = alias_column(req_tables[g], req_bits[g], r_j)
                 out[r, base + col] += 1
                 j += 1

@@ -41,6 +41,7 @@ import numpy as np
 from numba import prange
 
 from meshstat._kernels._jit import jit, pjit
+from meshstat._kernels.alias import alias_column
 from meshstat._kernels.splitmix import splitmix64
 
 U31 = np.uint64(0x7FFFFFFF)
@@ -98,10 +99,6 @@ def bernoulli_windows(t, keys, b0, block_log2, n, window, w0, out):  # pragma: n
 def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cover - compiled
     """Alias-table destinations (``bits >= 1``); ``counts[b]`` gets block ``b``'s tally."""
     nb = keys.shape[0]
-    bsh = np.uint64(bits)
-    shift = np.uint64(64 - bits)
-    low_mask = (np.uint64(1) << shift) - np.uint64(1)
-    amask = (np.uint64(1) << bsh) - np.uint64(1)
     for b in prange(nb):
         start = np.int64(b) << block_log2
         stop = min(start + (np.int64(1) << block_log2), n)
@@ -109,10 +106,7 @@ def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cov
         o = out[start:stop]
         c = counts[b]
         for u in range(stop - start):
-            r = splitmix64(key, np.uint64(u))
-            j = r >> shift
-            e = table[j]
-            sel = j if (r & low_mask) < (e >> bsh) else (e & amask)
+            sel = alias_column(table, bits, splitmix64(key, np.uint64(u)))
             o[u] = sel
             c[sel] += 1
 
@@ -121,10 +115,6 @@ def alias_dest(table, bits, keys, block_log2, n, out, counts):  # pragma: no cov
 def alias_windows(table, bits, keys, b0, block_log2, n, window, w0, out):  # pragma: no cover - compiled
     """Alias-table counts per window; ``out`` int64[n_windows, K] (zeroed)."""
     nw = out.shape[0]
-    bsh = np.uint64(bits)
-    shift = np.uint64(64 - bits)
-    low_mask = (np.uint64(1) << shift) - np.uint64(1)
-    amask = (np.uint64(1) << bsh) - np.uint64(1)
     for w in prange(nw):
         lo = (w0 + np.int64(w)) * window
         hi = min(lo + window, n)
@@ -136,11 +126,7 @@ def alias_windows(table, bits, keys, b0, block_log2, n, window, w0, out):  # pra
             key = keys[b - b0]
             row = out[w]
             for u in range(i - base, seg - base):
-                r = splitmix64(key, np.uint64(u))
-                c = r >> shift
-                e = table[c]
-                sel = c if (r & low_mask) < (e >> bsh) else (e & amask)
-                row[sel] += 1
+                row[alias_column(table, bits, splitmix64(key, np.uint64(u)))] += 1
             i = seg
 
 
@@ -152,9 +138,9 @@ def _cascade_pick(thresholds, key, base):  # pragma: no cover - compiled
     """First rule whose 31-bit draw is below its threshold, two rules per 64-bit word.
 
     Rule ``j`` uses word ``base + j // 2``: the low half for even ``j``, the high
-    half for odd ``j``. Both rules of a word are tested with one branch
-    (performance.md §2.2: 1.3-1.4 times faster than one branch per rule); the
-    lower rule wins, so the result is the sequential first match.
+    half for odd ``j``. Both rules of a word are tested with one branch (half the
+    branches of one test per rule; ``benchmarks/test_bench_route.py`` times the
+    faithful cascade); the lower rule wins, so the result is the sequential first match.
     """
     m = thresholds.shape[0]
     pairs = m >> 1

@@ -10,7 +10,8 @@ Keys come from ``numpy.random.SeedSequence.spawn`` (one child per block), so
 blocks are statistically independent streams.
 
 All arithmetic is ``uint64``: a Python ``int`` mixed in would turn the
-pipeline into ``int64``/``float64`` (performance.md §7.1).
+pipeline into ``int64``/``float64`` (numba's type unification of mixed
+signed and unsigned integers).
 """
 
 from __future__ import annotations

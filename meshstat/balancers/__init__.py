@@ -1,7 +1,7 @@
-"""Inside a subset: endpoint load balancers and connection-level effects.
+"""Inside a subset: endpoint load balancers and connection-level effects (definitions).
 
 Stateful or keyed balancers are not i.i.d. :class:`meshstat.model.Stage`\\ s, so
-each has its own frozen dataclass and :func:`simulate_balancer` runs it:
+each has its own frozen dataclass, run by :func:`meshstat.engine.balancers.simulate_balancer`:
 
 =====================  ==========================================================================
 class                  what it models
@@ -20,22 +20,22 @@ class                  what it models
 
 Inside any route: :class:`Balanced` makes a balancer the leaves' parent stage
 (e.g. Envoy weighted clusters over subsets, each with its own balancer), and
-:func:`meshstat.simulate` runs such routes through :func:`simulate_stateful_route`.
+:func:`meshstat.simulate` runs such routes through
+:func:`meshstat.engine.stateful.simulate_stateful_route`.
 
-Also: :func:`disruption` (keys that move when hosts change),
-:func:`simulate_connections` (connection reuse over any route),
-:func:`simulate_affinity` (kube-proxy ClientIP affinity, Envoy hash stickiness),
-:mod:`~meshstat.balancers.priority` (priority loads, panic, localities) and
-:func:`xxh64`.
+Also: :class:`KubeProxyAffinity` and :class:`HashAffinity` (kube-proxy ClientIP
+affinity, Envoy hash stickiness), :mod:`~meshstat.balancers.priority` (priority
+loads, panic, localities) and :func:`xxh64`. The simulations are the engine's:
+:mod:`meshstat.engine.balancers` (``simulate_balancer``, ``disruption``: keys that
+move when hosts change), :mod:`meshstat.engine.connections` (``simulate_connections``:
+connection reuse over any route) and :mod:`meshstat.engine.affinity` (``simulate_affinity``).
 
 Heavy libraries are imported on first use.
 """
 
 from __future__ import annotations
 
-from meshstat.balancers.affinity import AffinityResult, HashAffinity, KubeProxyAffinity, simulate_affinity
-from meshstat.balancers.connections import ConnectionResult, simulate_connections
-from meshstat.balancers.engine import BalancerResult, DisruptionResult, disruption, simulate_balancer
+from meshstat.balancers.affinity import HashAffinity, KubeProxyAffinity
 from meshstat.balancers.hashing import Maglev, RingHash, default_endpoints, hash_strings, xxh64
 from meshstat.balancers.least_request import LeastRequest
 from meshstat.balancers.priority import (
@@ -48,15 +48,11 @@ from meshstat.balancers.priority import (
     priority_route,
 )
 from meshstat.balancers.roundrobin import Ipvs, NumgenInc, Random, RoundRobin, SmoothWRR, create_with_picks
-from meshstat.balancers.stage import Balanced, simulate_stateful_route
+from meshstat.balancers.stage import Balanced
 from meshstat.balancers.workload import ServiceTime, Workload
 
 __all__ = [
-    "AffinityResult",
-    "BalancerResult",
     "Balanced",
-    "ConnectionResult",
-    "DisruptionResult",
     "HashAffinity",
     "Ipvs",
     "KubeProxyAffinity",
@@ -74,15 +70,10 @@ __all__ = [
     "Workload",
     "create_with_picks",
     "default_endpoints",
-    "disruption",
     "hash_strings",
     "host_shares",
     "locality_shares",
     "priority_loads",
     "priority_route",
-    "simulate_affinity",
-    "simulate_balancer",
-    "simulate_connections",
-    "simulate_stateful_route",
     "xxh64",
 ]

@@ -43,6 +43,8 @@ from meshstat.errors import InvalidArgument
 if TYPE_CHECKING:
     import numpy as np
 
+    from meshstat.balancers.workload import Workload
+
 __all__ = [
     "DEFAULT_MAGLEV_TABLE_SIZE",
     "DEFAULT_MAX_RING_SIZE",
@@ -50,7 +52,9 @@ __all__ = [
     "Maglev",
     "RingHash",
     "default_endpoints",
+    "endpoints_weights",
     "hash_strings",
+    "key_hashes",
     "xxh64",
 ]
 
@@ -143,6 +147,11 @@ def hash_strings(strings: Sequence[str], seed: int = 0) -> np.ndarray:
     return out
 
 
+def key_hashes(workload: Workload) -> np.ndarray:
+    """xxHash64 (seed 0) of every header value of the workload: Envoy's header hash policy."""
+    return hash_strings(workload.key_strings())
+
+
 def default_endpoints(n: int) -> tuple[str, ...]:
     """``n`` pod-like addresses ``10.244.X.Y:8080`` (the hash keys of the hosts)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -150,9 +159,10 @@ def default_endpoints(n: int) -> tuple[str, ...]:
     return tuple(f"10.244.{1 + i // 250}.{2 + i % 250}:8080" for i in range(n))
 
 
-def _endpoints_weights(
+def endpoints_weights(
     endpoints: int | Sequence[str], weights: Sequence[int] | None
 ) -> tuple[tuple[str, ...], tuple[int, ...] | None]:
+    """A balancer's endpoint keys (``N`` gives :func:`default_endpoints`) and weights, checked."""
     eps = default_endpoints(endpoints) if isinstance(endpoints, int) else tuple(str(e) for e in endpoints)
     if not eps:
         raise InvalidArgument("a balancer needs at least one endpoint")
@@ -204,7 +214,7 @@ class RingHash:
         min_ring_size: int = DEFAULT_MIN_RING_SIZE,
         max_ring_size: int = DEFAULT_MAX_RING_SIZE,
     ) -> None:
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         for name, v in (("min_ring_size", min_ring_size), ("max_ring_size", max_ring_size)):
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= DEFAULT_MAX_RING_SIZE:
                 raise InvalidArgument(f"{name} must be an integer in [1, {DEFAULT_MAX_RING_SIZE}], got {v!r}")
@@ -366,7 +376,7 @@ class Maglev:
         weights: Sequence[int] | None = None,
         table_size: int = DEFAULT_MAGLEV_TABLE_SIZE,
     ) -> None:
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         if isinstance(table_size, bool) or not isinstance(table_size, int) or table_size > MAX_MAGLEV_TABLE_SIZE:
             raise InvalidArgument(f"maglev table size must be an integer <= {MAX_MAGLEV_TABLE_SIZE}, got {table_size!r}")
         if not _is_prime(table_size):

@@ -18,7 +18,7 @@
 frozen active counts (Envoy's documented examples: 3 hosts with one at 10
 active requests -> 4/9, 4/9, 1/9; 2 hosts, one busy -> 1/4 to the busy one).
 Under load the counts move with every arrival and completion, so
-:func:`meshstat.balancers.simulate_balancer` runs a discrete-event simulation
+:func:`meshstat.engine.balancers.simulate_balancer` runs a discrete-event simulation
 (:mod:`meshstat._kernels.least_request`) with a :class:`~meshstat.balancers.Workload`.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from meshstat.balancers.hashing import _endpoints_weights
+from meshstat.balancers.hashing import endpoints_weights
 from meshstat.errors import InvalidArgument
 
 __all__ = ["LeastRequest"]
@@ -69,7 +69,7 @@ class LeastRequest:
         active_request_bias: float = 1.0,
         selection_method: str = "n_choices",
     ):
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         if isinstance(choice_count, bool) or not isinstance(choice_count, int) or choice_count < 2:
             raise InvalidArgument(
                 f"LeastRequestLbConfigValidationError.ChoiceCount: value must be greater than or equal to 2, "

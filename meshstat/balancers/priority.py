@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from meshstat import model
 from meshstat.errors import InvalidArgument
 
 __all__ = [
@@ -217,8 +218,6 @@ def priority_route(
 
     Hosts that get no traffic are leaves with weight 0, so every host is listed.
     """
-    from meshstat import model
-
     pl = priority_loads(levels, overprovisioning_factor=overprovisioning_factor, panic_threshold=panic_threshold)
     children: list[object] = []
     weights: list[int] = []

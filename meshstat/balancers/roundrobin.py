@@ -44,7 +44,7 @@ from fractions import Fraction
 from math import gcd
 from typing import TYPE_CHECKING
 
-from meshstat.balancers.hashing import _endpoints_weights
+from meshstat.balancers.hashing import endpoints_weights
 from meshstat.errors import InvalidArgument, ModelError
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class RoundRobin:
     unit = "request"
 
     def __init__(self, endpoints: int | Sequence[str], weights: Sequence[int] | None = None, workers: int = 1):
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         object.__setattr__(self, "endpoints", eps)
         object.__setattr__(self, "weights", ws)
         object.__setattr__(self, "workers", _check_workers(workers))
@@ -199,7 +199,7 @@ class Random:
     workers = 1
 
     def __init__(self, endpoints: int | Sequence[str], weights: Sequence[int] | None = None):
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         object.__setattr__(self, "endpoints", eps)
         object.__setattr__(self, "weights", ws)
 
@@ -248,7 +248,7 @@ class SmoothWRR:
         backup: Sequence[bool] | None = None,
         workers: int = 1,
     ):
-        eps, ws = _endpoints_weights(endpoints, weights)
+        eps, ws = endpoints_weights(endpoints, weights)
         n = len(eps)
         dn = tuple(bool(x) for x in down) if down is not None else (False,) * n
         bk = tuple(bool(x) for x in backup) if backup is not None else (False,) * n
@@ -340,7 +340,7 @@ class NumgenInc:
     weights = None
 
     def __init__(self, endpoints: int | Sequence[str], offset: int = 0):
-        eps, _ = _endpoints_weights(endpoints, None)
+        eps, _ = endpoints_weights(endpoints, None)
         object.__setattr__(self, "endpoints", eps)
         object.__setattr__(self, "offset", int(offset) % len(eps))
 
@@ -380,7 +380,7 @@ class Ipvs:
     workers = 1
 
     def __init__(self, endpoints: int | Sequence[str], weights: Sequence[int] | None = None, scheduler: str = "rr"):
-        eps, _ = _endpoints_weights(endpoints, None)
+        eps, _ = endpoints_weights(endpoints, None)
         ws = tuple(int(w) for w in weights) if weights is not None else (1,) * len(eps)
         if len(ws) != len(eps) or any(w < 0 for w in ws):
             raise InvalidArgument("IPVS weights: one non-negative integer per real server")

@@ -20,11 +20,8 @@ from __future__ import annotations
 
 from meshstat.kubeproxy.iptables import kube_proxy_iptables_save
 from meshstat.kubeproxy.ipvs import (
-    RealServer,
-    VirtualServer,
     ipvs_services,
     parse_ipvsadm,
-    parse_ipvsadm_servers,
 )
 from meshstat.kubeproxy.lookup import find_service, load_service_route, service_notes, services
 from meshstat.kubeproxy.service import (
@@ -37,9 +34,7 @@ from meshstat.kubeproxy.service import (
 
 __all__ = [
     "EndpointInfo",
-    "RealServer",
     "ServiceInfo",
-    "VirtualServer",
     "find_service",
     "ipvs_services",
     "kube_chain_hash",
@@ -47,7 +42,6 @@ __all__ = [
     "kube_proxy_iptables_save",
     "load_service_route",
     "parse_ipvsadm",
-    "parse_ipvsadm_servers",
     "service_notes",
     "service_route",
     "services",

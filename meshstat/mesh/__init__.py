@@ -20,6 +20,18 @@ call can take:
 ``envoy-dump``
     The same question answered from a real (or composed) ``config_dump`` of the client's
     sidecar, read by :mod:`meshstat.parsers.envoy` and resolved by :mod:`meshstat.mesh.envoy`.
+``ambient`` (``"ambient (ztunnel)"``)
+    The client's pod is captured by ztunnel (``istio.io/dataplane-mode: ambient``) and the
+    Service has no waypoint: ztunnel picks one endpoint per connection, uniformly over the pods
+    (weighted by capacity), whatever the VirtualService says (:mod:`meshstat.mesh.ambient`).
+``ambient-waypoint`` (``"ambient + waypoint"``)
+    The Service uses a waypoint (``istio.io/use-waypoint``): ztunnel tunnels the connection to
+    it and the waypoint applies the VirtualService (Alpha in Istio) or, through
+    ``Mesh.route_for``, an HTTPRoute, per request.
+
+Who a rule applies to (``gateways``, ``exportTo``, the Sidecar resource, the outbound traffic
+policy, headless Services) is :mod:`meshstat.mesh.scope`; every route a rule set has for a
+service (one representative request per match) is :mod:`meshstat.mesh.requests`.
 
 Istio's translation follows ``pilot/pkg/networking/core/route/route.go``
 (``applyHTTPRouteDestination``: one destination -> plain cluster, several ->
@@ -30,16 +42,24 @@ labels include all the subset's labels). The injection decision follows the webh
 selectors of the istio-discovery chart (``mutatingwebhook.yaml``) and
 ``pkg/kube/inject/webhook.go: injectRequired``.
 
-Modules: :mod:`~meshstat.mesh.registry` (pods, services, the injection decision),
+Modules: :mod:`~meshstat.mesh.layers` (:class:`Layer`, :class:`ClientPath`),
+:mod:`~meshstat.mesh.registry` (pods, services, the injection decision),
 :mod:`~meshstat.mesh.endpoints` (one cluster's endpoint stage, the runtime_fraction correlation),
 :mod:`~meshstat.mesh.envoy` (a call through an Envoy configuration and its Route),
+:mod:`~meshstat.mesh.scope`, :mod:`~meshstat.mesh.ambient`, :mod:`~meshstat.mesh.requests`,
 :mod:`~meshstat.mesh.paths` (:class:`Mesh` and its client paths). Comparing the paths by
-simulation (:func:`meshstat.mesh.compare.compare_paths`) uses the engine, so it is not
-re-exported here.
+simulation is the engine's job (:func:`meshstat.engine.mesh.compare_paths`).
 """
 
 from __future__ import annotations
 
+from meshstat.mesh.ambient import (
+    AmbientDecision,
+    WaypointBinding,
+    ambient_decision,
+    client_kind,
+    service_waypoint,
+)
 from meshstat.mesh.endpoints import correlated_weights, endpoint_stage
 from meshstat.mesh.envoy import (
     Resolution,
@@ -52,7 +72,8 @@ from meshstat.mesh.envoy import (
     select_filter_chain,
     select_listener,
 )
-from meshstat.mesh.paths import ClientPath, Layer, Mesh
+from meshstat.mesh.layers import ClientPath, Layer
+from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -62,27 +83,39 @@ from meshstat.mesh.registry import (
     injection_decision,
     version_of,
 )
+from meshstat.mesh.requests import Request, paths_per_route
+from meshstat.mesh.scope import ClientScope, client_scope, destination_rule
 
 __all__ = [
     "EP",
+    "AmbientDecision",
     "ClientPath",
+    "ClientScope",
     "InjectionDecision",
     "InjectorConfig",
     "Layer",
     "Mesh",
     "Pod",
     "RegisteredService",
+    "Request",
     "Resolution",
     "ResolutionStep",
     "RouteCandidate",
+    "WaypointBinding",
+    "ambient_decision",
+    "client_kind",
+    "client_scope",
     "correlated_weights",
+    "destination_rule",
     "endpoint_stage",
     "envoy_dump_route",
     "find_virtual_host",
     "injection_decision",
+    "paths_per_route",
     "resolve_call",
     "route_static_match",
     "select_filter_chain",
     "select_listener",
+    "service_waypoint",
     "version_of",
 ]

@@ -17,7 +17,8 @@
    wildcard, then the longest prefix wildcard, then ``*``
    (``source/common/router/config_impl.cc: RouteMatcher::findVirtualHost``);
 5. routes in order: the first whose match holds (prefix, path, safe_regex,
-   path_separated_prefix, headers, query parameters). Routes with ``runtime_fraction``
+   path_separated_prefix, headers, query parameters); every ``safe_regex`` is RE2, matched
+   against the whole value (:mod:`meshstat.parsers.regex`). Routes with ``runtime_fraction``
    are kept as *candidates* with their fraction, since Envoy evaluates the fraction with
    the same per-request random value that then picks the weighted cluster
    (``RouteEntryImplBase::evaluateRuntimeMatch``); :func:`meshstat.mesh.correlated_weights`
@@ -29,7 +30,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ from meshstat.parsers.envoy import (
     socket_address,
     type_of,
 )
+from meshstat.parsers.regex import re2_full_match
 
 __all__ = [
     "Resolution",
@@ -54,6 +55,7 @@ __all__ = [
     "RouteCandidate",
     "envoy_dump_route",
     "find_virtual_host",
+    "query_params",
     "resolve_call",
     "route_static_match",
     "select_filter_chain",
@@ -103,6 +105,9 @@ class Resolution:
         The trace (listener, filter chain, route configuration, virtual host, route).
     notes : list of str
         Caveats (things assumed or not modelled).
+    warnings : list of str
+        What the input lacks for this call (clusters or endpoints not in it, files ignored),
+        naming the files; the outcome of such a part is marked unknown, never a guessed 503.
     """
 
     host: str
@@ -113,6 +118,7 @@ class Resolution:
     steps: list[ResolutionStep] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     failure: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def _listener_addr(li: Mapping[str, Any]) -> tuple[str, int | None]:
@@ -163,6 +169,10 @@ def select_listener(
         res.notes.append(f"several listeners on port {port}; give the destination address to choose")
     elif orig:
         chosen, how = orig[0], "no listener for the original destination: the use_original_dst listener's own chains"
+        for idle, why in cfg.inactive_listeners:
+            if _listener_addr(idle)[1] == port:
+                res.notes.append(f"listener {idle.get('name')} on port {port} is {why} in the input: until "
+                                 f"it is active, Envoy keeps the connection on {o['name']}")
     if chosen is None:
         return None
     res.steps.append(ResolutionStep("listener", str(chosen["name"]), how,
@@ -308,7 +318,7 @@ def _string_matcher(m: Mapping[str, Any], value: str | None) -> bool:
                 "contains": pat in v,
             }[key]
     if "safe_regex" in m:
-        return re.fullmatch(str(m["safe_regex"].get("regex", "")), value) is not None
+        return re2_full_match(str(m["safe_regex"].get("regex", "")), value)
     return False
 
 
@@ -328,7 +338,7 @@ def _header_matches(hm: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     elif "contains_match" in hm:
         ok = value is not None and str(hm["contains_match"]) in value
     elif "safe_regex_match" in hm:
-        ok = value is not None and re.fullmatch(str(hm["safe_regex_match"].get("regex", "")), value) is not None
+        ok = value is not None and re2_full_match(str(hm["safe_regex_match"].get("regex", "")), value)
     elif "string_match" in hm:
         ok = _string_matcher(hm["string_match"], value)
     elif "range_match" in hm:
@@ -340,6 +350,22 @@ def _header_matches(hm: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
     else:
         ok = value is not None
     return ok != bool(hm.get("invert_match"))
+
+
+def query_params(path: str) -> dict[str, str]:
+    """The query parameters of a request path, first value of each name, not URL-decoded.
+
+    As Envoy reads them for a route's ``query_parameters`` (``RouteEntryImplBase::matchRoute``
+    parses the ``:path`` with ``Http::Utility::QueryParamsMulti::parseQueryString`` and each
+    matcher looks at the first value of its name); a name without ``=`` has the value ``""``.
+    """
+    qs = path.split("?", 1)[1] if "?" in path else ""
+    params: dict[str, str] = {}
+    for kv in qs.split("&"):
+        if kv:
+            k, _, v = kv.partition("=")
+            params.setdefault(k, v)
+    return params
 
 
 def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str, str], notes: list[str]) -> bool:
@@ -360,7 +386,7 @@ def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str
     elif "path" in match:
         ok = p == c(match["path"])
     elif "safe_regex" in match:
-        ok = re.fullmatch(str(match["safe_regex"].get("regex", "")), bare) is not None
+        ok = re2_full_match(str(match["safe_regex"].get("regex", "")), bare)
     elif "path_separated_prefix" in match:
         pre = c(match["path_separated_prefix"])
         ok = p == pre or p.startswith(pre + "/")
@@ -376,12 +402,7 @@ def route_static_match(match: Mapping[str, Any], path: str, headers: Mapping[str
     for hm in match.get("headers") or []:
         if not _header_matches(hm, headers):
             return False
-    qs = full.split("?", 1)[1] if "?" in full else ""
-    params: dict[str, str] = {}
-    for kv in qs.split("&"):
-        if kv:
-            k, _, v = kv.partition("=")
-            params.setdefault(k, v)
+    params = query_params(full)
     for qm in match.get("query_parameters") or []:
         name = str(qm.get("name", ""))
         if "present_match" in qm:
@@ -490,13 +511,25 @@ def resolve_call(
     hdrs.setdefault("host", authority)
     hdrs.setdefault(":path", path)
     hdrs.setdefault(":method", method.upper())
-    if not cfg.listeners:
-        res.failure = "no listeners in the input (give a config_dump or istioctl proxy-config listener output)"
+    res.warnings.extend(cfg.warnings)
+    if not cfg.listeners and not cfg.inactive_listeners:
+        held = "; ".join(f"{inv.source}: {inv.form}, {inv.contents()}" for inv in cfg.inputs)
+        res.failure = (f"no listeners in the input ({held}); give a config_dump or istioctl proxy-config "
+                       "listener output")
         return res
     li = select_listener(cfg, dst_ip, port, res)
     if li is None:
-        res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
+        idle = [(x, why) for x, why in cfg.inactive_listeners if _listener_addr(x)[1] == port]
+        if idle:
+            x, why = idle[0]
+            res.failure = (f"listener {x.get('name')} on port {port} is {why} in the input: Envoy does not "
+                           "accept connections on it (yet)")
+        else:
+            res.failure = f"no listener accepts {dst_ip or host}:{port} (connection refused or not captured)"
         return res
+    if li.get("filter_chain_matcher"):
+        res.notes.append(f"listener {li['name']} picks its filter chain with filter_chain_matcher, which "
+                         "meshstat does not evaluate: filter_chain_match criteria used")
     fc = select_filter_chain(li, dst_ip, port, protocol, res)
     if fc is None:
         res.failure = f"no filter chain of listener {li['name']} matches"
@@ -521,6 +554,10 @@ def resolve_call(
         if protocol == "http":
             res.notes.append("the matching filter chain is tcp_proxy: requests follow their connection")
         return res
+    if "route_config" not in tc and "rds" not in tc:
+        what = "scoped_routes" if "scoped_routes" in tc else "neither route_config nor rds"
+        res.failure = f"the http_connection_manager of {li['name']} has {what}: its routes are not modelled"
+        return res
     if "route_config" in tc:
         rc = tc["route_config"]
         rc_name = str(rc.get("name", ""))
@@ -530,8 +567,13 @@ def resolve_call(
         rc_name = str(((tc.get("rds") or {}).get("route_config_name")) or "")
         rc = cfg.route_configs.get(rc_name)
         if rc is None:
-            res.failure = f"RDS route configuration {rc_name!r} not in the input (add istioctl proxy-config route output)"
-            res.steps.append(ResolutionStep("route configuration", rc_name, "RDS: missing"))
+            state = cfg.inactive.get(("route", rc_name))
+            if state is not None:
+                res.failure = f"RDS route configuration {rc_name!r} {state} in the input"
+            else:
+                res.failure = (f"RDS route configuration {rc_name!r} not in the input (add istioctl "
+                               "proxy-config route output)")
+            res.steps.append(ResolutionStep("route configuration", rc_name, f"RDS: {state or 'missing'}"))
             return res
         res.steps.append(ResolutionStep("route configuration", rc_name, "RDS", cfg.where("route", rc_name)))
     strip = bool(tc.get("strip_any_host_port"))
@@ -593,13 +635,29 @@ def envoy_dump_route(
     used: set[str] = set()
     hdrs = {str(k).lower(): str(v) for k, v in (headers.items() if isinstance(headers, Mapping) else headers)}
 
+    unknown_clusters: list[str] = []
+    unknown_endpoints: list[str] = []
+
     def cluster_node(cname: str, unit: str) -> Node:
         cl = cfg.clusters.get(cname)
         if cl is None and cname not in cfg.assignments and cname not in cfg.host_statuses:
+            state = cfg.inactive.get(("cluster", cname))
+            if state is not None:  # in the dump, but not one Envoy routes to
+                notes.append(f"cluster {cname} is {state}: Envoy answers 503 NC until it is active")
+                return Backend(name=f"503 NC cluster {state.split(' (')[0]} ({cname})",
+                               labels=(("outcome", "503"),))
+            if not cfg.clusters_complete:  # the input does not hold every cluster: Envoy may have it
+                unknown_clusters.append(cname)
+                return Backend(name=f"cluster unknown (not in the input): {cname}",
+                               labels=(("outcome", "unknown"),))
             return Backend(name=f"503 NC cluster not found ({cname})", labels=(("outcome", "503"),))
         if cl is not None and cl.type == "ORIGINAL_DST":
             return Backend(name=f"{cname} (original destination {address or host}:{port})",
                            address=f"{address or host}:{port}", labels=(("outcome", "passthrough"),))
+        if not cfg.has_endpoints_for(cname):
+            unknown_endpoints.append(cname)
+            return Backend(name=f"endpoints unknown (not in the input): {cname}",
+                           labels=(("outcome", "unknown"),))
         eps, factor, origin = cfg.endpoints_of(cname)
         policy = cl.lb_policy if cl is not None else "ROUND_ROBIN"
         out_eps = []
@@ -617,8 +675,10 @@ def envoy_dump_route(
         prov = None
         if cl is not None and cl.source:
             prov = Provenance(cl.source, cl.line)
-        notes.append(f"{cname}: lb_policy {policy}" + ("" if (cl is None or cl.lb_policy_explicit) else " (default)")
-                     + f", {len(out_eps)} endpoint(s) from {origin}; endpoint LB modelled by its long-run share")
+        shown = (" (the cluster is not in the input: assumed)" if cl is None
+                 else "" if cl.lb_policy_explicit else " (default)")
+        notes.append(f"{cname}: lb_policy {policy}{shown}, {len(out_eps)} endpoint(s) from {origin}; "
+                     "endpoint LB modelled by its long-run share")
         return endpoint_stage(cname, out_eps, policy=policy, unit=unit, overprovisioning=factor,
                               panic_threshold=cl.panic_threshold if cl else DEFAULT_PANIC_THRESHOLD,
                               locality_weighted=bool(cl and cl.locality_weighted), notes=notes, provenance=prov)
@@ -653,13 +713,15 @@ def envoy_dump_route(
                     items.append((c.fraction, ws))
                 else:
                     items.append((c.fraction, [(f"{c.action[0]} {c.action[1]}".strip(), 1)]))
+            cluster_names = {c.action[1] for c in cands if c.action[0] == "cluster"}
+            cluster_names |= {x for c in cands if c.action[0] == "weighted" for x, _ in c.action[1]}
             masses = correlated_weights(items)
             g = 0
             for _, m in masses:
                 g = math.gcd(g, m)
             kids, ws = [], []
             for outcome, m in masses:
-                if outcome in cfg.clusters or outcome in cfg.assignments:
+                if outcome in cluster_names:
                     kids.append(cluster_node(outcome, "request"))
                 else:
                     kids.append(Backend(name=outcome, labels=(("outcome", "error"),)))
@@ -671,6 +733,18 @@ def envoy_dump_route(
             )
             root = Weighted(children=tuple(kids), weights=tuple(ws), unit="request",
                             name=f"runtime_fraction + weighted clusters (one R mod {total})")
+    if unknown_clusters:
+        names = ", ".join(dict.fromkeys(unknown_clusters))
+        res.warnings.append(
+            f"the input does not hold Envoy's clusters ({cfg.lacking('clusters')}): {names} shown as "
+            "'cluster unknown (not in the input)', not 503 NC (Envoy forwards to a cluster it has); "
+            "add istioctl proxy-config cluster POD -o json or the whole config_dump")
+    if unknown_endpoints:
+        names = ", ".join(dict.fromkeys(unknown_endpoints))
+        res.warnings.append(
+            f"the input does not hold the endpoints of EDS clusters ({cfg.lacking('endpoints')}): {names} "
+            "shown as 'endpoints unknown (not in the input)', not 503 no_healthy_upstream; add istioctl "
+            "proxy-config endpoint POD -o json or a config_dump taken with ?include_eds")
     route = Route(root=root, name=name, notes=tuple(dict.fromkeys(notes)))
     return route, res
 

@@ -12,13 +12,14 @@ under 800 lines.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
+from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.endpoints import endpoint_stage
-from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.envoy import envoy_dump_route, query_params
+from meshstat.mesh.layers import ClientPath, Layer
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -28,8 +29,18 @@ from meshstat.mesh.registry import (
     _synthetic_ip,
     injection_decision,
 )
+from meshstat.mesh.requests import Request, RequestsFor
+from meshstat.mesh.scope import (
+    ClientScope,
+    client_scope,
+    destination_rule,
+    scope_miss,
+    sidecar_virtual_services,
+    unknown_destination_route,
+)
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
 from meshstat.parsers import envoy as envoy_parser
+from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
 from meshstat.parsers.k8s import (
     DestinationRule,
     Diagnostic,
@@ -40,6 +51,7 @@ from meshstat.parsers.k8s import (
     VirtualService,
     WorkloadResource,
 )
+from meshstat.parsers.regex import re2_full_match
 
 __all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "ClientPath", "Layer", "Mesh"]
 
@@ -69,32 +81,8 @@ def _port_protocol(p: ServicePort) -> str:
 # --------------------------------------------------------------------------- the mesh
 
 
-@dataclass
-class ClientPath:
-    """One way a call to a service can go, with its Route and who takes it."""
-
-    kind: str  # "kube-proxy" | "sidecar" | "uid-1337" | "envoy-dump"
-    label: str
-    route: Route
-    clients: list[str] = field(default_factory=list)
-    layers: list[Layer] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """One stage of the layered view: what decides, how, and where it is configured."""
-
-    layer: str
-    component: str
-    decision: str
-    unit: str = ""
-    where: str = ""
-
-
 def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
                      port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
-    import re
-
     def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
         if kind_value is None:
             return True
@@ -108,7 +96,9 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
             return v == p
         if kind == "prefix":
             return v.startswith(p)
-        return re.fullmatch(pat, value) is not None
+        # Envoy safe_regex: RE2, the whole value; ignoreUriCase does not apply to a regex (Envoy's
+        # case_sensitive has no effect on safe_regex)
+        return re2_full_match(pat, value)
 
     m = vs_match
     if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
@@ -117,7 +107,16 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
         if not sm((kind, val), headers.get(name)):
             return False
     for name, kind, val in m.without_headers:
-        if sm((kind, val), headers.get(name)):
+        # istiod inverts the header matcher and, unless it is a presence match, sets
+        # treat_missing_header_as_empty (route.go: TranslateRouteMatch): an absent header is ""
+        value = headers.get(name)
+        if value is None and kind != "present":
+            value = ""
+        if sm((kind, val), value):
+            return False
+    params = query_params(path)
+    for name, kind, val in m.query_params:
+        if not sm((kind, val), params.get(name)):
             return False
     if not sm(m.method, method) or not sm(m.authority, authority):
         return False
@@ -136,6 +135,9 @@ def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], metho
 
 class Mesh:
     """A set of manifests as a mesh: pods, services, routing rules and the injection decision.
+
+    Who a rule applies to (exportTo, Sidecar resources, the outbound policy) is
+    :mod:`meshstat.mesh.scope`; ambient capture, ztunnel and waypoints are :mod:`meshstat.mesh.ambient`.
 
     Parameters
     ----------
@@ -160,7 +162,15 @@ class Mesh:
         self.manifests = manifests
         self.injector = injector
         self.domain = cluster_domain
-        self.diagnostics: list[Diagnostic] = list(manifests.diagnostics)
+        #: Sidecar resources, MeshConfig and waypoint Gateways (:mod:`meshstat.mesh.scope`, :mod:`~meshstat.mesh.ambient`)
+        self.scope = read_scope_objects(manifests)
+        gone = superseded(manifests)  # per-object "ignored" notes -> one warning per kind
+        self.diagnostics: list[Diagnostic] = [d for d in manifests.diagnostics if (d.source, d.line) not in gone
+                                              or not d.message.startswith("ignored ")]
+        self.diagnostics += unmodelled_warnings(manifests, self.scope.consumed)
+        #: Hooks for route sources other than VirtualServices (Gateway API): see ambient.RouteFor, requests.RequestsFor
+        self.route_for: RouteFor | None = None
+        self.requests_for: RequestsFor | None = None
         self.notes: list[str] = []
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
@@ -237,8 +247,11 @@ class Mesh:
         return None
 
     def find_service(self, text: str, client_ns: str | None = None) -> tuple[RegisteredService, int | None]:
-        """A service named ``name``, ``name.ns``, FQDN or SE host, optionally ``:port``."""
+        """A service named ``name``, ``ns/name``, ``name.ns``, FQDN or SE host, optionally ``:port``."""
         host, _, p = text.rpartition(":") if ":" in text else (text, "", "")
+        if host.count("/") == 1:
+            ns, _, nm = host.partition("/")
+            host = f"{nm}.{ns}"
         port = None
         if p:
             if not p.isdigit():
@@ -310,17 +323,15 @@ class Mesh:
             return True
         return any(e == "*" or (e == "." and rule_ns == client_ns) or e == client_ns for e in export_to)
 
-    def virtual_service(self, info: RegisteredService, client_ns: str,
-                        diags: list[Diagnostic]) -> VirtualService | None:
-        """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (first one, in file order)."""
-        found = []
-        for vs in self.manifests.virtual_services:
-            if not vs.applies_to_sidecars or not self._visible(vs.export_to, vs.meta.namespace, client_ns):
-                continue
-            for h in vs.hosts:
-                if self._host_matches(h, vs.meta.namespace, info):
-                    found.append(vs)
-                    break
+    request_matches = staticmethod(_request_matches)
+    port_protocol = staticmethod(_port_protocol)
+
+    def virtual_service(self, info: RegisteredService, client_ns: str, diags: list[Diagnostic],
+                        within: ClientScope | None = None, port: int | None = None
+                        ) -> VirtualService | None:
+        """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (``scope.sidecar_virtual_services``)."""
+        sc = within or client_scope(self, None, client_ns)
+        found = sidecar_virtual_services(self, sc, info, port if port is not None else info.ports[0].port)
         if len(found) > 1:
             diags.append(Diagnostic("warning", f"{len(found)} VirtualServices for {info.fqdn}: Istio merges them only "
                                     "for gateways; the first (oldest) is used: " + found[0].meta.ref,
@@ -336,15 +347,8 @@ class Mesh:
         return r is info
 
     def destination_rule(self, info: RegisteredService, client_ns: str) -> DestinationRule | None:
-        """The DestinationRule for ``info`` visible from ``client_ns`` (client ns, then the service's)."""
-        cands = [dr for dr in self.manifests.destination_rules
-                 if self._visible(dr.export_to, dr.meta.namespace, client_ns)
-                 and self.resolve_host(dr.host, dr.meta.namespace) is info]
-        for ns in (client_ns, info.namespace):
-            for dr in cands:
-                if dr.meta.namespace == ns:
-                    return dr
-        return cands[0] if cands else None
+        """The DestinationRule a proxy in ``client_ns`` applies to ``info`` (``scope.destination_rule``)."""
+        return destination_rule(self, info, client_ns)
 
     # ------------------------------------------------------------------ routes
 
@@ -439,7 +443,8 @@ class Mesh:
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
         layers.append(Layer("Envoy cluster", cname, f"{policy} over {len(eps)} endpoint(s)"
-                            + (f" with labels {dict(sub_labels)}" if sub_labels else ""), unit,
+                            + (f" with labels {dict(sub_labels)}" if sub_labels else "")
+                            + "; assumes: the balancer's long-run share, every endpoint healthy", unit,
                             f"{dr.meta.where}" if dr else ""))
         return endpoint_stage(cname, eps, policy=policy, unit=unit, notes=notes, provenance=prov)
 
@@ -467,12 +472,17 @@ class Mesh:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
         proto = _port_protocol(sp)
-        vs = self.virtual_service(info, client_ns, diags)
+        sc = client_scope(self, client, client_ns, diags)
+        miss = scope_miss(self, sc, info, port)
+        if miss is not None:
+            return unknown_destination_route(self, sc, info, port, name, miss, layers)
+        vs = self.virtual_service(info, client_ns, diags, sc, port)
         authority = f"{info.name if info.service else info.fqdn}:{port}"
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
         unit = "request"
         layers.append(Layer("Envoy listener", f"0.0.0.0_{port}", "virtualOutbound 0.0.0.0:15001 (use_original_dst) "
-                            f"hands the connection to 0.0.0.0_{port}", "connection"))
+                            f"hands the connection to 0.0.0.0_{port}" + ("; assumes: HTTP (the port declares no "
+                            "protocol, Istio sniffs it)" if proto == "auto" else ""), "connection"))
         if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
             unit = "connection"
         root: Node
@@ -601,10 +611,14 @@ class Mesh:
         return out
 
     def client_paths(self, info: RegisteredService, port: int, *, client: WorkloadResource | None = None,
-                     path: str = "/", headers: Mapping[str, str] | None = None,
+                     path: str = "/", headers: Mapping[str, str] | None = None, method: str = "GET",
                      envoy: envoy_parser.EnvoyConfig | None = None,
                      diags: list[Diagnostic] | None = None) -> list[ClientPath]:
-        """Every way a call to ``info:port`` can go: kube-proxy, sidecar, the sidecar's own, and a dump."""
+        """Every way a call to ``info:port`` can go: kube-proxy, sidecar, the sidecar's own, a dump, ambient.
+
+        Ambient paths (ztunnel, or ztunnel + waypoint), sidecar clients with different scopes and
+        headless Services come from :func:`meshstat.mesh.ambient.extend_paths`.
+        """
         diags = diags if diags is not None else []
         clients = [client] if client is not None else self.client_workloads(info)
         decisions = {id(w): self.injection(w) for w in clients}
@@ -617,8 +631,8 @@ class Mesh:
         kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
         layers_sc: list[Layer] = []
         sc_client = client if client is not None else next((w for w in clients if decisions[id(w)].injected), None)
-        sc = self.sidecar_route(sc_client, info, port, path=path, headers=headers, name="sidecar (Envoy)",
-                                diags=diags, layers=layers_sc)
+        sc = self.sidecar_route(sc_client, info, port, path=path, headers=headers, method=method,
+                                name="sidecar (Envoy)", diags=diags, layers=layers_sc)
         own = self.kube_proxy_route(info, port, name="sidecar's own (UID 1337, kube-proxy)", diags=None,
                                     notes=("istio-proxy runs as UID 1337: ISTIO_OUTPUT returns its connections "
                                            "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
@@ -644,11 +658,14 @@ class Mesh:
             lay = [Layer(s.layer, s.choice, s.detail, "", s.where) for s in res.steps]
             paths.append(ClientPath("envoy-dump", route.name, route,
                                     [envoy.node_id or "(config dump)"], lay))
-        # warnings for 503 shares
+            diags.extend(Diagnostic("warning", f"{route.name}: {w}") for w in res.warnings)
+        paths = extend_paths(self, info, port, paths, clients=clients, client=client, diags=diags,
+                             request=Request.of(path, headers, method))
+        # warnings for failing shares
         for p in paths:
             shares = p.route.exact_shares()
             for b, s in zip(p.route.backends(), shares, strict=True):
-                if dict(b.labels).get("outcome") in ("503", "404", "reject", "error") and s > 0:
+                if dict(b.labels).get("outcome") in ("502", "503", "404", "reject", "error") and s > 0:
                     pv = b.provenance
                     diags.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of "
                                             f"{'connections' if p.route.root and _unit(p.route) == 'connection' else 'requests'}"
@@ -717,7 +734,8 @@ class Mesh:
         return [
             Layer("client", who, f"connect() to {info.short}:{port}", "connection"),
             Layer("iptables (node)", "KUBE-SERVICES -> KUBE-SVC-*", f"statistic cascade over {n} endpoint(s), "
-                  "DNAT to the chosen pod (once per connection)", "connection", info.source + f":{info.line}"),
+                  "DNAT to the chosen pod (once per connection); assumes: kube-proxy in iptables mode", "connection",
+                  info.source + f":{info.line}"),
         ]
 
 

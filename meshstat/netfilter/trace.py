@@ -15,7 +15,7 @@ outcomes, each labelled with the assumption it rests on, and probabilities are
 conditional on those labels. :func:`nth_matches` gives the exact packets an
 ``nth`` rule matches.
 
-This module is longer than 800 lines because the tracer is one algorithm:
+Why this module is long: the tracer is one algorithm:
 ``_Tracer``'s match decisions, target application, branching on unknowns and
 numgen splits act on one ``_State`` and call each other, and the result types
 carry the tree they build (:attr:`TracePath.branches`, summed back by

@@ -51,6 +51,11 @@ implementations of :func:`meshstat.kubeproxy.kube_proxy_iptables_save` and
 in a conformance run; the chain-name hash (which the kernel never checks) and
 the expected numgen shares (the very claim a conformance run tests) come from
 meshstat.
+
+Why this module is long: the lab's life cycle (namespaces, listeners, the
+client, clean-up on exceptions and signals) and the text generators and finders
+whose addresses it serves and counts are one harness; the finders are kept
+beside the lab on purpose, apart from meshstat's parsers.
 """
 
 from __future__ import annotations

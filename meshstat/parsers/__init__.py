@@ -1,6 +1,7 @@
 """Parsers: configuration text -> dialect structures, every element with its file and line.
 
-Pure Python (standard library, and PyYAML for YAML). One module per dialect:
+Pure Python (standard library, PyYAML for YAML, and the google-re2 binding for the regexes Envoy and
+Istio evaluate). One module per dialect:
 
 ``meshstat.parsers.netfilter``
     ``iptables-save`` / ``ip6tables-save`` output and ``iptables-restore`` input
@@ -15,6 +16,8 @@ Pure Python (standard library, and PyYAML for YAML). One module per dialect:
     Envoy configuration dumps and bootstrap files.
 ``meshstat.parsers.nginx``
     nginx ``upstream`` blocks.
+``meshstat.parsers.regex``
+    RE2 syntax checks and whole-value matching for Envoy ``safe_regex`` and Istio ``regex``.
 """
 
 from __future__ import annotations

@@ -6,14 +6,22 @@ Accepted inputs (one or several files, merged):
   object with ``BootstrapConfigDump`` (its ``static_resources``), ``ListenersConfigDump``
   (static and dynamic, active state), ``RoutesConfigDump``, ``ClustersConfigDump`` and
   ``EndpointsConfigDump`` entries (``envoy/admin/v3/config_dump_shared.proto``);
-* the output of ``istioctl proxy-config listener|route|cluster|endpoint <pod> -o json``: a JSON
-  array of ``Listener``, ``RouteConfiguration``, ``Cluster`` or admin ``ClusterStatus`` objects,
-  in protojson camelCase (``filterChains``, ``virtualHosts``, ``weightedClusters``,
-  ``hostStatuses``); keys are converted to Envoy's snake_case on load;
-* an Envoy bootstrap (YAML or JSON) with ``static_resources``;
+* the output of ``istioctl proxy-config listener|route|cluster|endpoint|eds <pod> -o json|yaml``:
+  an array of ``Listener``, ``RouteConfiguration``, ``Cluster``, admin ``ClusterStatus`` or
+  ``ClusterLoadAssignment`` objects, in protojson camelCase (``filterChains``, ``virtualHosts``,
+  ``weightedClusters``, ``hostStatuses``); keys are converted to Envoy's snake_case on load;
+  ``istioctl proxy-config all -o json|yaml`` is the config_dump itself;
+* an Envoy bootstrap (YAML or JSON), or ``istioctl proxy-config bootstrap -o json|yaml``
+  (``{"bootstrap": {...}}``, the admin ``BootstrapConfigDump``);
 * the admin ``GET /clusters?format=json`` (``cluster_statuses``: per-host health flags,
   weights, priorities, localities and counters, which arrive as JSON strings and are omitted
   when zero).
+
+Each file's form, and whether it holds every cluster and every EDS endpoint, is recorded
+(:mod:`meshstat.parsers.envoy_inputs`), so that resolution can tell "not in Envoy" (503 NC) from
+"not in the input". Dynamic resources that are present but not serving (a warming, draining or
+rejected listener, a warming cluster, a rejected route configuration) are kept apart with their
+state rather than read as active or dropped.
 
 :func:`meshstat.mesh.resolve_call` follows an outbound call through these structures the way
 Envoy does; :mod:`meshstat.mesh` turns it into a :class:`meshstat.model.Route`.
@@ -35,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.parsers.envoy_inputs import ISTIOCTL_FORM, InputInventory, classify_item, lacking
+from meshstat.parsers.regex import re2_syntax_error
 
 __all__ = [
     "DEFAULT_OVERPROVISIONING",
@@ -152,7 +162,32 @@ class EnvoyConfig:
     node_id: str | None = None
     sources: list[str] = field(default_factory=list)
     lines: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    inputs: list[InputInventory] = field(default_factory=list)
+    inactive: dict[tuple[str, str], str] = field(default_factory=dict)
+    inactive_listeners: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def clusters_complete(self) -> bool:
+        """Whether some input holds every cluster Envoy has (see :mod:`meshstat.parsers.envoy_inputs`)."""
+        return any("clusters" in inv.complete for inv in self.inputs)
+
+    @property
+    def endpoints_complete(self) -> bool:
+        """Whether some input holds the endpoints of every EDS cluster (``?include_eds``, endpoint/eds output)."""
+        return any("endpoints" in inv.complete for inv in self.inputs)
+
+    def lacking(self, what: str) -> str:
+        """Why the input holds no whole list of ``what`` (``"clusters"``, ``"endpoints"``), file by file."""
+        return lacking(self.inputs, what)
+
+    def has_endpoints_for(self, cluster_name: str) -> bool:
+        """Whether the input holds endpoints (or their absence, for a whole list) for the named cluster."""
+        cl = self.clusters.get(cluster_name)
+        if cl is not None and cl.type != "EDS":
+            return True
+        key = (cl.eds_service_name or cl.name) if cl is not None else cluster_name
+        return key in self.assignments or cluster_name in self.host_statuses or self.endpoints_complete
 
     def where(self, kind: str, name: str) -> str:
         """``file:line`` of a named listener/route/cluster (first occurrence of its name)."""
@@ -313,7 +348,9 @@ class _Lines:
         keys = "|".join(re.escape(k) for k in dict.fromkeys((key, camel)))
         if isinstance(value, bool | int | float | str) or value is None:
             shown = value if isinstance(value, str) else json.dumps(value)
-            val = r"\s*[\"']?" + re.escape(str(shown))
+            escaped = json.dumps(shown)[1:-1] if isinstance(shown, str) else str(shown)
+            forms = dict.fromkeys((str(shown), escaped))  # as written, and JSON-escaped (backslashes doubled)
+            val = r"\s*[\"']?(?:" + "|".join(re.escape(f) for f in forms) + ")"
         else:
             val = ""
         m = re.compile(rf"[\"']?(?:{keys})[\"']?\s*:{val}").search(self.text, start)
@@ -411,12 +448,14 @@ def _text(v: Any, path: str) -> None:
 
 
 def _regex(v: Any, path: str) -> None:
+    """A ``safe_regex`` pattern: Envoy compiles it with RE2 and refuses the config if RE2 does."""
     _text(v, path)
     if isinstance(v, str):
-        try:
-            re.compile(v)
-        except (re.error, RecursionError, OverflowError):
-            raise _Bad(path, "a regular expression meshstat can read (Python re syntax)", v) from None
+        err = re2_syntax_error(v)
+        if err is not None:
+            shown = repr(v) if len(v) <= 60 else repr(v[:57] + "...")
+            raise _Bad(path, "a regular expression in RE2 syntax (Envoy's regex engine)", v,
+                       f"{shown}: {err}")
 
 
 def _any(v: Any, path: str) -> None:
@@ -635,23 +674,43 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
     data = _parse_json(text, source) if stripped[:1] in ("{", "[") else _parse_yaml(text, source)
     data = snake_keys(data)
     lines = _Lines(text, source)
+    inv = InputInventory(source)
+    cfg.inputs.append(inv)
     if isinstance(data, list):
-        for i, item in enumerate(data):
-            _add_item(cfg, item, source, lines, i)
+        kinds = {_add_item(cfg, item, source, lines, i) for i, item in enumerate(data)}
+        _list_form(inv, kinds)
     elif isinstance(data, dict) and "configs" in data:
         configs = data["configs"]
         if not isinstance(configs, list):
             raise ConfigParseError("expected 'configs' to be a list (admin /config_dump)", source=source, line=1)
+        inv.form = "admin /config_dump"
+        seen: set[str] = set()
         for c in configs:
-            _add_dump_section(cfg, c, source, lines)
+            _add_dump_section(cfg, c, source, lines, seen)
+        _dump_completeness(inv, seen)
     elif isinstance(data, dict) and "cluster_statuses" in data:
         _check(data, {"cluster_statuses": [{}]}, "/clusters output", source, lines, None)
+        inv.form = "admin /clusters?format=json"
+        inv.complete |= {"clusters", "endpoints"}  # every cluster, with or without hosts
         for cs in data.get("cluster_statuses") or []:
             _add_cluster_status(cfg, cs, source, lines)
-    elif isinstance(data, dict) and "static_resources" in data:
-        _add_bootstrap(cfg, data, source, lines)
+    elif isinstance(data, dict) and isinstance(data.get("bootstrap"), dict) and set(data) <= _BOOTSTRAP_DUMP:
+        inv.form = "istioctl proxy-config bootstrap output"
+        _check(data, _DUMP_SECTION, "bootstrap dump", source, lines, None)
+        seen = set()
+        _add_bootstrap_dump(cfg, data["bootstrap"], source, lines, seen)
+        _dump_completeness(inv, seen, bootstrap_only=True)
+    elif isinstance(data, dict) and set(data) & _BOOTSTRAP_KEYS:
+        inv.form = "Envoy bootstrap"
+        seen = set()
+        _add_bootstrap_dump(cfg, data, source, lines, seen)
+        _dump_completeness(inv, seen, bootstrap_only=True)
+    elif isinstance(data, dict) and set(data) & _NOT_ROUTING_KEYS and set(data) <= _NOT_ROUTING_KEYS | {"@type"}:
+        inv.form = "Envoy secrets or extension configuration"
+        cfg.warnings.append(f"{source}: TLS secrets or extension configurations (istioctl proxy-config "
+                            "secret/ecds output) do not decide where a call goes: the file is ignored")
     elif isinstance(data, dict):
-        _add_item(cfg, data, source, lines, 0)
+        _list_form(inv, {_add_item(cfg, data, source, lines, 0)})
     else:
         raise ConfigParseError(
             "expected an Envoy config_dump ({\"configs\": [...]}), a bootstrap, /clusters?format=json, "
@@ -659,6 +718,65 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
             source=source,
             line=1,
         )
+
+
+#: Keys of an Envoy bootstrap (``envoy.config.bootstrap.v3.Bootstrap``) that no other accepted input has.
+_BOOTSTRAP_KEYS = frozenset({"static_resources", "dynamic_resources", "cluster_manager", "layered_runtime",
+                             "admin", "stats_config", "overload_manager", "node"})
+#: ``istioctl proxy-config bootstrap`` output: the admin ``BootstrapConfigDump``.
+_BOOTSTRAP_DUMP = frozenset({"bootstrap", "last_updated"})
+#: Top-level keys of the admin dump sections that hold no routing (secrets, ECDS) as istioctl prints them.
+_NOT_ROUTING_KEYS = frozenset({"static_secrets", "dynamic_active_secrets", "dynamic_warming_secrets",
+                               "ecds_filters"})
+
+
+def _list_form(inv: InputInventory, kinds: set[str]) -> None:
+    """Name an istioctl array by the kinds it holds; a cluster, endpoint or eds output is a whole list."""
+    kinds.discard("dump")
+    if len(kinds) == 1:
+        (kind,) = kinds
+        inv.form = ISTIOCTL_FORM[kind]
+    elif kinds:
+        inv.form = "a list of Envoy objects"
+    if "cluster" in kinds:
+        inv.complete.add("clusters")
+    if kinds & {"status", "assignment"}:
+        inv.complete.add("endpoints")
+
+
+def _dump_completeness(inv: InputInventory, seen: set[str], *, bootstrap_only: bool = False) -> None:
+    """Whether a config_dump (or a bootstrap) holds every cluster and every EDS endpoint.
+
+    ``seen`` holds ``"clusters"`` (a ClustersConfigDump), ``"dynamic_active_clusters"``,
+    ``"endpoints"`` (an EndpointsConfigDump), ``"bootstrap"``, ``"static_resources"``, ``"cds"``
+    (the bootstrap names a ``cds_config``) and ``"dynamic"`` (a dynamic listener or route
+    configuration: the configuration comes over xDS).
+    """
+    # with the bootstrap in the input, its cds_config says whether clusters come over CDS; without it,
+    # a dynamic listener or route configuration says the configuration comes over xDS
+    uses_cds = "cds" in seen if "bootstrap" in seen else "dynamic" in seen
+    if bootstrap_only:
+        if "cds" in seen:
+            inv.gaps["clusters"] = ("a bootstrap whose clusters come over CDS "
+                                    "(dynamic_resources.cds_config): only its static clusters are in it")
+        elif "static_resources" in seen:
+            inv.complete.add("clusters")
+        else:
+            inv.gaps["clusters"] = "a bootstrap without static_resources: no clusters"
+        inv.gaps["endpoints"] = "a bootstrap: the endpoints of EDS clusters are not in it"
+        return
+    if "clusters" not in seen:
+        inv.gaps["clusters"] = "the config_dump has no ClustersConfigDump (no clusters)"
+    elif uses_cds and "dynamic_active_clusters" not in seen:
+        inv.gaps["clusters"] = ("the config_dump's ClustersConfigDump has no dynamic_active_clusters "
+                                "(the clusters Envoy got over CDS are not in it)")
+    else:
+        inv.complete.add("clusters")
+    if "endpoints" in seen:
+        inv.complete.add("endpoints")
+    else:
+        inv.gaps["endpoints"] = ("the config_dump has no EndpointsConfigDump (taken without "
+                                 "?include_eds): the endpoints of EDS clusters are not in it")
 
 
 def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
@@ -682,74 +800,143 @@ def type_of(obj: Mapping[str, Any]) -> str:
     return t.rsplit(".", 1)[-1] if isinstance(t, str) else ""
 
 
-def _add_item(cfg: EnvoyConfig, item: Any, source: str, lines: _Lines, index: int) -> None:
+def _add_item(cfg: EnvoyConfig, item: Any, source: str, lines: _Lines, index: int) -> str:
+    """Read one object of an istioctl array (or a lone object); return its kind."""
     if not isinstance(item, dict):
         raise ConfigParseError(
             f"expected item {index} to be an Envoy object (listener, route configuration, cluster or host status)",
             source=source,
         )
-    t = type_of(item)
-    if t == "Listener" or "filter_chains" in item or ("address" in item and "listener_filters" in item):
+    if "configs" in item:
+        _check(item, {"configs": [{}]}, f"item {index}", source, lines, None)
+        seen: set[str] = set()
+        for c in item["configs"]:
+            _add_dump_section(cfg, c, source, lines, seen)
+        _dump_completeness(cfg.inputs[-1], seen)
+        return "dump"
+    kind = classify_item(item, type_of(item))
+    inv = cfg.inputs[-1]
+    if kind == "listener":
         _add_listener(cfg, item, source, lines)
-    elif t == "RouteConfiguration" or "virtual_hosts" in item:
+    elif kind == "route":
         _add_route_config(cfg, item, source, lines)
-    elif t == "Cluster" or any(k in item for k in ("connect_timeout", "eds_cluster_config", "lb_policy", "cluster_type")) or (
-        "type" in item and "name" in item
-    ):
+    elif kind == "cluster":
         _add_cluster(cfg, item, source, lines)
-    elif "host_statuses" in item or "added_via_api" in item:
+    elif kind == "status":
         _add_cluster_status(cfg, item, source, lines)
-    elif t == "ClusterLoadAssignment" or "cluster_name" in item:
+    elif kind == "assignment":
         cla = _load_assignment(item, source, lines)
         cfg.assignments[cla.cluster_name] = cla
-    elif "configs" in item:
-        _check(item, {"configs": [{}]}, f"item {index}", source, lines, None)
-        for c in item["configs"]:
-            _add_dump_section(cfg, c, source, lines)
+        inv.add("assignment")
     else:
         keys = ", ".join(sorted(item)[:6])
         raise ConfigParseError(
-            f"expected an Envoy listener, route configuration, cluster or host status, got keys {keys}",
+            f"expected an Envoy listener, route configuration, cluster, host status or endpoint assignment, "
+            f"got keys {keys}",
             source=source,
             line=lines.line_of(str(item.get("name", ""))) if item.get("name") else None,
         )
+    return kind
 
 
-def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines) -> None:
+def _failed_name(entry: Mapping[str, Any]) -> str | None:
+    """The name of the resource an ``error_state`` rejected (its ``failed_configuration``)."""
+    es = entry.get("error_state")
+    if not isinstance(es, dict):
+        return None
+    fc = es.get("failed_configuration")
+    return str(fc["name"]) if isinstance(fc, dict) and isinstance(fc.get("name"), str) else None
+
+
+def _rejected(entry: Mapping[str, Any]) -> str:
+    es = entry.get("error_state") or {}
+    details = str(es.get("details") or "").strip().splitlines()
+    return "rejected by Envoy" + (f" ({details[0][:200]})" if details else "")
+
+
+def _add_dump_section(cfg: EnvoyConfig, c: Any, source: str, lines: _Lines, seen: set[str]) -> None:
+    """One entry of ``configs``; ``seen`` collects what :func:`_dump_completeness` needs."""
     if not isinstance(c, dict):
         raise ConfigParseError("expected each entry of 'configs' to be an object", source=source)
     t = type_of(c)
     _check(c, _DUMP_SECTION, t or "configs entry", source, lines, t or None)
     if t == "BootstrapConfigDump":
-        b = c.get("bootstrap") or {}
-        node = b.get("node") or {}
-        cfg.node_id = node.get("id") or cfg.node_id
-        _add_bootstrap(cfg, b, source, lines)
+        _add_bootstrap_dump(cfg, c.get("bootstrap") or {}, source, lines, seen)
     elif t == "ListenersConfigDump":
         for s in c.get("static_listeners") or []:
             if s.get("listener"):
                 _add_listener(cfg, s["listener"], source, lines)
         for d in c.get("dynamic_listeners") or []:
-            st = d.get("active_state") or d.get("warming_state")
-            if st and st.get("listener"):
-                _add_listener(cfg, st["listener"], source, lines)
+            seen.add("dynamic")
+            active = (d.get("active_state") or {}).get("listener")
+            if active:
+                _add_listener(cfg, active, source, lines)
+                continue
+            # present, but not accepting connections: say so where a call needs it
+            name = str(d.get("name") or _failed_name(d) or "")
+            for state in ("warming_state", "draining_state"):
+                li = (d.get(state) or {}).get("listener")
+                if li:
+                    why = state.split("_")[0]
+                    cfg.inactive_listeners.append((li, why))
+                    cfg.inactive[("listener", str(li.get("name") or name))] = why
+                    break
+            else:
+                if d.get("error_state"):
+                    cfg.inactive[("listener", name)] = _rejected(d)
     elif t == "RoutesConfigDump":
         for key in ("static_route_configs", "dynamic_route_configs"):
             for r in c.get(key) or []:
+                if key == "dynamic_route_configs":
+                    seen.add("dynamic")
                 if r.get("route_config"):
                     _add_route_config(cfg, r["route_config"], source, lines)
+                elif _failed_name(r):
+                    cfg.inactive[("route", str(_failed_name(r)))] = _rejected(r)
     elif t == "ClustersConfigDump":
-        for key in ("static_clusters", "dynamic_active_clusters", "dynamic_warming_clusters"):
+        seen.add("clusters")
+        if "dynamic_active_clusters" in c:
+            seen.add("dynamic_active_clusters")
+        for key in ("static_clusters", "dynamic_active_clusters"):
             for x in c.get(key) or []:
                 if x.get("cluster"):
                     _add_cluster(cfg, x["cluster"], source, lines)
+                elif _failed_name(x):
+                    cfg.inactive[("cluster", str(_failed_name(x)))] = _rejected(x)
+        for x in c.get("dynamic_warming_clusters") or []:
+            cl = x.get("cluster") or {}
+            name = cl.get("name") if isinstance(cl, dict) else None
+            # a warming cluster is not routed to until its endpoints arrive (ClusterManagerImpl):
+            # the active version, if any, still serves
+            if isinstance(name, str) and name not in cfg.clusters:
+                cfg.inactive[("cluster", name)] = ("still warming (Envoy routes to it once its endpoints "
+                                                   "arrive)")
     elif t == "EndpointsConfigDump":
+        seen.add("endpoints")
         for key in ("static_endpoint_configs", "dynamic_endpoint_configs"):
             for x in c.get(key) or []:
                 if x.get("endpoint_config"):
                     cla = _load_assignment(x["endpoint_config"], source, lines)
                     cfg.assignments[cla.cluster_name] = cla
+                    cfg.inputs[-1].add("assignment")
     # ScopedRoutes, Secrets, ECDS: not needed to resolve a call
+
+
+def _add_bootstrap_dump(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines,
+                        seen: set[str]) -> None:
+    """A ``Bootstrap``: node id, static resources, and whether its clusters come over CDS."""
+    if not isinstance(b, dict):
+        raise ConfigParseError("expected 'bootstrap' to be an object", source=source)
+    node = b.get("node") or {}
+    if isinstance(node, dict) and node.get("id"):
+        cfg.node_id = str(node["id"])
+    seen.add("bootstrap")
+    dyn = b.get("dynamic_resources")
+    if isinstance(dyn, dict) and dyn.get("cds_config") is not None:
+        seen.add("cds")
+    if b.get("static_resources") is not None:
+        seen.add("static_resources")
+    _add_bootstrap(cfg, b, source, lines)
 
 
 def _add_bootstrap(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines) -> None:
@@ -767,6 +954,8 @@ def _add_listener(cfg: EnvoyConfig, li: dict[str, Any], source: str, lines: _Lin
     li = dict(li)
     li["name"] = name
     cfg.lines[("listener", name)] = (source, lines.line_of(name))
+    cfg.inputs[-1].add("listener")
+    cfg.inactive.pop(("listener", name), None)
     # replace an earlier listener of the same name (istioctl + dump merged)
     cfg.listeners = [x for x in cfg.listeners if x.get("name") != name] + [li]
     for fc in filter_chains(li):
@@ -781,6 +970,9 @@ def _add_route_config(cfg: EnvoyConfig, rc: dict[str, Any], source: str, lines: 
     _check(rc, _ROUTE_CONFIG, f"route configuration {name!r}", source, lines, name or None)
     if inline and name in cfg.route_configs:
         return
+    if not inline:
+        cfg.inputs[-1].add("route")
+    cfg.inactive.pop(("route", name), None)
     cfg.route_configs[name] = rc
     cfg.lines[("route", name)] = (source, lines.line_of(name) if name else None)
 
@@ -834,6 +1026,8 @@ def _add_cluster(cfg: EnvoyConfig, c: dict[str, Any], source: str, lines: _Lines
         lb_policy_explicit=explicit,
     )
     cfg.lines[("cluster", name)] = (source, lines.line_of(name))
+    cfg.inputs[-1].add("cluster")
+    cfg.inactive.pop(("cluster", name), None)
 
 
 def _istio_labels(md: Any) -> tuple[tuple[tuple[str, str], ...], str | None, str | None]:
@@ -952,6 +1146,7 @@ def _add_cluster_status(cfg: EnvoyConfig, cs: Any, source: str, lines: _Lines | 
         counters[e.key] = stats
     cfg.host_statuses[name] = hosts
     cfg.counters[name] = counters
+    cfg.inputs[-1].add("status")
 
 
 def filter_chains(li: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
 __all__ = [
@@ -220,7 +221,7 @@ class RouteDestination:
 class HTTPMatch:
     """One ``HTTPMatchRequest`` (all its conditions must hold)."""
 
-    uri: tuple[str, str] | None  # (exact|prefix|regex, value)
+    uri: tuple[str, str] | None  # (exact|prefix|regex, value); a regex is RE2, matched whole
     headers: tuple[tuple[str, str, str], ...]  # (name, exact|prefix|regex|present, value)
     without_headers: tuple[tuple[str, str, str], ...]
     method: tuple[str, str] | None
@@ -232,6 +233,7 @@ class HTTPMatch:
     ignore_uri_case: bool
     unsupported: tuple[str, ...]
     line: int
+    query_params: tuple[tuple[str, str, str], ...] = ()  # (name, exact|prefix|regex|present, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +345,8 @@ class Manifests:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     ignored: list[Meta] = field(default_factory=list)
+    #: the documents of ``ignored``, for readers of kinds this module does not parse (``parsers.istio_scope``)
+    unparsed: list[tuple[Meta, Any]] = field(default_factory=list)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -355,6 +359,7 @@ class Manifests:
         self.diagnostics.extend(other.diagnostics)
         self.sources.extend(other.sources)
         self.ignored.extend(other.ignored)
+        self.unparsed.extend(other.unparsed)
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -626,7 +631,15 @@ def _string_match(ctx: _Ctx, obj: Any, what: str) -> tuple[str, str]:
     (kind, value), = obj.items()
     if kind not in ("exact", "prefix", "regex"):
         raise ctx.fail(f"expected {what} to use exact, prefix or regex, got {kind!r}", obj, kind)
-    return kind, "" if value is None else str(value)
+    text = "" if value is None else str(value)
+    if kind == "regex":
+        # istiod hands the string to Envoy's RE2 unchanged; its validation refuses what RE2 cannot compile
+        problem = istio_regex_problem(text)
+        if problem is not None:
+            shown = repr(text) if len(text) <= 60 else repr(text[:57] + "...")
+            raise ctx.fail(f"{what} regex {shown}: expected an RE2 regular expression (Istio and Envoy match "
+                           f"with RE2); {problem}", obj, kind)
+    return kind, text
 
 
 def _destinations(ctx: _Ctx, rule: LineDict, what: str) -> tuple[RouteDestination, ...]:
@@ -676,7 +689,11 @@ def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
             )
             method = _string_match(ctx, m["method"], "method") if m.get("method") is not None else None
             authority = _string_match(ctx, m["authority"], "authority") if m.get("authority") is not None else None
-            unsupported = tuple(k for k in ("scheme", "queryParams", "statPrefix") if m.get(k) is not None)
+            query = tuple(
+                (str(k), *(_string_match(ctx, v, f"query parameter {k}") if v else ("present", "")))
+                for k, v in _map(ctx, m, "queryParams", "match").items()
+            )
+            unsupported = tuple(k for k in ("scheme", "statPrefix") if m.get(k) is not None)
             matches.append(
                 HTTPMatch(
                     uri=uri,
@@ -691,6 +708,7 @@ def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
                     ignore_uri_case=bool(m.get("ignoreUriCase", False)),
                     unsupported=unsupported,
                     line=m.line,
+                    query_params=query,
                 )
             )
         terminal = next((k for k in ("redirect", "directResponse", "delegate") if rule.get(k) is not None), None)
@@ -882,6 +900,7 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     else:
         meta = _meta(ctx, doc, kind)
         out.ignored.append(meta)
+        out.unparsed.append((meta, doc))
         out.diagnostics.append(
             Diagnostic("note", f"ignored {kind} {meta.ref} ({api or 'no apiVersion'}): not modelled", ctx.source, doc.line)
         )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from meshstat.results import SimulationResult
+    from meshstat.engine.result import SimulationResult
 
 __all__ = ["plot_shares", "plot_windows", "pyplot"]
 

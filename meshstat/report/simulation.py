@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from meshstat.model import Cascade
-from meshstat.results import SimulationResult
+from meshstat.engine.result import SimulationResult
 from meshstat.stats import binomial_pvalue
 
 __all__ = ["SCHEMA", "cascade_frame", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]

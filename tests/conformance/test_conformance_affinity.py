@@ -15,7 +15,7 @@ namespace* (xt_recent lists are per network namespace and live where the rules
 are).
 
 The model: :class:`meshstat.balancers.KubeProxyAffinity` and the kernel of
-:func:`meshstat.balancers.simulate_affinity` (``meshstat._kernels.balancers.
+:func:`meshstat.engine.simulate_affinity` (``meshstat._kernels.balancers.
 recent_affinity``). ``simulate_affinity`` draws its own random choices, so to
 compare list contents exactly the conformance test replays the kernel's
 observed sequence through the same model kernel, giving it the kernel's
@@ -38,8 +38,9 @@ import numpy as np
 import pytest
 
 from meshstat import model
-from meshstat.balancers import KubeProxyAffinity, simulate_affinity
+from meshstat.balancers import KubeProxyAffinity
 from meshstat.balancers.affinity import XT_RECENT_IP_LIST_TOT
+from meshstat.engine import simulate_affinity
 from meshstat.oracle.netns import (
     NetnsLab,
     kube_proxy_chain_name,

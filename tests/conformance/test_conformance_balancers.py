@@ -14,7 +14,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from meshstat.balancers import Maglev, RingHash, RoundRobin, SmoothWRR, simulate_balancer, xxh64
+from meshstat.balancers import Maglev, RingHash, RoundRobin, SmoothWRR, xxh64
+from meshstat.engine import simulate_balancer
 from meshstat.oracle.envoy import EnvoyCluster, EnvoyOracle, EnvoyScenario
 from tests.conformance.util import assert_fits
 

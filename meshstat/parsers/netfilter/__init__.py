@@ -19,6 +19,9 @@ traces packets through them and reads kube-proxy services from them.
     :func:`sniff_iptables_text`).
 ``nft``
     ``nft list ruleset`` output and ``nft -f`` transactions (:func:`parse_nft`).
+``ipvsadm``
+    ``ipvsadm -ln`` output: IPVS virtual servers and their real servers
+    (:func:`parse_ipvsadm_servers`).
 
 Pure Python, standard library only.
 """
@@ -37,6 +40,7 @@ from meshstat.parsers.netfilter.iptables_list import (
     to_iptables_save,
 )
 from meshstat.parsers.netfilter.iptables_save import SAVE_COUNTERS_KEY, parse_iptables
+from meshstat.parsers.netfilter.ipvsadm import RealServer, VirtualServer, parse_ipvsadm_servers
 from meshstat.parsers.netfilter.nft import flat_targets, parse_nft
 from meshstat.parsers.netfilter.rules import parse_cidr, split_rule
 from meshstat.parsers.netfilter.ruleset import (
@@ -55,6 +59,9 @@ from meshstat.parsers.netfilter.ruleset import (
 )
 
 __all__ = [
+    "RealServer",
+    "VirtualServer",
+    "parse_ipvsadm_servers",
     "BUILTIN_CHAINS",
     "SAVE_COUNTERS_KEY",
     "TABLE_PRIORITY",

@@ -34,8 +34,8 @@ Semantics sources: kernel ``net/netfilter/nft_numgen.c`` (``numgen random`` is
 ``nft_lookup.c``, ``nft_immediate.c``; nftables ``doc/`` man page
 (``nft(8)``, sections CHAINS, SETS, MAPS, NUMGEN EXPRESSION).
 
-The module is long (about 1,150 lines) because it is one parser over one token
-stream: the statement parser (tables, chains, sets, maps, elements, transaction
+Why this module is long: it is one parser over one token stream
+(about 1,150 lines): the statement parser (tables, chains, sets, maps, elements, transaction
 commands) and the rule expression parser (``_RuleParser``) share the parse
 state and the set and verdict readers.
 

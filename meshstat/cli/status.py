@@ -1,0 +1,76 @@
+"""Exit statuses of the command line and the one stderr line of each error.
+
+:func:`meshstat.cli.main` catches what a command raises and hands it to
+:func:`error_status`, which gives the exit status and the one line written to
+stderr. The parser raises :class:`UsageError` instead of exiting.
+"""
+
+from __future__ import annotations
+
+import argparse
+from enum import IntEnum
+
+from meshstat.errors import ConfigParseError, MeshstatError
+
+__all__ = ["ExitStatus", "UsageError", "error_status"]
+
+
+class ExitStatus(IntEnum):
+    """Process exit status.
+
+    ``INVALID_INPUT`` (2) means *fix the command line*: a usage error, an option
+    value out of its domain (``-n 0``, ``--weights 0,0``, ``--max-input-size 12X``)
+    or a question the input cannot answer. ``PARSE_ERROR`` (3) means *fix the
+    file*: a :class:`~meshstat.errors.ConfigParseError`, or any other meshstat
+    error that carries the ``source`` file it is about (a jump loop in a dump,
+    Envoy weights summing to 0 in a config_dump, an input over the size bound).
+    The rule is the error's ``source`` attribute: the same inconsistency is a 3
+    when read from a file and a 2 when given with ``--weights``. ``ERROR`` (1) is
+    a file that cannot be read (``OSError``) or an internal error (a bug: one
+    line, ``--traceback`` shows the traceback); ``CTRL_C`` (130) an interrupt.
+    Every error is one line on stderr, starting ``meshstat: error:`` (or
+    ``meshstat: internal error:``).
+    """
+
+    SUCCESS = 0
+    ERROR = 1
+    INVALID_INPUT = 2
+    PARSE_ERROR = 3
+    CTRL_C = 130
+
+
+class UsageError(Exception):
+    """Raised instead of argparse's ``sys.exit(2)`` so that :func:`main` stays in control."""
+
+
+class _HelpExit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+def error_status(exc: Exception) -> tuple[ExitStatus, str]:
+    """The exit status for an error a command raised, and its one line for stderr.
+
+    A :class:`UsageError` is never shown with a traceback; for every other
+    error :func:`meshstat.cli.main` re-raises instead when ``--traceback`` is given.
+    """
+    if isinstance(exc, UsageError):
+        return ExitStatus.INVALID_INPUT, f"meshstat: error: {_one_line(exc)}"
+    if isinstance(exc, ConfigParseError):
+        return ExitStatus.PARSE_ERROR, f"meshstat: error: {_one_line(exc)}"
+    if isinstance(exc, (MeshstatError, argparse.ArgumentTypeError)):
+        # an error about a file is bad input (3); one about an argument a bad argument (2)
+        status = ExitStatus.PARSE_ERROR if getattr(exc, "source", None) else ExitStatus.INVALID_INPUT
+        return status, f"meshstat: error: {_one_line(exc)}"
+    if isinstance(exc, OSError):
+        name = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return ExitStatus.ERROR, f"meshstat: error: cannot access{name}: {_one_line(exc.strerror or exc)}"
+    # last resort (RecursionError, MemoryError, UnicodeDecodeError, bugs): one line
+    what = type(exc).__name__ + (f": {_one_line(exc, limit=300)}" if str(exc).strip() else "")
+    return ExitStatus.ERROR, f"meshstat: internal error: {what} (run with --traceback for details)"
+
+
+def _one_line(exc: object, *, limit: int = 2000) -> str:
+    """An error message on one line (a message from a subprocess may span several), shortened."""
+    text = " | ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

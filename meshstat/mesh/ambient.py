@@ -1,0 +1,430 @@
+"""Istio ambient: who ztunnel captures, ztunnel's per-connection choice, waypoints and their routes.
+
+**Capture** (istio ``cni/pkg/util/enablement_selector.go``: ``CompiledEnablementSelectors.Matches``
+with the istio-cni chart's default ``ambient.enablementSelectors``): a pod is captured when its
+label ``istio.io/dataplane-mode`` is ``ambient``, or its namespace's is and the pod's is not
+``none``; never a ``hostNetwork`` pod, never a pod with a sidecar (``podHasSidecar``: ztunnel and
+a sidecar in one pod are not supported, the sidecar wins).
+
+**ztunnel, no waypoint** (istio/ztunnel ``src/proxy/outbound.rs``: ``build_request``;
+``src/state.rs``: ``ProxyState::find_upstream_from_service`` and ``ProxyState::load_balance``):
+for each *connection* to a Service VIP, ztunnel keeps the Service's endpoints whose workload is
+known and has the port, and picks one with ``choose_weighted`` by the workload's ``capacity``
+(1 unless a WorkloadEntry/ServiceEntry weight sets it): for pods, uniform over all pods of the
+Service, every version alike. Unhealthy endpoints are not in the set (``should_include_endpoint``).
+With ``trafficDistribution``/``networking.istio.io/traffic-distribution`` ztunnel first keeps the
+best locality rank; the manifests carry no locality, so all pods are taken as one rank.
+
+**Waypoints** (istio ``pilot/pkg/serviceregistry/ambient/waypoints.go``: ``fetchWaypointForService``,
+``fetchWaypointForTarget``, ``GetUseWaypoint``, ``makeAllowedRoutes``, ``gatewayToWaypointTransform``):
+the label ``istio.io/use-waypoint`` on the Service (``none`` opts out), else on its namespace,
+names a Gateway (namespace ``istio.io/use-waypoint-namespace``, default the labelled object's);
+the Gateway must be ready (``status.addresses``), accept the namespace on its HBONE listener
+(``allowedRoutes.namespaces.from``, default ``Same``) and take service traffic
+(``istio.io/waypoint-for`` on the Gateway, else on its GatewayClass, else ``service``; ``all``
+also). A pod's own ``use-waypoint`` label only matters for traffic addressed to the pod, not to
+a Service (``outbound.rs``: the workload waypoint is used only when ``service.is_none()``).
+ztunnel then tunnels the connection to a waypoint pod (``DemandProxyState::fetch_service_waypoint``).
+
+**At the waypoint** (``pilot/pkg/networking/core/listener_waypoint.go``:
+``buildWaypointInboundHTTPRouteConfig``, ``getVirtualServiceForWaypoint``,
+``waypointInboundRoute``, ``getWaypointDestinationCluster``): the VirtualServices of gateway
+``mesh`` visible in the waypoint's namespace, kept only when they live in the Service's or the
+waypoint's namespace, all merged in order; matches with ``sourceLabels`` are dropped ("Source
+label matching is not supported in ambient mode"); with no route the waypoint sends to the
+whole Service. The chosen ``inbound-vip|port|subset|host`` cluster balances *per request* with the
+DestinationRule the waypoint's namespace sees. Istio marks VirtualService at waypoints Alpha
+and mixing it with an HTTPRoute for the same Service undefined (Istio docs,
+ambient/migrate/migrate-policies); HTTPRoutes come through :data:`RouteFor`.
+
+**Sidecar clients skip waypoints** (``pilot/pkg/xds/endpoints/endpoint_builder.go``:
+``buildEnvoyLbEndpoint``: a sidecar treats a waypoint-captured Service as workload traffic and
+applies its own routes), and clients outside the mesh reach the pods through kube-proxy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from meshstat.mesh.layers import ClientPath, Layer
+from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.requests import Request
+from meshstat.mesh.scope import (
+    client_scope,
+    headless_layers,
+    headless_route,
+    is_headless,
+    mesh_virtual_services,
+)
+from meshstat.model import Backend, Node, Provenance, Route, Weighted
+from meshstat.parsers.istio_scope import WaypointGateway
+from meshstat.parsers.k8s import Diagnostic, WorkloadResource
+
+__all__ = [
+    "AmbientDecision",
+    "RouteFor",
+    "WaypointBinding",
+    "ambient_decision",
+    "client_kind",
+    "extend_paths",
+    "service_waypoint",
+    "waypoint_route",
+    "ztunnel_route",
+]
+
+DATAPLANE_MODE = "istio.io/dataplane-mode"
+USE_WAYPOINT = "istio.io/use-waypoint"
+USE_WAYPOINT_NS = "istio.io/use-waypoint-namespace"
+
+#: The hook for route sources other than VirtualServices (Gateway API HTTPRoute/GRPCRoute):
+#: ``route_for(mesh, info, port, request, *, proxy, namespace, unit, diags, notes, layers)`` returns
+#: the split node (appending its Layers) or ``None`` when no such route binds ``info``. ``proxy``
+#: is ``"waypoint"`` here; ``namespace`` the proxy's. Set it as ``Mesh.route_for``.
+RouteFor = Callable[..., Node | None]
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass(frozen=True, slots=True)
+class AmbientDecision:
+    """Whether ztunnel captures a workload's pods, and why (with file:line)."""
+
+    captured: bool
+    reason: str
+    source: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return ("ambient: " if self.captured else "not ambient: ") + self.reason
+
+
+def ambient_decision(mesh: Any, w: WorkloadResource) -> AmbientDecision:
+    """istio-cni's ambient enablement for ``w``'s pods (default enablement selectors)."""
+    src, line = w.meta.source, w.meta.line
+    ns = mesh.namespace(w.meta.namespace)
+    ns_mode = ns.labels.get(DATAPLANE_MODE) if ns is not None else None
+    pod_mode = w.labels.get(DATAPLANE_MODE)
+    if w.host_network:
+        return AmbientDecision(False, "hostNetwork: true (never captured)", src, line)
+    if mesh.injection(w).injected:
+        why = "it has a sidecar, and ztunnel never captures a pod with a sidecar (podHasSidecar)"
+        return AmbientDecision(False, why if "ambient" in (ns_mode, pod_mode) else "sidecar-injected", src, line)
+    if pod_mode == "ambient":
+        return AmbientDecision(True, f"pod label {DATAPLANE_MODE}=ambient", src, line)
+    if ns_mode == "ambient":
+        if pod_mode == "none":
+            return AmbientDecision(False, f"pod label {DATAPLANE_MODE}=none opts out of the ambient namespace "
+                                   f"{w.meta.namespace}", src, line)
+        return AmbientDecision(True, f"namespace {w.meta.namespace} has {DATAPLANE_MODE}=ambient", ns.meta.source,
+                               ns.meta.line)
+    return AmbientDecision(False, f"neither namespace {w.meta.namespace} nor the pod has {DATAPLANE_MODE}=ambient",
+                           src, line)
+
+
+def client_kind(mesh: Any, w: WorkloadResource) -> str:
+    """``"sidecar"``, ``"ambient"`` or ``"kube-proxy"`` (no mesh) for a client workload."""
+    if mesh.injection(w).injected:
+        return "sidecar"
+    return "ambient" if ambient_decision(mesh, w).captured else "kube-proxy"
+
+
+def _ambient_in_use(mesh: Any) -> bool:
+    return any(ns.labels.get(DATAPLANE_MODE) == "ambient" or USE_WAYPOINT in ns.labels
+               for ns in mesh.manifests.namespaces.values()) or any(
+        w.labels.get(DATAPLANE_MODE) == "ambient" for w in mesh.manifests.workloads) or any(
+        USE_WAYPOINT in dict(s.meta.labels) for s in mesh.manifests.services) or any(
+        g.is_waypoint_class for g in mesh.scope.gateways)
+
+
+# --------------------------------------------------------------------------- waypoints
+
+
+@dataclass(frozen=True, slots=True)
+class WaypointBinding:
+    """The waypoint of a Service (``gateway`` ``None``: none), where the label is, and what went wrong."""
+
+    gateway: WaypointGateway | None
+    origin: str
+    problem: str | None = None
+    source: str | None = None
+    line: int | None = None
+
+
+def service_waypoint(mesh: Any, info: RegisteredService) -> WaypointBinding:
+    """The waypoint ztunnel sends connections to ``info`` through (``fetchWaypointForService``)."""
+    meta = info.service.meta if info.service is not None else info.entry.meta  # type: ignore[union-attr]
+    labels = dict(meta.labels)
+    if dict(meta.labels).get("gateway.istio.io/managed") in ("istio.io-mesh-controller", "istio.io-eastwest-controller"):
+        return WaypointBinding(None, "the Service of a waypoint or east-west gateway has no waypoint")
+    if USE_WAYPOINT in labels:
+        if labels[USE_WAYPOINT] == "none":
+            return WaypointBinding(None, f"Service {info.short} label {USE_WAYPOINT}=none opts out", None,
+                                   meta.source, meta.line)
+        name, ns = labels[USE_WAYPOINT], labels.get(USE_WAYPOINT_NS, meta.namespace)
+        origin, src, line, from_ns = f"Service {info.short} label {USE_WAYPOINT}={name}", meta.source, meta.line, \
+            mesh.namespace(meta.namespace)
+    else:
+        nso = mesh.namespace(meta.namespace)
+        if nso is None or USE_WAYPOINT not in nso.labels:
+            return WaypointBinding(None, f"neither Service {info.short} nor namespace {meta.namespace} has "
+                                   f"{USE_WAYPOINT}")
+        name = nso.labels[USE_WAYPOINT]
+        if name == "none":
+            return WaypointBinding(None, f"namespace {meta.namespace} label {USE_WAYPOINT}=none", None,
+                                   nso.meta.source, nso.meta.line)
+        ns = nso.labels.get(USE_WAYPOINT_NS, meta.namespace)
+        origin, src, line, from_ns = f"namespace {meta.namespace} label {USE_WAYPOINT}={name}", nso.meta.source, \
+            nso.meta.line, nso
+    gw = next((g for g in mesh.scope.gateways if g.meta.namespace == ns and g.meta.name == name), None)
+    if gw is None:
+        return WaypointBinding(None, origin, f"{origin} names Gateway {ns}/{name}, which is not in the manifests: "
+                               "Istio reports the waypoint not ready and ztunnel sends straight to the pods", src, line)
+    if gw.hbone_from == "All":
+        allowed = True
+    elif gw.hbone_from == "Selector":
+        nl = from_ns.labels if from_ns is not None else {}
+        allowed = all(nl.get(k) == v for k, v in gw.hbone_selector)
+    else:
+        allowed = gw.meta.namespace == meta.namespace
+    if not allowed:
+        return WaypointBinding(None, origin, f"waypoint {gw.meta.ref} does not allow attachment from namespace "
+                               f"{meta.namespace} (HBONE listener allowedRoutes.namespaces.from={gw.hbone_from}): "
+                               "no waypoint", src, line)
+    tt = gw.waypoint_for or mesh.scope.class_waypoint_for.get(gw.class_name) or "service"
+    if tt not in ("service", "all"):
+        return WaypointBinding(None, origin, f"waypoint {gw.meta.ref} has istio.io/waypoint-for={tt}: it takes no "
+                               "Service traffic, so ztunnel sends straight to the pods", src, line)
+    return WaypointBinding(gw, origin, None, src, line)
+
+
+def _protocol(mesh: Any, info: RegisteredService, port: int) -> str:
+    sp = info.port(port)
+    return mesh.port_protocol(sp) if sp is not None else "auto"
+
+
+def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Request, waypoint: WaypointGateway,
+                   *, name: str, diags: list[Diagnostic], layers: list[Layer]) -> Route:
+    """What the waypoint does with requests (or connections, on a TCP port) to ``info:port``."""
+    wns = waypoint.meta.namespace
+    notes: list[str] = []
+    unit = "connection" if _protocol(mesh, info, port) == "tcp" else "request"
+    vss = [vs for vs in mesh_virtual_services(mesh, wns)
+           if vs.meta.namespace in (wns, info.namespace)
+           and any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts)]
+    before = len(layers)
+    hook: RouteFor | None = getattr(mesh, "route_for", None)
+    root: Node | None = None
+    if hook is not None:
+        root = hook(mesh, info, port, request, proxy="waypoint", namespace=wns, unit=unit, diags=diags, notes=notes,
+                    layers=layers)
+        if root is not None and vss:
+            diags.append(Diagnostic("warning", f"{info.short}: both an HTTPRoute and VirtualService "
+                                    f"{vss[0].meta.ref} apply at waypoint {waypoint.meta.ref}; Istio calls mixing them "
+                                    "undefined behaviour (HTTPRoute shown)", vss[0].meta.source, vss[0].meta.line))
+    if root is None and vss:
+        notes.append(f"VirtualService at a waypoint is Alpha in Istio ({', '.join(v.meta.ref for v in vss)})")
+    if root is None and unit == "connection":
+        rule = next(((vs, r) for vs in vss for r in vs.tcp if not r.ports or port in r.ports), None)
+        if rule is not None:
+            vs, r = rule
+            root = mesh._split(vs, r.destinations, info, port, wns, unit, diags, notes, layers,
+                               f"VirtualService {vs.meta.ref} tcp[{r.index}] at waypoint", r.line)
+    elif root is None:
+        chosen = None
+        any_route = False
+        for vs in vss:
+            for r in vs.http:
+                kept = [m for m in r.matches if not m.source_labels]
+                if r.matches and not kept:
+                    notes.append(f"http[{r.index}] of {vs.meta.ref}: every match uses sourceLabels, which a waypoint "
+                                 "drops: the rule does not exist there")
+                    continue
+                any_route = True
+                if chosen is None and (not kept or any(
+                        mesh.request_matches(m, request.path, request.header_map, request.method,
+                                             f"{info.name}:{port}", port, {}, wns, notes) for m in kept)):
+                    chosen = (vs, r)
+                if not r.matches:
+                    break
+        if chosen is not None:
+            vs, r = chosen
+            label = f"VirtualService {vs.meta.ref} http[{r.index}] at waypoint" + (f" {r.name!r}" if r.name else "")
+            if r.terminal is not None or not r.destinations:
+                root = Backend(name=f"{r.terminal or 'no destination'} ({vs.meta.name} http[{r.index}])",
+                               labels=(("outcome", r.terminal or "none"),),
+                               provenance=Provenance(vs.meta.source, r.line))
+            else:
+                root = mesh._split(vs, r.destinations, info, port, wns, unit, diags, notes, layers, label, r.line)
+        elif any_route:
+            root = Backend(name="404 NR no route (waypoint)", labels=(("outcome", "404"),),
+                           provenance=Provenance(vss[0].meta.source, vss[0].meta.line))
+    if root is None:
+        layers.append(Layer("Envoy route", f"inbound-vip|{port}|{'tcp' if unit == 'connection' else 'http'}|{info.fqdn}",
+                            "no route for the Service: the waypoint's default route to all its endpoints", unit))
+        root = mesh._cluster_node(None, info, port, wns, unit, None, diags, notes, layers)
+    sub = "tcp" if unit == "connection" else "http"
+    mine = {r.fqdn for r in mesh.registry.values() if (r is info or service_waypoint(mesh, r).gateway == waypoint)}
+    for i in range(before, len(layers)):  # clusters of the waypoint's own Services are inbound-vip ones
+        x = layers[i]
+        layers[i] = Layer(x.layer.replace("Envoy", "waypoint Envoy", 1) if x.layer.startswith("Envoy") else x.layer,
+                          _vip(x.component, sub, mine), x.decision, x.unit, x.where)
+    return Route(root=root, name=name, notes=tuple(dict.fromkeys(_vip(n, sub, mine) for n in notes)))
+
+
+def _vip(text: str, sub: str, hosts: set[str]) -> str:
+    """``outbound|9080|v1|h`` -> ``inbound-vip|9080|http/v1|h`` for ``h`` in ``hosts``.
+
+    ``getWaypointDestinationCluster`` and ``portToSubset``: a destination the waypoint serves
+    itself is its ``inbound-vip`` cluster; any other keeps its ``outbound`` one.
+    """
+    def one(m: re.Match[str]) -> str:
+        if m[3] not in hosts:
+            return m[0]
+        return f"inbound-vip|{m[1]}|{sub}{'/' + m[2] if m[2] else ''}|{m[3]}"
+
+    return re.sub(r"outbound\|(\d+)\|([^|]*)\|([^\s|),]+)", one, text)
+
+
+# --------------------------------------------------------------------------- ztunnel
+
+
+def ztunnel_route(mesh: Any, info: RegisteredService, port: int, *, name: str,
+                  diags: list[Diagnostic] | None = None) -> Route:
+    """ztunnel's per-connection endpoint choice for a Service without waypoint (``load_balance``)."""
+    eps = mesh.endpoints(info, port, diags)
+    prov = Provenance(info.source, info.line)
+    if not eps:
+        root: Node = Backend(name=f"connection closed: no endpoint ({info.short}:{port})",
+                             labels=(("outcome", "reject"),), provenance=prov)
+    else:
+        root = Weighted(children=tuple(e.backend for e in eps), weights=tuple(max(1, e.weight) for e in eps),
+                        unit="connection", name=f"ztunnel load_balance {info.fqdn}:{port} (choose_weighted by capacity)",
+                        provenance=prov)
+    return Route(root=root, name=name, provenance=prov, notes=(
+        f"ztunnel picks one of {len(eps)} endpoint(s) per connection at random, weighted by workload capacity "
+        "(ztunnel src/state.rs ProxyState::load_balance); HTTP requests follow their connection",))
+
+
+def _client_layers(info: RegisteredService, port: int) -> list[Layer]:
+    ip = info.service.cluster_ip if info.service is not None and info.service.cluster_ip else ""
+    return [
+        Layer("client", "app container", f"connect() to {info.short}:{port}" + (f" (ClusterIP {ip})" if ip else ""),
+              "connection"),
+        Layer("capture (pod netns)", "istio-cni in-pod rules -> ztunnel 15001",
+              "outbound TCP is redirected to the node's ztunnel, which listens inside the pod's network namespace",
+              "connection"),
+    ]
+
+
+def _ztunnel_layers(mesh: Any, info: RegisteredService, port: int, binding: WaypointBinding) -> list[Layer]:
+    n = len(mesh.endpoints(info, port))
+    why = binding.problem or binding.origin
+    return _client_layers(info, port) + [
+        Layer("ztunnel (client node)", "load_balance", f"no waypoint ({why}): one of {n} endpoint(s) per connection, "
+              "random weighted by capacity (1 per pod); assumes: every pod ready and healthy, one locality",
+              "connection", f"{binding.source}:{binding.line}" if binding.source else ""),
+        _to_pod(mesh, info, "ztunnel"),
+    ]
+
+
+def _to_pod(mesh: Any, info: RegisteredService, who: str) -> Layer:
+    """The last hop: HBONE when the Service's pods are captured, else plain TCP to the pod."""
+    sel = info.service.selector if info.service is not None else None
+    pods = [p for p in mesh.pods if sel and p.namespace == info.namespace
+            and all(dict(p.labels).get(k) == v for k, v in sel)]
+    if any(ambient_decision(mesh, p.workload).captured for p in pods):
+        return Layer("network", "HBONE :15008", f"the {who} tunnels (mTLS) to the chosen pod's node ztunnel, which "
+                     "delivers to the pod; kube-proxy is not involved", "connection")
+    return Layer("network", "pod IP", f"the pods of {info.short} are not in ambient: the {who} connects to the chosen "
+                 "pod directly (no HBONE); kube-proxy is not involved", "connection")
+
+
+def _waypoint_layers_before(binding: WaypointBinding, info: RegisteredService, port: int) -> list[Layer]:
+    gw = binding.gateway
+    assert gw is not None
+    return _client_layers(info, port) + [
+        Layer("ztunnel (client node)", f"waypoint {gw.meta.ref}", f"{binding.origin}: the connection is tunnelled "
+              "(HBONE) to one waypoint pod, chosen per connection; the waypoint's pods do not change the split"
+              + ("" if gw.has_addresses else "; assumes: the waypoint is programmed (no status.addresses in the "
+                 "manifests)"), "connection", f"{binding.source}:{binding.line}"),
+        Layer("waypoint Envoy", f"{gw.meta.ref} (class {gw.class_name})", "terminates HBONE and routes each request "
+              "of the connection on its own", "connection", gw.meta.where),
+    ]
+
+
+# --------------------------------------------------------------------------- the paths
+
+
+def _same(a: Route, b: Route) -> bool:
+    return [x.name for x in a.backends()] == [x.name for x in b.backends()] and a.exact_shares() == b.exact_shares()
+
+
+def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[ClientPath], *,
+                 clients: Sequence[WorkloadResource], client: WorkloadResource | None, request: Request,
+                 diags: list[Diagnostic]) -> list[ClientPath]:
+    """Add ambient paths, split sidecar clients by scope, and handle headless Services.
+
+    Called by :meth:`meshstat.mesh.Mesh.client_paths` on its kube-proxy, sidecar, UID 1337 and
+    config dump paths.
+    """
+    kinds = {id(w): client_kind(mesh, w) for w in clients}
+    by_kind = {k: [w for w in clients if kinds[id(w)] == k] for k in ("sidecar", "ambient", "kube-proxy")}
+    binding = service_waypoint(mesh, info)
+    if binding.problem:
+        diags.append(Diagnostic("warning", binding.problem, binding.source, binding.line))
+    out: list[ClientPath] = []
+    for p in paths:
+        if p.kind == "kube-proxy":
+            p.clients = [w.meta.ref for w in by_kind["kube-proxy"]]
+        if p.kind == "sidecar":
+            groups: dict[tuple[str, int], list[WorkloadResource]] = {}
+            for w in by_kind["sidecar"]:
+                sc = client_scope(mesh, w, w.meta.namespace)
+                groups.setdefault((w.meta.namespace, id(sc.sidecar)), []).append(w)
+            if client is None and len(groups) > 1:
+                first, *rest = groups.values()
+                p.clients = [w.meta.ref for w in first]
+                out.append(p)
+                for ws in rest:
+                    rep = ws[0]
+                    sc = client_scope(mesh, rep, rep.meta.namespace)
+                    lay: list[Layer] = []
+                    label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"
+                    r = mesh.sidecar_route(rep, info, port, path=request.path, headers=request.header_map,
+                                           method=request.method, name=label, diags=diags, layers=lay)
+                    same = next((q for q in out if q.kind == "sidecar" and _same(q.route, r)), None)
+                    if same is not None:
+                        same.clients.extend(w.meta.ref for w in ws)
+                        continue
+                    out.append(ClientPath("sidecar", label, r, [w.meta.ref for w in ws],
+                                          mesh._capture_layers(info, port) + lay))
+                continue
+            if binding.gateway is not None:
+                p.route = Route(root=p.route.root, name=p.route.name, provenance=p.route.provenance,
+                                notes=(*p.route.notes, f"{info.short} has waypoint {binding.gateway.meta.ref}, but a "
+                                       "sidecar client skips it and applies its own routes (endpoint_builder.go "
+                                       "buildEnvoyLbEndpoint)"))
+        out.append(p)
+    if (client is not None and kinds.get(id(client)) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
+        who = [w.meta.ref for w in by_kind["ambient"]]
+        if binding.gateway is None:
+            r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags)
+            out.append(ClientPath("ambient", r.name, r, who, _ztunnel_layers(mesh, info, port, binding)))
+        else:
+            lay = _waypoint_layers_before(binding, info, port)
+            r = waypoint_route(mesh, info, port, request, binding.gateway, name="ambient + waypoint", diags=diags,
+                               layers=lay)
+            lay.append(_to_pod(mesh, info, "waypoint"))
+            out.append(ClientPath("ambient-waypoint", r.name, r, who, lay))
+    if is_headless(info):
+        for p in out:
+            if p.kind in ("kube-proxy", "sidecar", "uid-1337", "ambient", "ambient-waypoint"):
+                p.route = headless_route(mesh, info, port, p.label)
+                p.layers = headless_layers(info, port)
+        diags.append(Diagnostic("note", f"{info.short} is headless (clusterIP: None): clients dial pod addresses "
+                                "from DNS, so no split applies on any path", info.source, info.line))
+    return out

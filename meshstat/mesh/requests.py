@@ -1,0 +1,158 @@
+"""Every route a rule set has for a service: one representative request per match condition.
+
+A VirtualService (and, through :data:`RequestsFor`, any other route source such as a Gateway API
+HTTPRoute) splits traffic differently per match: ``end-user: jason`` to v2, everything else to
+v3. :func:`candidate_requests` builds one request that satisfies each ``match`` (exact and prefix
+paths, exact/prefix/present headers, methods; a regex condition cannot be synthesised and is named
+in a note) plus the default request ``GET /``; :func:`paths_per_route` computes the client paths
+of each and keeps one group per distinct outcome, labelled by the first condition that gives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from meshstat.mesh.layers import ClientPath
+from meshstat.mesh.registry import RegisteredService
+from meshstat.parsers.k8s import HTTPMatch
+
+__all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "candidate_requests", "paths_per_route"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An HTTP request as route matching sees it: path (with query), headers (lower-case names), method."""
+
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    method: str = "GET"
+
+    @classmethod
+    def of(cls, path: str | None = None, headers: Mapping[str, str] | None = None,
+           method: str | None = None) -> Request:
+        """From command-line style values (``None``: the default)."""
+        return cls(path or "/", tuple(sorted((k.lower(), v) for k, v in (headers or {}).items())),
+                   (method or "GET").upper())
+
+    @property
+    def header_map(self) -> dict[str, str]:
+        return dict(self.headers)
+
+    def describe(self) -> str:
+        """``GET /reviews end-user: jason``."""
+        hs = " ".join(f"{k}: {v}" for k, v in self.headers)
+        return f"{self.method} {self.path}" + (f" {hs}" if hs else "")
+
+
+DEFAULT_REQUEST = Request()
+
+#: ``requests_for(mesh, info, port) -> [(condition, Request), ...]``: the representative requests of
+#: route sources other than VirtualServices (the Gateway API HTTPRoutes of ``mesh/gateway_api``).
+RequestsFor = Callable[[Any, RegisteredService, int], list[tuple[str, Request]]]
+
+
+def _synthesise(m: HTTPMatch, notes: list[str], where: str) -> tuple[str, Request] | None:
+    conds: list[str] = []
+    path = "/"
+    if m.uri is not None:
+        kind, val = m.uri
+        if kind == "regex":
+            notes.append(f"{where}: uri regex {val!r} cannot be turned into a request; give --path to see its route")
+            return None
+        path = val if val.startswith("/") else "/" + val
+        conds.append(f"uri {kind} {val}")
+    headers: dict[str, str] = {}
+    for name, kind, val in m.headers:
+        if kind == "regex":
+            notes.append(f"{where}: header {name} regex {val!r} cannot be turned into a request; give --header")
+            return None
+        headers[name.lower()] = val if kind in ("exact", "prefix") else "x"
+        conds.append(f"{name} {kind}" + (f" {val}" if kind != "present" else ""))
+    method = "GET"
+    if m.method is not None:
+        kind, val = m.method
+        if kind == "regex":
+            notes.append(f"{where}: method regex {val!r} cannot be turned into a request; give --method")
+            return None
+        method = val.upper()
+        conds.append(f"method {val}")
+    for label, what in ((m.source_labels, "sourceLabels"), (m.source_namespace, "sourceNamespace"),
+                        (m.authority, "authority"), (m.without_headers, "withoutHeaders")):
+        if label:
+            conds.append(f"{what} {label}")
+    return (", ".join(conds) or "any request"), Request.of(path, headers, method)
+
+
+def candidate_requests(mesh: Any, info: RegisteredService, port: int,
+                       notes: list[str] | None = None) -> list[tuple[str, Request]]:
+    """One request per match condition of the VirtualServices for ``info`` (and ``mesh.requests_for``).
+
+    The default request ``GET /`` comes first; duplicates are dropped.
+    """
+    notes = notes if notes is not None else []
+    out: list[tuple[str, Request]] = [("GET / (no headers)", DEFAULT_REQUEST)]
+    for vs in mesh.manifests.virtual_services:
+        if not any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts):
+            continue
+        for rule in vs.http:
+            for j, m in enumerate(rule.matches):
+                got = _synthesise(m, notes, f"VirtualService {vs.meta.ref} http[{rule.index}].match[{j}]")
+                if got is not None:
+                    out.append(got)
+    hook: RequestsFor | None = getattr(mesh, "requests_for", None)
+    if hook is not None:
+        out.extend(hook(mesh, info, port))
+    seen: set[Request] = set()
+    uniq = []
+    for cond, req in out:
+        if req not in seen:
+            seen.add(req)
+            uniq.append((cond, req))
+    return uniq
+
+
+def _signature(paths: list[ClientPath]) -> tuple[Any, ...]:
+    sig = []
+    for p in paths:
+        shares: dict[str, Fraction] = {}
+        for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
+            shares[b.name] = shares.get(b.name, Fraction(0)) + s
+        sig.append((p.label, tuple(sorted(shares.items()))))
+    return tuple(sig)
+
+
+def paths_per_route(mesh: Any, info: RegisteredService, port: int, *, request: Request | None = None,
+                    client: Any = None, envoy: Any = None, diags: list[Any] | None = None,
+                    notes: list[str] | None = None) -> list[tuple[str, Request, list[ClientPath]]]:
+    """The client paths of ``info:port`` per distinct route: ``[(condition, request, paths), ...]``.
+
+    With ``request`` only that request (condition ``""``). Otherwise every candidate request;
+    requests whose paths give the same shares on every path are one group (the first condition
+    names it, the others are listed after it). A single group gets the condition ``""``.
+    """
+    diags = diags if diags is not None else []
+    if request is not None:
+        return [("", request, mesh.client_paths(info, port, client=client, path=request.path,
+                                                 headers=request.header_map, method=request.method, envoy=envoy,
+                                                 diags=diags))]
+    groups: dict[tuple[Any, ...], tuple[list[str], Request, list[ClientPath]]] = {}
+    for cond, req in candidate_requests(mesh, info, port, notes):
+        scratch: list[Any] = []
+        paths = mesh.client_paths(info, port, client=client, path=req.path, headers=req.header_map,
+                                  method=req.method, envoy=envoy, diags=scratch)
+        sig = _signature(paths)
+        if sig in groups:
+            groups[sig][0].append(cond)
+            continue
+        groups[sig] = ([cond], req, paths)
+        for d in scratch:
+            if d not in diags:
+                diags.append(d)
+    if len(groups) == 1:
+        (_, req, paths), = groups.values()
+        return [("", req, paths)]
+    return [(conds[0] + (f" (also: {'; '.join(conds[1:])})" if len(conds) > 1 else ""), req, paths)
+            for conds, req, paths in groups.values()]

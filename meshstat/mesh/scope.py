@@ -1,0 +1,396 @@
+"""Who a rule applies to: exportTo, VirtualService ``gateways``, Sidecar egress and the outbound policy.
+
+Istio decides, per client proxy, which VirtualService and DestinationRule it sees for a host, and
+whether it knows the host at all. This module follows istiod:
+
+* **VirtualService visibility** (``pilot/pkg/model/push_context.go``: ``initVirtualServices``,
+  ``VirtualServicesForGateway``): a VirtualService is indexed under each of its ``gateways``
+  (none means ``mesh``); sidecars and waypoints read the ``mesh`` entries only, so one whose
+  ``gateways`` lack ``mesh`` never applies to them, while ``[mesh, my-gateway]`` does.
+  ``exportTo`` (default MeshConfig ``defaultVirtualServiceExportTo``, ``*``): ``*`` public,
+  ``~`` nobody, ``.`` or the own namespace private, other names those namespaces. A proxy
+  sees its private ones first, then those exported to its namespace by name, then public ones.
+* **DestinationRule choice** (``push_context.go``: ``destinationRule``, ``setDestinationRules``,
+  ``getExportedDestinationRuleFromNamespace``): the rules of the client's own namespace
+  (exportTo empty, ``*``, ``.`` or naming it), then those the service's namespace exports to
+  the client, then those the root namespace (``istio-system``) exports; in each, the most
+  specific host wins (exact before the longest wildcard) and rules for the same host merge
+  (subsets added in order, the first traffic policy kept: ``mergeDestinationRule``). A rule
+  in a third namespace never applies.
+* **Sidecar resource** (``pilot/pkg/model/sidecar.go``: ``doGetSidecarScope`` in
+  ``push_context.go``, ``convertIstioListenerToWrapper``, ``selectServices``,
+  ``hostClassification``; ``virtualservice.go``: ``SelectVirtualServices``): a workload gets
+  the first Sidecar of its namespace whose ``workloadSelector`` its labels satisfy, else its
+  namespace's Sidecar without selector, else the root namespace's. Its egress ``hosts``
+  ``ns/dnsName`` (``.`` the Sidecar's namespace, ``*`` any, a ``~`` prefix excludes, so ``~/*``
+  imports nothing) import a service by *its* namespace and a VirtualService by the
+  VirtualService's namespace. Hosts are compared as FQDNs: ``default/reviews`` imports nothing.
+* **Unknown destinations** (``pilot/pkg/networking/core/httproute.go``:
+  ``buildCatchAllVirtualHost``): a host the proxy does not know follows the outbound traffic
+  policy (the Sidecar's, else MeshConfig's ``outboundTrafficPolicy``): ``ALLOW_ANY`` ->
+  ``PassthroughCluster`` (ORIGINAL_DST: the connection keeps the ClusterIP, so kube-proxy's
+  per-connection split over all pods applies); ``REGISTRY_ONLY`` -> the ``block_all`` virtual
+  host (HTTP 502) when the port has an HTTP listener for other services, else
+  ``BlackHoleCluster`` (connection closed).
+* **Headless Services** (``pilot/pkg/serviceregistry/kube/conversion.go``: ``ConvertService``,
+  ``clusterIP: None`` -> ``Passthrough`` resolution; ``networking/core/cluster.go``:
+  ``convertResolution`` -> ``ORIGINAL_DST`` for sidecars): clients dial the pod addresses DNS
+  gave them, every cluster forwards to that address, so no weight applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from meshstat.mesh.layers import Layer
+from meshstat.mesh.registry import RegisteredService
+from meshstat.model import Backend, Provenance, Route, Weighted
+from meshstat.parsers.istio_scope import EgressListener, MeshConfig, ScopeObjects, SidecarResource
+from meshstat.parsers.k8s import DestinationRule, Diagnostic, VirtualService, WorkloadResource
+
+__all__ = [
+    "ClientScope",
+    "client_scope",
+    "destination_rule",
+    "exported_to",
+    "headless_route",
+    "imports_host",
+    "is_headless",
+    "mesh_virtual_services",
+    "scope_miss",
+    "service_visible",
+    "sidecar_virtual_services",
+    "unknown_destination_route",
+]
+
+SERVICE_EXPORT_ANNOTATION = "networking.istio.io/exportTo"
+
+
+# --------------------------------------------------------------------------- hosts and exportTo
+
+
+def _subset_of(h: str, pattern: str) -> bool:
+    """``host.Name.SubsetOf``: ``h`` is within ``pattern`` (``*``, ``*.suffix`` or exact)."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*"):
+        suf = pattern[1:]
+        return h.endswith(suf) and (not h.startswith("*") or h[1:].endswith(suf))
+    return h == pattern
+
+
+def _matches(a: str, b: str) -> bool:
+    """``host.Name.Matches``: either is within the other."""
+    return _subset_of(a, b) or _subset_of(b, a)
+
+
+def exported_to(export_to: Sequence[str], default: Sequence[str], rule_ns: str, client_ns: str) -> bool:
+    """Whether a rule of ``rule_ns`` with ``export_to`` (empty: ``default``) is visible in ``client_ns``."""
+    ex = {rule_ns if e == "." else e for e in (export_to or default)}
+    if "*" in ex:
+        return True
+    if "~" in ex:
+        return False
+    return client_ns in ex
+
+
+def service_visible(mesh: Any, info: RegisteredService, client_ns: str) -> bool:
+    """A Service's ``networking.istio.io/exportTo`` annotation (default MeshConfig ``defaultServiceExportTo``)."""
+    if info.service is None:
+        return True
+    ann = dict(info.service.meta.annotations).get(SERVICE_EXPORT_ANNOTATION)
+    ex = tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else ()
+    return exported_to(ex, mesh.scope.mesh_config.service_export_to, info.namespace, client_ns)
+
+
+def _fqdn(mesh: Any, h: str, ns: str) -> str:
+    return h if "." in h or h == "*" or h.startswith("*") else f"{h}.{ns}.svc.{mesh.domain}"
+
+
+# --------------------------------------------------------------------------- VirtualServices
+
+
+def mesh_virtual_services(mesh: Any, namespace: str) -> list[VirtualService]:
+    """VirtualServices a sidecar or waypoint of ``namespace`` reads (gateway ``mesh``), in Istio's order.
+
+    ``VirtualServicesForGateway(namespace, "mesh")``: private ones of ``namespace``, then those
+    exported to it by name, then public ones; file order (creation order) within each.
+    """
+    default = mesh.scope.mesh_config.vs_export_to
+    private, exported, public = [], [], []
+    for vs in mesh.manifests.virtual_services:
+        if not vs.applies_to_sidecars:
+            continue
+        ex = {vs.meta.namespace if e == "." else e for e in (vs.export_to or default)}
+        if "*" in ex:
+            public.append(vs)
+        elif "~" in ex:
+            continue
+        elif namespace in ex:
+            (private if vs.meta.namespace == namespace else exported).append(vs)
+    return private + exported + public
+
+
+# --------------------------------------------------------------------------- the Sidecar resource
+
+
+@dataclass(frozen=True)
+class ClientScope:
+    """What a client proxy knows: its namespace, its Sidecar resource, its outbound policy."""
+
+    namespace: str
+    sidecar: SidecarResource | None
+    outbound_policy: str
+    policy_where: str
+
+    def listener(self, port: int) -> EgressListener | None:
+        """The egress listener for ``port``: the one on that port, else one without port.
+
+        ``None`` when the Sidecar has egress listeners but none for ``port``; a client without a
+        Sidecar (or one without egress) imports ``*/*``.
+        """
+        if self.sidecar is None or not self.sidecar.egress:
+            return EgressListener(None, ("*/*",), 0)
+        for li in self.sidecar.egress:
+            if li.port == port:
+                return li
+        return next((li for li in self.sidecar.egress if li.port is None), None)
+
+    @property
+    def label(self) -> str:
+        return f"Sidecar {self.sidecar.meta.ref}" if self.sidecar else "no Sidecar resource"
+
+
+def _by_namespace(li: EgressListener, config_ns: str) -> dict[str, tuple[list[str], list[str]]]:
+    out: dict[str, tuple[list[str], list[str]]] = {}
+    for h in li.hosts:
+        ns, _, name = h.partition("/")
+        excluded = ns.startswith("~")
+        if excluded:
+            ns = ns[1:] or "*"
+        if ns == ".":
+            ns = config_ns
+        hosts, excl = out.setdefault(ns, ([], []))
+        (excl if excluded else hosts).append(name)
+    return out
+
+
+def imports_host(li: EgressListener | None, config_ns: str, host: str, host_ns: str, *,
+                 virtual_service: bool = False) -> bool:
+    """Whether an egress listener imports ``host`` of namespace ``host_ns``.
+
+    Services are imported by their own namespace (``selectServices``: ``SubsetOf``);
+    VirtualService hosts by the VirtualService's namespace (``SelectVirtualServices``: exact or
+    the bidirectional ``Matches``). ``~`` entries exclude.
+    """
+    if li is None:
+        return False
+    byns = _by_namespace(li, config_ns)
+    for ns in (host_ns, "*"):
+        if ns in byns and any(_subset_of(host, e) for e in byns[ns][1]):
+            return False
+    for ns in (host_ns, "*"):
+        if ns in byns:
+            for e in byns[ns][0]:
+                if (_matches(host, e) if virtual_service else _subset_of(host, e)):
+                    return True
+    return False
+
+
+def _select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, root_ns: str,
+                    diags: list[Diagnostic] | None) -> SidecarResource | None:
+    mine = [s for s in objs.sidecars if s.meta.namespace == namespace]
+    for s in mine:
+        if s.selector is not None and all(labels.get(k) == v for k, v in s.selector):
+            return s
+    wide = [s for s in mine if s.selector is None]
+    if len(wide) > 1 and diags is not None:
+        diags.append(Diagnostic("warning", f"{len(wide)} Sidecars without workloadSelector in namespace {namespace}: "
+                                f"Istio uses the oldest ({wide[0].meta.ref}); taken as the first in file order",
+                                wide[1].meta.source, wide[1].meta.line))
+    if wide:
+        return wide[0]
+    return next((s for s in objs.sidecars if s.meta.namespace == root_ns and s.selector is None), None)
+
+
+def client_scope(mesh: Any, client: WorkloadResource | None, namespace: str,
+                 diags: list[Diagnostic] | None = None) -> ClientScope:
+    """The scope of a sidecar client (``client`` ``None``: a pod of ``namespace`` with no labels)."""
+    objs: ScopeObjects = mesh.scope
+    mc: MeshConfig = objs.mesh_config
+    labels = client.labels if client is not None else {}
+    sc = _select_sidecar(objs, labels, namespace, mc.root_namespace, diags)
+    if sc is not None and sc.outbound_policy:
+        return ClientScope(namespace, sc, sc.outbound_policy, f"Sidecar {sc.meta.ref} ({sc.meta.where})")
+    where = f"MeshConfig ({mc.source}:{mc.line})" if mc.source else "MeshConfig default"
+    return ClientScope(namespace, sc, mc.outbound_policy, where)
+
+
+def sidecar_virtual_services(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> list[VirtualService]:
+    """VirtualServices for ``info`` a sidecar with ``scope`` applies, first one first.
+
+    ``mesh_virtual_services`` filtered by the egress listener of ``port``, then by host.
+    """
+    li = scope.listener(port)
+    out = []
+    for vs in mesh_virtual_services(mesh, scope.namespace):
+        hosts = [_fqdn(mesh, h, vs.meta.namespace) for h in vs.hosts]
+        if not any(imports_host(li, scope.namespace, h, vs.meta.namespace, virtual_service=True) for h in hosts):
+            continue
+        if any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts):
+            out.append(vs)
+    return out
+
+
+def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:
+    """Why a sidecar with ``scope`` does not know ``info:port`` (``None``: it does)."""
+    if not service_visible(mesh, info, scope.namespace):
+        return (f"Service {info.short} is not exported to namespace {scope.namespace} "
+                f"({SERVICE_EXPORT_ANNOTATION} annotation)")
+    li = scope.listener(port)
+    if li is None:
+        return f"{scope.label} has no egress listener for port {port} (nor one without port)"
+    if not imports_host(li, scope.namespace, info.fqdn, info.namespace):
+        return (f"{scope.label} egress hosts {', '.join(li.hosts)} do not import {info.namespace}/{info.fqdn}"
+                + (f" (line {li.line})" if li.line else ""))
+    return None
+
+
+# --------------------------------------------------------------------------- DestinationRules
+
+
+def _most_specific(mesh: Any, drs: list[DestinationRule], info: RegisteredService) -> list[DestinationRule]:
+    exact, wild = [], []
+    for dr in drs:
+        h = _fqdn(mesh, dr.host, dr.meta.namespace)
+        if h == info.fqdn:
+            exact.append(dr)
+        elif h.startswith("*") and _subset_of(info.fqdn, h):
+            wild.append((len(h), h, dr))
+    if exact:
+        return exact
+    if not wild:
+        return []
+    best = max(w[0] for w in wild)
+    host = next(w[1] for w in wild if w[0] == best)
+    return [w[2] for w in wild if w[1] == host]
+
+
+def _merge(drs: list[DestinationRule]) -> DestinationRule | None:
+    if not drs:
+        return None
+    first, subsets, names = drs[0], list(drs[0].subsets), {s.name for s in drs[0].subsets}
+    for dr in drs[1:]:
+        for s in dr.subsets:
+            if s.name not in names:
+                subsets.append(s)
+                names.add(s.name)
+    return first if len(drs) == 1 else replace(first, subsets=tuple(subsets))
+
+
+def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> DestinationRule | None:
+    """The (merged) DestinationRule a proxy of ``client_ns`` applies to ``info``, as istiod chooses it."""
+    mc: MeshConfig = mesh.scope.mesh_config
+    root = mc.root_namespace
+    all_drs = mesh.manifests.destination_rules
+
+    def local(ns: str, private_only: bool = False) -> list[DestinationRule]:
+        out = []
+        for dr in all_drs:
+            if dr.meta.namespace != ns:
+                continue
+            ex = dr.export_to
+            if private_only:
+                if _exported(dr, mc):
+                    continue
+            elif ex and not ({"*", ".", ns} & set(ex)):
+                continue
+            out.append(dr)
+        return _most_specific(mesh, out, info)
+
+    def exported(ns: str) -> list[DestinationRule]:
+        cands = _most_specific(mesh, [dr for dr in all_drs if dr.meta.namespace == ns and _exported(dr, mc)], info)
+        return [dr for dr in cands if not dr.export_to or "*" in dr.export_to or client_ns in dr.export_to]
+
+    if client_ns != root:
+        found = local(client_ns)
+    else:
+        found = local(root, private_only=True)
+    if not found:
+        found = exported(info.namespace)
+    if not found:
+        found = exported(root)
+    return _merge(found)
+
+
+def _exported(dr: DestinationRule, mc: MeshConfig) -> bool:
+    ex = set(dr.export_to)
+    if not ex:
+        return "." not in mc.dr_export_to
+    return not (len(ex) == 1 and (ex & {".", dr.meta.namespace}))
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def is_headless(info: RegisteredService) -> bool:
+    """``clusterIP: None``."""
+    return info.service is not None and (info.service.cluster_ip or "").lower() == "none"
+
+
+def headless_route(mesh: Any, info: RegisteredService, port: int, name: str) -> Route:
+    """A headless Service: the client's DNS choice of pod, shown as uniform (an assumption, said in a note)."""
+    eps = mesh.endpoints(info, port)
+    prov = Provenance(info.source, info.line)
+    if not eps:
+        root: Any = Backend(name=f"no address ({info.short} has no endpoints in DNS)", labels=(("outcome", "reject"),),
+                            provenance=prov)
+    else:
+        root = Weighted(children=tuple(e.backend for e in eps), weights=(1,) * len(eps), unit="connection",
+                        name=f"DNS A records of {info.fqdn} (the client's own pick)", provenance=prov)
+    return Route(root=root, name=name, provenance=prov, notes=(
+        f"{info.short} is headless (clusterIP: None): clients dial the pod addresses DNS returns, so no "
+        "kube-proxy rule, VirtualService weight or ztunnel choice splits the traffic (Istio builds ORIGINAL_DST "
+        "clusters for it: cluster.go convertResolution); shown as one uniform pick per connection, which "
+        "assumes the client takes a random A record (many take the first)",))
+
+
+def headless_layers(info: RegisteredService, port: int) -> list[Layer]:
+    """The one decision on a headless Service's path: the client's DNS pick."""
+    return [Layer("client", "DNS", f"{info.fqdn} resolves to the pod IPs (headless); the client dials one of them",
+                  "connection", f"{info.source}:{info.line}"),
+            Layer("proxy", "ORIGINAL_DST / direct", "forwarded to the address the client dialed: no split; "
+                  "assumes: the client picks a random A record", "connection")]
+
+
+def unknown_destination_route(mesh: Any, scope: ClientScope, info: RegisteredService, port: int, name: str,
+                              why: str, layers: list[Layer]) -> Route:
+    """What a sidecar does with a host it does not know (not imported, or not exported to it)."""
+    policy = scope.outbound_policy
+    if policy == "ALLOW_ANY":
+        layers.append(Layer("Envoy route", "allow_any -> PassthroughCluster", f"{why}: the outbound traffic policy "
+                            f"ALLOW_ANY ({scope.policy_where}) sends it to PassthroughCluster (ORIGINAL_DST): the "
+                            "connection keeps the ClusterIP", "connection"))
+        layers.append(Layer("iptables (node)", "KUBE-SERVICES -> KUBE-SVC-*", "kube-proxy's statistic cascade over "
+                            "all endpoints, DNAT once per connection; assumes: kube-proxy in iptables mode",
+                            "connection", f"{info.source}:{info.line}"))
+        r = mesh.kube_proxy_route(info, port, name=name)
+        return Route(root=r.root, name=name, provenance=r.provenance, notes=(
+            f"{why}: ALLOW_ANY ({scope.policy_where}) -> PassthroughCluster, then kube-proxy's per-connection split "
+            "over all pods (httproute.go buildCatchAllVirtualHost)", *r.notes))
+    http_listener = any(
+        other is not info and other.port(port) is not None and service_visible(mesh, other, scope.namespace)
+        and imports_host(scope.listener(port), scope.namespace, other.fqdn, other.namespace)
+        for other in mesh.registry.values())
+    if http_listener:
+        leaf = Backend(name="502 block_all (REGISTRY_ONLY)", labels=(("outcome", "502"),))
+        what = (f"REGISTRY_ONLY ({scope.policy_where}): the route configuration of port {port} answers unknown "
+                "hosts from the block_all virtual host with HTTP 502; assumes: the port is HTTP")
+    else:
+        leaf = Backend(name="BlackHoleCluster (REGISTRY_ONLY): connection closed", labels=(("outcome", "reject"),))
+        what = (f"REGISTRY_ONLY ({scope.policy_where}): no listener for port {port}, so the virtualOutbound listener "
+                "sends the connection to BlackHoleCluster (closed)")
+    layers.append(Layer("Envoy route", "block_all / BlackHoleCluster", f"{why}: {what}", "request"))
+    return Route(root=leaf, name=name, notes=(f"{why}: {what}",))

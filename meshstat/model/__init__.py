@@ -1,0 +1,69 @@
+"""The routing model (IR): a :class:`Route` is a tree of i.i.d. :class:`Stage` nodes
+ending in :class:`Backend` leaves.
+
+:mod:`~meshstat.model.stages`
+    the model's classes (:class:`Provenance`, :class:`Backend`, :class:`Stage`,
+    :class:`Cascade`, :class:`Weighted`, :class:`Route`) and their exact distributions;
+:mod:`~meshstat.model.thresholds`
+    iptables' 31-bit thresholds, kube-proxy's probabilities, exact rounding to
+    integer masses and bounded reading of decimal weights.
+
+Pure Python (standard library only); :mod:`meshstat.compiler` turns the model
+into the kernels' arrays.
+"""
+
+from __future__ import annotations
+
+from meshstat.model.stages import (
+    ENVOY_MAX_TOTAL_WEIGHT,
+    FALL_THROUGH,
+    MAX_EXACT_RULES,
+    Backend,
+    Cascade,
+    Node,
+    Provenance,
+    Route,
+    Stage,
+    Unit,
+    Weighted,
+)
+from meshstat.model.thresholds import (
+    CASCADE_ONE,
+    MAX_DECIMAL_EXPONENT,
+    cascade_error_bound,
+    decimal_fraction,
+    kube_proxy_probabilities,
+    kube_proxy_uniform_bound,
+    probability_to_threshold,
+    round_to_total,
+    scale_fractional_weights,
+    smallest_integer_weights,
+    threshold_to_decimal,
+    weights_to_cascade,
+)
+
+__all__ = [
+    "CASCADE_ONE",
+    "ENVOY_MAX_TOTAL_WEIGHT",
+    "FALL_THROUGH",
+    "MAX_DECIMAL_EXPONENT",
+    "MAX_EXACT_RULES",
+    "Backend",
+    "Cascade",
+    "Node",
+    "Provenance",
+    "Route",
+    "Stage",
+    "Unit",
+    "Weighted",
+    "cascade_error_bound",
+    "decimal_fraction",
+    "kube_proxy_probabilities",
+    "kube_proxy_uniform_bound",
+    "probability_to_threshold",
+    "round_to_total",
+    "scale_fractional_weights",
+    "smallest_integer_weights",
+    "threshold_to_decimal",
+    "weights_to_cascade",
+]
