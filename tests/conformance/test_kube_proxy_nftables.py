@@ -83,10 +83,11 @@ def _check_counts(record, case: str, run, split: dict[str, Fraction], n: int) ->
 
 
 def _no_icmp_rate_limit(lab: NetnsLab) -> None:
-    """``reject`` answers a TCP SYN with ICMP port unreachable, which the kernel rate-limits per peer
-    (``net.ipv4.icmp_ratelimit``): lift the limit in the node's namespace so that every rejected
-    connection is refused at once instead of some timing out."""
-    lab.exec("backend", ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"])
+    """``reject`` answers a TCP SYN with ICMP port unreachable, which the kernel rate-limits per peer and
+    per host (``net.ipv4.icmp_ratelimit``, ``icmp_msgs_per_sec``, for the types in ``icmp_ratemask``):
+    exempt every type in the node's namespace so that every rejected connection is refused instead of
+    some timing out."""
+    lab.exec("backend", ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_ratemask=0"])
 
 
 def _check_refused(case: str, run, n: int) -> None:  # noqa: ANN001
@@ -125,8 +126,8 @@ def test_service_without_endpoints_is_rejected(record) -> None:  # noqa: ANN001
         assert [(p.probability, str(p.verdict)) for p in r.paths] == [(1, "REJECT")]
         _serve_all(lab, EMPTY)  # a listener that would answer if nothing rejected the connections
         _no_icmp_rate_limit(lab)
-        outside = lab.connect("10.96.0.11:80", 50, max_errors=60, timeout=1.0)
-        node = lab.connect("10.96.0.11:80", 50, side="backend", max_errors=60, timeout=1.0)
+        outside = lab.connect("10.96.0.11:80", 50, max_errors=60, timeout=3.0)
+        node = lab.connect("10.96.0.11:80", 50, side="backend", max_errors=60, timeout=3.0)
     record(case="nft no endpoints: rejected", outside=outside.error_kinds, node=node.error_kinds)
     _check_refused("from outside", outside, 50)
     _check_refused("from the node", node, 50)
@@ -195,7 +196,7 @@ def test_stale_flushed_chains(record) -> None:  # noqa: ANN001
         split = _split(rs, nf.Packet(dst="10.96.0.10", dport=80, src=CLIENT_ADDRESS, src_local=False), "prerouting")
         _serve_all(lab, THREE, GONE)
         _no_icmp_rate_limit(lab)
-        refused = lab.connect("10.96.0.13:80", 50, max_errors=60, timeout=1.0)
+        refused = lab.connect("10.96.0.13:80", 50, max_errors=60, timeout=3.0)
         run = lab.connect("10.96.0.10:80", 300)
         # a later sync deletes the stale chains: the kernel accepts it only if nothing refers to them
         lab.load_nft("".join(f"delete chain ip kube-proxy {c}\n" for c in stale))
