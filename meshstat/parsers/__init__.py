@@ -9,9 +9,15 @@ Pure Python (standard library only). One module per dialect:
 
 Both produce the same netfilter structures (:class:`meshstat.parsers.iptables.Ruleset`),
 which :mod:`meshstat.netfilter` traces and reads kube-proxy services from.
+
+``meshstat.parsers.gateway_api`` is imported here: it adds the Gateway API kinds (and Istio's
+``Gateway``) to the manifest reader of ``meshstat.parsers.k8s``, so that every reader of manifests
+sees them.
 """
 
 from __future__ import annotations
+
+from meshstat.parsers import gateway_api as _gateway_api  # noqa: F401  (registers its kinds with parsers.k8s)
 
 __all__ = ["sniff_netfilter_dialect"]
 
