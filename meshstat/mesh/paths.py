@@ -19,6 +19,7 @@ from typing import Any
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.gateway_api import gateway_routed_services, sidecar_split, split_layers, split_node
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -475,8 +476,16 @@ class Mesh:
                             f"hands the connection to 0.0.0.0_{port}", "connection"))
         if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
             unit = "connection"
+        gw = sidecar_split(self, info, port, client_ns, vs, tcp=proto == "tcp", path=path, headers=hdrs,
+                           method=method, diags=diags)
         root: Node
-        if vs is None:
+        if gw is not None:  # a Gateway API route attached to the Service serves this client (GAMMA)
+            layers.extend(Layer(*row) for row in split_layers(gw))
+            notes.extend(gw.notes)
+            root = split_node(gw, lambda d: self._cluster_node(d, info, port, client_ns, gw.unit, gw.route, diags,
+                                                               notes, layers))
+            vs = gw.route or gw.routes[0]  # provenance of the Route below
+        elif vs is None:
             layers.append(Layer("Envoy route", f"route {port}", f"no VirtualService: default route to "
                                 f"outbound|{port}||{info.fqdn}", unit))
             notes.append(f"no VirtualService for {info.fqdn}: Istio's default route (one cluster, all endpoints)")
@@ -571,7 +580,8 @@ class Mesh:
     # ------------------------------------------------------------------ paths
 
     def routed_services(self) -> list[tuple[RegisteredService, int]]:
-        """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host)."""
+        """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host), then those
+        Gateway API routes attach to or send to (:func:`meshstat.mesh.gateway_api.gateway_routed_services`)."""
         out: list[tuple[RegisteredService, int]] = []
         for vs in self.manifests.virtual_services:
             if not vs.applies_to_sidecars:
@@ -588,7 +598,7 @@ class Mesh:
                 self.diagnostics.append(Diagnostic(
                     "warning", f"VirtualService {vs.meta.ref}: host(s) {', '.join(vs.hosts)} match no Service or "
                     "ServiceEntry in the manifests", vs.meta.source, vs.meta.line))
-        return out
+        return out + [p for p in gateway_routed_services(self) if p not in out]
 
     def client_workloads(self, info: RegisteredService) -> list[WorkloadResource]:
         """Workloads that are plausible clients of ``info`` (not its own backends)."""
@@ -648,7 +658,7 @@ class Mesh:
         for p in paths:
             shares = p.route.exact_shares()
             for b, s in zip(p.route.backends(), shares, strict=True):
-                if dict(b.labels).get("outcome") in ("503", "404", "reject", "error") and s > 0:
+                if dict(b.labels).get("outcome") in ("500", "503", "404", "reject", "error") and s > 0:
                     pv = b.provenance
                     diags.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of "
                                             f"{'connections' if p.route.root and _unit(p.route) == 'connection' else 'requests'}"
