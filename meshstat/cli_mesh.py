@@ -155,6 +155,10 @@ def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
             lines.append(f"client {client.meta.ref}: {d} ({d.source}:{d.line})")
             wanted = {"sidecar", "uid-1337", "envoy-dump"} if d.injected else {"kube-proxy"}
             paths = [p for p in paths if p.kind in wanted]
+        else:  # clients outside the mesh, through an ingress gateway
+            from meshstat.mesh.ingress import ingress_paths
+
+            paths += ingress_paths(mesh, info, port, path=args.path, headers=headers, diags=diags)
         for p in paths:
             svc = f"{info.short}:{port}"
             entries.append({"service": svc, "path": p.label, "route": p.route, "clients": p.clients})

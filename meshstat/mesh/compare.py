@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument
+from meshstat.mesh.ingress import ingress_paths
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import version_of
 from meshstat.model import Route
@@ -137,7 +138,11 @@ def compare_paths(
     notes: list[str] = list(mesh.notes)
     found: list[PathSplit] = []
     for info, port in pairs:
-        for p in mesh.client_paths(info, port, client=wl, path=path, headers=headers, envoy=env_cfg, diags=diags):
+        paths = mesh.client_paths(info, port, client=wl, path=path, headers=headers, envoy=env_cfg,
+                                  diags=diags)
+        if wl is None:  # clients outside the mesh, through an ingress gateway
+            paths += ingress_paths(mesh, info, port, path=path, headers=headers, diags=diags)
+        for p in paths:
             found.append(PathSplit(f"{info.short}:{port}", p.label, p.kind, p.route, tuple(p.clients)))
             notes.extend(f"{p.label}: {x}" for x in p.route.notes if "long-run share" not in x)
     if wl is not None:
