@@ -94,7 +94,8 @@ def _services(mesh: Any, args: argparse.Namespace, client_ns: str | None) -> lis
         return [(info, port)]
     pairs = mesh.routed_services()
     if not pairs:
-        raise InvalidArgument("no VirtualService in the manifests routes a known Service; give --service HOST:PORT")
+        raise InvalidArgument("no VirtualService or Gateway API route in the manifests routes a known Service; "
+                              "give --service HOST:PORT")
     return pairs
 
 

@@ -133,7 +133,8 @@ def compare_paths(
     else:
         pairs = mesh.routed_services()
         if not pairs:
-            raise InvalidArgument("no VirtualService in the manifests routes a known Service; name a service")
+            raise InvalidArgument("no VirtualService or Gateway API route in the manifests routes a known Service; "
+                                  "name a service")
     diags: list[Diagnostic] = []
     notes: list[str] = list(mesh.notes)
     found: list[PathSplit] = []

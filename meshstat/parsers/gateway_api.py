@@ -368,12 +368,12 @@ def _version(ctx: _Ctx, doc: Any, kind: str, versions: Iterable[str]) -> None:
     version = api.split("/", 1)[1] if "/" in api else api
     versions = tuple(versions)
     if version not in versions:
+        group = api.split("/")[0]
         raise ctx.fail(
-            f"expected apiVersion {' or '.join(api.split('/')[0] + '/' + v for v in versions)} for {kind}, "
-            f"got {api or 'none'} (no such version serves {kind})",
+            f"expected apiVersion {' or '.join(group + '/' + v for v in versions)} for {kind} (no other "
+            f"version serves it), got {api or 'none'}",
             doc,
             "apiVersion",
-            api,
         )
 
 
@@ -383,7 +383,7 @@ def _enum(ctx: _Ctx, obj: Any, key: str, what: str, allowed: tuple[str, ...], de
         return default
     if val not in allowed:
         raise ctx.fail(
-            f"expected '{key}' of {what} to be one of {', '.join(allowed)}, got {val!r}", obj, key, val
+            f"expected '{key}' of {what} to be one of {', '.join(allowed)}", obj, key, val
         )
     return val
 
@@ -473,9 +473,10 @@ def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, st
     seen = set()
     for h in _list(ctx, m, key, what):
         h = _mapping(ctx, h, m, key, what)
-        name = _str(ctx, h, "name", f"{key} match", required=True) or ""
-        value = _str(ctx, h, "value", f"{key} match", required=True) or ""
-        mtype = _enum(ctx, h, "type", f"{key} match", ("Exact", "RegularExpression"), "Exact")
+        kind = "header match" if key == "headers" else "query param match"
+        name = _str(ctx, h, "name", kind, required=True) or ""
+        value = _str(ctx, h, "value", kind, required=True) or ""
+        mtype = _enum(ctx, h, "type", kind, ("Exact", "RegularExpression"), "Exact")
         key_name = name.lower() if key == "headers" else name
         if key_name in seen:  # "only the first entry with an equivalent name MUST be considered"
             continue
@@ -495,7 +496,7 @@ def _http_match(ctx: _Ctx, m: Any) -> RouteMatch:
         value = "/" if value is None else value
         if ptype != "RegularExpression" and not value.startswith("/"):
             raise ctx.fail(
-                f"expected a {ptype} path to start with '/' (an absolute path), got {value!r}",
+                f"expected a {ptype} path to start with '/' (an absolute path)",
                 pm,
                 "value",
                 value,
