@@ -539,7 +539,8 @@ def split_layers(split: GatewaySplit) -> list[tuple[str, str, str, str, str]]:
         (
             "Gateway API route",
             split.label,
-            f"parent {split.parent}; match {describe_match(split.match)}{merged}",
+            f"parent {split.parent}; match "
+            f"{describe_match(split.match) if split.unit == 'request' else 'any connection'}{merged}",
             split.unit,
             where,
         )
@@ -654,9 +655,12 @@ def sidecar_split(
     first VirtualService to claim it wins (``pilot/pkg/networking/core/httproute.go``: "duplicate
     domain"); ``SelectVirtualServices`` (``pilot/pkg/model/virtualservice.go``) lists the routes of
     the proxy's own namespace generated from Gateway API first, then every VirtualService by creation
-    time. So the HTTPRoute wins for clients in its namespace; elsewhere the older object wins (the
-    manifests' order stands for creation order when they carry no timestamps). Either way a warning
-    says which one is ignored. Returns ``None`` when the VirtualService (or no rule at all) applies.
+    time, after the VirtualServices exported to named namespaces only (``exportTo`` without ``*``: the
+    index's private and per-namespace lists come first, ``push_context.go: initVirtualServices``; the
+    generated ones are public). So the HTTPRoute wins for clients in its namespace; elsewhere the older
+    object wins (the manifests' order stands for creation order when they carry no timestamps). Either
+    way a warning says which one is ignored. Returns ``None`` when the VirtualService (or no rule at
+    all) applies.
     """
     objs = gateway_objects(mesh.manifests)
     kinds = TCP_KINDS if tcp else HTTP_KINDS
@@ -666,8 +670,12 @@ def sidecar_split(
     first = min(group, key=lambda r: _position(mesh, r.meta))
     if vs is not None:
         own_ns = first.meta.namespace == client_namespace
-        route_first = own_ns or _position(mesh, first.meta) < _position(mesh, vs.meta)
-        if own_ns:
+        vs_scoped = bool(vs.export_to) and "*" not in vs.export_to  # listed before every public one
+        route_first = not vs_scoped and (own_ns or _position(mesh, first.meta) < _position(mesh, vs.meta))
+        if vs_scoped:
+            why = (f"VirtualService {vs.meta.ref} is exported to named namespaces only "
+                   f"({', '.join(vs.export_to)}): Istio lists it before every public one")
+        elif own_ns:
             why = f"{first.label} is in the client's namespace (Istio lists those routes first)"
         else:
             older = first.label if route_first else f"VirtualService {vs.meta.ref}"

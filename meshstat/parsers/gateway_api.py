@@ -468,6 +468,16 @@ def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple
     return tuple(out)
 
 
+def _regex(ctx: _Ctx, obj: Any, key: str, value: str) -> None:
+    """Refuse a pattern that does not compile: the matcher evaluates it with Python's ``re`` (Envoy: RE2)."""
+    import re
+
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise ctx.fail(f"expected a regular expression ({exc})", obj, key, value) from None
+
+
 def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, str, str], ...]:
     out: list[tuple[str, str, str]] = []
     seen = set()
@@ -477,6 +487,8 @@ def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, st
         name = _str(ctx, h, "name", kind, required=True) or ""
         value = _str(ctx, h, "value", kind, required=True) or ""
         mtype = _enum(ctx, h, "type", kind, ("Exact", "RegularExpression"), "Exact")
+        if mtype == "RegularExpression":
+            _regex(ctx, h, "value", value)
         key_name = name.lower() if key == "headers" else name
         if key_name in seen:  # "only the first entry with an equivalent name MUST be considered"
             continue
@@ -501,6 +513,8 @@ def _http_match(ctx: _Ctx, m: Any) -> RouteMatch:
                 "value",
                 value,
             )
+        if ptype == "RegularExpression":
+            _regex(ctx, pm, "value", value)
         path = (ptype, value)
     method = None
     if m.get("method") is not None:
@@ -524,6 +538,8 @@ def _grpc_match(ctx: _Ctx, m: Any) -> RouteMatch:
         method = _str(ctx, gm, "method", "gRPC method match") or None
         if service is None and method is None:
             raise ctx.fail("expected a gRPC method match to name a service or a method", gm)
+        if mtype == "RegularExpression":
+            _regex(ctx, gm, "service", f"{service or ''}/{method or ''}")
         grpc = (mtype, service, method)
     return RouteMatch(
         path=None,

@@ -363,6 +363,13 @@ def test_httproute_and_virtualservice_for_one_host() -> None:
     route, diags, _ = sidecar(mesh, client="web/c")
     assert shares(route) == {"v3": Fraction(1)}
     assert any("HTTPRoute default/reviews is ignored" in d.message for d in diags)
+    # a VirtualService exported to its own namespace only is listed before every public one, the route's too
+    private = (BOOKINFO / "networking" / "virtual-service-reviews-v3.yaml").read_text().replace(
+        "spec:\n", "spec:\n  exportTo: [.]\n")
+    mesh = bookinfo("networking/destination-rule-all.yaml", "gateway-api/route-reviews-90-10.yaml", extra=private)
+    route, diags, _ = sidecar(mesh)
+    assert shares(route) == {"v3": Fraction(1)}
+    assert any("exported to named namespaces only (.)" in d.message for d in diags)
 
 
 def test_mirror_and_other_filters_are_noted_not_split() -> None:

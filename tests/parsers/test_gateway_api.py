@@ -183,6 +183,10 @@ BAD = [
     ("mirror fraction", "filters: [{type: RequestMirror, requestMirror: {backendRef: {name: m, port: 1}, "
      "fraction: {numerator: 3, denominator: 2}}}]", 8, "expected a mirror fraction with 0 <= numerator"),
     ("port 0", "backendRefs: [{name: a, port: 0}]", 8, "expected 'port' of backendRef to be in [1, 65535]"),
+    ("bad regex", "matches: [{path: {type: RegularExpression, value: '/a('}}]", 8,
+     "expected a regular expression (missing ), unterminated subpattern"),
+    ("bad header regex", "matches: [{headers: [{name: a, type: RegularExpression, value: '*'}]}]", 8,
+     "expected a regular expression (nothing to repeat"),
     ("rules not a list", None, 7, "expected 'rules' of HTTPRoute spec to be a list"),
 ]
 
