@@ -639,7 +639,7 @@ def sidecar_split(
     mesh: Any,
     info: RegisteredService,
     port: int,
-    client_namespace: str,
+    client_namespace: str | None,
     vs: Any,
     *,
     tcp: bool = False,
@@ -661,6 +661,9 @@ def sidecar_split(
     object wins (the manifests' order stands for creation order when they carry no timestamps). Either
     way a warning says which one is ignored. Returns ``None`` when the VirtualService (or no rule at
     all) applies.
+
+    With ``vs=None`` and ``client_namespace=None`` this is the split of the Service's own (producer)
+    routes, the one a proxy that serves every client (a waypoint) applies.
     """
     objs = gateway_objects(mesh.manifests)
     kinds = TCP_KINDS if tcp else HTTP_KINDS
@@ -689,22 +692,12 @@ def sidecar_split(
         if not route_first:
             return None
     parent = f"Service {info.namespace}/{info.name}:{port}"
-    split = httproute_split(
-        group,
-        parent,
-        path=path,
-        headers=headers,
-        method=method,
-        registry=mesh.registry,
-        grants=objs.grants,
-        enforce_grants=False,
-        domain=mesh.domain,
-    )
-    extra = [
-        f"{role} route{'s' if len(group) > 1 else ''} for clients in {client_namespace} "
-        f"({', '.join(r.meta.ref for r in group)}; GEP-1294)"
-    ]
-    return replace(split, notes=(*extra, *split.notes))
+    split = httproute_split(group, parent, path=path, headers=headers, method=method, registry=mesh.registry,
+                            grants=objs.grants, enforce_grants=False, domain=mesh.domain)
+    who = f"clients in {client_namespace}" if client_namespace is not None else "every client"
+    refs = ", ".join(r.meta.ref for r in group)
+    extra = f"{role} route{'s' if len(group) > 1 else ''} for {who} ({refs}; GEP-1294)"
+    return replace(split, notes=(extra, *split.notes))
 
 
 def gateway_routed_services(mesh: Any) -> list[tuple[RegisteredService, int]]:

@@ -11,8 +11,9 @@ import pytest
 
 from meshstat.mesh import Mesh, version_of
 from meshstat.mesh.compare import compare_paths
-from meshstat.mesh.gateway_api import httproute_split, mesh_routes, precedence
+from meshstat.mesh.gateway_api import httproute_split, mesh_routes, precedence, sidecar_split, split_layers, split_node
 from meshstat.mesh.ingress import ingress_paths
+from meshstat.model import Route
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import load_manifests, parse_manifest_text
 
@@ -116,6 +117,22 @@ def test_compare_f_reads_the_httproute() -> None:
     got = cmp_.shares("reviews.default:9080")
     assert got["sidecar (Envoy)"] == {"v1": Fraction(9, 10), "v2": Fraction(1, 10)}
     assert got["no sidecar (kube-proxy)"] == pytest.approx(dict.fromkeys(("v1", "v2", "v3"), 1 / 3), abs=1e-9)
+
+
+def test_api_for_a_proxy_that_serves_every_client() -> None:
+    """What a waypoint executes: the Service's producer routes, as a split, a model tree and layer rows."""
+    mesh = bookinfo("gateway-api/route-reviews-90-10.yaml")
+    info, _ = mesh.find_service("reviews")
+    split = sidecar_split(mesh, info, 9080, None, None)
+    assert split is not None and split.unit == "request" and split.notes[0].startswith("producer route for every client")
+    assert [(b.destination.host, b.destination.port, b.weight) for b in split.backends] == [
+        ("reviews-v1.default.svc.cluster.local", 9080, 90), ("reviews-v2.default.svc.cluster.local", 9080, 10)]
+    layers: list = []
+    node = split_node(split, lambda d: mesh._cluster_node(d, info, 9080, "default", split.unit, split.route, [], [],
+                                                          layers))
+    assert shares(Route(root=node, name="waypoint")) == {"v1": Fraction(9, 10), "v2": Fraction(1, 10)}
+    assert [r[0] for r in split_layers(split)] == ["Gateway API route", "Envoy route"]
+    assert len(layers) == 2  # one "Envoy cluster" layer per backend Service
 
 
 # --------------------------------------------------------------------------- precedence (the spec's order)
