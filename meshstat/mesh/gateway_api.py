@@ -49,6 +49,7 @@ from meshstat.model import Backend, Node, Provenance, Weighted
 from meshstat.parsers.gateway_api import (
     GATEWAY_GROUP,
     BackendRef,
+    GatewayObjects,
     GatewayRoute,
     ReferenceGrant,
     RouteMatch,
@@ -65,6 +66,7 @@ __all__ = [
     "match_holds",
     "mesh_routes",
     "precedence",
+    "replaced_warnings",
     "resolve_backend",
     "sidecar_split",
     "split_layers",
@@ -666,6 +668,8 @@ def sidecar_split(
     routes, the one a proxy that serves every client (a waypoint) applies.
     """
     objs = gateway_objects(mesh.manifests)
+    if diags is not None:
+        diags.extend(replaced_warnings(objs))
     kinds = TCP_KINDS if tcp else HTTP_KINDS
     group, role = mesh_routes(objs.routes, info, port, client_namespace, kinds=kinds)
     if not group:
@@ -698,6 +702,13 @@ def sidecar_split(
     refs = ", ".join(r.meta.ref for r in group)
     extra = f"{role} route{'s' if len(group) > 1 else ''} for {who} ({refs}; GEP-1294)"
     return replace(split, notes=(extra, *split.notes))
+
+
+def replaced_warnings(objs: GatewayObjects) -> list[Diagnostic]:
+    """A warning for each object that a later one of the same kind, namespace and name replaces."""
+    return [Diagnostic("warning", f"{old.meta.kind} {old.meta.ref} is defined again at {new.meta.where}: "
+                       "applied in file order, the later one replaces this one (only the later one is modelled)",
+                       old.meta.source, old.meta.line) for old, new in objs.replaced]
 
 
 def gateway_routed_services(mesh: Any) -> list[tuple[RegisteredService, int]]:

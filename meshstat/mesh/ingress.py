@@ -36,7 +36,14 @@ from dataclasses import replace
 from typing import Any
 
 from meshstat.mesh.envoy import find_virtual_host
-from meshstat.mesh.gateway_api import GatewaySplit, httproute_split, precedence, split_layers, split_node
+from meshstat.mesh.gateway_api import (
+    GatewaySplit,
+    httproute_split,
+    precedence,
+    replaced_warnings,
+    split_layers,
+    split_node,
+)
 from meshstat.mesh.paths import ClientPath, Layer, Mesh, _request_matches
 from meshstat.mesh.registry import RegisteredService
 from meshstat.model import Backend, Node, Provenance, Route
@@ -83,6 +90,7 @@ def ingress_paths(
     hdrs = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
     default_request = path == "/" and method.upper() == "GET" and not (set(hdrs) - {"host"})
     objs = gateway_objects(mesh.manifests)
+    diags.extend(replaced_warnings(objs))
     out: list[ClientPath] = []
     for gw in objs.gateways:
         for li in gw.listeners:

@@ -324,13 +324,18 @@ class IstioGateway:
 
 @dataclass
 class GatewayObjects:
-    """The objects of this module in a :class:`~meshstat.parsers.k8s.Manifests`, by kind, in file order."""
+    """The objects of this module in a :class:`~meshstat.parsers.k8s.Manifests`, by kind, in file order.
+
+    ``replaced`` holds ``(earlier, later)`` pairs of objects of one kind, namespace and name: applied in
+    file order, the later one replaces the earlier (``kubectl apply``), so only the later one is listed.
+    """
 
     routes: list[GatewayRoute] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
     classes: list[GatewayClass] = field(default_factory=list)
     grants: list[ReferenceGrant] = field(default_factory=list)
     istio_gateways: list[IstioGateway] = field(default_factory=list)
+    replaced: list[tuple[Any, Any]] = field(default_factory=list)
 
 
 def gateway_objects(manifests: Manifests) -> GatewayObjects:
@@ -343,8 +348,16 @@ def gateway_objects(manifests: Manifests) -> GatewayObjects:
         ReferenceGrant: out.grants,
         IstioGateway: out.istio_gateways,
     }
+    latest: dict[tuple[str, str, str, str], Any] = {}
     for obj in manifests.gateway_objects:
-        kinds[type(obj)].append(obj)
+        key = (obj.meta.api_version.split("/")[0], obj.meta.kind, obj.meta.namespace, obj.meta.name)
+        if key in latest:
+            out.replaced.append((latest[key], obj))
+        latest[key] = obj
+    for obj in manifests.gateway_objects:
+        key = (obj.meta.api_version.split("/")[0], obj.meta.kind, obj.meta.namespace, obj.meta.name)
+        if latest[key] is obj:
+            kinds[type(obj)].append(obj)
     return out
 
 

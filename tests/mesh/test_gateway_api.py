@@ -135,6 +135,14 @@ def test_api_for_a_proxy_that_serves_every_client() -> None:
     assert len(layers) == 2  # one "Envoy cluster" layer per backend Service
 
 
+def test_a_route_applied_again_replaces_the_earlier_one() -> None:
+    mesh = bookinfo("gateway-api/route-reviews-90-10.yaml", "gateway-api/route-reviews-v3.yaml")
+    route, diags, _ = sidecar(mesh)
+    assert shares(route) == {"v3": Fraction(1)}  # kubectl apply in file order: the last definition stays
+    (w,) = [d for d in diags if d.level == "warning"]
+    assert w.source.endswith("route-reviews-90-10.yaml") and "defined again at" in w.message
+
+
 # --------------------------------------------------------------------------- precedence (the spec's order)
 
 ROUTE = """
