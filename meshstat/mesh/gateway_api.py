@@ -707,7 +707,7 @@ def sidecar_split(
 def replaced_warnings(objs: GatewayObjects) -> list[Diagnostic]:
     """A warning for each object that a later one of the same kind, namespace and name replaces."""
     return [Diagnostic("warning", f"{old.meta.kind} {old.meta.ref} is defined again at {new.meta.where}: "
-                       "applied in file order, the later one replaces this one (only the later one is modelled)",
+                       "applied in file order, the later one replaces this one (only that one is modelled)",
                        old.meta.source, old.meta.line) for old, new in objs.replaced]
 
 
