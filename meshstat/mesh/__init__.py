@@ -33,7 +33,9 @@ selectors of the istio-discovery chart (``mutatingwebhook.yaml``) and
 Modules: :mod:`~meshstat.mesh.registry` (pods, services, the injection decision),
 :mod:`~meshstat.mesh.endpoints` (one cluster's endpoint stage, the runtime_fraction correlation),
 :mod:`~meshstat.mesh.envoy` (a call through an Envoy configuration and its Route),
-:mod:`~meshstat.mesh.paths` (:class:`Mesh` and its client paths). Comparing the paths by
+:mod:`~meshstat.mesh.paths` (:class:`Mesh` and its client paths), :mod:`~meshstat.mesh.gateway_api`
+(Gateway API routes: which rule serves a request, its weighted backends, the GAMMA routes a sidecar
+applies), :mod:`~meshstat.mesh.ingress` (the ``ingress`` path through a gateway). Comparing the paths by
 simulation (:func:`meshstat.mesh.compare.compare_paths`) uses the engine, so it is not
 re-exported here.
 """

@@ -234,6 +234,21 @@ def test_ties_across_routes_oldest_then_alphabetical_then_rule_order() -> None:
     assert chosen(split_of(route_yaml(f"- {to('v3')}\n- {to('v1')}"))) == "reviews-v3"
 
 
+def test_grpc_method_matches_as_istio_converts_them() -> None:
+    grpc = route_yaml(f"""
+        - matches: [{{method: {{service: pkg.Echo, method: Say}}}}]
+          {to("v1")}
+        - matches: [{{method: {{service: pkg.Echo}}}}]
+          {to("v2")}
+        - matches: [{{method: {{method: Ping}}}}]
+          {to("v3")}
+    """).replace("kind: HTTPRoute", "kind: GRPCRoute")
+    assert chosen(split_of(grpc, path="/pkg.Echo/Say", method="POST")) == "reviews-v1"  # exact /Service/Method
+    assert chosen(split_of(grpc, path="/pkg.Echo/Other", method="POST")) == "reviews-v2"  # prefix /Service/
+    assert chosen(split_of(grpc, path="/other.Svc/Ping", method="POST")) == "reviews-v3"  # regex /[^/]+/Ping
+    assert chosen(split_of(grpc, path="/other.Svc/Pong", method="POST")) == "404 no route matched"
+
+
 def test_istio_golden_conversion_order_and_weights() -> None:
     """Istio's own test (pilot/pkg/config/kube/gateway/testdata/weighted.yaml and its golden): the route's rules
     in the generated VirtualService's order, with the same destinations and weights (weight 0 dropped)."""
