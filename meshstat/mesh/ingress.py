@@ -261,7 +261,7 @@ def _gateway_api_path(
 
     split, host, vh_why = split_for(path, hdrs, method)
     if default_request and not _reaches(split, info, port):
-        for _, _, m in precedence([r for r, _, _ in sends]):
+        for _, _, m in precedence(list(dict.fromkeys(r for r, _, _ in sends))):
             req = _synthesize(m)
             if req is None:
                 continue
