@@ -230,7 +230,8 @@ REGISTRY: list[FuzzTarget] = [
     FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft")),
     FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
     FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml"), examples=400),
-    FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), _MANIFESTS]),
+    FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), *_files("bookinfo/gateway-api", "*.yaml"),
+                                             _MANIFESTS]),
     FuzzTarget("nginx", parse_nginx, [_NGINX, DATA / "bad" / "nginx-good.conf"]),
     FuzzTarget(
         "counts",

@@ -15,9 +15,15 @@ Pure Python (standard library, and PyYAML for YAML). One module per dialect:
     Envoy configuration dumps and bootstrap files.
 ``meshstat.parsers.nginx``
     nginx ``upstream`` blocks.
+
+``meshstat.parsers.gateway_api`` (Gateway API routes, Gateways, GatewayClasses, ReferenceGrants and
+Istio's ``Gateway``) is imported here: it adds its kinds to the manifest reader of
+``meshstat.parsers.k8s``, so that every reader of manifests sees them.
 """
 
 from __future__ import annotations
+
+from meshstat.parsers import gateway_api as _gateway_api  # noqa: F401  (registers its kinds with parsers.k8s)
 
 __all__ = ["sniff_netfilter_dialect"]
 
