@@ -231,7 +231,8 @@ REGISTRY: list[FuzzTarget] = [
     FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
     FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml", "istioctl/*.json", "istioctl/*.yaml"),
                examples=400),
-    FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), _MANIFESTS]),
+    FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), *_files("bookinfo/gateway-api", "*.yaml"),
+                                             _MANIFESTS]),
     FuzzTarget("nginx", parse_nginx, [_NGINX, DATA / "bad" / "nginx-good.conf"]),
     FuzzTarget(
         "counts",

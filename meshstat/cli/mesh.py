@@ -116,8 +116,9 @@ def _services(mesh: Any, args: argparse.Namespace, client_ns: str | None) -> lis
         return [(info, port)]
     pairs = mesh.routed_services()
     if not pairs:
-        raise InvalidArgument("no VirtualService in the manifests routes a known Service; give --service "
-                              "NS/NAME[:PORT]")
+        from meshstat.mesh.paths import NO_ROUTED_SERVICE
+
+        raise InvalidArgument(NO_ROUTED_SERVICE)
     return pairs
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from meshstat.engine.routes import compare
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import ambient_decision
-from meshstat.mesh.paths import Mesh
+from meshstat.mesh.paths import NO_ROUTED_SERVICE, Mesh
 from meshstat.mesh.registry import version_of
 from meshstat.mesh.requests import Request, paths_per_route
 from meshstat.model import Route
@@ -107,7 +107,8 @@ def compare_paths(
     client : str, optional
         Only this client workload (``ns/name``).
     service : str, optional
-        Only this service (``host[:port]``); default: every service a VirtualService routes.
+        Only this service (``host[:port]``); default: every service a VirtualService or Gateway API route
+        routes (ingress routes included).
     envoy : str or sequence of str, optional
         An Envoy ``config_dump`` (or istioctl outputs) of the injected client: adds a path.
     path, headers, method
@@ -138,8 +139,7 @@ def compare_paths(
     else:
         pairs = mesh.routed_services()
         if not pairs:
-            raise InvalidArgument("no VirtualService in the manifests routes a known Service; give the service "
-                                  "(--service NS/NAME[:PORT])")
+            raise InvalidArgument(NO_ROUTED_SERVICE)
     diags: list[Diagnostic] = []
     notes: list[str] = list(mesh.notes)
     found: list[PathSplit] = []
@@ -154,7 +154,6 @@ def compare_paths(
     if wl is not None:
         notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}; {ambient_decision(mesh, wl)}")
     if n is not None:
-
         results = compare([p.route for p in found], n, rng=rng)
         found = [
             PathSplit(p.service, p.path, p.kind, p.route, p.clients, r) for p, r in zip(found, results, strict=True)

@@ -26,8 +26,13 @@ call can take:
     (weighted by capacity), whatever the VirtualService says (:mod:`meshstat.mesh.ambient`).
 ``ambient-waypoint`` (``"ambient + waypoint"``)
     The Service uses a waypoint (``istio.io/use-waypoint``): ztunnel tunnels the connection to
-    it and the waypoint applies the VirtualService (Alpha in Istio) or, through
-    ``Mesh.route_for``, an HTTPRoute, per request.
+    it and the waypoint applies, per request, the Service's HTTPRoutes (GAMMA producer routes,
+    :func:`meshstat.mesh.gateway_api.waypoint_route_for` through ``Mesh.route_for``) or else
+    the VirtualService (Alpha in Istio).
+``ingress``
+    A client outside the mesh through an ingress gateway: a Gateway API ``Gateway`` and its
+    HTTPRoutes, or an Istio ``Gateway`` and the VirtualServices bound to it
+    (:mod:`meshstat.mesh.ingress`); shown when no client workload is named.
 
 Who a rule applies to (``gateways``, ``exportTo``, the Sidecar resource, the outbound traffic
 policy, headless Services) is :mod:`meshstat.mesh.scope`; every route a rule set has for a
@@ -47,6 +52,9 @@ Modules: :mod:`~meshstat.mesh.layers` (:class:`Layer`, :class:`ClientPath`),
 :mod:`~meshstat.mesh.endpoints` (one cluster's endpoint stage, the runtime_fraction correlation),
 :mod:`~meshstat.mesh.envoy` (a call through an Envoy configuration and its Route),
 :mod:`~meshstat.mesh.scope`, :mod:`~meshstat.mesh.ambient`, :mod:`~meshstat.mesh.requests`,
+:mod:`~meshstat.mesh.gateway_api` (Gateway API routes: which rule serves a request, its weighted
+backends, the GAMMA routes a sidecar applies, the HTTPRoutes a waypoint executes),
+:mod:`~meshstat.mesh.ingress` (the ``ingress`` path through a gateway),
 :mod:`~meshstat.mesh.paths` (:class:`Mesh` and its client paths). Comparing the paths by
 simulation is the engine's job (:func:`meshstat.engine.mesh.compare_paths`).
 """

@@ -35,7 +35,8 @@ label matching is not supported in ambient mode"); with no route the waypoint se
 whole Service. The chosen ``inbound-vip|port|subset|host`` cluster balances *per request* with the
 DestinationRule the waypoint's namespace sees. Istio marks VirtualService at waypoints Alpha
 and mixing it with an HTTPRoute for the same Service undefined (Istio docs,
-ambient/migrate/migrate-policies); HTTPRoutes come through :data:`RouteFor`.
+ambient/migrate/migrate-policies); HTTPRoutes come through :data:`RouteFor` (``Mesh.route_for``,
+:func:`meshstat.mesh.gateway_api.waypoint_route_for`) and win, with a warning naming the VirtualService.
 
 **Sidecar clients skip waypoints** (``pilot/pkg/xds/endpoints/endpoint_builder.go``:
 ``buildEnvoyLbEndpoint``: a sidecar treats a waypoint-captured Service as workload traffic and
@@ -60,7 +61,7 @@ from meshstat.mesh.scope import (
     mesh_virtual_services,
 )
 from meshstat.model import Backend, Node, Provenance, Route, Weighted
-from meshstat.parsers.istio_scope import WaypointGateway
+from meshstat.parsers.gateway_api import Gateway
 from meshstat.parsers.k8s import Diagnostic, WorkloadResource
 
 __all__ = [
@@ -147,7 +148,7 @@ def _ambient_in_use(mesh: Any) -> bool:
 class WaypointBinding:
     """The waypoint of a Service (``gateway`` ``None``: none), where the label is, and what went wrong."""
 
-    gateway: WaypointGateway | None
+    gateway: Gateway | None
     origin: str
     problem: str | None = None
     source: str | None = None
@@ -206,7 +207,7 @@ def _protocol(mesh: Any, info: RegisteredService, port: int) -> str:
     return mesh.port_protocol(sp) if sp is not None else "auto"
 
 
-def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Request, waypoint: WaypointGateway,
+def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Request, waypoint: Gateway,
                    *, name: str, diags: list[Diagnostic], layers: list[Layer]) -> Route:
     """What the waypoint does with requests (or connections, on a TCP port) to ``info:port``."""
     wns = waypoint.meta.namespace
@@ -286,7 +287,7 @@ def _vip(text: str, sub: str, hosts: set[str]) -> str:
             return m[0]
         return f"inbound-vip|{m[1]}|{sub}{'/' + m[2] if m[2] else ''}|{m[3]}"
 
-    return re.sub(r"outbound\|(\d+)\|([^|]*)\|([^\s|),]+)", one, text)
+    return re.sub(r"outbound\|(\d+)\|([^|]*)\|([^\s|),:;]+)", one, text)
 
 
 # --------------------------------------------------------------------------- ztunnel

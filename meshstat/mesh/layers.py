@@ -6,11 +6,17 @@ Defined apart from :mod:`meshstat.mesh.paths` so that the modules that build pat
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from meshstat.model import Route
+from meshstat.model import Route, Stage
+from meshstat.parsers.k8s import Diagnostic
 
-__all__ = ["ClientPath", "Layer"]
+__all__ = ["FAILURES", "ClientPath", "Layer", "failure_warnings"]
+
+#: ``outcome`` labels of leaves where the call fails (a 500 of an invalid backendRef, 502, 503, 404 NR,
+#: a rejected connection, an error): a share above 0 is a warning.
+FAILURES = ("500", "502", "503", "404", "reject", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +46,21 @@ class ClientPath:
     route: Route
     clients: list[str] = field(default_factory=list)
     layers: list[Layer] = field(default_factory=list)
+
+
+def failure_warnings(paths: Iterable[ClientPath], target: str) -> list[Diagnostic]:
+    """A warning per failing leaf with a share above 0 on each path.
+
+    ``label: 1/2 (50%) of requests to T fail: <leaf>``, with the leaf's file and line.
+    """
+    out = []
+    for p in paths:
+        root = p.route.root
+        what = "connections" if isinstance(root, Stage) and root.unit == "connection" else "requests"
+        for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
+            if dict(b.labels).get("outcome") in FAILURES and s > 0:
+                pv = b.provenance
+                out.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of {what} to "
+                                      f"{target} fail: {b.name}", pv.source if pv else None,
+                                      pv.line if pv else None))
+    return out

@@ -3,10 +3,12 @@
 :class:`Mesh` reads a set of manifests as Istio does (pods, registry, VirtualServices,
 DestinationRules, the injection decision) and builds, per (service, port), the
 :class:`ClientPath` of each way a call can take (kube-proxy, sidecar, the sidecar's own traffic,
-an Envoy config dump), each with its :class:`meshstat.model.Route` and its :class:`Layer` view.
-The Istio routing (VirtualService and DestinationRule selection, subset clusters, weighted
-destinations) stays in :class:`Mesh`'s methods: they share its registry, and the module is
-under 800 lines.
+an Envoy config dump, ambient, an ingress gateway), each with its :class:`meshstat.model.Route` and
+its :class:`Layer` view. The Istio routing (VirtualService and DestinationRule selection, subset
+clusters, weighted destinations) stays in :class:`Mesh`'s methods: they share its registry, and the
+module is under 800 lines. Gateway API routes (a sidecar's GAMMA routes, a waypoint's, the ingress)
+are :mod:`meshstat.mesh.gateway_api` and :mod:`meshstat.mesh.ingress`, which call back into
+``Mesh._cluster_node`` for the clusters and never import this module.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route, query_params
-from meshstat.mesh.layers import ClientPath, Layer
+from meshstat.mesh.gateway_api import (
+    gateway_routed_services,
+    route_requests,
+    sidecar_split,
+    split_layers,
+    split_node,
+    waypoint_route_for,
+)
+from meshstat.mesh.ingress import ingress_paths
+from meshstat.mesh.layers import ClientPath, Layer, failure_warnings
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -38,7 +49,7 @@ from meshstat.mesh.scope import (
     sidecar_virtual_services,
     unknown_destination_route,
 )
-from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
+from meshstat.model import Backend, Cascade, Node, Provenance, Route, Weighted
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
 from meshstat.parsers.k8s import (
@@ -53,10 +64,13 @@ from meshstat.parsers.k8s import (
 )
 from meshstat.parsers.regex import re2_full_match
 
-__all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "ClientPath", "Layer", "Mesh"]
+__all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "NO_ROUTED_SERVICE", "ClientPath", "Layer", "Mesh"]
 
 #: Istio's default ``lb_policy`` for outbound clusters since 1.14 (``defaultLBAlgorithm``).
 ISTIO_DEFAULT_LB = "LEAST_REQUEST"
+#: What ``compare -f`` and ``mesh`` say when no rule names a Service and none was given.
+NO_ROUTED_SERVICE = ("no VirtualService or Gateway API route in the manifests routes a known Service; "
+                     "give --service NS/NAME[:PORT]")
 #: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
 MAX_PODS = 50_000
 
@@ -168,9 +182,10 @@ class Mesh:
         self.diagnostics: list[Diagnostic] = [d for d in manifests.diagnostics if (d.source, d.line) not in gone
                                               or not d.message.startswith("ignored ")]
         self.diagnostics += unmodelled_warnings(manifests, self.scope.consumed)
-        #: Hooks for route sources other than VirtualServices (Gateway API): see ambient.RouteFor, requests.RequestsFor
-        self.route_for: RouteFor | None = None
-        self.requests_for: RequestsFor | None = None
+        #: Route sources other than VirtualServices (ambient.RouteFor, requests.RequestsFor): the Gateway API
+        #: HTTPRoutes a waypoint executes, and their match conditions for the every-route view
+        self.route_for: RouteFor | None = waypoint_route_for
+        self.requests_for: RequestsFor | None = route_requests
         self.notes: list[str] = []
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
@@ -485,8 +500,16 @@ class Mesh:
                             "protocol, Istio sniffs it)" if proto == "auto" else ""), "connection"))
         if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
             unit = "connection"
+        gw = sidecar_split(self, info, port, client_ns, vs, tcp=proto == "tcp", path=path, headers=hdrs,
+                           method=method, diags=diags)
         root: Node
-        if vs is None:
+        if gw is not None:  # a Gateway API route attached to the Service serves this client (GAMMA)
+            layers.extend(Layer(*row) for row in split_layers(gw))
+            notes.extend(gw.notes)
+            root = split_node(gw, lambda d: self._cluster_node(d, info, port, client_ns, gw.unit, gw.route, diags,
+                                                               notes, layers))
+            vs = gw.route or gw.routes[0]  # provenance of the Route below
+        elif vs is None:
             layers.append(Layer("Envoy route", f"route {port}", f"no VirtualService: default route to "
                                 f"outbound|{port}||{info.fqdn}", unit))
             notes.append(f"no VirtualService for {info.fqdn}: Istio's default route (one cluster, all endpoints)")
@@ -581,7 +604,8 @@ class Mesh:
     # ------------------------------------------------------------------ paths
 
     def routed_services(self) -> list[tuple[RegisteredService, int]]:
-        """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host)."""
+        """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host), then those
+        Gateway API routes attach to or send to (:func:`meshstat.mesh.gateway_api.gateway_routed_services`)."""
         out: list[tuple[RegisteredService, int]] = []
         for vs in self.manifests.virtual_services:
             if not vs.applies_to_sidecars:
@@ -598,7 +622,7 @@ class Mesh:
                 self.diagnostics.append(Diagnostic(
                     "warning", f"VirtualService {vs.meta.ref}: host(s) {', '.join(vs.hosts)} match no Service or "
                     "ServiceEntry in the manifests", vs.meta.source, vs.meta.line))
-        return out
+        return out + [p for p in gateway_routed_services(self) if p not in out]
 
     def client_workloads(self, info: RegisteredService) -> list[WorkloadResource]:
         """Workloads that are plausible clients of ``info`` (not its own backends)."""
@@ -614,10 +638,13 @@ class Mesh:
                      path: str = "/", headers: Mapping[str, str] | None = None, method: str = "GET",
                      envoy: envoy_parser.EnvoyConfig | None = None,
                      diags: list[Diagnostic] | None = None) -> list[ClientPath]:
-        """Every way a call to ``info:port`` can go: kube-proxy, sidecar, the sidecar's own, a dump, ambient.
+        """Every way a call to ``info:port`` can go: kube-proxy, sidecar, the sidecar's own, a dump, ambient,
+        ingress.
 
         Ambient paths (ztunnel, or ztunnel + waypoint), sidecar clients with different scopes and
-        headless Services come from :func:`meshstat.mesh.ambient.extend_paths`.
+        headless Services come from :func:`meshstat.mesh.ambient.extend_paths`; with no ``client``,
+        the paths of clients outside the mesh through an ingress gateway from
+        :func:`meshstat.mesh.ingress.ingress_paths`.
         """
         diags = diags if diags is not None else []
         clients = [client] if client is not None else self.client_workloads(info)
@@ -661,16 +688,9 @@ class Mesh:
             diags.extend(Diagnostic("warning", f"{route.name}: {w}") for w in res.warnings)
         paths = extend_paths(self, info, port, paths, clients=clients, client=client, diags=diags,
                              request=Request.of(path, headers, method))
-        # warnings for failing shares
-        for p in paths:
-            shares = p.route.exact_shares()
-            for b, s in zip(p.route.backends(), shares, strict=True):
-                if dict(b.labels).get("outcome") in ("502", "503", "404", "reject", "error") and s > 0:
-                    pv = b.provenance
-                    diags.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of "
-                                            f"{'connections' if p.route.root and _unit(p.route) == 'connection' else 'requests'}"
-                                            f" to {info.short}:{port} fail: {b.name}",
-                                            pv.source if pv else None, pv.line if pv else None))
+        diags.extend(failure_warnings(paths, f"{info.short}:{port}"))
+        if client is None:  # clients outside the mesh, through an ingress gateway (it warns of its failures)
+            paths += ingress_paths(self, info, port, path=path, headers=headers, method=method, diags=diags)
         return paths
 
     def envoy_namer(self, envoy_cfg: envoy_parser.EnvoyConfig | None = None
@@ -738,7 +758,3 @@ class Mesh:
                   info.source + f":{info.line}"),
         ]
 
-
-def _unit(route: Route) -> str:
-    root = route.root
-    return root.unit if isinstance(root, Stage) else "request"

@@ -49,9 +49,10 @@ class Request:
 
 DEFAULT_REQUEST = Request()
 
-#: ``requests_for(mesh, info, port) -> [(condition, Request), ...]``: the representative requests of
-#: route sources other than VirtualServices (the Gateway API HTTPRoutes of ``mesh/gateway_api``).
-RequestsFor = Callable[[Any, RegisteredService, int], list[tuple[str, Request]]]
+#: ``requests_for(mesh, info, port, notes) -> [(condition, Request), ...]``: the representative requests of
+#: route sources other than VirtualServices (the Gateway API routes: ``mesh.gateway_api.route_requests``);
+#: a match it cannot turn into a request is named in ``notes``.
+RequestsFor = Callable[[Any, RegisteredService, int, list[str]], list[tuple[str, Request]]]
 
 
 def _synthesise(m: HTTPMatch, notes: list[str], where: str) -> tuple[str, Request] | None:
@@ -104,7 +105,7 @@ def candidate_requests(mesh: Any, info: RegisteredService, port: int,
                     out.append(got)
     hook: RequestsFor | None = getattr(mesh, "requests_for", None)
     if hook is not None:
-        out.extend(hook(mesh, info, port))
+        out.extend(hook(mesh, info, port, notes))
     seen: set[Request] = set()
     uniq = []
     for cond, req in out:

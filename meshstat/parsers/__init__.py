@@ -18,9 +18,15 @@ Istio evaluate). One module per dialect:
     nginx ``upstream`` blocks.
 ``meshstat.parsers.regex``
     RE2 syntax checks and whole-value matching for Envoy ``safe_regex`` and Istio ``regex``.
+
+``meshstat.parsers.gateway_api`` (Gateway API routes, Gateways, GatewayClasses, ReferenceGrants and
+Istio's ``Gateway``) is imported here: it adds its kinds to the manifest reader of
+``meshstat.parsers.k8s``, so that every reader of manifests sees them.
 """
 
 from __future__ import annotations
+
+from meshstat.parsers import gateway_api as _gateway_api  # noqa: F401  (registers its kinds with parsers.k8s)
 
 __all__ = ["sniff_netfilter_dialect"]
 

@@ -10,9 +10,9 @@ Read from the documents :mod:`meshstat.parsers.k8s` keeps but does not parse its
   key, or an ``IstioOperator``'s ``spec.meshConfig``: ``outboundTrafficPolicy.mode``,
   ``rootNamespace``, ``defaultVirtualServiceExportTo``, ``defaultDestinationRuleExportTo``,
   ``defaultServiceExportTo`` (istio/api ``mesh/v1alpha1/config.proto``);
-* ``gateway.networking.k8s.io`` ``Gateway`` objects of class ``istio-waypoint`` (Istio's
-  waypoints: name, labels, listeners with ``allowedRoutes.namespaces``) and the
-  ``istio-waypoint`` ``GatewayClass`` (its ``istio.io/waypoint-for`` label).
+* the ``gateway.networking.k8s.io`` ``Gateway`` objects (Istio's waypoints are those of class
+  ``istio-waypoint``) and the ``istio-waypoint`` ``GatewayClass``'s ``istio.io/waypoint-for``
+  label, both as :mod:`meshstat.parsers.gateway_api` read them (one reading of each object).
 
 :func:`unmodelled_warnings` names, one line per kind, every object kind of the input that
 meshstat does not model, with what that kind can change.
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError
+from meshstat.parsers.gateway_api import WAYPOINT_CLASS, Gateway, gateway_objects
 from meshstat.parsers.k8s import (
     Diagnostic,
     Manifests,
@@ -40,19 +41,14 @@ from meshstat.parsers.k8s import (
 )
 
 __all__ = [
-    "WAYPOINT_CLASS",
     "EgressListener",
     "MeshConfig",
     "ScopeObjects",
     "SidecarResource",
-    "WaypointGateway",
     "read_scope_objects",
     "unmodelled_warnings",
 ]
 
-#: The GatewayClass of Istio's waypoints (istio ``pkg/config/constants``: ``WaypointGatewayClassName``).
-WAYPOINT_CLASS = "istio-waypoint"
-_GATEWAY_GROUP = "gateway.networking.k8s.io"
 _ISTIO_GROUP = "networking.istio.io"
 
 
@@ -96,33 +92,14 @@ class MeshConfig:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class WaypointGateway:
-    """A Gateway API ``Gateway`` as ambient sees it (a waypoint when its class is ``istio-waypoint``).
-
-    ``hbone_from`` is ``allowedRoutes.namespaces.from`` of the HBONE listener on 15008
-    (``Same`` when absent); ``hbone_selector`` its ``matchLabels``.
-    """
-
-    meta: Meta
-    class_name: str
-    waypoint_for: str | None
-    hbone_from: str
-    hbone_selector: tuple[tuple[str, str], ...]
-    has_addresses: bool
-
-    @property
-    def is_waypoint_class(self) -> bool:
-        return self.class_name == WAYPOINT_CLASS
-
-
 @dataclass
 class ScopeObjects:
     """What :func:`read_scope_objects` found, and which unparsed objects it used."""
 
     sidecars: list[SidecarResource] = field(default_factory=list)
     mesh_config: MeshConfig = MeshConfig()
-    gateways: list[WaypointGateway] = field(default_factory=list)
+    #: every Gateway API ``Gateway`` (:class:`meshstat.parsers.gateway_api.Gateway`), waypoints included
+    gateways: list[Gateway] = field(default_factory=list)
     class_waypoint_for: dict[str, str] = field(default_factory=dict)
     consumed: list[Meta] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
@@ -172,23 +149,6 @@ def _mesh_config(ctx: _Ctx, meta: Meta, mc: Any) -> MeshConfig:
                       meta.line)
 
 
-def _gateway(ctx: _Ctx, meta: Meta, doc: Any) -> WaypointGateway:
-    spec = _map(ctx, doc, "spec", "Gateway")
-    cls = _str(ctx, spec, "gatewayClassName", "Gateway spec") or ""
-    hb_from, hb_sel = "Same", ()
-    for li in _list(ctx, spec, "listeners", "Gateway spec"):
-        if not isinstance(li, dict):
-            raise ctx.fail("expected Gateway listeners to be mappings", spec, "listeners", li)
-        if str(li.get("protocol")) == "HBONE" and li.get("port") == 15008:
-            ns = _map(ctx, _map(ctx, li, "allowedRoutes", "Gateway listener"), "namespaces", "allowedRoutes")
-            hb_from = _str(ctx, ns, "from", "allowedRoutes.namespaces") or "Same"
-            hb_sel = _str_map(ctx, _map(ctx, ns, "selector", "allowedRoutes.namespaces"), "matchLabels",
-                              "namespace selector")
-            break
-    addresses = bool(_list(ctx, _map(ctx, doc, "status", "Gateway"), "addresses", "Gateway status"))
-    return WaypointGateway(meta, cls, dict(meta.labels).get("istio.io/waypoint-for"), hb_from, hb_sel, addresses)
-
-
 def read_scope_objects(manifests: Manifests) -> ScopeObjects:
     """The Sidecars, mesh configuration, waypoint Gateways and GatewayClass labels of ``manifests``.
 
@@ -217,18 +177,15 @@ def read_scope_objects(manifests: Manifests) -> ScopeObjects:
         elif group == "install.istio.io" and meta.kind == "IstioOperator":
             mc = _map(ctx, _map(ctx, doc, "spec", "IstioOperator"), "meshConfig", "IstioOperator spec")
             out.mesh_config = _mesh_config(ctx, meta, mc)
-        elif group == _GATEWAY_GROUP and meta.kind == "Gateway":
-            gw = _gateway(ctx, meta, doc)
-            out.gateways.append(gw)
-            if not gw.is_waypoint_class:
-                continue  # an ingress Gateway: not modelled here, so it is named by unmodelled_warnings
-        elif group == _GATEWAY_GROUP and meta.kind == "GatewayClass" and meta.name == WAYPOINT_CLASS:
-            wf = dict(meta.labels).get("istio.io/waypoint-for")
-            if wf:
-                out.class_waypoint_for[meta.name] = wf
         else:
             continue
         out.consumed.append(meta)
+    gw_objs = gateway_objects(manifests)
+    out.gateways = list(gw_objs.gateways)
+    for gc in gw_objs.classes:
+        wf = dict(gc.meta.labels).get("istio.io/waypoint-for")
+        if gc.meta.name == WAYPOINT_CLASS and wf:
+            out.class_waypoint_for[gc.meta.name] = wf
     return out
 
 
@@ -250,7 +207,8 @@ _IMPACT = {
     "EnvoyFilter": "can change any Envoy setting, routes included",
     "WasmPlugin": "can change requests",
     "Telemetry": "no effect on the split",
-    "Gateway": "an ingress gateway: its routes are not modelled",
+    "UDPRoute": "its routes are not modelled",
+    "BackendTLSPolicy": "TLS to the backends; no effect on the split",
     "Ingress": "an ingress: its routes are not modelled",
     "WorkloadEntry": "its endpoints are missing from the Services that select it",
     "WorkloadGroup": "its endpoints are missing from the Services that select it",

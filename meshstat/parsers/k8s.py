@@ -12,7 +12,9 @@ Supported kinds (everything else is ignored with a note):
   exportTo, ``http`` routes with ``match`` and weighted ``route`` destinations, ``tcp``
   routes), ``DestinationRule`` (``trafficPolicy.loadBalancer``, ``portLevelSettings``,
   ``subsets`` with labels and their own traffic policy), ``ServiceEntry`` (hosts, ports,
-  static endpoints with labels, weights, localities).
+  static endpoints with labels, weights, localities);
+* Gateway API routes, Gateways, GatewayClasses, ReferenceGrants and Istio's ``Gateway``: read by
+  :mod:`meshstat.parsers.gateway_api` through :data:`KIND_CONVERTERS`.
 
 Field meanings follow the upstream API definitions: kubernetes ``staging/src/k8s.io/api/
 core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1alpha3/
@@ -32,7 +34,7 @@ This module is pure Python (standard library and PyYAML).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,7 @@ from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
 __all__ = [
+    "KIND_CONVERTERS",
     "MAX_EXPANDED_NODES",
     "MAX_FILE_BYTES",
     "DestinationRule",
@@ -347,6 +350,8 @@ class Manifests:
     ignored: list[Meta] = field(default_factory=list)
     #: the documents of ``ignored``, for readers of kinds this module does not parse (``parsers.istio_scope``)
     unparsed: list[tuple[Meta, Any]] = field(default_factory=list)
+    #: Objects of the kinds in :data:`KIND_CONVERTERS` (Gateway API, Istio Gateway), in file order.
+    gateway_objects: list[Any] = field(default_factory=list)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -360,6 +365,7 @@ class Manifests:
         self.sources.extend(other.sources)
         self.ignored.extend(other.ignored)
         self.unparsed.extend(other.unparsed)
+        self.gateway_objects.extend(other.gateway_objects)
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -859,6 +865,12 @@ def _service_entry(ctx: _Ctx, doc: LineDict) -> ServiceEntry:
     )
 
 
+#: Converters other parser modules add for their kinds, ``(group, kind) -> fn(ctx, doc, manifests)``:
+#: :mod:`meshstat.parsers.gateway_api` (imported with :mod:`meshstat.parsers`) adds the Gateway API kinds
+#: and Istio's ``Gateway``; they append to :attr:`Manifests.gateway_objects`.
+KIND_CONVERTERS: dict[tuple[str, str], Callable[[_Ctx, Any, Manifests], None]] = {}
+
+
 def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     if doc is None:
         return
@@ -897,6 +909,8 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
         out.destination_rules.append(_destination_rule(ctx, doc))
     elif group == _ISTIO_GROUP and kind == "ServiceEntry":
         out.service_entries.append(_service_entry(ctx, doc))
+    elif (group, kind) in KIND_CONVERTERS:
+        KIND_CONVERTERS[(group, kind)](ctx, doc, out)
     else:
         meta = _meta(ctx, doc, kind)
         out.ignored.append(meta)

@@ -190,6 +190,12 @@ CASES = [
     ),
     mesh("yaml-huge-integer.yaml", "found an integer of 5000 characters (too long)", 6),
     mesh("yaml-replicas-too-many.yaml", "meshstat expands at most 50,000 pods", 6),
+    # Gateway API (cut from gwapi-good.yaml, Bookinfo's route-reviews-90-10 HTTPRoute)
+    mesh("gwapi-weight-negative.yaml", "expected 'weight' of backendRef to be in [0, 1000000]", 18),
+    mesh("gwapi-weight-overflow.yaml", "expected 'weight' of backendRef to be in [0, 1000000]", 18),
+    mesh("gwapi-backend-no-port.yaml", "expected backendRef to a Service to have a 'port'", 16),
+    mesh("gwapi-path-relative.yaml", "expected a PathPrefix path to start with '/'", 15),
+    mesh("gwapi-version.yaml", "gateway.networking.k8s.io/v1beta1 for HTTPRoute (no other version serves it)", 1),
     # nginx (validate reads the file before it starts nginx)
     nginx("nginx-weight-zero.conf", 'invalid parameter "weight=0"', 3),
     nginx("nginx-weight-negative.conf", 'invalid parameter "weight=-5"', 3),
@@ -330,6 +336,7 @@ def test_valid_bases_parse() -> None:
     assert run(["trace", "--nft", str(BAD / "nft-good.nft"), "--dst", "172.30.1.1:80"])[0] == 0
     load_envoy([LISTENER, str(BAD / "envoy-route-good.json")])
     assert load_manifests(str(BAD / "yaml-vs-good.yaml")).virtual_services
+    assert load_manifests(str(BAD / "gwapi-good.yaml")).gateway_objects
     assert load_upstreams(BAD / "nginx-good.conf")
 
 

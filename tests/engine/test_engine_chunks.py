@@ -10,7 +10,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-import meshstat
 from meshstat.engine import chunks, iid, seeding
 from meshstat.engine import routes as sim
 from meshstat.model import Cascade, Route, Weighted

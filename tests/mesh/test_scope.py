@@ -44,9 +44,11 @@ def sidecar_of(mesh, client: str = "shop/shopper"):
 
 def test_gateways_without_mesh_do_not_apply_to_sidecars() -> None:
     m = bookinfo("destination-rule-all", "bookinfo-gateway", variant="sidecar")
-    assert m.routed_services() == []  # the bookinfo VirtualService is bound to bookinfo-gateway only
+    # the bookinfo VirtualService is bound to bookinfo-gateway only: productpage is routed by the ingress alone
+    assert [(i.short, p) for i, p in m.routed_services()] == [("productpage.default", 9080)]
     got, _ = paths(m, "default/productpage:9080")
     assert any("no VirtualService" in n for n in got["sidecar"].route.notes)
+    assert any("VirtualService default/bookinfo http[0]" in x.component for x in got["ingress"].layers)
     both = """
 apiVersion: networking.istio.io/v1
 kind: VirtualService

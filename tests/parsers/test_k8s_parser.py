@@ -64,12 +64,15 @@ def test_gateway_api_files() -> None:
         ("httpbin.default.svc.domain.suffix", 80), ("httpbin-other.default.svc.domain.suffix", 8080)]
     assert http_vs.http[0].destinations[0].weight is None
     assert [d.weight for d in tcp_vs.tcp[0].destinations] == [1, 2]
-    assert {m.kind for m in golden.ignored} == {"Gateway"}
+    # Istio's Gateway objects and the Gateway API kinds are read by parsers.gateway_api (no longer ignored)
+    assert not golden.ignored
+    assert [type(o).__name__ for o in golden.gateway_objects] == ["IstioGateway", "IstioGateway"]
     inp = load_manifests(str(ISTIO / "gateway-api-weighted-httproute.input.yaml"))
     assert not inp.virtual_services
-    assert sorted(m.kind for m in inp.ignored) == ["Gateway", "GatewayClass", "HTTPRoute", "TCPRoute"]
-    assert all(d.level == "note" and "ignored" in d.message for d in inp.diagnostics)
-    assert inp.diagnostics[2].line == 33  # HTTPRoute document start
+    assert not inp.ignored and not inp.diagnostics
+    kinds = [o.meta.kind for o in inp.gateway_objects]
+    assert kinds == ["GatewayClass", "Gateway", "HTTPRoute", "TCPRoute"]
+    assert inp.gateway_objects[2].meta.line == 33  # HTTPRoute document start
 
 
 def test_directory_walk_reads_every_fixture() -> None:
