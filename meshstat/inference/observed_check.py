@@ -254,8 +254,8 @@ def check_observed(
     alts = [list(a) + [0] * (len(m.weights) - len(a)) for a in alternatives]
     if sum(m.counts) == 0:
         raise InvalidArgument(
-            f"the data has no request to {', '.join(m.names)} ({', '.join(traffic.sources)}): "
-            "nothing to check"
+            f"the data's backends ({', '.join(traffic.keys(routed=True)) or 'none'}) have no request to "
+            f"any of the split's ({', '.join(m.names)}) in {', '.join(traffic.sources)}: nothing to check"
         )
     result = check_split(
         list(m.counts),

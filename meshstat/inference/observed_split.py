@@ -20,6 +20,7 @@ from meshstat.errors import InvalidArgument
 from meshstat.inference.observed_traffic import ObservedTraffic, is_outcome_name
 from meshstat.mesh.registry import version_of
 from meshstat.model import Backend, Route, Stage, smallest_integer_weights
+from meshstat.parsers.observed.envoy_stats import istio_cluster
 
 __all__ = ["ConfiguredSplit", "MatchedSplit", "match_split", "split_from_route", "split_from_weights"]
 
@@ -121,6 +122,7 @@ def split_from_route(route: Route, by: str, traffic: ObservedTraffic) -> Configu
     known = {a for k in traffic.totals for a in traffic.aliases[k]}
     acc: dict[str, Fraction] = {}
     routed: dict[str, bool] = {}
+    notes: list[str] = []
 
     def walk(node: object, path: list[str], share: Fraction) -> None:
         if isinstance(node, Backend):
@@ -129,6 +131,16 @@ def split_from_route(route: Route, by: str, traffic: ObservedTraffic) -> Configu
                 cat, r = out, False
             elif by == "version":
                 v = version_of(node.labels)
+                if v == "-":  # endpoints of a dump without labels: the subset of its Istio cluster
+                    subsets = [
+                        ic.subset for p in path for t in _tokens(p) if (ic := istio_cluster(t)) and ic.subset
+                    ]
+                    if subsets:
+                        v = subsets[-1]
+                        notes.append(
+                            "versions read from the subsets of the Istio cluster names "
+                            "(outbound|PORT|SUBSET|HOST): the endpoints have no version label"
+                        )
                 cat, r = ("unknown" if v == "-" else v), True
             elif by == "host":
                 cat, r = (node.address or node.name), True
@@ -159,7 +171,9 @@ def split_from_route(route: Route, by: str, traffic: ObservedTraffic) -> Configu
             f"the route {route.name!r} has exact shares whose integer weights exceed Envoy's range "
             "(an iptables cascade): check the counts with --weights"
         )
-    return ConfiguredSplit(names, tuple(ws), tuple(routed[n] for n in names), route.name or "route")
+    return ConfiguredSplit(
+        names, tuple(ws), tuple(routed[n] for n in names), route.name or "route", tuple(dict.fromkeys(notes))
+    )
 
 
 def match_split(

@@ -431,12 +431,16 @@ def _istio_key(s: Series, by: str) -> tuple[str, tuple[str, ...], bool]:
     if flags:
         o = _FLAG_OUTCOME[flags[0]]
         return o, (o,), False
-    if s.label("destination_workload", "unknown") == "unknown":
+    if s.has("destination_workload") and s.label("destination_workload") == "unknown":
         code = s.label("response_code", "0")
         return f"{code} no backend", (f"{code} no backend", f"{code} direct response"), False
     if by == "version":
         v = s.label("destination_version", "unknown")
         return v, (v,), True
+    if not s.has("destination_workload"):
+        raise InvalidArgument(
+            "the series have no destination_workload label (the query aggregated it away): match by version"
+        )
     w = s.label("destination_workload")
     return w, (w,), True
 

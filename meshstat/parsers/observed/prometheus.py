@@ -274,10 +274,11 @@ def parse_exposition(text: str, source: str = "<string>") -> PrometheusData:
         name = m.group(0)
         i = m.end()
         labels: list[tuple[str, str]] = []
-        while i < len(line) and line[i] in " \t":
-            i += 1
-        if i < len(line) and line[i] == "{":
-            labels, i = _read_labels(line, i, source, lineno)
+        j = i
+        while j < len(line) and line[j] in " \t":
+            j += 1
+        if j < len(line) and line[j] == "{":
+            labels, i = _read_labels(line, j, source, lineno)
         rest = line[i:]
         if rest and rest[0] not in " \t":
             raise _err(f"expected a space and the value after {name}", source, lineno, line)
