@@ -114,7 +114,7 @@ def test_prometheus_with_the_route_of_the_manifests() -> None:
     )
     assert status == 0, err
     assert "split: sidecar (Envoy)" in out
-    assert "consistent with 9/1" in out
+    assert "consistent with 90/10" in out
 
 
 def test_prometheus_with_an_envoy_dump_alone() -> None:
@@ -135,7 +135,7 @@ def test_prometheus_with_an_envoy_dump_alone() -> None:
     status, out, err = run(*argv)
     assert status == 0, err
     assert "versions read from the subsets" in out
-    assert "consistent with 9/1" in out
+    assert "consistent with 90/10" in out
 
 
 def test_canary_ramp() -> None:

@@ -190,10 +190,10 @@ class ObservedCheck:
         if self.windows:
             k = len(self.checked_windows)
             bad = len(self.inconsistent_windows)
-            text = f"{k} window(s) checked, {bad} inconsistent at {self.alpha:g}"
-            text += f" ({k * self.alpha:.2g} expected by chance)"
+            text = f"{k} window(s) checked, {bad} inconsistent"
             if self.ramp is not None:
                 text += " with their step"
+            text += f" at {self.alpha:g} ({k * self.alpha:.2g} expected by chance)"
             if self.worst is not None:
                 w = self.windows[self.worst]
                 text += (

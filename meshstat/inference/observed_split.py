@@ -166,6 +166,8 @@ def split_from_route(route: Route, by: str, traffic: ObservedTraffic) -> Configu
     walk(route.root, [], Fraction(1))
     names = tuple(acc)
     ws = smallest_integer_weights(list(acc.values()))
+    if all((x * 100).denominator == 1 for x in acc.values()):  # percent, as VirtualServices write them
+        ws = tuple(int(x * 100) for x in acc.values())
     if sum(ws) > 0xFFFFFFFF:
         raise InvalidArgument(
             f"the route {route.name!r} has exact shares whose integer weights exceed Envoy's range "
@@ -210,7 +212,7 @@ def match_split(
             keys_of[hits[0]].append(k)
             continue
         if traffic.scope[k] == "listener":
-            if n_obs:
+            if n_obs and k != "direct response":  # direct responses (health checks, redirects) are no route's split
                 w = traffic.where[k]
                 notes.append(
                     f"{n_obs} request(s) {k} counted by whole connection managers ({w[0]}"

@@ -88,7 +88,7 @@ def test_envoy_uh_outcome_with_a_route_that_predicts_it() -> None:
     route = model.Route(root=model.Weighted(children=tuple(leaves), weights=(80, 10, 10)), name="route")
     split = split_from_route(route, "cluster", tr)
     assert split.names == (V.format("v1"), V.format("v2"), "503 UH")
-    assert split.weights == (8, 1, 1)
+    assert split.weights == (80, 10, 10)
     oc = check_observed(tr, split)
     counts = CLIENT_COUNTS["uh"]
     expected = [
@@ -98,7 +98,7 @@ def test_envoy_uh_outcome_with_a_route_that_predicts_it() -> None:
     ]
     assert oc.result is not None
     assert list(oc.result.observed) == expected
-    assert oc.result.pvalue == check_split(expected, [8, 1, 1]).pvalue
+    assert oc.result.pvalue == check_split(expected, [80, 10, 10]).pvalue
     # --weights without the outcome: it becomes an outcome of weight 0 (impossible), or is left out on request
     w = check_observed(tr, split_from_weights((80, 10, 10), ["v1", "v2", "v3"], tr))
     assert w.result is not None
@@ -164,7 +164,7 @@ def test_istio_route_from_manifests() -> None:
     )
     split = split_from_route(route, tr.by, tr)
     assert split.names == ("v1", "v2")
-    assert split.weights == (9, 1)
+    assert split.weights == (90, 10)
     oc = check_observed(tr, split)
     assert oc.result is not None
     assert oc.result.observed == (tr.totals["v1"], tr.totals["v2"])
