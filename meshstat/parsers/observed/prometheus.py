@@ -246,7 +246,7 @@ def parse_exposition(text: str, source: str = "<string>") -> PrometheusData:
     types: dict[str, str] = {}
     seen: dict[tuple[tuple[str, str], ...], int] = {}
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip(" \t\ufeff")
+        line = raw.strip(" \t\r\ufeff")
         if not line:
             continue
         if line.startswith("#"):
