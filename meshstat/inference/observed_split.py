@@ -212,7 +212,7 @@ def match_split(
             keys_of[hits[0]].append(k)
             continue
         if traffic.scope[k] == "listener":
-            if n_obs and k != "direct response":  # direct responses (health checks, redirects) are no route's split
+            if n_obs and k != "direct response":  # health checks, redirects: no route's split
                 w = traffic.where[k]
                 notes.append(
                     f"{n_obs} request(s) {k} counted by whole connection managers ({w[0]}"
