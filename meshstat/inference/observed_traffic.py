@@ -271,6 +271,9 @@ def _service_matcher(service: str) -> tuple[set[str], str | None, int | None]:
 
 
 def _host_matches(host: str, forms: set[str], ns: str | None) -> bool:
+    host = re.sub(
+        r":\d+$", "", host
+    )  # an authority such as reviews:9080 (Istio's fallback without a cluster)
     for f in forms:
         if host == f or host.startswith(f + "."):
             parts = host.split(".")
@@ -383,6 +386,11 @@ def _choose_clusters(
             and _host_matches(ic.host, forms, ns)
             and (port is None or ic.port == port)
         ]
+        matched = sorted({istio[c].host for c in chosen})  # type: ignore[union-attr]
+        if len(matched) > 1:
+            raise InvalidArgument(
+                f"--service {service!r} is ambiguous: {', '.join(matched)} (give name.namespace)"
+            )
         if not chosen:
             hosts = sorted(
                 {f"{ic.host}:{ic.port}" for ic in istio.values() if ic and ic.direction == "outbound"}
@@ -518,6 +526,12 @@ def _prometheus_tracks(
             )
 
         sel = [[s for s in ss if svc_ok(s)] for ss in sel]
+        hosts = sorted({re.sub(r":\d+$", "", s.label("destination_service")) for s in sel[-1]} - {"unknown"})
+        hosts = [h for h in hosts if "." in h]  # FQDNs (an authority such as "reviews" names no namespace)
+        if len(hosts) > 1:
+            raise InvalidArgument(
+                f"--service {service!r} is ambiguous: {', '.join(hosts)} (give name.namespace)"
+            )
         if not sel[-1]:
             svcs = sorted({s.label("destination_service") for s in sel_all[-1]})
             raise InvalidArgument(

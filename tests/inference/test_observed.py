@@ -349,3 +349,61 @@ def test_names_choose_version_or_workload_and_order() -> None:
     assert any("natural order" in n for n in auto.notes)
     with pytest.raises(InvalidArgument, match="the data has 2 backend"):
         split_from_weights((1, 1, 1), None, read_traffic(prometheus=[str(f)], client="front-tomcat-v1"))
+
+
+def test_envoy_counters_through_prometheus_are_summed_over_proxies() -> None:
+    """``envoy_cluster_upstream_rq_total`` from a Prometheus query: one series per proxy (pod), summed."""
+    rows = []
+    for pod, (a, b) in (("productpage-v1-a", (700, 80)), ("productpage-v1-b", (200, 20))):
+        for sub, v in (("v1", a), ("v2", b)):
+            rows.append(
+                {
+                    "metric": {
+                        "__name__": "envoy_cluster_upstream_rq_total",
+                        "pod": pod,
+                        "cluster_name": V.format(sub),
+                    },
+                    "value": [1717243200, str(v)],
+                }
+            )
+        rows.append(
+            {
+                "metric": {
+                    "__name__": "envoy_http_no_cluster",
+                    "pod": pod,
+                    "http_conn_manager_prefix": "outbound_0.0.0.0_9080",
+                },
+                "value": [1717243200, "2"],
+            }
+        )
+    doc = json.dumps({"status": "success", "data": {"resultType": "vector", "result": rows}})
+    tr = _traffic_of_text(doc, "envoy.json", service="reviews")
+    assert tr.form == "envoy_cluster_upstream_rq_total (Prometheus)"
+    assert tr.totals[V.format("v1")] == 900
+    assert tr.totals[V.format("v2")] == 100
+    assert tr.totals["503 NC"] == 4
+    assert tr.scope["503 NC"] == "listener"
+    assert any("2 proxies" in n for n in tr.notes)
+    oc = check_observed(tr, split_from_weights((90, 10), ["v1", "v2"], tr))
+    assert oc.result is not None
+    assert oc.result.observed == (900, 100)
+    assert any("503 NC" in n and "not attributable" in n for n in oc.notes)
+    # a split that has the outcome takes the listener's count
+    with_nc = check_observed(tr, split_from_weights((90, 10, 0), ["v1", "v2", "503 NC"], tr))
+    assert with_nc.result is not None
+    assert with_nc.result.observed == (900, 100, 4)
+
+
+def test_ambiguous_service_names_are_refused() -> None:
+    text = (
+        'istio_requests_total{reporter="source",destination_service="r.a.svc.cluster.local",'
+        'destination_workload="r-v1",destination_version="v1"} 1\n'
+        'istio_requests_total{reporter="source",destination_service="r.b.svc.cluster.local",'
+        'destination_workload="r-v1",destination_version="v1"} 1\n'
+        'istio_requests_total{reporter="source",destination_service="r:9080",'
+        'destination_workload="unknown",destination_version="unknown",response_flags="NC"} 3\n'
+    )
+    with pytest.raises(InvalidArgument, match="is ambiguous: r.a.svc.cluster.local, r.b.svc.cluster.local"):
+        _traffic_of_text(text, "amb.prom", service="r")
+    tr = _traffic_of_text(text, "amb.prom", service="r.a")
+    assert dict(tr.totals) == {"v1": 1}
