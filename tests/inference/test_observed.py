@@ -403,7 +403,7 @@ def test_ambiguous_service_names_are_refused() -> None:
         'istio_requests_total{reporter="source",destination_service="r:9080",'
         'destination_workload="unknown",destination_version="unknown",response_flags="NC"} 3\n'
     )
-    with pytest.raises(InvalidArgument, match="is ambiguous: r.a.svc.cluster.local, r.b.svc.cluster.local"):
+    with pytest.raises(InvalidArgument, match=r"is ambiguous: r\.a\.svc\.cluster\.local, r\.b\.svc"):
         _traffic_of_text(text, "amb.prom", service="r")
     tr = _traffic_of_text(text, "amb.prom", service="r.a")
     assert dict(tr.totals) == {"v1": 1}
