@@ -166,6 +166,37 @@ def parse_counts(text: str) -> None:
         inference._read_observed_csv("fuzz.csv", text)
 
 
+def parse_envoy_stats(text: str) -> None:
+    from meshstat.parsers.observed import parse_envoy_stats as parse
+
+    from meshstat.inference import observed_traffic as ot
+
+    st = parse(text, "fuzz.txt")
+    _quiet(lambda: [st.find("cluster", c, "upstream_rq_total") for c in st.names()])
+
+    def follow() -> None:  # the selection and differencing of read_traffic, on one or two snapshots
+        for snaps in ([st], [st, st]):
+            tracks, _by, _form = ot._envoy_tracks(snaps, None, None, None, [], [])
+            ot._difference(tracks, [], [])
+
+    _quiet(follow)
+
+
+def parse_prometheus(text: str) -> None:
+    from meshstat.parsers.observed import parse_prometheus as parse
+
+    from meshstat.inference import observed_traffic as ot
+
+    data = parse(text, "fuzz.prom")
+
+    def follow() -> None:  # the selection and differencing of read_traffic
+        datas = [data] if data.form == "matrix" else [data, data]
+        tracks, *_ = ot._prometheus_tracks(datas, None, None, None, None, None, [], [])
+        ot._difference(tracks, [], [])
+
+    _quiet(follow)
+
+
 # --------------------------------------------------------------------------- the registry
 
 
@@ -244,6 +275,10 @@ REGISTRY: list[FuzzTarget] = [
         ],
         examples=300,
     ),
+    FuzzTarget("envoy-stats", parse_envoy_stats, _files("observed", "envoy140-*.txt", "envoy140-*-stats.json"),
+               examples=300),
+    FuzzTarget("prometheus", parse_prometheus, _files("observed", "istio-*.prom", "istio-demo-query-*.json"),
+               examples=300),
 ]
 
 

@@ -175,6 +175,18 @@ def _ipvs(text: str) -> object:
     return parse_ipvsadm(text, "f")
 
 
+def _envoy_stats(text: str) -> object:
+    from meshstat.parsers.observed import parse_envoy_stats
+
+    return parse_envoy_stats(text, "f")
+
+
+def _prometheus(text: str) -> object:
+    from meshstat.parsers.observed import parse_prometheus
+
+    return parse_prometheus(text, "f")
+
+
 PARSERS = [
     (
         "iptables",
@@ -206,6 +218,8 @@ PARSERS = [
     ),
     ("nginx", _nginx, [DATA / "bad" / "nginx-good.conf"]),
     ("ipvsadm", _ipvs, [DATA / "iptables" / "kube-proxy-ipvs-ipvsadm-ln.txt"]),
+    ("envoy-stats", _envoy_stats, sorted((DATA / "observed").glob("envoy140-reviews-after-*"))),
+    ("prometheus", _prometheus, sorted((DATA / "observed").glob("istio-*.*[mn]"))),
 ]
 
 

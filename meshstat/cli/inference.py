@@ -33,11 +33,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             "against alternatives such as 50,50 ('the rule is not in effect'). With --iptables LISTING "
             "--service NS/NAME: the packet counters of an 'iptables -t nat -vnxL' listing or an "
             "'iptables-save -c' dump (connections per endpoint) against the service's exact kube-proxy "
-            "cascade."
+            "cascade. With --envoy-stats (Envoy admin /stats, /stats/prometheus, /clusters) or --prometheus "
+            "(Istio's istio_requests_total: a scrape or an /api/v1/query[_range] answer): the requests per "
+            "backend of one service against --weights, or the client's route from -f DIR / --envoy DUMP; "
+            "two files are differenced (before, after), a range query is checked window by window."
         ),
     )
     p.add_argument("--weights", type=weights_arg, metavar="W1,W2,...", help="configured weights (required "
-                   "unless --iptables)")
+                   "unless --iptables, -f or --envoy)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--observed", type=list_arg, metavar="C1,C2,...", help="observed requests per backend")
     src.add_argument(
@@ -48,8 +51,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="an 'iptables -t nat -vnxL' listing or 'iptables-save -c' dump ('-': stdin): its rule "
              "counters are the observed connections; needs --service",
     )  # fmt: skip
+    src.add_argument("--envoy-stats", nargs="+", metavar="FILE",
+                     help="Envoy admin /stats, /stats?format=json, /stats/prometheus, /clusters or "
+                          "/clusters?format=json output: one snapshot, or two (before after)")
+    src.add_argument("--prometheus", nargs="+", metavar="FILE",
+                     help="istio_requests_total (or envoy_cluster_upstream_rq_total): a /metrics scrape or an "
+                          "/api/v1/query answer (one, or two: before after), or an /api/v1/query_range answer")
     p.add_argument(
-        "--service", metavar="NS/NAME[:PORT]", help="with --iptables: the service (or CLUSTER_IP:PORT)"
+        "--service", metavar="NS/NAME[:PORT]",
+        help="with --iptables: the service (or CLUSTER_IP:PORT); with --envoy-stats/--prometheus: the called "
+             "service (name, name.ns, FQDN or ns/name)",
     )
     p.add_argument("--chain", choices=("cluster", "local"), default="cluster",
                    help="with --iptables: the KUBE-SVC (cluster) or KUBE-SVL (local) chain")
@@ -63,6 +74,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--exact-limit", type=count_arg, default=1_000_000, metavar="N",
         help="largest number of outcomes the exact multinomial test enumerates (default 1e6)",
     )
+    _add_observed_args(p)
     p.set_defaults(handler=_cmd_check)
 
     p = sub.add_parser(
@@ -147,8 +159,11 @@ def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
 
     if args.iptables is not None:
         return _check_counters(args, ctx)
+    if args.envoy_stats or args.prometheus:
+        return _check_observed(args, ctx)
+    _no_observed_args(args)
     if args.service is not None:
-        raise InvalidArgument("--service goes with --iptables LISTING")
+        raise InvalidArgument("--service goes with --iptables LISTING, --envoy-stats or --prometheus")
     if args.weights is None:
         raise InvalidArgument("--weights W1,W2,... is required (or --iptables LISTING --service NS/NAME)")
     names = args.names
@@ -304,3 +319,115 @@ def _cmd_canary(args: argparse.Namespace, ctx: Any) -> int:
     )
     ctx.emit(rep.frame(result), args)
     return _finish(ctx, args, result.summary(), result.notes)
+
+
+# --------------------------------------------------------------------------- check --envoy-stats / --prometheus
+
+_OBSERVED_OPTS = (("--client", "client"), ("--reporter", "reporter"), ("--by", "by"), ("-f", "filename"),
+                  ("--envoy", "envoy"), ("--exclude-unrouted", "exclude_unrouted"), ("--canary", "canary"),
+                  ("--steps", "steps"), ("--step-duration", "step_duration"), ("--error-rate", "error_rate"),
+                  ("--detect-error-rate", "detect_error_rate"), ("--power", "power"))
+
+
+def _add_observed_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("observed traffic (--envoy-stats, --prometheus)")
+    g.add_argument("--client", metavar="[NS/]NAME", help="Istio's source_workload: the caller's series only")
+    g.add_argument("--reporter", choices=("source", "destination"),
+                   help="Istio reporter to use (default: source when present; never both)")
+    g.add_argument("--by", choices=("cluster", "host", "version", "workload"),
+                   help="what a backend is in the data (default: cluster for Envoy, version for Istio)")
+    g.add_argument("-f", "--filename", action="append", metavar="PATH",
+                   help="manifests: the split is the client's sidecar route (as compare -f builds it)")
+    g.add_argument("--envoy", action="append", metavar="DUMP", help="an Envoy config_dump: the split is its route")
+    g.add_argument("--exclude-unrouted", action="store_true",
+                   help="leave responses that reached no backend (503 UH/NC, 404 NR) out of the test")
+    g.add_argument("--canary", metavar="NAME", help="a canary ramp over a range query: the canary's version")
+    g.add_argument("--steps", type=list_arg, metavar="S1,S2,...", help="with --canary: canary percent per step")
+    g.add_argument("--step-duration", metavar="T", help="with --canary: time per step (5m; default one window)")
+    g.add_argument("--error-rate", type=_float_arg, metavar="P0", help="with --canary: baseline error rate (0.01)")
+    g.add_argument("--detect-error-rate", type=_float_arg, metavar="P1",
+                   help="with --canary: canary error rate to detect (0.05)")
+    g.add_argument("--power", type=_float_arg, metavar="P", help="with --canary: power (0.8)")
+
+
+def _no_observed_args(args: argparse.Namespace) -> None:
+    for opt, attr in _OBSERVED_OPTS:
+        if getattr(args, attr, None):
+            raise InvalidArgument(f"{opt} goes with --envoy-stats or --prometheus")
+
+
+def _check_observed(args: argparse.Namespace, ctx: Any) -> int:
+    """``check --envoy-stats/--prometheus``: read, map onto the split, check the period and each window."""
+    from meshstat.inference import observed_check as oc_mod
+    from meshstat.inference import observed_split as osp
+    from meshstat.inference import observed_traffic as ot
+    from meshstat.report import inference as rep
+    from meshstat.report import observed as orep
+
+    files = args.envoy_stats or args.prometheus
+    if len(files) > 2:
+        raise InvalidArgument(f"give one file or two (before after), got {len(files)}")
+    ramp = args.canary is not None
+    if not ramp:
+        for opt in ("steps", "step_duration", "error_rate", "detect_error_rate", "power"):
+            if getattr(args, opt) is not None:
+                raise InvalidArgument(f"--{opt.replace('_', '-')} goes with --canary")
+    elif args.steps is None:
+        raise InvalidArgument("--canary needs --steps S1,S2,... (canary percent per step)")
+    given = [x for x in ("--weights" if args.weights else "", "-f" if args.filename else "",
+                         "--envoy" if args.envoy else "") if x]
+    if ramp and (args.weights or args.filename or args.envoy):
+        raise InvalidArgument(f"{given[0]} does not go with --canary (the ramp's steps are the split)")
+    if args.weights and (args.filename or args.envoy):
+        raise InvalidArgument("give the split once: --weights, or -f/--envoy")
+    if not ramp and not given:
+        raise InvalidArgument("give the configured split: --weights W1,W2,..., -f DIR (manifests) or --envoy DUMP")
+    names = args.names
+    traffic = ot.read_traffic(envoy_stats=args.envoy_stats or (), prometheus=args.prometheus or (),
+                              service=args.service, client=args.client, reporter=args.reporter, by=args.by,
+                              names=names)
+    if ramp:
+        result = oc_mod.check_ramp(
+            traffic, args.canary, args.steps, step_duration=args.step_duration,
+            error_rate=0.01 if args.error_rate is None else args.error_rate,
+            detect_error_rate=0.05 if args.detect_error_rate is None else args.detect_error_rate,
+            power=0.8 if args.power is None else args.power, alpha=args.alpha, exact_limit=args.exact_limit,
+            exclude_unrouted=args.exclude_unrouted)
+    else:
+        if args.weights:
+            split = osp.split_from_weights(args.weights, names, traffic)
+        else:
+            if names:
+                raise InvalidArgument("--names goes with --weights (the route names its backends)")
+            route = oc_mod.configured_route(args.filename or (), envoy=args.envoy or (), service=args.service,
+                                            client=args.client)
+            split = osp.split_from_route(route, traffic.by, traffic)
+        result = oc_mod.check_observed(traffic, split, alternatives=args.alternative, alpha=args.alpha,
+                                       exact_limit=args.exact_limit, exclude_unrouted=args.exclude_unrouted)
+    table = rep.frame(result.result) if result.result is not None else None
+    tests = rep.check_tests_frame(result.result) if result.result is not None else None
+    if args.format == "json":
+        text = orep.observed_json(result, table, tests) + "\n"
+        if args.output is not None:
+            with open(args.output, "w") as fh:  # noqa: PTH123
+                fh.write(text)
+        else:
+            ctx.stdout.write(text)
+    elif args.format in ("csv", "parquet"):
+        ctx.emit(rep.with_verdict(result, table) if table is not None else orep.windows_frame(result), args)
+    else:
+        if table is not None:
+            ctx.emit(table, args)
+            if args.output is None:
+                ctx.emit(tests, args)
+        if result.windows and args.output is None:
+            ctx.emit(orep.windows_frame(result), args)
+    t = result.traffic
+    who = f"; reporter={t.reporter}" if t.reporter else ""
+    ctx.note(f"observed: {t.form} in {' -> '.join(t.sources)} (by {t.by}{who}); split: {result.split.origin}")
+    ctx.note(result.summary())
+    for n in result.notes:
+        ctx.note(f"note: {n}")
+    for w in result.warnings:
+        ctx.note(f"warning: {w}")
+    return 0

@@ -26,6 +26,15 @@ often a fixed-tolerance check passes) and :func:`read_observed`
 (:mod:`~meshstat.inference.observed`, counts from a CSV or JSON file). The
 distributions and tests themselves are in :mod:`meshstat.stats`.
 
+Observed traffic as the real systems record it (Envoy's admin counters, Istio's
+``istio_requests_total`` in a scrape or a Prometheus query):
+:func:`read_traffic` (:mod:`~meshstat.inference.observed_traffic`: the series of
+one service and caller, differenced), :func:`split_from_weights` /
+:func:`split_from_route` (:mod:`~meshstat.inference.observed_split`), and
+:func:`check_observed` / :func:`check_ramp` (:mod:`~meshstat.inference.observed_check`:
+:func:`check_split` over the period and each window of a range, a canary ramp's
+first detecting step).
+
 Conventions
 -----------
 * Weights are integers, as in Envoy (validated by
@@ -56,6 +65,9 @@ from meshstat.inference.bands import BandsResult, bands
 from meshstat.inference.canary import CanaryResult, CanaryStep, canary
 from meshstat.inference.check import Alternative, CheckResult, check_split
 from meshstat.inference.observed import read_observed
+from meshstat.inference.observed_check import ObservedCheck, check_observed, check_ramp
+from meshstat.inference.observed_split import split_from_route, split_from_weights
+from meshstat.inference.observed_traffic import ObservedTraffic, read_traffic
 from meshstat.inference.plan import (
     PlanResult,
     PlanRow,
@@ -74,6 +86,8 @@ __all__ = [
     "CanaryResult",
     "CanaryStep",
     "CheckResult",
+    "ObservedCheck",
+    "ObservedTraffic",
     "PlanResult",
     "PlanRow",
     "acceptance_probability",
@@ -81,6 +95,8 @@ __all__ = [
     "binomial_pvalue",
     "binomial_test_power",
     "canary",
+    "check_observed",
+    "check_ramp",
     "check_split",
     "format_duration",
     "multinomial_box_probability",
@@ -90,5 +106,8 @@ __all__ = [
     "plan_tolerance",
     "prob_all_at_least",
     "read_observed",
+    "read_traffic",
+    "split_from_route",
+    "split_from_weights",
     "tolerance_probability",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from meshstat.errors import InvalidArgument
 from meshstat.inference._text import _as_prob, _as_qps, _fmt_p, _fmt_pct, format_duration, parse_duration
 
-__all__ = ["CanaryResult", "CanaryStep", "canary"]
+__all__ = ["CanaryResult", "CanaryStep", "canary", "detectable_error_rate", "two_proportion_power"]
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,11 @@ class CanaryResult:
         return text
 
 
-def _two_prop_power(n1: float, n2: float, p0: float, p1: float, alpha: float) -> float:
-    """Power of the one-sided pooled two-proportion z test (H1: canary rate p1 > baseline p0)."""
+def two_proportion_power(n1: float, n2: float, p0: float, p1: float, alpha: float) -> float:
+    """Power of the one-sided pooled two-proportion z test (H1: canary rate p1 > baseline p0).
+
+    ``n1`` baseline and ``n2`` canary requests; the test of :func:`canary` (see its Notes).
+    """
     from scipy import special
 
     za = float(special.ndtri(1.0 - alpha))
@@ -107,6 +110,18 @@ def _two_prop_power(n1: float, n2: float, p0: float, p1: float, alpha: float) ->
     if s1 == 0:
         return 1.0 if p1 - p0 > za * s0 else 0.0
     return float(special.ndtr((p1 - p0 - za * s0) / s1))
+
+
+def detectable_error_rate(n1: float, n2: float, p0: float, power: float, alpha: float) -> float | None:
+    """Smallest canary error rate the one-interval test detects at ``power`` with ``n1``, ``n2`` requests.
+
+    None when not even a 100% canary error rate is detected (or a side has no request).
+    """
+    from scipy import optimize
+
+    if n1 <= 0 or n2 <= 0 or two_proportion_power(n1, n2, p0, 1.0, alpha) < power:
+        return None
+    return float(optimize.brentq(lambda x: two_proportion_power(n1, n2, p0, x, alpha) - power, p0, 1.0, xtol=1e-12))
 
 
 def canary(
@@ -144,7 +159,7 @@ def canary(
     baseline, so nothing is computed. With few expected canary errors the normal
     approximation is rough (noted).
     """
-    from scipy import optimize, special
+    from scipy import special
 
     if qps is None:
         raise InvalidArgument("qps is required")
@@ -190,11 +205,9 @@ def canary(
         p_zero_pois = math.exp(-req * c)
         det = needed = n_needed = None
         if c < 1:
-            if _two_prop_power(n1, n2, p0, 1.0, alpha) >= power:
-                det = float(optimize.brentq(lambda x: _two_prop_power(n1, n2, p0, x, alpha) - power, p0, 1.0,
-                                            xtol=1e-12))
-                if n2 * det < 5:
-                    rough.append(v)
+            det = detectable_error_rate(n1, n2, p0, power, alpha)
+            if det is not None and n2 * det < 5:
+                rough.append(v)
             if p1_target is not None:
                 pbar = (1 - c) * p0 + c * p1_target
                 s0 = math.sqrt(pbar * (1 - pbar) * (1 / (1 - c) + 1 / c))

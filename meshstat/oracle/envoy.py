@@ -30,7 +30,10 @@ holds every load balancer and several oracles can run side by side) with:
 
 Counts come from three places that must agree: the bodies the client read,
 ``cluster.<name>.upstream_rq_total`` from admin ``/stats``, and per-host
-``rq_total`` from admin ``/clusters``.
+``rq_total`` from admin ``/clusters``. A cluster without endpoints answers every
+request routed to it with 503 "no healthy upstream" (flag UH); :meth:`EnvoyOracle.admin`
+returns any admin page as text (``/stats/prometheus``, ``/clusters?format=json``), and
+``stats_config`` sets the bootstrap's tag extraction (Istio's ``cluster_name`` tag).
 """
 
 from __future__ import annotations
@@ -87,7 +90,10 @@ def envoy_binary() -> str:
 
 @dataclass(frozen=True)
 class EnvoyCluster:
-    """One upstream cluster: endpoints (each a name its listener answers with) and an LB policy."""
+    """One upstream cluster: endpoints (each a name its listener answers with) and an LB policy.
+
+    No endpoints: Envoy answers the requests routed here 503 "no healthy upstream" (UH).
+    """
 
     name: str
     endpoints: tuple[str, ...]
@@ -95,8 +101,6 @@ class EnvoyCluster:
     endpoint_weights: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not self.endpoints:
-            raise InvalidArgument(f"cluster {self.name} needs at least one endpoint")
         if self.lb_policy not in _LB_POLICIES:
             raise InvalidArgument(
                 f"lb_policy must be one of {', '.join(_LB_POLICIES)}, got {self.lb_policy!r}"
@@ -197,6 +201,8 @@ class EnvoyRun:
         ``endpoint -> rq_total`` increase over the batch (admin ``/clusters``).
     errors : int
         Requests without a 200 from a known endpoint.
+    other : dict
+        Those answers by ``"<status> <body>"`` (``"503 no healthy upstream"``).
     elapsed : float
         Seconds.
     """
@@ -209,6 +215,7 @@ class EnvoyRun:
     stats_hosts: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     elapsed: float = 0.0
+    other: dict[str, int] = field(default_factory=dict)
 
     def endpoint_counts(self) -> list[int]:
         """Requests per endpoint, from the bodies."""
@@ -232,10 +239,12 @@ class EnvoyRun:
 class EnvoyOracle:
     """A private Envoy for one :class:`EnvoyScenario` (a context manager)."""
 
-    def __init__(self, scenario: EnvoyScenario, *, log_level: str = "warn") -> None:
+    def __init__(self, scenario: EnvoyScenario, *, log_level: str = "warn",
+                 stats_config: Mapping[str, object] | None = None) -> None:
         self.binary = envoy_binary()
         self.scenario = scenario
         self.log_level = log_level
+        self.stats_config = dict(stats_config) if stats_config is not None else None
         self.endpoints = [e for c in scenario.clusters for e in c.endpoints]
         self.cluster_of = [ci for ci, c in enumerate(scenario.clusters) for _ in c.endpoints]
         ports = free_ports(len(self.endpoints) + 2)
@@ -308,10 +317,13 @@ class EnvoyOracle:
                 "lb_policy": c.lb_policy,
                 "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": lbe}]},
             })
-        return {
+        out: dict = {
             "admin": {"address": self._addr(self.admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters},
         }
+        if self.stats_config is not None:
+            out["stats_config"] = self.stats_config
+        return out
 
     # ----------------------------------------------------------------- process
 
@@ -367,6 +379,10 @@ class EnvoyOracle:
         self.stop()
 
     # ----------------------------------------------------------------- admin
+
+    def admin(self, path: str) -> str:
+        """The text of an admin page (``"/stats"``, ``"/stats/prometheus"``, ``"/clusters?format=json"``)."""
+        return self._admin(path)
 
     def _admin(self, path: str, timeout: float = 5.0) -> str:
         url = f"http://127.0.0.1:{self.admin_port}{path}"
@@ -426,6 +442,7 @@ class EnvoyOracle:
         clients = [KeepAliveClient("127.0.0.1", self.port) for _ in range(max(1, connections))]
         seq: list[int] = []
         errors = 0
+        other: dict[str, int] = {}
         start = time.monotonic()
         try:
             for i in range(n):
@@ -442,6 +459,8 @@ class EnvoyOracle:
                 k = index.get(body) if status == 200 else None
                 if k is None:
                     errors += 1
+                    what = f"{status} {body[:60].decode(errors='replace')}".strip()
+                    other[what] = other.get(what, 0) + 1
                 else:
                     seq.append(k)
         finally:
@@ -458,6 +477,7 @@ class EnvoyOracle:
             stats_hosts={k: after_h[k] - before_h.get(k, 0) for k in after_h},
             errors=errors,
             elapsed=elapsed,
+            other=other,
         )
 
 

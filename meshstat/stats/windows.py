@@ -1,4 +1,8 @@
-"""Per-window behaviour of counts: where one window's count stays by chance, and the worst window."""
+"""Per-window behaviour of counts: where one window's count stays by chance, and the worst window.
+
+Windows of one size (a simulation's windows of ``W`` requests) or of sizes of
+their own (the steps of a Prometheus range query, each with the requests it saw).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ class WindowBand(NamedTuple):
     max_deviation_pvalue : ndarray
         Probability that some window of ``n_windows`` independent ones strays
         at least that far, per backend.
+    sizes : ndarray or None
+        Per-window sizes when they differ (then ``window`` is 0 and ``low``,
+        ``high``, ``sim_low``, ``sim_high`` have one row per window); None for
+        windows of one size.
     """
 
     window: int
@@ -44,11 +52,12 @@ class WindowBand(NamedTuple):
     sim_high: np.ndarray
     max_deviation: np.ndarray
     max_deviation_pvalue: np.ndarray
+    sizes: np.ndarray | None = None
 
 
 def window_band(
     window_counts: np.ndarray,
-    window: int,
+    window: int | Sequence[int] | np.ndarray,
     probs: Sequence[float | Fraction] | np.ndarray,
     *,
     confidence_level: float = 0.95,
@@ -59,8 +68,8 @@ def window_band(
     ----------
     window_counts : int array, shape (n_windows, n_backends)
         Counts of complete windows of ``window`` requests each.
-    window : int
-        Requests per window.
+    window : int or sequence of int
+        Requests per window, or each window's own size (its row sum, usually).
     probs : sequence
         Exact share per backend.
     confidence_level : float
@@ -74,16 +83,36 @@ def window_band(
     p = _as_probs(probs)
     a = 1.0 - cl
     a_sim = 1.0 - cl ** (1.0 / nw)
-    low = np.array([_binom_quantile(a / 2, window, float(x)) for x in p], dtype=np.int64)
-    high = np.array([_binom_quantile(1 - a / 2, window, float(x)) for x in p], dtype=np.int64)
-    sim_low = np.array([_binom_quantile(a_sim / 2, window, float(x)) for x in p], dtype=np.int64)
-    sim_high = np.array([_binom_quantile(1 - a_sim / 2, window, float(x)) for x in p], dtype=np.int64)
-    dev_counts = np.max(np.abs(wc - window * p[None, :]), axis=0)
-    one = np.array(
-        [binomial_two_sided_tail(window, float(x), np.asarray(d)) for x, d in zip(p, dev_counts, strict=True)],
-        dtype=np.float64,
-    )
-    # P(max over nw independent windows >= d) = 1 - (1 - P(one window >= d)) ** nw
-    pmax = -np.expm1(nw * np.log1p(-np.minimum(one, 1.0 - 1e-300)))
-    pmax = np.where(one >= 1.0, 1.0, pmax)
-    return WindowBand(window, nw, cl, low, high, sim_low, sim_high, dev_counts / window, pmax)
+    sizes = np.asarray(window, dtype=np.int64).reshape(-1)
+    if sizes.size not in (1, nw) or np.any(sizes < 1):
+        raise InvalidArgument("window sizes: one positive size, or one per window")
+    if sizes.size == 1 or np.all(sizes == sizes[0]):
+        n = int(sizes[0])
+        low = np.array([_binom_quantile(a / 2, n, float(x)) for x in p], dtype=np.int64)
+        high = np.array([_binom_quantile(1 - a / 2, n, float(x)) for x in p], dtype=np.int64)
+        sim_low = np.array([_binom_quantile(a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
+        sim_high = np.array([_binom_quantile(1 - a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
+        dev_counts = np.max(np.abs(wc - n * p[None, :]), axis=0)
+        one = np.array(
+            [binomial_two_sided_tail(n, float(x), np.asarray(d)) for x, d in zip(p, dev_counts, strict=True)],
+            dtype=np.float64,
+        )
+        # P(max over nw independent windows >= d) = 1 - (1 - P(one window >= d)) ** nw
+        with np.errstate(divide="ignore"):
+            pmax = -np.expm1(nw * np.log1p(-np.minimum(one, 1.0 - 1e-300)))
+        pmax = np.where(one >= 1.0, 1.0, pmax)
+        return WindowBand(n, nw, cl, low, high, sim_low, sim_high, dev_counts / n, pmax)
+    # windows of their own sizes: bands per window, deviations as shares,
+    # P(some window strays at least d in share) = 1 - prod_w (1 - P(|X_w - n_w p| >= d n_w))
+    q = [(a / 2, "low"), (1 - a / 2, "high"), (a_sim / 2, "sim_low"), (1 - a_sim / 2, "sim_high")]
+    rows = {name: np.array([[_binom_quantile(level, int(n), float(x)) for x in p] for n in sizes], dtype=np.int64)
+            for level, name in q}
+    dev = np.max(np.abs(wc / sizes[:, None] - p[None, :]), axis=0)
+    log_keep = np.zeros(len(p))
+    for n in sizes:
+        one = np.array([binomial_two_sided_tail(int(n), float(x), np.asarray(d * n * (1 - 1e-12)))
+                        for x, d in zip(p, dev, strict=True)], dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            log_keep += np.log1p(-np.minimum(one, 1.0 - 1e-300))
+    pmax = np.where(dev <= 0, 1.0, -np.expm1(log_keep))
+    return WindowBand(0, nw, cl, rows["low"], rows["high"], rows["sim_low"], rows["sim_high"], dev, pmax, sizes)

@@ -88,6 +88,14 @@ def counts(name: str, phrase: str, line: int | None = None) -> Case:
     return Case(name, name, INPUT, phrase, line, ("check", "--weights", "90,10", "--observed-file", "{}"))
 
 
+def envoy_stats(name: str, phrase: str, line: int | None = None) -> Case:
+    return Case(name, name, INPUT, phrase, line, ("check", "--weights", "90,10", "--envoy-stats", "{}"))
+
+
+def prometheus(name: str, phrase: str, line: int | None = None) -> Case:
+    return Case(name, name, INPUT, phrase, line, ("check", "--weights", "90,10", "--prometheus", "{}"))
+
+
 def arg(name: str, phrase: str, *command: str) -> Case:
     return Case(name, None, ARG, phrase, None, command)
 
@@ -211,6 +219,18 @@ CASES = [
     counts("counts-binary.csv", "expected UTF-8 text, found binary data (a NUL byte)", 2),
     counts("counts-deeply-nested.json", "nested too deeply"),
     counts("counts-huge.csv", "expected a non-negative integer count", 3),
+    # observed traffic (check --envoy-stats, check --prometheus)
+    envoy_stats("observed-stats-not-stats.txt", "expected 'name: value' (Envoy admin /stats)", 4),
+    envoy_stats("observed-stats-negative.txt", "expected a non-negative integer counter, got '-221'", 2),
+    envoy_stats("observed-clusters-truncated.txt", "expected '<cluster>::<host>::<stat>::<value>'", 8),
+    envoy_stats("observed-stats-json-wrong-shape.json", "expected Envoy admin JSON", 1),
+    envoy_stats("observed-empty.txt", "empty input"),
+    prometheus("observed-prom-unterminated-label.prom", "expected a closing double quote", 3),
+    prometheus("observed-prom-duplicate-series.prom", "appears twice (first on line 2)", 4),
+    prometheus("observed-query-error.json", "Prometheus answered bad_data", 1),
+    prometheus("observed-query-scalar.json", "expected resultType vector or matrix", 4),
+    prometheus("observed-query-increase.json", "expected request counts (non-negative integers)", 7),
+    prometheus("observed-query-bad-value.json", "expected a number as the value", 7),
     # ipvsadm -ln (services --ipvs)
     Case(
         "ipvs-bad-vip-port.txt",
@@ -258,6 +278,14 @@ CASES = [
         "--observed",
         "1e100000000,5",
     ),
+    arg("observed-three-files", "give one file or two (before after), got 3", "check", "--weights", "90,10",
+        "--envoy-stats", "a", "b", "c"),
+    arg("observed-steps-without-canary", "--steps goes with --canary", "check", "--weights", "90,10",
+        "--prometheus", str(BAD / "observed-prom-good.prom"), "--steps", "5,10"),
+    arg("observed-client-without-data", "--client goes with --envoy-stats or --prometheus", "check", "--weights",
+        "90,10", "--observed", "5,5", "--client", "a"),
+    arg("observed-no-split", "give the configured split", "check", "--prometheus",
+        str(BAD / "observed-prom-good.prom")),
     arg(
         "max-input-size-garbage",
         "expected a size such as 256M, 1G",
@@ -338,6 +366,7 @@ def test_valid_bases_parse() -> None:
     assert load_manifests(str(BAD / "yaml-vs-good.yaml")).virtual_services
     assert load_manifests(str(BAD / "gwapi-good.yaml")).gateway_objects
     assert load_upstreams(BAD / "nginx-good.conf")
+    assert run(["check", "--weights", "1", "--prometheus", str(BAD / "observed-prom-good.prom")])[0] == 0
 
 
 # --------------------------------------------------------------------------- the size bound
@@ -400,6 +429,8 @@ def test_every_file_reading_command_takes_the_bound(tmp_path: Path) -> None:
         ["mesh", "-f", str(BAD / "yaml-vs-good.yaml")],
         ["validate", "--nginx", str(BAD / "nginx-good.conf")],
         ["check", "--weights", "1,1", "--observed-file", str(BAD / "counts-negative.csv")],
+        ["check", "--weights", "1", "--prometheus", str(BAD / "observed-prom-good.prom")],
+        ["check", "--weights", "1", "--envoy-stats", str(BAD / "observed-stats-negative.txt")],
         ["simulate", "--iptables", str(BAD / "ipt-good.iptables-save"), "--service", "ns1/svc1"],
     ]
     for argv in cmds:
