@@ -344,10 +344,10 @@ def _add_observed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--canary", metavar="NAME", help="a canary ramp over a range query: the canary's version")
     g.add_argument("--steps", type=list_arg, metavar="S1,S2,...", help="with --canary: canary percent per step")
     g.add_argument("--step-duration", metavar="T", help="with --canary: time per step (5m; default one window)")
-    g.add_argument("--error-rate", type=_float_arg, metavar="P0", help="with --canary: baseline error rate (0.01)")
-    g.add_argument("--detect-error-rate", type=_float_arg, metavar="P1",
+    g.add_argument("--error-rate", type=float_arg, metavar="P0", help="with --canary: baseline error rate (0.01)")
+    g.add_argument("--detect-error-rate", type=float_arg, metavar="P1",
                    help="with --canary: canary error rate to detect (0.05)")
-    g.add_argument("--power", type=_float_arg, metavar="P", help="with --canary: power (0.8)")
+    g.add_argument("--power", type=float_arg, metavar="P", help="with --canary: power (0.8)")
 
 
 def _no_observed_args(args: argparse.Namespace) -> None:

@@ -492,7 +492,7 @@ def configured_route(
     :func:`meshstat.mesh.envoy_dump_route` of ``service`` (``HOST:PORT``).
     """
     from meshstat.mesh import envoy_dump_route
-    from meshstat.mesh.compare import compare_paths
+    from meshstat.engine.mesh import compare_paths
     from meshstat.parsers.envoy import load_envoy
 
     if filenames:
