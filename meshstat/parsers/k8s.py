@@ -38,6 +38,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.parsers import topology as _topology
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
 __all__ = [
@@ -345,6 +346,8 @@ class Manifests:
     ignored: list[Meta] = field(default_factory=list)
     #: the documents of ``ignored``, for readers of kinds this module does not parse (``parsers.istio_scope``)
     unparsed: list[tuple[Meta, Any]] = field(default_factory=list)
+    #: Nodes, Pod placement, EndpointSlices and Services' topology fields (:mod:`meshstat.parsers.topology`)
+    topology: _topology.Topology = field(default_factory=_topology.Topology)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -358,6 +361,7 @@ class Manifests:
         self.sources.extend(other.sources)
         self.ignored.extend(other.ignored)
         self.unparsed.extend(other.unparsed)
+        self.topology.extend(other.topology)
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -864,6 +868,8 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
             raise ctx.fail("List nested too deeply", doc)
         for item in _list(ctx, doc, "items", kind):
             _convert(ctx, item, out, depth=depth + 1)
+        return
+    if _topology.read_object(doc, kind, group, api, ctx.source, ctx.default_namespace, out.topology):
         return
     if kind == "Namespace" and group == "":
         meta = _meta(ctx, doc, kind)
