@@ -85,7 +85,7 @@ def pod_frame(cmps: Sequence[Any], *, external: bool = False) -> pl.DataFrame:
     for c in cmps:
         for s in c.splits:
             name = s.scenario
-            if name not in scen and (name.startswith("ETP") == external or external and name not in _SETTINGS):
+            if name not in scen and (name.startswith("ETP") == external or (external and name not in _SETTINGS)):
                 scen.append(name)
     for n in scen:
         rows[n] = []

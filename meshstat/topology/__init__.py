@@ -28,7 +28,14 @@ knowledge that neither kube-proxy's view of one node nor the mesh's registry hol
 
 from __future__ import annotations
 
-from meshstat.topology.cluster import Cluster, Endpoint, TopoNode, TopoService, build_cluster, parse_client_zones
+from meshstat.topology.cluster import (
+    Cluster,
+    Endpoint,
+    TopoNode,
+    TopoService,
+    build_cluster,
+    parse_client_zones,
+)
 from meshstat.topology.compare import TopologyComparison, WhatIf, compare_topology
 from meshstat.topology.hints import HintOutcome, auto_hints, reconcile_hints, traffic_distribution_hints
 from meshstat.topology.proxy import Categorized, categorize_endpoints

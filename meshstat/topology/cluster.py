@@ -8,8 +8,8 @@ selector, their zone from their Node) with the hints it would write (:mod:`meshs
 
 Clients: by default every Pod with a ``spec.nodeName`` that is not an endpoint of the Service counts as one
 client (``--client NS/NAME`` keeps one workload's pods); ``--client-zones a=3,b=2`` gives the weight of
-each zone instead, spread evenly over the zone's nodes (an assumption: only node-local policies see the
-difference). When the input says nothing about zones, or nothing about where clients run, the builder says
+each zone instead, spread evenly over the zone's ready nodes without a control-plane label (an assumption:
+only node-local policies see the difference). When the input says nothing about zones, or nothing about where clients run, the builder says
 so (:class:`meshstat.errors.InvalidArgument`) instead of guessing.
 
 What-if operations return a new :class:`Cluster`: :meth:`Cluster.lose_zone`, :meth:`Cluster.lose_node`,
@@ -27,55 +27,9 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument
 from meshstat.topology.hints import HintOutcome, reconcile_hints
+from meshstat.topology.types import Endpoint, TopoNode
 
 __all__ = ["Cluster", "Endpoint", "TopoNode", "TopoService", "build_cluster", "parse_client_zones"]
-
-
-@dataclass(frozen=True, slots=True)
-class TopoNode:
-    """A node: name, zone, region, allocatable CPU (millicores), readiness, control-plane label."""
-
-    name: str
-    zone: str | None
-    region: str | None = None
-    cpu_milli: int = 0
-    ready: bool = True
-    control_plane: bool = False
-    lb_excluded: bool = False
-    synthetic: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One endpoint of a Service port as kube-proxy and the controller read it.
-
-    ``ready``/``serving``/``terminating`` follow kube-proxy (``pkg/proxy/endpointslicecache.go``: unset ready
-    and serving mean true, unset terminating false); ``controller_ready`` is the controller's stricter
-    reading (``ready`` set and true).
-    """
-
-    ip: str
-    port: int
-    pod: str | None
-    node: str | None
-    zone: str | None
-    ready: bool = True
-    serving: bool = True
-    terminating: bool = False
-    controller_ready: bool = True
-    zone_hints: tuple[str, ...] = ()
-    node_hints: tuple[str, ...] = ()
-    workload: str | None = None
-
-    @property
-    def key(self) -> str:
-        """``"ip:port"`` as kube-proxy writes it (``[ip]:port`` for IPv6)."""
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
-
-    @property
-    def label(self) -> str:
-        """The pod name, else the address."""
-        return self.pod.split("/", 1)[1] if self.pod else self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +193,9 @@ class Cluster:
             if z not in self.zones:
                 raise InvalidArgument(f"--move-clients: no zone {z!r} (known: {', '.join(self.zones)})")
         moved = sum((w for n, w in self.clients.items() if self.zone_of(n) == src), Fraction(0))
-        dst_nodes = [n.name for n in self.nodes if n.zone == dst]
+        dst_nodes = [n.name for n in self.nodes if n.zone == dst and n.ready and not n.control_plane]
+        if not dst_nodes:
+            raise InvalidArgument(f"--move-clients: zone {dst} has no ready worker node")
         clients = {n: w for n, w in self.clients.items() if self.zone_of(n) != src}
         for n in dst_nodes:
             clients[n] = clients.get(n, Fraction(0)) + moved / len(dst_nodes)
@@ -259,7 +215,7 @@ def _is_client(pod: Any, ref: str) -> bool:
     """``ref`` (``ns/name``, ``kind/name``, ``ns/kind/name``, ``name``) names the pod or its workload."""
     parts = ref.split("/")
     kind, name = pod.workload.split("/", 1)
-    if ref in (pod.ref, pod.name) or parts[-1] != name and parts[-1] != pod.name:
+    if ref in (pod.ref, pod.name) or (parts[-1] != name and parts[-1] != pod.name):
         return ref in (pod.ref, pod.name)
     if len(parts) == 1:
         return True
@@ -433,7 +389,7 @@ def build_cluster(
     if client_zones:
         zones = {n.zone for n in nodes}
         for z, w in client_zones.items():
-            zn = [n.name for n in nodes if n.zone == z]
+            zn = [n.name for n in nodes if n.zone == z and n.ready and not n.control_plane]
             if not zn:
                 if z not in zones:
                     nodes.append(TopoNode(f"({z} client node)", z, synthetic=True))

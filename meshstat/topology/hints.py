@@ -32,10 +32,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from meshstat.topology.cluster import Endpoint, TopoNode
+from meshstat.topology.types import Endpoint, TopoNode
 
 __all__ = ["OVERLOAD_THRESHOLD", "Allocation", "HintOutcome", "auto_hints", "cpu_ratios", "reconcile_hints",
            "traffic_distribution_hints"]  # fmt: skip

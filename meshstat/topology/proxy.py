@@ -21,10 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from meshstat.topology.cluster import Endpoint
+from meshstat.topology.types import Endpoint
 
 __all__ = ["Categorized", "categorize_endpoints", "topology_mode_from_hints"]
 

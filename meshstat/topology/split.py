@@ -162,7 +162,7 @@ def _lb_weights(cluster: Cluster, views: Sequence[NodeView], lb_weight: str) -> 
     out: dict[str, Fraction] = {}
     for v in views:
         n = v.node
-        if not n.ready or n.lb_excluded or n.synthetic and n.name.startswith("("):
+        if not n.ready or n.lb_excluded or (n.synthetic and n.name.startswith("(")):
             continue
         if svc.external_policy == "Local":
             local = len(v.categorized.local or ())
