@@ -13,6 +13,9 @@ Supported kinds (everything else is ignored with a note):
   routes), ``DestinationRule`` (``trafficPolicy.loadBalancer``, ``portLevelSettings``,
   ``subsets`` with labels and their own traffic policy), ``ServiceEntry`` (hosts, ports,
   static endpoints with labels, weights, localities).
+* topology (:mod:`meshstat.parsers.topology`, kept in ``Manifests.topology``): ``Node``,
+  ``discovery.k8s.io`` ``EndpointSlice``, Pods' placement and Services' ``trafficDistribution``, traffic
+  policies and topology annotation.
 
 Field meanings follow the upstream API definitions: kubernetes ``staging/src/k8s.io/api/
 core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1alpha3/
