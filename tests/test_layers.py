@@ -31,6 +31,7 @@ LAYERS: dict[str, int] = {
     "netfilter": 6,
     "kubeproxy": 6,
     "mesh": 6,
+    "topology": 6,
     "engine": 7,
     "inference": 8,
     "oracle": 9,

@@ -136,6 +136,11 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     files = list(getattr(args, "filename", None) or [])
     if not files:
         raise InvalidArgument("give at least one -f/--filename (a manifest file or directory)")
+    from meshstat.cli.topology import maybe_compare_topology
+
+    done = maybe_compare_topology(args, ctx)  # Nodes / EndpointSlices: the zones-and-nodes view
+    if done is not None:
+        return done
     cmp_ = compare_paths(
         files,
         scale=parse_scale(getattr(args, "scale", None)),

@@ -18,6 +18,7 @@ from meshstat.cli.args import add_route_arguments, count_arg, list_arg, route_fr
 from meshstat.cli.balancers import add_simulate_arguments, run_simulate_lb, wants_lb
 from meshstat.cli.context import Context, is_table
 from meshstat.cli.mesh import add_request_arguments, run_compare_files
+from meshstat.cli.topology import add_topology_arguments
 from meshstat.cli.status import ExitStatus
 from meshstat.errors import InvalidArgument
 
@@ -75,6 +76,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     mesh.add_argument("--envoy", metavar="CONFIG_DUMP.json", help="an Envoy config_dump of the injected client")
     add_request_arguments(mesh)  # --service, --header, --path, --method
     _simulation_arguments(cmp_)
+    add_topology_arguments(cmp_)
     cmp_.add_argument("--plot", metavar="FILE.png", help="write a PNG plot")
     cmp_.set_defaults(handler=_cmd_compare)
 

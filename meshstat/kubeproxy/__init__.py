@@ -9,7 +9,8 @@
     :func:`service_notes` (what the listing skipped) over a dump of either mode.
 :mod:`meshstat.kubeproxy.iptables`
     The iptables-mode reader, and :func:`kube_proxy_iptables_save`, which writes
-    the nat table kube-proxy would hold.
+    the nat table kube-proxy would hold; :func:`kube_proxy_node_iptables_save` writes one node's filter
+    and nat tables after its topology filtering (:class:`NodeServicePort`).
 :mod:`meshstat.kubeproxy.nftables`
     The nftables-mode reader (``numgen`` splits).
 :mod:`meshstat.kubeproxy.ipvs`
@@ -18,7 +19,7 @@
 
 from __future__ import annotations
 
-from meshstat.kubeproxy.iptables import kube_proxy_iptables_save
+from meshstat.kubeproxy.iptables import NodeServicePort, kube_proxy_iptables_save, kube_proxy_node_iptables_save
 from meshstat.kubeproxy.ipvs import (
     ipvs_services,
     parse_ipvsadm,
@@ -34,12 +35,14 @@ from meshstat.kubeproxy.service import (
 
 __all__ = [
     "EndpointInfo",
+    "NodeServicePort",
     "ServiceInfo",
     "find_service",
     "ipvs_services",
     "kube_chain_hash",
     "kube_nft_chain_hash",
     "kube_proxy_iptables_save",
+    "kube_proxy_node_iptables_save",
     "load_service_route",
     "parse_ipvsadm",
     "service_notes",

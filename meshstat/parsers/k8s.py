@@ -15,6 +15,9 @@ Supported kinds (everything else is ignored with a note):
   static endpoints with labels, weights, localities);
 * Gateway API routes, Gateways, GatewayClasses, ReferenceGrants and Istio's ``Gateway``: read by
   :mod:`meshstat.parsers.gateway_api` through :data:`KIND_CONVERTERS`.
+* topology (:mod:`meshstat.parsers.topology`, kept in ``Manifests.topology``): ``Node``,
+  ``discovery.k8s.io`` ``EndpointSlice``, Pods' placement and Services' ``trafficDistribution``, traffic
+  policies and topology annotation.
 
 Field meanings follow the upstream API definitions: kubernetes ``staging/src/k8s.io/api/
 core/v1/types.go`` (``ServicePort``, ``PodSpec``) and istio/api ``networking/v1alpha3/
@@ -40,6 +43,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.parsers import topology as _topology
 from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
@@ -352,6 +356,8 @@ class Manifests:
     unparsed: list[tuple[Meta, Any]] = field(default_factory=list)
     #: Objects of the kinds in :data:`KIND_CONVERTERS` (Gateway API, Istio Gateway), in file order.
     gateway_objects: list[Any] = field(default_factory=list)
+    #: Nodes, Pod placement, EndpointSlices and Services' topology fields (:mod:`meshstat.parsers.topology`)
+    topology: _topology.Topology = field(default_factory=_topology.Topology)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -366,6 +372,7 @@ class Manifests:
         self.ignored.extend(other.ignored)
         self.unparsed.extend(other.unparsed)
         self.gateway_objects.extend(other.gateway_objects)
+        self.topology.extend(other.topology)
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -891,6 +898,8 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
             raise ctx.fail("List nested too deeply", doc)
         for item in _list(ctx, doc, "items", kind):
             _convert(ctx, item, out, depth=depth + 1)
+        return
+    if _topology.read_object(doc, kind, group, api, ctx.source, ctx.default_namespace, out.topology):
         return
     if kind == "Namespace" and group == "":
         meta = _meta(ctx, doc, kind)
