@@ -26,8 +26,9 @@ state rather than read as active or dropped.
 :func:`meshstat.mesh.resolve_call` follows an outbound call through these structures the way
 Envoy does; :mod:`meshstat.mesh` turns it into a :class:`meshstat.model.Route`.
 
-This module is pure Python (standard library; PyYAML only for YAML bootstraps). It is longer
-than 800 lines because the shape checks (the schema every accepted Envoy object is checked
+This module is pure Python (standard library; PyYAML only for YAML bootstraps).
+
+Why this module is long: the shape checks (the schema every accepted Envoy object is checked
 against before it is read, with the file and line of what does not fit) belong with the readers
 that rely on them.
 """

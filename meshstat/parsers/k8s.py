@@ -32,6 +32,13 @@ mapping is an error (as with kubectl).
 Malformed input raises :class:`meshstat.errors.ConfigParseError` with ``file:line``.
 
 This module is pure Python (standard library and PyYAML).
+
+Why this module is long: one converter per kind (workloads, Services, VirtualService,
+DestinationRule, ServiceEntry), each checking the shape of its fields with the file and line of
+what does not fit, share the small typed field readers (``_map``, ``_str``, ``_int`` ...) of the
+conversion context; the kinds of other families live in their own modules
+(:mod:`~meshstat.parsers.gateway_api`, :mod:`~meshstat.parsers.istio_scope`,
+:mod:`~meshstat.parsers.topology`).
 """
 
 from __future__ import annotations

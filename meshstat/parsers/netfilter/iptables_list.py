@@ -106,9 +106,7 @@ the ``extensions/libxt_*.c`` print functions named above; checked against the
 output of iptables v1.8.9 (nf_tables and legacy) on every fixture in
 ``tests/data/iptables`` (captured in ``tests/data/iptables/listings``).
 
-Why one long module
--------------------
-The listing reader and the pasted-dump reader (:func:`parse_iptables_paste`,
+Why this module is long: the listing reader and the pasted-dump reader (:func:`parse_iptables_paste`,
 about 190 lines) share the shell prompt and command line detection, the tables
 of copy-paste damage (dashes, curly quotes, odd spaces), the warning collector,
 the table inference and the placeholder rules of chains the paste did not show;
