@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from meshstat import stats
+from meshstat.errors import InvalidArgument
 from meshstat.model import Route
 
 __all__ = ["SimulationResult"]
@@ -103,8 +104,6 @@ class SimulationResult:
     def window_band(self, confidence_level: float = 0.95) -> stats.WindowBand:
         """Band of per-window counts and the largest window deviation (complete windows only)."""
         if self.window_counts is None or self.window is None:
-            from meshstat.errors import InvalidArgument
-
             raise InvalidArgument("this result has no windows: simulate(..., window=W)")
         full = self.window_counts[self.window_sizes == self.window]
         return stats.window_band(full, self.window, self.exact, confidence_level=confidence_level)

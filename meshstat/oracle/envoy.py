@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshstat import model
 from meshstat.errors import InvalidArgument
 from meshstat.oracle import OracleError, OracleUnavailable, stop_process_group
 from meshstat.oracle._http import KeepAliveClient, free_ports, wait_for_port
@@ -158,8 +159,6 @@ class EnvoyScenario:
         picks uniformly: Envoy 1.40's RANDOM ignores endpoint weights); or a
         single backend.
         """
-        from meshstat import model
-
         root = route.root  # type: ignore[attr-defined]
         if isinstance(root, model.Backend):
             return cls(clusters=(EnvoyCluster(root.name, (root.name,)),))

@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.inputs import read_text, source_name
 from meshstat.parsers.envoy_inputs import ISTIOCTL_FORM, InputInventory, classify_item, lacking
 from meshstat.parsers.regex import re2_syntax_error
+from meshstat.parsers.yaml_loader import yaml_documents
 
 __all__ = [
     "DEFAULT_OVERPROVISIONING",
@@ -305,8 +307,6 @@ def _parse_json(text: str, source: str) -> Any:
 
 
 def _parse_yaml(text: str, source: str) -> Any:
-    from meshstat.parsers.yaml_loader import yaml_documents
-
     docs = [d for d in yaml_documents(text, source) if d is not None]
     if len(docs) != 1:
         raise ConfigParseError(f"expected one Envoy bootstrap document, found {len(docs)}", source=source)
@@ -786,8 +786,6 @@ def load_envoy(paths: str | Sequence[str]) -> EnvoyConfig:
         paths = [paths]
     if not paths:
         raise InvalidArgument("no Envoy file given")
-    from meshstat.inputs import read_text, source_name
-
     cfg = EnvoyConfig()
     for p in paths:
         text = read_text(p, what="Envoy configuration")

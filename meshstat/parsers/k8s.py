@@ -49,7 +49,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
-from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.inputs import (
+    DEFAULT_MAX_INPUT_BYTES,
+    SIZE_FLAG,
+    current_max_input_size,
+    format_size,
+    read_text,
+    source_name,
+)
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
@@ -953,8 +960,6 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     ConfigParseError
         Malformed YAML, a document that is not an object, or a field of the wrong type.
     """
-    from meshstat.inputs import SIZE_FLAG, current_max_input_size, format_size
-
     limit = current_max_input_size()
     if len(text) > limit:  # characters: a lower bound on the bytes
         raise ConfigParseError(
@@ -1002,8 +1007,6 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     if isinstance(paths, str):
         paths = [paths]
     out = Manifests()
-    from meshstat.inputs import read_text, source_name
-
     for path in _iter_files(paths):
         text = read_text(path, what="manifest")
         out.extend(parse_manifest_text(text, source_name(path), default_namespace=default_namespace))

@@ -41,7 +41,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from meshstat import model
 from meshstat.errors import ConfigParseError, ModelError
+from meshstat.inputs import read_text, source_name
 
 __all__ = [
     "Upstream",
@@ -159,8 +161,6 @@ class Upstream:
 
         The route gives the shares, not the order: nginx's choice is deterministic.
         """
-        from meshstat import model
-
         names = _unique_names([s.address for s in self.servers])
         active = set(self.active())
         weights = [s.weight if i in active else 0 for i, s in enumerate(self.servers)]
@@ -395,6 +395,4 @@ def parse_upstreams(text: str, *, source: str = "<input>") -> dict[str, Upstream
 
 def load_upstreams(path: str | Path) -> dict[str, Upstream]:
     """:func:`parse_upstreams` of a file."""
-    from meshstat.inputs import read_text, source_name
-
     return parse_upstreams(read_text(path, what="nginx configuration"), source=source_name(path))
