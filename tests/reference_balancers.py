@@ -64,7 +64,7 @@ def xx(s: str, seed: int = 0) -> int:
 
 
 def ring(hosts, weights=None, min_ring=1024, max_ring=8 * 1024 * 1024):
-    """Appendix A's ring model: returns (sorted hashes, host index per point)."""
+    """Envoy's ring (docs/measurements.md, M13): returns (sorted hashes, host index per point)."""
     w = weights or [1] * len(hosts)
     tot = sum(w)
     norm = [x * 1.0 / tot for x in w]
@@ -88,7 +88,7 @@ def ring_pick(hashes: list[int], hosts: list[int], hv: int) -> int:
 
 
 def maglev(hosts, weights=None, m=65537):
-    """Appendix A's Maglev model: host index per table slot."""
+    """Envoy's Maglev table (docs/measurements.md, M13): host index per table slot."""
     w = weights or [1] * len(hosts)
     tot = sum(w)
     ents = sorted((h, x * 1.0 / tot, i) for i, (h, x) in enumerate(zip(hosts, w)))

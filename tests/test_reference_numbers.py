@@ -1,7 +1,7 @@
-"""The derived numbers of ../shared/reference/users-and-peers.md §2 and §3.2, reproduced.
+"""The derived small-sample figures of docs/measurements.md, M16, reproduced.
 
 Each expected value is computed here with scipy.stats (never by the code under test); the
-meshstat call must agree with it, and both must round to the figure quoted in the document.
+meshstat call must agree with it, and both must round to the figure quoted there.
 """
 
 from __future__ import annotations

@@ -154,7 +154,8 @@ def _hosts_stage(
         notes.append(f"{cluster}: RANDOM ignores load_balancing_weight (Envoy 1.40): equal shares")
     if policy in ("RING_HASH", "MAGLEV"):
         notes.append(f"{cluster}: {policy} shares modelled as proportional to weights; the real "
-                     "ring/table shares deviate (ring: 22.9-26.4% for 4 equal hosts, reference §6.8)")
+                     "ring/table shares deviate (ring: 22.9-26.4% for 4 equal hosts, "
+                     "docs/measurements.md, M13)")
     if locality_weighted:
         locs: dict[tuple[tuple[str, str], ...], list[EP]] = {}
         for e in hosts:

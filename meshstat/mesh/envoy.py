@@ -729,7 +729,7 @@ def envoy_dump_route(
             total = sum(m for _, m in masses)
             notes.append(
                 "runtime_fraction routes and weighted clusters use the same per-request random value R "
-                f"(reference §1.4): shares counted exactly over R mod {total}"
+                f"(docs/measurements.md, M10): shares counted exactly over R mod {total}"
             )
             root = Weighted(children=tuple(kids), weights=tuple(ws), unit="request",
                             name=f"runtime_fraction + weighted clusters (one R mod {total})")

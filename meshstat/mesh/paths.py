@@ -746,7 +746,7 @@ class Mesh:
             Layer("iptables (pod netns)", "nat OUTPUT -> ISTIO_OUTPUT -> ISTIO_REDIRECT",
                   "TCP from UID != 1337 to a non-loopback address: REDIRECT --to-ports 15001 (istio-init / "
                   "istio-cni capture rules; traceable with meshstat.netfilter on "
-                  "fixtures/iptables/istio-cni-sidecar-basic.iptables-save)", "connection"),
+                  "tests/data/iptables/istio-cni-sidecar-basic.iptables-save)", "connection"),
         ]
 
     def _kube_layers(self, info: RegisteredService, port: int, who: str) -> list[Layer]:

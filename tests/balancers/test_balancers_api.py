@@ -86,7 +86,7 @@ def test_ring_sizes_from_envoy_source() -> None:
 def test_priority_load_tables() -> None:
     # P0 with 71% healthy hosts: health min(100, 140 * 71 // 100) = 99 -> 99% of the load
     assert priority_loads([PriorityLevel(71, unhealthy=29), PriorityLevel(10)]).healthy_load == (99, 1)
-    # reference §3.6 experiment /prio: P0 {ok, dead}, P1 {ok, ok} -> 70 / 15 / 15
+    # docs/measurements.md, M14, experiment /prio: P0 {ok, dead}, P1 {ok, ok} -> 70 / 15 / 15
     r = priority_route([PriorityLevel(1, unhealthy=1), PriorityLevel(2)])
     assert r.exact_shares() == (F(7, 10), F(3, 20), F(3, 20), 0)
     # the example in Envoy's recalculatePerPriorityState comment: health 10/20/10, degraded 20/10/0
@@ -245,7 +245,7 @@ def test_same_key_same_host() -> None:
 
 
 def test_least_request_avoids_a_slow_host() -> None:
-    """Reference §3.2: a 20 ms slower host gets far less than its 25% under least request."""
+    """docs/measurements.md, M12: a 20 ms slower host gets far less than its 25% under least request."""
     st = (ServiceTime("exp", 0.01),) * 3 + (ServiceTime("exp", 0.03),)
     wl = Workload(service_time=st, servers=4, arrival_rate=600.0)
     lr = simulate_balancer(LeastRequest(4), 60_000, rng=1, workload=wl)

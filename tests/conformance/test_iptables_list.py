@@ -1,4 +1,4 @@
-"""Listings printed by real iptables against the iptables-save of the same rules (issue 10).
+"""Listings printed by real iptables against the iptables-save of the same rules.
 
 Every fixture is loaded into a throw-away namespace (``iptables-restore``), then
 listed with ``iptables-save`` and with ``iptables -L`` in its common forms

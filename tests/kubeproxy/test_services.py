@@ -33,7 +33,7 @@ def run(*argv: str, stdin: str | None = None, monkeypatch: pytest.MonkeyPatch | 
 
 
 def test_chain_hashes_are_kube_proxys() -> None:
-    # reference fact 6: well-known real names, and the seed article's names
+    # docs/measurements.md, M6: well-known real names, and the seed article's names
     assert kp.kube_chain_hash("kube-system/kube-dns:dns", "udp") == "TCOU7JCQXEZGVUNU"
     assert kp.kube_chain_hash("kube-system/kube-dns:dns", "UDP") == "TCOU7JCQXEZGVUNU"
     assert kp.kube_chain_hash("default/kubernetes:https", "tcp") == "NPX46M4PTMTKRN6Y"

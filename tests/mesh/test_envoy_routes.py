@@ -2,9 +2,9 @@
 
 Observed counts come from ``tests/data/envoy/meshstat-exp-envoy140-clusters.json`` (per-host
 ``rq_total`` after 2,000 sequential requests per route) and, for per-route body counts, from the
-reference ``envoy-istio.md`` §4.7. Goodness-of-fit tests have false-alarm rate ALPHA each
-(tests/conftest.py); round robin and EDF are deterministic per worker (reference §6.5), so their
-counts are compared exactly.
+response bodies of the same run (``docs/measurements.md``, M15). Goodness-of-fit tests have false-alarm
+rate ALPHA each (tests/conftest.py); round robin and EDF are deterministic per worker
+(``docs/measurements.md``, M11), so their counts are compared exactly.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def observed(cfg, cluster: str) -> dict[str, int]:  # noqa: ANN001
                         "127.0.0.1:18083": Fraction(0)}),
         ("/split3_hdr", {"127.0.0.1:18081": Fraction(1, 2), "127.0.0.1:18082": Fraction(3, 10),
                          "127.0.0.1:18083": Fraction(1, 5)}),
-        # runtime_fraction 50% then weighted 50/50 with the same random value: v1 never (reference §1.4)
+        # runtime_fraction 50% then weighted 50/50 with the same random value: v1 never
+        # (docs/measurements.md, M10)
         ("/corr", {"127.0.0.1:18083": Fraction(1, 2), "127.0.0.1:18081": Fraction(0),
                    "127.0.0.1:18082": Fraction(1, 2)}),
         ("/prio", {"127.0.0.1:18083": Fraction(7, 10), "127.0.0.1:18084": Fraction(3, 20),
@@ -66,7 +67,7 @@ def test_route_shares(cfg, path: str, expected: dict[str, Fraction]) -> None:  #
 
 
 def test_corr_against_envoy_body_counts(cfg) -> None:  # noqa: ANN001
-    """/corr: zero_w 979, v1 0, v2 1021 of 2000 (reference §4.7); 20,000-run: 9837/0/10163 (§1.4)."""
+    """/corr: zero_w 979, v1 0, v2 1021 of 2000; 20,000-run: 9837/0/10163 (docs/measurements.md, M15, M10)."""
     import scipy.stats as ss
 
     s = shares(cfg, "/corr")
@@ -124,7 +125,7 @@ def test_split_hc_half_to_dead_cluster(cfg) -> None:  # noqa: ANN001
 
 
 def test_header_random_value_is_deterministic(cfg) -> None:  # noqa: ANN001
-    # x-rv = i goes to v1 exactly when i mod 100 < 90 (reference §1.2)
+    # x-rv = i goes to v1 exactly when i mod 100 < 90 (docs/measurements.md, M9)
     for i, addr in ((0, "127.0.0.1:18081"), (89, "127.0.0.1:18081"), (90, "127.0.0.1:18082"),
                     (18446744073709551615, "127.0.0.1:18081")):
         assert shares(cfg, "/split_hdr", headers={"x-rv": str(i)}) == {addr: 1}

@@ -25,7 +25,7 @@ from meshstat.model import (
 
 from tests.reference import cascade_shares, lround
 
-# Measured on the real kernel (reference/iptables-kube-proxy.md §1.3): given -> printed -> stored k
+# Measured on the real kernel (docs/measurements.md, M1): given -> printed -> stored k
 MEASURED = [
     ("0.3", "0.29999999981", 644245094),
     ("0.33333333333", "0.33333333349", 715827883),
@@ -78,7 +78,7 @@ def test_kube_proxy_strings() -> None:
     assert kube_proxy_probabilities(3) == ("0.3333333333", "0.5000000000")
     assert kube_proxy_probabilities(6, legacy=True) == ("0.16667", "0.20000", "0.25000", "0.33333", "0.50000")
     c = Cascade.kube_proxy(6, legacy=True)
-    # the values old real dumps print (reference §2.6)
+    # the values old real dumps print (docs/measurements.md, M4)
     assert c.decimals() == ("0.16667000018", "0.20000000019", "0.25000000000", "0.33332999982", "0.50000000000")
 
 
@@ -138,7 +138,7 @@ def test_kube_proxy_cascade_is_uniform_within_its_bound(n: int) -> None:
     worst = max(abs(Fraction(x, 2**bits) - one_over_n) for x in nums) + Fraction(err, 2**bits)
     assert worst <= Fraction(bound)
     if n >= 44_989:
-        # stored integers start to coincide (reference §1.4)
+        # stored integers start to coincide (docs/measurements.md, M3)
         assert len(set(c.thresholds)) < len(c.thresholds)
     else:
         assert len(set(c.thresholds)) == len(c.thresholds)

@@ -284,7 +284,7 @@ def test_nth_is_one_over_every_with_a_note() -> None:
 
 
 def test_nth_counter_matches_the_measured_packets() -> None:
-    # reference §1.3 (measured on a kernel): packets matched among 1..9
+    # docs/measurements.md, M2 (measured on a kernel): packets matched among 1..9
     assert nf.nth_matches(3, 0, 9) == [1, 4, 7]
     assert nf.nth_matches(3, 1, 9) == [2, 5, 8]
     assert nf.nth_matches(3, 2, 9) == [3, 6, 9]

@@ -1,4 +1,4 @@
-"""``iptables -L`` listings and pasted iptables-save text (issue 10).
+"""``iptables -L`` listings and pasted iptables-save text, read by the listing parser.
 
 The listings are (a) typed in from the seed article (``tests/data/iptables/article-*``,
 copy-paste damage included), (b) printed by real iptables 1.8.9 from the fixtures

@@ -116,7 +116,7 @@ WEIGHTED = """table ip mst {
 		udp dport 9500 numgen random mod 3 vmap { 0 : goto ep0, 1 : goto ep1 }
 	}
 }
-"""  # the reference §4 test ruleset (plus a partial map at 9500)
+"""  # the measured numgen ruleset of docs/measurements.md, M8 (plus a partial map at 9500)
 
 
 def test_weighted_slot_ranges_trace() -> None:
@@ -173,7 +173,7 @@ NEWER = """table ip kube-proxy {
 		meta mark set meta mark | 0x00004000
 	}
 }
-"""  # the v1.36-line form (reference §2.7): dnat straight from a numgen map; plain dnat for one endpoint
+"""  # the v1.36-line form (docs/measurements.md, M7): dnat straight from a numgen map; plain dnat for one ep
 
 
 def test_newer_kube_proxy_forms() -> None:

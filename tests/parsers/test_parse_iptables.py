@@ -95,7 +95,7 @@ def test_fast_path_equals_general_parser_on_generated_dump(monkeypatch: pytest.M
 
 
 def test_restore_and_save_forms_give_the_same_rules() -> None:
-    """kube-proxy's restore input and iptables-save's output of it (reference §2.2)."""
+    """kube-proxy's restore input and iptables-save's output of it (docs/measurements.md, M5)."""
     save = load("kube-proxy-iptables-overall.iptables-save")
     restore = load("kube-proxy-iptables-overall.restore")
 
@@ -131,7 +131,7 @@ def test_probability_forms_give_the_same_threshold() -> None:
     assert ks == [715827883, 1 << 30]
     legacy = load("kube-proxy-iptables-generated-6ep-legacy-5digit.iptables-save")
     ks = [m.value for r in legacy.table("nat").chains["KUBE-SVC-CDGGSHYLG3RE2FKL"].rules for m in r.matches if m.kind == "random"]
-    assert ks == [357921100, 429496730, 536870912, 715820724, 1073741824]  # reference §1.3 values
+    assert ks == [357921100, 429496730, 536870912, 715820724, 1073741824]  # docs/measurements.md, M1 values
 
 
 @given(st.integers(min_value=0, max_value=CASCADE_ONE))

@@ -6,7 +6,7 @@ The text read and written by ``iptables-save`` / ``iptables-restore`` (and their
 ``ip6tables-*`` twins) of iptables 1.8.9, both back ends (``nf_tables`` and
 ``legacy``): ``*table`` headers, ``:CHAIN POLICY [packets:bytes]`` declarations,
 ``-A CHAIN <rule>`` lines, ``COMMIT``. Both forms are accepted (see
-``reference/iptables-kube-proxy.md`` §2.2): what kube-proxy writes (options in its
+``docs/measurements.md``, M5): what kube-proxy writes (options in its
 own order, ``--probability 0.3333333333``, ``MARK --or-mark``) and what
 ``iptables-save`` prints back (normalised order, ``-d X/32``,
 ``--probability 0.33333333349``, ``MARK --set-xmark``). Quoting follows
