@@ -77,6 +77,8 @@ def render(
             opts["float_precision"] = float_precision
         if fmt == "markdown":
             opts["tbl_formatting"] = "ASCII_MARKDOWN"
+            # a '|' inside a cell (Envoy's outbound|9999|v1|host cluster names) would end the cell
+            df = df.with_columns(pl.col(pl.String).str.replace_all("|", "\\|", literal=True))
         else:  # plain aligned columns, as kubectl's -o wide
             opts["tbl_formatting"] = "NOTHING"
             opts["tbl_cell_numeric_alignment"] = "RIGHT"
