@@ -211,7 +211,7 @@ def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
         e["result"] = r
     if _default_table(args) and args.output is None:
         for title, frame in layer_frames:
-            ctx.stdout.write(title + "\n")
+            ctx.remarks([title], args)
             ctx.emit(frame, args, columns=rep.LAYER_COLUMNS)
             ctx.stdout.write("\n")
     elif is_table(args):

@@ -111,7 +111,7 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     if args.format == "table" and not getattr(args, "wide", False):
         ctx.write_text(rep.render_trace(result, verbose=args.verbose, term=ctx.terminal(ctx.stdout, args)), args)
         lines = []
-        if any(p.conditions for p in result.paths):
+        if any(isinstance(x, rep.TraceSplit) for x in rep.trace_tree(result)):
             lines.append("note: each probability is given the branch above it (unknown packet fields or client "
                          "history are not guessed): along a branch they multiply, under a branch they sum to 1")
     else:

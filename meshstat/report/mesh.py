@@ -101,10 +101,15 @@ LONG_COLUMNS = (
 
 
 def version_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    """The per-version rows of a :func:`long_frame` (the default table; pods are in ``--wide``)."""
+    """The per-version rows of a :func:`long_frame` (the default table; pods are in ``--wide``).
+
+    Each service and path keeps its place; its versions are sorted by name (``-`` last).
+    """
     import polars as pl
 
-    return frame.filter(pl.col("level") == "version")
+    rows = frame.filter(pl.col("level") == "version").with_row_index("_i")
+    first = pl.col("_i").min().over(["service", "path"])
+    return rows.sort([first, pl.col("version") == "-", "version"]).drop("_i")
 
 
 def long_frame(entries: Sequence[dict[str, Any]]) -> pl.DataFrame:

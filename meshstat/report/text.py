@@ -16,7 +16,7 @@ cut. Should the columns still not fit (a very narrow terminal), the last ones ar
 says so.
 
 Colour (:func:`use_color`): only when the stream is a terminal and ``NO_COLOR`` is not set
-(no-color.org). Then rich draws the same layout with bold headers and coloured remarks; rich is imported
+(the NO_COLOR convention). Then rich draws the same layout with bold headers and coloured remarks; rich is imported
 only on that path and for trees (:func:`render_tree`), so that output into a pipe costs no import.
 
 Remarks (:func:`format_remarks`): the lines a command prints beside its table (run line, summary,
@@ -208,13 +208,18 @@ class Column:
 
 
 def view(df: pl.DataFrame, columns: Sequence[Column]) -> tuple[list[Column], list[list[str]]]:
-    """The columns of ``columns`` that ``df`` has, and its rows as formatted cells."""
+    """The columns of ``columns`` that ``df`` has, and its rows as formatted cells.
+
+    A column whose every cell is missing (``-``) is left out (``INTERVAL NEEDED`` of a canary without
+    ``--detect-error-rate``).
+    """
     cols = [c for c in columns if c.sources[0] in df.columns]
     data = {name: df.get_column(name).to_list() for c in cols for name in c.sources if name in df.columns}
     rows = []
     for i in range(df.height):
         rows.append([c.fmt(*(data[s][i] if s in data else None for s in c.sources)) for c in cols])
-    return cols, rows
+    keep = [j for j in range(len(cols)) if not rows or any(r[j] != "-" for r in rows)]
+    return [cols[j] for j in keep], [[r[j] for j in keep] for r in rows]
 
 
 #: Narrowest a wrapped column gets.
@@ -306,6 +311,15 @@ def _rich_console(width: int | None, color: bool) -> Any:
     )  # fmt: skip
 
 
+_TRAILING = re.compile(r"\s+((?:\x1b\[[0-9;]*m)*)$")
+
+
+def _lines(console: Any) -> str:
+    """What a rich console drew, without trailing spaces (also those before a closing colour code)."""
+    out = console.file.getvalue().rstrip("\n")
+    return "\n".join(_TRAILING.sub(r"\1", line) for line in out.split("\n"))
+
+
 def _rich_columns(cells: list[list[list[str]]], widths: list[int], align: list[str], footer: str | None) -> str:
     from rich.table import Table
 
@@ -320,8 +334,7 @@ def _rich_columns(cells: list[list[list[str]]], widths: list[int], align: list[s
     console.print(table)
     if footer:
         console.print(footer, style="dim")
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    return "\n".join(line.rstrip() for line in out.rstrip("\n").split("\n"))
+    return _lines(console)
 
 
 # ----------------------------------------------------------------- trees
@@ -351,8 +364,7 @@ def render_tree(root: TreeNode, term: Terminal = Terminal()) -> str:
         add(tree, child)
     console = _rich_console(term.width, term.color)
     console.print(tree)
-    out = console.file.getvalue()
-    return "\n".join(line.rstrip() for line in out.rstrip("\n").split("\n"))
+    return _lines(console)
 
 
 # ----------------------------------------------------------------- remarks
