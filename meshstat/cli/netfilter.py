@@ -1,7 +1,10 @@
 """Commands of the netfilter area: ``trace`` and ``services``.
 
 ``python -m meshstat trace --iptables FILE --dst 10.108.203.9:9999 --uid 0``
-lists every path of a packet through the nat table with its exact probability;
+prints every path of a packet through the nat table as a tree of the unknowns
+it depends on, each leaf a verdict with its exact probability
+(:func:`meshstat.report.netfilter.render_trace`; ``-v`` adds the rules walked,
+``--wide`` and the machine formats give one row per path);
 ``python -m meshstat services --iptables FILE`` lists kube-proxy's services.
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
 ``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
