@@ -62,7 +62,7 @@ class Context:
             self.stdout.write(text + "\n")
 
     def terminal(self, stream: IO[str], args: argparse.Namespace | None = None) -> Any:
-        """Width and colour of ``stream`` (:class:`meshstat.report.text.Terminal`); no width with ``--wide``."""
+        """Width and colour of ``stream`` (``report.text.Terminal``); no width with ``--wide``."""
         from meshstat.report.text import Terminal
 
         term = Terminal.of(stream)

@@ -35,8 +35,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "services": (
         "meshstat services --iptables tests/data/iptables/kube-proxy-iptables-overall.iptables-save",
-        "meshstat services --iptables tests/data/iptables/kube-proxy-iptables-generated-4-5-10ep.iptables-save "
-        "--service default/web:http",
+        "meshstat services --iptables "
+        "tests/data/iptables/kube-proxy-iptables-generated-4-5-10ep.iptables-save --service default/web:http",
         "meshstat services --nft tests/data/iptables/kube-proxy-nftables-overall.nft -o wide",
     ),
     "check": (

@@ -145,7 +145,6 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     :func:`meshstat.engine.mesh.compare_paths`.
     """
     from meshstat.engine.mesh import compare_paths
-    from meshstat.report import mesh as rep
 
     files = list(getattr(args, "filename", None) or [])
     if not files:

@@ -23,14 +23,16 @@ from meshstat.report.text import Column, Terminal, TreeNode, count, render_tree,
 if TYPE_CHECKING:
     import polars as pl
 
+    from meshstat.inference.counters import CounterCheck
     from meshstat.kubeproxy import ServiceInfo
     from meshstat.netfilter import TraceResult
-    from meshstat.inference.counters import CounterCheck
 
 __all__ = [
     "COUNTERS_COLUMNS",
     "ENDPOINTS_COLUMNS",
     "SERVICES_COLUMNS",
+    "TraceLeaf",
+    "TraceSplit",
     "counters_frame",
     "counters_tests_frame",
     "endpoints_frame",
@@ -38,8 +40,6 @@ __all__ = [
     "services_frame",
     "trace_frame",
     "trace_tree",
-    "TraceLeaf",
-    "TraceSplit",
 ]
 
 
@@ -193,8 +193,8 @@ def _packet_label(result: TraceResult) -> str:
         f", hook {result.hook}: {', '.join(result.tables)}"
 
 
-def render_trace(result: TraceResult, *, verbose: bool = False, term: Terminal = Terminal()) -> str:
-    """The trace as a tree; ``verbose`` adds the rules each leaf's paths walked."""
+def render_trace(result: TraceResult, *, verbose: bool = False, term: Terminal | None = None) -> str:
+    """The trace as a tree; ``verbose`` adds the rules each leaf's paths walked (``term``: width, colour)."""
     multi = len({t.split("/")[0] for t in result.tables}) > 1
 
     def rules(p: Any) -> str:
@@ -210,15 +210,17 @@ def render_trace(result: TraceResult, *, verbose: bool = False, term: Terminal =
                 below = tuple(TreeNode(f"if {'; '.join(g)}: rules: {rules(p)}" if g else f"rules: {rules(p)}",
                                        style="dim") for p, g in zip(item.paths, item.given, strict=True))  # fmt: skip
             kind = getattr(item.verdict, "kind", "")
-            return [TreeNode(f"{_prob(item.probability)}  {item.verdict}", below, _VERDICT_STYLE.get(kind, ""))]
+            style = _VERDICT_STYLE.get(kind, "")
+            return [TreeNode(f"{_prob(item.probability)}  {item.verdict}", below, style)]
         yes = tuple(n for x in item.yes for n in nodes(x))
         no = tuple(n for x in item.no for n in nodes(x))
         if item.probability == 1:  # the whole branch reaches the test: its two sides take its place
             return [TreeNode(f"{item.label}: yes", yes), TreeNode(f"{item.label}: no", no)]
-        return [TreeNode(f"{_prob(item.probability)}  {item.label}?", (TreeNode("yes", yes), TreeNode("no", no)))]
+        sides = (TreeNode("yes", yes), TreeNode("no", no))
+        return [TreeNode(f"{_prob(item.probability)}  {item.label}?", sides)]
 
     root = TreeNode(_packet_label(result), tuple(n for x in trace_tree(result) for n in nodes(x)))
-    return render_tree(root, term)
+    return render_tree(root, term or Terminal())
 
 
 def trace_frame(result: TraceResult) -> pl.DataFrame:

@@ -33,8 +33,8 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
-from meshstat.model import Cascade
 from meshstat.engine.result import SimulationResult
+from meshstat.model import Cascade
 from meshstat.report.text import Column, count, decimals_for, interval, sig, text
 from meshstat.stats import binomial_pvalue
 

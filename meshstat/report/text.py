@@ -16,8 +16,8 @@ cut. Should the columns still not fit (a very narrow terminal), the last ones ar
 says so.
 
 Colour (:func:`use_color`): only when the stream is a terminal and ``NO_COLOR`` is not set
-(the NO_COLOR convention). Then rich draws the same layout with bold headers and coloured remarks; rich is imported
-only on that path and for trees (:func:`render_tree`), so that output into a pipe costs no import.
+(the NO_COLOR convention). Then rich draws the same layout with bold headers and coloured remarks; rich is
+imported only on that path and for trees (:func:`render_tree`), so that output into a pipe costs no import.
 
 Remarks (:func:`format_remarks`): the lines a command prints beside its table (run line, summary,
 warnings, notes), grouped: identical ones merged with a count, information first, then warnings, then
@@ -72,7 +72,7 @@ LIST_LIMIT = 3
 
 
 def output_width(stream: IO[str] | None) -> int | None:
-    """``COLUMNS`` if set (a positive integer), else the terminal's width if ``stream`` is one, else ``None``."""
+    """``COLUMNS`` if set (a positive integer), else the terminal's width if ``stream`` is one, else None."""
     raw = os.environ.get("COLUMNS", "").strip()
     if raw.isdigit() and int(raw) > 0:
         return int(raw)
@@ -131,7 +131,7 @@ def count(v: Any) -> str:
     """An integer with thousands separators: ``8,999,266``."""
     if _missing(v):
         return "-"
-    return f"{int(round(v)):,}" if float(v) == round(float(v)) else f"{v:,.4g}"
+    return f"{round(v):,}" if float(v) == round(float(v)) else f"{v:,.4g}"
 
 
 def sig(digits: int = 3) -> Callable[[Any], str]:
@@ -271,7 +271,7 @@ def render_columns(
     wrap: Sequence[bool] | None = None,
     term: Terminal = Terminal(),
 ) -> str:
-    """Plain aligned columns fitted to ``term.width`` (rich draws them, with bold headers, on a colour terminal)."""
+    """Plain aligned columns fitted to ``term.width`` (on a colour terminal rich draws them, headers bold)."""
     n = len(headers)
     align = list(align or ["left"] * n)
     shrink = list(shrink or [False] * n)
@@ -292,7 +292,8 @@ def render_columns(
     for row in table:
         for k in range(max(len(c) for c in row)):
             parts = [c[k] if k < len(c) else "" for c in row]
-            parts = [p.rjust(widths[i]) if align[i] == "right" else p.ljust(widths[i]) for i, p in enumerate(parts)]
+            parts = [p.rjust(widths[i]) if align[i] == "right" else p.ljust(widths[i])
+                     for i, p in enumerate(parts)]  # fmt: skip
             lines.append((" " * GAP).join(parts).rstrip())
     if footer:
         lines.append(footer)
@@ -320,7 +321,9 @@ def _lines(console: Any) -> str:
     return "\n".join(_TRAILING.sub(r"\1", line) for line in out.split("\n"))
 
 
-def _rich_columns(cells: list[list[list[str]]], widths: list[int], align: list[str], footer: str | None) -> str:
+def _rich_columns(
+    cells: list[list[list[str]]], widths: list[int], align: list[str], footer: str | None
+) -> str:
     from rich.table import Table
 
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, GAP, 0, 0), header_style="bold",
@@ -373,7 +376,7 @@ _DIAG = re.compile(r"^(?:\S+:\d+: )?(warning|note): ")
 #: A comma-separated run of at least LIST_LIMIT + 2 names: no spaces, commas or brackets inside a name,
 #: which may be followed by a remark in parentheses (``ns/client (istio-proxy)``).
 _ITEM = r"[^\s,()\[\]]+(?: \([^,()\[\]]*\))?"
-_LIST = re.compile(r"%s(?:, %s){%d,}" % (_ITEM, _ITEM, LIST_LIMIT + 1))
+_LIST = re.compile(rf"{_ITEM}(?:, {_ITEM}){{{LIST_LIMIT + 1},}}")
 
 
 def bounded(items: Iterable[str], limit: int = LIST_LIMIT) -> str:

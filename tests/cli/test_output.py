@@ -61,7 +61,7 @@ def default_examples() -> list[list[str]]:
 
 
 def test_the_readme_has_a_default_output_example_of_each_command() -> None:
-    assert FITTED <= {kind(a) for a in default_examples()}
+    assert {kind(a) for a in default_examples()} >= FITTED
 
 
 @pytest.mark.parametrize("argv", default_examples(), ids=lambda a: " ".join(a)[:60])
@@ -100,7 +100,7 @@ def test_o_wide_is_wide_and_o_file_is_still_a_file(tmp_path: Path) -> None:
     rc, js, _ = run([*argv, "-o", "json"])
     assert rc == 0 and json.loads(js)["verdict"] in ("consistent", "inconsistent")
     target = tmp_path / "out.csv"
-    rc, out, _ = run([*argv, "--format", "csv", "-o", str(target)])
+    rc, _, _ = run([*argv, "--format", "csv", "-o", str(target)])
     assert rc == 0 and target.read_text().startswith("backend,weight")
     named = tmp_path / "json"
     rc, _, _ = run([*argv, "--format", "csv", "--output", str(named)])
@@ -111,7 +111,7 @@ def test_default_table_is_plain_kubectl_columns(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("COLUMNS", "100")
     rc, out, _ = run(["simulate", "--weights", "90,10", "-n", "1e6", "--seed", "1"])
     assert rc == 0
-    header, v1, v2, *_ = out.splitlines()
+    header, v1, *_ = out.splitlines()
     assert re.split(r"\s{3,}", header) == ["BACKEND", "EXPECTED", "OBSERVED", "COUNT", "95% INTERVAL", "P-VALUE"]
     assert v1.split()[:2] == ["b1", "9/10"] and re.search(r"\[0\.\d+, 0\.\d+\]", v1)
 

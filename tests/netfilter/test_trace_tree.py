@@ -43,7 +43,7 @@ def result(case: str) -> nf.TraceResult:
     return nf.trace(nf.load(str(path), dialect), nf.Packet(dst=ip, dport=int(port), **fields), **kw)
 
 
-def walk(items: tuple, above: Fraction, seen: list) -> None:  # noqa: ANN001
+def walk(items: tuple, above: Fraction, seen: list) -> None:
     """Every level sums to 1; every leaf's paths, per assumption left out of the tree, multiply to ``above``."""
     assert sum((x.probability for x in items), Fraction(0)) == 1
     for x in items:
@@ -72,7 +72,7 @@ def test_tree_sums_to_one_and_multiplies_to_the_paths(case: str) -> None:
 def test_cases_branch_on_unknowns_and_random_rules() -> None:
     """The cases are not trivial: unknowns (packet fields, client history) and random splits below them."""
 
-    def labels(items: tuple) -> set[str]:  # noqa: ANN001
+    def labels(items: tuple) -> set[str]:
         out: set[str] = set()
         for x in items:
             if isinstance(x, TraceSplit):
