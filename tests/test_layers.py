@@ -274,7 +274,8 @@ def test_startup_is_lazy() -> None:
     code = (
         "import sys, meshstat, meshstat.cli\n"
         "meshstat.cli.build_parser()\n"
-        "print(sorted(m for m in ('numpy','numba','polars','scipy','matplotlib','yaml') if m in sys.modules))"
+        "print(sorted(m for m in ('numpy','numba','polars','scipy','matplotlib','yaml','rich','shtab')"
+        " if m in sys.modules))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"

@@ -22,7 +22,6 @@ import argparse
 from typing import Any
 
 from meshstat.cli.args import count_arg, endpoint_counts_arg, float_arg, int_list_arg, route_from_args
-from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
 
 __all__ = [
@@ -174,9 +173,7 @@ def balancer_from_args(args: argparse.Namespace) -> Any:
 
 
 def _run_line(ctx: Any, args: argparse.Namespace, text: str, notes: tuple[str, ...]) -> None:
-    for note in notes:
-        text += f"\nnote: {note}"
-    (ctx.stdout if is_table(args) else ctx.stderr).write(text + "\n")
+    ctx.remarks([text, *(f"note: {note}" for note in notes)], args)
 
 
 def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
@@ -201,12 +198,12 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
     k = lb.n_hosts
     wl = _workload(args, k)
     res = simulate_balancer(lb, n, rng=seed, workload=wl)
-    ctx.emit(rep.balancer_frame(res), args)
+    ctx.emit(rep.balancer_frame(res), args, columns=rep.BALANCER_COLUMNS)
     if human and args.output is None:
-        ctx.emit(rep.imbalance_frame([res]), args)
+        ctx.emit(rep.imbalance_frame([res]), args, columns=rep.IMBALANCE_COLUMNS)
         if res.worker_counts is not None:
             ctx.stdout.write("per worker\n")
-            ctx.emit(rep.worker_frame(res), args)
+            ctx.emit(rep.worker_frame(res), args, columns=rep.WORKER_COLUMNS)
     if getattr(args, "remove_endpoint", None) or getattr(args, "add_endpoint", None):
         from meshstat.balancers import Maglev, RingHash
         from meshstat.engine.balancers import disruption
@@ -225,7 +222,7 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
         if human and args.output is None:
             ctx.stdout.write(f"host-set change: {d.moved:,} of {d.n_keys:,} keys moved ({d.moved_share:.2%}; "
                              f"{d.unavoidable / d.n_keys:.2%} were on removed hosts)\n")
-            ctx.emit(rep.disruption_frame(d), args)
+            ctx.emit(rep.disruption_frame(d), args, columns=rep.DISRUPTION_COLUMNS)
     rate = res.rate / 1e6
     _run_line(ctx, args, f"seed {res.seed_entropy} | n {res.n:,} | lb {res.policy} | {res.elapsed * 1e3:.1f} ms, "
               f"{rate:,.1f} M requests/s", res.notes)
@@ -239,7 +236,7 @@ def _run_connections(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> i
     route = route_from_args(args)
     res = simulate_connections(route, n, clients=args.clients or 1, requests_per_connection=args.requests_per_connection,
                                replicates=args.replicates, rng=seed)
-    ctx.emit(rep.connection_frame(res), args)
+    ctx.emit(rep.connection_frame(res), args, columns=rep.CONNECTION_COLUMNS)
     _run_line(ctx, args, f"seed {res.seed_entropy} | n {res.n:,} per run | {res.replicates} runs | "
               f"{res.connections:,} connections | {res.elapsed * 1e3:.1f} ms", res.notes)
     return 0
@@ -258,7 +255,7 @@ def _run_affinity(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
         aff = KubeProxyAffinity(eps, timeout=args.affinity_timeout,
                                 mode="iptables" if args.affinity == "client-ip" else "nftables")
     res = simulate_affinity(aff, n, clients=args.clients or 1, connection_rate=args.connection_rate, rng=seed)
-    ctx.emit(rep.affinity_frame(res), args)
+    ctx.emit(rep.affinity_frame(res), args, columns=rep.AFFINITY_COLUMNS)
     _run_line(ctx, args, f"seed {res.seed_entropy} | {res.n:,} connections from {res.clients:,} clients | "
               f"sticky {res.sticky_share:.2%}", res.notes)
     return 0
@@ -321,10 +318,10 @@ def _run_subsets(args: argparse.Namespace, ctx: Any, n: int, seed: Any) -> int:
     res = simulate(route, n, rng=seed, mode=mode, window=window, progress=ctx.progress(args))
     human = getattr(args, "format", "table") in ("table", "markdown")
     frame = rep.to_frame(res)
-    ctx.emit(rep.display_frame(frame) if human else frame, args)
+    ctx.emit(rep.display_frame(frame) if args.format == "markdown" else frame, args, columns=rep.SIMULATE_COLUMNS)
     if window is not None and human and args.output is None:
         ctx.stdout.write(f"windows of {window:,} requests: band of one window's share and the worst window\n")
-        ctx.emit(rep.window_summary_frame(res), args)
+        ctx.emit(rep.window_summary_frame(res), args, columns=rep.WINDOW_SUMMARY_COLUMNS)
     if getattr(args, "plot", None):
         from meshstat import plots
 

@@ -2,7 +2,11 @@
 
 Remarks (the run line, notes, warnings) go to stdout beside a human table and
 to stderr beside a machine format or a table written to ``--output``
-(:func:`is_table`), so that stdout stays parseable.
+(:func:`is_table`), so that stdout stays parseable. Every command writes them
+through :meth:`Context.remarks` (grouped, bounded and fitted by
+:func:`meshstat.report.text.format_remarks`), and its tables through
+:meth:`Context.emit` (the frame's default columns fitted to the terminal, or
+every column with ``--wide``).
 """
 
 from __future__ import annotations
@@ -27,8 +31,14 @@ class Context:
         self.stderr = stderr
         self.fmt = fmt
 
-    def emit(self, df: Any, args: argparse.Namespace, *, float_precision: int | None = None) -> None:
-        """Write a report DataFrame in ``args.format`` to ``args.output`` or stdout."""
+    def emit(
+        self, df: Any, args: argparse.Namespace, *, float_precision: int | None = None, columns: Any = None
+    ) -> None:
+        """Write a report DataFrame in ``args.format`` to ``args.output`` or stdout.
+
+        ``columns``: the frame's default columns (``report.*_COLUMNS``), which ``--format table``
+        shows unless ``--wide`` is given.
+        """
         from meshstat import report
 
         report.write(
@@ -37,7 +47,42 @@ class Context:
             output=getattr(args, "output", None),
             stdout=self.stdout,
             float_precision=float_precision,
+            columns=columns,
+            wide=bool(getattr(args, "wide", False)),
+            term=self.terminal(self.stdout, args),
         )
+
+    def write_text(self, text: str, args: argparse.Namespace) -> None:
+        """Write a human view that is not a frame (a tree) to ``args.output`` or stdout."""
+        output = getattr(args, "output", None)
+        if output is not None:
+            with open(output, "w") as fh:  # noqa: PTH123
+                fh.write(text + "\n")
+        else:
+            self.stdout.write(text + "\n")
+
+    def terminal(self, stream: IO[str], args: argparse.Namespace | None = None) -> Any:
+        """Width and colour of ``stream`` (``report.text.Terminal``); no width with ``--wide``."""
+        from meshstat.report.text import Terminal
+
+        term = Terminal.of(stream)
+        return Terminal(None, term.color) if getattr(args, "wide", False) else term
+
+    def remarks(self, lines: Any, args: argparse.Namespace | None = None) -> None:
+        """Write a command's remarks (run line, summary, warnings, notes), grouped and fitted.
+
+        Beside a human table on stdout long lists are shortened and lines wrapped at the width; beside
+        a machine format (on stderr) or with ``--wide`` every list is whole.
+        """
+        from meshstat.report.text import format_remarks
+
+        human = is_table(args) if args is not None else self.fmt in ("table", "markdown")
+        stream = self.stdout if human else self.stderr
+        full = not human or bool(getattr(args, "wide", False))
+        text = format_remarks([lines] if isinstance(lines, str) else lines, term=self.terminal(stream, args),
+                              full=full)  # fmt: skip
+        if text:
+            stream.write(text + "\n")
 
     def progress(self, args: argparse.Namespace) -> Any:
         """The progress callback for a run (:class:`meshstat.engine.progress.ProgressBar` on stderr)."""
@@ -46,9 +91,8 @@ class Context:
         return ProgressBar(self.stderr, enabled=False if getattr(args, "quiet", False) else None)
 
     def note(self, text: str) -> None:
-        """A human remark: to stdout for tables, to stderr for machine formats."""
-        stream = self.stdout if self.fmt in ("table", "markdown") else self.stderr
-        stream.write(text.rstrip("\n") + "\n")
+        """One remark (:meth:`remarks`): to stdout for tables, to stderr for machine formats."""
+        self.remarks([text])
 
 
 def is_table(args: argparse.Namespace) -> bool:

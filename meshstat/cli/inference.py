@@ -147,10 +147,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_canary)
 
 
-def _finish(ctx: Any, args: argparse.Namespace, summary: str, notes: tuple[str, ...]) -> int:
-    ctx.note(summary)
-    for n in notes:
-        ctx.note(f"note: {n}")
+def _finish(ctx: Any, args: argparse.Namespace, summary: str, notes: tuple[str, ...],
+            warnings: tuple[str, ...] = ()) -> int:
+    ctx.remarks([summary, *(f"warning: {w}" for w in warnings), *(f"note: {n}" for n in notes)], args)
     return 0
 
 
@@ -189,11 +188,11 @@ def _cmd_check(args: argparse.Namespace, ctx: Any) -> int:
     )
     from meshstat.report import inference as rep
 
-    _emit_check(ctx, args, result, rep.frame(result), rep.check_tests_frame(result))
+    _emit_check(ctx, args, result, rep.frame(result), rep.check_tests_frame(result), rep.columns(result))
     return _finish(ctx, args, result.summary(), result.notes)
 
 
-def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tests: Any) -> None:
+def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tests: Any, columns: Any) -> None:
     """The per-backend table, then the tests table (table/markdown) or the verdict (machine formats).
 
     json: one object with the verdict, the summary, the tests and the rows
@@ -212,9 +211,9 @@ def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tes
     elif args.format in ("csv", "parquet"):
         ctx.emit(rep.with_verdict(result, table), args)
     else:
-        ctx.emit(table, args)
+        ctx.emit(table, args, columns=columns)
         if args.output is None:
-            ctx.emit(tests, args)
+            ctx.emit(tests, args, columns=rep.CHECK_TESTS_COLUMNS)
 
 
 def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
@@ -234,11 +233,9 @@ def _check_counters(args: argparse.Namespace, ctx: Any) -> int:
     result = check_counters(
         rs, args.service, chain=args.chain, alpha=args.alpha, exact_limit=args.exact_limit
     )
-    _emit_check(ctx, args, result, rep.counters_frame(result), rep.counters_tests_frame(result))
-    _finish(ctx, args, result.summary(), result.notes)
-    for w in result.warnings:
-        ctx.note(f"warning: {w}")
-    return 0
+    _emit_check(ctx, args, result, rep.counters_frame(result), rep.counters_tests_frame(result),
+                rep.COUNTERS_COLUMNS)
+    return _finish(ctx, args, result.summary(), result.notes, tuple(result.warnings))
 
 
 def _cmd_plan(args: argparse.Namespace, ctx: Any) -> int:
@@ -272,7 +269,7 @@ def _cmd_plan(args: argparse.Namespace, ctx: Any) -> int:
             args.weights, args.detect, 0.8 if args.power is None else args.power,
             0.05 if args.alpha is None else args.alpha, args.qps, names=args.names,
         )
-    ctx.emit(rep.frame(result), args)
+    ctx.emit(rep.frame(result), args, columns=rep.columns(result))
     return _finish(ctx, args, result.summary(), result.notes)
 
 
@@ -301,7 +298,7 @@ def _cmd_bands(args: argparse.Namespace, ctx: Any) -> int:
         names=args.names,
         sim_windows=args.sim_windows,
     )
-    ctx.emit(rep.frame(result), args)
+    ctx.emit(rep.frame(result), args, columns=rep.columns(result))
     if args.plot:
         from meshstat.plots.bands import plot_bands
 
@@ -317,7 +314,7 @@ def _cmd_canary(args: argparse.Namespace, ctx: Any) -> int:
         args.steps, args.qps, args.interval, error_rate=args.error_rate,
         detect_error_rate=args.detect_error_rate, power=args.power, alpha=args.alpha,
     )
-    ctx.emit(rep.frame(result), args)
+    ctx.emit(rep.frame(result), args, columns=rep.columns(result))
     return _finish(ctx, args, result.summary(), result.notes)
 
 

@@ -100,9 +100,24 @@ def _simulate(routes: list[Any], args: argparse.Namespace, ctx: Any) -> list[Any
 
 
 def _finish(ctx: Any, args: argparse.Namespace, lines: list[str]) -> None:
-    stream = ctx.stdout if is_table(args) else ctx.stderr
-    for line in dict.fromkeys(lines):
-        stream.write(line.rstrip("\n") + "\n")
+    ctx.remarks(lines, args)
+
+
+def _default_table(args: argparse.Namespace) -> bool:
+    """Whether the table is the default view (not markdown, not ``--wide``, not a machine format)."""
+    return args.format == "table" and not getattr(args, "wide", False)
+
+
+def _emit_long(ctx: Any, args: argparse.Namespace, entries: list[dict[str, Any]]) -> None:
+    """The shares: version rows by default, the side-by-side frame in markdown, the long frame else."""
+    from meshstat.report import mesh as rep
+
+    if _default_table(args):
+        ctx.emit(rep.version_rows(rep.long_frame(entries)), args, columns=rep.LONG_COLUMNS)
+    elif args.format == "markdown":
+        ctx.emit(rep.wide_frame(entries), args)
+    else:
+        ctx.emit(rep.long_frame(entries), args)
 
 
 def _services(mesh: Any, args: argparse.Namespace, client_ns: str | None) -> list[tuple[Any, int]]:
@@ -131,7 +146,6 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     :func:`meshstat.engine.mesh.compare_paths`.
     """
     from meshstat.engine.mesh import compare_paths
-    from meshstat.report import mesh as rep
 
     files = list(getattr(args, "filename", None) or [])
     if not files:
@@ -153,7 +167,7 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
         n=int(getattr(args, "n", None) or 1_000_000),
         rng=getattr(args, "seed", None),
     )
-    ctx.emit(rep.wide_frame(cmp_.entries()) if is_table(args) else rep.long_frame(cmp_.entries()), args)
+    _emit_long(ctx, args, cmp_.entries())
     r0 = cmp_.paths[0].result
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]
@@ -194,18 +208,21 @@ def _cmd_mesh(args: argparse.Namespace, ctx: Any) -> int:
             svc = f"{info.short}:{port}" + (f" · {cond}" if cond else "")
             for p in paths:
                 entries.append({"service": svc, "path": p.label, "route": p.route, "clients": p.clients})
-                layer_frames.append(rep.layers_frame(p.layers, f"{svc} {p.label}"))
+                layer_frames.append((f"{svc} {p.label}", rep.layers_frame(p.layers, f"{svc} {p.label}")))
                 lines.extend(f"note: {p.label}: {n}" for n in p.route.notes)
     lines += [f"note: {n}" for n in notes]
     results = _simulate([e["route"] for e in entries], args, ctx)
     for e, r in zip(entries, results, strict=True):
         e["result"] = r
-    if is_table(args):
-        ctx.emit(rep.concat(layer_frames), args)
+    if _default_table(args) and args.output is None:
+        for title, frame in layer_frames:
+            ctx.remarks([title], args)
+            ctx.emit(frame, args, columns=rep.LAYER_COLUMNS)
+            ctx.stdout.write("\n")
+    elif is_table(args):
+        ctx.emit(rep.concat([f for _, f in layer_frames]), args)
         ctx.stdout.write("\n")
-        ctx.emit(rep.wide_frame(entries), args)
-    else:
-        ctx.emit(rep.long_frame(entries), args)
+    _emit_long(ctx, args, entries)
     r0 = results[0]
     out = [f"seed {r0.seed_entropy} | n {r0.n:,} per path"]
     out += [str(d) for d in mesh.diagnostics + diags if d.level == "warning"]
@@ -225,11 +242,9 @@ def _cmd_envoy_route(args: argparse.Namespace, ctx: Any) -> int:
     entries = [{"service": f"{args.host}:{args.port}", "path": "envoy", "route": route, "result": results[0],
                 "clients": [cfg.node_id] if cfg.node_id else []}]
     if is_table(args):
-        ctx.emit(rep.steps_frame(res.steps), args)
+        ctx.emit(rep.steps_frame(res.steps), args, columns=rep.STEP_COLUMNS)
         ctx.stdout.write("\n")
-        ctx.emit(rep.wide_frame(entries), args)
-    else:
-        ctx.emit(rep.long_frame(entries), args)
+    _emit_long(ctx, args, entries)
     lines = [f"seed {results[0].seed_entropy} | n {results[0].n:,}"]
     if res.failure:
         lines.append(f"warning: {res.failure}")

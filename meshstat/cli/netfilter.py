@@ -1,7 +1,10 @@
 """Commands of the netfilter area: ``trace`` and ``services``.
 
 ``python -m meshstat trace --iptables FILE --dst 10.108.203.9:9999 --uid 0``
-lists every path of a packet through the nat table with its exact probability;
+prints every path of a packet through the nat table as a tree of the unknowns
+it depends on, each leaf a verdict with its exact probability
+(:func:`meshstat.report.netfilter.render_trace`; ``-v`` adds the rules walked,
+``--wide`` and the machine formats give one row per path);
 ``python -m meshstat services --iptables FILE`` lists kube-proxy's services.
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
 ``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
@@ -17,7 +20,6 @@ import argparse
 from typing import Any
 
 from meshstat.cli.args import endpoint_arg, int_arg
-from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
 
 __all__ = ["register"]
@@ -68,6 +70,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tr.add_argument(
         "--tables", metavar="T1,T2", help="iptables tables to walk in order (default: nat, with mangle if it has TPROXY)"
     )
+    tr.add_argument("-v", "--verbose", action="store_true", help="tree: show the rules each leaf walked")
     tr.set_defaults(handler=_cmd_trace)
 
     sv = sub.add_parser(
@@ -95,8 +98,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _note(ctx: Any, args: argparse.Namespace, text: str) -> None:
-    stream = ctx.stdout if is_table(args) else ctx.stderr
-    stream.write(text.rstrip("\n") + "\n")
+    ctx.remarks(text.split("\n"), args)
 
 
 def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
@@ -113,16 +115,24 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     )  # fmt: skip
     tables = tuple(x.strip() for x in args.tables.split(",")) if args.tables else None
     result = netfilter.trace(rs, pkt, args.hook, tables=tables, chain=args.chain)
-    ctx.emit(rep.trace_frame(result), args)
-    lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {result.total}"]
-    if any(p.conditions for p in result.paths):
-        lines.append(
-            "note: probabilities are conditional on the listed assumptions (unknown packet fields or "
-            "client history are not guessed); each assumption's two sides sum to 1 separately"
-        )
+    total = result.total  # raises on an inconsistent trace
+    if args.format == "table" and not getattr(args, "wide", False):
+        ctx.write_text(rep.render_trace(result, verbose=args.verbose, term=ctx.terminal(ctx.stdout, args)), args)
+        lines = []
+        if any(isinstance(x, rep.TraceSplit) for x in rep.trace_tree(result)):
+            lines.append("note: each probability is given the branch above it (unknown packet fields or client "
+                         "history are not guessed): along a branch they multiply, under a branch they sum to 1")
+    else:
+        ctx.emit(rep.trace_frame(result), args)
+        lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {total}"]
+        if any(p.conditions for p in result.paths):
+            lines.append(
+                "note: probabilities are conditional on the listed assumptions (unknown packet fields or "
+                "client history are not guessed); each assumption's two sides sum to 1 separately"
+            )
     lines += [f"note: {n}" for n in result.notes]
     lines += [f"warning: {w}" for w in result.warnings]
-    _note(ctx, args, "\n".join(lines))
+    ctx.remarks(lines, args)
     return 0
 
 
@@ -152,14 +162,14 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
         infos = kubeproxy.parse_ipvsadm(text, name)
         if args.service:
             raise InvalidArgument("--service needs --iptables or --nft (IPVS rr is a rotation, not a random split)")
-        ctx.emit(rep.services_frame(infos), args)
+        ctx.emit(rep.services_frame(infos), args, columns=rep.SERVICES_COLUMNS)
         _note(ctx, args, "note: IPVS endpoint shares are long-run weight shares of a deterministic rotation")
         return 0
     rs = _load(args)
     if args.service:
         info = kubeproxy.find_service(rs, args.service)
         route = kubeproxy.service_route(info, chain=args.chain)
-        ctx.emit(rep.endpoints_frame(info, chain=args.chain), args)
+        ctx.emit(rep.endpoints_frame(info, chain=args.chain), args, columns=rep.ENDPOINTS_COLUMNS)
         lines = [
             f"{info.name} {info.protocol} {info.cluster_ip}:{info.port} ({route.describe()[:200]})",
             *(f"note: {n}" for n in route.notes),
@@ -170,7 +180,7 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     infos = kubeproxy.services(rs)
     if not infos:
         raise InvalidArgument(f"{rs.source}: no kube-proxy services found in the dump")
-    ctx.emit(rep.services_frame(infos), args)
+    ctx.emit(rep.services_frame(infos), args, columns=rep.SERVICES_COLUMNS)
     lines = [f"note: {n}" for n in kubeproxy.service_notes(rs)] + [f"warning: {w}" for w in rs.warnings]
     if lines:
         _note(ctx, args, "\n".join(lines))

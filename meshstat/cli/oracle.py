@@ -88,10 +88,10 @@ def _read(path: str) -> str:
 
 def _report(ctx: Any, args: argparse.Namespace, system: str, names: list[str], addresses: list[str | None],
             shares: list[Fraction], counts: list[int], extra: str = "") -> int:
-    from meshstat.report.oracle import validation_frame
+    from meshstat.report.oracle import VALIDATION_COLUMNS, validation_frame
     from meshstat.stats import GofResult, goodness_of_fit
 
-    ctx.emit(validation_frame(system, names, addresses, shares, counts), args)
+    ctx.emit(validation_frame(system, names, addresses, shares, counts), args, columns=VALIDATION_COLUMNS)
     n = sum(counts)
     # nothing counted: no evidence either way (chi-square 0, p = 1)
     res = goodness_of_fit(counts, shares) if n > 0 else GofResult(0.0, 1.0, 0, "chisquare")

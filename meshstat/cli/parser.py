@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import meshstat.cli.completion as completion
 import meshstat.cli.inference as inference
 import meshstat.cli.mesh as mesh
 import meshstat.cli.netfilter as netfilter
 import meshstat.cli.oracle as oracle
 import meshstat.cli.simulate as simulate
 from meshstat.cli.args import size_arg
+from meshstat.cli.examples import epilog
 from meshstat.cli.status import UsageError, _HelpExit
 
 __all__ = ["build_parser"]
@@ -25,7 +27,39 @@ __all__ = ["build_parser"]
 _COMMAND_MODULES = (simulate, netfilter, inference, mesh, oracle)
 
 
+#: Values of ``-o`` that pick the output format, as kubectl's ``-o`` does; any other value is a file.
+OUTPUT_FORMATS = ("table", "wide", "markdown", "csv", "json", "parquet")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions are wrapped as usual; text with line breaks (the examples of an epilog) is kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+class _FormatAction(argparse.Action):
+    """``--format F`` and ``-o F``: ``wide`` is the table with every column (``--wide``).
+
+    ``-o`` with any other value than :data:`OUTPUT_FORMATS` is ``--output FILE``, as it always was.
+    """
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, option_string: str | None = None) -> None:
+        if option_string == "-o" and value not in OUTPUT_FORMATS:
+            ns.output = value
+        elif value == "wide":
+            ns.format, ns.wide = "table", True
+        else:
+            ns.format = value
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> Any:  # type: ignore[override]
         raise UsageError(f"{self.prog}: {message}")
 
@@ -40,11 +74,18 @@ def _common_parser() -> argparse.ArgumentParser:
     out = common.add_argument_group("output")
     out.add_argument(
         "--format",
-        choices=("table", "markdown", "csv", "json", "parquet"),
+        choices=OUTPUT_FORMATS,
         default="table",
-        help="output format (default: table)",
+        action=_FormatAction,
+        help="output format (default: table, the columns that answer the question, fitted to the terminal; "
+        "wide: every column)",
     )
-    out.add_argument("--output", "-o", metavar="FILE", help="write the table to FILE instead of stdout")
+    out.add_argument("--wide", action="store_true", help="the table with every column, no cell shortened")
+    out.add_argument("--output", metavar="FILE", help="write the table to FILE instead of stdout")
+    out.add_argument(
+        "-o", dest="format", metavar="FORMAT|FILE", action=_FormatAction, default=argparse.SUPPRESS,
+        help="as kubectl: -o wide|table|markdown|csv|json|parquet picks the format; -o FILE is --output FILE",
+    )  # fmt: skip
     out.add_argument(
         "--quiet",
         "-q",
@@ -72,4 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for mod in _COMMAND_MODULES:
         mod.register(sub, common)
+    completion.register(sub, parser)
+    for name, child in sub.choices.items():
+        child.epilog = epilog(name)
     return parser

@@ -16,7 +16,7 @@ from typing import Any
 
 from meshstat.cli.args import add_route_arguments, count_arg, list_arg, route_from_args, seed_arg, weights_arg
 from meshstat.cli.balancers import add_simulate_arguments, run_simulate_lb, wants_lb
-from meshstat.cli.context import Context, is_table
+from meshstat.cli.context import Context
 from meshstat.cli.mesh import add_request_arguments, run_compare_files
 from meshstat.cli.topology import add_topology_arguments
 from meshstat.cli.status import ExitStatus
@@ -123,11 +123,7 @@ def _print_run_line(ctx: Context, args: argparse.Namespace, results: Sequence[An
         f"seed {r.seed_entropy} | n {r.n:,} | mode {r.mode} | "
         f"{secs * 1e3:.1f} ms, {rate:,.0f} M requests/s"
     )
-    for x in results:
-        for note in x.notes:
-            text += f"\nnote: {note}"
-    stream = ctx.stdout if is_table(args) else ctx.stderr
-    stream.write(text + "\n")
+    ctx.remarks([text, *(f"note: {note}" for x in results for note in x.notes)], args)
 
 
 def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
@@ -143,10 +139,10 @@ def _cmd_simulate(args: argparse.Namespace, ctx: Context) -> int:
     result = _run_simulation(route, args, ctx)
     human = args.format in ("table", "markdown")
     frame = rep.to_frame(result)
-    ctx.emit(rep.display_frame(frame) if human else frame, args)
+    ctx.emit(rep.display_frame(frame) if args.format == "markdown" else frame, args, columns=rep.SIMULATE_COLUMNS)
     if args.window is not None and human and args.output is None:
         ctx.stdout.write(f"windows of {args.window:,} requests: band of one window's share and the worst window\n")
-        ctx.emit(rep.window_summary_frame(result), args)
+        ctx.emit(rep.window_summary_frame(result), args, columns=rep.WINDOW_SUMMARY_COLUMNS)
     _print_run_line(ctx, args, [result])
     if args.plot:
         from meshstat import plots
@@ -184,7 +180,7 @@ def _cmd_cascade(args: argparse.Namespace, ctx: Context) -> int:
             targets = [Fraction(1, len(stage.children))] * len(stage.children)
         else:
             written = list(stage.decimals())
-    ctx.emit(rep.cascade_frame(stage, written, targets), args, float_precision=12)
+    ctx.emit(rep.cascade_frame(stage, written, targets), args, float_precision=12, columns=rep.CASCADE_COLUMNS)
     if targets is not None and args.weights is not None:
         first, last = model.cascade_error_bound(len(stage.children))
         ctx.note(f"error bound: {first:.3g} for every share but the last, {last:.3g} for the last")
@@ -224,7 +220,7 @@ def _cmd_compare(args: argparse.Namespace, ctx: Context) -> int:
         progress=ctx.progress(args),
     )
     frame = rep.compare_frame(results)
-    ctx.emit(rep.display_frame(frame) if args.format in ("table", "markdown") else frame, args)
+    ctx.emit(rep.display_frame(frame) if args.format == "markdown" else frame, args, columns=rep.COMPARE_COLUMNS)
     _print_run_line(ctx, args, results)
     if args.plot:
         from meshstat import plots

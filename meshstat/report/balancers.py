@@ -37,13 +37,41 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["affinity_frame", "balancer_frame", "connection_frame", "disruption_frame", "imbalance_frame", "worker_frame"]
+from meshstat.report.text import Column, count, interval, percent, sig
+
+__all__ = [
+    "AFFINITY_COLUMNS",
+    "BALANCER_COLUMNS",
+    "CONNECTION_COLUMNS",
+    "DISRUPTION_COLUMNS",
+    "IMBALANCE_COLUMNS",
+    "WORKER_COLUMNS",
+    "affinity_frame",
+    "balancer_frame",
+    "connection_frame",
+    "disruption_frame",
+    "imbalance_frame",
+    "worker_frame",
+]
 
 
 def _frac(x: Fraction) -> str:
     if x.denominator < 10**12:
         return f"{x.numerator}/{x.denominator}" if x.denominator != 1 else str(x.numerator)
     return f"~{float(x):.12g}"
+
+
+#: Default columns of :func:`balancer_frame` (latency and load columns only where the balancer has them).
+BALANCER_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("EXPECTED", "expected", sig(6), "right"),
+    Column("COUNT", "count", count, "right"),
+    Column("OBSERVED", "observed", sig(6), "right"),
+    Column("LOAD/EXPECTED", "load_vs_expected", sig(4), "right"),
+    Column("P50 MS", "latency_p50_ms", sig(3), "right"),
+    Column("P99 MS", "latency_p99_ms", sig(3), "right"),
+    Column("MEAN ACTIVE", "mean_active", sig(3), "right"),
+)
 
 
 def balancer_frame(result: Any) -> pl.DataFrame:
@@ -77,6 +105,17 @@ def balancer_frame(result: Any) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
+#: Default columns of :func:`imbalance_frame`.
+IMBALANCE_COLUMNS = (
+    Column("POLICY", "policy"),
+    Column("N", "n", count, "right"),
+    Column("MAX/MEAN", "max_over_mean", sig(4), "right"),
+    Column("CV", "cv", sig(3), "right"),
+    Column("MAX/EXPECTED", "max_over_expected", sig(4), "right"),
+    Column("MIN/EXPECTED", "min_over_expected", sig(4), "right"),
+)
+
+
 def imbalance_frame(results: Sequence[Any]) -> pl.DataFrame:
     """One row per result: the imbalance metrics."""
     rows = []
@@ -84,6 +123,15 @@ def imbalance_frame(results: Sequence[Any]) -> pl.DataFrame:
         m = r.imbalance()
         rows.append({"policy": r.policy, "n": int(r.n), **m, "connections": int(r.connections)})
     return pl.DataFrame(rows)
+
+
+#: Default columns of :func:`worker_frame`.
+WORKER_COLUMNS = (
+    Column("WORKER", "worker", align="right"),
+    Column("BACKEND", "backend", shrink=True),
+    Column("COUNT", "count", count, "right"),
+    Column("WORKER SHARE", "worker_share", sig(4), "right"),
+)
 
 
 def worker_frame(result: Any) -> pl.DataFrame:
@@ -101,6 +149,14 @@ def worker_frame(result: Any) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
+#: Default columns of :func:`disruption_frame` (the moved shares are in the line above the table).
+DISRUPTION_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("KEYS BEFORE", "keys_before", count, "right"),
+    Column("KEYS AFTER", "keys_after", count, "right"),
+)
+
+
 def disruption_frame(d: Any) -> pl.DataFrame:
     """Keys per host before and after a host-set change, with the moved share on every row."""
     hosts = list(dict.fromkeys([*d.before_counts, *d.after_counts]))
@@ -113,6 +169,18 @@ def disruption_frame(d: Any) -> pl.DataFrame:
         "unavoidable_share": [d.unavoidable / d.n_keys] * len(hosts),
         "n_keys": [d.n_keys] * len(hosts),
     })
+
+
+#: Default columns of :func:`connection_frame`.
+CONNECTION_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("EXPECTED", "expected", sig(6), "right"),
+    Column("MEAN SHARE", "mean_share", sig(4), "right"),
+    Column("95% OF RUNS", ("share_p2.5", "share_p97.5"), interval, "right"),
+    Column("SD", "sd_observed", sig(3), "right"),
+    Column("SD PER REQUEST", "sd_per_request", sig(3), "right"),
+    Column("DESIGN EFFECT", "design_effect", sig(3), "right"),
+)
 
 
 def connection_frame(result: Any) -> pl.DataFrame:
@@ -134,6 +202,17 @@ def connection_frame(result: Any) -> pl.DataFrame:
         "connections": [result.connections] * k,
         "seed": [str(result.seed_entropy)] * k,
     })
+
+
+#: Default columns of :func:`affinity_frame`.
+AFFINITY_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("EXPECTED", "expected", sig(6), "right"),
+    Column("CONNECTIONS", "connections", count, "right"),
+    Column("OBSERVED", "observed", sig(4), "right"),
+    Column("EVICTIONS", "evictions", count, "right"),
+    Column("STICKY", "sticky_share", percent(2), "right"),
+)
 
 
 def affinity_frame(result: Any) -> pl.DataFrame:

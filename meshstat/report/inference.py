@@ -31,11 +31,23 @@ from typing import TYPE_CHECKING, Any
 from meshstat import stats
 from meshstat.errors import InvalidArgument
 from meshstat.inference import AcceptanceResult, BandsResult, CanaryResult, CheckResult, PlanResult
+from meshstat.inference._text import format_duration
+from meshstat.report.text import Column, count, interval, percent, sig, text
 
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["check_json", "check_tests_frame", "check_verdict", "frame", "to_frame", "with_verdict"]
+__all__ = [
+    "CHECK_TESTS_COLUMNS",
+    "COLUMNS",
+    "check_json",
+    "check_tests_frame",
+    "check_verdict",
+    "columns",
+    "frame",
+    "to_frame",
+    "with_verdict",
+]
 
 
 def frame(result: Any) -> pl.DataFrame:
@@ -58,6 +70,14 @@ def frame(result: Any) -> pl.DataFrame:
 
 #: The name the other report modules use for their tables.
 to_frame = frame
+
+
+def columns(result: Any) -> tuple[Column, ...]:
+    """The default columns of :func:`frame`'s table for ``result``'s type (:data:`COLUMNS`)."""
+    for kind, cols in COLUMNS.items():
+        if isinstance(result, kind):
+            return cols
+    raise InvalidArgument(f"no table for {type(result).__name__}")
 
 
 def check_verdict(result: Any) -> str:
@@ -305,3 +325,68 @@ def _acceptance_frame(r: Any) -> pl.DataFrame:
             "fail_all": [r.fail_all],
         }
     )
+
+
+def _band(low: Any, high: Any) -> str:
+    return "-" if low is None or high is None else f"{count(low)}-{count(high)}"
+
+
+def _seconds(v: Any) -> str:
+    return "-" if v is None or v != v else format_duration(v)
+
+
+#: Default columns of :func:`frame` for each result type (``check``, ``plan``, ``bands``, ``canary``).
+COLUMNS: dict[type, tuple[Column, ...]] = {
+    CheckResult: (
+        Column("BACKEND", "backend", shrink=True),
+        Column("WEIGHT", "weight", text, "right"),
+        Column("EXPECTED", "expected", sig(4), "right"),
+        Column("OBSERVED", "observed", count, "right"),
+        Column("SHARE", "observed_share", sig(4), "right"),
+        Column("95% INTERVAL", ("ci95_low", "ci95_high"), interval, "right"),
+        Column("Z", "z", sig(3), "right"),
+    ),
+    PlanResult: (
+        Column("METHOD", "method", shrink=True),
+        Column("N", "n", count, "right"),
+        Column("PROBABILITY", "probability", sig(4), "right"),
+        Column("TIME", "seconds", _seconds, "right"),
+        Column("NOTE", "note", shrink=True),
+    ),
+    BandsResult: (
+        Column("BACKEND", "backend", shrink=True),
+        Column("SHARE", "share", sig(4), "right"),
+        Column("LEVEL", "level", percent(2), "right"),
+        Column("REQUESTS", ("low", "high"), _band, "right"),
+        Column("SHARE BAND", ("low_share", "high_share"), interval, "right"),
+        Column("COVERAGE", "coverage", sig(4), "right"),
+        Column("SIMULATED", "sim_coverage", sig(4), "right"),
+        Column("P(OUTSIDE)", "p_outside", sig(3), "right"),
+    ),
+    CanaryResult: (
+        Column("STEP", "weight_pct", lambda v: f"{v:g}%", "right"),
+        Column("CANARY/INTERVAL", "canary_requests", sig(4), "right"),
+        Column("P(NONE)", "p_zero_canary", sig(2), "right"),
+        Column("DETECTABLE ERRORS", "detectable_error_rate", percent(2), "right"),
+        Column("INTERVAL NEEDED", "interval_needed_s", _seconds, "right"),
+    ),
+    AcceptanceResult: (
+        Column("WEIGHTS", "weights"),
+        Column("TRUTH", "truth"),
+        Column("N", "n", count, "right"),
+        Column("TOLERANCE", "tolerance", sig(3), "right"),
+        Column("PASS ONE", "pass_one", sig(4), "right"),
+        Column("FAIL ONE", "fail_one", sig(4), "right"),
+        Column("PASS ANY", "pass_any", sig(4), "right"),
+        Column("FAIL ALL", "fail_all", sig(4), "right"),
+    ),
+}
+
+#: Default columns of :func:`check_tests_frame`.
+CHECK_TESTS_COLUMNS = (
+    Column("TEST", "test", shrink=True),
+    Column("STATISTIC", "statistic", sig(4), "right"),
+    Column("DOF", "dof", text, "right"),
+    Column("P-VALUE", "pvalue", sig(3), "right"),
+    Column("LOG10 LR", "log10_lr", sig(3), "right"),
+)

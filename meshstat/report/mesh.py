@@ -4,8 +4,12 @@ Two shapes:
 
 * the *long* frame (one row per service, path and backend, plus per-version subtotal rows),
   fixed schema, for csv/json/parquet;
-* the *wide* side-by-side frame for tables: one row per (service, version, pod) and two
+* the *wide* side-by-side frame for markdown: one row per (service, version, pod) and two
   columns per client path (exact share, simulated share).
+
+The default table is the long frame's version rows (:func:`version_rows`) in
+:data:`LONG_COLUMNS`, which fits a terminal however many paths there are; ``--wide`` shows the
+long frame whole (pods, addresses, counts).
 """
 
 from __future__ import annotations
@@ -14,10 +18,23 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from meshstat.report.text import Column, percent
+
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["LONG_SCHEMA", "concat", "layers_frame", "long_frame", "steps_frame", "wide_frame"]
+__all__ = [
+    "LAYER_COLUMNS",
+    "LONG_COLUMNS",
+    "LONG_SCHEMA",
+    "STEP_COLUMNS",
+    "concat",
+    "layers_frame",
+    "long_frame",
+    "steps_frame",
+    "version_rows",
+    "wide_frame",
+]
 
 #: Column order and types of :func:`long_frame`.
 LONG_SCHEMA = {
@@ -70,6 +87,29 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                          "address": b.address or "", "exact_fraction": str(exact[i]), "exact": float(exact[i]),
                          "simulated": (counts[i] / n if n else None), "count": counts[i], "n": n})
     return rows
+
+
+#: Default columns of :func:`long_frame` (shown for :func:`version_rows`): every client path's exact and
+#: simulated share per version.
+LONG_COLUMNS = (
+    Column("SERVICE", "service", shrink=True),
+    Column("PATH", "path", shrink=True),
+    Column("VERSION", "version", shrink=True),
+    Column("EXACT", "exact", percent(4), "right"),
+    Column("SIMULATED", "simulated", percent(3), "right"),
+)
+
+
+def version_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    """The per-version rows of a :func:`long_frame` (the default table; pods are in ``--wide``).
+
+    Each service and path keeps its place; its versions are sorted by name (``-`` last).
+    """
+    import polars as pl
+
+    rows = frame.filter(pl.col("level") == "version").with_row_index("_i")
+    first = pl.col("_i").min().over(["service", "path"])
+    return rows.sort([first, pl.col("version") == "-", "version"]).drop("_i")
 
 
 def long_frame(entries: Sequence[dict[str, Any]]) -> pl.DataFrame:
@@ -131,6 +171,15 @@ def wide_frame(entries: Sequence[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(data)
 
 
+#: Default columns of :func:`layers_frame` (one table per path, the path above it).
+LAYER_COLUMNS = (
+    Column("STEP", "step", align="right"),
+    Column("LAYER", "layer", shrink=True),
+    Column("COMPONENT", "component", wrap=True),
+    Column("DECISION", "decision", wrap=True),
+)
+
+
 def layers_frame(layers: Sequence[Any], path: str = "") -> pl.DataFrame:
     """The layered view: one row per stage (layer, component, decision, unit, where)."""
     import polars as pl
@@ -148,6 +197,15 @@ def layers_frame(layers: Sequence[Any], path: str = "") -> pl.DataFrame:
         schema={"path": pl.Utf8, "step": pl.Int64, "layer": pl.Utf8, "component": pl.Utf8, "decision": pl.Utf8,
                 "unit": pl.Utf8, "where": pl.Utf8},
     )
+
+
+#: Default columns of :func:`steps_frame` (``envoy-route``).
+STEP_COLUMNS = (
+    Column("STEP", "step", align="right"),
+    Column("LAYER", "layer", shrink=True),
+    Column("CHOICE", "choice", wrap=True),
+    Column("DETAIL", "detail", wrap=True),
+)
 
 
 def steps_frame(steps: Sequence[Any]) -> pl.DataFrame:

@@ -24,7 +24,18 @@ from fractions import Fraction
 
 import polars as pl
 
-__all__ = ["validation_frame"]
+from meshstat.report.text import Column, count, sig
+
+__all__ = ["VALIDATION_COLUMNS", "validation_frame"]
+
+#: Default columns of :func:`validation_frame`.
+VALIDATION_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("ADDRESS", "address", lambda v: v or "-", shrink=True),
+    Column("EXPECTED", "expected", sig(6), "right"),
+    Column("COUNT", "count", count, "right"),
+    Column("OBSERVED", "observed", sig(6), "right"),
+)
 
 
 def validation_frame(

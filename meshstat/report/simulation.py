@@ -33,11 +33,24 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
-from meshstat.model import Cascade
 from meshstat.engine.result import SimulationResult
+from meshstat.model import Cascade
+from meshstat.report.text import Column, count, decimals_for, interval, sig, text
 from meshstat.stats import binomial_pvalue
 
-__all__ = ["SCHEMA", "cascade_frame", "compare_frame", "to_frame", "window_frame", "window_summary_frame"]
+__all__ = [
+    "CASCADE_COLUMNS",
+    "COMPARE_COLUMNS",
+    "SCHEMA",
+    "SIMULATE_COLUMNS",
+    "WINDOW_SUMMARY_COLUMNS",
+    "cascade_frame",
+    "compare_frame",
+    "display_frame",
+    "to_frame",
+    "window_frame",
+    "window_summary_frame",
+]
 
 SCHEMA: dict[str, pl.DataType] = {
     "route": pl.String(),
@@ -67,6 +80,28 @@ def _fraction_text(f: Fraction, exact: bool) -> str:
         text = f"{float(f):.17g}"
         return "~" + text
     return text if exact else "~" + text
+
+
+def _expected(exact: str, approx: float) -> str:
+    """The exact share when it is short (``9/10``), else the float (``≈0.333333``)."""
+    if len(exact) <= 12 and not exact.startswith("~"):
+        return exact
+    return f"≈{approx:.6g}"
+
+
+def _observed(obs: float, low: float, high: float) -> str:
+    return f"{obs:.{decimals_for(low, high)}f}"
+
+
+#: Default columns of :func:`to_frame` (``simulate``): what each backend should get, what it got, how sure.
+SIMULATE_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("EXPECTED", ("expected_exact", "expected"), _expected, "right"),
+    Column("OBSERVED", ("observed", "wilson_low", "wilson_high"), _observed, "right"),
+    Column("COUNT", "count", count, "right"),
+    Column("95% INTERVAL", ("wilson_low", "wilson_high"), interval, "right"),
+    Column("P-VALUE", "p_value", sig(3), "right"),
+)
 
 
 def to_frame(result: SimulationResult) -> pl.DataFrame:
@@ -107,8 +142,12 @@ def compare_frame(results: Sequence[SimulationResult]) -> pl.DataFrame:
     return pl.concat([to_frame(r) for r in results], how="vertical")
 
 
+#: Default columns of :func:`compare_frame` (``compare``): the route, then :data:`SIMULATE_COLUMNS`.
+COMPARE_COLUMNS = (Column("ROUTE", "route", text, shrink=True), *SIMULATE_COLUMNS)
+
+
 def display_frame(df: pl.DataFrame) -> pl.DataFrame:
-    """The columns a person reads first, for ``--format table/markdown``."""
+    """The columns ``--format markdown`` shows (every column is in csv, json, parquet and ``--wide``)."""
     return df.select(
         "route",
         "backend",
@@ -142,6 +181,17 @@ def window_frame(result: SimulationResult) -> pl.DataFrame:
     )
 
 
+#: Default columns of :func:`window_summary_frame` (``simulate --window``).
+WINDOW_SUMMARY_COLUMNS = (
+    Column("BACKEND", "backend", shrink=True),
+    Column("EXPECTED", "expected", sig(6), "right"),
+    Column("ONE WINDOW (95%)", ("band_low", "band_high"), interval, "right"),
+    Column("ALL WINDOWS", ("all_low", "all_high"), interval, "right"),
+    Column("WORST DEVIATION", "max_deviation", sig(3), "right"),
+    Column("P-VALUE", "max_deviation_pvalue", sig(3), "right"),
+)
+
+
 def window_summary_frame(result: SimulationResult, confidence_level: float = 0.95) -> pl.DataFrame:
     """Per backend: the band a window's share stays in by chance, and the worst window.
 
@@ -165,6 +215,19 @@ def window_summary_frame(result: SimulationResult, confidence_level: float = 0.9
             "max_deviation_pvalue": band.max_deviation_pvalue,
         }
     )
+
+
+#: Default columns of :func:`cascade_frame` (``cascade``); the exact fractions are in ``--wide``.
+CASCADE_COLUMNS = (
+    Column("RULE", "rule"),
+    Column("BACKEND", "backend", shrink=True),
+    Column("WRITTEN", "probability_written"),
+    Column("K", "k", text, "right"),
+    Column("SAVED", "probability_saved"),
+    Column("SHARE", "share", sig(12), "right"),
+    Column("TARGET", "target", sig(12), "right"),
+    Column("ERROR", "error", sig(3), "right"),
+)
 
 
 def cascade_frame(stage: Cascade, written: Sequence[str], targets: Sequence[Fraction] | None = None) -> pl.DataFrame:

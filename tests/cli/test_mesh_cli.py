@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 from pathlib import Path
 
 from meshstat.cli import Context, main
@@ -22,7 +23,7 @@ def run(argv: list[str]) -> tuple[int, str, str]:
 
 
 def compare_args(**kw) -> argparse.Namespace:  # noqa: ANN003
-    base = dict(filename=[DEMO], scale=None, client=None, envoy=None, n=20_000, seed=7, format="table", output=None)
+    base = dict(filename=[DEMO], scale=None, client=None, envoy=None, n=20_000, seed=7, format="markdown", output=None)
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -37,7 +38,9 @@ def run_compare(**kw) -> tuple[int, str, str]:  # noqa: ANN003
 
 
 def rows(text: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip("│").split("┆")] for line in text.splitlines() if line.startswith("│")]
+    """The cells of a markdown table (the side-by-side frame: one row per service, version and pod)."""
+    return [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+            for line in text.splitlines() if line.startswith("|") and not line.startswith("|-")]
 
 
 def test_compare_istio_demo_table() -> None:
@@ -104,10 +107,12 @@ def test_envoy_route_command() -> None:
                         "--port", "9999", "-n", "5000", "--seed", "1"])
     assert rc == 0, err
     assert "bill-service.istio-demo.svc.cluster.local:9999" in out and "90%" in out and "10%" in out
-    rc, out, _ = run(["envoy-route", "--config-dump", str(DATA / "envoy" / "meshstat-exp-envoy140-config_dump.json"),
-                      "--host", "127.0.0.1", "--port", "10000", "--path", "/split_hdr", "--header", "x-rv=95",
-                      "-n", "100"])
-    assert rc == 0 and "127.0.0.1:18082" in out and "100%" in out
+    argv = ["envoy-route", "--config-dump", str(DATA / "envoy" / "meshstat-exp-envoy140-config_dump.json"),
+            "--host", "127.0.0.1", "--port", "10000", "--path", "/split_hdr", "--header", "x-rv=95", "-n", "100"]
+    rc, out, _ = run(argv)
+    assert rc == 0 and "100%" in out  # the default table: one row per version
+    rc, out, _ = run([*argv, "--wide"])
+    assert rc == 0 and "127.0.0.1:18082" in out  # --wide: every row and column of the long frame
 
 
 def test_errors_are_one_line() -> None:
