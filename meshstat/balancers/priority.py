@@ -19,6 +19,10 @@
 * ``locality_wrr.cc: LocalityWrr::effectiveLocalityWeight``: with
   ``locality_weighted_lb_config``, locality weight ``w * min(1, 1.4 *
   healthy / hosts)``.
+* zone-aware routing (:func:`zone_aware_shares`): ``ZoneAwareLoadBalancerBase::
+  regenerateLocalityRoutingStructures``, ``earlyExitNonLocalityRouting``,
+  ``calculateLocalityPercentages``, ``tryChooseLocalLocalityHosts`` and ``hostSourceToUse``
+  (``source/extensions/load_balancing_policies/common/load_balancer_impl.cc``).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = [
     "locality_shares",
     "priority_loads",
     "priority_route",
+    "zone_aware_shares",
 ]
 
 #: ``ClusterLoadAssignment.Policy.overprovisioning_factor`` default (percent).
@@ -292,3 +297,91 @@ def locality_shares(
     if tot == 0:
         raise InvalidArgument("no locality has a positive effective weight")
     return tuple(e / tot for e in eff)
+
+
+def zone_aware_shares(
+    upstream: Sequence[tuple[str, int]],
+    local: Sequence[tuple[str, int]],
+    own: str,
+    *,
+    routing_enabled: int = 100,
+    min_cluster_size: int = 6,
+    force_direct: bool = False,
+) -> tuple[dict[str, Fraction], str]:
+    """Envoy zone-aware routing: the exact share of each upstream locality of priority 0 for one Envoy.
+
+    Parameters
+    ----------
+    upstream : sequence of (locality, healthy hosts)
+        The cluster's priority-0 localities and their healthy host counts.
+    local : sequence of (locality, hosts)
+        The local cluster (the Envoys that call this cluster, ``cluster_manager.local_cluster_name``)
+        per locality.
+    own : str
+        This Envoy's locality (``node.locality``).
+    routing_enabled, min_cluster_size, force_direct
+        ``zone_aware_lb_config``: ``routing_enabled`` percent (default 100), ``min_cluster_size`` (default
+        6), ``force_locality_direct_routing``.
+
+    Returns
+    -------
+    shares, state
+        ``{locality: share}`` (each locality's hosts then share its part equally) and
+        ``"LocalityDirect"``, ``"LocalityResidual"`` or ``"NoLocalityRouting: <why>"``.
+
+    Notes
+    -----
+    Early exits (``earlyExitNonLocalityRouting``): fewer than 2 upstream localities, fewer than 2 local
+    localities (unless ``force_direct``), no local host in ``own``, fewer than ``min_cluster_size`` healthy
+    upstream hosts; then every healthy host is equal. Otherwise, with percentages in 1/10000 of the
+    host totals (integer division): *direct* when ``own`` has upstream hosts and its upstream percentage
+    is at least its local one; else *residual*: ``own`` gets ``upstream*10000 // local`` / 10000 of the
+    picks and the rest goes to the other localities in proportion to ``upstream - local`` where that is
+    positive (uniform over every locality when no locality has residual capacity). A ``routing_enabled``
+    below 100 mixes in plain host balancing for the other picks.
+
+    Examples
+    --------
+    >>> s, state = zone_aware_shares([("a", 2), ("b", 2), ("c", 2)], [("a", 2), ("b", 1), ("c", 1)], "a")
+    >>> state, [float(s[k]) for k in "abc"]
+    ('LocalityResidual', [0.6666, 0.1667, 0.1667])
+    """
+    ups = [(k, int(h)) for k, h in upstream]
+    loc = {k: int(n) for k, n in local}
+    total_up = sum(h for _, h in ups)
+    if total_up == 0:
+        raise InvalidArgument("zone-aware routing: no healthy upstream host")
+    plain = {k: Fraction(h, total_up) for k, h in ups}
+    why = None
+    if len(ups) < 2:
+        why = "fewer than 2 upstream localities"
+    elif sum(1 for n in loc.values() if n) < 2 and not force_direct:
+        why = "fewer than 2 localities in the local cluster"
+    elif not loc.get(own):
+        why = f"the local cluster has no host in this Envoy's locality {own!r}"
+    elif total_up < min_cluster_size:
+        why = f"{total_up} healthy upstream host(s) < min_cluster_size {min_cluster_size}"
+    if why is not None:
+        return plain, f"NoLocalityRouting: {why}"
+    total_local = sum(loc.values())
+    up_pct = {k: 10000 * h // total_up for k, h in ups}
+    loc_pct = {k: 10000 * loc.get(k, 0) // total_local for k, _ in ups}
+    has_local = own in up_pct
+    zone: dict[str, Fraction]
+    if has_local and ((up_pct[own] > 0 and up_pct[own] >= loc_pct[own]) or force_direct):
+        state = "LocalityDirect"
+        zone = {k: Fraction(int(k == own)) for k, _ in ups}
+    else:
+        state = "LocalityResidual"
+        lpr = up_pct[own] * 10000 // loc_pct[own] if has_local and loc_pct[own] > 0 else 0
+        p_local = Fraction(lpr, 10000)
+        resid = {k: (up_pct[k] - loc_pct[k] if k != own and up_pct[k] > loc_pct[k] else 0) for k, _ in ups}
+        total_r = sum(resid.values())
+        if total_r == 0:
+            zone = {k: Fraction(1, len(ups)) * (1 - p_local) for k, _ in ups}
+        else:
+            zone = {k: (1 - p_local) * Fraction(resid[k], total_r) for k, _ in ups}
+        if has_local:
+            zone[own] += p_local
+    on = Fraction(min(100, max(0, routing_enabled)), 100)
+    return {k: on * zone[k] + (1 - on) * plain[k] for k, _ in ups}, state

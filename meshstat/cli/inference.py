@@ -414,11 +414,11 @@ def _check_observed(args: argparse.Namespace, ctx: Any) -> int:
         ctx.emit(rep.with_verdict(result, table) if table is not None else orep.windows_frame(result), args)
     else:
         if table is not None:
-            ctx.emit(table, args)
+            ctx.emit(table, args, columns=rep.columns(result.result))
             if args.output is None:
-                ctx.emit(tests, args)
+                ctx.emit(tests, args, columns=rep.CHECK_TESTS_COLUMNS)
         if result.windows and args.output is None:
-            ctx.emit(orep.windows_frame(result), args)
+            ctx.emit(orep.windows_frame(result), args, columns=orep.WINDOW_COLUMNS)
     t = result.traffic
     who = f"; reporter={t.reporter}" if t.reporter else ""
     ctx.note(f"observed: {t.form} in {' -> '.join(t.sources)} (by {t.by}{who}); split: {result.split.origin}")

@@ -15,7 +15,7 @@ from meshstat.errors import InvalidArgument
 
 __all__ = ["add_topology_arguments", "maybe_compare_topology"]
 
-_FLAGS = ("client_zones", "rps", "lose_zone", "lose_node", "scale_zone", "move_clients", "node_rules")
+_FLAGS = ("client_zones", "rps", "lose_zone", "lose_node", "scale_zone", "move_clients", "node_rules", "mesh_path")
 
 
 def add_topology_arguments(p: Any) -> None:
@@ -36,6 +36,10 @@ def add_topology_arguments(p: Any) -> None:
                    "for externalTrafficPolicy Local, by local endpoints")
     g.add_argument("--proxy-mode", choices=("iptables", "nftables"), default="iptables",
                    help="kube-proxy mode of the shares (iptables: the --probability cascade; nftables: numgen)")
+    g.add_argument("--mesh-path", action="append", choices=("sidecar", "ztunnel"),
+                   help="also show the split through each client's sidecar (Istio locality load balancing) or "
+                   "ztunnel (ambient); default: sidecar when a DestinationRule exists or the namespace is labelled "
+                   "for injection, ztunnel when it is labelled istio.io/dataplane-mode=ambient")
     g.add_argument("--nodes", action="store_true", help="also show each node's kube-proxy endpoint lists")
     g.add_argument("--node-rules", metavar="NODE", help="print the iptables-save text kube-proxy writes on NODE")
 
@@ -101,7 +105,10 @@ def maybe_compare_topology(args: argparse.Namespace, ctx: Any) -> int | None:
 
 def _run(args: argparse.Namespace, ctx: Any, manifests: Any) -> int:
     from meshstat.report import topology as rep
+    from dataclasses import replace
+
     from meshstat.topology import build_cluster, compare_topology, node_iptables_save, parse_client_zones
+    from meshstat.topology.mesh_paths import mesh_paths_in, mesh_splits
 
     zones = parse_client_zones(getattr(args, "client_zones", None))
     rps = getattr(args, "rps", None)
@@ -117,6 +124,15 @@ def _run(args: argparse.Namespace, ctx: Any, manifests: Any) -> int:
             ctx.stdout.write(node_iptables_save(cluster, args.node_rules))
             return 0
         cmp_ = compare_topology(cluster, what_ifs, mode=args.proxy_mode, rps=rps, lb_weight=args.lb_weight)
+        cparts = (getattr(args, "client", None) or "").split("/")
+        client_ns = cparts[0] if len(cparts) == 3 else None  # ns/kind/name; else the Service's namespace
+        paths = getattr(args, "mesh_path", None) or mesh_paths_in(manifests, client_ns or cluster.service.namespace)
+        if paths:
+            extra = mesh_splits(manifests, cluster, paths, client_namespace=client_ns, rps=rps)
+            for w in what_ifs:
+                extra += mesh_splits(manifests, w.apply(cluster), paths, client_namespace=client_ns, rps=rps,
+                                     label=w.label)
+            cmp_ = replace(cmp_, splits=cmp_.splits + tuple(extra))
         cmps.append(cmp_)
         lines.append(f"{cluster.service.port_ref}: {cluster.service.settings()}; hints {cluster.hints.writer} "
                      f"({cluster.hints.reason}); clients: {cluster.client_source}")  # fmt: skip
@@ -141,7 +157,9 @@ def _run(args: argparse.Namespace, ctx: Any, manifests: Any) -> int:
         ctx.emit(rep.long_frame(cmps), args)
     stream = ctx.stdout if is_table(args) else ctx.stderr
     lines.append(f"kube-proxy {args.proxy_mode} mode shares; configured = the input as given; cluster-wide = no "
-                 "hints, policies Cluster; PreferClose / ITP Local / ETP = that one setting changed")  # fmt: skip
+                 "hints, policies Cluster; PreferClose / ITP Local / ETP = that one setting changed"
+                 + ("; sidecar = each client's Envoy (Istio locality LB, Envoy priorities), ztunnel = ambient"
+                    if any(s.mode == "mesh" for c in cmps for s in c.splits) else ""))  # fmt: skip
     for line in dict.fromkeys(lines):
         stream.write(line + "\n")
     return 0

@@ -12,8 +12,9 @@ for each *connection* to a Service VIP, ztunnel keeps the Service's endpoints wh
 known and has the port, and picks one with ``choose_weighted`` by the workload's ``capacity``
 (1 unless a WorkloadEntry/ServiceEntry weight sets it): for pods, uniform over all pods of the
 Service, every version alike. Unhealthy endpoints are not in the set (``should_include_endpoint``).
-With ``trafficDistribution``/``networking.istio.io/traffic-distribution`` ztunnel first keeps the
-best locality rank; the manifests carry no locality, so all pods are taken as one rank.
+With ``trafficDistribution`` or ``internalTrafficPolicy: Local`` ztunnel first keeps the best locality
+rank (:func:`meshstat.mesh.locality.ztunnel_candidates`), for the caller's node when the input places
+the client's Pod on a Node; otherwise all pods are taken as one rank.
 
 **Waypoints** (istio ``pilot/pkg/serviceregistry/ambient/waypoints.go``: ``fetchWaypointForService``,
 ``fetchWaypointForTarget``, ``GetUseWaypoint``, ``makeAllowedRoutes``, ``gatewayToWaypointTransform``):
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshstat.mesh.layers import ClientPath, Layer
+from meshstat.mesh.locality import Place, ztunnel_candidates, ztunnel_policy
 from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.requests import Request
 from meshstat.mesh.scope import (
@@ -294,10 +296,25 @@ def _vip(text: str, sub: str, hosts: set[str]) -> str:
 
 
 def ztunnel_route(mesh: Any, info: RegisteredService, port: int, *, name: str,
-                  diags: list[Diagnostic] | None = None) -> Route:
-    """ztunnel's per-connection endpoint choice for a Service without waypoint (``load_balance``)."""
+                  diags: list[Diagnostic] | None = None, caller: Place | None = None) -> Route:
+    """ztunnel's per-connection endpoint choice for a Service without waypoint (``load_balance``).
+
+    With ``internalTrafficPolicy: Local`` or a ``trafficDistribution``, the endpoints are those of the best
+    locality rank for a caller at ``caller`` (:func:`meshstat.mesh.locality.ztunnel_candidates`).
+    """
     eps = mesh.endpoints(info, port, diags)
     prov = Provenance(info.source, info.line)
+    td = mesh.manifests.topology.services.get(f"{info.namespace}/{info.name}")
+    mode, scopes = ztunnel_policy(td.internal_policy if td else None, td.traffic_distribution if td else None)
+    extra: tuple[str, ...] = ()
+    if mode != "Standard":
+        if caller is None:
+            extra = (f"ztunnel {mode} over {', '.join(scopes)}: the caller's node is unknown (no Pod with "
+                     "spec.nodeName and its Node), so every endpoint is shown; compare -f with Nodes shows each zone",)
+        else:
+            eps = ztunnel_candidates(eps, caller, mode, scopes)
+            extra = (f"ztunnel {mode} over {', '.join(scopes)} for a caller on {caller.node or caller.label}: "
+                     f"{len(eps)} endpoint(s) of the best locality rank",)
     if not eps:
         root: Node = Backend(name=f"connection closed: no endpoint ({info.short}:{port})",
                              labels=(("outcome", "reject"),), provenance=prov)
@@ -307,7 +324,7 @@ def ztunnel_route(mesh: Any, info: RegisteredService, port: int, *, name: str,
                         provenance=prov)
     return Route(root=root, name=name, provenance=prov, notes=(
         f"ztunnel picks one of {len(eps)} endpoint(s) per connection at random, weighted by workload capacity "
-        "(ztunnel src/state.rs ProxyState::load_balance); HTTP requests follow their connection",))
+        "(ztunnel src/state.rs ProxyState::load_balance); HTTP requests follow their connection", *extra))
 
 
 def _client_layers(info: RegisteredService, port: int) -> list[Layer]:
@@ -413,7 +430,9 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
     if (client is not None and kinds.get(id(client)) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
         who = [w.meta.ref for w in by_kind["ambient"]]
         if binding.gateway is None:
-            r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags)
+            first = by_kind["ambient"][0] if by_kind["ambient"] else client
+            where = mesh.places.get((first.meta.namespace, first.meta.name)) if first is not None else None
+            r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags, caller=where)
             out.append(ClientPath("ambient", r.name, r, who, _ztunnel_layers(mesh, info, port, binding)))
         else:
             lay = _waypoint_layers_before(binding, info, port)

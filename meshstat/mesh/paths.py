@@ -31,6 +31,7 @@ from meshstat.mesh.gateway_api import (
 )
 from meshstat.mesh.ingress import ingress_paths
 from meshstat.mesh.layers import ClientPath, Layer, failure_warnings
+from meshstat.mesh.locality import Place, cluster_locality, describe, pod_places
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -198,6 +199,9 @@ class Mesh:
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
         self.pods = self._expand_pods()
         self.registry = self._build_registry()
+        #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
+        self.places = pod_places(manifests)
+        self._caller: tuple[Place | None, Mapping[str, str]] | None = None
 
     # ------------------------------------------------------------------ pods & registry
 
@@ -315,7 +319,9 @@ class Mesh:
                                                     info.source, sp.line))
                         continue
                     tp = num
-                out.append(EP(backend=pod.backend(int(tp))))
+                where = self.places.get((pod.namespace, pod.name))
+                out.append(EP(backend=pod.backend(int(tp)), locality=where.locality if where else (),
+                              node=where.node if where and where.node else None))
             return out
         se = info.entry
         assert se is not None
@@ -324,7 +330,7 @@ class Mesh:
             name = f"{e.address}:{pnum}"
             out.append(EP(backend=Backend(name=name, address=name, labels=e.labels,
                                           provenance=Provenance(se.meta.source, e.line)),
-                          weight=e.weight, locality=((("zone", e.locality),) if e.locality else ())))
+                          weight=e.weight, locality=Place.parse(e.locality).locality if e.locality else ()))
         if not se.endpoints and se.resolution.upper() in ("DNS", "DNS_ROUND_ROBIN", "NONE"):
             name = f"{info.fqdn}:{sp.port}"
             out.append(EP(backend=Backend(name=name, address=name, provenance=Provenance(se.meta.source,
@@ -457,13 +463,40 @@ class Mesh:
                                      else line)))
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
+        caller, caller_labels = self._caller or (None, {})
+        td = self.manifests.topology.services.get(f"{target.namespace}/{target.name}")
+        lpol, plan = cluster_locality(dr, subset, cport, td.traffic_distribution if td else None, eps, caller,
+                                      caller_labels)  # fmt: skip
+        if lpol.zone_aware_ignored:
+            diags.append(Diagnostic("warning", f"{cname}: zoneAwareLbSetting is not modelled", src, line))
+        if lpol.setting is not None and (lpol.failover or lpol.setting.distribute is not None):
+            notes.append(f"{cname}: {describe(lpol, plan, caller)}")
+            notes.extend(plan.notes)
+            eps = list(plan.endpoints)
         layers.append(Layer("Envoy cluster", cname, f"{policy} over {len(eps)} endpoint(s)"
                             + (f" with labels {dict(sub_labels)}" if sub_labels else "")
                             + "; assumes: the balancer's long-run share, every endpoint healthy", unit,
                             f"{dr.meta.where}" if dr else ""))
-        return endpoint_stage(cname, eps, policy=policy, unit=unit, notes=notes, provenance=prov)
+        return endpoint_stage(cname, eps, policy=policy, unit=unit, notes=notes, provenance=prov,
+                              locality_weighted=plan.locality_weighted)
 
-    def sidecar_route(
+    def sidecar_route(self, client: WorkloadResource | None, info: RegisteredService, port: int, *,
+                      caller: Place | None = None, **kw: Any) -> Route:
+        """What the client's istio-proxy does with a call to ``info:port`` (from the manifests).
+
+        ``caller`` is the client's locality (default: its Pod's node, when the input says where it runs);
+        the other arguments are those of ``_sidecar_route``.
+        """
+        where = caller
+        if where is None and client is not None:
+            where = self.places.get((client.meta.namespace, client.meta.name))
+        self._caller = (where, client.labels if client is not None else {})
+        try:
+            return self._sidecar_route(client, info, port, **kw)
+        finally:
+            self._caller = None
+
+    def _sidecar_route(
         self,
         client: WorkloadResource | None,
         info: RegisteredService,

@@ -183,7 +183,11 @@ class Pod:
 
 @dataclass(frozen=True, slots=True)
 class EP:
-    """An endpoint of a cluster, before load balancing: backend, weight, health, priority, locality."""
+    """An endpoint of a cluster, before load balancing: backend, weight, health, priority, locality.
+
+    ``locality`` is Envoy's (sorted ``("region", r)``, ``("sub_zone", s)``, ``("zone", z)`` pairs); ``node``
+    the Kubernetes node of a pod endpoint when the input says where it runs.
+    """
 
     backend: Backend
     weight: int = 1
@@ -191,6 +195,7 @@ class EP:
     priority: int = 0
     locality: tuple[tuple[str, str], ...] = ()
     locality_weight: int | None = None
+    node: str | None = None
 
 
 @dataclass

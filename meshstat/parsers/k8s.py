@@ -11,7 +11,8 @@ Supported kinds (everything else is ignored with a note):
 * ``networking.istio.io`` (v1, v1beta1, v1alpha3): ``VirtualService`` (hosts, gateways,
   exportTo, ``http`` routes with ``match`` and weighted ``route`` destinations, ``tcp``
   routes), ``DestinationRule`` (``trafficPolicy.loadBalancer``, ``portLevelSettings``,
-  ``subsets`` with labels and their own traffic policy), ``ServiceEntry`` (hosts, ports,
+  ``subsets`` with labels and their own traffic policy; ``localityLbSetting`` and whether
+  ``outlierDetection`` is set: :mod:`meshstat.parsers.istio_locality`), ``ServiceEntry`` (hosts, ports,
   static endpoints with labels, weights, localities);
 * Gateway API routes, Gateways, GatewayClasses, ReferenceGrants and Istio's ``Gateway``: read by
   :mod:`meshstat.parsers.gateway_api` through :data:`KIND_CONVERTERS`.
@@ -58,6 +59,7 @@ from meshstat.inputs import (
     source_name,
 )
 from meshstat.parsers import topology as _topology
+from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
@@ -307,6 +309,7 @@ class Subset:
     labels: tuple[tuple[str, str], ...]
     lb_policy: str | None
     line: int
+    locality: TrafficLocality | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,8 @@ class DestinationRule:
     subsets: tuple[Subset, ...]
     export_to: tuple[str, ...]
     has_outlier_detection: bool
+    locality: TrafficLocality | None = None
+    port_locality: tuple[tuple[int, TrafficLocality], ...] = ()
 
     def subset(self, name: str) -> Subset | None:
         """The subset called ``name``."""
@@ -827,12 +832,16 @@ def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
     host = _str(ctx, spec, "host", "DestinationRule spec", required=True)
     tp = _map(ctx, spec, "trafficPolicy", "DestinationRule spec")
     port_pols = []
+    port_loc = []
     for pl in _list(ctx, tp, "portLevelSettings", "trafficPolicy"):
         if isinstance(pl, dict):
             pnum = _int(ctx, _map(ctx, pl, "port", "portLevelSettings"), "number", "port", lo=1, hi=65535)
             pol = _lb_policy(ctx, pl, "portLevelSettings")
             if pnum is not None and pol is not None:
                 port_pols.append((pnum, pol))
+            ploc = read_traffic_locality(ctx, pl)
+            if pnum is not None and ploc is not None:
+                port_loc.append((pnum, ploc))
     subsets = []
     for s in _list(ctx, spec, "subsets", "DestinationRule spec"):
         if not isinstance(s, dict):
@@ -843,6 +852,7 @@ def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
                 labels=_str_map(ctx, s, "labels", "subset"),
                 lb_policy=_lb_policy(ctx, s.get("trafficPolicy"), "subset trafficPolicy"),
                 line=s.line,
+                locality=read_traffic_locality(ctx, s.get("trafficPolicy")),
             )
         )
     return DestinationRule(
@@ -853,6 +863,8 @@ def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
         subsets=tuple(subsets),
         export_to=_str_list(ctx, spec, "exportTo", "DestinationRule spec"),
         has_outlier_detection=bool(tp.get("outlierDetection")),
+        locality=read_traffic_locality(ctx, tp),
+        port_locality=tuple(port_loc),
     )
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from meshstat.inference.observed_check import ObservedCheck, format_time
 from meshstat.report.inference import check_json
+from meshstat.report.text import Column, count, sig
 
 if TYPE_CHECKING:
     import polars as pl
@@ -31,6 +32,21 @@ def _verdict(res: Any) -> str:
     if res.method == "impossible":
         return "impossible"
     return "consistent" if res.consistent else "inconsistent"
+
+
+#: Default columns of :func:`windows_frame` (the ramp columns only for a canary ramp).
+WINDOW_COLUMNS = (
+    Column("WINDOW", "window", count, "right"),
+    Column("END", "end"),
+    Column("BACKEND", "backend", shrink=True),
+    Column("REQUESTS", "requests", count, "right"),
+    Column("EXPECTED", "expected_share", sig(4), "right"),
+    Column("OBSERVED", "observed", count, "right"),
+    Column("95% BAND", ("band95_low", "band95_high"), lambda lo, hi: "-" if lo is None else f"{lo:,}-{hi:,}", "right"),
+    Column("P-VALUE", "p_value", sig(3), "right"),
+    Column("VERDICT", "verdict"),
+    Column("STEP %", "step_pct", sig(3), "right"),
+)
 
 
 def windows_frame(oc: ObservedCheck) -> pl.DataFrame:

@@ -85,6 +85,8 @@ def pod_frame(cmps: Sequence[Any], *, external: bool = False) -> pl.DataFrame:
     for c in cmps:
         for s in c.splits:
             name = s.scenario
+            if external and s.external is None:
+                continue  # the mesh's paths (sidecar, ztunnel) carry no external traffic
             if name not in scen and (name.startswith("ETP") == external or (external and name not in _SETTINGS)):
                 scen.append(name)
     for n in scen:
