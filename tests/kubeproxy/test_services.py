@@ -219,8 +219,9 @@ def test_cli_services_table_and_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
          "meshstat: error: {f}:3: expected a probability in [0, 1] after --probability (got '2')"),
         (["services"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
          "meshstat: error: {f}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"),
-        (["trace", "--dst", "10.0.0.1:80"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
-         "meshstat: error: {f}: the dump has no nat table for IPv4 (expected a '*nat' block; iptables-save -t nat prints it)"),
+        (["trace", "--dst", "[fd00::1]:80"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
+         "meshstat: error: {f}: the dump has no table for IPv6 (expected a '*nat' or '*filter' block; iptables-save "
+         "prints them)"),
         (["services", "--service", "ns/none:http"], None, 2,
          "meshstat: error: {f}: service 'ns/none:http' is not in the dump; services include ns1/svc1:p80, "
          "ns2/svc2:p80, ns3/svc3:p80, ns4/svc4:p80, ns5/svc5:p80"),
