@@ -607,6 +607,9 @@ class _Tracer:
         local = self.dst_local(st)
         if st.nat is not None and st.nat.kind == "TPROXY":
             local = True  # TPROXY delivers to a local socket (policy routing on its mark)
+        key = ("addrtype", "dst", st.dst)
+        if local is None:  # an earlier '-m addrtype --dst-type LOCAL' on this address may have said
+            local = _implied(key, frozenset({"LOCAL"}), st.assume.get(key, ()))
         if local is None:
             if not (hooks.effective([(t, c) for t, c, _h in local_way])
                     or hooks.effective([(t, c) for t, c, _h in other_way])):  # fmt: skip
@@ -615,7 +618,6 @@ class _Tracer:
                 self.node += 1
                 other = st.copy()
                 label = f"destination {_addr_text(*st.dst)} is a local address"
-                key = ("addrtype", "dst", st.dst)
                 _assume(st, key, frozenset({"LOCAL"}), True, label, None, self.node)
                 _assume(other, key, frozenset({"LOCAL"}), False, label, None, self.node)
                 other.plan = other.plan[:ti] + other_way + other.plan[ti + 1 :]

@@ -535,16 +535,20 @@ class NetnsLab:
             raise OracleError(f"nft refused the ruleset: {exc}") from None
 
     def ensure_jump(self, chain: str, target: str, side: str = "backend", table: str = "nat") -> bool:
-        """Insert ``-A chain -j target`` at the top of ``chain`` unless present; True if added."""
+        """Insert ``-A chain -j target`` at the top of ``chain`` unless it jumps there already; True if added.
+
+        Any rule of ``chain`` whose target is ``target`` counts (kube-proxy's carries a
+        comment): a second jump would send a packet that returns from ``target``
+        through it again.
+        """
         ipt = require_binary("iptables", package="iptables")
         if self._restore_name == "iptables-legacy-restore":
             ipt = require_binary("iptables-legacy", package="iptables")
-        try:
-            self.exec(side, [ipt, "-t", table, "-C", chain, "-j", target])
+        listed = self.exec(side, [ipt, "-t", table, "-S", chain])
+        if any(line.split()[-2:] == ["-j", target] for line in listed.splitlines() if line.startswith("-A ")):
             return False
-        except OracleError:
-            self.exec(side, [ipt, "-t", table, "-I", chain, "1", "-j", target])
-            return True
+        self.exec(side, [ipt, "-t", table, "-I", chain, "1", "-j", target])
+        return True
 
     # ----------------------------------------------------------------- traffic
 

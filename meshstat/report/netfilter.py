@@ -57,7 +57,13 @@ def trace_frame(result: TraceResult) -> pl.DataFrame:
 
 
 def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
-    """One row per service port: name, protocol, cluster IP:port, endpoints, affinity, policies."""
+    """One row per service port: name, protocol, cluster IP:port, endpoints, affinity, policies, state.
+
+    ``state`` is what kube-proxy does with traffic to the cluster IP (``routed``,
+    ``rejected``, ``dropped``, ``partial``, ``stale``; see
+    :attr:`meshstat.kubeproxy.ServiceInfo.state`), ``external_state`` the same
+    for external traffic, ``source_ranges`` the load-balancer source ranges.
+    """
     import polars as pl
 
     rows: dict[str, list] = {
@@ -65,7 +71,7 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         for k in (
             "service", "protocol", "cluster_ip", "port", "endpoints", "local_endpoints", "affinity",
             "affinity_timeout_s", "internal_policy", "external_policy", "external", "node_ports",
-            "chain", "hash_ok", "endpoint_list",
+            "chain", "hash_ok", "endpoint_list", "state", "external_state", "source_ranges",
         )
     }  # fmt: skip
     for i in infos:
@@ -84,6 +90,9 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         rows["chain"].append(i.cluster_chain or i.local_chain)
         rows["hash_ok"].append(i.hash_ok)
         rows["endpoint_list"].append(",".join(e.address for e in (i.endpoints or i.local_endpoints)))
+        rows["state"].append(i.cluster_state)
+        rows["external_state"].append(i.external_state)
+        rows["source_ranges"].append(",".join(i.source_ranges))
     return pl.DataFrame(
         rows,
         schema={
@@ -91,7 +100,7 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
             "endpoints": pl.Int64, "local_endpoints": pl.Int64, "affinity": pl.String,
             "affinity_timeout_s": pl.Int64, "internal_policy": pl.String, "external_policy": pl.String,
             "external": pl.String, "node_ports": pl.String, "chain": pl.String, "hash_ok": pl.Boolean,
-            "endpoint_list": pl.String,
+            "endpoint_list": pl.String, "state": pl.String, "external_state": pl.String, "source_ranges": pl.String,
         },
     )  # fmt: skip
 

@@ -172,11 +172,11 @@ def test_lookup_errors() -> None:
     rs = rs_of("kube-proxy-iptables-overall.iptables-save")
     with pytest.raises(InvalidArgument, match=r"service 'ns9/nope:p80' is not in the dump; services include"):
         kp.find_service(rs, "ns9/nope:p80")
-    with pytest.raises(InvalidArgument, match="no service with cluster IP 10.0.0.1:80"):
+    with pytest.raises(InvalidArgument, match="no service with cluster IP or external IP 10.0.0.1:80"):
         kp.find_service(rs, "10.0.0.1:80")
     with pytest.raises(ModelError, match="ns6/svc6:p80 has no endpoints \\(kube-proxy rejects its traffic\\)"):
         kp.load_service_route(rs, "ns6/svc6:p80")
-    with pytest.raises(ModelError, match="has no local endpoints"):
+    with pytest.raises(ModelError, match="has no local-policy chain"):
         kp.load_service_route(rs, "ns4/svc4:p80", chain="local")
     istio = rs_of("istio-cni-sidecar-basic.iptables-save")
     assert kp.services(istio) == []
