@@ -1243,9 +1243,9 @@ def trace(
         more = len(tr.assumed_remote) - len(shown)
         notes.append(
             f"assumed: the DNAT destination{'s' if len(tr.assumed_remote) > 1 else ''} {', '.join(shown)}"
-            f"{f' and {more} more' if more > 0 else ''} {'are' if len(tr.assumed_remote) > 1 else 'is'} not a "
-            "local address of this host (pods reached by forwarding); give the host's local addresses to "
-            "decide otherwise"
+            f"{f' and {more} more' if more > 0 else ''} "
+            f"{'are not local addresses' if len(tr.assumed_remote) > 1 else 'is not a local address'} of this host "
+            "(pods reached by forwarding); give the host's local addresses to decide otherwise"
         )
     return TraceResult(
         packet=packet,

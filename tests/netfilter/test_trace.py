@@ -58,7 +58,7 @@ def test_seed_uid1337_returns_and_is_split_50_50_by_kube_proxy() -> None:
     assert r.paths[1].path_string().endswith(
         "KUBE-SVC-PK4BNTKC2JYVE7B2:53 -> KUBE-SEP-AM36T22CJQS6HCG4:48 -> POSTROUTING:22 -> KUBE-POSTROUTING:42"
     )
-    assert any("assumed: the DNAT destinations 10.244.75.113, 10.244.75.115 are not a local address" in n
+    assert any("assumed: the DNAT destinations 10.244.75.113, 10.244.75.115 are not local addresses" in n
                for n in r.notes)
     assert [p.mark for p in r.paths] == [0, 0]  # pod source: no masquerade mark
     assert r.total == 1
