@@ -230,6 +230,10 @@ class ClientRun:
     sources : list of str
         With ``connect(source_addresses=...)``: the source address of every
         completed connection (aligned with ``sequence``); empty otherwise.
+    error_kinds : dict
+        Failed connections by how they failed: ``refused`` (RST or ICMP port
+        unreachable, what a REJECT sends), ``timeout`` (no answer: a DROP),
+        ``unreachable``, ``other``.
     """
 
     names: list[str]
@@ -241,6 +245,7 @@ class ClientRun:
     timed_out: bool = False
     uid: int | None = None
     sources: list[str] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -647,6 +652,7 @@ class NetnsLab:
             names=data["names"], sequence=data["seq"], requests_per_connection=requests_per_connection,
             mixed=data["mixed"], errors=data["errors"], elapsed=data["elapsed"],
             timed_out=data["timed_out"], uid=uid, sources=[sources[i] for i in data.get("src", [])],
+            error_kinds=data.get("error_kinds", {}),
         )
 
 

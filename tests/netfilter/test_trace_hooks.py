@@ -36,8 +36,8 @@ COMMIT
 :CANARY - [0:0]
 -A PREROUTING -d 10.96.0.20/32 -p tcp -m tcp --dport 80 -j CANARY
 -A OUTPUT -d 10.96.0.20/32 -p tcp -m tcp --dport 80 -j CANARY
--A CANARY -m mark --mark 0x1 -j DNAT --to-destination 10.244.1.2:8080
--A CANARY -j DNAT --to-destination 10.244.1.1:8080
+-A CANARY -p tcp -m mark --mark 0x1 -j DNAT --to-destination 10.244.1.2:8080
+-A CANARY -p tcp -j DNAT --to-destination 10.244.1.1:8080
 COMMIT
 """  # noqa: E501
 
