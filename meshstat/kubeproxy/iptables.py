@@ -84,26 +84,34 @@ class _IptablesServices:
                     f"{rs.source}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"
                 )
             self.nat = Table(name="nat", family=family)  # filter only: services kube-proxy does not route
-        self._mark_only: frozenset[str] | None = None
 
     # ------------------------------------------------------------- service chains
 
-    def mark_only(self) -> frozenset[str]:
-        """Chains whose every rule only sets a mark (``KUBE-MARK-MASQ``): jumping there changes no split."""
-        if self._mark_only is None:
-            names = {
-                name for name, ch in self.nat.chains.items()
-                if ch.rules and all(r.target.kind == "mark" for r in ch.rules)
-            }  # fmt: skip
-            # kube-proxy's own mark chain where a listing or a paste lacks it (a placeholder rule) or a
-            # partial input does not define it: it only ever sets the masquerade mark (proxier.go)
-            masq = self.nat.chains.get("KUBE-MARK-MASQ")
-            if masq is None or all(
-                r.target.kind == "opaque" and str(r.target.value[0]).endswith("(not listed)") for r in masq.rules
-            ):
-                names.add("KUBE-MARK-MASQ")
-            self._mark_only = frozenset(names)
-        return self._mark_only
+    def mark_only(self, name: str) -> bool:
+        """Whether every rule of chain ``name`` only sets a mark (``KUBE-MARK-MASQ``): jumping there changes no split.
+
+        kube-proxy's own ``KUBE-MARK-MASQ`` counts where a listing or a paste lacks it
+        (a placeholder rule) or a partial input does not define it: it only ever sets
+        the masquerade mark (``proxier.go``). Memoised per ruleset.
+        """
+        memo = self.rs.cache.setdefault(f"kube-proxy-mark-only:{self.family}", {})
+        hit = memo.get(name)
+        if hit is None:
+            ch = self.nat.chains.get(name)
+            if self._unseen(name):
+                hit = name == "KUBE-MARK-MASQ"
+            else:
+                hit = all(r.target.kind == "mark" for r in ch.rules)  # type: ignore[union-attr]
+            memo[name] = hit
+        return hit
+
+    def _unseen(self, name: str) -> bool:
+        """A chain the input does not show (a listing's or paste's placeholder, or not defined): its rules
+        are kube-proxy's, as far as anything here can tell."""
+        ch = self.nat.chains.get(name)
+        return ch is None or all(
+            r.target.kind == "opaque" and str(r.target.value[0]).endswith("(not listed)") for r in ch.rules
+        )
 
     def irregular(self, chain: Chain) -> str | None:
         """Why ``chain`` is not of kube-proxy's own shape (None: it is, and is read as a cascade).
@@ -114,17 +122,16 @@ class _IptablesServices:
         else but comments) that jumps to an endpoint chain the dump defines,
         each endpoint chain once.
         """
-        mark_only = self.mark_only()
-        chains = self.nat.chains
         seen: dict[str, int] = {}
         for r in chain.rules:
             t = r.target
-            if t.kind == "jump" and t.value in mark_only:
+            sep = t.kind in ("jump", "goto") and t.value.startswith("KUBE-SEP-")
+            if not sep and t.kind == "jump" and self.mark_only(t.value):
                 continue
-            if t.kind not in ("jump", "goto") or not t.value.startswith("KUBE-SEP-"):
+            if not sep:
                 return f"line {r.line}: {t.text or t.kind} (not a jump to an endpoint chain)"
-            if t.value not in chains:
-                return f"line {r.line}: {t.value} is not in this input"
+            if self.sep(t.value)[0] is None and not self._unseen(t.value):
+                return f"line {r.line}: {t.value} has no DNAT rule"
             rnd = rec = 0
             for m in r.matches:
                 if m.kind == "always":
@@ -178,13 +185,12 @@ class _IptablesServices:
         children: list[model.Backend] = []
         eps: list[tuple[str, str, int | None, int]] = []
         unconditional = False
-        mark_only = self.mark_only()
         for r in chain.rules:
             t = r.target
-            if t.value in mark_only or _first(r, "recent") is not None:
-                continue
+            if not t.value.startswith("KUBE-SEP-") or _first(r, "recent") is not None:
+                continue  # the masquerade jump (irregular() checked it marks only), affinity rules
             rnd = _first(r, "random")
-            addr = self.sep_address(t.value) or t.value
+            addr = self.sep(t.value)[0] or t.value
             if rnd is None:
                 eps.append((addr, t.value, None, r.line))
                 unconditional = True
@@ -220,7 +226,7 @@ class _IptablesServices:
     def _sep_hash_ok(self, name: str | None, sep: str | None, addr: str) -> bool | None:
         if name is None or sep is None or ":" not in addr:
             return None
-        proto = self.sep_proto(sep)
+        proto = self.sep(sep)[1]
         return sep == "KUBE-SEP-" + kube_chain_hash(name, proto, addr) if proto else None
 
     def _traced(
@@ -246,27 +252,28 @@ class _IptablesServices:
         stage = None if res.deterministic else res.stage(provenance=prov)
         return eps, stage, (note, *res.notes), res.deterministic
 
+    def sep(self, sep: str) -> tuple[str | None, str | None]:
+        """(``ip:port`` of the DNAT, its protocol) of an endpoint chain; (None, None) without one. Memoised."""
+        memo = self.rs.cache.setdefault(f"kube-proxy-sep:{self.family}", {})
+        hit = memo.get(sep)
+        if hit is None:
+            hit = (None, None)
+            ch = self.nat.chains.get(sep)
+            for r in ch.rules if ch is not None else ():
+                if r.target.kind == "dnat":
+                    addr, ports, text = r.target.value
+                    hit = (_join(addr, ports[0]) if addr and ports else text, _rule_dst_port_proto(r)[2])
+                    break
+            memo[sep] = hit
+        return hit
+
     def sep_address(self, sep: str) -> str | None:
-        ch = self.nat.chains.get(sep)
-        if ch is None:
-            return None
-        for r in ch.rules:
-            if r.target.kind == "dnat":
-                addr, ports, text = r.target.value
-                if addr and ports:
-                    return _join(addr, ports[0])
-                return text
-        return None
+        """``ip:port`` of an endpoint chain's DNAT."""
+        return self.sep(sep)[0]
 
     def sep_proto(self, sep: str) -> str | None:
-        ch = self.nat.chains.get(sep)
-        if ch is None:
-            return None
-        for r in ch.rules:
-            if r.target.kind == "dnat":
-                _ip, _port, proto = _rule_dst_port_proto(r)
-                return proto
-        return None
+        """The protocol of an endpoint chain's DNAT rule."""
+        return self.sep(sep)[1]
 
     # ------------------------------------------------------------- one service
 

@@ -79,8 +79,9 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         rows["protocol"].append(i.protocol)
         rows["cluster_ip"].append(i.cluster_ip)
         rows["port"].append(i.port)
-        rows["endpoints"].append(len(i.endpoints))
-        rows["local_endpoints"].append(len(i.local_endpoints))
+        # outcomes such as "(fall-through)" or "(dropped)" of a chain read by the tracer are not endpoints
+        rows["endpoints"].append(sum(1 for e in i.endpoints if not e.address.startswith("(")))
+        rows["local_endpoints"].append(sum(1 for e in i.local_endpoints if not e.address.startswith("(")))
         rows["affinity"].append(i.session_affinity)
         rows["affinity_timeout_s"].append(i.affinity_timeout)
         rows["internal_policy"].append(i.internal_policy if not i.rejected else "(no endpoints: rejected)")
