@@ -8,8 +8,13 @@
     :func:`services`, :func:`find_service` and :func:`load_service_route`
     over a dump of either mode.
 :mod:`meshstat.kubeproxy.iptables`
-    The iptables-mode reader, and :func:`kube_proxy_iptables_save`, which writes
-    the nat table kube-proxy would hold.
+    The iptables-mode reader (services, their states, chains of any shape read
+    with the tracer), and :func:`kube_proxy_iptables_save`, which writes the nat
+    table kube-proxy would hold.
+:mod:`meshstat.kubeproxy.iptables_filter`
+    kube-proxy's filter-table rules by service (REJECT, DROP, source ranges) and
+    :func:`~meshstat.kubeproxy.iptables_filter.add_kube_proxy_jumps`, the jumps
+    its ``iptables-restore`` text lacks.
 :mod:`meshstat.kubeproxy.nftables`
     The nftables-mode reader (``numgen`` splits).
 :mod:`meshstat.kubeproxy.ipvs`

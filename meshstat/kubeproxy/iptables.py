@@ -35,7 +35,7 @@ from typing import Any
 
 from meshstat import model
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.kubeproxy.iptables_filter import FilterRule, filter_rules, fw_source_ranges, svc_from_comment
+from meshstat.kubeproxy.iptables_filter import filter_rules, fw_source_ranges, svc_from_comment
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_chain_hash
 from meshstat.netfilter.split import chain_split
 from meshstat.netfilter.trace import Packet, _join
@@ -43,8 +43,6 @@ from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset, Table
 from meshstat.parsers.netfilter.rules import missing_chains
 
 __all__ = ["kube_proxy_iptables_save"]
-
-_svc_from_comment = svc_from_comment
 
 
 def _first(rule: Rule, kind: str) -> Match | None:
@@ -88,7 +86,7 @@ class _IptablesServices:
     # ------------------------------------------------------------- service chains
 
     def mark_only(self, name: str) -> bool:
-        """Whether every rule of chain ``name`` only sets a mark (``KUBE-MARK-MASQ``): jumping there changes no split.
+        """Whether every rule of chain ``name`` only sets a mark: jumping there changes no split.
 
         kube-proxy's own ``KUBE-MARK-MASQ`` counts where a listing or a paste lacks it
         (a placeholder rule) or a partial input does not define it: it only ever sets
@@ -375,7 +373,9 @@ class _IptablesServices:
                 "later in large clusters), not a service that receives traffic"
             )
         elif state == "dropped" and stage is not None:
-            notes.append("its cluster IP traffic is dropped (no local endpoint); this chain serves external traffic")
+            notes.append(
+                "its cluster IP traffic is dropped (no local endpoint); this chain serves external traffic"
+            )
         ext_state, ranges = self._external(name, fw_name, external_ips, node_ports)
         return ServiceInfo(
             name=name or ("KUBE-SVC-" + suffix),
@@ -468,8 +468,10 @@ class _IptablesServices:
             for r in self.nat.referrers.get(target, ()):
                 name, kind = svc_from_comment(r.comment)
                 ip, p, pr = _rule_dst_port_proto(r)
-                a = acc.setdefault(name or target, {"proto": None, "ip": None, "port": None, "svc": None,
-                                                    "svl": None, "ext": [], "np": [], "line": r.line, "miss": []})  # fmt: skip
+                a = acc.setdefault(name or target, {
+                    "proto": None, "ip": None, "port": None, "svc": None, "svl": None, "ext": [], "np": [],
+                    "line": r.line, "miss": [],
+                })  # fmt: skip
                 a["proto"] = a["proto"] or pr
                 a["miss"].append(target)
                 if r.chain == "KUBE-SERVICES" and kind == "cluster IP":

@@ -221,7 +221,8 @@ def chain_split(
     names = [o.name for o in outcomes]
     for o in outcomes:
         if names.count(o.name) > 1:  # one address behind two endpoint chains: tell them apart
-            outcomes[outcomes.index(o)] = Outcome(f"{o.name} ({o.chain})", o.address, o.chain, o.probability, o.lines)
+            named = Outcome(f"{o.name} ({o.chain})", o.address, o.chain, o.probability, o.lines)
+            outcomes[outcomes.index(o)] = named
     for o in outcomes:
         if len(o.lines) > 1 and o.chain is not None:
             notes.add(
@@ -239,4 +240,6 @@ def chain_split(
             "independent draws would not be"
         )
     notes.update(n for n in r.notes if "--mode nth" not in n)
-    return ChainSplitResult(chain=chain, outcomes=tuple(outcomes), notes=tuple(sorted(notes)), deterministic=deterministic)
+    return ChainSplitResult(
+        chain=chain, outcomes=tuple(outcomes), notes=tuple(sorted(notes)), deterministic=deterministic
+    )

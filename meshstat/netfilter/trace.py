@@ -640,9 +640,8 @@ class _Tracer:
             return cache
 
         def chains(hook: str, skip_nat: bool = False) -> tuple:
-            return tuple(
-                (t, c, hook) for t, c in hooks.base_chains(self.rs, hook, self.family, self.tables, skip_nat=skip_nat)
-            )
+            found = hooks.base_chains(self.rs, hook, self.family, self.tables, skip_nat=skip_nat)
+            return tuple((t, c, hook) for t, c in found)
 
         if marker == hooks.ROUTE:
             out = (chains("input"), chains("forward") + chains("postrouting"))
@@ -754,10 +753,12 @@ class _Tracer:
         if kind in ("jump", "goto"):
             target = _table_obj(self.rs, st).chains.get(t.value)
             if target is None:  # iptables-restore --noflush input: defined by an earlier load
-                st.steps.append(TraceStep(tname, chain.name, rule.line, f"{kind} {t.value} (not in the input)", rule.text))
+                action = f"{kind} {t.value} (not in the input)"
+                st.steps.append(TraceStep(tname, chain.name, rule.line, action, rule.text))
                 st.verdict = Verdict(
                     "UNKNOWN", t.value,
-                    f"chain {t.value} is not in this input (line {rule.line} jumps to it; an earlier load defined it)",
+                    f"chain {t.value} is not in this input (line {rule.line} jumps to it; an earlier load "
+                    "defined it)",
                 )  # fmt: skip
                 return True
             active = [c.name for c, _ in st.frames] + [chain.name]
