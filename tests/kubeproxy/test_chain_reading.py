@@ -210,3 +210,13 @@ def test_the_fast_path_reads_kube_proxys_shape_as_the_tracer_does(rules, last: b
         fast[model.FALL_THROUGH] = stage.shares()[-1]
     traced = {o.name: o.probability for o in chain_split(rs, "KUBE-SVC-X", nf.Packet(dst="10.96.0.10", dport=80)).outcomes}
     assert {k: v for k, v in fast.items() if v} == traced
+
+
+def test_the_counters_check_refuses_a_chain_it_cannot_read_as_a_cascade() -> None:
+    from meshstat.errors import InvalidArgument
+    from meshstat.inference.counters import check_counters
+
+    text = text_of("return").replace("-A KUBE-SVC-X ", "[10:600] -A KUBE-SVC-X ")
+    rs = nf.parse_iptables(text, "return-c.rules")
+    with pytest.raises(InvalidArgument, match=r"reads kube-proxy's statistic cascade; chain KUBE-SVC-X is not"):
+        check_counters(rs, "default/web")
