@@ -114,7 +114,12 @@ def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -
             hit = idx["addr"].get((ip, int(port), proto))
             if hit is not None:
                 return hit
-        raise InvalidArgument(f"{ruleset.source}: no service with cluster IP or external IP {want} in the dump")
+        by_np = sorted({i.name for i in idx["list"] if int(port) in i.node_ports})
+        hint = (
+            f"; port {port} is the node port of {', '.join(by_np)} (on any of the node's addresses): name it"
+            if by_np else ""
+        )
+        raise InvalidArgument(f"{ruleset.source}: no service with cluster IP or external IP {want} in the dump{hint}")
     nat = ruleset.tables.get((fam, "nat")) if ruleset.dialect == "iptables" else None
     if nat is not None:
         reader = _IptablesServices(ruleset, fam)

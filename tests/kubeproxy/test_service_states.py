@@ -158,3 +158,10 @@ def test_local_chain_message_says_why_there_is_none() -> None:
     rs = nf.load(str(DATA / "kube-proxy-iptables-overall.iptables-save"))
     with pytest.raises(ModelError, match="has no local-policy chain"):
         kp.service_route(kp.find_service(rs, "ns4/svc4:p80"), chain="local")
+
+
+def test_a_node_port_address_names_its_service() -> None:
+    from meshstat.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=r"port 30006 is the node port of ns4/lb \(on any of the node's"):
+        kp.find_service(rs_of(restore_text(ALL)), "198.18.0.2:30006")
