@@ -1,7 +1,8 @@
 """Commands of the netfilter area: ``trace`` and ``services``.
 
 ``python -m meshstat trace --iptables FILE --dst 10.108.203.9:9999 --uid 0``
-lists every path of a packet through the nat table with its exact probability;
+lists every path of a packet through every table and hook it crosses, with its
+exact probability, and names what it did not walk;
 ``python -m meshstat services --iptables FILE`` lists kube-proxy's services.
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
 ``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
@@ -16,9 +17,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshstat.cli.args import endpoint_arg, int_arg
+from meshstat.cli.args import address_list_arg, endpoint_arg, int_arg
 from meshstat.cli.context import is_table
-from meshstat.errors import InvalidArgument
+from meshstat.errors import InvalidArgument, ModelError
 
 __all__ = ["register"]
 
@@ -39,11 +40,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tr = sub.add_parser(
         "trace",
         parents=[common],
-        help="every path of one packet through the nat table, with exact probabilities",
+        help="every path of one packet through the tables and hooks it crosses, with exact probabilities",
         description=(
-            "Walk the first packet of a connection through the nat table (and mangle where TPROXY is used) "
-            "and print every path: exact probability, verdict, and the rules it passed. Fields not given "
-            "are not guessed: the trace splits on them and labels each side."
+            "Walk the first packet of a connection through every table the dump has (raw, mangle, nat, filter, "
+            "security) at every hook it crosses, in the kernel's order: output then postrouting for a local "
+            "sender; prerouting, then input or forward and postrouting by its destination after DNAT. Print "
+            "every path: exact probability, verdict (a filter DROP or REJECT ends a path after its DNAT), and "
+            "the rules it passed, and name what was not walked. Fields not given are not guessed: the trace "
+            "splits on them and labels each side. kube-proxy's iptables-restore text (a full or partial sync) "
+            "lacks kube-proxy's jumps from the built-in chains: they are added and said so."
         ),
     )
     _source_arguments(tr)
@@ -63,11 +68,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--src-local", choices=("yes", "no"),
         help="whether the source is a local address (default: yes on hook output, else unknown)",
     )
+    tr.add_argument(
+        "--local", type=address_list_arg, metavar="ADDR[,ADDR...]",
+        help="the host's local addresses or prefixes, all of them: they decide input or forward after DNAT "
+        "(default: a DNAT destination is assumed not local, i.e. a pod reached by forwarding)",
+    )  # fmt: skip
     tr.add_argument("--hook", choices=("output", "prerouting"), default="output", help="netfilter hook (default output)")
     tr.add_argument("--chain", metavar="CHAIN", help="start in this chain instead of the hook (e.g. KUBE-SERVICES)")
     tr.add_argument(
-        "--tables", metavar="T1,T2", help="iptables tables to walk in order (default: nat, with mangle if it has TPROXY)"
-    )
+        "--tables", metavar="T1,T2",
+        help="iptables tables to walk (default: all the dump has, in the kernel's order at every hook); nft: "
+        "base-chain types (filter, nat, route). The others are named as not walked",
+    )  # fmt: skip
     tr.set_defaults(handler=_cmd_trace)
 
     sv = sub.add_parser(
@@ -109,12 +121,28 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
         dst=dst, dport=dport, src=args.src, sport=args.sport, proto=args.proto, uid=args.uid, gid=args.gid,
         out_if=args.out_if, in_if=args.in_if, mark=args.mark,
         dst_local=None if args.dst_local is None else args.dst_local == "yes",
-        src_local=None if args.src_local is None else args.src_local == "yes",
+        src_local=None if args.src_local is None else args.src_local == "yes", local_addresses=args.local,
     )  # fmt: skip
     tables = tuple(x.strip() for x in args.tables.split(",")) if args.tables else None
+    added: list[str] = []
+    if rs.dialect == "iptables" and args.chain is None:
+        from meshstat.kubeproxy.iptables_filter import add_kube_proxy_jumps
+
+        added = add_kube_proxy_jumps(rs)
     result = netfilter.trace(rs, pkt, args.hook, tables=tables, chain=args.chain)
     ctx.emit(rep.trace_frame(result), args)
-    lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {result.total}"]
+    lines = [f"walked: {', '.join(result.tables)} (from hook {result.hook}); total probability {result.total}"]
+    lines += [f"not walked: {x}" for x in result.not_walked]
+    if added:
+        jumps: dict[str, list[str]] = {}
+        for a in added:  # "-t filter -A INPUT ... -j TARGET"
+            w = a.split()
+            jumps.setdefault(f"{w[1]}/{w[3]}", []).append(w[-1])
+        lines.append(
+            "note: the input is kube-proxy's iptables-restore text, which lacks the jumps kube-proxy adds to the "
+            "built-in chains with iptables -I; assumed as kube-proxy adds them (rules shown as 'assumed'): "
+            + "; ".join(f"{c} -> {', '.join(t)}" for c, t in jumps.items())
+        )
     if any(p.conditions for p in result.paths):
         lines.append(
             "note: probabilities are conditional on the listed assumptions (unknown packet fields or "
@@ -158,7 +186,21 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     rs = _load(args)
     if args.service:
         info = kubeproxy.find_service(rs, args.service)
-        route = kubeproxy.service_route(info, chain=args.chain)
+        try:
+            route = kubeproxy.service_route(info, chain=args.chain)
+        except ModelError as exc:
+            if info.cluster_state == "routed" and not info.unmodelled:
+                raise
+            # present, in a state meshstat reports rather than models
+            ctx.emit(rep.endpoints_frame(info, chain=args.chain), args)
+            lines = [
+                f"{info.name} {info.protocol} {info.cluster_ip}:{info.port}: {info.cluster_state}"
+                + (f", external traffic {info.external_state}" if info.external_state else ""),
+                *(f"note: {n}" for n in info.notes),
+                f"note: no split to simulate: {exc}",
+            ]
+            _note(ctx, args, "\n".join(lines + [f"warning: {w}" for w in rs.warnings]))
+            return 0
         ctx.emit(rep.endpoints_frame(info, chain=args.chain), args)
         lines = [
             f"{info.name} {info.protocol} {info.cluster_ip}:{info.port} ({route.describe()[:200]})",
