@@ -19,6 +19,7 @@ from meshstat.errors import InvalidArgument
 
 __all__ = [
     "add_route_arguments",
+    "address_list_arg",
     "count_arg",
     "endpoint_arg",
     "endpoint_counts_arg",
@@ -174,6 +175,14 @@ def endpoint_arg(text: str) -> tuple[str, int | None]:
     if port and not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected IP[:PORT], got {text!r}")
     return addr, (int(port) if port else None)
+
+
+def address_list_arg(text: str) -> tuple[str, ...]:
+    """``ADDR[,ADDR...]`` of addresses or prefixes (``10.0.0.0/8``): split on commas only."""
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of addresses, got {text!r}")
+    return items
 
 
 # ----------------------------------------------------------------- the route options

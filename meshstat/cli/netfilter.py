@@ -1,10 +1,11 @@
 """Commands of the netfilter area: ``trace`` and ``services``.
 
 ``python -m meshstat trace --iptables FILE --dst 10.108.203.9:9999 --uid 0``
-prints every path of a packet through the nat table as a tree of the unknowns
-it depends on, each leaf a verdict with its exact probability
+prints every path of a packet through every table and hook it crosses as a tree
+of the unknowns it depends on, each leaf a verdict with its exact probability
 (:func:`meshstat.report.netfilter.render_trace`; ``-v`` adds the rules walked,
-``--wide`` and the machine formats give one row per path);
+``--wide`` and the machine formats give one row per path), and names what it did
+not walk;
 ``python -m meshstat services --iptables FILE`` lists kube-proxy's services.
 ``--nft FILE`` reads nftables rulesets instead; ``-`` reads standard input.
 ``--iptables`` also takes an ``iptables -t nat -vnL`` listing or a pasted
@@ -19,8 +20,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshstat.cli.args import endpoint_arg, int_arg
-from meshstat.errors import InvalidArgument
+from meshstat.cli.args import address_list_arg, endpoint_arg, int_arg
+from meshstat.errors import InvalidArgument, ModelError
 
 __all__ = ["register"]
 
@@ -41,11 +42,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     tr = sub.add_parser(
         "trace",
         parents=[common],
-        help="every path of one packet through the nat table, with exact probabilities",
+        help="every path of one packet through the tables and hooks it crosses, with exact probabilities",
         description=(
-            "Walk the first packet of a connection through the nat table (and mangle where TPROXY is used) "
-            "and print every path: exact probability, verdict, and the rules it passed. Fields not given "
-            "are not guessed: the trace splits on them and labels each side."
+            "Walk the first packet of a connection through every table the dump has (raw, mangle, nat, filter, "
+            "security) at every hook it crosses, in the kernel's order: output then postrouting for a local "
+            "sender; prerouting, then input or forward and postrouting by its destination after DNAT. Print "
+            "every path: exact probability, verdict (a filter DROP or REJECT ends a path after its DNAT), and "
+            "the rules it passed, and name what was not walked. Fields not given are not guessed: the trace "
+            "splits on them and labels each side. kube-proxy's iptables-restore text (a full or partial sync) "
+            "lacks kube-proxy's jumps from the built-in chains: they are added and said so."
         ),
     )
     _source_arguments(tr)
@@ -65,11 +70,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--src-local", choices=("yes", "no"),
         help="whether the source is a local address (default: yes on hook output, else unknown)",
     )
+    tr.add_argument(
+        "--local", type=address_list_arg, metavar="ADDR[,ADDR...]",
+        help="the host's local addresses or prefixes, all of them: they decide input or forward after DNAT "
+        "(default: a DNAT destination is assumed not local, i.e. a pod reached by forwarding)",
+    )  # fmt: skip
     tr.add_argument("--hook", choices=("output", "prerouting"), default="output", help="netfilter hook (default output)")
     tr.add_argument("--chain", metavar="CHAIN", help="start in this chain instead of the hook (e.g. KUBE-SERVICES)")
     tr.add_argument(
-        "--tables", metavar="T1,T2", help="iptables tables to walk in order (default: nat, with mangle if it has TPROXY)"
-    )
+        "--tables", metavar="T1,T2",
+        help="iptables tables to walk (default: all the dump has, in the kernel's order at every hook); nft: "
+        "base-chain types (filter, nat, route). The others are named as not walked",
+    )  # fmt: skip
     tr.add_argument("-v", "--verbose", action="store_true", help="tree: show the rules each leaf walked")
     tr.set_defaults(handler=_cmd_trace)
 
@@ -111,25 +123,41 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
         dst=dst, dport=dport, src=args.src, sport=args.sport, proto=args.proto, uid=args.uid, gid=args.gid,
         out_if=args.out_if, in_if=args.in_if, mark=args.mark,
         dst_local=None if args.dst_local is None else args.dst_local == "yes",
-        src_local=None if args.src_local is None else args.src_local == "yes",
+        src_local=None if args.src_local is None else args.src_local == "yes", local_addresses=args.local,
     )  # fmt: skip
     tables = tuple(x.strip() for x in args.tables.split(",")) if args.tables else None
+    added: list[str] = []
+    if rs.dialect == "iptables" and args.chain is None:
+        from meshstat.kubeproxy.iptables_filter import add_kube_proxy_jumps
+
+        added = add_kube_proxy_jumps(rs)
     result = netfilter.trace(rs, pkt, args.hook, tables=tables, chain=args.chain)
     total = result.total  # raises on an inconsistent trace
-    if args.format == "table" and not getattr(args, "wide", False):
+    tree = args.format == "table" and not getattr(args, "wide", False)
+    if tree:
         ctx.write_text(rep.render_trace(result, verbose=args.verbose, term=ctx.terminal(ctx.stdout, args)), args)
-        lines = []
-        if any(isinstance(x, rep.TraceSplit) for x in rep.trace_tree(result)):
-            lines.append("note: each probability is given the branch above it (unknown packet fields or client "
-                         "history are not guessed): along a branch they multiply, under a branch they sum to 1")
     else:
         ctx.emit(rep.trace_frame(result), args)
-        lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {total}"]
-        if any(p.conditions for p in result.paths):
-            lines.append(
-                "note: probabilities are conditional on the listed assumptions (unknown packet fields or "
-                "client history are not guessed); each assumption's two sides sum to 1 separately"
-            )
+    lines = [f"walked: {', '.join(result.tables)} (from hook {result.hook}); total probability {total}"]
+    lines += [f"not walked: {x}" for x in result.not_walked]
+    if added:
+        jumps: dict[str, list[str]] = {}
+        for a in added:  # "-t filter -A INPUT ... -j TARGET"
+            w = a.split()
+            jumps.setdefault(f"{w[1]}/{w[3]}", []).append(w[-1])
+        lines.append(
+            "note: the input is kube-proxy's iptables-restore text, which lacks the jumps kube-proxy adds to the "
+            "built-in chains with iptables -I; assumed as kube-proxy adds them (rules shown as 'assumed'): "
+            + "; ".join(f"{c} -> {', '.join(t)}" for c, t in jumps.items())
+        )
+    if tree and any(isinstance(x, rep.TraceSplit) for x in rep.trace_tree(result)):
+        lines.append("note: each probability is given the branch above it (unknown packet fields or client "
+                     "history are not guessed): along a branch they multiply, under a branch they sum to 1")
+    elif not tree and any(p.conditions for p in result.paths):
+        lines.append(
+            "note: probabilities are conditional on the listed assumptions (unknown packet fields or "
+            "client history are not guessed); each assumption's two sides sum to 1 separately"
+        )
     lines += [f"note: {n}" for n in result.notes]
     lines += [f"warning: {w}" for w in result.warnings]
     ctx.remarks(lines, args)
@@ -168,7 +196,21 @@ def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     rs = _load(args)
     if args.service:
         info = kubeproxy.find_service(rs, args.service)
-        route = kubeproxy.service_route(info, chain=args.chain)
+        try:
+            route = kubeproxy.service_route(info, chain=args.chain)
+        except ModelError as exc:
+            if info.cluster_state == "routed" and not info.unmodelled:
+                raise
+            # present, in a state meshstat reports rather than models
+            ctx.emit(rep.endpoints_frame(info, chain=args.chain), args, columns=rep.ENDPOINTS_COLUMNS)
+            lines = [
+                f"{info.name} {info.protocol} {info.cluster_ip}:{info.port}: {info.cluster_state}"
+                + (f", external traffic {info.external_state}" if info.external_state else ""),
+                *(f"note: {n}" for n in info.notes),
+                f"note: no split to simulate: {exc}",
+            ]
+            _note(ctx, args, "\n".join(lines + [f"warning: {w}" for w in rs.warnings]))
+            return 0
         ctx.emit(rep.endpoints_frame(info, chain=args.chain), args, columns=rep.ENDPOINTS_COLUMNS)
         lines = [
             f"{info.name} {info.protocol} {info.cluster_ip}:{info.port} ({route.describe()[:200]})",

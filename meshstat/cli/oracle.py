@@ -139,28 +139,38 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
         raise InvalidArgument(
             f"service {svc.service} is {svc.protocol}; validate counts TCP connections only"
         )
-    addrs = [ep[1] for ep in svc.endpoints]
-    if len(set(addrs)) != len(addrs):
+    # one endpoint chain reached by two rules is one address; two chains with one address cannot be told apart
+    chains_of: dict[str, set[str]] = {}
+    for sep, addr, *_rest in svc.endpoints:
+        chains_of.setdefault(addr, set()).add(sep)
+    if any(len(c) > 1 for c in chains_of.values()):
         raise InvalidArgument("two endpoints share one address; their connections cannot be told apart")
+    addrs = list(chains_of)
     probs = [ep[2] for ep in svc.endpoints if ep[2] is not None]
     names = list(addrs)
     route_shares = None
+    fall = svc.fall_through
     # meshstat's loader is the model of record; the probabilities read above stand in when its backends
     # are not the endpoint addresses
     from meshstat.kubeproxy import load_service_route
 
     route = load_service_route(args.iptables, args.service)
-    by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
+    by_addr: dict[str | None, Fraction] = {}
+    for b, s in zip(route.backends(), route.exact_shares(), strict=True):
+        by_addr[b.address] = by_addr.get(b.address, Fraction(0)) + s
     if all(a in by_addr for a in addrs):
         route_shares = [by_addr[a] for a in addrs]
-        if svc.fall_through:
-            route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
+        # what no rule rewrote (a RETURN, no unconditional last rule) reaches the service address itself
+        rest = sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0))
+        if svc.fall_through or rest:
+            fall = True
+            route_shares.append(rest)
     if route_shares is None:
         stage = model.Cascade.from_probabilities(probs, fall_through=svc.fall_through)
         route_shares = list(stage.shares())
     listen = {a: a for a in addrs}
     fall_name = model.FALL_THROUGH
-    if svc.fall_through:
+    if fall:
         names.append(fall_name)
     listen[fall_name] = f"{svc.cluster_ip}:{svc.port}"  # a connection no rule rewrote arrives here
     n = args.n or 20_000
@@ -172,7 +182,7 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
         run = lab.connect(f"{svc.cluster_ip}:{svc.port}", n)
     got = run.counts()
     shares = list(route_shares)
-    if not svc.fall_through and got.get(fall_name, 0):
+    if not fall and got.get(fall_name, 0):
         names.append(fall_name)
         shares.append(Fraction(0))
     counts = [got.get(nm, 0) for nm in names]

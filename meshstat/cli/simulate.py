@@ -172,7 +172,10 @@ def _cmd_cascade(args: argparse.Namespace, ctx: Context) -> int:
         route = route_from_args(args)
         stage = route.root
         if not isinstance(stage, model.Cascade):
-            raise InvalidArgument("cascade needs --weights, --cascade or --kube-proxy-endpoints")
+            raise InvalidArgument(
+                f"{route.name}'s chain is not a statistic cascade ({route.describe()[:120]}): its exact split is "
+                "in 'meshstat services --iptables FILE --service NAME'"
+            )
         if args.cascade is not None:
             written = list(args.cascade)
         elif args.kube_proxy_endpoints is not None:

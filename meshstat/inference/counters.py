@@ -211,6 +211,11 @@ def check_counters(
         raise InvalidArgument(
             f"{ruleset.source}: service {info.name} has no {chain} endpoints in the listing"
         )
+    if not isinstance(stage, model.Cascade):
+        why = next((n for n in info.notes if "not kube-proxy's cascade" in n), "")
+        raise InvalidArgument(
+            f"{ruleset.source}: the counters check reads kube-proxy's statistic cascade; {why or chain_name}"
+        )
     fam = _family_of(ruleset, None)
     table = ruleset.tables[(fam, "nat")]
     ch = table.chains[chain_name]

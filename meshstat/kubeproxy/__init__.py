@@ -8,9 +8,15 @@
     :func:`services`, :func:`find_service`, :func:`load_service_route` and
     :func:`service_notes` (what the listing skipped) over a dump of either mode.
 :mod:`meshstat.kubeproxy.iptables`
-    The iptables-mode reader, and :func:`kube_proxy_iptables_save`, which writes
-    the nat table kube-proxy would hold; :func:`kube_proxy_node_iptables_save` writes one node's filter
-    and nat tables after its topology filtering (:class:`NodeServicePort`).
+    The iptables-mode reader (services, their states, chains of any shape read
+    with the tracer), and :func:`kube_proxy_iptables_save`, which writes the nat
+    table kube-proxy would hold; :func:`kube_proxy_node_iptables_save` writes one
+    node's filter and nat tables after its topology filtering
+    (:class:`NodeServicePort`).
+:mod:`meshstat.kubeproxy.iptables_filter`
+    kube-proxy's filter-table rules by service (REJECT, DROP, source ranges) and
+    :func:`~meshstat.kubeproxy.iptables_filter.add_kube_proxy_jumps`, the jumps
+    its ``iptables-restore`` text lacks.
 :mod:`meshstat.kubeproxy.nftables`
     The nftables-mode reader (``numgen`` splits).
 :mod:`meshstat.kubeproxy.ipvs`

@@ -1,10 +1,31 @@
 """kube-proxy's iptables mode: reading its services from a dump, and writing its nat table.
 
 The reader follows the layout of kubernetes ``pkg/proxy/iptables/proxier.go``
-(``KUBE-SERVICES`` -> ``KUBE-SVC-``/``KUBE-SVL-`` cascades of ``-m statistic
---mode random`` rules -> one ``KUBE-SEP-`` chain per endpoint with its DNAT);
-:func:`kube_proxy_iptables_save` writes that layout as ``iptables-save``
-prints it.
+(``syncProxyRules``, ``writeServiceToEndpointRules``): ``KUBE-SERVICES`` ->
+``KUBE-SVC-``/``KUBE-SVL-`` cascades of ``-m statistic --mode random`` rules ->
+one ``KUBE-SEP-`` chain per endpoint with its DNAT; ``KUBE-EXT-`` and
+``KUBE-FW-`` chains for external traffic and load-balancer source ranges.
+What kube-proxy does not route is in the filter table: a service without
+endpoints gets a REJECT rule (``"%s has no endpoints"``) in filter
+``KUBE-SERVICES`` and ``KUBE-EXTERNAL-SERVICES`` and no nat chain at all; one
+with ``internalTrafficPolicy: Local`` and no endpoint on this node a DROP rule
+(``"%s has no local endpoints"``) instead of its cluster IP rule; one with
+``externalTrafficPolicy: Local`` and none a DROP rule for its external
+addresses; load-balancer traffic from outside the source ranges is dropped
+by ``KUBE-PROXY-FIREWALL`` (``"%s traffic not accepted by KUBE-FW-..."``). Such
+services are listed with their state (:attr:`ServiceInfo.state`), as are the
+services of a partial sync whose chains the input jumps to without defining
+them, and chains no rule reaches any more.
+
+A service chain of kube-proxy's own shape (statistic rules and affinity rules
+jumping to distinct endpoint chains, the masquerade rule) is read directly as
+a :class:`meshstat.model.Cascade` (fast: a 10,000-service dump is read in
+seconds). Any other shape (a RETURN, two statistic matches in a rule,
+``--mode nth``, two rules to one endpoint chain, another target) is read by
+the packet tracer (:func:`meshstat.netfilter.split.chain_split`), the one
+interpretation of a chain meshstat has, or refused with the reason.
+:func:`kube_proxy_iptables_save` writes kube-proxy's layout as
+``iptables-save`` prints it.
 """
 
 from __future__ import annotations
@@ -14,29 +35,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshstat import model
-from meshstat.errors import InvalidArgument
+from meshstat.errors import InvalidArgument, ModelError
+from meshstat.kubeproxy.iptables_filter import filter_rules, fw_source_ranges, svc_from_comment
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_chain_hash
-from meshstat.netfilter.trace import _join
-from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset
+from meshstat.netfilter.split import chain_split
+from meshstat.netfilter.trace import Packet, _join
+from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset, Table
+from meshstat.parsers.netfilter.rules import missing_chains
 
 __all__ = ["NodeServicePort", "kube_proxy_iptables_save", "kube_proxy_node_iptables_save"]
-
-
-_SUFFIXES = (" cluster IP", " external IP", " loadbalancer IP", " has no endpoints", " has no local endpoints")
-
-
-def _svc_from_comment(c: str | None) -> tuple[str | None, str | None]:
-    """``"ns/svc:p cluster IP"`` -> ("ns/svc:p", "cluster IP")."""
-    if not c:
-        return None, None
-    for suf in _SUFFIXES:
-        if c.endswith(suf):
-            return c[: -len(suf)], suf.strip()
-    if " -> " in c:
-        return c.split(" -> ", 1)[0], "endpoint"
-    if "/" in c and " " not in c:
-        return c, None
-    return None, None
 
 
 def _first(rule: Rule, kind: str) -> Match | None:
@@ -66,42 +73,132 @@ class _IptablesServices:
 
     def __init__(self, rs: Ruleset, family: str) -> None:
         self.rs = rs
+        self.family = family
         self.nat = rs.tables.get((family, "nat"))
         self.filter = rs.tables.get((family, "filter"))
+        self.by_name = filter_rules(rs, family)
         if self.nat is None:
-            raise InvalidArgument(
-                f"{rs.source}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"
-            )
+            if not self.by_name:
+                raise InvalidArgument(
+                    f"{rs.source}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"
+                )
+            self.nat = Table(name="nat", family=family)  # filter only: services kube-proxy does not route
 
-    def chain_endpoints(self, chain: Chain) -> tuple[tuple[EndpointInfo, ...], Any, int | None, str | None]:
-        """Endpoints of a KUBE-SVC/SVL chain: (endpoints, Cascade, affinity seconds, service name)."""
+    # ------------------------------------------------------------- service chains
+
+    def mark_only(self, name: str) -> bool:
+        """Whether every rule of chain ``name`` only sets a mark: jumping there changes no split.
+
+        kube-proxy's own ``KUBE-MARK-MASQ`` counts where a listing or a paste lacks it
+        (a placeholder rule) or a partial input does not define it: it only ever sets
+        the masquerade mark (``proxier.go``). Memoised per ruleset.
+        """
+        memo = self.rs.cache.setdefault(f"kube-proxy-mark-only:{self.family}", {})
+        hit = memo.get(name)
+        if hit is None:
+            ch = self.nat.chains.get(name)
+            if self._unseen(name):
+                hit = name == "KUBE-MARK-MASQ"
+            else:
+                hit = all(r.target.kind == "mark" for r in ch.rules)  # type: ignore[union-attr]
+            memo[name] = hit
+        return hit
+
+    def _unseen(self, name: str) -> bool:
+        """A chain the input does not show (a listing's or paste's placeholder, or not defined): its rules
+        are kube-proxy's, as far as anything here can tell."""
+        ch = self.nat.chains.get(name)
+        return ch is None or all(
+            r.target.kind == "opaque" and str(r.target.value[0]).endswith("(not listed)") for r in ch.rules
+        )
+
+    def irregular(self, chain: Chain) -> str | None:
+        """Why ``chain`` is not of kube-proxy's own shape (None: it is, and is read as a cascade).
+
+        kube-proxy's shape: every rule is the masquerade jump (to a mark-only
+        chain, any matches), an affinity rule (``-m recent --rcheck|--update``)
+        or a cascade rule (at most one ``-m statistic --mode random``, nothing
+        else but comments) that jumps to an endpoint chain the dump defines,
+        each endpoint chain once.
+        """
+        seen: dict[str, int] = {}
+        for r in chain.rules:
+            t = r.target
+            sep = t.kind in ("jump", "goto") and t.value.startswith("KUBE-SEP-")
+            if not sep and t.kind == "jump" and self.mark_only(t.value):
+                continue
+            if not sep:
+                return f"line {r.line}: {t.text or t.kind} (not a jump to an endpoint chain)"
+            if self.sep(t.value)[0] is None and not self._unseen(t.value):
+                return f"line {r.line}: {t.value} has no DNAT rule"
+            rnd = rec = 0
+            for m in r.matches:
+                if m.kind == "always":
+                    continue
+                if m.kind == "random":
+                    rnd += 1
+                elif m.kind == "recent" and not m.negated and m.value["command"] in ("rcheck", "update"):
+                    rec += 1
+                else:
+                    return f"line {r.line}: {m.text} on an endpoint rule"
+            if rec:
+                if rnd or rec > 1:
+                    return f"line {r.line}: an affinity rule with other conditions"
+                continue
+            if rnd > 1:
+                return f"line {r.line}: {rnd} statistic matches in one rule"
+            if t.value in seen:
+                return f"lines {seen[t.value]} and {r.line} both jump to {t.value}"
+            seen[t.value] = r.line
+            if not rnd:
+                return None  # unconditional: what follows is never reached
+        return None
+
+    def chain_endpoints(
+        self, chain: Chain, packet: tuple[str | None, int | None, str | None] = (None, None, None)
+    ) -> tuple[tuple[EndpointInfo, ...], Any, int | None, str | None, tuple[str, ...], str | None]:
+        """Endpoints of a KUBE-SVC/SVL chain.
+
+        Returns (endpoints, stage, affinity seconds, service name, notes,
+        unmodelled reason). ``packet`` is the (cluster IP, port, protocol) the
+        tracer enters the chain with when the chain is not of kube-proxy's shape.
+        """
+        affinity: int | None = None
+        name: str | None = None
+        for r in chain.rules:
+            if name is None:
+                name = svc_from_comment(r.comment)[0]
+            rec = _first(r, "recent")
+            if rec is not None and rec.value["command"] in ("rcheck", "update") and rec.value["seconds"] is not None:
+                affinity = rec.value["seconds"] if affinity is None else affinity
+        why = self.irregular(chain)
+        if why is None:
+            eps, stage = self._cascade(chain, name)
+            return eps, stage, affinity, name, (), None
+        eps, stage, notes, unmodelled = self._traced(chain, name, packet, why)
+        return eps, stage, affinity, name, notes, unmodelled
+
+    def _cascade(self, chain: Chain, name: str | None) -> tuple[tuple[EndpointInfo, ...], Any]:
+        """The fast path: kube-proxy's cascade read from its thresholds."""
         ks: list[int] = []
         children: list[model.Backend] = []
         eps: list[tuple[str, str, int | None, int]] = []
-        affinity: int | None = None
-        name: str | None = None
         unconditional = False
         for r in chain.rules:
             t = r.target
-            if name is None:
-                name = _svc_from_comment(r.comment)[0]
-            if t.kind not in ("jump", "goto") or not t.value.startswith("KUBE-SEP-"):
-                continue
-            rec = _first(r, "recent")
-            if rec is not None:
-                if rec.value["command"] in ("rcheck", "update"):
-                    affinity = rec.value["seconds"] if rec.value["seconds"] is not None else affinity
-                continue
+            if not t.value.startswith("KUBE-SEP-") or _first(r, "recent") is not None:
+                continue  # the masquerade jump (irregular() checked it marks only), affinity rules
             rnd = _first(r, "random")
-            addr = self.sep_address(t.value) or t.value
+            addr = self.sep(t.value)[0] or t.value
             if rnd is None:
                 eps.append((addr, t.value, None, r.line))
                 unconditional = True
                 break
-            eps.append((addr, t.value, rnd.value if not rnd.negated else (1 << 31) - rnd.value, r.line))
-            ks.append(rnd.value if not rnd.negated else (1 << 31) - rnd.value)
+            k = rnd.value if not rnd.negated else (1 << 31) - rnd.value
+            eps.append((addr, t.value, k, r.line))
+            ks.append(k)
         if not eps:
-            return (), None, affinity, name
+            return (), None
         names = [a for a, *_ in eps]
         for addr, sep, _k, line in eps:
             label = addr if names.count(addr) == 1 else f"{addr} ({sep})"
@@ -122,35 +219,62 @@ class _IptablesServices:
         shares = stage.shares() if len(ks) <= model.MAX_EXACT_RULES else (None,) * len(children)
         out = []
         for (addr, sep, k, line), share in zip(eps, shares, strict=False):
-            h = None
-            if name is not None and ":" in addr:
-                proto = self.sep_proto(sep)
-                if proto:
-                    h = sep == "KUBE-SEP-" + kube_chain_hash(name, proto, addr)
-            out.append(EndpointInfo(addr, sep, share, k, (), line, h))
-        return tuple(out), stage, affinity, name
+            out.append(EndpointInfo(addr, sep, share, k, (), line, self._sep_hash_ok(name, sep, addr)))
+        return tuple(out), stage
+
+    def _sep_hash_ok(self, name: str | None, sep: str | None, addr: str) -> bool | None:
+        if name is None or sep is None or ":" not in addr:
+            return None
+        proto = self.sep(sep)[1]
+        return sep == "KUBE-SEP-" + kube_chain_hash(name, proto, addr) if proto else None
+
+    def _traced(
+        self, chain: Chain, name: str | None, packet: tuple[str | None, int | None, str | None], why: str
+    ) -> tuple[tuple[EndpointInfo, ...], Any, tuple[str, ...], str | None]:
+        """The slow path: the chain as the tracer runs it: (endpoints, stage, notes, unmodelled reason)."""
+        ip, port, proto = packet
+        pkt = Packet(dst=ip if ip and "/" not in ip else "0.0.0.0", dport=port, proto=proto or "tcp")
+        prov = model.Provenance(self.rs.source, chain.rules[0].line if chain.rules else chain.line)
+        try:
+            res = chain_split(self.rs, chain.name, pkt)
+        except ModelError as exc:
+            return (), None, (f"chain {chain.name} is not kube-proxy's cascade ({why})",), str(exc)
+        eps = tuple(
+            EndpointInfo(o.name, o.chain, o.probability, None, (), o.lines[0] if o.lines else None,
+                         self._sep_hash_ok(name, o.chain, o.address) if o.address else None)
+            for o in res.outcomes
+        )  # fmt: skip
+        note = (
+            f"chain {chain.name} is not kube-proxy's cascade ({why}): its split is read as the kernel runs it "
+            "(the packet tracer)"
+        )
+        stage = None if res.deterministic else res.stage(provenance=prov)
+        return eps, stage, (note, *res.notes), res.deterministic
+
+    def sep(self, sep: str) -> tuple[str | None, str | None]:
+        """(``ip:port`` of the DNAT, its protocol) of an endpoint chain; (None, None) without one. Memoised."""
+        memo = self.rs.cache.setdefault(f"kube-proxy-sep:{self.family}", {})
+        hit = memo.get(sep)
+        if hit is None:
+            hit = (None, None)
+            ch = self.nat.chains.get(sep)
+            for r in ch.rules if ch is not None else ():
+                if r.target.kind == "dnat":
+                    addr, ports, text = r.target.value
+                    hit = (_join(addr, ports[0]) if addr and ports else text, _rule_dst_port_proto(r)[2])
+                    break
+            memo[sep] = hit
+        return hit
 
     def sep_address(self, sep: str) -> str | None:
-        ch = self.nat.chains.get(sep)
-        if ch is None:
-            return None
-        for r in ch.rules:
-            if r.target.kind == "dnat":
-                addr, ports, text = r.target.value
-                if addr and ports:
-                    return _join(addr, ports[0])
-                return text
-        return None
+        """``ip:port`` of an endpoint chain's DNAT."""
+        return self.sep(sep)[0]
 
     def sep_proto(self, sep: str) -> str | None:
-        ch = self.nat.chains.get(sep)
-        if ch is None:
-            return None
-        for r in ch.rules:
-            if r.target.kind == "dnat":
-                _ip, _port, proto = _rule_dst_port_proto(r)
-                return proto
-        return None
+        """The protocol of an endpoint chain's DNAT rule."""
+        return self.sep(sep)[1]
+
+    # ------------------------------------------------------------- one service
 
     def info(self, suffix: str, *, hint_name: str | None = None, hint_proto: str | None = None) -> ServiceInfo:
         nat = self.nat
@@ -164,19 +288,22 @@ class _IptablesServices:
         internal = None
         external_ips: list[str] = []
         node_ports: list[int] = []
+        reached = False
         for chain_name, is_local in (("KUBE-SVC-" + suffix, False), ("KUBE-SVL-" + suffix, True)):
             for r in nat.referrers.get(chain_name, ()):
+                reached = True
                 if r.chain == "KUBE-SERVICES":
                     ip, p, pr = _rule_dst_port_proto(r)
                     cluster_ip, port, proto = ip, p, pr
                     line = r.line
                     internal = "Local" if is_local else "Cluster"
-                    nm, _kind = _svc_from_comment(r.comment)
+                    nm, _kind = svc_from_comment(r.comment)
                     name = name or nm
         for tgt in (ext_name, fw_name):
             for r in nat.referrers.get(tgt, ()):
+                reached = True
                 ip, p, pr = _rule_dst_port_proto(r)
-                nm, _kind = _svc_from_comment(r.comment)
+                nm, _kind = svc_from_comment(r.comment)
                 name = name or nm
                 proto = proto or pr
                 if r.chain == "KUBE-SERVICES" and ip:
@@ -191,35 +318,66 @@ class _IptablesServices:
                 or (r.comment or "").startswith("pod traffic for")
                 for r in ext.rules
             ) else "Cluster"
+        if name is None:  # no comment on the way in: the chains' own comments
+            for ch in (svc, svl):
+                for r in ch.rules if ch is not None else ():
+                    name = svc_from_comment(r.comment)[0]
+                    if name:
+                        break
+                if name:
+                    break
+        filt = self.by_name.get(name, []) if name else []
+        state = None
+        notes: list[str] = []
+        for f in filt:
+            proto = proto or f.proto
+            if f.chain == "KUBE-SERVICES" and f.kind == "has no local endpoints":
+                state, internal = "dropped", "Local"
+                cluster_ip, port, line = cluster_ip or f.ip, port or f.port, line or f.line
+            elif f.chain == "KUBE-EXTERNAL-SERVICES" and f.kind == "has no local endpoints":
+                external = "Local"
+        if proto is None:
+            for ch in (svc, svl):
+                for r in ch.rules if ch is not None else ():
+                    if r.target.kind in ("jump", "goto") and r.target.value.startswith("KUBE-SEP-"):
+                        proto = self.sep_proto(r.target.value)
+                        if proto:
+                            break
+                if proto:
+                    break
+        proto = proto or hint_proto
+        packet = (cluster_ip, port, proto)
         eps: tuple[EndpointInfo, ...] = ()
         leps: tuple[EndpointInfo, ...] = ()
         stage = lstage = None
         affinity = None
+        unmodelled = None
         if svc is not None:
-            eps, stage, affinity, nm = self.chain_endpoints(svc)
+            eps, stage, affinity, nm, more, unmodelled = self.chain_endpoints(svc, packet)
             name = name or nm
+            notes += more
         if svl is not None:
-            leps, lstage, aff2, nm = self.chain_endpoints(svl)
+            leps, lstage, aff2, nm, more, why = self.chain_endpoints(svl, packet)
             affinity = affinity if affinity is not None else aff2
             name = name or nm
-        if proto is None:
-            for e in (*eps, *leps):
-                if e.chain:
-                    proto = self.sep_proto(e.chain)
-                    if proto:
-                        break
-        proto = proto or hint_proto
+            notes += [n for n in more if n not in notes]
+            unmodelled = unmodelled or why
         hash_ok = None
         if name is not None and proto is not None:
             hash_ok = kube_chain_hash(name, proto) == suffix
-        if hash_ok and eps:
-            eps = tuple(
-                EndpointInfo(e.address, e.chain, e.share, e.threshold, e.slots, e.line,
-                             e.chain == "KUBE-SEP-" + kube_chain_hash(name, proto, e.address))  # fmt: skip
-                for e in eps
-            )
         if internal is None:
             internal = "Local" if svl is not None and svc is None else "Cluster"
+        if not reached and state is None:
+            state = "stale"
+            notes.append(
+                f"no rule reaches {(svc or svl).name}: a chain kube-proxy left behind (it deletes stale chains "  # type: ignore[union-attr]
+                "later in large clusters), not a service that receives traffic"
+            )
+        elif state == "dropped" and stage is not None:
+            notes.append(
+                "its cluster IP traffic is dropped (no local endpoint); this chain serves external traffic"
+            )
+        ext_state, ranges = self._external(name, fw_name, external_ips, node_ports)
         return ServiceInfo(
             name=name or ("KUBE-SVC-" + suffix),
             protocol=proto or "?",
@@ -240,7 +398,27 @@ class _IptablesServices:
             line=line,
             stage=stage,
             local_stage=lstage,
+            state=state,
+            external_state=ext_state,
+            source_ranges=ranges,
+            notes=tuple(notes),
+            unmodelled=unmodelled,
         )
+
+    def _external(
+        self, name: str | None, fw_name: str, external_ips: list[str], node_ports: list[int]
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """State of external traffic and the load-balancer source ranges (adds filter-only addresses)."""
+        state = "routed" if external_ips or node_ports or fw_name in self.nat.chains else None
+        for f in self.by_name.get(name, []) if name else []:
+            if f.chain != "KUBE-EXTERNAL-SERVICES":
+                continue
+            state = "dropped" if f.target == "drop" else "rejected"
+            if f.nodeport and f.port is not None and f.port not in node_ports:
+                node_ports.append(f.port)
+            elif f.ip and f"{f.ip}:{f.port}" not in external_ips:
+                external_ips.append(f"{f.ip}:{f.port}")
+        return state, fw_source_ranges(self.nat.chains.get(fw_name))
 
     def suffixes(self) -> list[str]:
         seen: dict[str, None] = {}
@@ -249,23 +427,82 @@ class _IptablesServices:
                 seen.setdefault(name[9:], None)
         return list(seen)
 
+    # ------------------------------------------------------------- services without chains here
+
     def rejected(self) -> list[ServiceInfo]:
-        """Services kube-proxy rejects in filter KUBE-SERVICES ("has no endpoints")."""
+        """Services kube-proxy does not route: only filter rules name them (REJECT or DROP)."""
         out = []
-        if self.filter is None:
-            return out
-        ch = self.filter.chains.get("KUBE-SERVICES")
-        for r in ch.rules if ch is not None else ():
-            nm, kind = _svc_from_comment(r.comment)
-            if kind == "has no endpoints" and r.target.kind in ("reject", "drop"):
+        for name, rules in self.by_name.items():
+            internal = [f for f in rules if f.chain == "KUBE-SERVICES"]
+            if not internal:
+                continue
+            f = internal[0]
+            rejected = f.kind == "has no endpoints"
+            ext: list[str] = []
+            nps: list[int] = []
+            ext_state, ranges = self._external(name, "", ext, nps)
+            out.append(
+                ServiceInfo(
+                    name=name, protocol=f.proto or "?", cluster_ip=f.ip, port=f.port, cluster_chain=None,
+                    local_chain=None, endpoints=(), rejected=rejected, source=self.rs.source, line=f.line,
+                    hash_ok=None, internal_policy=None if rejected else "Local",
+                    external_policy="Local" if ext_state == "dropped" else None,
+                    state="rejected" if rejected else "dropped", external_state=ext_state,
+                    external_ips=tuple(ext), node_ports=tuple(sorted(nps)), source_ranges=ranges,
+                    notes=(
+                        f"line {f.line}: kube-proxy {'rejects' if rejected else 'drops'} traffic to "
+                        f"{f.ip}:{f.port} ({f.kind})",
+                    ),
+                )  # fmt: skip
+            )
+        return out
+
+    def partial(self) -> list[ServiceInfo]:
+        """Services of a partial sync: kube-proxy's rules jump to their chains, which the input does not define."""
+        acc: dict[str, dict[str, Any]] = {}
+        for target in missing_chains(self.nat):
+            if not target.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-")):
+                continue
+            suffix = target.rsplit("-", 1)[1]
+            if "KUBE-SVC-" + suffix in self.nat.chains or "KUBE-SVL-" + suffix in self.nat.chains:
+                continue  # read with its chains
+            for r in self.nat.referrers.get(target, ()):
+                name, kind = svc_from_comment(r.comment)
                 ip, p, pr = _rule_dst_port_proto(r)
-                out.append(
-                    ServiceInfo(
-                        name=nm, protocol=pr or "?", cluster_ip=ip, port=p, cluster_chain=None,
-                        local_chain=None, endpoints=(), rejected=True, source=self.rs.source, line=r.line,
-                        hash_ok=None,
-                    )  # fmt: skip
-                )
+                a = acc.setdefault(name or target, {
+                    "proto": None, "ip": None, "port": None, "svc": None, "svl": None, "ext": [], "np": [],
+                    "line": r.line, "miss": [],
+                })  # fmt: skip
+                a["proto"] = a["proto"] or pr
+                a["miss"].append(target)
+                if r.chain == "KUBE-SERVICES" and kind == "cluster IP":
+                    a["ip"], a["port"], a["line"] = ip, p, r.line
+                elif r.chain == "KUBE-SERVICES" and ip:
+                    a["ext"].append(f"{ip}:{p}")
+                elif r.chain == "KUBE-NODEPORTS" and p is not None:
+                    a["np"].append(p)
+                if target.startswith("KUBE-SVC-"):
+                    a["svc"] = target
+                elif target.startswith("KUBE-SVL-"):
+                    a["svl"] = target
+        out = []
+        for name, a in acc.items():
+            missing = ", ".join(dict.fromkeys(a["miss"]))
+            out.append(
+                ServiceInfo(
+                    name=name, protocol=a["proto"] or "?", cluster_ip=a["ip"], port=a["port"],
+                    cluster_chain=a["svc"] or ("KUBE-SVC-" + a["miss"][0].rsplit("-", 1)[1]),
+                    local_chain=a["svl"], endpoints=(), internal_policy="Local" if a["svl"] else "Cluster",
+                    external_ips=tuple(a["ext"]), node_ports=tuple(sorted(set(a["np"]))),
+                    source=self.rs.source, line=a["line"], hash_ok=None,
+                    state="partial" if a["ip"] is not None else None,
+                    external_state="partial" if a["ext"] or a["np"] else None,
+                    notes=(
+                        f"{missing} not in this input: kube-proxy's partial sync writes only the chains that "
+                        "changed; an earlier sync defined them",
+                    ),
+                )  # fmt: skip
+            )
         return out
 
 

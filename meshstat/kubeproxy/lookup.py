@@ -45,7 +45,11 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
         try:
             infos = [reader.info(s) for s in reader.suffixes()]
             known = {i.name for i in infos}
+            # present in a state other than "routed": only filter rules name them (no endpoints, no
+            # local endpoints), or a partial sync jumps to chains it does not define
             infos += [i for i in reader.rejected() if i.name not in known]
+            known |= {i.name for i in infos}
+            infos += [i for i in reader.partial() if i.name not in known]
             if rs.rule_count > FREEZE_RULES:
                 gc.freeze()  # acyclic, freed by reference counting (see parse_iptables)
         finally:
@@ -60,6 +64,10 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
             by_name.setdefault(i.name.split(":", 1)[0], []).append(i)
         if i.cluster_ip is not None and i.port is not None:
             by_addr[(i.cluster_ip, i.port, i.protocol)] = i
+        for ext in i.external_ips:  # an external or load-balancer IP:port finds its service too
+            ip, _, port = ext.rpartition(":")
+            if port.isdigit():
+                by_addr.setdefault((ip.strip("[]"), int(port), i.protocol), i)
     idx = {"list": infos, "name": by_name, "addr": by_addr, "notes": notes}
     rs.cache[key] = idx
     return idx
@@ -112,13 +120,14 @@ def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -
             hit = idx["addr"].get((ip, int(port), proto))
             if hit is not None:
                 return hit
-        raise InvalidArgument(f"{ruleset.source}: no service with cluster IP {want} in the dump")
-    if ruleset.dialect == "iptables":
-        nat = ruleset.tables.get((fam, "nat"))
-        if nat is None:
-            raise InvalidArgument(
-                f"{ruleset.source}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"
-            )
+        by_np = sorted({i.name for i in idx["list"] if int(port) in i.node_ports})
+        hint = (
+            f"; port {port} is the node port of {', '.join(by_np)} (on any of the node's addresses): name it"
+            if by_np else ""
+        )
+        raise InvalidArgument(f"{ruleset.source}: no service with cluster IP or external IP {want} in the dump{hint}")
+    nat = ruleset.tables.get((fam, "nat")) if ruleset.dialect == "iptables" else None
+    if nat is not None:
         reader = _IptablesServices(ruleset, fam)
         for proto in ([proto_hint] if proto_hint else ["tcp", "udp", "sctp"]):
             suffix = kube_chain_hash(want, proto)

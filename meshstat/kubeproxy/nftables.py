@@ -248,15 +248,20 @@ def _chain_service(
             ext_ips.append(f"{_element_addr(el)}:{_element_port(el, 2, rs.source)}")
         elif len(el.key) == 2:
             node_ports.append(_element_port(el, 1, rs.source))
-    dropped = False
+    state = None
     if cluster_ip is None:
         # internalTrafficPolicy Local without local endpoints: the cluster IP is in no-endpoint-services (drop)
         for el in _no_endpoint_elements(t, name, proto):
             if len(el.key) == 3 and _is_cluster_ip(t, el):
                 cluster_ip, port, line = _element_addr(el), _element_port(el, 2, rs.source), el.line
                 internal = "Local"
-                dropped = _verdict_effect(t, el.data) == "drop"
+                state = _STATE_OF_EFFECT.get(_verdict_effect(t, el.data) or "")
                 break
+    ext_effects = {
+        _verdict_effect(t, el.data)
+        for m, el in _no_endpoint_external(t, name, proto)
+        if not (m == "no-endpoint-services" and _element_addr(el) == cluster_ip)
+    } - {None}
     external = None
     ext = t.chains.get(names.get("external", ""))
     if ext is not None:
@@ -292,9 +297,33 @@ def _chain_service(
         endpoints=infos["service"][1], local_endpoints=infos["local"][1],
         affinity_timeout=affinity, internal_policy=internal or "Cluster",
         external_policy=external, external_ips=tuple(ext_ips), node_ports=tuple(sorted(node_ports)),
-        hash_ok=hash_ok, dialect="nft", source=rs.source, line=line, dropped=dropped,
+        hash_ok=hash_ok, dialect="nft", source=rs.source, line=line, state=state,
+        external_state=_external_state(ext_effects, bool(ext_ips or node_ports)),
         stage=infos["service"][0], local_stage=infos["local"][0],
     )  # fmt: skip
+
+
+_STATE_OF_EFFECT = {"drop": "dropped", "reject": "rejected"}
+
+
+def _external_state(effects: set[str | None], routed: bool) -> str | None:
+    """:attr:`ServiceInfo.external_state` from the verdicts of a service's external no-endpoint elements."""
+    if effects:
+        return "rejected" if "reject" in effects else "dropped"
+    return "routed" if routed else None
+
+
+def _no_endpoint_external(t: Table, name: str, proto: str) -> list[tuple[str, NftElement]]:
+    """A service's elements in both no-endpoint maps (addresses with their port, node ports)."""
+    out = []
+    for map_name in _NO_ENDPOINT_MAPS:
+        s = t.sets.get(map_name)
+        if s is None:
+            continue
+        i, n = (1, 3) if map_name == "no-endpoint-services" else (0, 2)
+        out += [(map_name, el) for el in s.elements
+                if el.comment == name and len(el.key) == n and _element_proto(el, i) == proto]  # fmt: skip
+    return out
 
 
 def _no_endpoint_elements(t: Table, name: str, proto: str | None = None) -> list[NftElement]:
@@ -347,7 +376,10 @@ def _no_endpoint_services(rs: Ruleset, t: Table, known: list[ServiceInfo]) -> li
                 cluster_chain=None, local_chain=None, endpoints=(),
                 internal_policy="Cluster" if rejected else "Local",
                 external_ips=tuple(ext_ips), node_ports=tuple(node_ports),
-                rejected=rejected, dropped=not rejected, dialect="nft", source=rs.source, line=first.line,
+                rejected=rejected, state="rejected" if rejected else "dropped",
+                external_state=_external_state({_verdict_effect(t, el.data) for _m, el in els
+                                                if el is not cluster} - {None}, False),
+                dialect="nft", source=rs.source, line=first.line,
             )  # fmt: skip
         )
     return out

@@ -88,9 +88,30 @@ class ServiceInfo:
         Whether the chain name equals kube-proxy's hash of ``name`` and protocol.
     rejected : bool
         No endpoints: kube-proxy rejects the traffic.
-    dropped : bool
-        Traffic to the cluster IP is dropped: ``internalTrafficPolicy: Local``
-        and no endpoint on this node (the service may have endpoints elsewhere).
+    state : str or None
+        What kube-proxy does with traffic to the cluster IP, where the dump says
+        more than "routed to the endpoints", in either mode: ``"rejected"`` (no
+        endpoints: a REJECT rule in filter; nftables mode: a ``reject``
+        verdict in ``no-endpoint-services``), ``"dropped"``
+        (``internalTrafficPolicy: Local`` and no endpoint on this node: a DROP
+        rule in filter; nftables mode: a ``drop`` verdict), ``"partial"`` (the
+        input jumps to the service's chain without defining it: a kube-proxy
+        partial sync), ``"stale"`` (the chain exists but no rule reaches it),
+        ``"no cluster IP rule"``. ``None``: routed (or ``rejected`` says it).
+    external_state : str or None
+        The same for external traffic (external IPs, load-balancer IPs, node
+        ports): ``"routed"``, ``"dropped"`` (``externalTrafficPolicy: Local``
+        and no endpoint on this node), ``"rejected"``; None without any.
+    source_ranges : tuple of str
+        ``loadBalancerSourceRanges`` (the ``KUBE-FW-`` chain's ``-s`` ranges):
+        other sources are dropped by ``KUBE-PROXY-FIREWALL``.
+    notes : tuple of str
+        How the chain was read (a shape other than kube-proxy's cascade, two
+        rules to one endpoint, session affinity) and what the dump leaves open.
+    unmodelled : str or None
+        Why this service's split cannot be a model of independent random
+        choices (``--mode nth``, a split that depends on the packet, a chain
+        not in the input); :func:`service_route` refuses with it.
     """
 
     name: str
@@ -108,12 +129,16 @@ class ServiceInfo:
     node_ports: tuple[int, ...] = ()
     hash_ok: bool | None = None
     rejected: bool = False
-    dropped: bool = False
     dialect: str = "iptables"
     source: str = ""
     line: int | None = None
     stage: Any = field(default=None, repr=False, compare=False)
     local_stage: Any = field(default=None, repr=False, compare=False)
+    state: str | None = None
+    external_state: str | None = None
+    source_ranges: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    unmodelled: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -124,6 +149,11 @@ class ServiceInfo:
     def session_affinity(self) -> str:
         """``"ClientIP"`` or ``"None"`` (the Service API's words)."""
         return "ClientIP" if self.affinity_timeout is not None else "None"
+
+    @property
+    def cluster_state(self) -> str:
+        """:attr:`state`, or ``"rejected"`` / ``"routed"``."""
+        return self.state or ("rejected" if self.rejected else "routed")
 
 
 def _family_of(rs: Ruleset, family: str | None) -> str:
@@ -142,15 +172,32 @@ def service_route(info: ServiceInfo, *, chain: str = "cluster") -> model.Route:
         raise InvalidArgument(f"chain must be 'cluster' or 'local', got {chain!r}")
     stage = info.stage if chain == "cluster" else info.local_stage
     eps = info.endpoints if chain == "cluster" else info.local_endpoints
-    if info.rejected or stage is None or not eps:
-        which = "" if chain == "cluster" and not info.dropped else " local"
-        raise ModelError(
-            f"{info.source}: service {info.name} has no{which} endpoints"
-            + (" (kube-proxy rejects its traffic)" if info.rejected else "")
-            + (" (kube-proxy drops traffic to its cluster IP)" if info.dropped and not info.rejected else "")
-        )
-    notes = []
     chain_name = info.cluster_chain if chain == "cluster" else info.local_chain
+    where = f"{info.source}: service {info.name}"
+    if info.state == "partial" and chain_name is not None and not eps:
+        raise ModelError(
+            f"{where}: its chain {chain_name} is not in this input (a kube-proxy partial sync rewrites only the "
+            "chains that changed; read the full iptables-save of the node)"
+        )
+    if info.unmodelled and stage is None:
+        raise ModelError(f"{where}: {info.unmodelled}")
+    if info.rejected or stage is None or not eps:
+        if info.state == "dropped" and chain == "cluster" and stage is None:
+            raise ModelError(
+                f"{where} has internalTrafficPolicy Local and no endpoint on this node: kube-proxy drops its "
+                "cluster IP traffic"
+            )
+        if chain == "local" and info.local_chain is None:
+            raise ModelError(
+                f"{where} has no local-policy chain (KUBE-SVL-): neither traffic policy is Local, or no endpoint "
+                "is on this node"
+            )
+        which = "" if chain == "cluster" else " local"
+        raise ModelError(
+            f"{where} has no{which} endpoints"
+            + (" (kube-proxy rejects its traffic)" if info.rejected else "")
+        )
+    notes = list(info.notes)
     notes.append(
         f"chain {chain_name} ({'cluster' if chain == 'cluster' else 'local'} endpoints); "
         f"internalTrafficPolicy {info.internal_policy}"

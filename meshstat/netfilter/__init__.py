@@ -4,8 +4,15 @@
     :func:`load` reads ``iptables-save`` output, ``iptables -L`` listings,
     damaged pastes and ``nft`` rulesets (parsed by :mod:`meshstat.parsers`).
 :mod:`meshstat.netfilter.trace`
-    :func:`trace` walks one packet through a hook and lists every path with its
-    exact probability, the rules it passed and its verdict; :func:`nth_matches`.
+    :func:`trace` walks one packet through every table and hook it crosses and
+    lists every path with its exact probability, the rules it passed and its
+    verdict, and what it did not walk; :func:`nth_matches`.
+:mod:`meshstat.netfilter.hooks`
+    The base chains of each hook in the kernel's order, and the ways after the
+    routing decision.
+:mod:`meshstat.netfilter.split`
+    :func:`chain_split`: the exact split of one chain over its outcomes, read
+    with the tracer (:class:`ChainSplit`, a model stage).
 :mod:`meshstat.netfilter.numgen`
     The nft ``numgen random mod N`` stage (:class:`Numgen`) and the kernel's
     exact slot sizes in closed form for any modulus (:func:`numgen_range_count`).
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 from meshstat.netfilter.load import Ruleset, load, parse_iptables, parse_nft
 from meshstat.netfilter.numgen import Numgen, numgen_range_count, numgen_slot_counts
+from meshstat.netfilter.split import ChainSplit, ChainSplitResult, chain_split
 from meshstat.netfilter.trace import (
     MAX_DEPTH,
     MAX_PATHS,
@@ -35,6 +43,8 @@ from meshstat.netfilter.trace import (
 __all__ = [
     "MAX_DEPTH",
     "MAX_PATHS",
+    "ChainSplit",
+    "ChainSplitResult",
     "Condition",
     "Numgen",
     "Packet",
@@ -43,6 +53,7 @@ __all__ = [
     "TraceResult",
     "TraceStep",
     "Verdict",
+    "chain_split",
     "load",
     "nth_matches",
     "numgen_range_count",

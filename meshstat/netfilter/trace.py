@@ -1,9 +1,16 @@
 """Packet traces through netfilter rulesets, with exact probabilities.
 
-:func:`trace` walks one packet through the nat table (and mangle where
-``TPROXY`` is used) of a hook, following jumps, gotos and returns, and lists
+:func:`trace` walks one packet through every table and hook it crosses, in
+the kernel's order (raw, mangle, nat, filter, security; ``output`` then
+``postrouting``; ``prerouting`` then ``input``, or ``forward`` and
+``postrouting``, by the routing decision on the translated destination; see
+:mod:`meshstat.netfilter.hooks`), following jumps, gotos and returns, and lists
 every path with its exact probability (:class:`fractions.Fraction`), the rules
-it passed and its verdict. A ``-m statistic --mode random`` rule matches with
+it passed and its verdict. A mark a mangle rule sets is seen by the nat and
+filter rules after it; a DROP or REJECT in filter ends the path even after a
+DNAT. What the trace did not walk (a table the dump lacks, one the caller left
+out, a chain an ``iptables-restore --noflush`` input jumps to without defining
+it) is named in the result, never guessed. A ``-m statistic --mode random`` rule matches with
 probability exactly ``k / 2**31`` (``k`` the stored integer, kernel
 ``net/netfilter/xt_statistic.c: statistic_mt``); nft ``numgen random mod N``
 picks slot ``s`` with probability ``#{r : floor(r*N/2**32) = s} / 2**32``
@@ -26,15 +33,16 @@ private helpers.
 from __future__ import annotations
 
 import bisect
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
+from meshstat.netfilter import hooks
 from meshstat.netfilter.numgen import numgen_range_count
 from meshstat.parsers.netfilter import (
-    TABLE_PRIORITY,
     Chain,
     Match,
     Net,
@@ -93,6 +101,15 @@ class Packet:
     dst_local, src_local : bool, optional
         Whether the address is local to the host (``-m addrtype``,
         ``fib ... type local``); ``src_local`` defaults to true on ``output``.
+    local_addresses : tuple of str, optional
+        The host's local addresses or prefixes (``"10.244.1.0/24"``), the
+        complete list: the routing decision (``input`` or ``forward``, the
+        loopback return of a locally generated packet) and ``addrtype`` matches
+        on a translated address use it. Without it, ``dst_local`` answers for
+        the original destination (unknown: the trace splits on it where it
+        matters), ``127.0.0.0/8`` and ``::1`` are local, and a DNAT destination
+        is assumed not local (a pod reached through forwarding), which the
+        trace notes.
     """
 
     dst: str
@@ -108,6 +125,7 @@ class Packet:
     ctstate: str = "NEW"
     dst_local: bool | None = None
     src_local: bool | None = None
+    local_addresses: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -116,6 +134,15 @@ class Packet:
                 parse_cidr(self.src)
         except ValueError:
             raise InvalidArgument(f"expected an IP address, got {self.dst!r} / {self.src!r}") from None
+        if self.local_addresses is not None:
+            if isinstance(self.local_addresses, str):
+                raise InvalidArgument("local_addresses must be a sequence of addresses, not one string")
+            object.__setattr__(self, "local_addresses", tuple(self.local_addresses))
+            for a in self.local_addresses:
+                try:
+                    parse_cidr(a)
+                except ValueError:
+                    raise InvalidArgument(f"expected a local address or prefix, got {a!r}") from None
         for name in ("dport", "sport"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= 65535:
@@ -124,7 +151,12 @@ class Packet:
 
 @dataclass(frozen=True, slots=True)
 class TraceStep:
-    """A rule a path passed (it matched), or the policy at the end of a built-in chain."""
+    """A rule a path passed (it matched), or the policy at the end of a built-in chain.
+
+    ``line`` is ``None`` for a policy and ``0`` for a rule the caller added to
+    the dump as an assumption (kube-proxy's jumps from the built-in chains, which
+    its ``iptables-restore`` input does not carry); the label shows ``assumed``.
+    """
 
     table: str
     chain: str
@@ -134,7 +166,7 @@ class TraceStep:
 
     def label(self, with_table: bool = False) -> str:
         """``CHAIN:line`` (``table/CHAIN:line`` with ``with_table``)."""
-        where = f"{self.chain}:{self.line if self.line is not None else 'policy'}"
+        where = f"{self.chain}:{'policy' if self.line is None else self.line or 'assumed'}"
         return f"{self.table}/{where}" if with_table else where
 
 
@@ -155,10 +187,13 @@ class Verdict:
     """How a path ends.
 
     ``kind`` is ``"DNAT"``, ``"REDIRECT"``, ``"SNAT"``, ``"MASQUERADE"``,
-    ``"TPROXY"``, ``"CONTINUE"`` (no translation: the packet goes on to the next
-    hook unchanged), ``"ACCEPT"`` (the same, by an explicit ACCEPT), ``"DROP"``,
-    ``"REJECT"`` or ``"UNKNOWN"`` (an opaque target); ``target`` is
-    ``"ip:port"`` for DNAT, the port for REDIRECT and TPROXY.
+    ``"TPROXY"``, ``"CONTINUE"`` (no translation: the packet goes on
+    unchanged), ``"ACCEPT"`` (the same, by an explicit ACCEPT), ``"DROP"``,
+    ``"REJECT"`` or ``"UNKNOWN"`` (an opaque target, a chain not in the
+    input); ``target`` is ``"ip:port"`` for DNAT, the port for REDIRECT and
+    TPROXY. For a translation, ``detail`` names a source translation that
+    followed it (``"then MASQUERADE"``); for DROP and REJECT, the translation
+    that preceded it.
     """
 
     kind: str
@@ -166,17 +201,18 @@ class Verdict:
     detail: str = ""
 
     def __str__(self) -> str:
+        extra = f" ({self.detail})" if self.detail else ""
         if self.kind == "DNAT":
-            return f"DNAT to {self.target}"
+            return f"DNAT to {self.target}{extra}"
         if self.kind in ("REDIRECT", "TPROXY"):
-            return f"{self.kind} to port {self.target}"
+            return f"{self.kind} to port {self.target}{extra}"
         if self.kind in ("SNAT",):
             return f"SNAT to {self.target}"
         if self.kind == "CONTINUE":
             return "no NAT: falls through to the next hook"
         if self.kind == "UNKNOWN":
             return f"unknown ({self.detail})"
-        return self.kind + (f" {self.target}" if self.target else "")
+        return self.kind + (f" {self.target}" if self.target else "") + extra
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +249,12 @@ class TracePath:
 
 @dataclass(frozen=True, slots=True)
 class TraceResult:
-    """All paths of one packet through one hook.
+    """All paths of one packet through the hooks it crosses.
+
+    ``tables`` names the base chains some path walked (``"nat/OUTPUT"``), in
+    order; ``not_walked`` what the trace did not walk and why (a table the
+    dump lacks, one the caller left out, the hook's chains when the trace
+    started in a named chain).
 
     ``total`` is the sum of the path probabilities, read as a tree: at a random
     split the branches add up; where a path splits on an unknown (both outcomes
@@ -227,6 +268,7 @@ class TraceResult:
     paths: tuple[TracePath, ...]
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    not_walked: tuple[str, ...] = ()
 
     @property
     def total(self) -> Fraction:
@@ -268,10 +310,14 @@ def _tree_total(paths: list[TracePath], depth: int) -> Fraction:
     return total
 
 
+#: Targets that change nothing the tracer models (a rule with them needs no split on an unknown match).
+_NO_EFFECT = ("none", "ct", "log")
+
+
 class _State:
     __slots__ = (
-        "assume", "branches", "chain", "conditions", "ctmark", "ctstates", "dport", "dst", "frames", "idx",
-        "mark", "nat", "notes", "prob", "sets", "steps", "table", "verdict",
+        "assume", "branches", "chain", "conditions", "ctmark", "ctstates", "dport", "dst", "frames", "hook", "idx",
+        "loop", "mark", "nat", "notes", "plan", "prob", "sets", "snat", "steps", "table", "verdict",
     )  # fmt: skip
 
     def copy(self) -> _State:
@@ -294,6 +340,10 @@ class _State:
         s.branches = list(self.branches)
         s.table = self.table
         s.verdict = self.verdict
+        s.plan = self.plan
+        s.hook = self.hook
+        s.snat = self.snat
+        s.loop = self.loop
         return s
 
 
@@ -308,9 +358,48 @@ class _Tracer:
         self.node = 0
         self.src = parse_cidr(packet.src) if packet.src is not None else None
         self.proto = packet.proto.lower()
-        self.src_local = packet.src_local if packet.src_local is not None else (True if hook == "output" else None)
+        self.local_nets = (
+            None if packet.local_addresses is None else tuple(parse_cidr(a) for a in packet.local_addresses)
+        )
+        dst = parse_cidr(packet.dst)
+        self.orig_dst = (dst.version, dst.network)
+        src_local = packet.src_local
+        if src_local is None and self.src is not None and self.local_nets is not None:
+            src_local = self._is_local(self.src.version, self.src.network)
+        self.src_local = src_local if src_local is not None else (True if hook == "output" else None)
         self.notes: set[str] = set()
         self.finished = 0
+        #: base chains some path entered, in order ("table/CHAIN" -> None)
+        self.walked: dict[str, None] = {}
+        self.family = "ip" if dst.version == 4 else "ip6"
+        self.tables: tuple[str, ...] | None = None
+        self._way_cache: dict[str, tuple[tuple, tuple]] = {}
+        #: translated destinations assumed not local (no local addresses given)
+        self.assumed_remote: dict[tuple[int, int], None] = {}
+
+    def _is_local(self, version: int, addr: int) -> bool | None:
+        """Loopback, or in the caller's local addresses; None when the caller gave none."""
+        if _is_loopback((version, addr)):
+            return True
+        if self.local_nets is None:
+            return None
+        return any(n.contains(version, addr) for n in self.local_nets)
+
+    def dst_local(self, st: _State) -> bool | None:
+        """Whether the packet's current destination is a local address (None: unknown)."""
+        if st.nat is not None and st.nat.kind == "REDIRECT":
+            return True  # REDIRECT rewrites the destination to a local address
+        v, a = st.dst
+        known = self._is_local(v, a)
+        if known:
+            return True
+        if (v, a) == self.orig_dst:
+            if self.pkt.dst_local is not None:
+                return self.pkt.dst_local
+            return known  # False with a list of local addresses, None without
+        if known is None:
+            self.assumed_remote.setdefault((v, a), None)
+        return False
 
     # ----------------------------------------------------------------- matches
 
@@ -352,16 +441,19 @@ class _Tracer:
                 return self._opaque_like(st, m, rule, "source unknown")
             return self._unknown(st, "src", m.value[0], neg, f"source in {m.value[0].text}")
         if kind in ("in_if", "out_if"):
-            present = (kind == "out_if") == (self.hook == "output")
+            h = st.hook
+            present = h in ("prerouting", "input", "forward") if kind == "in_if" else h in (
+                "output", "postrouting", "forward"
+            )
             name = m.value
             if not present:  # no such device at this hook: only "+" matches
                 return (name == "+") != neg
-            known = self.pkt.out_if if kind == "out_if" else self.pkt.in_if
+            known = self.pkt.out_if if kind == "out_if" else ("lo" if st.loop else self.pkt.in_if)
             if known is not None:
                 return _if_match(name, known) != neg
             return self._unknown(st, kind, name, neg, f"{kind.replace('_', '-')} {name}")
         if kind in ("uid", "gid"):
-            if self.hook != "output":
+            if self.hook != "output" or st.hook not in ("output", "postrouting"):
                 return neg  # no local socket: xt_owner matches only inverted options
             known = self.pkt.uid if kind == "uid" else self.pkt.gid
             lo, hi = m.value
@@ -428,17 +520,24 @@ class _Tracer:
         a device named, only when that device holds it, else ``UNICAST``), and
         ``UNICAST`` for any other address (a subnet's broadcast address, which
         the packet cannot tell, is read as unicast). Whether an address is local
-        comes from the packet (``src_local``, true on ``output``; ``dst_local``,
-        true for ``127.0.0.0/8``); when unknown, the path splits on it.
+        comes from the packet: the source from ``src_local`` (true on
+        ``output``; else from ``local_addresses``), the current, possibly
+        translated, destination from :meth:`dst_local` (``dst_local`` for the
+        original one, ``local_addresses``, ``127.0.0.0/8`` and ``::1``, a
+        REDIRECT). When unknown, the path splits on "the address is local",
+        the same question the routing decision after DNAT asks (one key, so a
+        path answers it once).
         """
         side, types, iface = m.value if len(m.value) == 3 else (*m.value, None)
         neg = m.negated
         if side == "src":
             addr = (self.src.version, self.src.network) if self.src is not None else None
             local = self.src_local
+            key: tuple = ("addrtype", "src")
         else:
             addr = st.dst
-            local = self.pkt.dst_local
+            local = self.dst_local(st)
+            key = ("addrtype", "dst", st.dst)
         special = _special_type(addr) if addr is not None else None
         if special is not None:
             return (special in types) != neg
@@ -453,9 +552,10 @@ class _Tracer:
         word = "source" if side == "src" else "destination"
         if local is True and iface is None:
             return want_local != neg
+        if iface is not None:  # local on that device: a narrower question than local at all
+            key = (*key, iface)
         # the match holds when the address is local (LOCAL listed) or when it is not (UNICAST listed)
-        return self._unknown(st, ("addrtype", side, iface), "LOCAL", neg != want_unicast,
-                             f"{word} address type LOCAL{where}")
+        return self._unknown(st, key, _LOCAL, neg != want_unicast, f"{word} address type LOCAL{where}")
 
     def _opaque_like(self, st: _State, m: Match, rule: Rule, why: str) -> Any:
         key = ("opaque", rule.source, rule.line, m.text)
@@ -487,20 +587,25 @@ class _Tracer:
 
     # ----------------------------------------------------------------- walking
 
-    def run(self, tables: list[tuple[Table, Chain]], st: _State) -> list[_State]:
-        """Walk ``st`` through the base chains in order; returns finished states.
+    def run(self, st: _State) -> list[_State]:
+        """Walk ``st`` through its plan of base chains; returns finished states.
 
-        Work items are ``(state, table position, mode, payload)``: mode
-        ``"start"`` enters the next base chain, ``"walk"`` continues after the
-        current rule, ``"apply"`` applies ``payload`` (a Target) of the rule at
-        ``state.idx - 1`` first.
+        ``st.plan`` holds ``(Table, Chain, hook)`` entries and routing markers
+        (:data:`meshstat.netfilter.hooks.ROUTE`, :data:`~meshstat.netfilter.hooks.LOOPBACK`),
+        which are replaced by the chains of the way the packet takes when it
+        reaches them. Work items are ``(state, plan position, mode, payload)``:
+        mode ``"start"`` enters the base chain at that position, ``"walk"``
+        continues after the current rule, ``"apply"`` applies ``payload`` (a
+        Target) of the rule at ``state.idx - 1`` first.
         """
         done: list[_State] = []
         work: list[tuple[_State, int, str, Any]] = [(st, 0, "start", None)]
         while work:
             s, ti, mode, payload = work.pop()
             if mode == "start":
-                if ti >= len(tables):
+                while ti < len(s.plan) and isinstance(s.plan[ti], str):
+                    self._route(s, ti, work)
+                if ti >= len(s.plan):
                     done.append(s)
                     self.finished += 1
                     if self.finished > self.max_paths:
@@ -509,12 +614,13 @@ class _Tracer:
                             "(--src, --uid, --gid, --out-if) to narrow it"
                         )
                     continue
-                table, chain = tables[ti]
+                table, chain, hook = s.plan[ti]
                 s.table = (_table_key(self.rs, table), table.name)
                 s.chain = chain
+                s.hook = hook
                 s.idx = 0
                 s.frames = []
-                s.verdict = None
+                self.walked.setdefault(f"{table.name}/{chain.name}", None)
             ended = False
             if mode == "apply":
                 rule, target = payload
@@ -527,6 +633,61 @@ class _Tracer:
                 continue
             work.append((s, ti + 1, "start", None))
         return done
+
+    def _route(self, st: _State, ti: int, work: list) -> None:
+        """Replace the routing marker at ``st.plan[ti]`` by the chains the packet crosses next.
+
+        The destination decides (:meth:`dst_local`); when it is unknown and the
+        two ways differ in some rule, the state splits on it (labelled), the
+        other side queued as work.
+        """
+        marker = st.plan[ti]
+        local_way, other_way = self._ways(marker)
+        local = self.dst_local(st)
+        if st.nat is not None and st.nat.kind == "TPROXY":
+            local = True  # TPROXY delivers to a local socket (policy routing on its mark)
+        key = ("addrtype", "dst", st.dst)
+        if local is None:  # an earlier '-m addrtype --dst-type LOCAL' on this address may have said
+            local = _implied(key, _LOCAL, st.assume.get(key, ()))
+        if local is None:
+            if not (hooks.effective([(t, c) for t, c, _h in local_way])
+                    or hooks.effective([(t, c) for t, c, _h in other_way])):  # fmt: skip
+                local = False  # neither way has a rule: nothing to decide
+            else:
+                self.node += 1
+                other = st.copy()
+                label = f"destination {_addr_text(*st.dst)} is a local address"
+                _assume(st, key, _LOCAL, True, label, None, self.node)
+                _assume(other, key, _LOCAL, False, label, None, self.node)
+                other.plan = other.plan[:ti] + other_way + other.plan[ti + 1 :]
+                work.append((other, ti, "start", None))
+                local = True
+        way = local_way if local else other_way
+        st.plan = st.plan[:ti] + way + st.plan[ti + 1 :]
+        if marker == hooks.LOOPBACK and local:
+            st.loop = True
+            if self.rs.dialect == "iptables" or any(h == "prerouting" for _t, _c, h in way):
+                self.notes.add(
+                    "a locally generated packet to a local address comes back in through lo: PREROUTING and "
+                    "INPUT are walked again without the nat table (the connection's translation is set up)"
+                )
+
+    def _ways(self, marker: str) -> tuple[tuple, tuple]:
+        """The chains after ``marker`` for a local destination, and for any other."""
+        cache = self._way_cache.get(marker)
+        if cache is not None:
+            return cache
+
+        def chains(hook: str, skip_nat: bool = False) -> tuple:
+            found = hooks.base_chains(self.rs, hook, self.family, self.tables, skip_nat=skip_nat)
+            return tuple((t, c, hook) for t, c in found)
+
+        if marker == hooks.ROUTE:
+            out = (chains("input"), chains("forward") + chains("postrouting"))
+        else:  # LOOPBACK
+            out = (chains("prerouting", True) + chains("input", True), ())
+        self._way_cache[marker] = out
+        return out
 
     def _walk(self, st: _State, work: list, ti: int) -> None:
         """Advance ``st`` in its current table until the table ends for it; branches are queued."""
@@ -542,7 +703,7 @@ class _Tracer:
                 pol = chain.policy or "ACCEPT"
                 if pol.upper() == "DROP":
                     st.steps.append(TraceStep(tname, chain.name, None, "policy DROP"))
-                    st.verdict = Verdict("DROP", None, f"policy of {chain.name}")
+                    st.verdict = Verdict("DROP", None, f"policy of {tname}/{chain.name}")
                 return
             rule = rules[idx]
             st.idx = idx + 1
@@ -557,6 +718,14 @@ class _Tracer:
                     break
                 uncertain.append((m, r))
             if failed:
+                continue
+            if uncertain and rule.target.kind in _NO_EFFECT and not rule.sets_updated:
+                # matched or not, nothing the trace models changes: no split on it
+                what = ", ".join(r[3] if isinstance(r, tuple) else "a random draw" for _m, r in uncertain)
+                self.notes.add(
+                    f"line {rule.line}: not decided whether it matches ({what}); its target "
+                    f"({rule.target.text or 'none: it counts'}) changes nothing this trace models"
+                )
                 continue
             if uncertain:
                 matched_self = False
@@ -621,7 +790,16 @@ class _Tracer:
             st.steps.append(TraceStep(tname, chain.name, rule.line, t.text or "no target (counts only)", rule.text))
             return False
         if kind in ("jump", "goto"):
-            target = _table_obj(self.rs, st).chains[t.value]
+            target = _table_obj(self.rs, st).chains.get(t.value)
+            if target is None:  # iptables-restore --noflush input: defined by an earlier load
+                action = f"{kind} {t.value} (not in the input)"
+                st.steps.append(TraceStep(tname, chain.name, rule.line, action, rule.text))
+                st.verdict = Verdict(
+                    "UNKNOWN", t.value,
+                    f"chain {t.value} is not in this input (line {rule.line} jumps to it; an earlier load "
+                    "defined it)",
+                )  # fmt: skip
+                return True
             active = [c.name for c, _ in st.frames] + [chain.name]
             if target.name in active:
                 cycle = " -> ".join([*active[active.index(target.name):], target.name])
@@ -667,7 +845,8 @@ class _Tracer:
             return True
         if kind in ("drop", "reject"):
             st.steps.append(TraceStep(tname, chain.name, rule.line, kind.upper(), rule.text))
-            st.verdict = Verdict(kind.upper(), t.value if kind == "reject" else None)
+            after = f"after {st.nat}" if st.nat is not None and st.nat.kind not in ("ACCEPT",) else ""
+            st.verdict = Verdict(kind.upper(), t.value if kind == "reject" else None, after)
             return True
         if kind == "dnat":
             addr, ports, text = t.value
@@ -688,6 +867,10 @@ class _Tracer:
             port = str(st.dport) if ports is None else (str(ports[0]) if ports[0] == ports[1] else f"{ports[0]}-{ports[1]}")
             st.steps.append(TraceStep(tname, chain.name, rule.line, f"REDIRECT {port}", rule.text))
             self._set_nat(st, Verdict("REDIRECT", port))
+            if ports is not None:
+                st.dport = ports[0]
+            if st.hook == "output":  # nf_nat_redirect: a locally generated packet goes to loopback
+                st.dst = (4, 0x7F000001) if st.dst[0] == 4 else (6, 1)
             return True
         if kind in ("snat", "masquerade"):
             target = t.value[2] if kind == "snat" else None
@@ -810,10 +993,16 @@ class _Tracer:
     def _set_nat(self, st: _State, v: Verdict) -> None:
         if st.nat is None or st.nat.kind in ("ACCEPT",):
             st.nat = v
+        elif v.kind in ("SNAT", "MASQUERADE") and st.snat is None:
+            st.snat = v
         if v.kind in ("DNAT", "REDIRECT"):
             st.ctstates = st.ctstates | {"DNAT"}
         elif v.kind in ("SNAT", "MASQUERADE"):
             st.ctstates = st.ctstates | {"SNAT"}
+
+
+#: The question an address-type match and the routing decision ask of an address: is it local?
+_LOCAL = frozenset({"LOCAL"})
 
 
 def _special_type(addr: tuple[int, int]) -> str | None:
@@ -949,36 +1138,32 @@ def _build_dst_index(chain: Chain) -> tuple[dict, list[int], dict]:
     return exact, generic, {}
 
 
-def _hook_chains(rs: Ruleset, hook: str, family: str, tables: tuple[str, ...] | None) -> list[tuple[Table, Chain]]:
-    """Base chains of ``hook`` in priority order."""
-    out: list[tuple[int, Table, Chain]] = []
+def _addr_text(version: int, addr: int) -> str:
+    return str(ipaddress.IPv4Address(addr) if version == 4 else ipaddress.IPv6Address(addr))
+
+
+def _not_walked(rs: Ruleset, family: str, tables: tuple[str, ...] | None) -> list[str]:
+    """What a hook walk leaves out: tables the dump lacks, tables (nft: chain types) the caller excluded."""
     if rs.dialect == "iptables":
-        want = tables
-        if want is None:
-            want = ("nat",)
-            mangle = rs.tables.get((family, "mangle"))
-            if mangle is not None and any(
-                r.target.kind == "tproxy" for c in mangle.chains.values() for r in c.rules
-            ):
-                want = ("mangle", "nat")
-        for name in want:
-            t = rs.tables.get((family, name))
-            if t is None:
-                continue
-            c = t.chains.get(hook.upper())
-            if c is not None:
-                out.append((TABLE_PRIORITY.get(name, 0), t, c))
-    else:
-        types = tables if tables is not None else ("nat",)
-        fams = ("ip", "inet") if family == "ip" else ("ip6", "inet")
-        for (fam, _name), t in rs.tables.items():
-            if fam not in fams:
-                continue
-            for c in t.chains.values():
-                if c.hook == hook and (c.chain_type or "filter") in types:
-                    out.append((c.priority or 0, t, c))
-    out.sort(key=lambda x: x[0])
-    return [(t, c) for _, t, c in out]
+        present = [n for n in hooks.IPTABLES_TABLES if (family, n) in rs.tables]
+        absent = [n for n in hooks.IPTABLES_TABLES if n not in present]
+        out = []
+        if tables is not None:
+            excluded = [n for n in present if n not in tables]
+            if excluded:
+                out.append(f"tables {', '.join(excluded)} (left out by the tables asked for)")
+        if absent:
+            out.append(f"tables {', '.join(absent)} (not in the dump)")
+        return out
+    if tables is None:
+        return []
+    fams = ("ip", "inet") if family == "ip" else ("ip6", "inet")
+    left = sorted(
+        f"{t.family} {t.name}/{c.name} (type {c.chain_type or 'filter'})"
+        for (f, _n), t in rs.tables.items() if f in fams
+        for c in t.chains.values() if c.hook is not None and (c.chain_type or "filter") not in tables
+    )  # fmt: skip
+    return [f"base chains {', '.join(left)} (left out by the chain types asked for)"] if left else []
 
 
 def trace(
@@ -990,7 +1175,7 @@ def trace(
     chain: str | None = None,
     max_paths: int = MAX_PATHS,
 ) -> TraceResult:
-    """Every path of ``packet`` through ``hook``, with exact probabilities.
+    """Every path of ``packet`` through the tables and hooks it crosses, with exact probabilities.
 
     Parameters
     ----------
@@ -999,16 +1184,21 @@ def trace(
     packet : Packet
         The first packet of a connection.
     hook : {"output", "prerouting"}
-        ``output`` for a locally generated packet, ``prerouting`` for one
-        arriving on an interface.
+        ``output`` for a locally generated packet (then ``postrouting``, and
+        ``prerouting``/``input`` again through loopback when its destination is
+        local), ``prerouting`` for one arriving on an interface (then ``input``
+        or ``forward`` and ``postrouting``, by its destination after DNAT:
+        see :attr:`Packet.local_addresses`).
     tables : iterable of str, optional
-        iptables tables to walk in priority order (default: ``nat``, preceded by
-        ``mangle`` when it contains ``TPROXY``); for nft, base-chain types
-        (default ``nat``).
+        iptables tables to walk (default: all the dump has, in the kernel's
+        order at every hook: raw, mangle, nat, filter, security); for nft,
+        base-chain types (default: all). What is left out is named in
+        :attr:`TraceResult.not_walked`.
     chain : str, optional
-        Start in this chain (of the first table given, default ``nat``)
-        instead of the hook's base chains, e.g. ``"KUBE-SERVICES"`` for a dump
-        that holds only kube-proxy's chains; falling off its end means no NAT.
+        Start in this chain (of the first table given, default ``nat``) and
+        walk only it, e.g. ``"KUBE-SERVICES"``; falling off its end means no
+        NAT. The hook's base chains are then not walked (said in
+        :attr:`TraceResult.not_walked`).
     max_paths : int
         Refuse traces with more paths (unknown fields multiply them).
 
@@ -1019,7 +1209,7 @@ def trace(
     Raises
     ------
     InvalidArgument
-        For an unknown hook, or a dump with no nat table / no base chain at the hook.
+        For an unknown hook, or a dump with no base chain at the hook.
     ModelError
         For a jump loop, chains nested deeper than :data:`MAX_DEPTH`, or too many paths.
     """
@@ -1028,7 +1218,13 @@ def trace(
         raise InvalidArgument(f"hook must be 'output' or 'prerouting', got {hook!r}")
     dst = parse_cidr(packet.dst)
     family = "ip" if dst.version == 4 else "ip6"
+    fam_name = "IPv4" if family == "ip" else "IPv6"
     tbl = tuple(tables) if tables is not None else None
+    if tbl is not None and ruleset.dialect == "iptables":
+        bad = [t for t in tbl if t not in hooks.IPTABLES_TABLES]
+        if bad:
+            raise InvalidArgument(f"unknown iptables table {bad[0]!r}: expected {', '.join(hooks.IPTABLES_TABLES)}")
+    not_walked: list[str] = []
     if chain is not None:
         chains = []
         for name in tbl or (("nat",) if ruleset.dialect == "iptables" else ()):
@@ -1041,19 +1237,33 @@ def trace(
             chains = [(t, t.chains[chain]) for (f, _n), t in ruleset.tables.items() if f in fams and chain in t.chains][:1]
         if not chains:
             raise InvalidArgument(f"{ruleset.source}: no chain {chain!r} in table {'/'.join(tbl or ('nat',))}")
-    else:
-        chains = _hook_chains(ruleset, hook, family, tbl)
-    if not chains:
-        if ruleset.dialect == "iptables" and tbl is None:
-            raise InvalidArgument(
-                f"{ruleset.source}: the dump has no nat table for {'IPv4' if family == 'ip' else 'IPv6'} "
-                "(expected a '*nat' block; iptables-save -t nat prints it)"
-            )
-        raise InvalidArgument(
-            f"{ruleset.source}: no {'/'.join(tbl or ('nat',))} base chain at hook {hook} "
-            f"for {'IPv4' if family == 'ip' else 'IPv6'}"
+        plan: tuple = ((chains[0][0], chains[0][1], hook),)
+        not_walked.append(
+            f"the base chains of hook {hook} and the hooks after it (the trace started in chain {chain} "
+            f"of table {chains[0][0].name} and walked only what it reaches)"
         )
+    else:
+        first = [(t, c, h) for h in hooks.plan(hook)[0] for t, c in hooks.base_chains(ruleset, h, family, tbl)]
+        if not first:
+            if ruleset.dialect == "iptables" and not any(f == family for f, _n in ruleset.tables):
+                raise InvalidArgument(
+                    f"{ruleset.source}: the dump has no table for {fam_name} "
+                    "(expected a '*nat' or '*filter' block; iptables-save prints them)"
+                )
+            raise InvalidArgument(
+                f"{ruleset.source}: no {'/'.join(tbl) if tbl else ''}{' ' if tbl else ''}base chain at hook {hook} "
+                f"for {fam_name}"
+            )
+        plan = tuple(first)
+        for seg in hooks.plan(hook)[1:]:
+            for h in seg:
+                if h in (hooks.ROUTE, hooks.LOOPBACK):
+                    plan += (h,)
+                else:
+                    plan += tuple((t, c, h) for t, c in hooks.base_chains(ruleset, h, family, tbl))
+        not_walked += _not_walked(ruleset, family, tbl)
     tr = _Tracer(ruleset, packet, hook, max_paths)
+    tr.tables = tbl
     st = _State.__new__(_State)
     st.prob = Fraction(1)
     st.frames = []
@@ -1073,10 +1283,16 @@ def trace(
     st.branches = []
     st.table = None
     st.verdict = None
-    done = tr.run(chains, st)
+    st.plan = plan
+    st.hook = hook
+    st.snat = None
+    st.loop = False
+    done = tr.run(st)
     paths = []
     for s in done:
         verdict = s.verdict or s.nat or Verdict("CONTINUE")
+        if s.verdict is None and s.snat is not None and verdict.kind in ("DNAT", "REDIRECT", "TPROXY"):
+            verdict = Verdict(verdict.kind, verdict.target, f"then {s.snat}")
         paths.append(
             TracePath(
                 probability=s.prob,
@@ -1089,14 +1305,23 @@ def trace(
             )
         )
     notes = sorted(tr.notes)
-    names = tuple(f"{t.name}/{c.name}" for t, c in chains)
+    if tr.assumed_remote:
+        shown = [_addr_text(*a) for a in list(tr.assumed_remote)[:5]]
+        more = len(tr.assumed_remote) - len(shown)
+        notes.append(
+            f"assumed: the DNAT destination{'s' if len(tr.assumed_remote) > 1 else ''} {', '.join(shown)}"
+            f"{f' and {more} more' if more > 0 else ''} "
+            f"{'are not local addresses' if len(tr.assumed_remote) > 1 else 'is not a local address'} of this host "
+            "(pods reached by forwarding); give the host's local addresses to decide otherwise"
+        )
     return TraceResult(
         packet=packet,
         hook=hook,
-        tables=names,
+        tables=tuple(tr.walked),
         paths=tuple(paths),
         notes=tuple(notes),
         warnings=tuple(str(w) for w in ruleset.warnings),
+        not_walked=tuple(not_walked),
     )
 
 

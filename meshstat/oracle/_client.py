@@ -18,11 +18,13 @@ before it connects (many clients from one process: ``-m recent`` affinity
 lists key on the source address).
 
 Output: one JSON line ``{"names": [...], "seq": [i, ...], "mixed": m,
-"errors": e, "elapsed": s, "timed_out": bool}``: ``seq[j]`` is the index in
+"errors": e, "error_kinds": {...}, "elapsed": s, "timed_out": bool}``
+(``error_kinds`` counts the failed connections by how they failed, only the
+kinds that occurred: ``refused`` (a RST or an ICMP port unreachable: a REJECT),
+``timeout`` (no answer: a DROP), ``unreachable`` (ICMP host or network
+unreachable), ``other``): ``seq[j]`` is the index in
 ``names`` of the backend that answered connection ``j``'s first request;
-``mixed`` counts connections whose requests were answered by more than one name;
-``error_kinds`` counts the failed connections by exception (``ConnectionRefusedError``
-for a reset or an ICMP port unreachable, ``TimeoutError`` for a dropped SYN).
+``mixed`` counts connections whose requests were answered by more than one name.
 With ``--sources-stdin`` it also has ``"src": [i, ...]``: the index in the
 source list of every completed connection (aligned with ``seq``).
 """
@@ -30,6 +32,7 @@ source list of every completed connection (aligned with ``seq``).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import socket
@@ -49,6 +52,16 @@ def _read_lines(s: socket.socket, want: int, buf: bytearray) -> list[bytes]:
     lines = bytes(buf).split(b"\n")
     del buf[:]
     return lines[:want]
+
+
+def _kind(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "unreachable"
+    return "other"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     seq: list[int] = []
     src_seq: list[int] = []
     mixed = errors = 0
-    error_kinds: dict[str, int] = {}
+    kinds = {"refused": 0, "timeout": 0, "unreachable": 0, "other": 0}
     request = b"x\n" * args.r
     start = time.monotonic()
     stop_at = start + args.deadline
@@ -107,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = _read_lines(s, args.r, buf)
         except OSError as exc:
             errors += 1
-            kind = type(exc).__name__
-            error_kinds[kind] = error_kinds.get(kind, 0) + 1
+            kinds[_kind(exc)] += 1
             s.close()
             if errors >= args.max_errors:
                 sys.stderr.write(f"_client: too many failed connections, last: {exc}\n")
@@ -131,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "seq": seq,
         "mixed": mixed,
         "errors": errors,
-        "error_kinds": error_kinds,
+        "error_kinds": {k: v for k, v in kinds.items() if v},
         "elapsed": time.monotonic() - start,
         "timed_out": timed_out,
     }

@@ -226,10 +226,6 @@ class ClientRun:
         Connections whose requests were answered by more than one backend.
     errors : int
         Connections that failed (refused, reset, timed out).
-    error_kinds : dict
-        Failed connections by exception name (``"ConnectionRefusedError"``:
-        refused by a reset or an ICMP port unreachable, as a ``reject`` rule
-        does; ``"TimeoutError"``: no answer, as a ``drop`` rule does).
     elapsed : float
         Seconds the client spent.
     timed_out : bool
@@ -239,6 +235,11 @@ class ClientRun:
     sources : list of str
         With ``connect(source_addresses=...)``: the source address of every
         completed connection (aligned with ``sequence``); empty otherwise.
+    error_kinds : dict
+        Failed connections by how they failed, only the kinds that occurred:
+        ``"refused"`` (a RST or an ICMP port unreachable: what a REJECT or nft
+        ``reject`` sends), ``"timeout"`` (no answer: a DROP), ``"unreachable"``
+        (ICMP host or network unreachable), ``"other"``.
     """
 
     names: list[str]
@@ -545,16 +546,32 @@ class NetnsLab:
             raise OracleError(f"nft refused the ruleset: {exc}") from None
 
     def ensure_jump(self, chain: str, target: str, side: str = "backend", table: str = "nat") -> bool:
-        """Insert ``-A chain -j target`` at the top of ``chain`` unless present; True if added."""
+        """Insert ``-A chain -j target`` at the top of ``chain`` unless it jumps there already; True if added.
+
+        Any rule of ``chain`` whose target is ``target`` counts (kube-proxy's carries a
+        comment): a second jump would send a packet that returns from ``target``
+        through it again.
+        """
         ipt = require_binary("iptables", package="iptables")
         if self._restore_name == "iptables-legacy-restore":
             ipt = require_binary("iptables-legacy", package="iptables")
-        try:
-            self.exec(side, [ipt, "-t", table, "-C", chain, "-j", target])
+        listed = self.exec(side, [ipt, "-t", table, "-S", chain])
+        if any(line.split()[-2:] == ["-j", target] for line in listed.splitlines() if line.startswith("-A ")):
             return False
-        except OracleError:
-            self.exec(side, [ipt, "-t", table, "-I", chain, "1", "-j", target])
-            return True
+        self.exec(side, [ipt, "-t", table, "-I", chain, "1", "-j", target])
+        return True
+
+    def no_icmp_rate_limit(self, side: str = "backend") -> None:
+        """Let every REJECT of ``side`` answer: lift the kernel's ICMP rate limit in its namespace.
+
+        A REJECT (iptables) or ``reject`` (nft) answers a TCP SYN with an ICMP
+        port unreachable, which the kernel rate-limits per peer and per host
+        (``net.ipv4.icmp_ratelimit``, ``icmp_msgs_per_sec``, for the types in
+        ``icmp_ratemask``; ``net/ipv4/icmp.c: icmpv4_xrlim_allow``): some
+        rejected connections of a burst would time out as if dropped. Both
+        limits are switched off for every type, in this namespace only.
+        """
+        self.exec(side, ["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_ratemask=0"])
 
     # ----------------------------------------------------------------- traffic
 

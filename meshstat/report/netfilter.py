@@ -299,7 +299,13 @@ SERVICES_COLUMNS = (
 
 
 def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
-    """One row per service port: name, protocol, cluster IP:port, endpoints, affinity, policies."""
+    """One row per service port: name, protocol, cluster IP:port, endpoints, affinity, policies, state.
+
+    ``state`` is what kube-proxy does with traffic to the cluster IP (``routed``,
+    ``rejected``, ``dropped``, ``partial``, ``stale``; see
+    :attr:`meshstat.kubeproxy.ServiceInfo.state`), ``external_state`` the same
+    for external traffic, ``source_ranges`` the load-balancer source ranges.
+    """
     import polars as pl
 
     rows: dict[str, list] = {
@@ -307,7 +313,7 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         for k in (
             "service", "protocol", "cluster_ip", "port", "endpoints", "local_endpoints", "affinity",
             "affinity_timeout_s", "internal_policy", "external_policy", "external", "node_ports",
-            "chain", "hash_ok", "endpoint_list",
+            "chain", "hash_ok", "endpoint_list", "state", "external_state", "source_ranges",
         )
     }  # fmt: skip
     for i in infos:
@@ -315,20 +321,21 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
         rows["protocol"].append(i.protocol)
         rows["cluster_ip"].append(i.cluster_ip)
         rows["port"].append(i.port)
-        rows["endpoints"].append(len(i.endpoints))
-        rows["local_endpoints"].append(len(i.local_endpoints))
+        # outcomes such as "(fall-through)" or "(dropped)" of a chain read by the tracer are not endpoints
+        rows["endpoints"].append(sum(1 for e in i.endpoints if not e.address.startswith("(")))
+        rows["local_endpoints"].append(sum(1 for e in i.local_endpoints if not e.address.startswith("(")))
         rows["affinity"].append(i.session_affinity)
         rows["affinity_timeout_s"].append(i.affinity_timeout)
-        rows["internal_policy"].append(
-            "(no endpoints: rejected)" if i.rejected
-            else "Local (no local endpoints: dropped)" if i.dropped else i.internal_policy
-        )  # fmt: skip
+        rows["internal_policy"].append(i.internal_policy if not i.rejected else "(no endpoints: rejected)")
         rows["external_policy"].append(i.external_policy)
         rows["external"].append(",".join(i.external_ips))
         rows["node_ports"].append(",".join(map(str, i.node_ports)))
         rows["chain"].append(i.cluster_chain or i.local_chain)
         rows["hash_ok"].append(i.hash_ok)
         rows["endpoint_list"].append(",".join(e.address for e in (i.endpoints or i.local_endpoints)))
+        rows["state"].append(i.cluster_state)
+        rows["external_state"].append(i.external_state)
+        rows["source_ranges"].append(",".join(i.source_ranges))
     return pl.DataFrame(
         rows,
         schema={
@@ -336,7 +343,7 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
             "endpoints": pl.Int64, "local_endpoints": pl.Int64, "affinity": pl.String,
             "affinity_timeout_s": pl.Int64, "internal_policy": pl.String, "external_policy": pl.String,
             "external": pl.String, "node_ports": pl.String, "chain": pl.String, "hash_ok": pl.Boolean,
-            "endpoint_list": pl.String,
+            "endpoint_list": pl.String, "state": pl.String, "external_state": pl.String, "source_ranges": pl.String,
         },
     )  # fmt: skip
 

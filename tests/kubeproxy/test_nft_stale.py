@@ -25,7 +25,7 @@ DATA = Path(__file__).parent.parent / "data" / "iptables"
 def _key(rs: nf.Ruleset) -> list:
     return [
         (i.name, i.protocol, i.cluster_ip, i.port, [(e.address, e.share) for e in i.endpoints], i.rejected,
-         i.dropped, i.internal_policy)
+         i.state, i.internal_policy)
         for i in kp.services(rs)
     ]  # fmt: skip
 
@@ -137,11 +137,12 @@ def test_services_without_chains_drop_or_reject() -> None:
     rs = nf.parse_nft(ITP_LOCAL, "itp.nft")
     infos = {i.name: i for i in kp.services(rs)}
     one, two = infos["ns1/svc1:p80"], infos["ns2/svc2:p80"]
-    assert (one.cluster_ip, one.port, one.dropped, one.rejected, one.internal_policy) == ("172.30.0.41", 80, True,
-                                                                                          False, "Local")  # fmt: skip
+    assert (one.cluster_ip, one.port, one.cluster_state, one.rejected, one.internal_policy) == (
+        "172.30.0.41", 80, "dropped", False, "Local")
+    assert (two.cluster_state, two.external_state) == ("rejected", "rejected")
     assert (two.cluster_ip, two.rejected, two.external_ips, two.node_ports) == ("172.30.0.42", True,
                                                                                 ("192.168.99.22:80",), (3001,))  # fmt: skip
-    with pytest.raises(ModelError, match="has no local endpoints \\(kube-proxy drops traffic to its cluster IP\\)"):
+    with pytest.raises(ModelError, match="internalTrafficPolicy Local and no endpoint on this node: kube-proxy"):
         kp.service_route(one)
 
 

@@ -172,11 +172,11 @@ def test_lookup_errors() -> None:
     rs = rs_of("kube-proxy-iptables-overall.iptables-save")
     with pytest.raises(InvalidArgument, match=r"service 'ns9/nope:p80' is not in the dump; services include"):
         kp.find_service(rs, "ns9/nope:p80")
-    with pytest.raises(InvalidArgument, match="no service with cluster IP 10.0.0.1:80"):
+    with pytest.raises(InvalidArgument, match="no service with cluster IP or external IP 10.0.0.1:80"):
         kp.find_service(rs, "10.0.0.1:80")
     with pytest.raises(ModelError, match="ns6/svc6:p80 has no endpoints \\(kube-proxy rejects its traffic\\)"):
         kp.load_service_route(rs, "ns6/svc6:p80")
-    with pytest.raises(ModelError, match="has no local endpoints"):
+    with pytest.raises(ModelError, match="has no local-policy chain"):
         kp.load_service_route(rs, "ns4/svc4:p80", chain="local")
     istio = rs_of("istio-cni-sidecar-basic.iptables-save")
     assert kp.services(istio) == []
@@ -219,8 +219,9 @@ def test_cli_services_table_and_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
          "meshstat: error: {f}:3: expected a probability in [0, 1] after --probability (got '2')"),
         (["services"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
          "meshstat: error: {f}: the dump has no nat table (expected a '*nat' block with kube-proxy's chains)"),
-        (["trace", "--dst", "10.0.0.1:80"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
-         "meshstat: error: {f}: the dump has no nat table for IPv4 (expected a '*nat' block; iptables-save -t nat prints it)"),
+        (["trace", "--dst", "[fd00::1]:80"], "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", 2,
+         "meshstat: error: {f}: the dump has no table for IPv6 (expected a '*nat' or '*filter' block; iptables-save "
+         "prints them)"),
         (["services", "--service", "ns/none:http"], None, 2,
          "meshstat: error: {f}: service 'ns/none:http' is not in the dump; services include ns1/svc1:p80, "
          "ns2/svc2:p80, ns3/svc3:p80, ns4/svc4:p80, ns5/svc5:p80"),

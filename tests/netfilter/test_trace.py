@@ -33,9 +33,14 @@ def test_seed_uid0_is_redirected_to_envoy() -> None:
     pkt = nf.Packet(dst="10.108.203.9", dport=9999, src="10.244.75.100", uid=0, gid=0, out_if="eth0")
     r = nf.trace(rs, pkt)
     assert verdicts(r) == [(1, "REDIRECT to port 15001")]
-    assert r.paths[0].path_string() == "OUTPUT:20 -> ISTIO_OUTPUT:39 -> ISTIO_REDIRECT:40"
+    # nat OUTPUT, then nat POSTROUTING (kube-proxy's masquerade chain returns: no mark)
+    assert r.paths[0].path_string() == (
+        "OUTPUT:20 -> ISTIO_OUTPUT:39 -> ISTIO_REDIRECT:40 -> POSTROUTING:22 -> KUBE-POSTROUTING:42"
+    )
     assert r.paths[0].conditions == ()
     assert r.total == 1
+    assert r.tables == ("nat/OUTPUT", "nat/POSTROUTING")
+    assert r.not_walked == ("tables raw, mangle, filter, security (not in the dump)",)
 
 
 def test_seed_uid1337_returns_and_is_split_50_50_by_kube_proxy() -> None:
@@ -48,9 +53,13 @@ def test_seed_uid1337_returns_and_is_split_50_50_by_kube_proxy() -> None:
     ]
     assert r.paths[0].path_string() == (
         "OUTPUT:20 -> ISTIO_OUTPUT:34 -> OUTPUT:21 -> KUBE-SERVICES:49 -> KUBE-SVC-PK4BNTKC2JYVE7B2:52 "
-        "-> KUBE-SEP-6OOOSB56IIMYCEYA:46"
+        "-> KUBE-SEP-6OOOSB56IIMYCEYA:46 -> POSTROUTING:22 -> KUBE-POSTROUTING:42"
     )
-    assert r.paths[1].path_string().endswith("KUBE-SVC-PK4BNTKC2JYVE7B2:53 -> KUBE-SEP-AM36T22CJQS6HCG4:48")
+    assert r.paths[1].path_string().endswith(
+        "KUBE-SVC-PK4BNTKC2JYVE7B2:53 -> KUBE-SEP-AM36T22CJQS6HCG4:48 -> POSTROUTING:22 -> KUBE-POSTROUTING:42"
+    )
+    assert any("assumed: the DNAT destinations 10.244.75.113, 10.244.75.115 are not local addresses" in n
+               for n in r.notes)
     assert [p.mark for p in r.paths] == [0, 0]  # pod source: no masquerade mark
     assert r.total == 1
     assert r.by_verdict() == {"DNAT to 10.244.75.113:80": Fraction(1, 2), "DNAT to 10.244.75.115:80": Fraction(1, 2)}
@@ -59,8 +68,16 @@ def test_seed_uid1337_returns_and_is_split_50_50_by_kube_proxy() -> None:
 def test_seed_host_source_is_marked_for_masquerade() -> None:
     rs = rs_of(SEED)
     r = nf.trace(rs, nf.Packet(dst="10.108.203.9", dport=9999, src="192.168.1.5", uid=1337, gid=1337, out_if="eth0"))
-    assert [p.mark for p in r.paths] == [0x4000, 0x4000]  # ! -s 10.244.0.0/16 -> KUBE-MARK-MASQ
+    # ! -s 10.244.0.0/16 -> KUBE-MARK-MASQ in nat OUTPUT; nat POSTROUTING clears the mark and masquerades
     assert "KUBE-SVC-PK4BNTKC2JYVE7B2:51 -> KUBE-MARK-MASQ:41 -> KUBE-SVC-PK4BNTKC2JYVE7B2:52" in r.paths[0].path_string()
+    assert [str(p.verdict) for p in r.paths] == [
+        "DNAT to 10.244.75.113:80 (then MASQUERADE)", "DNAT to 10.244.75.115:80 (then MASQUERADE)"
+    ]
+    assert [p.mark for p in r.paths] == [0, 0]
+    assert r.paths[0].path_string().endswith("POSTROUTING:22 -> KUBE-POSTROUTING:43 -> KUBE-POSTROUTING:44")
+    pkt = nf.Packet(dst="10.108.203.9", dport=9999, src="192.168.1.5", uid=1337, gid=1337, out_if="eth0")
+    only_nat_output = nf.trace(rs, pkt, chain="OUTPUT")
+    assert [p.mark for p in only_nat_output.paths] == [0x4000, 0x4000]
 
 
 def test_seed_inbound_port_80_goes_to_15006_but_15021_does_not() -> None:
@@ -108,11 +125,31 @@ def test_seed_via_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_istio_dns_capture() -> None:
     rs = rs_of("istio-cni-sidecar-dns.iptables-save")
-    r = nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=53, proto="udp", uid=0, gid=0, out_if="eth0", src="10.1.1.1"))
+    pkt = nf.Packet(dst="10.96.0.10", dport=53, sport=40000, proto="udp", uid=0, gid=0, out_if="eth0", src="10.1.1.1")
+    r = nf.trace(rs, pkt)
     assert verdicts(r) == [(1, "REDIRECT to port 15053")]
-    assert r.paths[0].path_string() == "OUTPUT:29 -> ISTIO_OUTPUT:45 -> ISTIO_OUTPUT_DNS:49"
-    r = nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=53, proto="udp", uid=1337, gid=1337, out_if="eth0", src="10.1.1.1"))
+    # raw OUTPUT, nat OUTPUT; the redirected query comes back in through lo: raw PREROUTING
+    assert r.paths[0].path_string(with_table=True) == (
+        "raw/OUTPUT:8 -> raw/ISTIO_OUTPUT_DNS:14 -> nat/OUTPUT:29 -> nat/ISTIO_OUTPUT:45 -> nat/ISTIO_OUTPUT_DNS:49 "
+        "-> raw/PREROUTING:7"
+    )
+    assert any("comes back in through lo" in n for n in r.notes)
+    # without the source port, the raw PREROUTING rule on lo ('--sport 53 -j CT --zone 1') is not decided,
+    # and needs not be: its target changes nothing a trace models
+    r = nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=53, proto="udp", uid=0, gid=0, out_if="eth0", src="10.1.1.1"))
+    assert verdicts(r) == [(1, "REDIRECT to port 15053")] and not r.paths[0].conditions
+    assert "line 9: not decided whether it matches (sport 53); its target (-j CT --zone 1) changes nothing" in (
+        " ".join(r.notes))
+    r = nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=53, proto="udp", uid=1337, gid=1337, out_if="eth0", src="10.1.1.1",
+                               dst_local=False))  # fmt: skip
     assert verdicts(r) == [(1, "no NAT: falls through to the next hook")]
+    # whether 10.96.0.10 is a local address decides whether raw PREROUTING sees the query again on lo
+    r = nf.trace(rs, nf.Packet(dst="10.96.0.10", dport=53, sport=40000, proto="udp", uid=1337, gid=1337,
+                               out_if="eth0", src="10.1.1.1"))  # fmt: skip
+    assert [(str(p.verdict), [str(c) for c in p.conditions]) for p in r.paths] == [
+        ("no NAT: falls through to the next hook", ["destination 10.96.0.10 is a local address: yes"]),
+        ("no NAT: falls through to the next hook", ["destination 10.96.0.10 is a local address: no"]),
+    ]
     r = nf.trace(rs, nf.Packet(dst="10.96.0.20", dport=8080, uid=0, gid=0, out_if="eth0", src="10.1.1.1"))
     assert verdicts(r) == [(1, "REDIRECT to port 15001")]
 
@@ -148,7 +185,7 @@ def test_istio_basic_golden_and_save_trace_alike() -> None:
 def test_istio_tproxy_walks_mangle_then_nat() -> None:
     rs = rs_of("istio-cni-sidecar-tproxy.iptables-save")
     r = nf.trace(rs, nf.Packet(dst="10.1.1.1", dport=8080, src="10.2.2.2", in_if="eth0"), hook="prerouting")
-    assert r.tables == ("mangle/PREROUTING", "nat/PREROUTING")
+    assert r.tables == ("mangle/PREROUTING", "nat/PREROUTING", "mangle/INPUT", "nat/INPUT")  # TPROXY: local
     assert verdicts(r) == [(1, "TPROXY to port 15006")]
     assert r.paths[0].mark == 0x539
     assert r.paths[0].path_string(with_table=True) == (
@@ -337,10 +374,17 @@ def test_goto_returns_to_the_caller_of_the_calling_chain() -> None:
 
 def test_policy_drop_and_errors() -> None:
     rs = nf.parse_iptables("*filter\n:OUTPUT DROP [0:0]\nCOMMIT\n", "f")
-    with pytest.raises(InvalidArgument, match="f: the dump has no nat table for IPv4"):
-        nf.trace(rs, nf.Packet(dst="1.1.1.1", dport=1))
+    r = nf.trace(rs, nf.Packet(dst="1.1.1.1", dport=1))  # a dump without nat: its filter table decides
+    assert verdicts(r) == [(1, "DROP (policy of filter/OUTPUT)")]
+    assert r.not_walked == ("tables raw, mangle, nat, security (not in the dump)",)
     r = nf.trace(rs, nf.Packet(dst="1.1.1.1", dport=1), tables=["filter"])
-    assert verdicts(r) == [(1, "DROP")]
+    assert verdicts(r) == [(1, "DROP (policy of filter/OUTPUT)")]
+    with pytest.raises(InvalidArgument, match="f: no nat base chain at hook output for IPv4"):
+        nf.trace(rs, nf.Packet(dst="1.1.1.1", dport=1), tables=["nat"])
+    with pytest.raises(InvalidArgument, match="f: the dump has no table for IPv6"):
+        nf.trace(rs, nf.Packet(dst="fd00::1", dport=1))
+    with pytest.raises(InvalidArgument, match="unknown iptables table 'nta'"):
+        nf.trace(rs, nf.Packet(dst="1.1.1.1", dport=1), tables=["nta"])
     with pytest.raises(InvalidArgument, match="hook"):
         nf.trace(rs, nf.Packet(dst="1.1.1.1"), hook="forward")
     with pytest.raises(InvalidArgument, match="IP address"):

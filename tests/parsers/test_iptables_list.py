@@ -209,10 +209,11 @@ HOOK_PACKETS = [
     ("output", nf.Packet(dst="127.0.0.1", dport=15000, uid=1337, out_if="lo")),
     ("output", nf.Packet(dst="10.244.75.112", dport=8080, uid=1337, out_if="lo")),
     ("output", nf.Packet(dst="10.244.75.112", dport=8080, src="127.0.0.6", uid=1337, out_if="lo")),
-    ("prerouting", nf.Packet(dst="10.244.75.112", dport=8080, in_if="eth0")),
-    ("prerouting", nf.Packet(dst="10.244.75.112", dport=15021, in_if="eth0")),
-    ("prerouting", nf.Packet(dst="10.244.75.112", dport=22, in_if="eth0")),
-    ("prerouting", nf.Packet(dst="10.244.75.112", dport=15020)),
+    # the pod's own address: local (routed to INPUT after PREROUTING)
+    ("prerouting", nf.Packet(dst="10.244.75.112", dport=8080, in_if="eth0", dst_local=True)),
+    ("prerouting", nf.Packet(dst="10.244.75.112", dport=15021, in_if="eth0", dst_local=True)),
+    ("prerouting", nf.Packet(dst="10.244.75.112", dport=22, in_if="eth0", dst_local=True)),
+    ("prerouting", nf.Packet(dst="10.244.75.112", dport=15020, dst_local=True)),
 ]
 
 

@@ -200,10 +200,18 @@ def test_overall_nft_traces() -> None:
     assert [(p.probability, str(p.verdict)) for p in r.paths] == [
         (Fraction(1, 2), "DNAT to 10.180.0.4:80"), (Fraction(1, 2), "DNAT to 10.180.0.5:80")
     ]
+    # every base chain at output and postrouting, in priority order
+    assert r.paths[0].path_string() == (
+        "filter-output-pre-dnat:78 -> nat-output:115 -> services:138 -> service-LAUZTJTB-ns4/svc4/tcp/p80:189 -> "
+        "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80:204 -> filter-output:95 -> filter-output:96 -> "
+        "nat-postrouting:120 -> masquerading:108"
+    )
+    r = nf.trace(rs, nf.Packet(dst="172.30.0.44", dport=80, src="10.0.0.5"), tables=("nat",))
     assert r.paths[0].path_string() == (
         "nat-output:115 -> services:138 -> service-LAUZTJTB-ns4/svc4/tcp/p80:189 -> "
-        "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80:204"
+        "endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80:204 -> nat-postrouting:120 -> masquerading:108"
     )
+    assert r.not_walked and "left out by the chain types asked for" in r.not_walked[0]
     # affinity: both outcomes, conditional on the client's history
     r = nf.trace(rs, nf.Packet(dst="172.30.0.45", dport=80, src="10.0.0.5"))
     assert {str(c) for p in r.paths for c in p.conditions} == {

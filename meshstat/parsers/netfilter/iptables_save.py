@@ -27,6 +27,13 @@ chains (``-j``/``-g``), ``RETURN``, ``ACCEPT``, ``DROP``, ``REJECT``, ``DNAT``,
 ``LOG``. Any other match or target is kept as *opaque* (its text and line) and
 reported in :attr:`Ruleset.warnings`; it is never dropped silently.
 
+A table block that declares no built-in chain is ``iptables-restore`` input
+(kube-proxy writes its chains so and loads them with ``--noflush``); its jumps
+may name chains an earlier load created (a partial sync rewrites only the
+chains that changed). Such jumps are kept, named in one warning, and listed by
+:func:`meshstat.parsers.netfilter.rules.missing_chains`; in a dump that declares its
+built-in chains (``iptables-save`` output) they are an error.
+
 ``--probability p`` is stored as the kernel's integer ``k = lround(p * 2**31)``
 (:func:`meshstat.model.probability_to_threshold`), never as the decimal.
 
@@ -283,7 +290,11 @@ class SaveParser:
                 raise ctx.error("COMMIT without an open table (expected '*table' first)", line)
             fam = self.family or self.header_family or ("ip6" if self.block_v6 else "ip")
             table.family = fam
-            resolve_jumps(table, self.pending, ctx)
+            # iptables-save declares every built-in chain; a block that declares none is
+            # iptables-restore input (kube-proxy's full and partial syncs, loaded with
+            # --noflush), which may jump to chains an earlier load created
+            restore_input = all(c.line is None for c in table.chains.values() if c.builtin)
+            resolve_jumps(table, self.pending, ctx, missing_ok=restore_input)
             key = (fam, table.name)
             if key in self.rs.tables:
                 raise ctx.error(

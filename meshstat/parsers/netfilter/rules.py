@@ -34,6 +34,7 @@ __all__ = [
     "OPTIONLESS_EXTENSIONS",
     "ParseContext",
     "build_rule",
+    "missing_chains",
     "nat_to",
     "parse_cidr",
     "port_range",
@@ -86,6 +87,8 @@ _PROTO_ALIASES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132"
 
 
 _NO_TARGET = Target("none", None, "")
+#: How many missing chain names the warning of :func:`resolve_jumps` prints (all are in :func:`missing_chains`).
+MISSING_SHOWN = 20
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -274,8 +277,13 @@ def _rule_line(rule: Rule) -> int:
     return rule.line
 
 
-def resolve_jumps(table: Table, rules: list[Rule], ctx: ParseContext) -> None:
+def resolve_jumps(table: Table, rules: list[Rule], ctx: ParseContext, *, missing_ok: bool = False) -> None:
     """Turn ``-j NAME`` into jumps to declared chains or extension targets.
+
+    With ``missing_ok`` (``iptables-restore --noflush`` input, which may jump to
+    chains an earlier load created: kube-proxy's partial syncs), a jump or goto
+    to a chain the text does not define is kept as such and named in one
+    warning; :func:`missing_chains` lists those names. Otherwise it is an error.
 
     ``rules`` are the rules of the general path, in line order. The fast path has
     already entered its rules in :attr:`Table.referrers` under their target's name
@@ -294,6 +302,7 @@ def resolve_jumps(table: Table, rules: list[Rule], ctx: ParseContext) -> None:
                 rules.append(r)
         rules.sort(key=_rule_line)
     touched: set[str] = set()
+    missing: dict[str, int] = {}
     for r in rules:
         t = r.target
         if t.kind == "jump?":
@@ -305,23 +314,42 @@ def resolve_jumps(table: Table, rules: list[Rule], ctx: ParseContext) -> None:
                 ctx.warn(f"unknown target '-j {name}' kept as opaque (its effect is not modelled)")
                 r.target = Target("opaque", (name, t.text), t.text)
                 continue
+            elif missing_ok:
+                r.target = Target("jump", name, t.text)
+                missing.setdefault(name, r.line)
             else:
                 ctx.line = r.line
                 raise ctx.error(f"chain '{name}' does not exist in table '{table.name}' (jump target)", r.text)
         elif t.kind == "goto" and t.value not in chains:
-            ctx.line = r.line
-            raise ctx.error(f"chain '{t.value}' does not exist in table '{table.name}' (goto target)", r.text)
+            if not missing_ok:
+                ctx.line = r.line
+                raise ctx.error(f"chain '{t.value}' does not exist in table '{table.name}' (goto target)", r.text)
+            missing.setdefault(t.value, r.line)
         if r.target.kind in ("jump", "goto"):
             name = r.target.value
             lst = refs.get(name)
             if lst is None:
                 refs[name] = [r]
-            else:
-                if lst[-1].line > r.line:
-                    touched.add(name)
-                lst.append(r)
+                continue
+            if lst[-1].line > r.line:
+                touched.add(name)
+            lst.append(r)
     for name in touched:
         refs[name].sort(key=_rule_line)
+    if missing:
+        names = sorted(missing, key=missing.__getitem__)
+        more, ctx.line = len(names) - MISSING_SHOWN, missing[names[0]]
+        shown = ", ".join(names[:MISSING_SHOWN]) + (f" and {more} more" if more > 0 else "")
+        ctx.warn(
+            f"table '{table.name}' jumps to {len(names)} chain{'s' if len(names) > 1 else ''} this input does not "
+            f"define: {shown} (iptables-restore --noflush input, as kube-proxy's partial sync writes it, uses "
+            "chains an earlier load created; a trace that reaches one ends as unknown)"
+        )
+
+
+def missing_chains(table: Table) -> list[str]:
+    """Chains that rules of ``table`` jump or go to but the input did not define (partial input)."""
+    return sorted(name for name in table.referrers if name not in table.chains)
 
 
 def _values(words: list[str], quoted: set[int] | None, j: int, n: int) -> int:

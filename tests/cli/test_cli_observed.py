@@ -11,7 +11,7 @@ import pytest
 from meshstat import cli
 from meshstat.inference import check_split
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 OBS = DATA / "observed"
 ENVOY = DATA / "envoy"
 COUNTS = json.loads((OBS / "envoy140-client-counts.json").read_text())
@@ -75,7 +75,7 @@ def test_prometheus_range_prints_per_window_verdicts() -> None:
         "v1,v2",
     )
     assert status == 0, err
-    assert "band95_low" in out
+    assert "95% BAND" in out and "VERDICT" in out
     assert "12 window(s) checked" in out
     assert "worst window 2024-06-01T12:09:00Z..12:10:00Z" in out
     doc = json.loads(
@@ -151,6 +151,7 @@ def test_canary_ramp() -> None:
         "5,10,20,50",
         "--step-duration",
         "3m",
+        "--wide",
     )
     assert status == 0, err
     assert "detectable_error_rate" in out
