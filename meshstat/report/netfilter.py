@@ -189,8 +189,8 @@ def _packet_label(result: TraceResult) -> str:
         ("in-if", "in_if")) if getattr(pkt, attr, None) is not None]  # fmt: skip
     if getattr(pkt, "mark", 0):
         known.append(f"mark {pkt.mark:#x}")
-    return f"{pkt.proto} to {dst}" + (f" ({', '.join(known)})" if known else "") + \
-        f", hook {result.hook}: {', '.join(result.tables)}"
+    # the tables walked are named in the "walked:" remark that follows the tree
+    return f"{pkt.proto} to {dst}" + (f" ({', '.join(known)})" if known else "") + f", from hook {result.hook}"
 
 
 def render_trace(result: TraceResult, *, verbose: bool = False, term: Terminal | None = None) -> str:
