@@ -40,7 +40,6 @@ pattern valid here may be rejected there (the spec leaves the dialect to the imp
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,6 +60,7 @@ from meshstat.parsers.gateway_api import (
     gateway_objects,
 )
 from meshstat.parsers.k8s import Diagnostic, RouteDestination
+from meshstat.parsers.regex import re2_full_match
 
 __all__ = [
     "GatewayBackend",
@@ -122,7 +122,7 @@ def _value_holds(kind: str, pattern: str, value: str | None) -> bool:
         return False
     if kind == "Exact":
         return value == pattern
-    return re.fullmatch(pattern, value) is not None
+    return re2_full_match(pattern, value)
 
 
 def match_holds(match: RouteMatch, path: str, headers: Mapping[str, str], method: str) -> bool:
@@ -144,7 +144,7 @@ def match_holds(match: RouteMatch, path: str, headers: Mapping[str, str], method
         elif kind == "Prefix":
             ok = bare.startswith(value)
         else:
-            ok = re.fullmatch(value, bare) is not None
+            ok = re2_full_match(value, bare)
         if not ok:
             return False
     if match.method is not None and method.upper() != match.method:
@@ -424,8 +424,6 @@ def httproute_split(
             notes.append("TLSRoute hostnames select by SNI: assumed to match the connection's SNI")
     else:
         chosen = next((e for e in order if e[2] is None or match_holds(e[2], path, hdrs, method)), None)
-    if any(m is not None and m.path is not None and m.path[0] == "RegularExpression" for _, _, m in order):
-        notes.append("a RegularExpression path is evaluated with Python's re (Envoy uses RE2)")
     if len(routes) > 1:
         tie = "creationTimestamp" if all(r.created for r in routes) else (
             "namespace/name, as the manifests give no creationTimestamp")

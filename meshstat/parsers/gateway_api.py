@@ -53,6 +53,7 @@ from meshstat.parsers.k8s import (
     _str_list,
     _str_map,
 )
+from meshstat.parsers.regex import re2_syntax_error
 
 __all__ = [
     "GATEWAY_GROUP",
@@ -516,13 +517,10 @@ def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple
 
 
 def _regex(ctx: _Ctx, obj: Any, key: str, value: str) -> None:
-    """Refuse a pattern that does not compile: the matcher evaluates it with Python's ``re`` (Envoy: RE2)."""
-    import re
-
-    try:
-        re.compile(value)
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise ctx.fail(f"expected a regular expression ({exc})", obj, key, value) from None
+    """Refuse a pattern RE2 does not compile: Envoy evaluates ``RegularExpression`` matches with RE2."""
+    problem = re2_syntax_error(value)
+    if problem is not None:
+        raise ctx.fail(f"expected an RE2 regular expression ({problem})", obj, key, value)
 
 
 def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, str, str], ...]:

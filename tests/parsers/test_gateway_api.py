@@ -184,9 +184,9 @@ BAD = [
      "fraction: {numerator: 3, denominator: 2}}}]", 8, "expected a mirror fraction with 0 <= numerator"),
     ("port 0", "backendRefs: [{name: a, port: 0}]", 8, "expected 'port' of backendRef to be in [1, 65535]"),
     ("bad regex", "matches: [{path: {type: RegularExpression, value: '/a('}}]", 8,
-     "expected a regular expression (missing ), unterminated subpattern"),
+     "expected an RE2 regular expression (missing ): /a()"),
     ("bad header regex", "matches: [{headers: [{name: a, type: RegularExpression, value: '*'}]}]", 8,
-     "expected a regular expression (nothing to repeat"),
+     "expected an RE2 regular expression (no argument for repetition operator: *)"),
     ("rules not a list", None, 7, "expected 'rules' of HTTPRoute spec to be a list"),
 ]
 
