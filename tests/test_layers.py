@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "kubeproxy": 6,
     "mesh": 6,
     "engine": 7,
+    "audit": 7,
     "inference": 8,
     "oracle": 9,
     "report": 10,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import meshstat.cli.audit as audit
 import meshstat.cli.inference as inference
 import meshstat.cli.mesh as mesh
 import meshstat.cli.netfilter as netfilter
@@ -22,7 +23,7 @@ from meshstat.cli.status import UsageError, _HelpExit
 __all__ = ["build_parser"]
 
 #: Command modules in the order their sub-commands appear in ``meshstat --help``.
-_COMMAND_MODULES = (simulate, netfilter, inference, mesh, oracle)
+_COMMAND_MODULES = (simulate, netfilter, inference, mesh, audit, oracle)
 
 
 class _Parser(argparse.ArgumentParser):
