@@ -102,6 +102,14 @@ def _clients(classes: list[ClientClass]) -> tuple[str, int]:
     return head + name_list(names, 3), n
 
 
+def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[Any]:
+    """``own`` and ``wild`` merged in file order (by identity: rules are compared by object, not value)."""
+    if not wild:
+        return own
+    seen = {id(x): x for x in [*own, *wild]}
+    return [seen[k] for k in sorted(seen, key=order.__getitem__)]
+
+
 def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     """The rows of every VirtualService-routed Service port (see the module docstring)."""
     mesh = ctx.mesh
@@ -121,13 +129,15 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         elif "*" in dr.host:
             wild_drs.append(dr)
     wild_vss = [vs for vs in m.virtual_services if any("*" in h for h in vs.hosts)]
+    vs_order = {id(v): i for i, v in enumerate(m.virtual_services)}
+    dr_order = {id(d): i for i, d in enumerate(m.destination_rules)}
     by_kind: dict[str, list[ClientClass]] = {}
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
     audited = 0
     for info, vss in hosts.values():
-        view = _HostView(mesh, [v for v in m.virtual_services if v in vss or v in wild_vss],
-                         [d for d in m.destination_rules if d in drs_by_host.get(info.fqdn, ()) or d in wild_drs])
+        view = _HostView(mesh, _in_order(vss, wild_vss, vs_order), _in_order(drs_by_host.get(info.fqdn, []),
+                                                                            wild_drs, dr_order))
         vs = vss[0]
         for sp in info.ports:
             dests = _configured(vs, mesh.port_protocol(sp))
