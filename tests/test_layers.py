@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "mesh": 6,
     "topology": 6,
     "engine": 7,
+    "audit": 7,
     "inference": 8,
     "oracle": 9,
     "report": 10,

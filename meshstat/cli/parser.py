@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import meshstat.cli.audit as audit
 import meshstat.cli.completion as completion
 import meshstat.cli.inference as inference
 import meshstat.cli.mesh as mesh
@@ -24,7 +25,7 @@ from meshstat.cli.status import UsageError, _HelpExit
 __all__ = ["build_parser"]
 
 #: Command modules in the order their sub-commands appear in ``meshstat --help``.
-_COMMAND_MODULES = (simulate, netfilter, inference, mesh, oracle)
+_COMMAND_MODULES = (simulate, netfilter, inference, mesh, audit, oracle)
 
 
 #: Values of ``-o`` that pick the output format, as kubectl's ``-o`` does; any other value is a file.

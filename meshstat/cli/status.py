@@ -36,6 +36,9 @@ class ExitStatus(IntEnum):
     ERROR = 1
     INVALID_INPUT = 2
     PARSE_ERROR = 3
+    #: ``audit`` found a (service, client group) whose effective split differs from the configured one:
+    #: the analysis succeeded and the answer is "the configuration does not hold" (for CI gates).
+    DIVERGES = 4
     CTRL_C = 130
 
 

@@ -159,8 +159,8 @@ def expanded_size(node: Any, limit: int) -> int:
     return size(node)
 
 
-def yaml_documents(text: str, source: str) -> list[Any]:
-    """Safe-load every document of ``text``, with bounded alias expansion."""
+def _python_documents(text: str, source: str) -> list[Any]:
+    """Safe-load every document of ``text`` with the pure-Python loader, with bounded alias expansion."""
     import yaml
 
     global _LOADER
@@ -182,30 +182,8 @@ def yaml_documents(text: str, source: str) -> list[Any]:
                     line=node.start_mark.line + 1,
                 )
             docs.append(loader.construct_document(node))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        col = mark.column + 1 if mark is not None else None
-        what = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
-        snippet = text.splitlines()[line - 1].strip() if line and line <= len(text.splitlines()) else None
-        raise ConfigParseError(
-            f"invalid YAML: {what} (expected a YAML/JSON Kubernetes manifest)",
-            source=source,
-            line=line,
-            column=col,
-            snippet=snippet or None,
-        ) from None
-    except yaml.reader.ReaderError as exc:
-        pos = exc.position if isinstance(exc.position, int) else 0
-        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
-        raise ConfigParseError(
-            f"invalid YAML: character #x{char:04x} is not allowed in YAML",
-            source=source,
-            line=text.count("\n", 0, pos) + 1,
-            column=pos - (text.rfind("\n", 0, pos) + 1) + 1,
-        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigParseError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
+        raise _yaml_error(exc, text, source) from None
     except RecursionError:
         mark = loader.get_mark() if loader is not None else None
         raise ConfigParseError(
@@ -217,3 +195,358 @@ def yaml_documents(text: str, source: str) -> list[Any]:
         if loader is not None:
             loader.dispose()
     return docs
+
+
+def _yaml_error(exc: Any, text: str, source: str) -> ConfigParseError:
+    """The one-line error of a PyYAML (or libyaml) exception, with file, line and column."""
+    import yaml
+
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        col = mark.column + 1 if mark is not None else None
+        what = " ".join(str(exc.problem or exc.context or "malformed YAML").split())
+        snippet = None
+        if line:
+            start = 0
+            for _ in range(line - 1):
+                start = text.find("\n", start) + 1
+                if start == 0:
+                    break
+            else:
+                end = text.find("\n", start)
+                row = text[start:end if end >= 0 else len(text)]
+                snippet = row.strip() or None
+                if what == "found character that cannot start any token" and col and col <= len(row):
+                    what = f"found character {row[col - 1]!r} that cannot start any token"  # libyaml omits it
+        return ConfigParseError(f"invalid YAML: {what} (expected a YAML/JSON Kubernetes manifest)",
+                                source=source, line=line, column=col, snippet=snippet)
+    if isinstance(exc, yaml.reader.ReaderError):
+        pos = exc.position if isinstance(exc.position, int) else 0
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+        return ConfigParseError(f"invalid YAML: character #x{char:04x} is not allowed in YAML", source=source,
+                                line=text.count("\n", 0, pos) + 1,
+                                column=pos - (text.rfind("\n", 0, pos) + 1) + 1)
+    return ConfigParseError(f"invalid YAML: {' '.join(str(exc).split())}", source=source)
+
+
+# --------------------------------------------------------------------------- the fast path
+
+#: Deepest nesting of collections read (block and flow together); manifests nest about 20 levels.
+MAX_DEPTH = 400
+#: Above this many ``[``/``{`` characters a YAML text goes to the pure-Python loader, whose scanner
+#: refuses deep flow nesting before it is built (libyaml's parser is quadratic in that depth: 20,000
+#: nested ``[`` take seconds); below it the flow depth cannot exceed the count, which libyaml reads
+#: in a fraction of a second.
+C_LOADER_MAX_FLOW_OPENERS = 5000
+#: Stack of the thread that composes with libyaml (its composer recurses in C, one frame per level).
+_COMPOSE_STACK = 64 << 20
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+
+_C_LOADER: type | None = None
+
+
+def _c_loader_class() -> type | None:
+    """libyaml's composer (``yaml.CSafeLoader``) with a memo of implicit scalar tags; ``None`` without libyaml."""
+    import yaml
+
+    if not getattr(yaml, "__with_libyaml__", False):
+        return None
+
+    class _CLoader(yaml.CSafeLoader):
+        _tags: dict[str, str] = {}  # noqa: RUF012 (one memo for every instance: tags depend on the value only)
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:  # PyYAML's signature
+            if kind is yaml.ScalarNode and implicit[0]:
+                tag = self._tags.get(value)
+                if tag is None:
+                    tag = super().resolve(kind, value, implicit)
+                    if len(self._tags) < 100_000:
+                        self._tags[value] = tag
+                return tag
+            return super().resolve(kind, value, implicit)
+
+    return _CLoader
+
+
+def _compose_c(text: str) -> tuple[list[Any], Any]:
+    """Every document's node graph, composed by libyaml in a thread with a large stack."""
+    import threading
+
+    out: list[Any] = []
+    err: list[BaseException] = []
+    loader = _C_LOADER(text)  # type: ignore[misc]
+
+    def run() -> None:
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                if node is not None:
+                    out.append(node)
+        except BaseException as exc:  # handed to the caller's thread
+            err.append(exc)
+
+    old = threading.stack_size()
+    threading.stack_size(_COMPOSE_STACK)
+    try:
+        th = threading.Thread(target=run, name="meshstat-yaml")
+        th.start()
+    finally:
+        threading.stack_size(old)
+    th.join()
+    if err:
+        raise err[0]
+    return out, loader
+
+
+class _Builder:
+    """Nodes -> LineDict / LineList / scalars, with the limits (depth, flow depth, duplicate keys)."""
+
+    def __init__(self, loader: Any, shared: bool) -> None:
+        import yaml
+
+        self.loader = loader
+        self.memo: dict[int, Any] | None = {} if shared else None
+        self.yaml = yaml
+        self.bools = yaml.SafeLoader.bool_values
+
+    def fail(self, problem: str, node: Any) -> Exception:
+        return self.yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
+
+    def build(self, node: Any, depth: int, flow: int) -> Any:
+        memo = self.memo
+        if memo is not None:
+            got = memo.get(id(node), memo)
+            if got is not memo:
+                return got
+        y = self.yaml
+        cls = node.__class__
+        tag = node.tag
+        if cls is y.ScalarNode:
+            if tag == _STR:
+                v: Any = node.value
+            elif tag == _INT:
+                v = self.integer(node)
+            elif tag == _NULL:
+                v = None
+            elif tag == _BOOL:
+                v = self.bools[node.value.lower()]
+            else:
+                v = self.loader.construct_object(node, deep=True)
+        elif depth >= MAX_DEPTH:
+            raise _TooDeep(node)
+        elif node.flow_style and flow >= MAX_FLOW_DEPTH:
+            raise self.fail(f"found [ or {{ nested deeper than {MAX_FLOW_DEPTH} levels", node)
+        elif tag == _MAP:
+            v = self.mapping(node, depth + 1, flow + bool(node.flow_style))
+        elif tag == _SEQ:
+            v = LineList()
+            v.line = node.start_mark.line + 1
+            if memo is not None:
+                memo[id(node)] = v
+            f = flow + bool(node.flow_style)
+            v.extend([self.build(c, depth + 1, f) for c in node.value])
+        else:  # !!set, !!omap, !!pairs and the like: PyYAML's safe constructors
+            v = self.loader.construct_object(node, deep=True)
+        if memo is not None:
+            memo[id(node)] = v
+        return v
+
+    def integer(self, node: Any) -> int:
+        value = node.value
+        if value.isdigit() and len(value) < 19:
+            return int(value)
+        try:
+            return self.loader.construct_yaml_int(node)
+        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
+            raise self.fail(f"found an integer of {len(str(value))} characters (too long)", node) from None
+
+    def mapping(self, node: Any, depth: int, flow: int) -> LineDict:
+        data = LineDict()
+        data.line = node.start_mark.line + 1
+        lines: dict[str, int] = {}
+        data.key_lines = lines
+        if self.memo is not None:
+            self.memo[id(node)] = data
+        pairs = node.value
+        explicit: set[int] | None = None
+        if any(k.tag == _MERGE for k, _ in pairs):
+            explicit = {id(k) for k, _ in pairs if k.tag != _MERGE}
+            self.loader.flatten_mapping(node)
+            pairs = node.value
+        y = self.yaml
+        written: dict[Any, int] = {}
+        for key_node, value_node in pairs:
+            if key_node.__class__ is y.ScalarNode and key_node.tag == _STR:
+                key: Any = key_node.value
+            else:
+                key = self.build(key_node, depth, flow)
+                try:
+                    hash(key)
+                except TypeError:
+                    raise y.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                         "found an unhashable key", key_node.start_mark) from None
+            kline = key_node.start_mark.line + 1
+            if explicit is None or id(key_node) in explicit:
+                if key in written:
+                    raise self.fail(f"found duplicate key {str(key)[:60]!r} (first on line {written[key]}; "
+                                    "kubectl refuses it)", key_node)
+                written[key] = kline
+            data[key] = self.build(value_node, depth, flow)
+            if isinstance(key, str):
+                lines[key] = kline
+        return data
+
+
+class _TooDeep(Exception):
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+
+def _c_documents(text: str, source: str) -> list[Any]:
+    """libyaml composes, :class:`_Builder` constructs; the same limits and messages as the Python path."""
+    import gc
+
+    import yaml
+
+    gc_was = gc.isenabled()
+    gc.disable()  # millions of new nodes: the collector's passes over them cost more than the parse
+    loader = None
+    try:
+        nodes, loader = _compose_c(text)
+        shared = "&" in text  # anchors: aliases may share nodes
+        docs = []
+        for node in nodes:
+            if shared and expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
+                raise ConfigParseError(
+                    f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
+                    "(refused: alias bomb?)", source=source, line=node.start_mark.line + 1)
+            docs.append(_Builder(loader, shared).build(node, 0, 0))
+        return docs
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text, source) from None
+    except (_TooDeep, RecursionError) as exc:
+        line = exc.node.start_mark.line + 1 if isinstance(exc, _TooDeep) else None
+        raise ConfigParseError("invalid YAML: nested deeper than meshstat reads (refused)", source=source,
+                               line=line) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+        if gc_was:
+            gc.enable()
+
+
+def yaml_documents(text: str, source: str) -> list[Any]:
+    """Every document of a YAML or JSON text, as :class:`LineDict`/:class:`LineList` trees.
+
+    JSON (a text starting with ``{`` or ``[``) is read by :func:`json_documents`
+    when it can be (orjson, lines found again in the text); YAML by libyaml (``yaml.CSafeLoader``'s
+    composer, :func:`_c_documents`) unless the text has more than :data:`C_LOADER_MAX_FLOW_OPENERS`
+    ``[``/``{`` or PyYAML lacks libyaml; else by the pure-Python loader. Every path has the same
+    limits and the same messages.
+    """
+    global _C_LOADER
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
+        got = json_documents(text)
+        if got is not None:
+            return got
+    if _C_LOADER is None:
+        _C_LOADER = _c_loader_class() or False  # type: ignore[assignment]
+    # an empty [] or {} nests nothing: the flow depth is at most the other openers plus one
+    openers = text.count("[") + text.count("{") - text.count("[]") - text.count("{}")
+    if _C_LOADER and openers < C_LOADER_MAX_FLOW_OPENERS:
+        return _c_documents(text, source)
+    return _python_documents(text, source)
+
+
+# --------------------------------------------------------------------------- JSON
+
+#: Subtrees kubectl prints that no manifest reader looks at: converted without line numbers.
+_UNREAD_KEYS = frozenset({"status", "managedFields"})
+
+
+def json_documents(text: str) -> list[Any] | None:
+    """A JSON text read by orjson, with the lines of every mapping and key found again in the text.
+
+    orjson parses (in C, refusing nesting deeper than 1024 levels); a walk in document order then
+    finds each key (``"key"``) after the previous one, which gives :class:`LineDict` lines exactly.
+    Subtrees under ``status`` and ``managedFields`` are kept as orjson made them. ``None`` (read the
+    text as YAML instead, which is exact and gives YAML's messages) when orjson is missing, the
+    text is not JSON, or the number of keys written differs from the number read: a key written
+    twice (orjson keeps the last; kubectl refuses it), or an unusual layout.
+    """
+    try:
+        import orjson
+    except ImportError:
+        return None
+    try:
+        root = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    written = text.count('":') - text.count('\\":') + text.count('" :')
+    walker = _JsonLines(text)
+    doc = walker.convert(root, 1, 0)
+    if walker.keys != written or walker.too_deep:
+        return None
+    return [doc]
+
+
+class _JsonLines:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.cur = 0
+        self.line = 1
+        self.keys = 0
+        self.too_deep = False
+
+    def _count(self, v: Any) -> int:
+        if type(v) is dict:
+            return len(v) + sum(self._count(x) for x in v.values() if type(x) in (dict, list))
+        if type(v) is list:
+            return sum(self._count(x) for x in v if type(x) in (dict, list))
+        return 0
+
+    def convert(self, v: Any, pline: int, depth: int) -> Any:
+        if depth >= MAX_DEPTH:
+            self.too_deep = True
+            return v
+        text = self.text
+        if type(v) is list:
+            out_l = LineList([self.convert(x, pline, depth + 1) if type(x) in (dict, list) else x for x in v])
+            out_l.line = pline
+            return out_l
+        out = LineDict()
+        lines: dict[str, int] = {}
+        first = 0
+        for k, x in v.items():
+            ks = '"' + k + '"' if k.isascii() and '"' not in k and "\\" not in k else None
+            p = text.find(ks, self.cur) if ks is not None else -1
+            if p >= 0:
+                self.line += text.count("\n", self.cur, p)
+                self.cur = p + len(ks)
+                kline = self.line
+            else:  # a key written with escapes: the line of the previous one
+                kline = self.line
+            self.keys += 1
+            lines[k] = kline
+            first = first or kline
+            tx = type(x)
+            if tx is dict or tx is list:
+                if k in _UNREAD_KEYS:
+                    self.keys += self._count(x)
+                    out[k] = x
+                else:
+                    out[k] = self.convert(x, kline, depth + 1)
+            else:
+                out[k] = x
+        out.line = first or pline
+        out.key_lines = lines
+        return out

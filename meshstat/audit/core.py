@@ -1,0 +1,226 @@
+"""The audit's result objects, its cluster indexes and the interface of a reason producer.
+
+A *reason producer* is a function ``producer(ctx: AuditContext) -> Iterable[Divergence]``: it
+looks at the mechanism it knows (Istio rules, Gateway API routes, topology), computes exact
+effective splits with the context's indexes and yields one :class:`Divergence` per (service,
+client group) whose split differs from the configured one. :func:`audit` runs the producers it
+is given and collects their rows into an :class:`AuditResult`.
+
+The context groups client workloads once for the whole cluster (:class:`ClientClass`: namespace,
+path kind, Sidecar resource), indexes workloads by namespace and label, and counts the pods of a
+Service per destination (:meth:`AuditContext.pod_split`), so that a producer's cost per Service
+is a few dictionary look-ups, not a scan of the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from meshstat.mesh.ambient import client_kind
+from meshstat.mesh.paths import Mesh
+from meshstat.mesh.registry import RegisteredService, version_of
+from meshstat.mesh.scope import _select_sidecar
+from meshstat.parsers.istio_scope import SidecarResource
+from meshstat.parsers.k8s import WorkloadResource
+
+__all__ = [
+    "REASONS",
+    "AuditContext",
+    "AuditResult",
+    "ClientClass",
+    "Divergence",
+    "ReasonProducer",
+    "format_split",
+    "run_audit",
+]
+
+#: Every reason code and what it means (stable: scripts and CI read them).
+REASONS: dict[str, str] = {
+    "no-sidecar": "the clients have no sidecar (namespace not labelled for injection, opt-out): kube-proxy splits "
+                  "per connection over all pods, whatever the VirtualService says",
+    "rule-bound-to-gateway-only": "the VirtualService's spec.gateways name gateways but not `mesh`: sidecars "
+                                  "never apply it and use the default cluster over all pods",
+    "not-exported-to-namespace": "the VirtualService's exportTo does not reach the clients' namespace: their "
+                                 "sidecars use the default cluster over all pods",
+    "sidecar-egress-excludes": "the clients' Sidecar resource does not import the Service (or its "
+                               "VirtualService): the outbound traffic policy decides (ALLOW_ANY: kube-proxy over "
+                               "all pods; REGISTRY_ONLY: refused)",
+    "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
+    "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
+                        "share fails (503 NC)",
+    "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
+                                "per connection over all pods, whatever the VirtualService says",
+    "backend-missing": "a route's backend does not exist (reserved for Gateway API routes)",
+    "topology-restricted": "topology (trafficDistribution, internalTrafficPolicy) keeps the clients' zone or node "
+                           "from some endpoints (reserved for the topology model)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """One (service, client group) whose effective split differs from the configured one.
+
+    ``configured`` and ``effective`` map a destination label (subset, host, ``503``) to its exact
+    share; ``clients`` names the group (namespaces with workload counts); ``fix`` names the objects
+    to change.
+    """
+
+    service: str
+    clients: str
+    n_clients: int
+    configured: tuple[tuple[str, Fraction], ...]
+    effective: tuple[tuple[str, Fraction], ...]
+    reason: str
+    detail: str
+    fix: tuple[str, ...] = ()
+    kind: str = ""
+
+
+@dataclass
+class AuditResult:
+    """Every divergence, the number of (service, port) pairs audited, and notes."""
+
+    rows: list[Divergence]
+    audited: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def diverges(self) -> bool:
+        return bool(self.rows)
+
+    def by_reason(self) -> dict[str, dict[str, Any]]:
+        """Per reason: rows, services, client workloads and the objects to change (in first-seen order)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.rows:
+            g = out.setdefault(r.reason, {"rows": 0, "services": set(), "clients": 0, "fix": {}})
+            g["rows"] += 1
+            g["services"].add(r.service)
+            g["clients"] += r.n_clients
+            for f in r.fix:
+                g["fix"][f] = None
+        return {k: {"rows": v["rows"], "services": len(v["services"]), "clients": v["clients"],
+                    "fix": list(v["fix"])} for k, v in out.items()}
+
+    def summary(self) -> str:
+        """A few lines: counts per reason and the objects to change (at most 5 named per reason)."""
+        if not self.rows:
+            return f"audit: {self.audited} routed service port(s); every configured split holds"
+        lines = [f"audit: {self.audited} routed service port(s); {len(self.rows)} divergence(s)"]
+        for reason, g in self.by_reason().items():
+            lines.append(f"  {reason}: {g['services']} service(s), {g['rows']} client group(s), "
+                         f"{g['clients']} client workloads (summed over the groups)")
+            lines.append("    change: " + name_list(g["fix"], 5, sep="; "))
+        return "\n".join(lines)
+
+
+def name_list(names: Sequence[str], limit: int = 5, *, sep: str = ", ") -> str:
+    """``a, b, c and 7 more``: never a line listing thousands of names."""
+    shown = list(names[:limit])
+    more = len(names) - len(shown)
+    return sep.join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def format_split(split: Iterable[tuple[str, Fraction]]) -> str:
+    """``v1 90%, v2 10%`` (a share with no short percentage is written as a fraction: ``v1 1/3``)."""
+    parts = []
+    for label, f in split:
+        pct = f * 100
+        parts.append(f"{label} {float(pct):g}%" if (pct * 100).denominator == 1 else f"{label} {f}")
+    return ", ".join(parts) or "-"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientClass:
+    """Client workloads that reach services the same way: one namespace, one path kind, one Sidecar."""
+
+    namespace: str
+    kind: str  # "sidecar", "ambient" or "kube-proxy"
+    sidecar: SidecarResource | None
+    workloads: tuple[WorkloadResource, ...]
+
+
+class AuditContext:
+    """The mesh and its indexes, shared by every reason producer."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        self.mesh = mesh
+        m = mesh.manifests
+        self.by_ns_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
+        for w in m.workloads:
+            for k, v in w.pod_labels:
+                self.by_ns_label.setdefault((w.meta.namespace, k, v), []).append(w)
+        objs = mesh.scope
+        root = objs.mesh_config.root_namespace
+        groups: dict[tuple[str, str, int], list[WorkloadResource]] = {}
+        sidecars: dict[int, SidecarResource | None] = {0: None}
+        for w in m.workloads:
+            kind = client_kind(mesh, w)
+            sc = _select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
+            sidecars[id(sc) if sc else 0] = sc
+            groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0), []).append(w)
+        self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws)) for (ns, kind, sid), ws in groups.items()]
+        #: namespaces whose sidecars may see a rule differently from any other namespace
+        self.sidecar_namespaces = {s.meta.namespace for s in objs.sidecars} | {root}
+        self._pods: dict[tuple[str, int], list[tuple[WorkloadResource, int]]] = {}
+
+    def selected(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int]]:
+        """(workload, pod count) of the pods that are endpoints of ``info:port`` (index look-up)."""
+        key = (info.fqdn, port)
+        got = self._pods.get(key)
+        if got is not None:
+            return got
+        out: list[tuple[WorkloadResource, int]] = []
+        svc = info.service
+        sp = info.port(port)
+        if svc is not None and svc.selector and sp is not None:
+            sel = svc.selector
+            cands = min((self.by_ns_label.get((info.namespace, k, v), []) for k, v in sel), key=len)
+            for w in cands:
+                labels = w.labels
+                if not all(labels.get(k) == v for k, v in sel):
+                    continue
+                if isinstance(sp.target_port, str) and not any(c[0] == sp.target_port for c in w.container_ports):
+                    continue
+                n = self.mesh.replicas.get(id(w), w.replicas)
+                if n:
+                    out.append((w, n))
+        self._pods[key] = out
+        return out
+
+    def pod_split(self, info: RegisteredService, port: int,
+                  labels_of: Mapping[str, tuple[tuple[str, str], ...]]) -> tuple[tuple[str, Fraction], ...]:
+        """Exact share of pods per destination label (``labels_of``: label -> pod labels it selects).
+
+        The split of a per-connection uniform pick over every endpoint (kube-proxy, ztunnel, a
+        sidecar's default cluster in the long run); pods no label selects are ``unrouted <version>``.
+        """
+        pods = self.selected(info, port)
+        total = sum(n for _, n in pods)
+        if total == 0:
+            return (("no endpoints", Fraction(1)),)
+        counts: dict[str, int] = dict.fromkeys(labels_of, 0)
+        for w, n in pods:
+            lab = w.labels
+            name = next((k for k, sel in labels_of.items() if all(lab.get(a) == b for a, b in sel)), None)
+            if name is None:  # a pod no destination selects: named by its version label
+                name = f"unrouted {version_of(w.pod_labels)}"
+            counts[name] = counts.get(name, 0) + n
+        return tuple((k, Fraction(c, total)) for k, c in counts.items() if c)
+
+
+#: ``producer(ctx) -> rows``: one mechanism's divergences (see the module docstring).
+ReasonProducer = Callable[[AuditContext], Iterable[Divergence]]
+
+
+def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer]) -> AuditResult:
+    """Run the reason producers over ``mesh`` and collect their rows."""
+    ctx = AuditContext(mesh)
+    rows: list[Divergence] = []
+    for p in producers:
+        rows.extend(p(ctx))
+    rows.sort(key=lambda r: (r.service, r.reason, r.clients))
+    audited = getattr(ctx, "audited", 0)
+    return AuditResult(rows, audited, list(getattr(ctx, "notes", [])))

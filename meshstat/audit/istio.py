@@ -1,0 +1,282 @@
+"""The Istio rule reasons: who does not get the split a VirtualService configures, and why.
+
+For every VirtualService host that is a Service (port by port) the configured split is the
+route a plain request takes (the first ``http`` rule without ``match``; for TCP ports the first
+``tcp`` rule), its weights made relative as Envoy does (``weighted_clusters``). Then, per client
+group (:class:`meshstat.audit.core.ClientClass`):
+
+* clients without a mesh (``kube-proxy``) and ambient clients of a Service without a waypoint get
+  the pod split (a uniform per-connection pick over every endpoint): ``no-sidecar``,
+  ``ambient-without-waypoint``;
+* sidecar clients get the VirtualService only when istiod gives it to them (the same decisions as
+  :mod:`meshstat.mesh.scope`: ``gateways``, ``exportTo``, the Sidecar's egress hosts, the
+  outbound policy): otherwise the default cluster's pod split (``rule-bound-to-gateway-only``,
+  ``not-exported-to-namespace``, ``sidecar-egress-excludes``); when they do get it, a subset the
+  DestinationRule they see lacks, or one that selects no pods, turns its share into a 503
+  (``subset-undefined``, ``subset-without-pods``).
+
+Sidecar clients are evaluated once for every namespace that nothing singles out (a namespace
+name that no rule, Sidecar or exportTo mentions) and once for each namespace that is singled
+out, so that the cost per Service does not grow with the number of namespaces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, name_list
+from meshstat.mesh.ambient import service_waypoint
+from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.scope import (
+    client_scope,
+    destination_rule,
+    exported_to,
+    imports_host,
+    scope_miss,
+    sidecar_virtual_services,
+)
+from meshstat.parsers.k8s import RouteDestination, VirtualService
+
+__all__ = ["istio_rule_reasons"]
+
+_OTHER_NS = "\x00any other namespace"
+_Split = tuple[tuple[str, Fraction], ...]
+
+
+class _HostView:
+    """The mesh as one host's rules see it: only the VirtualServices and DestinationRules that can match it.
+
+    :mod:`meshstat.mesh.scope` scans every rule of the mesh; handing it the few that name the host
+    (kept in file order, so Istio's order among them is unchanged) gives the same answers.
+    """
+
+    def __init__(self, mesh: Any, vss: list[VirtualService], drs: list[Any]) -> None:
+        self._mesh = mesh
+        self.manifests = _Rules(vss, drs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._mesh, name)
+
+
+class _Rules:
+    def __init__(self, vss: list[VirtualService], drs: list[Any]) -> None:
+        self.virtual_services = vss
+        self.destination_rules = drs
+
+
+def _configured(vs: VirtualService, proto: str) -> tuple[RouteDestination, ...] | None:
+    if proto != "tcp":
+        for r in vs.http:
+            if not r.matches and r.terminal is None:
+                return r.destinations
+    for t in vs.tcp:
+        if not t.ports and not t.source_labels:
+            return t.destinations
+    return None
+
+
+def _label(d: RouteDestination) -> str:
+    return d.subset or d.host
+
+
+def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
+    if len(dests) == 1:
+        return ((_label(dests[0]), Fraction(1)),)
+    total = sum(d.weight or 0 for d in dests)
+    out: dict[str, Fraction] = {}
+    for d in dests:
+        if d.weight:
+            out[_label(d)] = out.get(_label(d), Fraction(0)) + Fraction(d.weight, total)
+    return tuple(out.items())
+
+
+def _clients(classes: list[ClientClass]) -> tuple[str, int]:
+    per_ns: dict[str, int] = {}
+    for c in classes:
+        per_ns[c.namespace] = per_ns.get(c.namespace, 0) + len(c.workloads)
+    n = sum(per_ns.values())
+    names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
+    head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
+    return head + name_list(names, 3), n
+
+
+def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[Any]:
+    """``own`` and ``wild`` merged in file order (by identity: rules are compared by object, not value)."""
+    if not wild:
+        return own
+    seen = {id(x): x for x in [*own, *wild]}
+    return [seen[k] for k in sorted(seen, key=order.__getitem__)]
+
+
+def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
+    """The rows of every VirtualService-routed Service port (see the module docstring)."""
+    mesh = ctx.mesh
+    m = mesh.manifests
+    hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] = {}
+    for vs in m.virtual_services:
+        for h in vs.hosts:
+            info = mesh.resolve_host(h, vs.meta.namespace)
+            if info is not None and info.service is not None:
+                hosts.setdefault(info.fqdn, (info, []))[1].append(vs)
+    drs_by_host: dict[str, list[Any]] = {}
+    wild_drs = []
+    for dr in m.destination_rules:
+        info = mesh.resolve_host(dr.host, dr.meta.namespace)
+        if info is not None:
+            drs_by_host.setdefault(info.fqdn, []).append(dr)
+        elif "*" in dr.host:
+            wild_drs.append(dr)
+    wild_vss = [vs for vs in m.virtual_services if any("*" in h for h in vs.hosts)]
+    vs_order = {id(v): i for i, v in enumerate(m.virtual_services)}
+    dr_order = {id(d): i for i, d in enumerate(m.destination_rules)}
+    by_kind: dict[str, list[ClientClass]] = {}
+    for c in ctx.classes:
+        by_kind.setdefault(c.kind, []).append(c)
+    audited = 0
+    for info, vss in hosts.values():
+        view = _HostView(mesh, _in_order(vss, wild_vss, vs_order), _in_order(drs_by_host.get(info.fqdn, []),
+                                                                            wild_drs, dr_order))
+        vs = vss[0]
+        for sp in info.ports:
+            dests = _configured(vs, mesh.port_protocol(sp))
+            if not dests:
+                continue
+            audited += 1
+            yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind)
+    ctx.audited = getattr(ctx, "audited", 0) + audited  # type: ignore[attr-defined]
+
+
+def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
+                  dests: tuple[RouteDestination, ...], by_kind: dict[str, list[ClientClass]]) -> Iterator[Divergence]:
+    mesh = ctx.mesh
+    service = f"{info.namespace}/{info.name}:{port}"
+    configured = _weights(dests)
+    dr_svc = destination_rule(view, info, info.namespace)
+    labels_of = {}
+    for d in dests:
+        s = dr_svc.subset(d.subset) if (dr_svc is not None and d.subset) else None
+        labels_of[_label(d)] = s.labels if s is not None else ()
+    pods = ctx.pod_split(info, port, labels_of)
+    same = dict(pods) == dict(configured)
+    vsref = f"VirtualService {vs.meta.ref}"
+
+    if not same and by_kind.get("kube-proxy"):
+        classes = by_kind["kube-proxy"]
+        clients, n = _clients(classes)
+        fixes = []
+        for ns in sorted({c.namespace for c in classes}):
+            nso = mesh.namespace(ns)
+            labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
+            fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
+                         else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
+        yield Divergence(service, clients, n, configured, pods, "no-sidecar",
+                         f"no sidecar: kube-proxy picks one of {sum(k for _, k in ctx.selected(info, port))} pods "
+                         f"per connection; {vsref} is not applied", tuple(fixes), "no mesh")
+    if not same and by_kind.get("ambient"):
+        wp = service_waypoint(mesh, info)
+        if wp.gateway is None:
+            classes = by_kind["ambient"]
+            clients, n = _clients(classes)
+            yield Divergence(service, clients, n, configured, pods, "ambient-without-waypoint",
+                             f"ztunnel picks a pod per connection: {wp.problem or wp.origin}",
+                             (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
+                              f"or namespace {info.namespace})",), "ambient")
+    sidecars = by_kind.get("sidecar", [])
+    if not sidecars:
+        return
+    special = {info.namespace, vs.meta.namespace, *ctx.sidecar_namespaces, *vs.export_to}
+    for d in view.manifests.destination_rules:
+        special |= {d.meta.namespace, *d.export_to}
+    groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
+    generic: list[ClientClass] = []
+    for c in sidecars:
+        if c.namespace not in special:
+            generic.append(c)
+            continue
+        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, c.namespace, c)
+        if got is not None:
+            reason, eff, detail, fix = got
+            g = groups.setdefault((reason, eff), (detail, [], set()))
+            g[1].append(c)
+            g[2].add(fix)
+    if generic:
+        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, _OTHER_NS, generic[0])
+        if got is not None:
+            reason, eff, detail, fix = got
+            g = groups.setdefault((reason, eff), (detail, [], set()))
+            g[1].extend(generic)
+            g[2].add(fix)
+    for (reason, eff), (detail, classes, fixes) in groups.items():
+        clients, n = _clients(classes)
+        yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
+
+
+def _sidecar_view(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
+                  dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split, ns: str,
+                  cls: ClientClass) -> tuple[str, _Split, str, str] | None:
+    mesh = ctx.mesh
+    client = cls.workloads[0] if cls.namespace == ns else None
+    scope = client_scope(view, client, ns)
+    vsref = f"VirtualService {vs.meta.ref}"
+    who = "namespaces that no rule names" if ns == _OTHER_NS else f"namespace {ns}"
+    miss = scope_miss(view, scope, info, port)
+    if miss is not None:
+        eff = pods if scope.outbound_policy == "ALLOW_ANY" else (("refused (REGISTRY_ONLY)", Fraction(1)),)
+        sc = scope.sidecar
+        fix = (f"add {info.namespace}/{info.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc is not None
+               else f"export Service {info.short} to {who}")
+        return ("sidecar-egress-excludes", eff, f"{miss}; outbound policy {scope.outbound_policy}", fix) \
+            if eff != configured else None
+    if not vs.applies_to_sidecars:
+        if pods == configured:
+            return None
+        return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
+                "sidecars use the default cluster over all pods", f"add `mesh` to spec.gateways of {vsref}")
+    found = sidecar_virtual_services(view, scope, info, port)
+    if not found:
+        if pods == configured:
+            return None
+        default = mesh.scope.mesh_config.vs_export_to
+        if not exported_to(vs.export_to, default, vs.meta.namespace, ns):
+            return ("not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} does not "
+                    f"reach {who}: default cluster over all pods", f"add the clients' namespaces to spec.exportTo "
+                    f"of {vsref}")
+        li = scope.listener(port)
+        if not imports_host(li, ns, info.fqdn, vs.meta.namespace, virtual_service=True):
+            sc = scope.sidecar
+            return ("sidecar-egress-excludes", pods, f"{scope.label} does not import {vsref}'s namespace "
+                    f"{vs.meta.namespace}: default cluster over all pods",
+                    f"add {vs.meta.namespace}/{info.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc
+                    else f"import {vsref}")
+        return None
+    if found[0] is not vs:
+        return None  # another VirtualService wins for these clients: audited as that one's
+    dr = destination_rule(view, info, ns)
+    failing: dict[str, Fraction] = {}
+    reasons: list[tuple[str, str, str]] = []
+    for d in dests:
+        if not d.subset:
+            continue
+        s = dr.subset(d.subset) if dr is not None else None
+        if s is None:
+            reasons.append(("subset-undefined", f"subset {d.subset!r} is not defined by "
+                            + (f"DestinationRule {dr.meta.ref}" if dr else "any DestinationRule") + ": 503 NC",
+                            f"define subset {d.subset} in " + (f"DestinationRule {dr.meta.ref}" if dr
+                                                                else f"a DestinationRule for {info.short}")))
+            failing[_label(d)] = Fraction(1)
+        elif not any(all(w.labels.get(a) == b for a, b in s.labels) for w, _ in ctx.selected(info, port)):
+            reasons.append(("subset-without-pods", f"subset {d.subset!r} (labels {dict(s.labels)}) selects no pods: "
+                            "503 no_healthy_upstream", f"deploy pods with labels {dict(s.labels)} or drop subset "
+                            f"{d.subset} from {vsref}"))
+            failing[_label(d)] = Fraction(1)
+    if not failing:
+        return None
+    eff: dict[str, Fraction] = {}
+    for label, f in configured:
+        key = "503" if label in failing else label
+        eff[key] = eff.get(key, Fraction(0)) + f
+    reason, detail, fix = reasons[0]
+    return reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix
+
