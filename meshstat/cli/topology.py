@@ -41,7 +41,8 @@ def add_topology_arguments(p: Any) -> None:
                    "ztunnel (ambient); default: sidecar when a DestinationRule exists or the namespace is labelled "
                    "for injection, ztunnel when it is labelled istio.io/dataplane-mode=ambient")
     g.add_argument("--nodes", action="store_true", help="also show each node's kube-proxy endpoint lists")
-    g.add_argument("--node-rules", metavar="NODE", help="print the iptables-save text kube-proxy writes on NODE")
+    g.add_argument("--node-rules", metavar="NODE", help="print the ruleset kube-proxy writes on NODE: iptables-save "
+                   "text, or with --proxy-mode nftables the nft -f transaction of its full sync")
 
 
 def _what_ifs(args: argparse.Namespace) -> list[Any]:
@@ -107,7 +108,7 @@ def _run(args: argparse.Namespace, ctx: Any, manifests: Any) -> int:
     from meshstat.report import topology as rep
     from dataclasses import replace
 
-    from meshstat.topology import build_cluster, compare_topology, node_iptables_save, parse_client_zones
+    from meshstat.topology import build_cluster, compare_topology, node_rules, parse_client_zones
     from meshstat.topology.mesh_paths import mesh_paths_in, mesh_splits
 
     zones = parse_client_zones(getattr(args, "client_zones", None))
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace, ctx: Any, manifests: Any) -> int:
         cluster = build_cluster(manifests, ref, port=port, client=getattr(args, "client", None),
                                 client_zones=zones or None)  # fmt: skip
         if getattr(args, "node_rules", None):
-            ctx.stdout.write(node_iptables_save(cluster, args.node_rules))
+            ctx.stdout.write(node_rules(cluster, args.node_rules, args.proxy_mode))
             return 0
         cmp_ = compare_topology(cluster, what_ifs, mode=args.proxy_mode, rps=rps, lb_weight=args.lb_weight)
         cparts = (getattr(args, "client", None) or "").split("/")

@@ -19,6 +19,10 @@
     its ``iptables-restore`` text lacks.
 :mod:`meshstat.kubeproxy.nftables`
     The nftables-mode reader (``numgen`` splits).
+:mod:`meshstat.kubeproxy.nftables_writer`
+    kube-proxy's nftables-mode syncs, written as it writes them (full and partial,
+    :func:`kube_proxy_nft_sync`), and one node's ruleset after its topology filtering
+    (:func:`kube_proxy_node_nft`); an implementation independent of the reader.
 :mod:`meshstat.kubeproxy.ipvs`
     :func:`parse_ipvsadm`: IPVS virtual services from ``ipvsadm -ln``.
 """
@@ -31,6 +35,12 @@ from meshstat.kubeproxy.ipvs import (
     parse_ipvsadm,
 )
 from meshstat.kubeproxy.lookup import find_service, load_service_route, service_notes, services
+from meshstat.kubeproxy.nftables_writer import (
+    NftServicePort,
+    kube_proxy_nft_stale_chains,
+    kube_proxy_nft_sync,
+    kube_proxy_node_nft,
+)
 from meshstat.kubeproxy.service import (
     EndpointInfo,
     ServiceInfo,
@@ -41,6 +51,7 @@ from meshstat.kubeproxy.service import (
 
 __all__ = [
     "EndpointInfo",
+    "NftServicePort",
     "NodeServicePort",
     "ServiceInfo",
     "find_service",
@@ -48,7 +59,10 @@ __all__ = [
     "kube_chain_hash",
     "kube_nft_chain_hash",
     "kube_proxy_iptables_save",
+    "kube_proxy_nft_stale_chains",
+    "kube_proxy_nft_sync",
     "kube_proxy_node_iptables_save",
+    "kube_proxy_node_nft",
     "load_service_route",
     "parse_ipvsadm",
     "service_notes",

@@ -710,7 +710,7 @@ def kube_proxy_node_iptables_save(
         ext = "KUBE-EXT-" + kube_chain_hash(name, proto)
         cluster_eps = sorted(sp.cluster_endpoints or ())
         local_eps = sorted(sp.local_endpoints or ())
-        has_eps = sp.has_endpoints and bool(cluster_eps or local_eps)
+        has_eps = sp.has_endpoints  # hasEndpoints: a usable endpoint on any node
         internal_chain, has_internal = (svl, bool(local_eps)) if sp.internal_local else (svc, has_eps)
         external_policy_chain, has_external = (svl, bool(local_eps)) if sp.external_local else (svc, has_eps)
         externally = sp.node_port is not None or bool(sp.load_balancer_ips)

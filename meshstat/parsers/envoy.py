@@ -23,6 +23,11 @@ Each file's form, and whether it holds every cluster and every EDS endpoint, is 
 rejected listener, a warming cluster, a rejected route configuration) are kept apart with their
 state rather than read as active or dropped.
 
+For zone-aware routing the bootstrap's ``node.locality`` and ``cluster_manager.local_cluster_name``
+(:attr:`EnvoyConfig.node_locality`, :attr:`EnvoyConfig.local_cluster_name`) and each cluster's
+``common_lb_config.zone_aware_lb_config`` (:class:`ZoneAwareLbConfig`, Envoy's defaults when absent)
+are read, each field shape-checked like the others.
+
 :func:`meshstat.mesh.resolve_call` follows an outbound call through these structures the way
 Envoy does; :mod:`meshstat.mesh` turns it into a :class:`meshstat.model.Route`.
 
@@ -64,6 +69,7 @@ __all__ = [
     "snake_keys",
     "socket_address",
     "type_of",
+    "ZoneAwareLbConfig",
 ]
 
 _CAMEL = re.compile(r"^[a-z][a-zA-Z0-9]*$")
@@ -137,6 +143,20 @@ class LoadAssignment:
 
 
 @dataclass(frozen=True, slots=True)
+class ZoneAwareLbConfig:
+    """``common_lb_config.zone_aware_lb_config`` with Envoy's defaults (used only with a local cluster).
+
+    ``routing_enabled`` is the percentage of requests that are routed zone-aware (default 100),
+    ``min_cluster_size`` the fewest healthy upstream hosts for it (default 6),
+    ``force_direct`` ``force_locality_direct_routing``.
+    """
+
+    routing_enabled: float = 100.0
+    min_cluster_size: int = 6
+    force_direct: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Cluster:
     """The parts of an Envoy ``Cluster`` that decide where traffic goes."""
 
@@ -150,6 +170,7 @@ class Cluster:
     source: str | None = None
     line: int | None = None
     lb_policy_explicit: bool = True
+    zone_aware: ZoneAwareLbConfig = ZoneAwareLbConfig()
 
 
 @dataclass
@@ -163,6 +184,10 @@ class EnvoyConfig:
     host_statuses: dict[str, list[Endpoint]] = field(default_factory=dict)
     counters: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     node_id: str | None = None
+    #: ``node.locality`` of the Envoy (sorted ``region``/``sub_zone``/``zone`` pairs), when the input says
+    node_locality: tuple[tuple[str, str], ...] | None = None
+    #: ``cluster_manager.local_cluster_name``: the cluster of the Envoys like this one (zone-aware routing)
+    local_cluster_name: str | None = None
     sources: list[str] = field(default_factory=list)
     lines: dict[tuple[str, str], tuple[str, int | None]] = field(default_factory=dict)
     inputs: list[InputInventory] = field(default_factory=list)
@@ -448,6 +473,11 @@ def _text(v: Any, path: str) -> None:
         raise _Bad(path, "a string", v)
 
 
+def _flag(v: Any, path: str) -> None:
+    if v is not None and not isinstance(v, bool):
+        raise _Bad(path, "true or false", v)
+
+
 def _regex(v: Any, path: str) -> None:
     """A ``safe_regex`` pattern: Envoy compiles it with RE2 and refuses the config if RE2 does."""
     _text(v, path)
@@ -486,6 +516,12 @@ def _uint_value(w: Any, default: int) -> int:
     if w is None:
         return default
     return int(w) if isinstance(w, int | str) else int(float(w))
+
+
+def _percent_value(v: Any, default: float) -> float:
+    """The number of a field that passed :func:`_percent` (``{"value": x}`` or ``x``)."""
+    v = v.get("value") if isinstance(v, dict) else v
+    return default if v is None else float(v)
 
 
 def _weights_sum(key: str) -> Any:
@@ -612,7 +648,11 @@ _LOAD_ASSIGNMENT = {
 _CLUSTER = {
     "cluster_type": {"name": _scalar},
     "load_balancing_policy": {"policies": [{"typed_extension_config": {"name": _text}}]},
-    "common_lb_config": {"healthy_panic_threshold": _percent},
+    "common_lb_config": {
+        "healthy_panic_threshold": _percent,
+        "zone_aware_lb_config": {"routing_enabled": _percent, "min_cluster_size": _uint(0, 2**64 - 1),
+                                 "force_locality_direct_routing": _flag},
+    },
     "load_assignment": {},
     "eds_cluster_config": {"service_name": _text},
 }
@@ -629,8 +669,10 @@ _CLUSTER_STATUS = {
         }
     ]
 }
+_NODE = {"id": _scalar, "locality": {"region": _text, "zone": _text, "sub_zone": _text}}
+_CLUSTER_MANAGER = {"local_cluster_name": _text}
 _DUMP_SECTION = {
-    "bootstrap": {"node": {"id": _scalar}, "static_resources": {}},
+    "bootstrap": {"node": _NODE, "static_resources": {}, "cluster_manager": _CLUSTER_MANAGER},
     "static_listeners": [{"listener": {}}],
     "dynamic_listeners": [{"active_state": {"listener": {}}, "warming_state": {"listener": {}}}],
     "static_route_configs": [{"route_config": {}}],
@@ -641,7 +683,8 @@ _DUMP_SECTION = {
     "static_endpoint_configs": [{"endpoint_config": {}}],
     "dynamic_endpoint_configs": [{"endpoint_config": {}}],
 }
-_BOOTSTRAP = {"static_resources": {"listeners": [{}], "clusters": [{}]}}
+_BOOTSTRAP = {"static_resources": {"listeners": [{}], "clusters": [{}]}, "node": _NODE,
+              "cluster_manager": _CLUSTER_MANAGER}
 
 
 def parse_envoy_text(text: str, source: str = "<input>", *, into: EnvoyConfig | None = None) -> EnvoyConfig:
@@ -940,6 +983,13 @@ def _add_bootstrap_dump(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lin
 
 def _add_bootstrap(cfg: EnvoyConfig, b: Mapping[str, Any], source: str, lines: _Lines) -> None:
     _check(b, _BOOTSTRAP, "bootstrap", source, lines, "static_resources")
+    node = b.get("node") or {}
+    loc = node.get("locality")
+    if isinstance(loc, dict) and any(loc.get(k) for k in ("region", "zone", "sub_zone")):
+        cfg.node_locality = tuple((k, str(v)) for k, v in sorted(loc.items()) if v)
+    local = (b.get("cluster_manager") or {}).get("local_cluster_name")
+    if local:
+        cfg.local_cluster_name = local
     sr = b.get("static_resources") or {}
     for li in sr.get("listeners") or []:
         _add_listener(cfg, li, source, lines)
@@ -1009,6 +1059,12 @@ def _add_cluster(cfg: EnvoyConfig, c: dict[str, Any], source: str, lines: _Lines
         panic = float(hpt["value"])
     elif isinstance(hpt, int | float):
         panic = float(hpt)
+    za = common.get("zone_aware_lb_config") or {}
+    zone_aware = ZoneAwareLbConfig(
+        routing_enabled=_percent_value(za.get("routing_enabled"), 100.0),
+        min_cluster_size=_uint_value(za.get("min_cluster_size"), 6),
+        force_direct=bool(za.get("force_locality_direct_routing", False)),
+    )
     la = c.get("load_assignment")
     cla = _load_assignment(la, source, lines, default_name=name) if isinstance(la, dict) else None
     eds = c.get("eds_cluster_config") or {}
@@ -1023,6 +1079,7 @@ def _add_cluster(cfg: EnvoyConfig, c: dict[str, Any], source: str, lines: _Lines
         source=source,
         line=lines.line_of(name),
         lb_policy_explicit=explicit,
+        zone_aware=zone_aware,
     )
     cfg.lines[("cluster", name)] = (source, lines.line_of(name))
     cfg.inputs[-1].add("cluster")

@@ -18,7 +18,7 @@ computes, for one Service port of a cluster described by Nodes, Pods and Endpoin
 :mod:`meshstat.topology.compare`
     :func:`compare_topology`: configured vs cluster-wide vs PreferClose vs the Local policies vs what-ifs.
 :mod:`meshstat.topology.rules`
-    Each node's ruleset as kube-proxy writes it.
+    Each node's ruleset as kube-proxy writes it (iptables and nftables mode).
 
 Why a package of its own at the level of :mod:`meshstat.kubeproxy` and :mod:`meshstat.mesh`: the question
 spans the EndpointSlice controller (not kube-proxy), kube-proxy on every node (it uses
@@ -39,7 +39,7 @@ from meshstat.topology.cluster import (
 from meshstat.topology.compare import TopologyComparison, WhatIf, compare_topology
 from meshstat.topology.hints import HintOutcome, auto_hints, reconcile_hints, traffic_distribution_hints
 from meshstat.topology.proxy import Categorized, categorize_endpoints
-from meshstat.topology.rules import node_iptables_save, node_service_port
+from meshstat.topology.rules import node_iptables_save, node_nft, node_rules, node_service_port
 from meshstat.topology.split import NodeView, TopologySplit, chain_shares, node_view, split
 
 __all__ = [
@@ -59,6 +59,8 @@ __all__ = [
     "chain_shares",
     "compare_topology",
     "node_iptables_save",
+    "node_nft",
+    "node_rules",
     "node_service_port",
     "node_view",
     "parse_client_zones",

@@ -12,7 +12,9 @@ the chain a connection takes follows kubernetes ``pkg/proxy/iptables/proxier.go:
 
 Within a chain the endpoints (sorted as ``"ip:port"``) share connections as kube-proxy's cascade does
 (``mode="iptables"``, :meth:`meshstat.model.Cascade.kube_proxy`, exact to the 2**-31 steps of
-``--probability``), or exactly 1/n (``mode="nftables"``, ``numgen random mod n``).
+``--probability``), or as ``numgen random mod n`` does (``mode="nftables"``: the kernel's
+``reciprocal_scale`` gives slot ``s`` its share of the 2**32 random values,
+:func:`meshstat.netfilter.numgen.numgen_slot_counts`, within 2**-32 of 1/n).
 
 The load balancer's choice of node is an assumption, not something the manifests say: by default each
 healthy node gets the same share (``lb_weight="equal"``): for ``externalTrafficPolicy: Cluster`` every ready
@@ -35,6 +37,7 @@ from fractions import Fraction
 
 from meshstat import model
 from meshstat.errors import InvalidArgument
+from meshstat.netfilter.numgen import numgen_slot_counts
 from meshstat.topology.cluster import Cluster, Endpoint, TopoNode
 from meshstat.topology.proxy import Categorized, categorize_endpoints
 
@@ -51,7 +54,7 @@ def chain_shares(endpoints: Sequence[Endpoint], mode: str = "iptables") -> tuple
     if mode == "iptables":
         shares = model.Cascade.kube_proxy(len(eps)).shares()
     elif mode == "nftables":
-        shares = tuple(Fraction(1, len(eps)) for _ in eps)
+        shares = tuple(Fraction(c, 2**32) for c in numgen_slot_counts(len(eps)))
     else:
         raise InvalidArgument(f"proxy mode must be iptables or nftables, got {mode!r}")
     return tuple(zip(eps, shares, strict=True))

@@ -1,7 +1,7 @@
 """kube-proxy's nftables mode on the real kernel: meshstat's reading of the table against real packets.
 
 Each test loads the transaction of one or two kube-proxy syncs
-(:func:`meshstat.oracle.kube_nft.kube_proxy_nft_sync`, written as
+(:func:`meshstat.kubeproxy.nftables_writer.kube_proxy_nft_sync`, written as
 ``pkg/proxy/nftables/proxier.go`` writes them) into the backend namespace of a
 lab (the node: ``198.18.0.2``; the client namespace is "outside", ``198.18.0.1``),
 reads the table back with ``nft list table ip kube-proxy`` (the kernel's own
@@ -29,7 +29,7 @@ import pytest
 
 from meshstat import kubeproxy as kp
 from meshstat import netfilter as nf
-from meshstat.oracle.kube_nft import NftServicePort, kube_proxy_nft_stale_chains, kube_proxy_nft_sync
+from meshstat.kubeproxy.nftables_writer import NftServicePort, kube_proxy_nft_stale_chains, kube_proxy_nft_sync
 from meshstat.oracle.netns import BACKEND_LINK_ADDRESS, CLIENT_ADDRESS, NetnsLab
 from tests.conformance.util import assert_fits
 

@@ -160,7 +160,7 @@ def test_cli_prints_the_note_and_the_verdict() -> None:
 # ------------------------------------------------------------------ the conformance suite's writer of kube-proxy syncs
 
 def _writer_services() -> tuple[list, list]:
-    from meshstat.oracle.kube_nft import NftServicePort as S
+    from meshstat.kubeproxy.nftables_writer import NftServicePort as S
 
     before = [S("ns1", "svc1", "p80", "172.30.0.41", 80, ("10.0.1.1:80",)),
               S("ns3", "svc3", "p80", "172.30.0.43", 80, ("10.0.3.2:80", "10.0.3.3:80")),
@@ -171,7 +171,7 @@ def _writer_services() -> tuple[list, list]:
 
 def test_writer_matches_kube_proxys_expected_tables() -> None:
     """The oracle's writer gives kube-proxy's own expected service lines (TestSyncProxyRulesRepeated)."""
-    from meshstat.oracle.kube_nft import kube_proxy_nft_stale_chains, kube_proxy_nft_sync
+    from meshstat.kubeproxy.nftables_writer import kube_proxy_nft_stale_chains, kube_proxy_nft_sync
 
     before, after = _writer_services()
     full = kube_proxy_nft_sync(before, pod_cidr="10.0.0.0/8", service_cidr="172.30.0.0/16",

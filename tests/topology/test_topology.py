@@ -174,7 +174,7 @@ def test_missing_clients_and_zones_are_said(tmp_path) -> None:
 # --------------------------------------------------------------------------- rulesets
 
 
-@pytest.mark.parametrize("node", ["node-a1", "node-b2", "node-c1"])
+@pytest.mark.parametrize("node", ["node-a1", "node-b2", "node-c1", "cp-1"])
 def test_node_ruleset_reads_back(manifests, node: str) -> None:
     c = build_cluster(manifests, "shop/web", client="shop/frontend").with_policy(internal_policy="Local")
     text = node_iptables_save(c, node)
@@ -182,6 +182,8 @@ def test_node_ruleset_reads_back(manifests, node: str) -> None:
     want = sorted(e.key for e in c.endpoints if e.node == node and e.ready)
     assert sorted(e.address for e in info.local_endpoints) == want
     assert info.internal_policy == "Local" and info.hash_ok is not False
+    # a node without a local endpoint drops (the Service has endpoints elsewhere): hasEndpoints is cluster-wide
+    assert info.state == (None if want else "dropped") and not info.rejected
 
 
 # --------------------------------------------------------------------------- command line

@@ -1,4 +1,4 @@
-"""kube-proxy's nftables-mode transactions, written as kube-proxy writes them, for the kernel oracle.
+"""kube-proxy's nftables-mode transactions, written as kube-proxy writes them: a node's ruleset, or one sync.
 
 :func:`kube_proxy_nft_sync` writes the ``nft -f`` transaction of one sync of
 kubernetes ``pkg/proxy/nftables/proxier.go`` (``setupNFTables``,
@@ -10,6 +10,24 @@ chains are rewritten, map elements are added or deleted one by one, and the
 chains of deleted or emptied services are *flushed*, not deleted
 (:func:`kube_proxy_nft_stale_chains` lists them; a later sync deletes them).
 
+:func:`kube_proxy_node_nft` writes the full sync of one node after its topology
+filtering: each :class:`meshstat.kubeproxy.NodeServicePort` carries the
+``clusterEndpoints`` / ``localEndpoints`` / ``hasEndpoints`` that
+``pkg/proxy/topology.go: CategorizeEndpoints`` gave that node, and
+``syncProxyRules`` turns them into the node's chains: the ``service-`` chain
+(``clusterPolicyChain``) over the cluster endpoints only when
+``usesClusterPolicyChain`` (some cluster endpoint and ``UsesClusterEndpoints``),
+the ``local-`` chain (``localPolicyChain``) over the node's own endpoints only
+when ``usesLocalPolicyChain``, the cluster IP's ``service-ips`` element going to
+``internalTrafficChain`` when ``hasInternalEndpoints`` and otherwise a
+``no-endpoint-services`` element (``goto reject-chain`` with no endpoint
+anywhere, ``drop`` for a Local policy without a local endpoint), the
+``external-`` chain (``externalTrafficChain``) when ``usesExternalTrafficChain``
+with the short-circuit rules of ``externalTrafficPolicy: Local``, and one
+``endpoint-`` chain for each of ``allLocallyReachableEndpoints``. The same
+service therefore gets different rulesets on nodes of different zones (hints)
+and on nodes with and without local endpoints (Local policies).
+
 A deliberate second implementation: meshstat reads these rulesets with
 :mod:`meshstat.parsers.netfilter.nft` and :mod:`meshstat.kubeproxy.nftables`;
 this writer shares nothing with them but the chain-name hash
@@ -18,17 +36,18 @@ so that a conformance run loads kube-proxy's shapes into the kernel and tests
 meshstat's reading of them against real packets.
 
 Not written: session affinity sets, ``loadBalancerSourceRanges`` (firewall
-chains), ``masqueradeAll``, IPv6, terminating endpoints.
+chains), ``masqueradeAll``, IPv6.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meshstat.kubeproxy import kube_nft_chain_hash
+from meshstat.kubeproxy.iptables import NodeServicePort
+from meshstat.kubeproxy.service import kube_nft_chain_hash
 
-__all__ = ["NftServicePort", "kube_proxy_nft_stale_chains", "kube_proxy_nft_sync"]
+__all__ = ["NftServicePort", "kube_proxy_nft_stale_chains", "kube_proxy_nft_sync", "kube_proxy_node_nft"]
 
 TABLE = "ip kube-proxy"
 _MARK = "0x4000"
@@ -100,23 +119,81 @@ class NftServicePort:
         """``ns/name:port`` (kube-proxy's ``ServicePortName.String()``, the element comments)."""
         return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
 
+    def chain(self, prefix: str) -> str:
+        """``service-``, ``local-``, ``external-`` chain name (``servicePortChainNameBase``)."""
+        return self._port().chain(prefix)
+
+    def endpoint_chain(self, endpoint: str) -> str:
+        """``endpoint-HASH-ns/name/proto/port__ip/port`` (``servicePortEndpointChainNameBase``)."""
+        return self._port().endpoint_chain(endpoint)
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+    def _port(self) -> _Port:
+        """The cluster-wide view: every endpoint is a cluster endpoint, ``local`` the node's own."""
+        itp_local = self.internal_policy == "Local"
+        etp_local = self.externally_accessible and self.external_policy == "Local"
+        uses_cluster = not itp_local or self.externally_accessible  # UsesClusterEndpoints
+        uses_local = itp_local or etp_local  # UsesLocalEndpoints
+        return _Port(self.namespace, self.name, self.port_name, self.protocol, self.cluster_ip, self.port,
+                     list(self.endpoints) if uses_cluster else [],
+                     [e for e in self.endpoints if e in self.local] if uses_local else [],
+                     bool(self.endpoints), itp_local, etp_local, self.node_port, self.external_ips,
+                     self.load_balancer_ips)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Port:
+    """One service port after ``CategorizeEndpoints``: what ``syncProxyRules``' loop body needs."""
+
+    namespace: str
+    name: str
+    port_name: str
+    protocol: str
+    cluster_ip: str
+    port: int
+    cluster_eps: list[str]
+    local_eps: list[str]
+    has_endpoints: bool
+    itp_local: bool
+    etp_local: bool
+    node_port: int | None
+    external_ips: tuple[str, ...]
+    load_balancer_ips: tuple[str, ...]
+
+    @property
+    def port_string(self) -> str:
+        return f"{self.namespace}/{self.name}" + (f":{self.port_name}" if self.port_name else "")
+
     def _base(self) -> str:
         base = f"{self.namespace}/{self.name}/{self.protocol}/{self.port_name}"
         return f"{kube_nft_chain_hash(base)}-{base}"
 
     def chain(self, prefix: str) -> str:
-        """``service-``, ``local-``, ``external-`` chain name (``servicePortChainNameBase``)."""
         return f"{prefix}-{self._base()}"
 
     def endpoint_chain(self, endpoint: str) -> str:
-        """``endpoint-HASH-ns/name/proto/port__ip/port`` (``servicePortEndpointChainNameBase``)."""
         ip, _, port = endpoint.rpartition(":")
+        ip = ip.strip("[]")
         base = f"{self.namespace}/{self.name}/{self.protocol}/{self.port_name}__{ip.replace(':', '.')}/{port}"
         return f"endpoint-{kube_nft_chain_hash(base)}-{base}"
 
     @property
     def externally_accessible(self) -> bool:
         return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+
+def _node_port(sp: NodeServicePort) -> _Port:
+    """A node's :class:`NodeServicePort` (``ns/name:port`` name) as a :class:`_Port`."""
+    ns, _, rest = sp.name.partition("/")
+    name, _, port_name = rest.partition(":")
+    externally = sp.node_port is not None or bool(sp.load_balancer_ips)
+    return _Port(ns, name, port_name, sp.protocol.lower(), sp.cluster_ip, sp.port,
+                 sorted(sp.cluster_endpoints or ()), sorted(sp.local_endpoints or ()), sp.has_endpoints,
+                 sp.internal_local, sp.external_local and externally, sp.node_port, (),
+                 tuple(sp.load_balancer_ips))  # fmt: skip
 
 
 class _State:
@@ -128,21 +205,15 @@ class _State:
         self.owner: dict[str, str] = {}  # chain -> service port it belongs to
 
 
-def _service_state(svc: NftServicePort, st: _State, pod_cidr: str) -> None:
-    """``syncProxyRules``' loop body for one service port."""
-    eps = list(svc.endpoints)
-    local = [e for e in eps if e in svc.local]
-    has_endpoints = bool(eps)
-    itp_local = svc.internal_policy == "Local"
-    etp_local = svc.externally_accessible and svc.external_policy == "Local"
-    uses_cluster = not itp_local or (svc.externally_accessible and not etp_local)
-    uses_local = itp_local or etp_local
-    cluster_eps = eps if uses_cluster else []
-    local_eps = local if uses_local else []
-    reachable = list(dict.fromkeys([*cluster_eps, *local_eps]))
+def _service_state(svc: _Port, st: _State, pod_cidr: str) -> None:
+    """``syncProxyRules``' loop body for one service port (after ``CategorizeEndpoints``)."""
+    cluster_eps, local_eps = svc.cluster_eps, svc.local_eps
+    has_endpoints = svc.has_endpoints  # CategorizeEndpoints' hasAnyEndpoints: a usable endpoint on any node
+    itp_local, etp_local = svc.itp_local, svc.etp_local
+    reachable = list(dict.fromkeys([*cluster_eps, *local_eps]))  # allLocallyReachableEndpoints
     cluster_chain, local_chain, ext_chain = svc.chain("service"), svc.chain("local"), svc.chain("external")
-    has_internal = has_endpoints and (not itp_local or bool(local))
-    has_external = has_endpoints and (not etp_local or bool(local))
+    has_internal = has_endpoints and (not itp_local or bool(local_eps))
+    has_external = has_endpoints and (not etp_local or bool(local_eps))
     uses_ext_chain = has_endpoints and svc.externally_accessible
     if not has_endpoints:
         internal_verdict = external_verdict = "goto reject-chain"
@@ -205,9 +276,16 @@ def _service_state(svc: NftServicePort, st: _State, pod_cidr: str) -> None:
         st.owner[chain] = name
 
 
-def _state(services: Sequence[NftServicePort], pod_cidr: str) -> _State:
+_AnyPort = NftServicePort | NodeServicePort
+
+
+def _as_port(s: _AnyPort) -> _Port:
+    return s._port() if isinstance(s, NftServicePort) else _node_port(s)
+
+
+def _state(services: Sequence[_AnyPort], pod_cidr: str) -> _State:
     st = _State()
-    for svc in sorted(services, key=lambda s: (s.port_string, s.protocol)):
+    for svc in sorted(map(_as_port, services), key=lambda s: (s.port_string, s.protocol)):
         _service_state(svc, st, pod_cidr)
     return st
 
@@ -277,9 +355,9 @@ def _element(verb: str, where: str, key: str, value: str, comment: str | None) -
 
 
 def kube_proxy_nft_sync(
-    services: Sequence[NftServicePort],
+    services: Sequence[_AnyPort],
     *,
-    previous: Sequence[NftServicePort] | None = None,
+    previous: Sequence[_AnyPort] | None = None,
     pod_cidr: str = "10.244.0.0/16",
     service_cidr: str = "10.96.0.0/16",
     node_port_addresses: Sequence[str] | None = None,
@@ -288,9 +366,11 @@ def kube_proxy_nft_sync(
 
     Parameters
     ----------
-    services : sequence of NftServicePort
-        The service ports after this sync.
-    previous : sequence of NftServicePort, optional
+    services : sequence of NftServicePort or NodeServicePort
+        The service ports after this sync: cluster-wide (:class:`NftServicePort`, every
+        ready endpoint a cluster endpoint) or after one node's ``CategorizeEndpoints``
+        (:class:`meshstat.kubeproxy.NodeServicePort`).
+    previous : sequence of NftServicePort or NodeServicePort, optional
         The service ports of the sync before: the transaction is then the
         partial sync (``tryPartialSync``): changed services rewritten, map
         elements added or deleted, the chains of vanished services flushed.
@@ -307,11 +387,11 @@ def kube_proxy_nft_sync(
     if previous is None:
         _setup(out, service_cidr, node_port_addresses)
         old = _State()
-        changed = {s.port_string for s in services}
+        changed = {s.port_string for s in map(_as_port, services)}
     else:
         old = _state(previous, pod_cidr)
-        before = {(s.port_string, s.protocol): s for s in previous}
-        changed = {s.port_string for s in services if before.get((s.port_string, s.protocol)) != s}
+        before = {(s.port_string, s.protocol): s for s in map(_as_port, previous)}
+        changed = {s.port_string for s in map(_as_port, services) if before.get((s.port_string, s.protocol)) != s}
     # chains of changed services: add + flush, then their rules (ensureChain, then the rules)
     for chain in new.chains:
         if new.owner[chain] in changed:
@@ -336,8 +416,26 @@ def kube_proxy_nft_sync(
 
 
 def kube_proxy_nft_stale_chains(
-    previous: Sequence[NftServicePort], services: Sequence[NftServicePort], *, pod_cidr: str = "10.244.0.0/16"
+    previous: Sequence[_AnyPort], services: Sequence[_AnyPort], *, pod_cidr: str = "10.244.0.0/16"
 ) -> list[str]:
     """The chains the sync from ``previous`` to ``services`` flushes and a later sync deletes."""
     old, new = _state(previous, pod_cidr), _state(services, pod_cidr)
     return [c for c in old.chains if c not in new.chains]
+
+
+def kube_proxy_node_nft(
+    ports: Iterable[NodeServicePort],
+    *,
+    pod_cidr: str = "10.244.0.0/16",
+    service_cidr: str = "10.96.0.0/16",
+    node_port_addresses: Sequence[str] | None = None,
+) -> str:
+    """The full ``nft -f`` sync kube-proxy (nftables mode) runs on one node, after its topology filtering.
+
+    Each port's ``cluster_endpoints`` / ``local_endpoints`` / ``has_endpoints`` are that node's
+    ``CategorizeEndpoints`` results; the endpoints are written sorted as ``"ip:port"`` strings (the order
+    ``pkg/proxy/endpointslicecache.go`` hands them over), each ``numgen random mod N`` element one of them.
+    Which chains and map elements follow from them is ``syncProxyRules``' (see the module docstring).
+    """
+    return kube_proxy_nft_sync(list(ports), pod_cidr=pod_cidr, service_cidr=service_cidr,
+                               node_port_addresses=node_port_addresses)  # fmt: skip
