@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_prob, _as_qps, _fmt_p, _fmt_pct, format_duration, parse_duration
+from meshstat.inference._text import _as_prob, _as_qps, _fmt_pct, format_duration, parse_duration
+from meshstat.stats.gof import format_p
 
 __all__ = ["CanaryResult", "CanaryStep", "canary", "detectable_error_rate", "two_proportion_power"]
 
@@ -79,7 +80,7 @@ class CanaryResult:
         s = self.steps[0]
         text = (
             f"at {self.qps:g} req/s and {format_duration(self.interval)} intervals, the {s.weight:g}% step gets "
-            f"{s.canary_requests:,.3g} canary requests per interval (P(none) = {_fmt_p(s.p_zero)})"
+            f"{s.canary_requests:,.3g} canary requests per interval (P(none) = {format_p(s.p_zero)})"
         )
         if s.detectable_error_rate is not None:
             text += (

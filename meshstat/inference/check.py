@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_prob, _fmt_p, _fmt_pct, _fmt_split, _split
+from meshstat.inference._text import _as_prob, _fmt_pct, _fmt_split, _split
 from meshstat.model import decimal_fraction
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, headline_test
+from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p, headline_test
 
 __all__ = ["Alternative", "CheckResult", "check_split"]
 
@@ -130,9 +130,9 @@ class CheckResult:
                 f"{self.observed[i]} of {self.n} requests"
             )
         elif self.consistent:
-            text = f"consistent with {split}: {what}, p = {_fmt_p(self.pvalue)} ({self.method})"
+            text = f"consistent with {split}: {what}, p = {format_p(self.pvalue)} ({self.method})"
         else:
-            text = f"not noise: {what} has p = {_fmt_p(self.pvalue)} ({self.method})"
+            text = f"not noise: {what} has p = {format_p(self.pvalue)} ({self.method})"
         for alt in self.alternatives:
             text += "; " + _lr_phrase(alt, split)
         return text

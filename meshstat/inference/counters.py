@@ -17,8 +17,7 @@ from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import first_match
 from meshstat.kubeproxy.lookup import find_service
 from meshstat.kubeproxy.service import family_of
-from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Rule, Ruleset
-from meshstat.parsers.netfilter import Counters, ListingInfo, listing_info
+from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Counters, ListingInfo, Rule, Ruleset, listing_info
 
 __all__ = ["CounterCheck", "CounterRow", "check_counters"]
 
