@@ -28,11 +28,11 @@ from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
 from meshstat.inference._text import _as_prob, _fmt_pct, format_duration, parse_duration
-from meshstat.inference.canary import detectable_error_rate, two_proportion_power
+from meshstat.inference.canary import canary_steps, detectable_error_rate, two_proportion_power
 from meshstat.inference.check import CheckResult, check_split
 from meshstat.inference.observed_split import ConfiguredSplit, MatchedSplit, match_split
 from meshstat.inference.observed_traffic import ObservedTraffic
-from meshstat.model import Route, decimal_fraction, smallest_integer_weights
+from meshstat.model import Route, smallest_integer_weights
 from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p
 from meshstat.stats.windows import WindowBand, window_band
 
@@ -381,17 +381,7 @@ def check_ramp(
         raise InvalidArgument(
             "a canary ramp needs a range query (per-window counts): give an /api/v1/query_range answer"
         )
-    pct: list[Fraction] = []
-    for s in steps:
-        try:
-            v = decimal_fraction(str(s).strip().rstrip("%"))
-        except (ValueError, ZeroDivisionError):
-            raise InvalidArgument(f"canary steps are percentages, got {s!r}") from None
-        if not 0 < v <= 100:
-            raise InvalidArgument(f"canary steps must be in (0, 100] percent, got {s!r}")
-        pct.append(v)
-    if not pct:
-        raise InvalidArgument("give at least one canary step")
+    pct = canary_steps(steps)
     routed = [k for k in traffic.keys(routed=True) if traffic.scope[k] == "service"]
     can = [k for k in routed if canary in traffic.aliases[k]]
     if not can:
