@@ -182,12 +182,11 @@ def _listing_lines(rs: Any, args: argparse.Namespace) -> list[str]:
 
 def _cmd_services(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import kubeproxy
-    from meshstat.netfilter.load import _read
+    from meshstat.inputs import read_text, source_name
     from meshstat.report import netfilter as rep
 
     if getattr(args, "ipvs", None) is not None:
-        text, name = _read(args.ipvs)
-        infos = kubeproxy.parse_ipvsadm(text, name)
+        infos = kubeproxy.parse_ipvsadm(read_text(args.ipvs, what="ruleset"), source_name(args.ipvs))
         if args.service:
             raise InvalidArgument("--service needs --iptables or --nft (IPVS rr is a rotation, not a random split)")
         ctx.emit(rep.services_frame(infos), args, columns=rep.SERVICES_COLUMNS)

@@ -1,8 +1,8 @@
 """What the inference modules share: validating a split and its parameters, and writing numbers for people.
 
 ``parse_duration`` / ``format_duration`` are public (``60s``, ``5m``, ``1h30m``);
-the rest is private to :mod:`meshstat.inference`. The p-value format is the one
-of :mod:`meshstat.stats.gof`, whose notes quote p-values too.
+the rest is private to :mod:`meshstat.inference`. p-values are written by
+:func:`meshstat.stats.gof.format_p`, as the headline test's notes write them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from fractions import Fraction
 from meshstat import model
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.model import decimal_fraction
-from meshstat.stats.gof import _fmt_p as _fmt_p  # one p-value format: summaries and the headline test's notes
 
 __all__ = ["format_duration", "parse_duration"]
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_fraction, _fmt_p, _fmt_pct, _fmt_split, _split
+from meshstat.inference._text import _as_fraction, _fmt_pct, _fmt_split, _split
 from meshstat.stats import distributions
+from meshstat.stats.gof import format_p
 
 __all__ = ["AcceptanceResult", "acceptance_probability", "tolerance_probability"]
 
@@ -71,8 +72,8 @@ class AcceptanceResult:
         """One line."""
         return (
             f"{self.n} requests, ±{_fmt_pct(self.tolerance)} around {_fmt_split(self.weights)}, truth "
-            f"{_fmt_split(self.truth)}: one attempt passes with probability {_fmt_p(self.pass_one)}, "
-            f"at least one of {self.attempts} with {_fmt_p(self.pass_any)}"
+            f"{_fmt_split(self.truth)}: one attempt passes with probability {format_p(self.pass_one)}, "
+            f"at least one of {self.attempts} with {format_p(self.pass_any)}"
         )
 
 

@@ -19,20 +19,20 @@ from meshstat.inference._text import (
     _as_fraction,
     _as_prob,
     _as_qps,
-    _fmt_p,
     _fmt_pct,
     _fmt_split,
     _split,
     format_duration,
     parse_duration,
 )
-from meshstat.stats.binomial import bdtr as _bdtr
+from meshstat.stats.binomial import binom_quantile
 from meshstat.stats.distributions import (
     _binom_interval_prob,
     _binom_outside_prob,
     _bounds,
     tolerance_probability,
 )
+from meshstat.stats.gof import format_p
 
 __all__ = ["BandsResult", "bands"]
 
@@ -117,10 +117,10 @@ class BandsResult:
         if self.within is not None and self.p_outside is not None:
             text += (
                 f"; its share falls outside {_fmt_pct(self.shares[i])} ± {_fmt_pct(self.within)} with probability "
-                f"{_fmt_p(self.p_outside[i])}"
+                f"{format_p(self.p_outside[i])}"
             )
             if self.sim_p_outside is not None:
-                text += f" (simulated {_fmt_p(self.sim_p_outside[i])})"
+                text += f" (simulated {format_p(self.sim_p_outside[i])})"
         if self.sim_windows is not None:
             verdict = "agrees" if self.sim_agrees else "DISAGREES"
             text += f"; simulation of {self.sim_windows:,} samples (seed {self.sim_seed}) {verdict} with exact"
@@ -200,7 +200,7 @@ def bands(
         a = (1.0 - level) / 2.0
         lo_row, hi_row, cov_row = [], [], []
         for p in fs:
-            lo_c, hi_c = _central(req, p, a)
+            lo_c, hi_c = binom_quantile(a, req, p), binom_quantile(1.0 - a, req, p)
             lo_row.append(lo_c)
             hi_row.append(hi_c)
             cov_row.append(float(_binom_interval_prob(lo_c, hi_c, req, p)) if 0 < p < 1 else 1.0)
@@ -267,7 +267,8 @@ def bands(
                 if (p_exact <= 0.0 and k_obs > 0) or (p_exact >= 1.0 and k_obs < sim_n):
                     agrees = False
                 continue
-            lo_k, hi_k = _central(sim_n, p_exact, level_each / 2)
+            a = level_each / 2
+            lo_k, hi_k = binom_quantile(a, sim_n, p_exact), binom_quantile(1.0 - a, sim_n, p_exact)
             if not lo_k <= k_obs <= hi_k:
                 agrees = False
         if not agrees:
@@ -298,23 +299,3 @@ def bands(
         notes=tuple(notes),
     )
 
-
-def _central(n: int, p: float, a: float) -> tuple[int, int]:
-    """Exact binomial quantiles: smallest k with ``F(k) >= a`` and smallest k with ``F(k) >= 1 - a``."""
-
-    if p <= 0.0:
-        return 0, 0
-    if p >= 1.0:
-        return n, n
-
-    def q(level: float) -> int:
-        lo, hi = -1, n  # F(lo) < level <= F(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if _bdtr(mid, n, p) >= level:
-                hi = mid
-            else:
-                lo = mid
-        return hi
-
-    return q(a), q(1.0 - a)

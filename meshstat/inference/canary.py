@@ -8,13 +8,16 @@ increase a two-proportion test can see. Table: :func:`meshstat.report.inference.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_prob, _as_qps, _fmt_p, _fmt_pct, format_duration, parse_duration
+from meshstat.inference._text import _as_prob, _as_qps, _fmt_pct, format_duration, parse_duration
+from meshstat.model import decimal_fraction
+from meshstat.stats.gof import format_p
 
-__all__ = ["CanaryResult", "CanaryStep", "canary", "detectable_error_rate", "two_proportion_power"]
+__all__ = ["CanaryResult", "CanaryStep", "canary", "canary_steps", "detectable_error_rate", "two_proportion_power"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class CanaryResult:
         s = self.steps[0]
         text = (
             f"at {self.qps:g} req/s and {format_duration(self.interval)} intervals, the {s.weight:g}% step gets "
-            f"{s.canary_requests:,.3g} canary requests per interval (P(none) = {_fmt_p(s.p_zero)})"
+            f"{s.canary_requests:,.3g} canary requests per interval (P(none) = {format_p(s.p_zero)})"
         )
         if s.detectable_error_rate is not None:
             text += (
@@ -122,6 +125,28 @@ def detectable_error_rate(n1: float, n2: float, p0: float, power: float, alpha: 
     if n1 <= 0 or n2 <= 0 or two_proportion_power(n1, n2, p0, 1.0, alpha) < power:
         return None
     return float(optimize.brentq(lambda x: two_proportion_power(n1, n2, p0, x, alpha) - power, p0, 1.0, xtol=1e-12))
+
+
+def canary_steps(steps: Iterable[float | str]) -> list[Fraction]:
+    """Canary percentages per rollout step (``5``, ``"12.5"``, ``"25%"``), exact, each in (0, 100].
+
+    Raises
+    ------
+    InvalidArgument
+        For a step that is not a number, one outside (0, 100], or no step at all.
+    """
+    out: list[Fraction] = []
+    for s in steps:
+        try:
+            v = decimal_fraction(str(s).strip().rstrip("%"))
+        except (ValueError, ZeroDivisionError):
+            raise InvalidArgument(f"canary steps are percentages, got {s!r}") from None
+        if not 0 < v <= 100:
+            raise InvalidArgument(f"canary steps must be in (0, 100] percent, got {s!r}")
+        out.append(v)
+    if not out:
+        raise InvalidArgument("give at least one canary step")
+    return out
 
 
 def canary(
@@ -181,17 +206,7 @@ def canary(
             raise InvalidArgument(
                 f"detect_error_rate ({p1_target:g}) must be above the baseline error rate ({p0:g})"
             )
-    ws = []
-    for s in steps:
-        try:
-            v = float(str(s).strip().rstrip("%"))
-        except ValueError:
-            raise InvalidArgument(f"canary steps are percentages, got {s!r}") from None
-        if not 0 < v <= 100:
-            raise InvalidArgument(f"canary steps must be in (0, 100] percent, got {s!r}")
-        ws.append(v)
-    if not ws:
-        raise InvalidArgument("give at least one canary step")
+    ws = [float(v) for v in canary_steps(steps)]
     req = qps_v * secs
     za = float(special.ndtri(1.0 - alpha))
     zb = float(special.ndtri(power))

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_prob, _fmt_p, _fmt_pct, _fmt_split, _split
+from meshstat.inference._text import _as_prob, _fmt_pct, _fmt_split, _split
 from meshstat.model import decimal_fraction
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, headline_test
+from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p, headline_test, z_scores
 
 __all__ = ["Alternative", "CheckResult", "check_split"]
 
@@ -105,14 +105,9 @@ class CheckResult:
     def _focus(self) -> int:
         """Index of the backend whose count strays most (largest |z|; ties: smallest share)."""
         best, best_key = 0, None
-        for i, (o, p) in enumerate(zip(self.observed, self.shares, strict=True)):
-            if p <= 0:
-                z = math.inf if o > 0 else 0.0
-            elif p >= 1:
-                z = math.inf if o != self.n else 0.0
-            else:
-                z = abs(o - self.n * p) / math.sqrt(self.n * p * (1 - p))
-            key = (round(z, 9), -p)
+        zs = z_scores(self.observed, self.shares)
+        for i, (z, p) in enumerate(zip(zs, self.shares, strict=True)):
+            key = (round(abs(float(z)), 9), -p)
             if best_key is None or key > best_key:
                 best, best_key = i, key
         return best
@@ -130,9 +125,9 @@ class CheckResult:
                 f"{self.observed[i]} of {self.n} requests"
             )
         elif self.consistent:
-            text = f"consistent with {split}: {what}, p = {_fmt_p(self.pvalue)} ({self.method})"
+            text = f"consistent with {split}: {what}, p = {format_p(self.pvalue)} ({self.method})"
         else:
-            text = f"not noise: {what} has p = {_fmt_p(self.pvalue)} ({self.method})"
+            text = f"not noise: {what} has p = {format_p(self.pvalue)} ({self.method})"
         for alt in self.alternatives:
             text += "; " + _lr_phrase(alt, split)
         return text

@@ -14,11 +14,10 @@ from fractions import Fraction
 
 from meshstat import model, stats
 from meshstat.errors import InvalidArgument
-from meshstat.kubeproxy.iptables import _first
+from meshstat.kubeproxy.iptables import first_match
 from meshstat.kubeproxy.lookup import find_service
-from meshstat.kubeproxy.service import _family_of
-from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Rule, Ruleset
-from meshstat.parsers.netfilter import Counters, ListingInfo, listing_info
+from meshstat.kubeproxy.service import family_of
+from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Counters, ListingInfo, Rule, Ruleset, listing_info
 
 __all__ = ["CounterCheck", "CounterRow", "check_counters"]
 
@@ -216,7 +215,7 @@ def check_counters(
         raise InvalidArgument(
             f"{ruleset.source}: the counters check reads kube-proxy's statistic cascade; {why or chain_name}"
         )
-    fam = _family_of(ruleset, None)
+    fam = family_of(ruleset, None)
     table = ruleset.tables[(fam, "nat")]
     ch = table.chains[chain_name]
     by_line = {r.line: r for r in ch.rules}
@@ -230,7 +229,7 @@ def check_counters(
     exact_all = True
     affinity = 0
     for r in ch.rules:
-        rec = _first(r, "recent")
+        rec = first_match(r, "recent")
         if (
             r.target.kind in ("jump", "goto")
             and rec is not None

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from meshstat.errors import InvalidArgument
-from meshstat.inference._text import _as_prob, _fmt_p, _fmt_pct, format_duration, parse_duration
-from meshstat.inference.canary import detectable_error_rate, two_proportion_power
+from meshstat.inference._text import _as_prob, _fmt_pct, format_duration, parse_duration
+from meshstat.inference.canary import canary_steps, detectable_error_rate, two_proportion_power
 from meshstat.inference.check import CheckResult, check_split
 from meshstat.inference.observed_split import ConfiguredSplit, MatchedSplit, match_split
 from meshstat.inference.observed_traffic import ObservedTraffic
-from meshstat.model import Route, decimal_fraction, smallest_integer_weights
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT
+from meshstat.model import Route, smallest_integer_weights
+from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p
 from meshstat.stats.windows import WindowBand, window_band
 
 __all__ = [
@@ -197,8 +197,8 @@ class ObservedCheck:
             if self.worst is not None:
                 w = self.windows[self.worst]
                 text += (
-                    f"; worst window {w.label} ({w.n:,} requests, p = {_fmt_p(w.pvalue or 0.0)}); "
-                    f"P(some window of {k} is that extreme by chance) = {_fmt_p(self.worst_any or 0.0)}"
+                    f"; worst window {w.label} ({w.n:,} requests, p = {format_p(w.pvalue or 0.0)}); "
+                    f"P(some window of {k} is that extreme by chance) = {format_p(self.worst_any or 0.0)}"
                 )
             parts.append(text)
         if self.ramp is not None:
@@ -381,17 +381,7 @@ def check_ramp(
         raise InvalidArgument(
             "a canary ramp needs a range query (per-window counts): give an /api/v1/query_range answer"
         )
-    pct: list[Fraction] = []
-    for s in steps:
-        try:
-            v = decimal_fraction(str(s).strip().rstrip("%"))
-        except (ValueError, ZeroDivisionError):
-            raise InvalidArgument(f"canary steps are percentages, got {s!r}") from None
-        if not 0 < v <= 100:
-            raise InvalidArgument(f"canary steps must be in (0, 100] percent, got {s!r}")
-        pct.append(v)
-    if not pct:
-        raise InvalidArgument("give at least one canary step")
+    pct = canary_steps(steps)
     routed = [k for k in traffic.keys(routed=True) if traffic.scope[k] == "service"]
     can = [k for k in routed if canary in traffic.aliases[k]]
     if not can:
@@ -491,8 +481,8 @@ def configured_route(
     counters and Istio's metrics are what a sidecar records. With a dump alone,
     :func:`meshstat.mesh.envoy_dump_route` of ``service`` (``HOST:PORT``).
     """
-    from meshstat.mesh import envoy_dump_route
     from meshstat.engine.mesh import compare_paths
+    from meshstat.mesh import envoy_dump_route
     from meshstat.parsers.envoy import load_envoy
 
     if filenames:

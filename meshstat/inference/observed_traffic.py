@@ -323,12 +323,7 @@ def _envoy_tracks(
                 tracks.append(Track(key, als, True, "service", tuple(pts), where))
             continue
         for stat in ("upstream_rq_total", "upstream_cx_none_healthy", "upstream_rq_pending_overflow"):
-            pts, where = [], ""
-            for t, s in zip(times, stats, strict=True):
-                c = s.find("cluster", cname, stat)
-                if c is not None:
-                    pts.append((t, float(c.value)))
-                    where = f"{s.source}:{c.line}"
+            pts, where = _stat_points(times, stats, "cluster", cname, stat)
             if not pts:
                 continue
             if stat == "upstream_rq_total":
@@ -338,10 +333,11 @@ def _envoy_tracks(
                 tracks.append(Track(o, (o,), False, "service", tuple(pts), where))
         retry = [s.find("cluster", cname, "upstream_rq_retry") for s in stats]
         r = [c.value for c in retry if c is not None]
-        if r and (r[-1] - (r[0] if len(r) == 2 and r[0] <= r[-1] else 0)) > 0:
+        retries = r[-1] - (r[0] if len(r) == 2 and r[0] <= r[-1] else 0) if r else 0
+        if retries > 0:
             warnings.append(
-                f"{cname}: {r[-1] - (r[0] if len(r) == 2 else 0)} retries: upstream_rq_total counts "
-                "every try, so its counts are tries, not requests"
+                f"{cname}: {retries} retries: upstream_rq_total counts every try, so its counts are tries, "
+                "not requests"
             )
     if hosts_form:
         notes.append(
@@ -352,12 +348,7 @@ def _envoy_tracks(
         prefixes = list(dict.fromkeys(n for s in stats for n in s.names("http")))
         for p in prefixes:
             for stat in ("no_cluster", "no_route", "rq_direct_response"):
-                pts, where = [], ""
-                for t, s in zip(times, stats, strict=True):
-                    c = s.find("http", p, stat)
-                    if c is not None:
-                        pts.append((t, float(c.value)))
-                        where = f"{s.source}:{c.line}"
+                pts, where = _stat_points(times, stats, "http", p, stat)
                 if pts and any(v for _, v in pts):
                     o = _STAT_OUTCOME[stat]
                     tracks.append(Track(o, (o,), False, "listener", tuple(pts), where))
@@ -365,6 +356,20 @@ def _envoy_tracks(
     if stats[-1].form == "stats-prometheus":
         form = "Envoy /stats/prometheus"
     return tracks, by, form
+
+
+def _stat_points(
+    times: list[float], stats: list[EnvoyStats], kind: str, name: str, stat: str
+) -> tuple[list[tuple[float, float]], str]:
+    """One counter over the snapshots: ``(time, value)`` where a snapshot has it, and the last file:line."""
+    pts: list[tuple[float, float]] = []
+    where = ""
+    for t, s in zip(times, stats, strict=True):
+        c = s.find(kind, name, stat)
+        if c is not None:
+            pts.append((t, float(c.value)))
+            where = f"{s.source}:{c.line}"
+    return pts, where
 
 
 def _choose_clusters(

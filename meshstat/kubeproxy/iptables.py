@@ -30,46 +30,47 @@ interpretation of a chain meshstat has, or refused with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from meshstat import model
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.kubeproxy.iptables_filter import filter_rules, fw_source_ranges, svc_from_comment
+from meshstat.kubeproxy.iptables_filter import (
+    dst_port_proto,
+    filter_rules,
+    fw_source_ranges,
+    svc_from_comment,
+)
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_chain_hash
 from meshstat.netfilter.split import chain_split
-from meshstat.netfilter.trace import Packet, _join
+from meshstat.netfilter.trace import Packet, host_port
 from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset, Table
 from meshstat.parsers.netfilter.rules import missing_chains
 
-__all__ = ["NodeServicePort", "kube_proxy_iptables_save", "kube_proxy_node_iptables_save"]
+__all__ = [
+    "IptablesServices",
+    "NodeServicePort",
+    "first_match",
+    "kube_proxy_iptables_save",
+    "kube_proxy_node_iptables_save",
+]
 
 
-def _first(rule: Rule, kind: str) -> Match | None:
+def first_match(rule: Rule, kind: str) -> Match | None:
+    """The rule's first match of ``kind`` (``"recent"``, ``"random"``, ...), or ``None``."""
     for m in rule.matches:
         if m.kind == kind:
             return m
     return None
 
 
-def _rule_dst_port_proto(rule: Rule) -> tuple[str | None, int | None, str | None]:
-    ip = port = proto = None
-    for m in rule.matches:
-        if m.negated:
-            continue
-        if m.kind == "dst" and len(m.value) == 1:
-            n = m.value[0]
-            ip = n.text.split("/")[0] if n.prefixlen in (32, 128) else n.text
-        elif m.kind == "dport":
-            port = m.value[0]
-        elif m.kind == "proto":
-            proto = m.value
-    return ip, port, proto
+class IptablesServices:
+    """Reads kube-proxy's iptables layout (``pkg/proxy/iptables/proxier.go``) of one address family.
 
-
-class _IptablesServices:
-    """Reads kube-proxy's iptables layout (``pkg/proxy/iptables/proxier.go``)."""
+    :meth:`info` reads one service's chains into a :class:`ServiceInfo`;
+    :func:`meshstat.kubeproxy.lookup.services` reads them all.
+    """
 
     def __init__(self, rs: Ruleset, family: str) -> None:
         self.rs = rs
@@ -168,7 +169,7 @@ class _IptablesServices:
         for r in chain.rules:
             if name is None:
                 name = svc_from_comment(r.comment)[0]
-            rec = _first(r, "recent")
+            rec = first_match(r, "recent")
             if rec is not None and rec.value["command"] in ("rcheck", "update") and rec.value["seconds"] is not None:
                 affinity = rec.value["seconds"] if affinity is None else affinity
         why = self.irregular(chain)
@@ -186,9 +187,9 @@ class _IptablesServices:
         unconditional = False
         for r in chain.rules:
             t = r.target
-            if not t.value.startswith("KUBE-SEP-") or _first(r, "recent") is not None:
+            if not t.value.startswith("KUBE-SEP-") or first_match(r, "recent") is not None:
                 continue  # the masquerade jump (irregular() checked it marks only), affinity rules
-            rnd = _first(r, "random")
+            rnd = first_match(r, "random")
             addr = self.sep(t.value)[0] or t.value
             if rnd is None:
                 eps.append((addr, t.value, None, r.line))
@@ -261,18 +262,10 @@ class _IptablesServices:
             for r in ch.rules if ch is not None else ():
                 if r.target.kind == "dnat":
                     addr, ports, text = r.target.value
-                    hit = (_join(addr, ports[0]) if addr and ports else text, _rule_dst_port_proto(r)[2])
+                    hit = (host_port(addr, ports[0]) if addr and ports else text, dst_port_proto(r)[2])
                     break
             memo[sep] = hit
         return hit
-
-    def sep_address(self, sep: str) -> str | None:
-        """``ip:port`` of an endpoint chain's DNAT."""
-        return self.sep(sep)[0]
-
-    def sep_proto(self, sep: str) -> str | None:
-        """The protocol of an endpoint chain's DNAT rule."""
-        return self.sep(sep)[1]
 
     # ------------------------------------------------------------- one service
 
@@ -293,7 +286,7 @@ class _IptablesServices:
             for r in nat.referrers.get(chain_name, ()):
                 reached = True
                 if r.chain == "KUBE-SERVICES":
-                    ip, p, pr = _rule_dst_port_proto(r)
+                    ip, p, pr = dst_port_proto(r)
                     cluster_ip, port, proto = ip, p, pr
                     line = r.line
                     internal = "Local" if is_local else "Cluster"
@@ -302,7 +295,7 @@ class _IptablesServices:
         for tgt in (ext_name, fw_name):
             for r in nat.referrers.get(tgt, ()):
                 reached = True
-                ip, p, pr = _rule_dst_port_proto(r)
+                ip, p, pr = dst_port_proto(r)
                 nm, _kind = svc_from_comment(r.comment)
                 name = name or nm
                 proto = proto or pr
@@ -340,7 +333,7 @@ class _IptablesServices:
             for ch in (svc, svl):
                 for r in ch.rules if ch is not None else ():
                     if r.target.kind in ("jump", "goto") and r.target.value.startswith("KUBE-SEP-"):
-                        proto = self.sep_proto(r.target.value)
+                        proto = self.sep(r.target.value)[1]
                         if proto:
                             break
                 if proto:
@@ -468,7 +461,7 @@ class _IptablesServices:
                 continue  # read with its chains
             for r in self.nat.referrers.get(target, ()):
                 name, kind = svc_from_comment(r.comment)
-                ip, p, pr = _rule_dst_port_proto(r)
+                ip, p, pr = dst_port_proto(r)
                 a = acc.setdefault(name or target, {
                     "proto": None, "ip": None, "port": None, "svc": None, "svl": None, "ext": [], "np": [],
                     "line": r.line, "miss": [],
@@ -561,23 +554,37 @@ def kube_proxy_iptables_save(
             f"-m {proto} --dport {port} -j KUBE-MARK-MASQ"
         ]
         eps = sorted(endpoints)
-        probs = model.kube_proxy_probabilities(len(eps), legacy=legacy) if eps else ()
-        for i, ep in enumerate(eps):
-            sep = "KUBE-SEP-" + kube_chain_hash(name, proto, ep)
-            stat = ""
-            if i < len(eps) - 1:
-                k = model.probability_to_threshold(probs[i])
-                stat = f" -m statistic --mode random --probability {model.threshold_to_decimal(k)}"
-            rules.append(f'-A {svc} -m comment --comment "{name} -> {ep}"{stat} -j {sep}')
-            ip = ep.rsplit(":", 1)[0].strip("[]")
-            sep_chains[sep] = [
-                f'-A {sep} -s {ip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ',
-                f'-A {sep} -p {proto} -m comment --comment "{name}" -m {proto} -j DNAT --to-destination {ep}',
-            ]
+        rules += _endpoint_jumps(svc, name, proto, eps, legacy=legacy)
+        for ep in eps:
+            sep_chains.update(_sep_chain(name, proto, ep))
         svc_chains[svc] = rules
     svc_rules.append(_NODEPORTS_LAST)
     return _format_nat({"KUBE-SERVICES": svc_rules, **sep_chains, **svc_chains}, extra_chains=extra_chains,
                        pre_rules=pre_rules, extra_rules=extra_rules, header=header)
+
+
+def _endpoint_jumps(chain: str, name: str, proto: str, eps: Sequence[str], *, legacy: bool = False) -> list[str]:
+    """kube-proxy's probability cascade from ``chain`` to each endpoint's KUBE-SEP chain (the last unconditional)."""
+    probs = model.kube_proxy_probabilities(len(eps), legacy=legacy) if eps else ()
+    rules = []
+    for i, ep in enumerate(eps):
+        stat = ""
+        if i < len(eps) - 1:
+            k = model.probability_to_threshold(probs[i])
+            stat = f" -m statistic --mode random --probability {model.threshold_to_decimal(k)}"
+        sep = "KUBE-SEP-" + kube_chain_hash(name, proto, ep)
+        rules.append(f'-A {chain} -m comment --comment "{name} -> {ep}"{stat} -j {sep}')
+    return rules
+
+
+def _sep_chain(name: str, proto: str, ep: str) -> dict[str, list[str]]:
+    """One endpoint's KUBE-SEP chain: mark hairpin traffic for masquerade, DNAT to ``ep``."""
+    sep = "KUBE-SEP-" + kube_chain_hash(name, proto, ep)
+    ip = ep.rsplit(":", 1)[0].strip("[]")
+    return {sep: [
+        f'-A {sep} -s {ip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ',
+        f'-A {sep} -p {proto} -m comment --comment "{name}" -m {proto} -j DNAT --to-destination {ep}',
+    ]}
 
 
 _NODEPORTS_LAST = (
@@ -773,22 +780,9 @@ def kube_proxy_node_iptables_save(
                                  (svl, local_eps, sp.local_endpoints is not None)):  # fmt: skip
             if not used or not eps:
                 continue
-            rules = nat.setdefault(chain, [])
-            probs = model.kube_proxy_probabilities(len(eps))
-            for i, ep in enumerate(eps):
-                sep = "KUBE-SEP-" + kube_chain_hash(name, proto, ep)
-                stat = ""
-                if i < len(eps) - 1:
-                    k = model.probability_to_threshold(probs[i])
-                    stat = f" -m statistic --mode random --probability {model.threshold_to_decimal(k)}"
-                rules.append(f'-A {chain} -m comment --comment "{name} -> {ep}"{stat} -j {sep}')
-                reachable[ep] = None
+            nat.setdefault(chain, []).extend(_endpoint_jumps(chain, name, proto, eps))
+            reachable.update(dict.fromkeys(eps))
         for ep in reachable:
-            sep = "KUBE-SEP-" + kube_chain_hash(name, proto, ep)
-            ip = ep.rsplit(":", 1)[0].strip("[]")
-            nat[sep] = [
-                f'-A {sep} -s {ip}/32 -m comment --comment "{name}" -j KUBE-MARK-MASQ',
-                f'-A {sep} -p {proto} -m comment --comment "{name}" -m {proto} -j DNAT --to-destination {ep}',
-            ]
+            nat.update(_sep_chain(name, proto, ep))
     nat["KUBE-SERVICES"].append(_NODEPORTS_LAST)
     return _format_nat(nat, header=header, filter_rules=flt)

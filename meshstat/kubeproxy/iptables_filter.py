@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from meshstat.parsers.netfilter import Chain, Rule, Ruleset, parse_iptables
 
-__all__ = ["KUBE_PROXY_JUMPS", "FilterRule", "add_kube_proxy_jumps", "filter_rules", "fw_source_ranges",
-           "svc_from_comment"]  # fmt: skip
+__all__ = ["KUBE_PROXY_JUMPS", "FilterRule", "add_kube_proxy_jumps", "dst_port_proto", "filter_rules",
+           "fw_source_ranges", "svc_from_comment"]  # fmt: skip
 
 _SUFFIXES = (" cluster IP", " external IP", " loadbalancer IP", " has no endpoints", " has no local endpoints")
 _FIREWALLED = " traffic not accepted by "
@@ -77,25 +77,32 @@ def filter_rules(rs: Ruleset, family: str) -> dict[str, list[FilterRule]]:
             name, kind = svc_from_comment(r.comment)
             if name is None or kind not in ("has no endpoints", "has no local endpoints", "traffic not accepted"):
                 continue
-            ip = port = proto = None
-            nodeport = False
-            for m in r.matches:
-                if m.negated:
-                    continue
-                if m.kind == "dst" and len(m.value) == 1:
-                    n = m.value[0]
-                    ip = n.text.split("/")[0] if n.prefixlen in (32, 128) else n.text
-                elif m.kind == "dport":
-                    port = m.value[0]
-                elif m.kind == "proto":
-                    proto = m.value
-                elif m.kind == "addrtype" and m.value[0] == "dst":
-                    nodeport = True
+            ip, port, proto = dst_port_proto(r)
+            nodeport = any(m.kind == "addrtype" and m.value[0] == "dst" and not m.negated for m in r.matches)
             out.setdefault(name, []).append(
                 FilterRule(name, chain, kind, r.target.kind, ip, port, proto, nodeport, r.line)
             )
     rs.cache[key] = out
     return out
+
+
+def dst_port_proto(rule: Rule) -> tuple[str | None, int | None, str | None]:
+    """A rule's destination (the address of a /32 or /128, else the CIDR), port and protocol matches.
+
+    Negated matches are skipped; ``None`` where the rule has no such match.
+    """
+    ip = port = proto = None
+    for m in rule.matches:
+        if m.negated:
+            continue
+        if m.kind == "dst" and len(m.value) == 1:
+            n = m.value[0]
+            ip = n.text.split("/")[0] if n.prefixlen in (32, 128) else n.text
+        elif m.kind == "dport":
+            port = m.value[0]
+        elif m.kind == "proto":
+            proto = m.value
+    return ip, port, proto
 
 
 def fw_source_ranges(chain: Chain | None) -> tuple[str, ...]:

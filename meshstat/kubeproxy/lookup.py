@@ -15,9 +15,9 @@ from typing import Any
 
 from meshstat import model
 from meshstat.errors import InvalidArgument
-from meshstat.kubeproxy.iptables import _IptablesServices
+from meshstat.kubeproxy.iptables import IptablesServices
 from meshstat.kubeproxy.nftables import _nft_services
-from meshstat.kubeproxy.service import ServiceInfo, _family_of, kube_chain_hash, service_route
+from meshstat.kubeproxy.service import ServiceInfo, family_of, kube_chain_hash, service_route
 from meshstat.netfilter.load import load
 from meshstat.parsers.netfilter.ruleset import FREEZE_RULES, Ruleset
 
@@ -26,7 +26,7 @@ __all__ = ["find_service", "load_service_route", "service_notes", "services"]
 
 def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
     """Name -> ServiceInfo and (ip, port, proto) -> ServiceInfo for every service (built once)."""
-    fam = _family_of(rs, family)
+    fam = family_of(rs, family)
     key = f"services:{fam}"
     idx = rs.cache.get(key)
     if idx is not None:
@@ -35,7 +35,7 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
     if rs.dialect == "nft":
         infos, notes = _nft_services(rs, fam)
     else:
-        reader = _IptablesServices(rs, fam)
+        reader = IptablesServices(rs, fam)
         # Reading every service builds the matches of nearly every rule (the parser
         # builds them on first access): pause the cyclic collector as the parser does,
         # or its full collections rescan the new objects again and again (twice the
@@ -108,7 +108,7 @@ def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -
         head, _, p = want.rpartition("/")
         if p.lower() in ("tcp", "udp", "sctp"):
             want, proto_hint = head, p.lower()
-    fam = _family_of(ruleset, family)
+    fam = family_of(ruleset, family)
     # ip:port
     if "/" not in want:
         ip, _, port = want.rpartition(":")
@@ -128,7 +128,7 @@ def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -
         raise InvalidArgument(f"{ruleset.source}: no service with cluster IP or external IP {want} in the dump{hint}")
     nat = ruleset.tables.get((fam, "nat")) if ruleset.dialect == "iptables" else None
     if nat is not None:
-        reader = _IptablesServices(ruleset, fam)
+        reader = IptablesServices(ruleset, fam)
         for proto in ([proto_hint] if proto_hint else ["tcp", "udp", "sctp"]):
             suffix = kube_chain_hash(want, proto)
             if "KUBE-SVC-" + suffix in nat.chains or "KUBE-SVL-" + suffix in nat.chains:

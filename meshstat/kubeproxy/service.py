@@ -23,7 +23,7 @@ from meshstat import model
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.parsers.netfilter import Ruleset
 
-__all__ = ["EndpointInfo", "ServiceInfo", "kube_chain_hash", "kube_nft_chain_hash", "service_route"]
+__all__ = ["EndpointInfo", "ServiceInfo", "family_of", "kube_chain_hash", "kube_nft_chain_hash", "service_route"]
 
 
 def kube_chain_hash(service_port_name: str, protocol: str, endpoint: str = "") -> str:
@@ -156,7 +156,12 @@ class ServiceInfo:
         return self.state or ("rejected" if self.rejected else "routed")
 
 
-def _family_of(rs: Ruleset, family: str | None) -> str:
+def family_of(rs: Ruleset, family: str | None) -> str:
+    """The address family of the ruleset's kube-proxy tables.
+
+    ``family`` when given; else an nft ruleset's first table's family; else ``ip``
+    where an ``ip`` nat table is (or no ``ip6`` table), else ``ip6``.
+    """
     if family is not None:
         return family
     if rs.dialect == "nft":

@@ -60,6 +60,7 @@ __all__ = [
     "is_headless",
     "mesh_virtual_services",
     "scope_miss",
+    "select_sidecar",
     "service_visible",
     "sidecar_virtual_services",
     "unknown_destination_route",
@@ -199,8 +200,16 @@ def imports_host(li: EgressListener | None, config_ns: str, host: str, host_ns: 
     return False
 
 
-def _select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, root_ns: str,
+def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, root_ns: str,
                     diags: list[Diagnostic] | None) -> SidecarResource | None:
+    """The Sidecar resource that applies to a workload of ``namespace`` with ``labels``.
+
+    Istio's order (``push_context.go``: ``doGetSidecarScope``, as the module docstring
+    says): the first Sidecar of the namespace whose workloadSelector the labels satisfy,
+    else the namespace's Sidecar without a selector, else the root namespace's; ``None``
+    when there is none. Several selector-less Sidecars in one namespace add a warning to
+    ``diags``.
+    """
     mine = [s for s in objs.sidecars if s.meta.namespace == namespace]
     for s in mine:
         if s.selector is not None and all(labels.get(k) == v for k, v in s.selector):
@@ -221,7 +230,7 @@ def client_scope(mesh: Any, client: WorkloadResource | None, namespace: str,
     objs: ScopeObjects = mesh.scope
     mc: MeshConfig = objs.mesh_config
     labels = client.labels if client is not None else {}
-    sc = _select_sidecar(objs, labels, namespace, mc.root_namespace, diags)
+    sc = select_sidecar(objs, labels, namespace, mc.root_namespace, diags)
     if sc is not None and sc.outbound_policy:
         return ClientScope(namespace, sc, sc.outbound_policy, f"Sidecar {sc.meta.ref} ({sc.meta.where})")
     where = f"MeshConfig ({mc.source}:{mc.line})" if mc.source else "MeshConfig default"

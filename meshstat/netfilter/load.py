@@ -12,20 +12,9 @@ from __future__ import annotations
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import read_text, source_name
 from meshstat.parsers import sniff_netfilter_dialect
-from meshstat.parsers.netfilter import iptables_list
-from meshstat.parsers.netfilter import Ruleset, parse_iptables
-from meshstat.parsers.netfilter import parse_nft as _parse
+from meshstat.parsers.netfilter import Ruleset, iptables_list, parse_iptables, parse_nft
 
 __all__ = ["Ruleset", "load", "parse_iptables", "parse_nft"]
-
-
-def parse_nft(text: str, source: str = "<input>") -> Ruleset:
-    """Parse ``nft list ruleset`` output or an ``nft -f`` transaction (see :mod:`meshstat.parsers.netfilter.nft`)."""
-    return _parse(text, source)
-
-
-def _read(source: str) -> tuple[str, str]:
-    return read_text(source, what="ruleset"), source_name(source)
 
 
 def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None = None) -> Ruleset:
@@ -54,9 +43,8 @@ def load(source: str | Ruleset, dialect: str | None = None, *, text: str | None 
     if isinstance(source, Ruleset):
         return source
     if text is None:
-        text, name = _read(source)
-    else:
-        name = "<stdin>" if source == "-" else source
+        text = read_text(source, what="ruleset")
+    name = source_name(source)
     if dialect not in (None, "iptables", "iptables-list", "nft"):
         raise InvalidArgument(f"dialect must be 'iptables', 'iptables-list' or 'nft', got {dialect!r}")
     if dialect != "nft":

@@ -62,6 +62,7 @@ __all__ = [
     "TraceResult",
     "TraceStep",
     "Verdict",
+    "host_port",
     "nth_matches",
     "trace",
 ]
@@ -851,7 +852,7 @@ class _Tracer:
         if kind == "dnat":
             addr, ports, text = t.value
             port = ports[0] if ports else st.dport
-            target = _join(addr, port) if addr else f"(unchanged address):{port}"
+            target = host_port(addr, port) if addr else f"(unchanged address):{port}"
             if ports and ports[0] != ports[1]:
                 target = f"{addr}:{ports[0]}-{ports[1]}"
             st.steps.append(TraceStep(tname, chain.name, rule.line, f"DNAT {target}", rule.text))
@@ -1022,7 +1023,8 @@ def _is_loopback(addr: tuple[int, int]) -> bool:
     return (a >> 24) == 127 if version == 4 else a == 1
 
 
-def _join(addr: str, port: int | None) -> str:
+def host_port(addr: str, port: int | None) -> str:
+    """``addr:port`` (``[addr]:port`` for IPv6), or ``addr`` alone without a port."""
     if port is None:
         return addr
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"

@@ -15,10 +15,11 @@ import numpy as np
 
 from meshstat.errors import InvalidArgument
 
-__all__ = ["bdtr", "bdtrc", "binomial_pvalue", "binomial_two_sided_tail"]
+__all__ = ["REL_TOL", "bdtr", "bdtrc", "binom_quantile", "binomial_pvalue", "binomial_two_sided_tail"]
 
-#: Relative tolerance when comparing outcome probabilities with the observed one (as scipy's binomtest).
-_REL_TOL = 1e-7
+#: Relative tolerance when comparing outcome probabilities with the observed one (as scipy's binomtest);
+#: the multinomial test of :mod:`meshstat.stats.gof` uses it too.
+REL_TOL = 1e-7
 
 
 def bdtr(k: object, n: object, p: object) -> np.ndarray:
@@ -66,8 +67,12 @@ def binomial_two_sided_tail(n: int, p: float, deviation: np.ndarray) -> np.ndarr
     return np.minimum(1.0, lower + upper)
 
 
-def _binom_quantile(q: float, n: int, p: float) -> int:
-    """Smallest k with ``P(X <= k) >= q`` (exact, by bisection on scipy's binomial cdf)."""
+def binom_quantile(q: float, n: int, p: float) -> int:
+    """Smallest k with ``P(X <= k) >= q`` (exact, by bisection on scipy's binomial cdf).
+
+    ``binom_quantile(a, n, p)`` and ``binom_quantile(1 - a, n, p)`` are the ends of the central
+    ``1 - 2a`` band of ``k`` (``scipy.stats.binom.ppf``, also for ``n`` beyond a C ``int``).
+    """
 
     if p <= 0.0:
         return 0
@@ -116,7 +121,7 @@ def binomial_pvalue(k: int, n: int, p: float) -> float:
         )
 
     mean = n * p
-    lim = lpmf(k) + math.log1p(_REL_TOL)
+    lim = lpmf(k) + math.log1p(REL_TOL)
     if k == mean:
         return 1.0
     if k < mean:

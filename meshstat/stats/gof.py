@@ -18,11 +18,20 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from meshstat.errors import InvalidArgument
-from meshstat.stats.binomial import _REL_TOL, binomial_pvalue
+from meshstat.stats.binomial import REL_TOL, binomial_pvalue
 from meshstat.stats.binomial import bdtr as _bdtr
 from meshstat.stats.binomial import bdtrc as _bdtrc
 
-__all__ = ["EXACT_MULTINOMIAL_LIMIT", "GofResult", "Headline", "goodness_of_fit", "headline_test", "z_scores"]
+__all__ = [
+    "EXACT_MULTINOMIAL_LIMIT",
+    "GofResult",
+    "Headline",
+    "as_probs",
+    "format_p",
+    "goodness_of_fit",
+    "headline_test",
+    "z_scores",
+]
 
 
 class GofResult(NamedTuple):
@@ -47,14 +56,15 @@ class GofResult(NamedTuple):
     method: str
 
 
-def _as_probs(probs: Sequence[float | Fraction] | np.ndarray) -> np.ndarray:
+def as_probs(probs: Sequence[float | Fraction] | np.ndarray) -> np.ndarray:
+    """Shares (floats or exact fractions) as a float64 array."""
     return np.asarray([float(p) for p in probs], dtype=np.float64)
 
 
 def z_scores(counts: np.ndarray, probs: Sequence[float | Fraction] | np.ndarray) -> np.ndarray:
     """``(count - n p) / sqrt(n p (1 - p))`` per backend (0 where ``p`` is 0 or 1 and met exactly)."""
     c = np.asarray(counts, dtype=np.float64)
-    p = _as_probs(probs)
+    p = as_probs(probs)
     n = c.sum()
     var = n * p * (1.0 - p)
     dev = c - n * p
@@ -74,7 +84,7 @@ def goodness_of_fit(
     from scipy import special
 
     c = np.asarray(counts, dtype=np.float64)
-    p = _as_probs(probs)
+    p = as_probs(probs)
     if c.shape != p.shape:
         raise InvalidArgument(f"{c.size} counts for {p.size} shares")
     n = c.sum()
@@ -103,7 +113,7 @@ def goodness_of_fit(
 EXACT_MULTINOMIAL_LIMIT = 1_000_000
 
 
-def _fmt_p(p: float) -> str:
+def format_p(p: float) -> str:
     """A p-value or probability in two significant digits (``0.0016``, ``7.4e-35``)."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
@@ -148,7 +158,7 @@ def _exact_multinomial_pvalue(obs: Sequence[int], probs: Sequence[float]) -> flo
     p = p / p.sum()
     logp = np.log(p)
     lobs = math.lgamma(n + 1) - sum(math.lgamma(x + 1) for x in obs) + float(np.dot(obs, logp))
-    thr_all = lobs + math.log1p(_REL_TOL)
+    thr_all = lobs + math.log1p(REL_TOL)
     pre = _bounded_vectors(n, k - 2)
     m = n - pre.sum(axis=1)
     pq = p[-2] + p[-1]
@@ -260,7 +270,7 @@ def headline_test(
     notes.append(
         f"n = {n:,} over {k} {unit}: the exact multinomial test would enumerate {float(slices):.2g} "
         f"outcome slices (more than {exact_limit:,}); chi-square approximation instead "
-        f"(G-test p = {_fmt_p(gof_g.pvalue)})"
+        f"(G-test p = {format_p(gof_g.pvalue)})"
     )
     if min(n * float(shares[i]) for i in pos) < 5:
         notes.append("some expected counts are below 5: the chi-square approximation may be poor")

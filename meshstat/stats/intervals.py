@@ -13,7 +13,13 @@ import numpy as np
 
 from meshstat.errors import InvalidArgument
 
-__all__ = ["ConfidenceInterval", "clopper_pearson_interval", "proportion_ci", "wilson_interval"]
+__all__ = [
+    "ConfidenceInterval",
+    "check_confidence_level",
+    "clopper_pearson_interval",
+    "proportion_ci",
+    "wilson_interval",
+]
 
 
 class ConfidenceInterval(NamedTuple):
@@ -23,7 +29,8 @@ class ConfidenceInterval(NamedTuple):
     high: np.ndarray
 
 
-def _check_cl(confidence_level: float) -> float:
+def check_confidence_level(confidence_level: float) -> float:
+    """``confidence_level`` as a float in (0, 1); :class:`InvalidArgument` otherwise."""
     if not 0.0 < confidence_level < 1.0:
         raise InvalidArgument(f"confidence_level must be in (0, 1), got {confidence_level!r}")
     return float(confidence_level)
@@ -43,7 +50,7 @@ def wilson_interval(count: np.ndarray, n: int, confidence_level: float = 0.95) -
     """
     from scipy import special
 
-    cl = _check_cl(confidence_level)
+    cl = check_confidence_level(confidence_level)
     k = np.asarray(count, dtype=np.float64)
     nf = float(n)
     z = float(special.ndtri(0.5 + cl / 2.0))
@@ -61,7 +68,7 @@ def clopper_pearson_interval(count: np.ndarray, n: int, confidence_level: float 
     """
     from scipy import special
 
-    cl = _check_cl(confidence_level)
+    cl = check_confidence_level(confidence_level)
     alpha = 1.0 - cl
     k = np.asarray(count, dtype=np.float64)
     nf = float(n)

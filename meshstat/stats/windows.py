@@ -13,9 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from meshstat.errors import InvalidArgument
-from meshstat.stats.binomial import _binom_quantile, binomial_two_sided_tail
-from meshstat.stats.gof import _as_probs
-from meshstat.stats.intervals import _check_cl
+from meshstat.stats.binomial import binom_quantile, binomial_two_sided_tail
+from meshstat.stats.gof import as_probs
+from meshstat.stats.intervals import check_confidence_level
 
 __all__ = ["WindowBand", "window_band"]
 
@@ -75,12 +75,12 @@ def window_band(
     confidence_level : float
         Level of both bands.
     """
-    cl = _check_cl(confidence_level)
+    cl = check_confidence_level(confidence_level)
     wc = np.asarray(window_counts, dtype=np.float64)
     if wc.ndim != 2 or wc.shape[0] == 0:
         raise InvalidArgument("window_band needs at least one complete window")
     nw = wc.shape[0]
-    p = _as_probs(probs)
+    p = as_probs(probs)
     a = 1.0 - cl
     a_sim = 1.0 - cl ** (1.0 / nw)
     sizes = np.asarray(window, dtype=np.int64).reshape(-1)
@@ -88,10 +88,10 @@ def window_band(
         raise InvalidArgument("window sizes: one positive size, or one per window")
     if sizes.size == 1 or np.all(sizes == sizes[0]):
         n = int(sizes[0])
-        low = np.array([_binom_quantile(a / 2, n, float(x)) for x in p], dtype=np.int64)
-        high = np.array([_binom_quantile(1 - a / 2, n, float(x)) for x in p], dtype=np.int64)
-        sim_low = np.array([_binom_quantile(a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
-        sim_high = np.array([_binom_quantile(1 - a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
+        low = np.array([binom_quantile(a / 2, n, float(x)) for x in p], dtype=np.int64)
+        high = np.array([binom_quantile(1 - a / 2, n, float(x)) for x in p], dtype=np.int64)
+        sim_low = np.array([binom_quantile(a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
+        sim_high = np.array([binom_quantile(1 - a_sim / 2, n, float(x)) for x in p], dtype=np.int64)
         dev_counts = np.max(np.abs(wc - n * p[None, :]), axis=0)
         one = np.array(
             [binomial_two_sided_tail(n, float(x), np.asarray(d)) for x, d in zip(p, dev_counts, strict=True)],
@@ -105,7 +105,7 @@ def window_band(
     # windows of their own sizes: bands per window, deviations as shares,
     # P(some window strays at least d in share) = 1 - prod_w (1 - P(|X_w - n_w p| >= d n_w))
     q = [(a / 2, "low"), (1 - a / 2, "high"), (a_sim / 2, "sim_low"), (1 - a_sim / 2, "sim_high")]
-    rows = {name: np.array([[_binom_quantile(level, int(n), float(x)) for x in p] for n in sizes], dtype=np.int64)
+    rows = {name: np.array([[binom_quantile(level, int(n), float(x)) for x in p] for n in sizes], dtype=np.int64)
             for level, name in q}
     dev = np.max(np.abs(wc / sizes[:, None] - p[None, :]), axis=0)
     log_keep = np.zeros(len(p))
