@@ -22,7 +22,7 @@ from typing import Any
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, version_of
-from meshstat.mesh.scope import _select_sidecar
+from meshstat.mesh.scope import select_sidecar
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import WorkloadResource
 
@@ -158,7 +158,7 @@ class AuditContext:
         sidecars: dict[int, SidecarResource | None] = {0: None}
         for w in m.workloads:
             kind = client_kind(mesh, w)
-            sc = _select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
+            sc = select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
             sidecars[id(sc) if sc else 0] = sc
             groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0), []).append(w)
         self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws)) for (ns, kind, sid), ws in groups.items()]
