@@ -44,7 +44,7 @@ from meshstat.kubeproxy.iptables_filter import (
 )
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_chain_hash
 from meshstat.netfilter.split import chain_split
-from meshstat.netfilter.trace import Packet, host_port
+from meshstat.netfilter.tracer import Packet, host_port
 from meshstat.parsers.netfilter import Chain, Match, Rule, Ruleset, Table
 from meshstat.parsers.netfilter.rules import missing_chains
 

@@ -18,7 +18,7 @@ from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import IptablesServices
 from meshstat.kubeproxy.nftables import _nft_services
 from meshstat.kubeproxy.service import ServiceInfo, family_of, kube_chain_hash, service_route
-from meshstat.netfilter.load import load
+from meshstat.netfilter.reader import load
 from meshstat.parsers.netfilter.ruleset import FREEZE_RULES, Ruleset
 
 __all__ = ["find_service", "load_service_route", "service_notes", "services"]

@@ -34,7 +34,7 @@ from typing import Any
 from meshstat import model
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.kubeproxy.service import EndpointInfo, ServiceInfo, kube_nft_chain_hash
-from meshstat.netfilter.numgen import Numgen, numgen_gaps
+from meshstat.model.numgen import Numgen, numgen_gaps
 from meshstat.parsers.netfilter import Chain, NftElement, NftSet, Ruleset, Table, Target, flat_targets
 
 __all__: list[str] = []

@@ -6,7 +6,10 @@ ending in :class:`Backend` leaves.
     :class:`Cascade`, :class:`Weighted`, :class:`Route`) and their exact distributions;
 :mod:`~meshstat.model.thresholds`
     iptables' 31-bit thresholds, kube-proxy's probabilities, exact rounding to
-    integer masses and bounded reading of decimal weights.
+    integer masses and bounded reading of decimal weights;
+:mod:`~meshstat.model.numgen`
+    nft's ``numgen random mod N`` split (:class:`Numgen`) with the kernel's exact slot
+    sizes in closed form for any modulus.
 
 Pure Python (standard library only); :mod:`meshstat.compiler` turns the model
 into the kernels' arrays.
@@ -14,6 +17,7 @@ into the kernels' arrays.
 
 from __future__ import annotations
 
+from meshstat.model.numgen import Numgen, numgen_range_count, numgen_slot_counts
 from meshstat.model.stages import (
     ENVOY_MAX_TOTAL_WEIGHT,
     FALL_THROUGH,
@@ -43,6 +47,9 @@ from meshstat.model.thresholds import (
 )
 
 __all__ = [
+    "Numgen",
+    "numgen_range_count",
+    "numgen_slot_counts",
     "CASCADE_ONE",
     "ENVOY_MAX_TOTAL_WEIGHT",
     "FALL_THROUGH",

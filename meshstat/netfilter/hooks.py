@@ -16,7 +16,7 @@ nat 100 as source NAT), which gives the table order of :data:`HOOK_TABLES`
 the hooks each table has). nft base chains are ordered by their ``priority``.
 
 :func:`plan` lists the segments of a walk; :func:`base_chains` the base chains
-of one hook. The tracer (:mod:`meshstat.netfilter.trace`) follows them and
+of one hook. The tracer (:mod:`meshstat.netfilter.tracer`) follows them and
 makes the routing decisions.
 """
 

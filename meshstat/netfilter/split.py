@@ -6,7 +6,7 @@ of ``-m statistic --mode random`` rules jumping to endpoint chains, which
 RETURNs, a rule with two ``-m statistic`` matches, ``--mode nth``, two rules
 jumping to the same endpoint, a DROP) is read here the way the kernel runs it:
 :func:`chain_split` traces a packet from the chain
-(:func:`meshstat.netfilter.trace.trace`, the one interpretation of a chain in
+(:func:`meshstat.netfilter.tracer.trace`, the one interpretation of a chain in
 meshstat) and sums the paths by where they end: an endpoint (the address of
 its DNAT), :data:`meshstat.model.FALL_THROUGH` (the packet left the chain
 untranslated: a RETURN, or the end of the chain), ``(dropped)``,
@@ -35,7 +35,7 @@ from fractions import Fraction
 
 from meshstat import model
 from meshstat.errors import ModelError
-from meshstat.netfilter.trace import Packet, TracePath, trace
+from meshstat.netfilter.tracer import Packet, TracePath, trace
 from meshstat.parsers.netfilter import Ruleset
 
 __all__ = ["ChainSplit", "ChainSplitResult", "Outcome", "chain_split"]
@@ -199,7 +199,7 @@ def chain_split(
     table : str
         The table of ``chain`` (iptables).
     max_paths : int, optional
-        Passed to :func:`meshstat.netfilter.trace.trace`.
+        Passed to :func:`meshstat.netfilter.tracer.trace`.
 
     Raises
     ------

@@ -38,7 +38,7 @@ running process, after killing the processes inside them.
 
 Besides the standard library, this module uses only meshstat's pure-Python
 kube-proxy chain-name hash (:func:`meshstat.kubeproxy.kube_chain_hash`) and
-numgen slot sizes (:func:`meshstat.netfilter.numgen_range_count`): no numpy,
+numgen slot sizes (:func:`meshstat.model.numgen_range_count`): no numpy,
 no scipy.
 
 What is shared with meshstat and what is not, on purpose: the rule
@@ -80,7 +80,7 @@ from typing import Any
 
 from meshstat.errors import ConfigParseError
 from meshstat.kubeproxy import kube_chain_hash
-from meshstat.netfilter import numgen_range_count, numgen_slot_counts
+from meshstat.model import numgen_range_count, numgen_slot_counts
 from meshstat.oracle import OracleError, require_binary, require_root
 
 __all__ = [
@@ -899,7 +899,7 @@ def numgen_slot_shares(modulus: int, ranges: Sequence[tuple[int, int]] | None = 
     (inclusive ``(lo, hi)`` pairs) the share of every range is returned, in
     closed form whatever the modulus; without, one share per slot (small
     moduli only). The counts are meshstat's own
-    (:func:`meshstat.netfilter.numgen_range_count`, the ones
+    (:func:`meshstat.model.numgen_range_count`, the ones
     :class:`meshstat.netfilter.Numgen` uses), so a conformance run compares the
     kernel with meshstat's model, not with a copy of it.
     """

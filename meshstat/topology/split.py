@@ -14,7 +14,7 @@ Within a chain the endpoints (sorted as ``"ip:port"``) share connections as kube
 (``mode="iptables"``, :meth:`meshstat.model.Cascade.kube_proxy`, exact to the 2**-31 steps of
 ``--probability``), or as ``numgen random mod n`` does (``mode="nftables"``: the kernel's
 ``reciprocal_scale`` gives slot ``s`` its share of the 2**32 random values,
-:func:`meshstat.netfilter.numgen.numgen_slot_counts`, within 2**-32 of 1/n).
+:func:`meshstat.model.numgen.numgen_slot_counts`, within 2**-32 of 1/n).
 
 The load balancer's choice of node is an assumption, not something the manifests say: by default each
 healthy node gets the same share (``lb_weight="equal"``): for ``externalTrafficPolicy: Cluster`` every ready
@@ -37,7 +37,7 @@ from fractions import Fraction
 
 from meshstat import model
 from meshstat.errors import InvalidArgument
-from meshstat.netfilter.numgen import numgen_slot_counts
+from meshstat.model.numgen import numgen_slot_counts
 from meshstat.topology.cluster import Cluster, Endpoint, TopoNode
 from meshstat.topology.proxy import Categorized, categorize_endpoints
 

@@ -13,7 +13,7 @@ from meshstat import kubeproxy as kp
 from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError, ModelError
-from meshstat.netfilter.numgen import _slot_counts
+from meshstat.model.numgen import _slot_counts
 from meshstat.parsers.netfilter.nft import parse_nft
 
 DATA = Path(__file__).parents[1] / "data" / "iptables"

@@ -15,7 +15,7 @@ probability exactly ``k / 2**31`` (``k`` the stored integer, kernel
 ``net/netfilter/xt_statistic.c: statistic_mt``); nft ``numgen random mod N``
 picks slot ``s`` with probability ``#{r : floor(r*N/2**32) = s} / 2**32``
 (kernel ``net/netfilter/nft_numgen.c: nft_ng_random_eval`` via
-``reciprocal_scale``, :func:`meshstat.netfilter.numgen.numgen_range_count`).
+``reciprocal_scale``, :func:`meshstat.model.numgen.numgen_range_count`).
 What the packet does not say (no ``--src``, no ``--uid``, a client's ``-m
 recent`` history, an opaque match) is never guessed: the path splits into both
 outcomes, each labelled with the assumption it rests on, and probabilities are
@@ -41,7 +41,7 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.netfilter import hooks
-from meshstat.netfilter.numgen import numgen_range_count
+from meshstat.model.numgen import numgen_range_count
 from meshstat.parsers.netfilter import (
     Chain,
     Match,

@@ -14,7 +14,7 @@ from meshstat import kubeproxy as kp
 from meshstat import model
 from meshstat import netfilter as nf
 from meshstat.errors import ConfigParseError, InvalidArgument, ModelError
-from meshstat.netfilter.numgen import _slot_counts, numgen_gaps
+from meshstat.model.numgen import _slot_counts, numgen_gaps
 from meshstat.oracle.netns import find_nft_numgen, numgen_slot_shares
 from meshstat.parsers.netfilter.nft import parse_nft
 

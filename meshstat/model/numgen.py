@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from meshstat import model
+from meshstat.model import stages as model
 from meshstat.errors import InvalidArgument, ModelError
 
 __all__ = ["MAX_LISTED_SLOTS", "Numgen", "numgen_gaps", "numgen_range_count", "numgen_slot_counts"]
