@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError, InvalidArgument
-from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES
+from meshstat.inputs import DEFAULT_MAX_INPUT_BYTES, is_readable_kind
+from meshstat.outputs import file_kind
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
 
 __all__ = [
@@ -922,16 +923,32 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-def _iter_files(paths: Iterable[str]) -> Iterator[str]:
+def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:
+    """The files to read: each path, and each manifest file under each folder (sorted, recursively).
+
+    In a folder only regular files are read (followed through symbolic links):
+    a FIFO, device or socket named like a manifest would block the reader or act
+    on a device, so it is skipped with a warning in ``skipped``.
+    """
     for p in paths:
         if os.path.isdir(p):
             found = False
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for f in sorted(files):
-                    if f.endswith(_MANIFEST_SUFFIXES):
-                        found = True
-                        yield os.path.join(root, f)
+                    if not f.endswith(_MANIFEST_SUFFIXES):
+                        continue
+                    full = os.path.join(root, f)
+                    try:
+                        mode = os.stat(full).st_mode
+                    except OSError as exc:
+                        skipped.append(Diagnostic("warning", f"skipped: cannot access ({exc.strerror})", full))
+                        continue
+                    if not is_readable_kind(mode):
+                        skipped.append(Diagnostic("warning", f"skipped: {file_kind(mode)}, not a regular file", full))
+                        continue
+                    found = True
+                    yield full
             if not found:
                 raise InvalidArgument(f"no *.yaml, *.yml or *.json files in directory {p}")
         else:
@@ -940,6 +957,9 @@ def _iter_files(paths: Iterable[str]) -> Iterator[str]:
 
 def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "default") -> Manifests:
     """Read manifests from files and directories (recursively, ``*.yaml``/``*.yml``/``*.json``).
+
+    In a directory, a FIFO, device or socket with a manifest's name is skipped
+    with a warning (see :func:`meshstat.inputs.is_readable_kind`).
 
     Parameters
     ----------
@@ -959,7 +979,9 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     out = Manifests()
     from meshstat.inputs import read_text, source_name
 
-    for path in _iter_files(paths):
+    skipped: list[Diagnostic] = []
+    for path in _iter_files(paths, skipped):
         text = read_text(path, what="manifest")
         out.extend(parse_manifest_text(text, source_name(path), default_namespace=default_namespace))
+    out.diagnostics[:0] = skipped
     return out

@@ -12,6 +12,7 @@ import io
 from typing import IO, TYPE_CHECKING
 
 from meshstat.errors import InvalidArgument
+from meshstat.outputs import check_output_path, write_output
 
 if TYPE_CHECKING:
     import polars as pl
@@ -74,13 +75,15 @@ def write(
 ) -> None:
     """Render ``df`` and write it to ``output`` (a path) or ``stdout``.
 
-    Parquet needs a file (``--output``): it is binary.
+    Parquet needs a file (``--output``): it is binary. A file is written
+    through :func:`meshstat.outputs.write_output` (a regular file created or
+    replaced whole, never a link or a device).
     """
+    if output is not None:
+        check_output_path(output)
     data = render(df, fmt, float_precision=float_precision)
     if output is not None:
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(output, mode) as fh:  # noqa: PTH123
-            fh.write(data)
+        write_output(output, data)
         return
     if isinstance(data, bytes):
         raise InvalidArgument("--format parquet writes binary data: give --output FILE")
