@@ -31,6 +31,7 @@ This module imports only the standard library and :mod:`meshstat.errors`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -212,10 +213,8 @@ class OutputFile:
         if self._done:
             return
         self._done = True
-        try:
+        with contextlib.suppress(OSError):
             self.file.close()
-        except OSError:
-            pass
         remove_file(self.temp_path)
 
 

@@ -42,7 +42,7 @@ def test_new_file_and_regular_file_are_accepted(tmp_path: Path) -> None:
     ],
     ids=["directory", "dangling-symlink", "symlink-to-file", "fifo", "device"],
 )
-def test_targets_that_are_not_regular_files_are_refused(tmp_path: Path, make, phrase: str) -> None:  # noqa: ANN001
+def test_targets_that_are_not_regular_files_are_refused(tmp_path: Path, make, phrase: str) -> None:
     target = tmp_path / "out"
     make(target)
     before = os.lstat(target)
@@ -58,9 +58,8 @@ def test_targets_that_are_not_regular_files_are_refused(tmp_path: Path, make, ph
 
 
 def test_socket_is_refused(tmp_path: Path) -> None:
-    with _socket(tmp_path / "s"):
-        with pytest.raises(InvalidArgument, match="is a socket"):
-            check_output_path(tmp_path / "s")
+    with _socket(tmp_path / "s"), pytest.raises(InvalidArgument, match="is a socket"):
+        check_output_path(tmp_path / "s")
 
 
 @pytest.mark.parametrize(
@@ -92,12 +91,11 @@ def test_write_creates_then_replaces_whole(tmp_path: Path) -> None:
 def test_temporary_file_is_beside_the_target_and_removed_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "t.txt"
     target.write_text("old")
-    with pytest.raises(KeyboardInterrupt):
-        with OutputFile(target) as fh:
-            fh.write(b"half")
-            temps = [p for p in tmp_path.iterdir() if p.name != "t.txt"]
-            assert len(temps) == 1 and temps[0].name.startswith(".t.txt.") and temps[0].name.endswith(".partial")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), OutputFile(target) as fh:
+        fh.write(b"half")
+        temps = [p for p in tmp_path.iterdir() if p.name != "t.txt"]
+        assert len(temps) == 1 and temps[0].name.startswith(".t.txt.") and temps[0].name.endswith(".partial")
+        raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
 

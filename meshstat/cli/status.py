@@ -16,7 +16,7 @@ from enum import IntEnum
 
 from meshstat.errors import ConfigParseError, MeshstatError, Terminated
 
-__all__ = ["ExitStatus", "UsageError", "error_status", "signals_as_interrupts", "signal_status"]
+__all__ = ["ExitStatus", "UsageError", "error_status", "signal_status", "signals_as_interrupts"]
 
 
 class ExitStatus(IntEnum):

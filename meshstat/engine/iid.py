@@ -24,8 +24,8 @@ from meshstat.engine import seeding
 from meshstat.engine.chunks import Chunks, KeySpawner, Progress, stream_destinations
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument
-from meshstat.outputs import OutputFile, check_output_path, remove_file
 from meshstat.model import MAX_EXACT_RULES, Backend, Cascade, Route, Stage
+from meshstat.outputs import OutputFile, check_output_path, remove_file
 
 __all__ = [
     "AUTO_PER_REQUEST_LIMIT",

@@ -945,7 +945,8 @@ def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str
                         skipped.append(Diagnostic("warning", f"skipped: cannot access ({exc.strerror})", full))
                         continue
                     if not is_readable_kind(mode):
-                        skipped.append(Diagnostic("warning", f"skipped: {file_kind(mode)}, not a regular file", full))
+                        why = f"skipped: {file_kind(mode)}, not a regular file"
+                        skipped.append(Diagnostic("warning", why, full))
                         continue
                     found = True
                     yield full

@@ -54,7 +54,8 @@ def picture_format(path: str | os.PathLike[str], *, what: str = "picture") -> st
     fmt = suffix[1:].lower()
     if fmt not in PICTURE_FORMATS:
         raise InvalidArgument(
-            f"{what} {p}: {suffix} is not a picture type meshstat writes (use one of {', '.join(PICTURE_FORMATS)})"
+            f"{what} {p}: {suffix} is not a picture type meshstat writes "
+            f"(use one of {', '.join(PICTURE_FORMATS)})"
         )
     return fmt
 
