@@ -13,6 +13,9 @@ import argparse
 import os
 from typing import IO, Any
 
+from meshstat.errors import InvalidArgument
+from meshstat.outputs import check_output_path
+
 __all__ = ["OUTPUT_FLAGS", "Context", "check_outputs", "is_table"]
 
 #: The options that name a file meshstat writes: (flag, attribute of the parsed arguments).
@@ -71,16 +74,13 @@ def check_outputs(args: argparse.Namespace) -> None:
     for its picture type (:func:`meshstat.plots.picture_format`); two options
     naming one file, and ``--format parquet`` without ``--output``, are refused too.
     """
-    from meshstat.errors import InvalidArgument
-    from meshstat.outputs import check_output_path
-
     seen: dict[str, str] = {}
     for flag, attr in OUTPUT_FLAGS:
         value = getattr(args, attr, None)
         if value is None or value is False:
             continue
         if flag == "--plot":
-            from meshstat.plots import picture_format
+            from meshstat.plots import picture_format  # numpy: only when a picture is asked for
 
             picture_format(value, what=flag)
         path = check_output_path(value, what=flag)
