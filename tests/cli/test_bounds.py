@@ -249,6 +249,9 @@ class Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
         env.pop("MESHSTAT_TIMING", None)
+        # glibc reserves 64 MiB of address space per thread arena: on a many-core machine numba's threads alone
+        # would approach RLIMIT_AS; two arenas keep the limit about the memory meshstat uses
+        env["MALLOC_ARENA_MAX"] = "2"
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(MEMORY_LIMIT)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
