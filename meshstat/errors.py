@@ -2,11 +2,12 @@
 
 Every error a user can cause derives from :class:`MeshstatError`; the CLI turns
 each into one line of text and a non-zero exit status, never a traceback.
+:class:`Terminated` is not an error: it is how a SIGTERM or SIGHUP unwinds a run.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigParseError", "InvalidArgument", "MeshstatError", "ModelError"]
+__all__ = ["ConfigParseError", "InvalidArgument", "MeshstatError", "ModelError", "Terminated"]
 
 
 class MeshstatError(Exception):
@@ -105,3 +106,23 @@ class ConfigParseError(MeshstatError, ValueError):
             snip = self.snippet if len(self.snippet) <= 80 else self.snippet[:77] + "..."
             text += f" (got {snip!r})"
         return _one_line(text)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C would raise :class:`KeyboardInterrupt`.
+
+    A subclass of :class:`KeyboardInterrupt`, so that every clean-up that serves
+    Ctrl-C (a temporary output file removed, a progress bar closed) serves these
+    signals too. The command line installs the handlers that raise it and exits
+    with status ``128 + signum`` (143 for SIGTERM, 129 for SIGHUP), as a shell
+    reports a process ended by the signal.
+
+    Parameters
+    ----------
+    signum : int
+        The signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signum)

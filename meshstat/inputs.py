@@ -21,11 +21,21 @@ Kubernetes/Istio manifests, nginx configurations, observed counts) reads it with
   A NUL byte, or bytes that are not UTF-8, raise
   :class:`~meshstat.errors.ConfigParseError` naming the line and column of the
   first bad byte (``expected UTF-8 text, found binary data ...``).
+* **Kinds of file.** A regular file or a pipe is read; a directory, a device
+  or a socket is refused (:class:`~meshstat.errors.ConfigParseError`) without
+  being opened, since opening a device can act on it. Files are opened without
+  blocking, so a FIFO (named pipe) with no process writing to it cannot hang
+  the reader: a writer that is opening it gets :data:`FIFO_WRITER_WAIT` seconds
+  to connect, and then the FIFO is refused (``start the writer first, or pipe it
+  to -``). A pipe given as ``/dev/fd/N`` (a shell's ``<(command)``) is read as
+  standard input is. Folders are walked by their readers
+  (:func:`meshstat.parsers.k8s.load_manifests`) with :func:`is_readable_kind`,
+  which skips FIFOs, devices and sockets with a warning.
 * **Line ends.** ``\\r\\n`` and a lone ``\\r`` become ``\\n`` (Python's universal
   newlines, as ``open()`` in text mode does), so a file saved with CRLF line
   ends parses exactly as its LF twin, with the same line numbers.
 
-This module imports only the standard library and :mod:`meshstat.errors`.
+This module imports only the standard library, :mod:`meshstat.errors` and :mod:`meshstat.outputs`.
 """
 
 from __future__ import annotations
@@ -34,18 +44,21 @@ import os
 import re
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.outputs import file_kind
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
     "current_max_input_size",
     "decode_text",
     "format_size",
+    "is_readable_kind",
     "max_input_size",
     "parse_size",
     "read_text",
@@ -57,6 +70,9 @@ DEFAULT_MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 #: The command-line flag that raises the bound (named in the refusal).
 SIZE_FLAG = "--max-input-size"
+
+#: Seconds a FIFO (named pipe) given as an input waits for a process to open it for writing.
+FIFO_WRITER_WAIT = 1.0
 
 _MAX_BYTES: ContextVar[int] = ContextVar("meshstat_max_input_bytes", default=DEFAULT_MAX_INPUT_BYTES)
 
@@ -195,15 +211,69 @@ def read_text(
         if len(data) > limit:
             raise _too_big(name, what, None, limit)
         return decode_text(data, name)
-    with open(os.fspath(source), "rb") as fh:
-        st = os.fstat(fh.fileno())
+    path = os.fspath(source)
+    _refuse_kind(os.stat(path).st_mode, name)  # a device or socket is refused before it is opened
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        _refuse_kind(st.st_mode, name)  # replaced between the stat and the open
+        first = _fifo_start(fd, path, name) if stat.S_ISFIFO(st.st_mode) else b""
+        os.set_blocking(fd, True)
         known = st.st_size if stat.S_ISREG(st.st_mode) else None
         if known is not None and known > limit:
             raise _too_big(name, what, known, limit)
-        data = _read_bounded(fh, limit, known)  # also bounds pipes, /proc files and files that grow
+        data = first + _read_bounded(fh, limit - len(first), known)  # also bounds pipes, /proc files
     if len(data) > limit:
         raise _too_big(name, what, None, limit)
     return decode_text(data, name)
+
+
+def is_readable_kind(mode: int) -> bool:
+    """Whether a file of this ``st_mode`` is one a folder's reader opens: a regular file.
+
+    A FIFO, a device or a socket found in a folder is skipped (with a warning
+    by the caller): opening or reading it may block or act on a device.
+    """
+    return stat.S_ISREG(mode)
+
+
+def _refuse_kind(mode: int, name: str) -> None:
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "Is a directory", name)
+    raise ConfigParseError(
+        f"is {file_kind(mode)}, not a file meshstat reads (give a file, a pipe, or - for standard input)",
+        source=name,
+    )
+
+
+def _fifo_start(fd: int, path: str, name: str) -> bytes:
+    """The first bytes of a pipe opened without blocking, once a writer is there (or a refusal).
+
+    A read without blocking returns data, raises :class:`BlockingIOError` when
+    a writer is connected but has not written yet, and returns nothing when no
+    writer is connected. A named FIFO gives a writer that is opening it (a
+    shell's ``> fifo`` waits for a reader) :data:`FIFO_WRITER_WAIT` seconds to
+    connect; a pipe inherited through ``/dev/fd/N`` whose writer is gone is an
+    empty input.
+    """
+    named = stat.S_ISFIFO(os.lstat(path).st_mode)
+    deadline = time.monotonic() + FIFO_WRITER_WAIT
+    while True:
+        try:
+            first = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return b""  # a writer is connected: read as standard input is
+        if first or not named:
+            return first
+        if time.monotonic() >= deadline:
+            raise ConfigParseError(
+                f"is a FIFO (named pipe) that no process opened for writing within {FIFO_WRITER_WAIT:g} s "
+                "(start the writer first, or pipe it to - for standard input)",
+                source=name,
+            )
+        time.sleep(0.01)
 
 
 def _read_bounded(fh: IO[bytes], limit: int, size_hint: int | None) -> bytes:

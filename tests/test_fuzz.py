@@ -19,6 +19,14 @@ development machine. A longer run (random inputs)::
     HYPOTHESIS_PROFILE=dev MESHSTAT_FUZZ_EXAMPLES=20000 \
         python -m pytest tests/test_fuzz.py -p no:cacheprovider -x
 
+Each target may also hold :class:`Extreme` inputs: valid but at the edge of
+what must run in bounded time and memory (a kube-proxy service of 3,000
+endpoints, ``numgen random mod 4294967295``, 3,000 numgen slots, a header regex
+``(a+)+b`` that a backtracking engine takes exponential time on, matched against
+:data:`HOSTILE_HEADERS`). :func:`test_extreme_inputs` runs each as is and then
+:data:`EXTREME_EXAMPLES` mutations of it; :data:`PENDING` names those whose fix
+is not merged yet.
+
 To add a parser, append one :class:`FuzzTarget` to :data:`REGISTRY`.
 A crash found here is fixed in the parser and its minimal input added to
 ``tests/data/bad/`` (see its README) as a regression case.
@@ -38,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from meshstat.errors import MeshstatError
@@ -49,9 +57,16 @@ DATA = Path(__file__).resolve().parent / "data"
 TIME_BOUND = 2.0
 #: Default inputs per parser in CI (MESHSTAT_FUZZ_EXAMPLES overrides it for every parser).
 CI_EXAMPLES = 700
+#: Mutated inputs per extreme input (large texts: a small budget of their own, apart from the seeds').
+EXTREME_EXAMPLES = 20
 
 
 # --------------------------------------------------------------------------- the parsers
+
+
+#: Request headers of the follow-ups: a value on which a backtracking engine takes exponential time for
+#: a regex such as ``(a+)+b`` (RE2, which Envoy uses, takes linear time).
+HOSTILE_HEADERS = {"end-user": "a" * 30 + "c"}
 
 
 def _quiet(fn: Callable[[], object]) -> None:
@@ -130,7 +145,7 @@ def parse_envoy(text: str) -> None:
     for li in cfg.listeners[:2]:
         calls.append(("10.0.0.1", 15001 if "15001" in str(li.get("name")) else 80))
     for host, port in calls[:4]:
-        _quiet(lambda h=host, p=port: envoy_dump_route(cfg, h, p)[0].exact_shares())
+        _quiet(lambda h=host, p=port: envoy_dump_route(cfg, h, p, headers=HOSTILE_HEADERS)[0].exact_shares())
 
 
 def parse_manifests(text: str) -> None:
@@ -142,7 +157,7 @@ def parse_manifests(text: str) -> None:
     def paths() -> None:
         mesh = Mesh(m)
         for info, port in mesh.routed_services()[:2]:
-            for p in mesh.client_paths(info, port)[:3]:
+            for p in mesh.client_paths(info, port, headers=HOSTILE_HEADERS)[:3]:
                 p.route.exact_shares()
 
     _quiet(paths)
@@ -167,9 +182,8 @@ def parse_counts(text: str) -> None:
 
 
 def parse_envoy_stats(text: str) -> None:
-    from meshstat.parsers.observed import parse_envoy_stats as parse
-
     from meshstat.inference import observed_traffic as ot
+    from meshstat.parsers.observed import parse_envoy_stats as parse
 
     st = parse(text, "fuzz.txt")
     _quiet(lambda: [st.find("cluster", c, "upstream_rq_total") for c in st.names()])
@@ -183,9 +197,8 @@ def parse_envoy_stats(text: str) -> None:
 
 
 def parse_prometheus(text: str) -> None:
-    from meshstat.parsers.observed import parse_prometheus as parse
-
     from meshstat.inference import observed_traffic as ot
+    from meshstat.parsers.observed import parse_prometheus as parse
 
     data = parse(text, "fuzz.prom")
 
@@ -221,9 +234,26 @@ class FuzzTarget:
     parse: Callable[[str], None]
     seeds: Sequence[Path | str]
     examples: int = CI_EXAMPLES
+    extremes: Sequence[Extreme] = ()
 
     def texts(self) -> list[str]:
         return [s if isinstance(s, str) else s.read_text(encoding="utf-8") for s in self.seeds]
+
+
+@dataclass(frozen=True)
+class Extreme:
+    """A valid input at the edge of what a parser and its follow-ups must handle in bounded time and memory.
+
+    Parameters
+    ----------
+    name : str
+        Test id (and key of :data:`PENDING`).
+    make : callable
+        Builds the text (generated, so that no large fixture is stored).
+    """
+
+    name: str
+    make: Callable[[], str]
 
 
 def _files(folder: str, *patterns: str) -> list[Path]:
@@ -247,23 +277,135 @@ stream {
 }
 """
 
+def _kube_proxy_iptables(n: int) -> str:
+    """kube-proxy's ``iptables-save`` of one ClusterIP Service with ``n`` endpoints: a cascade of ``n`` rules.
+
+    The shape of kube-proxy's iptables proxier (``writeServiceToEndpointRules`` in
+    ``pkg/proxy/iptables/proxier.go``): rule ``i`` of ``KUBE-SVC-*`` jumps to endpoint ``i``
+    with ``--probability 1/(n-i)`` written with ten decimals, the last rule unconditionally.
+    """
+    svc = "KUBE-SVC-FUZZBIGSERVICE00"
+    seps = [f"KUBE-SEP-{i:016X}" for i in range(n)]
+    ips = [f"10.{244 + i // 65536}.{i // 256 % 256}.{i % 256}" for i in range(n)]
+    out = ["*nat", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
+           ":KUBE-MARK-MASQ - [0:0]", f":{svc} - [0:0]", *(f":{c} - [0:0]" for c in seps),
+           '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+           '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+           "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+           '-A KUBE-SERVICES -d 10.96.0.50/32 -p tcp -m comment --comment "default/big:http cluster IP" '
+           f"-m tcp --dport 80 -j {svc}"]  # fmt: skip
+    for i, (c, ip) in enumerate(zip(seps, ips, strict=True)):
+        prob = f" -m statistic --mode random --probability {1 / (n - i):.10f}" if i < n - 1 else ""
+        out.append(f'-A {svc} -m comment --comment "default/big:http -> {ip}:8080"{prob} -j {c}')
+    for c, ip in zip(seps, ips, strict=True):
+        out.append(f'-A {c} -s {ip}/32 -m comment --comment "default/big:http" -j KUBE-MARK-MASQ')
+        out.append(f'-A {c} -p tcp -m comment --comment "default/big:http" -m tcp -j DNAT --to-destination {ip}:8080')
+    return "\n".join([*out, "COMMIT", ""])
+
+
+_NFT = DATA / "iptables" / "kube-proxy-nftables-overall.nft"
+#: kube-proxy's nftables rule that splits ns4/svc4 between two endpoints (``numgen random mod 2 vmap``).
+_NUMGEN_SPLIT = re.compile(r"numgen random mod 2 vmap \{ 0 : goto (\S+) , 1 : goto (\S+) \}")
+
+
+def _nft_numgen_huge_modulus() -> str:
+    """The two endpoints of ns4/svc4 split by ``numgen random mod 4294967295`` in two ranges of slots."""
+    out, n = _NUMGEN_SPLIT.subn(
+        r"numgen random mod 4294967295 vmap { 0-2147483646 : goto \1 , 2147483647-4294967294 : goto \2 }",
+        _NFT.read_text(encoding="utf-8"),
+    )
+    assert n == 1
+    return out
+
+
+def _nft_numgen_many_endpoints(n: int = 3000) -> str:
+    """ns4/svc4 with ``n`` endpoints: ``numgen random mod n`` and ``n`` endpoint chains, as kube-proxy writes them."""
+    chain = "endpoint-FUZZ{0:06d}-ns4/svc4/tcp/p80__10.{1}.{2}.{3}/80"
+    names = [chain.format(i, 181 + i // 65536, i // 256 % 256, i % 256) for i in range(n)]
+    vmap = " , ".join(f"{i} : goto {c}" for i, c in enumerate(names))
+    text = _NUMGEN_SPLIT.sub(lambda m: f"numgen random mod {n} vmap {{ {vmap} }}", _NFT.read_text(encoding="utf-8"))
+    body = []
+    for i, c in enumerate(names):
+        ip = f"10.{181 + i // 65536}.{i // 256 % 256}.{i % 256}"
+        body += [f"add chain ip kube-proxy {c}", f"add rule ip kube-proxy {c} ip saddr {ip} jump mark-for-masquerade",
+                 f"add rule ip kube-proxy {c} meta l4proto tcp dnat to {ip}:80"]  # fmt: skip
+    head, sep, tail = text.partition("# svc4\n")
+    return head + "\n".join(body) + "\n" + sep + tail
+
+
+_REGEX = "(a+)+b"
+
+
+def _envoy_regex_route() -> str:
+    """Istio's sidecar config_dump with a first route on bill-service matching header ``end-user`` against ``(a+)+b``.
+
+    ``(a+)+b`` is RE2 syntax (Envoy's ``safe_regex``), linear in RE2 and exponential in a backtracking engine
+    on :data:`HOSTILE_HEADERS`.
+    """
+    doc = json.loads((DATA / "envoy" / "istio-demo-front-tomcat-config_dump.json").read_text(encoding="utf-8"))
+    done = 0
+    stack: list[object] = [doc]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for vh in cur.get("virtual_hosts") or []:
+                if isinstance(vh, dict) and vh.get("domains") != ["*"] and vh.get("routes"):
+                    first = vh["routes"][0]
+                    match = {"prefix": "/", "headers": [
+                        {"name": "end-user", "string_match": {"safe_regex": {"regex": _REGEX}}}]}  # fmt: skip
+                    vh["routes"].insert(0, {**first, "name": "by-header", "match": match})
+                    done += 1
+            stack.extend(v for k, v in cur.items() if k != "virtual_hosts")
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    assert done
+    return json.dumps(doc, indent=1)
+
+
+def _istio_regex_manifests() -> str:
+    """The istio-demo manifests with a VirtualService route matching header ``end-user`` against ``(a+)+b``."""
+    vs = (
+        "apiVersion: networking.istio.io/v1alpha3\nkind: VirtualService\n"
+        "metadata: {name: vs-regex, namespace: istio-demo}\n"
+        "spec:\n  hosts: [bill-service]\n  http:\n"
+        f"  - match:\n    - headers:\n        end-user: {{regex: '{_REGEX}'}}\n"
+        "    route:\n    - destination: {host: bill-service, subset: v2}\n"
+        "  - route:\n    - destination: {host: bill-service, subset: v1}\n"
+    )
+    docs = [p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml") if "virtualservice" not in p.name]
+    return "\n---\n".join([*docs, vs])
+
+
+#: Extreme inputs whose bound is being fixed on another branch (name -> what), expected to fail until it is
+#: merged (``xfail(strict=True)``: once fixed they pass, the strict mark fails, and the entry is removed).
+PENDING: dict[str, str] = {
+    "kube-proxy-3000-endpoints": "exact cascade shares in integers (bounds branch)",
+    "numgen-mod-4294967295": "numgen slot counts in closed form (numgen branch)",
+    "envoy-regex-(a+)+b": "RE2 semantics in linear time (RE2 branch)",
+    "istio-regex-(a+)+b": "RE2 semantics in linear time (RE2 branch)",
+}
+
 _MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml"))
 
 #: Every parser under fuzzing. One entry per parser; see :class:`FuzzTarget`.
 REGISTRY: list[FuzzTarget] = [
-    FuzzTarget("iptables-save", parse_iptables, _files("iptables", "*.iptables-save", "*.restore")),
+    FuzzTarget("iptables-save", parse_iptables, _files("iptables", "*.iptables-save", "*.restore"),
+               extremes=[Extreme("kube-proxy-3000-endpoints", lambda: _kube_proxy_iptables(3000))]),
     FuzzTarget(
         "iptables-list",
         parse_listing,
         _files("iptables", "*.vnL", "*.paste", "listings/*.vnL*", "listings/*.vnxL", "listings/*.L"),
         examples=500,
     ),
-    FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft")),
+    FuzzTarget("nft", parse_nft, _files("iptables", "*.nft", "*.nft-list") + _files("bad", "nft-good.nft"),
+               extremes=[Extreme("numgen-mod-4294967295", _nft_numgen_huge_modulus),
+                         Extreme("numgen-3000-endpoints", _nft_numgen_many_endpoints)]),
     FuzzTarget("ipvsadm", parse_ipvsadm, _files("iptables", "*ipvsadm*"), examples=300),
     FuzzTarget("envoy", parse_envoy, _files("envoy", "*.json", "*.yaml", "istioctl/*.json", "istioctl/*.yaml"),
-               examples=400),
+               examples=400, extremes=[Extreme("envoy-regex-(a+)+b", _envoy_regex_route)]),
     FuzzTarget("k8s-yaml", parse_manifests, [*_files("istio", "*.yaml"), *_files("bookinfo/gateway-api", "*.yaml"),
-                                             _MANIFESTS]),
+                                             _MANIFESTS],
+               extremes=[Extreme("istio-regex-(a+)+b", _istio_regex_manifests)]),
     FuzzTarget("nginx", parse_nginx, [_NGINX, DATA / "bad" / "nginx-good.conf"]),
     FuzzTarget(
         "counts",
@@ -430,6 +572,39 @@ def test_seeds_parse(target: FuzzTarget) -> None:
     assert target.seeds
     for text in target.texts():
         run_one(target, text)
+
+
+def _extreme_params() -> list[object]:
+    out = []
+    for t in REGISTRY:
+        for e in t.extremes:
+            marks = [pytest.mark.xfail(strict=True, reason=f"pending: {PENDING[e.name]}")] if e.name in PENDING else []
+            out.append(pytest.param(t, e, id=f"{t.name}:{e.name}", marks=marks))
+    return out
+
+
+@pytest.mark.parametrize(("target", "extreme"), _extreme_params())
+def test_extreme_inputs(target: FuzzTarget, extreme: Extreme) -> None:
+    """A valid input at the edge (thousands of rules, a huge modulus, a pathological regex) within the time bound,
+    then :data:`EXTREME_EXAMPLES` mutations of it (no shrinking: a large input shrinks slowly)."""
+    text = extreme.make()
+    with contextlib.suppress(MeshstatError):  # lazy imports outside the time bound, on a small seed
+        target.parse(target.texts()[0])
+    run_one(target, text)
+
+    @settings(
+        max_examples=EXTREME_EXAMPLES,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
+    @given(mutations=st.lists(_mutation, min_size=1, max_size=3))
+    def fuzz(mutations: list[tuple]) -> None:
+        mutated = mutate(text, mutations)
+        note(f"extreme {extreme.name}, mutations {mutations!r}")
+        run_one(target, mutated)
+
+    fuzz()
 
 
 @pytest.mark.parametrize("target", REGISTRY, ids=[t.name for t in REGISTRY])

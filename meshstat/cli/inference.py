@@ -17,6 +17,7 @@ from typing import Any
 
 from meshstat.cli.args import count_arg, float_arg, list_arg, number_text_arg, seed_arg, weights_arg
 from meshstat.errors import InvalidArgument
+from meshstat.outputs import write_output
 
 __all__ = ["register"]
 
@@ -204,8 +205,7 @@ def _emit_check(ctx: Any, args: argparse.Namespace, result: Any, table: Any, tes
     if args.format == "json":
         text = rep.check_json(result, table, tests) + "\n"
         if args.output is not None:
-            with open(args.output, "w") as fh:  # noqa: PTH123
-                fh.write(text)
+            write_output(args.output, text)
         else:
             ctx.stdout.write(text)
     elif args.format in ("csv", "parquet"):

@@ -8,11 +8,15 @@ stderr. The parser raises :class:`UsageError` instead of exiting.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from enum import IntEnum
 
-from meshstat.errors import ConfigParseError, MeshstatError
+from meshstat.errors import ConfigParseError, MeshstatError, Terminated
 
-__all__ = ["ExitStatus", "UsageError", "error_status"]
+__all__ = ["ExitStatus", "UsageError", "error_status", "signal_status", "signals_as_interrupts"]
 
 
 class ExitStatus(IntEnum):
@@ -27,7 +31,9 @@ class ExitStatus(IntEnum):
     The rule is the error's ``source`` attribute: the same inconsistency is a 3
     when read from a file and a 2 when given with ``--weights``. ``ERROR`` (1) is
     a file that cannot be read (``OSError``) or an internal error (a bug: one
-    line, ``--traceback`` shows the traceback); ``CTRL_C`` (130) an interrupt.
+    line, ``--traceback`` shows the traceback); ``CTRL_C`` (130) an interrupt,
+    ``HANGUP`` (129) and ``TERMINATED`` (143) a SIGHUP or SIGTERM (128 plus the
+    signal's number, as a shell reports it), after the same clean-up as Ctrl-C.
     Every error is one line on stderr, starting ``meshstat: error:`` (or
     ``meshstat: internal error:``).
     """
@@ -40,6 +46,8 @@ class ExitStatus(IntEnum):
     #: the analysis succeeded and the answer is "the configuration does not hold" (for CI gates).
     DIVERGES = 4
     CTRL_C = 130
+    HANGUP = 129
+    TERMINATED = 143
 
 
 class UsageError(Exception):
@@ -77,3 +85,48 @@ def _one_line(exc: object, *, limit: int = 2000) -> str:
     """An error message on one line (a message from a subprocess may span several), shortened."""
     text = " | ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: Signals that end a run as Ctrl-C does (where the platform has them).
+_ENDING = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`~meshstat.errors.Terminated`.
+
+    By default these signals end the process at once, leaving temporary files
+    behind; raised as an exception (a :class:`KeyboardInterrupt`), they unwind
+    the run through the same clean-up as Ctrl-C. A signal that is ignored when
+    the block starts (``nohup`` ignores SIGHUP) stays ignored. Outside the main
+    thread (where Python cannot set handlers) this does nothing. The previous
+    handlers are restored at the end.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old: dict[int, object] = {}
+    for sig in _ENDING:
+        prev = signal.getsignal(sig)
+        if prev is signal.SIG_IGN:
+            continue
+        old[sig] = prev
+        signal.signal(sig, _raise_terminated)
+    try:
+        yield
+    finally:
+        for sig, prev in old.items():
+            signal.signal(sig, prev)  # type: ignore[arg-type]
+
+
+def signal_status(exc: Terminated) -> tuple[int, str]:
+    """The exit status (128 + the signal's number) and the stderr line for a :class:`Terminated`."""
+    try:
+        name = signal.Signals(exc.signum).name
+    except ValueError:
+        name = f"signal {exc.signum}"
+    return 128 + exc.signum, f"meshstat: interrupted by {name}"

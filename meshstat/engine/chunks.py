@@ -11,15 +11,15 @@ never change a result.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
+from typing import IO
 
 import numpy as np
 
 from meshstat.engine import seeding
 
-__all__ = ["CHUNK_SECONDS", "Chunks", "KeySpawner", "Progress", "remove_file", "stream_destinations"]
+__all__ = ["CHUNK_SECONDS", "Chunks", "KeySpawner", "Progress", "stream_destinations"]
 
 #: Seconds a chunk should take: chunks grow or shrink (in whole units) towards it.
 CHUNK_SECONDS = 0.25
@@ -106,24 +106,14 @@ class Progress:
             close()
 
 
-def remove_file(path: str) -> None:
-    """Remove ``path`` if it exists, even when a second Ctrl-C arrives meanwhile."""
-    for _ in range(5):
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            return
-        except KeyboardInterrupt:
-            continue
-        except OSError:
-            return
-        return
-
-
 def stream_destinations(
-    path: str, chunks: Chunks, run_chunk: Callable[[int, int], np.ndarray | None], dtype: np.dtype
+    out: IO[bytes], chunks: Chunks, run_chunk: Callable[[int, int], np.ndarray | None], dtype: np.dtype
 ) -> None:
-    """Write every chunk's destinations to one Parquet file as they come (the caller cleans up)."""
+    """Write every chunk's destinations to one Parquet file as they come.
+
+    ``out`` is the temporary file of a :class:`meshstat.outputs.OutputFile`;
+    the caller commits or discards it.
+    """
     from meshstat.engine.sinks import sink_parquet_column
 
     def batches() -> Iterator[np.ndarray]:
@@ -132,4 +122,4 @@ def stream_destinations(
             assert out is not None
             yield out
 
-    sink_parquet_column(path, "backend", dtype, batches())
+    sink_parquet_column(out, "backend", dtype, batches())

@@ -21,10 +21,11 @@ import numpy as np
 
 from meshstat.compiler import Plan, compile_route, dest_dtype
 from meshstat.engine import seeding
-from meshstat.engine.chunks import Chunks, KeySpawner, Progress, remove_file, stream_destinations
+from meshstat.engine.chunks import Chunks, KeySpawner, Progress, stream_destinations
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument
 from meshstat.model import MAX_EXACT_RULES, Backend, Cascade, Route, Stage
+from meshstat.outputs import OutputFile, check_output_path, remove_file
 
 __all__ = [
     "AUTO_PER_REQUEST_LIMIT",
@@ -90,6 +91,8 @@ def simulate_iv(
             raise InvalidArgument(
                 "destinations need per-request routing: use mode='per_request' or 'faithful'"
             )
+        if not isinstance(destinations, bool):  # a file to write: refused now, not after the run
+            check_output_path(destinations, what="destinations")
     if not 8 <= block_log2 <= 30:
         raise InvalidArgument(f"block_log2 must be within [8, 30], got {block_log2}")
     return n, mode, w
@@ -238,9 +241,11 @@ def _simulate_kernels(
     if w is not None or not want_dest:
         win_kernel(*args, empty_keys, np.int64(0), bl, np.int64(0), np.int64(1), np.int64(0), empty_counts)
 
-    # streamed destinations are written to FILE.partial and renamed when the whole run succeeded
-    partial = None if stream_to is None else stream_to + ".partial"
+    # streamed destinations go to a temporary file beside the target, renamed over it when the run succeeded
+    sink = None
     try:
+        if stream_to is not None:
+            sink = OutputFile(stream_to, what="destinations")
         t0 = time.perf_counter()
         counts = np.zeros(ncols, dtype=np.int64)
         dest = np.empty(n, dtype=dd) if want_dest and stream_to is None else None
@@ -266,8 +271,8 @@ def _simulate_kernels(
         if want_dest or w is None:
             first, most = max(1, CHUNK_REQUESTS >> block_log2), max(1, MAX_CHUNK_REQUESTS >> block_log2)
             blocks = Chunks(n_blocks, first, most)
-            if partial is not None:
-                stream_destinations(partial, blocks, by_blocks, dd)
+            if sink is not None:
+                stream_destinations(sink.file, blocks, by_blocks, dd)
             else:
                 for b0, b1 in blocks:
                     by_blocks(b0, b1)
@@ -284,16 +289,14 @@ def _simulate_kernels(
                 win_kernel(*args, keys, np.int64(kb0), bl, np.int64(n), np.int64(w), np.int64(w0), wc[w0:w1])
                 track.add(hi - lo)
         track.close()
+        if sink is not None:
+            sink.commit()
     except BaseException:
-        if stream_to is not None:
-            assert partial is not None
-            remove_file(partial)
-            if destinations is True:
-                remove_file(stream_to)  # the temporary file made for this run
+        if sink is not None:
+            sink.discard()
+        if destinations is True and stream_to is not None:
+            remove_file(stream_to)  # the temporary file made for this run
         raise
-    if stream_to is not None:
-        assert partial is not None
-        os.replace(partial, stream_to)
     window_counts = window_sizes = None
     if wc is not None:
         assert w is not None

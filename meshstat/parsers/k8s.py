@@ -55,9 +55,11 @@ from meshstat.inputs import (
     SIZE_FLAG,
     current_max_input_size,
     format_size,
+    is_readable_kind,
     read_text,
     source_name,
 )
+from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
@@ -984,16 +986,33 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-def _iter_files(paths: Iterable[str]) -> Iterator[str]:
+def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:
+    """The files to read: each path, and each manifest file under each folder (sorted, recursively).
+
+    In a folder only regular files are read (followed through symbolic links):
+    a FIFO, device or socket named like a manifest would block the reader or act
+    on a device, so it is skipped with a warning in ``skipped``.
+    """
     for p in paths:
         if os.path.isdir(p):
             found = False
             for root, dirs, files in os.walk(p):
                 dirs.sort()
                 for f in sorted(files):
-                    if f.endswith(_MANIFEST_SUFFIXES):
-                        found = True
-                        yield os.path.join(root, f)
+                    if not f.endswith(_MANIFEST_SUFFIXES):
+                        continue
+                    full = os.path.join(root, f)
+                    try:
+                        mode = os.stat(full).st_mode
+                    except OSError as exc:
+                        skipped.append(Diagnostic("warning", f"skipped: cannot access ({exc.strerror})", full))
+                        continue
+                    if not is_readable_kind(mode):
+                        why = f"skipped: {file_kind(mode)}, not a regular file"
+                        skipped.append(Diagnostic("warning", why, full))
+                        continue
+                    found = True
+                    yield full
             if not found:
                 raise InvalidArgument(f"no *.yaml, *.yml or *.json files in directory {p}")
         else:
@@ -1002,6 +1021,9 @@ def _iter_files(paths: Iterable[str]) -> Iterator[str]:
 
 def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "default") -> Manifests:
     """Read manifests from files and directories (recursively, ``*.yaml``/``*.yml``/``*.json``).
+
+    In a directory, a FIFO, device or socket with a manifest's name is skipped
+    with a warning (see :func:`meshstat.inputs.is_readable_kind`).
 
     Parameters
     ----------
@@ -1019,7 +1041,9 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     if isinstance(paths, str):
         paths = [paths]
     out = Manifests()
-    for path in _iter_files(paths):
+    skipped: list[Diagnostic] = []
+    for path in _iter_files(paths, skipped):
         text = read_text(path, what="manifest")
         out.extend(parse_manifest_text(text, source_name(path), default_namespace=default_namespace))
+    out.diagnostics[:0] = skipped
     return out

@@ -3,20 +3,75 @@
 ``plot_shares`` draws expected vs observed shares per backend with 95% Wilson
 intervals, one panel per route; ``plot_windows`` draws the share of each window
 over the run with the band it stays in by chance. Area-specific plots live in
-sibling modules (``meshstat.plots.bands``).
+sibling modules (``meshstat.plots.bands``). Every picture is written by
+:func:`save_figure`: the file type comes from the name's suffix
+(:data:`PICTURE_FORMATS`; a name without one, or with another, is refused
+before anything is drawn), and the file is written through
+:class:`meshstat.outputs.OutputFile` (a regular file created or replaced whole).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from meshstat.errors import InvalidArgument
+from meshstat.outputs import OutputFile, check_output_path
+
 if TYPE_CHECKING:
     from meshstat.engine.result import SimulationResult
 
-__all__ = ["plot_shares", "plot_windows", "pyplot"]
+__all__ = ["PICTURE_FORMATS", "picture_format", "plot_shares", "plot_windows", "pyplot", "save_figure"]
+
+#: File types a picture may have (the name's suffix): those matplotlib's Agg canvas writes with the
+#: libraries meshstat depends on (matplotlib and its Pillow); ``pgf`` (it needs LaTeX) and the raw
+#: pixel buffers are left out.
+PICTURE_FORMATS = ("png", "svg", "svgz", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff", "webp")
+
+
+def picture_format(path: str | os.PathLike[str], *, what: str = "picture") -> str:
+    """The file type of a picture named ``path`` (its suffix, lower case), or a one-line refusal.
+
+    matplotlib would add ``.png`` to a name without a suffix (writing a file
+    the user did not name) and fails on an unknown suffix after the picture is
+    drawn; both are refused here, before any work.
+
+    Raises
+    ------
+    InvalidArgument
+        ``--plot NAME: the name has no picture type: end it with .png, .svg or .pdf``.
+    """
+    p = os.fspath(path)
+    suffix = os.path.splitext(os.path.basename(p))[1]
+    if not suffix or suffix == ".":
+        raise InvalidArgument(
+            f"{what} {p}: the name has no picture type: end it with .png, .svg or .pdf "
+            f"(one of {', '.join(PICTURE_FORMATS)})"
+        )
+    fmt = suffix[1:].lower()
+    if fmt not in PICTURE_FORMATS:
+        raise InvalidArgument(
+            f"{what} {p}: {suffix} is not a picture type meshstat writes "
+            f"(use one of {', '.join(PICTURE_FORMATS)})"
+        )
+    return fmt
+
+
+def check_picture_path(path: str | os.PathLike[str], *, what: str = "picture") -> str:
+    """:func:`picture_format` and :func:`meshstat.outputs.check_output_path` of ``path``; returns the type."""
+    fmt = picture_format(path, what=what)
+    check_output_path(path, what=what)
+    return fmt
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int, what: str = "picture") -> None:
+    """Write ``fig`` to ``path`` in the type its suffix names, as a regular file created or replaced whole."""
+    fmt = check_picture_path(path, what=what)
+    with OutputFile(path, what=what) as fh:
+        fig.savefig(fh, format=fmt, dpi=dpi)
 
 
 def pyplot() -> Any:
@@ -36,6 +91,8 @@ def plot_shares(results: Sequence[SimulationResult], path: str | None = None) ->
     interval is narrower than the dot, so each panel also shows the deviation
     in units of its standard error (z) next to the dot.
     """
+    if path is not None:
+        check_picture_path(path)
     plt = pyplot()
     k = len(results)
     fig, axes = plt.subplots(1, k, figsize=(max(5.0, 4.2 * k), 4.2), squeeze=False, constrained_layout=True)
@@ -69,8 +126,10 @@ def plot_shares(results: Sequence[SimulationResult], path: str | None = None) ->
     fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
     fig.suptitle("meshstat: expected vs observed split", fontsize=11)
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            save_figure(fig, path, dpi=120)
+        finally:
+            plt.close(fig)
     return fig
 
 
@@ -80,6 +139,8 @@ def plot_windows(result: SimulationResult, path: str | None = None, *, backend: 
     ``backend`` defaults to the one with the smallest positive expected share
     (the canary, in a 90/10 split).
     """
+    if path is not None:
+        check_picture_path(path)
     plt = pyplot()
     if result.window_counts is None or result.window is None or result.window_sizes is None:
         raise ValueError("result has no windows: simulate(..., window=W)")
@@ -106,6 +167,8 @@ def plot_windows(result: SimulationResult, path: str | None = None, *, backend: 
     )
     fig.legend(loc="outside lower center", ncols=3, fontsize=8)
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        try:
+            save_figure(fig, path, dpi=120)
+        finally:
+            plt.close(fig)
     return fig

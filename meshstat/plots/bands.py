@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from meshstat.plots import check_picture_path, save_figure
+
 if TYPE_CHECKING:
     from meshstat.inference import BandsResult
 
@@ -18,7 +20,12 @@ __all__ = ["plot_bands"]
 
 
 def plot_bands(result: BandsResult, path: str | None = None) -> Any:
-    """Draw the bands of ``result``; write a PNG to ``path`` if given; return the Figure."""
+    """Draw the bands of ``result``; write a picture to ``path`` if given; return the Figure.
+
+    The picture's type is the suffix of ``path`` (:func:`meshstat.plots.picture_format`).
+    """
+    if path is not None:
+        check_picture_path(path)
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -67,6 +74,8 @@ def plot_bands(result: BandsResult, path: str | None = None) -> Any:
     fig.suptitle(f"bands at {'/'.join(map(str, result.weights))}", fontsize=11)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        try:
+            save_figure(fig, path, dpi=110)
+        finally:
+            plt.close(fig)
     return fig

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
 from meshstat.errors import InvalidArgument
+from meshstat.outputs import check_output_path, write_output
 from meshstat.report import text
 from meshstat.report.text import Column, Terminal
 
@@ -110,16 +111,17 @@ def write(
     """Render ``df`` and write it to ``output`` (a path) or ``stdout``.
 
     Parquet needs a file (``--output``): it is binary. A table written to a file is never fitted to a
-    width nor coloured.
+    width nor coloured; a file is written through :func:`meshstat.outputs.write_output` (a regular file
+    created or replaced whole, never a link or a device).
     """
+    if output is not None:
+        check_output_path(output)
     data = render(
         df, fmt, float_precision=float_precision, columns=columns, wide=wide,
         term=None if output is not None else term,
     )  # fmt: skip
     if output is not None:
-        mode = "wb" if isinstance(data, bytes) else "w"
-        with open(output, mode) as fh:  # noqa: PTH123
-            fh.write(data)
+        write_output(output, data)
         return
     if isinstance(data, bytes):
         raise InvalidArgument("--format parquet writes binary data: give --output FILE")

@@ -125,22 +125,31 @@ def test_short_runs_draw_no_bar(mode: str) -> None:
     assert BAR not in seen
 
 
-def test_ctrl_c_while_streaming_destinations_leaves_no_file(tmp_path) -> None:  # noqa: ANN001
-    """A real SIGINT while destinations stream to Parquet: exit 130, neither FILE nor FILE.partial remains."""
+@pytest.mark.parametrize(
+    ("sig", "status", "word"),
+    [(signal.SIGINT, 130, b"meshstat: interrupted"), (signal.SIGTERM, 143, b"meshstat: interrupted by SIGTERM"),
+     (signal.SIGHUP, 129, b"meshstat: interrupted by SIGHUP")],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
+def test_signal_while_streaming_destinations_leaves_no_file(tmp_path, sig, status, word) -> None:  # noqa: ANN001
+    """A real signal while destinations stream to Parquet: its exit status, one line, no file left at all.
+
+    The temporary file (``.d.parquet.<random>.partial`` beside the target) is
+    watched until it holds data, so that the signal comes mid-stream.
+    """
     out = tmp_path / "d.parquet"
     argv = ["simulate", "--weights", "1,1", "-n", "1e11", "--seed", "1", "--destinations", str(out)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshstat", *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
-        partial = tmp_path / "d.parquet.partial"
         deadline = time.monotonic() + 60
-        while not (partial.exists() and partial.stat().st_size > 0):
+        while not any(p.name.endswith(".partial") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
             assert proc.poll() is None, "the run ended early"
             assert time.monotonic() < deadline, "no destinations were written"
             time.sleep(0.1)
         time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         rc = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:  # pragma: no cover - only when the test fails
@@ -149,6 +158,6 @@ def test_ctrl_c_while_streaming_destinations_leaves_no_file(tmp_path) -> None:  
     assert proc.stderr is not None
     with proc.stderr:
         err = proc.stderr.read()
-    assert rc == 130, err
-    assert b"meshstat: interrupted" in err and b"Traceback" not in err
+    assert rc == status, err
+    assert err.splitlines() == [word], err  # one line, no traceback
     assert list(tmp_path.iterdir()) == []
