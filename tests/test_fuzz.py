@@ -380,9 +380,6 @@ def _istio_regex_manifests() -> str:
 #: merged (``xfail(strict=True)``: once fixed they pass, the strict mark fails, and the entry is removed).
 PENDING: dict[str, str] = {
     "kube-proxy-3000-endpoints": "exact cascade shares in integers (bounds branch)",
-    "numgen-mod-4294967295": "numgen slot counts in closed form (numgen branch)",
-    "envoy-regex-(a+)+b": "RE2 semantics in linear time (RE2 branch)",
-    "istio-regex-(a+)+b": "RE2 semantics in linear time (RE2 branch)",
 }
 
 _MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml"))

@@ -77,9 +77,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("simulate", "--requests-per-connection"): "geometric means bounded (bounds branch)",
     ("check", "--observed"): "huge observed counts (bounds branch)",
     ("check", "--iptables"): "counters of 2**64-1 (bounds branch)",
-    ("services", "--nft"): "numgen slot counts in closed form (numgen branch)",
-    ("trace", "--nft"): "numgen slot counts in closed form (numgen branch)",
-    ("mesh", "--header"): "RE2 semantics in linear time (RE2 branch)",
     # found by this suite, not yet assigned
     ("simulate", "--endpoints"): "unassigned: --endpoints 1e10 builds endpoints until MemoryError",
     ("simulate", "--workers"): "unassigned: --workers 1e9 allocates 7 GiB (MemoryError)",
