@@ -25,6 +25,7 @@ from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import _select_sidecar
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import WorkloadResource
+from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = [
     "REASONS",
@@ -217,10 +218,11 @@ ReasonProducer = Callable[[AuditContext], Iterable[Divergence]]
 
 def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer]) -> AuditResult:
     """Run the reason producers over ``mesh`` and collect their rows."""
-    ctx = AuditContext(mesh)
-    rows: list[Divergence] = []
-    for p in producers:
-        rows.extend(p(ctx))
+    with gc_paused():  # indexes and rows for thousands of services: no cycles to collect
+        ctx = AuditContext(mesh)
+        rows: list[Divergence] = []
+        for p in producers:
+            rows.extend(p(ctx))
     rows.sort(key=lambda r: (r.service, r.reason, r.clients))
     audited = getattr(ctx, "audited", 0)
     return AuditResult(rows, audited, list(getattr(ctx, "notes", [])))
