@@ -24,11 +24,13 @@ from meshstat.audit.core import (
     format_split,
     run_audit,
 )
+from meshstat.audit.gateway import gateway_api_reasons
 from meshstat.audit.istio import istio_rule_reasons
+from meshstat.audit.topology import topology_reasons
 from meshstat.mesh.paths import Mesh
 
-#: The reason producers :func:`audit` runs by default, in order (append others: Gateway API, topology).
-PRODUCERS: list[ReasonProducer] = [istio_rule_reasons]
+#: The reason producers :func:`audit` runs by default, in order.
+PRODUCERS: list[ReasonProducer] = [istio_rule_reasons, gateway_api_reasons, topology_reasons]
 
 
 def audit(mesh: Mesh, producers: list[ReasonProducer] | None = None) -> AuditResult:
@@ -45,5 +47,7 @@ __all__ = [
     "ReasonProducer",
     "audit",
     "format_split",
+    "gateway_api_reasons",
     "istio_rule_reasons",
+    "topology_reasons",
 ]

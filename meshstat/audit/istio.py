@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, name_list
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.scope import (
@@ -92,16 +92,6 @@ def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
     return tuple(out.items())
 
 
-def _clients(classes: list[ClientClass]) -> tuple[str, int]:
-    per_ns: dict[str, int] = {}
-    for c in classes:
-        per_ns[c.namespace] = per_ns.get(c.namespace, 0) + len(c.workloads)
-    n = sum(per_ns.values())
-    names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
-    head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
-    return head + name_list(names, 3), n
-
-
 def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[Any]:
     """``own`` and ``wild`` merged in file order (by identity: rules are compared by object, not value)."""
     if not wild:
@@ -145,7 +135,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 continue
             audited += 1
             yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind)
-    ctx.audited = getattr(ctx, "audited", 0) + audited  # type: ignore[attr-defined]
+    ctx.audited += audited
 
 
 def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
@@ -164,7 +154,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
 
     if not same and by_kind.get("kube-proxy"):
         classes = by_kind["kube-proxy"]
-        clients, n = _clients(classes)
+        clients, n = clients_label(classes)
         fixes = []
         for ns in sorted({c.namespace for c in classes}):
             nso = mesh.namespace(ns)
@@ -178,7 +168,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
         wp = service_waypoint(mesh, info)
         if wp.gateway is None:
             classes = by_kind["ambient"]
-            clients, n = _clients(classes)
+            clients, n = clients_label(classes)
             yield Divergence(service, clients, n, configured, pods, "ambient-without-waypoint",
                              f"ztunnel picks a pod per connection: {wp.problem or wp.origin}",
                              (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
@@ -209,7 +199,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
             g[1].extend(generic)
             g[2].add(fix)
     for (reason, eff), (detail, classes, fixes) in groups.items():
-        clients, n = _clients(classes)
+        clients, n = clients_label(classes)
         yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 
