@@ -59,6 +59,8 @@ REASONS: dict[str, str] = {
                        "exist: its share of the requests gets a 500",
     "refused-by-referencegrant": "a route attached to a Gateway names a Service in another namespace that no "
                                  "ReferenceGrant there allows: its share of the requests gets a 500",
+    "envoy-config-differs": "the workload's Envoy config_dump (--envoy) routes the Service otherwise than the "
+                            "VirtualService configures (an older push, a rule istiod did not give it)",
     "topology-restricted": "topology (trafficDistribution, topology hints, internalTrafficPolicy: Local) keeps "
                            "kube-proxy in the clients' zone from some endpoints: the zone's split differs from the "
                            "cluster-wide one",
@@ -169,8 +171,11 @@ def _workload_zones(m: Any) -> dict[tuple[str, str], str]:
 class AuditContext:
     """The mesh and its indexes, shared by every reason producer."""
 
-    def __init__(self, mesh: Mesh) -> None:
+    def __init__(self, mesh: Mesh, *, exclude: frozenset[str] = frozenset(), observed_kube_proxy: bool = False
+                 ) -> None:
         self.mesh = mesh
+        #: whether real kube-proxy rules replace the modelled kube-proxy layer (``audit --iptables/--nft``)
+        self.observed_kube_proxy = observed_kube_proxy
         m = mesh.manifests
         self.by_ns_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
         for w in m.workloads:
@@ -182,6 +187,8 @@ class AuditContext:
         sidecars: dict[int, SidecarResource | None] = {0: None}
         zone_of = _workload_zones(m)
         for w in m.workloads:
+            if exclude and w.meta.ref in exclude:  # its layer is observed (an Envoy dump), not modelled
+                continue
             kind = client_kind(mesh, w)
             sc = _select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
             sidecars[id(sc) if sc else 0] = sc
@@ -256,10 +263,12 @@ def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:
 ReasonProducer = Callable[[AuditContext], Iterable[Divergence]]
 
 
-def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer]) -> AuditResult:
-    """Run the reason producers over ``mesh`` and collect their rows."""
+def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer], *, exclude: frozenset[str] = frozenset(),
+              observed_kube_proxy: bool = False) -> AuditResult:
+    """Run the reason producers over ``mesh`` and collect their rows (``exclude``: workloads left out of the
+    modelled client groups; ``observed_kube_proxy``: no modelled kube-proxy rows, see :class:`AuditContext`)."""
     with gc_paused():  # indexes and rows for thousands of services: no cycles to collect
-        ctx = AuditContext(mesh)
+        ctx = AuditContext(mesh, exclude=exclude, observed_kube_proxy=observed_kube_proxy)
         rows: list[Divergence] = []
         for p in producers:
             rows.extend(p(ctx))

@@ -39,7 +39,7 @@ from meshstat.mesh.scope import (
 )
 from meshstat.parsers.k8s import RouteDestination, VirtualService
 
-__all__ = ["istio_rule_reasons"]
+__all__ = ["istio_rule_reasons", "routed_ports"]
 
 _OTHER_NS = "\x00any other namespace"
 _Split = tuple[tuple[str, Fraction], ...]
@@ -100,16 +100,34 @@ def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[An
     return [seen[k] for k in sorted(seen, key=order.__getitem__)]
 
 
-def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
-    """The rows of every VirtualService-routed Service port (see the module docstring)."""
+def _hosts(ctx: AuditContext) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
+    """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order)."""
     mesh = ctx.mesh
-    m = mesh.manifests
     hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] = {}
-    for vs in m.virtual_services:
+    for vs in mesh.manifests.virtual_services:
         for h in vs.hosts:
             info = mesh.resolve_host(h, vs.meta.namespace)
             if info is not None and info.service is not None:
                 hosts.setdefault(info.fqdn, (info, []))[1].append(vs)
+    return hosts
+
+
+def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split]]:
+    """(Service, port, its VirtualService, the configured split) of every VirtualService-routed Service port."""
+    out = []
+    for info, vss in _hosts(ctx).values():
+        for sp in info.ports:
+            dests = _configured(vss[0], ctx.mesh.port_protocol(sp))
+            if dests:
+                out.append((info, sp.port, vss[0], _weights(dests)))
+    return out
+
+
+def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
+    """The rows of every VirtualService-routed Service port (see the module docstring)."""
+    mesh = ctx.mesh
+    m = mesh.manifests
+    hosts = _hosts(ctx)
     drs_by_host: dict[str, list[Any]] = {}
     wild_drs = []
     for dr in m.destination_rules:
@@ -152,7 +170,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
-    if not same and by_kind.get("kube-proxy"):
+    if not same and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
         classes = by_kind["kube-proxy"]
         clients, n = clients_label(classes)
         fixes = []

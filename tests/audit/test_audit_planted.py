@@ -125,3 +125,16 @@ def test_gateway_api_backend_missing_and_referencegrant():
 def _rows_of(text: str) -> set[tuple]:
     res = audit(Mesh(parse_manifest_text(text, "c.yaml")))
     return {(r.service, r.clients, r.reason, r.configured, r.effective) for r in res.rows}
+
+
+def test_every_reason_is_documented():
+    from pathlib import Path
+
+    import meshstat.audit as pkg
+    from meshstat.audit import REASONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### `audit`"):readme.index("## Python API")]
+    for code in REASONS:
+        assert f"| `{code}` |" in section, code
+        assert f"``{code}``" in pkg.__doc__, code
