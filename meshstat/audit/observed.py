@@ -107,9 +107,10 @@ def _envoy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
                     _add(eff, _envoy_label(child), Fraction(share))
             else:
                 _add(eff, _envoy_label(root), Fraction(1))
-            # a destination without a subset is written with its host in the VirtualService
-            names = {info.fqdn: lab for lab, _ in configured if lab not in eff and "." not in lab}
-            effective = tuple((names.get(k, k) if len(names) == 1 else k, v) for k, v in eff.items())
+            # a destination without a subset is written with its host in the VirtualService (``reviews``)
+            hostless = [lab for lab, _ in configured if lab not in eff and "." not in lab]
+            rename = {info.fqdn: hostless[0]} if len(hostless) == 1 else {}
+            effective = tuple((rename.get(k, k), v) for k, v in eff.items())
             if dict(effective) == dict(configured):
                 continue
             yield Divergence(
