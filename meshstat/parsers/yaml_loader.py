@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from meshstat.errors import ConfigParseError
+from meshstat.errors import ConfigParseError, MeshstatError
 
 __all__ = [
     "MAX_EXPANDED_NODES",
@@ -525,8 +525,11 @@ def json_documents(text: str) -> list[Any] | None:
     is not JSON or the number of keys written differs from the number read: a key written twice
     (orjson keeps the last; kubectl refuses it), or an unusual layout.
     """
-    import orjson  # a dependency: JSON never falls back to a slow loader silently
-
+    try:
+        import orjson  # a dependency: JSON never falls back to a slow loader silently
+    except ImportError:
+        raise MeshstatError("reading JSON needs the orjson package, a dependency of meshstat "
+                            "(pip install orjson)") from None
     try:
         root = orjson.loads(text)
     except orjson.JSONDecodeError:
