@@ -133,3 +133,11 @@ def test_json_and_yaml_give_the_same_manifests() -> None:
     text = to_json(doc)
     for w in j.workloads:  # each object's line is where its first key is written
         assert text.splitlines()[w.meta.line - 1].strip() == '"apiVersion": "apps/v1",'
+
+
+def test_json_without_orjson_is_an_error_not_a_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshstat.errors import MeshstatError
+
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)
+    with pytest.raises(MeshstatError, match="needs the orjson package"):
+        parse_manifest_text('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}', "a.json")
