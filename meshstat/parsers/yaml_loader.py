@@ -282,18 +282,24 @@ def _c_loader_class() -> type | None:
     if not getattr(yaml, "__with_libyaml__", False):
         return None
 
-    class _CLoader(yaml.CSafeLoader):
-        _tags: dict[str, str] = {}  # noqa: RUF012 (one memo for every instance: tags depend on the value only)
+    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    tags: dict[str, str] = {}  # one memo for every instance: an implicit tag depends on the value only
+    base = yaml.CSafeLoader.resolve
 
+    class _CLoader(yaml.CSafeLoader):
         def resolve(self, kind: Any, value: Any, implicit: Any) -> str:  # PyYAML's signature
-            if kind is yaml.ScalarNode and implicit[0]:
-                tag = self._tags.get(value)
+            # BaseResolver.resolve without its per-call work: a safe loader has no path resolvers, so a
+            # collection's tag is the default one and a scalar's depends on its value alone
+            if kind is scalar:
+                if not implicit[0]:
+                    return _STR
+                tag = tags.get(value)
                 if tag is None:
-                    tag = super().resolve(kind, value, implicit)
-                    if len(self._tags) < 100_000:
-                        self._tags[value] = tag
+                    tag = base(self, kind, value, implicit)
+                    if len(tags) < 100_000:
+                        tags[value] = tag
                 return tag
-            return super().resolve(kind, value, implicit)
+            return _MAP if kind is mapping else _SEQ
 
     return _CLoader
 
