@@ -9,7 +9,7 @@ container specs, status) so that the text has the size of a real export (about 2
 :class:`Plant` names divergences to plant on purpose (one of each), used by the audit tests:
 a namespace without injection, a VirtualService bound only to an ingress gateway, one exported only
 to its own namespace, a Sidecar whose egress leaves services out, a subset with no pods, a subset
-the DestinationRule lacks, an ambient namespace without a waypoint.
+the DestinationRule lacks, an ambient namespace without a waypoint, a zone-restricted Service.
 
 :func:`to_yaml` writes the ``List`` in kubectl's block style (a small emitter: the generator's
 values are plain strings, integers, booleans, lists and mappings); :func:`to_json` with ``json``.
@@ -36,6 +36,8 @@ class Plant:
     subset_no_pods: bool = False  # svc-empty: subset v3 selects no pods
     subset_undefined: bool = False  # svc-undef: route to subset v3 the DestinationRule lacks
     ambient_no_waypoint: bool = False  # namespace "amb" in ambient mode, no waypoint, with svc-amb
+    zone_restricted: bool = False  # svc-zone (trafficDistribution PreferClose), 2 pods in zone a, 1 in b;
+    # a client Pod without a sidecar (namespace "edge") on a node of zone a
 
 
 def _meta(kind: str, api: str, name: str, ns: str | None, i: int, labels: dict[str, str] | None = None,
@@ -156,9 +158,44 @@ def cluster(n_services: int, n_namespaces: int = 10, plant: Plant = Plant()) -> 
     if plant.ambient_no_waypoint:
         items.append(_namespace("amb", j + 6, {"istio.io/dataplane-mode": "ambient"}))
         items += _app("svc-amb", "amb", j + 6)
-    # ZONE SLOT: a zone-restricted Service (trafficDistribution / internalTrafficPolicy with Nodes and
-    # EndpointSlices) is planted here once the topology model exists; reason code topology-restricted.
+    if plant.zone_restricted:
+        items += _zone_plant(names[0], j + 7)
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def _node(name: str, zone: str, i: int) -> dict[str, Any]:
+    n = _meta("Node", "v1", name, None, i, {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone})
+    n["spec"] = {"podCIDR": f"10.244.{i % 250}.0/24"}
+    n["status"] = {"allocatable": {"cpu": "4", "memory": "16Gi"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}
+    return n
+
+
+def _pod(name: str, ns: str, node: str, ip: str, labels: dict[str, str], owner: str | None, i: int) -> dict[str, Any]:
+    p = _meta("Pod", "v1", name, ns, i, labels)
+    if owner is not None:
+        p["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
+                                             "controller": True, "uid": f"{i:08x}-1111-4000-8000-{i:012x}"}]
+    p["spec"] = {"nodeName": node, "containers": [{"name": "app", "image": "registry.example/app:v1",
+                                                   "ports": [{"containerPort": 8080, "name": "http"}]}]}
+    p["status"] = {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}
+    return p
+
+
+def _zone_plant(ns: str, i: int) -> list[dict[str, Any]]:
+    """Nodes in zones a and b, svc-zone with PreferClose over 2 pods in a and 1 in b, an unmeshed client in a."""
+    items = [_node("node-a", "a", i), _node("node-b", "b", i)]
+    svc = _service("svc-zone", ns, i)
+    svc["spec"]["trafficDistribution"] = "PreferClose"
+    items.append(svc)
+    for k, (version, node) in enumerate((("v1", "node-a"), ("v1", "node-a"), ("v2", "node-b"))):
+        h = f"{version}hash"
+        items.append(_pod(f"svc-zone-{version}-{h}-{k}", ns, node, f"10.244.{7 if node == 'node-a' else 8}.{k + 10}",
+                          {"app": "svc-zone", "version": version, "pod-template-hash": h},
+                          f"svc-zone-{version}-{h}", i))
+    items.append(_namespace("edge", i))
+    items.append(_pod("client-0", "edge", "node-a", "10.244.7.99", {"app": "client"}, None, i))
+    return items
 
 
 # --------------------------------------------------------------------------- writers

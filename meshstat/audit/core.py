@@ -25,6 +25,7 @@ from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import select_sidecar
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import WorkloadResource
+from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = [
     "REASONS",
@@ -33,6 +34,7 @@ __all__ = [
     "ClientClass",
     "Divergence",
     "ReasonProducer",
+    "clients_label",
     "format_split",
     "run_audit",
 ]
@@ -53,9 +55,15 @@ REASONS: dict[str, str] = {
                         "share fails (503 NC)",
     "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
                                 "per connection over all pods, whatever the VirtualService says",
-    "backend-missing": "a route's backend does not exist (reserved for Gateway API routes)",
-    "topology-restricted": "topology (trafficDistribution, internalTrafficPolicy) keeps the clients' zone or node "
-                           "from some endpoints (reserved for the topology model)",
+    "backend-missing": "a Gateway API route's backendRef names a Service (or port, or kind) that does not "
+                       "exist: its share of the requests gets a 500",
+    "refused-by-referencegrant": "a route attached to a Gateway names a Service in another namespace that no "
+                                 "ReferenceGrant there allows: its share of the requests gets a 500",
+    "envoy-config-differs": "the workload's Envoy config_dump (--envoy) routes the Service otherwise than the "
+                            "VirtualService configures (an older push, a rule istiod did not give it)",
+    "topology-restricted": "topology (trafficDistribution, topology hints, internalTrafficPolicy: Local) keeps "
+                           "kube-proxy in the clients' zone from some endpoints: the zone's split differs from the "
+                           "cluster-wide one",
 }
 
 
@@ -134,19 +142,40 @@ def format_split(split: Iterable[tuple[str, Fraction]]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ClientClass:
-    """Client workloads that reach services the same way: one namespace, one path kind, one Sidecar."""
+    """Client workloads that reach services the same way: one namespace, path kind, Sidecar and zone.
+
+    ``zone`` is the zone of the nodes the workloads' pods run on, where the input has Nodes and
+    placed Pods (``spec.nodeName``) and all of a workload's pods are in one zone; else ``None``.
+    """
 
     namespace: str
     kind: str  # "sidecar", "ambient" or "kube-proxy"
     sidecar: SidecarResource | None
     workloads: tuple[WorkloadResource, ...]
+    zone: str | None = None
+
+
+def _workload_zones(m: Any) -> dict[tuple[str, str], str]:
+    """(namespace, ``deployment/name`` or ``pod/name``) -> the one zone its placed pods run in."""
+    topo = m.topology
+    zone = {n.name: n.zone for n in topo.nodes if n.zone}
+    if not zone:
+        return {}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for p in topo.pods:
+        if p.node in zone:
+            seen.setdefault((p.namespace, p.workload), set()).add(zone[p.node])
+    return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
 
 
 class AuditContext:
     """The mesh and its indexes, shared by every reason producer."""
 
-    def __init__(self, mesh: Mesh) -> None:
+    def __init__(self, mesh: Mesh, *, exclude: frozenset[str] = frozenset(), observed_kube_proxy: bool = False
+                 ) -> None:
         self.mesh = mesh
+        #: whether real kube-proxy rules replace the modelled kube-proxy layer (``audit --iptables/--nft``)
+        self.observed_kube_proxy = observed_kube_proxy
         m = mesh.manifests
         self.by_ns_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
         for w in m.workloads:
@@ -154,14 +183,22 @@ class AuditContext:
                 self.by_ns_label.setdefault((w.meta.namespace, k, v), []).append(w)
         objs = mesh.scope
         root = objs.mesh_config.root_namespace
-        groups: dict[tuple[str, str, int], list[WorkloadResource]] = {}
+        groups: dict[tuple[str, str, int, str | None], list[WorkloadResource]] = {}
         sidecars: dict[int, SidecarResource | None] = {0: None}
+        zone_of = _workload_zones(m)
         for w in m.workloads:
+            if exclude and w.meta.ref in exclude:  # its layer is observed (an Envoy dump), not modelled
+                continue
             kind = client_kind(mesh, w)
             sc = select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
             sidecars[id(sc) if sc else 0] = sc
-            groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0), []).append(w)
-        self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws)) for (ns, kind, sid), ws in groups.items()]
+            zone = zone_of.get((w.meta.namespace, f"{w.meta.kind.lower()}/{w.meta.name}")) if zone_of else None
+            groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0, zone), []).append(w)
+        self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws), zone)
+                        for (ns, kind, sid, zone), ws in groups.items()]
+        #: (service, port) pairs audited, and remarks, filled in by the producers
+        self.audited = 0
+        self.notes: list[str] = []
         #: namespaces whose sidecars may see a rule differently from any other namespace
         self.sidecar_namespaces = {s.meta.namespace for s in objs.sidecars} | {root}
         self._pods: dict[tuple[str, int], list[tuple[WorkloadResource, int]]] = {}
@@ -211,16 +248,29 @@ class AuditContext:
         return tuple((k, Fraction(c, total)) for k, c in counts.items() if c)
 
 
+def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:
+    """``ns1 (4)`` or ``3 namespaces, 12 workloads: ns0 (6), ns1 (4) and 1 more``, and the workload count."""
+    per_ns: dict[str, int] = {}
+    for c in classes:
+        per_ns[c.namespace] = per_ns.get(c.namespace, 0) + len(c.workloads)
+    n = sum(per_ns.values())
+    names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
+    head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
+    return head + name_list(names, 3), n
+
+
 #: ``producer(ctx) -> rows``: one mechanism's divergences (see the module docstring).
 ReasonProducer = Callable[[AuditContext], Iterable[Divergence]]
 
 
-def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer]) -> AuditResult:
-    """Run the reason producers over ``mesh`` and collect their rows."""
-    ctx = AuditContext(mesh)
-    rows: list[Divergence] = []
-    for p in producers:
-        rows.extend(p(ctx))
+def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer], *, exclude: frozenset[str] = frozenset(),
+              observed_kube_proxy: bool = False) -> AuditResult:
+    """Run the reason producers over ``mesh`` and collect their rows (``exclude``: workloads left out of the
+    modelled client groups; ``observed_kube_proxy``: no modelled kube-proxy rows, see :class:`AuditContext`)."""
+    with gc_paused():  # indexes and rows for thousands of services: no cycles to collect
+        ctx = AuditContext(mesh, exclude=exclude, observed_kube_proxy=observed_kube_proxy)
+        rows: list[Divergence] = []
+        for p in producers:
+            rows.extend(p(ctx))
     rows.sort(key=lambda r: (r.service, r.reason, r.clients))
-    audited = getattr(ctx, "audited", 0)
-    return AuditResult(rows, audited, list(getattr(ctx, "notes", [])))
+    return AuditResult(rows, ctx.audited, list(ctx.notes))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, name_list
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.scope import (
@@ -39,7 +39,7 @@ from meshstat.mesh.scope import (
 )
 from meshstat.parsers.k8s import RouteDestination, VirtualService
 
-__all__ = ["istio_rule_reasons"]
+__all__ = ["istio_rule_reasons", "routed_ports"]
 
 _OTHER_NS = "\x00any other namespace"
 _Split = tuple[tuple[str, Fraction], ...]
@@ -92,16 +92,6 @@ def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
     return tuple(out.items())
 
 
-def _clients(classes: list[ClientClass]) -> tuple[str, int]:
-    per_ns: dict[str, int] = {}
-    for c in classes:
-        per_ns[c.namespace] = per_ns.get(c.namespace, 0) + len(c.workloads)
-    n = sum(per_ns.values())
-    names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
-    head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
-    return head + name_list(names, 3), n
-
-
 def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[Any]:
     """``own`` and ``wild`` merged in file order (by identity: rules are compared by object, not value)."""
     if not wild:
@@ -110,16 +100,34 @@ def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[An
     return [seen[k] for k in sorted(seen, key=order.__getitem__)]
 
 
-def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
-    """The rows of every VirtualService-routed Service port (see the module docstring)."""
+def _hosts(ctx: AuditContext) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
+    """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order)."""
     mesh = ctx.mesh
-    m = mesh.manifests
     hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] = {}
-    for vs in m.virtual_services:
+    for vs in mesh.manifests.virtual_services:
         for h in vs.hosts:
             info = mesh.resolve_host(h, vs.meta.namespace)
             if info is not None and info.service is not None:
                 hosts.setdefault(info.fqdn, (info, []))[1].append(vs)
+    return hosts
+
+
+def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split]]:
+    """(Service, port, its VirtualService, the configured split) of every VirtualService-routed Service port."""
+    out = []
+    for info, vss in _hosts(ctx).values():
+        for sp in info.ports:
+            dests = _configured(vss[0], ctx.mesh.port_protocol(sp))
+            if dests:
+                out.append((info, sp.port, vss[0], _weights(dests)))
+    return out
+
+
+def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
+    """The rows of every VirtualService-routed Service port (see the module docstring)."""
+    mesh = ctx.mesh
+    m = mesh.manifests
+    hosts = _hosts(ctx)
     drs_by_host: dict[str, list[Any]] = {}
     wild_drs = []
     for dr in m.destination_rules:
@@ -145,7 +153,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 continue
             audited += 1
             yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind)
-    ctx.audited = getattr(ctx, "audited", 0) + audited  # type: ignore[attr-defined]
+    ctx.audited += audited
 
 
 def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
@@ -162,9 +170,9 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
-    if not same and by_kind.get("kube-proxy"):
+    if not same and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
         classes = by_kind["kube-proxy"]
-        clients, n = _clients(classes)
+        clients, n = clients_label(classes)
         fixes = []
         for ns in sorted({c.namespace for c in classes}):
             nso = mesh.namespace(ns)
@@ -178,7 +186,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
         wp = service_waypoint(mesh, info)
         if wp.gateway is None:
             classes = by_kind["ambient"]
-            clients, n = _clients(classes)
+            clients, n = clients_label(classes)
             yield Divergence(service, clients, n, configured, pods, "ambient-without-waypoint",
                              f"ztunnel picks a pod per connection: {wp.problem or wp.origin}",
                              (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
@@ -209,7 +217,7 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
             g[1].extend(generic)
             g[2].add(fix)
     for (reason, eff), (detail, classes, fixes) in groups.items():
-        clients, n = _clients(classes)
+        clients, n = clients_label(classes)
         yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 

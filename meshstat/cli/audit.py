@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from meshstat.cli.status import ExitStatus
+from meshstat.errors import InvalidArgument
 
 __all__ = ["register"]
 
@@ -16,7 +17,7 @@ def _cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.parsers.k8s import load_manifests
     from meshstat.report.audit import audit_table
 
-    res = audit(Mesh(load_manifests(args.filename)))
+    res = audit(Mesh(load_manifests(args.filename)), observed=_observed(args))
     df = audit_table(res)
     if res.rows or args.format != "table":
         ctx.emit(df, args)
@@ -25,6 +26,42 @@ def _cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
     for reason in res.by_reason():
         print(f"  {reason}: {REASONS.get(reason, '')}", file=remarks)
     return ExitStatus.DIVERGES if res.diverges else ExitStatus.SUCCESS
+
+
+def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
+    out = []
+    for v in values or []:
+        name, eq, path = v.partition("=")
+        if not eq or not name or not path:
+            raise InvalidArgument(f"{option} {v!r}: expected NAME=FILE")
+        out.append((name, path))
+    return out
+
+
+def _observed(args: argparse.Namespace) -> Any:
+    """The real layers named on the command line (:class:`meshstat.audit.Observed`), or ``None``."""
+    ipt, nft = _pairs(args.iptables, "--iptables"), _pairs(args.nft, "--nft")
+    envoy = _pairs(args.envoy, "--envoy")
+    if not (ipt or nft or envoy):
+        return None
+    from meshstat.audit import Observed
+    from meshstat.netfilter import load
+    from meshstat.parsers.envoy import load_envoy
+
+    rulesets: dict[str, Any] = {}
+    dumps: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for (node, path), dialect in [*((p, "iptables") for p in ipt), *((p, "nft") for p in nft)]:
+        if node in rulesets:
+            raise InvalidArgument(f"node {node!r} is given two rulesets")
+        rulesets[node] = load(path, dialect)
+        sources[node] = path
+    for workload, path in envoy:
+        if "/" not in workload:
+            raise InvalidArgument(f"--envoy {workload}={path}: name the workload as NAMESPACE/NAME")
+        dumps[workload] = load_envoy([path])
+        sources[workload] = path
+    return Observed(rulesets, dumps, sources)
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -40,4 +77,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
                    help="manifest file or directory (repeatable; YAML, JSON, kind: List)")
+    p.add_argument("--iptables", action="append", metavar="NODE=FILE",
+                   help="a node's iptables-save: its kube-proxy rules replace the modelled split for clients "
+                        "without a sidecar (repeatable, one per node)")
+    p.add_argument("--nft", action="append", metavar="NODE=FILE",
+                   help="a node's nft list ruleset, as --iptables (kube-proxy's nftables mode)")
+    p.add_argument("--envoy", action="append", metavar="WORKLOAD=FILE",
+                   help="a workload's Envoy config_dump (NAMESPACE/NAME=FILE): its sidecar's split replaces "
+                        "the modelled one (repeatable)")
     p.set_defaults(handler=_cmd_audit)

@@ -69,6 +69,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "meshstat envoy-route --config-dump tests/data/envoy/istio-demo-front-tomcat-config_dump.json "
         "--host bill-service.istio-demo.svc.cluster.local --port 9999 -n 1e5 --format csv",
     ),
+    "audit": (
+        "meshstat audit -f tests/data/bookinfo -f tests/data/bookinfo-ambient/sidecar/namespace.yaml",
+        "meshstat audit -f tests/data/bookinfo -f tests/data/bookinfo-ambient/waypoint",
+        "meshstat audit -f tests/data/bookinfo -f tests/data/bookinfo-ambient/sidecar/namespace.yaml -o json",
+    ),
     "validate": (
         "meshstat validate --weights 90,10 -n 2000",
         "meshstat validate --iptables tests/data/iptables/kube-proxy-iptables-3ep-itp-cluster.iptables-save "

@@ -171,13 +171,36 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     r0 = cmp_.paths[0].result
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]
-    for p in cmp_.paths:
-        lines.append(f"{p.service} {p.path}: taken by {', '.join(p.clients) or 'no workload in the manifests'}")
+    full = not is_table(args) or bool(getattr(args, "wide", False))
+    lines += _taken_by([(p.service, p.path, tuple(p.clients)) for p in cmp_.paths], full)
     lines += [str(d) for d in cmp_.diagnostics if d.level == "warning"]
     lines += [n if n.startswith("client ") else f"note: {n}" for n in cmp_.notes]
     lines += [str(d) for d in cmp_.diagnostics if d.level == "note"]
     _finish(ctx, args, lines)
     return 0
+
+
+def _taken_by(paths: list[tuple[str, str, tuple[str, ...]]], full: bool) -> list[str]:
+    """Who takes each path: ``SERVICE PATH: taken by CLIENTS``.
+
+    ``full`` (machine formats, ``--wide``): one line per (service, path), every name. Otherwise,
+    when there are more than :data:`_PATH_LINES` paths (a cluster of 1,000 Services), one line per
+    kind of path: the services and the client workloads of all of them, as comma lists that the
+    remark layout bounds (``and 995 more``).
+    """
+    if full or len(paths) <= _PATH_LINES:
+        return [f"{s} {p}: taken by {', '.join(c) or 'no workload in the manifests'}" for s, p, c in paths]
+    groups: dict[str, tuple[list[str], dict[str, None]]] = {}
+    for service, path, clients in paths:
+        g = groups.setdefault(path, ([], {}))
+        g[0].append(service)
+        g[1].update(dict.fromkeys(clients))
+    return [f"{path} to {len(services)} services ({', '.join(services)}): taken by {len(clients)} client "
+            f"workloads in all ({', '.join(clients) or 'none'})" for path, (services, clients) in groups.items()]
+
+
+#: Above this many (service, path) pairs the remarks group them by path (see :func:`_taken_by`).
+_PATH_LINES = 20
 
 
 _WANTED = {"sidecar": {"sidecar", "uid-1337", "envoy-dump"}, "ambient": {"ambient", "ambient-waypoint"},

@@ -63,7 +63,7 @@ from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
-from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, yaml_documents
+from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, gc_paused, yaml_documents
 
 __all__ = [
     "KIND_CONVERTERS",
@@ -981,8 +981,9 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
         )
     ctx = _Ctx(source, default_namespace)
     out = Manifests(sources=[source])
-    for doc in yaml_documents(text, source):
-        _convert(ctx, doc, out)
+    with gc_paused():
+        for doc in yaml_documents(text, source):
+            _convert(ctx, doc, out)
     return out
 
 

@@ -24,9 +24,10 @@ Pure Python (standard library and PyYAML, imported on first use).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from meshstat.errors import ConfigParseError
+from meshstat.errors import ConfigParseError, MeshstatError
 
 __all__ = [
     "MAX_EXPANDED_NODES",
@@ -34,6 +35,7 @@ __all__ = [
     "LineDict",
     "LineList",
     "expanded_size",
+    "gc_paused",
     "loader_class",
     "yaml_documents",
 ]
@@ -42,6 +44,26 @@ __all__ = [
 MAX_EXPANDED_NODES = 1_000_000
 #: Deepest nesting of YAML flow collections (``[`` and ``{``) read.
 MAX_FLOW_DEPTH = 100
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large acyclic tree is built.
+
+    Reading a cluster makes millions of dicts and lists; each collection pass walks every live
+    container, so with the collector on, reading 10,000 Services costs two to three times as
+    much. The trees built here hold no cycles (reference counting frees them); the collector's
+    previous state is restored on exit.
+    """
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class LineDict(dict):
@@ -260,18 +282,24 @@ def _c_loader_class() -> type | None:
     if not getattr(yaml, "__with_libyaml__", False):
         return None
 
-    class _CLoader(yaml.CSafeLoader):
-        _tags: dict[str, str] = {}  # noqa: RUF012 (one memo for every instance: tags depend on the value only)
+    scalar, mapping = yaml.ScalarNode, yaml.MappingNode
+    tags: dict[str, str] = {}  # one memo for every instance: an implicit tag depends on the value only
+    base = yaml.CSafeLoader.resolve
 
+    class _CLoader(yaml.CSafeLoader):
         def resolve(self, kind: Any, value: Any, implicit: Any) -> str:  # PyYAML's signature
-            if kind is yaml.ScalarNode and implicit[0]:
-                tag = self._tags.get(value)
+            # BaseResolver.resolve without its per-call work: a safe loader has no path resolvers, so a
+            # collection's tag is the default one and a scalar's depends on its value alone
+            if kind is scalar:
+                if not implicit[0]:
+                    return _STR
+                tag = tags.get(value)
                 if tag is None:
-                    tag = super().resolve(kind, value, implicit)
-                    if len(self._tags) < 100_000:
-                        self._tags[value] = tag
+                    tag = base(self, kind, value, implicit)
+                    if len(tags) < 100_000:
+                        tags[value] = tag
                 return tag
-            return super().resolve(kind, value, implicit)
+            return _MAP if kind is mapping else _SEQ
 
     return _CLoader
 
@@ -309,10 +337,12 @@ def _compose_c(text: str) -> tuple[list[Any], Any]:
 class _Builder:
     """Nodes -> LineDict / LineList / scalars, with the limits (depth, flow depth, duplicate keys)."""
 
-    def __init__(self, loader: Any, shared: bool) -> None:
+    def __init__(self, loader: Any, shared: bool, merges: bool = True) -> None:
         import yaml
 
         self.loader = loader
+        #: whether the text may hold a merge key (``<<``, or the tag written out)
+        self.merges = merges
         self.memo: dict[int, Any] | None = {} if shared else None
         self.yaml = yaml
         self.bools = yaml.SafeLoader.bool_values
@@ -377,32 +407,42 @@ class _Builder:
             self.memo[id(node)] = data
         pairs = node.value
         explicit: set[int] | None = None
-        if any(k.tag == _MERGE for k, _ in pairs):
+        if self.merges and any(k.tag == _MERGE for k, _ in pairs):
             explicit = {id(k) for k, _ in pairs if k.tag != _MERGE}
             self.loader.flatten_mapping(node)
             pairs = node.value
-        y = self.yaml
-        written: dict[Any, int] = {}
+        scalar = self.yaml.ScalarNode
+        build = self.build
         for key_node, value_node in pairs:
-            if key_node.__class__ is y.ScalarNode and key_node.tag == _STR:
+            if key_node.__class__ is scalar and key_node.tag == _STR:
                 key: Any = key_node.value
+                lines[key] = key_node.start_mark.line + 1
             else:
-                key = self.build(key_node, depth, flow)
+                key = build(key_node, depth, flow)
                 try:
                     hash(key)
                 except TypeError:
-                    raise y.constructor.ConstructorError("while constructing a mapping", node.start_mark,
-                                                         "found an unhashable key", key_node.start_mark) from None
-            kline = key_node.start_mark.line + 1
-            if explicit is None or id(key_node) in explicit:
-                if key in written:
-                    raise self.fail(f"found duplicate key {str(key)[:60]!r} (first on line {written[key]}; "
-                                    "kubectl refuses it)", key_node)
-                written[key] = kline
-            data[key] = self.build(value_node, depth, flow)
-            if isinstance(key, str):
-                lines[key] = kline
+                    raise self.yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark, "found an unhashable key",
+                        key_node.start_mark) from None
+                if isinstance(key, str):
+                    lines[key] = key_node.start_mark.line + 1
+            data[key] = build(value_node, depth, flow)
+        if len(data) != len(pairs) or explicit is not None:
+            self.duplicates(pairs, explicit, depth, flow)
         return data
+
+    def duplicates(self, pairs: list[Any], explicit: set[int] | None, depth: int, flow: int) -> None:
+        """Refuse a key written twice in one mapping (keys merged in with ``<<`` may repeat)."""
+        written: dict[Any, int] = {}
+        for key_node, _ in pairs:
+            if explicit is not None and id(key_node) not in explicit:
+                continue
+            key = key_node.value if key_node.tag == _STR else self.build(key_node, depth, flow)
+            if key in written:
+                raise self.fail(f"found duplicate key {str(key)[:60]!r} (first on line {written[key]}; "
+                                "kubectl refuses it)", key_node)
+            written[key] = key_node.start_mark.line + 1
 
 
 class _TooDeep(Exception):
@@ -422,13 +462,14 @@ def _c_documents(text: str, source: str) -> list[Any]:
     try:
         nodes, loader = _compose_c(text)
         shared = "&" in text  # anchors: aliases may share nodes
+        merges = "<<" in text or "merge" in text
         docs = []
         for node in nodes:
             if shared and expanded_size(node, MAX_EXPANDED_NODES) > MAX_EXPANDED_NODES:
                 raise ConfigParseError(
                     f"document expands to more than {MAX_EXPANDED_NODES:,} nodes through aliases "
                     "(refused: alias bomb?)", source=source, line=node.start_mark.line + 1)
-            docs.append(_Builder(loader, shared).build(node, 0, 0))
+            docs.append(_Builder(loader, shared, merges).build(node, 0, 0))
         return docs
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, text, source) from None
@@ -476,27 +517,149 @@ _UNREAD_KEYS = frozenset({"status", "managedFields"})
 def json_documents(text: str) -> list[Any] | None:
     """A JSON text read by orjson, with the lines of every mapping and key found again in the text.
 
-    orjson parses (in C, refusing nesting deeper than 1024 levels); a walk in document order then
-    finds each key (``"key"``) after the previous one, which gives :class:`LineDict` lines exactly.
-    Subtrees under ``status`` and ``managedFields`` are kept as orjson made them. ``None`` (read the
-    text as YAML instead, which is exact and gives YAML's messages) when orjson is missing, the
-    text is not JSON, or the number of keys written differs from the number read: a key written
-    twice (orjson keeps the last; kubectl refuses it), or an unusual layout.
+    orjson (a dependency) parses in C and refuses nesting deeper than 1024 levels. Lines come from
+    the text: when no ``\\":`` occurs in it, every ``":`` ends a key (a quote inside a JSON string is
+    escaped), so the i-th ``":`` is the i-th key in document order, which is orjson's order. One
+    split of the text and a running count of its newlines (both in C) give every key's line; the
+    walk that makes :class:`LineDict` trees then costs one step per key, and the line of each key of
+    a mapping (:attr:`LineDict.key_lines`) is worked out only when something asks for it (an error
+    message, a provenance line). Texts with ``\\":``, or a space before a colon, take the slower
+    walk that finds each key in turn (:class:`_JsonLines`). Subtrees under ``status`` and
+    ``managedFields`` are kept as orjson made them.
+
+    ``None`` (read the text as YAML instead, which is exact and gives YAML's messages) when the text
+    is not JSON or the number of keys written differs from the number read: a key written twice
+    (orjson keeps the last; kubectl refuses it), or an unusual layout.
     """
     try:
-        import orjson
+        import orjson  # a dependency: JSON never falls back to a slow loader silently
     except ImportError:
-        return None
+        raise MeshstatError("reading JSON needs the orjson package, a dependency of meshstat "
+                            "(pip install orjson)") from None
     try:
         root = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
+    if '\\":' not in text and '" :' not in text:
+        return _json_split_lines(text, root)
     written = text.count('":') - text.count('\\":') + text.count('" :')
     walker = _JsonLines(text)
     doc = walker.convert(root, 1, 0)
     if walker.keys != written or walker.too_deep:
         return None
     return [doc]
+
+
+def _count_keys(v: Any) -> int:
+    """Keys in a JSON subtree (mappings' keys at every level)."""
+    if type(v) is dict:
+        return len(v) + sum(_count_keys(x) for x in v.values() if type(x) in (dict, list))
+    if type(v) is list:
+        return sum(_count_keys(x) for x in v if type(x) in (dict, list))
+    return 0
+
+
+class _JsonDict(LineDict):
+    """A :class:`LineDict` read from JSON whose key lines are computed on first use (see :func:`json_documents`)."""
+
+    __slots__ = ("_kl", "_lines", "_n", "_start")
+
+    @property  # type: ignore[override]
+    def key_lines(self) -> dict[str, int]:
+        kl = self._kl
+        if kl is None:
+            kl = {}
+            lines = self._lines
+            i = self._start
+            for k, x in self.items():
+                kl[k] = lines[i]
+                i += 1 + (x._n if type(x) in (_JsonDict, _JsonList) else _count_keys(x))
+            self._kl = kl
+        return kl
+
+    @key_lines.setter
+    def key_lines(self, value: dict[str, int]) -> None:
+        self._kl = value
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines[key] if key in self else self.line
+
+
+class _JsonList(LineList):
+    __slots__ = ("_n",)
+
+
+def _json_split_lines(text: str, root: Any) -> list[Any] | None:
+    from itertools import accumulate, repeat
+
+    pieces = text.split('":')
+    # line of key i (1-based): 1 + newlines before its closing quote
+    lines = list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:]
+    del pieces
+    nkeys = len(lines) - 1  # the text after the last key is a piece too
+    too_deep = False
+
+    def conv_dict(v: dict[str, Any], i: int, pline: int, depth: int) -> tuple[_JsonDict, int]:
+        nonlocal too_deep
+        out = _JsonDict(v)
+        out.line = lines[i] if v and i < nkeys else pline
+        out._start = i
+        out._kl = None
+        out._lines = lines
+        start = i
+        if depth >= MAX_DEPTH:
+            too_deep = True
+            out._n = 0
+            return out, i
+        extra = 0  # keys inside the subtrees of earlier values
+        for j, k, x in [(j, k, x) for j, (k, x) in enumerate(v.items()) if type(x) is dict or type(x) is list]:
+            at = start + j + 1 + extra  # the first key inside x
+            if type(x) is dict:
+                if k in _UNREAD_KEYS:
+                    extra += _count_keys(x)
+                    continue
+                out[k], end = conv_dict(x, at, lines[at - 1], depth + 1)
+            else:
+                out[k], end = conv_list(x, at, lines[at - 1], depth + 1)
+            extra += end - at
+        i = start + len(v) + extra
+        out._n = i - start
+        return out, i
+
+    def conv_list(v: list[Any], i: int, pline: int, depth: int) -> tuple[_JsonList, int]:
+        nonlocal too_deep
+        out = _JsonList(v)
+        out.line = pline
+        start = i
+        if depth >= MAX_DEPTH:
+            too_deep = True
+            out._n = 0
+            return out, i
+        for j, x in [(j, x) for j, x in enumerate(v) if type(x) is dict or type(x) is list]:
+            if type(x) is dict:
+                out[j], i = conv_dict(x, i, pline, depth + 1)
+            else:
+                out[j], i = conv_list(x, i, pline, depth + 1)
+        out._n = i - start
+        return out, i
+
+    t = type(root)
+    if t is dict:
+        doc, n = conv_dict(root, 0, 1, 0)
+    elif t is list:
+        doc, n = conv_list(root, 0, 1, 0)
+    else:
+        doc, n = root, 0
+    if n != nkeys or too_deep:
+        return None
+    return [doc]
+
+
+def _json_key(k: str) -> str:
+    """A key as JSON writers escape it (``\\"``, ``\\\\``, ``\\n``; other characters as they are)."""
+    import json
+
+    return json.dumps(k, ensure_ascii=False)
 
 
 class _JsonLines:
@@ -527,7 +690,7 @@ class _JsonLines:
         lines: dict[str, int] = {}
         first = 0
         for k, x in v.items():
-            ks = '"' + k + '"' if k.isascii() and '"' not in k and "\\" not in k else None
+            ks = '"' + k + '"' if k.isascii() and '"' not in k and "\\" not in k else _json_key(k)
             p = text.find(ks, self.cur) if ks is not None else -1
             if p >= 0:
                 self.line += text.count("\n", self.cur, p)

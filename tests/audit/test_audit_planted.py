@@ -44,17 +44,26 @@ def test_each_planted_divergence_alone():
     amb = _rows(Plant(ambient_no_waypoint=True))
     assert amb == {(s, "amb (2)", "ambient-without-waypoint", NINETY, PODS)
                    for s in [*services, "amb/svc-amb:8080"]}
+    # the zone's unmeshed client sees only zone a's endpoints of svc-zone (and, having no sidecar, no
+    # VirtualService either)
+    v1, v2 = "deployment/svc-zone-v1", "deployment/svc-zone-v2"
+    assert _rows(Plant(zone_restricted=True)) == {
+        ("ns0/svc-zone:8080", "zone a: edge (1)", "topology-restricted", ((v1, F(2, 3)), (v2, F(1, 3))),
+         ((v1, F(1)),))} | {(s, "edge (1)", "no-sidecar", NINETY, PODS) for s in services}
 
 
 def test_all_planted_together_json_equals_yaml():
-    plant = Plant(True, True, True, True, True, True, True)
+    plant = Plant(True, True, True, True, True, True, True, True)
     ys, js = _rows(plant), _rows(plant, text=to_json)
     assert ys == js
     reasons = {r[2] for r in ys}
     assert reasons == {"no-sidecar", "rule-bound-to-gateway-only", "not-exported-to-namespace",
                        "sidecar-egress-excludes", "subset-without-pods", "subset-undefined",
-                       "ambient-without-waypoint"}
-    # TOPOLOGY SLOT: a zone-restricted Service (reason topology-restricted) joins here with the topology model
+                       "ambient-without-waypoint", "topology-restricted"}
+    assert [r for r in ys if r[2] == "topology-restricted"] == [
+        ("ns0/svc-zone:8080", "zone a: edge (1)", "topology-restricted",
+         (("deployment/svc-zone-v1", F(2, 3)), ("deployment/svc-zone-v2", F(1, 3))),
+         (("deployment/svc-zone-v1", F(1)),))]
 
 
 def test_summary_groups_without_listing_thousands():
@@ -63,3 +72,69 @@ def test_summary_groups_without_listing_thousands():
     assert by["no-sidecar"]["services"] == 300 and by["no-sidecar"]["fix"] == [
         "label namespace plain for injection (istio-injection=enabled)"]
     assert max(len(line) for line in res.summary().splitlines()) < 400
+
+
+_GATEWAY_API = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: svc0-split, namespace: ns0}
+spec:
+  parentRefs: [{group: "", kind: Service, name: svc0, port: 8080}]
+  rules:
+  - backendRefs:
+    - {name: svc0, port: 8080, weight: 80}
+    - {name: svc0-canary, port: 8080, weight: 10}
+    - {name: svc2, port: 9999, weight: 10}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: ns0}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: front, namespace: ns0}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+  - backendRefs:
+    - {name: svc0, port: 8080, weight: 3}
+    - {name: svc1, namespace: ns1, port: 8080, weight: 1}
+"""
+
+
+def test_gateway_api_backend_missing_and_referencegrant():
+    text = to_yaml(cluster(4, 2)) + "---\n" + _GATEWAY_API
+    got = _rows_of(text)
+    configured = (("ns0/svc0:8080", F(4, 5)), ("ns0/svc0-canary:8080", F(1, 10)), ("ns0/svc2:9999", F(1, 10)))
+    effective = (("ns0/svc0:8080", F(4, 5)), ("500", F(1, 5)))
+    assert got == {
+        ("ns0/svc0:8080", "2 namespaces, 8 workloads: ns0 (4), ns1 (4)", "backend-missing", configured, effective),
+        ("Gateway ns0/public", "ingress through Gateway ns0/public", "refused-by-referencegrant",
+         (("ns0/svc0:8080", F(3, 4)), ("ns1/svc1:8080", F(1, 4))), (("ns0/svc0:8080", F(3, 4)), ("500", F(1, 4)))),
+    }
+    # a ReferenceGrant in ns1 lets HTTPRoutes of ns0 reach its Services: that row goes
+    grant = ("---\napiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: g, "
+             "namespace: ns1}\nspec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: ns0}]\n"
+             "  to: [{group: \"\", kind: Service}]\n")
+    assert {r[2] for r in _rows_of(text + grant)} == {"backend-missing"}
+
+
+def _rows_of(text: str) -> set[tuple]:
+    res = audit(Mesh(parse_manifest_text(text, "c.yaml")))
+    return {(r.service, r.clients, r.reason, r.configured, r.effective) for r in res.rows}
+
+
+def test_every_reason_is_documented():
+    from pathlib import Path
+
+    import meshstat.audit as pkg
+    from meshstat.audit import REASONS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### `audit`"):readme.index("## Python API")]
+    for code in REASONS:
+        assert f"| `{code}` |" in section, code
+        assert f"``{code}``" in pkg.__doc__, code

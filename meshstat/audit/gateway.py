@@ -1,0 +1,122 @@
+"""The Gateway API reasons: backendRefs whose share of the requests gets a 500.
+
+For every rule of every HTTPRoute and GRPCRoute, the configured split is its backendRefs with a
+weight above 0, the weights made relative (``BackendRef.Weight`` in the Gateway API spec,
+``apis/v1/shared_types.go``). Each backendRef is resolved as Istio resolves it
+(:func:`meshstat.mesh.gateway_api.resolve_backend`, after Istio's ``buildDestination`` in
+``pilot/pkg/config/kube/gateway/conversion.go``); a backend that cannot be reached turns its share
+into a 500 (``HTTPRouteRule.BackendRefs``: "requests that would have been sent to an invalid
+backend MUST receive a 500 status code"):
+
+* ``backend-missing``: the Service (or ServiceEntry host) does not exist, it has no such port, or
+  the kind is not a backend Istio supports;
+* ``refused-by-referencegrant``: a route attached to a Gateway names a Service in another namespace
+  and no ReferenceGrant there allows it (mesh routes need none: GEP-1294).
+
+Routes attached to a Service (GAMMA) are reported per Service port for the mesh clients that apply
+them: the Service's sidecar clients, and its ambient clients when it has a waypoint. Producer routes
+(in the Service's namespace) serve every namespace; a consumer route serves its own namespace only
+(:func:`meshstat.mesh.gateway_api.mesh_routes`). Routes attached to a Gateway are reported per
+Gateway, for the clients that come in through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
+from meshstat.mesh.ambient import service_waypoint
+from meshstat.mesh.gateway_api import HTTP_KINDS, resolve_backend
+from meshstat.mesh.registry import RegisteredService
+from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
+
+__all__ = ["gateway_api_reasons"]
+
+_Split = tuple[tuple[str, Fraction], ...]
+
+
+def _label(ref: BackendRef) -> str:
+    return f"{ref.namespace}/{ref.name}" + (f":{ref.port}" if ref.port is not None else "")
+
+
+def _rule_split(ctx: AuditContext, route: GatewayRoute, rule: RouteRule, grants: list, enforce: bool
+                ) -> tuple[_Split, _Split, list[tuple[str, str, str]]] | None:
+    """(configured, effective, [(reason, detail, fix)]) of a rule with a failing backendRef, else ``None``."""
+    mesh = ctx.mesh
+    live = [b for b in rule.backends if b.weight > 0]
+    total = sum(b.weight for b in live)
+    if not total:
+        return None
+    configured: dict[str, Fraction] = {}
+    effective: dict[str, Fraction] = {}
+    found: list[tuple[str, str, str]] = []
+    where = f"{route.label} rules[{rule.index}]"
+    for b in live:
+        share = Fraction(b.weight, total)
+        label = _label(b)
+        configured[label] = configured.get(label, Fraction(0)) + share
+        _, failure = resolve_backend(b, route, mesh.registry, grants, enforce_grants=enforce, domain=mesh.domain)
+        if failure is None:
+            effective[label] = effective.get(label, Fraction(0)) + share
+            continue
+        effective["500"] = effective.get("500", Fraction(0)) + share
+        if "RefNotPermitted" in failure:
+            found.append(("refused-by-referencegrant", f"{where}: backendRef {b}: {failure}",
+                          f"add a ReferenceGrant in namespace {b.namespace} from {route.kind} in "
+                          f"{route.meta.namespace} to {b.kind or 'Service'} {b.name}"))
+        else:
+            found.append(("backend-missing", f"{where}: backendRef {b}: {failure}",
+                          f"create {b.kind or 'Service'} {b.namespace}/{b.name}"
+                          + (f" with port {b.port}" if b.port is not None else "")
+                          + f" or fix backendRefs of {route.label}"))
+    if not found:
+        return None
+    return tuple(configured.items()), tuple(effective.items()), found
+
+
+def _mesh_clients(ctx: AuditContext, info: RegisteredService, route: GatewayRoute) -> list[ClientClass]:
+    """The client groups that apply a route attached to ``info``: sidecars (and ambient clients via a waypoint)."""
+    kinds = {"sidecar"}
+    if service_waypoint(ctx.mesh, info).gateway is not None:
+        kinds.add("ambient")
+    consumer = route.meta.namespace != info.namespace
+    return [c for c in ctx.classes if c.kind in kinds and (not consumer or c.namespace == route.meta.namespace)]
+
+
+def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
+    """The rows of every Gateway API route rule with a backendRef that gets a 500 (see the module docstring)."""
+    mesh = ctx.mesh
+    objs = gateway_objects(mesh.manifests)
+    routes = [r for r in objs.routes if r.kind in HTTP_KINDS]
+    for route in routes:
+        for parent in route.parents:
+            if parent.is_service:
+                info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
+                if info is None or info.service is None:
+                    continue
+                classes = _mesh_clients(ctx, info, route)
+                if not classes:
+                    continue
+                ports = [parent.port] if parent.port is not None else [p.port for p in info.ports]
+                service_of = [f"{info.namespace}/{info.name}:{p}" for p in ports]
+                enforce, kind = False, "sidecar"
+                clients, n = clients_label(classes)
+            elif parent.is_gateway:
+                service_of = [f"Gateway {parent.namespace}/{parent.name}"
+                              + (f" {parent.section_name}" if parent.section_name else "")]
+                enforce, kind = True, "ingress"
+                clients, n = f"ingress through Gateway {parent.namespace}/{parent.name}", 0
+            else:
+                continue
+            for rule in route.rules:
+                got = _rule_split(ctx, route, rule, objs.grants, enforce)
+                if got is None:
+                    continue
+                configured, effective, found = got
+                for reason in dict.fromkeys(f[0] for f in found):
+                    mine = [f for f in found if f[0] == reason]
+                    for service in service_of:
+                        yield Divergence(service, clients, n, configured, effective, reason,
+                                         "; ".join(f[1] for f in mine), tuple(dict.fromkeys(f[2] for f in mine)),
+                                         kind)

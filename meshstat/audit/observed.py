@@ -1,0 +1,134 @@
+"""Observed layers: a node's real kube-proxy rules and a workload's real Envoy dump, in place of the model.
+
+``meshstat audit --iptables NODE=FILE`` (or ``--nft NODE=FILE``) replaces the modelled kube-proxy
+layer: for clients without a sidecar, the split of each routed Service port is the one the node's
+ruleset gives (:func:`meshstat.kubeproxy.find_service` by cluster IP and port, then
+:func:`meshstat.kubeproxy.service_route`'s exact shares), labelled by the version of the pod behind
+each endpoint IP when the input has placed Pods, by ``IP:port`` otherwise. The modelled
+``no-sidecar`` rows are then not written: one row per node whose rules diverge.
+
+``--envoy WORKLOAD=FILE`` replaces the modelled sidecar of one workload: the workload leaves its
+modelled client group, and for each routed Service port its split is the one its config_dump gives
+(:func:`meshstat.mesh.envoy.envoy_dump_route`), one share per cluster (labelled by the cluster's
+subset, or ``503`` for a failure leaf). A split that differs from the configured one is an
+``envoy-config-differs`` row: the dump shows what the proxy does, not why (an older push, a rule
+istiod did not give it; ``meshstat mesh --client`` gives the model's reasons).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from meshstat.audit.core import AuditContext, Divergence, clients_label
+from meshstat.audit.istio import routed_ports
+from meshstat.errors import MeshstatError
+from meshstat.kubeproxy import find_service, service_route
+from meshstat.mesh.envoy import envoy_dump_route
+from meshstat.mesh.registry import version_of
+
+__all__ = ["Observed", "observed_reasons"]
+
+_CLUSTER = re.compile(r"outbound\|\d+\|([^|]*)\|(\S+)")
+
+
+@dataclass
+class Observed:
+    """Real layers given on the command line: ``rulesets`` by node, Envoy ``dumps`` by workload (``ns/name``)."""
+
+    rulesets: Mapping[str, Any] = field(default_factory=dict)
+    dumps: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # node or workload -> file
+
+    def __bool__(self) -> bool:
+        return bool(self.rulesets or self.dumps)
+
+
+def _add(split: dict[str, Fraction], label: str, share: Fraction) -> None:
+    split[label] = split.get(label, Fraction(0)) + share
+
+
+def _kube_proxy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
+    classes = [c for c in ctx.classes if c.kind == "kube-proxy"]
+    if not classes:
+        return
+    version_at = {p.ip: version_of(p.labels) for p in ctx.mesh.manifests.topology.pods if p.ip}
+    for node, ruleset in obs.rulesets.items():
+        who, n = clients_label(classes)
+        for info, port, vs, configured in routed_ports(ctx):
+            svc = info.service
+            key = f"{svc.cluster_ip}:{port}" if svc is not None and svc.cluster_ip else f"{info.namespace}/{info.name}"
+            try:
+                route = service_route(find_service(ruleset, key))
+            except MeshstatError as exc:
+                ctx.notes.append(f"node {node}: {info.namespace}/{info.name}:{port} not read from the rules: "
+                                 f"{str(exc).splitlines()[0]}")
+                continue
+            eff: dict[str, Fraction] = {}
+            for b, share in zip(route.backends(), route.exact_shares(), strict=True):
+                ip = b.name.rsplit(":", 1)[0]
+                _add(eff, version_at.get(ip, b.name), share)
+            effective = tuple(eff.items())
+            if dict(effective) == dict(configured):
+                continue
+            yield Divergence(
+                f"{info.namespace}/{info.name}:{port}", f"on node {node}: {who}", n, configured, effective,
+                "no-sidecar",
+                f"no sidecar: kube-proxy's rules on node {node} ({obs.sources.get(node, '')}) pick one of "
+                f"{len(route.backends())} endpoints; VirtualService {vs.meta.ref} is not applied",
+                tuple(f"label namespace {ns} for injection (istio-injection=enabled)"
+                      for ns in sorted({c.namespace for c in classes})), "no mesh")
+
+
+def _envoy_label(node: Any) -> str:
+    name = getattr(node, "name", "") or ""
+    m = _CLUSTER.search(name)
+    if m is not None:
+        return m.group(1) or m.group(2)
+    return "503" if "503" in name else name
+
+
+def _envoy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
+    for workload, cfg in obs.dumps.items():
+        for info, port, vs, configured in routed_ports(ctx):
+            try:
+                route, _ = envoy_dump_route(cfg, info.fqdn, port)
+            except MeshstatError as exc:
+                ctx.notes.append(f"{workload}: {info.fqdn}:{port} not resolved in its Envoy dump: "
+                                 f"{str(exc).splitlines()[0]}")
+                continue
+            root = route.root
+            eff: dict[str, Fraction] = {}
+            if hasattr(root, "children") and _CLUSTER.search(getattr(root, "name", "") or "") is None:
+                for child, share in zip(root.children, root.shares(), strict=True):
+                    _add(eff, _envoy_label(child), Fraction(share))
+            else:
+                _add(eff, _envoy_label(root), Fraction(1))
+            # a destination without a subset is written with its host in the VirtualService (``reviews``)
+            hostless = [lab for lab, _ in configured if lab not in eff and "." not in lab]
+            rename = {info.fqdn: hostless[0]} if len(hostless) == 1 else {}
+            effective = tuple((rename.get(k, k), v) for k, v in eff.items())
+            if dict(effective) == dict(configured):
+                continue
+            yield Divergence(
+                f"{info.namespace}/{info.name}:{port}", f"{workload} (its Envoy dump)", 1, configured, effective,
+                "envoy-config-differs",
+                f"the config_dump {obs.sources.get(workload, '')} routes {info.fqdn}:{port} this way "
+                f"(VirtualService {vs.meta.ref} configures the other split)",
+                (f"compare the dump of {workload} with istiod's config (istioctl proxy-status), then "
+                 f"VirtualService {vs.meta.ref}",), "sidecar")
+
+
+def observed_reasons(obs: Observed) -> Any:
+    """The reason producer of the observed layers (see the module docstring)."""
+
+    def producer(ctx: AuditContext) -> Iterator[Divergence]:
+        if obs.rulesets:
+            yield from _kube_proxy_rows(ctx, obs)
+        if obs.dumps:
+            yield from _envoy_rows(ctx, obs)
+
+    return producer

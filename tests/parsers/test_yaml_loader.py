@@ -1,0 +1,143 @@
+"""The fast loaders (libyaml's composer, orjson with lines found again) against PyYAML's pure-Python loader.
+
+Every path must give the same values and the same lines, and keep the same protections: alias
+bombs, nesting depth, duplicate keys, integers too long to convert.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshstat.errors import ConfigParseError
+from meshstat.parsers import yaml_loader as yl
+from meshstat.parsers.k8s import parse_manifest_text
+from tests.cluster_gen import Plant, cluster, to_json, to_yaml
+
+
+@pytest.fixture(autouse=True)
+def _libyaml() -> None:
+    yl.yaml_documents("a: 1\n", "x.yaml")  # picks the loader classes
+    assert yl._C_LOADER, "PyYAML without libyaml: the fast path cannot be tested"
+
+
+def _same(a, b, path="", json_lines=False) -> None:
+    """Values equal, and every mapping's and key's line equal.
+
+    ``json_lines``: ``a`` was read from JSON, where a mapping's line is its first key's (the YAML
+    reader gives the line of its ``{``); key lines must still be equal.
+    """
+    if json_lines and path.rsplit("/", 1)[-1] in ("status", "managedFields"):
+        assert a == b, path  # kept as orjson made them: no reader looks at them
+        return
+    assert type(a) is not dict and type(b) is not dict, path  # every mapping remembers lines
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and list(a) == list(b), path
+        if not json_lines:
+            assert a.line == b.line, (path, a.line, b.line)
+        elif b:
+            assert a.line == b.key_lines[next(iter(b))], path
+        assert dict(a.key_lines) == dict(b.key_lines), path
+        for k in b:
+            _same(a[k], b[k], f"{path}/{k}", json_lines)
+    elif isinstance(b, list):
+        assert isinstance(a, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{path}[{i}]", json_lines)
+    else:
+        assert a == b and type(a) is type(b), path
+
+
+def test_libyaml_path_equals_python_path() -> None:
+    text = to_yaml(cluster(12, 3, Plant(True, True, True, True, True, True, True)))
+    text += "---\nanchors:\n  base: &b {a: 1, b: [x, y]}\n  merged:\n    <<: *b\n    b: 2\n  when: 2024-01-01\n"
+    c = yl._c_documents(text, "c.yaml")
+    p = yl._python_documents(text, "c.yaml")
+    assert len(c) == len(p) == 2
+    for a, b in zip(c, p, strict=True):
+        _same(a, b)
+
+
+def _json_vs_yaml(doc) -> None:
+    """JSON read by orjson (lines found again) equals the same JSON text read by the YAML loader."""
+    text = json.dumps(doc, indent=4)
+    got = yl.json_documents(text)
+    assert got is not None
+    _same(got[0], yl._python_documents(text, "c.json")[0], json_lines=True)
+
+
+def test_json_lines_equal_yaml_lines() -> None:
+    _json_vs_yaml(cluster(8, 3, Plant(True, True, True, True, True, True, True)))
+    # keys that need escapes in JSON (a quote, a backslash) take the walk that finds keys in turn
+    _json_vs_yaml({"kind": "List", "items": [{"a\"b": {"c": 1, "d": [{"e": "x\":y"}]}, "f": {}}]})
+    # a key ending in a backslash defeats the key count: read as YAML (exact, slower)
+    odd = json.dumps({"c\\": {"d": 1}}, indent=1)
+    assert yl.json_documents(odd) is None and yl.yaml_documents(odd, "o.json")[0].line_of("c\\") == 2
+    _json_vs_yaml([{"a": []}, [], {}, {"b": [[{"c": 1}], {"d": {}}]}])
+
+
+def test_json_key_lines_are_computed_on_demand() -> None:
+    text = json.dumps({"kind": "List", "items": [{"metadata": {"name": "a", "labels": {"x": "y"}},
+                                                   "spec": {"replicas": 2}}]}, indent=2)
+    (doc,) = yl.json_documents(text)
+    item = doc["items"][0]
+    assert item._kl is None  # nothing asked yet
+    assert item.line_of("spec") == text.splitlines().index('      "spec": {') + 1
+    assert item["spec"].line_of("replicas") == item.line_of("spec") + 1
+    assert item.line_of("absent") == item.line
+
+
+def test_duplicate_keys_refused_on_every_path() -> None:
+    y = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  name: b\n"
+    for load in (yl._c_documents, yl._python_documents):
+        with pytest.raises(Exception, match="duplicate key 'name' \\(first on line 4"):
+            try:
+                load(y, "d.yaml")
+            except Exception as exc:  # the raw libyaml/PyYAML error goes through _yaml_error in yaml_documents
+                raise ConfigParseError(str(exc)) from None
+    with pytest.raises(ConfigParseError, match="duplicate key 'name'") as ei:
+        parse_manifest_text(y, "d.yaml")
+    assert ei.value.line == 5
+    # JSON: orjson keeps the last value; the key count differs, the YAML reader reports it with its line
+    js = '{\n  "apiVersion": "v1",\n  "kind": "Namespace",\n  "metadata": {\n    "name": "a",\n    "name": "b"\n  }\n}\n'
+    assert yl.json_documents(js) is None
+    with pytest.raises(ConfigParseError, match="duplicate key 'name'") as ei:
+        parse_manifest_text(js, "d.json")
+    assert ei.value.line == 6
+    # a merge key may repeat a key the mapping writes itself
+    ok = "apiVersion: v1\nkind: Namespace\nb: &b {name: x}\nmetadata:\n  <<: *b\n  name: n\n"
+    assert parse_manifest_text(ok, "m.yaml").namespaces["n"].meta.line == 1
+
+
+def test_nesting_refused_on_every_path() -> None:
+    deep_block = "".join(" " * (2 * i) + f"k{i}:\n" for i in range(yl.MAX_DEPTH + 5)) + " " * 900 + "x: 1\n"
+    with pytest.raises(ConfigParseError, match="nested deeper"):
+        parse_manifest_text(deep_block, "deep.yaml")
+    deep_json = '{"a":' * (yl.MAX_DEPTH + 5) + "1" + "}" * (yl.MAX_DEPTH + 5)
+    assert yl.json_documents(deep_json) is None  # read as YAML, which refuses it with a line
+    with pytest.raises(ConfigParseError):
+        parse_manifest_text(deep_json, "deep.json")
+    flow = "a: " + "[" * (yl.MAX_FLOW_DEPTH + 1) + "]" * (yl.MAX_FLOW_DEPTH + 1) + "\n"
+    with pytest.raises(ConfigParseError, match="nested deeper than"):
+        parse_manifest_text(flow, "flow.yaml")
+
+
+def test_json_and_yaml_give_the_same_manifests() -> None:
+    doc = cluster(5, 2, Plant(no_injection=True))
+    y = parse_manifest_text(to_yaml(doc), "c.yaml")
+    j = parse_manifest_text(to_json(doc), "c.json")
+    assert [w.meta.line for w in y.workloads] != [w.meta.line for w in j.workloads]  # different texts
+    assert [(w.meta.ref, w.replicas, w.pod_labels) for w in y.workloads] == \
+        [(w.meta.ref, w.replicas, w.pod_labels) for w in j.workloads]
+    text = to_json(doc)
+    for w in j.workloads:  # each object's line is where its first key is written
+        assert text.splitlines()[w.meta.line - 1].strip() == '"apiVersion": "apps/v1",'
+
+
+def test_json_without_orjson_is_an_error_not_a_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshstat.errors import MeshstatError
+
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)
+    with pytest.raises(MeshstatError, match="needs the orjson package"):
+        parse_manifest_text('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}', "a.json")
