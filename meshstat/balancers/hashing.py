@@ -152,10 +152,19 @@ def key_hashes(workload: Workload) -> np.ndarray:
     return hash_strings(workload.key_strings())
 
 
+#: Pod-like addresses :func:`default_endpoints` can name: 10.244.1.2:8080 to 10.244.255.251:8080.
+MAX_DEFAULT_ENDPOINTS = 255 * 250
+
+
 def default_endpoints(n: int) -> tuple[str, ...]:
-    """``n`` pod-like addresses ``10.244.X.Y:8080`` (the hash keys of the hosts)."""
+    """``n`` pod-like addresses ``10.244.X.Y:8080`` (the hash keys of the hosts), at most :data:`MAX_DEFAULT_ENDPOINTS`."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidArgument(f"the number of endpoints must be a positive integer, got {n!r}")
+    if n > MAX_DEFAULT_ENDPOINTS:
+        raise InvalidArgument(
+            f"at most {MAX_DEFAULT_ENDPOINTS:,} generated endpoints, got {n:,}: their host keys 10.244.X.Y:8080 end "
+            "at 10.244.255.251 (and every endpoint holds Python objects); give the hosts' addresses for more"
+        )
     return tuple(f"10.244.{1 + i // 250}.{2 + i % 250}:8080" for i in range(n))
 
 

@@ -148,4 +148,6 @@ class LeastRequest:
 
     def expected_shares(self) -> tuple[Fraction, ...]:
         """Shares with every host idle (sequential requests): uniform, or ``w / sum(w)`` weighted."""
+        if not self.weighted:  # every candidate ties with every sample: the first pick is kept, uniform
+            return (Fraction(1, self.n_hosts),) * self.n_hosts
         return self.pick_probabilities()

@@ -129,9 +129,20 @@ def edf_picks(state: EdfState, weights: Sequence[float], n: int) -> tuple[EdfSta
     return EdfState(tuple(dl), tuple(order), t, off), out
 
 
-def _check_workers(workers: int) -> int:
+#: Most LB instances (Envoy ``--concurrency``, nginx ``worker_processes``: one per core in practice), and most
+#: worker x host cells: every worker holds its own schedule and counts per host, and gets a row in the report.
+MAX_WORKERS = 4096
+MAX_WORKER_CELLS = 1 << 22
+
+
+def _check_workers(workers: int, hosts: int) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidArgument(f"workers must be a positive integer, got {workers!r}")
+    if workers > MAX_WORKERS or workers * hosts > MAX_WORKER_CELLS:
+        raise InvalidArgument(
+            f"at most {MAX_WORKERS:,} workers and {MAX_WORKER_CELLS:,} worker x endpoint cells, got {workers:,} x "
+            f"{hosts:,}: every worker is an LB instance with its own schedule and counts per endpoint"
+        )
     return workers
 
 
@@ -160,7 +171,7 @@ class RoundRobin:
         eps, ws = endpoints_weights(endpoints, weights)
         object.__setattr__(self, "endpoints", eps)
         object.__setattr__(self, "weights", ws)
-        object.__setattr__(self, "workers", _check_workers(workers))
+        object.__setattr__(self, "workers", _check_workers(workers, len(self.endpoints)))
 
     @property
     def n_hosts(self) -> int:
@@ -258,7 +269,7 @@ class SmoothWRR:
         object.__setattr__(self, "weights", ws or (1,) * n)
         object.__setattr__(self, "down", dn)
         object.__setattr__(self, "backup", bk)
-        object.__setattr__(self, "workers", _check_workers(workers))
+        object.__setattr__(self, "workers", _check_workers(workers, len(self.endpoints)))
         if not self.active():
             raise ModelError("every server is down: nginx answers 502 (no live upstreams)")
 

@@ -35,6 +35,9 @@ __all__ = ["ConnectionLayout", "ServiceTime", "Workload", "parse_requests_per_co
 _SERVICE_KINDS = {"exp": 0, "const": 1, "lognormal": 2}
 
 
+#: Most finite FIFO servers (rows of the least-request event simulation) in one run.
+MAX_SERVER_ROWS = 1 << 20
+
 @dataclass(frozen=True, slots=True)
 class ServiceTime:
     """A service-time distribution in seconds.
@@ -221,6 +224,23 @@ class Workload:
             out = tuple(int(x) for x in s)
         if any(x < 0 for x in out):
             raise InvalidArgument("server counts must be >= 0 (0 = unlimited)")
+        return out
+
+    def kernel_servers(self, k: int, n: int) -> tuple[int, ...]:
+        """Servers per backend as the event simulation of ``n`` requests holds them.
+
+        A backend with at least ``n`` servers never queues (at most ``n`` requests
+        are ever in it): it is simulated as unlimited (0), exactly. Every other
+        server is a row of the simulation (a 64-slot completion ring, about 540
+        bytes): at most :data:`MAX_SERVER_ROWS` in all.
+        """
+        out = tuple(0 if s >= n else s for s in self.servers_per_backend(k))
+        rows = sum(max(s, 1) for s in out)
+        if rows > MAX_SERVER_ROWS:
+            raise InvalidArgument(
+                f"at most {MAX_SERVER_ROWS:,} FIFO servers in all below the request count, got {rows:,}: each is "
+                "a row of the event simulation (about 540 bytes); 0 (or at least -n) servers is unlimited"
+            )
         return out
 
     # ------------------------------------------------------------------ connections

@@ -496,15 +496,16 @@ def _run_least_request(ctx: _Run, quantiles: tuple[float, ...]) -> BalancerResul
     k = lb.n_hosts
     wl = ctx.wl
     sts = wl.service_times(k)
-    servers = np.asarray(wl.servers_per_backend(k), dtype=np.int64)
+    per_backend = wl.servers_per_backend(k)
+    servers = np.asarray(wl.kernel_servers(k, ctx.n), dtype=np.int64)
     kinds = {s.code for s in sts}
     if len(kinds) != 1:
         raise InvalidArgument("least request: every backend's service time must be of the same kind")
     svc_kind = kinds.pop()
     svc_a = np.array([s.mean for s in sts], dtype=np.float64)
     svc_b = np.array([s.sigma for s in sts], dtype=np.float64)
-    finite = bool(np.all(servers > 0))
-    capacity = float(np.sum(servers / svc_a)) if finite else float("inf")
+    finite = all(s > 0 for s in per_backend)
+    capacity = sum(s / float(m) for s, m in zip(per_backend, svc_a, strict=True)) if finite else float("inf")
     rate = wl.arrival_rate
     if rate is None:
         rate = 0.8 * capacity if finite else 1000.0
@@ -564,7 +565,7 @@ def _run_least_request(ctx: _Run, quantiles: tuple[float, ...]) -> BalancerResul
     duration = float(end)
     ctx.notes.append(
         f"Poisson arrivals {rate:,.6g}/s, service {', '.join(sorted({str(s) for s in sts}))} s, "
-        f"servers per host {sorted(set(servers.tolist()))} (0 = unlimited)"
+        f"servers per host {sorted(set(per_backend))} (0 = unlimited)"
     )
     if lb.weighted:
         ctx.notes.append("unequal weights: EDF with weight w / (active + 1) ** bias")

@@ -193,6 +193,12 @@ def canary(
     secs = parse_duration(interval)
     power = _as_prob(power, "power")
     alpha = _as_prob(alpha, "alpha")
+    if power <= alpha:
+        # with no change at all (canary rate = baseline) the test fires at rate alpha: a lower power asks nothing
+        raise InvalidArgument(
+            f"power ({power:g}) must be above alpha ({alpha:g}): the test already fires with probability alpha "
+            "when the canary is no worse than the baseline"
+        )
     notes: list[str] = []
     if error_rate is None:
         p0 = 0.01

@@ -77,11 +77,6 @@ PENDING: dict[tuple[str, str], str] = {
     ("simulate", "--requests-per-connection"): "geometric means bounded (bounds branch)",
     ("check", "--observed"): "huge observed counts (bounds branch)",
     ("check", "--iptables"): "counters of 2**64-1 (bounds branch)",
-    # found by this suite, not yet assigned
-    ("simulate", "--endpoints"): "unassigned: --endpoints 1e10 builds endpoints until MemoryError",
-    ("simulate", "--workers"): "unassigned: --workers 1e9 allocates 7 GiB (MemoryError)",
-    ("simulate", "--servers"): "unassigned: --servers 4294967296 / 2**63 (MemoryError, OverflowError)",
-    ("canary", "--power"): "unassigned: --power 1e-6 (ValueError from the root finder)",
 }
 
 
@@ -430,7 +425,7 @@ CASES: tuple[Case, ...] = (
     Case("--clients 1e8 with hash-source-ip", (*_CONN, "--affinity", "hash-source-ip", "--clients", "1e8"),
          ("simulate", "--clients")),
     Case("--threads 1000", (*_SIM, "-n", "1e6", "--mode", "per-request", "--threads", "1000")),
-    Case("--choice-count 1e6", (*_LR, "--choice-count", "1e6"), ("simulate", "--choice-count")),
+    Case("--choice-count 1e6", (*_LR, "--choice-count", "1e6")),  # idle shares uniform without the n**2 sum
     Case("check --observed 1e23", ("check", "--weights", "90,10", "--observed", "99999999999999999999999,1"),
          ("check", "--observed")),
     Case("check counters of 2**64-1", ("check", "--iptables", "{tmp}/huge.iptables-save-c", "--service", "default/web"),
@@ -444,6 +439,12 @@ CASES: tuple[Case, ...] = (
           "--header", "end-user=" + "a" * 30 + "c"),
          ("mesh", "--header"), _regex_manifests),
     Case("simulate -n 1e30", (*_SIM, "-n", "1e30")),
+    Case("--endpoints 1e10", (*_RR[:3], "--endpoints", "1e10", *_RR[5:])),
+    Case("--workers 1e9", (*_RR, "--workers", "1e9")),
+    Case("--servers 4294967296", (*_LR, "--servers", "4294967296")),
+    Case("--servers 2**63", (*_LR, "--servers", str(2**63))),
+    Case("--servers 2**63,1,1", (*_LR, "--servers", f"{2**63},1,1")),
+    Case("canary --power 1e-6", (*_CANARY, "--power", "1e-6")),
     Case("simulate --window 1 -n 1e9", (*_SIM, "-n", "1e9", "--window", "1")),
     Case("bands --sim-windows 1e9", (*_BANDS[:5], "--sim-windows", "1e9")),
 )  # fmt: skip

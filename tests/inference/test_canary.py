@@ -95,12 +95,22 @@ def test_parse_duration_rejects(text: str) -> None:
         ({"qps": 0}, "qps"),
         ({"error_rate": 0.01, "detect_error_rate": 0.005}, "above the baseline"),
         ({"power": 1.5}, "power"),
+        ({"power": 1e-6}, r"above alpha \(0.05\)"),
+        ({"power": 0.01, "alpha": 0.01}, "above alpha"),
     ],
 )
 def test_canary_errors(kwargs: dict, msg: str) -> None:
     args = {"steps": [1, 5], "qps": 20, "interval": "60s"} | kwargs
     with pytest.raises(InvalidArgument, match=msg):
         inf.canary(**args)
+
+
+def test_power_just_above_alpha_is_answered_at_the_baseline_edge() -> None:
+    """The power at no change is exactly alpha: a power just above it detects rates just above the baseline."""
+    r = inf.canary([5, 50], qps=100, interval="60s", error_rate=0.01, power=0.0501)
+    for s in r.steps:
+        assert s.detectable_error_rate is not None and 0.01 < s.detectable_error_rate < 0.011
+        assert _power(s.baseline_requests, s.canary_requests, 0.01, 0.01, 0.05) == pytest.approx(0.05, abs=1e-12)
 
 
 def test_frame() -> None:
