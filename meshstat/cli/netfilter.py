@@ -97,6 +97,7 @@ def _note(ctx: Any, args: argparse.Namespace, text: str) -> None:
 
 def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import netfilter
+    from meshstat.model import share_text
     from meshstat.report import netfilter as rep
 
     rs = _load(args)
@@ -109,7 +110,7 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     tables = tuple(x.strip() for x in args.tables.split(",")) if args.tables else None
     result = netfilter.trace(rs, pkt, args.hook, tables=tables, chain=args.chain)
     ctx.emit(rep.trace_frame(result), args)
-    lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {result.total}"]
+    lines = [f"walked: {', '.join(result.tables)} (hook {result.hook}); total probability {share_text(result.total)}"]
     if any(p.conditions for p in result.paths):
         lines.append(
             "note: probabilities are conditional on the listed assumptions (unknown packet fields or "

@@ -150,14 +150,14 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.kubeproxy import load_service_route
 
     route = load_service_route(args.iptables, args.service)
-    by_addr = {b.address: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
+    by_addr = {b.address: s for b, s in zip(route.backends(), route.expected_shares()[0], strict=True)}
     if all(a in by_addr for a in addrs):
         route_shares = [by_addr[a] for a in addrs]
         if svc.fall_through:
-            route_shares.append(sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0)))
+            route_shares.append(model.exact_sum(s for b, s in by_addr.items() if b not in addrs))
     if route_shares is None:
         stage = model.Cascade.from_probabilities(probs, fall_through=svc.fall_through)
-        route_shares = list(stage.shares())
+        route_shares = list(stage.expected_shares()[0])
     listen = {a: a for a in addrs}
     fall_name = model.FALL_THROUGH
     if svc.fall_through:

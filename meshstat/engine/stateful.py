@@ -57,7 +57,7 @@ from meshstat.engine.balancers import key_masses, simulate_balancer
 from meshstat.engine.iid import MAX_DESTINATIONS, MAX_WINDOW_CELLS, as_route, simulate_iid, simulate_iv
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.model import Backend, Node, Route, Stage
+from meshstat.model import Backend, Node, Route, Stage, share_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -311,7 +311,7 @@ def simulate_stateful_route(
                 p = iid.exact[ph]
                 wl = dataclasses.replace(wl, arrival_rate=lam * float(p))
                 notes.append(
-                    f"{label} (least request): Poisson arrivals at {lam:,.6g}/s x share {p} = "
+                    f"{label} (least request): Poisson arrivals at {lam:,.6g}/s x share {share_text(p)} = "
                     f"{lam * float(p):,.6g}/s (an i.i.d. split of a Poisson process is Poisson: thinning)"
                 )
             t1 = time.perf_counter()
@@ -366,4 +366,5 @@ def simulate_stateful_route(
         window_sizes=window_sizes,
         masses_exact=bool(iid.masses_exact) and not simulated,
         notes=tuple(dict.fromkeys(notes)),
+        shares_exact=iid.shares_exact,
     )

@@ -118,7 +118,7 @@ class _IptablesServices:
             name=chain.name,
             provenance=model.Provenance(self.rs.source, chain.rules[0].line if chain.rules else chain.line),
         )
-        shares = stage.shares() if len(ks) <= model.MAX_EXACT_RULES else (None,) * len(children)
+        shares, shares_exact = stage.expected_shares()
         out = []
         for (addr, sep, k, line), share in zip(eps, shares, strict=False):
             h = None
@@ -126,7 +126,7 @@ class _IptablesServices:
                 proto = self.sep_proto(sep)
                 if proto:
                     h = sep == "KUBE-SEP-" + kube_chain_hash(name, proto, addr)
-            out.append(EndpointInfo(addr, sep, share, k, (), line, h))
+            out.append(EndpointInfo(addr, sep, share, k, (), line, h, shares_exact))
         return tuple(out), stage, affinity, name
 
     def sep_address(self, sep: str) -> str | None:

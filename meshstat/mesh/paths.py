@@ -38,7 +38,7 @@ from meshstat.mesh.scope import (
     sidecar_virtual_services,
     unknown_destination_route,
 )
-from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted
+from meshstat.model import Backend, Cascade, Node, Provenance, Route, Stage, Weighted, share_text
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
 from meshstat.parsers.k8s import (
@@ -652,11 +652,11 @@ class Mesh:
                              request=Request.of(path, headers, method))
         # warnings for failing shares
         for p in paths:
-            shares = p.route.exact_shares()
+            shares, shares_ok = p.route.expected_shares()
             for b, s in zip(p.route.backends(), shares, strict=True):
                 if dict(b.labels).get("outcome") in ("502", "503", "404", "reject", "error") and s > 0:
                     pv = b.provenance
-                    diags.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of "
+                    diags.append(Diagnostic("warning", f"{p.label}: {share_text(s, shares_ok)} ({float(s) * 100:.4g}%) of "
                                             f"{'connections' if p.route.root and _unit(p.route) == 'connection' else 'requests'}"
                                             f" to {info.short}:{port} fail: {b.name}",
                                             pv.source if pv else None, pv.line if pv else None))

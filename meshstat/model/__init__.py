@@ -4,6 +4,9 @@ ending in :class:`Backend` leaves.
 :mod:`~meshstat.model.stages`
     the model's classes (:class:`Provenance`, :class:`Backend`, :class:`Stage`,
     :class:`Cascade`, :class:`Weighted`, :class:`Route`) and their exact distributions;
+:mod:`~meshstat.model.shares`
+    exact shares of any length: built without gcds (:func:`dyadic`), printed in a
+    bounded form (:func:`share_text`, the one text of a share);
 :mod:`~meshstat.model.thresholds`
     iptables' 31-bit thresholds, kube-proxy's probabilities, exact rounding to
     integer masses and bounded reading of decimal weights.
@@ -27,6 +30,16 @@ from meshstat.model.stages import (
     Unit,
     Weighted,
 )
+from meshstat.model.shares import (
+    APPROX_DIGITS,
+    MAX_SHARE_TEXT,
+    DyadicShare,
+    approx_decimal,
+    as_share,
+    dyadic,
+    exact_sum,
+    share_text,
+)
 from meshstat.model.thresholds import (
     CASCADE_ONE,
     MAX_DECIMAL_EXPONENT,
@@ -43,26 +56,34 @@ from meshstat.model.thresholds import (
 )
 
 __all__ = [
+    "APPROX_DIGITS",
     "CASCADE_ONE",
     "ENVOY_MAX_TOTAL_WEIGHT",
     "FALL_THROUGH",
     "MAX_DECIMAL_EXPONENT",
     "MAX_EXACT_RULES",
+    "MAX_SHARE_TEXT",
     "Backend",
     "Cascade",
+    "DyadicShare",
     "Node",
     "Provenance",
     "Route",
     "Stage",
     "Unit",
     "Weighted",
+    "approx_decimal",
+    "as_share",
     "cascade_error_bound",
     "decimal_fraction",
+    "dyadic",
+    "exact_sum",
     "kube_proxy_probabilities",
     "kube_proxy_uniform_bound",
     "probability_to_threshold",
     "round_to_total",
     "scale_fractional_weights",
+    "share_text",
     "smallest_integer_weights",
     "threshold_to_decimal",
     "weights_to_cascade",

@@ -31,19 +31,14 @@ connection reuse vs per request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from meshstat.model import share_text
+
 __all__ = ["affinity_frame", "balancer_frame", "connection_frame", "disruption_frame", "imbalance_frame", "worker_frame"]
-
-
-def _frac(x: Fraction) -> str:
-    if x.denominator < 10**12:
-        return f"{x.numerator}/{x.denominator}" if x.denominator != 1 else str(x.numerator)
-    return f"~{float(x):.12g}"
 
 
 def balancer_frame(result: Any) -> pl.DataFrame:
@@ -59,7 +54,7 @@ def balancer_frame(result: Any) -> pl.DataFrame:
         "policy": [result.policy] * k,
         "backend": list(result.backends),
         "expected": exp,
-        "expected_exact": [_frac(x) for x in result.expected],
+        "expected_exact": [share_text(x) for x in result.expected],
         "expected_kind": [result.expected_kind] * k,
         "count": counts,
         "observed": obs,

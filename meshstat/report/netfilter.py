@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from meshstat.model import share_text
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -17,7 +19,8 @@ __all__ = ["counters_frame", "counters_tests_frame", "endpoints_frame", "service
 def trace_frame(result: TraceResult) -> pl.DataFrame:
     """One row per path: exact probability (fraction and float), verdict, conditions, path.
 
-    Columns: ``path`` (1-based id), ``probability`` (exact fraction as text),
+    Columns: ``path`` (1-based id), ``probability`` (exact fraction as text,
+    :func:`meshstat.model.share_text`: ``~`` and 17 digits beyond 48 characters),
     ``p`` (float), ``verdict``, ``conditions`` (the assumptions the probability
     is conditional on; empty when none), ``mark`` (hex), ``rules``
     (``"OUTPUT:12 -> ISTIO_OUTPUT:20 -> ..."``).
@@ -36,7 +39,7 @@ def trace_frame(result: TraceResult) -> pl.DataFrame:
     }
     for i, p in enumerate(result.paths, 1):
         rows["path"].append(i)
-        rows["probability"].append(str(p.probability))
+        rows["probability"].append(share_text(p.probability))
         rows["p"].append(float(p.probability))
         rows["verdict"].append(str(p.verdict))
         rows["conditions"].append("; ".join(str(c) for c in p.conditions))
@@ -97,14 +100,19 @@ def services_frame(infos: list[ServiceInfo]) -> pl.DataFrame:
 
 
 def endpoints_frame(info: ServiceInfo, *, chain: str = "cluster") -> pl.DataFrame:
-    """One row per endpoint of one service chain: exact share, float, threshold or slots, chain."""
+    """One row per endpoint of one service chain: exact share, float, threshold or slots, chain.
+
+    ``share`` is :func:`meshstat.model.share_text` of the share: ``~`` where the
+    text is not the exact share (shortened, or a cascade of more than
+    :data:`meshstat.model.MAX_EXACT_RULES` rules on the ``2**-64`` grid).
+    """
     import polars as pl
 
     eps = info.endpoints if chain == "cluster" else info.local_endpoints
     rows: dict[str, list] = {k: [] for k in ("endpoint", "share", "p", "threshold", "slots", "chain", "hash_ok")}
     for e in eps:
         rows["endpoint"].append(e.address)
-        rows["share"].append(str(e.share) if e.share is not None else None)
+        rows["share"].append(share_text(e.share, e.share_exact))
         rows["p"].append(float(e.share) if e.share is not None else None)
         rows["threshold"].append(e.threshold)
         rows["slots"].append(",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in e.slots))
@@ -124,7 +132,7 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
 
     Columns: ``endpoint``, ``chain`` (KUBE-SEP), ``line`` (in the listing),
     ``observed`` (the rule's packet counter), ``observed_share``,
-    ``expected_share`` (exact fraction as text), ``share`` (float),
+    ``expected_share`` (exact fraction as text, :func:`meshstat.model.share_text`), ``share`` (float),
     ``expected`` (``n * share``), ``pvalue`` (exact binomial, ``observed`` of
     ``n``), ``reached`` (connections the earlier rules left), ``rule_p`` (the
     rule's ``k / 2**31``, empty for the unconditional last rule),
@@ -144,7 +152,7 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
         rows["line"].append(r.line)
         rows["observed"].append(r.observed)
         rows["observed_share"].append(r.observed / result.n if result.n else None)
-        rows["expected_share"].append(str(r.share))
+        rows["expected_share"].append(share_text(r.share, result.shares_exact))
         rows["share"].append(float(r.share))
         rows["expected"].append(r.expected)
         rows["pvalue"].append(r.pvalue)

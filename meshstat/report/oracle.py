@@ -24,6 +24,8 @@ from fractions import Fraction
 
 import polars as pl
 
+from meshstat.model import share_text
+
 __all__ = ["validation_frame"]
 
 
@@ -42,7 +44,7 @@ def validation_frame(
             "backend": list(names),
             "address": [a or "" for a in addresses],
             "expected": [float(s) for s in shares],
-            "expected_exact": [str(s) if s.denominator < 10**12 else f"~{float(s):.12g}" for s in shares],
+            "expected_exact": [share_text(s) for s in shares],
             "expected_count": [n * float(s) for s in shares],
             "count": [int(c) for c in counts],
             "observed": [c / n if n else 0.0 for c in counts],
