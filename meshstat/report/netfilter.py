@@ -137,14 +137,16 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
     ``n``), ``reached`` (connections the earlier rules left), ``rule_p`` (the
     rule's ``k / 2**31``, empty for the unconditional last rule),
     ``step_pvalue`` (exact binomial, ``observed`` of ``reached`` at ``rule_p``),
-    ``exact`` (False: the listing rounded the counter).
+    ``exact`` (False: the listing rounded the counter), ``observed_low`` and
+    ``observed_high`` (the counts a rounded counter stands for).
     """
     import polars as pl
 
     rows: dict[str, list] = {
         k: []
         for k in ("endpoint", "chain", "line", "observed", "observed_share", "expected_share", "share",
-                  "expected", "pvalue", "reached", "rule_p", "step_pvalue", "exact")
+                  "expected", "pvalue", "reached", "rule_p", "step_pvalue", "exact", "observed_low",
+                  "observed_high")
     }  # fmt: skip
     for r in result.rows:
         rows["endpoint"].append(r.endpoint)
@@ -160,6 +162,8 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
         rows["rule_p"].append(float(r.rule_probability) if r.rule_probability is not None else None)
         rows["step_pvalue"].append(r.step_pvalue)
         rows["exact"].append(r.exact)
+        rows["observed_low"].append(r.observed if r.observed_low is None else r.observed_low)
+        rows["observed_high"].append(r.observed if r.observed_high is None else r.observed_high)
     return pl.DataFrame(
         rows,
         schema={
@@ -167,7 +171,7 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
             "observed_share": pl.Float64, "expected_share": pl.String, "share": pl.Float64,
             "expected": pl.Float64,
             "pvalue": pl.Float64, "reached": pl.Int64, "rule_p": pl.Float64, "step_pvalue": pl.Float64,
-            "exact": pl.Boolean,
+            "exact": pl.Boolean, "observed_low": pl.Int64, "observed_high": pl.Int64,
         },
     )  # fmt: skip
 
@@ -182,7 +186,13 @@ def counters_tests_frame(result: CounterCheck) -> pl.DataFrame:
         {"test": "G-test", "statistic": result.gtest_statistic, "dof": result.dof,
          "pvalue": result.gtest_pvalue},
     ]  # fmt: skip
-    if result.method not in ("chi-square", "G-test"):  # an exact test heads the table
+    if result.pvalue_range is not None:  # rounded counters: the range over the counts the listing allows
+        low, high = result.pvalue_range
+        rows.insert(0, {"test": "chi-square, least favourable counts", "statistic": None, "dof": result.dof,
+                        "pvalue": low})
+        rows.insert(1, {"test": "chi-square, most favourable counts", "statistic": None, "dof": result.dof,
+                        "pvalue": high})
+    elif result.method not in ("chi-square", "G-test"):  # an exact test heads the table
         rows.insert(0, {"test": result.method, "statistic": None, "dof": None, "pvalue": result.pvalue})
     return pl.DataFrame(
         rows,
