@@ -199,10 +199,11 @@ def unit(r: int) -> float:
     return ((r >> 11) + 1) * 2.0**-53
 
 
-def geometric(mean: float, r: int) -> int:
+def geometric(mean: float, r: int, cap: int = 2**62) -> int:
     if mean <= 1.0:
         return 1
-    return 1 + int(math.floor(math.log(unit(r)) / math.log1p(-1.0 / mean)))
+    x = math.log(unit(r)) / math.log1p(-1.0 / mean)
+    return cap if x >= cap - 1 else 1 + math.floor(x)
 
 
 def lr_pick(active, choice_count, full_scan, keys, block_log2, words, i):

@@ -102,8 +102,10 @@ def parse_requests_per_connection(text: str | int | None) -> int | str | None:
             mean = float(raw.split(":", 1)[1])
         except ValueError:
             mean = 0.0
-        if not mean >= 1.0:
-            raise InvalidArgument(f"geometric mean requests per connection must be >= 1, got {text!r}")
+        if not 1.0 <= mean < float("inf"):
+            raise InvalidArgument(
+                f"geometric mean requests per connection must be a finite number >= 1, got {text!r}"
+            )
         return f"geometric:{mean:g}"
     try:
         r = int(raw.replace("_", ""))
@@ -300,7 +302,9 @@ class ConnectionLayout:
                 raise InvalidArgument("internal: not enough stream keys for connection sizes")
             while True:
                 sizes = np.empty(m_est, dtype=np.int64)
-                kb.geometric_sizes(np.float64(mean), keys, np.int64(block_log2), np.int64(m_est), sizes)
+                kb.geometric_sizes(
+                    np.float64(mean), np.int64(max(n, 1)), keys, np.int64(block_log2), np.int64(m_est), sizes
+                )
                 ends = np.cumsum(sizes)
                 if ends[-1] >= n:
                     break
