@@ -53,7 +53,7 @@ from meshstat.balancers.stage import Balanced
 from meshstat.balancers.workload import Workload
 from meshstat.compiler import alias_table, dest_dtype
 from meshstat.engine import seeding
-from meshstat.engine.balancers import key_masses, simulate_balancer
+from meshstat.engine.balancers import simulate_balancer
 from meshstat.engine.iid import MAX_DESTINATIONS, MAX_WINDOW_CELLS, as_route, simulate_iid, simulate_iv
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument, ModelError
@@ -164,7 +164,7 @@ def _key_indices(split: _Split, child: np.random.SeedSequence, n: int, block_log
     keyed = [nd for nd in split.nodes if nd.keyed]
     if not keyed:
         return None
-    sig = {(nd.workload.key_strings(), nd.workload.key_shares()) for nd in keyed}  # type: ignore[union-attr]
+    sig = {nd.workload.key_set for nd in keyed}  # type: ignore[union-attr]
     if len(sig) > 1:
         raise ModelError(
             "keyed ring-hash/maglev subsets must share one key set and popularity: a request carries the "
@@ -172,7 +172,7 @@ def _key_indices(split: _Split, child: np.random.SeedSequence, n: int, block_log
         )
     wl = keyed[0].workload
     assert wl is not None
-    table, bits = alias_table(key_masses(wl.key_shares()))
+    table, bits = alias_table(wl.key_masses64())
     keys = seeding.block_keys(child, max(1, -(-n // (1 << block_log2))))
     kidx = np.empty(n, dtype=np.int64)
     kb.alias_pick(table, np.int64(bits), keys, np.int64(block_log2), np.int64(n), kidx)

@@ -30,8 +30,7 @@ from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import _first
 from meshstat.kubeproxy.lookup import find_service
 from meshstat.kubeproxy.service import _family_of
-from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Rule, Ruleset
-from meshstat.parsers.netfilter import Counters, ListingInfo, listing_info
+from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Counters, ListingInfo, Rule, Ruleset, listing_info
 from meshstat.stats.rounded import MAX_VERTEX_COORDS
 
 __all__ = ["CounterCheck", "CounterRow", "check_counters"]
@@ -420,7 +419,8 @@ def check_counters(
         notes.append(
             "some counters were rounded by the listing (K/M/G: iptables -L without -x): each stands for an "
             "interval of counts (observed_low..observed_high), and the verdict holds over all of them; the "
-            "per-endpoint p-values are at the printed values. List with iptables -t nat -vnxL for exact counts"
+            "per-endpoint p-values are at the printed values. List with iptables -t nat -vnxL for exact "
+            "counts"
         )
     return CounterCheck(
         service=info.name,

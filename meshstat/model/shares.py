@@ -96,7 +96,7 @@ class DyadicShare(Fraction):
             n = (n >> cut) | 1  # the reduced numerator is odd: what was cut off is not 0 (sticky bit)
             e -= cut
         # n < 2**65; below 2**-1075 (half the smallest subnormal) the value rounds to 0
-        if e < 0:  # an integer above 2**64 (not a share): the scaling by 2**-e is exact
+        if e < 0:  # an integer above 2**64 (not a share): the scaling by 2**-e is exact  # noqa: SIM108
             value = math.ldexp(float(n), -e)
         else:
             value = 0.0 if e > 1140 else n / (1 << e)  # int / int is correctly rounded
@@ -179,7 +179,8 @@ def approx_decimal(x: Fraction | int, digits: int = APPROX_DIGITS) -> str:
         d >>= cut
         e2 -= cut
     ctx = decimal.Context(prec=digits + 12, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
-    value = ctx.multiply(ctx.divide(decimal.Decimal(n), decimal.Decimal(d)), ctx.power(decimal.Decimal(2), e2))
+    ratio = ctx.divide(decimal.Decimal(n), decimal.Decimal(d))
+    value = ctx.multiply(ratio, ctx.power(decimal.Decimal(2), e2))
     value = decimal.Context(prec=digits, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN).plus(value).normalize()
     exp10 = value.adjusted()
     if -6 <= exp10 < 21:

@@ -141,7 +141,8 @@ def chisquare_range(
     if possible_bad:
         s_high = math.inf
     return ChisquareRange(
-        s_low, s_high, float(special.chdtrc(dof, s_high)), float(special.chdtrc(dof, s_low)), dof, high_exact=exact
+        s_low, s_high, float(special.chdtrc(dof, s_high)), float(special.chdtrc(dof, s_low)), dof,
+        high_exact=exact,
     )
 
 
@@ -206,7 +207,7 @@ def _max_statistic(lo: np.ndarray, hi: np.ndarray, p: np.ndarray) -> tuple[float
         c = np.broadcast_to(lo, (1 << r, lo.size)).copy()
         c[:, var] = np.where(bits == 1, hi[var], lo[var])
         return float(np.max(_statistic(c, p))), True
-    # X**2 = S/n - n with S = sum c_i**2 / p_i: each c_i**2 below its chord, the chord mass by a fractional knapsack
+    # X**2 = S/n - n, S = sum c_i**2 / p_i: each c_i**2 below its chord, chord mass by a fractional knapsack
     s0 = float(np.sum(lo * lo / p))
     n0 = float(lo.sum())
     w = (hi - lo)[var]
