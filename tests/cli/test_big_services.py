@@ -1,4 +1,4 @@
-"""Big kube-proxy services on the command line: exact shares of hundreds to thousands of endpoints, printed bounded.
+"""Big kube-proxy services on the command line: exact shares of thousands of endpoints, printed bounded.
 
 A kube-proxy cascade of ``n`` endpoints has exact shares of ``31 n`` bits; from
 486 endpoints their decimal text passed Python's 4,300-digit limit and every
@@ -18,7 +18,12 @@ import pytest
 
 from meshstat.cli import main
 from meshstat.kubeproxy import kube_proxy_iptables_save
-from meshstat.model import MAX_EXACT_RULES, MAX_SHARE_TEXT, kube_proxy_probabilities, probability_to_threshold
+from meshstat.model import (
+    MAX_EXACT_RULES,
+    MAX_SHARE_TEXT,
+    kube_proxy_probabilities,
+    probability_to_threshold,
+)
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -56,7 +61,8 @@ def test_simulate_486_endpoints_exact_mode_prints_bounded_shares() -> None:
 def test_service_commands_on_a_486_endpoint_dump(tmp_path: Path, command: str) -> None:
     dump = _dump(tmp_path, 486)
     extra = ["-n", "1000", "--seed", "1"] if command == "simulate" else []
-    rc, out, err = run(command, "--iptables", dump, "--service", "default/big:http", "--format", "csv", *extra)
+    rc, out, err = run(command, "--iptables", dump, "--service", "default/big:http", "--format", "csv",
+                       *extra)  # fmt: skip
     assert rc == 0, err
     df = pl.read_csv(io.StringIO(out), infer_schema_length=0)
     col = {"services": "share", "cascade": "share_exact", "simulate": "expected_exact"}[command]
@@ -65,8 +71,8 @@ def test_service_commands_on_a_486_endpoint_dump(tmp_path: Path, command: str) -
 
 
 def test_trace_of_a_486_endpoint_service(tmp_path: Path) -> None:
-    rc, out, err = run("trace", "--iptables", _dump(tmp_path, 486), "--dst", "10.96.0.10:80", "--src", "10.1.2.3",
-                       "--format", "csv")  # fmt: skip
+    rc, out, err = run("trace", "--iptables", _dump(tmp_path, 486), "--dst", "10.96.0.10:80",
+                       "--src", "10.1.2.3", "--format", "csv")  # fmt: skip
     assert rc == 0, err
     df = pl.read_csv(io.StringIO(out), infer_schema_length=0)
     assert df.height == 486
