@@ -63,6 +63,17 @@ def xx(s: str, seed: int = 0) -> int:
     return xxh64(s.encode(), seed)
 
 
+def numbered_text(literals, fields, x: int) -> str:
+    """The text ``xxh64_numbered`` hashes for index ``x``: literals around ``(x // div) % mod + add`` fields."""
+    out = literals[0]
+    for (div, mod, add), lit in zip(fields, literals[1:]):
+        v = x // div
+        if mod:
+            v %= mod
+        out += str(v + add) + lit
+    return out
+
+
 def ring(hosts, weights=None, min_ring=1024, max_ring=8 * 1024 * 1024):
     """Appendix A's ring model: returns (sorted hashes, host index per point)."""
     w = weights or [1] * len(hosts)

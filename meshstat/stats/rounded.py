@@ -141,7 +141,11 @@ def chisquare_range(
     if possible_bad:
         s_high = math.inf
     return ChisquareRange(
-        s_low, s_high, float(special.chdtrc(dof, s_high)), float(special.chdtrc(dof, s_low)), dof,
+        s_low,
+        s_high,
+        float(special.chdtrc(dof, s_high)),
+        float(special.chdtrc(dof, s_low)),
+        dof,
         high_exact=exact,
     )
 

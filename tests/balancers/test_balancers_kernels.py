@@ -237,7 +237,7 @@ def test_alias_pick_equals_reference(raw: list[int], seed: int, n: int) -> None:
 
 
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=6),
-       st.integers(min_value=2, max_value=5), st.booleans(), st.integers(min_value=0, max_value=2**32))
+       st.integers(min_value=2, max_value=40), st.booleans(), st.integers(min_value=0, max_value=2**32))
 def test_least_request_static_picks_equal_reference(active: list[int], c: int, full: bool, seed: int) -> None:
     n = 300
     keys = _keys(seed, n * 16)
@@ -277,6 +277,7 @@ def _run_lr(weighted, weights, bias, c, full, rate, kind, a, b, servers, seed, n
         (False, [1.0] * 4, 1.0, 2, False, 0, [1, 1, 1, 1]),
         (False, [1.0] * 3, 1.0, 3, True, 1, [2, 1, 1]),
         (False, [1.0] * 5, 1.0, 2, False, 2, [0, 0, 0, 0, 0]),
+        (False, [1.0] * 3, 1.0, 50, False, 0, [1, 1, 1]),  # more choices than hosts: the pick stops early
         (True, [1.0, 2.0, 3.0], 1.0, 2, False, 0, [1, 1, 2]),
         (True, [1.0, 2.0, 3.0], 0.5, 2, False, 0, [1, 1, 1]),
     ],

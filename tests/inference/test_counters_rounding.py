@@ -146,8 +146,9 @@ def _listing(tmp_path: Path, counts: tuple[str, str, str]) -> str:
         (("3333K", "3334K", "3333K"), "consistent"),  # 1,000 of rounding against about 1,500 of noise
     ],
 )
-def test_rounded_counters_verdict_holds_over_the_intervals(tmp_path: Path, counts: tuple[str, ...],
-                                                           verdict: str) -> None:
+def test_rounded_counters_verdict_holds_over_the_intervals(
+    tmp_path: Path, counts: tuple[str, ...], verdict: str
+) -> None:
     res = check_counters(nf.load(_listing(tmp_path, counts)), "default/web:http")
     assert res.approximate and res.pvalue_range is not None
     assert [r.observed for r in res.rows] == [_value(c)[0] for c in counts]
