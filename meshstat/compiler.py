@@ -57,8 +57,17 @@ def dest_dtype(k: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
-def alias_table(masses: tuple[int, ...] | list[int]) -> tuple[np.ndarray, int]:
+#: Columns from which :func:`alias_table` is built by its numba kernel (the same construction).
+_ALIAS_KERNEL_FROM = 4096
+
+
+def alias_table(masses: tuple[int, ...] | list[int] | np.ndarray) -> tuple[np.ndarray, int]:
     """Exact Vose alias table for integer masses summing to ``2**64``.
+
+    From :data:`_ALIAS_KERNEL_FROM` masses on (keys of a hash balancer:
+    millions) the table is built by :func:`meshstat._kernels.alias.alias_build`,
+    the same construction step for step on uint64 arrays; below, here. ``masses``
+    may be a uint64 array (every mass below ``2**64``).
 
     Returns
     -------
@@ -71,6 +80,11 @@ def alias_table(masses: tuple[int, ...] | list[int]) -> tuple[np.ndarray, int]:
         ``log2`` of the number of columns (at least 1).
     """
     k = len(masses)
+    if isinstance(masses, np.ndarray) or k >= _ALIAS_KERNEL_FROM:
+        arr = _as_u64_masses(masses)
+        if arr is not None:
+            return _alias_table_kernel(arr)
+        masses = [int(x) for x in masses]
     if sum(masses) != _TWO64:
         raise InvalidArgument("alias masses must sum to 2**64")
     bits = max(1, (k - 1).bit_length())
@@ -96,6 +110,37 @@ def alias_table(masses: tuple[int, ...] | list[int]) -> tuple[np.ndarray, int]:
         alias[j] = j
     packed = np.array([(thr[j] << bits) | alias[j] for j in range(ncol)], dtype=np.uint64)
     return packed, bits
+
+
+def _as_u64_masses(masses: tuple[int, ...] | list[int] | np.ndarray) -> np.ndarray | None:
+    """``masses`` as uint64 (exact sum checked), or None when one mass is the whole ``2**64``."""
+    if isinstance(masses, np.ndarray):
+        if masses.dtype != np.uint64:
+            raise InvalidArgument("alias masses as an array must be uint64")
+        arr = masses
+        # the sum wraps modulo 2**64: exact when it is 0 and no partial sum overflowed twice
+        total = int(np.sum(arr.astype(np.float64)))
+        if int(np.sum(arr, dtype=np.uint64)) != 0 or not 0.5 * _TWO64 < total < 1.5 * _TWO64:
+            raise InvalidArgument("alias masses must sum to 2**64")
+        return arr
+    if sum(masses) != _TWO64:
+        raise InvalidArgument("alias masses must sum to 2**64")
+    if any(m >= _TWO64 for m in masses):
+        return None
+    return np.asarray(masses, dtype=np.uint64)
+
+
+def _alias_table_kernel(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    from meshstat._kernels.alias import alias_build
+
+    k = arr.shape[0]
+    bits = max(1, (k - 1).bit_length())
+    mass = np.zeros(1 << bits, dtype=np.uint64)
+    mass[:k] = arr
+    table = np.empty(1 << bits, dtype=np.uint64)
+    if not alias_build(mass, np.int64(bits), table):  # pragma: no cover - impossible with exact integers
+        raise AssertionError("alias construction lost mass")
+    return table, bits
 
 
 def compile_route(route: Route, *, mode: str = "per_request") -> Plan:

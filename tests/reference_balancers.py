@@ -63,6 +63,17 @@ def xx(s: str, seed: int = 0) -> int:
     return xxh64(s.encode(), seed)
 
 
+def numbered_text(literals, fields, x: int) -> str:
+    """The text ``xxh64_numbered`` hashes for index ``x``: literals around ``(x // div) % mod + add`` fields."""
+    out = literals[0]
+    for (div, mod, add), lit in zip(fields, literals[1:]):
+        v = x // div
+        if mod:
+            v %= mod
+        out += str(v + add) + lit
+    return out
+
+
 def ring(hosts, weights=None, min_ring=1024, max_ring=8 * 1024 * 1024):
     """Envoy's ring (docs/measurements.md, M13): returns (sorted hashes, host index per point)."""
     w = weights or [1] * len(hosts)
@@ -199,10 +210,11 @@ def unit(r: int) -> float:
     return ((r >> 11) + 1) * 2.0**-53
 
 
-def geometric(mean: float, r: int) -> int:
+def geometric(mean: float, r: int, cap: int = 2**62) -> int:
     if mean <= 1.0:
         return 1
-    return 1 + int(math.floor(math.log(unit(r)) / math.log1p(-1.0 / mean)))
+    x = math.log(unit(r)) / math.log1p(-1.0 / mean)
+    return cap if x >= cap - 1 else 1 + math.floor(x)
 
 
 def lr_pick(active, choice_count, full_scan, keys, block_log2, words, i):

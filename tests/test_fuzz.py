@@ -378,9 +378,7 @@ def _istio_regex_manifests() -> str:
 
 #: Extreme inputs whose bound is being fixed on another branch (name -> what), expected to fail until it is
 #: merged (``xfail(strict=True)``: once fixed they pass, the strict mark fails, and the entry is removed).
-PENDING: dict[str, str] = {
-    "kube-proxy-3000-endpoints": "exact cascade shares in integers (bounds branch)",
-}
+PENDING: dict[str, str] = {}
 
 _MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml"))
 

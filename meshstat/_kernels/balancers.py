@@ -425,9 +425,15 @@ def random_dest(n_hosts, keys, block_log2, n, out):  # pragma: no cover - compil
 
 
 @pjit
-def geometric_sizes(mean, keys, block_log2, n, out):  # pragma: no cover - compiled
-    """Geometric numbers of requests per connection (support 1, 2, ...; mean ``mean`` >= 1)."""
+def geometric_sizes(mean, cap, keys, block_log2, n, out):  # pragma: no cover - compiled
+    """Geometric numbers of requests per connection (support 1, 2, ...; mean ``mean`` >= 1), at most ``cap``.
+
+    A draw above ``cap`` (the requests of the whole run: no connection carries
+    more) is ``cap``; the comparison is made on the float, before any
+    conversion, so that a mean of ``5e17`` or ``1e300`` never overflows ``int64``.
+    """
     nb = keys.shape[0]
+    top = np.float64(cap - 1)
     lq = np.log1p(-1.0 / mean) if mean > 1.0 else -np.inf
     for b in prange(nb):
         start = np.int64(b) << block_log2
@@ -439,7 +445,8 @@ def geometric_sizes(mean, keys, block_log2, n, out):  # pragma: no cover - compi
             if mean <= 1.0:
                 out[i] = 1
             else:
-                out[i] = 1 + np.int64(np.floor(np.log(u) / lq))
+                x = np.floor(np.log(u) / lq)
+                out[i] = cap if x >= top else 1 + np.int64(x)
 
 
 @pjit

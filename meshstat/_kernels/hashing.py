@@ -114,6 +114,51 @@ def xxh64_many(buf, starts, seed, out):  # pragma: no cover - compiled
         out[i] = xxh64(buf, starts[i], starts[i + 1] - starts[i], seed)
 
 
+@pjit
+def xxh64_numbered(literals, lit_starts, div, mod, add, indices, seed, out):  # pragma: no cover - compiled
+    """``out[i] = XXH64(text of indices[i], seed)`` without building the strings.
+
+    The text of index ``x`` is ``L0 + str(v_0) + L1 + str(v_1) + ... + L_F``:
+    literal ``f`` is ``literals[lit_starts[f]:lit_starts[f + 1]]`` and number
+    ``v_f = (x // div[f]) % mod[f] + add[f]`` (no modulo where ``mod[f]`` is 0),
+    written in decimal without leading zeros. Each item is written to a small
+    buffer of its block of 4,096 and hashed there: memory stays constant
+    whatever the number of items (``"key-" + str(i)``, client addresses).
+    """
+    m = indices.shape[0]
+    nf = div.shape[0]
+    lit_len = lit_starts[nf + 1] - lit_starts[0]
+    size = lit_len + 20 * nf + 8
+    nblocks = (m + 4095) // 4096
+    for b in prange(nblocks):
+        buf = np.empty(size, dtype=np.uint8)
+        digits = np.empty(20, dtype=np.uint8)
+        for i in range(b * 4096, min(m, (b + 1) * 4096)):
+            x = indices[i]
+            p = 0
+            for f in range(nf + 1):
+                for j in range(lit_starts[f], lit_starts[f + 1]):
+                    buf[p] = literals[j]
+                    p += 1
+                if f == nf:
+                    break
+                v = x // div[f]
+                if mod[f] > 0:
+                    v = v % mod[f]
+                v = v + add[f]
+                nd = 0
+                while True:
+                    digits[nd] = np.uint8(48 + v % 10)
+                    nd += 1
+                    v = v // 10
+                    if v == 0:
+                        break
+                for j in range(nd):
+                    buf[p] = digits[nd - 1 - j]
+                    p += 1
+            out[i] = xxh64(buf, 0, p, seed)
+
+
 # ----------------------------------------------------------------- ring hash
 
 

@@ -86,7 +86,16 @@ def pick_unweighted(active, choice_count, full_scan, keys, block_log2, words, i)
         return cand
     mask = n - 1 if (n & (n - 1)) == 0 else 0
     cand = _pick_mod(_draw(keys, block_log2, words, i, 3), n, mask)
+    # the kept host changes only to a strictly less busy one: once it is among the least busy of all,
+    # the remaining draws cannot change it (the same pick in O(hosts) draws for any choice_count)
+    amin = -1
+    if choice_count > n:
+        amin = active[0]
+        for h in range(1, n):
+            amin = min(amin, active[h])
     for c in range(1, choice_count):
+        if active[cand] == amin:
+            break
         s = _pick_mod(_draw(keys, block_log2, words, i, 3 + c), n, mask)
         if active[s] < active[cand]:
             cand = s
@@ -240,7 +249,16 @@ def simulate_lr(
         else:
             h = _pick_mod(splitmix64(key, o + U64(3)), k, mask)
             ah = _settle(ring, head, pend, s_lo[h], s_lo[h + 1], t)
+            # as pick_unweighted: with more choices than hosts, stop once the kept host is among the least
+            # busy of all (settling a host early changes nothing: its count at t is what it is)
+            amin = -1
+            if choice_count > k:
+                amin = ah
+                for q in range(k):
+                    amin = min(amin, _settle(ring, head, pend, s_lo[q], s_lo[q + 1], t))
             for c in range(1, choice_count):
+                if ah == amin:
+                    break
                 s = _pick_mod(splitmix64(key, o + U64(3 + c)), k, mask)
                 a_s = _settle(ring, head, pend, s_lo[s], s_lo[s + 1], t)
                 better = a_s < ah

@@ -23,6 +23,7 @@ from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import select_sidecar
+from meshstat.model import share_text
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import WorkloadResource
 from meshstat.parsers.yaml_loader import gc_paused
@@ -136,7 +137,7 @@ def format_split(split: Iterable[tuple[str, Fraction]]) -> str:
     parts = []
     for label, f in split:
         pct = f * 100
-        parts.append(f"{label} {float(pct):g}%" if (pct * 100).denominator == 1 else f"{label} {f}")
+        parts.append(f"{label} {float(pct):g}%" if (pct * 100).denominator == 1 else f"{label} {share_text(f)}")
     return ", ".join(parts) or "-"
 
 

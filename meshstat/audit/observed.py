@@ -68,7 +68,7 @@ def _kube_proxy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
                                  f"{str(exc).splitlines()[0]}")
                 continue
             eff: dict[str, Fraction] = {}
-            for b, share in zip(route.backends(), route.exact_shares(), strict=True):
+            for b, share in zip(route.backends(), route.expected_shares()[0], strict=True):
                 ip = b.name.rsplit(":", 1)[0]
                 _add(eff, version_at.get(ip, b.name), share)
             effective = tuple(eff.items())

@@ -27,13 +27,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from meshstat import model
-from meshstat.balancers.hashing import Maglev, RingHash, endpoints_weights
+from meshstat.balancers.hashing import Maglev, RingHash, endpoints_weights, hash_numbered
 from meshstat.errors import InvalidArgument
 
 __all__ = [
+    "MAX_CLIENT_ADDRESSES",
+    "XT_RECENT_IP_LIST_TOT",
     "HashAffinity",
     "KubeProxyAffinity",
-    "XT_RECENT_IP_LIST_TOT",
+    "check_client_addresses",
+    "client_address",
+    "client_address_hashes",
     "client_addresses",
 ]
 
@@ -45,9 +49,45 @@ DEFAULT_TIMEOUT = 10800
 NFT_SET_SIZE = 65535
 
 
+#: Distinct client source addresses: 250 per /24 (``.1`` to ``.250``) from ``10.1.0.0/16`` to
+#: ``10.255.0.0/16``: 16,320,000 clients.
+MAX_CLIENT_ADDRESSES = 255 * 256 * 250
+
+# client i: 10.{1 + i // 64000}.{(i // 250) % 256}.{1 + i % 250} as (div, mod, add) fields
+_ADDRESS_LITERALS = ("10.", ".", ".", "")
+_ADDRESS_FIELDS = ((64_000, 0, 1), (250, 256, 0), (1, 250, 1))
+
+
+def client_address(i: int) -> str:
+    """Source address of client ``i``: ``10.1.0.1``, ``10.1.0.2``, ... 250 per /24, then the next /16."""
+    if not 0 <= i < MAX_CLIENT_ADDRESSES:
+        raise InvalidArgument(f"client index must be in [0, {MAX_CLIENT_ADDRESSES:,}), got {i:,}")
+    return f"10.{1 + i // 64_000}.{(i // 250) % 256}.{1 + i % 250}"
+
+
 def client_addresses(n: int) -> tuple[str, ...]:
-    """``n`` client source addresses ``10.1.X.Y``."""
-    return tuple(f"10.1.{i // 250}.{1 + i % 250}" for i in range(n))
+    """``n`` client source addresses (:func:`client_address` of ``0 .. n-1``)."""
+    check_client_addresses(n)
+    return tuple(client_address(i) for i in range(n))
+
+
+def check_client_addresses(n: int) -> None:
+    """Refuse more clients than there are client addresses (:data:`MAX_CLIENT_ADDRESSES`)."""
+    if n > MAX_CLIENT_ADDRESSES:
+        raise InvalidArgument(
+            f"clients must be at most {MAX_CLIENT_ADDRESSES:,} for a source-address hash, got {n:,}: each client "
+            "is a source address, 250 per /24 from 10.1.0.0/16 to 10.255.0.0/16"
+        )
+
+
+def client_address_hashes(indices: Any) -> Any:
+    """xxHash64 of the source addresses of clients ``indices`` (uint64), without building their strings."""
+    import numpy as np
+
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= MAX_CLIENT_ADDRESSES):
+        raise InvalidArgument(f"client indices must be in [0, {MAX_CLIENT_ADDRESSES:,})")
+    return hash_numbered(list(_ADDRESS_LITERALS), list(_ADDRESS_FIELDS), idx)
 
 
 @dataclass(frozen=True, eq=False, init=False)

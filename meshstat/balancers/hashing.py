@@ -53,8 +53,10 @@ __all__ = [
     "RingHash",
     "default_endpoints",
     "endpoints_weights",
+    "hash_numbered",
     "hash_strings",
     "key_hashes",
+    "keyed_host_shares",
     "xxh64",
 ]
 
@@ -147,13 +149,83 @@ def hash_strings(strings: Sequence[str], seed: int = 0) -> np.ndarray:
     return out
 
 
+def hash_numbered(
+    literals: Sequence[str], fields: Sequence[tuple[int, int, int]], indices: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    """XXH64 of numbered texts, as uint64, without building Python strings.
+
+    The text of index ``x`` is ``literals[0] + str(v_0) + literals[1] + ... +
+    literals[-1]`` with ``v_f = (x // div) % mod + add`` for field
+    ``(div, mod, add)`` (``mod`` 0: no modulo): ``(["key-", ""], [(1, 0, 0)])``
+    is ``"key-" + str(x)``. Equal to :func:`hash_strings` of those texts; its
+    memory is the output array whatever the count.
+    """
+    import numpy as np
+
+    from meshstat._kernels import hashing as kh
+
+    if len(literals) != len(fields) + 1:
+        raise InvalidArgument("one more literal than numbered fields")
+    enc = [t.encode() for t in literals]
+    lit_starts = np.zeros(len(enc) + 1, dtype=np.int64)
+    lit_starts[1:] = np.cumsum([len(e) for e in enc])
+    buf = np.frombuffer(b"".join(enc) + b"\0", dtype=np.uint8)
+    div, mod, add = (np.asarray([f[i] for f in fields], dtype=np.int64) for i in range(3))
+    idx = np.ascontiguousarray(indices, dtype=np.int64)
+    out = np.empty(idx.shape[0], dtype=np.uint64)
+    kh.xxh64_numbered(buf, lit_starts, div, mod, add, idx, np.uint64(seed), out)
+    return out
+
+
 def key_hashes(workload: Workload) -> np.ndarray:
-    """xxHash64 (seed 0) of every header value of the workload: Envoy's header hash policy."""
+    """xxHash64 (seed 0) of every header value of the workload: Envoy's header hash policy.
+
+    Numbered keys (``key_prefix + str(i)``) are hashed without building their
+    strings (:func:`hash_numbered`): memory 8 bytes per key.
+    """
+    import numpy as np
+
+    if workload.key_values is None and workload.keys is not None:
+        return hash_numbered([workload.key_prefix, ""], [(1, 0, 0)], np.arange(workload.keys, dtype=np.int64))
     return hash_strings(workload.key_strings())
 
 
 #: Pod-like addresses :func:`default_endpoints` can name: 10.244.1.2:8080 to 10.244.255.251:8080.
 MAX_DEFAULT_ENDPOINTS = 255 * 250
+
+
+def keyed_host_shares(host_of_key: np.ndarray, workload: Workload, n_hosts: int) -> tuple[Fraction, ...]:
+    """Summed key popularity per host: each host's long-run share when requests carry the workload's keys.
+
+    Exact: uniform keys give ``(keys on the host) / K``; Zipf keys the sum of
+    their :meth:`~meshstat.balancers.Workload.key_shares` up to
+    :data:`~meshstat.balancers.workload.EXACT_ZIPF_KEYS` keys, beyond the sum
+    of the masses actually sampled (:meth:`~meshstat.balancers.Workload.key_masses64`)
+    over ``2**64``, added in 21-bit limbs so that float64 sums stay exact.
+    Time and memory linear in the keys, for millions of them.
+    """
+    import numpy as np
+
+    from meshstat.balancers.workload import EXACT_ZIPF_KEYS
+
+    hosts = np.asarray(host_of_key, dtype=np.int64)
+    k = workload.key_count
+    if workload.zipf == 0:
+        counts = np.bincount(hosts, minlength=n_hosts)
+        return tuple(Fraction(int(c), k) for c in counts)
+    if k <= EXACT_ZIPF_KEYS:
+        parts: list[list[Fraction]] = [[] for _ in range(n_hosts)]
+        for s, h in zip(workload.key_shares(), hosts.tolist(), strict=True):
+            parts[h].append(s)
+        return tuple(sum(p, Fraction(0)) for p in parts)
+    masses = np.asarray(workload.key_masses64(), dtype=object if k == 1 else np.uint64)
+    total = [0] * n_hosts
+    for shift in (0, 21, 42, 63):
+        limb = ((masses >> np.uint64(shift)) & np.uint64((1 << 21) - 1)).astype(np.float64)
+        sums = np.bincount(hosts, weights=limb, minlength=n_hosts)
+        for h in range(n_hosts):
+            total[h] += int(sums[h]) << shift
+    return tuple(Fraction(t, 1 << 64) for t in total)
 
 
 def default_endpoints(n: int) -> tuple[str, ...]:

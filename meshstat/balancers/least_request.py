@@ -31,6 +31,9 @@ from fractions import Fraction
 from meshstat.balancers.hashing import endpoints_weights
 from meshstat.errors import InvalidArgument
 
+#: Largest numbers (bits) of an exact N_CHOICES pick distribution with unequal loads: ``choices * log2(hosts)``.
+_MAX_EXACT_BITS = 1 << 18
+
 __all__ = ["LeastRequest"]
 
 
@@ -75,6 +78,9 @@ class LeastRequest:
                 f"LeastRequestLbConfigValidationError.ChoiceCount: value must be greater than or equal to 2, "
                 f"got {choice_count!r}"
             )
+        if choice_count > 2**32 - 1:
+            raise InvalidArgument(f"choice_count is a uint32 in Envoy's LeastRequest config: at most 4294967295, "
+                                  f"got {choice_count:,}")
         if not active_request_bias >= 0:
             raise InvalidArgument(f"active_request_bias must be >= 0, got {active_request_bias!r}")
         sm = selection_method.lower().replace("-", "_")
@@ -133,21 +139,28 @@ class LeastRequest:
             lo = min(act)
             tied = [i for i in range(n) if act[i] == lo]
             return tuple(Fraction(1, len(tied)) if act[i] == lo else Fraction(0) for i in range(n))
-        # N_CHOICES: distribution of the kept candidate after each sample
-        p = [Fraction(1, n)] * n
-        for _ in range(self.choice_count - 1):
-            q = [Fraction(0)] * n
-            for cand in range(n):
-                if not p[cand]:
-                    continue
-                for s in range(n):
-                    keep = s if act[s] < act[cand] else cand
-                    q[keep] += p[cand] / n
-            p = q
-        return tuple(p)
+        # N_CHOICES keeps the first of the least busy hosts sampled: the least active count sampled is
+        # level a with probability (N_>=a / n)**C - (N_>a / n)**C, and the first sample at that level is
+        # any of its m_a hosts alike. Closed form, exact, O(hosts) for any choice_count C.
+        c = self.choice_count
+        levels = sorted(set(act))
+        if len(levels) == 1:
+            return tuple(Fraction(1, n) for _ in range(n))
+        if c * n.bit_length() > _MAX_EXACT_BITS:
+            raise InvalidArgument(
+                f"the exact pick distribution of {c:,} choices over {n} hosts with unequal loads holds numbers "
+                f"of {c * n.bit_length():,} bits (at most {_MAX_EXACT_BITS:,}); use fewer choices"
+            )
+        at = {a: act.count(a) for a in levels}
+        by_level = {}
+        for a in levels:
+            ge = sum(at[x] for x in levels if x >= a)
+            by_level[a] = (Fraction(ge, n) ** c - Fraction(ge - at[a], n) ** c) / at[a]
+        return tuple(by_level[a] for a in act)
 
     def expected_shares(self) -> tuple[Fraction, ...]:
         """Shares with every host idle (sequential requests): uniform, or ``w / sum(w)`` weighted."""
         if not self.weighted:  # every candidate ties with every sample: the first pick is kept, uniform
             return (Fraction(1, self.n_hosts),) * self.n_hosts
         return self.pick_probabilities()
+

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from meshstat.balancers.hashing import Maglev, RingHash, key_hashes
+from meshstat.balancers.hashing import Maglev, RingHash, key_hashes, keyed_host_shares
 from meshstat.balancers.least_request import LeastRequest
 from meshstat.balancers.roundrobin import Ipvs, NumgenInc, Random, RoundRobin, SmoothWRR
 from meshstat.balancers.workload import Workload
@@ -169,8 +169,4 @@ class Balanced(Stage):
 
 def _keyed_shares(lb: RingHash | Maglev, wl: Workload) -> tuple[Fraction, ...]:
     """Summed key popularity per host (``simulate_balancer``'s ``"keys"`` expectation)."""
-    host_of_key = lb.lookup(key_hashes(wl)).tolist()
-    exp = [Fraction(0)] * lb.n_hosts
-    for s, h in zip(wl.key_shares(), host_of_key, strict=True):
-        exp[h] += s
-    return tuple(exp)
+    return keyed_host_shares(lb.lookup(key_hashes(wl)), wl, lb.n_hosts)

@@ -30,7 +30,22 @@ from meshstat.errors import InvalidArgument
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["ConnectionLayout", "ServiceTime", "Workload", "parse_requests_per_connection", "parse_service_time"]
+__all__ = [
+    "MAX_KEYS",
+    "ConnectionLayout",
+    "ServiceTime",
+    "Workload",
+    "parse_requests_per_connection",
+    "parse_service_time",
+]
+
+#: Most hash keys of a workload: ``2**24``. Each key holds its hash, its host and
+#: an alias-table column of its popularity (about 40 bytes with the construction's
+#: stacks): 2**24 keys take some 700 MB and a few seconds; 10**8 would pass 4 GB.
+MAX_KEYS = 1 << 24
+#: Up to this many keys a Zipf popularity is rounded to ``2**-64`` with exact
+#: fractions; beyond, in float64 (relative error about 1e-16 per key).
+EXACT_ZIPF_KEYS = 1 << 16
 
 _SERVICE_KINDS = {"exp": 0, "const": 1, "lognormal": 2}
 
@@ -105,8 +120,10 @@ def parse_requests_per_connection(text: str | int | None) -> int | str | None:
             mean = float(raw.split(":", 1)[1])
         except ValueError:
             mean = 0.0
-        if not mean >= 1.0:
-            raise InvalidArgument(f"geometric mean requests per connection must be >= 1, got {text!r}")
+        if not 1.0 <= mean < float("inf"):
+            raise InvalidArgument(
+                f"geometric mean requests per connection must be a finite number >= 1, got {text!r}"
+            )
         return f"geometric:{mean:g}"
     try:
         r = int(raw.replace("_", ""))
@@ -161,14 +178,21 @@ class Workload:
         if isinstance(self.clients, bool) or not isinstance(self.clients, int) or self.clients < 1:
             raise InvalidArgument(f"clients must be a positive integer, got {self.clients!r}")
         object.__setattr__(self, "requests_per_connection", parse_requests_per_connection(self.requests_per_connection))
-        if self.keys is not None and (isinstance(self.keys, bool) or self.keys < 1):
+        if self.keys is not None and (
+            isinstance(self.keys, bool) or not isinstance(self.keys, int) or self.keys < 1
+        ):
             raise InvalidArgument(f"keys must be a positive integer, got {self.keys!r}")
+        if self.keys is not None and self.keys > MAX_KEYS:
+            raise InvalidArgument(
+                f"keys must be at most {MAX_KEYS:,} (2**24), got {self.keys:,}: every key holds its hash, its "
+                "host and an alias-table column of its popularity (about 40 bytes), and more would not fit in 4 GB"
+            )
         if self.key_values is not None:
             object.__setattr__(self, "key_values", tuple(str(v) for v in self.key_values))
             if not self.key_values:
                 raise InvalidArgument("key_values must not be empty")
-        if self.zipf < 0:
-            raise InvalidArgument(f"zipf exponent must be >= 0, got {self.zipf!r}")
+        if not 0 <= self.zipf < float("inf"):
+            raise InvalidArgument(f"zipf exponent must be a finite number >= 0, got {self.zipf!r}")
         if self.arrival_rate is not None and not self.arrival_rate > 0:
             raise InvalidArgument(f"arrival rate must be positive, got {self.arrival_rate!r}")
         if not self.connection_rate > 0:
@@ -184,6 +208,61 @@ class Workload:
     def has_keys(self) -> bool:
         """Whether requests carry a hash key."""
         return self.keys is not None or self.key_values is not None
+
+    @property
+    def key_count(self) -> int:
+        """Number of distinct keys."""
+        if self.key_values is not None:
+            return len(self.key_values)
+        if self.keys is None:
+            raise InvalidArgument("this workload has no keys (give keys=K or key_values=...)")
+        return self.keys
+
+    @property
+    def key_set(self) -> tuple[object, ...]:
+        """What identifies the keys and their popularity (two workloads with the same send the same keys)."""
+        return (self.key_values, None if self.key_values is not None else (self.key_prefix, self.keys), self.zipf)
+
+    def key_masses64(self) -> tuple[int, ...] | np.ndarray:
+        """Key popularities as integers summing to ``2**64`` (the alias table's masses), in key order.
+
+        Uniform keys: ``2**64 // K`` each, one more for the first ``2**64 % K``
+        (largest remainder, ties in key order, as :func:`meshstat.model.round_to_total`),
+        as a uint64 array for any ``K``. Zipf: :func:`round_to_total` of
+        :meth:`key_shares` up to :data:`EXACT_ZIPF_KEYS` keys; beyond, the same
+        rounding from float64 weights.
+        """
+        import numpy as np
+
+        from meshstat.model import round_to_total
+
+        k = self.key_count
+        if k == 1:
+            return (1 << 64,)
+        if self.zipf == 0:
+            q, r = divmod(1 << 64, k)
+            out = np.full(k, q, dtype=np.uint64)
+            out[:r] += np.uint64(1)
+            return out
+        if k <= EXACT_ZIPF_KEYS:
+            return round_to_total(list(self.key_shares()), 1 << 64)
+        w = np.arange(1, k + 1, dtype=np.float64) ** -float(self.zipf)
+        scaled = w / w.sum() * 2.0**64
+        floors = np.floor(scaled)
+        if floors.max() >= 2.0**64:  # one key has all the mass
+            return tuple((1 << 64) if i == 0 else 0 for i in range(k))
+        out = floors.astype(np.uint64)
+        total = (int(np.sum(out >> np.uint64(32), dtype=np.uint64)) << 32) + int(
+            np.sum(out & np.uint64(0xFFFFFFFF), dtype=np.uint64)
+        )
+        deficit = (1 << 64) - total  # float rounding: a few units per key, either sign
+        if deficit > 0:
+            q, r = divmod(deficit, k)
+            out += np.uint64(q)
+            out[np.argsort(-(scaled - floors), kind="stable")[:r]] += np.uint64(1)
+        elif deficit < 0:  # from the most popular key, which holds at least 2**64 / K
+            out[0] -= np.uint64(-deficit)
+        return out
 
     def key_strings(self) -> tuple[str, ...]:
         """The header values, in key-index order."""
@@ -245,10 +324,22 @@ class Workload:
 
     # ------------------------------------------------------------------ connections
 
-    def requests_per_client(self, n: int) -> list[int]:
-        """Requests of every client."""
+    def active_clients(self, n: int) -> int:
+        """Clients that send at least one of ``n`` requests: ``min(clients, n)`` (the first ``n % C`` send one more)."""
+        return max(1, min(self.clients, n))
+
+    def requests_per_client(self, n: int) -> np.ndarray:
+        """Requests of every client that sends any (:meth:`active_clients` of them), int64.
+
+        Clients beyond ``n`` send nothing and take no memory: ``clients=10**8``
+        with ``n = 10**6`` costs what ``clients=10**6`` does.
+        """
+        import numpy as np
+
         q, r = divmod(n, self.clients)
-        return [q + (1 if c < r else 0) for c in range(self.clients)]
+        out = np.full(self.active_clients(n), q, dtype=np.int64)
+        out[:r] += 1
+        return out
 
     def layout(self, n: int, keys: np.ndarray | None = None, block_log2: int = 18) -> ConnectionLayout:
         """Connections of a run of ``n`` requests (geometric sizes use ``keys``)."""
@@ -275,37 +366,38 @@ class ConnectionLayout:
     conn_start: np.ndarray
     conn_size: np.ndarray
     n: int
-    clients: int
+    clients: int  # the clients that send requests (at most n)
 
     @staticmethod
     def build(w: Workload, n: int, keys: np.ndarray | None, block_log2: int) -> ConnectionLayout:
         import numpy as np
 
         per = w.requests_per_client(n)
+        n_cl = per.shape[0]  # the active clients: the others send nothing
         rpc = w.requests_per_connection
         cl, st, sz = [], [], []
         if rpc is None or rpc == 1:
             # one connection per request, in time order
-            counts = np.asarray(per, dtype=np.int64)
-            t_of = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if n else np.zeros(0, np.int64)
-            c_of = np.repeat(np.arange(w.clients, dtype=np.int64), counts)
+            counts = per
+            first = np.cumsum(counts) - counts
+            c_of = np.repeat(np.arange(n_cl, dtype=np.int64), counts)
+            t_of = np.arange(n, dtype=np.int64) - first[c_of]
             order = np.lexsort((c_of, t_of))
-            return ConnectionLayout(c_of[order], t_of[order], np.ones(n, dtype=np.int64), n, w.clients)
+            return ConnectionLayout(c_of[order], t_of[order], np.ones(n, dtype=np.int64), n, n_cl)
         if rpc == "all":
-            counts = np.asarray(per, dtype=np.int64)
+            counts = per
             keep = counts > 0
-            c_of = np.arange(w.clients, dtype=np.int64)[keep]
-            return ConnectionLayout(c_of, np.zeros(c_of.size, np.int64), counts[keep], n, w.clients)
+            c_of = np.arange(n_cl, dtype=np.int64)[keep]
+            return ConnectionLayout(c_of, np.zeros(c_of.size, np.int64), counts[keep], n, n_cl)
         if isinstance(rpc, int):
-            for c, m in enumerate(per):
-                full, rest = divmod(m, rpc)
-                starts = np.arange(full + (1 if rest else 0), dtype=np.int64) * rpc
-                sizes = np.full(starts.size, rpc, dtype=np.int64)
-                if rest:
-                    sizes[-1] = rest
-                cl.append(np.full(starts.size, c, dtype=np.int64))
-                st.append(starts)
-                sz.append(sizes)
+            full, rest = np.divmod(per, rpc)
+            nconn = full + (rest > 0)
+            c_of = np.repeat(np.arange(n_cl, dtype=np.int64), nconn)
+            j = np.arange(c_of.size, dtype=np.int64) - (np.cumsum(nconn) - nconn)[c_of]
+            last_partial = (j == nconn[c_of] - 1) & (rest[c_of] > 0)
+            cl.append(c_of)
+            st.append(j * rpc)
+            sz.append(np.where(last_partial, rest[c_of], rpc).astype(np.int64))
         else:
             from meshstat._kernels import balancers as kb
 
@@ -320,14 +412,18 @@ class ConnectionLayout:
                 raise InvalidArgument("internal: not enough stream keys for connection sizes")
             while True:
                 sizes = np.empty(m_est, dtype=np.int64)
-                kb.geometric_sizes(np.float64(mean), keys, np.int64(block_log2), np.int64(m_est), sizes)
+                kb.geometric_sizes(
+                    np.float64(mean), np.int64(max(n, 1)), keys, np.int64(block_log2), np.int64(m_est), sizes
+                )
                 ends = np.cumsum(sizes)
                 if ends[-1] >= n:
                     break
                 m_est = n
-            bounds = np.union1d(ends[ends < n], total[:-1])
-            bounds = np.concatenate([[0], bounds, [n]]).astype(np.int64)
-            bounds = np.unique(bounds)
+            # merge the two sorted cut lists in linear time (no sort), then drop repeated cuts
+            cuts = ends[ends < n]
+            inner = np.insert(cuts, np.searchsorted(cuts, total[:-1]), total[:-1])
+            bounds = np.concatenate([[0], inner, [n]]).astype(np.int64)
+            bounds = bounds[np.concatenate([[True], bounds[1:] != bounds[:-1]])]
             g_start = bounds[:-1]
             g_size = np.diff(bounds)
             starts_of_client = np.concatenate([[0], total[:-1]])
@@ -340,8 +436,10 @@ class ConnectionLayout:
         z_of = np.concatenate(sz) if sz else np.zeros(0, np.int64)
         keep = z_of > 0
         c_of, s_of, z_of = c_of[keep], s_of[keep], z_of[keep]
+        if n_cl == 1:  # one client: already in time order
+            return ConnectionLayout(c_of, s_of, z_of, n, n_cl)
         order = np.lexsort((c_of, s_of))
-        return ConnectionLayout(c_of[order], s_of[order], z_of[order], n, w.clients)
+        return ConnectionLayout(c_of[order], s_of[order], z_of[order], n, n_cl)
 
     @property
     def n_connections(self) -> int:

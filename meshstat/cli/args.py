@@ -188,6 +188,29 @@ def address_list_arg(text: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------- the route options
 
 
+def apply_threads(threads: int | None) -> None:
+    """``--threads N``: run numba's parallel kernels on ``N`` threads, refused above its pool.
+
+    numba starts its thread pool once, with ``NUMBA_NUM_THREADS`` threads (by
+    default the machine's cores); :func:`numba.set_num_threads` then chooses
+    how many of them a kernel uses, at most that many. Asking for more used to
+    set ``NUMBA_NUM_THREADS`` itself, which starts that many OpenMP threads and
+    aborts in libgomp when the system refuses them (``--threads 1000``): it is
+    refused up front instead.
+    """
+    if threads is None:
+        return
+    import numba
+
+    pool = int(numba.config.NUMBA_NUM_THREADS)
+    if not 1 <= threads <= pool:
+        raise InvalidArgument(
+            f"--threads must be between 1 and {pool} (numba's thread pool on this machine: its cores, or "
+            f"NUMBA_NUM_THREADS), got {threads:,}"
+        )
+    numba.set_num_threads(threads)
+
+
 def add_route_arguments(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """The quick-spec route options shared by ``simulate`` and ``cascade``."""
     g = p.add_argument_group("route (one of)")
@@ -258,6 +281,7 @@ def route_from_args(args: argparse.Namespace) -> Any:
         )
         return model.Route(root=st, name="cascade")
     n = args.kube_proxy_endpoints
+    model.check_kube_proxy_endpoints(n)
     st = model.Cascade.kube_proxy(
         n if names is None else backends(n),  # type: ignore[arg-type]
         legacy=bool(getattr(args, "legacy", False)),

@@ -21,7 +21,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from meshstat.cli.args import count_arg, endpoint_counts_arg, float_arg, int_list_arg, route_from_args
+from meshstat.cli.args import (
+    apply_threads,
+    count_arg,
+    endpoint_counts_arg,
+    float_arg,
+    int_list_arg,
+    route_from_args,
+)
 from meshstat.errors import InvalidArgument
 
 __all__ = [
@@ -178,10 +185,7 @@ def _run_line(ctx: Any, args: argparse.Namespace, text: str, notes: tuple[str, .
 
 def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
     """Handler for ``simulate`` with balancer options (see :func:`wants_lb`)."""
-    import os
-
-    if getattr(args, "threads", None) is not None:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    apply_threads(getattr(args, "threads", None))
     n = int(getattr(args, "n", 10_000_000))
     seed = getattr(args, "seed", None)
     human = getattr(args, "format", "table") in ("table", "markdown")

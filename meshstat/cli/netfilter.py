@@ -115,6 +115,7 @@ def _note(ctx: Any, args: argparse.Namespace, text: str) -> None:
 
 def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat import netfilter
+    from meshstat.model import share_text
     from meshstat.report import netfilter as rep
 
     rs = _load(args)
@@ -138,7 +139,9 @@ def _cmd_trace(args: argparse.Namespace, ctx: Any) -> int:
         ctx.write_text(rep.render_trace(result, verbose=args.verbose, term=ctx.terminal(ctx.stdout, args)), args)
     else:
         ctx.emit(rep.trace_frame(result), args)
-    lines = [f"walked: {', '.join(result.tables)} (from hook {result.hook}); total probability {total}"]
+    lines = [
+        f"walked: {', '.join(result.tables)} (from hook {result.hook}); total probability {share_text(total)}"
+    ]
     lines += [f"not walked: {x}" for x in result.not_walked]
     if added:
         jumps: dict[str, list[str]] = {}

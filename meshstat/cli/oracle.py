@@ -155,19 +155,19 @@ def _validate_iptables(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.kubeproxy import load_service_route
 
     route = load_service_route(args.iptables, args.service)
-    by_addr: dict[str | None, Fraction] = {}
-    for b, s in zip(route.backends(), route.exact_shares(), strict=True):
-        by_addr[b.address] = by_addr.get(b.address, Fraction(0)) + s
+    by_addr: dict[str | None, list[Fraction]] = {}
+    for b, s in zip(route.backends(), route.expected_shares()[0], strict=True):
+        by_addr.setdefault(b.address, []).append(s)
     if all(a in by_addr for a in addrs):
-        route_shares = [by_addr[a] for a in addrs]
+        route_shares = [model.exact_sum(by_addr[a]) for a in addrs]
         # what no rule rewrote (a RETURN, no unconditional last rule) reaches the service address itself
-        rest = sum((s for b, s in by_addr.items() if b not in addrs), Fraction(0))
+        rest = model.exact_sum(s for b, v in by_addr.items() if b not in addrs for s in v)
         if svc.fall_through or rest:
             fall = True
             route_shares.append(rest)
     if route_shares is None:
         stage = model.Cascade.from_probabilities(probs, fall_through=svc.fall_through)
-        route_shares = list(stage.shares())
+        route_shares = list(stage.expected_shares()[0])
     listen = {a: a for a in addrs}
     fall_name = model.FALL_THROUGH
     if fall:

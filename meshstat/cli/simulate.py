@@ -10,16 +10,23 @@ reports are imported inside the handlers only.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from typing import Any
 
-from meshstat.cli.args import add_route_arguments, count_arg, list_arg, route_from_args, seed_arg, weights_arg
+from meshstat.cli.args import (
+    add_route_arguments,
+    apply_threads,
+    count_arg,
+    list_arg,
+    route_from_args,
+    seed_arg,
+    weights_arg,
+)
 from meshstat.cli.balancers import add_simulate_arguments, run_simulate_lb, wants_lb
 from meshstat.cli.context import Context
 from meshstat.cli.mesh import add_request_arguments, run_compare_files
-from meshstat.cli.topology import add_topology_arguments
 from meshstat.cli.status import ExitStatus
+from meshstat.cli.topology import add_topology_arguments
 from meshstat.errors import InvalidArgument
 
 __all__ = ["register"]
@@ -100,8 +107,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def _run_simulation(route: Any, args: argparse.Namespace, ctx: Context) -> Any:
     from meshstat.engine import simulate
 
-    if args.threads is not None:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    apply_threads(args.threads)
     return simulate(
         route,
         args.n,
@@ -212,8 +218,7 @@ def _cmd_compare(args: argparse.Namespace, ctx: Context) -> int:
         routes.append(model.Route(root=model.Weighted.from_weights(args.weights, children), name="envoy"))
     if not routes:
         raise InvalidArgument("give at least one of --kube-proxy-endpoints, --cascade, --weights")
-    if args.threads is not None:
-        os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    apply_threads(args.threads)
     results = compare(
         routes,
         args.n,

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from meshstat.balancers.affinity import HashAffinity, KubeProxyAffinity, client_addresses
-from meshstat.balancers.hashing import hash_strings
+from meshstat.balancers.affinity import (
+    HashAffinity,
+    KubeProxyAffinity,
+    check_client_addresses,
+    client_address_hashes,
+)
 from meshstat.engine import seeding
 from meshstat.engine.routes import simulate
 from meshstat.errors import InvalidArgument
@@ -110,6 +114,8 @@ def simulate_affinity(
         raise InvalidArgument(f"clients must be a positive integer, got {clients!r}")
     if order not in ("random", "cyclic"):
         raise InvalidArgument(f"order must be random or cyclic, got {order!r}")
+    if isinstance(aff, HashAffinity):
+        check_client_addresses(clients)
     root = seeding.root_seed_sequence(rng)
     entropy = int(root.entropy)  # type: ignore[arg-type]
     ch_client, ch_choice = root.spawn(2)
@@ -125,8 +131,10 @@ def simulate_affinity(
     notes: list[str] = []
     ev = np.zeros(k, dtype=np.int64)
     if isinstance(aff, HashAffinity):
-        hosts = aff.lb.lookup(hash_strings(client_addresses(clients)))
-        dest = hosts[conn_client].astype(np.int32)
+        # only the clients that open a connection are hashed: work linear in the connections
+        seen, which = np.unique(conn_client, return_inverse=True)
+        hosts = aff.lb.lookup(client_address_hashes(seen))
+        dest = hosts[which].astype(np.int32)
         expected = aff.lb.expected_shares()
         notes.append("hash = xxHash64(client source IP): a client stays on one host while the host set is unchanged")
     else:

@@ -25,7 +25,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from meshstat import stats
-from meshstat.balancers.hashing import Maglev, RingHash, hash_strings, key_hashes
+from meshstat.balancers.hashing import Maglev, RingHash, hash_strings, key_hashes, keyed_host_shares
 from meshstat.balancers.least_request import LeastRequest
 from meshstat.balancers.roundrobin import MAX_CYCLE, Ipvs, NumgenInc, Random, RoundRobin, create_with_picks
 from meshstat.balancers.stage import BALANCERS
@@ -450,21 +450,19 @@ def _run_hash(ctx: _Run) -> BalancerResult:
     dest = np.empty(ctx.n, dtype=np.int32)
     if ctx.wl.has_keys:
         hashes = key_hashes(ctx.wl)
-        shares = ctx.wl.key_shares()
         host_of_key = lb.lookup(hashes)
-        table, bits = alias_table(key_masses(shares))
+        del hashes
+        table, bits = alias_table(ctx.wl.key_masses64())
         t0 = time.perf_counter()
         kidx = np.empty(ctx.n, dtype=np.int64)
         kb.alias_pick(table, np.int64(bits), keys, np.int64(ctx.block_log2), np.int64(ctx.n), kidx)
         kb.gather(host_of_key, kidx, dest)
         counts = _bincount(dest, k)
         elapsed = time.perf_counter() - t0
-        exp = [Fraction(0)] * k
-        for s, h in zip(shares, host_of_key.tolist(), strict=True):
-            exp[h] += s
-        expected = tuple(exp)
+        expected = keyed_host_shares(host_of_key, ctx.wl, k)
         kind = "keys"
-        ctx.notes.append(f"{len(shares):,} keys ({'uniform' if ctx.wl.zipf == 0 else f'Zipf s={ctx.wl.zipf:g}'}), "
+        popularity = "uniform" if ctx.wl.zipf == 0 else f"Zipf s={ctx.wl.zipf:g}"
+        ctx.notes.append(f"{ctx.wl.key_count:,} keys ({popularity}), "
                          "hash = xxHash64(header value)")
     else:
         t0 = time.perf_counter()

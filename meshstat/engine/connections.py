@@ -95,6 +95,10 @@ class ConnectionResult:
         return np.quantile(shares, a, axis=0), np.quantile(shares, 1.0 - a, axis=0)
 
 
+#: Memory the connection layouts of :func:`simulate_connections` may take (sizes of every run).
+MAX_CONNECTION_BYTES = 2 * 2**30
+
+
 def connection_groups(route: Any) -> tuple[list[tuple[Fraction, Any, int]], tuple[str, ...], list[str]]:
     """Split ``route`` into connection-level outcomes.
 
@@ -193,6 +197,22 @@ def simulate_connections(
     ch_sizes, ch_conn, ch_req = root.spawn(3)
     size_seqs = ch_sizes.spawn(replicates)
     geometric = isinstance(wl.requests_per_connection, str) and wl.requests_per_connection.startswith("geometric")
+    rpc = wl.requests_per_connection
+    active = wl.active_clients(n_requests)
+    if rpc is None:
+        expect_m = n_requests
+    elif rpc == "all":
+        expect_m = active
+    elif isinstance(rpc, int):
+        expect_m = min(n_requests, -(-n_requests // rpc) + active)
+    else:
+        expect_m = min(n_requests, int(n_requests / float(str(rpc).split(":", 1)[1]) * 1.2) + 64 + active)
+    if expect_m * (replicates if geometric else 1) * 24 + expect_m * replicates * 8 > MAX_CONNECTION_BYTES:
+        raise InvalidArgument(
+            f"about {expect_m:,} connections per run x {replicates:,} runs: the runs' connections would take "
+            f"more than {MAX_CONNECTION_BYTES / 2**30:.0f} GiB (8 to 32 bytes each); use fewer requests, "
+            "replicates or clients, or more requests per connection"
+        )
     layouts = []
     for r in range(replicates if geometric else 1):
         keys = seeding.block_keys(size_seqs[r], -(-n_requests // (1 << block_log2))) if geometric else None

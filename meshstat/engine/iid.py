@@ -11,6 +11,7 @@ module for their i.i.d. stages.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -24,7 +25,7 @@ from meshstat.engine import seeding
 from meshstat.engine.chunks import Chunks, KeySpawner, Progress, stream_destinations
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument
-from meshstat.model import MAX_EXACT_RULES, Backend, Cascade, Route, Stage
+from meshstat.model import MAX_EXACT_RULES, Backend, Route, Stage
 from meshstat.outputs import OutputFile, check_output_path, remove_file
 
 __all__ = [
@@ -128,7 +129,12 @@ def simulate_iid(
                 "(mode exact, O(k)) instead of routing every request"
             )
     root = seeding.root_seed_sequence(rng)
-    exact = rt.exact_shares() if _exact_feasible(rt) else _approx_shares(rt)
+    exact, shares_exact = rt.expected_shares()
+    if not shares_exact:
+        notes.append(
+            f"a cascade has more than {MAX_EXACT_RULES:,} statistic rules: its shares are reported on the "
+            "2**-64 grid the kernels sample (marked ~), not as exact fractions"
+        )
     if w is not None:
         nw = -(-n // w)
         if nw * len(exact) > MAX_WINDOW_CELLS:
@@ -136,23 +142,22 @@ def simulate_iid(
                 f"{nw:,} windows x {len(exact)} backends is too many to keep; use a larger window"
             )
     if mode == "exact":
-        return _simulate_exact(rt, n, root, w, exact, notes, progress)
+        return _marked(_simulate_exact(rt, n, root, w, exact, notes, progress), shares_exact)
     plan = compile_route(rt, mode=mode)
     if not plan.masses_exact and mode == "per_request":
         notes.append(
             "this cascade's shares have more than 64 binary digits: per-request sampling uses them "
             "rounded to multiples of 2**-64 (error < 2**-64 per backend); mode faithful is bit-exact"
         )
-    return _simulate_kernels(rt, plan, n, root, mode, w, destinations, block_log2, exact, notes, progress)
+    return _marked(
+        _simulate_kernels(rt, plan, n, root, mode, w, destinations, block_log2, exact, notes, progress),
+        shares_exact,
+    )
 
 
-def _exact_feasible(rt: Route) -> bool:
-    return all(not isinstance(s, Cascade) or len(s.thresholds) <= MAX_EXACT_RULES for s in rt.stages())
-
-
-def _approx_shares(rt: Route) -> tuple[Fraction, ...]:
-    masses, _ = rt.masses64()
-    return tuple(Fraction(m, 1 << 64) for m in masses)
+def _marked(result: SimulationResult, shares_exact: bool) -> SimulationResult:
+    """``result`` with ``shares_exact`` set (False: its shares are on the ``2**-64`` grid)."""
+    return result if shares_exact else dataclasses.replace(result, shares_exact=False)
 
 
 def _simulate_exact(

@@ -19,7 +19,7 @@ from meshstat.mesh.ambient import ambient_decision
 from meshstat.mesh.paths import NO_ROUTED_SERVICE, Mesh
 from meshstat.mesh.registry import version_of
 from meshstat.mesh.requests import Request, paths_per_route
-from meshstat.model import Route
+from meshstat.model import Route, exact_sum
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.k8s import Diagnostic, load_manifests
 
@@ -73,10 +73,10 @@ class MeshComparison:
         for p in self.paths:
             if service is not None and p.service != service:
                 continue
-            acc: dict[str, Fraction] = {}
-            for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
-                key = version_of(b.labels) if by == "version" else b.name
-                acc[key] = acc.get(key, Fraction(0)) + s
+            parts: dict[str, list[Fraction]] = {}
+            for b, s in zip(p.route.backends(), p.route.expected_shares()[0], strict=True):
+                parts.setdefault(version_of(b.labels) if by == "version" else b.name, []).append(s)
+            acc = {key: exact_sum(v) for key, v in parts.items()}
             out[p.path if p.path not in out else f"{p.path} ({p.service})"] = acc  # several routes: keep each
         return out
 

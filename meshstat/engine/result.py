@@ -30,7 +30,7 @@ class SimulationResult:
     counts : int64[k]
         Requests per backend, in ``route.backends()`` order.
     exact : tuple of Fraction
-        Exact share of every backend.
+        Exact share of every backend (see ``shares_exact``).
     seed_entropy : int
         Pass it back as ``rng`` to replay this run.
     block_size : int
@@ -53,6 +53,11 @@ class SimulationResult:
         long cascade was rounded to multiples of ``2**-64``).
     notes : tuple of str
         Remarks for the user (mode choices, rounding).
+    shares_exact : bool
+        Whether ``exact`` holds the exact shares. False where a cascade is longer
+        than :data:`meshstat.model.MAX_EXACT_RULES` rules: ``exact`` then holds
+        its shares on the kernels' ``2**-64`` grid
+        (:meth:`meshstat.model.Route.expected_shares`), and reports mark them ``~``.
     """
 
     route: Route
@@ -70,6 +75,7 @@ class SimulationResult:
     window_sizes: np.ndarray | None = None
     masses_exact: bool = True
     notes: tuple[str, ...] = ()
+    shares_exact: bool = True
 
     @property
     def backends(self) -> tuple[str, ...]:

@@ -53,11 +53,11 @@ from meshstat.balancers.stage import Balanced
 from meshstat.balancers.workload import Workload
 from meshstat.compiler import alias_table, dest_dtype
 from meshstat.engine import seeding
-from meshstat.engine.balancers import key_masses, simulate_balancer
+from meshstat.engine.balancers import simulate_balancer
 from meshstat.engine.iid import MAX_DESTINATIONS, MAX_WINDOW_CELLS, as_route, simulate_iid, simulate_iv
 from meshstat.engine.result import SimulationResult
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.model import Backend, Node, Route, Stage
+from meshstat.model import Backend, Node, Route, Stage, share_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -164,7 +164,7 @@ def _key_indices(split: _Split, child: np.random.SeedSequence, n: int, block_log
     keyed = [nd for nd in split.nodes if nd.keyed]
     if not keyed:
         return None
-    sig = {(nd.workload.key_strings(), nd.workload.key_shares()) for nd in keyed}  # type: ignore[union-attr]
+    sig = {nd.workload.key_set for nd in keyed}  # type: ignore[union-attr]
     if len(sig) > 1:
         raise ModelError(
             "keyed ring-hash/maglev subsets must share one key set and popularity: a request carries the "
@@ -172,7 +172,7 @@ def _key_indices(split: _Split, child: np.random.SeedSequence, n: int, block_log
         )
     wl = keyed[0].workload
     assert wl is not None
-    table, bits = alias_table(key_masses(wl.key_shares()))
+    table, bits = alias_table(wl.key_masses64())
     keys = seeding.block_keys(child, max(1, -(-n // (1 << block_log2))))
     kidx = np.empty(n, dtype=np.int64)
     kb.alias_pick(table, np.int64(bits), keys, np.int64(block_log2), np.int64(n), kidx)
@@ -311,7 +311,7 @@ def simulate_stateful_route(
                 p = iid.exact[ph]
                 wl = dataclasses.replace(wl, arrival_rate=lam * float(p))
                 notes.append(
-                    f"{label} (least request): Poisson arrivals at {lam:,.6g}/s x share {p} = "
+                    f"{label} (least request): Poisson arrivals at {lam:,.6g}/s x share {share_text(p)} = "
                     f"{lam * float(p):,.6g}/s (an i.i.d. split of a Poisson process is Poisson: thinning)"
                 )
             t1 = time.perf_counter()
@@ -366,4 +366,5 @@ def simulate_stateful_route(
         window_sizes=window_sizes,
         masses_exact=bool(iid.masses_exact) and not simulated,
         notes=tuple(dict.fromkeys(notes)),
+        shares_exact=iid.shares_exact,
     )

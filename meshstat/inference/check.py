@@ -18,7 +18,7 @@ from fractions import Fraction
 from meshstat.errors import InvalidArgument
 from meshstat.inference._text import _as_prob, _fmt_pct, _fmt_split, _split
 from meshstat.model import decimal_fraction
-from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p, headline_test, z_scores
+from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, check_count_total, format_p, headline_test, z_scores
 
 __all__ = ["Alternative", "CheckResult", "check_split"]
 
@@ -220,6 +220,7 @@ def check_split(
     n = sum(obs)
     if n == 0:
         raise InvalidArgument("observed counts sum to 0: nothing to check")
+    check_count_total(n)
     fshares = tuple(float(s) for s in shares)
     notes: list[str] = []
     head = headline_test(obs, shares, exact_limit, notes, unit="backends")

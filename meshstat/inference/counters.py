@@ -5,6 +5,19 @@ listing (read by :mod:`meshstat.parsers.netfilter.iptables_list`, which
 :func:`meshstat.netfilter.load` recognises) or of ``iptables-save -c`` for a
 service's cascade: connections per endpoint against the exact split, with
 p-values from :mod:`meshstat.inference` and :mod:`meshstat.stats`.
+
+Rounded counters
+----------------
+A listing without ``-x`` prints counts above 99,999 rounded (``10M``): each
+stands for an interval of counts
+(:func:`meshstat.parsers.netfilter.iptables_list.printed_count_range`, from
+iptables' ``xtables_print_num``). At such counts the rounding is far larger
+than the sampling noise, so the printed values are not tested as if exact:
+the verdict rests on the chi-square p-value over every count vector the
+listing allows (:func:`meshstat.stats.chisquare_range`). It is
+*inconsistent* only when even the most favourable counts are, *consistent*
+only when even the least favourable are, and *undecidable at this rounding*
+otherwise (then the only answer is a listing with ``-x``).
 """
 
 from __future__ import annotations
@@ -18,6 +31,7 @@ from meshstat.kubeproxy.iptables import first_match
 from meshstat.kubeproxy.lookup import find_service
 from meshstat.kubeproxy.service import family_of
 from meshstat.parsers.netfilter import SAVE_COUNTERS_KEY, Counters, ListingInfo, Rule, Ruleset, listing_info
+from meshstat.stats.rounded import MAX_VERTEX_COORDS
 
 __all__ = ["CounterCheck", "CounterRow", "check_counters"]
 
@@ -54,6 +68,8 @@ class CounterRow:
         ``rule_probability``: the rule's own draw, tested on the connections it saw.
     exact : bool
         False when the listing rounded the counter (``12K``: no ``-x``).
+    observed_low, observed_high : int
+        The counts the printed counter stands for (both ``observed`` when exact).
     """
 
     endpoint: str
@@ -67,6 +83,8 @@ class CounterRow:
     rule_probability: Fraction | None
     step_pvalue: float | None
     exact: bool = True
+    observed_low: int | None = None
+    observed_high: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +115,14 @@ class CounterCheck:
         Some counter was rounded (``K``/``M``/``G``: a listing without ``-x``).
     alpha : float
     notes, warnings : tuple of str
+    pvalue_range : (float, float) or None
+        With rounded counters: the chi-square p-value of the least and of the
+        most favourable counts the listing allows (``pvalue`` is then the
+        latter, ``method`` ``"chi-square over the rounding"``); None when every
+        counter is exact.
+    shares_exact : bool
+        False where the cascade is longer than :data:`meshstat.model.MAX_EXACT_RULES`
+        rules and the shares are on the ``2**-64`` grid.
     """
 
     service: str
@@ -118,22 +144,57 @@ class CounterCheck:
     alpha: float = 0.05
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    pvalue_range: tuple[float, float] | None = None
+    shares_exact: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """``"consistent"``, ``"inconsistent"``, ``"impossible"`` or, with rounded
+        counters only, ``"undecidable"`` (see the module docstring)."""
+        if self.method == "impossible":
+            return "impossible"
+        if self.pvalue_range is not None:
+            low, high = self.pvalue_range
+            if low >= self.alpha:
+                return "consistent"
+            return "inconsistent" if high < self.alpha else "undecidable"
+        return "consistent" if self.pvalue >= self.alpha else "inconsistent"
 
     @property
     def consistent(self) -> bool:
-        """Whether the counts are consistent with the random split at level ``alpha``."""
-        return self.pvalue >= self.alpha
+        """Whether the counts are consistent with the random split at level ``alpha``
+        (with rounded counters: every count the listing allows is)."""
+        return self.verdict == "consistent"
 
     def summary(self) -> str:
         """One line: the counts, the p-value and the verdict."""
-        counts = ", ".join(f"{r.endpoint} {r.observed:,}/{float(r.share):.4g}" for r in self.rows)
-        verdict = "consistent with" if self.consistent else "NOT consistent with"
-        p = f"{self.pvalue:.3g}" if self.pvalue >= 1e-4 else f"{self.pvalue:.2e}"
-        approx = " (approximate: rounded counters)" if self.approximate else ""
+        counts = ", ".join(f"{r.endpoint} {_shown(r)}/{float(r.share):.4g}" for r in self.rows)
+        head = f"{self.service}: {self.n:,} {self.unit} counted in {self.chain} (observed/share: {counts}); "
+        split = f"the random split at alpha {self.alpha:g}"
+        if self.pvalue_range is None or self.method == "impossible":
+            verdict = "consistent with" if self.consistent else "NOT consistent with"
+            return f"{head}p = {_fmt(self.pvalue)} ({self.method}): {verdict} {split}"
+        low, high = self.pvalue_range
+        p = f"p from {_fmt(low)} to {_fmt(high)} (chi-square) over the counts the rounded listing allows"
+        v = self.verdict
+        if v == "consistent":
+            return f"{head}{p}: consistent with {split} for every count the listing allows"
+        if v == "inconsistent":
+            return f"{head}{p}: NOT consistent with {split}, even for the most favourable counts"
         return (
-            f"{self.service}: {self.n:,} {self.unit} counted in {self.chain} (observed/share: {counts}); "
-            f"p = {p} ({self.method}){approx}: {verdict} the random split at alpha {self.alpha:g}"
+            f"{head}{p}: undecidable at this rounding (some counts the listing allows are consistent with "
+            f"{split}, others not): list with iptables -t nat -vnxL"
         )
+
+
+def _fmt(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def _shown(r: CounterRow) -> str:
+    if r.exact or r.observed_low is None or r.observed_high is None:
+        return f"{r.observed:,}"
+    return f"{r.observed_low:,}..{r.observed_high:,}"
 
 
 def check_counters(
@@ -226,6 +287,10 @@ def check_counters(
             raise InvalidArgument(f"{rule.source}:{rule.line}: this rule has no counters in the listing")
         return c.packets, c.exact
 
+    def count_range(rule: Rule) -> tuple[int, int]:
+        c = linfo.counters[rule]
+        return c.packets_range() if isinstance(c, Counters) else (c.packets, c.packets)
+
     exact_all = True
     affinity = 0
     for r in ch.rules:
@@ -245,8 +310,10 @@ def check_counters(
     if refs and all(r in linfo.counters for r in refs) and (declared is None or declared == len(refs)):
         entered = sum(linfo.counters[r].packets for r in refs)
         exact_all &= all(linfo.counters[r].exact for r in refs)
-    shares = list(stage.shares())
+    shares_t, shares_exact = stage.expected_shares()
+    shares = list(shares_t)
     obs: list[int] = []
+    ranges: list[tuple[int, int]] = []
     rows_in: list[tuple[str, str | None, int | None, int, int | None, bool]] = []
     for e in eps:
         r = by_line.get(e.line) if e.line is not None else None
@@ -257,6 +324,7 @@ def check_counters(
         c, ex = count(r)
         exact_all &= ex
         obs.append(c)
+        ranges.append(count_range(r))
         rows_in.append((e.address, e.chain, e.line, c, e.threshold, ex))
     notes: list[str] = []
     if stage.fall_through:
@@ -283,6 +351,7 @@ def check_counters(
                 "(K, M, G): the fall-through connections cannot be counted; print it with -x"
             )
         obs.append(rest)
+        ranges.append((rest, rest))
         rows_in.append((model.FALL_THROUGH, None, None, rest, None, exact_all))
     n = sum(obs)
     if n == 0:
@@ -290,9 +359,15 @@ def check_counters(
             f"{ruleset.source}: the counters of {chain_name} are all 0: no connection to {info.name} "
             "was counted yet"
         )
+    try:
+        stats.check_count_total(sum(hi for _, hi in ranges), f"the counters of {chain_name}")
+    except InvalidArgument as err:
+        bad = InvalidArgument(f"{ruleset.source}: {err}")
+        bad.source = ruleset.source  # about the file: bad input (exit 3)
+        raise bad from None
     rows: list[CounterRow] = []
     reached = n
-    for (addr, sep, line, c, k, ex), share in zip(rows_in, shares, strict=True):
+    for (addr, sep, line, c, k, ex), share, (c_lo, c_hi) in zip(rows_in, shares, ranges, strict=True):
         q = Fraction(k, 1 << 31) if k is not None else None
         step = stats.binomial_pvalue(c, reached, float(q)) if q is not None and reached > 0 else None
         rows.append(
@@ -308,11 +383,24 @@ def check_counters(
                 q,
                 step,
                 ex,
+                c_lo,
+                c_hi,
             )
         )
         reached -= c
     limit = stats.EXACT_MULTINOMIAL_LIMIT if exact_limit is None else int(exact_limit)
     head = stats.headline_test(obs, shares, limit, notes, unit="endpoints")
+    pvalue_range = None
+    if not exact_all:
+        span = stats.chisquare_range([lo for lo, _ in ranges], [hi for _, hi in ranges], shares)
+        pvalue_range = (span.pvalue_low, span.pvalue_high)
+        if head.method != "impossible":
+            head = head._replace(pvalue=span.pvalue_high, method="chi-square over the rounding")
+        if not span.high_exact:
+            notes.append(
+                f"over {MAX_VERTEX_COORDS} rounded counters: the smallest p-value is a lower "
+                "bound (the least favourable counts are bounded, not enumerated)"
+            )
     unit = "connections" if table.name == "nat" else "packets"
     notes.append(
         "nat rules run for the first packet of each connection only (conntrack), so each jump rule's packet "
@@ -334,9 +422,10 @@ def check_counters(
         )
     if not exact_all:
         notes.append(
-            "some counters were rounded by the listing (K/M/G: iptables -L without -x); counts and p-values "
-            "are "
-            "approximate: list with iptables -t nat -vnxL"
+            "some counters were rounded by the listing (K/M/G: iptables -L without -x): each stands for an "
+            "interval of counts (observed_low..observed_high), and the verdict holds over all of them; the "
+            "per-endpoint p-values are at the printed values. List with iptables -t nat -vnxL for exact "
+            "counts"
         )
     return CounterCheck(
         service=info.name,
@@ -352,4 +441,6 @@ def check_counters(
         alpha=alpha,
         notes=tuple(notes),
         warnings=tuple(str(w) for w in ruleset.warnings),
+        pvalue_range=pvalue_range,
+        shares_exact=shares_exact,
     )

@@ -41,8 +41,17 @@ from meshstat.stats.distributions import (
 
 __all__ = ["PlanResult", "PlanRow", "plan_detect", "plan_min_hits", "plan_tolerance", "prob_all_at_least"]
 
-#: Exact scans over every n are done up to this n; beyond, from a quarter of the approximation (noted).
-_FULL_SCAN_LIMIT = 2_000_000
+#: Exact scans over every n from 1 are done while the scan ends below this n; beyond, a window
+#: around the approximation (noted).
+_FULL_SCAN_LIMIT = 200_000
+#: Most exact evaluations (values of n) one scan makes: a question needing more is refused up
+#: front with the approximation in the message (about 2 s of scipy's incomplete beta).
+MAX_SCAN_EVALUATIONS = 1 << 19
+#: Values of n evaluated per vectorised call (bounds the memory of a scan).
+_SCAN_CHUNK = 1 << 16
+#: Multiply-adds the joint (multinomial) tolerance search may spend in its convolutions (numpy's
+#: vectorised convolution does about 1.5e10 a second: a few seconds).
+MAX_JOINT_WORK = 6 * 10**10
 
 
 def prob_all_at_least(weights: Sequence[int | str], n: int | Sequence[int], m: int = 1) -> Any:
@@ -167,33 +176,135 @@ def _first_and_sustained(ok: Any, ns: Any) -> tuple[int | None, int | None]:
     return first, int(ns[last_bad + 1])
 
 
-def _scan(fn: Any, target: float, start_hi: int, approx: int | None) -> tuple[int, int, int, Any, Any, list[str]]:
-    """Evaluate ``fn(ns)`` (vectorised) on 1..U, growing U until the first and sustained n are well inside.
+def _scan(
+    fn: Any, target: float, start_hi: int, approx: int | None, what: str = "the target"
+) -> tuple[int, int, int, Any, Any, list[str]]:
+    """Evaluate ``fn(ns)`` (vectorised) until the first and the sustained n are well inside the scan.
 
-    Returns (first, sustained, U, ns, values, notes). Beyond ``_FULL_SCAN_LIMIT``
-    the scan starts at a quarter of the approximation (noted).
+    Small questions (a scan ending below :data:`_FULL_SCAN_LIMIT`) scan every
+    n from 1, growing the end. Larger ones scan a window around the
+    approximation ``approx``: the lattice effects that make these
+    probabilities oscillate in n move the crossing by about ``sqrt(n)``, so
+    the window is ``approx ± (4 sqrt(approx) + 64)``, doubled until the
+    first n lies past its first eighth and the sustained n before its last
+    eighth (noted). Never more than :data:`MAX_SCAN_EVALUATIONS` values of n:
+    a question needing more is refused up front, with the approximation.
+
+    Returns (first, sustained, U, ns, values, notes).
     """
     import numpy as np
 
     notes: list[str] = []
     hi = max(int(start_hi), 64)
-    for _ in range(40):
-        lo = 1
-        if hi > _FULL_SCAN_LIMIT and approx is not None:
-            lo = max(1, approx // 4)
+    if approx is None or hi <= _FULL_SCAN_LIMIT:
+        for _ in range(40):
+            if hi > max(_FULL_SCAN_LIMIT, 2 * MAX_SCAN_EVALUATIONS) and approx is not None:
+                break
+            ns = np.arange(1, hi + 1, dtype=np.int64)
+            vals = _chunked(fn, ns)
+            first, sustained = _first_and_sustained(vals >= target, ns)
+            if first is not None and sustained is not None and sustained * 3 <= hi * 2:
+                return first, sustained, hi, ns, vals, notes
+            hi *= 2
+        if approx is None:
+            raise InvalidArgument("no n up to 2**40 meets the target; the question has no practical answer")
+    w = 4 * math.isqrt(approx) + 64
+    while True:
+        lo, hi = max(1, approx - w), approx + w
+        if hi - lo + 1 > MAX_SCAN_EVALUATIONS:
+            raise InvalidArgument(
+                f"the exact answer lies near n = {approx:,} (normal approximation) and finding it needs the exact "
+                f"probability at about {hi - lo + 1:,} values of n (lattice effects move it by about "
+                f"sqrt(n)), more than the {MAX_SCAN_EVALUATIONS:,} meshstat evaluates; ask for less precision "
+                f"(a larger {what}) for an exact answer"
+            )
         ns = np.arange(lo, hi + 1, dtype=np.int64)
-        vals = fn(ns)
-        ok = vals >= target
-        first, sustained = _first_and_sustained(ok, ns)
-        if first is not None and sustained is not None and sustained * 3 <= hi * 2:
+        vals = _chunked(fn, ns)
+        first, sustained = _first_and_sustained(vals >= target, ns)
+        margin = (hi - lo) // 8
+        if (
+            first is not None
+            and sustained is not None
+            and (lo == 1 or first - lo >= margin)
+            and hi - sustained >= margin
+        ):
             if lo > 1:
                 notes.append(
-                    f"exact values were computed for n from {lo:,} (a quarter of the approximation) to {hi:,}; "
-                    "smaller n were not scanned"
+                    f"exact values were computed for n from {lo:,} to {hi:,} (the normal approximation "
+                    f"{approx:,} ± {w:,}: lattice effects move the crossing by about sqrt(n)); the first n lies "
+                    "well inside, smaller n were not scanned"
                 )
             return first, sustained, hi, ns, vals, notes
-        hi *= 2
-    raise InvalidArgument("no n up to 2**40 meets the target; the question has no practical answer")
+        w *= 2
+
+
+def _joint_first(joint: Any, target: float, lower: int, shares: Sequence[float]) -> tuple[int, float, str]:
+    """The first n from ``lower`` with ``joint(n) >= target``: a crossing by galloping and bisection,
+    then every n of a window before it (lattice effects move the first crossing by about ``sqrt(n)``).
+
+    Each evaluation convolves the box-restricted pmfs of about ``28 sqrt(n p (1 - p)) + 66`` values;
+    the multiply-adds of the whole search are bounded by :data:`MAX_JOINT_WORK` (refused beyond).
+    """
+    spent = 0.0
+
+    def ev(nv: int) -> float:
+        nonlocal spent
+        lens = sorted((28.0 * math.sqrt(nv * p * (1 - p)) + 66.0 for p in shares), reverse=True)
+        spent += lens[0] * sum(lens[1:-1]) if len(lens) > 2 else lens[0]
+        if spent > MAX_JOINT_WORK:
+            raise InvalidArgument(
+                f"the joint tolerance plan needs more exact multinomial evaluations near n = {nv:,} than "
+                f"meshstat makes ({MAX_JOINT_WORK:.0e} multiply-adds); use a wider tolerance (each backend "
+                f"alone needs n >= {lower:,})"
+            )
+        return float(joint(nv))
+
+    cache: dict[int, float] = {}
+
+    def val(nv: int) -> float:
+        if nv not in cache:
+            cache[nv] = ev(nv)
+        return cache[nv]
+
+    if val(lower) >= target:
+        return lower, val(lower), f"no n below {lower:,} can work (some backend alone misses the target there)"
+    bad, step = lower, 1
+    good = lower + step
+    while val(good) < target:
+        bad, step = good, step * 2
+        good = lower + step
+        if step > 2**50:
+            raise InvalidArgument("no practical n meets the joint tolerance target")
+    while good - bad > 1:
+        mid = (bad + good) // 2
+        if val(mid) >= target:
+            good = mid
+        else:
+            bad = mid
+    w = 4 * math.isqrt(good) + 64
+    while True:
+        start = max(lower, good - w)
+        for nv in range(start, good + 1):
+            if val(nv) >= target:
+                break
+        first = nv
+        if start == lower or first - start >= w // 8:
+            note = (
+                f"no n below {lower:,} can work (some backend alone misses the target there); every n from "
+                f"{start:,} to the crossing {good:,} found by bisection was computed (lattice effects move the "
+                "first crossing by about sqrt(n))"
+            )
+            return first, val(first), note
+        w *= 2
+
+
+def _chunked(fn: Any, ns: Any) -> Any:
+    """``fn(ns)`` computed :data:`_SCAN_CHUNK` values at a time (bounded memory)."""
+    import numpy as np
+
+    if ns.size <= _SCAN_CHUNK:
+        return np.asarray(fn(ns))
+    return np.concatenate([np.asarray(fn(ns[i : i + _SCAN_CHUNK])) for i in range(0, ns.size, _SCAN_CHUNK)])
 
 
 def _normal_n(p: float, tol: float, confidence: float) -> int:
@@ -248,7 +359,9 @@ def plan_tolerance(
     if len(pos) == 2:
         i = pos[0]
         fn = marginal(i)
-        first, sustained, hi, ns, vals, scan_notes = _scan(fn, confidence, 2 * n_approx + 100, n_approx)
+        first, sustained, hi, ns, vals, scan_notes = _scan(
+            fn, confidence, 2 * n_approx + 100, n_approx, "tolerance"
+        )
         notes += scan_notes
         prob = float(vals[first - int(ns[0])])
         before = float(fn(np.array([first - 1]))[0]) if first > 1 else 0.0
@@ -259,33 +372,20 @@ def plan_tolerance(
         def all_marginals(ns: Any) -> Any:
             return np.min(np.vstack([f(ns) for f in fns]), axis=0)
 
-        lower, _, _, _, _, scan_notes = _scan(all_marginals, confidence, 2 * n_approx + 100, n_approx)
+        lower, _, _, _, _, scan_notes = _scan(
+            all_marginals, confidence, 2 * n_approx + 100, n_approx, "tolerance"
+        )
         notes += scan_notes
 
         def joint(nv: int) -> float:
             lows, highs = zip(*(_bounds(nv, p, t) for p in shares), strict=True)
             return multinomial_box_probability(nv, shares, lows, highs)
 
-        first = None
-        nv = lower
-        evals = 0
-        while evals < 20_000:
-            v = joint(nv)
-            if v >= confidence:
-                first, prob = nv, v
-                break
-            nv += 1
-            evals += 1
-        if first is None:
-            raise InvalidArgument("the joint tolerance plan needs more than 20,000 exact evaluations; "
-                                  "use a wider tolerance")
+        first, prob, scan_note = _joint_first(joint, confidence, lower, [float(p) for p in shares if p > 0])
+        notes.append(scan_note)
         before = joint(first - 1) if first > 1 else 0.0
         sustained, hi = None, None
         method = "exact multinomial"
-        notes.append(
-            f"no n below {lower:,} can work (some backend alone misses the target there); "
-            f"n scanned upward from {lower:,}"
-        )
     p_at_approx = tolerance_probability(ws, n_approx, t)
     p_before_approx = tolerance_probability(ws, n_approx - 1, t) if n_approx > 1 else 0.0
     rows = [PlanRow(f"{method} (first n)", first, prob, before)]
@@ -451,7 +551,7 @@ def plan_detect(
         def fn(ns: Any) -> Any:
             return binomial_test_power(ns, p0, p1, alpha)
 
-        first, sustained, hi, ns, vals, scan_notes = _scan(fn, power, 2 * n_norm + 100, n_norm)
+        first, sustained, hi, ns, vals, scan_notes = _scan(fn, power, 2 * n_norm + 100, n_norm, "difference")
         notes += scan_notes
 
         def at(nv: int) -> float:

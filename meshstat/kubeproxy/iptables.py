@@ -217,10 +217,10 @@ class IptablesServices:
             name=chain.name,
             provenance=model.Provenance(self.rs.source, chain.rules[0].line if chain.rules else chain.line),
         )
-        shares = stage.shares() if len(ks) <= model.MAX_EXACT_RULES else (None,) * len(children)
+        shares, shares_exact = stage.expected_shares()
         out = []
         for (addr, sep, k, line), share in zip(eps, shares, strict=False):
-            out.append(EndpointInfo(addr, sep, share, k, (), line, self._sep_hash_ok(name, sep, addr)))
+            out.append(EndpointInfo(addr, sep, share, k, (), line, self._sep_hash_ok(name, sep, addr), shares_exact))
         return tuple(out), stage
 
     def _sep_hash_ok(self, name: str | None, sep: str | None, addr: str) -> bool | None:

@@ -52,7 +52,12 @@ def kube_nft_chain_hash(base: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class EndpointInfo:
-    """One endpoint of a service chain, with its exact share in that chain."""
+    """One endpoint of a service chain, with its exact share in that chain.
+
+    ``share_exact`` is False where the chain is a cascade of more than
+    :data:`meshstat.model.MAX_EXACT_RULES` rules: ``share`` is then on the
+    ``2**-64`` grid (:meth:`meshstat.model.Stage.expected_shares`).
+    """
 
     address: str
     chain: str | None
@@ -61,6 +66,7 @@ class EndpointInfo:
     slots: tuple[tuple[int, int], ...] = ()
     line: int | None = None
     hash_ok: bool | None = None
+    share_exact: bool = True
 
 
 @dataclass(frozen=True, slots=True)

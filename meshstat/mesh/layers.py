@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from meshstat.model import Route, Stage
+from meshstat.model import Route, Stage, share_text
 from meshstat.parsers.k8s import Diagnostic
 
 __all__ = ["FAILURES", "ClientPath", "Layer", "failure_warnings"]
@@ -57,10 +57,12 @@ def failure_warnings(paths: Iterable[ClientPath], target: str) -> list[Diagnosti
     for p in paths:
         root = p.route.root
         what = "connections" if isinstance(root, Stage) and root.unit == "connection" else "requests"
-        for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
+        shares, exact = p.route.expected_shares()
+        for b, s in zip(p.route.backends(), shares, strict=True):
             if dict(b.labels).get("outcome") in FAILURES and s > 0:
                 pv = b.provenance
-                out.append(Diagnostic("warning", f"{p.label}: {s} ({float(s) * 100:.4g}%) of {what} to "
+                text = share_text(s, exact)
+                out.append(Diagnostic("warning", f"{p.label}: {text} ({float(s) * 100:.4g}%) of {what} to "
                                       f"{target} fail: {b.name}", pv.source if pv else None,
                                       pv.line if pv else None))
     return out

@@ -17,6 +17,7 @@ from typing import Any
 
 from meshstat.mesh.layers import ClientPath
 from meshstat.mesh.registry import RegisteredService
+from meshstat.model import exact_sum
 from meshstat.parsers.k8s import HTTPMatch
 
 __all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "candidate_requests", "paths_per_route"]
@@ -118,10 +119,10 @@ def candidate_requests(mesh: Any, info: RegisteredService, port: int,
 def _signature(paths: list[ClientPath]) -> tuple[Any, ...]:
     sig = []
     for p in paths:
-        shares: dict[str, Fraction] = {}
-        for b, s in zip(p.route.backends(), p.route.exact_shares(), strict=True):
-            shares[b.name] = shares.get(b.name, Fraction(0)) + s
-        sig.append((p.label, tuple(sorted(shares.items()))))
+        parts: dict[str, list[Fraction]] = {}
+        for b, s in zip(p.route.backends(), p.route.expected_shares()[0], strict=True):
+            parts.setdefault(b.name, []).append(s)
+        sig.append((p.label, tuple(sorted((k, exact_sum(v)) for k, v in parts.items()))))
     return tuple(sig)
 
 

@@ -33,6 +33,7 @@ from fractions import Fraction
 from typing import Literal, Union
 
 from meshstat.errors import InvalidArgument, ModelError
+from meshstat.model.shares import DyadicShare, coprime_fraction, dyadic
 from meshstat.model.thresholds import (
     CASCADE_ONE,
     decimal_fraction,
@@ -64,8 +65,10 @@ FALL_THROUGH = "(fall-through)"
 
 _TWO64 = 1 << 64
 #: Cascades with more statistic rules than this are not expanded into exact
-#: Fractions (the denominators have ``31 * rules`` bits); fixed point is used.
-MAX_EXACT_RULES = 4096
+#: Fractions: the shares of ``m`` rules hold about ``31 m**2`` bits together
+#: (10,000 rules: 390 MB, built in a fraction of a second); longer cascades are
+#: reported on the kernels' ``2**-64`` grid (:meth:`Stage.expected_shares`).
+MAX_EXACT_RULES = 10_000
 
 Unit = Literal["connection", "request"]
 
@@ -145,6 +148,22 @@ class Stage:
         """Whether :meth:`masses64` equals the exact distribution (no rounding)."""
         return True
 
+    def exact_feasible(self) -> bool:
+        """Whether :meth:`shares` can be computed (every stage but a cascade of over
+        :data:`MAX_EXACT_RULES` rules)."""
+        return True
+
+    def expected_shares(self) -> tuple[tuple[Fraction, ...], bool]:
+        """``(shares, exact)``: the exact shares, or where they are not feasible the
+        :meth:`masses64` on the ``2**-64`` grid with ``exact`` False.
+
+        The one definition of "exact or rounded to the kernels' grid" that every
+        report marks (``~``, :func:`meshstat.model.share_text`).
+        """
+        if self.exact_feasible():
+            return tuple(self.shares()), True
+        return tuple(dyadic(m, 64) for m in self.masses64()), False
+
 
 def _check_children(children: Sequence[Node], what: str) -> None:
     if not children:
@@ -152,6 +171,20 @@ def _check_children(children: Sequence[Node], what: str) -> None:
     for c in children:
         if not isinstance(c, Stage | Backend):
             raise ModelError(f"{what} children must be Stage or Backend, got {type(c).__name__}")
+
+
+#: The most endpoints of one kube-proxy cascade: Kubernetes' documented scalability limit of
+#: 150,000 pods in a cluster ("Considerations for large clusters"), so no Service has more.
+MAX_KUBE_PROXY_ENDPOINTS = 150_000
+
+
+def check_kube_proxy_endpoints(n: int) -> None:
+    """Refuse a kube-proxy cascade over more than :data:`MAX_KUBE_PROXY_ENDPOINTS` endpoints."""
+    if n > MAX_KUBE_PROXY_ENDPOINTS:
+        raise InvalidArgument(
+            f"{n:,} kube-proxy endpoints: at most {MAX_KUBE_PROXY_ENDPOINTS:,} (Kubernetes' limit of pods in a "
+            "cluster)"
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -254,6 +287,7 @@ class Cascade(Stage):
         name, provenance
             See :class:`Stage`.
         """
+        check_kube_proxy_endpoints(endpoints if isinstance(endpoints, int) else len(endpoints))
         if isinstance(endpoints, int):
             if endpoints < 1:
                 raise InvalidArgument(f"kube-proxy needs at least 1 endpoint, got {endpoints}")
@@ -275,26 +309,44 @@ class Cascade(Stage):
         ``P_i = k_i/2**31 * prod_{j<i} (1 - k_j/2**31)``; the last outcome gets
         the remaining mass. The result sums to exactly 1.
 
+        The products ``prod (2**31 - k_j)`` accumulate in one integer over the
+        common power-of-two denominator, and each share is reduced by a shift
+        (:func:`meshstat.model.shares.dyadic`), never by a gcd: all the shares
+        of ``m`` rules cost time and memory ``O(m**2)`` bits (10,000 rules: a
+        fraction of a second), not the cubic time of generic
+        :class:`~fractions.Fraction` arithmetic.
+
         Raises
         ------
         ModelError
-            With more than 4096 statistic rules (the exact fractions would have
-            denominators of ``31 * rules`` bits); use :meth:`masses64` or
-            :meth:`fixed_point_shares` there.
+            With more than :data:`MAX_EXACT_RULES` statistic rules (their exact
+            shares would hold ``31 m**2`` bits); :meth:`expected_shares` gives
+            them on the ``2**-64`` grid, :meth:`fixed_point_shares` to any precision.
         """
         m = len(self.thresholds)
         if m > MAX_EXACT_RULES:
             raise ModelError(
-                f"a cascade of {m} rules is too long for exact fractions "
-                f"(limit {MAX_EXACT_RULES}); use fixed_point_shares()"
+                f"a cascade of {m:,} statistic rules is too long for exact shares (at most "
+                f"{MAX_EXACT_RULES:,} rules: the shares of m rules hold 31*m**2 bits); "
+                "its shares are given on the 2**-64 grid instead"
             )
         out: list[Fraction] = []
-        remaining_num = 1  # remaining mass = remaining_num / 2**(31*j)
+        # remaining mass after j rules = odd * 2**(twos - 31 j), odd an odd integer (or 0)
+        odd, twos = 1, 0
         for j, k in enumerate(self.thresholds):
-            out.append(Fraction(remaining_num * k, 1 << (31 * (j + 1))))
-            remaining_num *= CASCADE_ONE - k
-        out.append(Fraction(remaining_num, 1 << (31 * m)))
+            out.append(_dyadic_share(odd, twos, k, 31 * (j + 1)))
+            f = CASCADE_ONE - k
+            if f == 0 or odd == 0:
+                odd = 0
+            else:
+                t = (f & -f).bit_length() - 1
+                odd *= f >> t
+                twos += t
+        out.append(_dyadic_share(odd, twos, 1, 31 * m))
         return tuple(out)
+
+    def exact_feasible(self) -> bool:  # noqa: D102
+        return len(self.thresholds) <= MAX_EXACT_RULES
 
     def fixed_point_shares(self, bits: int = 192) -> tuple[tuple[int, ...], int]:
         """Shares in fixed point with ``bits`` fractional bits, for any length.
@@ -442,8 +494,10 @@ class Route:
     notes: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        names = [b.name for b in self.backends()]
-        dup = {n for n in names if names.count(n) > 1}
+        seen: set[str] = set()
+        dup: set[str] = set()
+        for b in self.backends():
+            (dup if b.name in seen else seen).add(b.name)
         if dup:
             raise ModelError(f"backend names must be unique in a route, repeated: {sorted(dup)}")
 
@@ -466,8 +520,29 @@ class Route:
         walk(self.root)
         return tuple(out)
 
+    def exact_feasible(self) -> bool:
+        """Whether :meth:`exact_shares` can be computed (no cascade over :data:`MAX_EXACT_RULES` rules)."""
+        return all(s.exact_feasible() for s in self.stages())
+
+    def expected_shares(self) -> tuple[tuple[Fraction, ...], bool]:
+        """``(shares, exact)`` of every backend: :meth:`exact_shares`, or where a
+        cascade is too long for them the :meth:`masses64` on the ``2**-64`` grid
+        (what the kernels sample) with ``exact`` False; see :meth:`Stage.expected_shares`.
+        """
+        if self.exact_feasible():
+            return self.exact_shares(), True
+        masses, _ = self.masses64()
+        return tuple(dyadic(m, 64) for m in masses), False
+
     def exact_shares(self) -> tuple[Fraction, ...]:
-        """Exact probability of every backend, as Fractions summing to 1."""
+        """Exact probability of every backend, as Fractions summing to 1.
+
+        Raises
+        ------
+        ModelError
+            When a cascade has more than :data:`MAX_EXACT_RULES` rules (see
+            :meth:`expected_shares`).
+        """
         root = self.root
         if isinstance(root, Backend):
             return (Fraction(1),)
@@ -490,13 +565,27 @@ class Route:
 
         A single stage returns its own :meth:`Stage.masses64`; a deeper tree
         multiplies exact shares and rounds once (largest remainder), which is
-        off by less than ``2**-64`` per backend.
+        off by less than ``2**-64`` per backend. Where a cascade is too long for
+        exact shares its own :meth:`Stage.masses64` stand in for them (the
+        result is then off by less than ``2**-63`` per backend, and not exact).
         """
         root = self.root
         if isinstance(root, Backend):
             return (_TWO64,), True
         if all(isinstance(c, Backend) for c in root.children):
             return root.masses64(), root.masses64_exact()
+        if not self.exact_feasible():
+            out: list[Fraction] = []
+
+            def walk(node: Node, p: Fraction) -> None:
+                if isinstance(node, Backend):
+                    out.append(p)
+                    return
+                for c, s in zip(node.children, node.expected_shares()[0], strict=True):
+                    walk(c, p * s)
+
+            walk(root, Fraction(1))
+            return round_to_total(out, _TWO64), False
         shares = self.exact_shares()
         masses = round_to_total(list(shares), _TWO64)
         exact = all(Fraction(m, _TWO64) == s for m, s in zip(masses, shares, strict=True))
@@ -508,6 +597,14 @@ class Route:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _dyadic_share(odd: int, twos: int, k: int, exponent: int) -> Fraction:
+    """``odd * 2**twos * k / 2**exponent`` in lowest terms: the trailing zeros come from small integers."""
+    if odd == 0 or k == 0:
+        return coprime_fraction(0, 1, DyadicShare)
+    t = (k & -k).bit_length() - 1
+    return coprime_fraction(odd * (k >> t), 1 << (exponent - twos - t), DyadicShare)
 
 
 def _default_backends(n: int, *, fall_through: bool = False) -> tuple[Backend, ...]:

@@ -108,7 +108,7 @@ class ChainSplit(model.Stage):
     def __post_init__(self) -> None:
         if len(self.probabilities) != len(self.children):
             raise ModelError(f"{len(self.probabilities)} shares for {len(self.children)} outcomes")
-        if sum(self.probabilities, Fraction(0)) != 1 or any(p < 0 for p in self.probabilities):
+        if model.exact_sum(self.probabilities) != 1 or any(p < 0 for p in self.probabilities):
             raise ModelError("the shares of a chain split must be non-negative and sum to 1")
 
     @property
@@ -151,8 +151,8 @@ def _reduce(paths: list[TracePath], depth: int, chain: str, notes: set[str]) -> 
     for p in paths:
         if len(p.branches) <= depth:
             name, addr, target, line = _outcome_of(p, chain)
-            slot = out.setdefault((name, addr, target), [Fraction(0), set()])
-            slot[0] += p.probability
+            slot = out.setdefault((name, addr, target), [[], set()])
+            slot[0].append(p.probability)
             if line is not None:
                 slot[1].add(line)
         else:
@@ -178,10 +178,10 @@ def _reduce(paths: list[TracePath], depth: int, chain: str, notes: set[str]) -> 
                 "give the packet field, or trace it"
             )
         for k, (prob, lines) in chosen.items():
-            slot = out.setdefault(k, [Fraction(0), set()])
-            slot[0] += prob
+            slot = out.setdefault(k, [[], set()])
+            slot[0].append(prob)
             slot[1] |= lines
-    return out
+    return {k: [model.exact_sum(v[0]), v[1]] for k, v in out.items()}
 
 
 def chain_split(
@@ -228,7 +228,7 @@ def chain_split(
             notes.add(
                 f"lines {', '.join(map(str, o.lines))} all jump to {o.chain}: {o.name} gets the sum of their shares"
             )
-    total = sum((o.probability for o in outcomes), Fraction(0))
+    total = model.exact_sum(o.probability for o in outcomes)
     if total != 1:
         raise ModelError(f"the paths through chain {chain} sum to {float(total):.6g}, not 1")
     nth = [n for n in r.notes if "--mode nth" in n]

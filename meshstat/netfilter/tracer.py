@@ -40,8 +40,9 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
-from meshstat.netfilter import hooks
+from meshstat.model import as_share, exact_sum, share_text
 from meshstat.model.numgen import numgen_range_count
+from meshstat.netfilter import hooks
 from meshstat.parsers.netfilter import (
     Chain,
     Match,
@@ -286,18 +287,18 @@ class TraceResult:
         """
         if any(p.conditions for p in self.paths):
             raise ModelError("some paths depend on unknowns; their probabilities are conditional")
-        out: dict[str, Fraction] = {}
+        parts: dict[str, list[Fraction]] = {}
         for p in self.paths:
-            out[str(p.verdict)] = out.get(str(p.verdict), Fraction(0)) + p.probability
-        return out
+            parts.setdefault(str(p.verdict), []).append(p.probability)
+        return {k: exact_sum(v) for k, v in parts.items()}
 
 
 def _tree_total(paths: list[TracePath], depth: int) -> Fraction:
-    total = Fraction(0)
+    parts: list[Fraction] = []
     groups: dict[int, tuple[list[TracePath], list[TracePath]]] = {}
     for p in paths:
         if len(p.branches) <= depth:
-            total += p.probability
+            parts.append(p.probability)
         else:
             node, holds = p.branches[depth]
             g = groups.setdefault(node, ([], []))
@@ -306,9 +307,12 @@ def _tree_total(paths: list[TracePath], depth: int) -> Fraction:
         a = _tree_total(yes, depth + 1)
         b = _tree_total(no, depth + 1)
         if a != b:
-            raise ModelError(f"inconsistent trace: unknown #{node} carries {a} on one side and {b} on the other")
-        total += a
-    return total
+            raise ModelError(
+                f"inconsistent trace: unknown #{node} carries {share_text(a)} on one side and {share_text(b)} "
+                "on the other"
+            )
+        parts.append(a)
+    return exact_sum(parts)
 
 
 #: Targets that change nothing the tracer models (a rule with them needs no split on an unknown match).
@@ -1297,7 +1301,7 @@ def trace(
             verdict = Verdict(verdict.kind, verdict.target, f"then {s.snat}")
         paths.append(
             TracePath(
-                probability=s.prob,
+                probability=as_share(s.prob),
                 steps=tuple(s.steps),
                 verdict=verdict,
                 conditions=tuple(s.conditions),

@@ -8,7 +8,7 @@ column              dtype    meaning
 policy              str      ``round_robin``, ``least_request``, ``maglev``, ...
 backend             str      host key (``ip:port``)
 expected            f64      exact long-run share (see ``expected_kind``)
-expected_exact      str      the same as a fraction (``~`` prefix when rounded to 12 digits)
+expected_exact      str      the same as text (:func:`meshstat.model.share_text`)
 expected_kind       str      ``long-run``, ``random``, ``keys``, ``hash-space`` or ``idle``
 count               i64      requests routed to the backend
 observed            f64      ``count / n``
@@ -31,12 +31,12 @@ connection reuse vs per request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from meshstat.model import share_text
 from meshstat.report.text import Column, count, interval, percent, sig
 
 __all__ = [
@@ -53,12 +53,6 @@ __all__ = [
     "imbalance_frame",
     "worker_frame",
 ]
-
-
-def _frac(x: Fraction) -> str:
-    if x.denominator < 10**12:
-        return f"{x.numerator}/{x.denominator}" if x.denominator != 1 else str(x.numerator)
-    return f"~{float(x):.12g}"
 
 
 #: Default columns of :func:`balancer_frame` (latency and load columns only where the balancer has them).
@@ -87,7 +81,7 @@ def balancer_frame(result: Any) -> pl.DataFrame:
         "policy": [result.policy] * k,
         "backend": list(result.backends),
         "expected": exp,
-        "expected_exact": [_frac(x) for x in result.expected],
+        "expected_exact": [share_text(x) for x in result.expected],
         "expected_kind": [result.expected_kind] * k,
         "count": counts,
         "observed": obs,

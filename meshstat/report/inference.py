@@ -9,17 +9,20 @@ table: :func:`with_verdict` adds the columns ``verdict``, ``headline_test`` and
 ``headline_p_value`` to every row (CSV and Parquet cannot nest), and
 :func:`check_json` writes one JSON object::
 
-    {"verdict": "consistent" | "inconsistent" | "impossible",
+    {"verdict": "consistent" | "inconsistent" | "impossible" | "undecidable",
      "consistent": true | false, "alpha": 0.05,
      "headline_test": "exact binomial", "headline_p_value": 0.0016,
      "summary": "...", "notes": ["..."],
      "tests": [{"test": ..., "statistic": ..., "dof": ..., "pvalue": ...}, ...],
      "backends": [{...one object per row of the per-backend table...}]}
 
-(plus ``"warnings"`` for the counters check). ``verdict`` is ``"impossible"``
-when a backend with share 0 got traffic, else ``"consistent"`` when the
-headline p-value is at least ``alpha``, else ``"inconsistent"``. Non-finite
-numbers are written as ``null``.
+(plus ``"warnings"`` for the counters check, and ``"headline_p_value_range"``
+when its counters were rounded). ``verdict`` is ``"impossible"`` when a
+backend with share 0 got traffic, else ``"consistent"`` when the headline
+p-value is at least ``alpha``, else ``"inconsistent"``; a counters check of
+rounded counters is ``"undecidable"`` when some counts the listing allows are
+consistent and others not (:attr:`meshstat.inference.counters.CounterCheck.verdict`).
+Non-finite numbers are written as ``null``.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ def columns(result: Any) -> tuple[Column, ...]:
 
 
 def check_verdict(result: Any) -> str:
-    """``"impossible"``, ``"consistent"`` or ``"inconsistent"`` for a check (``method``, ``consistent``)."""
+    """``"impossible"``, ``"consistent"``, ``"inconsistent"`` (or ``"undecidable"``) for a check."""
+    own = getattr(result, "verdict", None)
+    if isinstance(own, str):
+        return own
     if result.method == "impossible":
         return "impossible"
     return "consistent" if result.consistent else "inconsistent"
@@ -117,6 +123,8 @@ def check_json(result: Any, table: pl.DataFrame, tests: pl.DataFrame) -> str:
         "summary": result.summary(),
         "notes": list(result.notes),
     }
+    if getattr(result, "pvalue_range", None) is not None:
+        doc["headline_p_value_range"] = [_finite(x) for x in result.pvalue_range]
     if hasattr(result, "warnings"):
         doc["warnings"] = list(result.warnings)
     doc["tests"] = json.loads(tests.write_json())

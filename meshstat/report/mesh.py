@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from meshstat.model import exact_sum, share_text
 from meshstat.report.text import Column, percent
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for e in entries:
         route, res = e["route"], e.get("result")
         backs = route.backends()
-        exact = route.exact_shares()
+        exact, exact_ok = route.expected_shares()
         counts = [int(c) for c in res.counts] if res is not None else [0] * len(backs)
         n = int(res.n) if res is not None else 0
         root = route.root
@@ -77,14 +78,14 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for i, b in enumerate(backs):
             by_version.setdefault(_version(b.labels), []).append(i)
         for v, idx in by_version.items():
-            s = sum((exact[i] for i in idx), Fraction(0))
+            s = exact_sum(exact[i] for i in idx)
             c = sum(counts[i] for i in idx)
             rows.append({**common, "level": "version", "version": v, "backend": "(all)", "address": "",
-                         "exact_fraction": str(s), "exact": float(s), "simulated": (c / n if n else None),
+                         "exact_fraction": share_text(s, exact_ok), "exact": float(s), "simulated": (c / n if n else None),
                          "count": c, "n": n})
         for i, b in enumerate(backs):
             rows.append({**common, "level": "backend", "version": _version(b.labels), "backend": b.name,
-                         "address": b.address or "", "exact_fraction": str(exact[i]), "exact": float(exact[i]),
+                         "address": b.address or "", "exact_fraction": share_text(exact[i], exact_ok), "exact": float(exact[i]),
                          "simulated": (counts[i] / n if n else None), "count": counts[i], "n": n})
     return rows
 
@@ -166,7 +167,7 @@ def wide_frame(entries: Sequence[dict[str, Any]]) -> pl.DataFrame:
                 data[f"{p} exact"].append("0%")
                 data[f"{p} simulated"].append("-")
             else:
-                data[f"{p} exact"].append(_pct(Fraction(r["exact_fraction"])))
+                data[f"{p} exact"].append(_pct(r["exact"]))
                 data[f"{p} simulated"].append(_pct(r["simulated"], 3))
     return pl.DataFrame(data)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from meshstat.model import exact_sum, share_text
 from meshstat.report.text import Column, Terminal, TreeNode, count, render_tree, sig, text
 
 if TYPE_CHECKING:
@@ -101,14 +102,14 @@ def _sides(paths: list[Any], depth: int) -> tuple[list[Any], list[Any]]:
 
 def _mass(paths: list[Any], depth: int) -> Fraction:
     """Probability that reaches this point: each unknown below counted once (its ``yes`` side)."""
-    total = Fraction(0)
+    parts: list[Fraction] = []
     for (kind, _), group in _groups(paths, depth).items():
         if kind == "leaf":
-            total += sum((p.probability for p in group), Fraction(0))
+            parts.extend(p.probability for p in group)
         else:
             yes, no = _sides(group, depth)
-            total += _mass(yes or no, depth + 1)
-    return total
+            parts.append(_mass(yes or no, depth + 1))
+    return exact_sum(parts)
 
 
 def _items(paths: list[Any], depth: int, mass: Fraction) -> tuple[Item, ...]:
@@ -118,7 +119,7 @@ def _items(paths: list[Any], depth: int, mass: Fraction) -> tuple[Item, ...]:
     out: list[Item] = []
     for (kind, label), group in _groups(paths, depth).items():
         if kind == "leaf":
-            out.append(TraceLeaf(given(sum((p.probability for p in group), Fraction(0))), group[0].verdict,
+            out.append(TraceLeaf(given(exact_sum(p.probability for p in group)), group[0].verdict,
                                  tuple(group), tuple(() for _ in group)))  # fmt: skip
             continue
         yes, no = _sides(group, depth)
@@ -173,8 +174,9 @@ def _scaled(items: tuple[Item, ...], factor: Fraction) -> tuple[Item, ...]:
 
 
 def _prob(x: Fraction) -> str:
-    """The exact fraction, with its decimal beside it when the fraction is long."""
-    return str(x) if x.denominator <= 10_000 else f"{x} (≈{float(x):.6g})"
+    """The share's text (:func:`meshstat.model.share_text`), with its decimal beside it when the fraction is long."""
+    t = share_text(x)
+    return t if x.denominator <= 10_000 or t.startswith("~") else f"{t} (≈{float(x):.6g})"
 
 
 _VERDICT_STYLE = {"DNAT": "green", "REDIRECT": "green", "TPROXY": "green", "SNAT": "green", "MASQUERADE": "green",
@@ -226,7 +228,8 @@ def render_trace(result: TraceResult, *, verbose: bool = False, term: Terminal |
 def trace_frame(result: TraceResult) -> pl.DataFrame:
     """One row per path: exact probability (fraction and float), verdict, conditions, path.
 
-    Columns: ``path`` (1-based id), ``probability`` (exact fraction as text),
+    Columns: ``path`` (1-based id), ``probability`` (exact fraction as text,
+    :func:`meshstat.model.share_text`: ``~`` and 17 digits beyond 48 characters),
     ``p`` (float), ``verdict``, ``conditions`` (the assumptions the probability
     is conditional on; empty when none), ``mark`` (hex), ``rules``
     (``"OUTPUT:12 -> ISTIO_OUTPUT:20 -> ..."``).
@@ -245,7 +248,7 @@ def trace_frame(result: TraceResult) -> pl.DataFrame:
     }
     for i, p in enumerate(result.paths, 1):
         rows["path"].append(i)
-        rows["probability"].append(str(p.probability))
+        rows["probability"].append(share_text(p.probability))
         rows["p"].append(float(p.probability))
         rows["verdict"].append(str(p.verdict))
         rows["conditions"].append("; ".join(str(c) for c in p.conditions))
@@ -360,14 +363,19 @@ ENDPOINTS_COLUMNS = (
 
 
 def endpoints_frame(info: ServiceInfo, *, chain: str = "cluster") -> pl.DataFrame:
-    """One row per endpoint of one service chain: exact share, float, threshold or slots, chain."""
+    """One row per endpoint of one service chain: exact share, float, threshold or slots, chain.
+
+    ``share`` is :func:`meshstat.model.share_text` of the share: ``~`` where the
+    text is not the exact share (shortened, or a cascade of more than
+    :data:`meshstat.model.MAX_EXACT_RULES` rules on the ``2**-64`` grid).
+    """
     import polars as pl
 
     eps = info.endpoints if chain == "cluster" else info.local_endpoints
     rows: dict[str, list] = {k: [] for k in ("endpoint", "share", "p", "threshold", "slots", "chain", "hash_ok")}
     for e in eps:
         rows["endpoint"].append(e.address)
-        rows["share"].append(str(e.share) if e.share is not None else None)
+        rows["share"].append(share_text(e.share, e.share_exact))
         rows["p"].append(float(e.share) if e.share is not None else None)
         rows["threshold"].append(e.threshold)
         rows["slots"].append(",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in e.slots))
@@ -399,19 +407,21 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
 
     Columns: ``endpoint``, ``chain`` (KUBE-SEP), ``line`` (in the listing),
     ``observed`` (the rule's packet counter), ``observed_share``,
-    ``expected_share`` (exact fraction as text), ``share`` (float),
+    ``expected_share`` (exact fraction as text, :func:`meshstat.model.share_text`), ``share`` (float),
     ``expected`` (``n * share``), ``pvalue`` (exact binomial, ``observed`` of
     ``n``), ``reached`` (connections the earlier rules left), ``rule_p`` (the
     rule's ``k / 2**31``, empty for the unconditional last rule),
     ``step_pvalue`` (exact binomial, ``observed`` of ``reached`` at ``rule_p``),
-    ``exact`` (False: the listing rounded the counter).
+    ``exact`` (False: the listing rounded the counter), ``observed_low`` and
+    ``observed_high`` (the counts a rounded counter stands for).
     """
     import polars as pl
 
     rows: dict[str, list] = {
         k: []
         for k in ("endpoint", "chain", "line", "observed", "observed_share", "expected_share", "share",
-                  "expected", "pvalue", "reached", "rule_p", "step_pvalue", "exact")
+                  "expected", "pvalue", "reached", "rule_p", "step_pvalue", "exact", "observed_low",
+                  "observed_high")
     }  # fmt: skip
     for r in result.rows:
         rows["endpoint"].append(r.endpoint)
@@ -419,7 +429,7 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
         rows["line"].append(r.line)
         rows["observed"].append(r.observed)
         rows["observed_share"].append(r.observed / result.n if result.n else None)
-        rows["expected_share"].append(str(r.share))
+        rows["expected_share"].append(share_text(r.share, result.shares_exact))
         rows["share"].append(float(r.share))
         rows["expected"].append(r.expected)
         rows["pvalue"].append(r.pvalue)
@@ -427,6 +437,8 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
         rows["rule_p"].append(float(r.rule_probability) if r.rule_probability is not None else None)
         rows["step_pvalue"].append(r.step_pvalue)
         rows["exact"].append(r.exact)
+        rows["observed_low"].append(r.observed if r.observed_low is None else r.observed_low)
+        rows["observed_high"].append(r.observed if r.observed_high is None else r.observed_high)
     return pl.DataFrame(
         rows,
         schema={
@@ -434,7 +446,7 @@ def counters_frame(result: CounterCheck) -> pl.DataFrame:
             "observed_share": pl.Float64, "expected_share": pl.String, "share": pl.Float64,
             "expected": pl.Float64,
             "pvalue": pl.Float64, "reached": pl.Int64, "rule_p": pl.Float64, "step_pvalue": pl.Float64,
-            "exact": pl.Boolean,
+            "exact": pl.Boolean, "observed_low": pl.Int64, "observed_high": pl.Int64,
         },
     )  # fmt: skip
 
@@ -449,7 +461,13 @@ def counters_tests_frame(result: CounterCheck) -> pl.DataFrame:
         {"test": "G-test", "statistic": result.gtest_statistic, "dof": result.dof,
          "pvalue": result.gtest_pvalue},
     ]  # fmt: skip
-    if result.method not in ("chi-square", "G-test"):  # an exact test heads the table
+    if result.pvalue_range is not None:  # rounded counters: the range over the counts the listing allows
+        low, high = result.pvalue_range
+        rows.insert(0, {"test": "chi-square, least favourable counts", "statistic": None, "dof": result.dof,
+                        "pvalue": low})
+        rows.insert(1, {"test": "chi-square, most favourable counts", "statistic": None, "dof": result.dof,
+                        "pvalue": high})
+    elif result.method not in ("chi-square", "G-test"):  # an exact test heads the table
         rows.insert(0, {"test": result.method, "statistic": None, "dof": None, "pvalue": result.pvalue})
     return pl.DataFrame(
         rows,

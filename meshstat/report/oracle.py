@@ -24,6 +24,7 @@ from fractions import Fraction
 
 import polars as pl
 
+from meshstat.model import share_text
 from meshstat.report.text import Column, count, sig
 
 __all__ = ["VALIDATION_COLUMNS", "validation_frame"]
@@ -53,7 +54,7 @@ def validation_frame(
             "backend": list(names),
             "address": [a or "" for a in addresses],
             "expected": [float(s) for s in shares],
-            "expected_exact": [str(s) if s.denominator < 10**12 else f"~{float(s):.12g}" for s in shares],
+            "expected_exact": [share_text(s) for s in shares],
             "expected_count": [n * float(s) for s in shares],
             "count": [int(c) for c in counts],
             "observed": [c / n if n else 0.0 for c in counts],

@@ -8,7 +8,10 @@ column             dtype    meaning
 route              str      route name (``kube-proxy``, ``envoy``, ...)
 backend            str      backend name
 expected           f64      exact share (float of ``expected_exact``)
-expected_exact     str      exact share as a fraction (``9/10``), ``~`` prefix if rounded
+expected_exact     str      exact share as a fraction (``9/10``); ``~`` and 17 significant
+                            digits when the fraction is longer than 48 characters or the
+                            share is not exact (a cascade over ``MAX_EXACT_RULES`` rules,
+                            on the kernels' ``2**-64`` grid): :func:`meshstat.model.share_text`
 count              i64      requests routed to the backend
 observed           f64      ``count / n``
 deviation          f64      ``observed - expected``
@@ -34,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from meshstat.engine.result import SimulationResult
-from meshstat.model import Cascade
+from meshstat.model import Cascade, share_text
 from meshstat.report.text import Column, count, decimals_for, interval, sig, text
 from meshstat.stats import binomial_pvalue
 
@@ -74,14 +77,6 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _fraction_text(f: Fraction, exact: bool) -> str:
-    text = f"{f.numerator}/{f.denominator}" if f.denominator != 1 else str(f.numerator)
-    if len(text) > 48:
-        text = f"{float(f):.17g}"
-        return "~" + text
-    return text if exact else "~" + text
-
-
 def _expected(exact: str, approx: float) -> str:
     """The exact share when it is short (``9/10``), else the float (``≈0.333333``)."""
     if len(exact) <= 12 and not exact.startswith("~"):
@@ -118,7 +113,7 @@ def to_frame(result: SimulationResult) -> pl.DataFrame:
         "route": [result.route.name] * k,
         "backend": list(result.backends),
         "expected": p,
-        "expected_exact": [_fraction_text(f, True) for f in result.exact],
+        "expected_exact": [share_text(f, result.shares_exact) for f in result.exact],
         "count": counts,
         "observed": result.proportions(),
         "deviation": result.deviations(),
@@ -236,12 +231,13 @@ def cascade_frame(stage: Cascade, written: Sequence[str], targets: Sequence[Frac
     Columns: rule (1-based; the last outcome is the unconditional rule or the
     fall-through), backend, probability_written, k (stored integer, null for
     the last outcome), probability_saved (``%.11f`` of ``k/2**31``),
-    rule_probability (``k/2**31``), share (exact, float), share_exact (fraction),
-    and with ``targets``: target, error (share - target).
+    rule_probability (``k/2**31``), share (exact, float), share_exact (fraction,
+    :func:`meshstat.model.share_text`: ``~`` where the text is not the exact
+    share), and with ``targets``: target, error (share - target).
     """
     names = [getattr(c, "name", None) or f"outcome {i + 1}" for i, c in enumerate(stage.children)]
     m = len(stage.thresholds)
-    shares = stage.shares() if m <= 4096 else tuple(Fraction(x, 1 << 128) for x in stage.fixed_point_shares(128)[0])
+    shares, exact = stage.expected_shares()
     last = "fall-through" if stage.fall_through else "unconditional"
     data: dict[str, list[object]] = {
         "rule": [str(i + 1) for i in range(m)] + [last],
@@ -251,7 +247,7 @@ def cascade_frame(stage: Cascade, written: Sequence[str], targets: Sequence[Frac
         "probability_saved": [*stage.decimals(), None],
         "rule_probability": [k / 2**31 for k in stage.thresholds] + [None],
         "share": [float(s) for s in shares],
-        "share_exact": [_fraction_text(s, True) for s in shares],
+        "share_exact": [share_text(s, exact) for s in shares],
     }
     if targets is not None:
         data["target"] = [float(t) for t in targets]

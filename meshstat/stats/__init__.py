@@ -10,7 +10,8 @@ Modules: :mod:`~meshstat.stats.intervals` (Wilson, Clopper-Pearson),
 the one binomial p-value :func:`binomial_pvalue`),
 :mod:`~meshstat.stats.gof` (chi-square, G-test, the exact multinomial test and
 the choice of the headline test), :mod:`~meshstat.stats.windows` (per-window
-bands), :mod:`~meshstat.stats.distributions` (exact box, tolerance and
+bands), :mod:`~meshstat.stats.rounded` (the range of the chi-square test over
+counts known only to intervals: rounded counters), :mod:`~meshstat.stats.distributions` (exact box, tolerance and
 first-hit probabilities, binomial test power).
 
 References: Wilson (1927) score interval; Clopper & Pearson (1934) exact
@@ -29,8 +30,10 @@ from meshstat.stats.distributions import (
 )
 from meshstat.stats.gof import (
     EXACT_MULTINOMIAL_LIMIT,
+    MAX_COUNT,
     GofResult,
     Headline,
+    check_count_total,
     goodness_of_fit,
     headline_test,
     z_scores,
@@ -41,10 +44,13 @@ from meshstat.stats.intervals import (
     proportion_ci,
     wilson_interval,
 )
+from meshstat.stats.rounded import ChisquareRange, chisquare_range, verdict_over_range
 from meshstat.stats.windows import WindowBand, window_band
 
 __all__ = [
     "EXACT_MULTINOMIAL_LIMIT",
+    "MAX_COUNT",
+    "ChisquareRange",
     "ConfidenceInterval",
     "GofResult",
     "Headline",
@@ -54,6 +60,8 @@ __all__ = [
     "binomial_pvalue",
     "binomial_test_power",
     "binomial_two_sided_tail",
+    "check_count_total",
+    "chisquare_range",
     "clopper_pearson_interval",
     "goodness_of_fit",
     "headline_test",
@@ -61,6 +69,7 @@ __all__ = [
     "prob_all_at_least",
     "proportion_ci",
     "tolerance_probability",
+    "verdict_over_range",
     "wilson_interval",
     "window_band",
     "z_scores",

@@ -24,14 +24,30 @@ from meshstat.stats.binomial import bdtrc as _bdtrc
 
 __all__ = [
     "EXACT_MULTINOMIAL_LIMIT",
+    "MAX_COUNT",
     "GofResult",
     "Headline",
     "as_probs",
+    "check_count_total",
     "format_p",
     "goodness_of_fit",
     "headline_test",
     "z_scores",
 ]
+
+#: The largest count, and sum of counts, meshstat tests and tabulates: ``2**63 - 1``
+#: (the ``int64`` of every count column and kernel). More requests or connections
+#: than this (9.2e18) is not a count any real system has produced.
+MAX_COUNT = 2**63 - 1
+
+
+def check_count_total(total: int, what: str = "the observed counts") -> None:
+    """Refuse a total above :data:`MAX_COUNT` with a one-line reason (``InvalidArgument``)."""
+    if total > MAX_COUNT:
+        raise InvalidArgument(
+            f"{what} sum to {float(total):.3g}, more than 2**63-1 ({float(MAX_COUNT):.3g}): "
+            "meshstat counts in int64 (no real system has counted that many)"
+        )
 
 
 class GofResult(NamedTuple):
@@ -263,15 +279,34 @@ def headline_test(
         pvalue = binomial_pvalue(obs[i], obs[i] + obs[j], float(shares[i] / (shares[i] + shares[j])))
         return headline(pvalue, "exact binomial")
     k = len(pos)
-    slices = math.comb(n + k - 2, k - 2)
+    slices = _slices(n, k, exact_limit)
     if slices <= exact_limit:
         pvalue = _exact_multinomial_pvalue([obs[i] for i in pos], [float(shares[i]) for i in pos])
         return headline(pvalue, "exact multinomial")
     notes.append(
-        f"n = {n:,} over {k} {unit}: the exact multinomial test would enumerate {float(slices):.2g} "
+        f"n = {n:,} over {k} {unit}: the exact multinomial test would enumerate {_fmt_count(slices)} "
         f"outcome slices (more than {exact_limit:,}); chi-square approximation instead "
         f"(G-test p = {format_p(gof_g.pvalue)})"
     )
     if min(n * float(shares[i]) for i in pos) < 5:
         notes.append("some expected counts are below 5: the chi-square approximation may be poor")
     return headline(gof_c.pvalue, "chi-square")
+
+
+def _slices(n: int, k: int, limit: int) -> int:
+    """``C(n + k - 2, k - 2)``, the outcome slices of the exact multinomial test, or a bound past ``limit``.
+
+    Computed exactly only when its logarithm shows it near ``limit``: the exact
+    binomial coefficient of a huge ``n`` and many outcomes has millions of digits.
+    """
+    m = k - 2
+    if m <= 0:
+        return 1
+    log_slices = math.lgamma(n + k - 1) - math.lgamma(m + 1) - math.lgamma(n + 1)
+    if log_slices > math.log(max(limit, 1)) + 1.0:
+        return max(int(math.exp(min(log_slices, 690.0))), limit + 1)
+    return math.comb(n + k - 2, m)
+
+
+def _fmt_count(x: int) -> str:
+    return f"{float(x):.2g}" if x < 10**299 else "more than 1e299"

@@ -208,13 +208,14 @@ def test_random_and_assign_kernels_equal_reference(seed: int, n: int, m: int) ->
 
 
 @given(st.integers(min_value=0, max_value=2**32), st.integers(min_value=1, max_value=1000),
-       st.sampled_from([1.0, 1.5, 4.0, 30.0]))
-def test_geometric_kernel_equals_reference(seed: int, n: int, mean: float) -> None:
+       st.sampled_from([1.0, 1.5, 4.0, 30.0, 5e17, 1e25, 1e300]), st.sampled_from([1, 7, 1000, 2**40]))
+def test_geometric_kernel_equals_reference(seed: int, n: int, mean: float, cap: int) -> None:
     keys = _keys(seed, n)
     out = np.empty(n, dtype=np.int64)
-    kb.geometric_sizes(np.float64(mean), keys, np.int64(BLOCK_LOG2), np.int64(n), out)
+    kb.geometric_sizes(np.float64(mean), np.int64(cap), keys, np.int64(BLOCK_LOG2), np.int64(n), out)
     kl_ = keys.tolist()
-    assert out.tolist() == [rb.geometric(mean, rb.draw(kl_, BLOCK_LOG2, i)) for i in range(n)]
+    assert out.tolist() == [rb.geometric(mean, rb.draw(kl_, BLOCK_LOG2, i), cap) for i in range(n)]
+    assert out.min() >= 1 and out.max() <= max(cap, 1)
 
 
 @given(st.lists(st.integers(min_value=0, max_value=1000), min_size=1, max_size=30).filter(lambda x: sum(x) > 0),
@@ -236,7 +237,7 @@ def test_alias_pick_equals_reference(raw: list[int], seed: int, n: int) -> None:
 
 
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=6),
-       st.integers(min_value=2, max_value=5), st.booleans(), st.integers(min_value=0, max_value=2**32))
+       st.integers(min_value=2, max_value=40), st.booleans(), st.integers(min_value=0, max_value=2**32))
 def test_least_request_static_picks_equal_reference(active: list[int], c: int, full: bool, seed: int) -> None:
     n = 300
     keys = _keys(seed, n * 16)
@@ -276,6 +277,7 @@ def _run_lr(weighted, weights, bias, c, full, rate, kind, a, b, servers, seed, n
         (False, [1.0] * 4, 1.0, 2, False, 0, [1, 1, 1, 1]),
         (False, [1.0] * 3, 1.0, 3, True, 1, [2, 1, 1]),
         (False, [1.0] * 5, 1.0, 2, False, 2, [0, 0, 0, 0, 0]),
+        (False, [1.0] * 3, 1.0, 50, False, 0, [1, 1, 1]),  # more choices than hosts: the pick stops early
         (True, [1.0, 2.0, 3.0], 1.0, 2, False, 0, [1, 1, 2]),
         (True, [1.0, 2.0, 3.0], 0.5, 2, False, 0, [1, 1, 1]),
     ],

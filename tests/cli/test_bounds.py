@@ -66,17 +66,6 @@ LINEAR_CAP = 1e9
 #: (command, flag) -> what is being fixed on another branch. A drawn example of such a flag is left
 #: out, and its explicit cases are expected to fail, until the fix is merged and the entry removed.
 PENDING: dict[tuple[str, str], str] = {
-    ("cascade", "--kube-proxy-endpoints"): "exact cascade shares in integers (bounds branch)",
-    ("compare", "--kube-proxy-endpoints"): "exact cascade shares in integers (bounds branch)",
-    ("simulate", "--kube-proxy-endpoints"): "exact cascade shares in integers (bounds branch)",
-    ("plan", "--tolerance"): "plan's searches bounded (bounds branch)",
-    ("plan", "--min-hits"): "plan's searches bounded (bounds branch)",
-    ("simulate", "--keys"): "key populations as arrays (bounds branch)",
-    ("simulate", "--clients"): "client populations as arrays (bounds branch)",
-    ("simulate", "--choice-count"): "--choice-count bounded (bounds branch)",
-    ("simulate", "--requests-per-connection"): "geometric means bounded (bounds branch)",
-    ("check", "--observed"): "huge observed counts (bounds branch)",
-    ("check", "--iptables"): "counters of 2**64-1 (bounds branch)",
 }
 
 

@@ -148,11 +148,13 @@ from meshstat.parsers.netfilter.ruleset import (
 )
 
 __all__ = [
+    "MAX_COUNTER",
     "Counters",
     "ListingInfo",
     "listing_info",
     "parse_iptables_list",
     "parse_iptables_paste",
+    "printed_count_range",
     "probability_threshold_candidates",
     "rule_counters",
     "sniff_iptables_text",
@@ -175,14 +177,66 @@ class Counters(NamedTuple):
 
     ``exact`` (packets) and ``bytes_exact`` are False when the count was
     rounded: a listing without ``-x`` prints counts above 99,999 as ``12K``
-    (``xtables_print_num`` rounds ``(n + 500) // 1000`` per step, so ``12K`` is
-    11,500 to 12,499 and is kept as 12,000).
+    (``xtables_print_num`` rounds ``(n + 500) // 1000`` per step), kept as the
+    printed value (12,000); :meth:`packets_range` is the interval of counts
+    that print so (:func:`printed_count_range`: ``12K`` is 11,500 to 12,499).
     """
 
     packets: int
     bytes: int
     exact: bool = True
     bytes_exact: bool = True
+
+    def packets_range(self) -> tuple[int, int]:
+        """The packet counts the printed value stands for (one count when ``exact``)."""
+        return printed_count_range(self.packets, self.exact)
+
+
+#: The kernel's counters are ``u64``.
+MAX_COUNTER = 2**64 - 1
+
+
+def printed_count_range(value: int, exact: bool) -> tuple[int, int]:
+    """Every count that ``iptables -L`` (without ``-x``) prints as ``value``: ``(low, high)``.
+
+    ``value`` is the printed number times its suffix (``10M`` is 10,000,000);
+    ``exact`` False means it had a suffix. iptables ``libxtables/xtables.c:
+    xtables_print_num`` (``iptables/iptables.c: print_num`` before 1.8)
+    prints a count up to 99,999 as it is; above, it divides by 1,000 rounding
+    half up (``(n + 500) / 1000``) and prints ``K`` if the result is at most
+    9,999, else divides again for ``M``, then ``G``, and prints ``T`` after the
+    fourth division whatever the size. So ``x`` at level ``L`` (K = 1 .. T = 4)
+    is every ``n`` with ``f^L(n) = x`` (``f(n) = (n + 500) // 1000``, whose
+    inverse image of ``y`` is ``[1000 y - 500, 1000 y + 499]``) and, for the
+    levels it went past, ``f^(L-1)(n) >= 10,000`` (``n >= 100,000`` for K).
+    ``10M`` is 9,999,500 to 10,499,499 (not the 9,500,000 to 10,499,999 of
+    rounding once), ``100K`` is 100,000 to 100,499.
+
+    A value no iptables prints (``5K``: below the ``K`` range) gets the
+    rounding interval of its suffix alone.
+
+    Examples
+    --------
+    >>> printed_count_range(10_000_000, False)
+    (9999500, 10499499)
+    >>> printed_count_range(12_000, True)
+    (12000, 12000)
+    """
+    if exact:
+        return value, value
+    level, x = 1, value // 1000
+    while level < 4 and x > 9999:  # the suffix: the first level whose printed number is at most 9,999
+        level, x = level + 1, x // 1000
+    lo, hi = x, x
+    for _ in range(level):
+        lo, hi = 1000 * lo - 500, 1000 * hi + 499
+    floor = 100_000
+    if level > 1:
+        floor = 10_000
+        for _ in range(level - 1):
+            floor = 1000 * floor - 500
+    lo, hi = max(lo, 0), min(hi, MAX_COUNTER)
+    return (max(lo, floor), hi) if max(lo, floor) <= hi else (lo, hi)
 
 
 @dataclass(eq=False)
@@ -545,8 +599,8 @@ class _Section:
 def _counter(tok: str) -> tuple[int, bool] | None:
     """``(value, exact)`` of a packet or byte counter (``123``, ``45K``); None if not one.
 
-    The kernel's counters are 64-bit; values that do not fit a signed 64-bit
-    integer (the tables' dtype) are not counters (the line is then refused).
+    The kernel's counters are ``u64``: a larger value is not a counter (the
+    line is then refused).
     """
     m = _COUNTER.fullmatch(tok)
     if m is None or len(m[1]) > 19:
@@ -559,7 +613,7 @@ def _counter(tok: str) -> tuple[int, bool] | None:
     return v, not m[2]
 
 
-_MAX_COUNTER = 2**63 - 1
+_MAX_COUNTER = MAX_COUNTER
 
 
 def _opt(tok: str) -> str | None:

@@ -356,6 +356,7 @@ def _declare(line: str, table: Table, ctx: ParseContext) -> None:
 SAVE_COUNTERS_KEY = "iptables-save-counters"
 # the kernel's counters are 64-bit: at most 20 digits each
 _SAVE_COUNTERS = re.compile(r"\[(\d{1,20}):(\d{1,20})\]")
+_MAX_SAVE_COUNTER = 2**64 - 1
 
 
 def _command(line: str, table: Table, ctx: ParseContext, pending: list[Rule]) -> tuple[Rule | None, bool]:
@@ -370,6 +371,8 @@ def _command(line: str, table: Table, ctx: ParseContext, pending: list[Rule]) ->
         if m is None:
             raise ctx.error("expected counters as [packets:bytes] before the command", line)
         counters = (int(m[1]), int(m[2]))
+        if max(counters) > _MAX_SAVE_COUNTER:
+            raise ctx.error("expected counters below 2**64 (the kernel's u64) in [packets:bytes]", line)
         i = 1
     if i >= len(words):
         raise ctx.error("expected a command such as -A CHAIN after the counters", line)
