@@ -104,6 +104,10 @@ def parse_service_time(text: str) -> ServiceTime:
     return ServiceTime(kind, mean, sigma)
 
 
+#: The kernels count requests in int64; no run is longer, so a larger fixed R behaves as this one.
+MAX_REQUESTS_PER_CONNECTION = 2**63 - 1
+
+
 def parse_requests_per_connection(text: str | int | None) -> int | str | None:
     """``R`` (positive int), ``"geometric:MEAN"``, ``"all"`` or None (one request per connection)."""
     if text is None:
@@ -111,7 +115,7 @@ def parse_requests_per_connection(text: str | int | None) -> int | str | None:
     if isinstance(text, int) and not isinstance(text, bool):
         if text < 1:
             raise InvalidArgument(f"requests per connection must be >= 1, got {text}")
-        return text
+        return min(text, MAX_REQUESTS_PER_CONNECTION)
     raw = str(text).strip().lower()
     if raw == "all":
         return "all"
@@ -131,7 +135,8 @@ def parse_requests_per_connection(text: str | int | None) -> int | str | None:
         raise InvalidArgument(f"requests per connection must be N, geometric:MEAN or all, got {text!r}") from None
     if r < 1:
         raise InvalidArgument(f"requests per connection must be >= 1, got {text!r}")
-    return r
+    # a run has at most 2**63-1 requests, so any larger R carries them exactly as R = 2**63-1 does
+    return min(r, MAX_REQUESTS_PER_CONNECTION)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

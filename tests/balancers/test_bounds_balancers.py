@@ -214,3 +214,12 @@ def test_least_request_choice_count_bounds() -> None:
         LeastRequest(3, choice_count=2**32)
     with pytest.raises(InvalidArgument, match="at most"):
         LeastRequest(3, choice_count=10**6).pick_probabilities((0, 1, 2))
+
+
+def test_requests_per_connection_beyond_int64_is_the_largest_run() -> None:
+    """A fixed R above 2**63-1 carries every request of any run on one connection, as R = 2**63-1 does."""
+    from meshstat.balancers.workload import MAX_REQUESTS_PER_CONNECTION, parse_requests_per_connection
+
+    assert parse_requests_per_connection(str(2**63)) == MAX_REQUESTS_PER_CONNECTION == 2**63 - 1
+    assert parse_requests_per_connection(10**30) == MAX_REQUESTS_PER_CONNECTION
+    assert parse_requests_per_connection("5") == 5
