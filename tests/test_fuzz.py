@@ -24,8 +24,7 @@ what must run in bounded time and memory (a kube-proxy service of 3,000
 endpoints, ``numgen random mod 4294967295``, 3,000 numgen slots, a header regex
 ``(a+)+b`` that a backtracking engine takes exponential time on, matched against
 :data:`HOSTILE_HEADERS`). :func:`test_extreme_inputs` runs each as is and then
-:data:`EXTREME_EXAMPLES` mutations of it; :data:`PENDING` names those whose fix
-is not merged yet.
+:data:`EXTREME_EXAMPLES` mutations of it.
 
 To add a parser, append one :class:`FuzzTarget` to :data:`REGISTRY`.
 A crash found here is fixed in the parser and its minimal input added to
@@ -247,7 +246,7 @@ class Extreme:
     Parameters
     ----------
     name : str
-        Test id (and key of :data:`PENDING`).
+        Test id.
     make : callable
         Builds the text (generated, so that no large fixture is stored).
     """
@@ -375,10 +374,6 @@ def _istio_regex_manifests() -> str:
     docs = [p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml") if "virtualservice" not in p.name]
     return "\n---\n".join([*docs, vs])
 
-
-#: Extreme inputs whose bound is being fixed on another branch (name -> what), expected to fail until it is
-#: merged (``xfail(strict=True)``: once fixed they pass, the strict mark fails, and the entry is removed).
-PENDING: dict[str, str] = {}
 
 _MANIFESTS = "\n---\n".join(p.read_text(encoding="utf-8") for p in _files("istio-demo", "*.yaml"))
 
@@ -573,8 +568,7 @@ def _extreme_params() -> list[object]:
     out = []
     for t in REGISTRY:
         for e in t.extremes:
-            marks = [pytest.mark.xfail(strict=True, reason=f"pending: {PENDING[e.name]}")] if e.name in PENDING else []
-            out.append(pytest.param(t, e, id=f"{t.name}:{e.name}", marks=marks))
+            out.append(pytest.param(t, e, id=f"{t.name}:{e.name}"))
     return out
 
 

@@ -22,11 +22,7 @@ gets a ``MemoryError`` (an internal error: the property fails) or kills the
 worker (it fails too, and a fresh worker is started).
 
 :data:`CASES` holds the cases reported in the wild, as explicit regression
-tests. :data:`PENDING` names the flags whose bound is being fixed on another
-branch; until that branch is merged they are left out of the drawn examples
-and their explicit cases are expected to fail (``xfail(strict=True)``: once
-fixed they pass, the strict mark fails, and the entry is removed from
-:data:`PENDING`).
+tests.
 """
 
 from __future__ import annotations
@@ -59,14 +55,6 @@ HARD_KILL = 30.0
 EXAMPLES = 200
 #: Largest valid value drawn for a flag whose work is linear in it by design.
 LINEAR_CAP = 1e9
-
-
-# --------------------------------------------------------------------------- what is pending elsewhere
-
-#: (command, flag) -> what is being fixed on another branch. A drawn example of such a flag is left
-#: out, and its explicit cases are expected to fail, until the fix is merged and the entry removed.
-PENDING: dict[tuple[str, str], str] = {
-}
 
 
 # --------------------------------------------------------------------------- the flags
@@ -305,10 +293,6 @@ def check_answer(argv: list[str], answer: dict | str) -> None:
 # --------------------------------------------------------------------------- the property
 
 
-def _drawn_flags() -> list[Flag]:
-    return [f for f in FLAGS if (f.command, f.flag) not in PENDING]
-
-
 def _budget() -> int:
     return int(os.environ.get("MESHSTAT_BOUNDS_EXAMPLES", EXAMPLES))
 
@@ -322,8 +306,6 @@ def test_flags_are_current() -> None:
     for f in FLAGS:
         cmd = sub.choices[f.command]  # type: ignore[index]
         assert f.flag in cmd._option_string_actions, f.id
-    for command, flag in PENDING:
-        assert flag in sub.choices[command]._option_string_actions, (command, flag)  # type: ignore[index]
 
 
 @pytest.mark.parametrize("flag", FLAGS, ids=[f.id + (f" {f.form}" if f.form != "{}" else "") for f in FLAGS])
@@ -344,7 +326,7 @@ def test_each_flag_answers_a_valid_value(worker: Worker, flag: Flag) -> None:
 )
 @given(data=st.data())
 def test_numeric_arguments_are_answered_or_refused_in_one_line(worker: Worker, data: st.DataObject) -> None:
-    flag = data.draw(st.sampled_from(_drawn_flags()), label="flag")
+    flag = data.draw(st.sampled_from(FLAGS), label="flag")
     value = data.draw(_value(flag).filter(lambda v: not _too_much_linear_work(flag, v)), label="value")
     argv = [*flag.base, _option(flag.flag, flag.form.format(value))]
     note(" ".join(argv))
@@ -364,7 +346,6 @@ class Case:
 
     name: str
     argv: tuple[str, ...]
-    pending: tuple[str, str] | None = None
     setup: Callable[[Path], None] | None = field(default=None, compare=False)
 
 
@@ -401,32 +382,23 @@ def _regex_manifests(tmp: Path) -> None:
 
 
 CASES: tuple[Case, ...] = (
-    Case("cascade of 4,000 endpoints", ("cascade", "--kube-proxy-endpoints", "4000"),
-         ("cascade", "--kube-proxy-endpoints")),
+    Case("cascade of 4,000 endpoints", ("cascade", "--kube-proxy-endpoints", "4000")),
     Case("cascade of 10,000 endpoints", ("cascade", "--kube-proxy-endpoints", "10000")),
-    Case("plan --tolerance 1e-4", ("plan", "--weights", "90,10", "--tolerance", "1e-4"), ("plan", "--tolerance")),
-    Case("plan --tolerance 1e-6", ("plan", "--weights", "90,10", "--tolerance", "1e-6"), ("plan", "--tolerance")),
-    Case("geometric:5e17", (*_CONN, "--requests-per-connection", "geometric:5e17"),
-         ("simulate", "--requests-per-connection")),
-    Case("geometric:1e25", (*_CONN, "--requests-per-connection", "geometric:1e25"),
-         ("simulate", "--requests-per-connection")),
-    Case("--keys 1e8", (*_RH, "--keys", "1e8"), ("simulate", "--keys")),
-    Case("--clients 1e8 with hash-source-ip", (*_CONN, "--affinity", "hash-source-ip", "--clients", "1e8"),
-         ("simulate", "--clients")),
+    Case("plan --tolerance 1e-4", ("plan", "--weights", "90,10", "--tolerance", "1e-4")),
+    Case("plan --tolerance 1e-6", ("plan", "--weights", "90,10", "--tolerance", "1e-6")),
+    Case("geometric:5e17", (*_CONN, "--requests-per-connection", "geometric:5e17")),
+    Case("geometric:1e25", (*_CONN, "--requests-per-connection", "geometric:1e25")),
+    Case("--keys 1e8", (*_RH, "--keys", "1e8")),
+    Case("--clients 1e8 with hash-source-ip", (*_CONN, "--affinity", "hash-source-ip", "--clients", "1e8")),
     Case("--threads 1000", (*_SIM, "-n", "1e6", "--mode", "per-request", "--threads", "1000")),
     Case("--choice-count 1e6", (*_LR, "--choice-count", "1e6")),  # idle shares uniform without the n**2 sum
-    Case("check --observed 1e23", ("check", "--weights", "90,10", "--observed", "99999999999999999999999,1"),
-         ("check", "--observed")),
-    Case("check counters of 2**64-1", ("check", "--iptables", "{tmp}/huge.iptables-save-c", "--service", "default/web"),
-         ("check", "--iptables"), _huge_counters),
-    Case("services with numgen mod 4294967295", ("services", "--nft", "{tmp}/numgen.nft"), ("services", "--nft"),
-         _numgen_nft),
-    Case("trace through numgen mod 4294967295", ("trace", "--nft", "{tmp}/numgen.nft", "--dst", "172.30.0.44:80"),
-         ("trace", "--nft"), _numgen_nft),
+    Case("check --observed 1e23", ("check", "--weights", "90,10", "--observed", "99999999999999999999999,1")),
+    Case("check counters of 2**64-1", ("check", "--iptables", "{tmp}/huge.iptables-save-c", "--service", "default/web"), setup=_huge_counters),
+    Case("services with numgen mod 4294967295", ("services", "--nft", "{tmp}/numgen.nft"), setup=_numgen_nft),
+    Case("trace through numgen mod 4294967295", ("trace", "--nft", "{tmp}/numgen.nft", "--dst", "172.30.0.44:80"), setup=_numgen_nft),
     Case("Istio regex (a+)+b on 30 characters",
          ("mesh", "-f", "{tmp}", "--client", "istio-demo/front-tomcat-v1", "-n", "1000", "-q",
-          "--header", "end-user=" + "a" * 30 + "c"),
-         ("mesh", "--header"), _regex_manifests),
+          "--header", "end-user=" + "a" * 30 + "c"), setup=_regex_manifests),
     Case("simulate -n 1e30", (*_SIM, "-n", "1e30")),
     Case("--endpoints 1e10", (*_RR[:3], "--endpoints", "1e10", *_RR[5:])),
     Case("--workers 1e9", (*_RR, "--workers", "1e9")),
@@ -439,24 +411,9 @@ CASES: tuple[Case, ...] = (
 )  # fmt: skip
 
 
-def _case_param(c: Case) -> object:
-    marks = []
-    if c.pending is not None and c.pending in PENDING:
-        marks.append(pytest.mark.xfail(strict=True, reason=f"pending: {PENDING[c.pending]}"))
-    return pytest.param(c, id=c.name, marks=marks)
-
-
-@pytest.mark.parametrize("case", [_case_param(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_reported_case(worker: Worker, case: Case, tmp_path: Path) -> None:
     if case.setup is not None:
         case.setup(tmp_path)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in case.argv]
-    answer = worker.run(argv) if case.pending not in PENDING else _run_pending(worker, argv)
-    check_answer(argv, answer)
-
-
-def _run_pending(worker: Worker, argv: list[str]) -> dict | str:
-    """A pending case is expected to fail: give it :data:`TIME_BOUND` (not the hard limit) before killing it."""
-    if worker.proc is None:
-        worker._start()
-    return worker._ask(argv, TIME_BOUND + 1.0)
+    check_answer(argv, worker.run(argv))
