@@ -42,16 +42,16 @@ from typing import Any
 
 from meshstat.parsers.k8s import (
     KIND_CONVERTERS,
+    ManifestContext,
     Manifests,
     Meta,
-    _Ctx,
-    _int,
-    _list,
-    _map,
-    _meta,
-    _str,
-    _str_list,
-    _str_map,
+    field_int,
+    field_list,
+    field_map,
+    field_str,
+    field_str_list,
+    field_str_map,
+    read_meta,
 )
 from meshstat.parsers.regex import re2_syntax_error
 
@@ -405,13 +405,13 @@ def _line(obj: Any, key: str | None = None) -> int:
     return int(getattr(obj, "line", 0) or 0)
 
 
-def _mapping(ctx: _Ctx, item: Any, parent: Any, key: str, what: str) -> Any:
+def _mapping(ctx: ManifestContext, item: Any, parent: Any, key: str, what: str) -> Any:
     if not isinstance(item, dict):
         raise ctx.fail(f"expected each entry of '{key}' of {what} to be a mapping", parent, key, item)
     return item
 
 
-def _version(ctx: _Ctx, doc: Any, kind: str, versions: Iterable[str]) -> None:
+def _version(ctx: ManifestContext, doc: Any, kind: str, versions: Iterable[str]) -> None:
     api = str(doc.get("apiVersion") or "")
     version = api.split("/", 1)[1] if "/" in api else api
     versions = tuple(versions)
@@ -425,8 +425,8 @@ def _version(ctx: _Ctx, doc: Any, kind: str, versions: Iterable[str]) -> None:
         )
 
 
-def _enum(ctx: _Ctx, obj: Any, key: str, what: str, allowed: tuple[str, ...], default: str) -> str:
-    val = _str(ctx, obj, key, what)
+def _enum(ctx: ManifestContext, obj: Any, key: str, what: str, allowed: tuple[str, ...], default: str) -> str:
+    val = field_str(ctx, obj, key, what)
     if val is None:
         return default
     if val not in allowed:
@@ -436,31 +436,31 @@ def _enum(ctx: _Ctx, obj: Any, key: str, what: str, allowed: tuple[str, ...], de
     return val
 
 
-def _parent_refs(ctx: _Ctx, spec: Any, namespace: str) -> tuple[ParentRef, ...]:
+def _parent_refs(ctx: ManifestContext, spec: Any, namespace: str) -> tuple[ParentRef, ...]:
     out = []
-    for p in _list(ctx, spec, "parentRefs", "route spec"):
+    for p in field_list(ctx, spec, "parentRefs", "route spec"):
         p = _mapping(ctx, p, spec, "parentRefs", "route spec")
-        ns = _str(ctx, p, "namespace", "parentRef")
+        ns = field_str(ctx, p, "namespace", "parentRef")
         out.append(
             ParentRef(
-                group=_str(ctx, p, "group", "parentRef") if p.get("group") is not None else GATEWAY_GROUP,
-                kind=_str(ctx, p, "kind", "parentRef") or "Gateway",
+                group=field_str(ctx, p, "group", "parentRef") if p.get("group") is not None else GATEWAY_GROUP,
+                kind=field_str(ctx, p, "kind", "parentRef") or "Gateway",
                 namespace=ns or namespace,
-                name=_str(ctx, p, "name", "parentRef", required=True) or "",
-                section_name=_str(ctx, p, "sectionName", "parentRef") or None,
-                port=_int(ctx, p, "port", "parentRef", lo=1, hi=65535),
+                name=field_str(ctx, p, "name", "parentRef", required=True) or "",
+                section_name=field_str(ctx, p, "sectionName", "parentRef") or None,
+                port=field_int(ctx, p, "port", "parentRef", lo=1, hi=65535),
                 line=_line(p),
             )
         )
     return tuple(out)
 
 
-def _backend_ref(ctx: _Ctx, b: Any, namespace: str, what: str, *, weighted: bool, kind: str) -> BackendRef:
-    group = _str(ctx, b, "group", what)
-    bkind = _str(ctx, b, "kind", what) or "Service"
+def _backend_ref(ctx: ManifestContext, b: Any, namespace: str, what: str, *, weighted: bool, kind: str) -> BackendRef:
+    group = field_str(ctx, b, "group", what)
+    bkind = field_str(ctx, b, "kind", what) or "Service"
     group = "" if group is None else group
-    ns = _str(ctx, b, "namespace", what)
-    port = _int(ctx, b, "port", what, lo=1, hi=65535)
+    ns = field_str(ctx, b, "namespace", what)
+    port = field_int(ctx, b, "port", what, lo=1, hi=65535)
     if port is None and group == "" and bkind == "Service":
         # object_reference_types.go: "Must have port for Service reference"
         raise ctx.fail(
@@ -472,20 +472,20 @@ def _backend_ref(ctx: _Ctx, b: Any, namespace: str, what: str, *, weighted: bool
     return BackendRef(
         group=group,
         kind=bkind,
-        name=_str(ctx, b, "name", what, required=True) or "",
+        name=field_str(ctx, b, "name", what, required=True) or "",
         namespace=ns or namespace,
         namespace_given=ns is not None,
         port=port,
-        weight=(_int(ctx, b, "weight", what, default=1, lo=0, hi=MAX_WEIGHT) if weighted else 1) or 0,
+        weight=(field_int(ctx, b, "weight", what, default=1, lo=0, hi=MAX_WEIGHT) if weighted else 1) or 0,
         filters=filters,
         line=_line(b),
     )
 
 
-def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple[RouteFilter, ...]:
+def _filters(ctx: ManifestContext, obj: Any, namespace: str, what: str, kind: str) -> tuple[RouteFilter, ...]:
     allowed = _GRPC_FILTERS if kind == "GRPCRoute" else _HTTP_FILTERS
     out = []
-    for f in _list(ctx, obj, "filters", what):
+    for f in field_list(ctx, obj, "filters", what):
         f = _mapping(ctx, f, obj, "filters", what)
         ftype = _enum(ctx, f, "type", f"{kind} filter", allowed, "")
         if not ftype:
@@ -493,10 +493,10 @@ def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple
         if ftype != "RequestMirror":
             out.append(RouteFilter(ftype, _line(f)))
             continue
-        rm = _map(ctx, f, "requestMirror", "RequestMirror filter", required=True)
+        rm = field_map(ctx, f, "requestMirror", "RequestMirror filter", required=True)
         ref = _backend_ref(
             ctx,
-            _map(ctx, rm, "backendRef", "requestMirror", required=True),
+            field_map(ctx, rm, "backendRef", "requestMirror", required=True),
             namespace,
             "mirror backendRef",
             weighted=False,
@@ -504,11 +504,11 @@ def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple
         )
         frac = Fraction(1)
         if rm.get("percent") is not None:
-            frac = Fraction(_int(ctx, rm, "percent", "requestMirror", lo=0, hi=100) or 0, 100)
+            frac = Fraction(field_int(ctx, rm, "percent", "requestMirror", lo=0, hi=100) or 0, 100)
         elif rm.get("fraction") is not None:
-            fr = _map(ctx, rm, "fraction", "requestMirror")
-            num = _int(ctx, fr, "numerator", "mirror fraction", lo=0)
-            den = _int(ctx, fr, "denominator", "mirror fraction", default=100, lo=1)
+            fr = field_map(ctx, rm, "fraction", "requestMirror")
+            num = field_int(ctx, fr, "numerator", "mirror fraction", lo=0)
+            den = field_int(ctx, fr, "denominator", "mirror fraction", default=100, lo=1)
             if num is None or den is None or num > den:
                 raise ctx.fail("expected a mirror fraction with 0 <= numerator <= denominator", fr)
             frac = Fraction(num, den)
@@ -516,21 +516,21 @@ def _filters(ctx: _Ctx, obj: Any, namespace: str, what: str, kind: str) -> tuple
     return tuple(out)
 
 
-def _regex(ctx: _Ctx, obj: Any, key: str, value: str) -> None:
+def _regex(ctx: ManifestContext, obj: Any, key: str, value: str) -> None:
     """Refuse a pattern RE2 does not compile: Envoy evaluates ``RegularExpression`` matches with RE2."""
     problem = re2_syntax_error(value)
     if problem is not None:
         raise ctx.fail(f"expected an RE2 regular expression ({problem})", obj, key, value)
 
 
-def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, str, str], ...]:
+def _name_matches(ctx: ManifestContext, m: Any, key: str, what: str) -> tuple[tuple[str, str, str], ...]:
     out: list[tuple[str, str, str]] = []
     seen = set()
-    for h in _list(ctx, m, key, what):
+    for h in field_list(ctx, m, key, what):
         h = _mapping(ctx, h, m, key, what)
         kind = "header match" if key == "headers" else "query param match"
-        name = _str(ctx, h, "name", kind, required=True) or ""
-        value = _str(ctx, h, "value", kind, required=True) or ""
+        name = field_str(ctx, h, "name", kind, required=True) or ""
+        value = field_str(ctx, h, "value", kind, required=True) or ""
         mtype = _enum(ctx, h, "type", kind, ("Exact", "RegularExpression"), "Exact")
         if mtype == "RegularExpression":
             _regex(ctx, h, "value", value)
@@ -542,14 +542,14 @@ def _name_matches(ctx: _Ctx, m: Any, key: str, what: str) -> tuple[tuple[str, st
     return tuple(out)
 
 
-def _http_match(ctx: _Ctx, m: Any) -> RouteMatch:
+def _http_match(ctx: ManifestContext, m: Any) -> RouteMatch:
     path: tuple[str, str] | None = ("PathPrefix", "/")
     if m.get("path") is not None:
-        pm = _map(ctx, m, "path", "match")
+        pm = field_map(ctx, m, "path", "match")
         ptype = _enum(
             ctx, pm, "type", "path match", ("Exact", "PathPrefix", "RegularExpression"), "PathPrefix"
         )
-        value = _str(ctx, pm, "value", "path match")
+        value = field_str(ctx, pm, "value", "path match")
         value = "/" if value is None else value
         if ptype != "RegularExpression" and not value.startswith("/"):
             raise ctx.fail(
@@ -574,13 +574,13 @@ def _http_match(ctx: _Ctx, m: Any) -> RouteMatch:
     )
 
 
-def _grpc_match(ctx: _Ctx, m: Any) -> RouteMatch:
+def _grpc_match(ctx: ManifestContext, m: Any) -> RouteMatch:
     grpc = None
     if m.get("method") is not None:
-        gm = _map(ctx, m, "method", "match")
+        gm = field_map(ctx, m, "method", "match")
         mtype = _enum(ctx, gm, "type", "gRPC method match", ("Exact", "RegularExpression"), "Exact")
-        service = _str(ctx, gm, "service", "gRPC method match") or None
-        method = _str(ctx, gm, "method", "gRPC method match") or None
+        service = field_str(ctx, gm, "service", "gRPC method match") or None
+        method = field_str(ctx, gm, "method", "gRPC method match") or None
         if service is None and method is None:
             raise ctx.fail("expected a gRPC method match to name a service or a method", gm)
         if mtype == "RegularExpression":
@@ -599,8 +599,8 @@ def _grpc_match(ctx: _Ctx, m: Any) -> RouteMatch:
 _RULE_EXTRAS = ("timeouts", "retry", "sessionPersistence")
 
 
-def _rules(ctx: _Ctx, spec: Any, kind: str, namespace: str) -> tuple[RouteRule, ...]:
-    raw = _list(ctx, spec, "rules", f"{kind} spec")
+def _rules(ctx: ManifestContext, spec: Any, kind: str, namespace: str) -> tuple[RouteRule, ...]:
+    raw = field_list(ctx, spec, "rules", f"{kind} spec")
     if not raw and kind == "HTTPRoute" and "rules" not in spec:
         # HTTPRouteSpec.Rules: +kubebuilder:default={{matches: {{path: {type: "PathPrefix", value: "/"}}}}}
         return (
@@ -619,7 +619,7 @@ def _rules(ctx: _Ctx, spec: Any, kind: str, namespace: str) -> tuple[RouteRule, 
         r = _mapping(ctx, r, spec, "rules", f"{kind} spec")
         matches: list[RouteMatch] = []
         if kind in ("HTTPRoute", "GRPCRoute"):
-            for m in _list(ctx, r, "matches", f"{kind} rule"):
+            for m in field_list(ctx, r, "matches", f"{kind} rule"):
                 m = _mapping(ctx, m, r, "matches", f"{kind} rule")
                 matches.append(_http_match(ctx, m) if kind == "HTTPRoute" else _grpc_match(ctx, m))
             if not matches and kind == "HTTPRoute":  # HTTPRouteRule.Matches default: PathPrefix /
@@ -633,11 +633,11 @@ def _rules(ctx: _Ctx, spec: Any, kind: str, namespace: str) -> tuple[RouteRule, 
                 weighted=True,
                 kind=kind,
             )
-            for b in _list(ctx, r, "backendRefs", f"{kind} rule")
+            for b in field_list(ctx, r, "backendRefs", f"{kind} rule")
         )
         out.append(
             RouteRule(
-                name=_str(ctx, r, "name", f"{kind} rule"),
+                name=field_str(ctx, r, "name", f"{kind} rule"),
                 matches=tuple(matches),
                 filters=_filters(ctx, r, namespace, f"{kind} rule", kind)
                 if kind in ("HTTPRoute", "GRPCRoute")
@@ -664,53 +664,53 @@ def _timestamp(value: Any) -> str | None:
     return str(value)
 
 
-def _route(ctx: _Ctx, doc: Any, out: Manifests) -> None:
+def _route(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
     kind = str(doc.get("kind"))
     _version(ctx, doc, kind, _VERSIONS[kind])
-    meta = _meta(ctx, doc, kind)
-    spec = _map(ctx, doc, "spec", kind, required=True)
-    created = _timestamp(_map(ctx, doc, "metadata", kind).get("creationTimestamp"))
+    meta = read_meta(ctx, doc, kind)
+    spec = field_map(ctx, doc, "spec", kind, required=True)
+    created = _timestamp(field_map(ctx, doc, "metadata", kind).get("creationTimestamp"))
     out.gateway_objects.append(
         GatewayRoute(
             meta=meta,
             created=created,
             parents=_parent_refs(ctx, spec, meta.namespace),
-            hostnames=_str_list(ctx, spec, "hostnames", f"{kind} spec") if kind != "TCPRoute" else (),
+            hostnames=field_str_list(ctx, spec, "hostnames", f"{kind} spec") if kind != "TCPRoute" else (),
             rules=_rules(ctx, spec, kind, meta.namespace),
         )
     )
 
 
-def _gateway(ctx: _Ctx, doc: Any, out: Manifests) -> None:
+def _gateway(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
     _version(ctx, doc, "Gateway", _VERSIONS["Gateway"])
-    meta = _meta(ctx, doc, "Gateway")
-    spec = _map(ctx, doc, "spec", "Gateway", required=True)
+    meta = read_meta(ctx, doc, "Gateway")
+    spec = field_map(ctx, doc, "spec", "Gateway", required=True)
     listeners = []
-    for li in _list(ctx, spec, "listeners", "Gateway spec"):
+    for li in field_list(ctx, spec, "listeners", "Gateway spec"):
         li = _mapping(ctx, li, spec, "listeners", "Gateway spec")
-        ar = _map(ctx, li, "allowedRoutes", "listener")
-        ns = _map(ctx, ar, "namespaces", "allowedRoutes")
-        sel = _map(ctx, ns, "selector", "allowedRoutes namespaces")
+        ar = field_map(ctx, li, "allowedRoutes", "listener")
+        ns = field_map(ctx, ar, "namespaces", "allowedRoutes")
+        sel = field_map(ctx, ns, "selector", "allowedRoutes namespaces")
         kinds = []
-        for k in _list(ctx, ar, "kinds", "allowedRoutes"):
+        for k in field_list(ctx, ar, "kinds", "allowedRoutes"):
             k = _mapping(ctx, k, ar, "kinds", "allowedRoutes")
-            group = _str(ctx, k, "group", "route kind")
+            group = field_str(ctx, k, "group", "route kind")
             kinds.append(
                 (
                     GATEWAY_GROUP if group is None else group,
-                    _str(ctx, k, "kind", "route kind", required=True) or "",
+                    field_str(ctx, k, "kind", "route kind", required=True) or "",
                 )
             )
         listeners.append(
             Listener(
-                name=_str(ctx, li, "name", "listener", required=True) or "",
-                hostname=_str(ctx, li, "hostname", "listener") or None,
-                port=_int(ctx, li, "port", "listener", lo=1, hi=65535) or 0,
-                protocol=_str(ctx, li, "protocol", "listener", required=True) or "",
+                name=field_str(ctx, li, "name", "listener", required=True) or "",
+                hostname=field_str(ctx, li, "hostname", "listener") or None,
+                port=field_int(ctx, li, "port", "listener", lo=1, hi=65535) or 0,
+                protocol=field_str(ctx, li, "protocol", "listener", required=True) or "",
                 allowed_from=_enum(
                     ctx, ns, "from", "allowedRoutes namespaces", ("All", "Same", "Selector", "None"), "Same"
                 ),
-                allowed_selector=_str_map(ctx, sel, "matchLabels", "namespace selector"),
+                allowed_selector=field_str_map(ctx, sel, "matchLabels", "namespace selector"),
                 selector_expressions=bool(sel.get("matchExpressions")),
                 allowed_kinds=tuple(kinds),
                 line=_line(li),
@@ -718,58 +718,58 @@ def _gateway(ctx: _Ctx, doc: Any, out: Manifests) -> None:
         )
         if listeners[-1].port == 0:
             raise ctx.fail("expected a listener to have a 'port'", li)
-    addresses = _list(ctx, _map(ctx, doc, "status", "Gateway"), "addresses", "Gateway status")
+    addresses = field_list(ctx, field_map(ctx, doc, "status", "Gateway"), "addresses", "Gateway status")
     out.gateway_objects.append(
         Gateway(
             meta=meta,
-            class_name=_str(ctx, spec, "gatewayClassName", "Gateway spec", required=True) or "",
+            class_name=field_str(ctx, spec, "gatewayClassName", "Gateway spec", required=True) or "",
             listeners=tuple(listeners),
             has_addresses=bool(addresses),
         )
     )
 
 
-def _gateway_class(ctx: _Ctx, doc: Any, out: Manifests) -> None:
+def _gateway_class(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
     _version(ctx, doc, "GatewayClass", _VERSIONS["GatewayClass"])
-    meta = _meta(ctx, doc, "GatewayClass")
-    spec = _map(ctx, doc, "spec", "GatewayClass")
+    meta = read_meta(ctx, doc, "GatewayClass")
+    spec = field_map(ctx, doc, "spec", "GatewayClass")
     out.gateway_objects.append(
-        GatewayClass(meta, _str(ctx, spec, "controllerName", "GatewayClass spec") or "")
+        GatewayClass(meta, field_str(ctx, spec, "controllerName", "GatewayClass spec") or "")
     )
 
 
-def _reference_grant(ctx: _Ctx, doc: Any, out: Manifests) -> None:
+def _reference_grant(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
     _version(ctx, doc, "ReferenceGrant", _VERSIONS["ReferenceGrant"])
-    meta = _meta(ctx, doc, "ReferenceGrant")
-    spec = _map(ctx, doc, "spec", "ReferenceGrant", required=True)
+    meta = read_meta(ctx, doc, "ReferenceGrant")
+    spec = field_map(ctx, doc, "spec", "ReferenceGrant", required=True)
     froms, tos = [], []
-    for f in _list(ctx, spec, "from", "ReferenceGrant spec"):
+    for f in field_list(ctx, spec, "from", "ReferenceGrant spec"):
         f = _mapping(ctx, f, spec, "from", "ReferenceGrant spec")
-        group, kind, ns = (_str(ctx, f, k, "ReferenceGrant from", required=True) or ""
+        group, kind, ns = (field_str(ctx, f, k, "ReferenceGrant from", required=True) or ""
                            for k in ("group", "kind", "namespace"))
         froms.append((group, kind, ns))
-    for t in _list(ctx, spec, "to", "ReferenceGrant spec"):
+    for t in field_list(ctx, spec, "to", "ReferenceGrant spec"):
         t = _mapping(ctx, t, spec, "to", "ReferenceGrant spec")
-        tos.append((_str(ctx, t, "group", "ReferenceGrant to", required=True) or "",
-                    _str(ctx, t, "kind", "ReferenceGrant to", required=True) or "",
-                    _str(ctx, t, "name", "ReferenceGrant to") or None))
+        tos.append((field_str(ctx, t, "group", "ReferenceGrant to", required=True) or "",
+                    field_str(ctx, t, "kind", "ReferenceGrant to", required=True) or "",
+                    field_str(ctx, t, "name", "ReferenceGrant to") or None))
     out.gateway_objects.append(ReferenceGrant(meta, tuple(froms), tuple(tos)))
 
 
-def _istio_gateway(ctx: _Ctx, doc: Any, out: Manifests) -> None:
+def _istio_gateway(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
     _version(ctx, doc, "Gateway", _ISTIO_GATEWAY_VERSIONS)
-    meta = _meta(ctx, doc, "Gateway")
-    spec = _map(ctx, doc, "spec", "Gateway", required=True)
+    meta = read_meta(ctx, doc, "Gateway")
+    spec = field_map(ctx, doc, "spec", "Gateway", required=True)
     servers = []
-    for s in _list(ctx, spec, "servers", "Gateway spec"):
+    for s in field_list(ctx, spec, "servers", "Gateway spec"):
         s = _mapping(ctx, s, spec, "servers", "Gateway spec")
-        port = _map(ctx, s, "port", "server", required=True)
+        port = field_map(ctx, s, "port", "server", required=True)
         servers.append(
             IstioServer(
-                port=_int(ctx, port, "number", "server port", lo=1, hi=65535) or 0,
-                port_name=_str(ctx, port, "name", "server port") or "",
-                protocol=(_str(ctx, port, "protocol", "server port", required=True) or "").upper(),
-                hosts=_str_list(ctx, s, "hosts", "server"),
+                port=field_int(ctx, port, "number", "server port", lo=1, hi=65535) or 0,
+                port_name=field_str(ctx, port, "name", "server port") or "",
+                protocol=(field_str(ctx, port, "protocol", "server port", required=True) or "").upper(),
+                hosts=field_str_list(ctx, s, "hosts", "server"),
                 line=_line(s),
             )
         )
@@ -778,7 +778,7 @@ def _istio_gateway(ctx: _Ctx, doc: Any, out: Manifests) -> None:
         if not servers[-1].hosts:
             raise ctx.fail("expected a server to have at least one entry in 'hosts'", s)
     out.gateway_objects.append(
-        IstioGateway(meta, _str_map(ctx, spec, "selector", "Gateway spec"), tuple(servers))
+        IstioGateway(meta, field_str_map(ctx, spec, "selector", "Gateway spec"), tuple(servers))
     )
 
 

@@ -30,14 +30,14 @@ from meshstat.errors import ConfigParseError
 from meshstat.parsers.gateway_api import WAYPOINT_CLASS, Gateway, gateway_objects
 from meshstat.parsers.k8s import (
     Diagnostic,
+    ManifestContext,
     Manifests,
     Meta,
-    _Ctx,
-    _list,
-    _map,
-    _str,
-    _str_list,
-    _str_map,
+    field_list,
+    field_map,
+    field_str,
+    field_str_list,
+    field_str_map,
 )
 
 __all__ = [
@@ -105,28 +105,28 @@ class ScopeObjects:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
-def _sidecar(ctx: _Ctx, meta: Meta, doc: Any) -> SidecarResource:
-    spec = _map(ctx, doc, "spec", "Sidecar")
+def _sidecar(ctx: ManifestContext, meta: Meta, doc: Any) -> SidecarResource:
+    spec = field_map(ctx, doc, "spec", "Sidecar")
     ws = spec.get("workloadSelector")
-    selector = _str_map(ctx, _map(ctx, spec, "workloadSelector", "Sidecar spec"), "labels",
+    selector = field_str_map(ctx, field_map(ctx, spec, "workloadSelector", "Sidecar spec"), "labels",
                         "Sidecar workloadSelector") if ws is not None else None
     egress = []
-    for e in _list(ctx, spec, "egress", "Sidecar spec"):
+    for e in field_list(ctx, spec, "egress", "Sidecar spec"):
         if not isinstance(e, dict):
             raise ctx.fail("expected the egress entries of a Sidecar to be mappings", spec, "egress", e)
-        port = _map(ctx, e, "port", "Sidecar egress").get("number")
+        port = field_map(ctx, e, "port", "Sidecar egress").get("number")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
             raise ctx.fail("expected egress port.number of a Sidecar to be an integer", e, "port", port)
-        hosts = _str_list(ctx, e, "hosts", "Sidecar egress")
+        hosts = field_str_list(ctx, e, "hosts", "Sidecar egress")
         for h in hosts:
             if h.count("/") != 1:
                 raise ctx.fail(f"expected a Sidecar egress host as namespace/dnsName, got {h!r}", e, "hosts", h)
         egress.append(EgressListener(port, hosts, e.line))
-    otp = _str(ctx, _map(ctx, spec, "outboundTrafficPolicy", "Sidecar spec"), "mode", "outboundTrafficPolicy")
+    otp = field_str(ctx, field_map(ctx, spec, "outboundTrafficPolicy", "Sidecar spec"), "mode", "outboundTrafficPolicy")
     return SidecarResource(meta, selector, tuple(egress), otp.upper() if otp else None)
 
 
-def _mesh_config(ctx: _Ctx, meta: Meta, mc: Any) -> MeshConfig:
+def _mesh_config(ctx: ManifestContext, meta: Meta, mc: Any) -> MeshConfig:
     if not isinstance(mc, dict):
         raise ConfigParseError("expected the mesh configuration to be a mapping", source=meta.source, line=meta.line)
 
@@ -160,14 +160,14 @@ def read_scope_objects(manifests: Manifests) -> ScopeObjects:
     out = ScopeObjects()
     for meta, doc in manifests.unparsed:
         group = meta.api_version.split("/")[0] if "/" in meta.api_version else ""
-        ctx = _Ctx(meta.source, meta.namespace)
+        ctx = ManifestContext(meta.source, meta.namespace)
         if group == _ISTIO_GROUP and meta.kind == "Sidecar":
             out.sidecars.append(_sidecar(ctx, meta, doc))
         elif group == "" and meta.kind == "ConfigMap" and (meta.name == "istio" or meta.name.startswith("istio-")) \
-                and "mesh" in _map(ctx, doc, "data", "ConfigMap"):
+                and "mesh" in field_map(ctx, doc, "data", "ConfigMap"):
             import yaml
 
-            text = _str(ctx, _map(ctx, doc, "data", "ConfigMap"), "mesh", "ConfigMap data")
+            text = field_str(ctx, field_map(ctx, doc, "data", "ConfigMap"), "mesh", "ConfigMap data")
             try:
                 mc = yaml.safe_load(text or "") or {}
             except yaml.YAMLError as exc:
@@ -175,7 +175,7 @@ def read_scope_objects(manifests: Manifests) -> ScopeObjects:
                                        source=meta.source, line=meta.line) from None
             out.mesh_config = _mesh_config(ctx, meta, mc)
         elif group == "install.istio.io" and meta.kind == "IstioOperator":
-            mc = _map(ctx, _map(ctx, doc, "spec", "IstioOperator"), "meshConfig", "IstioOperator spec")
+            mc = field_map(ctx, field_map(ctx, doc, "spec", "IstioOperator"), "meshConfig", "IstioOperator spec")
             out.mesh_config = _mesh_config(ctx, meta, mc)
         else:
             continue

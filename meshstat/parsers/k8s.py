@@ -36,7 +36,7 @@ This module is pure Python (standard library and PyYAML).
 
 Why this module is long: one converter per kind (workloads, Services, VirtualService,
 DestinationRule, ServiceEntry), each checking the shape of its fields with the file and line of
-what does not fit, share the small typed field readers (``_map``, ``_str``, ``_int`` ...) of the
+what does not fit, share the small typed field readers (``field_map``, ``field_str``, ``field_int`` ...) of the
 conversion context; the kinds of other families live in their own modules
 (:mod:`~meshstat.parsers.gateway_api`, :mod:`~meshstat.parsers.istio_scope`,
 :mod:`~meshstat.parsers.topology`).
@@ -428,7 +428,7 @@ _KIND_ALIASES = {
 # --------------------------------------------------------------------------- field helpers
 
 
-class _Ctx:
+class ManifestContext:
     """Source file name and default namespace while converting one file."""
 
     def __init__(self, source: str, default_namespace: str) -> None:
@@ -460,7 +460,7 @@ def _type_name(val: Any) -> str:
     return "a string" if isinstance(val, str) else type(val).__name__
 
 
-def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> LineDict:
+def field_map(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> LineDict:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
         if required:
@@ -474,7 +474,7 @@ def _map(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) ->
     return val  # type: ignore[return-value]
 
 
-def _list(ctx: _Ctx, obj: Any, key: str, what: str) -> list[Any]:
+def field_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> list[Any]:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
         return []
@@ -483,7 +483,7 @@ def _list(ctx: _Ctx, obj: Any, key: str, what: str) -> list[Any]:
     return val
 
 
-def _str(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) -> str | None:
+def field_str(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> str | None:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
         if required:
@@ -494,8 +494,8 @@ def _str(ctx: _Ctx, obj: Any, key: str, what: str, *, required: bool = False) ->
     return str(val)
 
 
-def _int(
-    ctx: _Ctx, obj: Any, key: str, what: str, *, default: int | None = None, lo: int = 0, hi: int | None = None
+def field_int(
+    ctx: ManifestContext, obj: Any, key: str, what: str, *, default: int | None = None, lo: int = 0, hi: int | None = None
 ) -> int | None:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
@@ -512,8 +512,8 @@ def _int(
     return val
 
 
-def _str_map(ctx: _Ctx, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
-    m = _map(ctx, obj, key, what)
+def field_str_map(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
+    m = field_map(ctx, obj, key, what)
     out = []
     for k, v in m.items():
         if isinstance(v, dict | list):
@@ -528,16 +528,16 @@ def _scalar_text(v: Any) -> str:
     return str(v)
 
 
-def _str_list(ctx: _Ctx, obj: Any, key: str, what: str) -> tuple[str, ...]:
+def field_str_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[str, ...]:
     out = []
-    for item in _list(ctx, obj, key, what):
+    for item in field_list(ctx, obj, key, what):
         if isinstance(item, dict | list) or item is None:
             raise ctx.fail(f"expected '{key}' of {what} to be a list of strings", obj, key, item)
         out.append(str(item))
     return tuple(out)
 
 
-def _port_value(ctx: _Ctx, obj: Any, key: str, what: str) -> int | str | None:
+def _port_value(ctx: ManifestContext, obj: Any, key: str, what: str) -> int | str | None:
     val = obj.get(key) if isinstance(obj, dict) else None
     if val is None:
         return None
@@ -554,57 +554,57 @@ def _port_value(ctx: _Ctx, obj: Any, key: str, what: str) -> int | str | None:
 # --------------------------------------------------------------------------- conversion
 
 
-def _meta(ctx: _Ctx, doc: LineDict, kind: str) -> Meta:
-    md = _map(ctx, doc, "metadata", kind)
-    name = _str(ctx, md, "name", f"{kind} metadata")
+def read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
+    md = field_map(ctx, doc, "metadata", kind)
+    name = field_str(ctx, md, "name", f"{kind} metadata")
     if name is None:
-        name = _str(ctx, md, "generateName", f"{kind} metadata")
+        name = field_str(ctx, md, "generateName", f"{kind} metadata")
         if name is None:
             raise ctx.fail(f"expected {kind} metadata to have 'name'", doc)
-    ns = _str(ctx, md, "namespace", f"{kind} metadata")
+    ns = field_str(ctx, md, "namespace", f"{kind} metadata")
     return Meta(
         kind=kind,
         api_version=str(doc.get("apiVersion") or ""),
         name=name,
         namespace=ns or ctx.default_namespace,
-        labels=_str_map(ctx, md, "labels", f"{kind} metadata"),
-        annotations=_str_map(ctx, md, "annotations", f"{kind} metadata"),
+        labels=field_str_map(ctx, md, "labels", f"{kind} metadata"),
+        annotations=field_str_map(ctx, md, "annotations", f"{kind} metadata"),
         source=ctx.source,
         line=doc.line,
         namespace_given=ns is not None,
     )
 
 
-def _container_ports(ctx: _Ctx, spec: LineDict, what: str) -> tuple[tuple[str, int, str], ...]:
+def _container_ports(ctx: ManifestContext, spec: LineDict, what: str) -> tuple[tuple[str, int, str], ...]:
     out = []
     for key in ("containers", "initContainers"):
-        for c in _list(ctx, spec, key, what):
+        for c in field_list(ctx, spec, key, what):
             if not isinstance(c, dict):
                 raise ctx.fail(f"expected '{key}' of {what} to be a list of containers", spec, key, c)
-            for p in _list(ctx, c, "ports", "container"):
+            for p in field_list(ctx, c, "ports", "container"):
                 if not isinstance(p, dict):
                     raise ctx.fail("expected container ports to be mappings", c, "ports", p)
-                num = _int(ctx, p, "containerPort", "container port", lo=1, hi=65535)
+                num = field_int(ctx, p, "containerPort", "container port", lo=1, hi=65535)
                 if num is None:
                     raise ctx.fail("expected a container port to have 'containerPort'", p)
-                out.append((_str(ctx, p, "name", "container port") or "", num, _str(ctx, p, "protocol", "port") or "TCP"))
+                out.append((field_str(ctx, p, "name", "container port") or "", num, field_str(ctx, p, "protocol", "port") or "TCP"))
     return tuple(out)
 
 
-def _workload(ctx: _Ctx, doc: LineDict, kind: str) -> WorkloadResource:
-    meta = _meta(ctx, doc, kind)
-    spec = _map(ctx, doc, "spec", kind)
+def _workload(ctx: ManifestContext, doc: LineDict, kind: str) -> WorkloadResource:
+    meta = read_meta(ctx, doc, kind)
+    spec = field_map(ctx, doc, "spec", kind)
     if kind == "Pod":
-        pod_meta, pod_spec = _map(ctx, doc, "metadata", kind), spec
+        pod_meta, pod_spec = field_map(ctx, doc, "metadata", kind), spec
         replicas, rline = 1, None
-        status = _map(ctx, doc, "status", kind)
-        pod_ip = _str(ctx, status, "podIP", "Pod status")
+        status = field_map(ctx, doc, "status", kind)
+        pod_ip = field_str(ctx, status, "podIP", "Pod status")
     else:
-        replicas = _int(ctx, spec, "replicas", f"{kind} spec", default=1, hi=2**31 - 1)
+        replicas = field_int(ctx, spec, "replicas", f"{kind} spec", default=1, hi=2**31 - 1)
         rline = spec.line_of("replicas") if "replicas" in spec else None
-        tmpl = _map(ctx, spec, "template", f"{kind} spec", required=True)
-        pod_meta = _map(ctx, tmpl, "metadata", f"{kind} pod template")
-        pod_spec = _map(ctx, tmpl, "spec", f"{kind} pod template")
+        tmpl = field_map(ctx, spec, "template", f"{kind} spec", required=True)
+        pod_meta = field_map(ctx, tmpl, "metadata", f"{kind} pod template")
+        pod_spec = field_map(ctx, tmpl, "spec", f"{kind} pod template")
         pod_ip = None
     host_network = pod_spec.get("hostNetwork", False)
     if not isinstance(host_network, bool):
@@ -612,8 +612,8 @@ def _workload(ctx: _Ctx, doc: LineDict, kind: str) -> WorkloadResource:
     return WorkloadResource(
         meta=meta,
         replicas=int(replicas or 0),
-        pod_labels=_str_map(ctx, pod_meta, "labels", f"{kind} pod template metadata"),
-        pod_annotations=_str_map(ctx, pod_meta, "annotations", f"{kind} pod template metadata"),
+        pod_labels=field_str_map(ctx, pod_meta, "labels", f"{kind} pod template metadata"),
+        pod_annotations=field_str_map(ctx, pod_meta, "annotations", f"{kind} pod template metadata"),
         host_network=host_network,
         container_ports=_container_ports(ctx, pod_spec, f"{kind} pod spec"),
         pod_ip=pod_ip,
@@ -621,45 +621,45 @@ def _workload(ctx: _Ctx, doc: LineDict, kind: str) -> WorkloadResource:
     )
 
 
-def _service_ports(ctx: _Ctx, spec: LineDict, what: str, *, k8s: bool) -> tuple[ServicePort, ...]:
+def _service_ports(ctx: ManifestContext, spec: LineDict, what: str, *, k8s: bool) -> tuple[ServicePort, ...]:
     out = []
-    for p in _list(ctx, spec, "ports", what):
+    for p in field_list(ctx, spec, "ports", what):
         if not isinstance(p, dict):
             raise ctx.fail(f"expected the ports of {what} to be mappings", spec, "ports", p)
         key = "port" if k8s else "number"
-        num = _int(ctx, p, key, f"{what} port", lo=1, hi=65535)
+        num = field_int(ctx, p, key, f"{what} port", lo=1, hi=65535)
         if num is None:
             raise ctx.fail(f"expected a {what} port to have '{key}'", p)
         target = _port_value(ctx, p, "targetPort", f"{what} port")
         out.append(
             ServicePort(
-                name=_str(ctx, p, "name", f"{what} port") or "",
+                name=field_str(ctx, p, "name", f"{what} port") or "",
                 port=num,
                 target_port=num if target is None else target,
-                protocol=(_str(ctx, p, "protocol", f"{what} port") or ("TCP" if k8s else "")),
-                app_protocol=_str(ctx, p, "appProtocol", f"{what} port"),
+                protocol=(field_str(ctx, p, "protocol", f"{what} port") or ("TCP" if k8s else "")),
+                app_protocol=field_str(ctx, p, "appProtocol", f"{what} port"),
                 line=p.line,
             )
         )
     return tuple(out)
 
 
-def _service(ctx: _Ctx, doc: LineDict) -> Service:
-    meta = _meta(ctx, doc, "Service")
-    spec = _map(ctx, doc, "spec", "Service")
+def _service(ctx: ManifestContext, doc: LineDict) -> Service:
+    meta = read_meta(ctx, doc, "Service")
+    spec = field_map(ctx, doc, "spec", "Service")
     sel = spec.get("selector")
-    selector = _str_map(ctx, spec, "selector", "Service spec") if sel is not None else None
+    selector = field_str_map(ctx, spec, "selector", "Service spec") if sel is not None else None
     return Service(
         meta=meta,
-        type=_str(ctx, spec, "type", "Service spec") or "ClusterIP",
-        cluster_ip=_str(ctx, spec, "clusterIP", "Service spec"),
+        type=field_str(ctx, spec, "type", "Service spec") or "ClusterIP",
+        cluster_ip=field_str(ctx, spec, "clusterIP", "Service spec"),
         selector=selector,
         ports=_service_ports(ctx, spec, "Service", k8s=True),
-        external_name=_str(ctx, spec, "externalName", "Service spec"),
+        external_name=field_str(ctx, spec, "externalName", "Service spec"),
     )
 
 
-def _string_match(ctx: _Ctx, obj: Any, what: str) -> tuple[str, str]:
+def _string_match(ctx: ManifestContext, obj: Any, what: str) -> tuple[str, str]:
     if not isinstance(obj, dict) or len(obj) != 1:
         raise ctx.fail(f"expected {what} to be a StringMatch with one of exact, prefix, regex", obj)
     (kind, value), = obj.items()
@@ -676,22 +676,22 @@ def _string_match(ctx: _Ctx, obj: Any, what: str) -> tuple[str, str]:
     return kind, text
 
 
-def _destinations(ctx: _Ctx, rule: LineDict, what: str) -> tuple[RouteDestination, ...]:
+def _destinations(ctx: ManifestContext, rule: LineDict, what: str) -> tuple[RouteDestination, ...]:
     out = []
-    for r in _list(ctx, rule, "route", what):
+    for r in field_list(ctx, rule, "route", what):
         if not isinstance(r, dict):
             raise ctx.fail(f"expected the route of {what} to be a list of destinations", rule, "route", r)
-        dest = _map(ctx, r, "destination", f"{what} route", required=True)
-        host = _str(ctx, dest, "host", "destination", required=True)
-        port_m = _map(ctx, dest, "port", "destination")
-        port = _int(ctx, port_m, "number", "destination port", lo=1, hi=65535) if port_m else None
-        weight = _int(ctx, r, "weight", "route destination", lo=-(2**31), hi=2**31 - 1)
+        dest = field_map(ctx, r, "destination", f"{what} route", required=True)
+        host = field_str(ctx, dest, "host", "destination", required=True)
+        port_m = field_map(ctx, dest, "port", "destination")
+        port = field_int(ctx, port_m, "number", "destination port", lo=1, hi=65535) if port_m else None
+        weight = field_int(ctx, r, "weight", "route destination", lo=-(2**31), hi=2**31 - 1)
         if weight is not None and weight < 0:
             raise ctx.fail(f"weight {weight} < 0 (Istio validation rejects negative weights)", r, "weight", weight)
         out.append(
             RouteDestination(
                 host=host or "",
-                subset=_str(ctx, dest, "subset", "destination"),
+                subset=field_str(ctx, dest, "subset", "destination"),
                 port=port,
                 weight=weight,
                 line=r.line_of("weight") if "weight" in r else r.line,
@@ -703,29 +703,29 @@ def _destinations(ctx: _Ctx, rule: LineDict, what: str) -> tuple[RouteDestinatio
 _HTTP_EXTRAS = ("fault", "mirror", "mirrors", "retries", "timeout", "rewrite", "corsPolicy", "headers")
 
 
-def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
+def _http_routes(ctx: ManifestContext, spec: LineDict) -> tuple[HTTPRoute, ...]:
     out = []
-    for i, rule in enumerate(_list(ctx, spec, "http", "VirtualService spec")):
+    for i, rule in enumerate(field_list(ctx, spec, "http", "VirtualService spec")):
         if not isinstance(rule, dict):
             raise ctx.fail("expected 'http' of a VirtualService to be a list of rules", spec, "http", rule)
         matches = []
-        for m in _list(ctx, rule, "match", "http rule"):
+        for m in field_list(ctx, rule, "match", "http rule"):
             if not isinstance(m, dict):
                 raise ctx.fail("expected 'match' entries to be mappings", rule, "match", m)
             uri = _string_match(ctx, m["uri"], "uri") if m.get("uri") is not None else None
             headers = tuple(
                 (str(k).lower(), *(_string_match(ctx, v, f"header {k}") if v else ("present", "")))
-                for k, v in _map(ctx, m, "headers", "match").items()
+                for k, v in field_map(ctx, m, "headers", "match").items()
             )
             without = tuple(
                 (str(k).lower(), *(_string_match(ctx, v, f"header {k}") if v else ("present", "")))
-                for k, v in _map(ctx, m, "withoutHeaders", "match").items()
+                for k, v in field_map(ctx, m, "withoutHeaders", "match").items()
             )
             method = _string_match(ctx, m["method"], "method") if m.get("method") is not None else None
             authority = _string_match(ctx, m["authority"], "authority") if m.get("authority") is not None else None
             query = tuple(
                 (str(k), *(_string_match(ctx, v, f"query parameter {k}") if v else ("present", "")))
-                for k, v in _map(ctx, m, "queryParams", "match").items()
+                for k, v in field_map(ctx, m, "queryParams", "match").items()
             )
             unsupported = tuple(k for k in ("scheme", "statPrefix") if m.get(k) is not None)
             matches.append(
@@ -735,10 +735,10 @@ def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
                     without_headers=without,
                     method=method,
                     authority=authority,
-                    port=_int(ctx, m, "port", "match", lo=1, hi=65535),
-                    source_labels=_str_map(ctx, m, "sourceLabels", "match"),
-                    source_namespace=_str(ctx, m, "sourceNamespace", "match"),
-                    gateways=_str_list(ctx, m, "gateways", "match"),
+                    port=field_int(ctx, m, "port", "match", lo=1, hi=65535),
+                    source_labels=field_str_map(ctx, m, "sourceLabels", "match"),
+                    source_namespace=field_str(ctx, m, "sourceNamespace", "match"),
+                    gateways=field_str_list(ctx, m, "gateways", "match"),
                     ignore_uri_case=bool(m.get("ignoreUriCase", False)),
                     unsupported=unsupported,
                     line=m.line,
@@ -748,7 +748,7 @@ def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
         terminal = next((k for k in ("redirect", "directResponse", "delegate") if rule.get(k) is not None), None)
         out.append(
             HTTPRoute(
-                name=_str(ctx, rule, "name", "http rule"),
+                name=field_str(ctx, rule, "name", "http rule"),
                 matches=tuple(matches),
                 destinations=_destinations(ctx, rule, "http rule"),
                 terminal=terminal,
@@ -760,19 +760,19 @@ def _http_routes(ctx: _Ctx, spec: LineDict) -> tuple[HTTPRoute, ...]:
     return tuple(out)
 
 
-def _tcp_routes(ctx: _Ctx, spec: LineDict) -> tuple[TCPRoute, ...]:
+def _tcp_routes(ctx: ManifestContext, spec: LineDict) -> tuple[TCPRoute, ...]:
     out = []
-    for i, rule in enumerate(_list(ctx, spec, "tcp", "VirtualService spec")):
+    for i, rule in enumerate(field_list(ctx, spec, "tcp", "VirtualService spec")):
         if not isinstance(rule, dict):
             raise ctx.fail("expected 'tcp' of a VirtualService to be a list of rules", spec, "tcp", rule)
         ports, labels = [], ()
-        for m in _list(ctx, rule, "match", "tcp rule"):
+        for m in field_list(ctx, rule, "match", "tcp rule"):
             if not isinstance(m, dict):
                 raise ctx.fail("expected 'match' entries to be mappings", rule, "match", m)
-            p = _int(ctx, m, "port", "tcp match", lo=1, hi=65535)
+            p = field_int(ctx, m, "port", "tcp match", lo=1, hi=65535)
             if p is not None:
                 ports.append(p)
-            labels = labels or _str_map(ctx, m, "sourceLabels", "tcp match")
+            labels = labels or field_str_map(ctx, m, "sourceLabels", "tcp match")
         out.append(
             TCPRoute(
                 ports=tuple(ports),
@@ -785,30 +785,30 @@ def _tcp_routes(ctx: _Ctx, spec: LineDict) -> tuple[TCPRoute, ...]:
     return tuple(out)
 
 
-def _virtual_service(ctx: _Ctx, doc: LineDict) -> VirtualService:
-    meta = _meta(ctx, doc, "VirtualService")
-    spec = _map(ctx, doc, "spec", "VirtualService", required=True)
-    hosts = _str_list(ctx, spec, "hosts", "VirtualService spec")
+def _virtual_service(ctx: ManifestContext, doc: LineDict) -> VirtualService:
+    meta = read_meta(ctx, doc, "VirtualService")
+    spec = field_map(ctx, doc, "spec", "VirtualService", required=True)
+    hosts = field_str_list(ctx, spec, "hosts", "VirtualService spec")
     if not hosts:
         raise ctx.fail("expected a VirtualService to have at least one entry in 'hosts'", spec)
     return VirtualService(
         meta=meta,
         hosts=hosts,
-        gateways=_str_list(ctx, spec, "gateways", "VirtualService spec"),
-        export_to=_str_list(ctx, spec, "exportTo", "VirtualService spec"),
+        gateways=field_str_list(ctx, spec, "gateways", "VirtualService spec"),
+        export_to=field_str_list(ctx, spec, "exportTo", "VirtualService spec"),
         http=_http_routes(ctx, spec),
         tcp=_tcp_routes(ctx, spec),
         has_tls=bool(spec.get("tls")),
     )
 
 
-def _lb_policy(ctx: _Ctx, tp: Any, what: str) -> str | None:
+def _lb_policy(ctx: ManifestContext, tp: Any, what: str) -> str | None:
     if not isinstance(tp, dict):
         return None
-    lb = _map(ctx, tp, "loadBalancer", what)
+    lb = field_map(ctx, tp, "loadBalancer", what)
     if not lb:
         return None
-    simple = _str(ctx, lb, "simple", "loadBalancer")
+    simple = field_str(ctx, lb, "simple", "loadBalancer")
     if simple is not None:
         simple = simple.upper()
         mapping = {
@@ -828,16 +828,16 @@ def _lb_policy(ctx: _Ctx, tp: Any, what: str) -> str | None:
     return None
 
 
-def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
-    meta = _meta(ctx, doc, "DestinationRule")
-    spec = _map(ctx, doc, "spec", "DestinationRule", required=True)
-    host = _str(ctx, spec, "host", "DestinationRule spec", required=True)
-    tp = _map(ctx, spec, "trafficPolicy", "DestinationRule spec")
+def _destination_rule(ctx: ManifestContext, doc: LineDict) -> DestinationRule:
+    meta = read_meta(ctx, doc, "DestinationRule")
+    spec = field_map(ctx, doc, "spec", "DestinationRule", required=True)
+    host = field_str(ctx, spec, "host", "DestinationRule spec", required=True)
+    tp = field_map(ctx, spec, "trafficPolicy", "DestinationRule spec")
     port_pols = []
     port_loc = []
-    for pl in _list(ctx, tp, "portLevelSettings", "trafficPolicy"):
+    for pl in field_list(ctx, tp, "portLevelSettings", "trafficPolicy"):
         if isinstance(pl, dict):
-            pnum = _int(ctx, _map(ctx, pl, "port", "portLevelSettings"), "number", "port", lo=1, hi=65535)
+            pnum = field_int(ctx, field_map(ctx, pl, "port", "portLevelSettings"), "number", "port", lo=1, hi=65535)
             pol = _lb_policy(ctx, pl, "portLevelSettings")
             if pnum is not None and pol is not None:
                 port_pols.append((pnum, pol))
@@ -845,13 +845,13 @@ def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
             if pnum is not None and ploc is not None:
                 port_loc.append((pnum, ploc))
     subsets = []
-    for s in _list(ctx, spec, "subsets", "DestinationRule spec"):
+    for s in field_list(ctx, spec, "subsets", "DestinationRule spec"):
         if not isinstance(s, dict):
             raise ctx.fail("expected 'subsets' to be a list of mappings", spec, "subsets", s)
         subsets.append(
             Subset(
-                name=_str(ctx, s, "name", "subset", required=True) or "",
-                labels=_str_map(ctx, s, "labels", "subset"),
+                name=field_str(ctx, s, "name", "subset", required=True) or "",
+                labels=field_str_map(ctx, s, "labels", "subset"),
                 lb_policy=_lb_policy(ctx, s.get("trafficPolicy"), "subset trafficPolicy"),
                 line=s.line,
                 locality=read_traffic_locality(ctx, s.get("trafficPolicy")),
@@ -863,38 +863,38 @@ def _destination_rule(ctx: _Ctx, doc: LineDict) -> DestinationRule:
         lb_policy=_lb_policy(ctx, tp, "trafficPolicy"),
         port_lb_policies=tuple(port_pols),
         subsets=tuple(subsets),
-        export_to=_str_list(ctx, spec, "exportTo", "DestinationRule spec"),
+        export_to=field_str_list(ctx, spec, "exportTo", "DestinationRule spec"),
         has_outlier_detection=bool(tp.get("outlierDetection")),
         locality=read_traffic_locality(ctx, tp),
         port_locality=tuple(port_loc),
     )
 
 
-def _service_entry(ctx: _Ctx, doc: LineDict) -> ServiceEntry:
-    meta = _meta(ctx, doc, "ServiceEntry")
-    spec = _map(ctx, doc, "spec", "ServiceEntry", required=True)
+def _service_entry(ctx: ManifestContext, doc: LineDict) -> ServiceEntry:
+    meta = read_meta(ctx, doc, "ServiceEntry")
+    spec = field_map(ctx, doc, "spec", "ServiceEntry", required=True)
     eps = []
-    for e in _list(ctx, spec, "endpoints", "ServiceEntry spec"):
+    for e in field_list(ctx, spec, "endpoints", "ServiceEntry spec"):
         if not isinstance(e, dict):
             raise ctx.fail("expected 'endpoints' to be a list of mappings", spec, "endpoints", e)
         ports = tuple(
-            (str(k), int(v)) for k, v in _map(ctx, e, "ports", "endpoint").items() if isinstance(v, int)
+            (str(k), int(v)) for k, v in field_map(ctx, e, "ports", "endpoint").items() if isinstance(v, int)
         )
         eps.append(
             SEEndpoint(
-                address=_str(ctx, e, "address", "endpoint") or "",
+                address=field_str(ctx, e, "address", "endpoint") or "",
                 ports=ports,
-                labels=_str_map(ctx, e, "labels", "endpoint"),
-                weight=_int(ctx, e, "weight", "endpoint", default=0, hi=2**32 - 1) or 1,
-                locality=_str(ctx, e, "locality", "endpoint"),
+                labels=field_str_map(ctx, e, "labels", "endpoint"),
+                weight=field_int(ctx, e, "weight", "endpoint", default=0, hi=2**32 - 1) or 1,
+                locality=field_str(ctx, e, "locality", "endpoint"),
                 line=e.line,
             )
         )
     return ServiceEntry(
         meta=meta,
-        hosts=_str_list(ctx, spec, "hosts", "ServiceEntry spec"),
+        hosts=field_str_list(ctx, spec, "hosts", "ServiceEntry spec"),
         ports=_service_ports(ctx, spec, "ServiceEntry", k8s=False),
-        resolution=_str(ctx, spec, "resolution", "ServiceEntry spec") or "NONE",
+        resolution=field_str(ctx, spec, "resolution", "ServiceEntry spec") or "NONE",
         endpoints=tuple(eps),
         has_workload_selector=spec.get("workloadSelector") is not None,
     )
@@ -903,10 +903,10 @@ def _service_entry(ctx: _Ctx, doc: LineDict) -> ServiceEntry:
 #: Converters other parser modules add for their kinds, ``(group, kind) -> fn(ctx, doc, manifests)``:
 #: :mod:`meshstat.parsers.gateway_api` (imported with :mod:`meshstat.parsers`) adds the Gateway API kinds
 #: and Istio's ``Gateway``; they append to :attr:`Manifests.gateway_objects`.
-KIND_CONVERTERS: dict[tuple[str, str], Callable[[_Ctx, Any, Manifests], None]] = {}
+KIND_CONVERTERS: dict[tuple[str, str], Callable[[ManifestContext, Any, Manifests], None]] = {}
 
 
-def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
+def _convert(ctx: ManifestContext, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     if doc is None:
         return
     if not isinstance(doc, dict):
@@ -924,13 +924,13 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     if kind == "List" or (kind.endswith("List") and isinstance(doc.get("items"), list)):
         if depth > 2:
             raise ctx.fail("List nested too deeply", doc)
-        for item in _list(ctx, doc, "items", kind):
+        for item in field_list(ctx, doc, "items", kind):
             _convert(ctx, item, out, depth=depth + 1)
         return
     if _topology.read_object(doc, kind, group, api, ctx.source, ctx.default_namespace, out.topology):
         return
     if kind == "Namespace" and group == "":
-        meta = _meta(ctx, doc, kind)
+        meta = read_meta(ctx, doc, kind)
         meta = Meta(meta.kind, meta.api_version, meta.name, meta.name, meta.labels, meta.annotations,
                     meta.source, meta.line)
         out.namespaces[meta.name] = Namespace(meta)
@@ -949,7 +949,7 @@ def _convert(ctx: _Ctx, doc: Any, out: Manifests, *, depth: int = 0) -> None:
     elif (group, kind) in KIND_CONVERTERS:
         KIND_CONVERTERS[(group, kind)](ctx, doc, out)
     else:
-        meta = _meta(ctx, doc, kind)
+        meta = read_meta(ctx, doc, kind)
         out.ignored.append(meta)
         out.unparsed.append((meta, doc))
         out.diagnostics.append(
@@ -979,7 +979,7 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
         raise ConfigParseError(
             f"manifest is over the {format_size(limit)} limit (raise it with {SIZE_FLAG})", source=source
         )
-    ctx = _Ctx(source, default_namespace)
+    ctx = ManifestContext(source, default_namespace)
     out = Manifests(sources=[source])
     with gc_paused():
         for doc in yaml_documents(text, source):
