@@ -29,7 +29,11 @@
 
 from __future__ import annotations
 
-from meshstat.kubeproxy.iptables import NodeServicePort, kube_proxy_iptables_save, kube_proxy_node_iptables_save
+from meshstat.kubeproxy.iptables import (
+    NodeServicePort,
+    kube_proxy_iptables_save,
+    kube_proxy_node_iptables_save,
+)
 from meshstat.kubeproxy.ipvs import (
     ipvs_services,
     parse_ipvsadm,

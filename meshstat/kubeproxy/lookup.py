@@ -16,7 +16,7 @@ from typing import Any
 from meshstat import model
 from meshstat.errors import InvalidArgument
 from meshstat.kubeproxy.iptables import IptablesServices
-from meshstat.kubeproxy.nftables import _nft_services
+from meshstat.kubeproxy.nftables import nft_services
 from meshstat.kubeproxy.service import ServiceInfo, family_of, kube_chain_hash, service_route
 from meshstat.netfilter.reader import load
 from meshstat.parsers.netfilter.ruleset import FREEZE_RULES, Ruleset
@@ -33,7 +33,7 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
         return idx
     notes: list[str] = []
     if rs.dialect == "nft":
-        infos, notes = _nft_services(rs, fam)
+        infos, notes = nft_services(rs, fam)
     else:
         reader = IptablesServices(rs, fam)
         # Reading every service builds the matches of nearly every rule (the parser

@@ -171,7 +171,7 @@ def _map_targets(t: Table) -> dict[str, list[tuple[NftSet, NftElement]]]:
     return targets
 
 
-def _nft_services(rs: Ruleset, family: str) -> tuple[list[ServiceInfo], list[str]]:
+def nft_services(rs: Ruleset, family: str) -> tuple[list[ServiceInfo], list[str]]:
     """kube-proxy services of an nftables-mode dump (``pkg/proxy/nftables/proxier.go`` layout), and notes."""
     out: list[ServiceInfo] = []
     notes: list[str] = []

@@ -38,8 +38,8 @@ from meshstat.mesh.registry import (
     InjectorConfig,
     Pod,
     RegisteredService,
-    _synthetic_ip,
     injection_decision,
+    synthetic_ip,
 )
 from meshstat.mesh.requests import Request, RequestsFor
 from meshstat.mesh.scope import (
@@ -225,7 +225,7 @@ class Mesh:
                 if w.pod_ip:
                     ip, syn = w.pod_ip, False
                 else:
-                    ip, syn = _synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
+                    ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
                     synthetic = True
                 pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn))
         if synthetic:

@@ -233,7 +233,7 @@ def version_of(labels: Iterable[tuple[str, str]]) -> str:
     return d.get("version") or d.get("app.kubernetes.io/version") or "-"
 
 
-def _synthetic_ip(key: str, taken: set[str]) -> str:
+def synthetic_ip(key: str, taken: set[str]) -> str:
     h = zlib.crc32(key.encode())
     while True:
         ip = f"10.244.{(h >> 8) & 0xFF}.{max(2, h & 0xFF) if (h & 0xFF) < 255 else 254}"
