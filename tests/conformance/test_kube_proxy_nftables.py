@@ -9,7 +9,7 @@ print form is what meshstat then parses), asks meshstat (``services`` and
 ``trace``) what happens to a connection, and opens real connections:
 
 * counts of a split are tested against the trace's exact shares by chi-square
-  at ALPHA = 1e-3 (the kernel's random numbers cannot be seeded);
+  at ALPHA (1e-5, tests/conformance/util.py; the kernel's random numbers cannot be seeded);
 * a verdict of probability 1 is tested exactly (every connection where the
   trace says, none elsewhere);
 * a REJECT is tested by every real connection being refused (a RST or an

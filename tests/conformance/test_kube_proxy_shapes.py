@@ -5,8 +5,8 @@ Each case loads the rules kube-proxy writes (``tests/kube_proxy_rules.py``, a po
 node namespace of a :class:`NetnsLab`, reads them back with ``iptables-save``, traces the packet with
 :func:`meshstat.netfilter.trace` (every table and hook; the node's local addresses given, so the
 routing decision is the lab's) and opens a few hundred real connections. Where meshstat says DNAT,
-the counts per endpoint must fit its exact shares (chi-square at ALPHA = 1e-3, a false alarm per test
-with probability 1e-3) and no connection may reach an endpoint it gives probability 0; where it says
+the counts per endpoint must fit its exact shares (chi-square at ALPHA, a false alarm per test
+with probability ALPHA = 1e-5, tests/conformance/util.py) and no connection may reach an endpoint it gives probability 0; where it says
 REJECT the real connections must be refused, where it says DROP they must time out. ``nth`` is exact.
 
 The node is the backend namespace: pods and service VIPs are addresses on its loopback device, the

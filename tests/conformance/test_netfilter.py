@@ -3,7 +3,7 @@
 Every test builds a two-namespace lab (client and node/pods joined by a veth
 pair, addresses exist only inside the namespaces), loads real rules, opens
 >= 20,000 TCP connections to a 10.96.x.x service address and counts them per
-backend. Chi-square tests at ALPHA = 1e-3 per test (the kernel's random numbers
+backend. Chi-square tests at ALPHA = 1e-5 per test (tests/conformance/util.py; the kernel's random numbers
 cannot be seeded); the per-connection consistency checks are exact.
 """
 

@@ -6,7 +6,7 @@ tables; in the nftables variant :func:`meshstat.topology.node_nft`, the ``nft -f
 sync, whose ``numgen`` shares are the model's) is loaded into its own network namespace, a listener answers on every endpoint address, and the
 node's clients open connections to the cluster IP: as many connections per node as its client weight
 says. Every node's counts are tested against that node's model split; the statistics of the nodes add up
-to one chi-square test per scenario at ALPHA = 1e-3 (independent nodes: the statistics and the degrees of
+to one chi-square test per scenario at ALPHA (1e-5, tests/conformance/util.py; independent nodes: the statistics and the degrees of
 freedom add). The per-pod totals are recorded beside the cluster-wide shares of the model.
 """
 
