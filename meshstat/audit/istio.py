@@ -142,6 +142,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     by_kind: dict[str, list[ClientClass]] = {}
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
+    sidecar_ns = _SidecarNamespaces(by_kind.get("sidecar", []))
     audited = 0
     for info, vss in hosts.values():
         view = _HostView(mesh, _in_order(vss, wild_vss, vs_order), _in_order(drs_by_host.get(info.fqdn, []),
@@ -152,12 +153,38 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             if not dests:
                 continue
             audited += 1
-            yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind)
+            yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind, sidecar_ns)
     ctx.audited += audited
 
 
+class _SidecarNamespaces:
+    """The sidecar client groups by namespace, so that a Service costs the namespaces it singles out, not all.
+
+    ``first[ns]`` is the index (in the groups' order) of the namespace's first group; ``order`` the
+    namespaces by that index.
+    """
+
+    def __init__(self, classes: list[ClientClass]) -> None:
+        self.classes = classes
+        self.by_ns: dict[str, list[int]] = {}
+        for i, c in enumerate(classes):
+            self.by_ns.setdefault(c.namespace, []).append(i)
+        self.order = list(self.by_ns)  # insertion order: by first group
+
+    def split(self, special: set[str]) -> tuple[list[ClientClass], ClientClass | None]:
+        """The groups of ``special`` namespaces (in order), and the first group of any other namespace."""
+        idx = sorted(i for ns in special if ns in self.by_ns for i in self.by_ns[ns])
+        first = next((self.by_ns[ns][0] for ns in self.order if ns not in special), None)
+        return [self.classes[i] for i in idx], None if first is None else self.classes[first]
+
+    def others(self, special: set[str]) -> list[ClientClass]:
+        """Every group of a namespace not in ``special`` (in order)."""
+        return [c for c in self.classes if c.namespace not in special]
+
+
 def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
-                  dests: tuple[RouteDestination, ...], by_kind: dict[str, list[ClientClass]]) -> Iterator[Divergence]:
+                  dests: tuple[RouteDestination, ...], by_kind: dict[str, list[ClientClass]],
+                  sidecar_ns: _SidecarNamespaces) -> Iterator[Divergence]:
     mesh = ctx.mesh
     service = f"{info.namespace}/{info.name}:{port}"
     configured = _weights(dests)
@@ -198,23 +225,20 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
     for d in view.manifests.destination_rules:
         special |= {d.meta.namespace, *d.export_to}
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
-    generic: list[ClientClass] = []
-    for c in sidecars:
-        if c.namespace not in special:
-            generic.append(c)
-            continue
+    singled, generic = sidecar_ns.split(special)
+    for c in singled:
         got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, c.namespace, c)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
             g[1].append(c)
             g[2].add(fix)
-    if generic:
-        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, _OTHER_NS, generic[0])
+    if generic is not None:
+        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, _OTHER_NS, generic)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
-            g[1].extend(generic)
+            g[1].extend(sidecar_ns.others(special))
             g[2].add(fix)
     for (reason, eff), (detail, classes, fixes) in groups.items():
         clients, n = clients_label(classes)

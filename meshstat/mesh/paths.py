@@ -64,6 +64,7 @@ from meshstat.parsers.k8s import (
     WorkloadResource,
 )
 from meshstat.parsers.regex import re2_full_match
+from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "NO_ROUTED_SERVICE", "ClientPath", "Layer", "Mesh"]
 
@@ -197,10 +198,11 @@ class Mesh:
                 raise InvalidArgument(f"--scale {ref}: a Pod cannot be scaled (use its Deployment/StatefulSet)")
             self.replicas[id(w)] = r
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
-        self.pods = self._expand_pods()
-        self.registry = self._build_registry()
-        #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
-        self.places = pod_places(manifests)
+        with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
+            self.pods = self._expand_pods()
+            self.registry = self._build_registry()
+            #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
+            self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
 
     # ------------------------------------------------------------------ pods & registry

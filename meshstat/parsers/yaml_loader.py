@@ -499,6 +499,10 @@ def yaml_documents(text: str, source: str) -> list[Any]:
         got = json_documents(text)
         if got is not None:
             return got
+    elif len(text) >= FAST_YAML_MIN_CHARS:
+        got = fast_yaml_documents(text)
+        if got is not None:
+            return got
     if _C_LOADER is None:
         _C_LOADER = _c_loader_class() or False  # type: ignore[assignment]
     # an empty [] or {} nests nothing: the flow depth is at most the other openers plus one
@@ -506,6 +510,79 @@ def yaml_documents(text: str, source: str) -> list[Any]:
     if _C_LOADER and openers < C_LOADER_MAX_FLOW_OPENERS:
         return _c_documents(text, source)
     return _python_documents(text, source)
+
+
+# --------------------------------------------------------------------------- big YAML exports
+
+#: YAML texts of at least this many characters try :func:`fast_yaml_documents` first.
+FAST_YAML_MIN_CHARS = 1 << 20
+
+#: What the fast YAML path does not read the way PyYAML's safe loader does, or cannot find the lines
+#: of: comments, block scalars (``|``, ``>``), flow collections with content, anchors, aliases, tags,
+#: complex keys, merge keys, document markers and directives, carriage returns and the line breaks
+#: YAML 1.1 knows and 1.2 does not, ``\\/`` escapes, lines indented by 800 or more spaces (400
+#: levels: :data:`MAX_DEPTH`), ``- -`` (a list in a list), ``- {}``, and every plain scalar that
+#: YAML 1.1 (PyYAML) and YAML 1.2 (yaml-rs) resolve differently: ``yes``/``no``/``on``/``off``,
+#: ``=``, numbers with ``_``, a leading zero, ``0b``/``0o``/``0x``, an exponent or ``:`` (base 60),
+#: ``.inf``/``.nan``, integers of 19 or more digits, dates; and keys that are not plain strings
+#: (quoted, or starting with a character a plain key cannot start with).
+#: A text with any of them is read by the exact loader (kubectl writes none of them).
+_FAST_YAML_REFUSES = (
+    r"(?m)(?:^|[ \t])#|[:-][ ]+[|>]|(?:^|: |- )[ ]*[\[{][^\]}]|(?:^|: |- )[ ]*[&*!]"
+    r"|^[ ]*(?:-[ ]+)*(?:[&*!?\[{%@`,]|['\"][^\n]*['\"][ ]*:(?:[ ]|$))|<<|^(?:---|\.\.\.|%)|[\r\x{85}\x{2028}\x{2029}\x{feff}]|\\/|^[ ]{800}"
+    r"|-[ ]+-(?:[ ]|$)|-[ ]+(?:\{\}|\[\])"
+    r"|(?:: |- )[ ]*(?:[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|=)[ ]*$"
+    r"|(?:: |- )[ ]*[-+]?(?:0[0-9_]|0[boxBOX]|[0-9][0-9_]*:[0-5]?[0-9]|[0-9][0-9.]*_|[0-9][0-9.]*[eE][-+]?[0-9]"
+    r"|\.[0-9]+[eE]|\.(?:inf|Inf|INF|nan|NaN|NAN)|[0-9]{19}|[0-9]{4}-[0-9][0-9]?-[0-9])"
+    r"|^[ ]*(?:-[ ]+)*(?:(?:-[^ :\n]|[+.0-9~])[^:\n]*|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|[Tt]rue|TRUE"
+    r"|[Ff]alse|FALSE|[Nn]ull|NULL)[ ]*:(?:[ ]|$)"
+)
+#: One match per line: the key the line starts (after indentation and ``- `` markers), or ``""``.
+_YAML_KEY_LINE = (
+    r"(?m)^[ ]*(?:-[ ]+)*(?:([^ \n#'\"?:,\[\]{}&*!|>%@`-][^\n]*?)[ ]*:(?:[ ][^\n]*)?$|[^\n]*$)"
+)
+_FAST_RE: list[Any] = []
+
+
+def fast_yaml_documents(text: str) -> list[Any] | None:
+    """A large YAML text (a cluster export) read by yaml-rs, with the lines of every mapping and key.
+
+    yaml-rs (Rust, a dependency) parses YAML 1.2 an order of magnitude faster than libyaml's composer
+    with PyYAML's node objects; it refuses duplicate keys and bounds alias expansion itself. Lines
+    come from the text: in block YAML as kubectl writes it every key starts a line, so one regular
+    expression over the lines gives the line and the text of the i-th key; the walk that makes the
+    :class:`LineDict` tree checks every key of the parsed tree against that text, in order, so a text
+    the table misreads is given up, never given wrong lines (:func:`_lined_tree`).
+
+    ``None`` (read with the exact loader, which also gives its messages) when the text holds anything
+    in :data:`_FAST_YAML_REFUSES`, is not one mapping, does not parse, or the keys disagree. Where it
+    answers, the trees, values and lines are those of the exact loader (tests/parsers check this).
+    """
+    import re
+
+    import re2  # a dependency: one linear-time pass over the text for everything refused
+
+    if not _FAST_RE:
+        _FAST_RE.extend((re2.compile(_FAST_YAML_REFUSES), re.compile(_YAML_KEY_LINE)))
+    refuses, key_line = _FAST_RE
+    if not text.startswith(tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")) or refuses.search(text):
+        return None
+    try:
+        import yaml_rs  # a dependency; without it, the exact loader reads everything
+    except ImportError:
+        return None
+    try:
+        root = yaml_rs.loads(text, parse_datetime=False)
+    except Exception:  # noqa: BLE001 - any refusal: the exact loader gives the message
+        return None
+    if type(root) is not dict:
+        return None
+    found = key_line.findall(text)
+    tab = [i for i, k in enumerate(found, 1) if k]
+    keys = [k for k in found if k]
+    del found
+    doc = _lined_tree(root, tab, keys, block_lists=True)
+    return None if doc is None else [doc]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -550,30 +627,30 @@ def json_documents(text: str) -> list[Any] | None:
     return [doc]
 
 
-def _count_keys(v: Any) -> int:
-    """Keys in a JSON subtree (mappings' keys at every level)."""
-    if type(v) is dict:
-        return len(v) + sum(_count_keys(x) for x in v.values() if type(x) in (dict, list))
-    if type(v) is list:
-        return sum(_count_keys(x) for x in v if type(x) in (dict, list))
-    return 0
+class _LinedDict(LineDict):
+    """A :class:`LineDict` of a fast path: its key lines are computed on first use from the key-line table.
 
+    ``_tab[i]`` is the line of the i-th key of the document (in document order) and ``_k`` the index
+    of this mapping's first key, so the keys of this mapping sit at ``_k``, then after each value's
+    own keys. Only an error message or a provenance line asks for them.
+    """
 
-class _JsonDict(LineDict):
-    """A :class:`LineDict` read from JSON whose key lines are computed on first use (see :func:`json_documents`)."""
-
-    __slots__ = ("_kl", "_lines", "_n", "_start")
+    __slots__ = ("_e", "_k", "_kl", "_tab")
 
     @property  # type: ignore[override]
     def key_lines(self) -> dict[str, int]:
         kl = self._kl
         if kl is None:
             kl = {}
-            lines = self._lines
-            i = self._start
+            tab = self._tab
+            i = self._k
             for k, x in self.items():
-                kl[k] = lines[i]
-                i += 1 + (x._n if type(x) in (_JsonDict, _JsonList) else _count_keys(x))
+                kl[k] = tab[i]
+                t = type(x)
+                if t is _LinedDict or t is _LinedList:
+                    i = x._e  # type: ignore[union-attr]
+                else:
+                    i += 1 + (_keys_in(x) if t is dict or t is list else 0)
             self._kl = kl
         return kl
 
@@ -585,8 +662,90 @@ class _JsonDict(LineDict):
         return self.key_lines[key] if key in self else self.line
 
 
-class _JsonList(LineList):
-    __slots__ = ("_n",)
+class _LinedList(LineList):
+    """A :class:`LineList` of a fast path; ``_e`` is the index after the last key inside it."""
+
+    __slots__ = ("_e",)
+
+
+def _keys_in(v: Any) -> int:
+    """Keys in a subtree (mappings' keys at every level), converted or not."""
+    if isinstance(v, dict):
+        return len(v) + sum(_keys_in(x) for x in v.values() if isinstance(x, dict | list))
+    if isinstance(v, list):
+        return sum(_keys_in(x) for x in v if isinstance(x, dict | list))
+    return 0
+
+
+class _Mismatch(Exception):
+    """The text's keys and the parsed tree's keys disagree: the fast path gives up."""
+
+
+def _lined_tree(root: Any, tab: list[int], keys: list[str] | None, block_lists: bool) -> Any | None:
+    """A parsed tree (plain dicts and lists) -> :class:`LineDict`/:class:`LineList` tree, lines from ``tab``.
+
+    ``tab[i]`` is the line of the i-th key written in the text, in document order (the order of the
+    parsed mappings, walked depth first). With ``keys`` (the text of each key, as written), every key
+    of the tree is checked against it, so a text whose keys the table misreads is given up (``None``),
+    never given wrong lines. A list's line is its parent key's (JSON), or the next line when the list is
+    not empty (block YAML, where the first ``-`` follows its key). Subtrees under :data:`_UNREAD_KEYS`
+    are kept as parsed (their keys counted, not converted). ``None`` also when the tree nests deeper
+    than :data:`MAX_DEPTH` or has more keys than the table.
+    """
+    pos = 0
+    n = len(tab)
+
+    def conv_dict(v: dict[Any, Any], pline: int, depth: int) -> _LinedDict:
+        nonlocal pos
+        if depth >= MAX_DEPTH:
+            raise _Mismatch
+        out = _LinedDict(v)
+        out._k = pos
+        out._kl = None
+        out._tab = tab
+        out.line = tab[pos] if v else pline
+        for k, x in v.items():
+            if keys is not None and keys[pos] != k:
+                raise _Mismatch
+            kline = tab[pos]
+            pos += 1
+            t = type(x)
+            if t is dict:
+                if k in _UNREAD_KEYS:
+                    pos += _keys_in(x)
+                    continue
+                out[k] = conv_dict(x, kline, depth + 1)
+            elif t is list:
+                out[k] = conv_list(x, kline, depth + 1)
+        out._e = pos
+        return out
+
+    def conv_list(v: list[Any], pline: int, depth: int) -> _LinedList:
+        nonlocal pos
+        if depth >= MAX_DEPTH:
+            raise _Mismatch
+        out = _LinedList(v)
+        line = out.line = pline + 1 if block_lists and v else pline
+        for j, x in enumerate(v):
+            t = type(x)
+            if t is dict:
+                out[j] = conv_dict(x, line, depth + 1)
+            elif t is list:
+                out[j] = conv_list(x, line, depth + 1)
+        out._e = pos
+        return out
+
+    try:
+        t = type(root)
+        if t is dict:
+            doc: Any = conv_dict(root, 1, 0)
+        elif t is list:
+            doc = conv_list(root, 1, 0)
+        else:
+            doc = root
+    except (_Mismatch, IndexError):
+        return None
+    return doc if pos == n else None
 
 
 def _json_split_lines(text: str, root: Any) -> list[Any] | None:
@@ -594,65 +753,10 @@ def _json_split_lines(text: str, root: Any) -> list[Any] | None:
 
     pieces = text.split('":')
     # line of key i (1-based): 1 + newlines before its closing quote
-    lines = list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:]
+    lines = list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:-1]
     del pieces
-    nkeys = len(lines) - 1  # the text after the last key is a piece too
-    too_deep = False
-
-    def conv_dict(v: dict[str, Any], i: int, pline: int, depth: int) -> tuple[_JsonDict, int]:
-        nonlocal too_deep
-        out = _JsonDict(v)
-        out.line = lines[i] if v and i < nkeys else pline
-        out._start = i
-        out._kl = None
-        out._lines = lines
-        start = i
-        if depth >= MAX_DEPTH:
-            too_deep = True
-            out._n = 0
-            return out, i
-        extra = 0  # keys inside the subtrees of earlier values
-        for j, k, x in [(j, k, x) for j, (k, x) in enumerate(v.items()) if type(x) is dict or type(x) is list]:
-            at = start + j + 1 + extra  # the first key inside x
-            if type(x) is dict:
-                if k in _UNREAD_KEYS:
-                    extra += _count_keys(x)
-                    continue
-                out[k], end = conv_dict(x, at, lines[at - 1], depth + 1)
-            else:
-                out[k], end = conv_list(x, at, lines[at - 1], depth + 1)
-            extra += end - at
-        i = start + len(v) + extra
-        out._n = i - start
-        return out, i
-
-    def conv_list(v: list[Any], i: int, pline: int, depth: int) -> tuple[_JsonList, int]:
-        nonlocal too_deep
-        out = _JsonList(v)
-        out.line = pline
-        start = i
-        if depth >= MAX_DEPTH:
-            too_deep = True
-            out._n = 0
-            return out, i
-        for j, x in [(j, x) for j, x in enumerate(v) if type(x) is dict or type(x) is list]:
-            if type(x) is dict:
-                out[j], i = conv_dict(x, i, pline, depth + 1)
-            else:
-                out[j], i = conv_list(x, i, pline, depth + 1)
-        out._n = i - start
-        return out, i
-
-    t = type(root)
-    if t is dict:
-        doc, n = conv_dict(root, 0, 1, 0)
-    elif t is list:
-        doc, n = conv_list(root, 0, 1, 0)
-    else:
-        doc, n = root, 0
-    if n != nkeys or too_deep:
-        return None
-    return [doc]
+    doc = _lined_tree(root, lines, None, block_lists=False)
+    return None if doc is None else [doc]
 
 
 def _json_key(k: str) -> str:
