@@ -32,8 +32,8 @@ from meshstat.cli.context import Context, check_outputs
 from meshstat.cli.parser import build_parser
 from meshstat.cli.status import (
     ExitStatus,
+    HelpExit,
     UsageError,
-    _HelpExit,
     error_status,
     signal_status,
     signals_as_interrupts,
@@ -80,7 +80,7 @@ def main(
         if os.environ.get("MESHSTAT_TIMING"):
             err.write(f"timing: {time.perf_counter() - started:.3f} s in main\n")
         return status
-    except _HelpExit as exc:
+    except HelpExit as exc:
         return exc.status
     except Terminated as exc:  # SIGTERM or SIGHUP: cleaned up as after Ctrl-C
         code, line = signal_status(exc)

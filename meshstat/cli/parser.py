@@ -20,7 +20,7 @@ import meshstat.cli.oracle as oracle
 import meshstat.cli.simulate as simulate
 from meshstat.cli.args import size_arg
 from meshstat.cli.examples import epilog
-from meshstat.cli.status import UsageError, _HelpExit
+from meshstat.cli.status import HelpExit, UsageError
 
 __all__ = ["build_parser"]
 
@@ -67,7 +67,7 @@ class _Parser(argparse.ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
         if message:
             raise UsageError(message.strip())
-        raise _HelpExit(status)
+        raise HelpExit(status)
 
 
 def _common_parser() -> argparse.ArgumentParser:

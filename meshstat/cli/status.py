@@ -16,7 +16,7 @@ from enum import IntEnum
 
 from meshstat.errors import ConfigParseError, MeshstatError, Terminated
 
-__all__ = ["ExitStatus", "UsageError", "error_status", "signal_status", "signals_as_interrupts"]
+__all__ = ["ExitStatus", "HelpExit", "UsageError", "error_status", "signal_status", "signals_as_interrupts"]
 
 
 class ExitStatus(IntEnum):
@@ -54,7 +54,9 @@ class UsageError(Exception):
     """Raised instead of argparse's ``sys.exit(2)`` so that :func:`main` stays in control."""
 
 
-class _HelpExit(Exception):
+class HelpExit(Exception):
+    """Raised instead of argparse's ``sys.exit(status)`` when it exits without an error (after ``--help``)."""
+
     def __init__(self, status: int) -> None:
         self.status = status
 

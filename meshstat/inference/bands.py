@@ -27,9 +27,9 @@ from meshstat.inference._text import (
 )
 from meshstat.stats.binomial import binom_quantile
 from meshstat.stats.distributions import (
-    _binom_interval_prob,
-    _binom_outside_prob,
-    _bounds,
+    binom_interval_prob,
+    binom_outside_prob,
+    bounds,
     tolerance_probability,
 )
 from meshstat.stats.gof import format_p
@@ -203,7 +203,7 @@ def bands(
             lo_c, hi_c = binom_quantile(a, req, p), binom_quantile(1.0 - a, req, p)
             lo_row.append(lo_c)
             hi_row.append(hi_c)
-            cov_row.append(float(_binom_interval_prob(lo_c, hi_c, req, p)) if 0 < p < 1 else 1.0)
+            cov_row.append(float(binom_interval_prob(lo_c, hi_c, req, p)) if 0 < p < 1 else 1.0)
         lows.append(tuple(lo_row))
         highs.append(tuple(hi_row))
         covs.append(tuple(cov_row))
@@ -214,10 +214,10 @@ def bands(
     if within is not None:
         t = _as_fraction(within, "within")
         wx = float(t)
-        bnds = [_bounds(req, p, t) for p in shares]
+        bnds = [bounds(req, p, t) for p in shares]
         below, above = [], []
         for (a_, b_), p in zip(bnds, fs, strict=True):
-            pb, pa = _binom_outside_prob(a_, b_, req, p)
+            pb, pa = binom_outside_prob(a_, b_, req, p)
             below.append(float(pb))
             above.append(float(pa))
         p_below, p_above = tuple(below), tuple(above)

@@ -31,10 +31,10 @@ from meshstat.inference._text import (
 from meshstat.stats import distributions
 from meshstat.stats.binomial import bdtr as _bdtr
 from meshstat.stats.distributions import (
-    _INCLUSION_EXCLUSION_LIMIT,
-    _binom_interval_prob,
-    _bounds,
+    INCLUSION_EXCLUSION_LIMIT,
+    binom_interval_prob,
     binomial_test_power,
+    bounds,
     multinomial_box_probability,
     tolerance_probability,
 )
@@ -351,8 +351,8 @@ def plan_tolerance(
         pf = float(p)
 
         def fn(ns: Any) -> Any:
-            a, b = _bounds(ns, p, t)
-            return _binom_interval_prob(a, b, ns, pf)
+            a, b = bounds(ns, p, t)
+            return binom_interval_prob(a, b, ns, pf)
 
         return fn
 
@@ -378,7 +378,7 @@ def plan_tolerance(
         notes += scan_notes
 
         def joint(nv: int) -> float:
-            lows, highs = zip(*(_bounds(nv, p, t) for p in shares), strict=True)
+            lows, highs = zip(*(bounds(nv, p, t) for p in shares), strict=True)
             return multinomial_box_probability(nv, shares, lows, highs)
 
         first, prob, scan_note = _joint_first(joint, confidence, lower, [float(p) for p in shares if p > 0])
@@ -473,7 +473,7 @@ def plan_min_hits(
     n_exact = smallest(f)
     n_union = smallest(lambda x: float(union(np.array([x]))[0]))
     prob, before = f(n_exact), f(n_exact - 1) if n_exact > 1 else 0.0
-    method = "exact (inclusion-exclusion)" if (1 + m) ** len(pos) <= _INCLUSION_EXCLUSION_LIMIT else (
+    method = "exact (inclusion-exclusion)" if (1 + m) ** len(pos) <= INCLUSION_EXCLUSION_LIMIT else (
         "exact (multinomial box probability)"
     )
     rows = (

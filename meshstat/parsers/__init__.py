@@ -11,7 +11,8 @@ Istio evaluate). One module per dialect:
     (:class:`meshstat.parsers.netfilter.ruleset.Ruleset`), which
     :mod:`meshstat.netfilter` traces and reads kube-proxy services from.
 ``meshstat.parsers.k8s``
-    Kubernetes and Istio manifests (YAML read by ``meshstat.parsers.yaml_loader``).
+    Kubernetes and Istio manifests (YAML read by ``meshstat.parsers.yaml_loader``; fields read by the
+    typed readers of ``meshstat.parsers.fields``, which every manifest parser shares).
 ``meshstat.parsers.envoy``
     Envoy configuration dumps and bootstrap files.
 ``meshstat.parsers.nginx``

@@ -51,6 +51,7 @@ from typing import Any
 from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import read_text, source_name
 from meshstat.parsers.envoy_inputs import ISTIOCTL_FORM, InputInventory, classify_item, lacking
+from meshstat.parsers.json_text import read_json
 from meshstat.parsers.regex import re2_syntax_error
 from meshstat.parsers.yaml_loader import yaml_documents
 
@@ -287,48 +288,6 @@ def snake_keys(obj: Any) -> Any:
     if isinstance(obj, list):
         return [snake_keys(v) for v in obj]
     return obj
-
-
-class _NonFinite(ValueError):
-    pass
-
-
-def _no_constants(name: str) -> Any:
-    raise _NonFinite(name)
-
-
-_CONSTANT = re.compile(r"(?<![\w\"])-?(?:NaN|Infinity)(?![\w\"])")
-
-
-def _parse_json(text: str, source: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_no_constants)
-    except _NonFinite as exc:
-        m = _CONSTANT.search(text)
-        line = text.count("\n", 0, m.start()) + 1 if m else None
-        raise ConfigParseError(
-            f"invalid JSON: {exc} is not a JSON number (Envoy and istioctl never write it)",
-            source=source,
-            line=line,
-            snippet=text.splitlines()[line - 1].strip() if line else None,
-        ) from None
-    except json.JSONDecodeError as exc:
-        lines = text.splitlines()
-        snippet = lines[exc.lineno - 1].strip() if 0 < exc.lineno <= len(lines) else None
-        raise ConfigParseError(
-            f"invalid JSON: {exc.msg} (expected an Envoy config_dump or istioctl proxy-config -o json output)",
-            source=source,
-            line=exc.lineno,
-            column=exc.colno,
-            snippet=snippet or None,
-        ) from None
-    except ValueError:  # int() refuses more digits than sys.get_int_max_str_digits()
-        m = re.search(r"\d{1000,}", text)
-        raise ConfigParseError(
-            "invalid JSON: a number with too many digits",
-            source=source,
-            line=text.count("\n", 0, m.start()) + 1 if m else None,
-        ) from None
 
 
 def _parse_yaml(text: str, source: str) -> Any:
@@ -715,7 +674,16 @@ def _parse_envoy_data(cfg: EnvoyConfig, text: str, source: str) -> None:
             "empty input: expected an Envoy config_dump, bootstrap, /clusters or istioctl proxy-config",
             source=source,
         )
-    data = _parse_json(text, source) if stripped[:1] in ("{", "[") else _parse_yaml(text, source)
+    if stripped[:1] in ("{", "["):
+        data = read_json(
+            text,
+            source,
+            expected="an Envoy config_dump or istioctl proxy-config -o json output",
+            constants="Envoy and istioctl never write it",
+            nesting="Envoy configurations nest a few dozen levels",
+        )
+    else:
+        data = _parse_yaml(text, source)
     data = snake_keys(data)
     lines = _Lines(text, source)
     inv = InputInventory(source)

@@ -40,19 +40,16 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from meshstat.parsers.k8s import (
-    KIND_CONVERTERS,
+from meshstat.parsers.fields import (
     ManifestContext,
-    Manifests,
-    Meta,
     field_int,
     field_list,
     field_map,
     field_str,
     field_str_list,
     field_str_map,
-    read_meta,
 )
+from meshstat.parsers.k8s import KIND_CONVERTERS, Manifests, Meta, read_meta
 from meshstat.parsers.regex import re2_syntax_error
 
 __all__ = [

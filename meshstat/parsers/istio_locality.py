@@ -13,7 +13,7 @@ Which policy applies to a cluster (``pilot/pkg/networking/util/util.go: MergeSub
 :func:`locality_policy` does that merge.
 
 This module is pure Python; :mod:`meshstat.parsers.k8s` calls :func:`read_traffic_locality` with its
-file context (anything with ``fail(message, obj, key, snippet)``).
+file context (a :class:`meshstat.parsers.fields.ManifestContext`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from meshstat.parsers.fields import ManifestContext
 
 __all__ = ["LocalityLbSetting", "TrafficLocality", "locality_policy", "read_traffic_locality"]
 
@@ -55,7 +57,7 @@ class TrafficLocality:
     line: int | None = None
 
 
-def _weights(ctx: Any, rule: Any) -> tuple[tuple[str, int], ...]:
+def _weights(ctx: ManifestContext, rule: Any) -> tuple[tuple[str, int], ...]:
     to = rule.get("to")
     if not isinstance(to, dict) or not to:
         raise ctx.fail("localityLbSetting.distribute: each rule needs a 'to' mapping of locality -> weight", rule,
@@ -71,7 +73,7 @@ def _weights(ctx: Any, rule: Any) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _setting(ctx: Any, lb: Any) -> LocalityLbSetting | None:
+def _setting(ctx: ManifestContext, lb: Any) -> LocalityLbSetting | None:
     loc = lb.get("localityLbSetting")
     if loc is None:
         return None
@@ -109,7 +111,7 @@ def _setting(ctx: Any, lb: Any) -> LocalityLbSetting | None:
     return LocalityLbSetting(enabled, distribute, tuple(failover), tuple(prio), loc.line)
 
 
-def read_traffic_locality(ctx: Any, tp: Any) -> TrafficLocality | None:
+def read_traffic_locality(ctx: ManifestContext, tp: Any) -> TrafficLocality | None:
     """The :class:`TrafficLocality` of a ``trafficPolicy`` mapping (None when ``tp`` is not one)."""
     if not isinstance(tp, dict):
         return None

@@ -27,18 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshstat.errors import ConfigParseError
-from meshstat.parsers.gateway_api import WAYPOINT_CLASS, Gateway, gateway_objects
-from meshstat.parsers.k8s import (
-    Diagnostic,
+from meshstat.parsers.fields import (
     ManifestContext,
-    Manifests,
-    Meta,
     field_list,
     field_map,
     field_str,
     field_str_list,
     field_str_map,
 )
+from meshstat.parsers.gateway_api import WAYPOINT_CLASS, Gateway, gateway_objects
+from meshstat.parsers.k8s import Diagnostic, Manifests, Meta
 
 __all__ = [
     "EgressListener",

@@ -36,8 +36,8 @@ This module is pure Python (standard library and PyYAML).
 
 Why this module is long: one converter per kind (workloads, Services, VirtualService,
 DestinationRule, ServiceEntry), each checking the shape of its fields with the file and line of
-what does not fit, share the small typed field readers (``field_map``, ``field_str``, ``field_int`` ...) of the
-conversion context; the kinds of other families live in their own modules
+what does not fit through the typed field readers of :mod:`meshstat.parsers.fields` (``field_map``,
+``field_str``, ``field_int`` ...); the kinds of other families live in their own modules
 (:mod:`~meshstat.parsers.gateway_api`, :mod:`~meshstat.parsers.istio_scope`,
 :mod:`~meshstat.parsers.topology`).
 """
@@ -61,9 +61,19 @@ from meshstat.inputs import (
 )
 from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
+from meshstat.parsers.fields import (
+    ManifestContext,
+    field_int,
+    field_list,
+    field_map,
+    field_str,
+    field_str_list,
+    field_str_map,
+    type_name,
+)
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
-from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, LineList, gc_paused, yaml_documents
+from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, gc_paused, yaml_documents
 
 __all__ = [
     "KIND_CONVERTERS",
@@ -425,116 +435,7 @@ _KIND_ALIASES = {
 }
 
 
-# --------------------------------------------------------------------------- field helpers
-
-
-class ManifestContext:
-    """Source file name and default namespace while converting one file."""
-
-    def __init__(self, source: str, default_namespace: str) -> None:
-        self.source = source
-        self.default_namespace = default_namespace
-
-    def fail(self, message: str, obj: Any = None, key: str | None = None, snippet: Any = None) -> ConfigParseError:
-        line = None
-        if isinstance(obj, LineDict):
-            line = obj.line_of(key) if key else obj.line
-        elif isinstance(obj, LineList):
-            line = obj.line
-        elif isinstance(obj, int):
-            line = obj
-        snip = None if snippet is None else str(snippet)
-        return ConfigParseError(message, source=self.source, line=line, snippet=snip)
-
-
-def _type_name(val: Any) -> str:
-    """What a YAML value is, in YAML's words."""
-    if isinstance(val, dict):
-        return "a mapping"
-    if isinstance(val, list):
-        return "a list"
-    if isinstance(val, bool):
-        return "a boolean"
-    if isinstance(val, int | float):
-        return "a number"
-    return "a string" if isinstance(val, str) else type(val).__name__
-
-
-def field_map(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> LineDict:
-    val = obj.get(key) if isinstance(obj, dict) else None
-    if val is None:
-        if required:
-            raise ctx.fail(f"expected {what} to have a '{key}' mapping", obj)
-        empty = LineDict()
-        empty.line = obj.line_of(key) if isinstance(obj, LineDict) else 0
-        empty.key_lines = {}
-        return empty
-    if not isinstance(val, dict):
-        raise ctx.fail(f"expected '{key}' of {what} to be a mapping, got {_type_name(val)}", obj, key, val)
-    return val  # type: ignore[return-value]
-
-
-def field_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> list[Any]:
-    val = obj.get(key) if isinstance(obj, dict) else None
-    if val is None:
-        return []
-    if not isinstance(val, list):
-        raise ctx.fail(f"expected '{key}' of {what} to be a list, got {_type_name(val)}", obj, key, val)
-    return val
-
-
-def field_str(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> str | None:
-    val = obj.get(key) if isinstance(obj, dict) else None
-    if val is None:
-        if required:
-            raise ctx.fail(f"expected {what} to have '{key}'", obj)
-        return None
-    if isinstance(val, bool) or isinstance(val, dict | list):
-        raise ctx.fail(f"expected '{key}' of {what} to be a string, got {_type_name(val)}", obj, key, val)
-    return str(val)
-
-
-def field_int(
-    ctx: ManifestContext, obj: Any, key: str, what: str, *, default: int | None = None, lo: int = 0, hi: int | None = None
-) -> int | None:
-    val = obj.get(key) if isinstance(obj, dict) else None
-    if val is None:
-        return default
-    if isinstance(val, bool) or not isinstance(val, int):
-        if isinstance(val, str) and val.strip().lstrip("-").isdigit():
-            val = int(val.strip())
-        else:
-            raise ctx.fail(f"expected '{key}' of {what} to be an integer", obj, key, val)
-    if val < lo or (hi is not None and val > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        shown = str(val) if -(10**30) < val < 10**30 else f"an integer of {len(str(abs(val)))} digits"
-        raise ctx.fail(f"expected '{key}' of {what} to be {rng}", obj, key, shown)
-    return val
-
-
-def field_str_map(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
-    m = field_map(ctx, obj, key, what)
-    out = []
-    for k, v in m.items():
-        if isinstance(v, dict | list):
-            raise ctx.fail(f"expected the values of '{key}' of {what} to be strings", m, str(k), v)
-        out.append((str(k), "" if v is None else _scalar_text(v)))
-    return tuple(out)
-
-
-def _scalar_text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
-
-
-def field_str_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[str, ...]:
-    out = []
-    for item in field_list(ctx, obj, key, what):
-        if isinstance(item, dict | list) or item is None:
-            raise ctx.fail(f"expected '{key}' of {what} to be a list of strings", obj, key, item)
-        out.append(str(item))
-    return tuple(out)
+# --------------------------------------------------------------------------- field helpers (shared: parsers.fields)
 
 
 def _port_value(ctx: ManifestContext, obj: Any, key: str, what: str) -> int | str | None:
@@ -912,7 +813,7 @@ def _convert(ctx: ManifestContext, doc: Any, out: Manifests, *, depth: int = 0) 
     if not isinstance(doc, dict):
         line = getattr(doc, "line", None)
         raise ConfigParseError(
-            f"expected a Kubernetes object (a mapping with apiVersion and kind), got {_type_name(doc)}",
+            f"expected a Kubernetes object (a mapping with apiVersion and kind), got {type_name(doc)}",
             source=ctx.source,
             line=line,
         )
@@ -927,7 +828,7 @@ def _convert(ctx: ManifestContext, doc: Any, out: Manifests, *, depth: int = 0) 
         for item in field_list(ctx, doc, "items", kind):
             _convert(ctx, item, out, depth=depth + 1)
         return
-    if _topology.read_object(doc, kind, group, api, ctx.source, ctx.default_namespace, out.topology):
+    if _topology.read_object(ctx, doc, kind, group, api, out.topology):
         return
     if kind == "Namespace" and group == "":
         meta = read_meta(ctx, doc, kind)

@@ -24,17 +24,25 @@ Field names follow kubernetes ``staging/src/k8s.io/api/core/v1/types.go`` (``Nod
 (unset) so that each reader applies its own default: kube-proxy reads an unset ``ready`` as true
 (``pkg/proxy/endpointslicecache.go: addEndpoints``), the EndpointSlice controller as false.
 
-This module is pure Python and does not import :mod:`meshstat.parsers.k8s` (which imports it).
+Fields are read with the shared readers of :mod:`meshstat.parsers.fields`, so a mistake is worded as in the
+other manifest kinds. This module is pure Python and does not import :mod:`meshstat.parsers.k8s` (which
+imports it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
 
-from meshstat.errors import ConfigParseError
-from meshstat.parsers.yaml_loader import LineDict, LineList
+from meshstat.parsers.fields import (
+    ManifestContext,
+    field_bool,
+    field_list,
+    field_map,
+    field_str,
+    field_str_map,
+)
+from meshstat.parsers.yaml_loader import LineDict
 
 __all__ = [
     "SERVICE_NAME_LABEL",
@@ -207,58 +215,9 @@ class Topology:
 # --------------------------------------------------------------------------- helpers
 
 
-def _fail(source: str, obj: Any, what: str, key: str | None = None) -> ConfigParseError:
-    line = None
-    if isinstance(obj, LineDict):
-        line = obj.line_of(key) if key else obj.line
-    elif isinstance(obj, LineList):
-        line = obj.line
-    return ConfigParseError(what, source=source, line=line)
-
-
-def _map(src: str, obj: LineDict, key: str, what: str) -> LineDict:
-    v = obj.get(key)
-    if v is None:
-        return LineDict()
-    if not isinstance(v, dict):
-        raise _fail(src, obj, f"expected '{key}' of {what} to be a mapping", key)
-    return v
-
-
-def _list(src: str, obj: LineDict, key: str, what: str) -> list[Any]:
-    v = obj.get(key)
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise _fail(src, obj, f"expected '{key}' of {what} to be a list", key)
-    return v
-
-
-def _str(src: str, obj: LineDict, key: str, what: str) -> str | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if isinstance(v, (dict, list, bool)):
-        raise _fail(src, obj, f"expected '{key}' of {what} to be a string", key)
-    return str(v)
-
-
-def _bool(src: str, obj: LineDict, key: str, what: str) -> bool | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if not isinstance(v, bool):
-        raise _fail(src, obj, f"expected '{key}' of {what} to be true or false", key)
-    return v
-
-
-def _labels(src: str, md: LineDict, key: str, what: str) -> tuple[tuple[str, str], ...]:
-    m = _map(src, md, key, what)
-    return tuple((str(k), "" if v is None else str(v)) for k, v in m.items())
-
-
-def _condition(src: str, status: LineDict, kind: str, what: str) -> bool | None:
-    for c in _list(src, status, "conditions", what):
+def _condition(ctx: ManifestContext, status: LineDict, kind: str, what: str) -> bool | None:
+    """Whether the condition ``kind`` of ``status.conditions`` is "True" (None when it is not listed)."""
+    for c in field_list(ctx, status, "conditions", what):
         if isinstance(c, dict) and c.get("type") == kind:
             return str(c.get("status")) == "True"
     return None
@@ -275,22 +234,23 @@ def parse_cpu(text: str) -> int:
 # --------------------------------------------------------------------------- kinds
 
 
-def _node(src: str, doc: LineDict) -> Node:
-    md = _map(src, doc, "metadata", "Node")
-    name = _str(src, md, "name", "Node metadata")
+def _node(ctx: ManifestContext, doc: LineDict) -> Node:
+    md = field_map(ctx, doc, "metadata", "Node")
+    name = field_str(ctx, md, "name", "Node metadata")
     if not name:
-        raise _fail(src, doc, "expected Node metadata to have 'name'")
-    labels = _labels(src, md, "labels", "Node metadata")
+        raise ctx.fail("expected Node metadata to have 'name'", doc)
+    labels = field_str_map(ctx, md, "labels", "Node metadata")
     lab = dict(labels)
-    status = _map(src, doc, "status", "Node")
-    alloc = _map(src, status, "allocatable", "Node status")
+    status = field_map(ctx, doc, "status", "Node")
+    alloc = field_map(ctx, status, "allocatable", "Node status")
     cpu = 0
     if alloc.get("cpu") is not None:
         try:
             cpu = parse_cpu(alloc["cpu"])
         except (ValueError, ZeroDivisionError):
-            raise _fail(src, alloc, f"expected a CPU quantity such as 4 or 3920m, got {alloc['cpu']!r}", "cpu") from None
-    ready = _condition(src, status, "Ready", "Node status")
+            message = f"expected a CPU quantity such as 4 or 3920m, got {alloc['cpu']!r}"
+            raise ctx.fail(message, alloc, "cpu") from None
+    ready = _condition(ctx, status, "Ready", "Node status")
     return Node(
         name=name,
         zone=lab.get(ZONE_LABEL) or lab.get(_OLD_ZONE) or None,
@@ -298,105 +258,108 @@ def _node(src: str, doc: LineDict) -> Node:
         cpu_milli=cpu,
         ready=bool(ready),
         labels=labels,
-        source=src,
+        source=ctx.source,
         line=doc.line,
     )
 
 
-def _pod(src: str, doc: LineDict, default_ns: str) -> PodPlacement:
-    md = _map(src, doc, "metadata", "Pod")
-    spec = _map(src, doc, "spec", "Pod")
-    status = _map(src, doc, "status", "Pod")
+def _pod(ctx: ManifestContext, doc: LineDict) -> PodPlacement:
+    md = field_map(ctx, doc, "metadata", "Pod")
+    spec = field_map(ctx, doc, "spec", "Pod")
+    status = field_map(ctx, doc, "status", "Pod")
     owner = None
-    for o in _list(src, md, "ownerReferences", "Pod metadata"):
+    for o in field_list(ctx, md, "ownerReferences", "Pod metadata"):
         if isinstance(o, dict) and (o.get("controller") is True or owner is None):
             owner = (str(o.get("kind") or ""), str(o.get("name") or ""))
     hn = spec.get("hostNetwork", False)
+    namespace = field_str(ctx, md, "namespace", "Pod metadata") or ctx.default_namespace
+    name = field_str(ctx, md, "name", "Pod metadata") or field_str(ctx, md, "generateName", "Pod metadata")
     return PodPlacement(
-        namespace=_str(src, md, "namespace", "Pod metadata") or default_ns,
-        name=_str(src, md, "name", "Pod metadata") or _str(src, md, "generateName", "Pod metadata") or "",
-        node=_str(src, spec, "nodeName", "Pod spec"),
-        ip=_str(src, status, "podIP", "Pod status"),
-        labels=_labels(src, md, "labels", "Pod metadata"),
+        namespace=namespace,
+        name=name or "",
+        node=field_str(ctx, spec, "nodeName", "Pod spec"),
+        ip=field_str(ctx, status, "podIP", "Pod status"),
+        labels=field_str_map(ctx, md, "labels", "Pod metadata"),
         owner=owner,
-        phase=_str(src, status, "phase", "Pod status"),
-        ready=bool(_condition(src, status, "Ready", "Pod status")),
+        phase=field_str(ctx, status, "phase", "Pod status"),
+        ready=bool(_condition(ctx, status, "Ready", "Pod status")),
         terminating=md.get("deletionTimestamp") is not None,
         host_network=hn is True,
-        source=src,
+        source=ctx.source,
         line=doc.line,
     )
 
 
-def _hints(src: str, ep: LineDict) -> EndpointHintsIn | None:
-    h = ep.get("hints")
-    if h is None:
+def _hints(ctx: ManifestContext, ep: LineDict) -> EndpointHintsIn | None:
+    if ep.get("hints") is None:
         return None
-    if not isinstance(h, dict):
-        raise _fail(src, ep, "expected 'hints' of an endpoint to be a mapping", "hints")
+    h = field_map(ctx, ep, "hints", "an endpoint")
     out = []
     for key in ("forZones", "forNodes"):
         names = []
-        for item in _list(src, h, key, "endpoint hints"):
+        for item in field_list(ctx, h, key, "endpoint hints"):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise _fail(src, h, f"expected '{key}' items to be mappings with a 'name'", key)
+                raise ctx.fail(f"expected '{key}' items to be mappings with a 'name'", h, key)
             names.append(item["name"])
         out.append(tuple(names))
     return EndpointHintsIn(out[0], out[1])
 
 
-def _slice(src: str, doc: LineDict, default_ns: str, api: str) -> TopologyEndpointSlice:
-    md = _map(src, doc, "metadata", "EndpointSlice")
-    name = _str(src, md, "name", "EndpointSlice metadata") or _str(src, md, "generateName", "metadata") or ""
-    labels = dict(_labels(src, md, "labels", "EndpointSlice metadata"))
+def _slice(ctx: ManifestContext, doc: LineDict, api: str) -> TopologyEndpointSlice:
+    md = field_map(ctx, doc, "metadata", "EndpointSlice")
+    name = (field_str(ctx, md, "name", "EndpointSlice metadata")
+            or field_str(ctx, md, "generateName", "metadata") or "")  # fmt: skip
+    labels = dict(field_str_map(ctx, md, "labels", "EndpointSlice metadata"))
     ports = []
-    for p in _list(src, doc, "ports", "EndpointSlice"):
+    for p in field_list(ctx, doc, "ports", "EndpointSlice"):
         if not isinstance(p, dict):
-            raise _fail(src, doc, "expected EndpointSlice ports to be mappings", "ports")
+            raise ctx.fail("expected EndpointSlice ports to be mappings", doc, "ports")
         num = p.get("port")
         if num is not None and (isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 65535):
-            raise _fail(src, p, f"expected an EndpointSlice port number in 1..65535, got {num!r}", "port")
-        ports.append(SlicePort(_str(src, p, "name", "EndpointSlice port") or "", num,
-                               _str(src, p, "protocol", "EndpointSlice port") or "TCP"))  # fmt: skip
+            raise ctx.fail(f"expected an EndpointSlice port number in 1..65535, got {num!r}", p, "port")
+        ports.append(SlicePort(field_str(ctx, p, "name", "EndpointSlice port") or "", num,
+                               field_str(ctx, p, "protocol", "EndpointSlice port") or "TCP"))  # fmt: skip
     eps = []
-    for ep in _list(src, doc, "endpoints", "EndpointSlice"):
+    for ep in field_list(ctx, doc, "endpoints", "EndpointSlice"):
         if not isinstance(ep, dict):
-            raise _fail(src, doc, "expected EndpointSlice endpoints to be mappings", "endpoints")
+            raise ctx.fail("expected EndpointSlice endpoints to be mappings", doc, "endpoints")
         addrs = ep.get("addresses")
         if not isinstance(addrs, list) or not addrs or not all(isinstance(a, str) for a in addrs):
-            raise _fail(src, ep, "expected an endpoint to have 'addresses', a list of IP addresses", "addresses")
-        cond = _map(src, ep, "conditions", "endpoint")
-        zone = _str(src, ep, "zone", "endpoint")
-        node = _str(src, ep, "nodeName", "endpoint")
+            message = "expected an endpoint to have 'addresses', a list of IP addresses"
+            raise ctx.fail(message, ep, "addresses")
+        cond = field_map(ctx, ep, "conditions", "endpoint")
+        zone = field_str(ctx, ep, "zone", "endpoint")
+        node = field_str(ctx, ep, "nodeName", "endpoint")
         if api.endswith("v1beta1"):
-            topo = dict(_labels(src, ep, "topology", "endpoint"))
+            topo = dict(field_str_map(ctx, ep, "topology", "endpoint"))
             zone = zone or topo.get(ZONE_LABEL)
             node = node or topo.get("kubernetes.io/hostname")
-        tref = _map(src, ep, "targetRef", "endpoint")
+        tref = field_map(ctx, ep, "targetRef", "endpoint")
         target = None
         if tref.get("kind") == "Pod" and tref.get("name"):
-            target = f"{tref.get('namespace') or _str(src, md, 'namespace', 'metadata') or default_ns}/{tref['name']}"
+            ns = tref.get("namespace") or field_str(ctx, md, "namespace", "metadata") or ctx.default_namespace
+            target = f"{ns}/{tref['name']}"
         eps.append(
             SliceEndpoint(
                 addresses=tuple(addrs),
-                ready=_bool(src, cond, "ready", "endpoint conditions"),
-                serving=_bool(src, cond, "serving", "endpoint conditions"),
-                terminating=_bool(src, cond, "terminating", "endpoint conditions"),
+                ready=field_bool(ctx, cond, "ready", "endpoint conditions"),
+                serving=field_bool(ctx, cond, "serving", "endpoint conditions"),
+                terminating=field_bool(ctx, cond, "terminating", "endpoint conditions"),
                 node=node,
                 zone=zone,
-                hints=_hints(src, ep),
+                hints=_hints(ctx, ep),
                 target=target,
                 line=ep.line,
             )
         )
     return TopologyEndpointSlice(
-        namespace=_str(src, md, "namespace", "EndpointSlice metadata") or default_ns,
+        namespace=field_str(ctx, md, "namespace", "EndpointSlice metadata") or ctx.default_namespace,
         name=name,
         service=labels.get(SERVICE_NAME_LABEL),
-        address_type=_str(src, doc, "addressType", "EndpointSlice") or "IPv4",
+        address_type=field_str(ctx, doc, "addressType", "EndpointSlice") or "IPv4",
         ports=tuple(ports),
         endpoints=tuple(eps),
-        source=src,
+        source=ctx.source,
         line=doc.line,
     )
 
@@ -404,56 +367,55 @@ def _slice(src: str, doc: LineDict, default_ns: str, api: str) -> TopologyEndpoi
 _POLICIES = ("Cluster", "Local")
 
 
-def _service(src: str, doc: LineDict, default_ns: str) -> ServiceTopology:
-    md = _map(src, doc, "metadata", "Service")
-    spec = _map(src, doc, "spec", "Service")
-    ann = dict(_labels(src, md, "annotations", "Service metadata"))
+def _service(ctx: ManifestContext, doc: LineDict) -> ServiceTopology:
+    md = field_map(ctx, doc, "metadata", "Service")
+    spec = field_map(ctx, doc, "spec", "Service")
+    ann = dict(field_str_map(ctx, md, "annotations", "Service metadata"))
     pol = {}
     for key in ("internalTrafficPolicy", "externalTrafficPolicy"):
-        v = _str(src, spec, key, "Service spec")
+        v = field_str(ctx, spec, key, "Service spec")
         if v is not None and v not in _POLICIES:
-            raise _fail(src, spec, f"expected '{key}' to be Cluster or Local, got {v!r}", key)
+            raise ctx.fail(f"expected '{key}' to be Cluster or Local, got {v!r}", spec, key)
         pol[key] = v
     node_ports = []
-    for p in _list(src, spec, "ports", "Service spec"):
+    for p in field_list(ctx, spec, "ports", "Service spec"):
         if isinstance(p, dict) and isinstance(p.get("nodePort"), int) and isinstance(p.get("port"), int):
             node_ports.append((str(p.get("name") or ""), p["port"], p["nodePort"]))
     hc = spec.get("healthCheckNodePort")
-    lb = _map(src, _map(src, doc, "status", "Service"), "loadBalancer", "Service status")
-    lb_ips = tuple(str(i["ip"]) for i in _list(src, lb, "ingress", "Service status.loadBalancer")
+    lb = field_map(ctx, field_map(ctx, doc, "status", "Service"), "loadBalancer", "Service status")
+    lb_ips = tuple(str(i["ip"]) for i in field_list(ctx, lb, "ingress", "Service status.loadBalancer")
                    if isinstance(i, dict) and i.get("ip"))  # fmt: skip
     mode = ann.get(TOPOLOGY_HINTS_OLD, ann.get(TOPOLOGY_MODE))
     return ServiceTopology(
-        namespace=_str(src, md, "namespace", "Service metadata") or default_ns,
-        name=_str(src, md, "name", "Service metadata") or "",
-        type=_str(src, spec, "type", "Service spec") or "ClusterIP",
-        traffic_distribution=_str(src, spec, "trafficDistribution", "Service spec"),
+        namespace=field_str(ctx, md, "namespace", "Service metadata") or ctx.default_namespace,
+        name=field_str(ctx, md, "name", "Service metadata") or "",
+        type=field_str(ctx, spec, "type", "Service spec") or "ClusterIP",
+        traffic_distribution=field_str(ctx, spec, "trafficDistribution", "Service spec"),
         internal_policy=pol["internalTrafficPolicy"],
         external_policy=pol["externalTrafficPolicy"],
         topology_mode=mode,
         node_ports=tuple(node_ports),
         health_check_node_port=hc if isinstance(hc, int) and not isinstance(hc, bool) else None,
         load_balancer_ips=lb_ips,
-        source=src,
+        source=ctx.source,
         line=doc.line,
     )
 
 
-def read_object(doc: LineDict, kind: str, group: str, api: str, source: str, default_namespace: str,
-                into: Topology) -> bool:  # fmt: skip
+def read_object(ctx: ManifestContext, doc: LineDict, kind: str, group: str, api: str, into: Topology) -> bool:
     """Take the topology of one object into ``into``; True when the object is topology's alone (Node, slice).
 
     Pods and Services return False: :mod:`meshstat.parsers.k8s` reads them too.
     """
     if kind == "Node" and group == "":
-        into.nodes.append(_node(source, doc))
+        into.nodes.append(_node(ctx, doc))
         return True
     if kind == "EndpointSlice" and group == "discovery.k8s.io":
-        into.slices.append(_slice(source, doc, default_namespace, api))
+        into.slices.append(_slice(ctx, doc, api))
         return True
     if kind == "Pod" and group == "":
-        into.pods.append(_pod(source, doc, default_namespace))
+        into.pods.append(_pod(ctx, doc))
     elif kind == "Service" and group == "":
-        svc = _service(source, doc, default_namespace)
+        svc = _service(ctx, doc)
         into.services[svc.ref] = svc
     return False

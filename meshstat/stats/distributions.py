@@ -6,7 +6,9 @@
 :func:`binomial_test_power` (the equal-tailed binomial test). Weights here are
 any non-negative integers or fractions; :mod:`meshstat.inference` validates a
 configured split (Envoy's rules) and calls these. Boundaries ``n (p -+ t)`` are
-computed with exact rationals. numpy and scipy are imported inside the functions.
+computed with exact rationals (:func:`bounds`); :func:`binom_interval_prob` and
+:func:`binom_outside_prob` are the binomial probabilities inside and outside them that
+:mod:`meshstat.inference` (plans, bands) shares. numpy and scipy are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from meshstat.errors import InvalidArgument
 from meshstat.stats.binomial import bdtr as _bdtr
 from meshstat.stats.binomial import bdtrc as _bdtrc
 
-__all__ = ["binomial_test_power", "multinomial_box_probability", "prob_all_at_least", "tolerance_probability"]
+__all__ = [
+    "INCLUSION_EXCLUSION_LIMIT",
+    "binom_interval_prob",
+    "binom_outside_prob",
+    "binomial_test_power",
+    "bounds",
+    "multinomial_box_probability",
+    "prob_all_at_least",
+    "tolerance_probability",
+]
 
 #: Largest (1 + m) ** k terms of the inclusion-exclusion sum of :func:`prob_all_at_least`.
-_INCLUSION_EXCLUSION_LIMIT = 200_000
+INCLUSION_EXCLUSION_LIMIT = 200_000
 
 
 def _shares(weights: Sequence[int | Fraction], what: str = "weights") -> tuple[Fraction, ...]:
@@ -59,8 +70,11 @@ def _tolerance(x: float | Fraction) -> Fraction:
     return t
 
 
-def _bounds(n: Any, p: Fraction, t: Fraction) -> tuple[Any, Any]:
-    """Exact ``ceil(n (p - t))`` and ``floor(n (p + t))`` (numpy arrays or ints), clipped to [0, n]."""
+def bounds(n: Any, p: Fraction, t: Fraction) -> tuple[Any, Any]:
+    """The counts within ``±t`` of share ``p`` out of ``n``: exact ``ceil(n (p - t))``, ``floor(n (p + t))``.
+
+    Clipped to [0, n]; ``n`` is an int or a numpy array (then so are the bounds).
+    """
     import numpy as np
 
     lo, hi = p - t, p + t
@@ -83,7 +97,7 @@ def _bounds(n: Any, p: Fraction, t: Fraction) -> tuple[Any, Any]:
     return np.maximum(a, 0), np.minimum(b, arr)
 
 
-def _binom_interval_prob(a: Any, b: Any, n: Any, p: float) -> Any:
+def binom_interval_prob(a: Any, b: Any, n: Any, p: float) -> Any:
     """``P(a <= X <= b)`` for ``X ~ Binomial(n, p)``, vectorised (0 where ``a > b``)."""
     import numpy as np
 
@@ -97,7 +111,7 @@ def _binom_interval_prob(a: Any, b: Any, n: Any, p: float) -> Any:
     return out
 
 
-def _binom_outside_prob(a: Any, b: Any, n: Any, p: float) -> tuple[Any, Any]:
+def binom_outside_prob(a: Any, b: Any, n: Any, p: float) -> tuple[Any, Any]:
     """``(P(X < a), P(X > b))`` for ``X ~ Binomial(n, p)``, accurate in the tails."""
     import numpy as np
 
@@ -230,7 +244,7 @@ def tolerance_probability(
         raise InvalidArgument(f"n must be a positive integer, got {n}")
     lows, highs = [], []
     for p in shares:
-        a, b = _bounds(n, p, t)
+        a, b = bounds(n, p, t)
         lows.append(a)
         highs.append(b)
     pos = [i for i, s in enumerate(true_shares) if s > 0]
@@ -240,7 +254,7 @@ def tolerance_probability(
         a = max(lows[i], n - highs[j])
         b = min(highs[i], n - lows[j])
         pi = float(true_shares[i] / (true_shares[i] + true_shares[j]))
-        return float(_binom_interval_prob(a, b, n, pi))
+        return float(binom_interval_prob(a, b, n, pi))
     return multinomial_box_probability(n, true_shares, lows, highs)
 
 
@@ -268,7 +282,7 @@ def prob_all_at_least(weights: Sequence[int | Fraction], n: int | Sequence[int],
     ns = np.atleast_1d(np.asarray(n, dtype=np.int64))
     if np.any(ns < 0):
         raise InvalidArgument("n must be >= 0")
-    if (1 + m) ** k > _INCLUSION_EXCLUSION_LIMIT:
+    if (1 + m) ** k > INCLUSION_EXCLUSION_LIMIT:
         out = np.array(
             [multinomial_box_probability(int(x), pos, [m] * k, [int(x)] * k) for x in ns], dtype=np.float64
         )

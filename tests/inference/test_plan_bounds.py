@@ -17,7 +17,7 @@ import pytest
 from meshstat.errors import InvalidArgument
 from meshstat.inference import plan as plan_mod
 from meshstat.inference import plan_tolerance
-from meshstat.stats.distributions import _binom_interval_prob, _bounds, multinomial_box_probability
+from meshstat.stats.distributions import binom_interval_prob, bounds, multinomial_box_probability
 
 
 def test_window_search_equals_the_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,8 +35,8 @@ def test_tolerance_1e_4_is_answered_exactly_within_the_budget() -> None:
     t, p = Fraction(1, 10**4), Fraction(1, 2)
 
     def prob(n: int) -> float:
-        a, b = _bounds(np.array([n]), p, t)
-        return float(_binom_interval_prob(a, b, np.array([n]), 0.5)[0])
+        a, b = bounds(np.array([n]), p, t)
+        return float(binom_interval_prob(a, b, np.array([n]), 0.5)[0])
 
     assert prob(r.n) >= 0.95 > prob(r.n - 1)
     assert r.n_sustained is not None and r.n <= r.n_sustained
@@ -51,7 +51,7 @@ def test_tolerance_1e_6_is_refused_up_front_with_the_approximation() -> None:
 def _linear_joint(shares: list[Fraction], t: Fraction, lower: int, target: float) -> int:
     n = lower
     while True:
-        lows, highs = zip(*(_bounds(n, s, t) for s in shares), strict=True)
+        lows, highs = zip(*(bounds(n, s, t) for s in shares), strict=True)
         if multinomial_box_probability(n, shares, lows, highs) >= target:
             return n
         n += 1

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 
 from meshstat.errors import ConfigParseError
 from meshstat.inputs import read_text
+from meshstat.parsers.json_text import read_json
 from meshstat.parsers.observed.prometheus import Series, parse_exposition
 
 __all__ = [
@@ -340,19 +341,7 @@ def _line_finder(text: str):
 
 
 def _parse_json(text: str, source: str) -> EnvoyStats:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigParseError(
-            f"invalid JSON: {exc.msg} (expected Envoy admin /stats?format=json or /clusters?format=json)",
-            source=source,
-            line=exc.lineno,
-            column=exc.colno,
-        ) from None
-    except RecursionError:
-        raise ConfigParseError("invalid JSON: nested deeper than meshstat reads", source=source) from None
-    except ValueError:
-        raise ConfigParseError("invalid JSON: a number with too many digits", source=source) from None
+    doc = read_json(text, source, expected="Envoy admin /stats?format=json or /clusters?format=json")
     line_at = _line_finder(text)
 
     def where(name: str) -> int:

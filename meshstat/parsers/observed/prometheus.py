@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 from meshstat.errors import ConfigParseError
 from meshstat.inputs import read_text
+from meshstat.parsers.json_text import read_json
 
 __all__ = [
     "PrometheusData",
@@ -331,14 +332,6 @@ def _show(name: str, labels: list[tuple[str, str]] | tuple[tuple[str, str], ...]
 # --------------------------------------------------------------------------- HTTP API JSON
 
 
-class _NonFinite(ValueError):
-    pass
-
-
-def _no_constants(name: str) -> float:
-    raise _NonFinite(name)
-
-
 def parse_query_json(text: str, source: str = "<string>") -> PrometheusData:
     """Parse an ``/api/v1/query`` (vector) or ``/api/v1/query_range`` (matrix) answer.
 
@@ -349,26 +342,13 @@ def parse_query_json(text: str, source: str = "<string>") -> PrometheusData:
         quoted), a result type other than vector or matrix, or a result entry of
         the wrong shape (the line of its ``"metric"`` key).
     """
-    try:
-        doc = json.loads(text, parse_constant=_no_constants)
-    except _NonFinite as exc:
-        raise ConfigParseError(
-            f"invalid JSON: {exc} is not a JSON number (Prometheus quotes values)", source=source
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ConfigParseError(
-            f"invalid JSON: {exc.msg} (expected a Prometheus /api/v1/query answer)",
-            source=source,
-            line=exc.lineno,
-            column=exc.colno,
-        ) from None
-    except RecursionError:
-        raise ConfigParseError(
-            "invalid JSON: nested deeper than meshstat reads (a Prometheus answer nests 5 levels)",
-            source=source,
-        ) from None
-    except ValueError:
-        raise ConfigParseError("invalid JSON: a number with too many digits", source=source) from None
+    doc = read_json(
+        text,
+        source,
+        expected="a Prometheus /api/v1/query answer",
+        constants="Prometheus quotes values",
+        nesting="a Prometheus answer nests 5 levels",
+    )
     if not isinstance(doc, dict) or "status" not in doc:
         raise ConfigParseError(
             'expected a Prometheus API answer {"status": ..., "data": {...}}', source=source, line=1
