@@ -203,6 +203,7 @@ class AuditContext:
         #: namespaces whose sidecars may see a rule differently from any other namespace
         self.sidecar_namespaces = {s.meta.namespace for s in objs.sidecars} | {root}
         self._pods: dict[tuple[str, int], list[tuple[WorkloadResource, int]]] = {}
+        self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
 
     def selected(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int]]:
         """(workload, pod count) of the pods that are endpoints of ``info:port`` (index look-up)."""
@@ -227,6 +228,15 @@ class AuditContext:
                     out.append((w, n))
         self._pods[key] = out
         return out
+
+    def has_pods(self, info: RegisteredService, port: int, labels: tuple[tuple[str, str], ...]) -> bool:
+        """Whether an endpoint pod of ``info:port`` carries every label of ``labels`` (a subset's selector)."""
+        key = (info.fqdn, port, labels)
+        got = self._has_pods.get(key)
+        if got is None:
+            got = self._has_pods[key] = any(all(w.labels.get(a) == b for a, b in labels)
+                                            for w, _ in self.selected(info, port))
+        return got
 
     def pod_split(self, info: RegisteredService, port: int,
                   labels_of: Mapping[str, tuple[tuple[str, str], ...]]) -> tuple[tuple[str, Fraction], ...]:

@@ -298,7 +298,7 @@ def _sidecar_view(ctx: AuditContext, view: _HostView, info: RegisteredService, p
                             f"define subset {d.subset} in " + (f"DestinationRule {dr.meta.ref}" if dr
                                                                 else f"a DestinationRule for {info.short}")))
             failing[_label(d)] = Fraction(1)
-        elif not any(all(w.labels.get(a) == b for a, b in s.labels) for w, _ in ctx.selected(info, port)):
+        elif not ctx.has_pods(info, port, s.labels):
             reasons.append(("subset-without-pods", f"subset {d.subset!r} (labels {dict(s.labels)}) selects no pods: "
                             "503 no_healthy_upstream", f"deploy pods with labels {dict(s.labels)} or drop subset "
                             f"{d.subset} from {vsref}"))

@@ -75,6 +75,8 @@ def type_name(val: Any) -> str:
 def field_map(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> LineDict:
     """The mapping ``obj[key]`` (an empty one, at the line of ``obj``, when absent and not ``required``)."""
     val = obj.get(key) if isinstance(obj, dict) else None
+    if isinstance(val, dict):
+        return val  # type: ignore[return-value]
     if val is None:
         if required:
             raise ctx.fail(f"expected {what} to have a '{key}' mapping", obj)
@@ -100,6 +102,8 @@ def field_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> list[Any]
 def field_str(ctx: ManifestContext, obj: Any, key: str, what: str, *, required: bool = False) -> str | None:
     """The scalar ``obj[key]`` as text (None when absent and not ``required``; a boolean is refused)."""
     val = obj.get(key) if isinstance(obj, dict) else None
+    if type(val) is str:
+        return val
     if val is None:
         if required:
             raise ctx.fail(f"expected {what} to have '{key}'", obj)
@@ -148,8 +152,14 @@ def field_bool(ctx: ManifestContext, obj: Any, key: str, what: str) -> bool | No
 def field_str_map(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
     """The mapping ``obj[key]`` of scalars as ``((key, text), ...)`` in file order (labels, annotations)."""
     m = field_map(ctx, obj, key, what)
+    items = tuple(m.items())
+    for k, v in items:  # the common case, text to text, as it is
+        if type(k) is not str or type(v) is not str:
+            break
+    else:
+        return items
     out = []
-    for k, v in m.items():
+    for k, v in items:
         if isinstance(v, dict | list):
             raise ctx.fail(f"expected the values of '{key}' of {what} to be strings", m, str(k), v)
         out.append((str(k), "" if v is None else _scalar_text(v)))

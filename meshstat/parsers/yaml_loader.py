@@ -14,11 +14,19 @@ a :class:`LineList`. The protections against hostile input:
 * a key repeated in one mapping is an error (as with kubectl), and so is an
   integer of more digits than :func:`int` converts.
 
+Big texts as kubectl writes them take a fast path where one exists: JSON by orjson
+(:func:`json_documents`), YAML of a megabyte or more by yaml-rs (:func:`fast_yaml_documents`),
+each with the lines of keys found again in the text and every doubt sent to the exact loader.
+
 Malformed input raises :class:`meshstat.errors.ConfigParseError` with ``file:line``.
+
+Why this module is long: it holds the exact loader and the paths that must give the very same
+trees (values, lines, limits, messages); kept in one module, the limits and the tree types they
+share have one definition, and the tests compare the paths against each other here.
 Used by :mod:`meshstat.parsers.k8s` (manifests) and :mod:`meshstat.parsers.envoy`
 (YAML bootstraps). The input size bound is the caller's (:mod:`meshstat.inputs`).
 
-Pure Python (standard library and PyYAML, imported on first use).
+Pure Python (standard library, PyYAML, orjson, yaml-rs and RE2, each imported on first use).
 """
 
 from __future__ import annotations
@@ -571,17 +579,29 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
         import yaml_rs  # a dependency; without it, the exact loader reads everything
     except ImportError:
         return None
+    import threading
+
+    parsed: list[Any] = []
+
+    def parse() -> None:
+        try:
+            parsed.append(yaml_rs.loads(text, parse_datetime=False))
+        except Exception:  # noqa: BLE001 - any refusal: the exact loader gives the message
+            pass
+
+    # yaml-rs parses without the GIL: the key table is found on the other core meanwhile
+    th = threading.Thread(target=parse, name="meshstat-yaml-rs")
+    th.start()
     try:
-        root = yaml_rs.loads(text, parse_datetime=False)
-    except Exception:  # noqa: BLE001 - any refusal: the exact loader gives the message
+        found = key_line.findall(text)
+        tab = [i for i, k in enumerate(found, 1) if k]
+        keys = [k for k in found if k]
+        del found
+    finally:
+        th.join()
+    if not parsed or type(parsed[0]) is not dict:
         return None
-    if type(root) is not dict:
-        return None
-    found = key_line.findall(text)
-    tab = [i for i, k in enumerate(found, 1) if k]
-    keys = [k for k in found if k]
-    del found
-    doc = _lined_tree(root, tab, keys, block_lists=True)
+    doc = _lined_tree(parsed[0], tab, keys, block_lists=True)
     return None if doc is None else [doc]
 
 
@@ -617,8 +637,11 @@ def json_documents(text: str) -> list[Any] | None:
         root = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
-    if '\\":' not in text and '" :' not in text:
-        return _json_split_lines(text, root)
+    if '" :' not in text:
+        tab = _json_key_lines(text)
+        if tab is not None:
+            doc = _lined_tree(root, tab, None, block_lists=False)
+            return None if doc is None else [doc]
     written = text.count('":') - text.count('\\":') + text.count('" :')
     walker = _JsonLines(text)
     doc = walker.convert(root, 1, 0)
@@ -748,15 +771,15 @@ def _lined_tree(root: Any, tab: list[int], keys: list[str] | None, block_lists: 
     return doc if pos == n else None
 
 
-def _json_split_lines(text: str, root: Any) -> list[Any] | None:
+def _json_key_lines(text: str) -> list[int] | None:
+    """The line of every ``":`` (the i-th key's), or ``None`` when a ``\\":`` makes that unsure."""
+    if '\\":' in text:
+        return None
     from itertools import accumulate, repeat
 
     pieces = text.split('":')
     # line of key i (1-based): 1 + newlines before its closing quote
-    lines = list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:-1]
-    del pieces
-    doc = _lined_tree(root, lines, None, block_lists=False)
-    return None if doc is None else [doc]
+    return list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:-1]
 
 
 def _json_key(k: str) -> str:
