@@ -60,5 +60,8 @@ def test_audit_10k_services(texts):
     print(f"\n{len(y) / 1e6:.1f} MB YAML, {len(j) / 1e6:.1f} MB JSON; CSafeLoader parse {base:.2f} s; "
           f"audit from YAML {from_yaml:.2f} s ({from_yaml / base:.2f}x), from JSON {from_json:.2f} s "
           f"({from_json / base:.2f}x)")
-    assert from_yaml < base  # parse + whole audit beats PyYAML's C loader alone
+    # the goals, 5 s from YAML and 2 s from JSON, are 0.47x and 0.19x of a 10.6 s CSafeLoader parse on
+    # this 2-core machine; the floors leave room for a noisy neighbour. From YAML meshstat measured 0.40-0.45x (it
+    # was 0.85x before big YAML went to yaml-rs), from JSON 0.36x.
+    assert from_yaml < 0.7 * base
     assert from_json < 0.5 * base
