@@ -528,7 +528,8 @@ FAST_YAML_MIN_CHARS = 1 << 20
 #: What the fast YAML path does not read the way PyYAML's safe loader does, or cannot find the lines
 #: of: comments, folded block scalars (``>``; literal ones, ``|``, as kubectl writes multi-line strings,
 #: are read), flow collections with content, anchors, aliases, tags, complex keys, merge keys, document
-#: markers and directives, quoted keys, a tab after a key's colon, carriage returns, the line breaks
+#: markers and directives, quoted keys, tabs, a blank line after a key that opens a block, carriage
+#: returns, a text that does not end with a line break, the line breaks
 #: YAML 1.1 knows and 1.2 does not, characters PyYAML refuses (control characters, the byte order mark),
 #: ``\\/`` escapes, lines indented by 800 or more spaces (400 levels: :data:`MAX_DEPTH`), ``- -`` (a
 #: list in a list), ``- {}``, and every plain scalar that YAML 1.1 (PyYAML) and YAML 1.2 (yaml-rs)
@@ -537,14 +538,14 @@ FAST_YAML_MIN_CHARS = 1 << 20
 #: digits, dates; and keys that are not plain strings. A text with any of them (kubectl writes none)
 #: is read by the exact loader. A block scalar's lines may trip these checks too: that costs time only.
 _FAST_YAML_REFUSES = (
-    r"(?m)(?:^|[ \t])#|[:-][ ]+>|(?:: |- )[ ]*[\[{][^\]}]|(?:: |- )[ ]*[&*!]|:\t"
+    r"(?m)(?:^|[ ])#|[:-][ ]+>|(?:: |- )[ ]*[\[{][^\]}]|(?:: |- )[ ]*[&*!]|\t|:[ ]*\n[ ]*\n"
     r"|^[ ]*(?:-[ ]+)*(?:[&*!?%@`,]|['\"][^\n]*['\"][ ]*:(?:[ ]|$))|<<|^(?:---|\.\.\.|%)"
     r"|[^\t\n\x20-\x7e\x{a0}-\x{d7ff}\x{e000}-\x{fffd}\x{10000}-\x{10ffff}]|[\x{2028}\x{2029}\x{feff}]"
     r"|\\/|^[ ]{800}|-[ ]+-(?:[ ]|$)|-[ ]+(?:\{\}|\[\])"
     r"|(?:: |- )[ ]*(?:[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|=)[ ]*$"
     r"|(?:: |- )[ ]*[-+]?(?:0[0-9_]|0[boxBOX]|[0-9][0-9_]*:[0-5]?[0-9]|[0-9][0-9.]*_|[0-9][0-9.]*[eE][-+]?[0-9]"
     r"|\.[0-9]+[eE]|\.(?:inf|Inf|INF|nan|NaN|NAN)|[0-9]{19}|[0-9]{4}-[0-9][0-9]?-[0-9])"
-    r"|^[ ]*(?:-[ ]+)*(?:(?:-[^ :\n]|[+.0-9~])[^:\n]*|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|[Tt]rue|TRUE"
+    r"|^[ ]*(?:-[ ]+)*(?:(?:-[^ :\n]|[+.0-9~=])[^\n]*|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|[Tt]rue|TRUE"
     r"|[Ff]alse|FALSE|[Nn]ull|NULL)[ ]*:(?:[ ]|$)"
 )
 #: One match per line: the key the line starts (after indentation and ``- `` markers), or ``""``.
@@ -575,7 +576,7 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
     if not _FAST_RE:
         _FAST_RE.extend((re2.compile(_FAST_YAML_REFUSES), re.compile(_YAML_KEY_LINE)))
     refuses, key_line = _FAST_RE
-    if not text[:1].isascii() or not text[:1].isalpha():
+    if not text[:1].isascii() or not text[:1].isalpha() or not text.endswith("\n"):
         return None
     try:
         if refuses.search(text):

@@ -222,3 +222,38 @@ def test_fast_path_is_taken_for_big_exports(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(yl, "_python_documents", refuse)
     (doc,) = yl.yaml_documents(text, "c.yaml")
     assert doc["kind"] == "List" and doc.line == 1 and doc["items"][0].line == 4
+
+
+# --------------------------------------------------------------------------- mutated exports
+
+_BASE = _kubectl_yaml(
+    [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"s{i}", "namespace": "ns", "labels": {"app": "a"}},
+      "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}], "selector": {"app": "a"},
+               "hosts": ["a", "b"], "note": "x\ny\n", "strip": "p\n\nq", "keep": "k\n\n",
+               "rules": [{"matches": [{"path": {"value": "/v1"}}], "weights": [90, 10]}, {"empty": {}, "none": []}],
+               "n": 1.5, "t": True, "z": None, "q": "yes"}} for i in range(3)]
+)
+_PIECES = [" ", "  ", "- ", ":", ": ", "\n", "\n  ", "x", "'", '"', "|", "[", "{}", "-", "#", "\t", "1", "a: b",
+           "? ", "&a ", "*a", "!!str ", "---\n", "...", "%", "@", "`", "\\", "0755", "yes", "1e3", "~", "null", ",",
+           "]", "}", ">", "|-", "|+", "|2", "é", "\u2028", "\r", "\x07", "[a, b]", "{a: 1}", "<<: ", "- - ",
+           "\n\n", "=", "10:30", "2024-01-01", "'a'", '"a\\tb"', "9" * 20]
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.tuples(st.integers(0, len(_BASE)), st.integers(0, 3), st.sampled_from(_PIECES)), min_size=1,
+                max_size=4))
+def test_mutated_exports_never_read_differently(edits: list) -> None:
+    """Random edits of an export: where the exact loader refuses, the fast path gives up too; where it reads,
+    the fast path gives up or gives the same tree, values and lines."""
+    text = _BASE
+    for at, cut, piece in edits:
+        text = text[:at] + piece + text[at + cut:]
+    fast = yl.fast_yaml_documents(text)
+    if fast is None:
+        return
+    try:
+        exact = _exact(text)
+    except ConfigParseError as exc:
+        raise AssertionError(f"the fast path read a text the exact loader refuses: {exc}") from None
+    assert len(exact) == 1
+    _same(fast[0], exact[0])
