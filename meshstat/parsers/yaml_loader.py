@@ -594,7 +594,7 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
     def parse() -> None:
         try:
             parsed.append(yaml_rs.loads(text, parse_datetime=False))
-        except Exception:  # noqa: BLE001 - any refusal: the exact loader gives the message
+        except BaseException:  # noqa: BLE001 - any refusal (a Rust panic too): the exact loader says why
             pass
 
     # yaml-rs parses without the GIL: the key table is found on the other core meanwhile

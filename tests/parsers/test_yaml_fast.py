@@ -257,3 +257,14 @@ def test_mutated_exports_never_read_differently(edits: list) -> None:
         raise AssertionError(f"the fast path read a text the exact loader refuses: {exc}") from None
     assert len(exact) == 1
     _same(fast[0], exact[0])
+
+
+@pytest.mark.usefixtures("always_fast")
+def test_deep_block_nesting_under_the_indent_bound() -> None:
+    """799 levels at one space each (under the 800-space bound): yaml-rs parses it on its thread without
+    harm, the walk refuses the depth, and the exact loader gives its message and line."""
+    text = "a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 799)) + " " * 799 + "v: 1\n"
+    assert yl.fast_yaml_documents(text) is None
+    with pytest.raises(ConfigParseError, match="nested deeper than meshstat reads") as err:
+        yl.yaml_documents(text, "deep.yaml")
+    assert err.value.line == 401
