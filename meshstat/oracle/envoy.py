@@ -100,14 +100,26 @@ class EnvoyCluster:
     endpoints: tuple[str, ...]
     lb_policy: str = "ROUND_ROBIN"
     endpoint_weights: tuple[int, ...] | None = None
+    #: zone of each endpoint (locality ``region r1``, that zone); None: one locality without a name
+    zones: tuple[str, ...] | None = None
+    #: priority of each endpoint (default 0)
+    priorities: tuple[int, ...] | None = None
+    #: ``health_status`` of each endpoint (``HEALTHY``, ``UNHEALTHY``, ...; default: not set, so healthy)
+    health: tuple[str, ...] | None = None
+    #: ``load_balancing_weight`` per zone, with ``common_lb_config.locality_weighted_lb_config``
+    zone_weights: Mapping[str, int] | None = None
+    #: ``common_lb_config.zone_aware_lb_config`` (e.g. ``{"min_cluster_size": 1}``)
+    zone_aware: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         if self.lb_policy not in _LB_POLICIES:
             raise InvalidArgument(
                 f"lb_policy must be one of {', '.join(_LB_POLICIES)}, got {self.lb_policy!r}"
             )
-        if self.endpoint_weights is not None and len(self.endpoint_weights) != len(self.endpoints):
-            raise InvalidArgument(f"cluster {self.name}: one endpoint weight per endpoint")
+        for what in ("endpoint_weights", "zones", "priorities", "health"):
+            got = getattr(self, what)
+            if got is not None and len(got) != len(self.endpoints):
+                raise InvalidArgument(f"cluster {self.name}: one of {what} per endpoint")
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,11 @@ class EnvoyScenario:
     clusters: tuple[EnvoyCluster, ...]
     weights: tuple[int, ...] | None = None
     header_name: str | None = None
+    #: this Envoy's zone (``node.locality``: region r1, that zone)
+    node_zone: str | None = None
+    #: ``cluster_manager.local_cluster_name``'s cluster (the Envoys like this one, by zone): its endpoints get
+    #: addresses but no traffic
+    local_cluster: EnvoyCluster | None = None
 
     def __post_init__(self) -> None:
         if not self.clusters:
@@ -246,9 +263,11 @@ class EnvoyOracle:
         self.stats_config = dict(stats_config) if stats_config is not None else None
         self.endpoints = [e for c in scenario.clusters for e in c.endpoints]
         self.cluster_of = [ci for ci, c in enumerate(scenario.clusters) for _ in c.endpoints]
-        ports = free_ports(len(self.endpoints) + 2)
+        local = scenario.local_cluster.endpoints if scenario.local_cluster is not None else ()
+        ports = free_ports(len(self.endpoints) + len(local) + 2)
         self.admin_port, self.port = ports[0], ports[1]
-        self.endpoint_ports = dict(zip(self.endpoints, ports[2:], strict=True))
+        self.endpoint_ports = dict(zip(self.endpoints, ports[2:2 + len(self.endpoints)], strict=True))
+        self.local_ports = dict(zip(local, ports[2 + len(self.endpoints):], strict=True))
         self._dir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -301,27 +320,57 @@ class EnvoyOracle:
                     "direct_response": {"status": 200, "body": {"inline_string": ep}},
                 }])]}],
             })
-        clusters = []
-        for c in sc.clusters:
-            lbe = []
-            for k, ep in enumerate(c.endpoints):
-                e: dict = {"endpoint": {"address": self._addr(self.endpoint_ports[ep])}}
-                if c.endpoint_weights is not None:
-                    e["load_balancing_weight"] = c.endpoint_weights[k]
-                lbe.append(e)
-            clusters.append({
-                "name": c.name,
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "lb_policy": c.lb_policy,
-                "load_assignment": {"cluster_name": c.name, "endpoints": [{"lb_endpoints": lbe}]},
-            })
+        clusters = [self._cluster(c, self.endpoint_ports) for c in sc.clusters]
+        if sc.local_cluster is not None:
+            clusters.append(self._cluster(sc.local_cluster, self.local_ports))
         out: dict = {
             "admin": {"address": self._addr(self.admin_port)},
             "static_resources": {"listeners": listeners, "clusters": clusters},
         }
+        if sc.node_zone is not None:
+            out["node"] = {"id": "meshstat-oracle", "cluster": "meshstat-oracle",
+                           "locality": {"region": "r1", "zone": sc.node_zone}}
+        if sc.local_cluster is not None:
+            out["cluster_manager"] = {"local_cluster_name": sc.local_cluster.name}
         if self.stats_config is not None:
             out["stats_config"] = self.stats_config
+        return out
+
+    def _cluster(self, c: EnvoyCluster, ports: Mapping[str, int]) -> dict:
+        """One STATIC cluster; endpoints grouped into localities by (zone, priority), in first-seen order."""
+        groups: dict[tuple[str | None, int], list[dict]] = {}
+        for k, ep in enumerate(c.endpoints):
+            e: dict = {"endpoint": {"address": self._addr(ports[ep])}}
+            if c.endpoint_weights is not None:
+                e["load_balancing_weight"] = c.endpoint_weights[k]
+            if c.health is not None:
+                e["health_status"] = c.health[k]
+            zone = c.zones[k] if c.zones is not None else None
+            groups.setdefault((zone, c.priorities[k] if c.priorities is not None else 0), []).append(e)
+        endpoints = []
+        for (zone, prio), lbe in groups.items():
+            loc: dict = {"lb_endpoints": lbe}
+            if zone is not None:
+                loc["locality"] = {"region": "r1", "zone": zone}
+            if prio:
+                loc["priority"] = prio
+            if c.zone_weights is not None and zone in c.zone_weights:
+                loc["load_balancing_weight"] = c.zone_weights[zone]
+            endpoints.append(loc)
+        out: dict = {
+            "name": c.name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "lb_policy": c.lb_policy,
+            "load_assignment": {"cluster_name": c.name, "endpoints": endpoints},
+        }
+        common: dict = {}
+        if c.zone_aware is not None:
+            common["zone_aware_lb_config"] = dict(c.zone_aware)
+        if c.zone_weights is not None:
+            common["locality_weighted_lb_config"] = {}
+        if common:
+            out["common_lb_config"] = common
         return out
 
     # ----------------------------------------------------------------- process
