@@ -28,17 +28,19 @@ def test_localities_priorities_health_and_weights() -> None:
     assert boot["cluster_manager"] == {"local_cluster_name": "front"}
     backend, front = boot["static_resources"]["clusters"]
     locs = backend["load_assignment"]["endpoints"]
-    got = [(g["locality"]["zone"], g.get("priority", 0), g.get("load_balancing_weight"), len(g["lb_endpoints"]))
-           for g in locs]
+    got = [(g["locality"]["zone"], g.get("priority", 0), g.get("load_balancing_weight"),
+            len(g["lb_endpoints"])) for g in locs]
     assert got == [("a", 0, 3, 2), ("b", 0, 1, 1), ("a", 1, 3, 1)]
     assert [e["health_status"] for e in locs[0]["lb_endpoints"]] == ["HEALTHY", "HEALTHY"]
     assert backend["common_lb_config"] == {"zone_aware_lb_config": {"min_cluster_size": 1},
                                            "locality_weighted_lb_config": {}}
-    assert front["name"] == "front" and "common_lb_config" not in front
+    assert front["name"] == "front"
+    assert "common_lb_config" not in front
     # the local cluster's hosts get addresses, but no listener: no traffic goes to them
     listeners = boot["static_resources"]["listeners"]
     listener_ports = {lst["address"]["socket_address"]["port_value"] for lst in listeners}
-    assert not listener_ports & set(env.local_ports.values()) and len(env.local_ports) == 2
+    assert not listener_ports & set(env.local_ports.values())
+    assert len(env.local_ports) == 2
 
 
 def test_one_value_per_endpoint() -> None:
