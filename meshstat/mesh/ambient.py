@@ -129,10 +129,16 @@ def ambient_decision(mesh: Any, w: WorkloadResource) -> AmbientDecision:
 
 
 def client_kind(mesh: Any, w: WorkloadResource) -> str:
-    """``"sidecar"``, ``"ambient"`` or ``"kube-proxy"`` (no mesh) for a client workload."""
-    if mesh.injection(w).injected:
-        return "sidecar"
-    return "ambient" if ambient_decision(mesh, w).captured else "kube-proxy"
+    """``"sidecar"``, ``"ambient"`` or ``"kube-proxy"`` (no mesh) for a client workload (decided once per mesh)."""
+    memo = mesh.__dict__.setdefault("_client_kinds", {})
+    got = memo.get(id(w))
+    if got is None:
+        if mesh.injection(w).injected:
+            got = "sidecar"
+        else:
+            got = "ambient" if ambient_decision(mesh, w).captured else "kube-proxy"
+        memo[id(w)] = got
+    return got
 
 
 def _ambient_in_use(mesh: Any) -> bool:

@@ -189,6 +189,8 @@ class Mesh:
         self.route_for: RouteFor | None = waypoint_route_for
         self.requests_for: RequestsFor | None = route_requests
         self.notes: list[str] = []
+        self._injections: dict[int, InjectionDecision] = {}
+        self._pods_by_ns: dict[str, list[Pod]] | None = None
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
             if r < 0:
@@ -252,8 +254,19 @@ class Mesh:
         return self.manifests.namespaces.get(name)
 
     def injection(self, w: WorkloadResource) -> InjectionDecision:
-        """The sidecar injection decision for a workload's pods."""
-        return injection_decision(w, self.namespace(w.meta.namespace), self.injector)
+        """The sidecar injection decision for a workload's pods (decided once per workload)."""
+        got = self._injections.get(id(w))
+        if got is None:
+            got = self._injections[id(w)] = injection_decision(w, self.namespace(w.meta.namespace), self.injector)
+        return got
+
+    def _pods_in(self, namespace: str) -> list[Pod]:
+        """The pods of ``namespace`` (an index over :attr:`pods`, built on first use)."""
+        if self._pods_by_ns is None:
+            self._pods_by_ns = {}
+            for pod in self.pods:
+                self._pods_by_ns.setdefault(pod.namespace, []).append(pod)
+        return self._pods_by_ns.get(namespace, [])
 
     def resolve_host(self, host: str, namespace: str) -> RegisteredService | None:
         """A VirtualService/DestinationRule host as Istio reads it (``ResolveShortnameToFQDN``).
@@ -308,8 +321,8 @@ class Mesh:
                     diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                             "managed by hand and not modelled", info.source, info.line))
                 return []
-            for pod in self.pods:
-                if pod.namespace != info.namespace or not _labels_subset(sel, dict(pod.labels)):
+            for pod in self._pods_in(info.namespace):
+                if not _labels_subset(sel, dict(pod.labels)):
                     continue
                 tp = sp.target_port
                 if isinstance(tp, str):

@@ -52,10 +52,12 @@ from meshstat.parsers.k8s import DestinationRule, Diagnostic, VirtualService, Wo
 
 __all__ = [
     "ClientScope",
+    "HostRules",
     "client_scope",
     "destination_rule",
     "exported_to",
     "headless_route",
+    "host_rules",
     "imports_host",
     "is_headless",
     "mesh_virtual_services",
@@ -113,15 +115,76 @@ def _fqdn(mesh: Any, h: str, ns: str) -> str:
 # --------------------------------------------------------------------------- VirtualServices
 
 
-def mesh_virtual_services(mesh: Any, namespace: str) -> list[VirtualService]:
+class HostRules:
+    """The VirtualServices and DestinationRules that can name a host, found by look-up instead of a scan.
+
+    A rule names a registry entry through one of its hosts: a host that :meth:`Mesh.resolve_host`
+    resolves to that entry, or a wildcard (``*``, ``*.suffix`` for VirtualServices; a host starting
+    with ``*`` for DestinationRules). :meth:`virtual_services` and :meth:`destination_rules` give
+    those of one entry, wildcards included, in file order; every decision on them stays with the
+    functions below, which would reject the others anyway. Built once per mesh (:func:`host_rules`).
+    """
+
+    def __init__(self, mesh: Any) -> None:
+        m = mesh.manifests
+        self.key = (id(m.virtual_services), len(m.virtual_services), id(m.destination_rules),
+                    len(m.destination_rules))
+        self._vss, self._drs = m.virtual_services, m.destination_rules
+        self._vs: dict[int, list[int]] = {}
+        self._vs_wild: list[int] = []
+        for i, vs in enumerate(self._vss):
+            wild = False
+            for h in vs.hosts:
+                if h == "*" or h.startswith("*."):
+                    wild = True
+                else:
+                    target = mesh.resolve_host(h, vs.meta.namespace)
+                    if target is not None:
+                        self._vs.setdefault(id(target), []).append(i)
+            if wild:
+                self._vs_wild.append(i)
+        self._dr: dict[str, list[int]] = {}
+        self._dr_wild: list[int] = []
+        for i, dr in enumerate(self._drs):
+            h = _fqdn(mesh, dr.host, dr.meta.namespace)
+            (self._dr_wild if h.startswith("*") else self._dr.setdefault(h, [])).append(i)
+
+    def virtual_services(self, info: RegisteredService) -> list[VirtualService]:
+        """The VirtualServices with a host that resolves to ``info`` or is a wildcard (file order)."""
+        idx = self._vs.get(id(info), [])
+        if self._vs_wild:
+            idx = sorted({*idx, *self._vs_wild})
+        return [self._vss[i] for i in idx]
+
+    def destination_rules(self, info: RegisteredService) -> list[DestinationRule]:
+        """The DestinationRules whose host is ``info``'s FQDN or a wildcard (file order)."""
+        idx = self._dr.get(info.fqdn, [])
+        if self._dr_wild:
+            idx = sorted({*idx, *self._dr_wild})
+        return [self._drs[i] for i in idx]
+
+
+def host_rules(mesh: Any) -> HostRules:
+    """The :class:`HostRules` of ``mesh`` (built on first use; again if its rule lists were replaced or grew)."""
+    got = mesh.__dict__.get("_host_rules")
+    m = mesh.manifests
+    if got is None or got.key != (id(m.virtual_services), len(m.virtual_services), id(m.destination_rules),
+                                  len(m.destination_rules)):
+        got = mesh.__dict__["_host_rules"] = HostRules(mesh)
+    return got
+
+
+def mesh_virtual_services(mesh: Any, namespace: str, among: Sequence[VirtualService] | None = None
+                          ) -> list[VirtualService]:
     """VirtualServices a sidecar or waypoint of ``namespace`` reads (gateway ``mesh``), in Istio's order.
 
     ``VirtualServicesForGateway(namespace, "mesh")``: private ones of ``namespace``, then those
-    exported to it by name, then public ones; file order (creation order) within each.
+    exported to it by name, then public ones; file order (creation order) within each. ``among``:
+    only these (in file order; default every VirtualService of the mesh).
     """
     default = mesh.scope.mesh_config.vs_export_to
     private, exported, public = [], [], []
-    for vs in mesh.manifests.virtual_services:
+    for vs in mesh.manifests.virtual_services if among is None else among:
         if not vs.applies_to_sidecars:
             continue
         ex = {vs.meta.namespace if e == "." else e for e in (vs.export_to or default)}
@@ -244,7 +307,7 @@ def sidecar_virtual_services(mesh: Any, scope: ClientScope, info: RegisteredServ
     """
     li = scope.listener(port)
     out = []
-    for vs in mesh_virtual_services(mesh, scope.namespace):
+    for vs in mesh_virtual_services(mesh, scope.namespace, host_rules(mesh).virtual_services(info)):
         hosts = [_fqdn(mesh, h, vs.meta.namespace) for h in vs.hosts]
         if not any(imports_host(li, scope.namespace, h, vs.meta.namespace, virtual_service=True) for h in hosts):
             continue
@@ -303,7 +366,7 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
     """The (merged) DestinationRule a proxy of ``client_ns`` applies to ``info``, as istiod chooses it."""
     mc: MeshConfig = mesh.scope.mesh_config
     root = mc.root_namespace
-    all_drs = mesh.manifests.destination_rules
+    all_drs = host_rules(mesh).destination_rules(info)  # the others name another host: never chosen
 
     def local(ns: str, private_only: bool = False) -> list[DestinationRule]:
         out = []
