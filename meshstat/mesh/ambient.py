@@ -142,6 +142,13 @@ def client_kind(mesh: Any, w: WorkloadResource) -> str:
 
 
 def _ambient_in_use(mesh: Any) -> bool:
+    got = mesh.__dict__.get("_ambient_in_use")
+    if got is None:
+        got = mesh.__dict__["_ambient_in_use"] = _any_ambient(mesh)
+    return got
+
+
+def _any_ambient(mesh: Any) -> bool:
     return any(ns.labels.get(DATAPLANE_MODE) == "ambient" or USE_WAYPOINT in ns.labels
                for ns in mesh.manifests.namespaces.values()) or any(
         w.labels.get(DATAPLANE_MODE) == "ambient" for w in mesh.manifests.workloads) or any(

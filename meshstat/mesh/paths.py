@@ -13,14 +13,14 @@ are :mod:`meshstat.mesh.gateway_api` and :mod:`meshstat.mesh.ingress`, which cal
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.endpoints import endpoint_stage
-from meshstat.mesh.envoy import envoy_dump_route, query_params
+from meshstat.mesh.envoy import envoy_dump_route
 from meshstat.mesh.gateway_api import (
     gateway_routed_services,
     route_requests,
@@ -39,9 +39,10 @@ from meshstat.mesh.registry import (
     Pod,
     RegisteredService,
     injection_decision,
+    labels_subset,
     synthetic_ip,
 )
-from meshstat.mesh.requests import Request, RequestsFor
+from meshstat.mesh.requests import Request, RequestsFor, request_matches
 from meshstat.mesh.scope import (
     ClientScope,
     client_scope,
@@ -63,7 +64,6 @@ from meshstat.parsers.k8s import (
     VirtualService,
     WorkloadResource,
 )
-from meshstat.parsers.regex import re2_full_match
 from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = ["ISTIO_DEFAULT_LB", "MAX_PODS", "NO_ROUTED_SERVICE", "ClientPath", "Layer", "Mesh"]
@@ -79,10 +79,6 @@ MAX_PODS = 50_000
 _TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
 
 
-def _labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in sub)
-
-
 def _port_protocol(p: ServicePort) -> str:
     """Istio protocol selection: appProtocol, then the port name prefix (``http-web``), else sniffed."""
     for cand in (p.app_protocol or "", p.name.split("-", 1)[0] if p.name else "", p.protocol or ""):
@@ -95,58 +91,6 @@ def _port_protocol(p: ServicePort) -> str:
 
 
 # --------------------------------------------------------------------------- the mesh
-
-
-def _request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
-                     port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
-    def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
-        if kind_value is None:
-            return True
-        kind, pat = kind_value
-        if value is None:
-            return False
-        if kind == "present":
-            return True
-        v, p = (value.lower(), pat.lower()) if ignore_case else (value, pat)
-        if kind == "exact":
-            return v == p
-        if kind == "prefix":
-            return v.startswith(p)
-        # Envoy safe_regex: RE2, the whole value; ignoreUriCase does not apply to a regex (Envoy's
-        # case_sensitive has no effect on safe_regex)
-        return re2_full_match(pat, value)
-
-    m = vs_match
-    if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
-        return False
-    for name, kind, val in m.headers:
-        if not sm((kind, val), headers.get(name)):
-            return False
-    for name, kind, val in m.without_headers:
-        # istiod inverts the header matcher and, unless it is a presence match, sets
-        # treat_missing_header_as_empty (route.go: TranslateRouteMatch): an absent header is ""
-        value = headers.get(name)
-        if value is None and kind != "present":
-            value = ""
-        if sm((kind, val), value):
-            return False
-    params = query_params(path)
-    for name, kind, val in m.query_params:
-        if not sm((kind, val), params.get(name)):
-            return False
-    if not sm(m.method, method) or not sm(m.authority, authority):
-        return False
-    if m.port is not None and m.port != port:
-        return False
-    if not _labels_subset(m.source_labels, client_labels):
-        return False
-    if m.source_namespace is not None and m.source_namespace != client_ns:
-        return False
-    if m.gateways and "mesh" not in m.gateways:
-        return False
-    if m.unsupported:
-        notes.append(f"match fields {', '.join(m.unsupported)} not evaluated (assumed to hold)")
-    return True
 
 
 class Mesh:
@@ -191,6 +135,7 @@ class Mesh:
         self.notes: list[str] = []
         self._injections: dict[int, InjectionDecision] = {}
         self._pods_by_ns: dict[str, list[Pod]] | None = None
+        self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
             if r < 0:
@@ -309,7 +254,21 @@ class Mesh:
 
     def endpoints(self, info: RegisteredService, port: int,
                   diags: list[Diagnostic] | None = None) -> list[EP]:
-        """Endpoints of ``info`` for its port ``port`` (pods selected by the Service, or SE endpoints)."""
+        """Endpoints of ``info`` for its port ``port`` (pods selected by the Service, or SE endpoints).
+
+        Worked out once per (service, port); its warnings go to every ``diags`` that asks again.
+        """
+        key = (id(info), port)
+        got = self._endpoints.get(key)
+        if got is None:
+            found: list[Diagnostic] = []
+            got = self._endpoints[key] = (self._find_endpoints(info, port, found), found)
+        eps, warnings = got
+        if diags is not None:
+            diags.extend(warnings)
+        return list(eps)
+
+    def _find_endpoints(self, info: RegisteredService, port: int, diags: list[Diagnostic]) -> list[EP]:
         sp = info.port(port)
         if sp is None:
             return []
@@ -317,21 +276,19 @@ class Mesh:
         if info.service is not None:
             sel = info.service.selector
             if not sel:
-                if diags is not None:
-                    diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
-                                            "managed by hand and not modelled", info.source, info.line))
+                diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
+                                        "managed by hand and not modelled", info.source, info.line))
                 return []
             for pod in self._pods_in(info.namespace):
-                if not _labels_subset(sel, dict(pod.labels)):
+                if not labels_subset(sel, dict(pod.labels)):
                     continue
                 tp = sp.target_port
                 if isinstance(tp, str):
                     num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
                     if num is None:
-                        if diags is not None:
-                            diags.append(Diagnostic("warning", f"Service {info.short} targetPort {tp!r}: pod {pod.name}"
-                                                    " has no container port of that name (not an endpoint)",
-                                                    info.source, sp.line))
+                        diags.append(Diagnostic("warning", f"Service {info.short} targetPort {tp!r}: pod {pod.name}"
+                                                " has no container port of that name (not an endpoint)",
+                                                info.source, sp.line))
                         continue
                     tp = num
                 where = self.places.get((pod.namespace, pod.name))
@@ -359,7 +316,7 @@ class Mesh:
             return True
         return any(e == "*" or (e == "." and rule_ns == client_ns) or e == client_ns for e in export_to)
 
-    request_matches = staticmethod(_request_matches)
+    request_matches = staticmethod(request_matches)
     port_protocol = staticmethod(_port_protocol)
 
     def virtual_service(self, info: RegisteredService, client_ns: str, diags: list[Diagnostic],
@@ -468,7 +425,7 @@ class Mesh:
                 return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
             sub_labels = s.labels
         eps_all = self.endpoints(target, cport, diags)
-        eps = [e for e in eps_all if _labels_subset(sub_labels, dict(e.backend.labels))]
+        eps = [e for e in eps_all if labels_subset(sub_labels, dict(e.backend.labels))]
         policy, why = self._lb_policy(dr, subset, cport)
         if not eps:
             what = f"subset {subset!r} (labels {dict(sub_labels)})" if subset else f"{target.short}"
@@ -565,7 +522,7 @@ class Mesh:
         elif unit == "connection":
             rule = None
             for r in vs.tcp:
-                if (not r.ports or port in r.ports) and _labels_subset(r.source_labels, client_labels):
+                if (not r.ports or port in r.ports) and labels_subset(r.source_labels, client_labels):
                     rule = r
                     break
             if rule is None:
@@ -580,7 +537,7 @@ class Mesh:
                 notes.append(f"port {sp.name or port} declares no protocol: Istio sniffs it; HTTP assumed")
             rule = None
             for r in vs.http:
-                if not r.matches or any(_request_matches(m, path, hdrs, method, authority, port, client_labels,
+                if not r.matches or any(request_matches(m, path, hdrs, method, authority, port, client_labels,
                                                          client_ns, notes) for m in r.matches):
                     rule = r
                     break
@@ -677,7 +634,7 @@ class Mesh:
         sel = info.service.selector if info.service is not None else None
         out = []
         for w in self.manifests.workloads:
-            if sel and w.meta.namespace == info.namespace and _labels_subset(sel, w.labels):
+            if sel and w.meta.namespace == info.namespace and labels_subset(sel, w.labels):
                 continue
             out.append(w)
         return out
@@ -774,7 +731,7 @@ class Mesh:
                         sub = drs[0].subset(parts[2]).labels if drs else ()  # type: ignore[union-attr]
                         labels = labels or sub
                     cands = [x for x in self.endpoints(info, int(parts[1]))
-                             if _labels_subset(sub, dict(x.backend.labels))]
+                             if labels_subset(sub, dict(x.backend.labels))]
                     n_in_dump = len(envoy_cfg.endpoints_of(cluster)[0]) if envoy_cfg is not None else 0
                     if len(cands) == 1 and n_in_dump == 1 and parts[2]:
                         pod = by_name.get(cands[0].backend.name)

@@ -9,7 +9,7 @@ Service or a ServiceEntry) are what :class:`meshstat.mesh.Mesh` builds from the 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from meshstat.model import Backend, Provenance
@@ -24,6 +24,7 @@ __all__ = [
     "Pod",
     "RegisteredService",
     "injection_decision",
+    "labels_subset",
     "version_of",
 ]
 
@@ -242,3 +243,7 @@ def synthetic_ip(key: str, taken: set[str]) -> str:
             return ip
         h = zlib.crc32(str(h).encode())
 
+
+def labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
+    """Whether ``labels`` has every (key, value) of ``sub`` (a selector)."""
+    return all(labels.get(k) == v for k, v in sub)

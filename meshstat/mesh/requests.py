@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from meshstat.mesh.envoy import query_params
 from meshstat.mesh.layers import ClientPath
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.registry import RegisteredService, labels_subset
+from meshstat.mesh.scope import host_rules
 from meshstat.model import exact_sum
 from meshstat.parsers.k8s import HTTPMatch
+from meshstat.parsers.regex import re2_full_match
 
-__all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "candidate_requests", "paths_per_route"]
+__all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "candidate_requests", "paths_per_route", "request_matches"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,61 @@ def _synthesise(m: HTTPMatch, notes: list[str], where: str) -> tuple[str, Reques
     return (", ".join(conds) or "any request"), Request.of(path, headers, method)
 
 
+def request_matches(vs_match: Any, path: str, headers: Mapping[str, str], method: str, authority: str,
+                    port: int, client_labels: Mapping[str, str], client_ns: str, notes: list[str]) -> bool:
+    """Whether a request (path with query, headers, method, authority, port) from a client (labels, namespace)
+    meets a VirtualService ``http.match`` entry, as Envoy evaluates the route istiod writes from it; match
+    fields meshstat does not evaluate are assumed to hold, with a note."""
+    def sm(kind_value: tuple[str, str] | None, value: str | None, ignore_case: bool = False) -> bool:
+        if kind_value is None:
+            return True
+        kind, pat = kind_value
+        if value is None:
+            return False
+        if kind == "present":
+            return True
+        v, p = (value.lower(), pat.lower()) if ignore_case else (value, pat)
+        if kind == "exact":
+            return v == p
+        if kind == "prefix":
+            return v.startswith(p)
+        # Envoy safe_regex: RE2, the whole value; ignoreUriCase does not apply to a regex (Envoy's
+        # case_sensitive has no effect on safe_regex)
+        return re2_full_match(pat, value)
+
+    m = vs_match
+    if not sm(m.uri, path.split("?", 1)[0], m.ignore_uri_case):
+        return False
+    for name, kind, val in m.headers:
+        if not sm((kind, val), headers.get(name)):
+            return False
+    for name, kind, val in m.without_headers:
+        # istiod inverts the header matcher and, unless it is a presence match, sets
+        # treat_missing_header_as_empty (route.go: TranslateRouteMatch): an absent header is ""
+        value = headers.get(name)
+        if value is None and kind != "present":
+            value = ""
+        if sm((kind, val), value):
+            return False
+    params = query_params(path)
+    for name, kind, val in m.query_params:
+        if not sm((kind, val), params.get(name)):
+            return False
+    if not sm(m.method, method) or not sm(m.authority, authority):
+        return False
+    if m.port is not None and m.port != port:
+        return False
+    if not labels_subset(m.source_labels, client_labels):
+        return False
+    if m.source_namespace is not None and m.source_namespace != client_ns:
+        return False
+    if m.gateways and "mesh" not in m.gateways:
+        return False
+    if m.unsupported:
+        notes.append(f"match fields {', '.join(m.unsupported)} not evaluated (assumed to hold)")
+    return True
+
+
 def candidate_requests(mesh: Any, info: RegisteredService, port: int,
                        notes: list[str] | None = None) -> list[tuple[str, Request]]:
     """One request per match condition of the VirtualServices for ``info`` (and ``mesh.requests_for``).
@@ -96,7 +154,7 @@ def candidate_requests(mesh: Any, info: RegisteredService, port: int,
     """
     notes = notes if notes is not None else []
     out: list[tuple[str, Request]] = [("GET / (no headers)", DEFAULT_REQUEST)]
-    for vs in mesh.manifests.virtual_services:
+    for vs in host_rules(mesh).virtual_services(info):
         if not any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts):
             continue
         for rule in vs.http:

@@ -289,7 +289,18 @@ def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, r
 
 def client_scope(mesh: Any, client: WorkloadResource | None, namespace: str,
                  diags: list[Diagnostic] | None = None) -> ClientScope:
-    """The scope of a sidecar client (``client`` ``None``: a pod of ``namespace`` with no labels)."""
+    """The scope of a sidecar client (``client`` ``None``: a pod of ``namespace`` with no labels).
+
+    Without ``diags`` the answer is kept per (client, namespace) on the mesh: it depends on the
+    Sidecar resources and MeshConfig only.
+    """
+    if diags is None:
+        memo = mesh.__dict__.setdefault("_client_scopes", {})
+        key = (id(client), namespace)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = client_scope(mesh, client, namespace, [])
+        return got
     objs: ScopeObjects = mesh.scope
     mc: MeshConfig = objs.mesh_config
     labels = client.labels if client is not None else {}
