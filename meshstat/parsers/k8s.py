@@ -154,11 +154,11 @@ class Meta:
     source: str
     line: int
     namespace_given: bool = True
+    #: ``namespace/name`` (made once: every client list of a cluster names it)
+    ref: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def ref(self) -> str:
-        """``namespace/name``."""
-        return f"{self.namespace}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ref", f"{self.namespace}/{self.name}")
 
     @property
     def where(self) -> str:
