@@ -545,7 +545,7 @@ _FAST_YAML_REFUSES = (
     r"|(?:: |- )[ ]*(?:[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|=)[ ]*$"
     r"|(?:: |- )[ ]*[-+]?(?:0[0-9_]|0[boxBOX]|[0-9][0-9_]*:[0-5]?[0-9]|[0-9][0-9.]*_|[0-9][0-9.]*[eE][-+]?[0-9]"
     r"|\.[0-9]+[eE]|\.(?:inf|Inf|INF|nan|NaN|NAN)|[0-9]{19}|[0-9]{4}-[0-9][0-9]?-[0-9])"
-    r"|^[ ]*(?:-[ ]+)*(?:(?:-[^ :\n]|[+.0-9~=])[^\n]*|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|[Tt]rue|TRUE"
+    r"|^[ ]*(?:-[ ]+)*(?:(?:-[^ :\n]|[+0-9~=]|\.[0-9iInN])[^\n]*|[Yy]es|YES|[Nn]o|NO|[Oo]n|ON|[Oo]ff|OFF|[Tt]rue|TRUE"
     r"|[Ff]alse|FALSE|[Nn]ull|NULL)[ ]*:(?:[ ]|$)"
 )
 #: One match per line: the key the line starts (after indentation and ``- `` markers), or ``""``.

@@ -236,7 +236,7 @@ _BASE = _kubectl_yaml(
 _PIECES = [" ", "  ", "- ", ":", ": ", "\n", "\n  ", "x", "'", '"', "|", "[", "{}", "-", "#", "\t", "1", "a: b",
            "? ", "&a ", "*a", "!!str ", "---\n", "...", "%", "@", "`", "\\", "0755", "yes", "1e3", "~", "null", ",",
            "]", "}", ">", "|-", "|+", "|2", "é", "\u2028", "\r", "\x07", "[a, b]", "{a: 1}", "<<: ", "- - ",
-           "\n\n", "=", "10:30", "2024-01-01", "'a'", '"a\\tb"', "9" * 20]
+           "\n\n", "=", "10:30", "2024-01-01", "'a'", '"a\\tb"', "9" * 20, ".5", ".inf", ".NaN", ".", ".: "]
 
 
 @settings(max_examples=1000)
@@ -268,3 +268,21 @@ def test_deep_block_nesting_under_the_indent_bound() -> None:
     with pytest.raises(ConfigParseError, match="nested deeper than meshstat reads") as err:
         yl.yaml_documents(text, "deep.yaml")
     assert err.value.line == 401
+
+
+def test_managed_fields_as_kubectl_shows_them() -> None:
+    """``kubectl get -o yaml --show-managed-fields``: keys ``.``, ``f:app``, ``k:{"port":9080,...}``; read fast."""
+    text = (
+        "apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Service\n  metadata:\n    managedFields:\n"
+        "    - apiVersion: v1\n      fieldsType: FieldsV1\n      fieldsV1:\n        f:metadata:\n          f:labels:\n"
+        "            .: {}\n            f:app: {}\n        f:spec:\n          f:ports:\n            .: {}\n"
+        '            k:{"port":9080,"protocol":"TCP"}:\n              .: {}\n              f:name: {}\n'
+        "      manager: kubectl-client-side-apply\n      operation: Update\n      time: \"2024-05-01T10:00:00Z\"\n"
+        "    name: details\n    namespace: default\n  spec:\n    clusterIP: 10.96.12.7\n    ports:\n"
+        "    - name: http\n      port: 9080\nkind: List\nmetadata:\n  resourceVersion: \"\"\n"
+    )
+    fast = yl.fast_yaml_documents(text)
+    assert fast is not None
+    _same(fast[0], _exact(text)[0])
+    fields = fast[0]["items"][0]["metadata"]["managedFields"][0]["fieldsV1"]
+    assert list(fields["f:spec"]["f:ports"]) == [".", 'k:{"port":9080,"protocol":"TCP"}']
