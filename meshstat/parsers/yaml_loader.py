@@ -571,9 +571,11 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
     """
     import re
 
-    import re2  # a dependency: one linear-time pass over the text for everything refused
-
     if not _FAST_RE:
+        try:
+            import re2  # a dependency: one linear-time pass over the text for everything refused
+        except ImportError:  # without it the exact loader reads everything
+            return None
         _FAST_RE.extend((re2.compile(_FAST_YAML_REFUSES), re.compile(_YAML_KEY_LINE)))
     refuses, key_line = _FAST_RE
     if not text[:1].isascii() or not text[:1].isalpha() or not text.endswith("\n"):
