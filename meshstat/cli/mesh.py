@@ -112,7 +112,8 @@ def _emit_long(ctx: Any, args: argparse.Namespace, entries: list[dict[str, Any]]
     """The shares: version rows by default, the side-by-side frame in markdown, the long frame else."""
     from meshstat.report import mesh as rep
 
-    if _default_table(args):
+    if _default_table(args):  # no client column to show: not copied into every row (a cluster's worth per path)
+        entries = [{**e, "clients": ()} for e in entries]
         ctx.emit(rep.version_rows(rep.long_frame(entries)), args, columns=rep.LONG_COLUMNS)
     elif args.format == "markdown":
         ctx.emit(rep.wide_frame(entries), args)

@@ -135,6 +135,7 @@ class Mesh:
         self.notes: list[str] = []
         self._injections: dict[int, InjectionDecision] = {}
         self._pods_by_ns: dict[str, list[Pod]] | None = None
+        self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
@@ -203,6 +204,13 @@ class Mesh:
         got = self._injections.get(id(w))
         if got is None:
             got = self._injections[id(w)] = injection_decision(w, self.namespace(w.meta.namespace), self.injector)
+        return got
+
+    def _proxy_name(self, w: WorkloadResource) -> str:
+        """``ns/name (istio-proxy)``: the workload's sidecar as a client (one string per workload, not per path)."""
+        got = self._proxy_names.get(id(w))
+        if got is None:
+            got = self._proxy_names[id(w)] = f"{w.meta.ref} (istio-proxy)"
         return got
 
     def _pods_in(self, namespace: str) -> list[Pod]:
@@ -670,14 +678,14 @@ class Mesh:
                                            "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
         paths = [
             ClientPath("kube-proxy", kp.name, kp,
-                       [f"{w.meta.ref}" for w in clients if not decisions[id(w)].injected],
+                       [w.meta.ref for w in clients if not decisions[id(w)].injected],
                        self._kube_layers(info, port, "app container, no sidecar")),
-            ClientPath("sidecar", sc.name, sc, [f"{w.meta.ref}" for w in clients if decisions[id(w)].injected],
+            ClientPath("sidecar", sc.name, sc, [w.meta.ref for w in clients if decisions[id(w)].injected],
                        self._capture_layers(info, port) + layers_sc + [
                            Layer("network", "pod IP", "Envoy connects to the chosen pod IP:targetPort directly; "
                                  "kube-proxy's ClusterIP DNAT is not involved", "connection")]),
             ClientPath("uid-1337", own.name, own,
-                       [f"{w.meta.ref} (istio-proxy)" for w in clients if decisions[id(w)].injected],
+                       [self._proxy_name(w) for w in clients if decisions[id(w)].injected],
                        [Layer("iptables (pod netns)", "ISTIO_OUTPUT", "owner UID 1337 -> RETURN: not redirected",
                               "connection")] + self._kube_layers(info, port, "istio-proxy (UID 1337)")[1:]),
         ]
