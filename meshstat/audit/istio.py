@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
@@ -33,6 +32,7 @@ from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
     exported_to,
+    host_rules,
     imports_host,
     scope_miss,
     sidecar_virtual_services,
@@ -43,27 +43,6 @@ __all__ = ["istio_rule_reasons", "routed_ports"]
 
 _OTHER_NS = "\x00any other namespace"
 _Split = tuple[tuple[str, Fraction], ...]
-
-
-class _HostView:
-    """The mesh as one host's rules see it: only the VirtualServices and DestinationRules that can match it.
-
-    :mod:`meshstat.mesh.scope` scans every rule of the mesh; handing it the few that name the host
-    (kept in file order, so Istio's order among them is unchanged) gives the same answers.
-    """
-
-    def __init__(self, mesh: Any, vss: list[VirtualService], drs: list[Any]) -> None:
-        self._mesh = mesh
-        self.manifests = _Rules(vss, drs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._mesh, name)
-
-
-class _Rules:
-    def __init__(self, vss: list[VirtualService], drs: list[Any]) -> None:
-        self.virtual_services = vss
-        self.destination_rules = drs
 
 
 def _configured(vs: VirtualService, proto: str) -> tuple[RouteDestination, ...] | None:
@@ -92,14 +71,6 @@ def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
     return tuple(out.items())
 
 
-def _in_order(own: list[Any], wild: list[Any], order: dict[int, int]) -> list[Any]:
-    """``own`` and ``wild`` merged in file order (by identity: rules are compared by object, not value)."""
-    if not wild:
-        return own
-    seen = {id(x): x for x in [*own, *wild]}
-    return [seen[k] for k in sorted(seen, key=order.__getitem__)]
-
-
 def _hosts(ctx: AuditContext) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
     """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order)."""
     mesh = ctx.mesh
@@ -126,34 +97,20 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
 def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     """The rows of every VirtualService-routed Service port (see the module docstring)."""
     mesh = ctx.mesh
-    m = mesh.manifests
     hosts = _hosts(ctx)
-    drs_by_host: dict[str, list[Any]] = {}
-    wild_drs = []
-    for dr in m.destination_rules:
-        info = mesh.resolve_host(dr.host, dr.meta.namespace)
-        if info is not None:
-            drs_by_host.setdefault(info.fqdn, []).append(dr)
-        elif "*" in dr.host:
-            wild_drs.append(dr)
-    wild_vss = [vs for vs in m.virtual_services if any("*" in h for h in vs.hosts)]
-    vs_order = {id(v): i for i, v in enumerate(m.virtual_services)}
-    dr_order = {id(d): i for i, d in enumerate(m.destination_rules)}
     by_kind: dict[str, list[ClientClass]] = {}
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
     sidecar_ns = _SidecarNamespaces(by_kind.get("sidecar", []))
     audited = 0
     for info, vss in hosts.values():
-        view = _HostView(mesh, _in_order(vss, wild_vss, vs_order), _in_order(drs_by_host.get(info.fqdn, []),
-                                                                            wild_drs, dr_order))
         vs = vss[0]
         for sp in info.ports:
             dests = _configured(vs, mesh.port_protocol(sp))
             if not dests:
                 continue
             audited += 1
-            yield from _service_port(ctx, view, info, sp.port, vs, dests, by_kind, sidecar_ns)
+            yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
     ctx.audited += audited
 
 
@@ -182,13 +139,13 @@ class _SidecarNamespaces:
         return [c for c in self.classes if c.namespace not in special]
 
 
-def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
+def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                   dests: tuple[RouteDestination, ...], by_kind: dict[str, list[ClientClass]],
                   sidecar_ns: _SidecarNamespaces) -> Iterator[Divergence]:
     mesh = ctx.mesh
     service = f"{info.namespace}/{info.name}:{port}"
     configured = _weights(dests)
-    dr_svc = destination_rule(view, info, info.namespace)
+    dr_svc = destination_rule(mesh, info, info.namespace)
     labels_of = {}
     for d in dests:
         s = dr_svc.subset(d.subset) if (dr_svc is not None and d.subset) else None
@@ -222,19 +179,19 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
     if not sidecars:
         return
     special = {info.namespace, vs.meta.namespace, *ctx.sidecar_namespaces, *vs.export_to}
-    for d in view.manifests.destination_rules:
+    for d in host_rules(mesh).destination_rules(info):
         special |= {d.meta.namespace, *d.export_to}
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
     singled, generic = sidecar_ns.split(special)
     for c in singled:
-        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, c.namespace, c)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
             g[1].append(c)
             g[2].add(fix)
     if generic is not None:
-        got = _sidecar_view(ctx, view, info, port, vs, dests, configured, pods, _OTHER_NS, generic)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
@@ -245,15 +202,15 @@ def _service_port(ctx: AuditContext, view: _HostView, info: RegisteredService, p
         yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 
-def _sidecar_view(ctx: AuditContext, view: _HostView, info: RegisteredService, port: int, vs: VirtualService,
+def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                   dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split, ns: str,
                   cls: ClientClass) -> tuple[str, _Split, str, str] | None:
     mesh = ctx.mesh
     client = cls.workloads[0] if cls.namespace == ns else None
-    scope = client_scope(view, client, ns)
+    scope = client_scope(mesh, client, ns)
     vsref = f"VirtualService {vs.meta.ref}"
     who = "namespaces that no rule names" if ns == _OTHER_NS else f"namespace {ns}"
-    miss = scope_miss(view, scope, info, port)
+    miss = scope_miss(mesh, scope, info, port)
     if miss is not None:
         eff = pods if scope.outbound_policy == "ALLOW_ANY" else (("refused (REGISTRY_ONLY)", Fraction(1)),)
         sc = scope.sidecar
@@ -266,7 +223,7 @@ def _sidecar_view(ctx: AuditContext, view: _HostView, info: RegisteredService, p
             return None
         return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
                 "sidecars use the default cluster over all pods", f"add `mesh` to spec.gateways of {vsref}")
-    found = sidecar_virtual_services(view, scope, info, port)
+    found = sidecar_virtual_services(mesh, scope, info, port)
     if not found:
         if pods == configured:
             return None
@@ -285,7 +242,7 @@ def _sidecar_view(ctx: AuditContext, view: _HostView, info: RegisteredService, p
         return None
     if found[0] is not vs:
         return None  # another VirtualService wins for these clients: audited as that one's
-    dr = destination_rule(view, info, ns)
+    dr = destination_rule(mesh, info, ns)
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:

@@ -807,13 +807,6 @@ class _JsonLines:
         self.keys = 0
         self.too_deep = False
 
-    def _count(self, v: Any) -> int:
-        if type(v) is dict:
-            return len(v) + sum(self._count(x) for x in v.values() if type(x) in (dict, list))
-        if type(v) is list:
-            return sum(self._count(x) for x in v if type(x) in (dict, list))
-        return 0
-
     def convert(self, v: Any, pline: int, depth: int) -> Any:
         if depth >= MAX_DEPTH:
             self.too_deep = True
@@ -841,7 +834,7 @@ class _JsonLines:
             tx = type(x)
             if tx is dict or tx is list:
                 if k in _UNREAD_KEYS:
-                    self.keys += self._count(x)
+                    self.keys += _keys_in(x)
                     out[k] = x
                 else:
                     out[k] = self.convert(x, kline, depth + 1)
