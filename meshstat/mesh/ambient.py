@@ -402,8 +402,9 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
     Called by :meth:`meshstat.mesh.Mesh.client_paths` on its kube-proxy, sidecar, UID 1337 and
     config dump paths.
     """
-    kinds = {id(w): client_kind(mesh, w) for w in clients}
-    by_kind = {k: [w for w in clients if kinds[id(w)] == k] for k in ("sidecar", "ambient", "kube-proxy")}
+    by_kind: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
+    for w in clients:  # one pass: a cluster has thousands of clients
+        by_kind[client_kind(mesh, w)].append(w)
     binding = service_waypoint(mesh, info)
     if binding.problem:
         diags.append(Diagnostic("warning", binding.problem, binding.source, binding.line))
@@ -440,7 +441,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                                        "sidecar client skips it and applies its own routes (endpoint_builder.go "
                                        "buildEnvoyLbEndpoint)"))
         out.append(p)
-    if (client is not None and kinds.get(id(client)) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
+    if (client is not None and client_kind(mesh, client) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
         who = [w.meta.ref for w in by_kind["ambient"]]
         if binding.gateway is None:
             first = by_kind["ambient"][0] if by_kind["ambient"] else client

@@ -620,17 +620,25 @@ class Mesh:
         """(service, port) pairs a sidecar-facing VirtualService routes (all ports of the host), then those
         Gateway API routes attach to or send to (:func:`meshstat.mesh.gateway_api.gateway_routed_services`)."""
         out: list[tuple[RegisteredService, int]] = []
+        seen: set[tuple[int, int]] = set()
         for vs in self.manifests.virtual_services:
             if not vs.applies_to_sidecars:
                 continue
             matched = False
             for h in vs.hosts:
-                for info in self.registry.values():
-                    if h != "*" and self._host_matches(h, vs.meta.namespace, info):
-                        matched = True
-                        for p in info.ports:
-                            if (info, p.port) not in out:
-                                out.append((info, p.port))
+                if h == "*":
+                    continue
+                if h.startswith("*."):
+                    infos = [i for i in self.registry.values() if self._host_matches(h, vs.meta.namespace, i)]
+                else:  # one look-up: the host resolves to at most one entry
+                    one = self.resolve_host(h, vs.meta.namespace)
+                    infos = [one] if one is not None else []
+                for info in infos:
+                    matched = True
+                    for p in info.ports:
+                        if (id(info), p.port) not in seen:
+                            seen.add((id(info), p.port))
+                            out.append((info, p.port))
             if not matched:
                 self.diagnostics.append(Diagnostic(
                     "warning", f"VirtualService {vs.meta.ref}: host(s) {', '.join(vs.hosts)} match no Service or "
@@ -661,31 +669,34 @@ class Mesh:
         """
         diags = diags if diags is not None else []
         clients = [client] if client is not None else self.client_workloads(info)
-        decisions = {id(w): self.injection(w) for w in clients}
+        plain: list[str] = []  # one pass over the clients: a cluster has thousands
+        injected: list[WorkloadResource] = []
         for w in clients:
-            d = decisions[id(w)]
-            if not d.injected and d.namespace_labelled:
+            d = self.injection(w)
+            if d.injected:
+                injected.append(w)
+                continue
+            plain.append(w.meta.ref)
+            if d.namespace_labelled:
                 diags.append(Diagnostic("warning", f"{w.meta.kind} {w.meta.ref} never reaches Envoy although "
                                         f"namespace {w.meta.namespace} is labelled for injection: {d.reason}",
                                         w.meta.source, w.meta.line))
         kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
         layers_sc: list[Layer] = []
-        sc_client = client if client is not None else next((w for w in clients if decisions[id(w)].injected), None)
+        sc_client = client if client is not None else (injected[0] if injected else None)
         sc = self.sidecar_route(sc_client, info, port, path=path, headers=headers, method=method,
                                 name="sidecar (Envoy)", diags=diags, layers=layers_sc)
         own = self.kube_proxy_route(info, port, name="sidecar's own (UID 1337, kube-proxy)", diags=None,
                                     notes=("istio-proxy runs as UID 1337: ISTIO_OUTPUT returns its connections "
                                            "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
         paths = [
-            ClientPath("kube-proxy", kp.name, kp,
-                       [w.meta.ref for w in clients if not decisions[id(w)].injected],
-                       self._kube_layers(info, port, "app container, no sidecar")),
-            ClientPath("sidecar", sc.name, sc, [w.meta.ref for w in clients if decisions[id(w)].injected],
+            ClientPath("kube-proxy", kp.name, kp, plain, self._kube_layers(info, port, "app container, no sidecar")),
+            ClientPath("sidecar", sc.name, sc, [w.meta.ref for w in injected],
                        self._capture_layers(info, port) + layers_sc + [
                            Layer("network", "pod IP", "Envoy connects to the chosen pod IP:targetPort directly; "
                                  "kube-proxy's ClusterIP DNAT is not involved", "connection")]),
             ClientPath("uid-1337", own.name, own,
-                       [self._proxy_name(w) for w in clients if decisions[id(w)].injected],
+                       [self._proxy_name(w) for w in injected],
                        [Layer("iptables (pod netns)", "ISTIO_OUTPUT", "owner UID 1337 -> RETURN: not redirected",
                               "connection")] + self._kube_layers(info, port, "istio-proxy (UID 1337)")[1:]),
         ]
