@@ -403,8 +403,9 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
     config dump paths.
     """
     by_kind: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
+    known = mesh.__dict__.setdefault("_client_kinds", {})  # client_kind's memo, read inline
     for w in clients:  # one pass: a cluster has thousands of clients
-        by_kind[client_kind(mesh, w)].append(w)
+        by_kind[known.get(id(w)) or client_kind(mesh, w)].append(w)
     binding = service_waypoint(mesh, info)
     if binding.problem:
         diags.append(Diagnostic("warning", binding.problem, binding.source, binding.line))
@@ -414,9 +415,11 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
             p.clients = [w.meta.ref for w in by_kind["kube-proxy"]]
         if p.kind == "sidecar":
             groups: dict[tuple[str, int], list[WorkloadResource]] = {}
+            scopes = mesh.__dict__.setdefault("_client_scopes", {})  # client_scope's memo, read inline
             for w in by_kind["sidecar"]:
-                sc = client_scope(mesh, w, w.meta.namespace)
-                groups.setdefault((w.meta.namespace, id(sc.sidecar)), []).append(w)
+                ns = w.meta.namespace
+                sc = scopes.get((id(w), ns)) or client_scope(mesh, w, ns)
+                groups.setdefault((ns, id(sc.sidecar)), []).append(w)
             if client is None and len(groups) > 1:
                 first, *rest = groups.values()
                 p.clients = [w.meta.ref for w in first]
