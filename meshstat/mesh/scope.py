@@ -127,8 +127,7 @@ class HostRules:
 
     def __init__(self, mesh: Any) -> None:
         m = mesh.manifests
-        self.key = (id(m.virtual_services), len(m.virtual_services), id(m.destination_rules),
-                    len(m.destination_rules))
+        self.key = _rules_key(mesh)
         self._vss, self._drs = m.virtual_services, m.destination_rules
         self._vs: dict[int, list[int]] = {}
         self._vs_wild: list[int] = []
@@ -164,12 +163,15 @@ class HostRules:
         return [self._drs[i] for i in idx]
 
 
+def _rules_key(mesh: Any) -> tuple[int, int, int, int]:
+    m = mesh.manifests
+    return id(m.virtual_services), len(m.virtual_services), id(m.destination_rules), len(m.destination_rules)
+
+
 def host_rules(mesh: Any) -> HostRules:
     """The :class:`HostRules` of ``mesh`` (built on first use; again if its rule lists were replaced or grew)."""
     got = mesh.__dict__.get("_host_rules")
-    m = mesh.manifests
-    if got is None or got.key != (id(m.virtual_services), len(m.virtual_services), id(m.destination_rules),
-                                  len(m.destination_rules)):
+    if got is None or got.key != _rules_key(mesh):
         got = mesh.__dict__["_host_rules"] = HostRules(mesh)
     return got
 

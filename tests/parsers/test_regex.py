@@ -17,6 +17,7 @@ from meshstat.mesh.envoy import query_params, route_static_match
 from meshstat.parsers.envoy import parse_envoy_text
 from meshstat.parsers.k8s import parse_manifest_text
 from meshstat.parsers.regex import istio_regex_problem, re2_full_match, re2_syntax_error
+from tests.mesh.test_mesh import BASE  # the "shop" namespace, client and api Service
 
 EVIL = "(a+)+b"  # exponential for a backtracking engine on "aaaa...a" (no b)
 
@@ -111,26 +112,6 @@ def test_envoy_re2_only_syntax_is_accepted() -> None:
 
 # --------------------------------------------------------------------------- Istio VirtualService
 
-BASE = """\
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop, labels: {istio-injection: enabled}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: client, namespace: shop}
-spec:
-  template:
-    metadata: {labels: {app: client}}
-    spec: {containers: []}
----
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: shop}
-spec:
-  selector: {app: api}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-"""
 PODS = "".join(
     f"---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: api-{v}, namespace: shop}}\nspec:\n"
     f"  template:\n    metadata: {{labels: {{app: api, version: {v}}}}}\n    spec: {{containers: []}}\n"
