@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.mesh.ambient import client_kind
+from meshstat.mesh.layers import name_list
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import select_sidecar
@@ -123,13 +124,6 @@ class AuditResult:
                          f"{g['clients']} client workloads (summed over the groups)")
             lines.append("    change: " + name_list(g["fix"], 5, sep="; "))
         return "\n".join(lines)
-
-
-def name_list(names: Sequence[str], limit: int = 5, *, sep: str = ", ") -> str:
-    """``a, b, c and 7 more``: never a line listing thousands of names."""
-    shown = list(names[:limit])
-    more = len(names) - len(shown)
-    return sep.join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 def format_split(split: Iterable[tuple[str, Fraction]]) -> str:

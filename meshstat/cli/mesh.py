@@ -19,6 +19,7 @@ Heavy libraries are imported inside the handlers only.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 from meshstat.cli.args import count_arg, port_arg, seed_arg
@@ -114,7 +115,7 @@ def _emit_long(ctx: Any, args: argparse.Namespace, entries: list[dict[str, Any]]
 
     if _default_table(args):  # no client column to show: not copied into every row (a cluster's worth per path)
         entries = [{**e, "clients": ()} for e in entries]
-        ctx.emit(rep.version_rows(rep.long_frame(entries)), args, columns=rep.LONG_COLUMNS)
+        ctx.emit(rep.version_rows(rep.long_frame(entries, backends=False)), args, columns=rep.LONG_COLUMNS)
     elif args.format == "markdown":
         ctx.emit(rep.wide_frame(entries), args)
     else:
@@ -152,12 +153,14 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     if not files:
         raise InvalidArgument("give at least one -f/--filename (a manifest file or directory)")
     from meshstat.cli.topology import maybe_compare_topology
+    from meshstat.parsers.k8s import load_manifests
 
-    done = maybe_compare_topology(args, ctx)  # Nodes / EndpointSlices: the zones-and-nodes view
+    manifests = load_manifests(files)  # read once, for either view
+    done = maybe_compare_topology(args, ctx, manifests)  # Nodes / EndpointSlices: the zones-and-nodes view
     if done is not None:
         return done
     cmp_ = compare_paths(
-        files,
+        manifests,
         scale=parse_scale(getattr(args, "scale", None)),
         client=getattr(args, "client", None),
         service=getattr(args, "service", None),
@@ -173,7 +176,7 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     lines = [f"seed {r0.seed_entropy} | n {r0.n:,} per path | exact = configured model; simulated = "
              "meshstat.simulate through the same model"]
     full = not is_table(args) or bool(getattr(args, "wide", False))
-    lines += _taken_by([(p.service, p.path, tuple(p.clients)) for p in cmp_.paths], full)
+    lines += _taken_by([(p.service, p.path, p.clients) for p in cmp_.paths], full)
     lines += [str(d) for d in cmp_.diagnostics if d.level == "warning"]
     lines += [n if n.startswith("client ") else f"note: {n}" for n in cmp_.notes]
     lines += [str(d) for d in cmp_.diagnostics if d.level == "note"]
@@ -181,23 +184,32 @@ def run_compare_files(args: argparse.Namespace, ctx: Any) -> int:
     return 0
 
 
-def _taken_by(paths: list[tuple[str, str, tuple[str, ...]]], full: bool) -> list[str]:
+def _taken_by(paths: list[tuple[str, str, Sequence[str]]], full: bool) -> list[str]:
     """Who takes each path: ``SERVICE PATH: taken by CLIENTS``.
 
-    ``full`` (machine formats, ``--wide``): one line per (service, path), every name. Otherwise,
-    when there are more than :data:`_PATH_LINES` paths (a cluster of 1,000 Services), one line per
-    kind of path: the services and the client workloads of all of them, as comma lists that the
-    remark layout bounds (``and 995 more``).
+    ``full`` (machine formats, ``--wide``): one line per (service, path), its clients named up to
+    :data:`~meshstat.mesh.layers.CLIENT_NAMES_SHOWN`. Otherwise, when there are more than
+    :data:`_PATH_LINES` paths (a cluster of 1,000 Services), one line per kind of path: the services
+    and the client workloads of all of them, as comma lists that the remark layout bounds
+    (``and 995 more``). Client lists are read by their shared runs (:func:`client_union`), so
+    the lines cost the paths, not paths x clients.
     """
+    from meshstat.mesh.layers import CLIENT_NAMES_SHOWN, client_union, name_list
+
     if full or len(paths) <= _PATH_LINES:
-        return [f"{s} {p}: taken by {', '.join(c) or 'no workload in the manifests'}" for s, p, c in paths]
-    groups: dict[str, tuple[list[str], dict[str, None]]] = {}
+        return [f"{s} {p}: taken by {name_list(c, CLIENT_NAMES_SHOWN) or 'no workload in the manifests'}"
+                for s, p, c in paths]
+    groups: dict[str, tuple[list[str], list[Sequence[str]]]] = {}
     for service, path, clients in paths:
-        g = groups.setdefault(path, ([], {}))
+        g = groups.setdefault(path, ([], []))
         g[0].append(service)
-        g[1].update(dict.fromkeys(clients))
-    return [f"{path} to {len(services)} services ({', '.join(services)}): taken by {len(clients)} client "
-            f"workloads in all ({', '.join(clients) or 'none'})" for path, (services, clients) in groups.items()]
+        g[1].append(clients)
+    out = []
+    for path, (services, lists) in groups.items():
+        clients = client_union(lists)
+        out.append(f"{path} to {len(services)} services ({', '.join(services)}): taken by {len(clients)} client "
+                   f"workloads in all ({', '.join(clients) or 'none'})")
+    return out
 
 
 #: Above this many (service, path) pairs the remarks group them by path (see :func:`_taken_by`).

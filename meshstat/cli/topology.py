@@ -90,13 +90,10 @@ def _services(manifests: Any, args: argparse.Namespace) -> list[tuple[str, int |
     return out
 
 
-def maybe_compare_topology(args: argparse.Namespace, ctx: Any) -> int | None:
-    """Run the zones-and-nodes view of ``compare -f`` when it applies; None when the mesh view applies."""
-    from meshstat.parsers.k8s import load_manifests
-
-    files = list(getattr(args, "filename", None) or [])
+def maybe_compare_topology(args: argparse.Namespace, ctx: Any, manifests: Any) -> int | None:
+    """Run the zones-and-nodes view of ``compare -f`` on ``manifests`` (read from ``args.filename``) when it
+    applies; None when the mesh view applies."""
     asked = any(getattr(args, f, None) for f in _FLAGS)
-    manifests = load_manifests(files)
     topo = manifests.topology
     has_topology = bool(topo.nodes or topo.slices)
     if not asked and (not has_topology or manifests.virtual_services):

@@ -21,7 +21,8 @@ from meshstat.mesh.registry import version_of
 from meshstat.mesh.requests import Request, paths_per_route
 from meshstat.model import Route, exact_sum
 from meshstat.parsers import envoy as envoy_parser
-from meshstat.parsers.k8s import Diagnostic, load_manifests
+from meshstat.parsers.k8s import Diagnostic, Manifests, load_manifests
+from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = ["MeshComparison", "PathSplit", "compare_paths"]
 
@@ -34,7 +35,7 @@ class PathSplit:
     path: str
     kind: str
     route: Route
-    clients: tuple[str, ...]
+    clients: Sequence[str]  # a ClientList: the clients' names over runs shared by every path
     result: Any = None
 
 
@@ -60,7 +61,7 @@ class MeshComparison:
     def entries(self) -> list[dict[str, Any]]:
         """Rows for :mod:`meshstat.report.mesh` (``service``, ``path``, ``route``, ``result``, ``clients``)."""
         return [
-            {"service": p.service, "path": p.path, "route": p.route, "result": p.result, "clients": list(p.clients)}
+            {"service": p.service, "path": p.path, "route": p.route, "result": p.result, "clients": p.clients}
             for p in self.paths
         ]
 
@@ -82,7 +83,7 @@ class MeshComparison:
 
 
 def compare_paths(
-    filenames: str | Sequence[str],
+    filenames: str | Sequence[str] | Manifests,
     *,
     scale: Mapping[str, int] | None = None,
     client: str | None = None,
@@ -100,8 +101,9 @@ def compare_paths(
 
     Parameters
     ----------
-    filenames : str or sequence of str
-        Manifest files or directories (YAML, multi-document, ``kind: List``).
+    filenames : str, sequence of str, or Manifests
+        Manifest files or directories (YAML, multi-document, ``kind: List``), or manifests already read
+        (:func:`meshstat.parsers.k8s.load_manifests`).
     scale : mapping, optional
         What-if replica counts, ``{"deploy/bill-service-v1": 3}``.
     client : str, optional
@@ -121,10 +123,14 @@ def compare_paths(
     rng
         Seed (see :mod:`meshstat.engine.seeding`).
     """
-    files = [filenames] if isinstance(filenames, str) else list(filenames)
-    if not files:
-        raise InvalidArgument("give at least one manifest file or directory")
-    mesh = Mesh(load_manifests(files), scale=scale)
+    if isinstance(filenames, Manifests):
+        manifests = filenames
+    else:
+        files = [filenames] if isinstance(filenames, str) else list(filenames)
+        if not files:
+            raise InvalidArgument("give at least one manifest file or directory")
+        manifests = load_manifests(files)
+    mesh = Mesh(manifests, scale=scale)
     wl = mesh.manifests.workload(client) if client else None
     env_cfg = None
     if envoy:
@@ -142,15 +148,9 @@ def compare_paths(
             raise InvalidArgument(NO_ROUTED_SERVICE)
     diags: list[Diagnostic] = []
     notes: list[str] = list(mesh.notes)
-    found: list[PathSplit] = []
     request = None if path is None and not headers and method is None else Request.of(path, headers, method)
-    for info, port in pairs:
-        for cond, _, paths in paths_per_route(mesh, info, port, request=request, client=wl, envoy=env_cfg,
-                                              diags=diags, notes=notes):
-            svc = f"{info.short}:{port}" + (f" · {cond}" if cond else "")
-            for p in paths:
-                found.append(PathSplit(svc, p.label, p.kind, p.route, tuple(p.clients)))
-                notes.extend(f"{p.label}: {x}" for x in p.route.notes if "long-run share" not in x)
+    with gc_paused():  # routes for thousands of services: no cycles to collect
+        found = _paths(mesh, pairs, request, wl, env_cfg, diags, notes)
     if wl is not None:
         notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}; {ambient_decision(mesh, wl)}")
     if n is not None:
@@ -159,3 +159,17 @@ def compare_paths(
             PathSplit(p.service, p.path, p.kind, p.route, p.clients, r) for p, r in zip(found, results, strict=True)
         ]
     return MeshComparison(mesh, tuple(found), tuple(mesh.diagnostics + diags), tuple(notes))
+
+
+def _paths(mesh: Mesh, pairs: list[tuple[Any, int]], request: Request | None, wl: Any, env_cfg: Any,
+           diags: list[Diagnostic], notes: list[str]) -> list[PathSplit]:
+    """The paths of every (service, port) of ``pairs``, route by route."""
+    found: list[PathSplit] = []
+    for info, port in pairs:
+        for cond, _, paths in paths_per_route(mesh, info, port, request=request, client=wl, envoy=env_cfg,
+                                              diags=diags, notes=notes):
+            svc = f"{info.short}:{port}" + (f" · {cond}" if cond else "")
+            for p in paths:
+                found.append(PathSplit(svc, p.label, p.kind, p.route, p.clients))
+                notes.extend(f"{p.label}: {x}" for x in p.route.notes if "long-run share" not in x)
+    return found

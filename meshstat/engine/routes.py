@@ -13,6 +13,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -119,15 +120,38 @@ def compare(
     Every route gets the same root seed, so a route's result does not depend
     on which other routes are compared with it. ``progress(done, total)``
     counts the requests of all routes together.
+
+    So two i.i.d. routes with the same sampled masses (:meth:`meshstat.model.Route.masses64`:
+    what the kernels and the multinomial read) get the same counts: a cluster's thousands of
+    paths of a few shapes are simulated once per shape, each result carrying its own route,
+    exact shares and notes.
     """
+    import dataclasses
+
     root = seeding.root_seed_sequence(rng)
     entropy = int(root.entropy)  # type: ignore[arg-type]
-    out = []
+    out: list[SimulationResult] = []
+    done: dict[Any, SimulationResult] = {}  # masses -> the first result of that shape
     for i, r in enumerate(routes):
         step = None
         if progress is not None:
             step = functools.partial(_offset_progress, progress, i * n, n, len(routes) * n)
-        out.append(simulate(r, n, rng=entropy, mode=mode, window=window, progress=step))
+        rt = as_route(r)
+        key = None
+        if mode != "faithful" and not any(getattr(s, "stateful", False) for s in rt.stages()):
+            key = rt.masses64()  # faithful mode also reads the stage's own form (cascade or weights)
+            same = done.get(key)
+            if same is not None:
+                exact, shares_exact = rt.expected_shares()
+                notes = (*rt.notes, *same.notes[len(same.route.notes):])
+                out.append(dataclasses.replace(same, route=rt, exact=exact, notes=notes, shares_exact=shares_exact))
+                if step is not None:
+                    step(n, n)
+                continue
+        res = simulate(rt, n, rng=entropy, mode=mode, window=window, progress=step)
+        if key is not None:
+            done[key] = res
+        out.append(res)
     close = getattr(progress, "close", None)
     if close is not None:
         close()

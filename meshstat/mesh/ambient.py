@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from meshstat.mesh.layers import ClientPath, Layer
+from meshstat.mesh.layers import ClientList, ClientPath, Layer
 from meshstat.mesh.locality import Place, ztunnel_candidates, ztunnel_policy
 from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.requests import Request
@@ -394,49 +394,49 @@ def _same(a: Route, b: Route) -> bool:
     return [x.name for x in a.backends()] == [x.name for x in b.backends()] and a.exact_shares() == b.exact_shares()
 
 
-def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[ClientPath], *,
-                 clients: Sequence[WorkloadResource], client: WorkloadResource | None, request: Request,
-                 diags: list[Diagnostic]) -> list[ClientPath]:
+def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[ClientPath], *, clients: Any,
+                 client: WorkloadResource | None, request: Request, diags: list[Diagnostic]) -> list[ClientPath]:
     """Add ambient paths, split sidecar clients by scope, and handle headless Services.
 
     Called by :meth:`meshstat.mesh.Mesh.client_paths` on its kube-proxy, sidecar, UID 1337 and
-    config dump paths.
+    config dump paths. ``clients`` (:class:`meshstat.mesh.clients.ServiceClients`) are ``client``
+    alone, or every workload of the mesh but ``info``'s own; the sidecar clients of namespaces that
+    nothing singles out for ``info`` (:func:`meshstat.mesh.clients.route_namespaces`) share one
+    route, worked out once.
     """
-    by_kind: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
-    known = mesh.__dict__.setdefault("_client_kinds", {})  # client_kind's memo, read inline
-    for w in clients:  # one pass: a cluster has thousands of clients
-        by_kind[known.get(id(w)) or client_kind(mesh, w)].append(w)
+    kp_names, amb_first, amb_names = clients.kube_proxy, clients.first_ambient, clients.ambient
+    groups = clients.sidecar_groups
     binding = service_waypoint(mesh, info)
     if binding.problem:
         diags.append(Diagnostic("warning", binding.problem, binding.source, binding.line))
     out: list[ClientPath] = []
     for p in paths:
         if p.kind == "kube-proxy":
-            p.clients = [w.meta.ref for w in by_kind["kube-proxy"]]
+            p.clients = kp_names
         if p.kind == "sidecar":
-            groups: dict[tuple[str, int], list[WorkloadResource]] = {}
-            scopes = mesh.__dict__.setdefault("_client_scopes", {})  # client_scope's memo, read inline
-            for w in by_kind["sidecar"]:
-                ns = w.meta.namespace
-                sc = scopes.get((id(w), ns)) or client_scope(mesh, w, ns)
-                groups.setdefault((ns, id(sc.sidecar)), []).append(w)
             if client is None and len(groups) > 1:
-                first, *rest = groups.values()
-                p.clients = [w.meta.ref for w in first]
+                special = clients.route_namespaces()
+                p.clients = groups[0][2]
                 out.append(p)
-                for ws in rest:
-                    rep = ws[0]
+                # the path that the sidecars of namespaces nothing singles out take (their route is one)
+                generic = p if special is not None and groups[0][0] not in special else None
+                for ns, rep, names in groups[1:]:
+                    alike = special is not None and ns not in special
+                    if alike and generic is not None:
+                        generic.clients.extend(names)
+                        continue
                     sc = client_scope(mesh, rep, rep.meta.namespace)
                     lay: list[Layer] = []
                     label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"
                     r = mesh.sidecar_route(rep, info, port, path=request.path, headers=request.header_map,
                                            method=request.method, name=label, diags=diags, layers=lay)
                     same = next((q for q in out if q.kind == "sidecar" and _same(q.route, r)), None)
-                    if same is not None:
-                        same.clients.extend(w.meta.ref for w in ws)
-                        continue
-                    out.append(ClientPath("sidecar", label, r, [w.meta.ref for w in ws],
-                                          mesh._capture_layers(info, port) + lay))
+                    if same is None:
+                        same = ClientPath("sidecar", label, r, ClientList(), mesh._capture_layers(info, port) + lay)
+                        out.append(same)
+                    same.clients.extend(names)
+                    if alike:
+                        generic = same
                 continue
             if binding.gateway is not None:
                 p.route = Route(root=p.route.root, name=p.route.name, provenance=p.route.provenance,
@@ -444,10 +444,10 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                                        "sidecar client skips it and applies its own routes (endpoint_builder.go "
                                        "buildEnvoyLbEndpoint)"))
         out.append(p)
-    if (client is not None and client_kind(mesh, client) == "ambient") or by_kind["ambient"] or _ambient_in_use(mesh):
-        who = [w.meta.ref for w in by_kind["ambient"]]
+    if (client is not None and client_kind(mesh, client) == "ambient") or amb_names or _ambient_in_use(mesh):
+        who = amb_names
         if binding.gateway is None:
-            first = by_kind["ambient"][0] if by_kind["ambient"] else client
+            first = amb_first if amb_first is not None else client
             where = mesh.places.get((first.meta.namespace, first.meta.name)) if first is not None else None
             r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags, caller=where)
             out.append(ClientPath("ambient", r.name, r, who, _ztunnel_layers(mesh, info, port, binding)))

@@ -6,13 +6,15 @@ Defined apart from :mod:`meshstat.mesh.paths` so that the modules that build pat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import Any
 
 from meshstat.model import Route, Stage, share_text
 from meshstat.parsers.k8s import Diagnostic
 
-__all__ = ["FAILURES", "ClientPath", "Layer", "failure_warnings"]
+__all__ = ["CLIENT_NAMES_SHOWN", "FAILURES", "ClientList", "ClientPath", "Layer", "client_union", "failure_warnings",
+           "name_list"]
 
 #: ``outcome`` labels of leaves where the call fails (a 500 of an invalid backendRef, 502, 503, 404 NR,
 #: a rejected connection, an error): a share above 0 is a warning.
@@ -33,6 +35,132 @@ class Layer:
     where: str = ""
 
 
+#: The most client names a path lists (``--format csv|json`` rows, remarks); a longer list shows its first
+#: ones and how many more, so that a cluster's output grows with its paths, not paths x clients.
+CLIENT_NAMES_SHOWN = 100
+
+
+def name_list(names: Iterable[str], limit: int = 5, *, sep: str = ", ") -> str:
+    """``a, b, c and 7 more``: never a line listing thousands of names (reads at most ``limit`` of them,
+    and the length of a sized ``names``)."""
+    from itertools import islice
+
+    shown = list(islice(names, limit))
+    more = (len(names) if isinstance(names, Sized) else len(shown) + sum(1 for _ in names)) - len(shown)
+    return sep.join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+class ClientList(Sequence[str]):
+    """The client names of a path: runs of names shared by every path, each less a few positions.
+
+    A cluster's clients of one kind (every sidecar workload, say) are the same for all of its
+    Services but each Service's own workloads; a path keeps the run once (a tuple shared by every
+    path) and the positions it leaves out, so that building the paths of 10,000 Services costs
+    the Services, not Services x clients. It reads as the sequence of names it stands for
+    (``len``, iteration, ``in``, ``==`` with a list).
+    """
+
+    __slots__ = ("_n", "_parts")
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        run = tuple(names)
+        self._parts: list[tuple[tuple[str, ...], frozenset[int]]] = [(run, frozenset())] if run else []
+        self._n = len(run)
+
+    @classmethod
+    def run(cls, names: tuple[str, ...], drop: frozenset[int] = frozenset()) -> ClientList:
+        """``names`` (a shared tuple) less the positions in ``drop``."""
+        out = cls()
+        if len(drop) < len(names):
+            out._parts.append((names, drop))
+            out._n = len(names) - len(drop)
+        return out
+
+    def extend(self, other: Iterable[str]) -> None:
+        """Append ``other``'s names (its runs, when it is a ClientList)."""
+        if isinstance(other, ClientList):
+            self._parts.extend(other._parts)
+            self._n += other._n
+        else:
+            run = tuple(other)
+            if run:
+                self._parts.append((run, frozenset()))
+                self._n += len(run)
+
+    def parts(self) -> list[tuple[tuple[str, ...], frozenset[int]]]:
+        """The runs and the positions each leaves out (for summaries over many paths: :func:`client_union`)."""
+        return list(self._parts)
+
+    def head(self, limit: int) -> list[str]:
+        """The first ``limit`` names."""
+        out: list[str] = []
+        for name in self:
+            if len(out) >= limit:
+                break
+            out.append(name)
+        return out
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[str]:
+        for run, drop in self._parts:
+            if drop:
+                yield from (name for i, name in enumerate(run) if i not in drop)
+            else:
+                yield from run
+
+    def __getitem__(self, i: Any) -> Any:
+        return list(self)[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ClientList | list | tuple):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ClientList({list(self)!r})"
+
+
+def client_union(lists: Iterable[Sequence[str]]) -> list[str]:
+    """The names of many client lists, each once, in the order they first appear.
+
+    :class:`ClientList` runs shared by many lists are read once each (a name the first list to
+    hold a run leaves out counts from the next list that keeps it), so a cluster's paths cost
+    their runs, not paths x clients; other sequences are read name by name.
+    """
+    first: dict[str, tuple[int, int, int]] = {}
+    runs: dict[int, tuple[tuple[str, ...], tuple[int, int], frozenset[int], dict[int, tuple[int, int, int]]]] = {}
+    pending: dict[int, set[int]] = {}  # id(run) -> positions the lists so far all left out
+    for k, names in enumerate(lists):
+        if not isinstance(names, ClientList):
+            for i, name in enumerate(names):
+                first.setdefault(name, (k, -1, i))
+            continue
+        for j, (run, drop) in enumerate(names._parts):
+            rid = id(run)
+            got = runs.get(rid)
+            if got is None:
+                runs[rid] = (run, (k, j), drop, {})
+                if drop:
+                    pending[rid] = set(drop)
+                continue
+            left = pending.get(rid)
+            if left:
+                kept = [i for i in left if i not in drop]
+                for i in kept:
+                    got[3][i] = (k, j, i)
+                left.difference_update(kept)
+    for run, (k0, j0), drop0, later in runs.values():
+        for i, name in enumerate(run):
+            key = later.get(i) if i in drop0 else (k0, j0, i)
+            if key is not None and (name not in first or key < first[name]):
+                first[name] = key
+    return sorted(first, key=first.__getitem__)
+
+
 @dataclass
 class ClientPath:
     """One way a call to a service can go, with its Route and who takes it.
@@ -44,8 +172,12 @@ class ClientPath:
     kind: str
     label: str
     route: Route
-    clients: list[str] = field(default_factory=list)
+    clients: ClientList = field(default_factory=ClientList)
     layers: list[Layer] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.clients, ClientList):
+            self.clients = ClientList(self.clients)
 
 
 def failure_warnings(paths: Iterable[ClientPath], target: str) -> list[Diagnostic]:

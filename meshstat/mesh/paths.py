@@ -19,6 +19,7 @@ from typing import Any
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.ambient import RouteFor, extend_paths
+from meshstat.mesh.clients import service_clients
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route
 from meshstat.mesh.gateway_api import (
@@ -134,7 +135,7 @@ class Mesh:
         self.requests_for: RequestsFor | None = route_requests
         self.notes: list[str] = []
         self._injections: dict[int, InjectionDecision] = {}
-        self._pods_by_ns: dict[str, list[Pod]] | None = None
+        self._pods_by_label: dict[tuple[str, str, str], list[Pod]] | None = None
         self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
         self.replicas: dict[int, int] = {}
@@ -213,13 +214,17 @@ class Mesh:
             got = self._proxy_names[id(w)] = f"{w.meta.ref} (istio-proxy)"
         return got
 
-    def _pods_in(self, namespace: str) -> list[Pod]:
-        """The pods of ``namespace`` (an index over :attr:`pods`, built on first use)."""
-        if self._pods_by_ns is None:
-            self._pods_by_ns = {}
+    def _selected_pods(self, namespace: str, selector: Sequence[tuple[str, str]]) -> list[Pod]:
+        """The pods of ``namespace`` that ``selector`` (not empty) selects, in order (an index by label,
+        built on first use: a Service costs its candidates, not its namespace)."""
+        if self._pods_by_label is None:
+            self._pods_by_label = {}
             for pod in self.pods:
-                self._pods_by_ns.setdefault(pod.namespace, []).append(pod)
-        return self._pods_by_ns.get(namespace, [])
+                for k, v in pod.labels:
+                    self._pods_by_label.setdefault((pod.namespace, k, v), []).append(pod)
+        index = self._pods_by_label
+        cands = min((index.get((namespace, k, v), []) for k, v in selector), key=len)
+        return [p for p in cands if labels_subset(selector, dict(p.labels))]
 
     def resolve_host(self, host: str, namespace: str) -> RegisteredService | None:
         """A VirtualService/DestinationRule host as Istio reads it (``ResolveShortnameToFQDN``).
@@ -287,9 +292,7 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                         "managed by hand and not modelled", info.source, info.line))
                 return []
-            for pod in self._pods_in(info.namespace):
-                if not labels_subset(sel, dict(pod.labels)):
-                    continue
+            for pod in self._selected_pods(info.namespace, sel):
                 tp = sp.target_port
                 if isinstance(tp, str):
                     num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
@@ -645,16 +648,6 @@ class Mesh:
                     "ServiceEntry in the manifests", vs.meta.source, vs.meta.line))
         return out + [p for p in gateway_routed_services(self) if p not in out]
 
-    def client_workloads(self, info: RegisteredService) -> list[WorkloadResource]:
-        """Workloads that are plausible clients of ``info`` (not its own backends)."""
-        sel = info.service.selector if info.service is not None else None
-        out = []
-        for w in self.manifests.workloads:
-            if sel and w.meta.namespace == info.namespace and labels_subset(sel, w.labels):
-                continue
-            out.append(w)
-        return out
-
     def client_paths(self, info: RegisteredService, port: int, *, client: WorkloadResource | None = None,
                      path: str = "/", headers: Mapping[str, str] | None = None, method: str = "GET",
                      envoy: envoy_parser.EnvoyConfig | None = None,
@@ -668,35 +661,26 @@ class Mesh:
         :func:`meshstat.mesh.ingress.ingress_paths`.
         """
         diags = diags if diags is not None else []
-        clients = [client] if client is not None else self.client_workloads(info)
-        plain: list[str] = []  # one pass over the clients: a cluster has thousands
-        injected: list[WorkloadResource] = []
-        for w in clients:
-            d = self.injection(w)
-            if d.injected:
-                injected.append(w)
-                continue
-            plain.append(w.meta.ref)
-            if d.namespace_labelled:
-                diags.append(Diagnostic("warning", f"{w.meta.kind} {w.meta.ref} never reaches Envoy although "
-                                        f"namespace {w.meta.namespace} is labelled for injection: {d.reason}",
-                                        w.meta.source, w.meta.line))
+        clients = service_clients(self, info, client)  # shared runs of names: a cluster has thousands
+        for w, why in clients.unreached:
+            diags.append(Diagnostic("warning", f"{w.meta.kind} {w.meta.ref} never reaches Envoy although "
+                                    f"namespace {w.meta.namespace} is labelled for injection: {why}",
+                                    w.meta.source, w.meta.line))
         kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
         layers_sc: list[Layer] = []
-        sc_client = client if client is not None else (injected[0] if injected else None)
-        sc = self.sidecar_route(sc_client, info, port, path=path, headers=headers, method=method,
+        sc = self.sidecar_route(clients.first_injected, info, port, path=path, headers=headers, method=method,
                                 name="sidecar (Envoy)", diags=diags, layers=layers_sc)
         own = self.kube_proxy_route(info, port, name="sidecar's own (UID 1337, kube-proxy)", diags=None,
                                     notes=("istio-proxy runs as UID 1337: ISTIO_OUTPUT returns its connections "
                                            "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
         paths = [
-            ClientPath("kube-proxy", kp.name, kp, plain, self._kube_layers(info, port, "app container, no sidecar")),
-            ClientPath("sidecar", sc.name, sc, [w.meta.ref for w in injected],
+            ClientPath("kube-proxy", kp.name, kp, clients.plain,
+                       self._kube_layers(info, port, "app container, no sidecar")),
+            ClientPath("sidecar", sc.name, sc, clients.injected,
                        self._capture_layers(info, port) + layers_sc + [
                            Layer("network", "pod IP", "Envoy connects to the chosen pod IP:targetPort directly; "
                                  "kube-proxy's ClusterIP DNAT is not involved", "connection")]),
-            ClientPath("uid-1337", own.name, own,
-                       [self._proxy_name(w) for w in injected],
+            ClientPath("uid-1337", own.name, own, clients.proxies,
                        [Layer("iptables (pod netns)", "ISTIO_OUTPUT", "owner UID 1337 -> RETURN: not redirected",
                               "connection")] + self._kube_layers(info, port, "istio-proxy (UID 1337)")[1:]),
         ]

@@ -174,6 +174,21 @@ def candidate_requests(mesh: Any, info: RegisteredService, port: int,
     return uniq
 
 
+def _add_new(mesh: Any, diags: list[Any], found: list[Any]) -> None:
+    """Append to ``diags`` what in ``found`` it does not hold yet (a set kept beside the list on the mesh:
+    a cluster's services add to one list, and a scan of it per service would cost services squared)."""
+    memo = mesh.__dict__.get("_diags_seen")
+    if memo is None or memo[0] is not diags or memo[1] != len(diags):
+        memo = [diags, len(diags), set(diags)]
+        mesh.__dict__["_diags_seen"] = memo
+    seen = memo[2]
+    for d in found:
+        if d not in seen:
+            seen.add(d)
+            diags.append(d)
+    memo[1] = len(diags)
+
+
 def _signature(paths: list[ClientPath]) -> tuple[Any, ...]:
     sig = []
     for p in paths:
@@ -199,18 +214,17 @@ def paths_per_route(mesh: Any, info: RegisteredService, port: int, *, request: R
                                                  headers=request.header_map, method=request.method, envoy=envoy,
                                                  diags=diags))]
     groups: dict[tuple[Any, ...], tuple[list[str], Request, list[ClientPath]]] = {}
-    for cond, req in candidate_requests(mesh, info, port, notes):
+    candidates = candidate_requests(mesh, info, port, notes)
+    for cond, req in candidates:
         scratch: list[Any] = []
         paths = mesh.client_paths(info, port, client=client, path=req.path, headers=req.header_map,
                                   method=req.method, envoy=envoy, diags=scratch)
-        sig = _signature(paths)
+        sig = _signature(paths) if len(candidates) > 1 else ()  # one request: nothing to group
         if sig in groups:
             groups[sig][0].append(cond)
             continue
         groups[sig] = ([cond], req, paths)
-        for d in scratch:
-            if d not in diags:
-                diags.append(d)
+        _add_new(mesh, diags, scratch)
     if len(groups) == 1:
         (_, req, paths), = groups.values()
         return [("", req, paths)]

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from meshstat.errors import InvalidArgument, ModelError
 from meshstat.model.shares import DyadicShare, coprime_fraction, dyadic
@@ -492,6 +492,8 @@ class Route:
     name: str = "route"
     provenance: Provenance | None = None
     notes: tuple[str, ...] = field(default=())
+    #: answers of the walks below, kept: a route is immutable, and a cluster's reports ask each many times
+    _memo: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -503,9 +505,12 @@ class Route:
 
     def backends(self) -> tuple[Backend, ...]:
         """Leaves in depth-first order (the order of every count array)."""
-        out: list[Backend] = []
-        _collect(self.root, out)
-        return tuple(out)
+        got = self._memo.get("backends")
+        if got is None:
+            out: list[Backend] = []
+            _collect(self.root, out)
+            got = self._memo["backends"] = tuple(out)
+        return got
 
     def stages(self) -> tuple[Stage, ...]:
         """All stages, depth first."""
@@ -529,10 +534,15 @@ class Route:
         cascade is too long for them the :meth:`masses64` on the ``2**-64`` grid
         (what the kernels sample) with ``exact`` False; see :meth:`Stage.expected_shares`.
         """
-        if self.exact_feasible():
-            return self.exact_shares(), True
-        masses, _ = self.masses64()
-        return tuple(dyadic(m, 64) for m in masses), False
+        got = self._memo.get("expected")
+        if got is None:
+            if self.exact_feasible():
+                got = self.exact_shares(), True
+            else:
+                masses, _ = self.masses64()
+                got = tuple(dyadic(m, 64) for m in masses), False
+            self._memo["expected"] = got
+        return got
 
     def exact_shares(self) -> tuple[Fraction, ...]:
         """Exact probability of every backend, as Fractions summing to 1.
@@ -543,6 +553,12 @@ class Route:
             When a cascade has more than :data:`MAX_EXACT_RULES` rules (see
             :meth:`expected_shares`).
         """
+        got = self._memo.get("exact")
+        if got is None:
+            got = self._memo["exact"] = self._exact_shares()
+        return got
+
+    def _exact_shares(self) -> tuple[Fraction, ...]:
         root = self.root
         if isinstance(root, Backend):
             return (Fraction(1),)
@@ -569,6 +585,12 @@ class Route:
         exact shares its own :meth:`Stage.masses64` stand in for them (the
         result is then off by less than ``2**-63`` per backend, and not exact).
         """
+        got = self._memo.get("masses")
+        if got is None:
+            got = self._memo["masses"] = self._masses64()
+        return got
+
+    def _masses64(self) -> tuple[tuple[int, ...], bool]:
         root = self.root
         if isinstance(root, Backend):
             return (_TWO64,), True

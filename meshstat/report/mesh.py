@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from meshstat.mesh.layers import CLIENT_NAMES_SHOWN, name_list
 from meshstat.model import exact_sum, share_text
 from meshstat.report.text import Column, percent
 
@@ -62,8 +63,9 @@ def _version(labels: Sequence[tuple[str, str]]) -> str:
     return d.get("version") or d.get("app.kubernetes.io/version") or "-"
 
 
-def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of the long frame from ``{"service", "path", "route", "result", "clients"}`` entries."""
+def _rows(entries: Sequence[dict[str, Any]], backends: bool = True) -> list[dict[str, Any]]:
+    """Rows of the long frame from ``{"service", "path", "route", "result", "clients"}`` entries
+    (``backends`` False: the version rows only)."""
     rows: list[dict[str, Any]] = []
     for e in entries:
         route, res = e["route"], e.get("result")
@@ -73,7 +75,7 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         n = int(res.n) if res is not None else 0
         root = route.root
         unit = getattr(root, "unit", "request")
-        common = {"service": e["service"], "path": e["path"], "unit": unit, "clients": ", ".join(e.get("clients", []))}
+        common = {"service": e["service"], "path": e["path"], "unit": unit, "clients": name_list(e.get("clients", ()), CLIENT_NAMES_SHOWN)}
         by_version: dict[str, list[int]] = {}
         for i, b in enumerate(backs):
             by_version.setdefault(_version(b.labels), []).append(i)
@@ -83,6 +85,8 @@ def _rows(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({**common, "level": "version", "version": v, "backend": "(all)", "address": "",
                          "exact_fraction": share_text(s, exact_ok), "exact": float(s), "simulated": (c / n if n else None),
                          "count": c, "n": n})
+        if not backends:
+            continue
         for i, b in enumerate(backs):
             rows.append({**common, "level": "backend", "version": _version(b.labels), "backend": b.name,
                          "address": b.address or "", "exact_fraction": share_text(exact[i], exact_ok), "exact": float(exact[i]),
@@ -113,13 +117,16 @@ def version_rows(frame: pl.DataFrame) -> pl.DataFrame:
     return rows.sort([first, pl.col("version") == "-", "version"]).drop("_i")
 
 
-def long_frame(entries: Sequence[dict[str, Any]]) -> pl.DataFrame:
-    """Tidy frame: one row per (service, path, version subtotal or backend); schema :data:`LONG_SCHEMA`."""
+def long_frame(entries: Sequence[dict[str, Any]], *, backends: bool = True) -> pl.DataFrame:
+    """Tidy frame: one row per (service, path, version subtotal or backend); schema :data:`LONG_SCHEMA`.
+
+    ``backends`` False: the version subtotals only (what :func:`version_rows` keeps).
+    """
     import polars as pl
 
     types = {"str": pl.Utf8, "f64": pl.Float64, "i64": pl.Int64}
     schema = {k: types[v] for k, v in LONG_SCHEMA.items()}
-    return pl.DataFrame(_rows(entries), schema=schema)
+    return pl.DataFrame(_rows(entries, backends), schema=schema)
 
 
 def _pct(x: Fraction | float | None, digits: int = 4) -> str:

@@ -1,0 +1,222 @@
+"""The client workloads of a mesh, grouped once: by path kind and, for sidecars, by namespace and Sidecar.
+
+Every Service's clients are the mesh's workloads but the Service's own (its pods in its
+namespace); their path kind (:func:`meshstat.mesh.ambient.client_kind`) and their sidecar's scope
+(:func:`meshstat.mesh.scope.client_scope`) do not depend on the Service. :class:`ClientIndex`
+groups them once per mesh into :class:`ClientRun` s (shared tuples of names), and
+:meth:`ClientIndex.own` finds a Service's own workloads by namespace, so that the paths of a
+Service cost its own workloads, not the cluster's (:meth:`meshstat.mesh.Mesh.client_paths`).
+
+:func:`route_namespaces` says which client namespaces a sidecar may route a Service differently
+from any other namespace; the sidecars of every other namespace get one route, worked out once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from meshstat.mesh.ambient import client_kind
+from meshstat.mesh.layers import ClientList
+from meshstat.mesh.registry import RegisteredService, labels_subset
+from meshstat.mesh.scope import client_scope, host_rules
+from meshstat.parsers.gateway_api import gateway_objects
+from meshstat.parsers.k8s import WorkloadResource
+
+__all__ = ["ClientIndex", "ClientRun", "ServiceClients", "client_index", "route_namespaces", "service_clients"]
+
+
+class ClientRun:
+    """Workloads in manifest order, their names, and where each sits (one shared tuple for every Service)."""
+
+    __slots__ = ("names", "pos", "workloads")
+
+    def __init__(self, workloads: list[WorkloadResource], names: tuple[str, ...] | None = None) -> None:
+        self.workloads = tuple(workloads)
+        self.names = names if names is not None else tuple(w.meta.ref for w in workloads)
+        self.pos = {id(w): i for i, w in enumerate(self.workloads)}
+
+    def less(self, own: frozenset[int]) -> tuple[WorkloadResource | None, ClientList]:
+        """The first workload not in ``own`` (ids), and the names less ``own``'s."""
+        drop = frozenset(self.pos[i] for i in own if i in self.pos) if own else frozenset()
+        if len(drop) == len(self.workloads):
+            return None, ClientList()
+        return self.workloads[self.first_kept(drop)], ClientList.run(self.names, drop)
+
+    def first_kept(self, drop: frozenset[int]) -> int:
+        """The position of the first workload not in ``drop``."""
+        return 0 if 0 not in drop else next(j for j in range(len(self.workloads)) if j not in drop)
+
+
+@dataclass(frozen=True)
+class SidecarGroup:
+    """Sidecar clients of one namespace that one Sidecar resource (or none) scopes."""
+
+    namespace: str
+    run: ClientRun
+
+
+class ClientIndex:
+    """The mesh's client workloads grouped once (see the module docstring)."""
+
+    def __init__(self, mesh: Any) -> None:
+        ws = mesh.manifests.workloads
+        self.key = (id(ws), len(ws))
+        kinds: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
+        by_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
+        groups: dict[tuple[str, int], list[WorkloadResource]] = {}
+        #: not injected although their namespace is labelled for injection: (workload, why)
+        self.unreached: list[tuple[WorkloadResource, str]] = []
+        #: each workload's position in the manifests (by id)
+        self.order = {id(w): i for i, w in enumerate(ws)}
+        for w in ws:
+            ns = w.meta.namespace
+            for k, v in w.labels.items():
+                by_label.setdefault((ns, k, v), []).append(w)
+            kind = client_kind(mesh, w)
+            kinds[kind].append(w)
+            if kind == "sidecar":
+                groups.setdefault((ns, id(client_scope(mesh, w, ns).sidecar)), []).append(w)
+            else:
+                d = mesh.injection(w)
+                if d.namespace_labelled:
+                    self.unreached.append((w, d.reason))
+        self.kinds = {k: ClientRun(v) for k, v in kinds.items()}
+        #: injected workloads (kind ``sidecar``) as clients through their istio-proxy (UID 1337)
+        self.proxies = ClientRun(kinds["sidecar"], tuple(mesh._proxy_name(w) for w in kinds["sidecar"]))
+        self.plain = ClientRun([w for w in ws if not mesh.injection(w).injected])
+        self.sidecar_groups = [SidecarGroup(ns, ClientRun(g)) for (ns, _), g in groups.items()]
+        self._by_label = by_label
+        #: namespaces of Gateway API routes (a consumer route binds the sidecars of its namespace)
+        self.route_namespaces = {r.meta.namespace for r in gateway_objects(mesh.manifests).routes}
+
+    def own(self, info: RegisteredService) -> frozenset[int]:
+        """Ids of ``info``'s own workloads (its namespace's, selected by its selector): not its clients."""
+        sel = info.service.selector if info.service is not None else None
+        if not sel:
+            return frozenset()
+        cands = min((self._by_label.get((info.namespace, k, v), []) for k, v in sel), key=len)
+        return frozenset(id(w) for w in cands if labels_subset(sel, w.labels))
+
+
+def client_index(mesh: Any) -> ClientIndex:
+    """The :class:`ClientIndex` of ``mesh`` (built on first use; again if its workload list changed)."""
+    got = mesh.__dict__.get("_client_index")
+    ws = mesh.manifests.workloads
+    if got is None or got.key != (id(ws), len(ws)):
+        got = mesh.__dict__["_client_index"] = ClientIndex(mesh)
+    return got
+
+
+def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
+    """Client namespaces whose sidecars may route ``info`` differently from those of any other namespace.
+
+    A sidecar's route to a Service depends on its namespace only through objects that name
+    namespaces: the Sidecar resources (and the root namespace's), the ``exportTo`` and namespace of
+    the VirtualServices and DestinationRules of the host, the Service's own export annotation and
+    namespace, ``sourceNamespace`` matches, and Gateway API routes (a consumer route binds the
+    clients of its namespace). ``None`` (every namespace apart) when the route may also depend on
+    the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, or a
+    DestinationRule of the host has a locality setting) or on the rest of its namespace (an outbound
+    policy ``REGISTRY_ONLY``: what answers an unknown host depends on what else the namespace
+    imports, :func:`meshstat.mesh.scope.unknown_destination_route`).
+    """
+    objs = mesh.scope
+    if mesh.places or objs.mesh_config.outbound_policy == "REGISTRY_ONLY" or any(
+            s.outbound_policy == "REGISTRY_ONLY" for s in objs.sidecars):
+        return None  # REGISTRY_ONLY answers an unknown host by what else the namespace imports
+    out = {info.namespace, objs.mesh_config.root_namespace}
+    out.update(s.meta.namespace for s in objs.sidecars)
+    if info.service is not None:
+        ann = dict(info.service.meta.annotations).get("networking.istio.io/exportTo")
+        if ann:
+            out.update(x.strip() for x in ann.split(","))
+    elif info.entry is not None:
+        out.add(info.entry.meta.namespace)
+    rules = host_rules(mesh)
+    for vs in rules.virtual_services(info):
+        out.add(vs.meta.namespace)
+        out.update(vs.export_to)
+        for r in vs.http:
+            for m in r.matches:
+                if m.source_labels:
+                    return None
+                if m.source_namespace is not None:
+                    out.add(m.source_namespace)
+        for t in vs.tcp:
+            if t.source_labels:
+                return None
+    for dr in rules.destination_rules(info):
+        out.add(dr.meta.namespace)
+        out.update(dr.export_to)
+        settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
+        if any(t is not None and t.locality is not None for t in settings):
+            return None  # a locality setting: failoverPriority reads the client's labels
+    out.update(client_index(mesh).route_namespaces)
+    return out
+
+
+@dataclass
+class ServiceClients:
+    """The clients of one Service: every workload of the mesh but its own, or one given client.
+
+    Names are :class:`~meshstat.mesh.layers.ClientList` s over the index's shared runs; ``first_*``
+    is the first workload of a kind (the one whose route stands for the kind's).
+    """
+
+    plain: ClientList  # not injected (no sidecar): kube-proxy and ambient clients
+    injected: ClientList
+    first_injected: WorkloadResource | None
+    proxies: ClientList  # the injected ones' istio-proxy (UID 1337)
+    kube_proxy: ClientList
+    ambient: ClientList
+    first_ambient: WorkloadResource | None
+    #: sidecar clients by (namespace, Sidecar): (namespace, first workload, names), in manifest order
+    sidecar_groups: list[tuple[str, WorkloadResource, ClientList]]
+    #: not injected although their namespace is labelled for injection: (workload, why)
+    unreached: list[tuple[WorkloadResource, str]]
+    mesh: Any = None
+    info: RegisteredService | None = None
+
+    def route_namespaces(self) -> set[str] | None:
+        """:func:`route_namespaces` of the Service (``None`` for one given client: nothing to share)."""
+        return route_namespaces(self.mesh, self.info) if self.info is not None else None
+
+
+def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource | None = None) -> ServiceClients:
+    """The clients of ``info`` (``client`` alone when given), grouped as :class:`ServiceClients`."""
+    if client is not None:
+        kind = client_kind(mesh, client)
+        one = ClientList([client.meta.ref])
+        d = mesh.injection(client)
+        none = ClientList()
+        return ServiceClients(
+            plain=none if d.injected else one, injected=one if d.injected else none,
+            first_injected=client if d.injected else None,
+            proxies=ClientList([mesh._proxy_name(client)]) if d.injected else none,
+            kube_proxy=one if kind == "kube-proxy" else none, ambient=one if kind == "ambient" else none,
+            first_ambient=client if kind == "ambient" else None,
+            sidecar_groups=[(client.meta.namespace, client, one)] if kind == "sidecar" else [],
+            unreached=[(client, d.reason)] if not d.injected and d.namespace_labelled else [],
+        )
+    idx = client_index(mesh)
+    own = idx.own(info)
+    first_injected, injected = idx.kinds["sidecar"].less(own)
+    first_ambient, ambient = idx.kinds["ambient"].less(own)
+    groups = []
+    moved = False
+    ns = info.namespace
+    for g in idx.sidecar_groups:
+        # a Service's own workloads are in its namespace: other groups are whole
+        first, names = g.run.less(own) if g.namespace == ns else (g.run.workloads[0], ClientList.run(g.run.names))
+        if first is not None:
+            groups.append((g.namespace, first, names))
+            moved = moved or first is not g.run.workloads[0]
+    if moved:  # a group whose first workloads are the Service's own: ordered by its first client
+        groups.sort(key=lambda g: idx.order[id(g[1])])
+    return ServiceClients(
+        plain=idx.plain.less(own)[1], injected=injected, first_injected=first_injected,
+        proxies=idx.proxies.less(own)[1], kube_proxy=idx.kinds["kube-proxy"].less(own)[1], ambient=ambient,
+        first_ambient=first_ambient, sidecar_groups=groups,
+        unreached=[(w, why) for w, why in idx.unreached if id(w) not in own], mesh=mesh, info=info,
+    )
