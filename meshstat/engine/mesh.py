@@ -123,6 +123,15 @@ def compare_paths(
     rng
         Seed (see :mod:`meshstat.engine.seeding`).
     """
+    with gc_paused():  # routes and results for thousands of services: no cycles to collect
+        return _compare_paths(filenames, scale=scale, client=client, service=service, envoy=envoy, path=path,
+                              headers=headers, method=method, n=n, rng=rng)
+
+
+def _compare_paths(filenames: str | Sequence[str] | Manifests, *, scale: Mapping[str, int] | None,
+                   client: str | None, service: str | None, envoy: str | Sequence[str] | None, path: str | None,
+                   headers: Mapping[str, str] | None, method: str | None, n: int | None, rng: Any
+                   ) -> MeshComparison:
     if isinstance(filenames, Manifests):
         manifests = filenames
     else:
@@ -149,8 +158,7 @@ def compare_paths(
     diags: list[Diagnostic] = []
     notes: list[str] = list(mesh.notes)
     request = None if path is None and not headers and method is None else Request.of(path, headers, method)
-    with gc_paused():  # routes for thousands of services: no cycles to collect
-        found = _paths(mesh, pairs, request, wl, env_cfg, diags, notes)
+    found = _paths(mesh, pairs, request, wl, env_cfg, diags, notes)
     if wl is not None:
         notes.insert(0, f"client {wl.meta.ref}: {mesh.injection(wl)}; {ambient_decision(mesh, wl)}")
     if n is not None:

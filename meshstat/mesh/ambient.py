@@ -283,7 +283,7 @@ def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Reque
                             "no route for the Service: the waypoint's default route to all its endpoints", unit))
         root = mesh._cluster_node(None, info, port, wns, unit, None, diags, notes, layers)
     sub = "tcp" if unit == "connection" else "http"
-    mine = {r.fqdn for r in mesh.registry.values() if (r is info or service_waypoint(mesh, r).gateway == waypoint)}
+    mine = {info.fqdn} | _waypoint_services(mesh, waypoint)
     for i in range(before, len(layers)):  # clusters of the waypoint's own Services are inbound-vip ones
         x = layers[i]
         layers[i] = Layer(x.layer.replace("Envoy", "waypoint Envoy", 1) if x.layer.startswith("Envoy") else x.layer,
@@ -362,11 +362,23 @@ def _ztunnel_layers(mesh: Any, info: RegisteredService, port: int, binding: Wayp
     ]
 
 
+def _waypoint_services(mesh: Any, waypoint: Gateway) -> set[str]:
+    """The FQDNs of the Services whose waypoint is ``waypoint`` (found once per mesh for every waypoint)."""
+    memo = mesh.__dict__.get("_waypoint_services")
+    if memo is None:
+        memo = mesh.__dict__["_waypoint_services"] = {}
+        for r in mesh.registry.values():
+            gw = service_waypoint(mesh, r).gateway
+            if gw is not None:
+                memo.setdefault(id(gw), (gw, set()))[1].add(r.fqdn)
+    got = memo.get(id(waypoint))
+    return got[1] if got is not None else set()
+
+
 def _to_pod(mesh: Any, info: RegisteredService, who: str) -> Layer:
     """The last hop: HBONE when the Service's pods are captured, else plain TCP to the pod."""
     sel = info.service.selector if info.service is not None else None
-    pods = [p for p in mesh.pods if sel and p.namespace == info.namespace
-            and all(dict(p.labels).get(k) == v for k, v in sel)]
+    pods = mesh.selected_pods(info.namespace, sel) if sel else []
     if any(ambient_decision(mesh, p.workload).captured for p in pods):
         return Layer("network", "HBONE :15008", f"the {who} tunnels (mTLS) to the chosen pod's node ztunnel, which "
                      "delivers to the pod; kube-proxy is not involved", "connection")
@@ -416,14 +428,14 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
         if p.kind == "sidecar":
             if client is None and len(groups) > 1:
                 special = clients.route_namespaces()
-                p.clients = groups[0][2]
+                p.clients = ClientList.run(*groups[0][2:])
                 out.append(p)
                 # the path that the sidecars of namespaces nothing singles out take (their route is one)
                 generic = p if special is not None and groups[0][0] not in special else None
-                for ns, rep, names in groups[1:]:
+                for ns, rep, names, drop in groups[1:]:
                     alike = special is not None and ns not in special
                     if alike and generic is not None:
-                        generic.clients.extend(names)
+                        generic.clients.add_run(names, drop)
                         continue
                     sc = client_scope(mesh, rep, rep.meta.namespace)
                     lay: list[Layer] = []
@@ -434,7 +446,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                     if same is None:
                         same = ClientPath("sidecar", label, r, ClientList(), mesh._capture_layers(info, port) + lay)
                         out.append(same)
-                    same.clients.extend(names)
+                    same.clients.add_run(names, drop)
                     if alike:
                         generic = same
                 continue

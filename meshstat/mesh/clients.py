@@ -86,6 +86,12 @@ class ClientIndex:
         self.proxies = ClientRun(kinds["sidecar"], tuple(mesh._proxy_name(w) for w in kinds["sidecar"]))
         self.plain = ClientRun([w for w in ws if not mesh.injection(w).injected])
         self.sidecar_groups = [SidecarGroup(ns, ClientRun(g)) for (ns, _), g in groups.items()]
+        #: every sidecar group whole, as :attr:`ServiceClients.sidecar_groups` lists them
+        self.whole_groups = [(g.namespace, g.run.workloads[0], g.run.names, frozenset()) for g in self.sidecar_groups]
+        #: namespace -> the positions of its groups in :attr:`sidecar_groups`
+        self.groups_in: dict[str, list[int]] = {}
+        for i, g in enumerate(self.sidecar_groups):
+            self.groups_in.setdefault(g.namespace, []).append(i)
         self._by_label = by_label
         #: namespaces of Gateway API routes (a consumer route binds the sidecars of its namespace)
         self.route_namespaces = {r.meta.namespace for r in gateway_objects(mesh.manifests).routes}
@@ -171,8 +177,9 @@ class ServiceClients:
     kube_proxy: ClientList
     ambient: ClientList
     first_ambient: WorkloadResource | None
-    #: sidecar clients by (namespace, Sidecar): (namespace, first workload, names), in manifest order
-    sidecar_groups: list[tuple[str, WorkloadResource, ClientList]]
+    #: sidecar clients by (namespace, Sidecar): (namespace, first workload, names, positions left out), in
+    #: the order of their first workloads
+    sidecar_groups: list[tuple[str, WorkloadResource, tuple[str, ...], frozenset[int]]]
     #: not injected although their namespace is labelled for injection: (workload, why)
     unreached: list[tuple[WorkloadResource, str]]
     mesh: Any = None
@@ -196,22 +203,27 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
             proxies=ClientList([mesh._proxy_name(client)]) if d.injected else none,
             kube_proxy=one if kind == "kube-proxy" else none, ambient=one if kind == "ambient" else none,
             first_ambient=client if kind == "ambient" else None,
-            sidecar_groups=[(client.meta.namespace, client, one)] if kind == "sidecar" else [],
+            sidecar_groups=[(client.meta.namespace, client, (client.meta.ref,), frozenset())] if kind == "sidecar"
+            else [],
             unreached=[(client, d.reason)] if not d.injected and d.namespace_labelled else [],
         )
     idx = client_index(mesh)
     own = idx.own(info)
     first_injected, injected = idx.kinds["sidecar"].less(own)
     first_ambient, ambient = idx.kinds["ambient"].less(own)
-    groups = []
+    groups = list(idx.whole_groups)  # a Service's own workloads are in its namespace: other groups are whole
     moved = False
-    ns = info.namespace
-    for g in idx.sidecar_groups:
-        # a Service's own workloads are in its namespace: other groups are whole
-        first, names = g.run.less(own) if g.namespace == ns else (g.run.workloads[0], ClientList.run(g.run.names))
-        if first is not None:
-            groups.append((g.namespace, first, names))
-            moved = moved or first is not g.run.workloads[0]
+    for i in reversed(idx.groups_in.get(info.namespace, ())):
+        run = idx.sidecar_groups[i].run
+        drop = frozenset(run.pos[w] for w in own if w in run.pos) if own else frozenset()
+        if not drop:
+            continue
+        if len(drop) == len(run.workloads):
+            del groups[i]
+            continue
+        j = run.first_kept(drop)
+        groups[i] = (groups[i][0], run.workloads[j], run.names, drop)
+        moved = moved or j > 0
     if moved:  # a group whose first workloads are the Service's own: ordered by its first client
         groups.sort(key=lambda g: idx.order[id(g[1])])
     return ServiceClients(

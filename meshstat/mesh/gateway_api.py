@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from meshstat.mesh.layers import Layer
+from meshstat.mesh.layers import Layer, distinct_leaves
 from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.requests import Request
 from meshstat.model import Backend, Node, Provenance, Weighted
@@ -504,6 +504,8 @@ def split_node(split: GatewaySplit, cluster_node: Callable[[RouteDestination], N
     ]
     if len(kids) == 1:
         return kids[0]
+    kids = distinct_leaves(kids, [b.destination.subset or b.destination.host if b.destination is not None
+                                  else str(b.failure) for b in split.backends])
     return Weighted(children=tuple(kids), weights=tuple(b.weight for b in split.backends), unit=split.unit,
                     name=f"{split.label} weighted backendRefs",
                     provenance=Provenance(src, split.rule.line if split.rule is not None else None))

@@ -7,14 +7,14 @@ Defined apart from :mod:`meshstat.mesh.paths` so that the modules that build pat
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence, Sized
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from meshstat.model import Route, Stage, share_text
+from meshstat.model import Backend, Node, Route, Stage, share_text
 from meshstat.parsers.k8s import Diagnostic
 
-__all__ = ["CLIENT_NAMES_SHOWN", "FAILURES", "ClientList", "ClientPath", "Layer", "client_union", "failure_warnings",
-           "name_list"]
+__all__ = ["CLIENT_NAMES_SHOWN", "FAILURES", "ClientList", "ClientPath", "Layer", "client_union", "distinct_leaves",
+           "failure_warnings", "name_list"]
 
 #: ``outcome`` labels of leaves where the call fails (a 500 of an invalid backendRef, 502, 503, 404 NR,
 #: a rejected connection, an error): a share above 0 is a warning.
@@ -75,6 +75,12 @@ class ClientList(Sequence[str]):
             out._parts.append((names, drop))
             out._n = len(names) - len(drop)
         return out
+
+    def add_run(self, names: tuple[str, ...], drop: frozenset[int] = frozenset()) -> None:
+        """Append ``names`` (a shared tuple) less the positions in ``drop``."""
+        if len(drop) < len(names):
+            self._parts.append((names, drop))
+            self._n += len(names) - len(drop)
 
     def extend(self, other: Iterable[str]) -> None:
         """Append ``other``'s names (its runs, when it is a ClientList)."""
@@ -198,3 +204,40 @@ def failure_warnings(paths: Iterable[ClientPath], target: str) -> list[Diagnosti
                                       f"{target} fail: {b.name}", pv.source if pv else None,
                                       pv.line if pv else None))
     return out
+
+
+def distinct_leaves(kids: Sequence[Node], tags: Sequence[str]) -> list[Node]:
+    """The children of one split, a leaf that an earlier child already has renamed ``name via tag``.
+
+    Two destinations of a split may reach the same pod: two subsets whose labels select it, two
+    Services with the same selector. Envoy then has two clusters with that endpoint in each; the
+    pod's share is the sum of both, and the model counts each cluster's copy apart (a route's leaves
+    have distinct names), named after its destination (``tag``: the subset, host or backendRef).
+    """
+    seen: set[str] = set()
+    out: list[Node] = []
+    for kid, tag in zip(kids, tags, strict=True):
+        kid = _renamed(kid, seen, tag)
+        _names(kid, seen)
+        out.append(kid)
+    return out
+
+
+def _names(node: Node, into: set[str]) -> None:
+    if isinstance(node, Backend):
+        into.add(node.name)
+    else:
+        for c in node.children:
+            _names(c, into)
+
+
+def _renamed(node: Node, seen: set[str], tag: str) -> Node:
+    if isinstance(node, Backend):
+        if node.name not in seen:
+            return node
+        name, i = f"{node.name} via {tag}", 2
+        while name in seen:
+            name, i = f"{node.name} via {tag} #{i}", i + 1
+        return replace(node, name=name)
+    kids = tuple(_renamed(c, seen, tag) for c in node.children)
+    return node if all(a is b for a, b in zip(kids, node.children, strict=True)) else replace(node, children=kids)

@@ -31,7 +31,7 @@ from meshstat.mesh.gateway_api import (
     waypoint_route_for,
 )
 from meshstat.mesh.ingress import ingress_paths
-from meshstat.mesh.layers import ClientPath, Layer, failure_warnings
+from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings
 from meshstat.mesh.locality import Place, cluster_locality, describe, pod_places
 from meshstat.mesh.registry import (
     EP,
@@ -214,7 +214,7 @@ class Mesh:
             got = self._proxy_names[id(w)] = f"{w.meta.ref} (istio-proxy)"
         return got
 
-    def _selected_pods(self, namespace: str, selector: Sequence[tuple[str, str]]) -> list[Pod]:
+    def selected_pods(self, namespace: str, selector: Sequence[tuple[str, str]]) -> list[Pod]:
         """The pods of ``namespace`` that ``selector`` (not empty) selects, in order (an index by label,
         built on first use: a Service costs its candidates, not its namespace)."""
         if self._pods_by_label is None:
@@ -292,7 +292,7 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                         "managed by hand and not modelled", info.source, info.line))
                 return []
-            for pod in self._selected_pods(info.namespace, sel):
+            for pod in self.selected_pods(info.namespace, sel):
                 tp = sp.target_port
                 if isinstance(tp, str):
                     num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
@@ -606,7 +606,8 @@ class Mesh:
                               for d in kept)
             diags.append(Diagnostic("warning", f"{label}: weights sum to {total}, not 100; Istio (>= 1.15) and Envoy "
                                     f"treat them as relative: {split}", src, line))
-        kids = [self._cluster_node(d, info, port, client_ns, unit, vs, diags, notes, layers) for d in kept]
+        kids = distinct_leaves([self._cluster_node(d, info, port, client_ns, unit, vs, diags, notes, layers)
+                                for d in kept], [d.subset or d.host for d in kept])
         layers.insert(
             len(layers) - len(kept),
             Layer("Envoy route", label, "weighted clusters " + ", ".join(

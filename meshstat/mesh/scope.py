@@ -450,6 +450,25 @@ def headless_layers(info: RegisteredService, port: int) -> list[Layer]:
                   "assumes: the client picks a random A record", "connection")]
 
 
+def _port_listeners(mesh: Any, scope: ClientScope, port: int) -> tuple[str, ...]:
+    """Up to two hosts with ``port`` that a sidecar with ``scope`` knows (kept per scope and port: one scan of
+    the registry, not one per Service)."""
+    memo = mesh.__dict__.setdefault("_port_listeners", {})
+    key = (id(scope.sidecar), scope.namespace, port)
+    got = memo.get(key)
+    if got is None:
+        li = scope.listener(port)
+        found: list[str] = []
+        for other in mesh.registry.values():
+            if other.port(port) is not None and service_visible(mesh, other, scope.namespace) and imports_host(
+                    li, scope.namespace, other.fqdn, other.namespace):
+                found.append(other.fqdn)
+                if len(found) == 2:
+                    break
+        got = memo[key] = (tuple(found), scope.sidecar)  # the Sidecar kept: its id stays its own
+    return got[0]
+
+
 def unknown_destination_route(mesh: Any, scope: ClientScope, info: RegisteredService, port: int, name: str,
                               why: str, layers: list[Layer]) -> Route:
     """What a sidecar does with a host it does not know (not imported, or not exported to it)."""
@@ -465,10 +484,7 @@ def unknown_destination_route(mesh: Any, scope: ClientScope, info: RegisteredSer
         return Route(root=r.root, name=name, provenance=r.provenance, notes=(
             f"{why}: ALLOW_ANY ({scope.policy_where}) -> PassthroughCluster, then kube-proxy's per-connection split "
             "over all pods (httproute.go buildCatchAllVirtualHost)", *r.notes))
-    http_listener = any(
-        other is not info and other.port(port) is not None and service_visible(mesh, other, scope.namespace)
-        and imports_host(scope.listener(port), scope.namespace, other.fqdn, other.namespace)
-        for other in mesh.registry.values())
+    http_listener = any(f != info.fqdn for f in _port_listeners(mesh, scope, port))
     if http_listener:
         leaf = Backend(name="502 block_all (REGISTRY_ONLY)", labels=(("outcome", "502"),))
         what = (f"REGISTRY_ONLY ({scope.policy_where}): the route configuration of port {port} answers unknown "

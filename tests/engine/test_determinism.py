@@ -61,3 +61,25 @@ def test_cli_json_matches_the_library() -> None:
     out = json.loads(_run(["simulate", "--weights", "50,30,20", "-n", str(UNALIGNED)], 2))
     lib = simulate(Weighted.from_weights([50, 30, 20]), UNALIGNED, rng=20261126)
     np.testing.assert_array_equal([row["count"] for row in out], lib.counts)
+
+
+def test_compare_simulates_each_shape_once_with_the_same_counts() -> None:
+    """Routes of one shape (same sampled masses) get the counts each would get alone, with their own route,
+    exact shares and notes; a route of another shape, or the faithful mode, is simulated apart."""
+    from meshstat import Backend, Route, Weighted, compare, simulate
+
+    def split(a: str, b: str, w: tuple[int, int], note: str) -> Route:
+        return Route(root=Weighted(children=(Backend(name=a), Backend(name=b)), weights=w), name=a, notes=(note,))
+
+    routes = [split("x1", "x2", (90, 10), "first"), split("y1", "y2", (9, 1), "second"),
+              split("z1", "z2", (50, 50), "third"), split("x1", "x2", (90, 10), "fourth")]
+    for mode in ("auto", "faithful"):
+        got = compare(routes, 10_000, rng=7, mode=mode)
+        for r, res in zip(routes, got, strict=True):
+            alone = simulate(r, 10_000, rng=7, mode=mode)
+            assert res.route is r and res.notes == alone.notes and res.exact == alone.exact
+            assert res.counts.tolist() == alone.counts.tolist()
+    # 90/10 and 9/1 sample the same masses: the same counts, each under its own route's backends
+    auto = compare(routes, 10_000, rng=7)
+    assert auto[0].counts.tolist() == auto[1].counts.tolist() != auto[2].counts.tolist()
+    assert [b.name for b in auto[1].route.backends()] == ["y1", "y2"]
