@@ -47,7 +47,7 @@ applies its own routes), and clients outside the mesh reach the pods through kub
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
