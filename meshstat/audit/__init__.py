@@ -17,6 +17,7 @@ code                           meaning
 ``sidecar-egress-excludes``    the clients' Sidecar does not import the Service or its rule
 ``subset-without-pods``        a routed subset selects no pods (503)
 ``subset-undefined``           a routed subset is not in the DestinationRule (503 NC)
+``destination-rule-differs``   the clients' own DestinationRule's subsets select other pods
 ``ambient-without-waypoint``   ambient clients, no waypoint: ztunnel splits over all pods
 ``backend-missing``            a Gateway API backendRef names no Service, port or valid kind (500)
 ``refused-by-referencegrant``  a Gateway route's cross-namespace backendRef has no ReferenceGrant (500)

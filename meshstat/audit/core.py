@@ -55,6 +55,9 @@ REASONS: dict[str, str] = {
     "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
     "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
                         "share fails (503 NC)",
+    "destination-rule-differs": "the clients see a DestinationRule of their own namespace (istiod prefers it) whose "
+                                "subsets select other pods than the one of the Service's namespace: the shares go "
+                                "to those pods",
     "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
                                 "per connection over all pods, whatever the VirtualService says",
     "backend-missing": "a Gateway API route's backendRef names a Service (or port, or kind) that does not "

@@ -13,7 +13,9 @@ group (:class:`meshstat.audit.core.ClientClass`):
   outbound policy): otherwise the default cluster's pod split (``rule-bound-to-gateway-only``,
   ``not-exported-to-namespace``, ``sidecar-egress-excludes``); when they do get it, a subset the
   DestinationRule they see lacks, or one that selects no pods, turns its share into a 503
-  (``subset-undefined``, ``subset-without-pods``).
+  (``subset-undefined``, ``subset-without-pods``); a DestinationRule of their own namespace whose
+  subsets select other pods than the Service's namespace's sends the shares there
+  (``destination-rule-differs``).
 
 Sidecar clients are evaluated once for every namespace that nothing singles out (a namespace
 name that no rule, Sidecar or exportTo mentions) and once for each namespace that is singled
@@ -27,7 +29,7 @@ from fractions import Fraction
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
@@ -37,7 +39,7 @@ from meshstat.mesh.scope import (
     scope_miss,
     sidecar_virtual_services,
 )
-from meshstat.parsers.k8s import RouteDestination, VirtualService
+from meshstat.parsers.k8s import DestinationRule, RouteDestination, VirtualService
 
 __all__ = ["istio_rule_reasons", "routed_ports"]
 
@@ -184,14 +186,14 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
     singled, generic = sidecar_ns.split(special)
     for c in singled:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c, labels_of)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
             g[1].append(c)
             g[2].add(fix)
     if generic is not None:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic, labels_of)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
@@ -204,7 +206,8 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                   dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split, ns: str,
-                  cls: ClientClass) -> tuple[str, _Split, str, str] | None:
+                  cls: ClientClass, labels_of: dict[str, tuple[tuple[str, str], ...]]
+                  ) -> tuple[str, _Split, str, str] | None:
     mesh = ctx.mesh
     client = cls.workloads[0] if cls.namespace == ns else None
     scope = client_scope(mesh, client, ns)
@@ -261,7 +264,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                             f"{d.subset} from {vsref}"))
             failing[_label(d)] = Fraction(1)
     if not failing:
-        return None
+        return _other_rule(ctx, info, port, dests, configured, dr, labels_of)
     eff: dict[str, Fraction] = {}
     for label, f in configured:
         key = "503" if label in failing else label
@@ -269,3 +272,43 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     reason, detail, fix = reasons[0]
     return reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix
 
+
+
+def _other_rule(ctx: AuditContext, info: RegisteredService, port: int, dests: tuple[RouteDestination, ...],
+                configured: _Split, dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]]
+                ) -> tuple[str, _Split, str, str] | None:
+    """``destination-rule-differs``: the clients see another DestinationRule than the Service's namespace (one in
+    their own namespace, ``scope.destination_rule``), and its subsets select other pods.
+
+    Each destination's share goes to the pods its subset selects in the clients' rule, evenly per pod
+    (the endpoint balancer's long run, as :meth:`AuditContext.pod_split`), and each pod is named by
+    the routed destination, else the subset of the Service's own rule, that selects it (``unrouted
+    <version>`` when none does).
+    """
+    own = destination_rule(ctx.mesh, info, info.namespace)
+    if dr is None or own is None or dr is own:
+        return None
+    pods = ctx.selected(info, port)
+    eff: dict[str, Fraction] = {}
+    for label, share in configured:
+        d = next(x for x in dests if _label(x) == label)
+        sub = dr.subset(d.subset) if d.subset else None
+        sel = sub.labels if sub is not None else ()
+        chosen = [(w, n) for w, n in pods if all(w.labels.get(a) == b for a, b in sel)]
+        total = sum(n for _, n in chosen)
+        for w, n in chosen:
+            name = next((k for k, ls in labels_of.items() if all(w.labels.get(a) == b for a, b in ls)), None) \
+                or next((x.name for x in own.subsets if all(w.labels.get(a) == b for a, b in x.labels)),
+                        f"unrouted {version_of(w.pod_labels)}")
+            eff[name] = eff.get(name, Fraction(0)) + share * Fraction(n, total)
+    effective = tuple(eff.items())
+    if dict(effective) == dict(configured):
+        return None
+    differ = [f"subset {d.subset!r} selects {dict(dr.subset(d.subset).labels)}"  # type: ignore[union-attr]
+              for d in dests if d.subset and dr.subset(d.subset) is not None and own.subset(d.subset) is not None
+              and dr.subset(d.subset).labels != own.subset(d.subset).labels]  # type: ignore[union-attr]
+    return ("destination-rule-differs", effective,
+            f"the clients see DestinationRule {dr.meta.ref}, not {own.meta.ref}: " + ("; ".join(differ) or
+                                                                                       "its subsets select other pods"),
+            f"make the subsets of DestinationRule {dr.meta.ref} select what {own.meta.ref}'s do, or narrow its "
+            "exportTo")

@@ -138,3 +138,22 @@ def test_every_reason_is_documented():
     for code in REASONS:
         assert f"| `{code}` |" in section, code
         assert f"``{code}``" in pkg.__doc__, code
+
+
+def test_a_client_namespace_destination_rule_that_selects_other_pods():
+    """istiod gives a sidecar its own namespace's DestinationRule first: when its subsets select other pods than
+    the Service namespace's rule, the clients of that namespace get those pods (``destination-rule-differs``)."""
+    from tests.mesh.test_clients import DR, _mesh_text, _ns
+
+    other = DR.format(ns="d", export="  exportTo: [\".\"]\n",
+                      subsets="{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v3}}")
+    same = DR.format(ns="e", export="  exportTo: [\".\"]\n",
+                     subsets="{name: v1, labels: {version: v1}}, {name: v2, labels: {app: api, version: v2}}")
+    text = _mesh_text(2, extra=(_ns("d"), other, _ns("e"), same))
+    res = audit(Mesh(parse_manifest_text(text, "m.yaml")))
+    assert [(r.service, r.clients, r.reason, r.configured, r.effective) for r in res.rows] == [
+        ("srv/api:8080", "d (1)", "destination-rule-differs", NINETY, (("v1", F(9, 10)), ("v3", F(1, 10))))]
+    assert "subset 'v2' selects {'version': 'v3'}" in res.rows[0].detail and "d/api" in res.rows[0].fix[0]
+    # the same rule without its odd subset: nothing to report
+    assert audit(Mesh(parse_manifest_text(text.replace("labels: {version: v3}}", "labels: {version: v2}}"),
+                                          "m.yaml"))).rows == []
