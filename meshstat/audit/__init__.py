@@ -18,6 +18,7 @@ code                           meaning
 ``subset-without-pods``        a routed subset selects no pods (503)
 ``subset-undefined``           a routed subset is not in the DestinationRule (503 NC)
 ``destination-rule-differs``   the clients' own DestinationRule's subsets select other pods
+``other-virtualservice-wins``  another VirtualService for the host comes first for the clients
 ``ambient-without-waypoint``   ambient clients, no waypoint: ztunnel splits over all pods
 ``backend-missing``            a Gateway API backendRef names no Service, port or valid kind (500)
 ``refused-by-referencegrant``  a Gateway route's cross-namespace backendRef has no ReferenceGrant (500)

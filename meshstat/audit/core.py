@@ -55,6 +55,8 @@ REASONS: dict[str, str] = {
     "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
     "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
                         "share fails (503 NC)",
+    "other-virtualservice-wins": "another VirtualService for the host comes first for the clients' sidecars (one "
+                                 "private to their namespace or exported to it by name): its split applies",
     "destination-rule-differs": "the clients see a DestinationRule of their own namespace (istiod prefers it) whose "
                                 "subsets select other pods than the one of the Service's namespace: the shares go "
                                 "to those pods",
@@ -197,8 +199,6 @@ class AuditContext:
         #: (service, port) pairs audited, and remarks, filled in by the producers
         self.audited = 0
         self.notes: list[str] = []
-        #: namespaces whose sidecars may see a rule differently from any other namespace
-        self.sidecar_namespaces = {s.meta.namespace for s in objs.sidecars} | {root}
         self._pods: dict[tuple[str, int], list[tuple[WorkloadResource, int]]] = {}
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
 

@@ -15,11 +15,14 @@ group (:class:`meshstat.audit.core.ClientClass`):
   DestinationRule they see lacks, or one that selects no pods, turns its share into a 503
   (``subset-undefined``, ``subset-without-pods``); a DestinationRule of their own namespace whose
   subsets select other pods than the Service's namespace's sends the shares there
-  (``destination-rule-differs``).
+  (``destination-rule-differs``); another VirtualService for the host that comes first for them
+  (private to their namespace, or exported to it by name) applies its own split
+  (``other-virtualservice-wins``).
 
 Sidecar clients are evaluated once for every namespace that nothing singles out (a namespace
-name that no rule, Sidecar or exportTo mentions) and once for each namespace that is singled
-out, so that the cost per Service does not grow with the number of namespaces.
+that no rule, Sidecar or exportTo of the Service names: :func:`meshstat.mesh.clients.rule_namespaces`,
+the set ``compare -f`` uses too) and once for each namespace that is singled out, so that the cost
+per Service does not grow with the number of namespaces.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from fractions import Fraction
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
+from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.registry import RegisteredService, version_of
 from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
     exported_to,
-    host_rules,
     imports_host,
     scope_miss,
     sidecar_virtual_services,
@@ -180,9 +183,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     sidecars = by_kind.get("sidecar", [])
     if not sidecars:
         return
-    special = {info.namespace, vs.meta.namespace, *ctx.sidecar_namespaces, *vs.export_to}
-    for d in host_rules(mesh).destination_rules(info):
-        special |= {d.meta.namespace, *d.export_to}
+    special = rule_namespaces(mesh, info)
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
     singled, generic = sidecar_ns.split(special)
     for c in singled:
@@ -244,7 +245,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                     else f"import {vsref}")
         return None
     if found[0] is not vs:
-        return None  # another VirtualService wins for these clients: audited as that one's
+        return _other_virtual_service(ctx, info, port, vs, found[0], configured, pods, ns, cls, labels_of)
     dr = destination_rule(mesh, info, ns)
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
@@ -272,6 +273,29 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     reason, detail, fix = reasons[0]
     return reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix
 
+
+
+def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
+                           other: VirtualService, configured: _Split, pods: _Split, ns: str, cls: ClientClass,
+                           labels_of: dict[str, tuple[tuple[str, str], ...]]) -> tuple[str, _Split, str, str] | None:
+    """``other-virtualservice-wins``: these clients' sidecars use another VirtualService for the host (one private
+    to their namespace, or exported to it by name, comes before the public ones: ``scope.mesh_virtual_services``).
+
+    The effective split is the other one's default route, with its own subset failures (503s) where the
+    DestinationRule these clients see lacks its subsets or they select no pods.
+    """
+    odests = _configured(other, ctx.mesh.port_protocol(info.port(port)))
+    if not odests:
+        return None  # no route for a plain request there: nothing to compare
+    ours = _weights(odests)
+    broken = _sidecar_view(ctx, info, port, other, odests, ours, pods, ns, cls, labels_of)
+    eff = broken[1] if broken is not None and broken[0] != "other-virtualservice-wins" else ours
+    if eff == configured:
+        return None
+    extra = f"; {broken[2]}" if broken is not None and broken[0] != "other-virtualservice-wins" else ""
+    return ("other-virtualservice-wins", eff, f"the clients' sidecars use VirtualService {other.meta.ref} for "
+            f"{info.fqdn} (exportTo {list(other.export_to) or ['*']}), not VirtualService {vs.meta.ref}" + extra,
+            f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
 
 
 def _other_rule(ctx: AuditContext, info: RegisteredService, port: int, dests: tuple[RouteDestination, ...],

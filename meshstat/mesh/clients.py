@@ -23,7 +23,8 @@ from meshstat.mesh.scope import client_scope, host_rules
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import WorkloadResource
 
-__all__ = ["ClientIndex", "ClientRun", "ServiceClients", "client_index", "route_namespaces", "service_clients"]
+__all__ = ["ClientIndex", "ClientRun", "ServiceClients", "client_index", "route_namespaces", "rule_namespaces",
+           "service_clients"]
 
 
 class ClientRun:
@@ -117,11 +118,7 @@ def client_index(mesh: Any) -> ClientIndex:
 def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     """Client namespaces whose sidecars may route ``info`` differently from those of any other namespace.
 
-    A sidecar's route to a Service depends on its namespace only through objects that name
-    namespaces: the Sidecar resources (and the root namespace's), the ``exportTo`` and namespace of
-    the VirtualServices and DestinationRules of the host, the Service's own export annotation and
-    namespace, ``sourceNamespace`` matches, and Gateway API routes (a consumer route binds the
-    clients of its namespace). ``None`` (every namespace apart) when the route may also depend on
+    :func:`rule_namespaces`, or ``None`` (every namespace apart) when the route may also depend on
     the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, or a
     DestinationRule of the host has a locality setting) or on the rest of its namespace (an outbound
     policy ``REGISTRY_ONLY``: what answers an unknown host depends on what else the namespace
@@ -130,7 +127,29 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     objs = mesh.scope
     if mesh.places or objs.mesh_config.outbound_policy == "REGISTRY_ONLY" or any(
             s.outbound_policy == "REGISTRY_ONLY" for s in objs.sidecars):
-        return None  # REGISTRY_ONLY answers an unknown host by what else the namespace imports
+        return None
+    rules = host_rules(mesh)
+    for vs in rules.virtual_services(info):
+        if any(m.source_labels for r in vs.http for m in r.matches) or any(t.source_labels for t in vs.tcp):
+            return None
+    for dr in rules.destination_rules(info):
+        settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
+        if any(t is not None and t.locality is not None for t in settings):
+            return None  # a locality setting: failoverPriority reads the client's labels
+    return rule_namespaces(mesh, info)
+
+
+def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
+    """The namespaces that the objects deciding a sidecar's rules for ``info`` name.
+
+    A sidecar's VirtualService, DestinationRule and scope for a Service depend on its namespace only
+    through objects that name namespaces: the Sidecar resources (and the root namespace's), the
+    Service's own namespace and export annotation, the namespace, ``exportTo`` and
+    ``sourceNamespace`` matches of every VirtualService of the host, the namespace and ``exportTo``
+    of every DestinationRule of the host, and Gateway API routes (a consumer route binds the clients
+    of its namespace). Every namespace outside the set sees the same rules.
+    """
+    objs = mesh.scope
     out = {info.namespace, objs.mesh_config.root_namespace}
     out.update(s.meta.namespace for s in objs.sidecars)
     if info.service is not None:
@@ -143,21 +162,10 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     for vs in rules.virtual_services(info):
         out.add(vs.meta.namespace)
         out.update(vs.export_to)
-        for r in vs.http:
-            for m in r.matches:
-                if m.source_labels:
-                    return None
-                if m.source_namespace is not None:
-                    out.add(m.source_namespace)
-        for t in vs.tcp:
-            if t.source_labels:
-                return None
+        out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)
     for dr in rules.destination_rules(info):
         out.add(dr.meta.namespace)
         out.update(dr.export_to)
-        settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
-        if any(t is not None and t.locality is not None for t in settings):
-            return None  # a locality setting: failoverPriority reads the client's labels
     out.update(client_index(mesh).route_namespaces)
     return out
 

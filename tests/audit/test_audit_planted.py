@@ -157,3 +157,22 @@ def test_a_client_namespace_destination_rule_that_selects_other_pods():
     # the same rule without its odd subset: nothing to report
     assert audit(Mesh(parse_manifest_text(text.replace("labels: {version: v3}}", "labels: {version: v2}}"),
                                           "m.yaml"))).rows == []
+
+
+def test_another_virtual_service_that_comes_first_for_some_namespaces():
+    """A VirtualService private to the clients' namespace, or exported to it by name, comes before the public one
+    (``other-virtualservice-wins``), with its own split; every other namespace keeps the public one's."""
+    from tests.mesh.test_clients import SINGLED_OUT, _mesh_text
+
+    text = _mesh_text(2, extra=SINGLED_OUT["vs-export"] + SINGLED_OUT["vs-export-list"])
+    res = audit(Mesh(parse_manifest_text(text, "m.yaml")))
+    got = {(r.clients, r.reason, r.effective) for r in res.rows}
+    assert got == {
+        ("b (1)", "other-virtualservice-wins", (("v1", F(1, 2)), ("v2", F(1, 2)))),
+        ("2 namespaces, 2 workloads: c (1), g1 (1)", "other-virtualservice-wins", (("v1", F(7, 10)), ("v2", F(3, 10)))),
+    }
+    assert all(r.configured == NINETY for r in res.rows)
+    # the private rule's subset that its namespace's DestinationRule lacks: its share fails there
+    broken = text.replace("subset: v2}, weight: 50", "subset: v9}, weight: 50")
+    row = next(r for r in audit(Mesh(parse_manifest_text(broken, "m.yaml"))).rows if r.clients == "b (1)")
+    assert row.effective == (("v1", F(1, 2)), ("503", F(1, 2))) and "subset 'v9'" in row.detail
