@@ -187,14 +187,14 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
     singled, generic = sidecar_ns.split(special)
     for c in singled:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c, labels_of)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c, labels_of, dr_svc)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
             g[1].append(c)
             g[2].add(fix)
     if generic is not None:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic, labels_of)
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic, labels_of, dr_svc)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
@@ -207,8 +207,8 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                   dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split, ns: str,
-                  cls: ClientClass, labels_of: dict[str, tuple[tuple[str, str], ...]]
-                  ) -> tuple[str, _Split, str, str] | None:
+                  cls: ClientClass, labels_of: dict[str, tuple[tuple[str, str], ...]],
+                  own_dr: DestinationRule | None) -> tuple[str, _Split, str, str] | None:
     mesh = ctx.mesh
     client = cls.workloads[0] if cls.namespace == ns else None
     scope = client_scope(mesh, client, ns)
@@ -245,7 +245,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                     else f"import {vsref}")
         return None
     if found[0] is not vs:
-        return _other_virtual_service(ctx, info, port, vs, found[0], configured, pods, ns, cls, labels_of)
+        return _other_virtual_service(ctx, info, port, vs, found[0], configured, pods, ns, cls, labels_of, own_dr)
     dr = destination_rule(mesh, info, ns)
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
@@ -265,7 +265,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                             f"{d.subset} from {vsref}"))
             failing[_label(d)] = Fraction(1)
     if not failing:
-        return _other_rule(ctx, info, port, dests, configured, dr, labels_of)
+        return _other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of)
     eff: dict[str, Fraction] = {}
     for label, f in configured:
         key = "503" if label in failing else label
@@ -277,7 +277,8 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
 
 def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                            other: VirtualService, configured: _Split, pods: _Split, ns: str, cls: ClientClass,
-                           labels_of: dict[str, tuple[tuple[str, str], ...]]) -> tuple[str, _Split, str, str] | None:
+                           labels_of: dict[str, tuple[tuple[str, str], ...]], own_dr: DestinationRule | None
+                           ) -> tuple[str, _Split, str, str] | None:
     """``other-virtualservice-wins``: these clients' sidecars use another VirtualService for the host (one private
     to their namespace, or exported to it by name, comes before the public ones: ``scope.mesh_virtual_services``).
 
@@ -288,7 +289,7 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
     if not odests:
         return None  # no route for a plain request there: nothing to compare
     ours = _weights(odests)
-    broken = _sidecar_view(ctx, info, port, other, odests, ours, pods, ns, cls, labels_of)
+    broken = _sidecar_view(ctx, info, port, other, odests, ours, pods, ns, cls, labels_of, own_dr)
     eff = broken[1] if broken is not None and broken[0] != "other-virtualservice-wins" else ours
     if eff == configured:
         return None
@@ -299,8 +300,8 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
 
 
 def _other_rule(ctx: AuditContext, info: RegisteredService, port: int, dests: tuple[RouteDestination, ...],
-                configured: _Split, dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]]
-                ) -> tuple[str, _Split, str, str] | None:
+                configured: _Split, dr: DestinationRule | None, own: DestinationRule | None,
+                labels_of: dict[str, tuple[tuple[str, str], ...]]) -> tuple[str, _Split, str, str] | None:
     """``destination-rule-differs``: the clients see another DestinationRule than the Service's namespace (one in
     their own namespace, ``scope.destination_rule``), and its subsets select other pods.
 
@@ -309,7 +310,6 @@ def _other_rule(ctx: AuditContext, info: RegisteredService, port: int, dests: tu
     the routed destination, else the subset of the Service's own rule, that selects it (``unrouted
     <version>`` when none does).
     """
-    own = destination_rule(ctx.mesh, info, info.namespace)
     if dr is None or own is None or dr is own:
         return None
     pods = ctx.selected(info, port)

@@ -136,6 +136,7 @@ class Mesh:
         self.notes: list[str] = []
         self._injections: dict[int, InjectionDecision] = {}
         self._pods_by_label: dict[tuple[str, str, str], list[Pod]] | None = None
+        self._pod_names: tuple[dict[str, Pod], dict[str, Pod], dict[tuple[str, str], list[Pod]]] | None = None
         self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
         self.replicas: dict[int, int] = {}
@@ -708,13 +709,15 @@ class Mesh:
 
         By IP; else by the endpoint's Istio workload metadata when that workload has one pod;
         else, for a subset cluster with one endpoint whose subset selects one pod, that pod.
-        Otherwise ``workload@ip:port`` or ``ip:port``, labelled with the subset's labels.
+        Otherwise ``workload@ip:port`` or ``ip:port``, labelled with the subset's labels. The pod
+        indexes are built once per mesh (``compare -f --envoy`` asks once per Service).
         """
-        by_ip = {p.ip: p for p in self.pods}
-        by_name = {p.name: p for p in self.pods}
-        by_workload: dict[tuple[str, str], list[Pod]] = {}
-        for p in self.pods:
-            by_workload.setdefault((p.namespace, p.workload.meta.name), []).append(p)
+        if self._pod_names is None:
+            by_workload: dict[tuple[str, str], list[Pod]] = {}
+            for p in self.pods:
+                by_workload.setdefault((p.namespace, p.workload.meta.name), []).append(p)
+            self._pod_names = ({p.ip: p for p in self.pods}, {p.name: p for p in self.pods}, by_workload)
+        by_ip, by_name, by_workload = self._pod_names
 
         def namer(e: envoy_parser.Endpoint, cluster: str) -> Backend:
             pod = by_ip.get(e.address)
