@@ -225,3 +225,40 @@ spec:
 """,))
     m = Mesh(parse_manifest_text(strict, "m.yaml"))
     assert clients_mod.route_namespaces(m, m.find_service("srv/api")[0]) is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SINGLED_OUT))), st.integers(0, 3), st.booleans())
+def test_shared_route_equals_every_namespace_apart_in_any_combination(cases: set[str], generic: int,
+                                                                       match: bool) -> None:
+    extra = tuple(d for c in sorted(cases) for d in SINGLED_OUT[c])
+    text = _mesh_text(generic, extra=extra, match="{sourceNamespace: f}" if match else "")
+    shared = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
+    real = clients_mod.route_namespaces
+    try:
+        clients_mod.route_namespaces = lambda *a: None  # type: ignore[assignment]
+        apart = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
+    finally:
+        clients_mod.route_namespaces = real
+    assert shared == apart
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SINGLED_OUT))), st.integers(0, 3))
+def test_audit_rows_equal_every_namespace_apart(cases: set[str], generic: int) -> None:
+    """The audit looks at the namespaces ``rule_namespaces`` names one by one and at one other namespace for the
+    rest: its rows are those of looking at every namespace one by one."""
+    from meshstat.audit import audit
+    from meshstat.audit import istio as audit_istio
+
+    text = _mesh_text(generic, extra=tuple(d for c in sorted(cases) for d in SINGLED_OUT[c]))
+    mesh = Mesh(parse_manifest_text(text, "m.yaml"))
+    shared = audit(mesh).rows
+    real = audit_istio.rule_namespaces
+    try:
+        every = set(mesh.manifests.namespaces) | {w.meta.namespace for w in mesh.manifests.workloads}
+        audit_istio.rule_namespaces = lambda *a: set(every)  # type: ignore[assignment]
+        apart = audit(Mesh(parse_manifest_text(text, "m.yaml"))).rows
+    finally:
+        audit_istio.rule_namespaces = real
+    assert shared == apart
