@@ -4,11 +4,15 @@ Every Service's clients are the mesh's workloads but the Service's own (its pods
 namespace); their path kind (:func:`meshstat.mesh.ambient.client_kind`) and their sidecar's scope
 (:func:`meshstat.mesh.scope.client_scope`) do not depend on the Service. :class:`ClientIndex`
 groups them once per mesh into :class:`ClientRun` s (shared tuples of names), and
-:meth:`ClientIndex.own` finds a Service's own workloads by namespace, so that the paths of a
-Service cost its own workloads, not the cluster's (:meth:`meshstat.mesh.Mesh.client_paths`).
+:meth:`ClientIndex.own` finds a Service's own workloads through a (namespace, label) index, so that
+the paths of a Service cost its own workloads, not the cluster's
+(:func:`service_clients`, used by :meth:`meshstat.mesh.Mesh.client_paths`).
 
-:func:`route_namespaces` says which client namespaces a sidecar may route a Service differently
-from any other namespace; the sidecars of every other namespace get one route, worked out once.
+:func:`rule_namespaces` names the client namespaces whose sidecars may see a Service's rules
+differently from any other namespace (the audit looks at those one by one and at one other
+namespace for the rest); :func:`route_namespaces` is the same for whole routes, or ``None`` where
+the route may depend on more than the namespace. The sidecars of every other namespace get one
+route, worked out once.
 """
 
 from __future__ import annotations
