@@ -98,8 +98,6 @@ class ClientIndex:
         for i, g in enumerate(self.sidecar_groups):
             self.groups_in.setdefault(g.namespace, []).append(i)
         self._by_label = by_label
-        #: namespaces of Gateway API routes (a consumer route binds the sidecars of its namespace)
-        self.route_namespaces = {r.meta.namespace for r in gateway_objects(mesh.manifests).routes}
 
     def own(self, info: RegisteredService) -> frozenset[int]:
         """Ids of ``info``'s own workloads (its namespace's, selected by its selector): not its clients."""
@@ -170,7 +168,11 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
     for dr in rules.destination_rules(info):
         out.add(dr.meta.namespace)
         out.update(dr.export_to)
-    out.update(client_index(mesh).route_namespaces)
+    got = mesh.__dict__.get("_gateway_route_namespaces")
+    if got is None:  # a consumer route binds the sidecars of its namespace
+        got = mesh.__dict__["_gateway_route_namespaces"] = {r.meta.namespace
+                                                            for r in gateway_objects(mesh.manifests).routes}
+    out.update(got)
     return out
 
 
