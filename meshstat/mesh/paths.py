@@ -48,6 +48,7 @@ from meshstat.mesh.scope import (
     ClientScope,
     client_scope,
     destination_rule,
+    host_rules,
     scope_miss,
     sidecar_virtual_services,
     unknown_destination_route,
@@ -733,7 +734,7 @@ class Mesh:
                 if info is not None:
                     sub: tuple[tuple[str, str], ...] = ()
                     if parts[2]:
-                        drs = [d for d in self.manifests.destination_rules
+                        drs = [d for d in host_rules(self).destination_rules(info)  # an index, not a scan
                                if self.resolve_host(d.host, d.meta.namespace) is info and d.subset(parts[2])]
                         sub = drs[0].subset(parts[2]).labels if drs else ()  # type: ignore[union-attr]
                         labels = labels or sub
