@@ -22,7 +22,7 @@ from typing import Any
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import name_list
 from meshstat.mesh.paths import Mesh
-from meshstat.mesh.registry import RegisteredService, version_of
+from meshstat.mesh.registry import LabelIndex, RegisteredService, labels_subset, version_of
 from meshstat.mesh.scope import select_sidecar
 from meshstat.model import share_text
 from meshstat.parsers.istio_scope import SidecarResource
@@ -177,10 +177,7 @@ class AuditContext:
         #: whether real kube-proxy rules replace the modelled kube-proxy layer (``audit --iptables/--nft``)
         self.observed_kube_proxy = observed_kube_proxy
         m = mesh.manifests
-        self.by_ns_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
-        for w in m.workloads:
-            for k, v in w.pod_labels:
-                self.by_ns_label.setdefault((w.meta.namespace, k, v), []).append(w)
+        self._workloads = LabelIndex((w, w.meta.namespace, w.labels) for w in m.workloads)
         objs = mesh.scope
         root = objs.mesh_config.root_namespace
         groups: dict[tuple[str, str, int, str | None], list[WorkloadResource]] = {}
@@ -212,12 +209,7 @@ class AuditContext:
         svc = info.service
         sp = info.port(port)
         if svc is not None and svc.selector and sp is not None:
-            sel = svc.selector
-            cands = min((self.by_ns_label.get((info.namespace, k, v), []) for k, v in sel), key=len)
-            for w in cands:
-                labels = w.labels
-                if not all(labels.get(k) == v for k, v in sel):
-                    continue
+            for w in self._workloads.select(info.namespace, svc.selector):
                 if isinstance(sp.target_port, str) and not any(c[0] == sp.target_port for c in w.container_ports):
                     continue
                 n = self.mesh.replicas.get(id(w), w.replicas)
@@ -231,25 +223,27 @@ class AuditContext:
         key = (info.fqdn, port, labels)
         got = self._has_pods.get(key)
         if got is None:
-            got = self._has_pods[key] = any(all(w.labels.get(a) == b for a, b in labels)
-                                            for w, _ in self.selected(info, port))
+            got = self._has_pods[key] = any(labels_subset(labels, w.labels) for w, _ in self.selected(info, port))
         return got
 
-    def pod_split(self, info: RegisteredService, port: int,
-                  labels_of: Mapping[str, tuple[tuple[str, str], ...]]) -> tuple[tuple[str, Fraction], ...]:
+    def pod_split(self, info: RegisteredService, port: int, labels_of: Mapping[str, tuple[tuple[str, str], ...]],
+                  within: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, Fraction], ...]:
         """Exact share of pods per destination label (``labels_of``: label -> pod labels it selects).
 
         The split of a per-connection uniform pick over every endpoint (kube-proxy, ztunnel, a
-        sidecar's default cluster in the long run); pods no label selects are ``unrouted <version>``.
+        sidecar's default cluster in the long run), or over those that ``within`` (a subset's
+        labels) selects; pods no label selects are ``unrouted <version>``.
         """
         pods = self.selected(info, port)
+        if within:
+            pods = [(w, n) for w, n in pods if labels_subset(within, w.labels)]
         total = sum(n for _, n in pods)
         if total == 0:
             return (("no endpoints", Fraction(1)),)
         counts: dict[str, int] = dict.fromkeys(labels_of, 0)
         for w, n in pods:
             lab = w.labels
-            name = next((k for k, sel in labels_of.items() if all(lab.get(a) == b for a, b in sel)), None)
+            name = next((k for k, sel in labels_of.items() if labels_subset(sel, lab)), None)
             if name is None:  # a pod no destination selects: named by its version label
                 name = f"unrouted {version_of(w.pod_labels)}"
             counts[name] = counts.get(name, 0) + n

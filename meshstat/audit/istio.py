@@ -33,7 +33,7 @@ from fractions import Fraction
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.clients import rule_namespaces
-from meshstat.mesh.registry import RegisteredService, version_of
+from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
@@ -274,7 +274,6 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     return reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix
 
 
-
 def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                            other: VirtualService, configured: _Split, pods: _Split, ns: str, cls: ClientClass,
                            labels_of: dict[str, tuple[tuple[str, str], ...]], own_dr: DestinationRule | None
@@ -289,11 +288,12 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
     if not odests:
         return None  # no route for a plain request there: nothing to compare
     ours = _weights(odests)
+    # the other one's own subset failures (it comes first for these clients: no recursion beyond this)
     broken = _sidecar_view(ctx, info, port, other, odests, ours, pods, ns, cls, labels_of, own_dr)
-    eff = broken[1] if broken is not None and broken[0] != "other-virtualservice-wins" else ours
+    eff = broken[1] if broken is not None else ours
     if eff == configured:
         return None
-    extra = f"; {broken[2]}" if broken is not None and broken[0] != "other-virtualservice-wins" else ""
+    extra = f"; {broken[2]}" if broken is not None else ""
     return ("other-virtualservice-wins", eff, f"the clients' sidecars use VirtualService {other.meta.ref} for "
             f"{info.fqdn} (exportTo {list(other.export_to) or ['*']}), not VirtualService {vs.meta.ref}" + extra,
             f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
@@ -312,19 +312,13 @@ def _other_rule(ctx: AuditContext, info: RegisteredService, port: int, dests: tu
     """
     if dr is None or own is None or dr is own:
         return None
-    pods = ctx.selected(info, port)
+    names = {**labels_of, **{x.name: x.labels for x in own.subsets if x.name not in labels_of}}
     eff: dict[str, Fraction] = {}
     for label, share in configured:
         d = next(x for x in dests if _label(x) == label)
         sub = dr.subset(d.subset) if d.subset else None
-        sel = sub.labels if sub is not None else ()
-        chosen = [(w, n) for w, n in pods if all(w.labels.get(a) == b for a, b in sel)]
-        total = sum(n for _, n in chosen)
-        for w, n in chosen:
-            name = next((k for k, ls in labels_of.items() if all(w.labels.get(a) == b for a, b in ls)), None) \
-                or next((x.name for x in own.subsets if all(w.labels.get(a) == b for a, b in x.labels)),
-                        f"unrouted {version_of(w.pod_labels)}")
-            eff[name] = eff.get(name, Fraction(0)) + share * Fraction(n, total)
+        for name, f in ctx.pod_split(info, port, names, sub.labels if sub is not None else ()):
+            eff[name] = eff.get(name, Fraction(0)) + share * f
     effective = tuple(eff.items())
     if dict(effective) == dict(configured):
         return None

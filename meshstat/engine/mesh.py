@@ -82,6 +82,7 @@ class MeshComparison:
         return out
 
 
+@gc_paused()  # routes and results for thousands of services: no cycles to collect
 def compare_paths(
     filenames: str | Sequence[str] | Manifests,
     *,
@@ -123,15 +124,6 @@ def compare_paths(
     rng
         Seed (see :mod:`meshstat.engine.seeding`).
     """
-    with gc_paused():  # routes and results for thousands of services: no cycles to collect
-        return _compare_paths(filenames, scale=scale, client=client, service=service, envoy=envoy, path=path,
-                              headers=headers, method=method, n=n, rng=rng)
-
-
-def _compare_paths(filenames: str | Sequence[str] | Manifests, *, scale: Mapping[str, int] | None,
-                   client: str | None, service: str | None, envoy: str | Sequence[str] | None, path: str | None,
-                   headers: Mapping[str, str] | None, method: str | None, n: int | None, rng: Any
-                   ) -> MeshComparison:
     if isinstance(filenames, Manifests):
         manifests = filenames
     else:

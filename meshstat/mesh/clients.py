@@ -22,7 +22,7 @@ from typing import Any
 
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
-from meshstat.mesh.registry import RegisteredService, labels_subset
+from meshstat.mesh.registry import LabelIndex, RegisteredService
 from meshstat.mesh.scope import client_scope, host_rules
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import WorkloadResource
@@ -41,9 +41,13 @@ class ClientRun:
         self.names = names if names is not None else tuple(w.meta.ref for w in workloads)
         self.pos = {id(w): i for i, w in enumerate(self.workloads)}
 
+    def drop(self, own: frozenset[int]) -> frozenset[int]:
+        """The positions of the workloads of ``own`` (ids) in the run."""
+        return frozenset(self.pos[i] for i in own if i in self.pos) if own else frozenset()
+
     def less(self, own: frozenset[int]) -> tuple[WorkloadResource | None, ClientList]:
         """The first workload not in ``own`` (ids), and the names less ``own``'s."""
-        drop = frozenset(self.pos[i] for i in own if i in self.pos) if own else frozenset()
+        drop = self.drop(own)
         if len(drop) == len(self.workloads):
             return None, ClientList()
         return self.workloads[self.first_kept(drop)], ClientList.run(self.names, drop)
@@ -53,14 +57,6 @@ class ClientRun:
         return 0 if 0 not in drop else next(j for j in range(len(self.workloads)) if j not in drop)
 
 
-@dataclass(frozen=True)
-class SidecarGroup:
-    """Sidecar clients of one namespace that one Sidecar resource (or none) scopes."""
-
-    namespace: str
-    run: ClientRun
-
-
 class ClientIndex:
     """The mesh's client workloads grouped once (see the module docstring)."""
 
@@ -68,7 +64,6 @@ class ClientIndex:
         ws = mesh.manifests.workloads
         self.key = (id(ws), len(ws))
         kinds: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
-        by_label: dict[tuple[str, str, str], list[WorkloadResource]] = {}
         groups: dict[tuple[str, int], list[WorkloadResource]] = {}
         #: not injected although their namespace is labelled for injection: (workload, why)
         self.unreached: list[tuple[WorkloadResource, str]] = []
@@ -76,8 +71,6 @@ class ClientIndex:
         self.order = {id(w): i for i, w in enumerate(ws)}
         for w in ws:
             ns = w.meta.namespace
-            for k, v in w.labels.items():
-                by_label.setdefault((ns, k, v), []).append(w)
             kind = client_kind(mesh, w)
             kinds[kind].append(w)
             if kind == "sidecar":
@@ -90,22 +83,22 @@ class ClientIndex:
         #: injected workloads (kind ``sidecar``) as clients through their istio-proxy (UID 1337)
         self.proxies = ClientRun(kinds["sidecar"], tuple(mesh._proxy_name(w) for w in kinds["sidecar"]))
         self.plain = ClientRun([w for w in ws if not mesh.injection(w).injected])
-        self.sidecar_groups = [SidecarGroup(ns, ClientRun(g)) for (ns, _), g in groups.items()]
+        #: sidecar clients of one namespace that one Sidecar resource (or none) scopes: (namespace, run)
+        self.sidecar_groups = [(ns, ClientRun(g)) for (ns, _), g in groups.items()]
         #: every sidecar group whole, as :attr:`ServiceClients.sidecar_groups` lists them
-        self.whole_groups = [(g.namespace, g.run.workloads[0], g.run.names, frozenset()) for g in self.sidecar_groups]
+        self.whole_groups = [(ns, run.workloads[0], run.names, frozenset()) for ns, run in self.sidecar_groups]
         #: namespace -> the positions of its groups in :attr:`sidecar_groups`
         self.groups_in: dict[str, list[int]] = {}
-        for i, g in enumerate(self.sidecar_groups):
-            self.groups_in.setdefault(g.namespace, []).append(i)
-        self._by_label = by_label
+        for i, (ns, _) in enumerate(self.sidecar_groups):
+            self.groups_in.setdefault(ns, []).append(i)
+        self._by_label = LabelIndex((w, w.meta.namespace, w.labels) for w in ws)
 
     def own(self, info: RegisteredService) -> frozenset[int]:
         """Ids of ``info``'s own workloads (its namespace's, selected by its selector): not its clients."""
         sel = info.service.selector if info.service is not None else None
         if not sel:
             return frozenset()
-        cands = min((self._by_label.get((info.namespace, k, v), []) for k, v in sel), key=len)
-        return frozenset(id(w) for w in cands if labels_subset(sel, w.labels))
+        return frozenset(id(w) for w in self._by_label.select(info.namespace, sel))
 
 
 def client_index(mesh: Any) -> ClientIndex:
@@ -228,8 +221,8 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
     groups = list(idx.whole_groups)  # a Service's own workloads are in its namespace: other groups are whole
     moved = False
     for i in reversed(idx.groups_in.get(info.namespace, ())):
-        run = idx.sidecar_groups[i].run
-        drop = frozenset(run.pos[w] for w in own if w in run.pos) if own else frozenset()
+        run = idx.sidecar_groups[i][1]
+        drop = run.drop(own)
         if not drop:
             continue
         if len(drop) == len(run.workloads):

@@ -63,17 +63,15 @@ class ClientList(Sequence[str]):
     __slots__ = ("_n", "_parts")
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        run = tuple(names)
-        self._parts: list[tuple[tuple[str, ...], frozenset[int]]] = [(run, frozenset())] if run else []
-        self._n = len(run)
+        self._parts: list[tuple[tuple[str, ...], frozenset[int]]] = []
+        self._n = 0
+        self.add_run(tuple(names))
 
     @classmethod
     def run(cls, names: tuple[str, ...], drop: frozenset[int] = frozenset()) -> ClientList:
         """``names`` (a shared tuple) less the positions in ``drop``."""
         out = cls()
-        if len(drop) < len(names):
-            out._parts.append((names, drop))
-            out._n = len(names) - len(drop)
+        out.add_run(names, drop)
         return out
 
     def add_run(self, names: tuple[str, ...], drop: frozenset[int] = frozenset()) -> None:
@@ -88,23 +86,7 @@ class ClientList(Sequence[str]):
             self._parts.extend(other._parts)
             self._n += other._n
         else:
-            run = tuple(other)
-            if run:
-                self._parts.append((run, frozenset()))
-                self._n += len(run)
-
-    def parts(self) -> list[tuple[tuple[str, ...], frozenset[int]]]:
-        """The runs and the positions each leaves out (for summaries over many paths: :func:`client_union`)."""
-        return list(self._parts)
-
-    def head(self, limit: int) -> list[str]:
-        """The first ``limit`` names."""
-        out: list[str] = []
-        for name in self:
-            if len(out) >= limit:
-                break
-            out.append(name)
-        return out
+            self.add_run(tuple(other))
 
     def __len__(self) -> int:
         return self._n

@@ -37,6 +37,7 @@ from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
     InjectorConfig,
+    LabelIndex,
     Pod,
     RegisteredService,
     injection_decision,
@@ -136,7 +137,7 @@ class Mesh:
         self.requests_for: RequestsFor | None = route_requests
         self.notes: list[str] = []
         self._injections: dict[int, InjectionDecision] = {}
-        self._pods_by_label: dict[tuple[str, str, str], list[Pod]] | None = None
+        self._pods_by_label: LabelIndex[Pod] | None = None
         self._pod_names: tuple[dict[str, Pod], dict[str, Pod], dict[tuple[str, str], list[Pod]]] | None = None
         self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
@@ -217,16 +218,11 @@ class Mesh:
         return got
 
     def selected_pods(self, namespace: str, selector: Sequence[tuple[str, str]]) -> list[Pod]:
-        """The pods of ``namespace`` that ``selector`` (not empty) selects, in order (an index by label,
+        """The pods of ``namespace`` that ``selector`` (not empty) selects, in order (a :class:`LabelIndex`,
         built on first use: a Service costs its candidates, not its namespace)."""
         if self._pods_by_label is None:
-            self._pods_by_label = {}
-            for pod in self.pods:
-                for k, v in pod.labels:
-                    self._pods_by_label.setdefault((pod.namespace, k, v), []).append(pod)
-        index = self._pods_by_label
-        cands = min((index.get((namespace, k, v), []) for k, v in selector), key=len)
-        return [p for p in cands if labels_subset(selector, dict(p.labels))]
+            self._pods_by_label = LabelIndex((p, p.namespace, dict(p.labels)) for p in self.pods)
+        return self._pods_by_label.select(namespace, selector)
 
     def resolve_host(self, host: str, namespace: str) -> RegisteredService | None:
         """A VirtualService/DestinationRule host as Istio reads it (``ResolveShortnameToFQDN``).

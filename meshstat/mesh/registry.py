@@ -11,6 +11,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from meshstat.model import Backend, Provenance
 from meshstat.parsers.k8s import Namespace, Service, ServiceEntry, ServicePort, WorkloadResource
@@ -21,6 +22,7 @@ __all__ = [
     "SIDECAR_UID",
     "InjectionDecision",
     "InjectorConfig",
+    "LabelIndex",
     "Pod",
     "RegisteredService",
     "injection_decision",
@@ -247,3 +249,29 @@ def synthetic_ip(key: str, taken: set[str]) -> str:
 def labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
     """Whether ``labels`` has every (key, value) of ``sub`` (a selector)."""
     return all(labels.get(k) == v for k, v in sub)
+
+
+_T = TypeVar("_T")
+
+
+class LabelIndex(Generic[_T]):
+    """Objects (pods, workloads) by (namespace, label, value), in the order they were given.
+
+    What a selector picks in a namespace costs the objects that carry its rarest label, not every
+    object of the namespace: a cluster's Services each look up their own pods.
+    """
+
+    __slots__ = ("_by",)
+
+    def __init__(self, entries: Iterable[tuple[_T, str, Mapping[str, str]]]) -> None:
+        by: dict[tuple[str, str, str], list[tuple[_T, Mapping[str, str]]]] = {}
+        for obj, namespace, labels in entries:
+            for k, v in labels.items():
+                by.setdefault((namespace, k, v), []).append((obj, labels))
+        self._by = by
+
+    def select(self, namespace: str, selector: Iterable[tuple[str, str]]) -> list[_T]:
+        """The objects of ``namespace`` whose labels hold every pair of ``selector`` (not empty)."""
+        sel = tuple(selector)
+        cands = min((self._by.get((namespace, k, v), ()) for k, v in sel), key=len)
+        return [obj for obj, labels in cands if labels_subset(sel, labels)]

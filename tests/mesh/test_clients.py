@@ -30,7 +30,7 @@ def test_client_list_reads_as_the_names_it_stands_for() -> None:
     cl.add_run(("x", "y"), frozenset({0}))
     cl.extend(["z"])
     cl.extend(ClientList(["w"]))
-    assert cl == ["a", "c", "d", "y", "z", "w"] and len(cl) == 6 and cl[3] == "y" and cl.head(2) == ["a", "c"]
+    assert cl == ["a", "c", "d", "y", "z", "w"] and len(cl) == 6 and cl[3] == "y" and cl[:2] == ["a", "c"]
     assert ClientList.run(("a",), frozenset({0})) == [] and not ClientList.run(("a",), frozenset({0}))
     assert name_list(cl, 2) == "a, c and 4 more" and name_list(iter(["p", "q", "r"]), 1) == "p and 2 more"
 
@@ -155,6 +155,18 @@ SINGLED_OUT = {
 }
 
 
+def _shared_and_apart(text: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """The paths of ``text`` as computed, and with every namespace apart (the grouping switched off)."""
+    shared = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
+    real = clients_mod.route_namespaces
+    try:
+        clients_mod.route_namespaces = lambda *a: None  # type: ignore[assignment]
+        apart = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
+    finally:
+        clients_mod.route_namespaces = real
+    return shared, apart
+
+
 def _signature(cmp: object) -> list[tuple[object, ...]]:
     out = []
     for p in cmp.paths:  # type: ignore[attr-defined]
@@ -164,7 +176,7 @@ def _signature(cmp: object) -> list[tuple[object, ...]]:
 
 
 @pytest.mark.parametrize("case", sorted(SINGLED_OUT))
-def test_shared_route_equals_every_namespace_apart(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shared_route_equals_every_namespace_apart(case: str) -> None:
     """The paths with namespaces that nothing singles out sharing one route are those computed namespace by
     namespace, for each way a namespace can be singled out (and all of them together)."""
     for extra in (SINGLED_OUT[case], tuple(d for docs in SINGLED_OUT.values() for d in docs)):
@@ -174,19 +186,14 @@ def test_shared_route_equals_every_namespace_apart(case: str, monkeypatch: pytes
             text = text.replace("metadata: {name: api, namespace: srv}",
                                 "metadata: {name: api, namespace: srv, annotations: "
                                 "{networking.istio.io/exportTo: 'srv,k'}}")
-        shared = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
-        with monkeypatch.context() as m:
-            m.setattr(clients_mod, "route_namespaces", lambda *a: None)
-            apart = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
+        shared, apart = _shared_and_apart(text)
         assert shared == apart
         assert len({x[1] for x in shared if x[2] == "sidecar"}) >= 2, shared  # the case does single a namespace out
 
 
-def test_planted_cluster_equals_every_namespace_apart(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = to_yaml(cluster(24, 6, Plant(**{f: True for f in Plant.__dataclass_fields__})))
-    shared = _signature(compare_paths(parse_manifest_text(text, "c.yaml"), n=None))
-    monkeypatch.setattr(clients_mod, "route_namespaces", lambda *a: None)
-    assert shared == _signature(compare_paths(parse_manifest_text(text, "c.yaml"), n=None))
+def test_planted_cluster_equals_every_namespace_apart() -> None:
+    shared, apart = _shared_and_apart(to_yaml(cluster(24, 6, Plant(**{f: True for f in Plant.__dataclass_fields__}))))
+    assert shared == apart
 
 
 def test_sidecar_routes_do_not_grow_with_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,14 +239,7 @@ spec:
 def test_shared_route_equals_every_namespace_apart_in_any_combination(cases: set[str], generic: int,
                                                                        match: bool) -> None:
     extra = tuple(d for c in sorted(cases) for d in SINGLED_OUT[c])
-    text = _mesh_text(generic, extra=extra, match="{sourceNamespace: f}" if match else "")
-    shared = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
-    real = clients_mod.route_namespaces
-    try:
-        clients_mod.route_namespaces = lambda *a: None  # type: ignore[assignment]
-        apart = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
-    finally:
-        clients_mod.route_namespaces = real
+    shared, apart = _shared_and_apart(_mesh_text(generic, extra=extra, match="{sourceNamespace: f}" if match else ""))
     assert shared == apart
 
 
