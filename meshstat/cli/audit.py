@@ -15,16 +15,14 @@ def _cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.audit import REASONS, audit
     from meshstat.mesh import Mesh
     from meshstat.parsers.k8s import load_manifests
-    from meshstat.report.audit import audit_table
+    from meshstat.report.audit import AUDIT_COLUMNS, audit_table
 
     res = audit(Mesh(load_manifests(args.filename)), observed=_observed(args))
     df = audit_table(res)
     if res.rows or args.format != "table":
-        ctx.emit(df, args)
-    remarks = ctx.stderr if (args.format != "table" or getattr(args, "output", None)) else ctx.stdout
-    print(res.summary(), file=remarks)
-    for reason in res.by_reason():
-        print(f"  {reason}: {REASONS.get(reason, '')}", file=remarks)
+        ctx.emit(df, args, columns=AUDIT_COLUMNS)
+    ctx.remarks([*res.summary().splitlines(), *(f"  {reason}: {REASONS.get(reason, '')}"
+                                                for reason in res.by_reason())], args)
     return ExitStatus.DIVERGES if res.diverges else ExitStatus.SUCCESS
 
 

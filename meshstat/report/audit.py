@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from meshstat.audit import AuditResult, format_split
+from meshstat.report.text import Column
 
-__all__ = ["COLUMNS", "audit_table"]
+__all__ = ["AUDIT_COLUMNS", "COLUMNS", "audit_table"]
 
 COLUMNS = ("service", "clients", "configured", "effective", "reason", "detail")
+
+#: How ``--format table`` lays the rows out: fitted to the terminal, long cells wrapped (every column is
+#: there; a column that does not fit even wrapped is named below the table, and ``--wide`` shows it).
+AUDIT_COLUMNS = (
+    Column("SERVICE", "service"),
+    Column("CLIENTS", "clients", wrap=True),
+    Column("CONFIGURED", "configured", wrap=True),
+    Column("EFFECTIVE", "effective", wrap=True),
+    Column("REASON", "reason"),
+    Column("DETAIL", "detail", wrap=True),
+)
 
 
 def audit_table(res: AuditResult) -> Any:
