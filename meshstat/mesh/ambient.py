@@ -47,6 +47,7 @@ applies its own routes), and clients outside the mesh reach the pods through kub
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -432,11 +433,20 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                 out.append(p)
                 # the path that the sidecars of namespaces nothing singles out take (their route is one)
                 generic = p if special is not None and groups[0][0] not in special else None
-                for ns, rep, names, drop in groups[1:]:
+                rest = groups[1:]
+                # the positions of the groups to look at one by one; the others (a cluster's hundreds of
+                # namespaces) go to the generic path a stretch at a time
+                apart = [k for k, g in enumerate(rest) if special is None or g[0] in special] + [len(rest)]
+                k = 0
+                while k < len(rest):
+                    ns, rep, names, drop = rest[k]
                     alike = special is not None and ns not in special
                     if alike and generic is not None:
-                        generic.clients.add_run(names, drop)
+                        end = apart[bisect_right(apart, k)]
+                        generic.clients.add_runs([(g[2], g[3]) for g in rest[k:end]])
+                        k = end
                         continue
+                    k += 1
                     sc = client_scope(mesh, rep, rep.meta.namespace)
                     lay: list[Layer] = []
                     label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"

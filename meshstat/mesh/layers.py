@@ -80,6 +80,12 @@ class ClientList(Sequence[str]):
             self._parts.append((names, drop))
             self._n += len(names) - len(drop)
 
+    def add_runs(self, runs: Iterable[tuple[tuple[str, ...], frozenset[int]]]) -> None:
+        """Append each ``(names, drop)`` of ``runs`` (as :meth:`add_run` does, in one step)."""
+        kept = [r for r in runs if len(r[1]) < len(r[0])]
+        self._parts.extend(kept)
+        self._n += sum(len(names) - len(drop) for names, drop in kept)
+
     def extend(self, other: Iterable[str]) -> None:
         """Append ``other``'s names (its runs, when it is a ClientList)."""
         if isinstance(other, ClientList):

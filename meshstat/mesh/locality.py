@@ -374,12 +374,24 @@ def cluster_locality(dr: Any, subset: str | None, port: int, traffic_distributio
                      caller: Place | None, caller_labels: Mapping[str, str] | None = None,
                      ) -> tuple[LocalityPolicy, LocalityPlan]:  # fmt: skip
     """The policy and plan of one cluster (``dr``: a :class:`meshstat.parsers.k8s.DestinationRule` or None)."""
+    eff = cluster_policy(dr, subset, port, traffic_distribution)
+    return eff, apply_locality(eps, caller, eff, caller_labels)
+
+
+def cluster_policy(dr: Any, subset: str | None, port: int, traffic_distribution: str | None) -> LocalityPolicy:
+    """The effective locality policy of one cluster (the first half of :func:`cluster_locality`)."""
     pol = None
     if dr is not None:
         sub = dr.subset(subset) if subset else None
         pol = locality_policy(dr.locality, dr.port_locality, sub.locality if sub is not None else None, port)
-    eff = effective_locality(pol, traffic_distribution)
-    return eff, apply_locality(eps, caller, eff, caller_labels)
+    return effective_locality(pol, traffic_distribution)
+
+
+def depends_on_caller(policy: LocalityPolicy) -> bool:
+    """Whether :func:`apply_locality` under ``policy`` gives callers in different places different plans
+    (``distribute``, or failover priorities: only with outlier detection, as Istio applies them)."""
+    s = policy.setting
+    return s is not None and (s.distribute is not None or policy.failover)
 
 
 def describe(policy: LocalityPolicy, plan: LocalityPlan, caller: Place | None) -> str:

@@ -32,7 +32,8 @@ from meshstat.mesh.gateway_api import (
 )
 from meshstat.mesh.ingress import ingress_paths
 from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings
-from meshstat.mesh.locality import Place, cluster_locality, describe, pod_places
+from meshstat.mesh.locality import (LocalityPolicy, Place, apply_locality, cluster_policy, depends_on_caller,
+                                    describe, pod_places)
 from meshstat.mesh.registry import (
     EP,
     InjectionDecision,
@@ -141,6 +142,9 @@ class Mesh:
         self._pod_names: tuple[dict[str, Pod], dict[str, Pod], dict[tuple[str, str], list[Pod]]] | None = None
         self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
+        #: ``_cluster_node``'s endpoint stages by what decides them, with the warnings, notes and layers they add
+        self._clusters: dict[tuple[Any, ...], tuple[Node, list[Diagnostic], list[str], list[Layer]]] = {}
+        self._kube_routes: dict[tuple[int, int], tuple[Route, tuple[str, ...]]] = {}
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
             if r < 0:
@@ -356,7 +360,12 @@ class Mesh:
 
     def kube_proxy_route(self, info: RegisteredService, port: int, *, name: str = "kube-proxy",
                          diags: list[Diagnostic] | None = None, notes: Sequence[str] = ()) -> Route:
-        """kube-proxy's cascade over all endpoints of the Service (per connection)."""
+        """kube-proxy's cascade over all endpoints of the Service (per connection; once per service port)."""
+        got = self._kube_routes.get((id(info), port))
+        if got is not None:
+            if diags is not None:
+                self.endpoints(info, port, diags)  # its warnings, as the first call gave them
+            return got[0].renamed(name, (*notes, *got[1]))
         eps = self.endpoints(info, port, diags)
         sp = info.port(port)
         prov = Provenance(info.source, sp.line if sp else info.line)
@@ -368,12 +377,14 @@ class Mesh:
         else:
             root = Cascade.kube_proxy(backs, name=f"kube-proxy KUBE-SVC {svc_label} ({len(backs)} endpoints)",
                                       provenance=prov)
-        nts = [*notes, f"kube-proxy (iptables mode) picks one of {len(backs)} endpoint(s) per connection, "
-               "endpoints sorted as ip:port strings (proxier.go: writeServiceToEndpointRules)"]
+        tail = [f"kube-proxy (iptables mode) picks one of {len(backs)} endpoint(s) per connection, "
+                "endpoints sorted as ip:port strings (proxier.go: writeServiceToEndpointRules)"]
         if info.entry is not None:
-            nts.append(f"{info.fqdn} is a ServiceEntry: without a sidecar there is no kube-proxy rule; "
-                       "the client resolves it by DNS (shown as kube-proxy over its endpoints for comparison)")
-        return Route(root=root, name=name, provenance=prov, notes=tuple(nts))
+            tail.append(f"{info.fqdn} is a ServiceEntry: without a sidecar there is no kube-proxy rule; "
+                        "the client resolves it by DNS (shown as kube-proxy over its endpoints for comparison)")
+        route = Route(root=root, name=name, provenance=prov, notes=(*notes, *tail))
+        self._kube_routes[(id(info), port)] = (route, tuple(tail))
+        return route
 
     def _lb_policy(self, dr: DestinationRule | None, subset: str | None, port: int) -> tuple[str, str]:
         if dr is not None:
@@ -433,6 +444,28 @@ class Mesh:
                                         "DestinationRule: the cluster does not exist (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
             sub_labels = s.labels
+        # the rest depends on the cluster, the rule seen and the caller's place alone: worked out once per key
+        td = self.manifests.topology.services.get(f"{target.namespace}/{target.name}")
+        lpol = cluster_policy(dr, subset, cport, td.traffic_distribution if td else None)
+        caller, caller_labels = self._caller or (None, {})
+        key: tuple[Any, ...] = (id(target), cport, subset, id(dr), sub_labels, unit, src, line)
+        if depends_on_caller(lpol):
+            key += (caller, tuple(sorted(caller_labels.items())))
+        got = self._clusters.get(key)
+        if got is None:
+            d0, n0, l0 = len(diags), len(notes), len(layers)
+            node = self._cluster_stage(target, cport, cname, subset, sub_labels, dr, lpol, unit, src, line, prov,
+                                       diags, notes, layers)
+            self._clusters[key] = got = (node, diags[d0:], notes[n0:], layers[l0:])
+            return node
+        for into, added in zip((diags, notes, layers), got[1:], strict=True):
+            into.extend(added)  # type: ignore[attr-defined]
+        return got[0]
+
+    def _cluster_stage(self, target: RegisteredService, cport: int, cname: str, subset: str | None, sub_labels: Any,
+                       dr: DestinationRule | None, lpol: LocalityPolicy, unit: str, src: str, line: int,
+                       prov: Provenance, diags: list[Diagnostic], notes: list[str], layers: list[Layer]) -> Node:
+        """The endpoint stage of cluster ``cname`` (``_cluster_node``'s part that its key decides)."""
         eps_all = self.endpoints(target, cport, diags)
         eps = [e for e in eps_all if labels_subset(sub_labels, dict(e.backend.labels))]
         policy, why = self._lb_policy(dr, subset, cport)
@@ -445,9 +478,7 @@ class Mesh:
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
         caller, caller_labels = self._caller or (None, {})
-        td = self.manifests.topology.services.get(f"{target.namespace}/{target.name}")
-        lpol, plan = cluster_locality(dr, subset, cport, td.traffic_distribution if td else None, eps, caller,
-                                      caller_labels)  # fmt: skip
+        plan = apply_locality(eps, caller, lpol, caller_labels)
         if lpol.zone_aware_ignored:
             diags.append(Diagnostic("warning", f"{cname}: zoneAwareLbSetting is not modelled", src, line))
         if lpol.setting is not None and (lpol.failover or lpol.setting.distribute is not None):

@@ -503,6 +503,12 @@ class Route:
         if dup:
             raise ModelError(f"backend names must be unique in a route, repeated: {sorted(dup)}")
 
+    def renamed(self, name: str, notes: tuple[str, ...]) -> Route:
+        """The same root and provenance under another name and notes, sharing the walks already done."""
+        out = Route(root=self.root, name=name, provenance=self.provenance, notes=notes)
+        object.__setattr__(out, "_memo", self._memo)  # every entry is the root's
+        return out
+
     def backends(self) -> tuple[Backend, ...]:
         """Leaves in depth-first order (the order of every count array)."""
         got = self._memo.get("backends")

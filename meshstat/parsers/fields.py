@@ -151,7 +151,11 @@ def field_bool(ctx: ManifestContext, obj: Any, key: str, what: str) -> bool | No
 
 def field_str_map(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
     """The mapping ``obj[key]`` of scalars as ``((key, text), ...)`` in file order (labels, annotations)."""
-    m = field_map(ctx, obj, key, what)
+    m = obj.get(key) if isinstance(obj, dict) else None
+    if m is None:  # the common case (no annotations, no labels): nothing to check
+        return ()
+    if not isinstance(m, dict):
+        m = field_map(ctx, obj, key, what)  # raises: not a mapping
     items = tuple(m.items())
     for k, v in items:  # the common case, text to text, as it is
         if type(k) is not str or type(v) is not str:

@@ -67,6 +67,9 @@ def _rows(entries: Sequence[dict[str, Any]], backends: bool = True) -> list[dict
     """Rows of the long frame from ``{"service", "path", "route", "result", "clients"}`` entries
     (``backends`` False: the version rows only)."""
     rows: list[dict[str, Any]] = []
+    # a cluster's routes come in a few shapes (the same versions with the same exact shares): each shape's
+    # version subtotals are summed and written once
+    shapes: dict[tuple[Any, ...], list[tuple[str, list[int], str | None, float]]] = {}
     for e in entries:
         route, res = e["route"], e.get("result")
         backs = route.backends()
@@ -76,19 +79,26 @@ def _rows(entries: Sequence[dict[str, Any]], backends: bool = True) -> list[dict
         root = route.root
         unit = getattr(root, "unit", "request")
         common = {"service": e["service"], "path": e["path"], "unit": unit, "clients": name_list(e.get("clients", ()), CLIENT_NAMES_SHOWN)}
-        by_version: dict[str, list[int]] = {}
-        for i, b in enumerate(backs):
-            by_version.setdefault(_version(b.labels), []).append(i)
-        for v, idx in by_version.items():
-            s = exact_sum(exact[i] for i in idx)
+        versions = tuple(_version(b.labels) for b in backs)
+        key = (versions, exact, exact_ok)
+        shape = shapes.get(key)
+        if shape is None:
+            by_version: dict[str, list[int]] = {}
+            for i, v in enumerate(versions):
+                by_version.setdefault(v, []).append(i)
+            shape = shapes[key] = []
+            for v, idx in by_version.items():
+                s = exact_sum(exact[i] for i in idx)
+                shape.append((v, idx, share_text(s, exact_ok), float(s)))
+        for v, idx, text, share in shape:
             c = sum(counts[i] for i in idx)
             rows.append({**common, "level": "version", "version": v, "backend": "(all)", "address": "",
-                         "exact_fraction": share_text(s, exact_ok), "exact": float(s), "simulated": (c / n if n else None),
+                         "exact_fraction": text, "exact": share, "simulated": (c / n if n else None),
                          "count": c, "n": n})
         if not backends:
             continue
         for i, b in enumerate(backs):
-            rows.append({**common, "level": "backend", "version": _version(b.labels), "backend": b.name,
+            rows.append({**common, "level": "backend", "version": versions[i], "backend": b.name,
                          "address": b.address or "", "exact_fraction": share_text(exact[i], exact_ok), "exact": float(exact[i]),
                          "simulated": (counts[i] / n if n else None), "count": counts[i], "n": n})
     return rows

@@ -215,11 +215,15 @@ def view(df: pl.DataFrame, columns: Sequence[Column]) -> tuple[list[Column], lis
     """
     cols = [c for c in columns if c.sources[0] in df.columns]
     data = {name: df.get_column(name).to_list() for c in cols for name in c.sources if name in df.columns}
-    rows = []
-    for i in range(df.height):
-        rows.append([c.fmt(*(data[s][i] if s in data else None for s in c.sources)) for c in cols])
-    keep = [j for j in range(len(cols)) if not rows or any(r[j] != "-" for r in rows)]
-    return [cols[j] for j in keep], [[r[j] for j in keep] for r in rows]
+    none = [None] * df.height
+    cells = []  # column by column: one call per cell, no per-row argument tuples
+    for c in cols:
+        args = [data.get(s, none) for s in c.sources]
+        cells.append([c.fmt(v) for v in args[0]] if len(args) == 1 else [c.fmt(*vs) for vs in zip(*args)])
+    keep = [j for j, col in enumerate(cells) if not col or any(x != "-" for x in col)]
+    if not keep:
+        return [], [[] for _ in range(df.height)]
+    return [cols[j] for j in keep], [list(r) for r in zip(*(cells[j] for j in keep))]
 
 
 #: Narrowest a wrapped column gets.
@@ -283,9 +287,19 @@ def render_columns(
             return textwrap.wrap(c, widths[i], break_on_hyphens=False) or [""]
         return [_cut(c, widths[i])]
 
+    footer = f"({n - shown} more column{'s' if n - shown > 1 else ''}: --wide)" if shown < n else None
+    if not term.color and not any(wrap[:shown]):  # one line per row: laid out column by column
+        cols = []
+        for i in range(shown):
+            w = widths[i]
+            col = [_cut(r[i], w) for r in (headers, *rows)]
+            cols.append([x.rjust(w) for x in col] if align[i] == "right" else [x.ljust(w) for x in col])
+        lines = [(" " * GAP).join(parts).rstrip() for parts in zip(*cols)]
+        if footer:
+            lines.append(footer)
+        return "\n".join(lines)
     table = [[[_cut(h, widths[i])] for i, h in enumerate(headers[:shown])]]
     table += [[cell(r[i], i) for i in range(shown)] for r in rows]
-    footer = f"({n - shown} more column{'s' if n - shown > 1 else ''}: --wide)" if shown < n else None
     if term.color:
         return _rich_columns(table, widths, align, footer)
     lines = []

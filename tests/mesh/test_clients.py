@@ -38,6 +38,17 @@ def test_client_list_reads_as_the_names_it_stands_for() -> None:
 names = st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=6, unique=True).map(tuple)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(names, st.sets(st.integers(0, 5))), max_size=5))
+def test_add_runs_is_add_run_in_turn(runs: list[tuple[tuple[str, ...], set[int]]]) -> None:
+    pairs = [(run, frozenset(i for i in drop if i < len(run))) for run, drop in runs]
+    one, many = ClientList(["z"]), ClientList(["z"])
+    for run, drop in pairs:
+        one.add_run(run, drop)
+    many.add_runs(pairs)
+    assert list(many) == list(one) and len(many) == len(one) and many._parts == one._parts
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(names, min_size=1, max_size=4), st.data())
 def test_client_union_is_the_ordered_union(runs: list[tuple[str, ...]], data: st.DataObject) -> None:

@@ -83,6 +83,21 @@ def test_rich_and_plain_tables_are_the_same_text() -> None:
             assert max(len(line) for line in plain.splitlines()) <= width
 
 
+def test_plain_tables_without_wrapping_are_rich_ones_without_colour() -> None:
+    """Without a wrapped column the plain table is laid out column by column: the same text as rich draws."""
+    headers = ["NAME", "PATH", "EXACT"]
+    rows = [["svc-with-a-long-name.ns:8080", "sidecar (Envoy)", "90%"], ["b", "no sidecar (kube-proxy)", "10%"],
+            ["", "x", "-"]]  # fmt: skip
+    kw = {"align": ["left", "left", "right"], "shrink": [True, True, False]}
+    for width in (None, 50, 40, 30):
+        plain = render_columns(headers, rows, term=Terminal(width, False), **kw)
+        rich = render_columns(headers, rows, term=Terminal(width, True), **kw)
+        assert ANSI.sub("", rich) == plain, width
+        assert len(plain.splitlines()) == 1 + len(rows) + ("more column" in plain), width
+    assert render_columns(headers, rows, term=Terminal(None, False), **kw).splitlines()[2] == \
+        "b" + " " * 27 + "   " + "no sidecar (kube-proxy)" + "   " + "  10%"  # widths 28, 23, 5; gaps of 3
+
+
 def test_fit_shrinks_text_widest_first_and_never_numbers() -> None:
     headers = ["A", "B", "N"]
     rows = [["x" * 30, "y" * 20, "1234567"]]
