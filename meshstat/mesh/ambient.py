@@ -443,7 +443,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                     alike = special is not None and ns not in special
                     if alike and generic is not None:
                         end = apart[bisect_right(apart, k)]
-                        generic.clients.add_runs([(g[2], g[3]) for g in rest[k:end]])
+                        generic.clients.add_runs(clients.sidecar_runs[1 + k:1 + end])
                         k = end
                         continue
                     k += 1

@@ -25,7 +25,7 @@ from meshstat.mesh.layers import ClientList
 from meshstat.mesh.registry import LabelIndex, RegisteredService
 from meshstat.mesh.scope import client_scope, host_rules
 from meshstat.parsers.gateway_api import gateway_objects
-from meshstat.parsers.k8s import WorkloadResource
+from meshstat.parsers.k8s import DestinationRule, WorkloadResource
 
 __all__ = ["ClientIndex", "ClientRun", "ServiceClients", "client_index", "route_namespaces", "rule_namespaces",
            "service_clients"]
@@ -87,6 +87,8 @@ class ClientIndex:
         self.sidecar_groups = [(ns, ClientRun(g)) for (ns, _), g in groups.items()]
         #: every sidecar group whole, as :attr:`ServiceClients.sidecar_groups` lists them
         self.whole_groups = [(ns, run.workloads[0], run.names, frozenset()) for ns, run in self.sidecar_groups]
+        #: their runs of names, as :attr:`ServiceClients.sidecar_runs` lists them
+        self.whole_runs = [(g[2], g[3]) for g in self.whole_groups]
         #: namespace -> the positions of its groups in :attr:`sidecar_groups`
         self.groups_in: dict[str, list[int]] = {}
         for i, (ns, _) in enumerate(self.sidecar_groups):
@@ -115,9 +117,9 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
 
     :func:`rule_namespaces`, or ``None`` (every namespace apart) when the route may also depend on
     the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, or a
-    DestinationRule of the host has a locality setting) or on the rest of its namespace (an outbound
-    policy ``REGISTRY_ONLY``: what answers an unknown host depends on what else the namespace
-    imports, :func:`meshstat.mesh.scope.unknown_destination_route`).
+    DestinationRule of a host the route reaches has a locality setting) or on the rest of its
+    namespace (an outbound policy ``REGISTRY_ONLY``: what answers an unknown host depends on what
+    else the namespace imports, :func:`meshstat.mesh.scope.unknown_destination_route`).
     """
     objs = mesh.scope
     if mesh.places or objs.mesh_config.outbound_policy == "REGISTRY_ONLY" or any(
@@ -127,7 +129,7 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     for vs in rules.virtual_services(info):
         if any(m.source_labels for r in vs.http for m in r.matches) or any(t.source_labels for t in vs.tcp):
             return None
-    for dr in rules.destination_rules(info):
+    for dr in _reached_rules(mesh, info):
         settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
         if any(t is not None and t.locality is not None for t in settings):
             return None  # a locality setting: failoverPriority reads the client's labels
@@ -141,8 +143,10 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
     through objects that name namespaces: the Sidecar resources (and the root namespace's), the
     Service's own namespace and export annotation, the namespace, ``exportTo`` and
     ``sourceNamespace`` matches of every VirtualService of the host, the namespace and ``exportTo``
-    of every DestinationRule of the host, and Gateway API routes (a consumer route binds the clients
-    of its namespace). Every namespace outside the set sees the same rules.
+    of every DestinationRule of a host the route reaches (:func:`_reached_rules`: each cluster's rule
+    is looked up from the client's namespace, ``scope.destination_rule``), and Gateway API routes (a
+    consumer route binds the clients of its namespace). Every namespace outside the set sees the
+    same rules.
     """
     objs = mesh.scope
     out = {info.namespace, objs.mesh_config.root_namespace}
@@ -153,12 +157,11 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
             out.update(x.strip() for x in ann.split(","))
     elif info.entry is not None:
         out.add(info.entry.meta.namespace)
-    rules = host_rules(mesh)
-    for vs in rules.virtual_services(info):
+    for vs in host_rules(mesh).virtual_services(info):
         out.add(vs.meta.namespace)
         out.update(vs.export_to)
         out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)
-    for dr in rules.destination_rules(info):
+    for dr in _reached_rules(mesh, info):
         out.add(dr.meta.namespace)
         out.update(dr.export_to)
     got = mesh.__dict__.get("_gateway_route_namespaces")
@@ -167,6 +170,34 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
                                                             for r in gateway_objects(mesh.manifests).routes}
     out.update(got)
     return out
+
+
+def _reached_rules(mesh: Any, info: RegisteredService) -> list[DestinationRule]:
+    """The DestinationRules of ``info``, of every host its VirtualServices send to, and of every Service a
+    Gateway API route sends to (routes attach to Services in many ways: all of the mesh's, found once)."""
+    rules = host_rules(mesh)
+    targets = {id(info): info}
+    for vs in rules.virtual_services(info):
+        for r in (*vs.http, *vs.tcp):
+            for d in r.destinations:
+                target = mesh.resolve_host(d.host, vs.meta.namespace)
+                if target is not None:
+                    targets[id(target)] = target
+    backends = mesh.__dict__.get("_gateway_backends")
+    if backends is None:
+        backends = mesh.__dict__["_gateway_backends"] = {}
+        for route in gateway_objects(mesh.manifests).routes:
+            for rule in route.rules:
+                for b in rule.backends:
+                    t = mesh.registry.get(f"{b.name}.{b.namespace}.svc.{mesh.domain}" if b.is_service else b.name)
+                    if t is not None:
+                        backends[id(t)] = t
+    targets.update(backends)
+    out: dict[int, DestinationRule] = {}
+    for t in targets.values():
+        for dr in rules.destination_rules(t):
+            out[id(dr)] = dr
+    return list(out.values())
 
 
 @dataclass
@@ -187,6 +218,8 @@ class ServiceClients:
     #: sidecar clients by (namespace, Sidecar): (namespace, first workload, names, positions left out), in
     #: the order of their first workloads
     sidecar_groups: list[tuple[str, WorkloadResource, tuple[str, ...], frozenset[int]]]
+    #: each group's ``(names, positions left out)``, as :meth:`ClientList.add_runs` takes a stretch of them
+    sidecar_runs: list[tuple[tuple[str, ...], frozenset[int]]]
     #: not injected although their namespace is labelled for injection: (workload, why)
     unreached: list[tuple[WorkloadResource, str]]
     mesh: Any = None
@@ -212,6 +245,7 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
             first_ambient=client if kind == "ambient" else None,
             sidecar_groups=[(client.meta.namespace, client, (client.meta.ref,), frozenset())] if kind == "sidecar"
             else [],
+            sidecar_runs=[((client.meta.ref,), frozenset())] if kind == "sidecar" else [],
             unreached=[(client, d.reason)] if not d.injected and d.namespace_labelled else [],
         )
     idx = client_index(mesh)
@@ -219,6 +253,7 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
     first_injected, injected = idx.kinds["sidecar"].less(own)
     first_ambient, ambient = idx.kinds["ambient"].less(own)
     groups = list(idx.whole_groups)  # a Service's own workloads are in its namespace: other groups are whole
+    runs = list(idx.whole_runs)
     moved = False
     for i in reversed(idx.groups_in.get(info.namespace, ())):
         run = idx.sidecar_groups[i][1]
@@ -226,16 +261,18 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
         if not drop:
             continue
         if len(drop) == len(run.workloads):
-            del groups[i]
+            del groups[i], runs[i]
             continue
         j = run.first_kept(drop)
         groups[i] = (groups[i][0], run.workloads[j], run.names, drop)
+        runs[i] = (run.names, drop)
         moved = moved or j > 0
     if moved:  # a group whose first workloads are the Service's own: ordered by its first client
         groups.sort(key=lambda g: idx.order[id(g[1])])
+        runs = [(g[2], g[3]) for g in groups]
     return ServiceClients(
         plain=idx.plain.less(own)[1], injected=injected, first_injected=first_injected,
         proxies=idx.proxies.less(own)[1], kube_proxy=idx.kinds["kube-proxy"].less(own)[1], ambient=ambient,
-        first_ambient=first_ambient, sidecar_groups=groups,
+        first_ambient=first_ambient, sidecar_groups=groups, sidecar_runs=runs,
         unreached=[(w, why) for w, why in idx.unreached if id(w) not in own], mesh=mesh, info=info,
     )

@@ -78,24 +78,29 @@ class ClientList(Sequence[str]):
         """Append ``names`` (a shared tuple) less the positions in ``drop``."""
         if len(drop) < len(names):
             self._parts.append((names, drop))
-            self._n += len(names) - len(drop)
+            if self._n >= 0:
+                self._n += len(names) - len(drop)
 
-    def add_runs(self, runs: Iterable[tuple[tuple[str, ...], frozenset[int]]]) -> None:
-        """Append each ``(names, drop)`` of ``runs`` (as :meth:`add_run` does, in one step)."""
-        kept = [r for r in runs if len(r[1]) < len(r[0])]
-        self._parts.extend(kept)
-        self._n += sum(len(names) - len(drop) for names, drop in kept)
+    def add_runs(self, runs: Sequence[tuple[tuple[str, ...], frozenset[int]]]) -> None:
+        """Append each ``(names, drop)`` of ``runs``, as :meth:`add_run` does, in one step (a cluster's
+        hundreds of namespace groups per path: the length is counted when asked)."""
+        self._parts.extend(runs)
+        self._n = -1
+
+    def __len__(self) -> int:
+        if self._n < 0:
+            self._n = sum(len(names) - len(drop) for names, drop in self._parts)
+        return self._n
 
     def extend(self, other: Iterable[str]) -> None:
         """Append ``other``'s names (its runs, when it is a ClientList)."""
         if isinstance(other, ClientList):
+            n = len(other)
             self._parts.extend(other._parts)
-            self._n += other._n
+            if self._n >= 0:
+                self._n += n
         else:
             self.add_run(tuple(other))
-
-    def __len__(self) -> int:
-        return self._n
 
     def __iter__(self) -> Iterator[str]:
         for run, drop in self._parts:

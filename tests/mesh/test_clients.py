@@ -46,7 +46,10 @@ def test_add_runs_is_add_run_in_turn(runs: list[tuple[tuple[str, ...], set[int]]
     for run, drop in pairs:
         one.add_run(run, drop)
     many.add_runs(pairs)
-    assert list(many) == list(one) and len(many) == len(one) and many._parts == one._parts
+    assert list(many) == list(one) and len(many) == len(one) and many == one
+    many.add_run(("y",))  # counted on from the length worked out
+    one.add_run(("y",))
+    assert len(many) == len(one) and list(many) == list(one)
 
 
 @settings(max_examples=200, deadline=None)
@@ -200,6 +203,58 @@ def test_shared_route_equals_every_namespace_apart(case: str) -> None:
         shared, apart = _shared_and_apart(text)
         assert shared == apart
         assert len({x[1] for x in shared if x[2] == "sidecar"}) >= 2, shared  # the case does single a namespace out
+
+
+BACK = """
+apiVersion: v1
+kind: Service
+metadata: {name: back, namespace: srv}
+spec: {selector: {app: api}, ports: [{name: http, port: 8080}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back, namespace: srv}
+spec: {host: back.srv.svc.cluster.local, subsets: [{name: v1, labels: {version: v1}}]}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: back-y, namespace: y}
+spec: {host: back.srv.svc.cluster.local, exportTo: ["."], subsets: [{name: v1, labels: {version: v2}}]}
+"""
+
+TO_BACK = {
+    "virtual-service": """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: srv}
+spec:
+  hosts: [api.srv.svc.cluster.local]
+  http: [{route: [{destination: {host: back.srv.svc.cluster.local, subset: v1}}]}]
+""",
+    "http-route": """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: srv}
+spec:
+  parentRefs: [{group: "", kind: Service, name: api, port: 8080}]
+  rules: [{backendRefs: [{name: back, port: 8080}]}]
+""",
+}
+
+
+@pytest.mark.parametrize("how", sorted(TO_BACK))
+def test_the_rules_of_a_host_the_route_sends_to_single_their_namespaces_out(how: str) -> None:
+    """A route to another host looks up that host's DestinationRule from the client's namespace: a rule private
+    to namespace y gives y's clients other pods (the sharing once gave them the other namespaces' route)."""
+    text = "---".join([_app("srv"), _ns("a"), _ns("b"), _ns("y"), BACK, TO_BACK[how]])
+    shared, apart = _shared_and_apart(text)
+    assert shared == apart
+    if how == "virtual-service":  # back-y's subset v1 selects version v2 (a backendRef names no subset)
+        y = [x for x in shared if x[2] == "sidecar" and "y/client" in x[3]]
+        assert len(y) == 1 and y[0][3] == ("y/client",) and y[0][4] == ("api-v2-0",)
+    mesh = Mesh(parse_manifest_text(text, "m.yaml"))
+    info, _ = mesh.find_service("srv/api")
+    assert "y" in clients_mod.rule_namespaces(mesh, info)
 
 
 def test_planted_cluster_equals_every_namespace_apart() -> None:
