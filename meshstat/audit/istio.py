@@ -133,11 +133,14 @@ class _SidecarNamespaces:
             self.by_ns.setdefault(c.namespace, []).append(i)
         self.order = list(self.by_ns)  # insertion order: by first group
 
-    def split(self, special: set[str]) -> tuple[list[ClientClass], ClientClass | None]:
-        """The groups of ``special`` namespaces (in order), and the first group of any other namespace."""
-        idx = sorted(i for ns in special if ns in self.by_ns for i in self.by_ns[ns])
+    def split(self, special: set[str]) -> list[tuple[ClientClass, bool]]:
+        """The groups of ``special`` namespaces and the first group of any other namespace (flagged True: it
+        stands for all of those), in the groups' order."""
+        idx = [(i, False) for ns in special if ns in self.by_ns for i in self.by_ns[ns]]
         first = next((self.by_ns[ns][0] for ns in self.order if ns not in special), None)
-        return [self.classes[i] for i in idx], None if first is None else self.classes[first]
+        if first is not None:
+            idx.append((first, True))
+        return [(self.classes[i], generic) for i, generic in sorted(idx)]
 
     def others(self, special: set[str]) -> list[ClientClass]:
         """Every group of a namespace not in ``special`` (in order)."""
@@ -185,20 +188,16 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         return
     special = rule_namespaces(mesh, info)
     groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
-    singled, generic = sidecar_ns.split(special)
-    for c in singled:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, c.namespace, c, labels_of, dr_svc)
+    for c, generic in sidecar_ns.split(special):  # in order: a row's detail is its first group's
+        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS if generic else c.namespace, c,
+                            labels_of, dr_svc)
         if got is not None:
             reason, eff, detail, fix = got
             g = groups.setdefault((reason, eff), (detail, [], set()))
-            g[1].append(c)
-            g[2].add(fix)
-    if generic is not None:
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS, generic, labels_of, dr_svc)
-        if got is not None:
-            reason, eff, detail, fix = got
-            g = groups.setdefault((reason, eff), (detail, [], set()))
-            g[1].extend(sidecar_ns.others(special))
+            if generic:
+                g[1].extend(sidecar_ns.others(special))
+            else:
+                g[1].append(c)
             g[2].add(fix)
     for (reason, eff), (detail, classes, fixes) in groups.items():
         clients, n = clients_label(classes)

@@ -129,7 +129,7 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     for vs in rules.virtual_services(info):
         if any(m.source_labels for r in vs.http for m in r.matches) or any(t.source_labels for t in vs.tcp):
             return None
-    for dr in _reached_rules(mesh, info):
+    for dr, _ in _reached_rules(mesh, info):
         settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
         if any(t is not None and t.locality is not None for t in settings):
             return None  # a locality setting: failoverPriority reads the client's labels
@@ -137,33 +137,49 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
 
 
 def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
-    """The namespaces that the objects deciding a sidecar's rules for ``info`` name.
+    """The namespaces whose sidecars the objects deciding a sidecar's rules for ``info`` single out.
 
     A sidecar's VirtualService, DestinationRule and scope for a Service depend on its namespace only
-    through objects that name namespaces: the Sidecar resources (and the root namespace's), the
-    Service's own namespace and export annotation, the namespace, ``exportTo`` and
-    ``sourceNamespace`` matches of every VirtualService of the host, the namespace and ``exportTo``
-    of every DestinationRule of a host the route reaches (:func:`_reached_rules`: each cluster's rule
-    is looked up from the client's namespace, ``scope.destination_rule``), and Gateway API routes (a
-    consumer route binds the clients of its namespace). Every namespace outside the set sees the
-    same rules.
+    through objects that name namespaces, and only where they are not the same for every namespace:
+
+    * the root namespace (its DestinationRules' lookup differs), Gateway API routes' namespaces (a
+      consumer route binds the clients of its namespace) and ``sourceNamespace`` matches;
+    * the namespaces of Sidecar resources; where there is one, also those of the Service and of
+      every rule (``./`` hosts import the client's own namespace);
+    * the Service's export (annotation or MeshConfig ``defaultServiceExportTo``), a VirtualService's
+      ``exportTo`` (or ``defaultVirtualServiceExportTo``) and a DestinationRule's ``exportTo`` (or
+      ``defaultDestinationRuleExportTo``) that is not ``*``: the namespaces they name, their own;
+    * a DestinationRule outside the namespace of its host: its namespace (its clients look it up
+      first, ``scope.destination_rule``).
+
+    The DestinationRules are those of every host the route reaches (:func:`_reached_rules`: each
+    cluster's rule is looked up from the client's namespace). Every namespace outside the set sees
+    the same rules.
     """
     objs = mesh.scope
-    out = {info.namespace, objs.mesh_config.root_namespace}
-    out.update(s.meta.namespace for s in objs.sidecars)
+    mc = objs.mesh_config
+    strict = bool(objs.sidecars)
+    out = {mc.root_namespace, *(s.meta.namespace for s in objs.sidecars)}
+
+    def named(export_to: Any, default: Any, ns: str) -> None:
+        ex = {ns if e == "." else e for e in (export_to or default)}
+        if strict or "*" not in ex:
+            out.add(ns)
+            out.update(ex)
+
     if info.service is not None:
         ann = dict(info.service.meta.annotations).get("networking.istio.io/exportTo")
-        if ann:
-            out.update(x.strip() for x in ann.split(","))
+        named(tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else (), mc.service_export_to,
+              info.namespace)
     elif info.entry is not None:
         out.add(info.entry.meta.namespace)
     for vs in host_rules(mesh).virtual_services(info):
-        out.add(vs.meta.namespace)
-        out.update(vs.export_to)
+        named(vs.export_to, mc.vs_export_to, vs.meta.namespace)
         out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)
-    for dr in _reached_rules(mesh, info):
-        out.add(dr.meta.namespace)
-        out.update(dr.export_to)
+    for dr, host_ns in _reached_rules(mesh, info):
+        if dr.meta.namespace != host_ns:
+            out.add(dr.meta.namespace)
+        named(dr.export_to, mc.dr_export_to, dr.meta.namespace)
     got = mesh.__dict__.get("_gateway_route_namespaces")
     if got is None:  # a consumer route binds the sidecars of its namespace
         got = mesh.__dict__["_gateway_route_namespaces"] = {r.meta.namespace
@@ -172,9 +188,10 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
     return out
 
 
-def _reached_rules(mesh: Any, info: RegisteredService) -> list[DestinationRule]:
+def _reached_rules(mesh: Any, info: RegisteredService) -> list[tuple[DestinationRule, str]]:
     """The DestinationRules of ``info``, of every host its VirtualServices send to, and of every Service a
-    Gateway API route sends to (routes attach to Services in many ways: all of the mesh's, found once)."""
+    Gateway API route sends to (routes attach to Services in many ways: all of the mesh's, found once);
+    each with the namespace of the host it is found for."""
     rules = host_rules(mesh)
     targets = {id(info): info}
     for vs in rules.virtual_services(info):
@@ -193,11 +210,7 @@ def _reached_rules(mesh: Any, info: RegisteredService) -> list[DestinationRule]:
                     if t is not None:
                         backends[id(t)] = t
     targets.update(backends)
-    out: dict[int, DestinationRule] = {}
-    for t in targets.values():
-        for dr in rules.destination_rules(t):
-            out[id(dr)] = dr
-    return list(out.values())
+    return [(dr, t.namespace) for t in targets.values() for dr in rules.destination_rules(t)]
 
 
 @dataclass
