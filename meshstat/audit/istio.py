@@ -47,6 +47,8 @@ from meshstat.parsers.k8s import DestinationRule, RouteDestination, VirtualServi
 __all__ = ["istio_rule_reasons", "routed_ports"]
 
 _OTHER_NS = "\x00any other namespace"
+#: how a row names the namespaces that ``_OTHER_NS`` stands for
+_OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
 
 
@@ -193,6 +195,9 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                             labels_of, dr_svc)
         if got is not None:
             reason, eff, detail, fix = got
+            if generic:  # texts that name the stand-in namespace (scope_miss's) name the group
+                detail, fix = (x.replace(f"namespace {_OTHER_NS}", _OTHERS).replace(_OTHER_NS, _OTHERS)
+                               for x in (detail, fix))
             g = groups.setdefault((reason, eff), (detail, [], set()))
             if generic:
                 g[1].extend(sidecar_ns.others(special))
@@ -212,7 +217,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     client = cls.workloads[0] if cls.namespace == ns else None
     scope = client_scope(mesh, client, ns)
     vsref = f"VirtualService {vs.meta.ref}"
-    who = "namespaces that no rule names" if ns == _OTHER_NS else f"namespace {ns}"
+    who = _OTHERS if ns == _OTHER_NS else f"namespace {ns}"
     miss = scope_miss(mesh, scope, info, port)
     if miss is not None:
         eff = pods if scope.outbound_policy == "ALLOW_ANY" else (("refused (REGISTRY_ONLY)", Fraction(1)),)

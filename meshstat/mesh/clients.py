@@ -22,6 +22,7 @@ from typing import Any
 
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
+from meshstat.mesh.locality import effective_locality
 from meshstat.mesh.registry import LabelIndex, RegisteredService
 from meshstat.mesh.scope import client_scope, host_rules
 from meshstat.parsers.gateway_api import gateway_objects
@@ -116,8 +117,9 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     """Client namespaces whose sidecars may route ``info`` differently from those of any other namespace.
 
     :func:`rule_namespaces`, or ``None`` (every namespace apart) when the route may also depend on
-    the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, or a
-    DestinationRule of a host the route reaches has a locality setting) or on the rest of its
+    the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, a
+    DestinationRule of a host the route reaches has a locality setting or the host's Service a
+    ``trafficDistribution``, whose failover priorities read the client's labels) or on the rest of its
     namespace (an outbound policy ``REGISTRY_ONLY``: what answers an unknown host depends on what
     else the namespace imports, :func:`meshstat.mesh.scope.unknown_destination_route`).
     """
@@ -133,6 +135,11 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
         settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
         if any(t is not None and t.locality is not None for t in settings):
             return None  # a locality setting: failoverPriority reads the client's labels
+    topo = mesh.manifests.topology.services
+    for t in _reached(mesh, info):
+        td = topo.get(f"{t.namespace}/{t.name}")
+        if td is not None and effective_locality(None, td.traffic_distribution).force:
+            return None  # trafficDistribution: failoverPriority (network, region, zone) reads them too
     return rule_namespaces(mesh, info)
 
 
@@ -189,9 +196,14 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
 
 
 def _reached_rules(mesh: Any, info: RegisteredService) -> list[tuple[DestinationRule, str]]:
-    """The DestinationRules of ``info``, of every host its VirtualServices send to, and of every Service a
-    Gateway API route sends to (routes attach to Services in many ways: all of the mesh's, found once);
-    each with the namespace of the host it is found for."""
+    """The DestinationRules of every host :func:`_reached` gives, each with that host's namespace."""
+    rules = host_rules(mesh)
+    return [(dr, t.namespace) for t in _reached(mesh, info) for dr in rules.destination_rules(t)]
+
+
+def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
+    """``info``, every host its VirtualServices send to, and every Service a Gateway API route sends to
+    (routes attach to Services in many ways: all of the mesh's, found once)."""
     rules = host_rules(mesh)
     targets = {id(info): info}
     for vs in rules.virtual_services(info):
@@ -210,7 +222,7 @@ def _reached_rules(mesh: Any, info: RegisteredService) -> list[tuple[Destination
                     if t is not None:
                         backends[id(t)] = t
     targets.update(backends)
-    return [(dr, t.namespace) for t in targets.values() for dr in rules.destination_rules(t)]
+    return list(targets.values())
 
 
 @dataclass

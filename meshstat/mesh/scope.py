@@ -407,7 +407,15 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
         found = exported(info.namespace)
     if not found:
         found = exported(root)
-    return _merge(found)
+    if len(found) < 2:
+        return found[0] if found else None
+    # one merged object per set of rules: callers compare and key on the rule's identity
+    merged = mesh.__dict__.setdefault("_merged_drs", {})
+    key = tuple(map(id, found))
+    got = merged.get(key)
+    if got is None:
+        got = merged[key] = _merge(found)
+    return got
 
 
 def _exported(dr: DestinationRule, mc: MeshConfig) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -281,6 +282,16 @@ def test_the_rules_of_a_host_the_route_sends_to_single_their_namespaces_out(how:
     assert "y" in clients_mod.rule_namespaces(mesh, info)
 
 
+def test_traffic_distribution_keeps_every_namespace_apart() -> None:
+    """trafficDistribution's failover priorities read each client's network label: no namespace stands for another."""
+    text = Path("tests/data/mesh-cases/traffic-distribution-network.yaml").read_text()
+    mesh = Mesh(parse_manifest_text(text, "m.yaml"))
+    assert clients_mod.route_namespaces(mesh, mesh.find_service("srv/api")[0]) is None
+    shared, apart = _shared_and_apart(text)
+    assert shared == apart
+    assert len([x for x in shared if x[2] == "sidecar"]) == 2  # the two client namespaces route apart
+
+
 def test_planted_cluster_equals_every_namespace_apart() -> None:
     shared, apart = _shared_and_apart(to_yaml(cluster(24, 6, Plant(**{f: True for f in Plant.__dataclass_fields__}))))
     assert shared == apart
@@ -353,6 +364,18 @@ def test_audit_rows_equal_every_namespace_apart(cases: set[str], generic: int) -
     finally:
         audit_istio.rule_namespaces = real
     assert _who(shared) == _who(apart)
+    assert not any("\x00" in x for r in shared for x in (r.clients, r.detail, *r.fix))  # the stand-in namespace
+
+
+def test_an_audit_row_names_the_namespaces_no_rule_names_in_words() -> None:
+    from meshstat.audit import audit
+
+    mesh = Mesh(parse_manifest_text(Path("tests/data/mesh-cases/service-private-rule-elsewhere.yaml").read_text(),
+                                    "m.yaml"))
+    (row,) = audit(mesh).rows
+    assert row.reason == "sidecar-egress-excludes" and "a (1), y (1)" in row.clients
+    assert "not exported to namespaces that no rule names" in row.detail
+    assert all("\x00" not in x for x in (row.detail, *row.fix))
 
 
 #: how a row names its clients' namespace: one by one, or the group of those no rule names
@@ -360,6 +383,8 @@ _WHO = re.compile(r"(reach |to )(?:namespace [^\s:;,]+|namespaces that no rule n
 
 
 def _who(rows: list[Any]) -> list[Any]:
-    """Rows with the naming of their clients' namespaces left out (the clients column names them)."""
-    return [replace(r, detail=_WHO.sub(r"\1<who>", r.detail), fix=tuple(_WHO.sub(r"\1<who>", f) for f in r.fix))
+    """Rows with the naming of their clients' namespaces left out (the clients column names them; one fix per
+    namespace, or one for the group)."""
+    return [replace(r, detail=_WHO.sub(r"\1<who>", r.detail), fix=tuple(sorted({_WHO.sub(r"\1<who>", f)
+                                                                                   for f in r.fix})))
             for r in rows]

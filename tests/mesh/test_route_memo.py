@@ -25,6 +25,9 @@ INPUTS = {
     "zones-failover": ["tests/data/topology", "tests/data/topology_istio/catalog-outlier.yaml"],
     "zones-distribute": ["tests/data/topology", "tests/data/topology_istio/catalog-distribute.yaml"],
     "zones": ["tests/data/topology"],
+    # merged DestinationRules are one object per set of rules: a key on their identity holds
+    "merged-rules": ["tests/data/mesh-cases/merged-rules-per-namespace.yaml"],
+    "traffic-distribution": ["tests/data/mesh-cases/traffic-distribution-network.yaml"],
 }
 
 
