@@ -885,6 +885,7 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     with gc_paused():
         for doc in yaml_documents(text, source):
             _convert(ctx, doc, out)
+        doc = None  # the trees are freed before the collector resumes, which would walk them all once
     return out
 
 
