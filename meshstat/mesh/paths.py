@@ -143,7 +143,7 @@ class Mesh:
         self._proxy_names: dict[int, str] = {}
         self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
         #: ``_cluster_node``'s endpoint stages by what decides them, with the warnings, notes and layers they add
-        self._clusters: dict[tuple[Any, ...], tuple[Node, list[Diagnostic], list[str], list[Layer]]] = {}
+        self._clusters: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kube_routes: dict[tuple[int, int], tuple[Route, tuple[str, ...]]] = {}
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
@@ -456,9 +456,9 @@ class Mesh:
             d0, n0, l0 = len(diags), len(notes), len(layers)
             node = self._cluster_stage(target, cport, cname, subset, sub_labels, dr, lpol, unit, src, line, prov,
                                        diags, notes, layers)
-            self._clusters[key] = got = (node, diags[d0:], notes[n0:], layers[l0:])
+            self._clusters[key] = got = (node, diags[d0:], notes[n0:], layers[l0:], (target, dr))  # ids kept
             return node
-        for into, added in zip((diags, notes, layers), got[1:], strict=True):
+        for into, added in zip((diags, notes, layers), got[1:4], strict=True):
             into.extend(added)  # type: ignore[attr-defined]
         return got[0]
 

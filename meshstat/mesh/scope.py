@@ -409,13 +409,14 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
         found = exported(root)
     if len(found) < 2:
         return found[0] if found else None
-    # one merged object per set of rules: callers compare and key on the rule's identity
+    # one merged object per set of rules: callers compare and key on the rule's identity (the rules are kept
+    # with it, so that their ids are not reused while the entry stands)
     merged = mesh.__dict__.setdefault("_merged_drs", {})
     key = tuple(map(id, found))
     got = merged.get(key)
     if got is None:
-        got = merged[key] = _merge(found)
-    return got
+        got = merged[key] = (tuple(found), _merge(found))
+    return got[1]
 
 
 def _exported(dr: DestinationRule, mc: MeshConfig) -> bool:
