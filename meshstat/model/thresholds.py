@@ -147,12 +147,21 @@ def _round_half_up(x: Fraction) -> int:
 
 
 def round_to_total(shares: list[Fraction], total: int) -> tuple[int, ...]:
-    """Largest-remainder rounding of ``shares * total`` to integers summing to ``total``."""
-    scaled = [s * total for s in shares]
-    floors = [math.floor(x) for x in scaled]
+    """Largest-remainder rounding of ``shares * total`` to integers summing to ``total``.
+
+    The largest remainders go up first; equal remainders in the order of ``shares``. Integer arithmetic
+    throughout: each ``p/q * total`` is ``(p * total) // q`` and its remainder ``(p * total) % q / q``,
+    the remainders compared over their common denominator.
+    """
+    nums = [s.numerator * total for s in shares]
+    dens = [s.denominator for s in shares]
+    floors = [n // d for n, d in zip(nums, dens, strict=True)]
     deficit = total - sum(floors)
-    order = sorted(range(len(scaled)), key=lambda i: scaled[i] - floors[i], reverse=True)
-    for i in order[:deficit]:
+    if deficit <= 0:
+        return tuple(floors)
+    common = math.lcm(*dens)
+    rems = [(n % d) * (common // d) for n, d in zip(nums, dens, strict=True)]
+    for i in sorted(range(len(rems)), key=rems.__getitem__, reverse=True)[:deficit]:
         floors[i] += 1
     return tuple(floors)
 

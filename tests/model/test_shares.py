@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import decimal
+import math
 import pickle
 import random
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshstat import model
@@ -23,6 +24,7 @@ from meshstat.model import (
     approx_decimal,
     dyadic,
     exact_sum,
+    round_to_total,
     share_text,
 )
 from tests import reference as ref
@@ -154,3 +156,34 @@ def test_duplicate_backend_names_are_found_in_linear_time() -> None:
 def test_model_exports_the_share_helpers() -> None:
     for name in ("share_text", "dyadic", "exact_sum", "approx_decimal", "as_share", "DyadicShare"):
         assert hasattr(model, name)
+
+
+# --------------------------------------------------------------------------- largest-remainder rounding
+
+
+def _round_to_total_by_fractions(shares: list[Fraction], total: int) -> tuple[int, ...]:
+    """The rounding worked out with Fractions, as the definition reads (the reference for the integer one)."""
+    scaled = [s * total for s in shares]
+    floors = [math.floor(x) for x in scaled]
+    order = sorted(range(len(scaled)), key=lambda i: scaled[i] - floors[i], reverse=True)
+    for i in order[: total - sum(floors)]:
+        floors[i] += 1
+    return tuple(floors)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=8), st.lists(st.integers(1, 12), min_size=8, max_size=8),
+       st.sampled_from([1, 7, 100, 2**32, 2**64]))
+def test_round_to_total_is_largest_remainder(weights: list[int], dens: list[int], total: int) -> None:
+    """Shares of any denominators (a sum of 1), ties included: the same integers as the Fraction arithmetic."""
+    raw = [Fraction(w, d) for w, d in zip(weights, dens)]
+    if sum(raw) == 0:
+        raw = [Fraction(1)] * len(raw)
+    shares = [x / sum(raw) for x in raw]
+    got = round_to_total(shares, total)
+    assert got == _round_to_total_by_fractions(shares, total) and sum(got) == total
+
+
+def test_round_to_total_breaks_ties_in_order() -> None:
+    assert round_to_total([Fraction(1, 3)] * 3, 2**64) == ((2**64) // 3 + 1, (2**64) // 3, (2**64) // 3)
+    assert round_to_total([Fraction(1, 4), Fraction(3, 4)], 10) == (3, 7)  # 2.5 and 7.5: the first goes up
