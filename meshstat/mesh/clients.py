@@ -203,7 +203,11 @@ def _reached_rules(mesh: Any, info: RegisteredService) -> list[tuple[Destination
 
 def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
     """``info``, every host its VirtualServices send to, and every Service a Gateway API route sends to
-    (routes attach to Services in many ways: all of the mesh's, found once)."""
+    (routes attach to Services in many ways: all of the mesh's, found once). Kept per mesh and Service."""
+    memo = mesh.__dict__.setdefault("_reached", {})
+    got = memo.get(id(info))
+    if got is not None and got[0] is info:
+        return got[1]
     rules = host_rules(mesh)
     targets = {id(info): info}
     for vs in rules.virtual_services(info):
@@ -222,7 +226,9 @@ def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
                     if t is not None:
                         backends[id(t)] = t
     targets.update(backends)
-    return list(targets.values())
+    out = list(targets.values())
+    memo[id(info)] = (info, out)
+    return out
 
 
 @dataclass

@@ -305,7 +305,9 @@ def apply_locality(eps: Sequence[EP], caller: Place | None, policy: LocalityPoli
     out = []
     for g in gl:
         for e in g.eps:
-            out.append(replace(e, priority=g.priority, locality_weight=g.weight if weighted else e.locality_weight))
+            lw = g.weight if weighted else e.locality_weight
+            out.append(e if e.priority == g.priority and e.locality_weight == lw else
+                       replace(e, priority=g.priority, locality_weight=lw))
     prios = tuple(sorted((g.priority, g.place.label or "(no locality)", len(g.eps)) for g in gl))
     return LocalityPlan(tuple(out), weighted, prios, tuple(dropped), tuple(notes))
 
