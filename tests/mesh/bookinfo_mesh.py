@@ -46,3 +46,9 @@ def paths(mesh: Mesh, service: str = "default/reviews:9080", client: str | None 
         out.setdefault(p.kind, p)
         out[p.label] = p
     return out, diags
+
+
+def mesh_config(*settings: str) -> str:
+    """The ``istio`` ConfigMap of ``istio-system`` with these MeshConfig lines (``key: value`` each)."""
+    lines = "".join(f"    {s}\n" for s in settings)
+    return f"\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: |-\n{lines}"

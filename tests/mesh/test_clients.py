@@ -23,6 +23,7 @@ from meshstat.mesh.layers import ClientList, client_union, name_list
 from meshstat.mesh.paths import Mesh
 from meshstat.parsers.k8s import parse_manifest_text
 from tests.cluster_gen import Plant, cluster, to_yaml
+from tests.mesh.bookinfo_mesh import mesh_config
 
 # --------------------------------------------------------------------------- ClientList and client_union
 
@@ -174,15 +175,7 @@ SINGLED_OUT = {
     "dr-elsewhere": (_ns("m"), DR.format(ns="m", export="", subsets="{name: v1, labels: {version: v3}}, "
                                                                     "{name: v2, labels: {version: v1}}")),
     # MeshConfig makes rules private by default: srv's own clients see them, no one else does
-    "mesh-defaults": ("""
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |-
-    defaultVirtualServiceExportTo: ["."]
-    defaultDestinationRuleExportTo: ["."]
-""",),
+    "mesh-defaults": (mesh_config('defaultVirtualServiceExportTo: ["."]', 'defaultDestinationRuleExportTo: ["."]'),),
     # ./* in the root namespace's Sidecar imports each client's own namespace: srv's clients know api
     "root-sidecar": ("""
 apiVersion: networking.istio.io/v1

@@ -10,7 +10,7 @@ from meshstat.mesh.scope import client_scope, destination_rule, exported_to, imp
 from meshstat.model import Cascade
 from meshstat.parsers.istio_scope import EgressListener, read_scope_objects
 from meshstat.parsers.k8s import parse_manifest_text
-from tests.mesh.bookinfo_mesh import NET, bookinfo, paths, shares
+from tests.mesh.bookinfo_mesh import NET, bookinfo, mesh_config, paths, shares
 
 NINETY_TEN = {"v1": Fraction(9, 10), "v2": Fraction(1, 10)}
 
@@ -99,14 +99,7 @@ spec:
 
 
 def test_mesh_default_export_to() -> None:
-    cm = """
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |-
-    defaultVirtualServiceExportTo: ["."]
-"""
+    cm = mesh_config('defaultVirtualServiceExportTo: ["."]')
     m = shop("destination-rule-all", "virtual-service-reviews-90-10", extra=cm)
     assert len(shares(sidecar_of(m).route)) == 3
     assert m.scope.mesh_config.vs_export_to == (".",) and not any("ConfigMap" in d.message for d in m.diagnostics)
