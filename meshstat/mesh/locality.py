@@ -58,7 +58,8 @@ __all__ = [
     "LocalityPolicy",
     "Place",
     "apply_locality",
-    "cluster_locality",
+    "cluster_policy",
+    "depends_on_caller",
     "describe",
     "effective_locality",
     "locality_match",
@@ -372,16 +373,9 @@ def ztunnel_candidates(eps: Sequence[EP], caller: Place, mode: str, scopes: Sequ
     return [e for r, e in ranked if r == best]
 
 
-def cluster_locality(dr: Any, subset: str | None, port: int, traffic_distribution: str | None, eps: Sequence[EP],
-                     caller: Place | None, caller_labels: Mapping[str, str] | None = None,
-                     ) -> tuple[LocalityPolicy, LocalityPlan]:  # fmt: skip
-    """The policy and plan of one cluster (``dr``: a :class:`meshstat.parsers.k8s.DestinationRule` or None)."""
-    eff = cluster_policy(dr, subset, port, traffic_distribution)
-    return eff, apply_locality(eps, caller, eff, caller_labels)
-
-
 def cluster_policy(dr: Any, subset: str | None, port: int, traffic_distribution: str | None) -> LocalityPolicy:
-    """The effective locality policy of one cluster (the first half of :func:`cluster_locality`)."""
+    """The effective locality policy of one cluster (``dr``: a :class:`meshstat.parsers.k8s.DestinationRule` or None);
+    :func:`apply_locality` gives its plan for a caller."""
     pol = None
     if dr is not None:
         sub = dr.subset(subset) if subset else None
@@ -390,8 +384,9 @@ def cluster_policy(dr: Any, subset: str | None, port: int, traffic_distribution:
 
 
 def depends_on_caller(policy: LocalityPolicy) -> bool:
-    """Whether :func:`apply_locality` under ``policy`` gives callers in different places different plans
-    (``distribute``, or failover priorities: only with outlier detection, as Istio applies them)."""
+    """Whether :func:`apply_locality` under ``policy`` gives callers in different places (or with different labels:
+    ``failoverPriority``) different plans: a ``distribute`` rule, or failover (forced by ``trafficDistribution``, else
+    only with outlier detection, as Istio applies it)."""
     s = policy.setting
     return s is not None and (s.distribute is not None or policy.failover)
 
