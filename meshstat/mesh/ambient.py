@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from operator import itemgetter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -429,7 +430,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
         if p.kind == "sidecar":
             if client is None and len(groups) > 1:
                 special = clients.route_namespaces()
-                p.clients = ClientList.run(*groups[0][2:])
+                p.clients = ClientList.run(*groups[0][2])
                 out.append(p)
                 # the path that the sidecars of namespaces nothing singles out take (their route is one)
                 generic = p if special is not None and groups[0][0] not in special else None
@@ -439,11 +440,11 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                 apart = [k for k, g in enumerate(rest) if special is None or g[0] in special] + [len(rest)]
                 k = 0
                 while k < len(rest):
-                    ns, rep, names, drop = rest[k]
+                    ns, rep, (names, drop) = rest[k]
                     alike = special is not None and ns not in special
                     if alike and generic is not None:
                         end = apart[bisect_right(apart, k)]
-                        generic.clients.add_runs(clients.sidecar_runs[1 + k:1 + end])
+                        generic.clients.add_runs(map(itemgetter(2), rest[k:end]))
                         k = end
                         continue
                     k += 1

@@ -87,9 +87,7 @@ class ClientIndex:
         #: sidecar clients of one namespace that one Sidecar resource (or none) scopes: (namespace, run)
         self.sidecar_groups = [(ns, ClientRun(g)) for (ns, _), g in groups.items()]
         #: every sidecar group whole, as :attr:`ServiceClients.sidecar_groups` lists them
-        self.whole_groups = [(ns, run.workloads[0], run.names, frozenset()) for ns, run in self.sidecar_groups]
-        #: their runs of names, as :attr:`ServiceClients.sidecar_runs` lists them
-        self.whole_runs = [(g[2], g[3]) for g in self.whole_groups]
+        self.whole_groups = [(ns, run.workloads[0], (run.names, frozenset())) for ns, run in self.sidecar_groups]
         #: namespace -> the positions of its groups in :attr:`sidecar_groups`
         self.groups_in: dict[str, list[int]] = {}
         for i, (ns, _) in enumerate(self.sidecar_groups):
@@ -246,11 +244,9 @@ class ServiceClients:
     kube_proxy: ClientList
     ambient: ClientList
     first_ambient: WorkloadResource | None
-    #: sidecar clients by (namespace, Sidecar): (namespace, first workload, names, positions left out), in
-    #: the order of their first workloads
-    sidecar_groups: list[tuple[str, WorkloadResource, tuple[str, ...], frozenset[int]]]
-    #: each group's ``(names, positions left out)``, as :meth:`ClientList.add_runs` takes a stretch of them
-    sidecar_runs: list[tuple[tuple[str, ...], frozenset[int]]]
+    #: sidecar clients by (namespace, Sidecar): (namespace, first workload, (names, positions left out)), in
+    #: the order of their first workloads; the runs as :meth:`ClientList.add_runs` takes them
+    sidecar_groups: list[tuple[str, WorkloadResource, tuple[tuple[str, ...], frozenset[int]]]]
     #: not injected although their namespace is labelled for injection: (workload, why)
     unreached: list[tuple[WorkloadResource, str]]
     mesh: Any = None
@@ -274,9 +270,8 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
             proxies=ClientList([mesh._proxy_name(client)]) if d.injected else none,
             kube_proxy=one if kind == "kube-proxy" else none, ambient=one if kind == "ambient" else none,
             first_ambient=client if kind == "ambient" else None,
-            sidecar_groups=[(client.meta.namespace, client, (client.meta.ref,), frozenset())] if kind == "sidecar"
+            sidecar_groups=[(client.meta.namespace, client, ((client.meta.ref,), frozenset()))] if kind == "sidecar"
             else [],
-            sidecar_runs=[((client.meta.ref,), frozenset())] if kind == "sidecar" else [],
             unreached=[(client, d.reason)] if not d.injected and d.namespace_labelled else [],
         )
     idx = client_index(mesh)
@@ -284,7 +279,6 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
     first_injected, injected = idx.kinds["sidecar"].less(own)
     first_ambient, ambient = idx.kinds["ambient"].less(own)
     groups = list(idx.whole_groups)  # a Service's own workloads are in its namespace: other groups are whole
-    runs = list(idx.whole_runs)
     moved = False
     for i in reversed(idx.groups_in.get(info.namespace, ())):
         run = idx.sidecar_groups[i][1]
@@ -292,18 +286,16 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
         if not drop:
             continue
         if len(drop) == len(run.workloads):
-            del groups[i], runs[i]
+            del groups[i]
             continue
         j = run.first_kept(drop)
-        groups[i] = (groups[i][0], run.workloads[j], run.names, drop)
-        runs[i] = (run.names, drop)
+        groups[i] = (groups[i][0], run.workloads[j], (run.names, drop))
         moved = moved or j > 0
     if moved:  # a group whose first workloads are the Service's own: ordered by its first client
         groups.sort(key=lambda g: idx.order[id(g[1])])
-        runs = [(g[2], g[3]) for g in groups]
     return ServiceClients(
         plain=idx.plain.less(own)[1], injected=injected, first_injected=first_injected,
         proxies=idx.proxies.less(own)[1], kube_proxy=idx.kinds["kube-proxy"].less(own)[1], ambient=ambient,
-        first_ambient=first_ambient, sidecar_groups=groups, sidecar_runs=runs,
+        first_ambient=first_ambient, sidecar_groups=groups,
         unreached=[(w, why) for w, why in idx.unreached if id(w) not in own], mesh=mesh, info=info,
     )

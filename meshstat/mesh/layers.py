@@ -81,7 +81,7 @@ class ClientList(Sequence[str]):
             if self._n >= 0:
                 self._n += len(names) - len(drop)
 
-    def add_runs(self, runs: Sequence[tuple[tuple[str, ...], frozenset[int]]]) -> None:
+    def add_runs(self, runs: Iterable[tuple[tuple[str, ...], frozenset[int]]]) -> None:
         """Append each ``(names, drop)`` of ``runs``, as :meth:`add_run` does, in one step (a cluster's
         hundreds of namespace groups per path: the length is counted when asked)."""
         self._parts.extend(runs)

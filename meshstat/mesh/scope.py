@@ -408,7 +408,7 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
     if not found:
         found = exported(root)
     if len(found) < 2:
-        return found[0] if found else None
+        return _merge(found)
     # one merged object per set of rules: callers compare and key on the rule's identity (the rules are kept
     # with it, so that their ids are not reused while the entry stands)
     merged = mesh.__dict__.setdefault("_merged_drs", {})
