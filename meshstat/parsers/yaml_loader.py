@@ -648,10 +648,8 @@ def json_documents(text: str) -> list[Any] | None:
     except orjson.JSONDecodeError:
         return None
     if '" :' not in text:
-        tab = _json_key_lines(text)
-        if tab is not None:
-            doc = _lined_tree(root, tab, None, block_lists=False)
-            return None if doc is None else [doc]
+        doc = _lined_tree(root, _json_key_lines(text), None, block_lists=False)
+        return None if doc is None else [doc]
     written = text.count('":') - text.count('\\":') + text.count('" :')
     walker = _JsonLines(text)
     doc = walker.convert(root, 1, 0)
@@ -781,15 +779,30 @@ def _lined_tree(root: Any, tab: list[int], keys: list[str] | None, block_lists: 
     return doc if pos == n else None
 
 
-def _json_key_lines(text: str) -> list[int] | None:
-    """The line of every ``":`` (the i-th key's), or ``None`` when a ``\\":`` makes that unsure."""
-    if '\\":' in text:
-        return None
-    from itertools import accumulate, repeat
+def _json_key_lines(text: str) -> list[int]:
+    """The line of every key of a JSON text that writes no space before a colon, in document order.
+
+    Outside strings, a ``"`` followed by ``:`` closes a key (a string followed by a colon is a key, and
+    nothing else is). Inside a string every ``"`` is escaped: ``\\"``, after an odd run of backslashes
+    (``\\\\`` is an escaped backslash). So each ``":`` of the text closes a key unless the text before
+    it ends with an odd run of backslashes: a JSON string in an annotation, as kubectl's
+    ``last-applied-configuration`` is. One split of the text and a running count of its newlines (in C)
+    give the line of every ``":``; the escaped ones, found among the pieces that end with a backslash,
+    are dropped.
+    """
+    from itertools import accumulate, compress, count, repeat
 
     pieces = text.split('":')
-    # line of key i (1-based): 1 + newlines before its closing quote
-    return list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:-1]
+    # line of the i-th ``":`` (1-based): 1 + newlines before it
+    lines = list(accumulate(map(str.count, pieces, repeat("\n")), initial=1))[1:-1]
+    if '\\":' not in text:
+        return lines
+    keep = [True] * len(lines)
+    for i in compress(count(), map(str.endswith, pieces[:-1], repeat("\\"))):
+        p = pieces[i]
+        if (len(p) - len(p.rstrip("\\"))) % 2:  # an escaped quote: inside a string
+            keep[i] = False
+    return list(compress(lines, keep))
 
 
 def _json_key(k: str) -> str:

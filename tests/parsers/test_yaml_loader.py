@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshstat.errors import ConfigParseError
 from meshstat.parsers import yaml_loader as yl
@@ -71,10 +73,42 @@ def test_json_lines_equal_yaml_lines() -> None:
     _json_vs_yaml(cluster(8, 3, Plant(True, True, True, True, True, True, True)))
     # keys that need escapes in JSON (a quote, a backslash) take the walk that finds keys in turn
     _json_vs_yaml({"kind": "List", "items": [{"a\"b": {"c": 1, "d": [{"e": "x\":y"}]}, "f": {}}]})
-    # a key ending in a backslash defeats the key count: read as YAML (exact, slower)
+    # a key ending in a backslash: ``\\":`` closes it (an even run of backslashes)
     odd = json.dumps({"c\\": {"d": 1}}, indent=1)
-    assert yl.json_documents(odd) is None and yl.yaml_documents(odd, "o.json")[0].line_of("c\\") == 2
+    assert yl.json_documents(odd)[0].line_of("c\\") == 2
+    _json_vs_yaml({"c\\": {"d": 1}, "e\\\"": [{"\\\\\":": 2}]})
     _json_vs_yaml([{"a": []}, [], {}, {"b": [[{"c": 1}], {"d": {}}]}])
+
+
+def test_kubectl_last_applied_configuration_keeps_the_key_table() -> None:
+    """kubectl's ``last-applied-configuration`` annotation is JSON in a string (``{\\"kind\\":...}``): its
+    escaped ``\\":`` are no keys, so the text still takes the key table, not the walk that finds each key."""
+    doc = cluster(6, 2, Plant(True, True, True, True, True, True, True))
+    for item in doc["items"]:
+        applied = json.dumps({"kind": item["kind"], "spec": item.get("spec", {})}, separators=(",", ":")) + "\n"
+        item["metadata"].setdefault("annotations", {})["kubectl.kubernetes.io/last-applied-configuration"] = applied
+    text = json.dumps(doc, indent=4)
+    assert '\\":' in text
+    assert len(yl._json_key_lines(text)) == text.count('":') - text.count('\\":')
+    _json_vs_yaml(doc)
+
+
+#: Text with what makes finding keys hard: quotes, backslashes, colons, line breaks.
+_HARD_TEXT = st.text(st.sampled_from(['"', "\\", ":", "a", " ", "\n", "{", "é"]), max_size=6)
+_JSON_TREES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 5), _HARD_TEXT),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(_HARD_TEXT, kids, max_size=3),
+    max_leaves=12,
+)
+
+
+@given(tree=st.dictionaries(_HARD_TEXT, _JSON_TREES, max_size=4), indent=st.sampled_from([None, 1, 4]))
+def test_json_key_table_never_gives_a_wrong_line(tree, indent) -> None:
+    """Any keys and values: orjson's tree with lines found again is the YAML reader's, or it is not used."""
+    text = json.dumps(tree, indent=indent, ensure_ascii=False)
+    got = yl.json_documents(text)
+    if got is not None:
+        _same(got[0], yl._python_documents(text, "h.json")[0], json_lines=True)
 
 
 def test_json_key_lines_are_computed_on_demand() -> None:
