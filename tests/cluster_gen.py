@@ -11,6 +11,9 @@ a namespace without injection, a VirtualService bound only to an ingress gateway
 to its own namespace, a Sidecar whose egress leaves services out, a subset with no pods, a subset
 the DestinationRule lacks, an ambient namespace without a waypoint, a zone-restricted Service.
 
+:func:`with_owned_objects` adds what ``kubectl get all`` also prints: each Deployment's ReplicaSets and
+Pods, linked by ``ownerReferences``.
+
 :func:`to_yaml` writes the ``List`` in kubectl's block style (a small emitter: the generator's
 values are plain strings, integers, booleans, lists and mappings); :func:`to_json` with ``json``.
 """
@@ -22,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Plant", "cluster", "to_json", "to_yaml"]
+__all__ = ["Plant", "cluster", "to_json", "to_yaml", "with_owned_objects"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,43 @@ def cluster(n_services: int, n_namespaces: int = 10, plant: Plant = Plant()) -> 
     if plant.zone_restricted:
         items += _zone_plant(names[0], j + 7)
     return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def with_owned_objects(doc: dict[str, Any], *, replica_sets: bool = True) -> dict[str, Any]:
+    """``doc`` as ``kubectl get all -A -o yaml`` prints it: after each Deployment, a ReplicaSet of an older
+    revision scaled to 0, the current ReplicaSet (both controlled by the Deployment) and one Pod per
+    replica (controlled by the current ReplicaSet, with its ``pod-template-hash`` label and a pod IP).
+    ``replica_sets=False`` leaves the ReplicaSets out (``kubectl get deploy,pods``): the Pods still
+    name theirs."""
+    items: list[dict[str, Any]] = []
+    n_pods = 0
+    for i, it in enumerate(doc["items"]):
+        items.append(it)
+        if it["kind"] != "Deployment":
+            continue
+        md, spec = it["metadata"], it["spec"]
+        ns, name, n = md["namespace"], md["name"], spec["replicas"]
+        labels = spec["template"]["metadata"]["labels"]
+        for rev, (h, count) in enumerate(((f"{i:07x}a0", 0), (f"{i:07x}b1", n))):
+            rs_name = f"{name}-{h}"
+            if replica_sets:
+                rs = _meta("ReplicaSet", "apps/v1", rs_name, ns, i, {**labels, "pod-template-hash": h},
+                           {"deployment.kubernetes.io/revision": str(rev + 1)})
+                rs["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                                      "uid": md["uid"], "controller": True,
+                                                      "blockOwnerDeletion": True}]
+                rs["spec"] = {"replicas": count,
+                              "selector": {"matchLabels": {**spec["selector"]["matchLabels"], "pod-template-hash": h}},
+                              "template": {"metadata": {"labels": {**labels, "pod-template-hash": h}},
+                                           "spec": spec["template"]["spec"]}}
+                items.append(rs)
+            for k in range(count):
+                n_pods += 1
+                pod = _pod(f"{rs_name}-p{k}", ns, "", f"10.{100 + n_pods // 65536}.{n_pods // 256 % 256}."
+                           f"{n_pods % 256}", {**labels, "pod-template-hash": h}, rs_name, i)
+                del pod["spec"]["nodeName"]
+                items.append(pod)
+    return {**doc, "items": items}
 
 
 def _node(name: str, zone: str, i: int) -> dict[str, Any]:

@@ -177,13 +177,14 @@ class AuditContext:
         #: whether real kube-proxy rules replace the modelled kube-proxy layer (``audit --iptables/--nft``)
         self.observed_kube_proxy = observed_kube_proxy
         m = mesh.manifests
-        self._workloads = LabelIndex((w, w.meta.namespace, w.labels) for w in m.workloads)
+        #: the workloads whose pods are endpoints (:class:`~meshstat.mesh.registry.Ownership`)
+        self._workloads = LabelIndex((w, w.meta.namespace, w.labels) for w in mesh.owners.leaves)
         objs = mesh.scope
         root = objs.mesh_config.root_namespace
         groups: dict[tuple[str, str, int, str | None], list[WorkloadResource]] = {}
         sidecars: dict[int, SidecarResource | None] = {0: None}
         zone_of = _workload_zones(m)
-        for w in m.workloads:
+        for w in mesh.owners.roots:
             if exclude and w.meta.ref in exclude:  # its layer is observed (an Envoy dump), not modelled
                 continue
             kind = client_kind(mesh, w)

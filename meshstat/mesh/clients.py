@@ -62,8 +62,8 @@ class ClientIndex:
     """The mesh's client workloads grouped once (see the module docstring)."""
 
     def __init__(self, mesh: Any) -> None:
-        ws = mesh.manifests.workloads
-        self.key = (id(ws), len(ws))
+        self.key = (id(mesh.manifests.workloads), len(mesh.manifests.workloads))
+        ws = mesh.owners.roots  # a Deployment calls as itself, not as its ReplicaSets' Pods too
         kinds: dict[str, list[WorkloadResource]] = {"sidecar": [], "ambient": [], "kube-proxy": []}
         groups: dict[tuple[str, int], list[WorkloadResource]] = {}
         #: not injected although their namespace is labelled for injection: (workload, why)

@@ -36,14 +36,15 @@ from meshstat.mesh.locality import (LocalityPolicy, Place, apply_locality, clust
                                     describe, pod_places)
 from meshstat.mesh.registry import (
     EP,
+    MAX_PODS,
     InjectionDecision,
     InjectorConfig,
     LabelIndex,
+    Ownership,
     Pod,
     RegisteredService,
     injection_decision,
     labels_subset,
-    synthetic_ip,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
 from meshstat.mesh.scope import (
@@ -77,8 +78,6 @@ ISTIO_DEFAULT_LB = "LEAST_REQUEST"
 #: What ``compare -f`` and ``mesh`` say when no rule names a Service and none was given.
 NO_ROUTED_SERVICE = ("no VirtualService or Gateway API route in the manifests routes a known Service; "
                      "give --service NS/NAME[:PORT]")
-#: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
-MAX_PODS = 50_000
 
 _TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
 
@@ -154,42 +153,16 @@ class Mesh:
                 raise InvalidArgument(f"--scale {ref}: a Pod cannot be scaled (use its Deployment/StatefulSet)")
             self.replicas[id(w)] = r
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
+        #: the workloads whose pods are backends and those that are clients (ownerReferences)
+        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas))
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
-            self.pods = self._expand_pods()
+            self.pods = self.owners.expand(self.replicas, self.notes)
             self.registry = self._build_registry()
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
 
     # ------------------------------------------------------------------ pods & registry
-
-    def _expand_pods(self) -> list[Pod]:
-        counts = [(self.replicas.get(id(w), w.replicas), w) for w in self.manifests.workloads]
-        if sum(n for n, _ in counts) > MAX_PODS:
-            n, w = max(counts, key=lambda c: c[0])
-            scaled = id(w) in self.replicas
-            raise (InvalidArgument if scaled else ModelError)(
-                f"{w.meta.kind} {w.meta.ref} has {n:,} replicas; meshstat expands at most {MAX_PODS:,} pods "
-                "in all (each pod is a backend)",
-                **({} if scaled else {"source": w.meta.source, "line": w.replicas_line or w.meta.line}),
-            )
-        taken = {w.pod_ip for w in self.manifests.workloads if w.pod_ip}
-        pods = []
-        synthetic = False
-        for w in self.manifests.workloads:
-            n = self.replicas.get(id(w), w.replicas)
-            for i in range(n):
-                name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
-                if w.pod_ip:
-                    ip, syn = w.pod_ip, False
-                else:
-                    ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
-                    synthetic = True
-                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn))
-        if synthetic:
-            self.notes.append("pods without status.podIP get deterministic synthetic IPs in 10.244.0.0/16 "
-                              "(crc32 of namespace/name); pod names are <workload>-<index>")
-        return pods
 
     def _build_registry(self) -> dict[str, RegisteredService]:
         reg: dict[str, RegisteredService] = {}
@@ -743,7 +716,8 @@ class Mesh:
         if self._pod_names is None:
             by_workload: dict[tuple[str, str], list[Pod]] = {}
             for p in self.pods:
-                by_workload.setdefault((p.namespace, p.workload.meta.name), []).append(p)
+                root = self.owners.root_of.get(id(p.workload), p.workload)  # Istio's workload name
+                by_workload.setdefault((p.namespace, root.meta.name), []).append(p)
             self._pod_names = ({p.ip: p for p in self.pods}, {p.name: p for p in self.pods}, by_workload)
         by_ip, by_name, by_workload = self._pod_names
 

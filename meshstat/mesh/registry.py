@@ -1,5 +1,6 @@
 """The mesh's registry: pods, Services and ServiceEntries, and the sidecar injection decision.
 
+:class:`Ownership` (which workloads of the manifests stand for running pods, and which are the clients),
 :class:`Pod` (a workload's pod, expanded from replicas), :class:`EP` (an endpoint of a cluster
 before load balancing) and :class:`RegisteredService` (a host in the registry: a Kubernetes
 Service or a ServiceEntry) are what :class:`meshstat.mesh.Mesh` builds from the manifests;
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from meshstat.errors import InvalidArgument, ModelError
 from meshstat.model import Backend, Provenance
 from meshstat.parsers.k8s import Namespace, Service, ServiceEntry, ServicePort, WorkloadResource
 
@@ -23,6 +25,8 @@ __all__ = [
     "InjectionDecision",
     "InjectorConfig",
     "LabelIndex",
+    "MAX_PODS",
+    "Ownership",
     "Pod",
     "RegisteredService",
     "injection_decision",
@@ -160,6 +164,115 @@ def injection_decision(
 
 
 # --------------------------------------------------------------------------- pods and services
+
+
+# --------------------------------------------------------------------------- owners and pods
+
+#: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
+MAX_PODS = 50_000
+
+#: How high a kind stands in the chain of controllers (pkg/controller: a Deployment controls
+#: ReplicaSets, a ReplicaSet or StatefulSet its Pods): a controller is linked only from a lower kind,
+#: so ownerReferences that loop cannot hide a pod.
+_RANK = {"Pod": 0, "ReplicaSet": 1, "StatefulSet": 1, "Deployment": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Which workloads of the manifests stand for running pods, and which are the clients.
+
+    ``kubectl get all -A -o yaml`` writes a Deployment, its ReplicaSets and their Pods: each pod
+    would count three times. A workload whose pods are in the manifests as lower objects (its
+    ReplicaSets, or Pods whose controller it is) is not expanded from its template: those objects
+    are (``leaves``). A ReplicaSet that the manifests leave out still links its Pods to the
+    Deployment it is named after: ``<deployment>-<pod-template-hash>``, as ``getNewReplicaSet``
+    names it (kubernetes ``pkg/controller/deployment/sync.go``). The clients are the workloads that
+    no other one controls (``roots``), so a Deployment calls as itself, not once per pod.
+
+    A workload scaled by ``--scale`` is expanded from its template, without the objects it controls.
+    """
+
+    #: the workloads whose pods are backends: none of their pods is in the manifests as another object
+    leaves: tuple[WorkloadResource, ...]
+    #: the client workloads: no workload in the manifests controls them
+    roots: tuple[WorkloadResource, ...]
+    #: ``id(workload)`` -> the root that controls it (only for controlled workloads)
+    root_of: dict[int, WorkloadResource]
+    #: workloads counted through the objects they control, in the manifests' order
+    through: tuple[WorkloadResource, ...]
+
+    @classmethod
+    def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset()) -> Ownership:
+        """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template."""
+        ws = list(workloads)
+        by_key = {(w.meta.namespace, w.meta.kind, w.meta.name): w for w in ws}
+        parent: dict[int, WorkloadResource] = {}
+        for w in ws:
+            if w.owner is None:
+                continue
+            kind, name = w.owner
+            p = by_key.get((w.meta.namespace, kind, name))
+            if p is None and kind == "ReplicaSet":
+                h = dict(w.pod_labels).get("pod-template-hash")
+                if h and name.endswith("-" + h):
+                    p = by_key.get((w.meta.namespace, "Deployment", name[: -len(h) - 1]))
+            if p is not None and _RANK.get(p.meta.kind, -1) > _RANK.get(w.meta.kind, 0):
+                parent[id(w)] = p
+        root_of: dict[int, WorkloadResource] = {}
+        under_scaled: set[int] = set()
+        for w in ws:
+            p = parent.get(id(w))
+            while p is not None:
+                root_of[id(w)] = p
+                if id(p) in scaled:
+                    under_scaled.add(id(w))
+                p = parent.get(id(p))
+        controls = {id(p) for w in ws if id(w) not in under_scaled and (p := parent.get(id(w))) is not None}
+        controls -= scaled
+        return cls(
+            leaves=tuple(w for w in ws if id(w) not in controls and id(w) not in under_scaled),
+            roots=tuple(w for w in ws if id(w) not in parent),
+            root_of=root_of,
+            through=tuple(w for w in ws if id(w) in controls),
+        )
+
+    def note(self) -> str:
+        """What :attr:`through` means, in one line (the first three named)."""
+        names = ", ".join(f"{w.meta.kind} {w.meta.ref}" for w in self.through[:3])
+        more = f" and {len(self.through) - 3:,} more" if len(self.through) > 3 else ""
+        return (f"{names}{more}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
+                "counted once, as those objects, not again from the pod template")
+
+    def expand(self, replicas: Mapping[int, int], notes: list[str]) -> list[Pod]:
+        """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
+        (``replicas``: ``--scale`` by workload id). A pod without ``status.podIP`` gets a synthetic IP."""
+        counts = [(replicas.get(id(w), w.replicas), w) for w in self.leaves]
+        if sum(n for n, _ in counts) > MAX_PODS:
+            n, w = max(counts, key=lambda c: c[0])
+            scaled = id(w) in replicas
+            raise (InvalidArgument if scaled else ModelError)(
+                f"{w.meta.kind} {w.meta.ref} has {n:,} replicas; meshstat expands at most {MAX_PODS:,} pods "
+                "in all (each pod is a backend)",
+                **({} if scaled else {"source": w.meta.source, "line": w.replicas_line or w.meta.line}),
+            )
+        taken = {w.pod_ip for w in self.leaves if w.pod_ip}
+        pods = []
+        synthetic = False
+        if self.through:
+            notes.append(self.note())
+        for n, w in counts:
+            for i in range(n):
+                name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
+                if w.pod_ip:
+                    ip, syn = w.pod_ip, False
+                else:
+                    ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
+                    synthetic = True
+                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn))
+        if synthetic:
+            notes.append("pods without status.podIP get deterministic synthetic IPs in 10.244.0.0/16 "
+                         "(crc32 of namespace/name); pod names are <workload>-<index>")
+        return pods
 
 
 @dataclass(frozen=True, slots=True)

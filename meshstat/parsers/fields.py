@@ -24,6 +24,7 @@ from meshstat.parsers.yaml_loader import LineDict, LineList
 __all__ = [
     "ManifestContext",
     "field_bool",
+    "field_controller",
     "field_int",
     "field_list",
     "field_map",
@@ -184,3 +185,20 @@ def field_str_list(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple
             raise ctx.fail(f"expected '{key}' of {what} to be a list of strings", obj, key, item)
         out.append(str(item))
     return tuple(out)
+
+
+def field_controller(ctx: ManifestContext, md: Any, what: str) -> tuple[str, str] | None:
+    """``(kind, name)`` of the controller among ``md['ownerReferences']`` (a ``metadata`` mapping), or None.
+
+    The controller is the reference with ``controller: true``, as ``GetControllerOf`` reads it
+    (kubernetes ``staging/src/k8s.io/apimachinery/pkg/apis/meta/v1/controller_ref.go``): the
+    ReplicaSet of a Deployment's pod, the Deployment of a ReplicaSet, the StatefulSet of its pod.
+    Other owners only keep an object from garbage collection. Owners are in the object's namespace.
+    """
+    for o in field_list(ctx, md, "ownerReferences", what):
+        if not isinstance(o, dict):
+            raise ctx.fail(f"expected 'ownerReferences' of {what} to be a list of mappings", md, "ownerReferences", o)
+        if o.get("controller") is True:
+            return (field_str(ctx, o, "kind", "an owner reference") or "",
+                    field_str(ctx, o, "name", "an owner reference") or "")
+    return None

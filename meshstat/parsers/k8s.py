@@ -63,6 +63,7 @@ from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.fields import (
     ManifestContext,
+    field_controller,
     field_int,
     field_list,
     field_map,
@@ -193,6 +194,11 @@ class WorkloadResource:
         Every ``containers[].ports[]`` (for named ``targetPort`` lookups).
     pod_ip : str or None
         ``status.podIP`` of a Pod, when the manifest has one.
+    replicas_line : int or None
+        The line of ``spec.replicas``.
+    owner : (kind, name) or None
+        The controller among ``metadata.ownerReferences`` (:func:`~meshstat.parsers.fields.field_controller`):
+        the ReplicaSet of a Deployment's Pod, the Deployment of a ReplicaSet.
     """
 
     meta: Meta
@@ -203,6 +209,7 @@ class WorkloadResource:
     container_ports: tuple[tuple[str, int, str], ...]
     pod_ip: str | None = None
     replicas_line: int | None = None
+    owner: tuple[str, str] | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -519,6 +526,7 @@ def _workload(ctx: ManifestContext, doc: LineDict, kind: str) -> WorkloadResourc
         container_ports=_container_ports(ctx, pod_spec, f"{kind} pod spec"),
         pod_ip=pod_ip,
         replicas_line=rline,
+        owner=field_controller(ctx, field_map(ctx, doc, "metadata", kind), f"{kind} metadata"),
     )
 
 

@@ -37,6 +37,7 @@ from fractions import Fraction
 from meshstat.parsers.fields import (
     ManifestContext,
     field_bool,
+    field_controller,
     field_list,
     field_map,
     field_str,
@@ -267,10 +268,7 @@ def _pod(ctx: ManifestContext, doc: LineDict) -> PodPlacement:
     md = field_map(ctx, doc, "metadata", "Pod")
     spec = field_map(ctx, doc, "spec", "Pod")
     status = field_map(ctx, doc, "status", "Pod")
-    owner = None
-    for o in field_list(ctx, md, "ownerReferences", "Pod metadata"):
-        if isinstance(o, dict) and (o.get("controller") is True or owner is None):
-            owner = (str(o.get("kind") or ""), str(o.get("name") or ""))
+    owner = field_controller(ctx, md, "Pod metadata")
     hn = spec.get("hostNetwork", False)
     namespace = field_str(ctx, md, "namespace", "Pod metadata") or ctx.default_namespace
     name = field_str(ctx, md, "name", "Pod metadata") or field_str(ctx, md, "generateName", "Pod metadata")

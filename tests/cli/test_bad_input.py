@@ -198,6 +198,7 @@ CASES = [
     ),
     mesh("yaml-huge-integer.yaml", "found an integer of 5000 characters (too long)", 6),
     mesh("yaml-replicas-too-many.yaml", "meshstat expands at most 50,000 pods", 6),
+    mesh("yaml-owner-reference-not-a-mapping.yaml", "expected 'ownerReferences' of Pod metadata to be a list of mappings", 6),
     # Gateway API (cut from gwapi-good.yaml, Bookinfo's route-reviews-90-10 HTTPRoute)
     mesh("gwapi-weight-negative.yaml", "expected 'weight' of backendRef to be in [0, 1000000]", 18),
     mesh("gwapi-weight-overflow.yaml", "expected 'weight' of backendRef to be in [0, 1000000]", 18),

@@ -1,0 +1,96 @@
+"""A Deployment, its ReplicaSets and their Pods in one export count each pod once (``Ownership``).
+
+``kubectl get all -A -o yaml`` prints all three; before, each pod was a backend three times (the
+Deployment's template, the ReplicaSet's, the Pod), which changed kube-proxy's endpoint count and, where
+the objects of two versions differ, the split.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from meshstat.audit import audit
+from meshstat.mesh import Mesh
+from meshstat.mesh.clients import client_index
+from meshstat.mesh.registry import Ownership
+from meshstat.parsers.k8s import parse_manifest_text
+from tests.cluster_gen import Plant, cluster, to_json, to_yaml, with_owned_objects
+
+ALL = Plant(True, True, True, True, True, True, True, True)
+
+
+def _mesh(doc, text=to_yaml, **kw) -> Mesh:
+    return Mesh(parse_manifest_text(text(doc), "c.yaml"), **kw)
+
+
+def _rows(mesh: Mesh) -> set[tuple]:
+    return {(r.service, r.clients, r.reason, r.configured, r.effective) for r in audit(mesh).rows}
+
+
+@pytest.mark.parametrize("replica_sets", [True, False], ids=["get-all", "deployments-and-pods"])
+def test_an_export_with_replicasets_and_pods_audits_as_its_deployments(replica_sets) -> None:
+    doc = cluster(6, 2, ALL)
+    plain, full = _mesh(doc), _mesh(with_owned_objects(doc, replica_sets=replica_sets))
+    assert len(full.manifests.workloads) > len(plain.manifests.workloads)
+    assert len(full.pods) == len(plain.pods)
+    assert all(p.workload.meta.kind == "Pod" for p in full.pods if p.namespace.startswith("ns"))
+    rows = _rows(plain)
+    assert {r[2] for r in rows} >= {"subset-without-pods", "no-sidecar", "topology-restricted"}
+    assert _rows(full) == rows
+    # the clients are the Deployments (no ReplicaSet or Pod calls again as itself)
+    assert client_index(full).kinds["sidecar"].names == client_index(plain).kinds["sidecar"].names
+    for info in (full.registry[f"svc{i}.ns{i % 2}.svc.cluster.local"] for i in range(6)):
+        assert len(full.endpoints(info, 8080)) == 4  # two versions of two replicas, once each
+    note = [n for n in full.notes if "ownerReferences" in n]
+    assert len(note) == 1 and "counted once" in note[0]
+
+
+def test_json_export_with_owned_objects_equals_yaml() -> None:
+    doc = with_owned_objects(cluster(4, 2, Plant(subset_no_pods=True, no_injection=True)))
+    assert _rows(_mesh(doc)) == _rows(_mesh(doc, to_json))
+
+
+def test_scaling_a_deployment_expands_its_template_without_its_pods() -> None:
+    full = _mesh(with_owned_objects(cluster(2, 1)), scale={"ns0/svc0-v1": 5})
+    mine = [p for p in full.pods if p.name.startswith("svc0-v1")]
+    assert sorted(p.name for p in mine) == [f"svc0-v1-{i}" for i in range(5)]
+    assert {p.workload.meta.kind for p in mine} == {"Deployment"}
+    assert len([p for p in full.pods if p.name.startswith("svc0-v2")]) == 2  # still its two Pods
+
+
+def test_owner_references_that_loop_or_point_up_hide_no_pod() -> None:
+    text = """
+apiVersion: v1
+kind: List
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata:
+    name: web
+    ownerReferences: [{kind: ReplicaSet, name: web-1, controller: true}]
+  spec:
+    replicas: 2
+    template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: x}]}}
+- apiVersion: apps/v1
+  kind: ReplicaSet
+  metadata:
+    name: web-1
+    ownerReferences: [{kind: Pod, name: lone, controller: true}]
+  spec:
+    replicas: 3
+    template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: x}]}}
+- apiVersion: v1
+  kind: Pod
+  metadata:
+    name: lone
+    labels: {app: web}
+    ownerReferences: [{kind: Pod, name: lone, controller: true}, {kind: ReplicaSet, name: web-1}]
+  spec: {containers: [{name: c, image: x}]}
+"""
+    m = parse_manifest_text(text, "loop.yaml")
+    own = Ownership.of(m.workloads)
+    # nothing is controlled by a kind below it: every object stands for its own pods
+    assert own.through == () and len(own.leaves) == len(own.roots) == 3
+    assert len(Mesh(m).pods) == 2 + 3 + 1
+    # a non-controller owner reference (the lone Pod's ReplicaSet, without controller: true) links nothing
+    assert m.workloads[2].owner == ("Pod", "lone")
