@@ -154,9 +154,7 @@ class Mesh:
             self.replicas[id(w)] = r
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
         #: the workloads whose pods are backends and those that are clients (ownerReferences)
-        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas), frozenset(
-            (p.namespace, p.name) for p in manifests.topology.pods
-            if p.phase is not None and (p.phase != "Running" or not p.ready or p.terminating)))
+        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas))
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
             self.pods = self.owners.expand(self.replicas, self.notes)
             self.registry = self._build_registry()

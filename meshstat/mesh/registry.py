@@ -190,12 +190,6 @@ class Ownership:
     no other one controls (``roots``), so a Deployment calls as itself, not once per pod.
 
     A workload scaled by ``--scale`` is expanded from its template, without the objects it controls.
-
-    A Pod whose ``status`` says it is not serving (``idle``: not Ready, terminating, or not Running) is
-    no backend: the EndpointSlice controller lists it not ready, and kube-proxy and Istio send to ready
-    endpoints only (kube-proxy's fallback to serving terminating endpoints when none is ready is
-    modelled by :mod:`meshstat.topology`, not here). A Pod without ``status`` (a manifest to apply)
-    is one.
     """
 
     #: the workloads whose pods are backends: none of their pods is in the manifests as another object
@@ -206,14 +200,10 @@ class Ownership:
     root_of: dict[int, WorkloadResource]
     #: workloads counted through the objects they control, in the manifests' order
     through: tuple[WorkloadResource, ...]
-    #: Pods that are no backend: their status says they are not serving
-    idle: tuple[WorkloadResource, ...] = ()
 
     @classmethod
-    def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset(),
-           idle: frozenset[tuple[str, str]] = frozenset()) -> Ownership:
-        """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template;
-        ``idle``: ``(namespace, name)`` of the Pods that are not serving."""
+    def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset()) -> Ownership:
+        """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template."""
         ws = list(workloads)
         by_key = {(w.meta.namespace, w.meta.kind, w.meta.name): w for w in ws}
         parent: dict[int, WorkloadResource] = {}
@@ -239,29 +229,19 @@ class Ownership:
                 p = parent.get(id(p))
         controls = {id(p) for w in ws if id(w) not in under_scaled and (p := parent.get(id(w))) is not None}
         controls -= scaled
-        off = [w for w in ws if w.meta.kind == "Pod" and (w.meta.namespace, w.meta.name) in idle] if idle else []
-        gone = {id(w) for w in off} | controls | under_scaled
         return cls(
-            leaves=tuple(w for w in ws if id(w) not in gone),
+            leaves=tuple(w for w in ws if id(w) not in controls and id(w) not in under_scaled),
             roots=tuple(w for w in ws if id(w) not in parent),
             root_of=root_of,
             through=tuple(w for w in ws if id(w) in controls),
-            idle=tuple(w for w in off if id(w) not in under_scaled),
         )
 
-    def notes(self) -> list[str]:
-        """What :attr:`through` and :attr:`idle` mean, a line each (the first three named)."""
-        def named(ws: tuple[WorkloadResource, ...]) -> str:
-            more = f" and {len(ws) - 3:,} more" if len(ws) > 3 else ""
-            return ", ".join(f"{w.meta.kind} {w.meta.ref}" for w in ws[:3]) + more
-
-        out = []
-        if self.through:
-            out.append(f"{named(self.through)}: their pods are in the manifests (ownerReferences: ReplicaSets, "
-                       "Pods), counted once, as those objects, not again from the pod template")
-        if self.idle:
-            out.append(f"{named(self.idle)}: not an endpoint (status: not Ready, terminating or not Running)")
-        return out
+    def note(self) -> str:
+        """What :attr:`through` means, in one line (the first three named)."""
+        names = ", ".join(f"{w.meta.kind} {w.meta.ref}" for w in self.through[:3])
+        more = f" and {len(self.through) - 3:,} more" if len(self.through) > 3 else ""
+        return (f"{names}{more}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
+                "counted once, as those objects, not again from the pod template")
 
     def expand(self, replicas: Mapping[int, int], notes: list[str]) -> list[Pod]:
         """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
@@ -278,7 +258,8 @@ class Ownership:
         taken = {w.pod_ip for w in self.leaves if w.pod_ip}
         pods = []
         synthetic = False
-        notes.extend(self.notes())
+        if self.through:
+            notes.append(self.note())
         for n, w in counts:
             for i in range(n):
                 name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"

@@ -94,31 +94,3 @@ items:
     assert len(Mesh(m).pods) == 2 + 3 + 1
     # a non-controller owner reference (the lone Pod's ReplicaSet, without controller: true) links nothing
     assert m.workloads[2].owner == ("Pod", "lone")
-
-
-def test_pods_whose_status_says_they_do_not_serve_are_no_backends() -> None:
-    """A crash-looping (Running, not Ready), Pending, terminating or Succeeded Pod is no endpoint; a Pod
-    without ``status`` (a manifest to apply) is one."""
-    def pod(name: str, status: str, extra: str = "") -> str:
-        return f"""- apiVersion: v1
-  kind: Pod
-  metadata: {{name: {name}, labels: {{app: web, version: v1}}{extra}}}
-  spec: {{containers: [{{name: c, image: x, ports: [{{containerPort: 8080}}]}}]}}
-{status}"""
-    ready = "  status: {phase: Running, podIP: 10.0.0.%d, conditions: [{type: Ready, status: 'True'}]}\n"
-    text = ("apiVersion: v1\nkind: List\nitems:\n"
-            "- apiVersion: v1\n  kind: Service\n  metadata: {name: web}\n"
-            "  spec: {selector: {app: web}, ports: [{port: 80, targetPort: 8080}]}\n"
-            + pod("ok-1", ready % 1) + pod("ok-2", ready % 2) + pod("applied", "")
-            + pod("crashing", "  status: {phase: Running, podIP: 10.0.0.4, conditions: [{type: Ready, status: 'False'}]}\n")
-            + pod("pending", "  status: {phase: Pending, conditions: [{type: PodScheduled, status: 'False'}]}\n")
-            + pod("leaving", ready % 6, ", deletionTimestamp: '2024-05-01T10:00:00Z'")
-            + pod("done", "  status: {phase: Succeeded, podIP: 10.0.0.7}\n"))
-    mesh = Mesh(parse_manifest_text(text, "pods.yaml"))
-    assert sorted(p.name for p in mesh.pods) == ["applied", "ok-1", "ok-2"]
-    info = mesh.registry["web.default.svc.cluster.local"]
-    assert sorted(e.backend.name for e in mesh.endpoints(info, 80)) == ["applied", "ok-1", "ok-2"]
-    (note,) = [n for n in mesh.notes if "not an endpoint" in n]
-    assert note.startswith("Pod default/crashing, Pod default/pending, Pod default/leaving and 1 more:")
-    # they still call as clients
-    assert {w.meta.name for w in mesh.owners.roots} >= {"crashing", "done"}
