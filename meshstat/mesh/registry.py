@@ -227,6 +227,12 @@ class Ownership:
                 if id(p) in scaled:
                     under_scaled.add(id(w))
                 p = parent.get(id(p))
+        for w in ws:
+            if id(w) in scaled and id(w) in under_scaled:
+                top = root_of[id(w)]
+                raise InvalidArgument(f"--scale {w.meta.kind} {w.meta.ref}: {top.meta.kind} {top.meta.ref}, which "
+                                      "controls it, is scaled too (its template stands for all its pods): "
+                                      "scale one of them")
         controls = {id(p) for w in ws if id(w) not in under_scaled and (p := parent.get(id(w))) is not None}
         controls -= scaled
         return cls(

@@ -94,3 +94,12 @@ items:
     assert len(Mesh(m).pods) == 2 + 3 + 1
     # a non-controller owner reference (the lone Pod's ReplicaSet, without controller: true) links nothing
     assert m.workloads[2].owner == ("Pod", "lone")
+
+
+def test_scaling_a_workload_and_the_one_that_controls_it_is_refused() -> None:
+    from meshstat.errors import InvalidArgument
+
+    m = parse_manifest_text(to_yaml(with_owned_objects(cluster(1, 1))), "c.yaml")
+    rs = next(w for w in m.workloads if w.meta.kind == "ReplicaSet" and w.replicas == 2)
+    with pytest.raises(InvalidArgument, match=f"--scale ReplicaSet ns0/{rs.meta.name}: Deployment ns0/svc0-v1"):
+        Mesh(m, scale={"ns0/svc0-v1": 4, f"ns0/{rs.meta.name}": 7})
