@@ -22,7 +22,7 @@ from typing import Any
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import name_list
 from meshstat.mesh.paths import Mesh
-from meshstat.mesh.registry import LabelIndex, RegisteredService, labels_subset, version_of
+from meshstat.mesh.registry import LabelIndex, RegisteredService, endpoint_conditions, labels_subset, version_of
 from meshstat.mesh.scope import select_sidecar
 from meshstat.model import share_text
 from meshstat.parsers.istio_scope import SidecarResource
@@ -210,12 +210,21 @@ class AuditContext:
         svc = info.service
         sp = info.port(port)
         if svc is not None and svc.selector and sp is not None:
+            conds = self.mesh.pod_conditions
+            found = []
             for w in self._workloads.select(info.namespace, svc.selector):
                 if isinstance(sp.target_port, str) and not any(c[0] == sp.target_port for c in w.container_ports):
                     continue
+                cond = conds.get((w.meta.namespace, w.meta.name), "ready") if w.meta.kind == "Pod" else "ready"
                 n = self.mesh.replicas.get(id(w), w.replicas)
-                if n:
-                    out.append((w, n))
+                if n and cond is not None:
+                    found.append((w, n, cond))
+            # the endpoints of Istio's proxies and ztunnel (kube-proxy's fallback to terminating pods: a note)
+            take = endpoint_conditions((c for _, _, c in found), svc.publish_not_ready, False)
+            out = [(w, n) for w, n, c in found if c in take]
+            if not out and any(c == "terminating" for _, _, c in found):
+                self.notes.append(f"{info.short}:{port}: every pod is terminating; kube-proxy still sends to the "
+                                  "serving ones, the audit counts none")
         self._pods[key] = out
         return out
 

@@ -43,8 +43,11 @@ from meshstat.mesh.registry import (
     Ownership,
     Pod,
     RegisteredService,
+    endpoint_conditions,
     injection_decision,
     labels_subset,
+    pod_condition,
+    port_protocol,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
 from meshstat.mesh.scope import (
@@ -78,20 +81,6 @@ ISTIO_DEFAULT_LB = "LEAST_REQUEST"
 #: What ``compare -f`` and ``mesh`` say when no rule names a Service and none was given.
 NO_ROUTED_SERVICE = ("no VirtualService or Gateway API route in the manifests routes a known Service; "
                      "give --service NS/NAME[:PORT]")
-
-_TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
-
-
-def _port_protocol(p: ServicePort) -> str:
-    """Istio protocol selection: appProtocol, then the port name prefix (``http-web``), else sniffed."""
-    for cand in (p.app_protocol or "", p.name.split("-", 1)[0] if p.name else "", p.protocol or ""):
-        c = cand.lower()
-        if c in ("http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c"):
-            return "http"
-        if c in _TCP_PROTOCOLS:
-            return "tcp"
-    return "auto"
-
 
 # --------------------------------------------------------------------------- the mesh
 
@@ -155,8 +144,11 @@ class Mesh:
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
         #: the workloads whose pods are backends and those that are clients (ownerReferences)
         self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas))
+        #: each Pod's endpoint condition from its status (:func:`~meshstat.mesh.registry.pod_condition`)
+        self.pod_conditions = {(p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip)
+                               for p in manifests.topology.pods}
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
-            self.pods = self.owners.expand(self.replicas, self.notes)
+            self.pods = self.owners.expand(self.replicas, self.notes, self.pod_conditions)
             self.registry = self._build_registry()
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
@@ -241,22 +233,25 @@ class Mesh:
         return cands[0], port
 
     def endpoints(self, info: RegisteredService, port: int,
-                  diags: list[Diagnostic] | None = None) -> list[EP]:
+                  diags: list[Diagnostic] | None = None, *, kube_proxy: bool = False) -> list[EP]:
         """Endpoints of ``info`` for its port ``port`` (pods selected by the Service, or SE endpoints).
 
-        Worked out once per (service, port); its warnings go to every ``diags`` that asks again.
+        The pods whose condition receives traffic (:func:`~meshstat.mesh.registry.endpoint_conditions`;
+        ``kube_proxy``: with its fallback to serving terminating pods). Worked out once per (service,
+        port, proxy); its warnings go to every ``diags`` that asks again.
         """
-        key = (id(info), port)
+        key = (id(info), port, kube_proxy)
         got = self._endpoints.get(key)
         if got is None:
             found: list[Diagnostic] = []
-            got = self._endpoints[key] = (self._find_endpoints(info, port, found), found)
+            got = self._endpoints[key] = (self._find_endpoints(info, port, found, kube_proxy), found)
         eps, warnings = got
         if diags is not None:
             diags.extend(warnings)
         return list(eps)
 
-    def _find_endpoints(self, info: RegisteredService, port: int, diags: list[Diagnostic]) -> list[EP]:
+    def _find_endpoints(self, info: RegisteredService, port: int, diags: list[Diagnostic], kube_proxy: bool
+                        ) -> list[EP]:
         sp = info.port(port)
         if sp is None:
             return []
@@ -267,7 +262,14 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                         "managed by hand and not modelled", info.source, info.line))
                 return []
-            for pod in self.selected_pods(info.namespace, sel):
+            pods = self.selected_pods(info.namespace, sel)
+            take = endpoint_conditions((p.condition for p in pods), info.service.publish_not_ready, kube_proxy)
+            if "ready" not in take:
+                diags.append(Diagnostic("warning", f"Service {info.short}: no pod is ready; kube-proxy sends to its "
+                                        "serving terminating pods", info.source, info.line))
+            for pod in pods:
+                if pod.condition not in take:
+                    continue
                 tp = sp.target_port
                 if isinstance(tp, str):
                     num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
@@ -303,7 +305,7 @@ class Mesh:
         return any(e == "*" or (e == "." and rule_ns == client_ns) or e == client_ns for e in export_to)
 
     request_matches = staticmethod(request_matches)
-    port_protocol = staticmethod(_port_protocol)
+    port_protocol = staticmethod(port_protocol)
 
     def virtual_service(self, info: RegisteredService, client_ns: str, diags: list[Diagnostic],
                         within: ClientScope | None = None, port: int | None = None
@@ -337,9 +339,9 @@ class Mesh:
         got = self._kube_routes.get((id(info), port))
         if got is not None:
             if diags is not None:
-                self.endpoints(info, port, diags)  # its warnings, as the first call gave them
+                self.endpoints(info, port, diags, kube_proxy=True)  # its warnings, as the first call gave them
             return got[0].renamed(name, (*notes, *got[1]))
-        eps = self.endpoints(info, port, diags)
+        eps = self.endpoints(info, port, diags, kube_proxy=True)
         sp = info.port(port)
         prov = Provenance(info.source, sp.line if sp else info.line)
         svc_label = f"{info.namespace}/{info.name}:{sp.name if sp and sp.name else port}"
@@ -444,7 +446,11 @@ class Mesh:
         policy, why = self._lb_policy(dr, subset, cport)
         if not eps:
             what = f"subset {subset!r} (labels {dict(sub_labels)})" if subset else f"{target.short}"
-            diags.append(Diagnostic("warning", f"{what} selects no pods: cluster {cname} is empty and its share "
+            sel = target.service.selector if target.service else None
+            idle = sel and any(labels_subset(sub_labels, dict(p.labels))
+                               for p in self.selected_pods(target.namespace, sel))
+            diags.append(Diagnostic("warning", f"{what} selects no {'ready ' if idle else ''}pods: cluster {cname} is "
+                                    "empty and its share "
                                     "returns 503 no_healthy_upstream", (dr.meta.source if (dr and subset) else src),
                                     (next((s.line for s in dr.subsets if s.name == subset), line) if (dr and subset)
                                      else line)))
@@ -504,7 +510,7 @@ class Mesh:
         if sp is None:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
-        proto = _port_protocol(sp)
+        proto = port_protocol(sp)
         sc = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:
@@ -764,7 +770,7 @@ class Mesh:
         ]
 
     def _kube_layers(self, info: RegisteredService, port: int, who: str) -> list[Layer]:
-        n = len(self.endpoints(info, port))
+        n = len(self.endpoints(info, port, kube_proxy=True))
         return [
             Layer("client", who, f"connect() to {info.short}:{port}", "connection"),
             Layer("iptables (node)", "KUBE-SERVICES -> KUBE-SVC-*", f"statistic cascade over {n} endpoint(s), "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from meshstat.errors import InvalidArgument, ModelError
+from meshstat.mesh.layers import name_list
 from meshstat.model import Backend, Provenance
 from meshstat.parsers.k8s import Namespace, Service, ServiceEntry, ServicePort, WorkloadResource
 
@@ -29,6 +30,9 @@ __all__ = [
     "Ownership",
     "Pod",
     "RegisteredService",
+    "endpoint_conditions",
+    "pod_condition",
+    "port_protocol",
     "injection_decision",
     "labels_subset",
     "version_of",
@@ -244,14 +248,17 @@ class Ownership:
 
     def note(self) -> str:
         """What :attr:`through` means, in one line (the first three named)."""
-        names = ", ".join(f"{w.meta.kind} {w.meta.ref}" for w in self.through[:3])
-        more = f" and {len(self.through) - 3:,} more" if len(self.through) > 3 else ""
-        return (f"{names}{more}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
+        names = name_list([f"{w.meta.kind} {w.meta.ref}" for w in self.through], 3)
+        return (f"{names}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
                 "counted once, as those objects, not again from the pod template")
 
-    def expand(self, replicas: Mapping[int, int], notes: list[str]) -> list[Pod]:
+    def expand(self, replicas: Mapping[int, int], notes: list[str],
+               conditions: Mapping[tuple[str, str], str | None] | None = None) -> list[Pod]:
         """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
-        (``replicas``: ``--scale`` by workload id). A pod without ``status.podIP`` gets a synthetic IP."""
+        (``replicas``: ``--scale`` by workload id). A pod without ``status.podIP`` gets a synthetic IP.
+        ``conditions``: :func:`pod_condition` of the Pods by ``(namespace, name)``; a Pod whose condition
+        is None (finished, or without an IP) is no pod of the model."""
+        conditions = conditions or {}
         counts = [(replicas.get(id(w), w.replicas), w) for w in self.leaves]
         if sum(n for n, _ in counts) > MAX_PODS:
             n, w = max(counts, key=lambda c: c[0])
@@ -266,7 +273,12 @@ class Ownership:
         synthetic = False
         if self.through:
             notes.append(self.note())
+        finished = []
         for n, w in counts:
+            cond = conditions.get((w.meta.namespace, w.meta.name), "ready") if w.meta.kind == "Pod" else "ready"
+            if cond is None:
+                finished.append(w.meta.ref)
+                continue
             for i in range(n):
                 name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
                 if w.pod_ip:
@@ -274,11 +286,53 @@ class Ownership:
                 else:
                     ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
                     synthetic = True
-                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn))
+                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn, cond))
+        if finished:
+            notes.append(f"Pods {name_list(finished, 3)}: no endpoints (status: Succeeded, Failed or no IP)")
+        not_ready = [p.namespace + "/" + p.name for p in pods if p.condition != "ready"]
+        if not_ready:
+            notes.append(f"Pods {name_list(not_ready, 3)}: not ready or terminating (status): endpoints only "
+                         "of Services with publishNotReadyAddresses, or for kube-proxy when no endpoint is ready")
         if synthetic:
             notes.append("pods without status.podIP get deterministic synthetic IPs in 10.244.0.0/16 "
                          "(crc32 of namespace/name); pod names are <workload>-<index>")
         return pods
+
+
+def pod_condition(ready: bool, terminating: bool, phase: str | None, ip: str | None) -> str | None:
+    """A Pod's endpoint condition from its ``status``: ``"ready"``, ``"terminating"`` (serving, being deleted),
+    ``"not-ready"``, or None when it is no endpoint at all.
+
+    As the EndpointSlice controller sets them (kubernetes ``staging/src/k8s.io/endpointslice``:
+    ``podToEndpoint``, ``ShouldPodBeInEndpoints``): a Pod without an IP, or Succeeded or Failed, is
+    left out; serving is the Ready condition; ready is serving and not terminating. A Pod without
+    ``status`` (``phase`` None: a manifest to apply) is taken as ready.
+    """
+    if phase is None:
+        return "ready"
+    if phase in ("Succeeded", "Failed") or not ip:
+        return None
+    if not ready:
+        return "not-ready"
+    return "terminating" if terminating else "ready"
+
+
+def endpoint_conditions(conditions: Iterable[str], publish_not_ready: bool, terminating_fallback: bool
+                        ) -> frozenset[str]:
+    """Which endpoint conditions receive traffic, among the ``conditions`` of a Service's pods.
+
+    ``publishNotReadyAddresses``: all (the controller marks every endpoint ready). Otherwise the ready
+    ones; when none is ready, kube-proxy (``terminating_fallback``) takes the serving terminating ones
+    (``pkg/proxy/topology.go``: ``CategorizeEndpoints``), while Istio's sidecars and ztunnel take
+    healthy endpoints only (``pilot/pkg/serviceregistry/kube/controller/endpointslice.go``:
+    ``endpointHealthStatus``: not ready is unhealthy or terminating, not sent).
+    """
+    if publish_not_ready:
+        return frozenset(("ready", "terminating", "not-ready"))
+    seen = set(conditions)
+    if "ready" not in seen and terminating_fallback and "terminating" in seen:
+        return frozenset(("terminating",))
+    return frozenset(("ready",))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +345,8 @@ class Pod:
     labels: tuple[tuple[str, str], ...]
     ip: str
     synthetic_ip: bool
+    #: :func:`pod_condition` (``"ready"`` for a pod expanded from replicas)
+    condition: str = "ready"
 
     def backend(self, port: int | None) -> Backend:
         """The pod as a model backend at ``port``."""
@@ -347,6 +403,37 @@ class RegisteredService:
             if p.port == number:
                 return p
         return None
+
+
+_TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
+_HTTP_PROTOCOLS = ("http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c")
+#: Ports Istio does not sniff: a port here whose name gives no protocol is TCP (``wellKnownPorts``).
+_WELL_KNOWN_TCP_PORTS = (25, 53, 3306, 27017)
+
+
+def port_protocol(p: ServicePort) -> str:
+    """Istio's protocol for a port: ``"http"``, ``"tcp"`` or ``"auto"`` (sniffed: HTTP is routed as HTTP).
+
+    A Kubernetes Service port as ``ConvertProtocol`` reads it (istio ``pilot/pkg/serviceregistry/kube/
+    conversion.go``): UDP is not HTTP; otherwise ``appProtocol`` when it is set, else the port name, up
+    to its first ``-`` (``http-web``; ``grpc-web`` whole); a name that gives no protocol is TCP on a
+    well-known port (25, 53, 3306, 27017) and sniffed elsewhere. The L4 ``protocol: TCP`` that every
+    Kubernetes port has says nothing more. A ServiceEntry port: its ``protocol`` (Istio's own), then its name.
+    """
+    if p.l4:
+        if (p.protocol or "").upper() == "UDP":
+            return "tcp"
+        name = (p.app_protocol if p.app_protocol is not None else p.name or "").lower()
+        cands: tuple[str, ...] = (name if name.startswith("grpc-web") else name.split("-", 1)[0],)
+    else:
+        cands = ((p.app_protocol or "").lower(), (p.name.split("-", 1)[0] if p.name else "").lower(),
+                 (p.protocol or "").lower())
+    for c in cands:
+        if c.startswith("grpc-web") or c in _HTTP_PROTOCOLS:
+            return "http"
+        if c in _TCP_PROTOCOLS:
+            return "tcp"
+    return "tcp" if p.l4 and p.port in _WELL_KNOWN_TCP_PORTS else "auto"
 
 
 def version_of(labels: Iterable[tuple[str, str]]) -> str:

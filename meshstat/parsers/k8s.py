@@ -63,6 +63,7 @@ from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.fields import (
     ManifestContext,
+    field_bool,
     field_controller,
     field_int,
     field_list,
@@ -219,7 +220,11 @@ class WorkloadResource:
 
 @dataclass(frozen=True, slots=True)
 class ServicePort:
-    """One entry of ``Service.spec.ports``."""
+    """One entry of ``Service.spec.ports`` (or of a ServiceEntry's ``spec.ports``).
+
+    ``protocol`` is the Kubernetes port's L4 protocol (``TCP`` when absent, ``UDP``, ``SCTP``) when
+    ``l4`` is true, a ServiceEntry port's Istio protocol (``HTTP``, ``TCP``...) otherwise.
+    """
 
     name: str
     port: int
@@ -227,6 +232,7 @@ class ServicePort:
     protocol: str
     app_protocol: str | None
     line: int
+    l4: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +245,8 @@ class Service:
     selector: tuple[tuple[str, str], ...] | None
     ports: tuple[ServicePort, ...]
     external_name: str | None = None
+    #: ``spec.publishNotReadyAddresses``: every pod the selector picks is a ready endpoint
+    publish_not_ready: bool = False
 
     def port(self, number: int) -> ServicePort | None:
         """The service port ``number``, if declared."""
@@ -548,6 +556,7 @@ def _service_ports(ctx: ManifestContext, spec: LineDict, what: str, *, k8s: bool
                 protocol=(field_str(ctx, p, "protocol", f"{what} port") or ("TCP" if k8s else "")),
                 app_protocol=field_str(ctx, p, "appProtocol", f"{what} port"),
                 line=p.line,
+                l4=k8s,
             )
         )
     return tuple(out)
@@ -565,6 +574,7 @@ def _service(ctx: ManifestContext, doc: LineDict) -> Service:
         selector=selector,
         ports=_service_ports(ctx, spec, "Service", k8s=True),
         external_name=field_str(ctx, spec, "externalName", "Service spec"),
+        publish_not_ready=bool(field_bool(ctx, spec, "publishNotReadyAddresses", "Service spec")),
     )
 
 
