@@ -361,9 +361,12 @@ def build_cluster(
             if tp is None:
                 notes.append(f"pod {p.ref}: target port {sp.target_port!r} not found; left out")
                 continue
-            ready = p.ready and not p.terminating
+            # podToEndpoint (staging/src/k8s.io/endpointslice): publishNotReadyAddresses makes every pod
+            # ready and serving
+            serving = p.ready or svc.publish_not_ready
+            ready = (serving and not p.terminating) or svc.publish_not_ready
             endpoints.append(Endpoint(p.ip, tp, p.ref, p.node, node_zone.get(p.node or ""), ready=ready,
-                                      serving=p.ready, terminating=p.terminating, controller_ready=ready,
+                                      serving=serving, terminating=p.terminating, controller_ready=ready,
                                       workload=p.workload))  # fmt: skip
         notes.append(f"{ref}: no EndpointSlice in the input; endpoints taken from its Pods as the controller "
                      "lists them")  # fmt: skip

@@ -219,3 +219,32 @@ def test_cli_bad_arguments() -> None:
     assert rc == 2 and err.startswith("meshstat: error:")
     rc, _, err = _run("compare", "-f", str(DATA), "--lose-zone", "nowhere", "--service", "shop/web")
     assert rc == 2 and "nowhere" in err
+
+
+def test_publish_not_ready_addresses_makes_pods_ready_endpoints() -> None:
+    """Without EndpointSlices, the endpoints are the Pods as the controller lists them (``podToEndpoint``):
+    ``publishNotReadyAddresses`` makes a not-Ready pod ready and serving."""
+    from meshstat.parsers.k8s import parse_manifest_text
+
+    def text(publish: bool) -> str:
+        pods = "".join(f"""
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: db-{i}, labels: {{app: db}}}}
+spec: {{nodeName: n1, containers: [{{name: c, image: x}}]}}
+status: {{phase: Running, podIP: 10.0.0.{i}, conditions: [{{type: Ready, status: '{ready}'}}]}}""" for i, ready in ((1, "True"), (2, "False")))
+        return f"""apiVersion: v1
+kind: Node
+metadata: {{name: n1, labels: {{topology.kubernetes.io/zone: a}}}}
+status: {{conditions: [{{type: Ready, status: 'True'}}]}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: db}}
+spec: {{selector: {{app: db}}, publishNotReadyAddresses: {str(publish).lower()}, ports: [{{port: 5432}}]}}{pods}"""
+
+    for publish, want in ((False, {"10.0.0.1": True, "10.0.0.2": False}), (True, {"10.0.0.1": True, "10.0.0.2": True})):
+        c = build_cluster(parse_manifest_text(text(publish), "db.yaml"), "default/db",
+                          client_zones=parse_client_zones("a=1"))
+        assert {e.ip: e.ready for e in c.endpoints} == want
