@@ -197,21 +197,22 @@ class AuditContext:
         #: (service, port) pairs audited, and remarks, filled in by the producers
         self.audited = 0
         self.notes: list[str] = []
-        self._pods: dict[tuple[str, int], list[tuple[WorkloadResource, int]]] = {}
+        self._all: dict[tuple[str, int], list[tuple[WorkloadResource, int, str]]] = {}
+        self._pods: dict[tuple[str, int, bool], list[tuple[WorkloadResource, int]]] = {}
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
 
-    def selected(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int]]:
-        """(workload, pod count) of the pods that are endpoints of ``info:port`` (index look-up)."""
+    def _found(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int, str]]:
+        """(workload, pod count, condition) of the pods that serve ``info:port`` (index look-up), whatever their
+        condition (:func:`~meshstat.mesh.registry.pod_condition`; finished pods are none)."""
         key = (info.fqdn, port)
-        got = self._pods.get(key)
+        got = self._all.get(key)
         if got is not None:
             return got
-        out: list[tuple[WorkloadResource, int]] = []
+        found: list[tuple[WorkloadResource, int, str]] = []
         svc = info.service
         sp = info.port(port)
         if svc is not None and svc.selector and sp is not None:
             conds = self.mesh.pod_conditions
-            found = []
             for w in self._workloads.select(info.namespace, svc.selector):
                 if isinstance(sp.target_port, str) and not any(c[0] == sp.target_port for c in w.container_ports):
                     continue
@@ -219,14 +220,26 @@ class AuditContext:
                 n = self.mesh.replicas.get(id(w), w.replicas)
                 if n and cond is not None:
                     found.append((w, n, cond))
-            # the endpoints of Istio's proxies and ztunnel (kube-proxy's fallback to terminating pods: a note)
-            take = endpoint_conditions((c for _, _, c in found), svc.publish_not_ready, False)
-            out = [(w, n) for w, n, c in found if c in take]
-            if not out and any(c == "terminating" for _, _, c in found):
-                self.notes.append(f"{info.short}:{port}: every pod is terminating; kube-proxy still sends to the "
-                                  "serving ones, the audit counts none")
-        self._pods[key] = out
-        return out
+            conds_found = {c for _, _, c in found}
+            if "ready" not in conds_found and "terminating" in conds_found and not svc.publish_not_ready:
+                self.notes.append(f"{info.short}:{port}: no pod is ready; kube-proxy sends to the serving terminating "
+                                  "ones, Istio's sidecars and ztunnel to none")
+        self._all[key] = found
+        return found
+
+    def selected(self, info: RegisteredService, port: int, *, kube_proxy: bool = False
+                 ) -> list[tuple[WorkloadResource, int]]:
+        """(workload, pod count) of the pods that are endpoints of ``info:port``: those whose condition takes
+        traffic (:func:`~meshstat.mesh.registry.endpoint_conditions`; ``kube_proxy``: with its fallback to
+        serving terminating pods), as ``Mesh.endpoints`` takes them."""
+        key = (info.fqdn, port, kube_proxy)
+        got = self._pods.get(key)
+        if got is None:
+            found = self._found(info, port)
+            svc = info.service
+            take = endpoint_conditions((c for _, _, c in found), bool(svc and svc.publish_not_ready), kube_proxy)
+            got = self._pods[key] = [(w, n) for w, n, c in found if c in take]
+        return got
 
     def has_pods(self, info: RegisteredService, port: int, labels: tuple[tuple[str, str], ...]) -> bool:
         """Whether an endpoint pod of ``info:port`` carries every label of ``labels`` (a subset's selector)."""
@@ -236,15 +249,20 @@ class AuditContext:
             got = self._has_pods[key] = any(labels_subset(labels, w.labels) for w, _ in self.selected(info, port))
         return got
 
+    def idle_pods(self, info: RegisteredService, port: int, labels: tuple[tuple[str, str], ...]) -> bool:
+        """Whether pods of ``info:port`` carry ``labels`` although none of them is an endpoint (not ready)."""
+        return any(labels_subset(labels, w.labels) for w, _, _ in self._found(info, port))
+
     def pod_split(self, info: RegisteredService, port: int, labels_of: Mapping[str, tuple[tuple[str, str], ...]],
-                  within: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, Fraction], ...]:
+                  within: tuple[tuple[str, str], ...] = (), *, kube_proxy: bool = False
+                  ) -> tuple[tuple[str, Fraction], ...]:
         """Exact share of pods per destination label (``labels_of``: label -> pod labels it selects).
 
         The split of a per-connection uniform pick over every endpoint (kube-proxy, ztunnel, a
         sidecar's default cluster in the long run), or over those that ``within`` (a subset's
         labels) selects; pods no label selects are ``unrouted <version>``.
         """
-        pods = self.selected(info, port)
+        pods = self.selected(info, port, kube_proxy=kube_proxy)
         if within:
             pods = [(w, n) for w, n in pods if labels_subset(within, w.labels)]
         total = sum(n for _, n in pods)

@@ -53,6 +53,8 @@ _Split = tuple[tuple[str, Fraction], ...]
 
 
 def _configured(vs: VirtualService, proto: str) -> tuple[RouteDestination, ...] | None:
+    if proto == "udp":  # not proxied: no VirtualService applies
+        return None
     if proto != "tcp":
         for r in vs.http:
             if not r.matches and r.terminal is None:
@@ -164,7 +166,8 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
-    if not same and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
+    kpods = ctx.pod_split(info, port, labels_of, kube_proxy=True)  # kube-proxy's endpoints
+    if kpods != configured and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
         classes = by_kind["kube-proxy"]
         clients, n = clients_label(classes)
         fixes = []
@@ -173,8 +176,9 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
             labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
             fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
                          else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
-        yield Divergence(service, clients, n, configured, pods, "no-sidecar",
-                         f"no sidecar: kube-proxy picks one of {sum(k for _, k in ctx.selected(info, port))} pods "
+        n_pods = sum(k for _, k in ctx.selected(info, port, kube_proxy=True))
+        yield Divergence(service, clients, n, configured, kpods, "no-sidecar",
+                         f"no sidecar: kube-proxy picks one of {n_pods} pods "
                          f"per connection; {vsref} is not applied", tuple(fixes), "no mesh")
     if not same and by_kind.get("ambient"):
         wp = service_waypoint(mesh, info)
@@ -220,7 +224,9 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     who = _OTHERS if ns == _OTHER_NS else f"namespace {ns}"
     miss = scope_miss(mesh, scope, info, port)
     if miss is not None:
-        eff = pods if scope.outbound_policy == "ALLOW_ANY" else (("refused (REGISTRY_ONLY)", Fraction(1)),)
+        # ALLOW_ANY: the PassthroughCluster connects to the ClusterIP, which kube-proxy balances
+        eff = ctx.pod_split(info, port, labels_of, kube_proxy=True) if scope.outbound_policy == "ALLOW_ANY" \
+            else (("refused (REGISTRY_ONLY)", Fraction(1)),)
         sc = scope.sidecar
         fix = (f"add {info.namespace}/{info.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc is not None
                else f"export Service {info.short} to {who}")
@@ -264,9 +270,11 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                                                                 else f"a DestinationRule for {info.short}")))
             failing[_label(d)] = Fraction(1)
         elif not ctx.has_pods(info, port, s.labels):
-            reasons.append(("subset-without-pods", f"subset {d.subset!r} (labels {dict(s.labels)}) selects no pods: "
-                            "503 no_healthy_upstream", f"deploy pods with labels {dict(s.labels)} or drop subset "
-                            f"{d.subset} from {vsref}"))
+            idle = ctx.idle_pods(info, port, s.labels)
+            reasons.append(("subset-without-pods", f"subset {d.subset!r} (labels {dict(s.labels)}) selects no "
+                            f"{'ready ' if idle else ''}pods: 503 no_healthy_upstream",
+                            f"{'make the pods' if idle else 'deploy pods'} with labels {dict(s.labels)} "
+                            f"{'ready' if idle else ''}{' ' if idle else ''}or drop subset {d.subset} from {vsref}"))
             failing[_label(d)] = Fraction(1)
     if not failing:
         return _other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of)

@@ -22,7 +22,8 @@ def _cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
     if res.rows or args.format != "table":
         ctx.emit(df, args, columns=AUDIT_COLUMNS)
     ctx.remarks([*res.summary().splitlines(), *(f"  {reason}: {REASONS.get(reason, '')}"
-                                                for reason in res.by_reason())], args)
+                                                for reason in res.by_reason()),
+                 *(f"note: {n}" for n in res.notes)], args)
     return ExitStatus.DIVERGES if res.diverges else ExitStatus.SUCCESS
 
 

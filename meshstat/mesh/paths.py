@@ -145,7 +145,7 @@ class Mesh:
         #: the workloads whose pods are backends and those that are clients (ownerReferences)
         self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas))
         #: each Pod's endpoint condition from its status (:func:`~meshstat.mesh.registry.pod_condition`)
-        self.pod_conditions = {(p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip)
+        self.pod_conditions = {(p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
                                for p in manifests.topology.pods}
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
             self.pods = self.owners.expand(self.replicas, self.notes, self.pod_conditions)
@@ -262,14 +262,8 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                         "managed by hand and not modelled", info.source, info.line))
                 return []
-            pods = self.selected_pods(info.namespace, sel)
-            take = endpoint_conditions((p.condition for p in pods), info.service.publish_not_ready, kube_proxy)
-            if "ready" not in take:
-                diags.append(Diagnostic("warning", f"Service {info.short}: no pod is ready; kube-proxy sends to its "
-                                        "serving terminating pods", info.source, info.line))
-            for pod in pods:
-                if pod.condition not in take:
-                    continue
+            found: list[tuple[Pod, int]] = []  # the pods that serve the port, then those whose condition takes traffic
+            for pod in self.selected_pods(info.namespace, sel):
                 tp = sp.target_port
                 if isinstance(tp, str):
                     num = next((c[1] for c in pod.workload.container_ports if c[0] == tp), None)
@@ -279,8 +273,16 @@ class Mesh:
                                                 info.source, sp.line))
                         continue
                     tp = num
+                found.append((pod, int(tp)))
+            take = endpoint_conditions((p.condition for p, _ in found), info.service.publish_not_ready, kube_proxy)
+            if "ready" not in take:
+                diags.append(Diagnostic("warning", f"Service {info.short}: no pod is ready; kube-proxy sends to its "
+                                        "serving terminating pods", info.source, info.line))
+            for pod, tp in found:
+                if pod.condition not in take:
+                    continue
                 where = self.places.get((pod.namespace, pod.name))
-                out.append(EP(backend=pod.backend(int(tp)), locality=where.locality if where else (),
+                out.append(EP(backend=pod.backend(tp), locality=where.locality if where else (),
                               node=where.node if where and where.node else None))
             return out
         se = info.entry
@@ -511,6 +513,9 @@ class Mesh:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
         proto = port_protocol(sp)
+        if proto == "udp":  # istio-iptables redirects TCP only (and DNS): the datagrams meet kube-proxy
+            return self.kube_proxy_route(info, port, name=name, diags=diags, notes=(
+                f"port {sp.name or port} is UDP: the sidecar does not capture it; kube-proxy picks",))
         sc = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:

@@ -299,16 +299,17 @@ class Ownership:
         return pods
 
 
-def pod_condition(ready: bool, terminating: bool, phase: str | None, ip: str | None) -> str | None:
+def pod_condition(ready: bool, terminating: bool, phase: str | None, ip: str | None, has_status: bool = True
+                  ) -> str | None:
     """A Pod's endpoint condition from its ``status``: ``"ready"``, ``"terminating"`` (serving, being deleted),
     ``"not-ready"``, or None when it is no endpoint at all.
 
     As the EndpointSlice controller sets them (kubernetes ``staging/src/k8s.io/endpointslice``:
     ``podToEndpoint``, ``ShouldPodBeInEndpoints``): a Pod without an IP, or Succeeded or Failed, is
     left out; serving is the Ready condition; ready is serving and not terminating. A Pod without
-    ``status`` (``phase`` None: a manifest to apply) is taken as ready.
+    ``status`` (``has_status`` false: a manifest to apply) is taken as ready.
     """
-    if phase is None:
+    if not has_status:
         return "ready"
     if phase in ("Succeeded", "Failed") or not ip:
         return None
@@ -405,35 +406,46 @@ class RegisteredService:
         return None
 
 
-_TCP_PROTOCOLS = ("tcp", "tls", "mongo", "mysql", "redis", "https", "udp")
-_HTTP_PROTOCOLS = ("http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c")
+#: Istio's protocol names (``pkg/config/protocol``: ``Parse``, any case) that carry HTTP (``IsHTTP``) and
+#: those that are TCP to the proxy (``IsTCP``); UDP is not proxied.
+_HTTP_PROTOCOLS = ("http", "http2", "http_proxy", "grpc", "grpc-web")
+_TCP_PROTOCOLS = ("tcp", "https", "tls", "mongo", "redis", "mysql")
+#: Kubernetes' standard appProtocol values, as ``ConvertProtocol`` maps them (WebSocket over TLS is HTTPS).
+_K8S_APP_PROTOCOLS = {"kubernetes.io/h2c": "http", "kubernetes.io/ws": "http", "kubernetes.io/wss": "tcp"}
 #: Ports Istio does not sniff: a port here whose name gives no protocol is TCP (``wellKnownPorts``).
 _WELL_KNOWN_TCP_PORTS = (25, 53, 3306, 27017)
 
 
+def _istio_protocol(name: str) -> str | None:
+    c = name.lower()
+    return "http" if c in _HTTP_PROTOCOLS else "tcp" if c in _TCP_PROTOCOLS else "udp" if c == "udp" else None
+
+
 def port_protocol(p: ServicePort) -> str:
-    """Istio's protocol for a port: ``"http"``, ``"tcp"`` or ``"auto"`` (sniffed: HTTP is routed as HTTP).
+    """Istio's protocol for a port: ``"http"``, ``"tcp"``, ``"udp"`` (not proxied) or ``"auto"`` (sniffed:
+    HTTP is routed as HTTP).
 
     A Kubernetes Service port as ``ConvertProtocol`` reads it (istio ``pilot/pkg/serviceregistry/kube/
-    conversion.go``): UDP is not HTTP; otherwise ``appProtocol`` when it is set, else the port name, up
-    to its first ``-`` (``http-web``; ``grpc-web`` whole); a name that gives no protocol is TCP on a
-    well-known port (25, 53, 3306, 27017) and sniffed elsewhere. The L4 ``protocol: TCP`` that every
-    Kubernetes port has says nothing more. A ServiceEntry port: its ``protocol`` (Istio's own), then its name.
+    conversion.go``): L4 UDP is UDP; otherwise ``appProtocol`` when it is set (Kubernetes' ``kubernetes.io/h2c``
+    and ``kubernetes.io/ws`` are HTTP, ``kubernetes.io/wss`` HTTPS), else the port name; ``grpc-web...`` is
+    gRPC-Web, else the name up to its first ``-`` (``http-web``) is read by ``protocol.Parse``. A name
+    that gives no protocol is TCP on a well-known port (25, 53, 3306, 27017) and sniffed elsewhere. The L4
+    ``protocol: TCP`` that every Kubernetes port has says nothing more. A ServiceEntry port: its ``protocol``
+    (Istio's own, ``convertPort`` in ``serviceentry/conversion.go``; its name is not read), sniffed when absent.
     """
-    if p.l4:
-        if (p.protocol or "").upper() == "UDP":
-            return "tcp"
-        name = (p.app_protocol if p.app_protocol is not None else p.name or "").lower()
-        cands: tuple[str, ...] = (name if name.startswith("grpc-web") else name.split("-", 1)[0],)
-    else:
-        cands = ((p.app_protocol or "").lower(), (p.name.split("-", 1)[0] if p.name else "").lower(),
-                 (p.protocol or "").lower())
-    for c in cands:
-        if c.startswith("grpc-web") or c in _HTTP_PROTOCOLS:
-            return "http"
-        if c in _TCP_PROTOCOLS:
-            return "tcp"
-    return "tcp" if p.l4 and p.port in _WELL_KNOWN_TCP_PORTS else "auto"
+    if not p.l4:
+        return _istio_protocol(p.protocol or "") or "auto"
+    if (p.protocol or "").upper() == "UDP":
+        return "udp"
+    name = p.app_protocol if p.app_protocol is not None else p.name or ""
+    if p.app_protocol is not None and p.app_protocol in _K8S_APP_PROTOCOLS:
+        return _K8S_APP_PROTOCOLS[p.app_protocol]
+    if name[:8].lower() == "grpc-web":
+        return "http"
+    got = _istio_protocol(name.split("-", 1)[0])
+    if got is not None:
+        return got
+    return "tcp" if p.port in _WELL_KNOWN_TCP_PORTS else "auto"
 
 
 def version_of(labels: Iterable[tuple[str, str]]) -> str:

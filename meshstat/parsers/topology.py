@@ -105,6 +105,8 @@ class PodPlacement:
     host_network: bool
     source: str = ""
     line: int | None = None
+    #: whether the Pod has a ``status`` (an export of a running cluster), not a manifest to apply
+    has_status: bool = False
 
     @property
     def ref(self) -> str:
@@ -276,7 +278,7 @@ def _pod(ctx: ManifestContext, doc: LineDict) -> PodPlacement:
         namespace=namespace,
         name=name or "",
         node=field_str(ctx, spec, "nodeName", "Pod spec"),
-        ip=field_str(ctx, status, "podIP", "Pod status"),
+        ip=field_str(ctx, status, "podIP", "Pod status") or _first_pod_ip(ctx, status),
         labels=field_str_map(ctx, md, "labels", "Pod metadata"),
         owner=owner,
         phase=field_str(ctx, status, "phase", "Pod status"),
@@ -285,7 +287,16 @@ def _pod(ctx: ManifestContext, doc: LineDict) -> PodPlacement:
         host_network=hn is True,
         source=ctx.source,
         line=doc.line,
+        has_status=doc.get("status") is not None,
     )
+
+
+def _first_pod_ip(ctx: ManifestContext, status: LineDict) -> str | None:
+    """``status.podIPs[0].ip`` (a Pod may list its IPs only there)."""
+    for item in field_list(ctx, status, "podIPs", "Pod status"):
+        if isinstance(item, dict):
+            return field_str(ctx, item, "ip", "Pod status podIPs")
+    return None
 
 
 def _hints(ctx: ManifestContext, ep: LineDict) -> EndpointHintsIn | None:

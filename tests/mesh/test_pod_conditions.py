@@ -48,10 +48,11 @@ def _names(mesh: Mesh, **kw) -> list[str]:
     (False, False, "Pending", None, None),
     (True, False, "Succeeded", "10.0.0.1", None),
     (False, False, "Failed", "10.0.0.1", None),
-    (False, False, None, None, "ready"),  # no status: a manifest to apply
+    (False, False, None, "10.0.0.1", "not-ready"),  # a status without a phase
 ])
 def test_pod_condition(ready, terminating, phase, ip, want) -> None:
     assert pod_condition(ready, terminating, phase, ip) == want
+    assert pod_condition(ready, terminating, phase, ip, has_status=False) == "ready"  # a manifest to apply
 
 
 def test_endpoint_conditions() -> None:
@@ -90,7 +91,12 @@ def test_every_pod_terminating_kube_proxy_falls_back_and_sidecars_have_none() ->
     ruled = audit(Mesh(parse_manifest_text(_ruled(_pod("web-1", "v1", READY % 1, GONE),
                                                    _pod("web-2", "v2", READY % 2, GONE)), "t.yaml")))
     assert [n for n in ruled.notes if "terminating" in n] == [
-        "web.default:80: every pod is terminating; kube-proxy still sends to the serving ones, the audit counts none"]
+        "web.default:80: no pod is ready; kube-proxy sends to the serving terminating ones, Istio's sidecars and "
+        "ztunnel to none"]
+    # the clients without a sidecar get kube-proxy's split over the terminating pods: the configured one is
+    # 90/10, so it diverges as for ready pods (1/2, 1/2), not as "no endpoints"
+    (row,) = [r for r in ruled.rows if r.reason == "no-sidecar"]
+    assert row.effective == (("v1", F(1, 2)), ("v2", F(1, 2)))
 
 
 def test_publish_not_ready_addresses_makes_every_pod_an_endpoint() -> None:
@@ -146,13 +152,30 @@ def test_the_audit_counts_the_pods_the_mesh_counts() -> None:
     ("web", 8080, "TCP", None, "auto"),
     ("tcp-x", 8080, "TCP", "http", "http"),  # appProtocol first
     ("http", 8080, "TCP", "custom.io/x", "auto"),  # and then not the name (Istio reads one of them)
-    ("http", 8080, "UDP", None, "tcp"),
+    ("http", 8080, "UDP", None, "udp"),  # not proxied
+    ("web", 443, "TCP", "kubernetes.io/wss", "tcp"),  # HTTPS
+    ("web", 8080, "TCP", "kubernetes.io/ws", "http"),
+    ("web", 8080, "TCP", "kubernetes.io/h2c", "http"),
+    ("web", 8080, "TCP", "Kubernetes.io/H2C", "auto"),  # the standard names are matched as written
+    ("h2c", 8080, "TCP", None, "auto"),  # not a name protocol.Parse knows
+    ("HTTP2-x", 8080, "TCP", None, "http"),
+    ("http_proxy", 8080, "TCP", None, "http"),
+    ("https-x", 8443, "TCP", None, "tcp"),
 ])
 def test_a_kubernetes_ports_protocol_is_istios(name, port, l4, app, want) -> None:
     from meshstat.mesh.registry import port_protocol
     from meshstat.parsers.k8s import ServicePort
 
     assert port_protocol(ServicePort(name, port, port, l4, app, 1, l4=True)) == want
+
+
+@pytest.mark.parametrize(("name", "protocol", "want"), [
+    ("http-api", "TCP", "tcp"), ("tcp-x", "HTTP", "http"), ("web", "", "auto"), ("web", "GRPC", "http")])
+def test_a_service_entry_ports_protocol_is_its_protocol_field(name, protocol, want) -> None:
+    from meshstat.mesh.registry import port_protocol
+    from meshstat.parsers.k8s import ServicePort
+
+    assert port_protocol(ServicePort(name, 8080, 8080, protocol, None, 1)) == want
 
 
 def test_an_unnamed_port_takes_the_virtual_service_of_sniffed_http() -> None:
@@ -167,3 +190,13 @@ def test_an_unnamed_port_takes_the_virtual_service_of_sniffed_http() -> None:
     shares = {dict(b.labels)["version"]: s for b, s in zip(route.backends(), route.exact_shares(), strict=True)}
     assert shares == {"v1": F(9, 10), "v2": F(1, 10)}
     assert any("declares no protocol: Istio sniffs it" in n for n in route.notes)
+
+
+def test_a_subset_whose_pods_are_not_ready_says_so() -> None:
+    text = _ruled(_pod("a", "v1", READY % 1), _pod("b", "v2", NOT_READY % 2))
+    text = text.replace("items:\n", "items:\n- {apiVersion: v1, kind: Namespace, metadata: {name: default, labels: "
+                        "{istio-injection: enabled}}}\n", 1)
+    res = audit(Mesh(parse_manifest_text(text, "m.yaml")))
+    (row,) = [r for r in res.rows if r.reason == "subset-without-pods"]
+    assert "selects no ready pods" in row.detail and row.effective == (("v1", F(9, 10)), ("503", F(1, 10)))
+    assert any("make the pods with labels {'version': 'v2'} ready" in f for f in row.fix)
