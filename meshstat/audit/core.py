@@ -238,8 +238,17 @@ class AuditContext:
             found = self._found(info, port)
             svc = info.service
             take = endpoint_conditions((c for _, _, c in found), bool(svc and svc.publish_not_ready), kube_proxy)
-            got = self._pods[key] = [(w, n) for w, n, c in found if c in take]
+            if kube_proxy and take == endpoint_conditions((c for _, _, c in found), bool(svc and
+                                                                                         svc.publish_not_ready), False):
+                got = self.selected(info, port)  # the same list: :meth:`kube_proxy_same` tells by identity
+            else:
+                got = [(w, n) for w, n, c in found if c in take]
+            self._pods[key] = got
         return got
+
+    def kube_proxy_same(self, info: RegisteredService, port: int) -> bool:
+        """Whether kube-proxy has the endpoints of Istio's proxies (unless no pod is ready and some terminate)."""
+        return self.selected(info, port, kube_proxy=True) is self.selected(info, port)
 
     def has_pods(self, info: RegisteredService, port: int, labels: tuple[tuple[str, str], ...]) -> bool:
         """Whether an endpoint pod of ``info:port`` carries every label of ``labels`` (a subset's selector)."""
