@@ -31,10 +31,10 @@ __all__ = [
     "Pod",
     "RegisteredService",
     "endpoint_conditions",
-    "pod_condition",
-    "port_protocol",
     "injection_decision",
     "labels_subset",
+    "pod_condition",
+    "port_protocol",
     "version_of",
 ]
 
@@ -167,10 +167,7 @@ def injection_decision(
                              labelled, src, line)
 
 
-# --------------------------------------------------------------------------- pods and services
-
-
-# --------------------------------------------------------------------------- owners and pods
+# --------------------------------------------------------------------------- owners, pods and services
 
 #: Most pods expanded from replicas (each one a backend; synthetic pod IPs come from a /16).
 MAX_PODS = 50_000
