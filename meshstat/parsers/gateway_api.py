@@ -49,7 +49,7 @@ from meshstat.parsers.fields import (
     field_str_list,
     field_str_map,
 )
-from meshstat.parsers.k8s import KIND_CONVERTERS, Manifests, Meta, read_meta
+from meshstat.parsers.k8s import KIND_CONVERTERS, Manifests, Meta, last_applied, read_meta
 from meshstat.parsers.regex import re2_syntax_error
 
 __all__ = [
@@ -380,16 +380,12 @@ def gateway_objects(manifests: Manifests) -> GatewayObjects:
         ReferenceGrant: out.grants,
         IstioGateway: out.istio_gateways,
     }
-    latest: dict[tuple[str, str, str, str], Any] = {}
-    for obj in manifests.gateway_objects:
-        key = (obj.meta.api_version.split("/")[0], obj.meta.kind, obj.meta.namespace, obj.meta.name)
-        if key in latest:
-            out.replaced.append((latest[key], obj))
-        latest[key] = obj
-    for obj in manifests.gateway_objects:
-        key = (obj.meta.api_version.split("/")[0], obj.meta.kind, obj.meta.namespace, obj.meta.name)
-        if latest[key] is obj:
-            kinds[type(obj)].append(obj)
+    # read by load_manifests, the replaced objects are gone already (Manifests.replaced keeps the pairs)
+    kept, pairs = last_applied(manifests.gateway_objects)
+    types = tuple(kinds)
+    out.replaced = [p for p in getattr(manifests, "replaced", ()) if isinstance(p[1], types)] + pairs
+    for obj in kept:
+        kinds[type(obj)].append(obj)
     return out
 
 

@@ -385,6 +385,23 @@ class ServiceEntry:
     has_workload_selector: bool
 
 
+def last_applied(objs: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """The objects (each with a ``meta``) that ``kubectl apply`` in their order leaves, in order, and the
+    ``(earlier, later)`` pairs of one API group, kind, namespace and name (the later one replaces the earlier)."""
+    last: dict[tuple[str, str, str, str], int] = {}
+    pairs = []
+    for i, o in enumerate(objs):
+        m = o.meta
+        key = (m.api_version.rpartition("/")[0], m.kind, m.namespace, m.name)
+        if key in last:
+            pairs.append((objs[last[key]], o))
+        last[key] = i
+    if not pairs:
+        return list(objs), []
+    keep = set(last.values())
+    return [o for i, o in enumerate(objs) if i in keep], pairs
+
+
 @dataclass
 class Manifests:
     """Everything read from a set of files, in file order."""
@@ -404,6 +421,8 @@ class Manifests:
     gateway_objects: list[Any] = field(default_factory=list)
     #: Nodes, Pod placement, EndpointSlices and Services' topology fields (:mod:`meshstat.parsers.topology`)
     topology: _topology.Topology = field(default_factory=_topology.Topology)
+    #: ``(earlier, later)`` objects of one API group, kind, namespace and name (:meth:`drop_duplicates`)
+    replaced: list[tuple[Any, Any]] = field(default_factory=list)
 
     def extend(self, other: Manifests) -> None:
         """Add the objects of ``other`` (namespaces by name, the rest in order)."""
@@ -419,6 +438,34 @@ class Manifests:
         self.unparsed.extend(other.unparsed)
         self.gateway_objects.extend(other.gateway_objects)
         self.topology.extend(other.topology)
+        self.replaced.extend(other.replaced)
+
+    def drop_duplicates(self) -> None:
+        """Keep the last of the objects given twice (:func:`last_applied`), as ``kubectl apply`` of the files
+        in order leaves it, with one warning per kind (the first three named); the pairs go to :attr:`replaced`.
+
+        ``-f manifests/ -f export.yaml`` names most objects twice: each pod would count twice. Namespaces and
+        Services' topology fields are kept by name already (the last one); Nodes, Pods' placement and
+        EndpointSlices are kept by name as the objects are. Gateway API objects and Istio Gateways are warned
+        of by the routes they change (``mesh.gateway_api.replaced_warnings``).
+        """
+        twice: dict[str, list[tuple[Any, Any]]] = {}
+        for objs in (self.workloads, self.services, self.virtual_services, self.destination_rules,
+                     self.service_entries, self.gateway_objects):
+            kept, pairs = last_applied(objs)
+            if pairs:
+                objs[:] = kept
+                self.replaced.extend(pairs)
+                if objs is not self.gateway_objects:
+                    for a, b in pairs:
+                        twice.setdefault(b.meta.kind, []).append((a, b))
+        self.topology.drop_duplicates()
+        for kind, found in twice.items():
+            shown = "; ".join(f"{b.meta.ref} at {b.meta.where}, first at {a.meta.where}" for a, b in found[:3])
+            more = f" and {len(found) - 3:,} more" if len(found) > 3 else ""
+            self.diagnostics.append(Diagnostic(
+                "warning", f"{len(found):,} {kind} object(s) given twice ({shown}{more}): the last one is used, as "
+                "kubectl apply of the files in order leaves it", found[0][1].meta.source, found[0][1].meta.line))
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""
@@ -904,6 +951,7 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
         for doc in yaml_documents(text, source):
             _convert(ctx, doc, out)
         doc = None  # the trees are freed before the collector resumes, which would walk them all once
+    out.drop_duplicates()
     return out
 
 
@@ -966,5 +1014,6 @@ def load_manifests(paths: str | Sequence[str], *, default_namespace: str = "defa
     for path in _iter_files(paths, skipped):
         text = read_text(path, what="manifest")
         out.extend(parse_manifest_text(text, source_name(path), default_namespace=default_namespace))
+    out.drop_duplicates()
     out.diagnostics[:0] = skipped
     return out

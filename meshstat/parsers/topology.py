@@ -211,6 +211,12 @@ class Topology:
         self.slices.extend(other.slices)
         self.services.update(other.services)
 
+    def drop_duplicates(self) -> None:
+        """Keep the last Node of a name, Pod placement and EndpointSlice of a namespace and name."""
+        self.nodes[:] = list({n.name: n for n in self.nodes}.values())
+        self.pods[:] = list({(p.namespace, p.name): p for p in self.pods}.values())
+        self.slices[:] = list({(s.namespace, s.name): s for s in self.slices}.values())
+
     def __bool__(self) -> bool:
         return bool(self.nodes or self.slices or any(p.node for p in self.pods))
 

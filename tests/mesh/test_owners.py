@@ -103,3 +103,24 @@ def test_scaling_a_workload_and_the_one_that_controls_it_is_refused() -> None:
     rs = next(w for w in m.workloads if w.meta.kind == "ReplicaSet" and w.replicas == 2)
     with pytest.raises(InvalidArgument, match=f"--scale ReplicaSet ns0/{rs.meta.name}: Deployment ns0/svc0-v1"):
         Mesh(m, scale={"ns0/svc0-v1": 4, f"ns0/{rs.meta.name}": 7})
+
+
+def test_objects_given_twice_count_once_the_last_one(tmp_path) -> None:
+    """``-f manifests/ -f export.yaml``: every object twice; kubectl apply of the files in order keeps the last."""
+    from meshstat.parsers.k8s import load_manifests
+
+    doc = cluster(5, 2, ALL)
+    (tmp_path / "a.yaml").write_text(to_yaml(doc))
+    (tmp_path / "b.json").write_text(to_json(with_owned_objects(doc)))
+    once, both = load_manifests([str(tmp_path / "b.json")]), load_manifests([str(tmp_path / "a.yaml"),
+                                                                               str(tmp_path / "b.json")])
+    assert len(both.workloads) == len(once.workloads) and len(both.topology.pods) == len(once.topology.pods)
+    assert {w.meta.source for w in both.workloads} == {str(tmp_path / "b.json")}  # the last file's objects
+    assert _rows(Mesh(both)) == _rows(Mesh(once)) == _rows(_mesh(doc))
+    twice = [d.message for d in both.diagnostics if "given twice" in d.message]
+    kinds = [m.split(" object(s)")[0].split(" ", 1)[1] for m in twice]  # one grouped warning per kind
+    assert sorted(kinds) == sorted(set(kinds)) and {"Deployment", "Service", "VirtualService",
+                                                    "DestinationRule"} <= set(kinds) <= {
+        "Deployment", "Service", "VirtualService", "DestinationRule", "Pod", "Gateway"}
+    assert all("the last one is used" in m for m in twice)
+    assert not [d for d in once.diagnostics if "given twice" in d.message]

@@ -78,7 +78,12 @@ def test_gateway_api_files() -> None:
 def test_directory_walk_reads_every_fixture() -> None:
     m = load_manifests(str(ISTIO))
     assert len(m.sources) == 7
-    assert len(m.virtual_services) == 5 and len(m.destination_rules) == 2 and len(m.service_entries) == 2
+    # default/reviews is defined by the 80-20 and the 90-10 file: the later one (90-10) replaces the other
+    assert len(m.virtual_services) == 4 and len(m.destination_rules) == 2 and len(m.service_entries) == 2
+    (reviews,) = [v for v in m.virtual_services if v.meta.ref == "default/reviews"]
+    assert reviews.meta.source.endswith("reviews-90-10.yaml")
+    assert [d.message.split(" (")[0] for d in m.diagnostics if "given twice" in d.message] == [
+        "1 VirtualService object(s) given twice"]
 
 
 def test_istio_demo_manifests() -> None:
