@@ -17,12 +17,15 @@ def _cmd_audit(args: argparse.Namespace, ctx: Any) -> int:
     from meshstat.parsers.k8s import load_manifests
     from meshstat.report.audit import AUDIT_COLUMNS, audit_table
 
-    res = audit(Mesh(load_manifests(args.filename)), observed=_observed(args))
+    mesh = Mesh(load_manifests(args.filename))
+    res = audit(mesh, observed=_observed(args))
     df = audit_table(res)
     if res.rows or args.format != "table":
         ctx.emit(df, args, columns=AUDIT_COLUMNS)
+    # what the input holds that changes the answer or is not modelled (objects given twice, kinds not read)
     ctx.remarks([*res.summary().splitlines(), *(f"  {reason}: {REASONS.get(reason, '')}"
                                                 for reason in res.by_reason()),
+                 *(str(d) for d in mesh.diagnostics if d.level == "warning"),
                  *(f"note: {n}" for n in res.notes)], args)
     return ExitStatus.DIVERGES if res.diverges else ExitStatus.SUCCESS
 

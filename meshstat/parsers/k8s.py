@@ -461,11 +461,17 @@ class Manifests:
                         twice.setdefault(b.meta.kind, []).append((a, b))
         self.topology.drop_duplicates()
         for kind, found in twice.items():
-            shown = "; ".join(f"{b.meta.ref} at {b.meta.where}, first at {a.meta.where}" for a, b in found[:3])
-            more = f" and {len(found) - 3:,} more" if len(found) > 3 else ""
+            times: dict[str, list[Any]] = {}  # ref -> [count, the object used]
+            for _, b in found:
+                t = times.setdefault(b.meta.ref, [1, b])
+                t[0] += 1
+                t[1] = b
+            shown = ", ".join(f"{ref} ({n} times)" for ref, (n, _) in list(times.items())[:3])
+            more = f" and {len(times) - 3:,} more" if len(times) > 3 else ""
+            used = next(iter(times.values()))[1].meta
             self.diagnostics.append(Diagnostic(
-                "warning", f"{len(found):,} {kind} object(s) given twice ({shown}{more}): the last one is used, as "
-                "kubectl apply of the files in order leaves it", found[0][1].meta.source, found[0][1].meta.line))
+                "warning", f"{kind} objects given more than once: {shown}{more}; the last of each is used (this "
+                "one for the first), as kubectl apply of the files in order leaves it", used.source, used.line))
 
     def workload(self, ref: str) -> WorkloadResource:
         """Find a workload by ``ns/name``, ``kind/name`` or ``name`` (unique)."""

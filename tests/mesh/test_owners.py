@@ -117,10 +117,12 @@ def test_objects_given_twice_count_once_the_last_one(tmp_path) -> None:
     assert len(both.workloads) == len(once.workloads) and len(both.topology.pods) == len(once.topology.pods)
     assert {w.meta.source for w in both.workloads} == {str(tmp_path / "b.json")}  # the last file's objects
     assert _rows(Mesh(both)) == _rows(Mesh(once)) == _rows(_mesh(doc))
-    twice = [d.message for d in both.diagnostics if "given twice" in d.message]
-    kinds = [m.split(" object(s)")[0].split(" ", 1)[1] for m in twice]  # one grouped warning per kind
+    twice = [d.message for d in both.diagnostics if "given more than once" in d.message]
+    kinds = [m.split(" objects given")[0] for m in twice]  # one grouped warning per kind
     assert sorted(kinds) == sorted(set(kinds)) and {"Deployment", "Service", "VirtualService",
                                                     "DestinationRule"} <= set(kinds) <= {
         "Deployment", "Service", "VirtualService", "DestinationRule", "Pod", "Gateway"}
-    assert all("the last one is used" in m for m in twice)
-    assert not [d for d in once.diagnostics if "given twice" in d.message]
+    assert all("the last of each is used" in m for m in twice)
+    assert not [d for d in once.diagnostics if "more than once" in d.message]
+    dep = next(m for m in twice if m.startswith("Deployment"))
+    assert "(2 times)" in dep and " more;" in dep  # the first three named, the rest counted

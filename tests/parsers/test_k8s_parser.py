@@ -82,8 +82,10 @@ def test_directory_walk_reads_every_fixture() -> None:
     assert len(m.virtual_services) == 4 and len(m.destination_rules) == 2 and len(m.service_entries) == 2
     (reviews,) = [v for v in m.virtual_services if v.meta.ref == "default/reviews"]
     assert reviews.meta.source.endswith("reviews-90-10.yaml")
-    assert [d.message.split(" (")[0] for d in m.diagnostics if "given twice" in d.message] == [
-        "1 VirtualService object(s) given twice"]
+    assert [(d.message.split(";")[0], d.source.rsplit("/", 1)[-1]) for d in m.diagnostics
+            if "more than once" in d.message] == [
+        ("VirtualService objects given more than once: default/reviews (2 times)",
+         "bookinfo-virtual-service-reviews-90-10.yaml")]
 
 
 def test_istio_demo_manifests() -> None:
