@@ -143,10 +143,11 @@ class Mesh:
             self.replicas[id(w)] = r
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
         #: the workloads whose pods are backends and those that are clients (ownerReferences)
-        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas))
         #: each Pod's endpoint condition from its status (:func:`~meshstat.mesh.registry.pod_condition`)
         self.pod_conditions = {(p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
                                for p in manifests.topology.pods}
+        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas),
+                                   frozenset(k for k, c in self.pod_conditions.items() if c is None))
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
             self.pods = self.owners.expand(self.replicas, self.notes, self.pod_conditions)
             self.registry = self._build_registry()

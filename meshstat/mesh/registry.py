@@ -203,8 +203,11 @@ class Ownership:
     through: tuple[WorkloadResource, ...]
 
     @classmethod
-    def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset()) -> Ownership:
-        """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template."""
+    def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset(),
+           finished: frozenset[tuple[str, str]] = frozenset()) -> Ownership:
+        """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template;
+        ``finished``: ``(namespace, name)`` of the Pods that run no container (Succeeded, Failed, or not
+        started: no IP), which are no clients."""
         ws = list(workloads)
         by_key = {(w.meta.namespace, w.meta.kind, w.meta.name): w for w in ws}
         parent: dict[int, WorkloadResource] = {}
@@ -238,7 +241,8 @@ class Ownership:
         controls -= scaled
         return cls(
             leaves=tuple(w for w in ws if id(w) not in controls and id(w) not in under_scaled),
-            roots=tuple(w for w in ws if id(w) not in parent),
+            roots=tuple(w for w in ws if id(w) not in parent
+                        and not (w.meta.kind == "Pod" and (w.meta.namespace, w.meta.name) in finished)),
             root_of=root_of,
             through=tuple(w for w in ws if id(w) in controls),
         )
@@ -285,7 +289,8 @@ class Ownership:
                     synthetic = True
                 pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn, cond))
         if finished:
-            notes.append(f"Pods {name_list(finished, 3)}: no endpoints (status: Succeeded, Failed or no IP)")
+            notes.append(f"Pods {name_list(finished, 3)}: no endpoints and no clients (status: Succeeded, "
+                         "Failed or no IP)")
         not_ready = [p.namespace + "/" + p.name for p in pods if p.condition != "ready"]
         if not_ready:
             notes.append(f"Pods {name_list(not_ready, 3)}: not ready or terminating (status): endpoints only "

@@ -71,12 +71,15 @@ def test_pods_that_do_not_serve_are_no_endpoints() -> None:
     assert sorted(p.name for p in mesh.pods) == ["applied", "crashing", "leaving", "ok-1", "ok-2"]
     assert _names(mesh) == _names(mesh, kube_proxy=True) == ["applied", "ok-1", "ok-2"]
     notes = [n for n in mesh.notes if n.startswith("Pods ")]
-    assert notes == ["Pods default/pending, default/done: no endpoints (status: Succeeded, Failed or no IP)",
+    assert notes == ["Pods default/pending, default/done: no endpoints and no clients (status: Succeeded, Failed or "
+                     "no IP)",
                      "Pods default/crashing, default/leaving: not ready or terminating (status): endpoints only of "
                      "Services with publishNotReadyAddresses, or for kube-proxy when no endpoint is ready"]
     # the crash-looping pod takes no share of kube-proxy's cascade: 2 of 3 endpoints are v1
     route = mesh.kube_proxy_route(mesh.registry["web.default.svc.cluster.local"], 80)
     assert sorted(dict(b.labels)["version"] for b in route.backends()) == ["v1", "v1", "v2"]
+    # a Pod that runs no container makes no calls either; a not-ready or terminating one still may
+    assert {w.meta.name for w in mesh.owners.roots} == {"ok-1", "ok-2", "applied", "crashing", "leaving"}
 
 
 def test_every_pod_terminating_kube_proxy_falls_back_and_sidecars_have_none() -> None:
