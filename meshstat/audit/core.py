@@ -203,7 +203,7 @@ class AuditContext:
 
     def _found(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int, str]]:
         """(workload, pod count, condition) of the pods that serve ``info:port`` (index look-up), whatever their
-        condition (:func:`~meshstat.mesh.registry.pod_condition`; finished pods are none)."""
+        condition (:meth:`~meshstat.mesh.registry.Ownership.condition`)."""
         key = (info.fqdn, port)
         got = self._all.get(key)
         if got is not None:
@@ -212,16 +212,14 @@ class AuditContext:
         svc = info.service
         sp = info.port(port)
         if svc is not None and svc.selector and sp is not None:
-            conds = self.mesh.pod_conditions
+            owners = self.mesh.owners
             for w in self._workloads.select(info.namespace, svc.selector):
                 if isinstance(sp.target_port, str) and not any(c[0] == sp.target_port for c in w.container_ports):
                     continue
-                cond = conds.get((w.meta.namespace, w.meta.name), "ready") if w.meta.kind == "Pod" else "ready"
                 n = self.mesh.replicas.get(id(w), w.replicas)
-                if n and cond is not None:
-                    found.append((w, n, cond))
-            conds_found = {c for _, _, c in found}
-            if "ready" not in conds_found and "terminating" in conds_found and not svc.publish_not_ready:
+                if n:
+                    found.append((w, n, owners.condition(w)))
+            if "ready" not in endpoint_conditions((c for _, _, c in found), svc.publish_not_ready, True):
                 self.notes.append(f"{info.short}:{port}: no pod is ready; kube-proxy sends to the serving terminating "
                                   "ones, Istio's sidecars and ztunnel to none")
         self._all[key] = found
@@ -236,19 +234,24 @@ class AuditContext:
         got = self._pods.get(key)
         if got is None:
             found = self._found(info, port)
-            svc = info.service
-            take = endpoint_conditions((c for _, _, c in found), bool(svc and svc.publish_not_ready), kube_proxy)
-            if kube_proxy and take == endpoint_conditions((c for _, _, c in found), bool(svc and
-                                                                                         svc.publish_not_ready), False):
-                got = self.selected(info, port)  # the same list: :meth:`kube_proxy_same` tells by identity
+            conds = [c for _, _, c in found]
+            publish = bool(info.service and info.service.publish_not_ready)
+            take = endpoint_conditions(conds, publish, kube_proxy)
+            if kube_proxy and take == endpoint_conditions(conds, publish, False):
+                got = self.selected(info, port)  # the same list (:meth:`kube_proxy_split` reuses its split)
             else:
                 got = [(w, n) for w, n, c in found if c in take]
             self._pods[key] = got
         return got
 
-    def kube_proxy_same(self, info: RegisteredService, port: int) -> bool:
-        """Whether kube-proxy has the endpoints of Istio's proxies (unless no pod is ready and some terminate)."""
-        return self.selected(info, port, kube_proxy=True) is self.selected(info, port)
+    def kube_proxy_split(self, info: RegisteredService, port: int,
+                         labels_of: Mapping[str, tuple[tuple[str, str], ...]], pods: tuple[tuple[str, Fraction], ...]
+                         ) -> tuple[tuple[str, Fraction], ...]:
+        """:meth:`pod_split` over kube-proxy's endpoints: ``pods`` (the proxies' split) unless no pod is ready
+        and kube-proxy falls back to the serving terminating ones."""
+        if self.selected(info, port, kube_proxy=True) is self.selected(info, port):
+            return pods
+        return self.pod_split(info, port, labels_of, kube_proxy=True)
 
     def has_pods(self, info: RegisteredService, port: int, labels: tuple[tuple[str, str], ...]) -> bool:
         """Whether an endpoint pod of ``info:port`` carries every label of ``labels`` (a subset's selector)."""

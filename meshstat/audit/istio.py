@@ -166,7 +166,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
-    kpods = pods if ctx.kube_proxy_same(info, port) else ctx.pod_split(info, port, labels_of, kube_proxy=True)
+    kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
     if kpods != configured and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
         classes = by_kind["kube-proxy"]
         clients, n = clients_label(classes)
@@ -225,8 +225,8 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     miss = scope_miss(mesh, scope, info, port)
     if miss is not None:
         # ALLOW_ANY: the PassthroughCluster connects to the ClusterIP, which kube-proxy balances
-        eff = (pods if ctx.kube_proxy_same(info, port) else ctx.pod_split(info, port, labels_of, kube_proxy=True)) \
-            if scope.outbound_policy == "ALLOW_ANY" else (("refused (REGISTRY_ONLY)", Fraction(1)),)
+        eff = ctx.kube_proxy_split(info, port, labels_of, pods) if scope.outbound_policy == "ALLOW_ANY" \
+            else (("refused (REGISTRY_ONLY)", Fraction(1)),)
         sc = scope.sidecar
         fix = (f"add {info.namespace}/{info.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc is not None
                else f"export Service {info.short} to {who}")

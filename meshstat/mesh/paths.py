@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from meshstat.errors import InvalidArgument, ModelError
+from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.clients import service_clients
 from meshstat.mesh.endpoints import endpoint_stage
@@ -68,7 +68,6 @@ from meshstat.parsers.k8s import (
     Manifests,
     Namespace,
     RouteDestination,
-    ServicePort,
     VirtualService,
     WorkloadResource,
 )
@@ -129,7 +128,10 @@ class Mesh:
         self._pods_by_label: LabelIndex[Pod] | None = None
         self._pod_names: tuple[dict[str, Pod], dict[str, Pod], dict[tuple[str, str], list[Pod]]] | None = None
         self._proxy_names: dict[int, str] = {}
-        self._endpoints: dict[tuple[int, int], tuple[list[EP], list[Diagnostic]]] = {}
+        #: (service, port) -> its endpoints with their conditions, their warnings, and per proxy (kube-proxy or
+        #: not) the endpoints that take traffic with the warning that says why
+        self._endpoints: dict[tuple[int, int], tuple[list[tuple[EP, str]], list[Diagnostic],
+                                                     dict[bool, tuple[list[EP], list[Diagnostic]]]]] = {}
         #: ``_cluster_node``'s endpoint stages by what decides them, with the warnings, notes and layers they add
         self._clusters: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self._kube_routes: dict[tuple[int, int], tuple[Route, tuple[str, ...]]] = {}
@@ -142,14 +144,13 @@ class Mesh:
                 raise InvalidArgument(f"--scale {ref}: a Pod cannot be scaled (use its Deployment/StatefulSet)")
             self.replicas[id(w)] = r
             self.notes.append(f"what-if: {w.meta.kind} {w.meta.ref} scaled from {w.replicas} to {r} replica(s)")
-        #: the workloads whose pods are backends and those that are clients (ownerReferences)
-        #: each Pod's endpoint condition from its status (:func:`~meshstat.mesh.registry.pod_condition`)
-        self.pod_conditions = {(p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
-                               for p in manifests.topology.pods}
-        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas),
-                                   frozenset(k for k, c in self.pod_conditions.items() if c is None))
+        #: the workloads whose pods are backends and those that are clients (ownerReferences), and each Pod's
+        #: endpoint condition from its status
+        self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas), {
+            (p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
+            for p in manifests.topology.pods})
         with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
-            self.pods = self.owners.expand(self.replicas, self.notes, self.pod_conditions)
+            self.pods = self.owners.expand(self.replicas, self.notes)
             self.registry = self._build_registry()
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
@@ -239,31 +240,39 @@ class Mesh:
 
         The pods whose condition receives traffic (:func:`~meshstat.mesh.registry.endpoint_conditions`;
         ``kube_proxy``: with its fallback to serving terminating pods). Worked out once per (service,
-        port, proxy); its warnings go to every ``diags`` that asks again.
+        port), filtered once per proxy; its warnings go to every ``diags`` that asks again.
         """
-        key = (id(info), port, kube_proxy)
+        key = (id(info), port)
         got = self._endpoints.get(key)
         if got is None:
             found: list[Diagnostic] = []
-            got = self._endpoints[key] = (self._find_endpoints(info, port, found, kube_proxy), found)
-        eps, warnings = got
+            got = self._endpoints[key] = (self._find_endpoints(info, port, found), found, {})
+        cands, warnings, by_proxy = got
+        mine = by_proxy.get(kube_proxy)
+        if mine is None:
+            take = endpoint_conditions((c for _, c in cands), bool(info.service and info.service.publish_not_ready),
+                                       kube_proxy)
+            extra = [] if "ready" in take else [Diagnostic(
+                "warning", f"Service {info.short}: no pod is ready; kube-proxy sends to its serving terminating pods",
+                info.source, info.line)]
+            mine = by_proxy[kube_proxy] = ([e for e, c in cands if c in take], extra)
         if diags is not None:
             diags.extend(warnings)
-        return list(eps)
+            diags.extend(mine[1])
+        return list(mine[0])
 
-    def _find_endpoints(self, info: RegisteredService, port: int, diags: list[Diagnostic], kube_proxy: bool
-                        ) -> list[EP]:
+    def _find_endpoints(self, info: RegisteredService, port: int, diags: list[Diagnostic]) -> list[tuple[EP, str]]:
+        """Every endpoint of ``info:port`` with its condition (:meth:`endpoints` keeps those that take traffic)."""
         sp = info.port(port)
         if sp is None:
             return []
-        out: list[EP] = []
+        out: list[tuple[EP, str]] = []
         if info.service is not None:
             sel = info.service.selector
             if not sel:
                 diags.append(Diagnostic("warning", f"Service {info.short} has no selector: its endpoints are "
                                         "managed by hand and not modelled", info.source, info.line))
                 return []
-            found: list[tuple[Pod, int]] = []  # the pods that serve the port, then those whose condition takes traffic
             for pod in self.selected_pods(info.namespace, sel):
                 tp = sp.target_port
                 if isinstance(tp, str):
@@ -274,30 +283,22 @@ class Mesh:
                                                 info.source, sp.line))
                         continue
                     tp = num
-                found.append((pod, int(tp)))
-            take = endpoint_conditions((p.condition for p, _ in found), info.service.publish_not_ready, kube_proxy)
-            if "ready" not in take:
-                diags.append(Diagnostic("warning", f"Service {info.short}: no pod is ready; kube-proxy sends to its "
-                                        "serving terminating pods", info.source, info.line))
-            for pod, tp in found:
-                if pod.condition not in take:
-                    continue
                 where = self.places.get((pod.namespace, pod.name))
-                out.append(EP(backend=pod.backend(tp), locality=where.locality if where else (),
-                              node=where.node if where and where.node else None))
+                out.append((EP(backend=pod.backend(int(tp)), locality=where.locality if where else (),
+                               node=where.node if where and where.node else None), pod.condition))
             return out
         se = info.entry
         assert se is not None
         for e in se.endpoints:
             pnum = dict(e.ports).get(sp.name) or (sp.target_port if isinstance(sp.target_port, int) else sp.port)
             name = f"{e.address}:{pnum}"
-            out.append(EP(backend=Backend(name=name, address=name, labels=e.labels,
-                                          provenance=Provenance(se.meta.source, e.line)),
-                          weight=e.weight, locality=Place.parse(e.locality).locality if e.locality else ()))
+            out.append((EP(backend=Backend(name=name, address=name, labels=e.labels,
+                                           provenance=Provenance(se.meta.source, e.line)),
+                           weight=e.weight, locality=Place.parse(e.locality).locality if e.locality else ()), "ready"))
         if not se.endpoints and se.resolution.upper() in ("DNS", "DNS_ROUND_ROBIN", "NONE"):
             name = f"{info.fqdn}:{sp.port}"
-            out.append(EP(backend=Backend(name=name, address=name, provenance=Provenance(se.meta.source,
-                                                                                          se.meta.line))))
+            out.append((EP(backend=Backend(name=name, address=name,
+                                           provenance=Provenance(se.meta.source, se.meta.line))), "ready"))
         return out
 
     # ------------------------------------------------------------------ rules

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from meshstat.errors import InvalidArgument, ModelError
@@ -190,7 +190,8 @@ class Ownership:
     names it (kubernetes ``pkg/controller/deployment/sync.go``). The clients are the workloads that
     no other one controls (``roots``), so a Deployment calls as itself, not once per pod.
 
-    A workload scaled by ``--scale`` is expanded from its template, without the objects it controls.
+    A workload scaled by ``--scale`` is expanded from its template, without the objects it controls. A Pod
+    that runs no container (:func:`pod_condition` None: Succeeded, Failed, no IP) is neither a leaf nor a root.
     """
 
     #: the workloads whose pods are backends: none of their pods is in the manifests as another object
@@ -201,13 +202,17 @@ class Ownership:
     root_of: dict[int, WorkloadResource]
     #: workloads counted through the objects they control, in the manifests' order
     through: tuple[WorkloadResource, ...]
+    #: Pods that run no container: no endpoints and no clients
+    finished: tuple[WorkloadResource, ...] = ()
+    #: :func:`pod_condition` of the Pods by ``(namespace, name)`` (see :meth:`condition`)
+    conditions: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
 
     @classmethod
     def of(cls, workloads: Iterable[WorkloadResource], scaled: frozenset[int] = frozenset(),
-           finished: frozenset[tuple[str, str]] = frozenset()) -> Ownership:
+           conditions: Mapping[tuple[str, str], str | None] | None = None) -> Ownership:
         """The ownership of ``workloads``; ``scaled``: ids of workloads expanded from their template;
-        ``finished``: ``(namespace, name)`` of the Pods that run no container (Succeeded, Failed, or not
-        started: no IP), which are no clients."""
+        ``conditions``: :func:`pod_condition` of the Pods by ``(namespace, name)``."""
+        conditions = conditions or {}
         ws = list(workloads)
         by_key = {(w.meta.namespace, w.meta.kind, w.meta.name): w for w in ws}
         parent: dict[int, WorkloadResource] = {}
@@ -239,13 +244,23 @@ class Ownership:
                                       "scale one of them")
         controls = {id(p) for w in ws if id(w) not in under_scaled and (p := parent.get(id(w))) is not None}
         controls -= scaled
+        finished = [w for w in ws if w.meta.kind == "Pod" and id(w) not in under_scaled
+                    and (w.meta.namespace, w.meta.name) in conditions
+                    and conditions[w.meta.namespace, w.meta.name] is None]
+        gone = {id(w) for w in finished}
         return cls(
-            leaves=tuple(w for w in ws if id(w) not in controls and id(w) not in under_scaled),
-            roots=tuple(w for w in ws if id(w) not in parent
-                        and not (w.meta.kind == "Pod" and (w.meta.namespace, w.meta.name) in finished)),
+            leaves=tuple(w for w in ws if id(w) not in controls and id(w) not in under_scaled and id(w) not in gone),
+            roots=tuple(w for w in ws if id(w) not in parent and id(w) not in gone),
             root_of=root_of,
             through=tuple(w for w in ws if id(w) in controls),
+            finished=tuple(finished),
+            conditions=conditions,
         )
+
+    def condition(self, w: WorkloadResource) -> str:
+        """The endpoint condition of ``w``'s pods: a Pod's :func:`pod_condition`, ``"ready"`` for the pods
+        expanded from another workload's template."""
+        return (self.conditions.get((w.meta.namespace, w.meta.name)) or "ready") if w.meta.kind == "Pod" else "ready"
 
     def note(self) -> str:
         """What :attr:`through` means, in one line (the first three named)."""
@@ -253,13 +268,10 @@ class Ownership:
         return (f"{names}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
                 "counted once, as those objects, not again from the pod template")
 
-    def expand(self, replicas: Mapping[int, int], notes: list[str],
-               conditions: Mapping[tuple[str, str], str | None] | None = None) -> list[Pod]:
+    def expand(self, replicas: Mapping[int, int], notes: list[str]) -> list[Pod]:
         """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
-        (``replicas``: ``--scale`` by workload id). A pod without ``status.podIP`` gets a synthetic IP.
-        ``conditions``: :func:`pod_condition` of the Pods by ``(namespace, name)``; a Pod whose condition
-        is None (finished, or without an IP) is no pod of the model."""
-        conditions = conditions or {}
+        (``replicas``: ``--scale`` by workload id), with its :meth:`condition`. A pod without ``status.podIP``
+        gets a synthetic IP."""
         counts = [(replicas.get(id(w), w.replicas), w) for w in self.leaves]
         if sum(n for n, _ in counts) > MAX_PODS:
             n, w = max(counts, key=lambda c: c[0])
@@ -274,12 +286,8 @@ class Ownership:
         synthetic = False
         if self.through:
             notes.append(self.note())
-        finished = []
         for n, w in counts:
-            cond = conditions.get((w.meta.namespace, w.meta.name), "ready") if w.meta.kind == "Pod" else "ready"
-            if cond is None:
-                finished.append(w.meta.ref)
-                continue
+            cond = self.condition(w)
             for i in range(n):
                 name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
                 if w.pod_ip:
@@ -288,8 +296,8 @@ class Ownership:
                     ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
                     synthetic = True
                 pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn, cond))
-        if finished:
-            notes.append(f"Pods {name_list(finished, 3)}: no endpoints and no clients (status: Succeeded, "
+        if self.finished:
+            notes.append(f"Pods {name_list([w.meta.ref for w in self.finished], 3)}: no endpoints and no clients (status: Succeeded, "
                          "Failed or no IP)")
         not_ready = [p.namespace + "/" + p.name for p in pods if p.condition != "ready"]
         if not_ready:

@@ -383,7 +383,7 @@ def gateway_objects(manifests: Manifests) -> GatewayObjects:
     # read by load_manifests, the replaced objects are gone already (Manifests.replaced keeps the pairs)
     kept, pairs = last_applied(manifests.gateway_objects)
     types = tuple(kinds)
-    out.replaced = [p for p in getattr(manifests, "replaced", ()) if isinstance(p[1], types)] + pairs
+    out.replaced = [p for p in manifests.replaced if isinstance(p[1], types)] + pairs
     for obj in kept:
         kinds[type(obj)].append(obj)
     return out

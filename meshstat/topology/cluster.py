@@ -26,6 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument
+from meshstat.mesh.registry import pod_condition
 from meshstat.topology.hints import HintOutcome, reconcile_hints
 from meshstat.topology.types import Endpoint, TopoNode
 
@@ -353,18 +354,16 @@ def build_cluster(
                 ))  # fmt: skip
     elif svc.selector:
         for p in topo.pods:
-            if p.namespace != svc.meta.namespace or not _match(svc.selector, p.labels) or not p.ip:
-                continue
-            if p.phase in ("Succeeded", "Failed"):
+            cond = pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
+            if p.namespace != svc.meta.namespace or not _match(svc.selector, p.labels) or not p.ip or cond is None:
                 continue
             tp = _target_port(manifests, p, sp)
             if tp is None:
                 notes.append(f"pod {p.ref}: target port {sp.target_port!r} not found; left out")
                 continue
-            # podToEndpoint (staging/src/k8s.io/endpointslice): publishNotReadyAddresses makes every pod
-            # ready and serving
-            serving = p.ready or svc.publish_not_ready
-            ready = (serving and not p.terminating) or svc.publish_not_ready
+            # podToEndpoint: serving is the Ready condition; publishNotReadyAddresses makes every endpoint ready
+            serving = cond != "not-ready"
+            ready = cond == "ready" or svc.publish_not_ready
             endpoints.append(Endpoint(p.ip, tp, p.ref, p.node, node_zone.get(p.node or ""), ready=ready,
                                       serving=serving, terminating=p.terminating, controller_ready=ready,
                                       workload=p.workload))  # fmt: skip
