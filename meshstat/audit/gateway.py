@@ -28,6 +28,7 @@ from fractions import Fraction
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.gateway_api import HTTP_KINDS, resolve_backend
+from meshstat.mesh.registry import uncaptured
 from meshstat.mesh.registry import RegisteredService
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
 
@@ -98,7 +99,11 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 classes = _mesh_clients(ctx, info, route)
                 if not classes:
                     continue
-                ports = [parent.port] if parent.port is not None else [p.port for p in info.ports]
+                # no proxy sees a UDP or SCTP port: kube-proxy serves it, the route does not apply
+                ports = [p for p in ([parent.port] if parent.port is not None else [q.port for q in info.ports])
+                         if (sp := info.port(p)) is None or not uncaptured(sp)]
+                if not ports:
+                    continue
                 service_of = [f"{info.namespace}/{info.name}:{p}" for p in ports]
                 enforce, kind = False, "sidecar"
                 clients, n = clients_label(classes)

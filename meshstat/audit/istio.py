@@ -33,7 +33,8 @@ from fractions import Fraction
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.clients import rule_namespaces
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.paths import Mesh
+from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
@@ -42,7 +43,7 @@ from meshstat.mesh.scope import (
     scope_miss,
     sidecar_virtual_services,
 )
-from meshstat.parsers.k8s import DestinationRule, RouteDestination, VirtualService
+from meshstat.parsers.k8s import DestinationRule, RouteDestination, ServicePort, VirtualService
 
 __all__ = ["istio_rule_reasons", "routed_ports"]
 
@@ -52,9 +53,10 @@ _OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
 
 
-def _configured(vs: VirtualService, proto: str) -> tuple[RouteDestination, ...] | None:
-    if proto == "udp":  # not proxied: no VirtualService applies
+def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[RouteDestination, ...] | None:
+    if sp is None or uncaptured(sp):  # no proxy sees the port: no VirtualService applies
         return None
+    proto = mesh.port_protocol(sp)
     if proto != "tcp":
         for r in vs.http:
             if not r.matches and r.terminal is None:
@@ -97,7 +99,7 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
     out = []
     for info, vss in _hosts(ctx).values():
         for sp in info.ports:
-            dests = _configured(vss[0], ctx.mesh.port_protocol(sp))
+            dests = _configured(vss[0], ctx.mesh, sp)
             if dests:
                 out.append((info, sp.port, vss[0], _weights(dests)))
     return out
@@ -115,7 +117,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for info, vss in hosts.values():
         vs = vss[0]
         for sp in info.ports:
-            dests = _configured(vs, mesh.port_protocol(sp))
+            dests = _configured(vs, mesh, sp)
             if not dests:
                 continue
             audited += 1
@@ -296,7 +298,7 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
     The effective split is the other one's default route, with its own subset failures (503s) where the
     DestinationRule these clients see lacks its subsets or they select no pods.
     """
-    odests = _configured(other, ctx.mesh.port_protocol(info.port(port)))
+    odests = _configured(other, ctx.mesh, info.port(port))
     if not odests:
         return None  # no route for a plain request there: nothing to compare
     ours = _weights(odests)

@@ -55,7 +55,7 @@ from typing import Any
 
 from meshstat.mesh.layers import ClientList, ClientPath, Layer
 from meshstat.mesh.locality import Place, ztunnel_candidates, ztunnel_policy
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.registry import RegisteredService, uncaptured, uncaptured_note
 from meshstat.mesh.requests import Request
 from meshstat.mesh.scope import (
     client_scope,
@@ -469,7 +469,13 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
         out.append(p)
     if (client is not None and client_kind(mesh, client) == "ambient") or amb_names or _ambient_in_use(mesh):
         who = amb_names
-        if binding.gateway is None:
+        sp = info.port(port)
+        if sp is not None and uncaptured(sp):  # the in-pod rules redirect TCP only: no ztunnel, no waypoint
+            r = mesh.kube_proxy_route(info, port, name="ambient (kube-proxy)", diags=diags,
+                                      notes=(uncaptured_note(sp, "ztunnel"),))
+            out.append(ClientPath("ambient", r.name, r, who,
+                                  mesh._uncaptured_layers(info, port, "istio-cni in-pod rules")))
+        elif binding.gateway is None:
             first = amb_first if amb_first is not None else client
             where = mesh.places.get((first.meta.namespace, first.meta.name)) if first is not None else None
             r = ztunnel_route(mesh, info, port, name="ambient (ztunnel)", diags=diags, caller=where)

@@ -48,6 +48,8 @@ from meshstat.mesh.registry import (
     labels_subset,
     pod_condition,
     port_protocol,
+    uncaptured,
+    uncaptured_note,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
 from meshstat.mesh.scope import (
@@ -515,9 +517,9 @@ class Mesh:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
         proto = port_protocol(sp)
-        if proto == "udp":  # istio-iptables redirects TCP only (and DNS): the datagrams meet kube-proxy
-            return self.kube_proxy_route(info, port, name=name, diags=diags, notes=(
-                f"port {sp.name or port} is UDP: the sidecar does not capture it; kube-proxy picks",))
+        if uncaptured(sp):  # istio-iptables redirects TCP only: the datagrams meet kube-proxy
+            return self.kube_proxy_route(info, port, name=name, diags=diags,
+                                         notes=(uncaptured_note(sp, "the sidecar"),))
         sc = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:
@@ -683,9 +685,12 @@ class Mesh:
                                     f"namespace {w.meta.namespace} is labelled for injection: {why}",
                                     w.meta.source, w.meta.line))
         kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
+        sp = info.port(port)
+        l4 = uncaptured(sp) if sp is not None else None
         layers_sc: list[Layer] = []
         sc = self.sidecar_route(clients.first_injected, info, port, path=path, headers=headers, method=method,
-                                name="sidecar (Envoy)", diags=diags, layers=layers_sc)
+                                name="sidecar pod (kube-proxy)" if l4 else "sidecar (Envoy)", diags=diags,
+                                layers=layers_sc)
         own = self.kube_proxy_route(info, port, name="sidecar's own (UID 1337, kube-proxy)", diags=None,
                                     notes=("istio-proxy runs as UID 1337: ISTIO_OUTPUT returns its connections "
                                            "(-m owner --uid-owner 1337 -j RETURN), so they are not captured",))
@@ -693,7 +698,8 @@ class Mesh:
             ClientPath("kube-proxy", kp.name, kp, clients.plain,
                        self._kube_layers(info, port, "app container, no sidecar")),
             ClientPath("sidecar", sc.name, sc, clients.injected,
-                       self._capture_layers(info, port) + layers_sc + [
+                       self._uncaptured_layers(info, port, "istio-init / istio-cni capture rules")
+                       if l4 else self._capture_layers(info, port) + layers_sc + [
                            Layer("network", "pod IP", "Envoy connects to the chosen pod IP:targetPort directly; "
                                  "kube-proxy's ClusterIP DNAT is not involved", "connection")]),
             ClientPath("uid-1337", own.name, own, clients.proxies,
@@ -775,6 +781,14 @@ class Mesh:
                   "istio-cni capture rules; traceable with meshstat.netfilter on "
                   "tests/data/iptables/istio-cni-sidecar-basic.iptables-save)", "connection"),
         ]
+
+    def _uncaptured_layers(self, info: RegisteredService, port: int, rules: str) -> list[Layer]:
+        """The layers of a port no proxy captures (:func:`~meshstat.mesh.registry.uncaptured`): kube-proxy's."""
+        sp = info.port(port)
+        l4 = uncaptured(sp) if sp is not None else None
+        return [Layer("client", "app container", f"sends {l4} to {info.short}:{port}", "connection"),
+                Layer("capture (pod netns)", rules, f"{l4} is not redirected (the rules match TCP): no proxy sees it",
+                      "connection")] + self._kube_layers(info, port, "app container")[1:]
 
     def _kube_layers(self, info: RegisteredService, port: int, who: str) -> list[Layer]:
         n = len(self.endpoints(info, port, kube_proxy=True))

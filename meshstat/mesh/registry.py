@@ -35,6 +35,8 @@ __all__ = [
     "labels_subset",
     "pod_condition",
     "port_protocol",
+    "uncaptured",
+    "uncaptured_note",
     "version_of",
 ]
 
@@ -456,6 +458,31 @@ def port_protocol(p: ServicePort) -> str:
     if got is not None:
         return got
     return "tcp" if p.port in _WELL_KNOWN_TCP_PORTS else "auto"
+
+
+def uncaptured(p: ServicePort) -> str | None:
+    """The port's transport when no mesh proxy captures it (``"UDP"``, ``"SCTP"``), else None (TCP).
+
+    The capture rules redirect TCP only: a sidecar's (istio ``tools/istio-iptables/pkg/capture/run.go``,
+    ``Run``: ``OUTPUT -p tcp -j ISTIO_OUTPUT``) and an ambient pod's (``cni/pkg/iptables/iptables.go``,
+    ``AppendInpodRules``: ``ISTIO_OUTPUT -p tcp ... REDIRECT --to-ports 15001``). The only UDP either
+    takes is port 53, to the proxy's DNS agent when DNS capture is on. So datagrams and SCTP
+    associations to a ClusterIP meet kube-proxy, whatever VirtualService, route or waypoint the
+    Service has. Istio's own protocol for an SCTP port (:func:`port_protocol`) is read from its name,
+    but no listener ever sees the traffic. A ServiceEntry port is UDP when its ``protocol`` says so.
+    """
+    if not p.l4:
+        return "UDP" if port_protocol(p) == "udp" else None
+    l4 = (p.protocol or "TCP").upper()
+    return l4 if l4 in ("UDP", "SCTP") else None
+
+
+def uncaptured_note(p: ServicePort, who: str) -> str:
+    """Why ``who`` (a sidecar, ztunnel) leaves an :func:`uncaptured` port to kube-proxy, in one line."""
+    l4 = uncaptured(p)
+    dns = (" (with DNS capture on, queries to port 53 may go to the proxy's DNS agent, which answers the names "
+           "it knows and forwards the rest, through kube-proxy)") if l4 == "UDP" and p.port == 53 else ""
+    return f"port {p.name or p.port} is {l4}: {who} captures TCP only; kube-proxy picks{dns}"
 
 
 def version_of(labels: Iterable[tuple[str, str]]) -> str:
