@@ -685,8 +685,7 @@ class Mesh:
                                     f"namespace {w.meta.namespace} is labelled for injection: {why}",
                                     w.meta.source, w.meta.line))
         kp = self.kube_proxy_route(info, port, name="no sidecar (kube-proxy)", diags=diags)
-        sp = info.port(port)
-        l4 = uncaptured(sp) if sp is not None else None
+        l4 = uncaptured(sp) if (sp := info.port(port)) is not None else None
         layers_sc: list[Layer] = []
         sc = self.sidecar_route(clients.first_injected, info, port, path=path, headers=headers, method=method,
                                 name="sidecar pod (kube-proxy)" if l4 else "sidecar (Envoy)", diags=diags,
@@ -784,8 +783,7 @@ class Mesh:
 
     def _uncaptured_layers(self, info: RegisteredService, port: int, rules: str) -> list[Layer]:
         """The layers of a port no proxy captures (:func:`~meshstat.mesh.registry.uncaptured`): kube-proxy's."""
-        sp = info.port(port)
-        l4 = uncaptured(sp) if sp is not None else None
+        l4 = uncaptured(sp) if (sp := info.port(port)) is not None else None
         return [Layer("client", "app container", f"sends {l4} to {info.short}:{port}", "connection"),
                 Layer("capture (pod netns)", rules, f"{l4} is not redirected (the rules match TCP): no proxy sees it",
                       "connection")] + self._kube_layers(info, port, "app container")[1:]
