@@ -62,6 +62,15 @@ def gc_paused() -> Iterator[None]:
     container, so with the collector on, reading 10,000 Services costs two to three times as
     much. The trees built here hold no cycles (reference counting frees them); the collector's
     previous state is restored on exit.
+
+    What was built survives the block (a cluster's model: hundreds of thousands of objects). Left in
+    the youngest generation, the next allocation would start a collection that walks all of it,
+    then the middle and the full ones would walk it again (0.4-0.6 s after reading 10,000 Services,
+    measured). So, when the collector was on, the block's survivors go straight to the oldest
+    generation on exit (:func:`gc.freeze` then :func:`gc.unfreeze`: two list moves, no walk). Nothing
+    leaves the collector's care: a cycle among them is still found by the next full collection.
+    When objects are frozen already (a large ruleset's, ``parsers.netfilter.iptables_save``),
+    unfreezing would hand them back to the collector, so nothing is moved.
     """
     import gc
 
@@ -71,6 +80,9 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was:
+            if not gc.get_freeze_count():
+                gc.freeze()
+                gc.unfreeze()
             gc.enable()
 
 

@@ -175,3 +175,38 @@ def test_json_without_orjson_is_an_error_not_a_slow_path(monkeypatch: pytest.Mon
     monkeypatch.setitem(__import__("sys").modules, "orjson", None)
     with pytest.raises(MeshstatError, match="needs the orjson package"):
         parse_manifest_text('{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}', "a.json")
+
+
+
+_GC_SCRIPT = r"""
+import gc, sys
+from meshstat.parsers.yaml_loader import gc_paused
+
+if sys.argv[1] == "frozen":
+    kept = [[i] for i in range(10)]
+    gc.freeze()
+gc.collect()
+frozen = gc.get_freeze_count()
+with gc_paused():
+    built = [{"k": [i]} for i in range(100_000)]  # survivors of the block, as a cluster's model is
+assert gc.isenabled()
+more = [[i] for i in range(2_000)]  # a few allocations after it: a few young collections
+oldest = any(o is built[0] for o in gc.get_objects(generation=2))
+print(frozen, gc.get_freeze_count(), int(oldest))
+"""
+
+
+@pytest.mark.parametrize("state", ["plain", "frozen"])
+def test_what_gc_paused_built_goes_to_the_oldest_generation(state) -> None:
+    """The block's survivors go to the oldest generation, so the young collections at the next allocations do not
+    walk them; objects frozen before are left frozen (and then nothing is moved). In a fresh interpreter: the
+    collector's state is the process's."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _GC_SCRIPT, state], capture_output=True, text=True, check=True)
+    frozen_before, frozen_after, oldest = map(int, out.stdout.split())
+    assert frozen_after == frozen_before
+    assert (frozen_before > 0) == (state == "frozen")
+    # moved at once when nothing was frozen; else still young (2,000 allocations: no full collection yet)
+    assert oldest == (state == "plain")
