@@ -25,6 +25,7 @@ from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import LabelIndex, RegisteredService, endpoint_conditions, labels_subset, version_of
 from meshstat.mesh.scope import select_sidecar
 from meshstat.model import share_text
+from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import WorkloadResource
 from meshstat.parsers.yaml_loader import gc_paused
@@ -45,10 +46,10 @@ __all__ = [
 REASONS: dict[str, str] = {
     "no-sidecar": "the clients have no sidecar (namespace not labelled for injection, opt-out): kube-proxy splits "
                   "per connection over all pods, whatever the VirtualService says",
-    "rule-bound-to-gateway-only": "the VirtualService's spec.gateways name gateways but not `mesh`: sidecars "
-                                  "never apply it and use the default cluster over all pods",
-    "not-exported-to-namespace": "the VirtualService's exportTo does not reach the clients' namespace: their "
-                                 "sidecars use the default cluster over all pods",
+    "rule-bound-to-gateway-only": "the VirtualService's spec.gateways name gateways but not `mesh`: sidecars and "
+                                  "waypoints never apply it and use the default cluster over all pods",
+    "not-exported-to-namespace": "the VirtualService's exportTo does not reach the clients' namespace (or their "
+                                 "waypoint's): their proxies use the default cluster over all pods",
     "sidecar-egress-excludes": "the clients' Sidecar resource does not import the Service (or its "
                                "VirtualService): the outbound traffic policy decides (ALLOW_ANY: kube-proxy over "
                                "all pods; REGISTRY_ONLY: refused)",
@@ -62,6 +63,9 @@ REASONS: dict[str, str] = {
                                 "to those pods",
     "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
                                 "per connection over all pods, whatever the VirtualService says",
+    "rule-not-at-waypoint": "the Service's waypoint applies VirtualServices of its own namespace and the Service's "
+                            "only: one in a third namespace is not applied, the waypoint's default route spreads "
+                            "over all pods",
     "backend-missing": "a Gateway API route's backendRef names a Service (or port, or kind) that does not "
                        "exist: its share of the requests gets a 500",
     "refused-by-referencegrant": "a route attached to a Gateway names a Service in another namespace that no "
@@ -194,6 +198,8 @@ class AuditContext:
             groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0, zone), []).append(w)
         self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws), zone)
                         for (ns, kind, sid, zone), ws in groups.items()]
+        #: the Gateway API routes (read once: the producers ask per Service)
+        self.gateway_routes = gateway_objects(m).routes
         #: (service, port) pairs audited, and remarks, filled in by the producers
         self.audited = 0
         self.notes: list[str] = []

@@ -31,8 +31,9 @@ from collections.abc import Iterator
 from fractions import Fraction
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
-from meshstat.mesh.ambient import service_waypoint
+from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
+from meshstat.mesh.gateway_api import attached_routes
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
@@ -43,6 +44,7 @@ from meshstat.mesh.scope import (
     scope_miss,
     sidecar_virtual_services,
 )
+from meshstat.parsers.gateway_api import Gateway
 from meshstat.parsers.k8s import DestinationRule, RouteDestination, ServicePort, VirtualService
 
 __all__ = ["istio_rule_reasons", "routed_ports"]
@@ -182,15 +184,21 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         yield Divergence(service, clients, n, configured, kpods, "no-sidecar",
                          f"no sidecar: kube-proxy picks one of {n_pods} pods "
                          f"per connection; {vsref} is not applied", tuple(fixes), "no mesh")
-    if not same and by_kind.get("ambient"):
+    if by_kind.get("ambient"):
         wp = service_waypoint(mesh, info)
-        if wp.gateway is None:
+        if wp.gateway is None and not same:
             classes = by_kind["ambient"]
             clients, n = clients_label(classes)
             yield Divergence(service, clients, n, configured, pods, "ambient-without-waypoint",
                              f"ztunnel picks a pod per connection: {wp.problem or wp.origin}",
                              (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
                               f"or namespace {info.namespace})",), "ambient")
+        elif wp.gateway is not None:
+            got = _waypoint_view(ctx, info, port, vs, dests, configured, pods, labels_of, dr_svc, wp.gateway)
+            if got is not None:
+                reason, eff, detail, fix = got
+                clients, n = clients_label(by_kind["ambient"])
+                yield Divergence(service, clients, n, configured, eff, reason, detail, (fix,), "ambient + waypoint")
     sidecars = by_kind.get("sidecar", [])
     if not sidecars:
         return
@@ -213,6 +221,56 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     for (reason, eff), (detail, classes, fixes) in groups.items():
         clients, n = clients_label(classes)
         yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
+
+
+def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
+                   dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split,
+                   labels_of: dict[str, tuple[tuple[str, str], ...]], own_dr: DestinationRule | None,
+                   waypoint: Gateway) -> tuple[str, _Split, str, str] | None:
+    """What the Service's waypoint makes of the split for its ambient clients (every one of them: ztunnel sends
+    each connection to the waypoint), as :func:`meshstat.mesh.ambient.waypoint_route` routes.
+
+    The waypoint applies a producer HTTPRoute of the Service first (the Gateway API rows report its
+    failures); else the first VirtualService of :func:`~meshstat.mesh.ambient.waypoint_virtual_services`,
+    with the DestinationRule its namespace sees; else its default route over all pods.
+    """
+    mesh = ctx.mesh
+    wns = waypoint.meta.namespace
+    wref = f"waypoint {waypoint.meta.ref}"
+    vsref = f"VirtualService {vs.meta.ref}"
+    if any(r.meta.namespace == info.namespace
+           for r in attached_routes(ctx.gateway_routes, info, port)):
+        return None
+    found = waypoint_virtual_services(mesh, info, waypoint)
+    dr = destination_rule(mesh, info, wns)
+    if not found:
+        if pods == configured:
+            return None
+        if not vs.applies_to_sidecars:
+            return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
+                    f"{wref} uses its default route over all pods", f"add `mesh` to spec.gateways of {vsref}")
+        if vs.meta.namespace not in (wns, info.namespace):
+            return ("rule-not-at-waypoint", pods, f"{wref} applies VirtualServices of its own namespace {wns} or "
+                    f"the Service's only, not of {vs.meta.namespace}: default route over all pods",
+                    f"move {vsref} to namespace {info.namespace}")
+        default = mesh.scope.mesh_config.vs_export_to
+        return ("not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} does not "
+                f"reach namespace {wns} of {wref}: default route over all pods",
+                f"add namespace {wns} to spec.exportTo of {vsref}")
+    if found[0] is not vs:
+        other = found[0]
+        odests = _configured(other, mesh, info.port(port))
+        if not odests:
+            return None
+        ours = _weights(odests)
+        broken = _subset_view(ctx, info, port, other, odests, ours, dr, own_dr, labels_of)
+        eff = broken[1] if broken is not None else ours
+        if eff == configured:
+            return None
+        return ("other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for {info.fqdn}, "
+                f"not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
+                f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
+    return _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of)
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -258,7 +316,16 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         return None
     if found[0] is not vs:
         return _other_virtual_service(ctx, info, port, vs, found[0], configured, pods, ns, cls, labels_of, own_dr)
-    dr = destination_rule(mesh, info, ns)
+    return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of)
+
+
+def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
+                 dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
+                 own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]]
+                 ) -> tuple[str, _Split, str, str] | None:
+    """What a proxy that applies ``vs`` and sees ``dr`` makes of its split: subsets that fail (503), or another
+    DestinationRule's subsets (``_other_rule``); None when the configured split holds."""
+    vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:

@@ -66,7 +66,7 @@ from meshstat.mesh.scope import (
 )
 from meshstat.model import Backend, Node, Provenance, Route, Weighted
 from meshstat.parsers.gateway_api import Gateway
-from meshstat.parsers.k8s import Diagnostic, WorkloadResource
+from meshstat.parsers.k8s import Diagnostic, VirtualService, WorkloadResource
 
 __all__ = [
     "AmbientDecision",
@@ -77,6 +77,7 @@ __all__ = [
     "extend_paths",
     "service_waypoint",
     "waypoint_route",
+    "waypoint_virtual_services",
     "ztunnel_route",
 ]
 
@@ -224,15 +225,27 @@ def _protocol(mesh: Any, info: RegisteredService, port: int) -> str:
     return mesh.port_protocol(sp) if sp is not None else "auto"
 
 
+def waypoint_virtual_services(mesh: Any, info: RegisteredService, waypoint: Gateway) -> list[VirtualService]:
+    """The VirtualServices a waypoint applies to ``info``, first one first.
+
+    Those its namespace reads (``VirtualServicesForGateway`` of gateway ``mesh``:
+    :func:`~meshstat.mesh.scope.mesh_virtual_services`) that name the Service and sit in the
+    waypoint's own namespace or the Service's (istio ``pilot/pkg/networking/core/
+    listener_waypoint.go``, ``getVirtualServiceForWaypoint``: "only ... routes in the same namespace
+    as the service or in the waypoint's own namespace").
+    """
+    wns = waypoint.meta.namespace
+    return [vs for vs in mesh_virtual_services(mesh, wns) if vs.meta.namespace in (wns, info.namespace)
+            and any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts)]
+
+
 def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Request, waypoint: Gateway,
                    *, name: str, diags: list[Diagnostic], layers: list[Layer]) -> Route:
     """What the waypoint does with requests (or connections, on a TCP port) to ``info:port``."""
     wns = waypoint.meta.namespace
     notes: list[str] = []
     unit = "connection" if _protocol(mesh, info, port) == "tcp" else "request"
-    vss = [vs for vs in mesh_virtual_services(mesh, wns)
-           if vs.meta.namespace in (wns, info.namespace)
-           and any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts)]
+    vss = waypoint_virtual_services(mesh, info, waypoint)
     before = len(layers)
     hook: RouteFor | None = getattr(mesh, "route_for", None)
     root: Node | None = None
