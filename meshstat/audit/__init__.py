@@ -23,6 +23,7 @@ code                           meaning
 ``rule-not-at-waypoint``       the waypoint ignores a VirtualService outside its and the Service's namespace
 ``backend-missing``            a Gateway API backendRef names no Service, port or valid kind (500)
 ``refused-by-referencegrant``  a Gateway route's cross-namespace backendRef has no ReferenceGrant (500)
+``backend-without-pods``       a Gateway API backendRef's Service selects no ready pod (503)
 ``envoy-config-differs``       a workload's Envoy dump (``--envoy``) routes otherwise
 ``topology-restricted``        topology keeps the clients' zone from some endpoints
 =============================  ==================================================================

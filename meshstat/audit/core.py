@@ -45,7 +45,7 @@ __all__ = [
 #: Every reason code and what it means (stable: scripts and CI read them).
 REASONS: dict[str, str] = {
     "no-sidecar": "the clients have no sidecar (namespace not labelled for injection, opt-out): kube-proxy splits "
-                  "per connection over all pods, whatever the VirtualService says",
+                  "per connection over all pods, whatever the VirtualService or route says",
     "rule-bound-to-gateway-only": "the VirtualService's spec.gateways name gateways but not `mesh`: sidecars and "
                                   "waypoints never apply it and use the default cluster over all pods",
     "not-exported-to-namespace": "the VirtualService's exportTo does not reach the clients' namespace (or their "
@@ -62,12 +62,14 @@ REASONS: dict[str, str] = {
                                 "subsets select other pods than the one of the Service's namespace: the shares go "
                                 "to those pods",
     "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
-                                "per connection over all pods, whatever the VirtualService says",
+                                "per connection over all pods, whatever the VirtualService or route says",
     "rule-not-at-waypoint": "the Service's waypoint applies VirtualServices of its own namespace and the Service's "
                             "only: one in a third namespace is not applied, the waypoint's default route spreads "
                             "over all pods",
     "backend-missing": "a Gateway API route's backendRef names a Service (or port, or kind) that does not "
                        "exist: its share of the requests gets a 500",
+    "backend-without-pods": "a Gateway API route's backendRef names a Service that selects no ready pod: its "
+                            "cluster is empty and its share of the requests gets a 503",
     "refused-by-referencegrant": "a route attached to a Gateway names a Service in another namespace that no "
                                  "ReferenceGrant there allows: its share of the requests gets a 500",
     "envoy-config-differs": "the workload's Envoy config_dump (--envoy) routes the Service otherwise than the "
@@ -305,6 +307,36 @@ def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:
     names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
     head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
     return head + name_list(names, 3), n
+
+
+def no_sidecar_row(ctx: AuditContext, info: RegisteredService, port: int, classes: Sequence[ClientClass],
+                   configured: tuple[tuple[str, Fraction], ...], effective: tuple[tuple[str, Fraction], ...],
+                   rule: str) -> Divergence:
+    """``no-sidecar``: clients without a proxy get kube-proxy's split (``effective``), not ``rule``'s."""
+    mesh = ctx.mesh
+    clients, n = clients_label(classes)
+    fixes = []
+    for ns in sorted({c.namespace for c in classes}):
+        nso = mesh.namespace(ns)
+        labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
+        fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
+                     else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
+    n_pods = sum(k for _, k in ctx.selected(info, port, kube_proxy=True))
+    return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, configured, effective, "no-sidecar",
+                      f"no sidecar: kube-proxy picks one of {n_pods} pods per connection; {rule} is not applied",
+                      tuple(fixes), "no mesh")
+
+
+def no_waypoint_row(ctx: AuditContext, info: RegisteredService, port: int, classes: Sequence[ClientClass],
+                    configured: tuple[tuple[str, Fraction], ...], effective: tuple[tuple[str, Fraction], ...],
+                    binding: Any) -> Divergence:
+    """``ambient-without-waypoint``: ambient clients of a Service without waypoint (``binding``, a
+    :class:`~meshstat.mesh.ambient.WaypointBinding`) get ztunnel's split over its pods."""
+    clients, n = clients_label(classes)
+    return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, configured, effective,
+                      "ambient-without-waypoint", f"ztunnel picks a pod per connection: {binding.problem or binding.origin}",
+                      (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
+                       f"or namespace {info.namespace})",), "ambient")
 
 
 #: ``producer(ctx) -> rows``: one mechanism's divergences (see the module docstring).

@@ -1,4 +1,4 @@
-"""The Gateway API reasons: backendRefs whose share of the requests gets a 500.
+"""The Gateway API reasons: backendRefs whose share of the requests fails, and clients that apply no route.
 
 For every rule of every HTTPRoute and GRPCRoute, the configured split is its backendRefs with a
 weight above 0, the weights made relative (``BackendRef.Weight`` in the Gateway API spec,
@@ -11,13 +11,20 @@ backend MUST receive a 500 status code"):
 * ``backend-missing``: the Service (or ServiceEntry host) does not exist, it has no such port, or
   the kind is not a backend Istio supports;
 * ``refused-by-referencegrant``: a route attached to a Gateway names a Service in another namespace
-  and no ReferenceGrant there allows it (mesh routes need none: GEP-1294).
+  and no ReferenceGrant there allows it (mesh routes need none: GEP-1294);
+* ``backend-without-pods``: the backend Service selects no ready pod: its cluster is empty and its
+  share answers 503 no_healthy_upstream (the backendRef keeps its weight: envoyproxy/envoy #43150).
 
 Routes attached to a Service (GAMMA) are reported per Service port for the mesh clients that apply
 them: the Service's sidecar clients, and its ambient clients when it has a waypoint. Producer routes
 (in the Service's namespace) serve every namespace; a consumer route serves its own namespace only
 (:func:`meshstat.mesh.gateway_api.mesh_routes`). Routes attached to a Gateway are reported per
 Gateway, for the clients that come in through it.
+
+A Service port that producer routes split is also checked for the clients that apply no route: those
+without a sidecar (``no-sidecar``: kube-proxy's split over the Service's pods) and ambient clients
+when the Service has no waypoint (``ambient-without-waypoint``), unless a VirtualService routes the
+Service too (its rows name them).
 """
 
 from __future__ import annotations
@@ -25,11 +32,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
 from meshstat.mesh.ambient import service_waypoint
-from meshstat.mesh.gateway_api import HTTP_KINDS, resolve_backend
-from meshstat.mesh.registry import uncaptured
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.gateway_api import HTTP_KINDS, resolve_backend, sidecar_split
+from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
 
 __all__ = ["gateway_api_reasons"]
@@ -57,9 +63,20 @@ def _rule_split(ctx: AuditContext, route: GatewayRoute, rule: RouteRule, grants:
         share = Fraction(b.weight, total)
         label = _label(b)
         configured[label] = configured.get(label, Fraction(0)) + share
-        _, failure = resolve_backend(b, route, mesh.registry, grants, enforce_grants=enforce, domain=mesh.domain)
+        dest, failure = resolve_backend(b, route, mesh.registry, grants, enforce_grants=enforce, domain=mesh.domain)
         if failure is None:
-            effective[label] = effective.get(label, Fraction(0)) + share
+            binfo = mesh.registry.get(dest.host) if dest is not None else None
+            svc = binfo.service if binfo is not None else None
+            if binfo is None or svc is None or not svc.selector or ctx.selected(binfo, b.port or 0):
+                effective[label] = effective.get(label, Fraction(0)) + share
+                continue
+            # a Service that selects no ready pod: an empty cluster, its share answers 503
+            idle = ctx.idle_pods(binfo, b.port or 0, ())
+            effective["503"] = effective.get("503", Fraction(0)) + share
+            found.append(("backend-without-pods", f"{where}: backendRef {b}: Service {binfo.short} selects no "
+                          f"{'ready ' if idle else ''}pods: 503 no_healthy_upstream",
+                          f"{'make the pods of' if idle else 'deploy pods for'} Service {binfo.short}"
+                          f"{' ready' if idle else ''} or drop it from backendRefs of {route.label}"))
             continue
         effective["500"] = effective.get("500", Fraction(0)) + share
         if "RefNotPermitted" in failure:
@@ -85,11 +102,71 @@ def _mesh_clients(ctx: AuditContext, info: RegisteredService, route: GatewayRout
     return [c for c in ctx.classes if c.kind in kinds and (not consumer or c.namespace == route.meta.namespace)]
 
 
+def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
+    """``no-sidecar`` and ``ambient-without-waypoint`` rows of Service ports that producer routes split: clients
+    without a proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods.
+
+    The configured split is the one of a plain request (``GET /``, ``sidecar_split`` with the producer
+    routes); each pod of the Service is named by the backendRef whose Service (in the same namespace)
+    selects it, else ``unrouted <version>``, as the VirtualService rows name pods by subset.
+    """
+    if not pairs:
+        return
+    mesh = ctx.mesh
+    kube = [c for c in ctx.classes if c.kind == "kube-proxy"]
+    amb = [c for c in ctx.classes if c.kind == "ambient"]
+    vs_hosts = {i.fqdn for vs in mesh.manifests.virtual_services for h in vs.hosts
+                if (i := mesh.resolve_host(h, vs.meta.namespace)) is not None}
+    for info, port in pairs:
+        if info.fqdn in vs_hosts:  # audited with its VirtualService, whose rows name these clients (istio.py)
+            continue
+        ctx.audited += 1
+        if not kube and not amb:
+            continue
+        sp = info.port(port)
+        split = sidecar_split(mesh, info, port, None, None, tcp=sp is not None and mesh.port_protocol(sp) == "tcp")
+        if split is None or split.outcome is not None or split.route is None or not split.backends:
+            continue
+        total = sum(b.weight for b in split.backends)
+        shares: dict[str, Fraction] = {}
+        labels_of: dict[str, tuple[tuple[str, str], ...]] = {}
+        for gb in split.backends:
+            label = _label(gb.ref)
+            shares[label] = shares.get(label, Fraction(0)) + Fraction(gb.weight, total)
+            binfo = mesh.registry.get(gb.destination.host) if gb.destination is not None else None
+            sel = binfo.service.selector if binfo is not None and binfo.service is not None else None
+            if sel and binfo is not None and binfo.namespace == info.namespace:
+                labels_of.setdefault(label, sel)
+        configured = tuple(shares.items())
+        pods = ctx.pod_split(info, port, labels_of)
+        rule = f"{split.route.label} rules[{split.rule.index if split.rule is not None else 0}]"
+        if kube:
+            kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
+            if dict(kpods) != dict(configured):
+                yield no_sidecar_row(ctx, info, port, kube, configured, kpods, rule)
+        if amb and dict(pods) != dict(configured):
+            wp = service_waypoint(mesh, info)
+            if wp.gateway is None:
+                yield no_waypoint_row(ctx, info, port, amb, configured, pods, wp)
+
+
 def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
-    """The rows of every Gateway API route rule with a backendRef that gets a 500 (see the module docstring)."""
+    """The rows of every Gateway API route rule with a backendRef that fails, and of the clients that do not
+    apply a Service's routes (see the module docstring)."""
     mesh = ctx.mesh
     objs = gateway_objects(mesh.manifests)
     routes = [r for r in objs.routes if r.kind in HTTP_KINDS]
+    pairs: dict[tuple[str, int], tuple[RegisteredService, int]] = {}
+    for route in objs.routes:
+        for parent in route.parents:
+            if parent.is_service and route.meta.namespace == parent.namespace:  # producer routes
+                info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
+                if info is None or info.service is None:
+                    continue
+                for p in ([parent.port] if parent.port is not None else [q.port for q in info.ports]):
+                    if (sp := info.port(p)) is not None and not uncaptured(sp):
+                        pairs.setdefault((info.fqdn, p), (info, p))
+    yield from _unmeshed_rows(ctx, list(pairs.values()))
     for route in routes:
         for parent in route.parents:
             if parent.is_service:

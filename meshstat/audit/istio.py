@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
+from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import attached_routes
@@ -71,6 +71,21 @@ def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple
 
 def _label(d: RouteDestination) -> str:
     return d.subset or d.host
+
+
+#: a selector no pod matches: the pods of a Service another one's destination does not reach
+NO_POD = (("\x00", "\x00"),)
+
+
+def _host_pods(mesh: Mesh, info: RegisteredService, d: RouteDestination) -> tuple[tuple[str, str], ...]:
+    """Which of ``info``'s pods a destination without subset names: all of them when it is ``info`` itself;
+    those that its own Service selects when it is another Service of the namespace (``reviews`` routed to
+    ``reviews-v1``); none otherwise (another namespace, a ServiceEntry, an unknown host)."""
+    other = mesh.resolve_host(d.host, info.namespace)
+    if other is info:
+        return ()
+    sel = other.service.selector if other is not None and other.service is not None else None
+    return sel if sel and other is not None and other.namespace == info.namespace else NO_POD
 
 
 def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
@@ -165,34 +180,18 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     labels_of = {}
     for d in dests:
         s = dr_svc.subset(d.subset) if (dr_svc is not None and d.subset) else None
-        labels_of[_label(d)] = s.labels if s is not None else ()
+        labels_of[_label(d)] = s.labels if s is not None else _host_pods(mesh, info, d)
     pods = ctx.pod_split(info, port, labels_of)
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
     kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
     if kpods != configured and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
-        classes = by_kind["kube-proxy"]
-        clients, n = clients_label(classes)
-        fixes = []
-        for ns in sorted({c.namespace for c in classes}):
-            nso = mesh.namespace(ns)
-            labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
-            fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
-                         else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
-        n_pods = sum(k for _, k in ctx.selected(info, port, kube_proxy=True))
-        yield Divergence(service, clients, n, configured, kpods, "no-sidecar",
-                         f"no sidecar: kube-proxy picks one of {n_pods} pods "
-                         f"per connection; {vsref} is not applied", tuple(fixes), "no mesh")
+        yield no_sidecar_row(ctx, info, port, by_kind["kube-proxy"], configured, kpods, vsref)
     if by_kind.get("ambient"):
         wp = service_waypoint(mesh, info)
         if wp.gateway is None and not same:
-            classes = by_kind["ambient"]
-            clients, n = clients_label(classes)
-            yield Divergence(service, clients, n, configured, pods, "ambient-without-waypoint",
-                             f"ztunnel picks a pod per connection: {wp.problem or wp.origin}",
-                             (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
-                              f"or namespace {info.namespace})",), "ambient")
+            yield no_waypoint_row(ctx, info, port, by_kind["ambient"], configured, pods, wp)
         elif wp.gateway is not None:
             got = _waypoint_view(ctx, info, port, vs, dests, configured, pods, labels_of, dr_svc, wp.gateway)
             if got is not None:

@@ -1,0 +1,116 @@
+"""`audit` of Services that Gateway API routes split in the mesh (GAMMA), for every client group.
+
+Istio's Bookinfo (``tests/data/bookinfo``) with a producer HTTPRoute on ``reviews`` that sends 90% to a
+``reviews-v1`` Service and 10% to ``reviews-v2`` (or ``reviews-v4``, whose pods do not exist), on each
+data plane of ``tests/data/bookinfo-ambient``. Clients that apply no route (no sidecar; ambient without a
+waypoint) get the pods of ``reviews``; a backend Service without pods answers 503 for its share. Each row's
+effective split must be the path model's (``Mesh.client_paths``).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as F
+from pathlib import Path
+
+import pytest
+
+from meshstat.audit import audit
+from meshstat.mesh import Mesh
+from meshstat.parsers.k8s import load_manifests, parse_manifest_text
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BOOKINFO = str(DATA / "bookinfo" / "platform" / "kube" / "bookinfo.yaml")
+
+
+def _route(second: str) -> str:
+    out = ("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: reviews, namespace: default}\n"
+           "spec:\n  parentRefs: [{group: '', kind: Service, name: reviews, port: 9080}]\n"
+           f"  rules: [{{backendRefs: [{{name: reviews-v1, port: 9080, weight: 90}}, "
+           f"{{name: reviews-{second}, port: 9080, weight: 10}}]}}]\n---\n")
+    for v in ("v1", second):
+        out += (f"apiVersion: v1\nkind: Service\nmetadata: {{name: reviews-{v}, namespace: default}}\n"
+                f"spec: {{selector: {{app: reviews, version: {v}}}, ports: [{{name: http, port: 9080}}]}}\n---\n")
+    return out
+
+
+def _mesh(plane: str | None, second: str = "v2", extra: str = "") -> Mesh:
+    m = load_manifests([BOOKINFO] + ([str(DATA / "bookinfo-ambient" / plane)] if plane else []))
+    m.extend(parse_manifest_text(_route(second) + extra, "route.yaml"))
+    return Mesh(m)
+
+
+def _by_version(label: str) -> str:
+    """An audit label as a version: ``default/reviews-v1:9080`` and ``unrouted v1`` are ``v1``."""
+    if label.startswith("default/reviews-"):
+        return label.removeprefix("default/reviews-").split(":")[0]
+    return label.removeprefix("unrouted ")
+
+
+def _model(mesh: Mesh, kind: str) -> dict[str, F]:
+    info = mesh.registry["reviews.default.svc.cluster.local"]
+    client = next(w for w in mesh.manifests.workloads if w.meta.name == "productpage-v1")
+    (path,) = [p for p in mesh.client_paths(info, 9080, client=client) if p.kind == kind]
+    out: dict[str, F] = {}
+    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
+        labels = dict(b.labels)
+        key = "503" if "outcome" in labels else labels["version"]
+        out[key] = out.get(key, F(0)) + s
+    return out
+
+
+CONFIGURED = (("default/reviews-v1:9080", F(9, 10)), ("default/reviews-v2:9080", F(1, 10)))
+PODS = (("default/reviews-v1:9080", F(1, 3)), ("default/reviews-v2:9080", F(1, 3)), ("unrouted v3", F(1, 3)))
+
+
+@pytest.mark.parametrize(("plane", "reason", "kind", "path"), [
+    (None, "no-sidecar", "no mesh", "kube-proxy"),
+    ("ambient", "ambient-without-waypoint", "ambient", "ambient"),
+])
+def test_clients_that_apply_no_route_get_the_services_pods(plane, reason, kind, path) -> None:
+    mesh = _mesh(plane)
+    res = audit(mesh)
+    (row,) = res.rows
+    assert (row.service, row.reason, row.kind, row.configured, row.effective) == (
+        "default/reviews:9080", reason, kind, CONFIGURED, PODS)
+    model = _model(mesh, path)  # kube-proxy's statistic cascade: 32-bit probabilities
+    assert all(abs(v - model[_by_version(k)]) < 1e-9 for k, v in row.effective) and len(model) == 3
+    assert res.audited == 1
+
+
+@pytest.mark.parametrize("plane", ["sidecar", "waypoint"])
+def test_clients_that_apply_the_route_hold_it(plane) -> None:
+    res = audit(_mesh(plane))
+    assert res.rows == [] and res.audited == 1
+
+
+@pytest.mark.parametrize(("plane", "path"), [("sidecar", "sidecar"), ("waypoint", "ambient-waypoint")])
+def test_a_backend_service_without_pods_answers_503_for_its_share(plane, path) -> None:
+    mesh = _mesh(plane, second="v4")
+    (row,) = audit(mesh).rows
+    assert (row.reason, row.effective) == ("backend-without-pods",
+                                           (("default/reviews-v1:9080", F(9, 10)), ("503", F(1, 10))))
+    assert "reviews-v4.default selects no pods" in row.detail
+    assert {_by_version(k): v for k, v in row.effective} == _model(mesh, path)
+
+
+def test_a_virtual_service_for_the_host_names_the_unmeshed_clients_once() -> None:
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\n"
+          "spec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews-v1}}]\n---\n")
+    rows = audit(_mesh(None, extra=vs)).rows
+    assert [(r.service, r.reason) for r in rows] == [("default/reviews:9080", "no-sidecar")]
+    # the VirtualService's split; the pods of reviews-v1 are the ones its Service selects
+    assert rows[0].configured == (("reviews-v1", F(1)),)
+    assert rows[0].effective == (("reviews-v1", F(1, 3)), ("unrouted v2", F(1, 3)), ("unrouted v3", F(1, 3)))
+
+
+def test_a_virtual_service_to_another_service_is_not_held_by_every_pod() -> None:
+    """A VirtualService that sends ``reviews`` to the ``reviews-v1`` Service, bound to a gateway only: the sidecars'
+    default cluster spreads over all of ``reviews``' pods, of which only v1's are ``reviews-v1``'s."""
+    vs = ("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: default}\n"
+          "spec:\n  hosts: [reviews]\n  gateways: [bookinfo-gateway]\n  http:\n"
+          "  - route: [{destination: {host: reviews-v1}}]\n---\n")
+    m = load_manifests([BOOKINFO, str(DATA / "bookinfo-ambient" / "sidecar")])
+    m.extend(parse_manifest_text(_route("v2").split("---\n", 1)[1] + vs, "vs.yaml"))  # the Services, no HTTPRoute
+    (row,) = audit(Mesh(m)).rows
+    assert (row.reason, row.effective) == ("rule-bound-to-gateway-only", (
+        ("reviews-v1", F(1, 3)), ("unrouted v2", F(1, 3)), ("unrouted v3", F(1, 3))))
