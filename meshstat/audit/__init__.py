@@ -48,13 +48,14 @@ from meshstat.audit.core import (
     run_audit,
 )
 from meshstat.audit.gateway import gateway_api_reasons
-from meshstat.audit.istio import istio_rule_reasons
+from meshstat.audit.istio import istio_gateway_reasons, istio_rule_reasons
 from meshstat.audit.observed import Observed, observed_reasons
 from meshstat.audit.topology import topology_reasons
 from meshstat.mesh.paths import Mesh
 
 #: The reason producers :func:`audit` runs by default, in order.
-PRODUCERS: list[ReasonProducer] = [istio_rule_reasons, gateway_api_reasons, topology_reasons]
+PRODUCERS: list[ReasonProducer] = [istio_rule_reasons, istio_gateway_reasons, gateway_api_reasons,
+                                   topology_reasons]
 
 
 def audit(mesh: Mesh, producers: list[ReasonProducer] | None = None, *, observed: Observed | None = None
@@ -82,6 +83,7 @@ __all__ = [
     "audit",
     "format_split",
     "gateway_api_reasons",
+    "istio_gateway_reasons",
     "istio_rule_reasons",
     "topology_reasons",
 ]

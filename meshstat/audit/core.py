@@ -200,8 +200,9 @@ class AuditContext:
             groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0, zone), []).append(w)
         self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws), zone)
                         for (ns, kind, sid, zone), ws in groups.items()]
-        #: the Gateway API routes (read once: the producers ask per Service)
-        self.gateway_routes = gateway_objects(m).routes
+        #: the Gateway API and Istio gateway objects (read once: the producers ask per Service)
+        self.gateway_objects = gateway_objects(m)
+        self.gateway_routes = self.gateway_objects.routes
         #: (service, port) pairs audited, and remarks, filled in by the producers
         self.audited = 0
         self.notes: list[str] = []

@@ -34,6 +34,7 @@ from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_l
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import attached_routes
+from meshstat.mesh.ingress import bound_to
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
@@ -47,7 +48,7 @@ from meshstat.mesh.scope import (
 from meshstat.parsers.gateway_api import Gateway
 from meshstat.parsers.k8s import DestinationRule, RouteDestination, ServicePort, VirtualService
 
-__all__ = ["istio_rule_reasons", "routed_ports"]
+__all__ = ["istio_gateway_reasons", "istio_rule_reasons", "routed_ports"]
 
 _OTHER_NS = "\x00any other namespace"
 #: how a row names the namespaces that ``_OTHER_NS`` stands for
@@ -140,6 +141,51 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             audited += 1
             yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
     ctx.audited += audited
+
+
+def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
+    """The rows of VirtualService rules bound to an Istio Gateway whose subsets fail for the clients that come in
+    through it.
+
+    The gateway applies each rule of the VirtualServices its ``spec.gateways`` name
+    (:func:`meshstat.mesh.ingress.bound_to`), with the DestinationRule the Gateway's namespace sees, as
+    :func:`meshstat.mesh.ingress.ingress_paths` routes a request: a subset the rule names that the
+    rule does not define (503 NC) or that selects no ready pod (503) fails its share. One row per
+    (Gateway, rule); a rule without destinations (a redirect, a fault) has nothing to split.
+    """
+    mesh = ctx.mesh
+    igws = ctx.gateway_objects.istio_gateways
+    if not igws:
+        return
+    for vs in mesh.manifests.virtual_services:
+        for igw in (g for g in igws if bound_to(vs, g)):
+            for rule in vs.http:
+                if rule.terminal is not None or not rule.destinations:
+                    continue
+                configured = _weights(rule.destinations)
+                shares = dict(configured)
+                eff: dict[str, Fraction] = {}
+                found: list[tuple[str, str, str]] = []
+                for d in rule.destinations:
+                    label = _label(d)
+                    info = mesh.resolve_host(d.host, vs.meta.namespace)
+                    port = d.port or (info.ports[0].port if info is not None and info.ports else None)
+                    got = None
+                    if info is not None and port is not None and d.subset and label in shares:
+                        got = _subset_view(ctx, info, port, vs, (d,), ((label, Fraction(1)),),
+                                           destination_rule(mesh, info, igw.meta.namespace), None, {})
+                    if got is not None:
+                        found.append((got[0], got[2], got[3]))
+                    key = "503" if got is not None else label
+                    if label in shares:
+                        eff[key] = eff.get(key, Fraction(0)) + shares.pop(label)
+                if not found:
+                    continue
+                where = f"VirtualService {vs.meta.ref} http[{rule.index}]"
+                yield Divergence(f"Gateway {igw.meta.ref}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
+                                 configured, tuple(eff.items()), found[0][0],
+                                 f"{where}: " + "; ".join(f[1] for f in found),
+                                 tuple(dict.fromkeys(f[2] for f in found)), "ingress")
 
 
 class _SidecarNamespaces:

@@ -58,7 +58,7 @@ from meshstat.parsers.gateway_api import (
 )
 from meshstat.parsers.k8s import Diagnostic, HTTPRoute, VirtualService
 
-__all__ = ["ingress_paths"]
+__all__ = ["bound_to", "ingress_paths"]
 
 _HTTP_SERVER_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "HTTPS")
 
@@ -301,7 +301,9 @@ def _gateway_api_path(
 # --------------------------------------------------------------------------- Istio Gateway + VirtualService
 
 
-def _bound(vs: VirtualService, igw: IstioGateway) -> bool:
+def bound_to(vs: VirtualService, igw: IstioGateway) -> bool:
+    """Whether ``vs`` binds to the Istio Gateway ``igw`` (``spec.gateways``: ``name`` in the VirtualService's
+    namespace, or ``namespace/name``)."""
     for g in vs.gateways:
         ns, _, name = g.rpartition("/")
         if name == igw.meta.name and (ns or vs.meta.namespace) == igw.meta.namespace:
@@ -370,7 +372,7 @@ def _istio_gateway_path(
     vss = [
         vs
         for vs in mesh.manifests.virtual_services
-        if _bound(vs, igw)
+        if bound_to(vs, igw)
         and vs.http
         and any(_host_ok(a, b) for a in vs.hosts for b in server_hosts)
         and any(_host_ok(h, authority) for h in vs.hosts)

@@ -1,0 +1,83 @@
+"""`audit` of the clients that come in through an Istio ingress Gateway (kind ``ingress``).
+
+Istio's Bookinfo with its ``bookinfo-gateway`` (``tests/data/bookinfo``) and a canary VirtualService bound to
+that Gateway that splits ``productpage`` 90/10 between subsets. The gateway applies the rule with the
+DestinationRule its namespace sees: a subset that is not defined, or selects no pod, fails its share (503).
+The row's effective split must be the path model's (``Mesh.client_paths``, the ingress path).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as F
+from pathlib import Path
+
+import pytest
+
+from meshstat.audit import audit
+from meshstat.mesh import Mesh
+from meshstat.parsers.k8s import load_manifests, parse_manifest_text
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "bookinfo"
+BASE = [str(DATA / "platform" / "kube" / "bookinfo.yaml"), str(DATA / "networking" / "bookinfo-gateway.yaml")]
+CANARY = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage-canary}
+spec:
+  hosts: ["*"]
+  gateways: [bookinfo-gateway]
+  http:
+  - route:
+    - {destination: {host: productpage, port: {number: 9080}, subset: v1}, weight: 90}
+    - {destination: {host: productpage, port: {number: 9080}, subset: SECOND}, weight: 10}
+"""
+DR = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: productpage}
+spec:
+  host: productpage
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"""
+
+
+def _mesh(second: str, dr: bool) -> Mesh:
+    m = load_manifests(BASE)
+    m.extend(parse_manifest_text(CANARY.replace("SECOND", second) + ("---\n" + DR if dr else ""), "canary.yaml"))
+    return Mesh(m)
+
+
+def _ingress_shares(mesh: Mesh) -> dict[str, F]:
+    info = mesh.registry["productpage.default.svc.cluster.local"]
+    (path,) = [p for p in mesh.client_paths(info, 9080) if p.kind == "ingress" and "GET /" in p.label] or [
+        p for p in mesh.client_paths(info, 9080) if p.kind == "ingress"][:1]
+    out: dict[str, F] = {}
+    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
+        labels = dict(b.labels)
+        key = "503" if "outcome" in labels else labels["version"]
+        out[key] = out.get(key, F(0)) + s
+    return out
+
+
+TENTH = (("v1", F(9, 10)), ("503", F(1, 10)))
+
+
+@pytest.mark.parametrize(("second", "dr", "reason", "effective"), [
+    ("v2", False, "subset-undefined", (("503", F(1)),)),  # no DestinationRule at all: v1 fails too
+    ("v3", True, "subset-undefined", TENTH),  # the rule lacks v3
+    ("v2", True, "subset-without-pods", TENTH),  # v2 is defined, but productpage has v1 pods only
+])
+def test_a_failing_subset_of_a_gateway_rule_answers_503(second, dr, reason, effective) -> None:
+    mesh = _mesh(second, dr)
+    rows = audit(mesh).rows
+    (row,) = rows
+    assert (row.service, row.kind, row.reason) == ("Gateway default/bookinfo-gateway", "ingress", reason)
+    assert row.configured == (("v1", F(9, 10)), (second, F(1, 10)))
+    assert row.effective == effective
+    assert row.detail.startswith("VirtualService default/productpage-canary http[0]: subset ")
+    assert dict(row.effective) == _ingress_shares(mesh)
+
+
+def test_a_gateway_rule_whose_subsets_hold_gets_no_row() -> None:
+    m = load_manifests(BASE)
+    dr = DR.replace("{name: v2, labels: {version: v2}}", "{name: v2, labels: {version: v1}}")  # both on v1's pods
+    m.extend(parse_manifest_text(CANARY.replace("SECOND", "v2") + "---\n" + dr, "canary.yaml"))
+    assert audit(Mesh(m)).rows == []
