@@ -182,7 +182,9 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 if not ports:
                     continue
                 service_of = [f"{info.namespace}/{info.name}:{p}" for p in ports]
-                enforce, kind = False, "sidecar"
+                kinds = {c.kind for c in classes}  # sidecars, and ambient clients through the waypoint
+                enforce, kind = False, ", ".join(k for k, there in (("sidecar", "sidecar" in kinds),
+                                                                   ("ambient + waypoint", "ambient" in kinds)) if there)
                 clients, n = clients_label(classes)
             elif parent.is_gateway:
                 service_of = [f"Gateway {parent.namespace}/{parent.name}"

@@ -89,6 +89,7 @@ def test_a_backend_service_without_pods_answers_503_for_its_share(plane, path) -
     (row,) = audit(mesh).rows
     assert (row.reason, row.effective) == ("backend-without-pods",
                                            (("default/reviews-v1:9080", F(9, 10)), ("503", F(1, 10))))
+    assert row.kind == {"sidecar": "sidecar", "waypoint": "ambient + waypoint"}[plane]
     assert "reviews-v4.default selects no pods" in row.detail
     assert {_by_version(k): v for k, v in row.effective} == _model(mesh, path)
 
