@@ -21,7 +21,7 @@ code                           meaning
 ``other-virtualservice-wins``  another VirtualService for the host comes first for the clients
 ``ambient-without-waypoint``   ambient clients, no waypoint: ztunnel splits over all pods
 ``rule-not-at-waypoint``       the waypoint ignores a VirtualService outside its and the Service's namespace
-``backend-missing``            a Gateway API backendRef names no Service, port or valid kind (500)
+``backend-missing``            a backendRef (or gateway destination) names no Service, port or kind
 ``refused-by-referencegrant``  a Gateway route's cross-namespace backendRef has no ReferenceGrant (500)
 ``backend-without-pods``       a Gateway API backendRef's Service selects no ready pod (503)
 ``envoy-config-differs``       a workload's Envoy dump (``--envoy``) routes otherwise

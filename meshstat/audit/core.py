@@ -67,7 +67,8 @@ REASONS: dict[str, str] = {
                             "only: one in a third namespace is not applied, the waypoint's default route spreads "
                             "over all pods",
     "backend-missing": "a Gateway API route's backendRef names a Service (or port, or kind) that does not "
-                       "exist: its share of the requests gets a 500",
+                       "exist: its share of the requests gets a 500 (a VirtualService destination at an Istio "
+                       "Gateway that names a port its Service lacks: 503 NC)",
     "backend-without-pods": "a Gateway API route's backendRef names a Service that selects no ready pod: its "
                             "cluster is empty and its share of the requests gets a 503",
     "refused-by-referencegrant": "a route attached to a Gateway names a Service in another namespace that no "

@@ -34,7 +34,7 @@ from fractions import Fraction
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
 from meshstat.mesh.ambient import service_waypoint
-from meshstat.mesh.gateway_api import HTTP_KINDS, resolve_backend, sidecar_split
+from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, GatewaySplit, attached_routes, resolve_backend, sidecar_split
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
 
@@ -103,11 +103,12 @@ def _mesh_clients(ctx: AuditContext, info: RegisteredService, route: GatewayRout
 
 
 def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
-    """``no-sidecar`` and ``ambient-without-waypoint`` rows of Service ports that producer routes split: clients
-    without a proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods.
+    """``no-sidecar`` and ``ambient-without-waypoint`` rows of Service ports that routes split: clients without a
+    proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods.
 
-    The configured split is the one of a plain request (``GET /``, ``sidecar_split`` with the producer
-    routes); each pod of the Service is named by the backendRef whose Service (in the same namespace)
+    The configured split is the one of a plain request (``GET /``, ``sidecar_split``): the consumer
+    routes' for the clients of a namespace that has some (GEP-1294), the producer routes' for the
+    others. Each pod of the Service is named by the backendRef whose Service (in the same namespace)
     selects it, else ``unrouted <version>``, as the VirtualService rows name pods by subset.
     """
     if not pairs:
@@ -124,30 +125,44 @@ def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]
         if not kube and not amb:
             continue
         sp = info.port(port)
-        split = sidecar_split(mesh, info, port, None, None, tcp=sp is not None and mesh.port_protocol(sp) == "tcp")
-        if split is None or split.outcome is not None or split.route is None or not split.backends:
-            continue
-        total = sum(b.weight for b in split.backends)
-        shares: dict[str, Fraction] = {}
-        labels_of: dict[str, tuple[tuple[str, str], ...]] = {}
-        for gb in split.backends:
-            label = _label(gb.ref)
-            shares[label] = shares.get(label, Fraction(0)) + Fraction(gb.weight, total)
-            binfo = mesh.registry.get(gb.destination.host) if gb.destination is not None else None
-            sel = binfo.service.selector if binfo is not None and binfo.service is not None else None
-            if sel and binfo is not None and binfo.namespace == info.namespace:
-                labels_of.setdefault(label, sel)
-        configured = tuple(shares.items())
-        pods = ctx.pod_split(info, port, labels_of)
-        rule = f"{split.route.label} rules[{split.rule.index if split.rule is not None else 0}]"
-        if kube:
-            kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
-            if dict(kpods) != dict(configured):
-                yield no_sidecar_row(ctx, info, port, kube, configured, kpods, rule)
-        if amb and dict(pods) != dict(configured):
-            wp = service_waypoint(mesh, info)
-            if wp.gateway is None:
-                yield no_waypoint_row(ctx, info, port, amb, configured, pods, wp)
+        tcp = sp is not None and mesh.port_protocol(sp) == "tcp"
+        consumers = sorted({r.meta.namespace for r in attached_routes(ctx.gateway_routes, info, port,
+                                                                      TCP_KINDS if tcp else HTTP_KINDS)
+                            if r.meta.namespace != info.namespace})
+        for ns in [None, *consumers]:  # None: the producer routes, for every namespace without its own
+            split = sidecar_split(mesh, info, port, ns, None, tcp=tcp)
+            if split is None or split.outcome is not None or split.route is None or not split.backends:
+                continue
+            mine = (lambda c: c.namespace == ns) if ns is not None else (lambda c: c.namespace not in consumers)
+            yield from _unmeshed_split(ctx, info, port, split, [c for c in kube if mine(c)],
+                                       [c for c in amb if mine(c)])
+
+
+def _unmeshed_split(ctx: AuditContext, info: RegisteredService, port: int, split: GatewaySplit,
+                    kube: list[ClientClass], amb: list[ClientClass]) -> Iterator[Divergence]:
+    mesh = ctx.mesh
+    total = sum(b.weight for b in split.backends)
+    shares: dict[str, Fraction] = {}
+    labels_of: dict[str, tuple[tuple[str, str], ...]] = {}
+    for gb in split.backends:
+        label = _label(gb.ref)
+        shares[label] = shares.get(label, Fraction(0)) + Fraction(gb.weight, total)
+        binfo = mesh.registry.get(gb.destination.host) if gb.destination is not None else None
+        sel = binfo.service.selector if binfo is not None and binfo.service is not None else None
+        if sel and binfo is not None and binfo.namespace == info.namespace:
+            labels_of.setdefault(label, sel)
+    configured = tuple(shares.items())
+    pods = ctx.pod_split(info, port, labels_of)
+    assert split.route is not None
+    rule = f"{split.route.label} rules[{split.rule.index if split.rule is not None else 0}]"
+    if kube:
+        kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
+        if dict(kpods) != dict(configured):
+            yield no_sidecar_row(ctx, info, port, kube, configured, kpods, rule)
+    if amb and dict(pods) != dict(configured):
+        wp = service_waypoint(mesh, info)
+        if wp.gateway is None:
+            yield no_waypoint_row(ctx, info, port, amb, configured, pods, wp)
 
 
 def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
@@ -159,7 +174,7 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     pairs: dict[tuple[str, int], tuple[RegisteredService, int]] = {}
     for route in objs.routes:
         for parent in route.parents:
-            if parent.is_service and route.meta.namespace == parent.namespace:  # producer routes
+            if parent.is_service:  # producer and consumer routes
                 info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
                 if info is None or info.service is None:
                     continue

@@ -27,14 +27,15 @@ per Service does not grow with the number of namespaces.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
-from meshstat.mesh.gateway_api import attached_routes
-from meshstat.mesh.ingress import bound_to
+from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
+from meshstat.mesh.ingress import bound_to, serves
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
@@ -57,9 +58,9 @@ _Split = tuple[tuple[str, Fraction], ...]
 
 
 def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[RouteDestination, ...] | None:
-    if sp is None or uncaptured(sp):  # no proxy sees the port: no VirtualService applies
+    proto = mesh.port_protocol(sp) if sp is not None else "udp"
+    if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
         return None
-    proto = mesh.port_protocol(sp)
     if proto != "tcp":
         for r in vs.http:
             if not r.matches and r.terminal is None:
@@ -89,14 +90,14 @@ def _host_pods(mesh: Mesh, info: RegisteredService, d: RouteDestination) -> tupl
     return sel if sel and other is not None and other.namespace == info.namespace else NO_POD
 
 
-def _weights(dests: tuple[RouteDestination, ...]) -> _Split:
+def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestination], str] = _label) -> _Split:
     if len(dests) == 1:
-        return ((_label(dests[0]), Fraction(1)),)
+        return ((label(dests[0]), Fraction(1)),)
     total = sum(d.weight or 0 for d in dests)
     out: dict[str, Fraction] = {}
     for d in dests:
         if d.weight:
-            out[_label(d)] = out.get(_label(d), Fraction(0)) + Fraction(d.weight, total)
+            out[label(d)] = out.get(label(d), Fraction(0)) + Fraction(d.weight, total)
     return tuple(out.items())
 
 
@@ -144,14 +145,19 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
 
 
 def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
-    """The rows of VirtualService rules bound to an Istio Gateway whose subsets fail for the clients that come in
-    through it.
+    """The rows of VirtualService rules bound to an Istio Gateway whose destinations fail for the clients that come
+    in through it.
 
-    The gateway applies each rule of the VirtualServices its ``spec.gateways`` name
-    (:func:`meshstat.mesh.ingress.bound_to`), with the DestinationRule the Gateway's namespace sees, as
-    :func:`meshstat.mesh.ingress.ingress_paths` routes a request: a subset the rule names that the
-    rule does not define (503 NC) or that selects no ready pod (503) fails its share. One row per
-    (Gateway, rule); a rule without destinations (a redirect, a fault) has nothing to split.
+    A server of the Gateway routes the HTTP rules of the VirtualServices its ``spec.gateways`` name
+    (:func:`meshstat.mesh.ingress.bound_to`) when it is an HTTP server and its hosts meet theirs
+    (:func:`~meshstat.mesh.ingress.serves`); rules whose matches all name other gateways are not
+    its. Each destination that is a Kubernetes Service is checked as
+    :func:`meshstat.mesh.ingress.ingress_paths` routes it, with the DestinationRule seen from the
+    Gateway's namespace: a subset that it lacks (503 NC) or that selects no ready pod (503), or a port
+    the Service does not have (no port given on a Service of several ports: the server's port, as
+    ``GetDestinationCluster`` takes the listener's; 503 NC), fails its share. One row per (Gateway
+    server, rule); a rule without destinations (a redirect, a fault) splits nothing, and other hosts
+    (ServiceEntries) are not checked.
     """
     mesh = ctx.mesh
     igws = ctx.gateway_objects.istio_gateways
@@ -159,33 +165,54 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         return
     for vs in mesh.manifests.virtual_services:
         for igw in (g for g in igws if bound_to(vs, g)):
-            for rule in vs.http:
-                if rule.terminal is not None or not rule.destinations:
-                    continue
-                configured = _weights(rule.destinations)
-                shares = dict(configured)
-                eff: dict[str, Fraction] = {}
-                found: list[tuple[str, str, str]] = []
-                for d in rule.destinations:
-                    label = _label(d)
-                    info = mesh.resolve_host(d.host, vs.meta.namespace)
-                    port = d.port or (info.ports[0].port if info is not None and info.ports else None)
-                    got = None
-                    if info is not None and port is not None and d.subset and label in shares:
-                        got = _subset_view(ctx, info, port, vs, (d,), ((label, Fraction(1)),),
-                                           destination_rule(mesh, info, igw.meta.namespace), None, {})
-                    if got is not None:
-                        found.append((got[0], got[2], got[3]))
-                    key = "503" if got is not None else label
-                    if label in shares:
-                        eff[key] = eff.get(key, Fraction(0)) + shares.pop(label)
-                if not found:
-                    continue
-                where = f"VirtualService {vs.meta.ref} http[{rule.index}]"
-                yield Divergence(f"Gateway {igw.meta.ref}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
-                                 configured, tuple(eff.items()), found[0][0],
-                                 f"{where}: " + "; ".join(f[1] for f in found),
-                                 tuple(dict.fromkeys(f[2] for f in found)), "ingress")
+            names = {igw.meta.name, igw.meta.ref}
+            for srv in (x for x in igw.servers if serves(x, vs)):
+                for rule in vs.http:
+                    if rule.terminal is not None or not rule.destinations or (rule.matches and all(
+                            m.gateways and not set(m.gateways) & names for m in rule.matches)):
+                        continue
+                    row = _gateway_rule_row(ctx, vs, igw, srv.port, rule)
+                    if row is not None:
+                        yield row
+
+
+def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_port: int, rule: Any
+                      ) -> Divergence | None:
+    mesh = ctx.mesh
+    dests = rule.destinations
+    # a rule over several hosts names each destination with its host (productpage v1, reviews v1)
+    name = _label if len({d.host for d in dests}) == 1 else (lambda d: f"{d.host} {d.subset}" if d.subset else d.host)
+    configured = _weights(dests, name)
+    total = sum(d.weight or 0 for d in dests)
+    eff: dict[str, Fraction] = {}
+    found: list[tuple[str, str, str]] = []
+    for d in dests:
+        share = Fraction(1) if len(dests) == 1 else Fraction(d.weight or 0, total)
+        if not share:
+            continue
+        label = name(d)
+        info = mesh.resolve_host(d.host, vs.meta.namespace)
+        got = None
+        if info is not None and info.service is not None:
+            port = d.port or (info.ports[0].port if len(info.ports) == 1 else server_port)
+            if info.port(port) is None:
+                got = ("backend-missing", f"destination {d.host} port {port}: {info.short} has no such port "
+                       f"(ports: {', '.join(str(p.port) for p in info.ports) or 'none'}): 503 NC no cluster",
+                       f"give the destination {d.host} of VirtualService {vs.meta.ref} a port of {info.short}")
+            elif d.subset:
+                sub = _subset_view(ctx, info, port, vs, (d,), ((label, Fraction(1)),),
+                                   destination_rule(mesh, info, igw.meta.namespace), None, {})
+                got = (sub[0], sub[2], sub[3]) if sub is not None else None
+        if got is not None:
+            found.append(got)
+        key = "503" if got is not None else label
+        eff[key] = eff.get(key, Fraction(0)) + share
+    if not found:
+        return None
+    return Divergence(f"Gateway {igw.meta.ref}:{server_port}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
+                      configured, tuple(eff.items()), found[0][0],
+                      f"VirtualService {vs.meta.ref} http[{rule.index}]: " + "; ".join(f[1] for f in found),
+                      tuple(dict.fromkeys(f[2] for f in found)), "ingress")
 
 
 class _SidecarNamespaces:
@@ -283,10 +310,16 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
     wns = waypoint.meta.namespace
     wref = f"waypoint {waypoint.meta.ref}"
     vsref = f"VirtualService {vs.meta.ref}"
+    tcp = mesh.port_protocol(info.port(port)) == "tcp"
     if any(r.meta.namespace == info.namespace
-           for r in attached_routes(ctx.gateway_routes, info, port)):
+           for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)):
         return None
-    found = waypoint_virtual_services(mesh, info, waypoint)
+    if not tcp and not any(not r.matches and r.terminal is None for r in vs.http):
+        return None  # its split is of TCP rules, which the waypoint applies on TCP ports only
+    # the first VirtualService with rules of the port's kind (buildWaypointInboundHTTPRouteConfig takes the
+    # first with http rules; getWaypointTCPRoutes scans them all for a tcp rule of the port)
+    found = [v for v in waypoint_virtual_services(mesh, info, waypoint)
+             if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
     if not found:
         if pods == configured:

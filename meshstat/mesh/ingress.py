@@ -58,7 +58,7 @@ from meshstat.parsers.gateway_api import (
 )
 from meshstat.parsers.k8s import Diagnostic, HTTPRoute, VirtualService
 
-__all__ = ["bound_to", "ingress_paths"]
+__all__ = ["bound_to", "ingress_paths", "serves"]
 
 _HTTP_SERVER_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "HTTPS")
 
@@ -301,6 +301,13 @@ def _gateway_api_path(
 # --------------------------------------------------------------------------- Istio Gateway + VirtualService
 
 
+def serves(srv: IstioServer, vs: VirtualService) -> bool:
+    """Whether the Istio Gateway server ``srv`` routes ``vs``'s HTTP rules: an HTTP-family server whose hosts
+    (``ns/host`` allowed) meet one of the VirtualService's hosts."""
+    return srv.protocol in _HTTP_SERVER_PROTOCOLS and any(
+        _host_ok(a, h.rpartition("/")[2]) for a in vs.hosts for h in srv.hosts)
+
+
 def bound_to(vs: VirtualService, igw: IstioGateway) -> bool:
     """Whether ``vs`` binds to the Istio Gateway ``igw`` (``spec.gateways``: ``name`` in the VirtualService's
     namespace, or ``namespace/name``)."""
@@ -367,15 +374,11 @@ def _istio_gateway_path(
 ) -> ClientPath | None:
     if srv.protocol not in _HTTP_SERVER_PROTOCOLS:
         return None
-    server_hosts = [h.rpartition("/")[2] for h in srv.hosts]
     authority = hdrs.get("host", "*").split(":", 1)[0]
     vss = [
         vs
         for vs in mesh.manifests.virtual_services
-        if bound_to(vs, igw)
-        and vs.http
-        and any(_host_ok(a, b) for a in vs.hosts for b in server_hosts)
-        and any(_host_ok(h, authority) for h in vs.hosts)
+        if bound_to(vs, igw) and vs.http and serves(srv, vs) and any(_host_ok(h, authority) for h in vs.hosts)
     ]
     if not vss:
         return None

@@ -517,7 +517,7 @@ class Mesh:
             raise InvalidArgument(f"{info.short} has no port {port} (ports: "
                                   f"{', '.join(str(p.port) for p in info.ports)})")
         proto = port_protocol(sp)
-        if uncaptured(sp):  # istio-iptables redirects TCP only: the datagrams meet kube-proxy
+        if uncaptured(sp) or proto == "udp":  # not redirected, or UDP to Istio: kube-proxy picks
             return self.kube_proxy_route(info, port, name=name, diags=diags,
                                          notes=(uncaptured_note(sp, "the sidecar"),))
         sc = client_scope(self, client, client_ns, diags)

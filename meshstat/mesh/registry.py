@@ -478,8 +478,13 @@ def uncaptured(p: ServicePort) -> str | None:
 
 
 def uncaptured_note(p: ServicePort, who: str) -> str:
-    """Why ``who`` (a sidecar, ztunnel) leaves an :func:`uncaptured` port to kube-proxy, in one line."""
+    """Why ``who`` (a sidecar, ztunnel) leaves an :func:`uncaptured` port to kube-proxy, in one line; or a TCP
+    port whose name makes it UDP to Istio (``udp-...``): no listener, so a sidecar passes the connection
+    through to the ClusterIP (``PortList.GetByPort`` skips UDP ports)."""
     l4 = uncaptured(p)
+    if l4 is None:
+        return (f"port {p.name or p.port} is UDP to Istio (its name): {who} has no listener for it and passes the "
+                "connection through to the ClusterIP; kube-proxy picks")
     dns = (" (with DNS capture on, queries to port 53 may go to the proxy's DNS agent, which answers the names "
            "it knows and forwards the rest, through kube-proxy)") if l4 == "UDP" and p.port == 53 else ""
     return f"port {p.name or p.port} is {l4}: {who} captures TCP only; kube-proxy picks{dns}"

@@ -115,3 +115,38 @@ def test_a_virtual_service_to_another_service_is_not_held_by_every_pod() -> None
     (row,) = audit(Mesh(m)).rows
     assert (row.reason, row.effective) == ("rule-bound-to-gateway-only", (
         ("reviews-v1", F(1, 3)), ("unrouted v2", F(1, 3)), ("unrouted v3", F(1, 3))))
+
+
+CONSUMER = """apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: caller, namespace: team}
+spec:
+  selector: {matchLabels: {app: caller}}
+  template: {metadata: {labels: {app: caller}}, spec: {containers: [{name: c, image: x}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews-team, namespace: team}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, namespace: default, port: 9080}]
+  rules: [{backendRefs: [{name: reviews-v1, namespace: default, port: 9080}]}]
+---
+"""
+
+
+def test_a_consumer_route_names_its_namespaces_unmeshed_clients() -> None:
+    """A consumer route (GEP-1294) is the configured split of its own namespace's clients; those without a sidecar
+    get the Service's pods. The producer route's row names the other namespaces' clients."""
+    m = load_manifests([BOOKINFO])
+    m.extend(parse_manifest_text(CONSUMER + _route("v2"), "routes.yaml"))
+    rows = {r.clients: r for r in audit(Mesh(m)).rows}
+    assert set(rows) == {"team (1)", "default (6)"}
+    team = rows["team (1)"]
+    assert (team.reason, team.configured, team.effective) == ("no-sidecar", (("default/reviews-v1:9080", F(1)),), (
+        ("default/reviews-v1:9080", F(1, 3)), ("unrouted v2", F(1, 3)), ("unrouted v3", F(1, 3))))
+    assert "HTTPRoute team/reviews-team" in team.detail
+    assert rows["default (6)"].configured == CONFIGURED

@@ -69,7 +69,7 @@ def test_a_failing_subset_of_a_gateway_rule_answers_503(second, dr, reason, effe
     mesh = _mesh(second, dr)
     rows = audit(mesh).rows
     (row,) = rows
-    assert (row.service, row.kind, row.reason) == ("Gateway default/bookinfo-gateway", "ingress", reason)
+    assert (row.service, row.kind, row.reason) == ("Gateway default/bookinfo-gateway:8080", "ingress", reason)
     assert row.configured == (("v1", F(9, 10)), (second, F(1, 10)))
     assert row.effective == effective
     assert row.detail.startswith("VirtualService default/productpage-canary http[0]: subset ")
@@ -81,3 +81,23 @@ def test_a_gateway_rule_whose_subsets_hold_gets_no_row() -> None:
     dr = DR.replace("{name: v2, labels: {version: v2}}", "{name: v2, labels: {version: v1}}")  # both on v1's pods
     m.extend(parse_manifest_text(CANARY.replace("SECOND", "v2") + "---\n" + dr, "canary.yaml"))
     assert audit(Mesh(m)).rows == []
+
+
+CASES = Path(__file__).resolve().parents[1] / "data" / "audit-ingress"
+
+
+@pytest.mark.parametrize(("case", "want"), [
+    ("two-hosts-one-subset-name", ("subset-undefined", (("productpage v1", F(1, 2)), ("503", F(1, 2))))),
+    ("server-hosts-mismatch", None),
+    ("tcp-server", None),
+    ("multiport-no-destination-port", ("backend-missing", (("503", F(1)),))),
+])
+def test_what_each_gateway_server_applies(case, want) -> None:
+    mesh = Mesh(load_manifests(BASE + [str(CASES / f"{case}.yaml")]))
+    rows = audit(mesh).rows
+    if want is None:
+        assert rows == []
+        return
+    (row,) = rows
+    assert (row.reason, row.effective) == want
+    assert row.kind == "ingress"

@@ -97,3 +97,24 @@ def test_a_producer_httproute_takes_the_waypoint_so_the_virtual_service_gets_no_
              "spec: {selector: {app: reviews, version: v1}, ports: [{name: http, port: 9080}]}\n---\n")
     mesh = _mesh(route + CASES["subset-undefined"][0])
     assert [r for r in audit(mesh).rows if r.service == "default/reviews:9080" and r.kind == "ambient + waypoint"] == []
+
+
+TCP_CASES = DATA / "audit-waypoint-tcp"
+
+
+@pytest.mark.parametrize("route", [False, True])
+def test_a_waypoint_applies_tcp_rules_on_the_tcp_port_only(route) -> None:
+    """TCP rules split port 9000 at the waypoint (subset v9 fails: 10%), an HTTPRoute on the Service does not
+    take the TCP port, and the HTTP port gets no row from TCP rules (the waypoint's default route there)."""
+    files = ["app.yaml", "vs-tcp.yaml"] + (["httproute-no-port.yaml"] if route else [])
+    mesh = Mesh(load_manifests([str(TCP_CASES / f) for f in files]))
+    rows = audit(mesh).rows
+    assert [(r.service, r.reason, r.effective) for r in rows] == [
+        ("shop/cart:9000", "subset-undefined", (("v1", F(9, 10)), ("503", F(1, 10))))]
+    info = mesh.registry["cart.shop.svc.cluster.local"]
+    (path,) = [p for p in mesh.client_paths(info, 9000) if p.kind == "ambient-waypoint"]
+    got: dict[str, F] = {}
+    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
+        key = "503" if "outcome" in dict(b.labels) else dict(b.labels)["version"]
+        got[key] = got.get(key, F(0)) + s
+    assert got == dict(rows[0].effective)

@@ -140,3 +140,19 @@ spec:
         m.extend(parse_manifest_text(route.replace("PORT", str(port)), "route.yaml"))
         rows = [r for r in audit(Mesh(m)).rows if r.reason == "backend-missing"]
         assert len(rows) == rows_wanted, (port, rows)
+
+
+def test_a_tcp_port_named_udp_is_passed_through_to_kube_proxy() -> None:
+    """Istio reads a port named ``udp-...`` as UDP (``ConvertProtocol``) and builds no listener for it: the captured
+    connection passes through to the ClusterIP, so the sidecar's clients get kube-proxy's split and the audit
+    applies no rule there."""
+    text = APP.replace("{name: dns, port: 53, protocol: L4}", "{name: udp-echo, port: 53, protocol: TCP}")
+    m = load_manifests([str(DATA / "sidecar")])
+    m.extend(parse_manifest_text(text, "app.yaml"))
+    mesh = Mesh(m)
+    info = mesh.registry["dns.default.svc.cluster.local"]
+    client = next(w for w in mesh.manifests.workloads if w.meta.name == "client")
+    (path,) = [p for p in mesh.client_paths(info, 53, client=client) if p.kind == "sidecar"]
+    assert _shares(path.route) == _shares(mesh.kube_proxy_route(info, 53, name="kube-proxy"))
+    assert any("is UDP to Istio (its name)" in n for n in path.route.notes)
+    assert not [r for r in audit(mesh).rows if r.service == "default/dns:53"]
