@@ -22,7 +22,13 @@ from typing import Any
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import name_list
 from meshstat.mesh.paths import Mesh
-from meshstat.mesh.registry import LabelIndex, RegisteredService, endpoint_conditions, labels_subset, version_of
+from meshstat.mesh.registry import (
+    LabelIndex,
+    RegisteredService,
+    endpoint_conditions,
+    labels_subset,
+    version_of,
+)
 from meshstat.mesh.scope import select_sidecar
 from meshstat.model import share_text
 from meshstat.parsers.gateway_api import gateway_objects

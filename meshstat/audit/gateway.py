@@ -32,9 +32,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
+from meshstat.audit.core import (
+    AuditContext,
+    ClientClass,
+    Divergence,
+    clients_label,
+    no_sidecar_row,
+    no_waypoint_row,
+)
 from meshstat.mesh.ambient import service_waypoint
-from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, GatewaySplit, attached_routes, resolve_backend, sidecar_split
+from meshstat.mesh.gateway_api import (
+    HTTP_KINDS,
+    TCP_KINDS,
+    GatewaySplit,
+    attached_routes,
+    resolve_backend,
+    sidecar_split,
+)
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
 
@@ -133,9 +147,10 @@ def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]
             split = sidecar_split(mesh, info, port, ns, None, tcp=tcp)
             if split is None or split.outcome is not None or split.route is None or not split.backends:
                 continue
-            mine = (lambda c: c.namespace == ns) if ns is not None else (lambda c: c.namespace not in consumers)
-            yield from _unmeshed_split(ctx, info, port, split, [c for c in kube if mine(c)],
-                                       [c for c in amb if mine(c)])
+            # the consumer namespace's clients, or those of every other namespace
+            keep = [c for c in kube + amb if (c.namespace == ns if ns is not None else c.namespace not in consumers)]
+            yield from _unmeshed_split(ctx, info, port, split, [c for c in keep if c.kind == "kube-proxy"],
+                                       [c for c in keep if c.kind == "ambient"])
 
 
 def _unmeshed_split(ctx: AuditContext, info: RegisteredService, port: int, split: GatewaySplit,

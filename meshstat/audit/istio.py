@@ -31,11 +31,18 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, no_sidecar_row, no_waypoint_row
+from meshstat.audit.core import (
+    AuditContext,
+    ClientClass,
+    Divergence,
+    clients_label,
+    no_sidecar_row,
+    no_waypoint_row,
+)
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
-from meshstat.mesh.ingress import bound_to, serves
+from meshstat.mesh.ingress import bound_to, match_at, serves
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
@@ -133,14 +140,19 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         by_kind.setdefault(c.kind, []).append(c)
     sidecar_ns = _SidecarNamespaces(by_kind.get("sidecar", []))
     audited = 0
+    ambient = by_kind.get("ambient")
     for info, vss in hosts.values():
         vs = vss[0]
         for sp in info.ports:
             dests = _configured(vs, mesh, sp)
-            if not dests:
-                continue
-            audited += 1
-            yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
+            if dests:
+                audited += 1
+                yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
+            elif ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
+                # the first VirtualService has no rule for this port; the waypoint takes one of another's
+                rows = list(_waypoint_rows(ctx, info, sp.port, None, (), (), (), {}, None, wp.gateway, ambient))
+                audited += bool(rows) or any(_configured(v, mesh, sp) for v in vss[1:])
+                yield from rows
     ctx.audited += audited
 
 
@@ -165,13 +177,13 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         return
     for vs in mesh.manifests.virtual_services:
         for igw in (g for g in igws if bound_to(vs, g)):
-            names = {igw.meta.name, igw.meta.ref}
-            for srv in (x for x in igw.servers if serves(x, vs)):
+            ports = dict.fromkeys(x.port for x in igw.servers if serves(x, vs, igw))  # one listener per port
+            for port in ports:
                 for rule in vs.http:
-                    if rule.terminal is not None or not rule.destinations or (rule.matches and all(
-                            m.gateways and not set(m.gateways) & names for m in rule.matches)):
+                    if rule.terminal is not None or not rule.destinations or (rule.matches and not any(
+                            match_at(m, vs, igw, port) for m in rule.matches)):
                         continue
-                    row = _gateway_rule_row(ctx, vs, igw, srv.port, rule)
+                    row = _gateway_rule_row(ctx, vs, igw, port, rule)
                     if row is not None:
                         yield row
 
@@ -193,7 +205,10 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
         label = name(d)
         info = mesh.resolve_host(d.host, vs.meta.namespace)
         got = None
-        if info is not None and info.service is not None:
+        if info is None:
+            got = ("backend-missing", f"destination {d.host} names no Service or ServiceEntry: 503 NC no cluster",
+                   f"create Service {d.host} or fix the destination of VirtualService {vs.meta.ref}")
+        elif info.service is not None:
             port = d.port or (info.ports[0].port if len(info.ports) == 1 else server_port)
             if info.port(port) is None:
                 got = ("backend-missing", f"destination {d.host} port {port}: {info.short} has no such port "
@@ -250,10 +265,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     service = f"{info.namespace}/{info.name}:{port}"
     configured = _weights(dests)
     dr_svc = destination_rule(mesh, info, info.namespace)
-    labels_of = {}
-    for d in dests:
-        s = dr_svc.subset(d.subset) if (dr_svc is not None and d.subset) else None
-        labels_of[_label(d)] = s.labels if s is not None else _host_pods(mesh, info, d)
+    labels_of = _labels_of(mesh, info, dests, dr_svc)
     pods = ctx.pod_split(info, port, labels_of)
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
@@ -266,11 +278,8 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         if wp.gateway is None and not same:
             yield no_waypoint_row(ctx, info, port, by_kind["ambient"], configured, pods, wp)
         elif wp.gateway is not None:
-            got = _waypoint_view(ctx, info, port, vs, dests, configured, pods, labels_of, dr_svc, wp.gateway)
-            if got is not None:
-                reason, eff, detail, fix = got
-                clients, n = clients_label(by_kind["ambient"])
-                yield Divergence(service, clients, n, configured, eff, reason, detail, (fix,), "ambient + waypoint")
+            yield from _waypoint_rows(ctx, info, port, vs, dests, configured, pods, labels_of, dr_svc, wp.gateway,
+                                      by_kind["ambient"])
     sidecars = by_kind.get("sidecar", [])
     if not sidecars:
         return
@@ -295,44 +304,76 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 
-def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
+def _labels_of(mesh: Mesh, info: RegisteredService, dests: tuple[RouteDestination, ...],
+               dr: DestinationRule | None) -> dict[str, tuple[tuple[str, str], ...]]:
+    """Destination label -> the labels of the Service's pods it names (its subset's, or :func:`_host_pods`)."""
+    out = {}
+    for d in dests:
+        s = dr.subset(d.subset) if (dr is not None and d.subset) else None
+        out[_label(d)] = s.labels if s is not None else _host_pods(mesh, info, d)
+    return out
+
+
+def _waypoint_rows(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService | None,
                    dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split,
                    labels_of: dict[str, tuple[tuple[str, str], ...]], own_dr: DestinationRule | None,
-                   waypoint: Gateway) -> tuple[str, _Split, str, str] | None:
+                   waypoint: Gateway, classes: list[ClientClass]) -> Iterator[Divergence]:
+    got = _waypoint_view(ctx, info, port, vs, dests, configured, pods, labels_of, own_dr, waypoint)
+    if got is not None:
+        conf, reason, eff, detail, fix = got
+        clients, n = clients_label(classes)
+        yield Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, conf, eff, reason, detail, (fix,),
+                         "ambient + waypoint")
+
+
+def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService | None,
+                   dests: tuple[RouteDestination, ...], configured: _Split, pods: _Split,
+                   labels_of: dict[str, tuple[tuple[str, str], ...]], own_dr: DestinationRule | None,
+                   waypoint: Gateway) -> tuple[_Split, str, _Split, str, str] | None:
     """What the Service's waypoint makes of the split for its ambient clients (every one of them: ztunnel sends
     each connection to the waypoint), as :func:`meshstat.mesh.ambient.waypoint_route` routes.
 
     The waypoint applies a producer HTTPRoute of the Service first (the Gateway API rows report its
     failures); else the first VirtualService of :func:`~meshstat.mesh.ambient.waypoint_virtual_services`,
-    with the DestinationRule its namespace sees; else its default route over all pods.
+    with the DestinationRule its namespace sees; else its default route over all pods. ``vs`` is the
+    VirtualService the other clients' rows compare with (the first for the host), or None when it has
+    no rule for the port; a split of TCP rules applies at the waypoint on a TCP port only. When ``vs``
+    does not apply there, the waypoint's own first VirtualService is the configured split.
+    Returns ``(configured, reason, effective, detail, fix)``.
     """
     mesh = ctx.mesh
     wns = waypoint.meta.namespace
     wref = f"waypoint {waypoint.meta.ref}"
-    vsref = f"VirtualService {vs.meta.ref}"
-    tcp = mesh.port_protocol(info.port(port)) == "tcp"
+    sp = info.port(port)
+    tcp = mesh.port_protocol(sp) == "tcp" if sp is not None else False
     if any(r.meta.namespace == info.namespace
            for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)):
         return None
-    if not tcp and not any(not r.matches and r.terminal is None for r in vs.http):
-        return None  # its split is of TCP rules, which the waypoint applies on TCP ports only
     # the first VirtualService with rules of the port's kind (buildWaypointInboundHTTPRouteConfig takes the
     # first with http rules; getWaypointTCPRoutes scans them all for a tcp rule of the port)
     found = [v for v in waypoint_virtual_services(mesh, info, waypoint)
              if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
+    if vs is None or not (tcp or any(not r.matches and r.terminal is None for r in vs.http)):
+        if not found or (odests := _configured(found[0], mesh, sp)) is None:
+            return None
+        ours = _weights(odests)
+        broken = _subset_view(ctx, info, port, found[0], odests, ours, dr, own_dr,
+                              _labels_of(mesh, info, odests, own_dr))
+        return (ours, *broken) if broken is not None else None
+    vsref = f"VirtualService {vs.meta.ref}"
     if not found:
         if pods == configured:
             return None
         if not vs.applies_to_sidecars:
-            return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
+            return (configured, "rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
                     f"{wref} uses its default route over all pods", f"add `mesh` to spec.gateways of {vsref}")
         if vs.meta.namespace not in (wns, info.namespace):
-            return ("rule-not-at-waypoint", pods, f"{wref} applies VirtualServices of its own namespace {wns} or "
+            return (configured, "rule-not-at-waypoint", pods, f"{wref} applies VirtualServices of its own namespace {wns} or "
                     f"the Service's only, not of {vs.meta.namespace}: default route over all pods",
                     f"move {vsref} to namespace {info.namespace}")
         default = mesh.scope.mesh_config.vs_export_to
-        return ("not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} does not "
+        return (configured, "not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} does not "
                 f"reach namespace {wns} of {wref}: default route over all pods",
                 f"add namespace {wns} to spec.exportTo of {vsref}")
     if found[0] is not vs:
@@ -345,10 +386,11 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         eff = broken[1] if broken is not None else ours
         if eff == configured:
             return None
-        return ("other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for {info.fqdn}, "
+        return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for {info.fqdn}, "
                 f"not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    return _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of)
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of)
+    return (configured, *got) if got is not None else None
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,

@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from operator import itemgetter
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from meshstat.mesh.layers import ClientList, ClientPath, Layer

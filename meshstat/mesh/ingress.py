@@ -56,9 +56,9 @@ from meshstat.parsers.gateway_api import (
     Listener,
     gateway_objects,
 )
-from meshstat.parsers.k8s import Diagnostic, HTTPRoute, VirtualService
+from meshstat.parsers.k8s import Diagnostic, HTTPMatch, HTTPRoute, VirtualService
 
-__all__ = ["bound_to", "ingress_paths", "serves"]
+__all__ = ["bound_to", "ingress_paths", "match_at", "serves"]
 
 _HTTP_SERVER_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "HTTPS")
 
@@ -301,11 +301,31 @@ def _gateway_api_path(
 # --------------------------------------------------------------------------- Istio Gateway + VirtualService
 
 
-def serves(srv: IstioServer, vs: VirtualService) -> bool:
-    """Whether the Istio Gateway server ``srv`` routes ``vs``'s HTTP rules: an HTTP-family server whose hosts
-    (``ns/host`` allowed) meet one of the VirtualService's hosts."""
-    return srv.protocol in _HTTP_SERVER_PROTOCOLS and any(
-        _host_ok(a, h.rpartition("/")[2]) for a in vs.hosts for h in srv.hosts)
+def serves(srv: IstioServer, vs: VirtualService, igw: IstioGateway) -> bool:
+    """Whether the server ``srv`` of the Istio Gateway ``igw`` routes ``vs``'s HTTP rules: an HTTP-family server
+    with a host that meets one of the VirtualService's hosts and admits its namespace (``ns/host``: ``*`` any,
+    ``.`` the Gateway's, else that namespace; istio/api ``gateway.proto``, ``Server.hosts``)."""
+    if srv.protocol not in _HTTP_SERVER_PROTOCOLS:
+        return False
+    for h in srv.hosts:
+        ns, _, host = h.rpartition("/")
+        if ns not in ("", "*") and (igw.meta.namespace if ns == "." else ns) != vs.meta.namespace:
+            continue
+        if any(_host_ok(a, host) for a in vs.hosts):
+            return True
+    return False
+
+
+def match_at(m: HTTPMatch, vs: VirtualService, igw: IstioGateway, port: int) -> bool:
+    """Whether a match of ``vs`` can hold at the server ``port`` of ``igw``: its ``gateways`` (when given) name
+    ``igw`` (a short name in the VirtualService's namespace, or ``ns/name``) and its ``port`` (when given) is
+    ``port``."""
+    return (m.port is None or m.port == port) and _names_gateway(m, vs, igw)
+
+
+def _names_gateway(m: HTTPMatch, vs: VirtualService, igw: IstioGateway) -> bool:
+    return not m.gateways or any((g.rpartition("/")[0] or vs.meta.namespace, g.rpartition("/")[2])
+                                 == (igw.meta.namespace, igw.meta.name) for g in m.gateways)
 
 
 def bound_to(vs: VirtualService, igw: IstioGateway) -> bool:
@@ -337,13 +357,12 @@ def _istio_rule(
     authority: str,
     notes: list[str],
 ) -> tuple[VirtualService, HTTPRoute] | None:
-    names = {igw.meta.name, igw.meta.ref}
     for vs in vss:
         for r in vs.http:
             if not r.matches:
                 return vs, r
             for m in r.matches:
-                if m.gateways and not (set(m.gateways) & names):
+                if not _names_gateway(m, vs, igw):
                     continue
                 if mesh.request_matches(
                     replace(m, gateways=()),
@@ -378,7 +397,7 @@ def _istio_gateway_path(
     vss = [
         vs
         for vs in mesh.manifests.virtual_services
-        if bound_to(vs, igw) and vs.http and serves(srv, vs) and any(_host_ok(h, authority) for h in vs.hosts)
+        if bound_to(vs, igw) and vs.http and serves(srv, vs, igw) and any(_host_ok(h, authority) for h in vs.hosts)
     ]
     if not vss:
         return None

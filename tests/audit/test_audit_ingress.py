@@ -91,6 +91,9 @@ CASES = Path(__file__).resolve().parents[1] / "data" / "audit-ingress"
     ("server-hosts-mismatch", None),
     ("tcp-server", None),
     ("multiport-no-destination-port", ("backend-missing", (("503", F(1)),))),
+    ("match-port", ("subset-undefined", (("v1", F(9, 10)), ("503", F(1, 10))))),
+    ("two-servers-one-port", ("subset-undefined", (("v1", F(9, 10)), ("503", F(1, 10))))),
+    ("unknown-host", ("backend-missing", (("productpage", F(9, 10)), ("503", F(1, 10))))),
 ])
 def test_what_each_gateway_server_applies(case, want) -> None:
     mesh = Mesh(load_manifests(BASE + [str(CASES / f"{case}.yaml")]))
@@ -101,3 +104,5 @@ def test_what_each_gateway_server_applies(case, want) -> None:
     (row,) = rows
     assert (row.reason, row.effective) == want
     assert row.kind == "ingress"
+    if case == "match-port":
+        assert row.service == "Gateway default/g2:8081"

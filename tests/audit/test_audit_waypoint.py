@@ -53,6 +53,10 @@ CASES = {
     "other-virtualservice-wins": (_vs("reviews", "v1=90,v2=10") + _vs("reviews-pinned", "v3=100",
                                                                         extra="  exportTo: ['.']\n"),
                                   "other-virtualservice-wins", (("v3", F(1)),)),
+    # the first VirtualService for the host has tcp rules only: on the HTTP port the waypoint takes the next one
+    "first-has-tcp-rules-only": (_vs("reviews-tcp", "v3=100").replace("  http:\n", "  tcp:\n")
+                                 + _vs("reviews", "v1=90,v9=10"), "subset-undefined",
+                                 (("v1", F(9, 10)), ("503", F(1, 10)))),
 }
 
 
@@ -102,11 +106,13 @@ def test_a_producer_httproute_takes_the_waypoint_so_the_virtual_service_gets_no_
 TCP_CASES = DATA / "audit-waypoint-tcp"
 
 
-@pytest.mark.parametrize("route", [False, True])
-def test_a_waypoint_applies_tcp_rules_on_the_tcp_port_only(route) -> None:
-    """TCP rules split port 9000 at the waypoint (subset v9 fails: 10%), an HTTPRoute on the Service does not
-    take the TCP port, and the HTTP port gets no row from TCP rules (the waypoint's default route there)."""
-    files = ["app.yaml", "vs-tcp.yaml"] + (["httproute-no-port.yaml"] if route else [])
+@pytest.mark.parametrize("files", [["vs-tcp.yaml"], ["vs-tcp.yaml", "httproute-no-port.yaml"],
+                                   ["vs-http-then-tcp.yaml"]])
+def test_a_waypoint_applies_tcp_rules_on_the_tcp_port_only(files) -> None:
+    """TCP rules split port 9000 at the waypoint (subset v9 fails: 10%), also from a VirtualService that is not the
+    first for the host; an HTTPRoute on the Service does not take the TCP port, and the HTTP port gets no row
+    from TCP rules (the waypoint's default route there)."""
+    files = ["app.yaml", *files]
     mesh = Mesh(load_manifests([str(TCP_CASES / f) for f in files]))
     rows = audit(mesh).rows
     assert [(r.service, r.reason, r.effective) for r in rows] == [
