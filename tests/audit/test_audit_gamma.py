@@ -17,6 +17,7 @@ import pytest
 from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.parsers.k8s import load_manifests, parse_manifest_text
+from tests.audit.shares import path_shares
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BOOKINFO = str(DATA / "bookinfo" / "platform" / "kube" / "bookinfo.yaml")
@@ -47,15 +48,7 @@ def _by_version(label: str) -> str:
 
 
 def _model(mesh: Mesh, kind: str) -> dict[str, F]:
-    info = mesh.registry["reviews.default.svc.cluster.local"]
-    client = next(w for w in mesh.manifests.workloads if w.meta.name == "productpage-v1")
-    (path,) = [p for p in mesh.client_paths(info, 9080, client=client) if p.kind == kind]
-    out: dict[str, F] = {}
-    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
-        labels = dict(b.labels)
-        key = "503" if "outcome" in labels else labels["version"]
-        out[key] = out.get(key, F(0)) + s
-    return out
+    return path_shares(mesh, "reviews.default.svc.cluster.local", 9080, kind, client="productpage-v1")
 
 
 CONFIGURED = (("default/reviews-v1:9080", F(9, 10)), ("default/reviews-v2:9080", F(1, 10)))

@@ -16,6 +16,7 @@ import pytest
 from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.parsers.k8s import load_manifests, parse_manifest_text
+from tests.audit.shares import path_shares
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bookinfo"
 BASE = [str(DATA / "platform" / "kube" / "bookinfo.yaml"), str(DATA / "networking" / "bookinfo-gateway.yaml")]
@@ -46,15 +47,7 @@ def _mesh(second: str, dr: bool) -> Mesh:
 
 
 def _ingress_shares(mesh: Mesh) -> dict[str, F]:
-    info = mesh.registry["productpage.default.svc.cluster.local"]
-    (path,) = [p for p in mesh.client_paths(info, 9080) if p.kind == "ingress" and "GET /" in p.label] or [
-        p for p in mesh.client_paths(info, 9080) if p.kind == "ingress"][:1]
-    out: dict[str, F] = {}
-    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
-        labels = dict(b.labels)
-        key = "503" if "outcome" in labels else labels["version"]
-        out[key] = out.get(key, F(0)) + s
-    return out
+    return path_shares(mesh, "productpage.default.svc.cluster.local", 9080, "ingress")
 
 
 TENTH = (("v1", F(9, 10)), ("503", F(1, 10)))

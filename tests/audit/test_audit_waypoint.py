@@ -17,6 +17,7 @@ import pytest
 from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.parsers.k8s import load_manifests, parse_manifest_text
+from tests.audit.shares import path_shares
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 APP = [str(DATA / "bookinfo" / "platform" / "kube" / "bookinfo.yaml"),
@@ -67,15 +68,7 @@ def _mesh(objects: str) -> Mesh:
 
 
 def _waypoint_shares(mesh: Mesh) -> dict[str, F]:
-    """The ``ambient-waypoint`` path's exact shares by version (a failed request: ``503``)."""
-    info = mesh.registry["reviews.default.svc.cluster.local"]
-    (path,) = [p for p in mesh.client_paths(info, 9080) if p.kind == "ambient-waypoint"]
-    out: dict[str, F] = {}
-    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
-        labels = dict(b.labels)
-        key = "503" if "outcome" in labels else labels["version"]
-        out[key] = out.get(key, F(0)) + s
-    return out
+    return path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "ambient-waypoint")
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -117,10 +110,4 @@ def test_a_waypoint_applies_tcp_rules_on_the_tcp_port_only(files) -> None:
     rows = audit(mesh).rows
     assert [(r.service, r.reason, r.effective) for r in rows] == [
         ("shop/cart:9000", "subset-undefined", (("v1", F(9, 10)), ("503", F(1, 10))))]
-    info = mesh.registry["cart.shop.svc.cluster.local"]
-    (path,) = [p for p in mesh.client_paths(info, 9000) if p.kind == "ambient-waypoint"]
-    got: dict[str, F] = {}
-    for b, s in zip(path.route.backends(), path.route.exact_shares(), strict=True):
-        key = "503" if "outcome" in dict(b.labels) else dict(b.labels)["version"]
-        got[key] = got.get(key, F(0)) + s
-    assert got == dict(rows[0].effective)
+    assert path_shares(mesh, "cart.shop.svc.cluster.local", 9000, "ambient-waypoint") == dict(rows[0].effective)

@@ -17,6 +17,7 @@ from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.mesh.registry import uncaptured
 from meshstat.parsers.k8s import ServicePort, load_manifests, parse_manifest_text
+from tests.audit.shares import version_shares
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "bookinfo-ambient"
 
@@ -76,14 +77,6 @@ def _mesh(l4: str, plane: str) -> Mesh:
     return Mesh(m)
 
 
-def _shares(route) -> dict[str, F]:
-    out: dict[str, F] = {}
-    for b, s in zip(route.backends(), route.exact_shares(), strict=True):
-        v = dict(b.labels).get("version", b.name)
-        out[v] = out.get(v, F(0)) + s
-    return out
-
-
 @pytest.mark.parametrize("l4", ["UDP", "SCTP"])
 @pytest.mark.parametrize(("plane", "kind"), [("sidecar", "sidecar"), ("ambient", "ambient"),
                                              ("waypoint", "ambient")])
@@ -93,8 +86,8 @@ def test_no_proxy_sees_the_port_so_kube_proxy_picks(l4, plane, kind) -> None:
     client = next(w for w in mesh.manifests.workloads if w.meta.name == "client")
     paths = {p.kind: p for p in mesh.client_paths(info, 53, client=client)}
     path = paths[kind]
-    kube = _shares(mesh.kube_proxy_route(info, 53, name="kube-proxy"))
-    assert _shares(path.route) == kube
+    kube = version_shares(mesh.kube_proxy_route(info, 53, name="kube-proxy"))
+    assert version_shares(path.route) == kube
     assert all(abs(kube[v] - KUBE[v]) < 1e-9 for v in KUBE)  # the statistic cascade's 32-bit probabilities
     assert any(f"is {l4}:" in n and "captures TCP only" in n for n in path.route.notes)
     assert any(x.layer == "iptables (node)" for x in path.layers)
@@ -102,7 +95,7 @@ def test_no_proxy_sees_the_port_so_kube_proxy_picks(l4, plane, kind) -> None:
     # the control: on the TCP port the same rule holds on this data plane
     tcp = {p.kind: p for p in mesh.client_paths(info, 8080, client=client)}
     want = KUBE if plane == "ambient" else RULE  # ambient without waypoint: ztunnel over all pods
-    got = _shares(tcp[kind if plane != "waypoint" else "ambient-waypoint"].route)
+    got = version_shares(tcp[kind if plane != "waypoint" else "ambient-waypoint"].route)
     assert all(abs(got[v] - want[v]) < 1e-9 for v in want), got
 
 
@@ -153,6 +146,6 @@ def test_a_tcp_port_named_udp_is_passed_through_to_kube_proxy() -> None:
     info = mesh.registry["dns.default.svc.cluster.local"]
     client = next(w for w in mesh.manifests.workloads if w.meta.name == "client")
     (path,) = [p for p in mesh.client_paths(info, 53, client=client) if p.kind == "sidecar"]
-    assert _shares(path.route) == _shares(mesh.kube_proxy_route(info, 53, name="kube-proxy"))
+    assert version_shares(path.route) == version_shares(mesh.kube_proxy_route(info, 53, name="kube-proxy"))
     assert any("is UDP to Istio (its name)" in n for n in path.route.notes)
     assert not [r for r in audit(mesh).rows if r.service == "default/dns:53"]
