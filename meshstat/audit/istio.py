@@ -68,10 +68,11 @@ def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple
     proto = mesh.port_protocol(sp) if sp is not None else "udp"
     if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
         return None
-    if proto != "tcp":
-        for r in vs.http:
+    if proto != "tcp" and (vs.http or proto != "auto"):  # as Mesh._sidecar_route: tcp rules on TCP (or sniffed
+        for r in vs.http:                              # ports whose rules are all tcp ones) only
             if not r.matches and r.terminal is None:
                 return r.destinations
+        return None
     for t in vs.tcp:
         if not t.ports and not t.source_labels:
             return t.destinations
@@ -148,7 +149,11 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             if dests:
                 audited += 1
                 yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
-            elif ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
+            elif vs.tcp and not vs.http and mesh.port_protocol(sp) == "http":
+                ctx.notes.append(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "
+                                 f"{info.short} is HTTP, where Istio builds no route from them (the default route "
+                                 "over all pods applies)")
+            if not dests and ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
                 # the first VirtualService has no rule for this port; the waypoint takes one of another's
                 rows = list(_waypoint_rows(ctx, info, sp.port, None, (), (), (), {}, None, wp.gateway, ambient))
                 audited += bool(rows) or any(_configured(v, mesh, sp) for v in vss[1:])

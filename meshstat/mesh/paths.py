@@ -531,8 +531,8 @@ class Mesh:
         layers.append(Layer("Envoy listener", f"0.0.0.0_{port}", "virtualOutbound 0.0.0.0:15001 (use_original_dst) "
                             f"hands the connection to 0.0.0.0_{port}" + ("; assumes: HTTP (the port declares no "
                             "protocol, Istio sniffs it)" if proto == "auto" else ""), "connection"))
-        if proto == "tcp" or (vs is not None and not vs.http and vs.tcp):
-            unit = "connection"
+        if proto == "tcp" or (proto == "auto" and vs is not None and not vs.http and vs.tcp):
+            unit = "connection"  # a sniffed port whose rules are all tcp ones: TCP assumed
         gw = sidecar_split(self, info, port, client_ns, vs, tcp=proto == "tcp", path=path, headers=hdrs,
                            method=method, diags=diags)
         root: Node
@@ -542,10 +542,11 @@ class Mesh:
             root = split_node(gw, lambda d: self._cluster_node(d, info, port, client_ns, gw.unit, gw.route, diags,
                                                                notes, layers))
             vs = gw.route or gw.routes[0]  # provenance of the Route below
-        elif vs is None:
-            layers.append(Layer("Envoy route", f"route {port}", f"no VirtualService: default route to "
-                                f"outbound|{port}||{info.fqdn}", unit))
-            notes.append(f"no VirtualService for {info.fqdn}: Istio's default route (one cluster, all endpoints)")
+        elif vs is None or (unit == "request" and not vs.http):  # tcp rules only, on an HTTP port: no routes
+            why = "no VirtualService" if vs is None else f"VirtualService {vs.meta.ref} has no http rules"
+            layers.append(Layer("Envoy route", f"route {port}", f"{why}: default route to outbound|{port}||"
+                                f"{info.fqdn}", unit))
+            notes.append(f"{why} for {info.fqdn}: Istio's default route (one cluster, all endpoints)")
             root = self._cluster_node(None, info, port, client_ns, unit, None, diags, notes, layers)
         elif unit == "connection":
             rule = None
