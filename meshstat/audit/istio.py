@@ -42,7 +42,7 @@ from meshstat.audit.core import (
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
-from meshstat.mesh.ingress import bound_to, match_at, serves
+from meshstat.mesh.ingress import bound_to, match_at, proxy_namespace, sees, serves
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
@@ -183,6 +183,11 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for vs in mesh.manifests.virtual_services:
         for igw in (g for g in igws if bound_to(vs, g)):
             ports = dict.fromkeys(x.port for x in igw.servers if serves(x, vs, igw))  # one listener per port
+            if ports and not sees(mesh, vs, igw):
+                row = _unseen_row(ctx, vs, igw, next(iter(ports)))
+                if row is not None:
+                    yield row
+                continue
             for port in ports:
                 for rule in vs.http:
                     if rule.terminal is not None or not rule.destinations or (rule.matches and not any(
@@ -193,12 +198,32 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                         yield row
 
 
+def _unseen_row(ctx: AuditContext, vs: VirtualService, igw: Any, port: int) -> Divergence | None:
+    """``not-exported-to-namespace``: the gateway pods' namespace does not see ``vs`` (its ``exportTo``): its hosts
+    get no route there (404), the first rule's split is not applied."""
+    rule = next((r for r in vs.http if r.destinations and r.terminal is None), None)
+    if rule is None:
+        return None
+    gns = proxy_namespace(ctx.mesh, igw)
+    name = _label if len({d.host for d in rule.destinations}) == 1 else _host_label
+    default = ctx.mesh.scope.mesh_config.vs_export_to
+    return Divergence(f"Gateway {igw.meta.ref}:{port}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
+                      _weights(rule.destinations, name), (("404", Fraction(1)),), "not-exported-to-namespace",
+                      f"VirtualService {vs.meta.ref} exportTo {list(vs.export_to or default)} does not reach namespace "
+                      f"{gns} of the gateway pods (selector {dict(igw.selector)}): 404 NR for its hosts",
+                      (f"add namespace {gns} to spec.exportTo of VirtualService {vs.meta.ref}",), "ingress")
+
+
+def _host_label(d: RouteDestination) -> str:
+    return f"{d.host} {d.subset}" if d.subset else d.host
+
+
 def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_port: int, rule: Any
                       ) -> Divergence | None:
     mesh = ctx.mesh
     dests = rule.destinations
     # a rule over several hosts names each destination with its host (productpage v1, reviews v1)
-    name = _label if len({d.host for d in dests}) == 1 else (lambda d: f"{d.host} {d.subset}" if d.subset else d.host)
+    name = _label if len({d.host for d in dests}) == 1 else _host_label
     configured = _weights(dests, name)
     total = sum(d.weight or 0 for d in dests)
     eff: dict[str, Fraction] = {}
@@ -221,7 +246,7 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
                        f"give the destination {d.host} of VirtualService {vs.meta.ref} a port of {info.short}")
             elif d.subset:
                 sub = _subset_view(ctx, info, port, vs, (d,), ((label, Fraction(1)),),
-                                   destination_rule(mesh, info, igw.meta.namespace), None, {})
+                                   destination_rule(mesh, info, proxy_namespace(mesh, igw)), None, {})
                 got = (sub[0], sub[2], sub[3]) if sub is not None else None
         if got is not None:
             found.append(got)

@@ -46,7 +46,8 @@ from meshstat.mesh.gateway_api import (
     split_node,
 )
 from meshstat.mesh.layers import ClientPath, Layer, failure_warnings
-from meshstat.mesh.registry import RegisteredService
+from meshstat.mesh.registry import RegisteredService, labels_subset
+from meshstat.mesh.scope import exported_to
 from meshstat.model import Backend, Node, Provenance, Route
 from meshstat.parsers.gateway_api import (
     Gateway,
@@ -58,7 +59,7 @@ from meshstat.parsers.gateway_api import (
 )
 from meshstat.parsers.k8s import Diagnostic, HTTPMatch, HTTPRoute, VirtualService
 
-__all__ = ["bound_to", "ingress_paths", "match_at", "serves"]
+__all__ = ["bound_to", "ingress_paths", "match_at", "proxy_namespace", "sees", "serves"]
 
 _HTTP_SERVER_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "HTTPS")
 
@@ -301,6 +302,33 @@ def _gateway_api_path(
 # --------------------------------------------------------------------------- Istio Gateway + VirtualService
 
 
+def proxy_namespace(mesh: Any, igw: IstioGateway) -> str:
+    """The namespace of the gateway pods that serve ``igw``: what their proxy reads is seen from there.
+
+    The pods are the workloads ``spec.selector`` picks, in any namespace (Istio's default,
+    ``PILOT_SCOPE_GATEWAY_TO_NAMESPACE`` off), the Gateway's own namespace first. A gateway proxy reads
+    the VirtualServices and DestinationRules exported to its namespace (``VirtualServicesForGateway``
+    and ``DestinationRule`` of its ``ConfigNamespace``), so a rule exported to ``.`` of the Gateway's
+    namespace is not seen by an ingress gateway installed in ``istio-system``. When no such pods are in
+    the manifests, the Gateway's own namespace.
+    """
+    memo = mesh.__dict__.setdefault("_gateway_proxy_namespace", {})
+    got = memo.get(id(igw))
+    if got is None:
+        found = {w.meta.namespace for w in mesh.owners.leaves
+                 if igw.selector and labels_subset(igw.selector, w.labels)}
+        got = memo[id(igw)] = (igw.meta.namespace if igw.meta.namespace in found or not found
+                               else sorted(found)[0])
+    return got
+
+
+def sees(mesh: Any, vs: VirtualService, igw: IstioGateway) -> bool:
+    """Whether the proxy of ``igw`` reads ``vs``: it is exported to the gateway pods' namespace
+    (:func:`proxy_namespace`)."""
+    return exported_to(vs.export_to, mesh.scope.mesh_config.vs_export_to, vs.meta.namespace,
+                       proxy_namespace(mesh, igw))
+
+
 def serves(srv: IstioServer, vs: VirtualService, igw: IstioGateway) -> bool:
     """Whether the server ``srv`` of the Istio Gateway ``igw`` routes ``vs``'s HTTP rules: an HTTP-family server
     with a host that meets one of the VirtualService's hosts and admits its namespace (``ns/host``: ``*`` any,
@@ -397,7 +425,8 @@ def _istio_gateway_path(
     vss = [
         vs
         for vs in mesh.manifests.virtual_services
-        if bound_to(vs, igw) and vs.http and serves(srv, vs, igw) and any(_host_ok(h, authority) for h in vs.hosts)
+        if bound_to(vs, igw) and vs.http and serves(srv, vs, igw) and sees(mesh, vs, igw)
+        and any(_host_ok(h, authority) for h in vs.hosts)
     ]
     if not vss:
         return None
@@ -478,7 +507,7 @@ def _istio_gateway_path(
                 rule.destinations,
                 info,
                 srv.port,
-                igw.meta.namespace,
+                proxy_namespace(mesh, igw),
                 "request",
                 diags,
                 notes,

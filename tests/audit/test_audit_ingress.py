@@ -99,3 +99,30 @@ def test_what_each_gateway_server_applies(case, want) -> None:
     assert row.kind == "ingress"
     if case == "match-port":
         assert row.service == "Gateway default/g2:8081"
+
+
+@pytest.mark.parametrize(("exported", "want"), [
+    ("vs", ("not-exported-to-namespace", (("404", F(1)),))),  # the canary is not seen: no route
+    ("dr", ("subset-undefined", (("503", F(1)),))),  # the subsets are not seen: every share fails
+    (None, None),
+])
+def test_the_gateway_pods_namespace_decides_what_the_gateway_sees(exported, want) -> None:
+    """The ingress gateway's pods run in istio-system: a VirtualService or DestinationRule exported to ``.`` of
+    ``default`` (where the Gateway object is) is not seen by their proxy."""
+    canary = CANARY.replace("SECOND", "v2").replace("productpage, port: {number: 9080}, subset: v2}, weight: 10",
+                                                    "productpage, port: {number: 9080}, subset: v1}, weight: 10")
+    if exported == "vs":
+        canary = canary.replace("gateways: [bookinfo-gateway]", "gateways: [bookinfo-gateway]\n  exportTo: ['.']")
+    dr = DR + ("  exportTo: ['.']\n" if exported == "dr" else "")
+    m = load_manifests(BASE + [str(CASES / "gateway-pods-in-istio-system.yaml")])
+    m.extend(parse_manifest_text(canary + "---\n" + dr, "canary.yaml"))
+    mesh = Mesh(m)
+    rows = audit(mesh).rows
+    if want is None:
+        assert rows == []
+        return
+    (row,) = rows
+    assert (row.reason, row.effective) == want
+    assert "istio-system" in row.detail or exported == "dr"
+    shares = path_shares(mesh, "productpage.default.svc.cluster.local", 9080, "ingress") if exported == "dr" else None
+    assert shares is None or shares == dict(row.effective)
