@@ -191,7 +191,7 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             for port in ports:
                 for rule in vs.http:
                     if rule.terminal is not None or not rule.destinations or (rule.matches and not any(
-                            match_at(m, vs, igw, port) for m in rule.matches)):
+                            match_at(mesh, m, vs, igw, port) for m in rule.matches)):
                         continue
                     row = _gateway_rule_row(ctx, vs, igw, port, rule)
                     if row is not None:
@@ -199,18 +199,32 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
 
 
 def _unseen_row(ctx: AuditContext, vs: VirtualService, igw: Any, port: int) -> Divergence | None:
-    """``not-exported-to-namespace``: the gateway pods' namespace does not see ``vs`` (its ``exportTo``): its hosts
-    get no route there (404), the first rule's split is not applied."""
+    """``not-exported-to-namespace``: the gateway pods' namespace does not see ``vs`` (its ``exportTo``), so its
+    first rule's split is not applied there: another VirtualService bound to the Gateway that the pods see and
+    that shares a host serves the requests (its first rule's split), else they get no route (404)."""
     rule = next((r for r in vs.http if r.destinations and r.terminal is None), None)
     if rule is None:
         return None
-    gns = proxy_namespace(ctx.mesh, igw)
+    mesh = ctx.mesh
+    gns = proxy_namespace(mesh, igw)
     name = _label if len({d.host for d in rule.destinations}) == 1 else _host_label
-    default = ctx.mesh.scope.mesh_config.vs_export_to
+    configured = _weights(rule.destinations, name)
+    # the gateway merges the routes of the VirtualServices of a host: a plain request takes the first catch-all rule
+    other, orule = next(((v, r) for v in mesh.manifests.virtual_services if v is not vs and bound_to(v, igw)
+                         and sees(mesh, v, igw) and any(a == "*" or b == "*" or a == b for a in v.hosts for b in vs.hosts)
+                         for r in v.http if not r.matches and r.destinations and r.terminal is None), (None, None))
+    if other is not None and orule is not None:
+        effective = _weights(orule.destinations, name)
+        if effective == configured:
+            return None
+        served = f"VirtualService {other.meta.ref} serves its hosts there"
+    else:
+        effective, served = (("404", Fraction(1)),), "404 NR for its hosts"
+    default = mesh.scope.mesh_config.vs_export_to
     return Divergence(f"Gateway {igw.meta.ref}:{port}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
-                      _weights(rule.destinations, name), (("404", Fraction(1)),), "not-exported-to-namespace",
+                      configured, effective, "not-exported-to-namespace",
                       f"VirtualService {vs.meta.ref} exportTo {list(vs.export_to or default)} does not reach namespace "
-                      f"{gns} of the gateway pods (selector {dict(igw.selector)}): 404 NR for its hosts",
+                      f"{gns} of the gateway pods (selector {dict(igw.selector)}): {served}",
                       (f"add namespace {gns} to spec.exportTo of VirtualService {vs.meta.ref}",), "ingress")
 
 

@@ -267,7 +267,7 @@ def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Reque
     elif root is None:
         chosen = None
         any_route = False
-        for vs in vss:
+        for vs in [v for v in vss if v.http][:1]:  # the first with http rules (buildWaypointInboundHTTPRouteConfig)
             for r in vs.http:
                 kept = [m for m in r.matches if not m.source_labels]
                 if r.matches and not kept:

@@ -61,7 +61,6 @@ from meshstat.parsers.k8s import Diagnostic, HTTPMatch, HTTPRoute, VirtualServic
 
 __all__ = ["bound_to", "ingress_paths", "match_at", "proxy_namespace", "sees", "serves"]
 
-_HTTP_SERVER_PROTOCOLS = ("HTTP", "HTTP2", "GRPC", "HTTPS")
 
 
 def ingress_paths(
@@ -333,7 +332,7 @@ def serves(srv: IstioServer, vs: VirtualService, igw: IstioGateway) -> bool:
     """Whether the server ``srv`` of the Istio Gateway ``igw`` routes ``vs``'s HTTP rules: an HTTP-family server
     with a host that meets one of the VirtualService's hosts and admits its namespace (``ns/host``: ``*`` any,
     ``.`` the Gateway's, else that namespace; istio/api ``gateway.proto``, ``Server.hosts``)."""
-    if srv.protocol not in _HTTP_SERVER_PROTOCOLS:
+    if not srv.is_http:
         return False
     for h in srv.hosts:
         ns, _, host = h.rpartition("/")
@@ -344,11 +343,14 @@ def serves(srv: IstioServer, vs: VirtualService, igw: IstioGateway) -> bool:
     return False
 
 
-def match_at(m: HTTPMatch, vs: VirtualService, igw: IstioGateway, port: int) -> bool:
+def match_at(mesh: Any, m: HTTPMatch, vs: VirtualService, igw: IstioGateway, port: int) -> bool:
     """Whether a match of ``vs`` can hold at the server ``port`` of ``igw``: its ``gateways`` (when given) name
-    ``igw`` (a short name in the VirtualService's namespace, or ``ns/name``) and its ``port`` (when given) is
-    ``port``."""
-    return (m.port is None or m.port == port) and _names_gateway(m, vs, igw)
+    ``igw`` (a short name in the VirtualService's namespace, or ``ns/name``), its ``port`` (when given) is
+    ``port``, and its ``sourceNamespace`` and ``sourceLabels`` (when given) are those of the gateway's pods
+    (:func:`proxy_namespace`; their labels as the Gateway's ``selector`` gives them)."""
+    return ((m.port is None or m.port == port) and _names_gateway(m, vs, igw)
+            and (m.source_namespace is None or m.source_namespace == proxy_namespace(mesh, igw))
+            and labels_subset(m.source_labels, dict(igw.selector)))
 
 
 def _names_gateway(m: HTTPMatch, vs: VirtualService, igw: IstioGateway) -> bool:
@@ -400,7 +402,7 @@ def _istio_rule(
                     authority,
                     srv.port,
                     dict(igw.selector),
-                    igw.meta.namespace,
+                    proxy_namespace(mesh, igw),
                     notes,
                 ):
                     return vs, r
@@ -419,7 +421,7 @@ def _istio_gateway_path(
     default_request: bool,
     diags: list[Diagnostic],
 ) -> ClientPath | None:
-    if srv.protocol not in _HTTP_SERVER_PROTOCOLS:
+    if not srv.is_http:
         return None
     authority = hdrs.get("host", "*").split(":", 1)[0]
     vss = [

@@ -343,6 +343,15 @@ class IstioServer:
     protocol: str
     hosts: tuple[str, ...]
     line: int
+    tls_mode: str = ""  # ``tls.mode`` (upper case; SIMPLE when ``tls`` gives none; empty without ``tls``)
+
+    @property
+    def is_http(self) -> bool:
+        """Whether the gateway routes HTTP here: an HTTP-family protocol, or HTTPS with ``tls`` that does not pass the
+        stream through (istio ``pkg/config/gateway/gateway.go``, ``IsHTTPServer`` and ``IsPassThroughServer``:
+        PASSTHROUGH and AUTO_PASSTHROUGH forward TLS by SNI, with no HTTP route)."""
+        return self.protocol in ("HTTP", "HTTP2", "GRPC", "GRPC-WEB") or (
+            self.protocol == "HTTPS" and self.tls_mode not in ("", "PASSTHROUGH", "AUTO_PASSTHROUGH"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,6 +773,8 @@ def _istio_gateway(ctx: ManifestContext, doc: Any, out: Manifests) -> None:
                 protocol=(field_str(ctx, port, "protocol", "server port", required=True) or "").upper(),
                 hosts=field_str_list(ctx, s, "hosts", "server"),
                 line=_line(s),
+                tls_mode=((field_str(ctx, field_map(ctx, s, "tls", "server"), "mode", "server tls") or "SIMPLE").upper()
+                          if "tls" in s else ""),
             )
         )
         if servers[-1].port == 0:

@@ -127,3 +127,22 @@ def test_the_gateway_pods_namespace_decides_what_the_gateway_sees(exported, want
     assert "istio-system" in row.detail or exported == "dr"
     shares = path_shares(mesh, "productpage.default.svc.cluster.local", 9080, "ingress") if exported == "dr" else None
     assert shares is None or shares == dict(row.effective)
+
+
+PODS_NS = str(CASES / "gateway-pods-in-istio-system.yaml")
+TENTH_FAILS = ("subset-undefined", (("v1", F(9, 10)), ("503", F(1, 10))))
+
+
+@pytest.mark.parametrize(("files", "want"), [
+    (["https-passthrough.yaml"], None),
+    (["source-namespace.yaml", PODS_NS], TENTH_FAILS),  # the gateway's pods are in istio-system: the rule holds
+    (["source-namespace.yaml"], None),  # no pods in the manifests: the Gateway's namespace, default, is the source
+    (["private-canary-public-rule.yaml", PODS_NS], ("not-exported-to-namespace", (("v1", F(1)),))),
+])
+def test_what_the_gateway_pods_match_and_see(files, want) -> None:
+    m = load_manifests(BASE + [str(DATA / "networking" / "destination-rule-all.yaml")]
+                       + [f if f.startswith("/") else str(CASES / f) for f in files])
+    mesh = Mesh(m)
+    row = _the_row(mesh, want)
+    if row is not None and row.reason == "subset-undefined":
+        assert dict(row.effective) == _ingress_shares(mesh)
