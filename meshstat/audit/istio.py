@@ -49,6 +49,7 @@ from meshstat.mesh.scope import (
     client_scope,
     destination_rule,
     exported_to,
+    first_for_port,
     imports_host,
     scope_miss,
     sidecar_virtual_services,
@@ -126,9 +127,10 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
     out = []
     for info, vss in _hosts(ctx).values():
         for sp in info.ports:
-            dests = _configured(vss[0], ctx.mesh, sp)
+            vs = first_for_port(vss, sp.port, ctx.mesh.port_protocol(sp)) or vss[0]
+            dests = _configured(vs, ctx.mesh, sp)
             if dests:
-                out.append((info, sp.port, vss[0], _weights(dests)))
+                out.append((info, sp.port, vs, _weights(dests)))
     return out
 
 
@@ -143,8 +145,8 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     audited = 0
     ambient = by_kind.get("ambient")
     for info, vss in hosts.values():
-        vs = vss[0]
         for sp in info.ports:
+            vs = first_for_port(vss, sp.port, mesh.port_protocol(sp)) or vss[0]  # as a sidecar serves the port
             dests = _configured(vs, mesh, sp)
             if dests:
                 audited += 1
@@ -462,6 +464,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
                 "sidecars use the default cluster over all pods", f"add `mesh` to spec.gateways of {vsref}")
     found = sidecar_virtual_services(mesh, scope, info, port)
+    first = first_for_port(found, port, mesh.port_protocol(sp)) if (sp := info.port(port)) is not None else None
     if not found:
         if pods == configured:
             return None
@@ -478,8 +481,8 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                     f"add {vs.meta.namespace}/{info.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc
                     else f"import {vsref}")
         return None
-    if found[0] is not vs:
-        return _other_virtual_service(ctx, info, port, vs, found[0], configured, pods, ns, cls, labels_of, own_dr)
+    if first is not vs and first is not None:
+        return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of)
 
 

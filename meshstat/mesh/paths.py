@@ -56,6 +56,7 @@ from meshstat.mesh.scope import (
     ClientScope,
     client_scope,
     destination_rule,
+    first_for_port,
     host_rules,
     scope_miss,
     sidecar_virtual_services,
@@ -104,14 +105,9 @@ class Mesh:
         Kubernetes cluster domain (``cluster.local``).
     """
 
-    def __init__(
-        self,
-        manifests: Manifests,
-        *,
-        scale: Mapping[str, int] | None = None,
-        injector: InjectorConfig = InjectorConfig(),  # noqa: B008 (frozen)
-        cluster_domain: str = "cluster.local",
-    ) -> None:
+    def __init__(self, manifests: Manifests, *, scale: Mapping[str, int] | None = None,
+                 injector: InjectorConfig = InjectorConfig(),  # noqa: B008 (frozen)
+                 cluster_domain: str = "cluster.local") -> None:
         self.manifests = manifests
         self.injector = injector
         self.domain = cluster_domain
@@ -318,12 +314,14 @@ class Mesh:
                         ) -> VirtualService | None:
         """The VirtualService a sidecar in ``client_ns`` applies to ``info`` (``scope.sidecar_virtual_services``)."""
         sc = within or client_scope(self, None, client_ns)
-        found = sidecar_virtual_services(self, sc, info, port if port is not None else info.ports[0].port)
+        p = port if port is not None else info.ports[0].port
+        found = sidecar_virtual_services(self, sc, info, p)
+        vs = first_for_port(found, p, port_protocol(sp) if (sp := info.port(p)) is not None else "auto")
         if len(found) > 1:
             diags.append(Diagnostic("warning", f"{len(found)} VirtualServices for {info.fqdn}: Istio merges them only "
-                                    "for gateways; the first (oldest) is used: " + found[0].meta.ref,
-                                    found[1].meta.source, found[1].meta.line))
-        return found[0] if found else None
+                                    f"for gateways; port {p} is served by the first with rules for it: "
+                                    f"{(vs or found[0]).meta.ref}", found[1].meta.source, found[1].meta.line))
+        return vs
 
     def _host_matches(self, h: str, ns: str, info: RegisteredService) -> bool:
         if h == "*":

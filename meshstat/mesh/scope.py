@@ -64,6 +64,7 @@ __all__ = [
     "scope_miss",
     "select_sidecar",
     "service_visible",
+    "first_for_port",
     "sidecar_virtual_services",
     "unknown_destination_route",
 ]
@@ -327,6 +328,28 @@ def sidecar_virtual_services(mesh: Any, scope: ClientScope, info: RegisteredServ
         if any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts):
             out.append(vs)
     return out
+
+
+def first_for_port(found: Sequence[VirtualService], port: int, proto: str) -> VirtualService | None:
+    """Of the VirtualServices for a host (first one first), the one a sidecar serves ``port`` from.
+
+    HTTP (and sniffed) ports: the first that gives a route for the port, since a VirtualService whose
+    http rules all match other ports, or that has none, gives no route and is skipped (istio
+    ``pilot/pkg/networking/core/httproute.go``, ``buildSidecarVirtualHostsForVirtualService``; the
+    first virtual host of a domain wins). TCP ports, and sniffed ones that no http rule serves: the
+    first with a tcp rule for the port (the tcp routes of every VirtualService are tried in order).
+    Else the first, which then gives the default route.
+    """
+    def http_at(v: VirtualService) -> bool:
+        return any(not r.matches or any(m.port in (None, port) for m in r.matches) for r in v.http)
+
+    def tcp_at(v: VirtualService) -> bool:
+        return any(not r.ports or port in r.ports for r in v.tcp)
+
+    got = next((v for v in found if (tcp_at(v) if proto == "tcp" else http_at(v))), None)
+    if got is None and proto == "auto":
+        got = next((v for v in found if tcp_at(v)), None)
+    return got if got is not None else (found[0] if found else None)
 
 
 def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:
