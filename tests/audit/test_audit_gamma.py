@@ -143,3 +143,16 @@ def test_a_consumer_route_names_its_namespaces_unmeshed_clients() -> None:
         ("default/reviews-v1:9080", F(1, 3)), ("unrouted v2", F(1, 3)), ("unrouted v3", F(1, 3))))
     assert "HTTPRoute team/reviews-team" in team.detail
     assert rows["default (6)"].configured == CONFIGURED
+
+
+@pytest.mark.parametrize(("plane", "reason"), [(None, "no-sidecar"), ("ambient", "ambient-without-waypoint"),
+                                               ("sidecar", None), ("waypoint", None)])
+def test_istios_own_bookinfo_route_reviews_90_10(plane, reason) -> None:
+    """Istio's sample ``samples/bookinfo/gateway-api/route-reviews-90-10.yaml`` with its ``bookinfo-versions``
+    Services, as copied (``tests/data/bookinfo/SOURCES.md``): only the clients that apply no route diverge."""
+    b = DATA / "bookinfo"
+    files = [BOOKINFO, str(b / "platform" / "kube" / "bookinfo-versions.yaml"),
+             str(b / "gateway-api" / "route-reviews-90-10.yaml")]
+    mesh = Mesh(load_manifests(files + ([str(DATA / "bookinfo-ambient" / plane)] if plane else [])))
+    rows = [(r.service, r.reason, r.configured, r.effective) for r in audit(mesh).rows]
+    assert rows == ([] if reason is None else [("default/reviews:9080", reason, CONFIGURED, PODS)])
