@@ -33,7 +33,7 @@ from meshstat.mesh.scope import select_sidecar
 from meshstat.model import share_text
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.istio_scope import SidecarResource
-from meshstat.parsers.k8s import WorkloadResource
+from meshstat.parsers.k8s import VirtualService, WorkloadResource
 from meshstat.parsers.yaml_loader import gc_paused
 
 __all__ = [
@@ -210,12 +210,26 @@ class AuditContext:
         #: the Gateway API and Istio gateway objects (read once: the producers ask per Service)
         self.gateway_objects = gateway_objects(m)
         self.gateway_routes = self.gateway_objects.routes
+        self._vs_hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] | None = None
         #: (service, port) pairs audited, and remarks, filled in by the producers
         self.audited = 0
         self.notes: list[str] = []
         self._all: dict[tuple[str, int], list[tuple[WorkloadResource, int, str]]] = {}
         self._pods: dict[tuple[str, int, bool], list[tuple[WorkloadResource, int]]] = {}
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
+
+    def virtual_service_hosts(self) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
+        """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order); worked out once."""
+        if self._vs_hosts is None:
+            mesh = self.mesh
+            hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] = {}
+            for vs in mesh.manifests.virtual_services:
+                for h in vs.hosts:
+                    info = mesh.resolve_host(h, vs.meta.namespace)
+                    if info is not None and info.service is not None:
+                        hosts.setdefault(info.fqdn, (info, []))[1].append(vs)
+            self._vs_hosts = hosts
+        return self._vs_hosts
 
     def _found(self, info: RegisteredService, port: int) -> list[tuple[WorkloadResource, int, str]]:
         """(workload, pod count, condition) of the pods that serve ``info:port`` (index look-up), whatever their
@@ -342,7 +356,8 @@ def no_waypoint_row(ctx: AuditContext, info: RegisteredService, port: int, class
     :class:`~meshstat.mesh.ambient.WaypointBinding`) get ztunnel's split over its pods."""
     clients, n = clients_label(classes)
     return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, configured, effective,
-                      "ambient-without-waypoint", f"ztunnel picks a pod per connection: {binding.problem or binding.origin}",
+                      "ambient-without-waypoint",
+                      f"ztunnel picks a pod per connection: {binding.problem or binding.origin}",
                       (f"give Service {info.short} a waypoint (label istio.io/use-waypoint on the Service "
                        f"or namespace {info.namespace})",), "ambient")
 

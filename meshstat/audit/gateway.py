@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 from meshstat.audit.core import (
     AuditContext,
@@ -50,7 +51,7 @@ from meshstat.mesh.gateway_api import (
     sidecar_split,
 )
 from meshstat.mesh.registry import RegisteredService, uncaptured
-from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule, gateway_objects
+from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule
 
 __all__ = ["gateway_api_reasons"]
 
@@ -116,6 +117,13 @@ def _mesh_clients(ctx: AuditContext, info: RegisteredService, route: GatewayRout
     return [c for c in ctx.classes if c.kind in kinds and (not consumer or c.namespace == route.meta.namespace)]
 
 
+def _parent_ports(info: RegisteredService, parent: Any) -> list[int]:
+    """The ports of ``info`` a route's Service parentRef names (its ``port``, else every port), but those no proxy
+    sees (UDP, SCTP: kube-proxy serves them and the route does not apply)."""
+    ports = [parent.port] if parent.port is not None else [q.port for q in info.ports]
+    return [p for p in ports if (sp := info.port(p)) is None or not uncaptured(sp)]
+
+
 def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
     """``no-sidecar`` and ``ambient-without-waypoint`` rows of Service ports that routes split: clients without a
     proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods.
@@ -130,8 +138,7 @@ def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]
     mesh = ctx.mesh
     kube = [c for c in ctx.classes if c.kind == "kube-proxy"]
     amb = [c for c in ctx.classes if c.kind == "ambient"]
-    vs_hosts = {i.fqdn for vs in mesh.manifests.virtual_services for h in vs.hosts
-                if (i := mesh.resolve_host(h, vs.meta.namespace)) is not None}
+    vs_hosts = ctx.virtual_service_hosts()
     for info, port in pairs:
         if info.fqdn in vs_hosts:  # audited with its VirtualService, whose rows name these clients (istio.py)
             continue
@@ -184,7 +191,7 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     """The rows of every Gateway API route rule with a backendRef that fails, and of the clients that do not
     apply a Service's routes (see the module docstring)."""
     mesh = ctx.mesh
-    objs = gateway_objects(mesh.manifests)
+    objs = ctx.gateway_objects
     routes = [r for r in objs.routes if r.kind in HTTP_KINDS]
     pairs: dict[tuple[str, int], tuple[RegisteredService, int]] = {}
     for route in objs.routes:
@@ -193,8 +200,8 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
                 if info is None or info.service is None:
                     continue
-                for p in ([parent.port] if parent.port is not None else [q.port for q in info.ports]):
-                    if (sp := info.port(p)) is not None and not uncaptured(sp):
+                for p in _parent_ports(info, parent):
+                    if info.port(p) is not None:
                         pairs.setdefault((info.fqdn, p), (info, p))
     yield from _unmeshed_rows(ctx, list(pairs.values()))
     for route in routes:
@@ -206,9 +213,7 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 classes = _mesh_clients(ctx, info, route)
                 if not classes:
                     continue
-                # no proxy sees a UDP or SCTP port: kube-proxy serves it, the route does not apply
-                ports = [p for p in ([parent.port] if parent.port is not None else [q.port for q in info.ports])
-                         if (sp := info.port(p)) is None or not uncaptured(sp)]
+                ports = _parent_ports(info, parent)
                 if not ports:
                     continue
                 service_of = [f"{info.namespace}/{info.name}:{p}" for p in ports]

@@ -110,22 +110,10 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
     return tuple(out.items())
 
 
-def _hosts(ctx: AuditContext) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
-    """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order)."""
-    mesh = ctx.mesh
-    hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] = {}
-    for vs in mesh.manifests.virtual_services:
-        for h in vs.hosts:
-            info = mesh.resolve_host(h, vs.meta.namespace)
-            if info is not None and info.service is not None:
-                hosts.setdefault(info.fqdn, (info, []))[1].append(vs)
-    return hosts
-
-
 def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split]]:
     """(Service, port, its VirtualService, the configured split) of every VirtualService-routed Service port."""
     out = []
-    for info, vss in _hosts(ctx).values():
+    for info, vss in ctx.virtual_service_hosts().values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, ctx.mesh.port_protocol(sp)) or vss[0]
             dests = _configured(vs, ctx.mesh, sp)
@@ -137,7 +125,7 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
 def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     """The rows of every VirtualService-routed Service port (see the module docstring)."""
     mesh = ctx.mesh
-    hosts = _hosts(ctx)
+    hosts = ctx.virtual_service_hosts()
     by_kind: dict[str, list[ClientClass]] = {}
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
@@ -209,11 +197,12 @@ def _unseen_row(ctx: AuditContext, vs: VirtualService, igw: Any, port: int) -> D
         return None
     mesh = ctx.mesh
     gns = proxy_namespace(mesh, igw)
-    name = _label if len({d.host for d in rule.destinations}) == 1 else _host_label
+    name = _namer(rule.destinations)
     configured = _weights(rule.destinations, name)
     # the gateway merges the routes of the VirtualServices of a host: a plain request takes the first catch-all rule
     other, orule = next(((v, r) for v in mesh.manifests.virtual_services if v is not vs and bound_to(v, igw)
-                         and sees(mesh, v, igw) and any(a == "*" or b == "*" or a == b for a in v.hosts for b in vs.hosts)
+                         and sees(mesh, v, igw)
+                         and any(a == "*" or b == "*" or a == b for a in v.hosts for b in vs.hosts)
                          for r in v.http if not r.matches and r.destinations and r.terminal is None), (None, None))
     if other is not None and orule is not None:
         effective = _weights(orule.destinations, name)
@@ -234,12 +223,17 @@ def _host_label(d: RouteDestination) -> str:
     return f"{d.host} {d.subset}" if d.subset else d.host
 
 
+def _namer(dests: tuple[RouteDestination, ...]) -> Callable[[RouteDestination], str]:
+    """How a gateway rule's rows name its destinations: by subset, or with their host when the rule has several
+    (productpage v1, reviews v1)."""
+    return _label if len({d.host for d in dests}) == 1 else _host_label
+
+
 def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_port: int, rule: Any
                       ) -> Divergence | None:
     mesh = ctx.mesh
     dests = rule.destinations
-    # a rule over several hosts names each destination with its host (productpage v1, reviews v1)
-    name = _label if len({d.host for d in dests}) == 1 else _host_label
+    name = _namer(dests)
     configured = _weights(dests, name)
     total = sum(d.weight or 0 for d in dests)
     eff: dict[str, Fraction] = {}
@@ -401,42 +395,49 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
              if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
     if vs is None or not (tcp or any(not r.matches and r.terminal is None for r in vs.http)):
-        if not found or (odests := _configured(found[0], mesh, sp)) is None:
-            return None
-        ours = _weights(odests)
-        broken = _subset_view(ctx, info, port, found[0], odests, ours, dr, own_dr,
-                              _labels_of(mesh, info, odests, own_dr))
-        return (ours, *broken) if broken is not None else None
+        got = _split_of(ctx, info, port, found[0], dr, own_dr) if found else None
+        return (got[0], *got[1]) if got is not None and got[1] is not None else None
     vsref = f"VirtualService {vs.meta.ref}"
     if not found:
         if pods == configured:
             return None
         if not vs.applies_to_sidecars:
-            return (configured, "rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
-                    f"{wref} uses its default route over all pods", f"add `mesh` to spec.gateways of {vsref}")
+            return (configured, "rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} "
+                    f"lack `mesh`: {wref} uses its default route over all pods",
+                    f"add `mesh` to spec.gateways of {vsref}")
         if vs.meta.namespace not in (wns, info.namespace):
-            return (configured, "rule-not-at-waypoint", pods, f"{wref} applies VirtualServices of its own namespace {wns} or "
-                    f"the Service's only, not of {vs.meta.namespace}: default route over all pods",
+            return (configured, "rule-not-at-waypoint", pods, f"{wref} applies VirtualServices of its own namespace "
+                    f"{wns} or the Service's only, not of {vs.meta.namespace}: default route over all pods",
                     f"move {vsref} to namespace {info.namespace}")
         default = mesh.scope.mesh_config.vs_export_to
-        return (configured, "not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} does not "
-                f"reach namespace {wns} of {wref}: default route over all pods",
+        return (configured, "not-exported-to-namespace", pods, f"{vsref} exportTo {list(vs.export_to or default)} "
+                f"does not reach namespace {wns} of {wref}: default route over all pods",
                 f"add namespace {wns} to spec.exportTo of {vsref}")
     if found[0] is not vs:
         other = found[0]
-        odests = _configured(other, mesh, info.port(port))
-        if not odests:
+        got = _split_of(ctx, info, port, other, dr, own_dr)
+        if got is None:
             return None
-        ours = _weights(odests)
-        broken = _subset_view(ctx, info, port, other, odests, ours, dr, own_dr, labels_of)
+        ours, broken = got
         eff = broken[1] if broken is not None else ours
         if eff == configured:
             return None
-        return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for {info.fqdn}, "
-                f"not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
+        return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
+                f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
     got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of)
     return (configured, *got) if got is not None else None
+
+
+def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService, dr: DestinationRule | None,
+              own_dr: DestinationRule | None) -> tuple[_Split, tuple[str, _Split, str, str] | None] | None:
+    """``vs``'s configured split at ``port`` and what a proxy that sees ``dr`` makes of it (:func:`_subset_view`:
+    None when it holds); None when ``vs`` routes no plain request there."""
+    dests = _configured(vs, ctx.mesh, info.port(port))
+    if not dests:
+        return None
+    ours = _weights(dests)
+    return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr))
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
