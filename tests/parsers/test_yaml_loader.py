@@ -111,12 +111,46 @@ def test_json_key_table_never_gives_a_wrong_line(tree, indent) -> None:
         _same(got[0], yl._python_documents(text, "h.json")[0], json_lines=True)
 
 
+def _split_key_lines(text: str) -> list[int] | None:
+    """:func:`yl._json_key_lines` as it reads small texts (the split), whatever the size."""
+    small = yl.NUMPY_KEY_LINES_MIN_CHARS
+    yl.NUMPY_KEY_LINES_MIN_CHARS = 1 << 62
+    try:
+        return yl._json_key_lines(text)
+    finally:
+        yl.NUMPY_KEY_LINES_MIN_CHARS = small
+
+
+@given(text=st.text(st.sampled_from(['"', "\\", ":", "a", " ", "\n", "é"]), max_size=60))
+def test_numpy_key_table_equals_the_split(text) -> None:
+    """Big texts find key lines with numpy: on any text (runs of backslashes, quotes, colons, spaces before
+    colons) it gives what the split of small texts gives."""
+    assert yl._json_key_lines_numpy(text) == _split_key_lines(text)
+
+
+def test_numpy_key_table_reads_exports(monkeypatch) -> None:
+    """Every JSON text through the numpy table: the lines the YAML reader gives, kubectl's escaped
+    ``last-applied-configuration`` and a space before a colon included."""
+    monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
+    doc = cluster(8, 3, Plant(True, True, True, True, True, True, True))
+    for item in doc["items"]:
+        applied = json.dumps({"kind": item["kind"], "k\\": {"x\\\\": 1}}, separators=(",", ":"))
+        item["metadata"].setdefault("annotations", {})["kubectl.kubernetes.io/last-applied-configuration"] = applied
+    _json_vs_yaml(doc)
+    text = json.dumps(doc, indent=4)
+    assert yl._json_key_lines(text) == _split_key_lines(text)
+    spaced = text.replace('"name":', '"name" :', 1)
+    assert yl._json_key_lines(spaced) is None  # each key found in turn
+    _same(yl.json_documents(spaced)[0], yl._python_documents(spaced, "s.json")[0], json_lines=True)
+
+
 def test_json_key_lines_are_computed_on_demand() -> None:
     text = json.dumps({"kind": "List", "items": [{"metadata": {"name": "a", "labels": {"x": "y"}},
                                                    "spec": {"replicas": 2}}]}, indent=2)
     (doc,) = yl.json_documents(text)
     item = doc["items"][0]
-    assert item._kl is None  # nothing asked yet
+    with pytest.raises(AttributeError):  # nothing asked yet: the slot is empty
+        yl.LineDict.__dict__["key_lines"].__get__(item)
     assert item.line_of("spec") == text.splitlines().index('      "spec": {') + 1
     assert item["spec"].line_of("replicas") == item.line_of("spec") + 1
     assert item.line_of("absent") == item.line
