@@ -44,6 +44,7 @@ __all__ = [
     "Divergence",
     "ReasonProducer",
     "clients_label",
+    "destination_label",
     "format_split",
     "run_audit",
 ]
@@ -312,12 +313,16 @@ class AuditContext:
             return (("no endpoints", Fraction(1)),)
         counts: dict[str, int] = dict.fromkeys(labels_of, 0)
         for w, n in pods:
-            lab = w.labels
-            name = next((k for k, sel in labels_of.items() if labels_subset(sel, lab)), None)
-            if name is None:  # a pod no destination selects: named by its version label
-                name = f"unrouted {version_of(w.pod_labels)}"
+            name = destination_label(labels_of, w.labels)
             counts[name] = counts.get(name, 0) + n
         return tuple((k, Fraction(c, total)) for k, c in counts.items() if c)
+
+
+def destination_label(labels_of: Mapping[str, tuple[tuple[str, str], ...]], pod_labels: Mapping[str, str]) -> str:
+    """The destination label a pod with ``pod_labels`` counts for: the first whose labels it carries, else
+    ``unrouted <version>`` (a pod no destination selects, named by its version label)."""
+    name = next((k for k, sel in labels_of.items() if labels_subset(sel, pod_labels)), None)
+    return name if name is not None else f"unrouted {version_of(pod_labels.items())}"
 
 
 def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 from meshstat.audit.core import (
     AuditContext,
@@ -53,7 +53,7 @@ from meshstat.mesh.gateway_api import (
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule
 
-__all__ = ["gateway_api_reasons"]
+__all__ = ["Unmeshed", "gateway_api_reasons", "route_split", "service_route_ports", "unmeshed"]
 
 _Split = tuple[tuple[str, Fraction], ...]
 
@@ -124,26 +124,53 @@ def _parent_ports(info: RegisteredService, parent: Any) -> list[int]:
     return [p for p in ports if (sp := info.port(p)) is None or not uncaptured(sp)]
 
 
-def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
-    """``no-sidecar`` and ``ambient-without-waypoint`` rows of Service ports that routes split: clients without a
-    proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods.
+class Unmeshed(NamedTuple):
+    """A Service port that routes split, for the clients without a proxy that applies them (see :func:`unmeshed`)."""
+
+    info: RegisteredService
+    port: int
+    rule: str  # the route rule that configures the split ("HTTPRoute ns/name rules[0]")
+    configured: _Split
+    labels_of: dict[str, tuple[tuple[str, str], ...]]  # destination label -> the labels of the pods it names
+    kube: tuple[ClientClass, ...]  # clients without a sidecar
+    ambient: tuple[ClientClass, ...]  # ambient clients
+
+
+def service_route_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int]]:
+    """Every (Service, port) a route attached to a Service (producer or consumer, GAMMA) names, but ports no
+    proxy sees."""
+    mesh = ctx.mesh
+    pairs: dict[tuple[str, int], tuple[RegisteredService, int]] = {}
+    for route in ctx.gateway_objects.routes:
+        for parent in route.parents:
+            if parent.is_service:
+                info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
+                if info is None or info.service is None:
+                    continue
+                for p in _parent_ports(info, parent):
+                    if info.port(p) is not None:
+                        pairs.setdefault((info.fqdn, p), (info, p))
+    return list(pairs.values())
+
+
+def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Unmeshed]:
+    """The Service ports of ``pairs`` that routes split, with the clients that apply no route: those without a
+    sidecar (kube-proxy's split) and ambient clients (ztunnel's split unless the Service has a waypoint).
+    Ports a VirtualService also routes are left out: its rows name these clients (:mod:`meshstat.audit.istio`).
 
     The configured split is the one of a plain request (``GET /``, ``sidecar_split``): the consumer
     routes' for the clients of a namespace that has some (GEP-1294), the producer routes' for the
     others. Each pod of the Service is named by the backendRef whose Service (in the same namespace)
     selects it, else ``unrouted <version>``, as the VirtualService rows name pods by subset.
     """
-    if not pairs:
-        return
     mesh = ctx.mesh
     kube = [c for c in ctx.classes if c.kind == "kube-proxy"]
     amb = [c for c in ctx.classes if c.kind == "ambient"]
+    if not kube and not amb:
+        return
     vs_hosts = ctx.virtual_service_hosts()
     for info, port in pairs:
-        if info.fqdn in vs_hosts:  # audited with its VirtualService, whose rows name these clients (istio.py)
-            continue
-        ctx.audited += 1
-        if not kube and not amb:
+        if info.fqdn in vs_hosts:
             continue
         sp = info.port(port)
         tcp = sp is not None and mesh.port_protocol(sp) == "tcp"
@@ -151,40 +178,63 @@ def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]
                                                                       TCP_KINDS if tcp else HTTP_KINDS)
                             if r.meta.namespace != info.namespace})
         for ns in [None, *consumers]:  # None: the producer routes, for every namespace without its own
-            split = sidecar_split(mesh, info, port, ns, None, tcp=tcp)
-            if split is None or split.outcome is not None or split.route is None or not split.backends:
-                continue
             # the consumer namespace's clients, or those of every other namespace
             keep = [c for c in kube + amb if (c.namespace == ns if ns is not None else c.namespace not in consumers)]
-            yield from _unmeshed_split(ctx, info, port, split, [c for c in keep if c.kind == "kube-proxy"],
-                                       [c for c in keep if c.kind == "ambient"])
+            got = route_split(ctx, info, port, ns) if keep else None
+            if got is None:
+                continue
+            rule, configured, labels_of, _ = got
+            yield Unmeshed(info, port, rule, configured, labels_of,
+                           tuple(c for c in keep if c.kind == "kube-proxy"),
+                           tuple(c for c in keep if c.kind == "ambient"))
 
 
-def _unmeshed_split(ctx: AuditContext, info: RegisteredService, port: int, split: GatewaySplit,
-                    kube: list[ClientClass], amb: list[ClientClass]) -> Iterator[Divergence]:
+def route_split(ctx: AuditContext, info: RegisteredService, port: int, namespace: str | None
+                ) -> tuple[str, _Split, dict[str, tuple[tuple[str, str], ...]], dict[str, str]] | None:
+    """The split the routes attached to ``info`` configure for a plain request (``GET /``) from ``namespace`` (its
+    consumer routes if it has some, else the producer routes; ``None``: the producer routes): the rule, the
+    configured split, destination label -> the labels of the Service's pods it names, backend FQDN -> label.
+    ``None`` when no route rule serves the request with backends."""
     mesh = ctx.mesh
+    sp = info.port(port)
+    tcp = sp is not None and mesh.port_protocol(sp) == "tcp"
+    split = sidecar_split(mesh, info, port, namespace, None, tcp=tcp)
+    if split is None or split.outcome is not None or split.route is None or not split.backends:
+        return None
     total = sum(b.weight for b in split.backends)
     shares: dict[str, Fraction] = {}
     labels_of: dict[str, tuple[tuple[str, str], ...]] = {}
+    hosts: dict[str, str] = {}
     for gb in split.backends:
         label = _label(gb.ref)
         shares[label] = shares.get(label, Fraction(0)) + Fraction(gb.weight, total)
-        binfo = mesh.registry.get(gb.destination.host) if gb.destination is not None else None
+        if gb.destination is None:
+            continue
+        hosts.setdefault(gb.destination.host, label)
+        binfo = mesh.registry.get(gb.destination.host)
         sel = binfo.service.selector if binfo is not None and binfo.service is not None else None
         if sel and binfo is not None and binfo.namespace == info.namespace:
             labels_of.setdefault(label, sel)
-    configured = tuple(shares.items())
-    pods = ctx.pod_split(info, port, labels_of)
-    assert split.route is not None
     rule = f"{split.route.label} rules[{split.rule.index if split.rule is not None else 0}]"
-    if kube:
-        kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
-        if dict(kpods) != dict(configured):
-            yield no_sidecar_row(ctx, info, port, kube, configured, kpods, rule)
-    if amb and dict(pods) != dict(configured):
-        wp = service_waypoint(mesh, info)
-        if wp.gateway is None:
-            yield no_waypoint_row(ctx, info, port, amb, configured, pods, wp)
+    return rule, tuple(shares.items()), labels_of, hosts
+
+
+def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
+    """``no-sidecar`` and ``ambient-without-waypoint`` rows of the Service ports :func:`unmeshed` gives: clients
+    without a proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods. With real
+    kube-proxy rules (``audit --iptables/--nft``) the rules give the ``no-sidecar`` rows instead
+    (:mod:`meshstat.audit.observed`)."""
+    for t in unmeshed(ctx, pairs):
+        info, port, configured = t.info, t.port, t.configured
+        pods = ctx.pod_split(info, port, t.labels_of)
+        if t.kube and not ctx.observed_kube_proxy:
+            kpods = ctx.kube_proxy_split(info, port, t.labels_of, pods)
+            if dict(kpods) != dict(configured):
+                yield no_sidecar_row(ctx, info, port, t.kube, configured, kpods, t.rule)
+        if t.ambient and dict(pods) != dict(configured):
+            wp = service_waypoint(ctx.mesh, info)
+            if wp.gateway is None:
+                yield no_waypoint_row(ctx, info, port, t.ambient, configured, pods, wp)
 
 
 def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
@@ -193,17 +243,10 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     mesh = ctx.mesh
     objs = ctx.gateway_objects
     routes = [r for r in objs.routes if r.kind in HTTP_KINDS]
-    pairs: dict[tuple[str, int], tuple[RegisteredService, int]] = {}
-    for route in objs.routes:
-        for parent in route.parents:
-            if parent.is_service:  # producer and consumer routes
-                info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")
-                if info is None or info.service is None:
-                    continue
-                for p in _parent_ports(info, parent):
-                    if info.port(p) is not None:
-                        pairs.setdefault((info.fqdn, p), (info, p))
-    yield from _unmeshed_rows(ctx, list(pairs.values()))
+    pairs = service_route_ports(ctx)
+    vs_hosts = ctx.virtual_service_hosts()
+    ctx.audited += sum(1 for info, _ in pairs if info.fqdn not in vs_hosts)  # those with a VirtualService count there
+    yield from _unmeshed_rows(ctx, pairs)
     for route in routes:
         for parent in route.parents:
             if parent.is_service:

@@ -110,15 +110,18 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
     return tuple(out.items())
 
 
-def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split]]:
-    """(Service, port, its VirtualService, the configured split) of every VirtualService-routed Service port."""
+def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split,
+                                                  dict[str, tuple[tuple[str, str], ...]]]]:
+    """(Service, port, its VirtualService, the configured split, destination label -> the labels of the pods it
+    names) of every VirtualService-routed Service port."""
     out = []
     for info, vss in ctx.virtual_service_hosts().values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, ctx.mesh.port_protocol(sp)) or vss[0]
             dests = _configured(vs, ctx.mesh, sp)
             if dests:
-                out.append((info, sp.port, vs, _weights(dests)))
+                labels_of = _labels_of(ctx.mesh, info, dests, destination_rule(ctx.mesh, info, info.namespace))
+                out.append((info, sp.port, vs, _weights(dests), labels_of))
     return out
 
 

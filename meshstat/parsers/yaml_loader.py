@@ -26,7 +26,8 @@ share have one definition, and the tests compare the paths against each other he
 Used by :mod:`meshstat.parsers.k8s` (manifests) and :mod:`meshstat.parsers.envoy`
 (YAML bootstraps). The input size bound is the caller's (:mod:`meshstat.inputs`).
 
-Pure Python (standard library, PyYAML, orjson, yaml-rs and RE2, each imported on first use).
+Pure Python (standard library, PyYAML, orjson, yaml-rs and RE2, each imported on first use), but for
+numpy, imported only to find the key lines of a JSON text of 1 MiB or more (:func:`_json_key_lines_numpy`).
 """
 
 from __future__ import annotations
