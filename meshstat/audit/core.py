@@ -63,8 +63,9 @@ REASONS: dict[str, str] = {
     "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
     "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
                         "share fails (503 NC)",
-    "other-virtualservice-wins": "another VirtualService for the host comes first for the clients' sidecars (one "
-                                 "private to their namespace or exported to it by name): its split applies",
+    "other-virtualservice-wins": "another VirtualService for the host comes first for the clients' proxies (an "
+                                 "older one, or one private to their namespace or exported to it by name): its "
+                                 "split applies, or a 404 when none of its rules matches a plain request",
     "destination-rule-differs": "the clients see a DestinationRule of their own namespace (istiod prefers it) whose "
                                 "subsets select other pods than the one of the Service's namespace: the shares go "
                                 "to those pods",

@@ -17,7 +17,9 @@ group (:class:`meshstat.audit.core.ClientClass`):
   subsets select other pods than the Service's namespace's sends the shares there
   (``destination-rule-differs``); another VirtualService for the host that comes first for them
   (private to their namespace, or exported to it by name) applies its own split
-  (``other-virtualservice-wins``).
+  (``other-virtualservice-wins``). A later VirtualService for the host, which no proxy that sees
+  the first one applies, is reported the same way, with the first one's split or a 404
+  (:func:`_shadowed_rows`).
 
 Sidecar clients are evaluated once for every namespace that nothing singles out (a namespace
 that no rule, Sidecar or exportTo of the Service names: :func:`meshstat.mesh.clients.rule_namespaces`,
@@ -139,8 +141,8 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, mesh.port_protocol(sp)) or vss[0]  # as a sidecar serves the port
             dests = _configured(vs, mesh, sp)
+            counted = bool(dests)
             if dests:
-                audited += 1
                 yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
             elif vs.tcp and not vs.http and mesh.port_protocol(sp) == "http":
                 ctx.notes.append(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "
@@ -149,9 +151,95 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             if not dests and ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
                 # the first VirtualService has no rule for this port; the waypoint takes one of another's
                 rows = list(_waypoint_rows(ctx, info, sp.port, None, (), (), (), {}, None, wp.gateway, ambient))
-                audited += bool(rows) or any(_configured(v, mesh, sp) for v in vss[1:])
+                counted = counted or bool(rows)
                 yield from rows
+            if len(vss) > 1:
+                splits = [(v, d) for v in vss if v is not vs and (d := _configured(v, mesh, sp))]
+                counted = counted or bool(splits)
+                yield from _shadowed_rows(ctx, info, sp.port, splits, vs if dests else None, by_kind, sidecar_ns)
+            audited += counted
     ctx.audited += audited
+
+
+def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
+                   splits: list[tuple[VirtualService, tuple[RouteDestination, ...]]], audited_vs: VirtualService | None,
+                   by_kind: dict[str, list[ClientClass]], sidecar_ns: _SidecarNamespaces) -> Iterator[Divergence]:
+    """``other-virtualservice-wins`` of the VirtualServices (``splits``: each with its destinations for a plain
+    request) that a proxy seeing them does not apply to ``info:port``, because another one for the host comes first
+    there: the oldest (Istio applies one VirtualService per host and port; ``istioctl analyze`` warns of it as
+    IST0109, "merge the conflicting VirtualServices"), or one private to the clients' namespace.
+
+    For each sidecar client group (as :func:`_service_port` groups them) and for the ambient clients of the
+    Service's waypoint: the first VirtualService there (``scope.first_for_port``; at the waypoint, the first
+    with rules of the port's kind, as :func:`_waypoint_view` takes it) against each later one the proxy sees.
+    The effective split is the first one's for a plain request, or ``404 no route`` when none of its rules
+    matches one (rules for other paths only). ``audited_vs``, whose rows :func:`_service_port` writes,
+    is left out.
+    """
+    mesh = ctx.mesh
+    sp = info.port(port)
+    if sp is None:
+        return
+    tcp = mesh.port_protocol(sp) == "tcp"
+    cands = [(v, _weights(d)) for v, d in splits if v is not audited_vs]
+    if not cands:
+        return
+
+    def plain(first: VirtualService) -> _Split | None:
+        d = _configured(first, mesh, sp)
+        if d:
+            return _weights(d)
+        if tcp:
+            return None
+        # a plain request: the first rule without matches serves it (a redirect or direct response too), else 404
+        rule = next((r for r in first.http if not r.matches), None)
+        return ((f"{rule.terminal} (no destination)" if rule is not None and rule.terminal else "404 no route",
+                 Fraction(1)),)
+
+    def row(v: VirtualService, first: VirtualService, conf: _Split, eff: _Split, where: str,
+            classes: list[ClientClass], kind: str) -> Divergence:
+        clients, n = clients_label(classes)
+        miss = "; a plain request matches none of its rules: 404" if eff[0][0] == "404 no route" else ""
+        return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, conf, eff,
+                          "other-virtualservice-wins",
+                          f"{where} VirtualService {first.meta.ref} for {info.fqdn}, which comes first: "
+                          f"VirtualService {v.meta.ref} is not applied" + miss,
+                          (f"merge the routes of VirtualService {v.meta.ref} into {first.meta.ref}, or delete one",),
+                          kind)
+
+    groups: dict[tuple[int, int], tuple[VirtualService, VirtualService, _Split, _Split, list[ClientClass]]] = {}
+    special = rule_namespaces(mesh, info) if by_kind.get("sidecar") else set()
+    for c, generic in sidecar_ns.split(special) if by_kind.get("sidecar") else []:
+        ns = _OTHER_NS if generic else c.namespace
+        scope = client_scope(mesh, c.workloads[0] if c.namespace == ns else None, ns)
+        if scope_miss(mesh, scope, info, port) is not None:
+            continue
+        found = sidecar_virtual_services(mesh, scope, info, port)
+        first = first_for_port(found, port, mesh.port_protocol(sp))
+        if first is None:
+            continue
+        for v, conf in cands:
+            if v is not first and any(x is v for x in found):
+                eff = plain(first)
+                if eff is not None and eff != conf:
+                    g = groups.setdefault((id(v), id(first)), (v, first, conf, eff, []))
+                    g[4].extend(sidecar_ns.others(special) if generic else [c])
+    for v, first, conf, eff, classes in groups.values():
+        yield row(v, first, conf, eff, "the clients' sidecars apply", classes, "sidecar")
+    amb = by_kind.get("ambient")
+    wp = service_waypoint(mesh, info).gateway if amb else None
+    if amb and wp is not None and not any(
+            r.meta.namespace == info.namespace
+            for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)):
+        found_w = [v for v in waypoint_virtual_services(mesh, info, wp)
+                   if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
+        if found_w:
+            first = found_w[0]
+            for v, conf in cands:
+                if v is not first and any(x is v for x in found_w):
+                    eff = plain(first)
+                    if eff is not None and eff != conf:
+                        yield row(v, first, conf, eff, f"waypoint {wp.meta.ref} applies", amb, "ambient + waypoint")
 
 
 def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
