@@ -13,7 +13,7 @@ code                           meaning
 =============================  ==================================================================
 ``no-sidecar``                 clients without a sidecar: kube-proxy splits over all pods
 ``rule-bound-to-gateway-only`` the VirtualService's ``gateways`` lack ``mesh``
-``not-exported-to-namespace``  its ``exportTo`` does not reach the clients' namespace
+``not-exported-to-namespace``  the rule's or a destination Service's ``exportTo`` misses them
 ``sidecar-egress-excludes``    the clients' Sidecar does not import the Service or its rule
 ``subset-without-pods``        a routed subset selects no pods (503)
 ``subset-undefined``           a routed subset is not in the DestinationRule (503 NC)

@@ -48,12 +48,14 @@ from meshstat.mesh.ingress import bound_to, match_at, proxy_namespace, sees, ser
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
+    SERVICE_EXPORT_ANNOTATION,
     client_scope,
     destination_rule,
     exported_to,
     first_for_port,
     imports_host,
     scope_miss,
+    service_visible,
     sidecar_virtual_services,
 )
 from meshstat.parsers.gateway_api import Gateway
@@ -341,7 +343,12 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
                    f"create Service {d.host} or fix the destination of VirtualService {vs.meta.ref}")
         elif info.service is not None:
             port = d.port or (info.ports[0].port if len(info.ports) == 1 else server_port)
-            if info.port(port) is None:
+            gw_ns = proxy_namespace(mesh, igw)
+            if not service_visible(mesh, info, gw_ns):
+                got = ("not-exported-to-namespace", f"Service {info.short} is not exported to namespace {gw_ns} of "
+                       f"the gateway pods ({SERVICE_EXPORT_ANNOTATION} annotation): 503 NC no cluster",
+                       f"add namespace {gw_ns} to the {SERVICE_EXPORT_ANNOTATION} annotation of Service {info.short}")
+            elif info.port(port) is None:
                 got = ("backend-missing", f"destination {d.host} port {port}: {info.short} has no such port "
                        f"(ports: {', '.join(str(p.port) for p in info.ports) or 'none'}): 503 NC no cluster",
                        f"give the destination {d.host} of VirtualService {vs.meta.ref} a port of {info.short}")
@@ -486,7 +493,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
              if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
     if vs is None or not (tcp or any(not r.matches and r.terminal is None for r in vs.http)):
-        got = _split_of(ctx, info, port, found[0], dr, own_dr) if found else None
+        got = _split_of(ctx, info, port, found[0], dr, own_dr, wns) if found else None
         return (got[0], *got[1]) if got is not None and got[1] is not None else None
     vsref = f"VirtualService {vs.meta.ref}"
     if not found:
@@ -506,7 +513,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
                 f"add namespace {wns} to spec.exportTo of {vsref}")
     if found[0] is not vs:
         other = found[0]
-        got = _split_of(ctx, info, port, other, dr, own_dr)
+        got = _split_of(ctx, info, port, other, dr, own_dr, wns)
         if got is None:
             return None
         ours, broken = got
@@ -516,19 +523,20 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
                 f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of)
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns)
     return (configured, *got) if got is not None else None
 
 
 def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService, dr: DestinationRule | None,
-              own_dr: DestinationRule | None) -> tuple[_Split, tuple[str, _Split, str, str] | None] | None:
-    """``vs``'s configured split at ``port`` and what a proxy that sees ``dr`` makes of it (:func:`_subset_view`:
-    None when it holds); None when ``vs`` routes no plain request there."""
+              own_dr: DestinationRule | None, ns: str) -> tuple[_Split, tuple[str, _Split, str, str] | None] | None:
+    """``vs``'s configured split at ``port`` and what a proxy in namespace ``ns`` that sees ``dr`` makes of it
+    (:func:`_subset_view`: None when it holds); None when ``vs`` routes no plain request there."""
     dests = _configured(vs, ctx.mesh, info.port(port))
     if not dests:
         return None
     ours = _weights(dests)
-    return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr))
+    return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr),
+                              ns)
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -575,19 +583,29 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         return None
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
-    return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of)
+    return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
+                        ns)
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
-                 own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]]
-                 ) -> tuple[str, _Split, str, str] | None:
-    """What a proxy that applies ``vs`` and sees ``dr`` makes of its split: subsets that fail (503), or another
-    DestinationRule's subsets (``_other_rule``); None when the configured split holds."""
+                 own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
+                 ns: str | None = None) -> tuple[str, _Split, str, str] | None:
+    """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destination
+    Services not exported to ``ns`` (no cluster: 503 NC, as ``Mesh._cluster_node``) and subsets that fail (503),
+    or another DestinationRule's subsets (``_other_rule``); None when the configured split holds."""
     vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:
+        if ns is not None and (t := ctx.mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
+                and not service_visible(ctx.mesh, t, ns):
+            reasons.append(("not-exported-to-namespace", f"Service {t.short} is not exported to namespace {ns} "
+                            f"({SERVICE_EXPORT_ANNOTATION} annotation): no cluster there, 503 NC",
+                            f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of Service "
+                            f"{t.short}"))
+            failing[_label(d)] = Fraction(1)
+            continue
         if not d.subset:
             continue
         s = dr.subset(d.subset) if dr is not None else None

@@ -151,7 +151,8 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
       consumer route binds the clients of its namespace) and ``sourceNamespace`` matches;
     * the namespaces of Sidecar resources; where there is one, also those of the Service and of
       every rule (``./`` hosts import the client's own namespace);
-    * the Service's export (annotation or MeshConfig ``defaultServiceExportTo``), a VirtualService's
+    * the export (annotation or MeshConfig ``defaultServiceExportTo``) of the Service and of every Service its
+      rules send to (a proxy has no cluster for a Service not exported to it), a VirtualService's
       ``exportTo`` (or ``defaultVirtualServiceExportTo``) and a DestinationRule's ``exportTo`` (or
       ``defaultDestinationRuleExportTo``) that is not ``*``: the namespaces they name, their own;
     * a DestinationRule outside the namespace of its host: its namespace (its clients look it up
@@ -172,12 +173,13 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
             out.add(ns)
             out.update(ex)
 
-    if info.service is not None:
-        ann = dict(info.service.meta.annotations).get("networking.istio.io/exportTo")
-        named(tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else (), mc.service_export_to,
-              info.namespace)
-    elif info.entry is not None:
+    if info.entry is not None and info.service is None:
         out.add(info.entry.meta.namespace)
+    for t in _reached(mesh, info):  # the Service, and the Services its rules send to: a proxy lacks their clusters
+        if t.service is not None:  # where they are not exported
+            ann = dict(t.service.meta.annotations).get("networking.istio.io/exportTo")
+            named(tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else (), mc.service_export_to,
+                  t.namespace)
     for vs in host_rules(mesh).virtual_services(info):
         named(vs.export_to, mc.vs_export_to, vs.meta.namespace)
         out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)

@@ -22,14 +22,8 @@ from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.clients import service_clients
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.envoy import envoy_dump_route
-from meshstat.mesh.gateway_api import (
-    gateway_routed_services,
-    route_requests,
-    sidecar_split,
-    split_layers,
-    split_node,
-    waypoint_route_for,
-)
+from meshstat.mesh.gateway_api import (gateway_routed_services, route_requests, sidecar_split, split_layers, split_node,
+                                       waypoint_route_for)
 from meshstat.mesh.ingress import ingress_paths
 from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings
 from meshstat.mesh.locality import (LocalityPolicy, Place, apply_locality, cluster_policy, depends_on_caller,
@@ -52,16 +46,8 @@ from meshstat.mesh.registry import (
     uncaptured_note,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
-from meshstat.mesh.scope import (
-    ClientScope,
-    client_scope,
-    destination_rule,
-    first_for_port,
-    host_rules,
-    scope_miss,
-    sidecar_virtual_services,
-    unknown_destination_route,
-)
+from meshstat.mesh.scope import (ClientScope, client_scope, destination_rule, first_for_port, host_rules, scope_miss,
+                                 service_visible, sidecar_virtual_services, unknown_destination_route)
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Weighted
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
@@ -398,6 +384,11 @@ class Mesh:
             if target is None:
                 diags.append(Diagnostic("warning", f"destination host {dest.host!r} matches no Service or "
                                         "ServiceEntry: Envoy has no such cluster (503 NC)", src, line))
+                return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
+            if not service_visible(self, target, client_ns):  # the proxy's namespace has no cluster for it
+                diags.append(Diagnostic("warning", f"Service {target.short} is not exported to namespace "
+                                        f"{client_ns} (networking.istio.io/exportTo annotation): no cluster there "
+                                        "(503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
             subset = dest.subset
             if dest.port is not None:

@@ -146,3 +146,25 @@ def test_what_the_gateway_pods_match_and_see(files, want) -> None:
     row = _the_row(mesh, want)
     if row is not None and row.reason == "subset-undefined":
         assert dict(row.effective) == _ingress_shares(mesh)
+
+
+def test_a_service_not_exported_to_the_gateway_pods_answers_503() -> None:
+    """``networking.istio.io/exportTo: "."`` on productpage: the gateway pods in istio-system have no cluster for it
+    (503 NC cluster_not_found); the path model and the audit both say so (both said the route held)."""
+    text = (DATA / "platform" / "kube" / "bookinfo.yaml").read_text()
+    head = "kind: Service\nmetadata:\n  name: productpage\n"
+    assert head in text
+    text = text.replace(head, head + "  annotations:\n    networking.istio.io/exportTo: \".\"\n", 1)
+    m = parse_manifest_text(text, "bookinfo.yaml")
+    m.extend(load_manifests([BASE[1], PODS_NS]))
+    mesh = Mesh(m)
+    assert _ingress_shares(mesh) == {"503": F(1)}
+    row = _the_row(mesh, ("not-exported-to-namespace", (("503", F(1)),)))
+    assert "not exported to namespace istio-system of the gateway pods" in row.detail
+    assert row.fix == ("add namespace istio-system to the networking.istio.io/exportTo annotation of Service "
+                       "productpage.default",)
+    # the gateway pods' own namespace, or no pods in the input (the Gateway's namespace, default): it holds
+    assert audit(Mesh(load_manifests(BASE))).rows == []
+    m = parse_manifest_text(text, "bookinfo.yaml")
+    m.extend(load_manifests([BASE[1]]))
+    assert audit(Mesh(m)).rows == []

@@ -1,0 +1,120 @@
+"""A VirtualService that sends to another Service (``cart`` -> ``cart-v1``/``cart-v2``) whose
+``networking.istio.io/exportTo`` annotation leaves the clients' namespace out: their proxies have no cluster for it,
+and its share answers 503 NC (``cluster_not_found``). The path model and the audit agree, for sidecars and at a
+waypoint; clients in the Service's namespace are not affected.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as F
+
+import pytest
+
+from meshstat.audit import audit
+from meshstat.mesh import Mesh
+from meshstat.parsers.k8s import parse_manifest_text
+from tests.audit.shares import path_shares
+
+_NS = """apiVersion: v1
+kind: Namespace
+metadata: {{name: {name}, labels: {labels}}}
+"""
+_APP = """---
+apiVersion: v1
+kind: Service
+metadata: {name: cart, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: cart}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-v1, namespace: shop, annotations: {networking.istio.io/exportTo: "."}}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: cart, version: v1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cart-v2, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: cart, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart]
+  http:
+  - route:
+    - {destination: {host: cart-v1}, weight: 90}
+    - {destination: {host: cart-v2}, weight: 10}
+"""
+_DEPLOY = """---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {app}, version: {v}}}}}
+  template:
+    metadata: {{labels: {{app: {app}, version: {v}}}}}
+    spec: {{containers: [{{name: c, image: c, ports: [{{containerPort: 8080}}]}}]}}
+"""
+_WAYPOINT = """---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+"""
+
+
+def _mesh(plane: str) -> Mesh:
+    labels = "{istio-injection: enabled}" if plane == "sidecar" else \
+        "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}"
+    text = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels) + _APP
+    text += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
+    text += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
+    if plane == "waypoint":
+        text += _WAYPOINT
+    return Mesh(parse_manifest_text(text, "shop.yaml"))
+
+
+@pytest.mark.parametrize(("plane", "kind", "path_kind", "clients"), [
+    ("sidecar", "sidecar", "sidecar", "front (1)"),
+    # the waypoint, in shop, sees cart-v1: every ambient client gets the split
+    ("waypoint", None, "ambient-waypoint", None),
+])
+def test_a_backend_service_not_exported_to_the_proxy(plane, kind, path_kind, clients) -> None:
+    mesh = _mesh(plane)
+    model = path_shares(mesh, "cart.shop.svc.cluster.local", 80, path_kind, client="client")
+    rows = audit(mesh).rows
+    if kind is None:
+        assert model == {"v1": F(9, 10), "v2": F(1, 10)} and rows == []
+        return
+    assert model == {"503": F(9, 10), "v2": F(1, 10)}
+    (row,) = rows
+    assert (row.service, row.clients, row.kind, row.reason) == ("shop/cart:80", clients, kind,
+                                                                 "not-exported-to-namespace")
+    assert row.configured == (("cart-v1", F(9, 10)), ("cart-v2", F(1, 10)))
+    assert row.effective == (("503", F(9, 10)), ("cart-v2", F(1, 10)))
+    # front is one of the namespaces no rule singles out: the row names them together
+    assert "Service cart-v1.shop is not exported to namespaces that no rule names" in row.detail
+    # the Service's own namespace sees it
+    assert path_shares(mesh, "cart.shop.svc.cluster.local", 80, path_kind, client="cart-v1") == {
+        "v1": F(9, 10), "v2": F(1, 10)}
+
+
+def test_a_waypoint_in_another_namespace_lacks_the_cluster() -> None:
+    """The waypoint of namespace ``mesh-gw`` serves shop's Services: it has no cluster for cart-v1."""
+    labels = "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint, istio.io/use-waypoint-namespace: mesh-gw}"
+    body = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels) + "---\n"
+    body += _NS.format(name="mesh-gw", labels="{}") + _APP
+    body += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
+    body += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
+    body += _WAYPOINT.replace("namespace: shop", "namespace: mesh-gw").replace(
+        "protocol: HBONE}", "protocol: HBONE, allowedRoutes: {namespaces: {from: All}}}")
+    mesh = Mesh(parse_manifest_text(body, "shop.yaml"))
+    assert path_shares(mesh, "cart.shop.svc.cluster.local", 80, "ambient-waypoint", client="client") == {
+        "503": F(9, 10), "v2": F(1, 10)}
+    (row,) = audit(mesh).rows
+    assert (row.kind, row.reason) == ("ambient + waypoint", "not-exported-to-namespace")
+    assert row.effective == (("503", F(9, 10)), ("cart-v2", F(1, 10)))
+    assert "not exported to namespace mesh-gw" in row.detail
