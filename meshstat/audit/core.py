@@ -57,8 +57,9 @@ REASONS: dict[str, str] = {
                                   "waypoints never apply it and use the default cluster over all pods",
     "not-exported-to-namespace": "the VirtualService's exportTo does not reach the clients' namespace (or their "
                                  "waypoint's): their proxies use the default cluster over all pods; or a Service "
-                                 "the route sends to is not exported there (networking.istio.io/exportTo "
-                                 "annotation): the proxies have no cluster for it, its share answers 503",
+                                 "the route sends to (networking.istio.io/exportTo annotation), or the "
+                                 "DestinationRule that defines its subsets, is not exported there: the proxies have "
+                                 "no cluster for it, its share answers 503",
     "sidecar-egress-excludes": "the clients' Sidecar resource does not import the Service (or its "
                                "VirtualService): the outbound traffic policy decides (ALLOW_ANY: kube-proxy over "
                                "all pods; REGISTRY_ONLY: refused)",

@@ -609,7 +609,13 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
         if not d.subset:
             continue
         s = dr.subset(d.subset) if dr is not None else None
-        if s is None:
+        if s is None and dr is None and ns is not None and own_dr is not None and own_dr.subset(d.subset):
+            reasons.append(("not-exported-to-namespace", f"subset {d.subset!r} is defined by DestinationRule "
+                            f"{own_dr.meta.ref}, which is not exported to namespace {ns} (exportTo "
+                            f"{list(own_dr.export_to)}): 503 NC", f"add the clients' namespaces to spec.exportTo of "
+                            f"DestinationRule {own_dr.meta.ref}"))
+            failing[_label(d)] = Fraction(1)
+        elif s is None:
             reasons.append(("subset-undefined", f"subset {d.subset!r} is not defined by "
                             + (f"DestinationRule {dr.meta.ref}" if dr else "any DestinationRule") + ": 503 NC",
                             f"define subset {d.subset} in " + (f"DestinationRule {dr.meta.ref}" if dr

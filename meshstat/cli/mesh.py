@@ -127,9 +127,9 @@ def _services(mesh: Any, args: argparse.Namespace, client_ns: str | None) -> lis
     if svc:
         info, port = mesh.find_service(svc, client_ns)
         if port is None:
-            if len(info.ports) != 1:
-                raise InvalidArgument(f"{info.short} has several ports; give --service HOST:PORT")
-            port = info.ports[0].port
+            from meshstat.mesh.registry import sole_port
+
+            port = sole_port(info, "give --service HOST:PORT")
         return [(info, port)]
     pairs = mesh.routed_services()
     if not pairs:

@@ -17,7 +17,7 @@ from meshstat.engine.routes import compare
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import ambient_decision
 from meshstat.mesh.paths import NO_ROUTED_SERVICE, Mesh
-from meshstat.mesh.registry import version_of
+from meshstat.mesh.registry import sole_port, version_of
 from meshstat.mesh.requests import Request, paths_per_route
 from meshstat.model import Route, exact_sum
 from meshstat.parsers import envoy as envoy_parser
@@ -139,9 +139,7 @@ def compare_paths(
     if service:
         info, port = mesh.find_service(service, wl.meta.namespace if wl else None)
         if port is None:
-            if len(info.ports) != 1:
-                raise InvalidArgument(f"{info.short} has several ports; give the service as HOST:PORT")
-            port = info.ports[0].port
+            port = sole_port(info, "give the service as HOST:PORT")
         pairs = [(info, port)]
     else:
         pairs = mesh.routed_services()

@@ -410,8 +410,12 @@ class Mesh:
         if subset:
             s = dr.subset(subset) if dr is not None else None
             if s is None:
-                diags.append(Diagnostic("warning", f"subset {subset!r} of {target.short} is not defined by any "
-                                        "DestinationRule: the cluster does not exist (503 NC)", src, line))
+                own = self.destination_rule(target, target.namespace) if dr is None else None
+                why = (f"is defined by DestinationRule {own.meta.ref}, which is not exported to namespace {client_ns}"
+                       if own is not None and own.subset(subset) else "is not defined by "
+                       + (f"DestinationRule {dr.meta.ref}" if dr is not None else "any DestinationRule"))
+                diags.append(Diagnostic("warning", f"subset {subset!r} of {target.short} {why}: the cluster does not "
+                                        "exist (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
             sub_labels = s.labels
         # the rest depends on the cluster, the rule seen and the caller's place alone: worked out once per key

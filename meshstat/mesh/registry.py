@@ -35,6 +35,7 @@ __all__ = [
     "labels_subset",
     "pod_condition",
     "port_protocol",
+    "sole_port",
     "uncaptured",
     "uncaptured_note",
     "version_of",
@@ -488,6 +489,16 @@ def uncaptured_note(p: ServicePort, who: str) -> str:
     dns = (" (with DNS capture on, queries to port 53 may go to the proxy's DNS agent, which answers the names "
            "it knows and forwards the rest, through kube-proxy)") if l4 == "UDP" and p.port == 53 else ""
     return f"port {p.name or p.port} is {l4}: {who} captures TCP only; kube-proxy picks{dns}"
+
+
+def sole_port(info: RegisteredService, hint: str) -> int:
+    """The port of ``info`` when it has exactly one (a service named without a port); ``hint`` says how to name
+    one when it has several."""
+    if len(info.ports) == 1:
+        return info.ports[0].port
+    if not info.ports:
+        raise InvalidArgument(f"{info.short} has no ports (a Service without ports: nothing is routed to it)")
+    raise InvalidArgument(f"{info.short} has several ports ({', '.join(str(p.port) for p in info.ports)}); {hint}")
 
 
 def version_of(labels: Iterable[tuple[str, str]]) -> str:

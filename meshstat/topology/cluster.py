@@ -264,7 +264,8 @@ def _match(selector: Sequence[tuple[str, str]], labels: Sequence[tuple[str, str]
 def _service_port(svc: Any, port: int | None) -> Any:
     if port is None:
         if len(svc.ports) != 1:
-            raise InvalidArgument(f"{svc.meta.namespace}/{svc.meta.name} has several ports; give --service NS/NAME:PORT")
+            raise InvalidArgument(f"{svc.meta.namespace}/{svc.meta.name} has "
+                                  + ("no ports" if not svc.ports else "several ports; give --service NS/NAME:PORT"))
         return svc.ports[0]
     for p in svc.ports:
         if p.port == port or p.name == str(port):

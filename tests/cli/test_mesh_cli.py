@@ -157,3 +157,18 @@ def test_envoy_route_reads_istioctl_bootstrap_output() -> None:
     rc, out, err = run(["envoy-route", "--config-dump", boot, "--host", "a", "--port", "80", "-n", "100"])
     assert rc == 0 and err == ""
     assert f"warning: no listeners in the input ({boot}: istioctl proxy-config bootstrap output" in out
+
+
+def test_a_service_named_without_its_port(tmp_path: Path) -> None:
+    """One port is taken; none and several are one-line errors that say which (none was reported as several)."""
+    f = tmp_path / "svc.yaml"
+    f.write_text("apiVersion: v1\nkind: Service\nmetadata: {name: headless, namespace: default}\n"
+                 "spec: {clusterIP: None, selector: {app: x}}\n---\n"
+                 "apiVersion: v1\nkind: Service\nmetadata: {name: two, namespace: default}\n"
+                 "spec: {selector: {app: y}, ports: [{name: http, port: 80}, {name: grpc, port: 9090}]}\n")
+    for cmd in ("mesh", "compare"):
+        rc, out, err = run([cmd, "-f", str(f), "--service", "default/headless"])
+        assert (rc, out) == (2, "") and err.strip() == ("meshstat: error: headless.default has no ports (a Service "
+                                                        "without ports: nothing is routed to it)")
+        rc, out, err = run([cmd, "-f", str(f), "--service", "default/two"])
+        assert rc == 2 and "two.default has several ports (80, 9090); give " in err and err.count("\n") == 1

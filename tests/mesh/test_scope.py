@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from fractions import Fraction as F
 
 import pytest
 
+from meshstat.audit import audit
 from meshstat.mesh.scope import client_scope, destination_rule, exported_to, imports_host
 from meshstat.model import Cascade
 from meshstat.parsers.istio_scope import EgressListener, read_scope_objects
@@ -135,7 +137,13 @@ def test_destination_rule_export_to_and_namespaces() -> None:
     got, diags = paths(m, client="shop/shopper")
     assert set(shares(got["sidecar"].route)) == {"503 NC no cluster (outbound|9080|v1|reviews.default.svc.cluster.local)",
                                                   "503 NC no cluster (outbound|9080|v2|reviews.default.svc.cluster.local)"}
-    assert any("not defined by any DestinationRule" in d.message for d in diags)
+    assert any("is defined by DestinationRule default/reviews, which is not exported to namespace shop" in d.message
+               for d in diags)
+    # the audit names the cause too (it said "not defined by any DestinationRule")
+    rows = [r for r in audit(m).rows if r.clients.startswith("shop")]
+    assert [(r.reason, r.effective) for r in rows] == [("not-exported-to-namespace", (("503", F(1)),))]
+    assert "DestinationRule default/reviews, which is not exported to namespaces that no rule names" in rows[0].detail
+    assert rows[0].fix == ("add the clients' namespaces to spec.exportTo of DestinationRule default/reviews",)
     third = DR_SHOP.replace("namespace: shop", "namespace: elsewhere")
     m = shop("virtual-service-reviews-90-10", extra=third)
     assert destination_rule(m, m.find_service("default/reviews")[0], "shop") is None  # never from a third namespace
