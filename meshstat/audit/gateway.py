@@ -53,7 +53,8 @@ from meshstat.mesh.gateway_api import (
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule
 
-__all__ = ["Unmeshed", "gateway_api_reasons", "route_split", "service_route_ports", "unmeshed"]
+__all__ = ["Unmeshed", "consumer_namespaces", "gateway_api_reasons", "route_split", "service_route_ports",
+           "unmeshed"]
 
 _Split = tuple[tuple[str, Fraction], ...]
 
@@ -156,7 +157,8 @@ def service_route_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int]
 def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Unmeshed]:
     """The Service ports of ``pairs`` that routes split, with the clients that apply no route: those without a
     sidecar (kube-proxy's split) and ambient clients (ztunnel's split unless the Service has a waypoint).
-    Ports a VirtualService also routes are left out: its rows name these clients (:mod:`meshstat.audit.istio`).
+    On ports a VirtualService also routes, only the clients without a sidecar in a consumer route's namespace
+    are given: the VirtualService's rows name the others (:mod:`meshstat.audit.istio`).
 
     The configured split is the one of a plain request (``GET /``, ``sidecar_split``): the consumer
     routes' for the clients of a namespace that has some (GEP-1294), the producer routes' for the
@@ -170,16 +172,14 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
         return
     vs_hosts = ctx.virtual_service_hosts()
     for info, port in pairs:
-        if info.fqdn in vs_hosts:
-            continue
-        sp = info.port(port)
-        tcp = sp is not None and mesh.port_protocol(sp) == "tcp"
-        consumers = sorted({r.meta.namespace for r in attached_routes(ctx.gateway_routes, info, port,
-                                                                      TCP_KINDS if tcp else HTTP_KINDS)
-                            if r.meta.namespace != info.namespace})
-        for ns in [None, *consumers]:  # None: the producer routes, for every namespace without its own
+        consumers = sorted(consumer_namespaces(ctx, info, port))
+        with_vs = info.fqdn in vs_hosts
+        # None: the producer routes, for every namespace without its own; with a VirtualService, its rows name
+        # those clients (a sidecar in a consumer route's namespace applies that route: GEP-1294)
+        for ns in [*([] if with_vs else [None]), *consumers]:
             # the consumer namespace's clients, or those of every other namespace
-            keep = [c for c in kube + amb if (c.namespace == ns if ns is not None else c.namespace not in consumers)]
+            keep = [c for c in kube + ([] if with_vs else amb)
+                    if (c.namespace == ns if ns is not None else c.namespace not in consumers)]
             got = route_split(ctx, info, port, ns) if keep else None
             if got is None:
                 continue
@@ -187,6 +187,17 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
             yield Unmeshed(info, port, rule, configured, labels_of,
                            tuple(c for c in keep if c.kind == "kube-proxy"),
                            tuple(c for c in keep if c.kind == "ambient"))
+
+
+def consumer_namespaces(ctx: AuditContext, info: RegisteredService, port: int) -> set[str]:
+    """The namespaces of the consumer routes (routes of another namespace attached to ``info``) of ``port``: a
+    sidecar there applies them (GEP-1294; Istio lists the routes of the proxy's own namespace first)."""
+    if not ctx.gateway_routes:
+        return set()
+    sp = info.port(port)
+    tcp = sp is not None and ctx.mesh.port_protocol(sp) == "tcp"
+    return {r.meta.namespace for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)
+            if r.meta.namespace != info.namespace}
 
 
 def route_split(ctx: AuditContext, info: RegisteredService, port: int, namespace: str | None

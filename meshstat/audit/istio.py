@@ -41,6 +41,7 @@ from meshstat.audit.core import (
     no_sidecar_row,
     no_waypoint_row,
 )
+from meshstat.audit.gateway import consumer_namespaces
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
@@ -61,7 +62,7 @@ from meshstat.mesh.scope import (
 from meshstat.parsers.gateway_api import Gateway
 from meshstat.parsers.k8s import DestinationRule, RouteDestination, ServicePort, VirtualService
 
-__all__ = ["istio_gateway_reasons", "istio_rule_reasons", "routed_ports"]
+__all__ = ["istio_gateway_reasons", "istio_rule_reasons", "routed_ports", "unmeshed_by_rule"]
 
 _OTHER_NS = "\x00any other namespace"
 #: how a row names the namespaces that ``_OTHER_NS`` stands for
@@ -112,6 +113,15 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
         if d.weight:
             out[label(d)] = out.get(label(d), Fraction(0)) + Fraction(d.weight, total)
     return tuple(out.items())
+
+
+def unmeshed_by_rule(ctx: AuditContext, info: RegisteredService, port: int, kube: list[ClientClass]
+                     ) -> list[ClientClass]:
+    """The clients without a sidecar that a VirtualService's split is meant for: those outside the namespaces of
+    consumer routes of ``info:port`` (a sidecar there would apply the route, :func:`meshstat.audit.gateway.unmeshed`
+    compares them with it)."""
+    consumers = consumer_namespaces(ctx, info, port) if kube else set()
+    return [c for c in kube if c.namespace not in consumers] if consumers else kube
 
 
 def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, VirtualService, _Split,
@@ -409,8 +419,10 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     vsref = f"VirtualService {vs.meta.ref}"
 
     kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
-    if kpods != configured and by_kind.get("kube-proxy") and not ctx.observed_kube_proxy:  # else the real rules say
-        yield no_sidecar_row(ctx, info, port, by_kind["kube-proxy"], configured, kpods, vsref)
+    # clients in a consumer route's namespace: that route's split is theirs (audit.gateway's rows)
+    kube = unmeshed_by_rule(ctx, info, port, by_kind.get("kube-proxy", []))
+    if kpods != configured and kube and not ctx.observed_kube_proxy:  # else the real rules say
+        yield no_sidecar_row(ctx, info, port, kube, configured, kpods, vsref)
     if by_kind.get("ambient"):
         wp = service_waypoint(mesh, info)
         if wp.gateway is None and not same:

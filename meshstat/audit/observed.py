@@ -28,7 +28,7 @@ from typing import Any
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, destination_label
 from meshstat.audit.gateway import route_split, service_route_ports, unmeshed
-from meshstat.audit.istio import routed_ports
+from meshstat.audit.istio import routed_ports, unmeshed_by_rule
 from meshstat.errors import MeshstatError
 from meshstat.kubeproxy import find_service, service_route
 from meshstat.mesh.envoy import envoy_dump_route
@@ -59,7 +59,8 @@ def _routed(ctx: AuditContext, kube: list[ClientClass]
     """(Service, port, the rule, its configured split, destination label -> pod labels, the clients without a
     sidecar it is configured for) of every Service port a VirtualService or a Service's routes split."""
     for info, port, vs, configured, labels_of in routed_ports(ctx):
-        yield info, port, f"VirtualService {vs.meta.ref}", configured, labels_of, kube
+        if mine := unmeshed_by_rule(ctx, info, port, kube):
+            yield info, port, f"VirtualService {vs.meta.ref}", configured, labels_of, mine
     for t in unmeshed(ctx, service_route_ports(ctx)):
         if t.kube:
             yield t.info, t.port, t.rule, t.configured, t.labels_of, list(t.kube)

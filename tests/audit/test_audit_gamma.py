@@ -156,3 +156,60 @@ def test_istios_own_bookinfo_route_reviews_90_10(plane, reason) -> None:
     mesh = Mesh(load_manifests(files + ([str(DATA / "bookinfo-ambient" / plane)] if plane else [])))
     rows = [(r.service, r.reason, r.configured, r.effective) for r in audit(mesh).rows]
     assert rows == ([] if reason is None else [("default/reviews:9080", reason, CONFIGURED, PODS)])
+
+
+_CONSUMER = """apiVersion: v1
+kind: Namespace
+metadata: {name: plain}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: legacy}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-v1, namespace: default}
+spec: {ports: [{name: http, port: 9080}], selector: {app: reviews, version: v1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews-v3, namespace: default}
+spec: {ports: [{name: http, port: 9080}], selector: {app: reviews, version: v3}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: reviews-for-plain, namespace: plain}
+spec:
+  parentRefs: [{group: "", kind: Service, name: reviews, namespace: default, port: 9080}]
+  rules: [{backendRefs: [{name: reviews-v1, namespace: default, port: 9080, weight: 50},
+                         {name: reviews-v3, namespace: default, port: 9080, weight: 50}]}]
+""" + "".join(f"""---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: client, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: client}}}}
+  template: {{metadata: {{labels: {{app: client}}}}, spec: {{containers: [{{name: c, image: c}}]}}}}
+""" for ns in ("plain", "legacy"))
+
+
+def test_clients_without_a_sidecar_in_a_consumer_routes_namespace() -> None:
+    """A VirtualService splits reviews 90/10 and a consumer HTTPRoute of namespace ``plain`` 50/50: a sidecar in
+    ``plain`` would apply the route, so the clients there without one are compared with the route's split, the
+    others with the VirtualService's (all of them were counted in the VirtualService's row)."""
+    b = DATA / "bookinfo"
+    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
+                        str(b / "networking" / "destination-rule-all.yaml"),
+                        str(b / "networking" / "virtual-service-reviews-90-10.yaml"),
+                        str(DATA / "bookinfo-ambient" / "sidecar")])
+    m.extend(parse_manifest_text(_CONSUMER, "consumer.yaml"))
+    rows = sorted(audit(Mesh(m)).rows, key=lambda r: r.clients)
+    assert [(r.service, r.clients, r.reason) for r in rows] == [
+        ("default/reviews:9080", "legacy (1)", "no-sidecar"), ("default/reviews:9080", "plain (1)", "no-sidecar")]
+    legacy, plain = rows
+    assert legacy.configured == (("v1", F(9, 10)), ("v2", F(1, 10)))
+    assert dict(legacy.effective) == {"v1": F(1, 3), "v2": F(1, 3), "unrouted v3": F(1, 3)}
+    assert plain.configured == (("default/reviews-v1:9080", F(1, 2)), ("default/reviews-v3:9080", F(1, 2)))
+    assert dict(plain.effective) == {"default/reviews-v1:9080": F(1, 3), "default/reviews-v3:9080": F(1, 3),
+                                     "unrouted v2": F(1, 3)}
+    assert "HTTPRoute plain/reviews-for-plain rules[0]" in plain.detail
