@@ -728,8 +728,7 @@ class Mesh:
         if self._pod_names is None:
             by_workload: dict[tuple[str, str], list[Pod]] = {}
             for p in self.pods:
-                root = self.owners.root_of.get(id(p.workload), p.workload)  # Istio's workload name
-                by_workload.setdefault((p.namespace, root.meta.name), []).append(p)
+                by_workload.setdefault((p.namespace, self.owners.istio_workload(p.workload)), []).append(p)
             self._pod_names = ({p.ip: p for p in self.pods}, {p.name: p for p in self.pods}, by_workload)
         by_ip, by_name, by_workload = self._pod_names
 

@@ -224,10 +224,8 @@ class Ownership:
                 continue
             kind, name = w.owner
             p = by_key.get((w.meta.namespace, kind, name))
-            if p is None and kind == "ReplicaSet":
-                h = dict(w.pod_labels).get("pod-template-hash")
-                if h and name.endswith("-" + h):
-                    p = by_key.get((w.meta.namespace, "Deployment", name[: -len(h) - 1]))
+            if p is None and (deploy := _deployment_of(kind, name, w.pod_labels)) is not None:
+                p = by_key.get((w.meta.namespace, "Deployment", deploy))
             if p is not None and _RANK.get(p.meta.kind, -1) > _RANK.get(w.meta.kind, 0):
                 parent[id(w)] = p
         root_of: dict[int, WorkloadResource] = {}
@@ -259,6 +257,15 @@ class Ownership:
             finished=tuple(finished),
             conditions=conditions,
         )
+
+    def istio_workload(self, w: WorkloadResource) -> str:
+        """The workload name Istio gives ``w``'s pods (``pkg/kube/util.go``, ``GetDeployMetaFromPod``): that of
+        the root that controls it in the input, else of its controller; a ReplicaSet named
+        ``<deployment>-<pod-template-hash>`` stands for its Deployment, present or not."""
+        root = self.root_of.get(id(w), w)
+        kind, name = root.owner if root.meta.kind == "Pod" and root.owner is not None else (root.meta.kind,
+                                                                                          root.meta.name)
+        return _deployment_of(kind, name, root.pod_labels) or name
 
     def condition(self, w: WorkloadResource) -> str:
         """The endpoint condition of ``w``'s pods: a Pod's :func:`pod_condition`, ``"ready"`` for the pods
@@ -489,6 +496,15 @@ def uncaptured_note(p: ServicePort, who: str) -> str:
     dns = (" (with DNS capture on, queries to port 53 may go to the proxy's DNS agent, which answers the names "
            "it knows and forwards the rest, through kube-proxy)") if l4 == "UDP" and p.port == 53 else ""
     return f"port {p.name or p.port} is {l4}: {who} captures TCP only; kube-proxy picks{dns}"
+
+
+def _deployment_of(kind: str, name: str, pod_labels: Iterable[tuple[str, str]]) -> str | None:
+    """The Deployment a ReplicaSet ``name`` stands for (``<deployment>-<pod-template-hash>``, the hash in the pods'
+    labels), or None."""
+    if kind != "ReplicaSet":
+        return None
+    h = dict(pod_labels).get("pod-template-hash")
+    return name[: -len(h) - 1] if h and name.endswith("-" + h) else None
 
 
 def sole_port(info: RegisteredService, hint: str) -> int:

@@ -126,3 +126,19 @@ def test_objects_given_twice_count_once_the_last_one(tmp_path) -> None:
     assert not [d for d in once.diagnostics if "more than once" in d.message]
     dep = next(m for m in twice if m.startswith("Deployment"))
     assert "(2 times)" in dep and " more;" in dep  # the first three named, the rest counted
+
+
+@pytest.mark.parametrize("deployments", [True, False], ids=["get-all", "replicasets-and-pods"])
+def test_istio_workload_names_are_the_deployments(deployments) -> None:
+    """Istio names a pod's workload after its Deployment (``GetDeployMetaFromPod``: a ReplicaSet
+    ``<deployment>-<pod-template-hash>`` stands for it), also when the export holds only ReplicaSets and Pods;
+    meshstat named those after the ReplicaSet, so an Envoy endpoint's workload metadata matched no pod."""
+    doc = with_owned_objects(cluster(2, 1))
+    if not deployments:
+        doc = {**doc, "items": [it for it in doc["items"] if it["kind"] != "Deployment"]}
+    mesh = _mesh(doc)
+    pods = [p for p in mesh.pods if p.namespace.startswith("ns")]
+    assert pods and all(p.workload.meta.kind == "Pod" for p in pods)
+    assert {mesh.owners.istio_workload(p.workload) for p in pods} == {"svc0-v1", "svc0-v2", "svc1-v1", "svc1-v2"}
+    rs = next(w for w in mesh.manifests.workloads if w.meta.kind == "ReplicaSet")
+    assert mesh.owners.istio_workload(rs) == rs.meta.name.rsplit("-", 1)[0]
