@@ -19,6 +19,7 @@ code                           meaning
 ``subset-undefined``           a routed subset is not in the DestinationRule (503 NC)
 ``destination-rule-differs``   the clients' own DestinationRule's subsets select other pods
 ``other-virtualservice-wins``  another VirtualService for the host comes first for the clients
+``fault-injected``             the rule's ``fault.abort`` answers a share of the requests itself
 ``ambient-without-waypoint``   ambient clients, no waypoint: ztunnel splits over all pods
 ``rule-not-at-waypoint``       the waypoint ignores a VirtualService outside its and the Service's namespace
 ``backend-missing``            a backendRef (or gateway destination) names no Service, port or kind

@@ -72,6 +72,8 @@ REASONS: dict[str, str] = {
     "destination-rule-differs": "the clients see a DestinationRule of their own namespace (istiod prefers it) whose "
                                 "subsets select other pods than the one of the Service's namespace: the shares go "
                                 "to those pods",
+    "fault-injected": "the rule's fault.abort answers a share of the requests with an error before routing (Envoy's "
+                      "fault filter, in the clients' proxies, the waypoint or the gateway): the rest is split",
     "ambient-without-waypoint": "the clients are in ambient mode and the Service has no waypoint: ztunnel splits "
                                 "per connection over all pods, whatever the VirtualService or route says",
     "rule-not-at-waypoint": "the Service's waypoint applies VirtualServices of its own namespace and the Service's "

@@ -70,19 +70,47 @@ _OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
 
 
-def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[RouteDestination, ...] | None:
+def _plain_rule(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> Any:
+    """The rule of ``vs`` that serves a plain request (or connection) to ``sp``: the first http rule without
+    matches or redirect (on an HTTP port), the first tcp rule for every port and source (on a TCP port, or a
+    sniffed port whose rules are all tcp ones, as ``Mesh._sidecar_route``); None when no proxy routes the
+    port (UDP to Istio) or no such rule exists."""
     proto = mesh.port_protocol(sp) if sp is not None else "udp"
     if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
         return None
-    if proto != "tcp" and (vs.http or proto != "auto"):  # as Mesh._sidecar_route: tcp rules on TCP (or sniffed
-        for r in vs.http:                              # ports whose rules are all tcp ones) only
-            if not r.matches and r.terminal is None:
-                return r.destinations
-        return None
-    for t in vs.tcp:
-        if not t.ports and not t.source_labels:
-            return t.destinations
-    return None
+    if proto != "tcp" and (vs.http or proto != "auto"):
+        return next((r for r in vs.http if not r.matches and r.terminal is None), None)
+    return next((t for t in vs.tcp if not t.ports and not t.source_labels), None)
+
+
+def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[RouteDestination, ...] | None:
+    rule = _plain_rule(vs, mesh, sp)
+    return rule.destinations if rule is not None else None
+
+
+def _abort(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[int, str] | None:
+    """The ``fault.abort`` of ``vs``'s rule for a plain request (:attr:`meshstat.parsers.k8s.HTTPRoute.abort`)."""
+    return getattr(_plain_rule(vs, mesh, sp), "abort", None)
+
+
+def _with_abort(got: tuple[str, _Split, str, str] | None, configured: _Split, abort: tuple[int, str] | None,
+                rule: str) -> tuple[str, _Split, str, str] | None:
+    """``got`` (a view's reason, effective split, detail, fix; None: the split holds) behind the rule's
+    ``fault.abort``: that share of the requests is answered by the proxy (``fault abort <answer>``), the rest
+    split as before (``fault-injected`` when nothing else diverges), as ``meshstat.mesh.layers.with_fault_abort``
+    routes it."""
+    if abort is None or abort[0] <= 0:
+        return got
+    p = Fraction(min(abort[0], 10**6), 10**6)
+    label = f"fault abort {abort[1]}"
+    eff: dict[str, Fraction] = {label: p}
+    for k, f in got[1] if got is not None else configured:
+        if f * (1 - p):
+            eff[k] = eff.get(k, Fraction(0)) + f * (1 - p)
+    detail = f"{rule} fault.abort answers {abort[0] / 10_000:g}% of the requests {abort[1]} before routing"
+    if got is None:
+        return ("fault-injected", tuple(eff.items()), detail, f"remove fault.abort from {rule} (or its percentage)")
+    return got[0], tuple(eff.items()), f"{got[2]}; {detail}", got[3]
 
 
 def _label(d: RouteDestination) -> str:
@@ -200,7 +228,8 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
     def plain(first: VirtualService) -> _Split | None:
         d = _configured(first, mesh, sp)
         if d:
-            return _weights(d)
+            got = _with_abort(None, _weights(d), _abort(first, mesh, sp), "")
+            return got[1] if got is not None else _weights(d)
         if tcp:
             return None
         # a plain request: the first rule without matches serves it (a redirect or direct response too), else 404
@@ -370,12 +399,14 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
             found.append(got)
         key = "503" if got is not None else label
         eff[key] = eff.get(key, Fraction(0)) + share
-    if not found:
+    rref = f"VirtualService {vs.meta.ref} http[{rule.index}]"
+    got = _with_abort((found[0][0], tuple(eff.items()), "; ".join(f[1] for f in found), "") if found else None,
+                      configured, rule.abort, rref)
+    if got is None:
         return None
     return Divergence(f"Gateway {igw.meta.ref}:{server_port}", f"ingress through Istio Gateway {igw.meta.ref}", 0,
-                      configured, tuple(eff.items()), found[0][0],
-                      f"VirtualService {vs.meta.ref} http[{rule.index}]: " + "; ".join(f[1] for f in found),
-                      tuple(dict.fromkeys(f[2] for f in found)), "ingress")
+                      configured, got[1], got[0], f"{rref}: {got[2]}",
+                      tuple(dict.fromkeys(f[2] for f in found)) if found else (got[3],), "ingress")
 
 
 class _SidecarNamespaces:
@@ -535,7 +566,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
                 f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns)
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, _abort(vs, mesh, sp))
     return (configured, *got) if got is not None else None
 
 
@@ -548,7 +579,7 @@ def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: Virtual
         return None
     ours = _weights(dests)
     return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr),
-                              ns)
+                              ns, _abort(vs, ctx.mesh, info.port(port)))
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -596,16 +627,17 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns)
+                        ns, _abort(vs, mesh, info.port(port)))
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
                  own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
-                 ns: str | None = None) -> tuple[str, _Split, str, str] | None:
+                 ns: str | None = None, abort: tuple[int, str] | None = None) -> tuple[str, _Split, str, str] | None:
     """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destination
     Services not exported to ``ns`` (no cluster: 503 NC, as ``Mesh._cluster_node``) and subsets that fail (503),
-    or another DestinationRule's subsets (``_other_rule``); None when the configured split holds."""
+    or another DestinationRule's subsets (``_other_rule``), behind the rule's ``abort`` (:func:`_with_abort`);
+    None when the configured split holds."""
     vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
@@ -641,13 +673,14 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
                             f"{'ready' if idle else ''}{' ' if idle else ''}or drop subset {d.subset} from {vsref}"))
             failing[_label(d)] = Fraction(1)
     if not failing:
-        return _other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of)
+        return _with_abort(_other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of), configured, abort,
+                           vsref)
     eff: dict[str, Fraction] = {}
     for label, f in configured:
         key = "503" if label in failing else label
         eff[key] = eff.get(key, Fraction(0)) + f
     reason, detail, fix = reasons[0]
-    return reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix
+    return _with_abort((reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix), configured, abort, vsref)
 
 
 def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,

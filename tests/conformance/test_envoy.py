@@ -55,3 +55,23 @@ def test_header_name_exact(weights: tuple[int, ...], record) -> None:  # noqa: A
     record(case=f"envoy header_name {':'.join(map(str, weights))}", n=n, counts=run.cluster_counts(),
            mismatches=mismatches)
     assert mismatches == 0
+
+
+def test_fault_abort_before_weighted_clusters(record) -> None:  # noqa: ANN001
+    """A VirtualService rule's ``fault.abort`` (10% answered 503) in front of its 90/10 split, as Istio writes it
+    (``translatePercentToFractionalPercent``: 100,000 per million): the model's shares
+    (``meshstat.mesh.layers.with_fault_abort``) against the real fault filter."""
+    from meshstat.mesh.layers import with_fault_abort
+
+    split = model.Weighted.from_weights((90, 10))
+    route = model.Route(root=with_fault_abort(split, (100_000, "503"), "rule", "-", [], 0), name="envoy")
+    scenario = EnvoyScenario.weighted((90, 10), abort=(100_000, 503))
+    with EnvoyOracle(scenario) as env:
+        run = env.requests(N)
+    aborted = sum(k for what, k in run.other.items() if what.startswith("503 fault filter abort"))
+    assert run.errors == aborted, run.other  # nothing fails but the aborts
+    counts = [aborted, *run.cluster_counts()]
+    assert sum(counts) == N
+    assert [b.name for b in route.backends()] == ["fault abort 503", "b1", "b2"]
+    assert_fits(record, "envoy fault abort 10% before 90:10", ["abort", "c1", "c2"], counts,
+                route.expected_shares()[0], seconds=round(run.elapsed, 2))
