@@ -45,7 +45,6 @@ from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.gateway_api import (
     HTTP_KINDS,
     TCP_KINDS,
-    GatewaySplit,
     attached_routes,
     resolve_backend,
     sidecar_split,
@@ -165,7 +164,6 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
     others. Each pod of the Service is named by the backendRef whose Service (in the same namespace)
     selects it, else ``unrouted <version>``, as the VirtualService rows name pods by subset.
     """
-    mesh = ctx.mesh
     kube = [c for c in ctx.classes if c.kind == "kube-proxy"]
     amb = [c for c in ctx.classes if c.kind == "ambient"]
     if not kube and not amb:
