@@ -183,6 +183,10 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             dests = _configured(vs, mesh, sp)
             counted = bool(dests)
             if dests:
+                if not vs.http and mesh.port_protocol(sp) == "auto":
+                    ctx.notes.append(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
+                                     f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
+                                     "HTTP calls there take the default route over all pods")
                 yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
             elif vs.tcp and not vs.http and mesh.port_protocol(sp) == "http":
                 ctx.notes.append(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "

@@ -46,3 +46,7 @@ def test_tcp_rules_apply_where_the_port_is_tcp(port_name, want) -> None:
     noted = any("has tcp rules only" in n for n in res.notes)
     assert noted == (port_name == "http")
     assert res.audited == (0 if port_name == "http" else 1)
+    # a sniffed port: the tcp split is audited, and a note says what HTTP calls there get
+    sniffed = [n for n in res.notes if "declares no protocol and Istio sniffs it" in n]
+    assert len(sniffed) == (port_name == "reviews")
+    assert all("HTTP calls there take the default route over all pods" in n for n in sniffed)
