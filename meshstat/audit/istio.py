@@ -90,6 +90,8 @@ def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple
 
 def _abort(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[int, str] | None:
     """The ``fault.abort`` of ``vs``'s rule for a plain request (:attr:`meshstat.parsers.k8s.HTTPRoute.abort`)."""
+    if all(r.abort is None for r in vs.http):  # the common case, without working out the rule
+        return None
     return getattr(_plain_rule(vs, mesh, sp), "abort", None)
 
 

@@ -24,7 +24,7 @@ from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
 from meshstat.mesh.locality import effective_locality
 from meshstat.mesh.registry import LabelIndex, RegisteredService
-from meshstat.mesh.scope import client_scope, host_rules
+from meshstat.mesh.scope import client_scope, host_rules, services_restricted
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import DestinationRule, WorkloadResource
 
@@ -175,8 +175,9 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
 
     if info.entry is not None and info.service is None:
         out.add(info.entry.meta.namespace)
-    for t in _reached(mesh, info):  # the Service, and the Services its rules send to: a proxy lacks their clusters
-        if t.service is not None:  # where they are not exported
+    # the Service, and the Services its rules send to: a proxy lacks their clusters where they are not exported
+    for t in _reached(mesh, info) if strict or services_restricted(mesh) else ():
+        if t.service is not None:
             ann = dict(t.service.meta.annotations).get("networking.istio.io/exportTo")
             named(tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else (), mc.service_export_to,
                   t.namespace)

@@ -100,9 +100,20 @@ def exported_to(export_to: Sequence[str], default: Sequence[str], rule_ns: str, 
     return client_ns in ex
 
 
+def services_restricted(mesh: Any) -> bool:
+    """Whether any Service is exported to fewer than all namespaces (its annotation, or MeshConfig
+    ``defaultServiceExportTo``); found once per mesh. When none is, every Service is visible everywhere."""
+    got = mesh.__dict__.get("_services_restricted")
+    if got is None:
+        got = "*" not in mesh.scope.mesh_config.service_export_to or any(
+            SERVICE_EXPORT_ANNOTATION in dict(s.meta.annotations) for s in mesh.manifests.services)
+        mesh.__dict__["_services_restricted"] = got
+    return got  # type: ignore[no-any-return]
+
+
 def service_visible(mesh: Any, info: RegisteredService, client_ns: str) -> bool:
     """A Service's ``networking.istio.io/exportTo`` annotation (default MeshConfig ``defaultServiceExportTo``)."""
-    if info.service is None:
+    if info.service is None or not services_restricted(mesh):
         return True
     ann = dict(info.service.meta.annotations).get(SERVICE_EXPORT_ANNOTATION)
     ex = tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else ()
