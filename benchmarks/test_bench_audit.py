@@ -66,9 +66,9 @@ def test_audit_10k_services(texts, base):
           f"audit from YAML {from_yaml:.2f} s ({from_yaml / base:.2f}x), from JSON {from_json:.2f} s "
           f"({from_json / base:.2f}x)")
     # the goals, 5 s from YAML and 2 s from JSON, are 0.47x and 0.19x of a 10.6 s CSafeLoader parse on
-    # this 2-core machine; the floors leave room for a noisy neighbour. From YAML meshstat measured 0.34-0.36x (it
-    # was 0.85x before big YAML went to yaml-rs), from JSON 0.31-0.33x (0.32-0.35x while the collector still
-    # walked each read's model afterwards).
+    # this 2-core machine; the floors leave room for a noisy neighbour. From YAML meshstat measured 0.34-0.37x (it
+    # was 0.85x before big YAML went to yaml-rs), from JSON 0.27-0.31x (0.31-0.33x before the key table went to
+    # numpy, 0.32-0.35x while the collector still walked each read's model afterwards).
     assert from_yaml < 0.7 * base
     assert from_json < 0.5 * base
 
@@ -88,7 +88,7 @@ def test_compare_files_10k_services(texts, base):
     print(f"\ncompare -f of 10,000 Services ({len(paths):,} paths, n 100,000 each) {took:.2f} s "
           f"({took / base:.2f}x of the CSafeLoader parse)")
     assert len(paths) == 30_000 and all(int(p.result.counts.sum()) == 100_000 for p in paths)
-    # measured 0.64-0.70x on this 2-core machine with the collector on (0.83-0.98x while it still walked each
+    # measured 0.63-0.70x on this 2-core machine with the collector on (0.83-0.98x while it still walked each
     # read's model afterwards; the command line runs without it); it
     # grew with Services x clients before (a 3,000-Service mesh took 71 s, this one minutes): the floor
     # catches that, and leaves room for a noisy neighbour
