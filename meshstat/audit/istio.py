@@ -50,7 +50,9 @@ from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
     SERVICE_EXPORT_ANNOTATION,
+    ClientScope,
     client_scope,
+    cluster_miss,
     destination_rule,
     exported_to,
     first_for_port,
@@ -633,27 +635,35 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns, _abort(vs, mesh, info.port(port)))
+                        ns, _abort(vs, mesh, info.port(port)), scope)
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
                  own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
-                 ns: str | None = None, abort: tuple[int, str] | None = None) -> tuple[str, _Split, str, str] | None:
-    """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destination
-    Services not exported to ``ns`` (no cluster: 503 NC, as ``Mesh._cluster_node``) and subsets that fail (503),
-    or another DestinationRule's subsets (``_other_rule``), behind the rule's ``abort`` (:func:`_with_abort`);
-    None when the configured split holds."""
+                 ns: str | None = None, abort: tuple[int, str] | None = None, scope: ClientScope | None = None
+                 ) -> tuple[str, _Split, str, str] | None:
+    """What a proxy in namespace ``ns`` (a sidecar with ``scope``) that applies ``vs`` and sees ``dr`` makes of its
+    split: destinations it has no cluster for (:func:`~meshstat.mesh.scope.cluster_miss`: not exported to ``ns``,
+    or imported by no egress listener of its Sidecar; 503 NC, as ``Mesh._cluster_node``) and subsets that fail
+    (503), or another DestinationRule's subsets (``_other_rule``), behind the rule's ``abort``
+    (:func:`_with_abort`); None when the configured split holds."""
+    mesh = ctx.mesh
     vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:
-        if ns is not None and (t := ctx.mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
-                and not service_visible(ctx.mesh, t, ns):
-            reasons.append(("not-exported-to-namespace", f"Service {t.short} is not exported to namespace {ns} "
-                            f"({SERVICE_EXPORT_ANNOTATION} annotation): no cluster there, 503 NC",
-                            f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of Service "
-                            f"{t.short}"))
+        if ns is not None and (t := mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
+                and (miss := cluster_miss(mesh, scope, t, ns)) is not None:
+            if not service_visible(mesh, t, ns):
+                reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC",
+                                f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of "
+                                f"Service {t.short}"))
+            else:
+                sc = scope.sidecar if scope is not None else None
+                reasons.append(("sidecar-egress-excludes", f"{miss}: no cluster there, 503 NC",
+                                f"add {t.namespace}/{t.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc
+                                else f"import {t.fqdn}"))
             failing[_label(d)] = Fraction(1)
             continue
         if not d.subset:

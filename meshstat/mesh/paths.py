@@ -46,8 +46,8 @@ from meshstat.mesh.registry import (
     uncaptured_note,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
-from meshstat.mesh.scope import (ClientScope, client_scope, destination_rule, first_for_port, host_rules, scope_miss,
-                                 service_visible, sidecar_virtual_services, unknown_destination_route)
+from meshstat.mesh.scope import (ClientScope, client_scope, cluster_miss, destination_rule, first_for_port, host_rules,
+                                 scope_miss, sidecar_virtual_services, unknown_destination_route)
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Weighted
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
@@ -139,6 +139,7 @@ class Mesh:
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
+        self._scope: ClientScope | None = None  # the sidecar's scope while its route is built (clusters it lacks)
 
     # ------------------------------------------------------------------ pods & registry
 
@@ -385,10 +386,8 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"destination host {dest.host!r} matches no Service or "
                                         "ServiceEntry: Envoy has no such cluster (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
-            if not service_visible(self, target, client_ns):  # the proxy's namespace has no cluster for it
-                diags.append(Diagnostic("warning", f"Service {target.short} is not exported to namespace "
-                                        f"{client_ns} (networking.istio.io/exportTo annotation): no cluster there "
-                                        "(503 NC)", src, line))
+            if (miss := cluster_miss(self, self._scope, target, client_ns)) is not None:
+                diags.append(Diagnostic("warning", f"{miss}: the proxy has no cluster for it (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
             subset = dest.subset
             if dest.port is not None:
@@ -484,7 +483,7 @@ class Mesh:
         try:
             return self._sidecar_route(client, info, port, **kw)
         finally:
-            self._caller = None
+            self._caller = self._scope = None
 
     def _sidecar_route(
         self,
@@ -513,7 +512,7 @@ class Mesh:
         if uncaptured(sp) or proto == "udp":  # not redirected, or UDP to Istio: kube-proxy picks
             return self.kube_proxy_route(info, port, name=name, diags=diags,
                                          notes=(uncaptured_note(sp, "the sidecar"),))
-        sc = client_scope(self, client, client_ns, diags)
+        sc = self._scope = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:
             return unknown_destination_route(self, sc, info, port, name, miss, layers)

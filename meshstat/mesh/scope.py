@@ -363,6 +363,25 @@ def first_for_port(found: Sequence[VirtualService], port: int, proto: str) -> Vi
     return got if got is not None else (found[0] if found else None)
 
 
+def cluster_miss(mesh: Any, scope: ClientScope | None, target: RegisteredService, client_ns: str) -> str | None:
+    """Why a proxy of ``client_ns`` (a sidecar with ``scope``; ``None`` for a gateway or waypoint, which no
+    Sidecar resource binds) has no cluster for ``target``, a route's destination; ``None`` when it has one.
+
+    A Service not exported to the namespace has none there; a sidecar's clusters are those of the services
+    some egress listener of its Sidecar imports (istio ``pilot/pkg/model/sidecar.go``: the
+    ``SidecarScope``'s services are the union of its egress listeners' ``selectServices``). A route to
+    another host then answers 503 NC (``cluster_not_found``).
+    """
+    if not service_visible(mesh, target, client_ns):
+        return (f"Service {target.short} is not exported to namespace {client_ns} "
+                f"({SERVICE_EXPORT_ANNOTATION} annotation)")
+    sc = scope.sidecar if scope is not None else None
+    if sc is not None and sc.egress and not any(imports_host(li, scope.namespace, target.fqdn, target.namespace)
+                                                for li in sc.egress):  # type: ignore[union-attr]
+        return f"Sidecar {sc.meta.ref} imports {target.fqdn} in none of its egress listeners"
+    return None
+
+
 def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:
     """Why a sidecar with ``scope`` does not know ``info:port`` (``None``: it does)."""
     if not service_visible(mesh, info, scope.namespace):
