@@ -658,7 +658,8 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
             if not service_visible(mesh, t, ns):
                 reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC",
                                 f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of "
-                                f"Service {t.short}"))
+                                f"Service {t.short}" if t.service is not None or t.entry is None else
+                                f"add the clients' namespaces to spec.exportTo of ServiceEntry {t.entry.meta.ref}"))
             else:
                 sc = scope.sidecar if scope is not None else None
                 reasons.append(("sidecar-egress-excludes", f"{miss}: no cluster there, 503 NC",

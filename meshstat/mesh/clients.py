@@ -24,7 +24,7 @@ from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
 from meshstat.mesh.locality import effective_locality
 from meshstat.mesh.registry import LabelIndex, RegisteredService
-from meshstat.mesh.scope import client_scope, host_rules, services_restricted
+from meshstat.mesh.scope import client_scope, host_rules, service_export, services_restricted
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import DestinationRule, WorkloadResource
 
@@ -177,10 +177,8 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
         out.add(info.entry.meta.namespace)
     # the Service, and the Services its rules send to: a proxy lacks their clusters where they are not exported
     for t in _reached(mesh, info) if strict or services_restricted(mesh) else ():
-        if t.service is not None:
-            ann = dict(t.service.meta.annotations).get("networking.istio.io/exportTo")
-            named(tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else (), mc.service_export_to,
-                  t.namespace)
+        if (export := service_export(t)) is not None:
+            named(export[0], mc.service_export_to, export[1])
     for vs in host_rules(mesh).virtual_services(info):
         named(vs.export_to, mc.vs_export_to, vs.meta.namespace)
         out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)

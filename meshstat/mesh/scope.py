@@ -106,18 +106,29 @@ def services_restricted(mesh: Any) -> bool:
     got = mesh.__dict__.get("_services_restricted")
     if got is None:
         got = "*" not in mesh.scope.mesh_config.service_export_to or any(
-            SERVICE_EXPORT_ANNOTATION in dict(s.meta.annotations) for s in mesh.manifests.services)
+            SERVICE_EXPORT_ANNOTATION in dict(s.meta.annotations) for s in mesh.manifests.services) or any(
+            e.export_to and "*" not in e.export_to for e in mesh.manifests.service_entries)
         mesh.__dict__["_services_restricted"] = got
     return got  # type: ignore[no-any-return]
 
 
+def service_export(info: RegisteredService) -> tuple[tuple[str, ...], str] | None:
+    """(the namespaces a Service or ServiceEntry is exported to, empty for MeshConfig's default; its namespace):
+    a Service's ``networking.istio.io/exportTo`` annotation, a ServiceEntry's ``spec.exportTo``."""
+    if info.service is not None:
+        ann = dict(info.service.meta.annotations).get(SERVICE_EXPORT_ANNOTATION)
+        return (tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else ()), info.namespace
+    if info.entry is not None:
+        return info.entry.export_to, info.entry.meta.namespace
+    return None
+
+
 def service_visible(mesh: Any, info: RegisteredService, client_ns: str) -> bool:
-    """A Service's ``networking.istio.io/exportTo`` annotation (default MeshConfig ``defaultServiceExportTo``)."""
-    if info.service is None or not services_restricted(mesh):
+    """A Service's ``networking.istio.io/exportTo`` annotation, or a ServiceEntry's ``exportTo`` (default MeshConfig
+    ``defaultServiceExportTo``)."""
+    if not services_restricted(mesh) or (export := service_export(info)) is None:
         return True
-    ann = dict(info.service.meta.annotations).get(SERVICE_EXPORT_ANNOTATION)
-    ex = tuple(x.strip() for x in ann.split(",") if x.strip()) if ann else ()
-    return exported_to(ex, mesh.scope.mesh_config.service_export_to, info.namespace, client_ns)
+    return exported_to(export[0], mesh.scope.mesh_config.service_export_to, export[1], client_ns)
 
 
 def _fqdn(mesh: Any, h: str, ns: str) -> str:
@@ -363,6 +374,12 @@ def first_for_port(found: Sequence[VirtualService], port: int, proto: str) -> Vi
     return got if got is not None else (found[0] if found else None)
 
 
+def _not_exported(info: RegisteredService, ns: str) -> str:
+    if info.service is None and info.entry is not None:
+        return f"ServiceEntry {info.entry.meta.ref} ({info.fqdn}) is not exported to namespace {ns} (spec.exportTo)"
+    return f"Service {info.short} is not exported to namespace {ns} ({SERVICE_EXPORT_ANNOTATION} annotation)"
+
+
 def cluster_miss(mesh: Any, scope: ClientScope | None, target: RegisteredService, client_ns: str) -> str | None:
     """Why a proxy of ``client_ns`` (a sidecar with ``scope``; ``None`` for a gateway or waypoint, which no
     Sidecar resource binds) has no cluster for ``target``, a route's destination; ``None`` when it has one.
@@ -373,8 +390,7 @@ def cluster_miss(mesh: Any, scope: ClientScope | None, target: RegisteredService
     another host then answers 503 NC (``cluster_not_found``).
     """
     if not service_visible(mesh, target, client_ns):
-        return (f"Service {target.short} is not exported to namespace {client_ns} "
-                f"({SERVICE_EXPORT_ANNOTATION} annotation)")
+        return _not_exported(target, client_ns)
     sc = scope.sidecar if scope is not None else None
     if sc is not None and sc.egress and not any(imports_host(li, scope.namespace, target.fqdn, target.namespace)
                                                 for li in sc.egress):  # type: ignore[union-attr]
@@ -385,8 +401,7 @@ def cluster_miss(mesh: Any, scope: ClientScope | None, target: RegisteredService
 def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:
     """Why a sidecar with ``scope`` does not know ``info:port`` (``None``: it does)."""
     if not service_visible(mesh, info, scope.namespace):
-        return (f"Service {info.short} is not exported to namespace {scope.namespace} "
-                f"({SERVICE_EXPORT_ANNOTATION} annotation)")
+        return _not_exported(info, scope.namespace)
     li = scope.listener(port)
     if li is None:
         return f"{scope.label} has no egress listener for port {port} (nor one without port)"

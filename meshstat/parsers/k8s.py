@@ -386,6 +386,7 @@ class ServiceEntry:
     resolution: str
     endpoints: tuple[SEEndpoint, ...]
     has_workload_selector: bool
+    export_to: tuple[str, ...] = ()  # spec.exportTo (empty: MeshConfig defaultServiceExportTo)
 
 
 def last_applied(objs: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
@@ -907,6 +908,7 @@ def _service_entry(ctx: ManifestContext, doc: LineDict) -> ServiceEntry:
         resolution=field_str(ctx, spec, "resolution", "ServiceEntry spec") or "NONE",
         endpoints=tuple(eps),
         has_workload_selector=spec.get("workloadSelector") is not None,
+        export_to=field_str_list(ctx, spec, "exportTo", "ServiceEntry spec"),
     )
 
 

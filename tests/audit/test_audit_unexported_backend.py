@@ -148,3 +148,55 @@ def test_a_sidecar_that_imports_the_service_but_not_its_backends() -> None:
     assert row.effective == (("503", F(1)),)
     assert "Sidecar front/default imports cart-v1.shop.svc.cluster.local in none of its egress listeners" in row.detail
     assert row.fix == ("add shop/cart-v1.shop.svc.cluster.local to the egress hosts of Sidecar front/default",)
+
+
+_ENTRY = """apiVersion: v1
+kind: Namespace
+metadata: {name: ext}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: canary, namespace: ext}
+spec:
+  hosts: [canary.example.com]
+  exportTo: ["."]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 192.0.2.10}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 90}
+    - {destination: {host: canary.example.com}, weight: 10}
+"""
+
+
+@pytest.mark.parametrize("export", ['["."]', '["*"]'])
+def test_a_service_entry_not_exported_to_the_clients(export) -> None:
+    """A ServiceEntry's ``exportTo`` decides which proxies have its cluster, as a Service's annotation does."""
+    from pathlib import Path
+
+    from meshstat.parsers.k8s import load_manifests
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    m = load_manifests([str(data / "bookinfo" / "platform" / "kube" / "bookinfo.yaml"),
+                        str(data / "bookinfo" / "networking" / "destination-rule-all.yaml"),
+                        str(data / "bookinfo-ambient" / "sidecar")])
+    m.extend(parse_manifest_text(_ENTRY.replace('exportTo: ["."]', f"exportTo: {export}"), "entry.yaml"))
+    mesh = Mesh(m)
+    got = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
+    rows = audit(mesh).rows
+    if export == '["*"]':
+        assert got == {"v1": F(9, 10), "192.0.2.10:9080": F(1, 10)}  # the entry's endpoint
+        assert rows == []
+        return
+    assert got == {"v1": F(9, 10), "503": F(1, 10)}
+    (row,) = rows
+    assert (row.reason, row.effective) == ("not-exported-to-namespace", (("v1", F(9, 10)), ("503", F(1, 10))))
+    assert "ServiceEntry ext/canary (canary.example.com) is not exported to namespace" in row.detail
+    assert row.fix == ("add the clients' namespaces to spec.exportTo of ServiceEntry ext/canary",)
