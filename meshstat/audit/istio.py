@@ -50,7 +50,6 @@ from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.scope import (
     SERVICE_EXPORT_ANNOTATION,
-    ClientScope,
     client_scope,
     cluster_miss,
     destination_rule,
@@ -385,17 +384,16 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
         label = name(d)
         info = mesh.resolve_host(d.host, vs.meta.namespace)
         got = None
+        gw_ns = proxy_namespace(mesh, igw)
         if info is None:
             got = ("backend-missing", f"destination {d.host} names no Service or ServiceEntry: 503 NC no cluster",
                    f"create Service {d.host} or fix the destination of VirtualService {vs.meta.ref}")
+        elif (miss := cluster_miss(mesh, info, gw_ns)) is not None:
+            got = ("not-exported-to-namespace", f"{miss}, the gateway pods' namespace: 503 NC no cluster",
+                   _export_fix(info).replace("the clients' namespaces", f"namespace {gw_ns}"))
         elif info.service is not None:
             port = d.port or (info.ports[0].port if len(info.ports) == 1 else server_port)
-            gw_ns = proxy_namespace(mesh, igw)
-            if not service_visible(mesh, info, gw_ns):
-                got = ("not-exported-to-namespace", f"Service {info.short} is not exported to namespace {gw_ns} of "
-                       f"the gateway pods ({SERVICE_EXPORT_ANNOTATION} annotation): 503 NC no cluster",
-                       f"add namespace {gw_ns} to the {SERVICE_EXPORT_ANNOTATION} annotation of Service {info.short}")
-            elif info.port(port) is None:
+            if info.port(port) is None:
                 got = ("backend-missing", f"destination {d.host} port {port}: {info.short} has no such port "
                        f"(ports: {', '.join(str(p.port) for p in info.ports) or 'none'}): 503 NC no cluster",
                        f"give the destination {d.host} of VirtualService {vs.meta.ref} a port of {info.short}")
@@ -635,36 +633,32 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns, _abort(vs, mesh, info.port(port)), scope)
+                        ns, _abort(vs, mesh, info.port(port)))
+
+
+def _export_fix(t: RegisteredService) -> str:
+    """How to export ``t`` to the clients' namespaces."""
+    if t.service is None and t.entry is not None:
+        return f"add the clients' namespaces to spec.exportTo of ServiceEntry {t.entry.meta.ref}"
+    return f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of Service {t.short}"
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
                  own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
-                 ns: str | None = None, abort: tuple[int, str] | None = None, scope: ClientScope | None = None
-                 ) -> tuple[str, _Split, str, str] | None:
-    """What a proxy in namespace ``ns`` (a sidecar with ``scope``) that applies ``vs`` and sees ``dr`` makes of its
-    split: destinations it has no cluster for (:func:`~meshstat.mesh.scope.cluster_miss`: not exported to ``ns``,
-    or imported by no egress listener of its Sidecar; 503 NC, as ``Mesh._cluster_node``) and subsets that fail
-    (503), or another DestinationRule's subsets (``_other_rule``), behind the rule's ``abort``
-    (:func:`_with_abort`); None when the configured split holds."""
+                 ns: str | None = None, abort: tuple[int, str] | None = None) -> tuple[str, _Split, str, str] | None:
+    """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destinations it has no
+    cluster for (:func:`~meshstat.mesh.scope.cluster_miss`: not exported to ``ns``; 503 NC, as
+    ``Mesh._cluster_node``) and subsets that fail (503), or another DestinationRule's subsets (``_other_rule``),
+    behind the rule's ``abort`` (:func:`_with_abort`); None when the configured split holds."""
     mesh = ctx.mesh
     vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:
         if ns is not None and (t := mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
-                and (miss := cluster_miss(mesh, scope, t, ns)) is not None:
-            if not service_visible(mesh, t, ns):
-                reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC",
-                                f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of "
-                                f"Service {t.short}" if t.service is not None or t.entry is None else
-                                f"add the clients' namespaces to spec.exportTo of ServiceEntry {t.entry.meta.ref}"))
-            else:
-                sc = scope.sidecar if scope is not None else None
-                reasons.append(("sidecar-egress-excludes", f"{miss}: no cluster there, 503 NC",
-                                f"add {t.namespace}/{t.fqdn} to the egress hosts of Sidecar {sc.meta.ref}" if sc
-                                else f"import {t.fqdn}"))
+                and (miss := cluster_miss(mesh, t, ns)) is not None:
+            reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC", _export_fix(t)))
             failing[_label(d)] = Fraction(1)
             continue
         if not d.subset:

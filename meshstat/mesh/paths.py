@@ -139,7 +139,6 @@ class Mesh:
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
-        self._scope: ClientScope | None = None  # the sidecar's scope while its route is built (clusters it lacks)
 
     # ------------------------------------------------------------------ pods & registry
 
@@ -386,7 +385,7 @@ class Mesh:
                 diags.append(Diagnostic("warning", f"destination host {dest.host!r} matches no Service or "
                                         "ServiceEntry: Envoy has no such cluster (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
-            if (miss := cluster_miss(self, self._scope, target, client_ns)) is not None:
+            if (miss := cluster_miss(self, target, client_ns)) is not None:
                 diags.append(Diagnostic("warning", f"{miss}: the proxy has no cluster for it (503 NC)", src, line))
                 return Backend(name=f"503 NC no cluster ({dest.host})", labels=(("outcome", "503"),), provenance=prov)
             subset = dest.subset
@@ -483,7 +482,7 @@ class Mesh:
         try:
             return self._sidecar_route(client, info, port, **kw)
         finally:
-            self._caller = self._scope = None
+            self._caller = None
 
     def _sidecar_route(
         self,
@@ -512,7 +511,7 @@ class Mesh:
         if uncaptured(sp) or proto == "udp":  # not redirected, or UDP to Istio: kube-proxy picks
             return self.kube_proxy_route(info, port, name=name, diags=diags,
                                          notes=(uncaptured_note(sp, "the sidecar"),))
-        sc = self._scope = client_scope(self, client, client_ns, diags)
+        sc = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:
             return unknown_destination_route(self, sc, info, port, name, miss, layers)

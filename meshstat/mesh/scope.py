@@ -380,22 +380,15 @@ def _not_exported(info: RegisteredService, ns: str) -> str:
     return f"Service {info.short} is not exported to namespace {ns} ({SERVICE_EXPORT_ANNOTATION} annotation)"
 
 
-def cluster_miss(mesh: Any, scope: ClientScope | None, target: RegisteredService, client_ns: str) -> str | None:
-    """Why a proxy of ``client_ns`` (a sidecar with ``scope``; ``None`` for a gateway or waypoint, which no
-    Sidecar resource binds) has no cluster for ``target``, a route's destination; ``None`` when it has one.
+def cluster_miss(mesh: Any, target: RegisteredService, client_ns: str) -> str | None:
+    """Why a proxy of ``client_ns`` has no cluster for ``target``, a route's destination (``None``: it has one).
 
-    A Service not exported to the namespace has none there; a sidecar's clusters are those of the services
-    some egress listener of its Sidecar imports (istio ``pilot/pkg/model/sidecar.go``: the
-    ``SidecarScope``'s services are the union of its egress listeners' ``selectServices``). A route to
-    another host then answers 503 NC (``cluster_not_found``).
+    A Service or ServiceEntry not exported to the namespace has none there, and a route to it answers 503 NC
+    (``cluster_not_found``). A sidecar's Sidecar resource does not take clusters away from a route: istiod adds
+    the destinations of every VirtualService the sidecar imports to its services (``pilot/pkg/model/sidecar.go``,
+    ``collectImportedServices``: "Infer more possible destinations from virtual services").
     """
-    if not service_visible(mesh, target, client_ns):
-        return _not_exported(target, client_ns)
-    sc = scope.sidecar if scope is not None else None
-    if sc is not None and sc.egress and not any(imports_host(li, scope.namespace, target.fqdn, target.namespace)
-                                                for li in sc.egress):  # type: ignore[union-attr]
-        return f"Sidecar {sc.meta.ref} imports {target.fqdn} in none of its egress listeners"
-    return None
+    return _not_exported(target, client_ns) if not service_visible(mesh, target, client_ns) else None
 
 
 def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:

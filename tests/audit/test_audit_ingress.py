@@ -160,7 +160,7 @@ def test_a_service_not_exported_to_the_gateway_pods_answers_503() -> None:
     mesh = Mesh(m)
     assert _ingress_shares(mesh) == {"503": F(1)}
     row = _the_row(mesh, ("not-exported-to-namespace", (("503", F(1)),)))
-    assert "not exported to namespace istio-system of the gateway pods" in row.detail
+    assert "not exported to namespace istio-system (networking.istio.io/exportTo annotation), the gateway pods" in row.detail
     assert row.fix == ("add namespace istio-system to the networking.istio.io/exportTo annotation of Service "
                        "productpage.default",)
     # the gateway pods' own namespace, or no pods in the input (the Gateway's namespace, default): it holds
