@@ -48,6 +48,7 @@ from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
 from meshstat.mesh.ingress import bound_to, match_at, proxy_namespace, sees, serves
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
+from meshstat.mesh.requests import request_matches
 from meshstat.mesh.scope import (
     SERVICE_EXPORT_ANNOTATION,
     client_scope,
@@ -71,16 +72,26 @@ _OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
 
 
+def _plain_match(vs: VirtualService, sp: ServicePort | None) -> Any:
+    """The first http rule of ``vs`` that a plain request (``GET /``, no headers) meets whoever sends it: a rule
+    without matches, or with a match that holds for it (``uri: {prefix: /}`` does; a match on the client's labels
+    or namespace, or on the authority, is not every client's). None when no rule serves it (a 404)."""
+    port = sp.port if sp is not None else 0
+    return next((r for r in vs.http if not r.matches or any(
+        request_matches(m, "/", {}, "GET", "", port, {}, "", []) for m in r.matches)), None)
+
+
 def _plain_rule(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> Any:
-    """The rule of ``vs`` that serves a plain request (or connection) to ``sp``: the first http rule without
-    matches or redirect (on an HTTP port), the first tcp rule for every port and source (on a TCP port, or a
-    sniffed port whose rules are all tcp ones, as ``Mesh._sidecar_route``); None when no proxy routes the
-    port (UDP to Istio) or no such rule exists."""
+    """The rule of ``vs`` that splits a plain request (or connection) to ``sp``: :func:`_plain_match` on an HTTP
+    port (None when it redirects or answers directly: no split), the first tcp rule for every port and source on
+    a TCP port, or a sniffed port whose rules are all tcp ones (as ``Mesh._sidecar_route``); None when no proxy
+    routes the port (UDP to Istio) or no such rule exists."""
     proto = mesh.port_protocol(sp) if sp is not None else "udp"
     if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
         return None
     if proto != "tcp" and (vs.http or proto != "auto"):
-        return next((r for r in vs.http if not r.matches and r.terminal is None), None)
+        rule = _plain_match(vs, sp)
+        return rule if rule is not None and rule.terminal is None else None
     return next((t for t in vs.tcp if not t.ports and not t.source_labels), None)
 
 
@@ -232,15 +243,17 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
     if not cands:
         return
 
-    def plain(first: VirtualService) -> _Split | None:
-        d = _configured(first, mesh, sp)
-        if d:
-            got = _with_abort(None, _weights(d), _abort(first, mesh, sp), "")
-            return got[1] if got is not None else _weights(d)
+    own_dr = destination_rule(mesh, info, info.namespace)
+
+    def plain(first: VirtualService, ns: str) -> _Split | None:
+        """What the first one does with a plain request from a proxy of ``ns``: its split with its own failures and
+        abort (as :func:`_other_virtual_service` has it), its redirect or direct response, or a 404."""
+        got = _split_of(ctx, info, port, first, destination_rule(mesh, info, ns), own_dr, ns)
+        if got is not None:
+            return got[1][1] if got[1] is not None else got[0]
         if tcp:
             return None
-        # a plain request: the first rule without matches serves it (a redirect or direct response too), else 404
-        rule = next((r for r in first.http if not r.matches), None)
+        rule = _plain_match(first, sp)
         return ((f"{rule.terminal} (no destination)" if rule is not None and rule.terminal else "404 no route",
                  Fraction(1)),)
 
@@ -268,7 +281,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
             continue
         for v, conf in cands:
             if v is not first and any(x is v for x in found):
-                eff = plain(first)
+                eff = plain(first, ns)
                 if eff is not None and eff != conf:
                     g = groups.setdefault((id(v), id(first)), (v, first, conf, eff, []))
                     g[4].extend(sidecar_ns.others(special) if generic else [c])
@@ -285,7 +298,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
             first = found_w[0]
             for v, conf in cands:
                 if v is not first and any(x is v for x in found_w):
-                    eff = plain(first)
+                    eff = plain(first, wp.meta.namespace)
                     if eff is not None and eff != conf:
                         yield row(v, first, conf, eff, f"waypoint {wp.meta.ref} applies", amb, "ambient + waypoint")
 

@@ -84,3 +84,36 @@ def test_one_virtual_service_per_host_gives_no_such_row() -> None:
                         str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
     m.extend(parse_manifest_text(NEW_90_10, "vs.yaml"))
     assert audit(Mesh(m)).rows == []
+
+
+PREFIX_ALL = OLD_50_50.replace("  - route:\n", "  - match: [{uri: {prefix: /}}]\n    route:\n", 1)
+BROKEN_FIRST = OLD_50_50.replace("subset: v3}", "subset: v9}")
+
+
+@pytest.mark.parametrize(("plane", "path_kind"), [("sidecar", "sidecar"), ("waypoint", "ambient-waypoint")])
+@pytest.mark.parametrize(("first", "effective"), [
+    (PREFIX_ALL, {"v1": F(1, 2), "v3": F(1, 2)}),  # ``prefix: /`` meets every request: no 404
+    (BROKEN_FIRST, {"v1": F(1, 2), "503": F(1, 2)}),  # the first one's own failure shows
+], ids=["prefix-slash", "broken-first"])
+def test_the_first_ones_split_is_what_its_proxies_do(plane, path_kind, first, effective) -> None:
+    mesh = _mesh(plane, first)
+    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, path_kind, client="productpage-v1")
+    assert model == effective
+    rows = [r for r in audit(mesh).rows if r.reason == "other-virtualservice-wins"]
+    assert [(r.configured, dict(r.effective)) for r in rows] == [(CONFIGURED, effective)]
+
+
+@pytest.mark.parametrize("match", ["[{uri: {prefix: /}}]", "[{uri: {regex: '.*'}}]", "[{method: {exact: GET}}]"])
+def test_a_rule_every_plain_request_meets_is_audited(match) -> None:
+    """A VirtualService whose one rule matches ``prefix: /`` (or any match a plain ``GET /`` meets) splits every
+    request: the audit compares it (it took only rules without matches as a plain request's, and said nothing)."""
+    b = DATA / "bookinfo"
+    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
+                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+    vs = NEW_90_10.replace("subset: v2}", "subset: v9}").replace("  - route:\n", f"  - match: {match}\n    route:\n", 1)
+    m.extend(parse_manifest_text(vs, "vs.yaml"))
+    mesh = Mesh(m)
+    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
+    assert model == {"v1": F(9, 10), "503": F(1, 10)}
+    (row,) = audit(mesh).rows
+    assert (row.reason, dict(row.effective)) == ("subset-undefined", model)
