@@ -50,7 +50,9 @@ from meshstat.mesh.gateway_api import (
     sidecar_split,
 )
 from meshstat.mesh.registry import RegisteredService, uncaptured
+from meshstat.mesh.scope import first_for_port
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule
+from meshstat.parsers.k8s import VirtualService
 
 __all__ = ["Unmeshed", "consumer_namespaces", "gateway_api_reasons", "route_split", "service_route_ports",
            "unmeshed"]
@@ -170,15 +172,19 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
         return
     vs_hosts = ctx.virtual_service_hosts()
     for info, port in pairs:
-        consumers = sorted(consumer_namespaces(ctx, info, port))
-        with_vs = info.fqdn in vs_hosts
+        vs = None
+        if info.fqdn in vs_hosts:  # the VirtualService a sidecar would otherwise use for the port
+            sp = info.port(port)
+            vss = vs_hosts[info.fqdn][1]
+            vs = (first_for_port(vss, port, ctx.mesh.port_protocol(sp)) if sp is not None else None) or vss[0]
+        consumers = sorted(consumer_namespaces(ctx, info, port, vs))
         # None: the producer routes, for every namespace without its own; with a VirtualService, its rows name
         # those clients (a sidecar in a consumer route's namespace applies that route: GEP-1294)
-        for ns in [*([] if with_vs else [None]), *consumers]:
+        for ns in [*([] if vs is not None else [None]), *consumers]:
             # the consumer namespace's clients, or those of every other namespace
-            keep = [c for c in kube + ([] if with_vs else amb)
+            keep = [c for c in kube + ([] if vs is not None else amb)
                     if (c.namespace == ns if ns is not None else c.namespace not in consumers)]
-            got = route_split(ctx, info, port, ns) if keep else None
+            got = route_split(ctx, info, port, ns, vs) if keep else None
             if got is None:
                 continue
             rule, configured, labels_of, _ = got
@@ -187,27 +193,35 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
                            tuple(c for c in keep if c.kind == "ambient"))
 
 
-def consumer_namespaces(ctx: AuditContext, info: RegisteredService, port: int) -> set[str]:
-    """The namespaces of the consumer routes (routes of another namespace attached to ``info``) of ``port``: a
-    sidecar there applies them (GEP-1294; Istio lists the routes of the proxy's own namespace first)."""
+def consumer_namespaces(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService | None = None
+                        ) -> set[str]:
+    """The namespaces of the consumer routes (routes of another namespace attached to ``info``) of ``port`` whose
+    sidecars apply them (GEP-1294; Istio lists the routes of the proxy's own namespace first): all of them, or,
+    with the VirtualService ``vs`` for the port, those where it does not come first (``sidecar_split``: one
+    exported to named namespaces does)."""
     if not ctx.gateway_routes:
         return set()
     sp = info.port(port)
     tcp = sp is not None and ctx.mesh.port_protocol(sp) == "tcp"
-    return {r.meta.namespace for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)
-            if r.meta.namespace != info.namespace}
+    found = {r.meta.namespace for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)
+             if r.meta.namespace != info.namespace}
+    if vs is None:
+        return found
+    return {ns for ns in found if sidecar_split(ctx.mesh, info, port, ns, vs, tcp=tcp) is not None}
 
 
-def route_split(ctx: AuditContext, info: RegisteredService, port: int, namespace: str | None
+def route_split(ctx: AuditContext, info: RegisteredService, port: int, namespace: str | None,
+                vs: VirtualService | None = None
                 ) -> tuple[str, _Split, dict[str, tuple[tuple[str, str], ...]], dict[str, str]] | None:
     """The split the routes attached to ``info`` configure for a plain request (``GET /``) from ``namespace`` (its
     consumer routes if it has some, else the producer routes; ``None``: the producer routes): the rule, the
     configured split, destination label -> the labels of the Service's pods it names, backend FQDN -> label.
-    ``None`` when no route rule serves the request with backends."""
+    ``None`` when no route rule serves the request with backends, or when the VirtualService ``vs`` comes first
+    for a sidecar there (``sidecar_split``)."""
     mesh = ctx.mesh
     sp = info.port(port)
     tcp = sp is not None and mesh.port_protocol(sp) == "tcp"
-    split = sidecar_split(mesh, info, port, namespace, None, tcp=tcp)
+    split = sidecar_split(mesh, info, port, namespace, vs, tcp=tcp)
     if split is None or split.outcome is not None or split.route is None or not split.backends:
         return None
     total = sum(b.weight for b in split.backends)

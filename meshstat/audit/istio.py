@@ -157,12 +157,12 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
     return tuple(out.items())
 
 
-def unmeshed_by_rule(ctx: AuditContext, info: RegisteredService, port: int, kube: list[ClientClass]
-                     ) -> list[ClientClass]:
-    """The clients without a sidecar that a VirtualService's split is meant for: those outside the namespaces of
-    consumer routes of ``info:port`` (a sidecar there would apply the route, :func:`meshstat.audit.gateway.unmeshed`
-    compares them with it)."""
-    consumers = consumer_namespaces(ctx, info, port) if kube else set()
+def unmeshed_by_rule(ctx: AuditContext, info: RegisteredService, port: int, kube: list[ClientClass],
+                     vs: VirtualService) -> list[ClientClass]:
+    """The clients without a sidecar that ``vs``'s split is meant for: those outside the namespaces of consumer
+    routes of ``info:port`` that a sidecar there would apply instead of ``vs`` (:func:`meshstat.audit.gateway.unmeshed`
+    compares them with the route)."""
+    consumers = consumer_namespaces(ctx, info, port, vs) if kube else set()
     return [c for c in kube if c.namespace not in consumers] if consumers else kube
 
 
@@ -470,7 +470,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
 
     kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
     # clients in a consumer route's namespace: that route's split is theirs (audit.gateway's rows)
-    kube = unmeshed_by_rule(ctx, info, port, by_kind.get("kube-proxy", []))
+    kube = unmeshed_by_rule(ctx, info, port, by_kind.get("kube-proxy", []), vs)
     if kpods != configured and kube and not ctx.observed_kube_proxy:  # else the real rules say
         yield no_sidecar_row(ctx, info, port, kube, configured, kpods, vsref)
     if by_kind.get("ambient"):

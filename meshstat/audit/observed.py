@@ -59,7 +59,7 @@ def _routed(ctx: AuditContext, kube: list[ClientClass]
     """(Service, port, the rule, its configured split, destination label -> pod labels, the clients without a
     sidecar it is configured for) of every Service port a VirtualService or a Service's routes split."""
     for info, port, vs, configured, labels_of in routed_ports(ctx):
-        if mine := unmeshed_by_rule(ctx, info, port, kube):
+        if mine := unmeshed_by_rule(ctx, info, port, kube, vs):
             yield info, port, f"VirtualService {vs.meta.ref}", configured, labels_of, mine
     for t in unmeshed(ctx, service_route_ports(ctx)):
         if t.kube:
@@ -113,7 +113,11 @@ def _envoy_targets(ctx: AuditContext, namespace: str
     VirtualService) of every Service port a VirtualService, or a Service's routes for a sidecar in ``namespace``,
     split."""
     for info, port, vs, configured, _ in routed_ports(ctx):
-        yield info, port, f"VirtualService {vs.meta.ref}", configured, None
+        if (got := route_split(ctx, info, port, namespace, vs)) is not None:  # a route of theirs comes first
+            rule, route_conf, _, hosts = got
+            yield info, port, rule, route_conf, hosts
+        else:
+            yield info, port, f"VirtualService {vs.meta.ref}", configured, None
     vs_hosts = ctx.virtual_service_hosts()
     for info, port in service_route_ports(ctx):
         if info.fqdn not in vs_hosts and (got := route_split(ctx, info, port, namespace)) is not None:

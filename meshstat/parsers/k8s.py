@@ -686,7 +686,9 @@ def _fault_abort(ctx: ManifestContext, rule: LineDict) -> tuple[int, str] | None
     (``pilot/pkg/networking/core/route/route.go``: ``translatePercentToFractionalPercent``, which
     truncates); an abort without ``percentage`` aborts nothing (istio/api#2522: the unset field is 0,
     whatever older documents said). The answer is ``httpStatus`` (200-599, as Istio's validation
-    asks), ``grpcStatus`` or ``http2Error``.
+    asks) or ``grpcStatus``; ``TranslateFault`` builds no abort from anything else (an abort without
+    either aborts nothing), and Istio's validation refuses ``http2Error`` ("HTTP/2 abort fault
+    injection not supported yet").
     """
     fault = field_map(ctx, rule, "fault", "http rule")
     if fault.get("abort") is None:
@@ -701,9 +703,10 @@ def _fault_abort(ctx: ManifestContext, rule: LineDict) -> tuple[int, str] | None
     elif abort.get("grpcStatus") is not None:
         answer = f"grpc {field_str(ctx, abort, 'grpcStatus', 'fault abort')}"
     elif abort.get("http2Error") is not None:
-        answer = f"http2 {field_str(ctx, abort, 'http2Error', 'fault abort')}"
+        raise ctx.fail("expected fault abort to have 'httpStatus' or 'grpcStatus' (Istio's validation refuses "
+                       "'http2Error': HTTP/2 abort fault injection is not supported)", abort, "http2Error")
     else:
-        raise ctx.fail("expected fault abort to have 'httpStatus', 'grpcStatus' or 'http2Error'", abort)
+        return None  # istiod builds no abort
     return int(value * 10000), answer
 
 

@@ -68,6 +68,7 @@ def test_with_an_undefined_subset_both_show() -> None:
     ("{abort: {grpcStatus: UNAVAILABLE, percentage: {value: 0.05}}}", {"grpc UNAVAILABLE": F(1, 2000)}),
     ("{abort: {httpStatus: 503, percentage: {value: 0.00001}}}", None),  # 0.1 per million: truncated to 0
     ("{delay: {fixedDelay: 5s, percentage: {value: 100}}}", None),  # a delay moves no request
+    ("{abort: {percentage: {value: 10}}}", None),  # no httpStatus or grpcStatus: TranslateFault builds no abort
 ])
 def test_what_a_rule_aborts(fault, want) -> None:
     mesh = _mesh("sidecar", fault)
@@ -86,12 +87,13 @@ def test_what_a_rule_aborts(fault, want) -> None:
 @pytest.mark.parametrize(("fault", "message"), [
     ("{abort: {httpStatus: 503, percentage: {value: 120}}}", "to be a number in [0, 100]"),
     ("{abort: {httpStatus: 600, percentage: {value: 10}}}", "'httpStatus' of fault abort to be in [200, 599]"),
-    ("{abort: {percentage: {value: 10}}}", "'httpStatus', 'grpcStatus' or 'http2Error'"),
+    ("{abort: {http2Error: REFUSED_STREAM, percentage: {value: 10}}}", "Istio's validation refuses 'http2Error'"),
 ])
 def test_bad_aborts_are_refused_with_their_line(fault, message) -> None:
     with pytest.raises(ConfigParseError, match=message.replace("[", r"\[").replace("]", r"\]")) as ei:
         parse_manifest_text(_VS.format(fault=fault, second="v2"), "vs.yaml")
-    assert ei.value.line == 7 and ei.value.source == "vs.yaml"
+    assert ei.value.line == 7
+    assert ei.value.source == "vs.yaml"
 
 
 def test_at_the_ingress_gateway() -> None:
