@@ -45,6 +45,7 @@ __all__ = [
     "ReasonProducer",
     "clients_label",
     "destination_label",
+    "export_fix",
     "format_split",
     "run_audit",
 ]
@@ -341,6 +342,13 @@ def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:
     names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
     head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
     return head + name_list(names, 3), n
+
+
+def export_fix(t: RegisteredService) -> str:
+    """How to export ``t`` (a Service or a ServiceEntry) to the clients' namespaces."""
+    if t.service is None and t.entry is not None:
+        return f"add the clients' namespaces to spec.exportTo of ServiceEntry {t.entry.meta.ref}"
+    return f"add the clients' namespaces to the networking.istio.io/exportTo annotation of Service {t.short}"
 
 
 def no_sidecar_row(ctx: AuditContext, info: RegisteredService, port: int, classes: Sequence[ClientClass],

@@ -38,6 +38,7 @@ from meshstat.audit.core import (
     ClientClass,
     Divergence,
     clients_label,
+    export_fix,
     no_sidecar_row,
     no_waypoint_row,
 )
@@ -50,7 +51,7 @@ from meshstat.mesh.gateway_api import (
     sidecar_split,
 )
 from meshstat.mesh.registry import RegisteredService, uncaptured
-from meshstat.mesh.scope import first_for_port
+from meshstat.mesh.scope import cluster_miss, first_for_port, services_restricted
 from meshstat.parsers.gateway_api import BackendRef, GatewayRoute, RouteRule
 from meshstat.parsers.k8s import VirtualService
 
@@ -64,9 +65,10 @@ def _label(ref: BackendRef) -> str:
     return f"{ref.namespace}/{ref.name}" + (f":{ref.port}" if ref.port is not None else "")
 
 
-def _rule_split(ctx: AuditContext, route: GatewayRoute, rule: RouteRule, grants: list, enforce: bool
-                ) -> tuple[_Split, _Split, list[tuple[str, str, str]]] | None:
-    """(configured, effective, [(reason, detail, fix)]) of a rule with a failing backendRef, else ``None``."""
+def _rule_split(ctx: AuditContext, route: GatewayRoute, rule: RouteRule, grants: list, enforce: bool,
+                ns: str | None = None) -> tuple[_Split, _Split, list[tuple[str, str, str]]] | None:
+    """(configured, effective, [(reason, detail, fix)]) of a rule with a failing backendRef, else ``None``; with
+    ``ns``, the proxies' namespace, a backend not exported there fails too (no cluster: 503 NC)."""
     mesh = ctx.mesh
     live = [b for b in rule.backends if b.weight > 0]
     total = sum(b.weight for b in live)
@@ -83,6 +85,11 @@ def _rule_split(ctx: AuditContext, route: GatewayRoute, rule: RouteRule, grants:
         dest, failure = resolve_backend(b, route, mesh.registry, grants, enforce_grants=enforce, domain=mesh.domain)
         if failure is None:
             binfo = mesh.registry.get(dest.host) if dest is not None else None
+            if ns is not None and binfo is not None and (miss := cluster_miss(mesh, binfo, ns)) is not None:
+                effective["503"] = effective.get("503", Fraction(0)) + share
+                found.append(("not-exported-to-namespace", f"{where}: backendRef {b}: {miss}: no cluster there, "
+                              "503 NC", export_fix(binfo)))
+                continue
             svc = binfo.service if binfo is not None else None
             if binfo is None or svc is None or not svc.selector or ctx.selected(binfo, b.port or 0):
                 effective[label] = effective.get(label, Fraction(0)) + share
@@ -277,31 +284,56 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 if info is None or info.service is None:
                     continue
                 classes = _mesh_clients(ctx, info, route)
-                if not classes:
-                    continue
                 ports = _parent_ports(info, parent)
-                if not ports:
+                if not classes or not ports:
                     continue
                 service_of = [f"{info.namespace}/{info.name}:{p}" for p in ports]
-                kinds = {c.kind for c in classes}  # sidecars, and ambient clients through the waypoint
-                enforce, kind = False, ", ".join(k for k, there in (("sidecar", "sidecar" in kinds),
-                                                                   ("ambient + waypoint", "ambient" in kinds)) if there)
-                clients, n = clients_label(classes)
+                audiences = _audiences(ctx, info, route, classes)
+                enforce = False
             elif parent.is_gateway:
                 service_of = [f"Gateway {parent.namespace}/{parent.name}"
                               + (f" {parent.section_name}" if parent.section_name else "")]
-                enforce, kind = True, "ingress"
-                clients, n = f"ingress through Gateway {parent.namespace}/{parent.name}", 0
+                enforce = True  # the Gateway's pods are in its namespace (Istio deploys them there)
+                audiences = [(f"ingress through Gateway {parent.namespace}/{parent.name}", 0, "ingress",
+                              parent.namespace if services_restricted(mesh) else None)]
             else:
                 continue
-            for rule in route.rules:
-                got = _rule_split(ctx, route, rule, objs.grants, enforce)
-                if got is None:
-                    continue
-                configured, effective, found = got
-                for reason in dict.fromkeys(f[0] for f in found):
-                    mine = [f for f in found if f[0] == reason]
-                    for service in service_of:
-                        yield Divergence(service, clients, n, configured, effective, reason,
-                                         "; ".join(f[1] for f in mine), tuple(dict.fromkeys(f[2] for f in mine)),
-                                         kind)
+            for clients, n, kind, ns in audiences:
+                for rule in route.rules:
+                    got = _rule_split(ctx, route, rule, objs.grants, enforce, ns)
+                    if got is None:
+                        continue
+                    configured, effective, found = got
+                    for reason in dict.fromkeys(f[0] for f in found):
+                        mine = [f for f in found if f[0] == reason]
+                        for service in service_of:
+                            yield Divergence(service, clients, n, configured, effective, reason,
+                                             "; ".join(f[1] for f in mine), tuple(dict.fromkeys(f[2] for f in mine)),
+                                             kind)
+
+
+def _audiences(ctx: AuditContext, info: RegisteredService, route: GatewayRoute, classes: list[ClientClass]
+               ) -> list[tuple[str, int, str, str | None]]:
+    """The client groups of a route attached to ``info``, as (clients, count, kind, the proxies' namespace or None):
+    one group, unless a backend of the route is not exported everywhere; then the groups whose proxies (a
+    sidecar's namespace; the waypoint's, for ambient clients) see the same backends."""
+    mesh = ctx.mesh
+
+    def audience(group: list[ClientClass], ns: str | None) -> tuple[str, int, str, str | None]:
+        kinds = {c.kind for c in group}  # sidecars, and ambient clients through the waypoint
+        kind = ", ".join(k for k, there in (("sidecar", "sidecar" in kinds), ("ambient + waypoint", "ambient" in kinds))
+                         if there)
+        return (*clients_label(group), kind, ns)
+
+    if not services_restricted(mesh):
+        return [audience(classes, None)]
+    backends = [t for rule in route.rules for b in rule.backends
+                if (t := mesh.registry.get(f"{b.name}.{b.namespace}.svc.{mesh.domain}" if b.is_service else b.name))
+                is not None]
+    wp = service_waypoint(mesh, info).gateway
+    groups: dict[tuple[str, ...], tuple[str, list[ClientClass]]] = {}
+    for c in classes:
+        ns = wp.meta.namespace if c.kind == "ambient" and wp is not None else c.namespace
+        hidden = tuple(t.fqdn for t in backends if cluster_miss(mesh, t, ns) is not None)
+        groups.setdefault(hidden, (ns, []))[1].append(c)
+    return [audience(group, ns if hidden else None) for hidden, (ns, group) in groups.items()]

@@ -38,6 +38,7 @@ from meshstat.audit.core import (
     ClientClass,
     Divergence,
     clients_label,
+    export_fix,
     no_sidecar_row,
     no_waypoint_row,
 )
@@ -403,7 +404,7 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
                    f"create Service {d.host} or fix the destination of VirtualService {vs.meta.ref}")
         elif (miss := cluster_miss(mesh, info, gw_ns)) is not None:
             got = ("not-exported-to-namespace", f"{miss}, the gateway pods' namespace: 503 NC no cluster",
-                   _export_fix(info).replace("the clients' namespaces", f"namespace {gw_ns}"))
+                   export_fix(info).replace("the clients' namespaces", f"namespace {gw_ns}"))
         elif info.service is not None:
             port = d.port or (info.ports[0].port if len(info.ports) == 1 else server_port)
             if info.port(port) is None:
@@ -649,13 +650,6 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
                         ns, _abort(vs, mesh, info.port(port)))
 
 
-def _export_fix(t: RegisteredService) -> str:
-    """How to export ``t`` to the clients' namespaces."""
-    if t.service is None and t.entry is not None:
-        return f"add the clients' namespaces to spec.exportTo of ServiceEntry {t.entry.meta.ref}"
-    return f"add the clients' namespaces to the {SERVICE_EXPORT_ANNOTATION} annotation of Service {t.short}"
-
-
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
                  own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
@@ -671,7 +665,7 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
     for d in dests:
         if ns is not None and (t := mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
                 and (miss := cluster_miss(mesh, t, ns)) is not None:
-            reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC", _export_fix(t)))
+            reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC", export_fix(t)))
             failing[_label(d)] = Fraction(1)
             continue
         if not d.subset:

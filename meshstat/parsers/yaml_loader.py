@@ -672,6 +672,18 @@ def json_documents(text: str) -> list[Any] | None:
     return [doc]
 
 
+def _line_dict(items: dict[Any, Any], line: int, key_lines: dict[str, int]) -> LineDict:
+    out = LineDict(items)
+    out.line, out.key_lines = line, key_lines
+    return out
+
+
+def _line_list(items: list[Any], line: int) -> LineList:
+    out = LineList(items)
+    out.line = line
+    return out
+
+
 #: The slots of :class:`LineDict` that a fast-path tree computes on demand instead (read through these).
 _KEY_LINES = LineDict.__dict__["key_lines"]
 
@@ -706,6 +718,9 @@ class _LinedDict(LineDict):
         _KEY_LINES.__set__(self, kl)
         return kl
 
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle: a plain LineDict
+        return _line_dict, (dict(self), self.line, dict(self.key_lines))
+
     def line_of(self, key: str) -> int:
         if key not in self:
             return self.line
@@ -725,6 +740,9 @@ class _LinedList(LineList):
     @property  # type: ignore[override]
     def line(self) -> int:
         return self._tab[self._k]  # type: ignore[no-any-return]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy and pickle: a plain LineList
+        return _line_list, (list(self), self.line)
 
 
 class _LinedBlockList(_LinedList):

@@ -213,3 +213,70 @@ def test_clients_without_a_sidecar_in_a_consumer_routes_namespace() -> None:
     assert dict(plain.effective) == {"default/reviews-v1:9080": F(1, 3), "default/reviews-v3:9080": F(1, 3),
                                      "unrouted v2": F(1, 3)}
     assert "HTTPRoute plain/reviews-for-plain rules[0]" in plain.detail
+
+
+def test_a_virtual_service_exported_by_name_comes_before_the_consumer_route() -> None:
+    """With ``exportTo: [default, plain]`` the VirtualService is on plain's private list, which a sidecar there
+    takes before the consumer route (``sidecar_split``): plain's clients without a sidecar are the
+    VirtualService's, in one row with legacy's."""
+    b = DATA / "bookinfo"
+    vs = (b / "networking" / "virtual-service-reviews-90-10.yaml").read_text()
+    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
+                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+    m.extend(parse_manifest_text(vs.replace("spec:\n", "spec:\n  exportTo: [default, plain]\n", 1), "vs.yaml"))
+    m.extend(parse_manifest_text(_CONSUMER, "consumer.yaml"))
+    (row,) = audit(Mesh(m)).rows
+    assert (row.clients, row.reason) == ("2 namespaces, 2 workloads: legacy (1), plain (1)", "no-sidecar")
+    assert row.configured == (("v1", F(9, 10)), ("v2", F(1, 10)))
+
+
+def test_a_route_backend_not_exported_to_the_clients() -> None:
+    """A producer HTTPRoute of shop sends 90% to backend-v1, exported to ``.`` only: front's sidecars have no cluster
+    for it (503 NC), shop's do; the path model and the audit agree."""
+    text = """apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: front, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: backend}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend-v1, namespace: shop, annotations: {networking.istio.io/exportTo: "."}}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: backend, version: v1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend-v2, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: backend, version: v2}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: backend, namespace: shop}
+spec:
+  parentRefs: [{group: "", kind: Service, name: backend, port: 80}]
+  rules: [{backendRefs: [{name: backend-v1, port: 80, weight: 90}, {name: backend-v2, port: 80, weight: 10}]}]
+""" + "".join(f"""---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: {app}, version: {v}}}}}
+  template: {{metadata: {{labels: {{app: {app}, version: {v}}}}}, spec: {{containers: [{{name: c, image: c,
+             ports: [{{containerPort: 8080}}]}}]}}}}
+""" for name, ns, app, v in (("backend-v1", "shop", "backend", "v1"), ("backend-v2", "shop", "backend", "v2"),
+                             ("client", "front", "client", "v1")))
+    mesh = Mesh(parse_manifest_text(text, "shop.yaml"))
+    assert path_shares(mesh, "backend.shop.svc.cluster.local", 80, "sidecar", client="client") == {
+        "503": F(9, 10), "v2": F(1, 10)}
+    assert path_shares(mesh, "backend.shop.svc.cluster.local", 80, "sidecar", client="backend-v1") == {
+        "v1": F(9, 10), "v2": F(1, 10)}
+    (row,) = audit(mesh).rows
+    assert (row.clients, row.reason) == ("front (1)", "not-exported-to-namespace")
+    assert row.effective == (("503", F(9, 10)), ("shop/backend-v2:80", F(1, 10)))

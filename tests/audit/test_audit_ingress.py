@@ -168,3 +168,33 @@ def test_a_service_not_exported_to_the_gateway_pods_answers_503() -> None:
     m = parse_manifest_text(text, "bookinfo.yaml")
     m.extend(load_manifests([BASE[1]]))
     assert audit(Mesh(m)).rows == []
+
+
+def test_a_service_entry_not_exported_to_the_gateway_pods() -> None:
+    """A ServiceEntry exported to ``.`` of its namespace, routed from the Bookinfo gateway whose pods are in
+    istio-system: no cluster there (503 NC), in the path model and the audit."""
+    entry = """apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: default}
+spec:
+  hosts: [api.example.com]
+  exportTo: ["."]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 192.0.2.20}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: default}
+spec:
+  hosts: ["*"]
+  gateways: [bookinfo-gateway]
+  http: [{route: [{destination: {host: api.example.com}}]}]
+"""
+    m = load_manifests([BASE[0], PODS_NS])
+    m.extend(parse_manifest_text((DATA / "networking" / "bookinfo-gateway.yaml").read_text().split("---")[0], "gw.yaml"))
+    m.extend(parse_manifest_text(entry, "entry.yaml"))
+    mesh = Mesh(m)
+    assert path_shares(mesh, "api.example.com", 80, "ingress") == {"503": F(1)}
+    row = _the_row(mesh, ("not-exported-to-namespace", (("503", F(1)),)))
+    assert "ServiceEntry default/api (api.example.com) is not exported to namespace istio-system" in row.detail

@@ -214,3 +214,23 @@ def test_envoy_dump_of_a_service_route(tmp_path: Path) -> None:
     assert "HTTPRoute istio-demo/bill rules[0] configures the other split" in row.detail
     assert row.configured == (("istio-demo/bill-v1:9999", F(1, 2)), ("istio-demo/bill-v2:9999", F(1, 2)))
     assert row.effective == (("istio-demo/bill-v1:9999", F(9, 10)), ("istio-demo/bill-v2:9999", F(1, 10)))
+
+
+def test_envoy_dump_where_a_route_comes_before_the_virtual_service(tmp_path: Path) -> None:
+    """istio-demo keeps its VirtualService, and a producer HTTPRoute of front-tomcat's own namespace comes first for
+    its sidecar (Istio lists a namespace's generated routes first): the dump is compared with the route."""
+    dump = Path(DUMP).read_text()
+    for v in ("v1", "v2"):
+        dump = dump.replace(f"outbound|9999|{v}|bill-service.istio-demo", f"outbound|9999||bill-{v}.istio-demo")
+    (tmp_path / "dump.json").write_text(dump)
+    obs = Observed({}, {"istio-demo/front-tomcat-v1": load_envoy([str(tmp_path / "dump.json")])},
+                   {"istio-demo/front-tomcat-v1": "dump.json"})
+    for weights, rows in (((90, 10), 0), ((50, 50), 1)):
+        demo = tmp_path / f"demo{weights[0]}"
+        demo.mkdir()
+        for f in (ROOT / "tests/data/istio-demo").glob("*.yaml"):  # the VirtualService too
+            (demo / f.name).write_text(f.read_text())
+        (demo / "route.yaml").write_text(_BILL_ROUTE.replace("W1", str(weights[0])).replace("W2", str(weights[1])))
+        res = audit(Mesh(load_manifests([str(demo)])), observed=obs)
+        assert [r.reason for r in res.rows] == ["envoy-config-differs"] * rows, res.rows
+    assert "HTTPRoute istio-demo/bill rules[0] configures the other split" in res.rows[0].detail

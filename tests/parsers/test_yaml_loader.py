@@ -244,3 +244,19 @@ def test_what_gc_paused_built_goes_to_the_oldest_generation(state) -> None:
     assert (frozen_before > 0) == (state == "frozen")
     # moved at once when nothing was frozen; else still young (2,000 allocations: no full collection yet)
     assert oldest == (state == "plain")
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_fast_path_trees_copy_and_pickle_as_line_trees(how) -> None:
+    """A fast-path tree copies, deep-copies and pickles into plain line trees with the same lines."""
+    import copy
+    import pickle
+
+    text = json.dumps({"kind": "List", "items": [{"a": {"b": [{"c": 1}, [{"d": {}}]]}, "e": []}]}, indent=2)
+    (doc,) = yl.json_documents(text)
+    got = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": lambda x: pickle.loads(pickle.dumps(x))}[how](doc)
+    assert got == doc and isinstance(got, yl.LineDict)
+    item, want = got["items"][0], doc["items"][0]
+    assert (got.line, got.key_lines) == (doc.line, doc.key_lines)
+    assert item["a"].line_of("b") == want["a"].line_of("b") and item["a"]["b"].line == want["a"]["b"].line
+    assert item["a"]["b"][1][0]["d"].line == want["a"]["b"][1][0]["d"].line
