@@ -663,28 +663,32 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
     failing: dict[str, Fraction] = {}
     reasons: list[tuple[str, str, str]] = []
     for d in dests:
-        if ns is not None and (t := mesh.resolve_host(d.host, vs.meta.namespace)) is not None \
-                and (miss := cluster_miss(mesh, t, ns)) is not None:
+        t = mesh.resolve_host(d.host, vs.meta.namespace)
+        if ns is not None and t is not None and (miss := cluster_miss(mesh, t, ns)) is not None:
             reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC", export_fix(t)))
             failing[_label(d)] = Fraction(1)
             continue
         if not d.subset:
             continue
-        s = dr.subset(d.subset) if dr is not None else None
-        if s is None and dr is None and ns is not None and own_dr is not None and own_dr.subset(d.subset):
+        host, hdr, hown, hport = info, dr, own_dr, port
+        if t is not None and t is not info:  # a subset of another host: its rule (seen from ns), pods and port
+            host, hdr, hown = t, destination_rule(mesh, t, ns or t.namespace), destination_rule(mesh, t, t.namespace)
+            hport = d.port or (t.ports[0].port if len(t.ports) == 1 else port)
+        s = hdr.subset(d.subset) if hdr is not None else None
+        if s is None and hdr is None and ns is not None and hown is not None and hown.subset(d.subset):
             reasons.append(("not-exported-to-namespace", f"subset {d.subset!r} is defined by DestinationRule "
-                            f"{own_dr.meta.ref}, which is not exported to namespace {ns} (exportTo "
-                            f"{list(own_dr.export_to)}): 503 NC", f"add the clients' namespaces to spec.exportTo of "
-                            f"DestinationRule {own_dr.meta.ref}"))
+                            f"{hown.meta.ref}, which is not exported to namespace {ns} (exportTo "
+                            f"{list(hown.export_to)}): 503 NC", f"add the clients' namespaces to spec.exportTo of "
+                            f"DestinationRule {hown.meta.ref}"))
             failing[_label(d)] = Fraction(1)
         elif s is None:
             reasons.append(("subset-undefined", f"subset {d.subset!r} is not defined by "
-                            + (f"DestinationRule {dr.meta.ref}" if dr else "any DestinationRule") + ": 503 NC",
-                            f"define subset {d.subset} in " + (f"DestinationRule {dr.meta.ref}" if dr
-                                                                else f"a DestinationRule for {info.short}")))
+                            + (f"DestinationRule {hdr.meta.ref}" if hdr else "any DestinationRule") + ": 503 NC",
+                            f"define subset {d.subset} in " + (f"DestinationRule {hdr.meta.ref}" if hdr
+                                                                else f"a DestinationRule for {host.short}")))
             failing[_label(d)] = Fraction(1)
-        elif not ctx.has_pods(info, port, s.labels):
-            idle = ctx.idle_pods(info, port, s.labels)
+        elif not ctx.has_pods(host, hport, s.labels):
+            idle = ctx.idle_pods(host, hport, s.labels)
             reasons.append(("subset-without-pods", f"subset {d.subset!r} (labels {dict(s.labels)}) selects no "
                             f"{'ready ' if idle else ''}pods: 503 no_healthy_upstream",
                             f"{'make the pods' if idle else 'deploy pods'} with labels {dict(s.labels)} "

@@ -196,3 +196,55 @@ def test_a_service_entry_not_exported_to_the_clients(export) -> None:
     assert (row.reason, row.effective) == ("not-exported-to-namespace", (("v1", F(9, 10)), ("503", F(1, 10))))
     assert "ServiceEntry ext/canary (canary.example.com) is not exported to namespace" in row.detail
     assert row.fix == ("add the clients' namespaces to spec.exportTo of ServiceEntry ext/canary",)
+
+
+_BACKEND = """---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: shop}
+spec: {ports: [{name: http, port: 80, targetPort: 8080}], selector: {app: backend}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart]
+  http:
+  - route:
+    - {destination: {host: backend, subset: v1}, weight: 90}
+    - {destination: {host: backend, subset: v2}, weight: 10}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: backend, namespace: shop}
+spec:
+  host: backend
+  exportTo: [EXPORT]
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"""
+
+
+@pytest.mark.parametrize("export", ['"."', '"*"'])
+def test_subsets_of_another_host_are_that_hosts(export) -> None:
+    """cart's VirtualService sends to subsets of ``backend``: they are looked up in backend's DestinationRule as the
+    clients see it (they were looked up in cart's, so every client got a 503 row)."""
+    labels = "{istio-injection: enabled}"
+    text = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels)
+    text += _APP.split("---\napiVersion: networking.istio.io/v1")[0].split("---\napiVersion: v1\nkind: Service\n"
+                                                                          "metadata: {name: cart-v1")[0]
+    text += _BACKEND.replace("EXPORT", export)
+    text += "".join(_DEPLOY.format(name=f"backend-{v}", ns="shop", app="backend", v=v) for v in ("v1", "v2"))
+    text += _DEPLOY.format(name="cart", ns="shop", app="cart", v="v0")
+    text += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
+    mesh = Mesh(parse_manifest_text(text, "shop.yaml"))
+    front = path_shares(mesh, "cart.shop.svc.cluster.local", 80, "sidecar", client="client")
+    assert path_shares(mesh, "cart.shop.svc.cluster.local", 80, "sidecar", client="cart") == {"v1": F(9, 10),
+                                                                                             "v2": F(1, 10)}
+    rows = audit(mesh).rows
+    if export == '"*"':
+        assert front == {"v1": F(9, 10), "v2": F(1, 10)} and rows == []
+        return
+    assert front == {"503": F(1)}
+    (row,) = rows
+    assert (row.clients, row.reason, row.effective) == ("front (1)", "not-exported-to-namespace", (("503", F(1)),))
+    assert "DestinationRule shop/backend, which is not exported to namespace" in row.detail
