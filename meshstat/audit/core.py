@@ -63,8 +63,7 @@ REASONS: dict[str, str] = {
                                  "no cluster for it, its share answers 503",
     "sidecar-egress-excludes": "the clients' Sidecar resource does not import the Service (or its "
                                "VirtualService): the outbound traffic policy decides (ALLOW_ANY: kube-proxy over "
-                               "all pods; REGISTRY_ONLY: refused); or it does not import a Service the route sends "
-                               "to: no cluster for it, its share answers 503",
+                               "all pods; REGISTRY_ONLY: refused)",
     "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
     "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
                         "share fails (503 NC)",

@@ -180,9 +180,9 @@ def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> I
     vs_hosts = ctx.virtual_service_hosts()
     for info, port in pairs:
         vs = None
-        if info.fqdn in vs_hosts:  # the VirtualService a sidecar would otherwise use for the port
+        vss = [v for v in vs_hosts[info.fqdn][1] if v.applies_to_sidecars] if info.fqdn in vs_hosts else []
+        if vss:  # the VirtualService a sidecar would otherwise use for the port (one bound to gateways only is not)
             sp = info.port(port)
-            vss = vs_hosts[info.fqdn][1]
             vs = (first_for_port(vss, port, ctx.mesh.port_protocol(sp)) if sp is not None else None) or vss[0]
         consumers = sorted(consumer_namespaces(ctx, info, port, vs))
         # None: the producer routes, for every namespace without its own; with a VirtualService, its rows name

@@ -42,7 +42,7 @@ from meshstat.audit.core import (
     no_sidecar_row,
     no_waypoint_row,
 )
-from meshstat.audit.gateway import consumer_namespaces
+from meshstat.audit.gateway import consumer_namespaces, route_split
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
@@ -73,16 +73,18 @@ _OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
 
 
-def _plain_match(vs: VirtualService, sp: ServicePort | None) -> Any:
-    """The first http rule of ``vs`` that a plain request (``GET /``, no headers) meets whoever sends it: a rule
-    without matches, or with a match that holds for it (``uri: {prefix: /}`` does; a match on the client's labels
-    or namespace, or on the authority, is not every client's). None when no rule serves it (a 404)."""
+def _plain_match(vs: VirtualService, info: RegisteredService, sp: ServicePort | None) -> Any:
+    """The first http rule of ``vs`` that a plain request (``GET /``, no headers, the authority ``name:port`` as the
+    path model sends it) meets whoever sends it: a rule without matches, or with a match that holds for it
+    (``uri: {prefix: /}`` does; a match on the client's labels or namespace is not every client's). None when no
+    rule serves it (a 404)."""
     port = sp.port if sp is not None else 0
+    authority = f"{info.name if info.service else info.fqdn}:{port}"
     return next((r for r in vs.http if not r.matches or any(
-        request_matches(m, "/", {}, "GET", "", port, {}, "", []) for m in r.matches)), None)
+        request_matches(m, "/", {}, "GET", authority, port, {}, "", []) for m in r.matches)), None)
 
 
-def _plain_rule(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> Any:
+def _plain_rule(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None) -> Any:
     """The rule of ``vs`` that splits a plain request (or connection) to ``sp``: :func:`_plain_match` on an HTTP
     port (None when it redirects or answers directly: no split), the first tcp rule for every port and source on
     a TCP port, or a sniffed port whose rules are all tcp ones (as ``Mesh._sidecar_route``); None when no proxy
@@ -91,21 +93,24 @@ def _plain_rule(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> Any:
     if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
         return None
     if proto != "tcp" and (vs.http or proto != "auto"):
-        rule = _plain_match(vs, sp)
+        rule = _plain_match(vs, info, sp)
         return rule if rule is not None and rule.terminal is None else None
-    return next((t for t in vs.tcp if not t.ports and not t.source_labels), None)
+    port = sp.port if sp is not None else 0
+    return next((t for t in vs.tcp if (not t.ports or port in t.ports) and not t.source_labels), None)
 
 
-def _configured(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[RouteDestination, ...] | None:
-    rule = _plain_rule(vs, mesh, sp)
+def _configured(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None
+                ) -> tuple[RouteDestination, ...] | None:
+    rule = _plain_rule(vs, mesh, info, sp)
     return rule.destinations if rule is not None else None
 
 
-def _abort(vs: VirtualService, mesh: Mesh, sp: ServicePort | None) -> tuple[int, str] | None:
+def _abort(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None
+           ) -> tuple[int, str] | None:
     """The ``fault.abort`` of ``vs``'s rule for a plain request (:attr:`meshstat.parsers.k8s.HTTPRoute.abort`)."""
     if all(r.abort is None for r in vs.http):  # the common case, without working out the rule
         return None
-    return getattr(_plain_rule(vs, mesh, sp), "abort", None)
+    return getattr(_plain_rule(vs, mesh, info, sp), "abort", None)
 
 
 def _with_abort(got: tuple[str, _Split, str, str] | None, configured: _Split, abort: tuple[int, str] | None,
@@ -175,7 +180,7 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
     for info, vss in ctx.virtual_service_hosts().values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, ctx.mesh.port_protocol(sp)) or vss[0]
-            dests = _configured(vs, ctx.mesh, sp)
+            dests = _configured(vs, ctx.mesh, info, sp)
             if dests:
                 labels_of = _labels_of(ctx.mesh, info, dests, destination_rule(ctx.mesh, info, info.namespace))
                 out.append((info, sp.port, vs, _weights(dests), labels_of))
@@ -195,9 +200,14 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for info, vss in hosts.values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, mesh.port_protocol(sp)) or vss[0]  # as a sidecar serves the port
-            dests = _configured(vs, mesh, sp)
+            dests = _configured(vs, mesh, info, sp)
             counted = bool(dests)
             if dests:
+                if any(m.source_labels or m.source_namespace is not None for r in vs.http for m in r.matches):
+                    ctx.notes.append(f"VirtualService {vs.meta.ref} matches on sourceLabels or sourceNamespace: the "
+                                     f"rows of {info.short}:{sp.port} compare the rule a plain request from any "
+                                     "client meets; the clients those matches select get their rule's split "
+                                     "(meshstat mesh --client shows it)")
                 if not vs.http and mesh.port_protocol(sp) == "auto":
                     ctx.notes.append(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
                                      f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
@@ -213,7 +223,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 counted = counted or bool(rows)
                 yield from rows
             if len(vss) > 1:
-                splits = [(v, d) for v in vss if v is not vs and (d := _configured(v, mesh, sp))]
+                splits = [(v, d) for v in vss if v is not vs and (d := _configured(v, mesh, info, sp))]
                 counted = counted or bool(splits)
                 yield from _shadowed_rows(ctx, info, sp.port, splits, vs if dests else None, by_kind, sidecar_ns)
             audited += counted
@@ -254,7 +264,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
             return got[1][1] if got[1] is not None else got[0]
         if tcp:
             return None
-        rule = _plain_match(first, sp)
+        rule = _plain_match(first, info, sp)
         return ((f"{rule.terminal} (no destination)" if rule is not None and rule.terminal else "404 no route",
                  Fraction(1)),)
 
@@ -269,7 +279,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                           (f"merge the routes of VirtualService {v.meta.ref} into {first.meta.ref}, or delete one",),
                           kind)
 
-    groups: dict[tuple[int, int], tuple[VirtualService, VirtualService, _Split, _Split, list[ClientClass]]] = {}
+    groups: dict[tuple[int, int, _Split], tuple[VirtualService, VirtualService, _Split, _Split, list[ClientClass]]] = {}
     special = rule_namespaces(mesh, info) if by_kind.get("sidecar") else set()
     for c, generic in sidecar_ns.split(special) if by_kind.get("sidecar") else []:
         ns = _OTHER_NS if generic else c.namespace
@@ -284,7 +294,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
             if v is not first and any(x is v for x in found):
                 eff = plain(first, ns)
                 if eff is not None and eff != conf:
-                    g = groups.setdefault((id(v), id(first)), (v, first, conf, eff, []))
+                    g = groups.setdefault((id(v), id(first), eff), (v, first, conf, eff, []))
                     g[4].extend(sidecar_ns.others(special) if generic else [c])
     for v, first, conf, eff, classes in groups.values():
         yield row(v, first, conf, eff, "the clients' sidecars apply", classes, "sidecar")
@@ -472,6 +482,8 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
     # clients in a consumer route's namespace: that route's split is theirs (audit.gateway's rows)
     kube = unmeshed_by_rule(ctx, info, port, by_kind.get("kube-proxy", []), vs)
+    if not vs.applies_to_sidecars and route_split(ctx, info, port, None) is not None:
+        kube = []  # the mesh applies the Service's own routes: their rows compare these clients (audit.gateway)
     if kpods != configured and kube and not ctx.observed_kube_proxy:  # else the real rules say
         yield no_sidecar_row(ctx, info, port, kube, configured, kpods, vsref)
     if by_kind.get("ambient"):
@@ -586,7 +598,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
                 f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, _abort(vs, mesh, sp))
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, _abort(vs, mesh, info, sp))
     return (configured, *got) if got is not None else None
 
 
@@ -594,12 +606,12 @@ def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: Virtual
               own_dr: DestinationRule | None, ns: str) -> tuple[_Split, tuple[str, _Split, str, str] | None] | None:
     """``vs``'s configured split at ``port`` and what a proxy in namespace ``ns`` that sees ``dr`` makes of it
     (:func:`_subset_view`: None when it holds); None when ``vs`` routes no plain request there."""
-    dests = _configured(vs, ctx.mesh, info.port(port))
+    dests = _configured(vs, ctx.mesh, info, info.port(port))
     if not dests:
         return None
     ours = _weights(dests)
     return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr),
-                              ns, _abort(vs, ctx.mesh, info.port(port)))
+                              ns, _abort(vs, ctx.mesh, info, info.port(port)))
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -622,8 +634,8 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
         return ("sidecar-egress-excludes", eff, f"{miss}; outbound policy {scope.outbound_policy}", fix) \
             if eff != configured else None
     if not vs.applies_to_sidecars:
-        if pods == configured:
-            return None
+        if pods == configured or route_split(ctx, info, port, None if ns == _OTHER_NS else ns) is not None:
+            return None  # or the sidecars apply a Gateway API route of the Service: its rows (audit.gateway)
         return ("rule-bound-to-gateway-only", pods, f"{vsref} spec.gateways {list(vs.gateways)} lack `mesh`: "
                 "sidecars use the default cluster over all pods", f"add `mesh` to spec.gateways of {vsref}")
     found = sidecar_virtual_services(mesh, scope, info, port)
@@ -647,7 +659,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns, _abort(vs, mesh, info.port(port)))
+                        ns, _abort(vs, mesh, info, info.port(port)))
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -715,7 +727,7 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
     The effective split is the other one's default route, with its own subset failures (503s) where the
     DestinationRule these clients see lacks its subsets or they select no pods.
     """
-    odests = _configured(other, ctx.mesh, info.port(port))
+    odests = _configured(other, ctx.mesh, info, info.port(port))
     if not odests:
         return None  # no route for a plain request there: nothing to compare
     ours = _weights(odests)

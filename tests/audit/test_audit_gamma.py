@@ -280,3 +280,31 @@ spec:
     (row,) = audit(mesh).rows
     assert (row.clients, row.reason) == ("front (1)", "not-exported-to-namespace")
     assert row.effective == (("503", F(9, 10)), ("shop/backend-v2:80", F(1, 10)))
+
+
+def test_a_virtual_service_bound_to_a_gateway_only_leaves_the_route() -> None:
+    """A VirtualService for reviews bound to an ingress Gateway only does not apply in the mesh, where the Service's
+    own HTTPRoute splits 50/50: the audit compares the clients with the route, with or without it."""
+    b = DATA / "bookinfo"
+    route = _CONSUMER.replace("namespace: plain}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: reviews, "
+                              "namespace: default, port: 9080}]", "namespace: default}\nspec:\n  parentRefs: [{group: "
+                              "\"\", kind: Service, name: reviews, port: 9080}]")
+    assert "name: reviews-for-plain, namespace: default" in route
+    gw_only = """apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-gw, namespace: default}
+spec:
+  hosts: [reviews]
+  gateways: [bookinfo-gateway]
+  http: [{route: [{destination: {host: reviews, subset: v1}}]}]
+"""
+    got = []
+    for extra in ("", gw_only):
+        m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
+                            str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+        m.extend(parse_manifest_text(route + ("---\n" + extra if extra else ""), "r.yaml"))
+        mesh = Mesh(m)
+        assert path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1") == {
+            "v1": F(1, 2), "v3": F(1, 2)}
+        got.append({(r.clients, r.reason, r.configured) for r in audit(mesh).rows})
+    assert got[0] == got[1] and {reason for _, reason, _ in got[0]} == {"no-sidecar"}

@@ -117,3 +117,48 @@ def test_a_rule_every_plain_request_meets_is_audited(match) -> None:
     assert model == {"v1": F(9, 10), "503": F(1, 10)}
     (row,) = audit(mesh).rows
     assert (row.reason, dict(row.effective)) == ("subset-undefined", model)
+
+
+_OTHER_CLIENT = """---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: oc, namespace: other}
+spec:
+  selector: {matchLabels: {app: oc}}
+  template: {metadata: {labels: {app: oc}}, spec: {containers: [{name: c, image: c}]}}
+"""
+
+
+def test_the_first_ones_split_per_client_namespace() -> None:
+    """reviews' DestinationRule is exported to ``.`` only: the first VirtualService splits default's requests
+    50/50 and fails all of other's (503). One row per effective split, as the path model gives them."""
+    b = DATA / "bookinfo"
+    dr = (b / "networking" / "destination-rule-all.yaml").read_text()
+    i = dr.index("  host: reviews\n")
+    dr = dr[:i] + "  host: reviews\n  exportTo: [\".\"]\n" + dr[i + len("  host: reviews\n"):]
+    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+    m.extend(parse_manifest_text(dr + "---\n" + OLD_50_50 + "---\n" + NEW_90_10 + _OTHER_CLIENT, "x.yaml"))
+    mesh = Mesh(m)
+    other = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="oc")
+    assert other == {"503": F(1)}
+    rows = sorted((r.clients, dict(r.effective)) for r in audit(mesh).rows if r.reason == "other-virtualservice-wins")
+    assert rows == [("default (6)", {"v1": F(1, 2), "v3": F(1, 2)}), ("other (1)", other)]
+
+
+@pytest.mark.parametrize("match", ["[{authority: {exact: 'reviews:9080'}}]", "[{authority: {prefix: reviews}}]",
+                                   "[{port: 9080}]"])
+def test_matches_on_the_authority_and_port_of_a_plain_request(match) -> None:
+    """A plain request to reviews:9080 carries that authority and port, in the audit as in the path model."""
+    b = DATA / "bookinfo"
+    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
+                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+    vs = NEW_90_10.replace("subset: v2}", "subset: v9}").replace("  - route:\n", f"  - match: {match}\n    route:\n", 1)
+    m.extend(parse_manifest_text(vs, "vs.yaml"))
+    mesh = Mesh(m)
+    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
+    (row,) = audit(mesh).rows
+    assert (row.reason, dict(row.effective)) == ("subset-undefined", model)

@@ -50,3 +50,21 @@ def test_tcp_rules_apply_where_the_port_is_tcp(port_name, want) -> None:
     sniffed = [n for n in res.notes if "declares no protocol and Istio sniffs it" in n]
     assert len(sniffed) == (port_name == "reviews")
     assert all("HTTP calls there take the default route over all pods" in n for n in sniffed)
+
+
+def test_a_tcp_rule_for_the_port_is_the_plain_connections() -> None:
+    """A tcp rule that matches the Service's port serves every connection to it (as ``Mesh._sidecar_route`` takes
+    it): the audit compares that rule's split (it took rules without a port only, and said nothing)."""
+    bookinfo = (DATA / "bookinfo" / "platform" / "kube" / "bookinfo.yaml").read_text()
+    i = bookinfo.index("name: reviews\n")
+    bookinfo = bookinfo[:i] + bookinfo[i:].replace("name: http", "name: tcp-reviews", 1)
+    m = parse_manifest_text(bookinfo, "bookinfo.yaml")
+    m.extend(load_manifests([str(DATA / "bookinfo" / "networking" / "destination-rule-all.yaml"),
+                             str(DATA / "bookinfo-ambient" / "sidecar")]))
+    m.extend(parse_manifest_text(VS.replace("  tcp:\n  - route:\n", "  tcp:\n  - match: [{port: 9080}]\n    route: "
+                                            "[{destination: {host: reviews, subset: v9}}]\n  - route:\n"), "vs.yaml"))
+    mesh = Mesh(m)
+    assert path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1") == {
+        "503": F(1)}
+    (row,) = audit(mesh).rows
+    assert (row.reason, row.effective) == ("subset-undefined", (("503", F(1)),))
