@@ -40,12 +40,17 @@ NEW_90_10 = _VS.format(name="reviews-new", rules="""  - route:
 CONFIGURED = (("v1", F(9, 10)), ("v2", F(1, 10)))
 
 
-def _mesh(plane: str, first: str) -> Mesh:
+def _bookinfo(plane: str, text: str) -> Mesh:
+    """Bookinfo with all its subsets on ``plane``'s data plane, and ``text``."""
     b = DATA / "bookinfo"
     m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
                         str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / plane)])
-    m.extend(parse_manifest_text(first + "---\n" + NEW_90_10, "vs.yaml"))
+    m.extend(parse_manifest_text(text, "vs.yaml"))
     return Mesh(m)
+
+
+def _mesh(plane: str, first: str) -> Mesh:
+    return _bookinfo(plane, first + "---\n" + NEW_90_10)
 
 
 @pytest.mark.parametrize(("plane", "kind", "path_kind"), [("sidecar", "sidecar", "sidecar"),
@@ -79,11 +84,7 @@ def test_a_first_virtual_service_for_other_paths_only_answers_404(plane, kind, p
 
 
 def test_one_virtual_service_per_host_gives_no_such_row() -> None:
-    b = DATA / "bookinfo"
-    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
-                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
-    m.extend(parse_manifest_text(NEW_90_10, "vs.yaml"))
-    assert audit(Mesh(m)).rows == []
+    assert audit(_bookinfo("sidecar", NEW_90_10)).rows == []
 
 
 PREFIX_ALL = OLD_50_50.replace("  - route:\n", "  - match: [{uri: {prefix: /}}]\n    route:\n", 1)
@@ -103,16 +104,15 @@ def test_the_first_ones_split_is_what_its_proxies_do(plane, path_kind, first, ef
     assert [(r.configured, dict(r.effective)) for r in rows] == [(CONFIGURED, effective)]
 
 
-@pytest.mark.parametrize("match", ["[{uri: {prefix: /}}]", "[{uri: {regex: '.*'}}]", "[{method: {exact: GET}}]"])
+@pytest.mark.parametrize("match", ["[{uri: {prefix: /}}]", "[{uri: {regex: '.*'}}]", "[{method: {exact: GET}}]",
+                                   "[{authority: {exact: 'reviews:9080'}}]", "[{authority: {prefix: reviews}}]",
+                                   "[{port: 9080}]"])
 def test_a_rule_every_plain_request_meets_is_audited(match) -> None:
-    """A VirtualService whose one rule matches ``prefix: /`` (or any match a plain ``GET /`` meets) splits every
-    request: the audit compares it (it took only rules without matches as a plain request's, and said nothing)."""
-    b = DATA / "bookinfo"
-    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
-                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
+    """A VirtualService whose one rule matches ``prefix: /`` (or any match a plain ``GET /`` to reviews:9080 meets,
+    its authority and port included) splits every request: the audit compares it, as the path model routes it (it
+    took only rules without matches as a plain request's, and said nothing)."""
     vs = NEW_90_10.replace("subset: v2}", "subset: v9}").replace("  - route:\n", f"  - match: {match}\n    route:\n", 1)
-    m.extend(parse_manifest_text(vs, "vs.yaml"))
-    mesh = Mesh(m)
+    mesh = _bookinfo("sidecar", vs)
     model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
     assert model == {"v1": F(9, 10), "503": F(1, 10)}
     (row,) = audit(mesh).rows
@@ -147,18 +147,3 @@ def test_the_first_ones_split_per_client_namespace() -> None:
     assert other == {"503": F(1)}
     rows = sorted((r.clients, dict(r.effective)) for r in audit(mesh).rows if r.reason == "other-virtualservice-wins")
     assert rows == [("default (6)", {"v1": F(1, 2), "v3": F(1, 2)}), ("other (1)", other)]
-
-
-@pytest.mark.parametrize("match", ["[{authority: {exact: 'reviews:9080'}}]", "[{authority: {prefix: reviews}}]",
-                                   "[{port: 9080}]"])
-def test_matches_on_the_authority_and_port_of_a_plain_request(match) -> None:
-    """A plain request to reviews:9080 carries that authority and port, in the audit as in the path model."""
-    b = DATA / "bookinfo"
-    m = load_manifests([str(b / "platform" / "kube" / "bookinfo.yaml"),
-                        str(b / "networking" / "destination-rule-all.yaml"), str(DATA / "bookinfo-ambient" / "sidecar")])
-    vs = NEW_90_10.replace("subset: v2}", "subset: v9}").replace("  - route:\n", f"  - match: {match}\n    route:\n", 1)
-    m.extend(parse_manifest_text(vs, "vs.yaml"))
-    mesh = Mesh(m)
-    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
-    (row,) = audit(mesh).rows
-    assert (row.reason, dict(row.effective)) == ("subset-undefined", model)

@@ -66,10 +66,15 @@ spec:
 """
 
 
+def _namespaces(labels: str, *more: str) -> str:
+    """Namespaces shop and front (and ``more``) with ``labels``, as YAML documents."""
+    return "---\n".join(_NS.format(name=n, labels=labels) for n in ("shop", "front", *more))
+
+
 def _mesh(plane: str) -> Mesh:
     labels = "{istio-injection: enabled}" if plane == "sidecar" else \
         "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}"
-    text = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels) + _APP
+    text = _namespaces(labels) + _APP
     text += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
     text += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
     if plane == "waypoint":
@@ -105,8 +110,7 @@ def test_a_backend_service_not_exported_to_the_proxy(plane, kind, path_kind, cli
 def test_a_waypoint_in_another_namespace_lacks_the_cluster() -> None:
     """The waypoint of namespace ``mesh-gw`` serves shop's Services: it has no cluster for cart-v1."""
     labels = "{istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint, istio.io/use-waypoint-namespace: mesh-gw}"
-    body = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels) + "---\n"
-    body += _NS.format(name="mesh-gw", labels="{}") + _APP
+    body = _namespaces(labels) + "---\n" + _NS.format(name="mesh-gw", labels="{}") + _APP
     body += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
     body += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
     body += _WAYPOINT.replace("namespace: shop", "namespace: mesh-gw").replace(
@@ -135,7 +139,7 @@ def test_a_sidecar_that_imports_the_service_but_not_its_backends() -> None:
     destinations of every VirtualService a sidecar imports to its services (``collectImportedServices`` in
     ``pilot/pkg/model/sidecar.go``), so the split holds there too, in the path model and the audit."""
     labels = "{istio-injection: enabled}"
-    text = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels)
+    text = _namespaces(labels)
     text += _APP.replace(', annotations: {networking.istio.io/exportTo: "."}', "")
     text += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
     text += _DEPLOY.format(name="client", ns="front", app="client", v="v1") + _SIDECAR
@@ -229,7 +233,7 @@ def test_subsets_of_another_host_are_that_hosts(export) -> None:
     """cart's VirtualService sends to subsets of ``backend``: they are looked up in backend's DestinationRule as the
     clients see it (they were looked up in cart's, so every client got a 503 row)."""
     labels = "{istio-injection: enabled}"
-    text = _NS.format(name="shop", labels=labels) + "---\n" + _NS.format(name="front", labels=labels)
+    text = _namespaces(labels)
     text += _APP.split("---\napiVersion: networking.istio.io/v1")[0].split("---\napiVersion: v1\nkind: Service\n"
                                                                           "metadata: {name: cart-v1")[0]
     text += _BACKEND.replace("EXPORT", export)
