@@ -63,7 +63,8 @@ REASONS: dict[str, str] = {
                                  "no cluster for it, its share answers 503",
     "sidecar-egress-excludes": "the clients' Sidecar resource does not import the Service (or its "
                                "VirtualService): the outbound traffic policy decides (ALLOW_ANY: kube-proxy over "
-                               "all pods; REGISTRY_ONLY: refused)",
+                               "all pods; REGISTRY_ONLY: refused); or its egress listeners give no cluster for a "
+                               "destination's port (a listener with a port takes that port only): 503",
     "subset-without-pods": "a subset the route sends traffic to selects no pods: its share fails (503)",
     "subset-undefined": "a subset the route names is not defined by the DestinationRule the clients see: its "
                         "share fails (503 NC)",

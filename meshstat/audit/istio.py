@@ -52,6 +52,7 @@ from meshstat.mesh.registry import RegisteredService, uncaptured
 from meshstat.mesh.requests import request_matches
 from meshstat.mesh.scope import (
     SERVICE_EXPORT_ANNOTATION,
+    ClientScope,
     client_scope,
     cluster_miss,
     destination_rule,
@@ -60,6 +61,7 @@ from meshstat.mesh.scope import (
     imports_host,
     scope_miss,
     service_visible,
+    sidecar_cluster_miss,
     sidecar_virtual_services,
 )
 from meshstat.parsers.gateway_api import Gateway
@@ -659,13 +661,14 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns, _abort(vs, mesh, info, info.port(port)))
+                        ns, _abort(vs, mesh, info, info.port(port)), scope)
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                  dests: tuple[RouteDestination, ...], configured: _Split, dr: DestinationRule | None,
                  own_dr: DestinationRule | None, labels_of: dict[str, tuple[tuple[str, str], ...]],
-                 ns: str | None = None, abort: tuple[int, str] | None = None) -> tuple[str, _Split, str, str] | None:
+                 ns: str | None = None, abort: tuple[int, str] | None = None, scope: ClientScope | None = None
+                 ) -> tuple[str, _Split, str, str] | None:
     """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destinations it has no
     cluster for (:func:`~meshstat.mesh.scope.cluster_miss`: not exported to ``ns``; 503 NC, as
     ``Mesh._cluster_node``) and subsets that fail (503), or another DestinationRule's subsets (``_other_rule``),
@@ -678,6 +681,14 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
         t = mesh.resolve_host(d.host, vs.meta.namespace)
         if ns is not None and t is not None and (miss := cluster_miss(mesh, t, ns)) is not None:
             reasons.append(("not-exported-to-namespace", f"{miss}: no cluster there, 503 NC", export_fix(t)))
+            failing[_label(d)] = Fraction(1)
+            continue
+        tport = d.port or (t.ports[0].port if t is not None and len(t.ports) == 1 else port)
+        if scope is not None and t is not None and scope.sidecar is not None and (
+                miss := sidecar_cluster_miss(mesh, scope, t, tport, info, vs.meta.namespace)) is not None:
+            reasons.append(("sidecar-egress-excludes", f"{miss}: no cluster there, 503 NC",
+                            f"add an egress listener for port {tport} (or one without port) that imports "
+                            f"{t.namespace}/{t.fqdn} to Sidecar {scope.sidecar.meta.ref}"))
             failing[_label(d)] = Fraction(1)
             continue
         if not d.subset:

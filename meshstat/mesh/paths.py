@@ -47,7 +47,7 @@ from meshstat.mesh.registry import (
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
 from meshstat.mesh.scope import (ClientScope, client_scope, cluster_miss, destination_rule, first_for_port, host_rules,
-                                 scope_miss, sidecar_virtual_services, unknown_destination_route)
+                                 scope_miss, sidecar_cluster_miss, sidecar_virtual_services, unknown_destination_route)
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Weighted
 from meshstat.parsers import envoy as envoy_parser
 from meshstat.parsers.istio_scope import read_scope_objects, superseded, unmodelled_warnings
@@ -139,6 +139,7 @@ class Mesh:
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
+        self._scope: ClientScope | None = None  # the sidecar's, while its route is built (sidecar_cluster_miss)
 
     # ------------------------------------------------------------------ pods & registry
 
@@ -398,6 +399,10 @@ class Mesh:
         else:
             target, subset, cport = info, None, listener_port
         cname = f"outbound|{cport}|{subset or ''}|{target.fqdn}"
+        if self._scope is not None and (miss := sidecar_cluster_miss(self, self._scope, target, cport, info,
+                                                                     vs.meta.namespace if vs else None)):
+            diags.append(Diagnostic("warning", f"{miss}: no cluster {cname} (503 NC)", src, line))
+            return Backend(name=f"503 NC no cluster ({cname})", labels=(("outcome", "503"),), provenance=prov)
         if target.port(cport) is None:
             diags.append(Diagnostic("warning", f"destination port {cport} is not a port of {target.short} "
                                     f"(ports: {', '.join(str(p.port) for p in target.ports) or 'none'}): 503 NC",
@@ -482,7 +487,7 @@ class Mesh:
         try:
             return self._sidecar_route(client, info, port, **kw)
         finally:
-            self._caller = None
+            self._caller = self._scope = None
 
     def _sidecar_route(
         self,
@@ -511,7 +516,7 @@ class Mesh:
         if uncaptured(sp) or proto == "udp":  # not redirected, or UDP to Istio: kube-proxy picks
             return self.kube_proxy_route(info, port, name=name, diags=diags,
                                          notes=(uncaptured_note(sp, "the sidecar"),))
-        sc = client_scope(self, client, client_ns, diags)
+        sc = self._scope = client_scope(self, client, client_ns, diags)
         miss = scope_miss(self, sc, info, port)
         if miss is not None:
             return unknown_destination_route(self, sc, info, port, name, miss, layers)

@@ -391,6 +391,32 @@ def cluster_miss(mesh: Any, target: RegisteredService, client_ns: str) -> str | 
     return _not_exported(target, client_ns) if not service_visible(mesh, target, client_ns) else None
 
 
+def sidecar_cluster_miss(mesh: Any, scope: ClientScope, target: RegisteredService, port: int,
+                         routed: RegisteredService, route_ns: str | None) -> str | None:
+    """Why a sidecar with ``scope`` has no cluster for ``target:port``, a destination of a route for ``routed``
+    written in ``route_ns`` (a VirtualService, or an HTTPRoute istiod turns into one; ``None``: the default
+    route), or ``None`` when it has one.
+
+    A sidecar's clusters are those of the services its Sidecar's egress listeners import
+    (``pilot/pkg/model/sidecar.go``, ``collectImportedServices``): by their hosts, and the destinations of
+    the VirtualServices they import ("Infer more possible destinations from virtual services"). A
+    listener with a port takes a service with that port only, and that port only
+    (``serviceMatchingListenerPort``), so a destination on another port has no cluster there: 503 NC.
+    """
+    sc = scope.sidecar
+    if sc is None or not sc.egress:
+        return None
+    for li in sc.egress:
+        if li.port is not None and li.port != port:
+            continue
+        if imports_host(li, scope.namespace, target.fqdn, target.namespace) or (
+                route_ns is not None and imports_host(li, scope.namespace, routed.fqdn, route_ns, virtual_service=True)):
+            return None
+    ports = sorted({li.port for li in sc.egress if li.port is not None})
+    return (f"Sidecar {sc.meta.ref} imports {target.fqdn} for port {port} in none of its egress listeners"
+            + (f" (listeners on ports {', '.join(map(str, ports))} take their own port only)" if ports else ""))
+
+
 def scope_miss(mesh: Any, scope: ClientScope, info: RegisteredService, port: int) -> str | None:
     """Why a sidecar with ``scope`` does not know ``info:port`` (``None``: it does)."""
     if not service_visible(mesh, info, scope.namespace):

@@ -252,3 +252,31 @@ def test_subsets_of_another_host_are_that_hosts(export) -> None:
     (row,) = rows
     assert (row.clients, row.reason, row.effective) == ("front (1)", "not-exported-to-namespace", (("503", F(1)),))
     assert "DestinationRule shop/backend, which is not exported to namespace" in row.detail
+
+
+@pytest.mark.parametrize("listener_port", [None, 80])
+def test_a_sidecar_listener_with_a_port_takes_that_port_only(listener_port) -> None:
+    """cart-v1 listens on 8080 only. front's Sidecar imports cart; through a listener without port, cart's
+    VirtualService brings cart-v1 and cart-v2 along (90/10 holds); through a listener on port 80, only services'
+    port 80 (``serviceMatchingListenerPort``): no cluster for cart-v1:8080, its 90% answer 503 NC."""
+    port = f"port: {{number: {listener_port}, protocol: HTTP, name: http}}\n    " if listener_port else ""
+    sidecar = _SIDECAR.replace('  - hosts: ["./*", "shop/cart.shop.svc.cluster.local"]',
+                               f'  - {port}hosts: ["./*", "shop/cart.shop.svc.cluster.local"]')
+    app = _APP.replace(', annotations: {networking.istio.io/exportTo: "."}', "")
+    app = app.replace("metadata: {name: cart-v1, namespace: shop}\nspec: {ports: [{name: http, port: 80,",
+                      "metadata: {name: cart-v1, namespace: shop}\nspec: {ports: [{name: http, port: 8080,")
+    assert "port: 8080, targetPort" in app
+    text = _namespaces("{istio-injection: enabled}") + app + sidecar
+    text += "".join(_DEPLOY.format(name=f"cart-{v}", ns="shop", app="cart", v=v) for v in ("v1", "v2"))
+    text += _DEPLOY.format(name="client", ns="front", app="client", v="v1")
+    mesh = Mesh(parse_manifest_text(text, "shop.yaml"))
+    got = path_shares(mesh, "cart.shop.svc.cluster.local", 80, "sidecar", client="client")
+    rows = audit(mesh).rows
+    if listener_port is None:
+        assert got == {"v1": F(9, 10), "v2": F(1, 10)} and rows == []
+        return
+    assert got == {"503": F(9, 10), "v2": F(1, 10)}
+    (row,) = rows
+    assert (row.clients, row.reason) == ("front (1)", "sidecar-egress-excludes")
+    assert row.effective == (("503", F(9, 10)), ("cart-v2", F(1, 10)))
+    assert "Sidecar front/default imports cart-v1.shop.svc.cluster.local for port 8080 in none" in row.detail
