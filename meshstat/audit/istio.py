@@ -1,9 +1,9 @@
 """The Istio rule reasons: who does not get the split a VirtualService configures, and why.
 
 For every VirtualService host that is a Service (port by port) the configured split is the
-route a plain request takes (the first ``http`` rule without ``match``; for TCP ports the first
-``tcp`` rule), its weights made relative as Envoy does (``weighted_clusters``). Then, per client
-group (:class:`meshstat.audit.core.ClientClass`):
+route a plain request takes (:mod:`meshstat.audit.plain`; a client's own rule where rules match on
+the clients' labels or namespace), its weights made relative as Envoy does (``weighted_clusters``).
+Then, per client group (:class:`meshstat.audit.core.ClientClass`):
 
 * clients without a mesh (``kube-proxy``) and ambient clients of a Service without a waypoint get
   the pod split (a uniform per-connection pick over every endpoint): ``no-sidecar``,
@@ -30,6 +30,7 @@ per Service does not grow with the number of namespaces.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
@@ -43,15 +44,15 @@ from meshstat.audit.core import (
     no_waypoint_row,
 )
 from meshstat.audit.gateway import consumer_namespaces, route_split
+from meshstat.audit.plain import plain_abort, plain_destinations, plain_match, plain_rule, with_abort
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
 from meshstat.mesh.ingress import bound_to, match_at, proxy_namespace, sees, serves
 from meshstat.mesh.paths import Mesh
-from meshstat.mesh.registry import RegisteredService, uncaptured
+from meshstat.mesh.registry import RegisteredService
 from meshstat.mesh.requests import request_matches
 from meshstat.mesh.scope import (
-    SERVICE_EXPORT_ANNOTATION,
     ClientScope,
     client_scope,
     cluster_miss,
@@ -60,12 +61,11 @@ from meshstat.mesh.scope import (
     first_for_port,
     imports_host,
     scope_miss,
-    service_visible,
     sidecar_cluster_miss,
     sidecar_virtual_services,
 )
 from meshstat.parsers.gateway_api import Gateway
-from meshstat.parsers.k8s import DestinationRule, RouteDestination, ServicePort, VirtualService
+from meshstat.parsers.k8s import DestinationRule, RouteDestination, VirtualService, WorkloadResource
 
 __all__ = ["istio_gateway_reasons", "istio_rule_reasons", "routed_ports", "unmeshed_by_rule"]
 
@@ -73,66 +73,6 @@ _OTHER_NS = "\x00any other namespace"
 #: how a row names the namespaces that ``_OTHER_NS`` stands for
 _OTHERS = "namespaces that no rule names"
 _Split = tuple[tuple[str, Fraction], ...]
-
-
-def _plain_match(vs: VirtualService, info: RegisteredService, sp: ServicePort | None) -> Any:
-    """The first http rule of ``vs`` that a plain request (``GET /``, no headers, the authority ``name:port`` as the
-    path model sends it) meets whoever sends it: a rule without matches, or with a match that holds for it
-    (``uri: {prefix: /}`` does; a match on the client's labels or namespace is not every client's). None when no
-    rule serves it (a 404)."""
-    port = sp.port if sp is not None else 0
-    authority = f"{info.name if info.service else info.fqdn}:{port}"
-    return next((r for r in vs.http if not r.matches or any(
-        request_matches(m, "/", {}, "GET", authority, port, {}, "", []) for m in r.matches)), None)
-
-
-def _plain_rule(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None) -> Any:
-    """The rule of ``vs`` that splits a plain request (or connection) to ``sp``: :func:`_plain_match` on an HTTP
-    port (None when it redirects or answers directly: no split), the first tcp rule for every port and source on
-    a TCP port, or a sniffed port whose rules are all tcp ones (as ``Mesh._sidecar_route``); None when no proxy
-    routes the port (UDP to Istio) or no such rule exists."""
-    proto = mesh.port_protocol(sp) if sp is not None else "udp"
-    if proto == "udp" or uncaptured(sp):  # no proxy routes the port (UDP to Istio): no VirtualService applies
-        return None
-    if proto != "tcp" and (vs.http or proto != "auto"):
-        rule = _plain_match(vs, info, sp)
-        return rule if rule is not None and rule.terminal is None else None
-    port = sp.port if sp is not None else 0
-    return next((t for t in vs.tcp if (not t.ports or port in t.ports) and not t.source_labels), None)
-
-
-def _configured(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None
-                ) -> tuple[RouteDestination, ...] | None:
-    rule = _plain_rule(vs, mesh, info, sp)
-    return rule.destinations if rule is not None else None
-
-
-def _abort(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None
-           ) -> tuple[int, str] | None:
-    """The ``fault.abort`` of ``vs``'s rule for a plain request (:attr:`meshstat.parsers.k8s.HTTPRoute.abort`)."""
-    if all(r.abort is None for r in vs.http):  # the common case, without working out the rule
-        return None
-    return getattr(_plain_rule(vs, mesh, info, sp), "abort", None)
-
-
-def _with_abort(got: tuple[str, _Split, str, str] | None, configured: _Split, abort: tuple[int, str] | None,
-                rule: str) -> tuple[str, _Split, str, str] | None:
-    """``got`` (a view's reason, effective split, detail, fix; None: the split holds) behind the rule's
-    ``fault.abort``: that share of the requests is answered by the proxy (``fault abort <answer>``), the rest
-    split as before (``fault-injected`` when nothing else diverges), as ``meshstat.mesh.layers.with_fault_abort``
-    routes it."""
-    if abort is None or abort[0] <= 0:
-        return got
-    p = Fraction(min(abort[0], 10**6), 10**6)
-    label = f"fault abort {abort[1]}"
-    eff: dict[str, Fraction] = {label: p}
-    for k, f in got[1] if got is not None else configured:
-        if f * (1 - p):
-            eff[k] = eff.get(k, Fraction(0)) + f * (1 - p)
-    detail = f"{rule} fault.abort answers {abort[0] / 10_000:g}% of the requests {abort[1]} before routing"
-    if got is None:
-        return ("fault-injected", tuple(eff.items()), detail, f"remove fault.abort from {rule} (or its percentage)")
-    return got[0], tuple(eff.items()), f"{got[2]}; {detail}", got[3]
 
 
 def _label(d: RouteDestination) -> str:
@@ -182,7 +122,7 @@ def routed_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int, Virtua
     for info, vss in ctx.virtual_service_hosts().values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, ctx.mesh.port_protocol(sp)) or vss[0]
-            dests = _configured(vs, ctx.mesh, info, sp)
+            dests = plain_destinations(vs, ctx.mesh, info, sp)
             if dests:
                 labels_of = _labels_of(ctx.mesh, info, dests, destination_rule(ctx.mesh, info, info.namespace))
                 out.append((info, sp.port, vs, _weights(dests), labels_of))
@@ -202,14 +142,9 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for info, vss in hosts.values():
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, mesh.port_protocol(sp)) or vss[0]  # as a sidecar serves the port
-            dests = _configured(vs, mesh, info, sp)
+            dests = plain_destinations(vs, mesh, info, sp)
             counted = bool(dests)
             if dests:
-                if any(m.source_labels or m.source_namespace is not None for r in vs.http for m in r.matches):
-                    ctx.notes.append(f"VirtualService {vs.meta.ref} matches on sourceLabels or sourceNamespace: the "
-                                     f"rows of {info.short}:{sp.port} compare the rule a plain request from any "
-                                     "client meets; the clients those matches select get their rule's split "
-                                     "(meshstat mesh --client shows it)")
                 if not vs.http and mesh.port_protocol(sp) == "auto":
                     ctx.notes.append(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
                                      f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
@@ -225,7 +160,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 counted = counted or bool(rows)
                 yield from rows
             if len(vss) > 1:
-                splits = [(v, d) for v in vss if v is not vs and (d := _configured(v, mesh, info, sp))]
+                splits = [(v, d) for v in vss if v is not vs and (d := plain_destinations(v, mesh, info, sp))]
                 counted = counted or bool(splits)
                 yield from _shadowed_rows(ctx, info, sp.port, splits, vs if dests else None, by_kind, sidecar_ns)
             audited += counted
@@ -266,7 +201,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
             return got[1][1] if got[1] is not None else got[0]
         if tcp:
             return None
-        rule = _plain_match(first, info, sp)
+        rule = plain_match(first, info, sp)
         return ((f"{rule.terminal} (no destination)" if rule is not None and rule.terminal else "404 no route",
                  Fraction(1)),)
 
@@ -432,7 +367,7 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
         key = "503" if got is not None else label
         eff[key] = eff.get(key, Fraction(0)) + share
     rref = f"VirtualService {vs.meta.ref} http[{rule.index}]"
-    got = _with_abort((found[0][0], tuple(eff.items()), "; ".join(f[1] for f in found), "") if found else None,
+    got = with_abort((found[0][0], tuple(eff.items()), "; ".join(f[1] for f in found), "") if found else None,
                       configured, rule.abort, rref)
     if got is None:
         return None
@@ -499,24 +434,58 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if not sidecars:
         return
     special = rule_namespaces(mesh, info)
-    groups: dict[tuple[str, _Split], tuple[str, list[ClientClass], set[str]]] = {}
-    for c, generic in sidecar_ns.split(special):  # in order: a row's detail is its first group's
-        got = _sidecar_view(ctx, info, port, vs, dests, configured, pods, _OTHER_NS if generic else c.namespace, c,
-                            labels_of, dr_svc)
-        if got is not None:
+    by_source = any(m.source_labels or m.source_namespace is not None for r in vs.http for m in r.matches)
+    if any(m.source_labels for r in vs.http for m in r.matches):  # the clients' labels decide: no stand-in
+        special = special | {c.namespace for c in sidecars}
+    groups: dict[tuple[str, _Split, _Split], tuple[str, list[ClientClass], set[str]]] = {}
+    for c0, generic in sidecar_ns.split(special):  # in order: a row's detail is its first group's
+        parts = [(c0, dests, configured, labels_of, pods)]
+        if by_source and not generic:  # rules that match on the clients' labels or namespace: each client's own
+            parts = _by_client_rule(ctx, info, port, vs, c0, parts[0], dr_svc)
+        for c, c_dests, c_conf, c_labels, c_pods in parts:
+            got = _sidecar_view(ctx, info, port, vs, c_dests, c_conf, c_pods, _OTHER_NS if generic else c.namespace, c,
+                                c_labels, dr_svc)
+            if got is None:
+                continue
             reason, eff, detail, fix = got
             if generic:  # texts that name the stand-in namespace (scope_miss's) name the group
                 detail, fix = (x.replace(f"namespace {_OTHER_NS}", _OTHERS).replace(_OTHER_NS, _OTHERS)
                                for x in (detail, fix))
-            g = groups.setdefault((reason, eff), (detail, [], set()))
+            g = groups.setdefault((reason, eff, c_conf), (detail, [], set()))
             if generic:
                 g[1].extend(sidecar_ns.others(special))
             else:
                 g[1].append(c)
             g[2].add(fix)
-    for (reason, eff), (detail, classes, fixes) in groups.items():
+    for (reason, eff, conf), (detail, classes, fixes) in groups.items():
         clients, n = clients_label(classes)
-        yield Divergence(service, clients, n, configured, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
+        yield Divergence(service, clients, n, conf, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
+
+
+def _by_client_rule(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService, c: ClientClass,
+                    plain: tuple[Any, ...], dr_svc: DestinationRule | None) -> list[tuple[Any, ...]]:
+    """``c``'s workloads grouped by the rule of ``vs`` that a plain request from each meets, where rules match on
+    the client's labels or namespace (``sourceLabels``, ``sourceNamespace``), as ``Mesh._sidecar_route`` evaluates
+    them: (the group, its rule's destinations, configured split, labels, pod split); ``plain`` is the part of the
+    rule any client meets. A workload whose rule routes nothing (a redirect, or no rule: a 404) is left out."""
+    mesh = ctx.mesh
+    sp = info.port(port)
+    authority = f"{info.name if info.service else info.fqdn}:{port}"
+    by_rule: dict[int, tuple[Any, list[WorkloadResource]]] = {}
+    for w in c.workloads:
+        rule = next((r for r in vs.http if not r.matches or any(
+            request_matches(m, "/", {}, "GET", authority, port, w.labels, c.namespace, []) for m in r.matches)), None)
+        by_rule.setdefault(id(rule), (rule, []))[1].append(w)
+    out = []
+    anyone = plain_rule(vs, mesh, info, sp)
+    for rule, ws in by_rule.values():
+        cc = replace(c, workloads=tuple(ws))
+        if rule is anyone:
+            out.append((cc, *plain[1:]))
+        elif rule is not None and rule.terminal is None and rule.destinations:
+            labels = _labels_of(mesh, info, rule.destinations, dr_svc)
+            out.append((cc, rule.destinations, _weights(rule.destinations), labels, ctx.pod_split(info, port, labels)))
+    return out
 
 
 def _labels_of(mesh: Mesh, info: RegisteredService, dests: tuple[RouteDestination, ...],
@@ -600,7 +569,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
                 f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, _abort(vs, mesh, info, sp))
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, plain_abort(vs, mesh, info, sp))
     return (configured, *got) if got is not None else None
 
 
@@ -608,12 +577,12 @@ def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: Virtual
               own_dr: DestinationRule | None, ns: str) -> tuple[_Split, tuple[str, _Split, str, str] | None] | None:
     """``vs``'s configured split at ``port`` and what a proxy in namespace ``ns`` that sees ``dr`` makes of it
     (:func:`_subset_view`: None when it holds); None when ``vs`` routes no plain request there."""
-    dests = _configured(vs, ctx.mesh, info, info.port(port))
+    dests = plain_destinations(vs, ctx.mesh, info, info.port(port))
     if not dests:
         return None
     ours = _weights(dests)
     return ours, _subset_view(ctx, info, port, vs, dests, ours, dr, own_dr, _labels_of(ctx.mesh, info, dests, own_dr),
-                              ns, _abort(vs, ctx.mesh, info, info.port(port)))
+                              ns, plain_abort(vs, ctx.mesh, info, info.port(port)))
 
 
 def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -661,7 +630,7 @@ def _sidecar_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     if first is not vs and first is not None:
         return _other_virtual_service(ctx, info, port, vs, first, configured, pods, ns, cls, labels_of, own_dr)
     return _subset_view(ctx, info, port, vs, dests, configured, destination_rule(mesh, info, ns), own_dr, labels_of,
-                        ns, _abort(vs, mesh, info, info.port(port)), scope)
+                        ns, plain_abort(vs, mesh, info, info.port(port)), scope)
 
 
 def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -672,7 +641,7 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
     """What a proxy in namespace ``ns`` that applies ``vs`` and sees ``dr`` makes of its split: destinations it has no
     cluster for (:func:`~meshstat.mesh.scope.cluster_miss`: not exported to ``ns``; 503 NC, as
     ``Mesh._cluster_node``) and subsets that fail (503), or another DestinationRule's subsets (``_other_rule``),
-    behind the rule's ``abort`` (:func:`_with_abort`); None when the configured split holds."""
+    behind the rule's ``abort`` (:func:`~meshstat.audit.plain.with_abort`); None when the configured split holds."""
     mesh = ctx.mesh
     vsref = f"VirtualService {vs.meta.ref}"
     failing: dict[str, Fraction] = {}
@@ -718,14 +687,14 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
                             f"{'ready' if idle else ''}{' ' if idle else ''}or drop subset {d.subset} from {vsref}"))
             failing[_label(d)] = Fraction(1)
     if not failing:
-        return _with_abort(_other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of), configured, abort,
+        return with_abort(_other_rule(ctx, info, port, dests, configured, dr, own_dr, labels_of), configured, abort,
                            vsref)
     eff: dict[str, Fraction] = {}
     for label, f in configured:
         key = "503" if label in failing else label
         eff[key] = eff.get(key, Fraction(0)) + f
     reason, detail, fix = reasons[0]
-    return _with_abort((reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix), configured, abort, vsref)
+    return with_abort((reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix), configured, abort, vsref)
 
 
 def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
@@ -738,7 +707,7 @@ def _other_virtual_service(ctx: AuditContext, info: RegisteredService, port: int
     The effective split is the other one's default route, with its own subset failures (503s) where the
     DestinationRule these clients see lacks its subsets or they select no pods.
     """
-    odests = _configured(other, ctx.mesh, info, info.port(port))
+    odests = plain_destinations(other, ctx.mesh, info, info.port(port))
     if not odests:
         return None  # no route for a plain request there: nothing to compare
     ours = _weights(odests)

@@ -147,3 +147,24 @@ def test_the_first_ones_split_per_client_namespace() -> None:
     assert other == {"503": F(1)}
     rows = sorted((r.clients, dict(r.effective)) for r in audit(mesh).rows if r.reason == "other-virtualservice-wins")
     assert rows == [("default (6)", {"v1": F(1, 2), "v3": F(1, 2)}), ("other (1)", other)]
+
+
+@pytest.mark.parametrize("match", ["[{sourceLabels: {app: productpage}}]", "[{sourceNamespace: default}]"])
+def test_rules_for_some_clients_are_theirs(match) -> None:
+    """Rule 0 sends the requests of the clients it selects (by labels or namespace) to v1; rule 1 splits the others'
+    v1/v9, and v9 is undefined. Each sidecar group is compared with the rule its clients meet, as the path model
+    routes them (the audit took rule 1 for everyone, or left them all out)."""
+    first = NEW_90_10.replace("  - route:\n", f"  - match: {match}\n    route: [{{destination: {{host: reviews, "
+                              "subset: v1}}]\n  - route:\n", 1).replace("subset: v2}, weight: 10",
+                                                                        "subset: v9}, weight: 10")
+    mesh = _bookinfo("sidecar", first)
+    selected = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
+    others = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="details-v1")
+    assert selected == {"v1": F(1)}
+    rows = audit(mesh).rows
+    if "sourceLabels" in match:  # productpage alone is selected: the five other workloads fail a tenth
+        assert others == {"v1": F(9, 10), "503": F(1, 10)}
+        (row,) = rows
+        assert (row.clients, row.reason, dict(row.effective)) == ("default (5)", "subset-undefined", others)
+    else:  # every client of default is selected: nothing fails
+        assert others == selected and rows == []
