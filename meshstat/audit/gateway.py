@@ -328,8 +328,7 @@ def _audiences(ctx: AuditContext, info: RegisteredService, route: GatewayRoute, 
     if not services_restricted(mesh):
         return [audience(classes, None)]
     backends = [t for rule in route.rules for b in rule.backends
-                if (t := mesh.registry.get(f"{b.name}.{b.namespace}.svc.{mesh.domain}" if b.is_service else b.name))
-                is not None]
+                if (t := mesh.registry.get(b.host(mesh.domain))) is not None]
     wp = service_waypoint(mesh, info).gateway
     groups: dict[tuple[str, ...], tuple[str, list[ClientClass]]] = {}
     for c in classes:

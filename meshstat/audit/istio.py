@@ -51,7 +51,6 @@ from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
 from meshstat.mesh.ingress import bound_to, match_at, proxy_namespace, sees, serves
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService
-from meshstat.mesh.requests import request_matches
 from meshstat.mesh.scope import (
     ClientScope,
     client_scope,
@@ -237,9 +236,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
         yield row(v, first, conf, eff, "the clients' sidecars apply", classes, "sidecar")
     amb = by_kind.get("ambient")
     wp = service_waypoint(mesh, info).gateway if amb else None
-    if amb and wp is not None and not any(
-            r.meta.namespace == info.namespace
-            for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)):
+    if amb and wp is not None and not _producer_routes(ctx, info, port, tcp):
         found_w = [v for v in waypoint_virtual_services(mesh, info, wp)
                    if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
         if found_w:
@@ -470,11 +467,9 @@ def _by_client_rule(ctx: AuditContext, info: RegisteredService, port: int, vs: V
     rule any client meets. A workload whose rule routes nothing (a redirect, or no rule: a 404) is left out."""
     mesh = ctx.mesh
     sp = info.port(port)
-    authority = f"{info.name if info.service else info.fqdn}:{port}"
     by_rule: dict[int, tuple[Any, list[WorkloadResource]]] = {}
     for w in c.workloads:
-        rule = next((r for r in vs.http if not r.matches or any(
-            request_matches(m, "/", {}, "GET", authority, port, w.labels, c.namespace, []) for m in r.matches)), None)
+        rule = plain_match(vs, info, sp, w.labels, c.namespace)
         by_rule.setdefault(id(rule), (rule, []))[1].append(w)
     out = []
     anyone = plain_rule(vs, mesh, info, sp)
@@ -530,8 +525,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
     wref = f"waypoint {waypoint.meta.ref}"
     sp = info.port(port)
     tcp = mesh.port_protocol(sp) == "tcp" if sp is not None else False
-    if any(r.meta.namespace == info.namespace
-           for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS)):
+    if _producer_routes(ctx, info, port, tcp):
         return None
     # the first VirtualService with rules of the port's kind (buildWaypointInboundHTTPRouteConfig takes the
     # first with http rules; getWaypointTCPRoutes scans them all for a tcp rule of the port)
@@ -569,8 +563,16 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
         return (configured, "other-virtualservice-wins", eff, f"{wref} applies VirtualService {other.meta.ref} for "
                 f"{info.fqdn}, not {vsref}" + (f"; {broken[2]}" if broken is not None else ""),
                 f"remove VirtualService {other.meta.ref} or give it the split of {vs.meta.ref}")
-    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns, plain_abort(vs, mesh, info, sp))
+    got = _subset_view(ctx, info, port, vs, dests, configured, dr, own_dr, labels_of, wns,
+                       plain_abort(vs, mesh, info, sp))
     return (configured, *got) if got is not None else None
+
+
+def _producer_routes(ctx: AuditContext, info: RegisteredService, port: int, tcp: bool) -> bool:
+    """Whether routes of the Service's own namespace (producer routes) attach to ``info:port``: a waypoint applies
+    them before any VirtualService (their failures are the Gateway API rows)."""
+    return any(r.meta.namespace == info.namespace
+               for r in attached_routes(ctx.gateway_routes, info, port, TCP_KINDS if tcp else HTTP_KINDS))
 
 
 def _split_of(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService, dr: DestinationRule | None,

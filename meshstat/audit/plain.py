@@ -7,12 +7,13 @@ of the rule that request meets (:mod:`meshstat.audit.istio`). Pure Python.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
 from meshstat.mesh.paths import Mesh
 from meshstat.mesh.registry import RegisteredService, uncaptured
-from meshstat.mesh.requests import request_matches
+from meshstat.mesh.requests import authority, request_matches
 from meshstat.parsers.k8s import RouteDestination, ServicePort, VirtualService
 
 __all__ = ["plain_abort", "plain_destinations", "plain_match", "plain_rule", "with_abort"]
@@ -20,15 +21,16 @@ __all__ = ["plain_abort", "plain_destinations", "plain_match", "plain_rule", "wi
 _Split = tuple[tuple[str, Fraction], ...]
 
 
-def plain_match(vs: VirtualService, info: RegisteredService, sp: ServicePort | None) -> Any:
+def plain_match(vs: VirtualService, info: RegisteredService, sp: ServicePort | None,
+                labels: Mapping[str, str] | None = None, namespace: str = "") -> Any:
     """The first http rule of ``vs`` that a plain request (``GET /``, no headers, the authority ``name:port`` as the
-    path model sends it) meets whoever sends it: a rule without matches, or with a match that holds for it
-    (``uri: {prefix: /}`` does; a match on the client's labels or namespace is not every client's). None when no
-    rule serves it (a 404)."""
+    path model sends it) meets: a rule without matches, or with a match that holds for it (``uri: {prefix: /}``
+    does). Without ``labels`` and ``namespace`` (the client's), whoever sends it: a match on the client's labels or
+    namespace is not every client's. None when no rule serves it (a 404)."""
     port = sp.port if sp is not None else 0
-    authority = f"{info.name if info.service else info.fqdn}:{port}"
+    host = authority(info, port)
     return next((r for r in vs.http if not r.matches or any(
-        request_matches(m, "/", {}, "GET", authority, port, {}, "", []) for m in r.matches)), None)
+        request_matches(m, "/", {}, "GET", host, port, labels or {}, namespace, []) for m in r.matches)), None)
 
 
 def plain_rule(vs: VirtualService, mesh: Mesh, info: RegisteredService, sp: ServicePort | None) -> Any:

@@ -221,7 +221,7 @@ def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
         for route in gateway_objects(mesh.manifests).routes:
             for rule in route.rules:
                 for b in rule.backends:
-                    t = mesh.registry.get(f"{b.name}.{b.namespace}.svc.{mesh.domain}" if b.is_service else b.name)
+                    t = mesh.registry.get(b.host(mesh.domain))
                     if t is not None:
                         backends[id(t)] = t
     targets.update(backends)

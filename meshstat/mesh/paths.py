@@ -46,6 +46,7 @@ from meshstat.mesh.registry import (
     uncaptured_note,
 )
 from meshstat.mesh.requests import Request, RequestsFor, request_matches
+from meshstat.mesh.requests import authority as request_authority
 from meshstat.mesh.scope import (ClientScope, client_scope, cluster_miss, destination_rule, first_for_port, host_rules,
                                  scope_miss, sidecar_cluster_miss, sidecar_virtual_services, unknown_destination_route)
 from meshstat.model import Backend, Cascade, Node, Provenance, Route, Weighted
@@ -521,7 +522,7 @@ class Mesh:
         if miss is not None:
             return unknown_destination_route(self, sc, info, port, name, miss, layers)
         vs = self.virtual_service(info, client_ns, diags, sc, port)
-        authority = f"{info.name if info.service else info.fqdn}:{port}"
+        authority = request_authority(info, port)
         hdrs = {k.lower(): v for k, v in (headers or {}).items()}
         unit = "request"
         layers.append(Layer("Envoy listener", f"0.0.0.0_{port}", "virtualOutbound 0.0.0.0:15001 (use_original_dst) "

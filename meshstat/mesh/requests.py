@@ -23,7 +23,13 @@ from meshstat.model import exact_sum
 from meshstat.parsers.k8s import HTTPMatch
 from meshstat.parsers.regex import re2_full_match
 
-__all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "candidate_requests", "paths_per_route", "request_matches"]
+__all__ = ["DEFAULT_REQUEST", "Request", "RequestsFor", "authority", "candidate_requests", "paths_per_route",
+           "request_matches"]
+
+
+def authority(info: RegisteredService, port: int) -> str:
+    """The ``:authority`` of a call to ``info:port`` (``reviews:9080``; a ServiceEntry's host)."""
+    return f"{info.name if info.service else info.fqdn}:{port}"
 
 
 @dataclass(frozen=True, slots=True)

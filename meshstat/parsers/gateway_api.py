@@ -165,6 +165,10 @@ class BackendRef:
         """A core ``Service`` reference."""
         return self.kind == "Service" and self.group == ""
 
+    def host(self, domain: str) -> str:
+        """The registry host it names: a Service's FQDN, else the name (a ServiceEntry host)."""
+        return f"{self.name}.{self.namespace}.svc.{domain}" if self.is_service else self.name
+
     def __str__(self) -> str:
         return f"{self.name}.{self.namespace}" + (f":{self.port}" if self.port else "")
 
