@@ -532,7 +532,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
     found = [v for v in waypoint_virtual_services(mesh, info, waypoint)
              if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
-    if vs is None or not (tcp or any(not r.matches and r.terminal is None for r in vs.http)):
+    if vs is None or not dests:  # no split for a plain request: the waypoint's own first one's
         got = _split_of(ctx, info, port, found[0], dr, own_dr, wns) if found else None
         return (got[0], *got[1]) if got is not None and got[1] is not None else None
     vsref = f"VirtualService {vs.meta.ref}"
@@ -695,7 +695,7 @@ def _subset_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Virt
     for label, f in configured:
         key = "503" if label in failing else label
         eff[key] = eff.get(key, Fraction(0)) + f
-    reason, detail, fix = reasons[0]
+    reason, _, fix = reasons[0]
     return with_abort((reason, tuple(eff.items()), "; ".join(r[1] for r in reasons), fix), configured, abort, vsref)
 
 

@@ -107,16 +107,18 @@ def test_the_first_ones_split_is_what_its_proxies_do(plane, path_kind, first, ef
 @pytest.mark.parametrize("match", ["[{uri: {prefix: /}}]", "[{uri: {regex: '.*'}}]", "[{method: {exact: GET}}]",
                                    "[{authority: {exact: 'reviews:9080'}}]", "[{authority: {prefix: reviews}}]",
                                    "[{port: 9080}]"])
-def test_a_rule_every_plain_request_meets_is_audited(match) -> None:
+@pytest.mark.parametrize(("plane", "path_kind", "kind"), [("sidecar", "sidecar", "sidecar"),
+                                                          ("waypoint", "ambient-waypoint", "ambient + waypoint")])
+def test_a_rule_every_plain_request_meets_is_audited(match, plane, path_kind, kind) -> None:
     """A VirtualService whose one rule matches ``prefix: /`` (or any match a plain ``GET /`` to reviews:9080 meets,
     its authority and port included) splits every request: the audit compares it, as the path model routes it (it
     took only rules without matches as a plain request's, and said nothing)."""
     vs = NEW_90_10.replace("subset: v2}", "subset: v9}").replace("  - route:\n", f"  - match: {match}\n    route:\n", 1)
-    mesh = _bookinfo("sidecar", vs)
-    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, "sidecar", client="productpage-v1")
+    mesh = _bookinfo(plane, vs)
+    model = path_shares(mesh, "reviews.default.svc.cluster.local", 9080, path_kind, client="productpage-v1")
     assert model == {"v1": F(9, 10), "503": F(1, 10)}
     (row,) = audit(mesh).rows
-    assert (row.reason, dict(row.effective)) == ("subset-undefined", model)
+    assert (row.kind, row.reason, dict(row.effective)) == (kind, "subset-undefined", model)
 
 
 _OTHER_CLIENT = """---
