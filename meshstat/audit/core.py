@@ -226,6 +226,20 @@ class AuditContext:
         self._all: dict[tuple[str, int], list[tuple[WorkloadResource, int, str]]] = {}
         self._pods: dict[tuple[str, int, bool], list[tuple[WorkloadResource, int]]] = {}
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
+        self._of_group: dict[tuple[Any, ...], tuple[tuple[ClientClass, ...], Any]] = {}
+
+    def of_group(self, name: str, what: Callable[[Sequence[ClientClass]], Any], classes: Sequence[ClientClass],
+                 parts: Sequence[Sequence[ClientClass]] | None = None) -> Any:
+        """``what(classes)`` (``name`` names ``what``), worked out once per group of client classes: many Services'
+        rows name the same group (every namespace without a sidecar, say), and naming it costs a pass over it.
+
+        ``parts``: lists whose concatenation is ``classes`` (a group's lists, kept by their maker): the group is
+        then known by them, not by each class."""
+        key = (name, *map(id, classes if parts is None else parts))
+        got = self._of_group.get(key)
+        if got is None:  # what the key names is kept with the answer: their ids stay theirs
+            got = self._of_group[key] = (tuple(classes if parts is None else parts), what(classes))
+        return got[1]
 
     def virtual_service_hosts(self) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
         """Service FQDN -> (its registry entry, the VirtualServices naming it, in file order); worked out once."""
@@ -356,17 +370,21 @@ def no_sidecar_row(ctx: AuditContext, info: RegisteredService, port: int, classe
                    rule: str) -> Divergence:
     """``no-sidecar``: clients without a proxy get kube-proxy's split (``effective``), not ``rule``'s."""
     mesh = ctx.mesh
-    clients, n = clients_label(classes)
-    fixes = []
-    for ns in sorted({c.namespace for c in classes}):
-        nso = mesh.namespace(ns)
-        labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
-        fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
-                     else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
+
+    def injection_fixes(classes: Sequence[ClientClass]) -> tuple[str, ...]:
+        fixes = []
+        for ns in sorted({c.namespace for c in classes}):
+            nso = mesh.namespace(ns)
+            labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
+            fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
+                         else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
+        return tuple(fixes)
+
+    clients, n = ctx.of_group("label", clients_label, classes)
     n_pods = sum(k for _, k in ctx.selected(info, port, kube_proxy=True))
     return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, configured, effective, "no-sidecar",
                       f"no sidecar: kube-proxy picks one of {n_pods} pods per connection; {rule} is not applied",
-                      tuple(fixes), "no mesh")
+                      ctx.of_group("injection", injection_fixes, classes), "no mesh")
 
 
 def no_waypoint_row(ctx: AuditContext, info: RegisteredService, port: int, classes: Sequence[ClientClass],

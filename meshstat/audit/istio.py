@@ -44,6 +44,7 @@ from meshstat.audit.core import (
     no_waypoint_row,
 )
 from meshstat.audit.gateway import consumer_namespaces, route_split
+from meshstat.audit.groups import SidecarGroups
 from meshstat.audit.plain import plain_abort, plain_destinations, plain_match, plain_rule, with_abort
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
@@ -135,7 +136,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     by_kind: dict[str, list[ClientClass]] = {}
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
-    sidecar_ns = _SidecarNamespaces(by_kind.get("sidecar", []))
+    sidecar_ns = SidecarGroups(mesh, by_kind.get("sidecar", []))
     audited = 0
     ambient = by_kind.get("ambient")
     for info, vss in hosts.values():
@@ -168,7 +169,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
 
 def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                    splits: list[tuple[VirtualService, tuple[RouteDestination, ...]]], audited_vs: VirtualService | None,
-                   by_kind: dict[str, list[ClientClass]], sidecar_ns: _SidecarNamespaces) -> Iterator[Divergence]:
+                   by_kind: dict[str, list[ClientClass]], sidecar_ns: SidecarGroups) -> Iterator[Divergence]:
     """``other-virtualservice-wins`` of the VirtualServices (``splits``: each with its destinations for a plain
     request) that a proxy seeing them does not apply to ``info:port``, because another one for the host comes first
     there: the oldest (Istio applies one VirtualService per host and port; ``istioctl analyze`` warns of it as
@@ -206,7 +207,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
 
     def row(v: VirtualService, first: VirtualService, conf: _Split, eff: _Split, where: str,
             classes: list[ClientClass], kind: str) -> Divergence:
-        clients, n = clients_label(classes)
+        clients, n = ctx.of_group("label", clients_label, classes)
         miss = "; a plain request matches none of its rules: 404" if eff[0][0] == "404 no route" else ""
         return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, conf, eff,
                           "other-virtualservice-wins",
@@ -216,9 +217,9 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                           kind)
 
     groups: dict[tuple[int, int, _Split], tuple[VirtualService, VirtualService, _Split, _Split, list[ClientClass]]] = {}
-    special = rule_namespaces(mesh, info) if by_kind.get("sidecar") else set()
-    for c, generic in sidecar_ns.split(special) if by_kind.get("sidecar") else []:
-        ns = _OTHER_NS if generic else c.namespace
+    special = rule_namespaces(mesh, info, sidecars=False) if by_kind.get("sidecar") else set()
+    for c, members, kind in sidecar_ns.split(special) if by_kind.get("sidecar") else []:
+        ns = _OTHER_NS if kind == "generic" else c.namespace
         scope = client_scope(mesh, c.workloads[0] if c.namespace == ns else None, ns)
         if scope_miss(mesh, scope, info, port) is not None:
             continue
@@ -231,7 +232,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                 eff = plain(first, ns)
                 if eff is not None and eff != conf:
                     g = groups.setdefault((id(v), id(first), eff), (v, first, conf, eff, []))
-                    g[4].extend(sidecar_ns.others(special) if generic else [c])
+                    g[4].extend(members)
     for v, first, conf, eff, classes in groups.values():
         yield row(v, first, conf, eff, "the clients' sidecars apply", classes, "sidecar")
     amb = by_kind.get("ambient")
@@ -373,37 +374,9 @@ def _gateway_rule_row(ctx: AuditContext, vs: VirtualService, igw: Any, server_po
                       tuple(dict.fromkeys(f[2] for f in found)) if found else (got[3],), "ingress")
 
 
-class _SidecarNamespaces:
-    """The sidecar client groups by namespace, so that a Service costs the namespaces it singles out, not all.
-
-    ``first[ns]`` is the index (in the groups' order) of the namespace's first group; ``order`` the
-    namespaces by that index.
-    """
-
-    def __init__(self, classes: list[ClientClass]) -> None:
-        self.classes = classes
-        self.by_ns: dict[str, list[int]] = {}
-        for i, c in enumerate(classes):
-            self.by_ns.setdefault(c.namespace, []).append(i)
-        self.order = list(self.by_ns)  # insertion order: by first group
-
-    def split(self, special: set[str]) -> list[tuple[ClientClass, bool]]:
-        """The groups of ``special`` namespaces and the first group of any other namespace (flagged True: it
-        stands for all of those), in the groups' order."""
-        idx = [(i, False) for ns in special if ns in self.by_ns for i in self.by_ns[ns]]
-        first = next((self.by_ns[ns][0] for ns in self.order if ns not in special), None)
-        if first is not None:
-            idx.append((first, True))
-        return [(self.classes[i], generic) for i, generic in sorted(idx)]
-
-    def others(self, special: set[str]) -> list[ClientClass]:
-        """Every group of a namespace not in ``special`` (in order)."""
-        return [c for c in self.classes if c.namespace not in special]
-
-
 def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: VirtualService,
                   dests: tuple[RouteDestination, ...], by_kind: dict[str, list[ClientClass]],
-                  sidecar_ns: _SidecarNamespaces) -> Iterator[Divergence]:
+                  sidecar_ns: SidecarGroups) -> Iterator[Divergence]:
     mesh = ctx.mesh
     service = f"{info.namespace}/{info.name}:{port}"
     configured = _weights(dests)
@@ -430,14 +403,15 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     sidecars = by_kind.get("sidecar", [])
     if not sidecars:
         return
-    special = rule_namespaces(mesh, info)
+    special = rule_namespaces(mesh, info, sidecars=False)
     by_source = any(m.source_labels or m.source_namespace is not None for r in vs.http for m in r.matches)
     if any(m.source_labels for r in vs.http for m in r.matches):  # the clients' labels decide: no stand-in
         special = special | {c.namespace for c in sidecars}
-    groups: dict[tuple[str, _Split, _Split], tuple[str, list[ClientClass], set[str]]] = {}
-    for c0, generic in sidecar_ns.split(special):  # in order: a row's detail is its first group's
+    groups: dict[tuple[str, _Split, _Split], tuple[str, list[list[ClientClass]], set[str]]] = {}
+    for c0, members, kind in sidecar_ns.split(special):  # in order: a row's detail is its first group's
+        generic = kind == "generic"
         parts = [(c0, dests, configured, labels_of, pods)]
-        if by_source and not generic:  # rules that match on the clients' labels or namespace: each client's own
+        if by_source and kind == "own":  # rules that match on the clients' labels or namespace: each client's own
             parts = _by_client_rule(ctx, info, port, vs, c0, parts[0], dr_svc)
         for c, c_dests, c_conf, c_labels, c_pods in parts:
             got = _sidecar_view(ctx, info, port, vs, c_dests, c_conf, c_pods, _OTHER_NS if generic else c.namespace, c,
@@ -448,14 +422,14 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
             if generic:  # texts that name the stand-in namespace (scope_miss's) name the group
                 detail, fix = (x.replace(f"namespace {_OTHER_NS}", _OTHERS).replace(_OTHER_NS, _OTHERS)
                                for x in (detail, fix))
+            elif kind == "shape":
+                fix = sidecar_ns.fix_for(fix, members)
             g = groups.setdefault((reason, eff, c_conf), (detail, [], set()))
-            if generic:
-                g[1].extend(sidecar_ns.others(special))
-            else:
-                g[1].append(c)
+            g[1].append([c] if kind == "own" else members)
             g[2].add(fix)
-    for (reason, eff, conf), (detail, classes, fixes) in groups.items():
-        clients, n = clients_label(classes)
+    for (reason, eff, conf), (detail, parts, fixes) in groups.items():
+        classes = parts[0] if len(parts) == 1 else [c for p in parts for c in p]
+        clients, n = ctx.of_group("label", clients_label, classes, parts)
         yield Divergence(service, clients, n, conf, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 

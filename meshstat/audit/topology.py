@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Any
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.errors import InvalidArgument
@@ -53,10 +54,15 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for c in ctx.classes:
         if c.kind == "kube-proxy" and c.zone is not None:
             by_zone.setdefault(c.zone, []).append(c)
-    for ref, st in topo.services.items():
-        if not (st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"):
-            continue
-        svc = next((s for s in m.services if f"{s.meta.namespace}/{s.meta.name}" == ref), None)
+    shaped = [(ref, st) for ref, st in topo.services.items()
+              if st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"]
+    if not shaped:
+        return
+    service_of: dict[str, Any] = {}
+    for s in m.services:
+        service_of.setdefault(s.meta.ref, s)  # the first, as a scan would find it
+    for ref, st in shaped:
+        svc = service_of.get(ref)
         if svc is None:
             continue
         for sp in svc.ports:
@@ -75,7 +81,7 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 classes = by_zone.get(zone, [])
                 if eff == configured or not classes:
                     continue
-                who, n = clients_label(classes)
+                who, n = ctx.of_group("label", clients_label, classes)
                 reached = sum(1 for e in ready if shares.get(e.key))
                 yield Divergence(
                     service, f"zone {zone}: {who}", n, configured, eff, "topology-restricted",

@@ -141,7 +141,7 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
     return rule_namespaces(mesh, info)
 
 
-def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
+def rule_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True) -> set[str]:
     """The namespaces whose sidecars the objects deciding a sidecar's rules for ``info`` single out.
 
     A sidecar's VirtualService, DestinationRule and scope for a Service depend on its namespace only
@@ -161,11 +161,15 @@ def rule_namespaces(mesh: Any, info: RegisteredService) -> set[str]:
     The DestinationRules are those of every host the route reaches (:func:`_reached_rules`: each
     cluster's rule is looked up from the client's namespace). Every namespace outside the set sees
     the same rules.
+
+    ``sidecars=False`` leaves out the namespaces that are in the set only for their Sidecar resources: what
+    such a namespace sees then depends on its Sidecar alone (``./`` hosts name no namespace of the Service or
+    its rules, which the set holds), and :class:`meshstat.audit.groups.SidecarGroups` groups them by it.
     """
     objs = mesh.scope
     mc = objs.mesh_config
     strict = bool(objs.sidecars)
-    out = {mc.root_namespace, *(s.meta.namespace for s in objs.sidecars)}
+    out = {mc.root_namespace, *((s.meta.namespace for s in objs.sidecars) if sidecars else ())}
 
     def named(export_to: Any, default: Any, ns: str) -> None:
         ex = {ns if e == "." else e for e in (export_to or default)}

@@ -298,7 +298,7 @@ def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, r
     when there is none. Several selector-less Sidecars in one namespace add a warning to
     ``diags``.
     """
-    mine = [s for s in objs.sidecars if s.meta.namespace == namespace]
+    mine = objs.sidecars_in(namespace)
     for s in mine:
         if s.selector is not None and all(labels.get(k) == v for k, v in s.selector):
             return s
@@ -309,7 +309,7 @@ def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, r
                                 wide[1].meta.source, wide[1].meta.line))
     if wide:
         return wide[0]
-    return next((s for s in objs.sidecars if s.meta.namespace == root_ns and s.selector is None), None)
+    return next((s for s in objs.sidecars_in(root_ns) if s.selector is None), None)
 
 
 def client_scope(mesh: Any, client: WorkloadResource | None, namespace: str,

@@ -101,6 +101,19 @@ class ScopeObjects:
     class_waypoint_for: dict[str, str] = field(default_factory=dict)
     consumed: list[Meta] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    _by_ns: tuple[int, dict[str, list[SidecarResource]]] | None = field(default=None, init=False, repr=False,
+                                                                          compare=False)
+
+    def sidecars_in(self, namespace: str) -> list[SidecarResource]:
+        """The Sidecar resources of ``namespace``, in file order (indexed once: a cluster asks per workload)."""
+        got = self._by_ns
+        if got is None or got[0] != len(self.sidecars):
+            index: dict[str, list[SidecarResource]] = {}
+            for s in self.sidecars:
+                index.setdefault(s.meta.namespace, []).append(s)
+            got = (len(self.sidecars), index)
+            self._by_ns = got
+        return got[1].get(namespace, [])
 
 
 def _sidecar(ctx: ManifestContext, meta: Meta, doc: Any) -> SidecarResource:

@@ -20,6 +20,7 @@ changes the endpoints or their Service's settings recomputes the hints as the co
 from __future__ import annotations
 
 import ipaddress
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -273,14 +274,14 @@ def _service_port(svc: Any, port: int | None) -> Any:
     raise InvalidArgument(f"{svc.meta.namespace}/{svc.meta.name} has no port {port}")
 
 
-def _target_port(manifests: Any, pod: Any, sp: Any) -> int | None:
+def _target_port(index: _Index, pod: Any, sp: Any) -> int | None:
     if isinstance(sp.target_port, int):
         return sp.target_port
-    for w in manifests.workloads:
-        if w.meta.kind == "Pod" and w.meta.name == pod.name and w.meta.namespace == pod.namespace:
-            for name, num, _proto in w.container_ports:
-                if name == sp.target_port:
-                    return num
+    w = index.pod_workloads.get((pod.namespace, pod.name))
+    if w is not None:
+        for name, num, _proto in w.container_ports:
+            if name == sp.target_port:
+                return num
     return None
 
 
@@ -290,6 +291,48 @@ def _nodes(topo: Any) -> list[TopoNode]:
                  any(k == "node.kubernetes.io/exclude-from-external-load-balancers" for k, _ in n.labels))
         for n in topo.nodes
     ]  # fmt: skip
+
+
+class _Index:
+    """The look-ups :func:`build_cluster` makes, over one set of manifests: built once, so that auditing every
+    Service of a cluster costs a few look-ups per Service, not scans of its Services, Pods and slices."""
+
+    def __init__(self, manifests: Any) -> None:
+        topo = manifests.topology
+        # name, and (namespace, name) -> the Services of that name, in file order
+        self.services: dict[str | tuple[str, str], list[Any]] = {}
+        for svc in manifests.services:
+            self.services.setdefault(svc.meta.name, []).append(svc)
+            self.services.setdefault((svc.meta.namespace, svc.meta.name), []).append(svc)
+        self.nodes = _nodes(topo)
+        self.pods = {p.ref: p for p in topo.pods}
+        self.pods_in: dict[str, list[Any]] = {}  # namespace -> its Pods, in file order
+        for p in topo.pods:
+            self.pods_in.setdefault(p.namespace, []).append(p)
+        self.slices: dict[tuple[str, str], list[Any]] = {}  # (namespace, Service) -> its slices, in file order
+        for sl in topo.slices:
+            self.slices.setdefault((sl.namespace, sl.service), []).append(sl)
+        self.pod_workloads: dict[tuple[str, str], Any] = {}  # (namespace, name) -> the first Pod object
+        for w in manifests.workloads:
+            if w.meta.kind == "Pod":
+                self.pod_workloads.setdefault((w.meta.namespace, w.meta.name), w)
+        self.ips = tuple(p.ip for p in topo.pods if p.ip)
+
+
+#: The index of the manifests :func:`build_cluster` was last given: (a weak reference to them, their sizes, index).
+_LAST_INDEX: list[tuple[Any, tuple[int, ...], _Index]] = []
+
+
+def _index(manifests: Any) -> _Index:
+    topo = manifests.topology
+    sizes = (len(manifests.services), len(manifests.workloads), len(topo.nodes), len(topo.pods), len(topo.slices))
+    if _LAST_INDEX:
+        ref, was, idx = _LAST_INDEX[0]
+        if ref() is manifests and was == sizes:
+            return idx
+    idx = _Index(manifests)
+    _LAST_INDEX[:] = [(weakref.ref(manifests), sizes, idx)]
+    return idx
 
 
 def build_cluster(
@@ -308,8 +351,9 @@ def build_cluster(
         The service is unknown, or the input does not say where the nodes (zones) or the clients are.
     """
     topo = manifests.topology
+    index = _index(manifests)
     ns, _, name = service.rpartition("/")
-    svcs = [s for s in manifests.services if s.meta.name == name and (not ns or s.meta.namespace == ns)]
+    svcs = index.services.get((ns, name) if ns else name, [])
     if not svcs:
         known = ", ".join(sorted(f"{s.meta.namespace}/{s.meta.name}" for s in manifests.services)) or "none"
         raise InvalidArgument(f"no Service {service!r} in the manifests (known: {known})")
@@ -330,10 +374,10 @@ def build_cluster(
         load_balancer_ips=lb_ips if svc.type == "LoadBalancer" else (),
     )  # fmt: skip
     notes: list[str] = []
-    nodes = _nodes(topo)
-    pods = {p.ref: p for p in topo.pods}
+    nodes = list(index.nodes)
+    pods = index.pods
     node_zone = {n.name: n.zone for n in nodes}
-    slices = [s for s in topo.slices if s.service == svc.meta.name and s.namespace == svc.meta.namespace]
+    slices = index.slices.get((svc.meta.namespace, svc.meta.name), [])
     endpoints: list[Endpoint] = []
     given_hints = False
     if slices:
@@ -354,11 +398,11 @@ def build_cluster(
                     workload=pod.workload if pod else None,
                 ))  # fmt: skip
     elif svc.selector:
-        for p in topo.pods:
+        for p in index.pods_in.get(svc.meta.namespace, ()):
             cond = pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
-            if p.namespace != svc.meta.namespace or not _match(svc.selector, p.labels) or not p.ip or cond is None:
+            if not _match(svc.selector, p.labels) or not p.ip or cond is None:
                 continue
-            tp = _target_port(manifests, p, sp)
+            tp = _target_port(index, p, sp)
             if tp is None:
                 notes.append(f"pod {p.ref}: target port {sp.target_port!r} not found; left out")
                 continue
@@ -418,7 +462,7 @@ def build_cluster(
         source = f"{int(sum(clients.values()))} client pod(s) " + (f"of {client}" if client else "(every pod that "
                                                                      f"is not an endpoint of {ref})")  # fmt: skip
     c = Cluster(tuple(nodes), tsvc, tuple(endpoints), clients, None, tuple(notes), source,
-                tuple(p.ip for p in topo.pods if p.ip))  # fmt: skip
+                index.ips)  # fmt: skip
     rec = reconcile_hints(c.endpoints, c.nodes, topology_mode=tsvc.topology_mode,
                           traffic_distribution=tsvc.traffic_distribution)  # fmt: skip
     if not slices:

@@ -352,7 +352,7 @@ def test_audit_rows_equal_every_namespace_apart(cases: set[str], generic: int) -
     real = audit_istio.rule_namespaces
     try:
         every = set(mesh.manifests.namespaces) | {w.meta.namespace for w in mesh.manifests.workloads}
-        audit_istio.rule_namespaces = lambda *a: set(every)  # type: ignore[assignment]
+        audit_istio.rule_namespaces = lambda *a, **k: set(every)  # type: ignore[assignment]
         apart = audit(Mesh(parse_manifest_text(text, "m.yaml"))).rows
     finally:
         audit_istio.rule_namespaces = real
