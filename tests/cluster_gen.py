@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Plant", "cluster", "to_json", "to_yaml", "with_owned_objects"]
+__all__ = ["Plant", "as_run_today", "cluster", "to_json", "to_yaml", "with_owned_objects"]
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,30 @@ def with_owned_objects(doc: dict[str, Any], *, replica_sets: bool = True) -> dic
                 del pod["spec"]["nodeName"]
                 items.append(pod)
     return {**doc, "items": items}
+
+
+def as_run_today(doc: dict[str, Any], *, zones: tuple[str, ...] = ("a", "b", "c"), nodes_per_zone: int = 2,
+                 sidecar_hosts: tuple[str, ...] = ("./*", "istio-system/*")) -> dict[str, Any]:
+    """``doc`` (:func:`cluster`) as a large mesh runs now: a default Sidecar in every namespace (egress
+    ``sidecar_hosts``: Istio's advice for large meshes), ``trafficDistribution: PreferClose`` on every Service, and
+    Nodes in ``zones`` with every Deployment's Pods (:func:`with_owned_objects`) placed on them in turn."""
+    out = with_owned_objects(doc, replica_sets=False)
+    nodes = [(f"node-{z}{k}", z) for z in zones for k in range(nodes_per_zone)]
+    items = [_node(name, zone, j) for j, (name, zone) in enumerate(nodes)]
+    placed = 0
+    for it in out["items"]:
+        items.append(it)
+        if it["kind"] == "Pod":
+            it["spec"]["nodeName"] = nodes[placed % len(nodes)][0]
+            placed += 1
+        elif it["kind"] == "Service":
+            it["spec"]["trafficDistribution"] = "PreferClose"
+        elif it["kind"] == "Namespace":
+            name = it["metadata"]["name"]
+            sc = _meta("Sidecar", "networking.istio.io/v1", "default", name, len(items))
+            sc["spec"] = {"egress": [{"hosts": list(sidecar_hosts)}]}
+            items.append(sc)
+    return {**out, "items": items}
 
 
 def _node(name: str, zone: str, i: int) -> dict[str, Any]:

@@ -16,16 +16,20 @@ Service, :meth:`SidecarGroups.split` gives:
 * every other group, which a client of a namespace no object names stands for.
 
 The rows name every group they stand for; a fix that names the first one's Sidecar or namespace names all of
-them (:meth:`SidecarGroups.fix_for`).
+them (:meth:`SidecarGroups.fix_for`). A shape's groups less a Service's singled-out namespaces are a
+:class:`ShapePart`, named from the shape's summary (:meth:`SidecarGroups.label`): a row's text costs the few
+namespaces it names and leaves out, not the thousands it stands for.
 """
 
 from __future__ import annotations
 
+import heapq
 import re
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from meshstat.audit.core import ClientClass
-from meshstat.mesh.layers import name_list
 from meshstat.mesh.scope import ClientScope, client_scope
 
 __all__ = ["SidecarGroups", "scope_shape"]
@@ -38,6 +42,42 @@ def scope_shape(scope: ClientScope) -> tuple[Any, ...]:
     if sc is None or not sc.egress:
         return (sc is not None, scope.outbound_policy)
     return (tuple((li.port, tuple(li.hosts)) for li in sc.egress), scope.outbound_policy)
+
+
+@dataclass(frozen=True)
+class ShapePart:
+    """The client groups of shape ``k`` (the last: the namespaces no Sidecar names) outside the namespaces
+    ``left_out``, ``first`` being the first of them."""
+
+    k: int
+    left_out: frozenset[str]
+    first: ClientClass
+
+
+class _Summary:
+    """One shape's groups, summed up per namespace: workloads, and the Sidecar resources they apply."""
+
+    def __init__(self, classes: list[ClientClass], refs: list[str]) -> None:
+        self.workloads: dict[str, int] = {}
+        self.refs: dict[str, str] = {}  # Sidecar ref -> its namespace (a Sidecar applies in its own only)
+        for c, r in zip(classes, refs, strict=True):
+            self.workloads[c.namespace] = self.workloads.get(c.namespace, 0) + len(c.workloads)
+            if r:
+                self.refs[r] = c.namespace
+        self.names = sorted(self.workloads)
+        self.total = sum(self.workloads.values())
+        self.sorted_refs = sorted(self.refs)
+        self.refs_in: dict[str, list[str]] = {}  # namespace -> its Sidecar refs
+        for r, ns in self.refs.items():
+            self.refs_in.setdefault(ns, []).append(r)
+
+
+def _counted(sm: _Summary, left: frozenset[str]) -> Any:
+    """(namespace, workloads) of a shape's groups outside ``left``, by name."""
+    return ((ns, sm.workloads[ns]) for ns in sm.names if ns not in left)
+
+
+Part = list[ClientClass] | ShapePart
 
 
 class SidecarGroups:
@@ -61,52 +101,86 @@ class SidecarGroups:
             else:
                 plain.append(i)
         self.shapes = [*shapes.values(), plain]  # the last: the namespaces no Sidecar names
-        self.shape_ns = [{classes[i].namespace for i in idx} for idx in self.shapes]
+        self.summaries = [_Summary([classes[i] for i in idx], [self.sidecar_ref[i] for i in idx])
+                          for idx in self.shapes]
         self._pos = {id(c): i for i, c in enumerate(classes)}
-        self._members: dict[tuple[int, frozenset[str]], tuple[int, list[ClientClass]] | None] = {}
-        self._names: dict[int, tuple[tuple[str, str], tuple[str, str]]] = {}
+        self._parts: dict[tuple[int, frozenset[str]], tuple[int, ShapePart] | None] = {}
 
-    def _part(self, k: int, special: set[str]) -> tuple[int, list[ClientClass]] | None:
+    def _part(self, k: int, special: set[str]) -> tuple[int, ShapePart] | None:
         """The groups of shape ``k`` outside the ``special`` namespaces, with the index of the first (kept per
-        shape and namespaces left out: the same list for every Service that leaves out the same ones)."""
-        key = (k, frozenset(self.shape_ns[k] & special))
-        got = self._members.get(key)
+        shape and namespaces left out: one object for every Service that leaves out the same ones)."""
+        workloads = self.summaries[k].workloads
+        left = frozenset(ns for ns in special if ns in workloads)
+        key = (k, left)
+        got = self._parts.get(key)
         if got is None:
-            idx = [i for i in self.shapes[k] if self.classes[i].namespace not in key[1]]
-            got = self._members[key] = (idx[0], [self.classes[i] for i in idx]) if idx else None
+            first = next((i for i in self.shapes[k] if self.classes[i].namespace not in left), None)
+            got = self._parts[key] = None if first is None else (first, ShapePart(k, left, self.classes[first]))
         return got
 
-    def split(self, special: set[str]) -> list[tuple[ClientClass, list[ClientClass], str]]:
+    def split(self, special: set[str]) -> list[tuple[ClientClass, Part, str]]:
         """For a Service whose rules single out the ``special`` namespaces: (the group to work out, the groups it
-        stands for, kind) in the groups' order; kind is ``own`` (a special namespace's group, alone), ``shape``
-        (namespaces with Sidecars of one shape) or ``generic`` (the namespaces no object names: work it out for
-        a namespace that no object names)."""
+        stands for, kind) in the groups' order; kind is ``own`` (a special namespace's group, alone: a list of
+        it), ``shape`` (namespaces with Sidecars of one shape) or ``generic`` (the namespaces no object names:
+        work it out for a namespace that no object names); the last two are :class:`ShapePart`."""
         cls = self.classes
-        out = [(i, [cls[i]], "own") for ns in special for i in self.by_ns.get(ns, ())]
+        out: list[tuple[int, Part, str]] = [(i, [cls[i]], "own") for ns in special for i in self.by_ns.get(ns, ())]
         last = len(self.shapes) - 1
         for k in range(len(self.shapes)):
-            part = self._part(k, special)
-            if part is not None:
-                out.append((part[0], part[1], "generic" if k == last else "shape"))
+            got = self._part(k, special)
+            if got is not None:
+                out.append((got[0], got[1], "generic" if k == last else "shape"))
         out.sort(key=lambda x: x[0])
-        return [(members[0], members, kind) for _, members, kind in out]
+        return [(cls[i], part, kind) for i, part, kind in out]
 
-    def fix_for(self, fix: str, group: list[ClientClass]) -> str:
-        """``fix`` (written for the first of ``group``, a list :meth:`split` gave) for all of ``group``: its
-        Sidecar and its namespace, where named, become the list of theirs."""
-        if len(group) < 2:
+    def classes_of(self, parts: list[Part]) -> list[ClientClass]:
+        """Every client group of ``parts``, in order (a shape's are read one by one: for tests and small meshes)."""
+        out: list[ClientClass] = []
+        for p in parts:
+            out.extend(p if isinstance(p, list) else
+                       [self.classes[i] for i in self.shapes[p.k] if self.classes[i].namespace not in p.left_out])
+        return out
+
+    def label(self, parts: list[Part]) -> tuple[str, int]:
+        """:func:`meshstat.audit.core.clients_label` of the groups of ``parts`` (their namespaces apart: a
+        Service's parts never share one), from the shapes' summaries."""
+        small: dict[str, int] = {}
+        big = []
+        for p in parts:
+            if isinstance(p, list):
+                for c in p:
+                    small[c.namespace] = small.get(c.namespace, 0) + len(c.workloads)
+            else:
+                big.append((self.summaries[p.k], p.left_out))
+        n_ns = len(small) + sum(len(sm.workloads) - len(left) for sm, left in big)
+        n = sum(small.values()) + sum(sm.total - sum(sm.workloads[ns] for ns in left) for sm, left in big)
+        names = heapq.merge(sorted(small.items()), *(_counted(sm, left) for sm, left in big))
+        shown = [f"{ns} ({k})" for ns, k in islice(names, 3)]
+        head = f"{n_ns} namespaces, {n} workloads: " if n_ns > 1 else ""
+        more = n_ns - len(shown)
+        return head + ", ".join(shown) + (f" and {more} more" if more > 0 else ""), n
+
+    def fix_for(self, fix: str, part: ShapePart) -> str:
+        """``fix`` (written for the first group of ``part``) for all of its groups: the first one's Sidecar and
+        namespace, where named, become the list of theirs."""
+        sm = self.summaries[part.k]
+        n_ns = len(sm.workloads) - len(part.left_out)
+        if n_ns < 2:
             return fix
-        names = self._names.get(id(group))  # split's lists are kept (``_members``): their ids stay theirs
-        if names is None:
-            pos = self._pos
-            refs = sorted({r for c in group if (r := self.sidecar_ref[pos[id(c)]])})
-            spaces = sorted({c.namespace for c in group})
-            names = self._names[id(group)] = (
-                (f"Sidecar {self.sidecar_ref[pos[id(group[0])]]}",
-                 "Sidecars " + name_list(refs, 3) if len(refs) > 1 else f"Sidecar {refs[0]}" if refs else ""),
-                (f"namespace {group[0].namespace}",
-                 "namespaces " + name_list(spaces, 3) if len(spaces) > 1 else f"namespace {spaces[0]}"))
+        first, left = part.first, part.left_out
+        ref = self.sidecar_ref[self._pos[id(first)]]
+        n_refs = len(sm.refs) - sum(1 for ns in left for _ in sm.refs_in.get(ns, ()))
+        refs = (r for r in sm.sorted_refs if sm.refs[r] not in left)
+        spaces = (ns for ns in sm.names if ns not in left)
+        names = ((f"Sidecar {ref}", f"Sidecars {_first(refs, n_refs)}" if n_refs > 1 else f"Sidecar {ref}"),
+                 (f"namespace {first.namespace}", f"namespaces {_first(spaces, n_ns)}"))
         for was, now in names:
             if was != now and was in fix:  # the name whole, not the start of a longer one (ns1 in ns10)
                 fix = re.sub(re.escape(was) + r"(?![\w.-])", lambda _: now, fix)
         return fix
+
+
+def _first(names: Any, n: int) -> str:
+    """:func:`meshstat.mesh.layers.name_list` of ``n`` names (three shown), reading three of them."""
+    shown = list(islice(names, 3))
+    return ", ".join(shown) + (f" and {n - len(shown)} more" if n > len(shown) else "")

@@ -44,7 +44,7 @@ from meshstat.audit.core import (
     no_waypoint_row,
 )
 from meshstat.audit.gateway import consumer_namespaces, route_split
-from meshstat.audit.groups import SidecarGroups
+from meshstat.audit.groups import Part, SidecarGroups
 from meshstat.audit.plain import plain_abort, plain_destinations, plain_match, plain_rule, with_abort
 from meshstat.mesh.ambient import service_waypoint, waypoint_virtual_services
 from meshstat.mesh.clients import rule_namespaces
@@ -206,8 +206,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                  Fraction(1)),)
 
     def row(v: VirtualService, first: VirtualService, conf: _Split, eff: _Split, where: str,
-            classes: list[ClientClass], kind: str) -> Divergence:
-        clients, n = ctx.of_group("label", clients_label, classes)
+            clients: str, n: int, kind: str) -> Divergence:
         miss = "; a plain request matches none of its rules: 404" if eff[0][0] == "404 no route" else ""
         return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, conf, eff,
                           "other-virtualservice-wins",
@@ -216,7 +215,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                           (f"merge the routes of VirtualService {v.meta.ref} into {first.meta.ref}, or delete one",),
                           kind)
 
-    groups: dict[tuple[int, int, _Split], tuple[VirtualService, VirtualService, _Split, _Split, list[ClientClass]]] = {}
+    groups: dict[tuple[int, int, _Split], tuple[VirtualService, VirtualService, _Split, _Split, list[Part]]] = {}
     special = rule_namespaces(mesh, info, sidecars=False) if by_kind.get("sidecar") else set()
     for c, members, kind in sidecar_ns.split(special) if by_kind.get("sidecar") else []:
         ns = _OTHER_NS if kind == "generic" else c.namespace
@@ -232,9 +231,9 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                 eff = plain(first, ns)
                 if eff is not None and eff != conf:
                     g = groups.setdefault((id(v), id(first), eff), (v, first, conf, eff, []))
-                    g[4].extend(members)
-    for v, first, conf, eff, classes in groups.values():
-        yield row(v, first, conf, eff, "the clients' sidecars apply", classes, "sidecar")
+                    g[4].append(members)
+    for v, first, conf, eff, parts in groups.values():
+        yield row(v, first, conf, eff, "the clients' sidecars apply", *sidecar_ns.label(parts), "sidecar")
     amb = by_kind.get("ambient")
     wp = service_waypoint(mesh, info).gateway if amb else None
     if amb and wp is not None and not _producer_routes(ctx, info, port, tcp):
@@ -246,7 +245,8 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
                 if v is not first and any(x is v for x in found_w):
                     eff = plain(first, wp.meta.namespace)
                     if eff is not None and eff != conf:
-                        yield row(v, first, conf, eff, f"waypoint {wp.meta.ref} applies", amb, "ambient + waypoint")
+                        yield row(v, first, conf, eff, f"waypoint {wp.meta.ref} applies", *clients_label(amb),
+                                  "ambient + waypoint")
 
 
 def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
@@ -407,7 +407,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     by_source = any(m.source_labels or m.source_namespace is not None for r in vs.http for m in r.matches)
     if any(m.source_labels for r in vs.http for m in r.matches):  # the clients' labels decide: no stand-in
         special = special | {c.namespace for c in sidecars}
-    groups: dict[tuple[str, _Split, _Split], tuple[str, list[list[ClientClass]], set[str]]] = {}
+    groups: dict[tuple[str, _Split, _Split], tuple[str, list[Part], set[str]]] = {}
     for c0, members, kind in sidecar_ns.split(special):  # in order: a row's detail is its first group's
         generic = kind == "generic"
         parts = [(c0, dests, configured, labels_of, pods)]
@@ -428,8 +428,7 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
             g[1].append([c] if kind == "own" else members)
             g[2].add(fix)
     for (reason, eff, conf), (detail, parts, fixes) in groups.items():
-        classes = parts[0] if len(parts) == 1 else [c for p in parts for c in p]
-        clients, n = ctx.of_group("label", clients_label, classes, parts)
+        clients, n = sidecar_ns.label(parts)
         yield Divergence(service, clients, n, conf, eff, reason, detail, tuple(sorted(fixes)), "sidecar")
 
 
