@@ -8,8 +8,8 @@ Service, :meth:`SidecarGroups.split` gives:
 
 * each client group (:class:`~meshstat.audit.core.ClientClass`) of a namespace the rules single out, alone;
 * the groups of the other namespaces that have a Sidecar resource, by the *shape* of the scope their workloads
-  get (:func:`scope_shape`: the egress listeners' ports and hosts, with ``./`` written for "the client's own
-  namespace", and the outbound policy). Such a namespace is none of those of the Service and its rules, so
+  get (:func:`meshstat.mesh.scope.scope_shape`: the egress listeners' ports and hosts, with ``./`` written for
+  "the client's own namespace", and the outbound policy). Such a namespace is none of those of the Service and its rules, so
   ``./`` hosts import nothing of theirs and two namespaces of one shape see the Service alike: the first group of a
   shape is worked out and stands for the others. A cluster with a default Sidecar in every namespace (Istio's
   advice for large meshes) then costs one evaluation per Service, not one per namespace;
@@ -30,18 +30,9 @@ from itertools import islice
 from typing import Any
 
 from meshstat.audit.core import ClientClass
-from meshstat.mesh.scope import ClientScope, client_scope
+from meshstat.mesh.scope import client_scope, scope_shape
 
-__all__ = ["SidecarGroups", "scope_shape"]
-
-
-def scope_shape(scope: ClientScope) -> tuple[Any, ...]:
-    """What of a client's scope decides what it sees of a Service outside its namespace: the egress listeners
-    (port, hosts with ``./`` as written) and the outbound policy; None for the Sidecar when it has none."""
-    sc = scope.sidecar
-    if sc is None or not sc.egress:
-        return (sc is not None, scope.outbound_policy)
-    return (tuple((li.port, tuple(li.hosts)) for li in sc.egress), scope.outbound_policy)
+__all__ = ["Part", "ShapePart", "SidecarGroups"]
 
 
 @dataclass(frozen=True)

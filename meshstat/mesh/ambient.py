@@ -424,6 +424,21 @@ def _same(a: Route, b: Route) -> bool:
     return [x.name for x in a.backends()] == [x.name for x in b.backends()] and a.exact_shares() == b.exact_shares()
 
 
+def _add_shapes(path: ClientPath, shapes: list[Any], idx: Any) -> None:
+    """Add the groups of ``shapes`` (:class:`meshstat.mesh.clients.ShapeRuns`) to ``path``'s clients, all of its
+    groups in the manifests' order (the order of their first workloads), as one group at a time would add them."""
+    have = path.clients._parts
+    if not have and len(shapes) == 1:
+        path.clients.add_runs(shapes[0].runs)
+        return
+    entries = [(idx.first_order(names, drop), (names, drop)) for names, drop in have]
+    for x in shapes:
+        entries += zip(x.orders, x.runs, strict=True)
+    entries.sort(key=itemgetter(0))
+    path.clients = ClientList()
+    path.clients.add_runs(map(itemgetter(1), entries))
+
+
 def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[ClientPath], *, clients: Any,
                  client: WorkloadResource | None, request: Request, diags: list[Diagnostic]) -> list[ClientPath]:
     """Add ambient paths, split sidecar clients by scope, and handle headless Services.
@@ -445,12 +460,44 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
             p.clients = kp_names
         if p.kind == "sidecar":
             if client is None and len(groups) > 1:
-                special = clients.route_namespaces()
-                p.clients = ClientList.run(*groups[0][2])
+                special = clients.route_namespaces(sidecars=False)
+                idx = clients.index
+                # the groups of namespaces that only their Sidecar resource singles out: one route per shape
+                shaped = sorted(idx.shape_runs(special | {info.namespace}), key=lambda x: x.orders[0]) if (
+                    special is not None and idx is not None and idx.with_sidecar) else []
+                shaped_ns = idx.with_sidecar - special - {info.namespace} if shaped and idx is not None else set()
+                took: dict[int, tuple[ClientPath, list[Any]]] = {}  # a path's shapes, added in order at the end
+
+                def path_of(rep: WorkloadResource) -> ClientPath:
+                    """The path of ``rep``'s route: one already taken by the same route, or a new one."""
+                    sc = client_scope(mesh, rep, rep.meta.namespace)
+                    lay: list[Layer] = []
+                    label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"
+                    r = mesh.sidecar_route(rep, info, port, path=request.path, headers=request.header_map,
+                                           method=request.method, name=label, diags=diags, layers=lay)
+                    same = next((q for q in out if q.kind == "sidecar" and _same(q.route, r)), None)
+                    if same is None:
+                        same = ClientPath("sidecar", label, r, ClientList(), mesh._capture_layers(info, port) + lay)
+                        out.append(same)
+                    return same
+
+                def shapes_before(order: float) -> None:
+                    """The shapes whose first group comes before ``order``: their paths, in turn."""
+                    while shaped and shaped[0].orders[0] < order:
+                        x = shaped.pop(0)
+                        q = p if x.first is groups[0][1] else path_of(x.first)
+                        took.setdefault(id(q), (q, []))[1].append(x)
+
                 out.append(p)
-                # the path that the sidecars of namespaces nothing singles out take (their route is one)
-                generic = p if special is not None and groups[0][0] not in special else None
-                rest = groups[1:]
+                if groups[0][0] in shaped_ns:  # the first injected workload's route is its shape's
+                    p.clients = ClientList()
+                    generic = None
+                    shapes_before(float("inf") if len(shaped) == 1 else shaped[1].orders[0])
+                else:
+                    p.clients = ClientList.run(*groups[0][2])
+                    # the path that the sidecars of namespaces nothing singles out take (their route is one)
+                    generic = p if special is not None and groups[0][0] not in special else None
+                rest = [g for g in groups[1:] if g[0] not in shaped_ns] if shaped_ns else groups[1:]
                 # the positions of the groups to look at one by one; the others (a cluster's hundreds of
                 # namespaces) go to the generic path a stretch at a time
                 apart = [k for k, g in enumerate(rest) if special is None or g[0] in special] + [len(rest)]
@@ -464,18 +511,15 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                         k = end
                         continue
                     k += 1
-                    sc = client_scope(mesh, rep, rep.meta.namespace)
-                    lay: list[Layer] = []
-                    label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"
-                    r = mesh.sidecar_route(rep, info, port, path=request.path, headers=request.header_map,
-                                           method=request.method, name=label, diags=diags, layers=lay)
-                    same = next((q for q in out if q.kind == "sidecar" and _same(q.route, r)), None)
-                    if same is None:
-                        same = ClientPath("sidecar", label, r, ClientList(), mesh._capture_layers(info, port) + lay)
-                        out.append(same)
+                    if shaped and idx is not None:
+                        shapes_before(idx.order[id(rep)])
+                    same = path_of(rep)
                     same.clients.add_run(names, drop)
                     if alike:
                         generic = same
+                shapes_before(float("inf"))
+                for q, xs in took.values():
+                    _add_shapes(q, xs, idx)
                 continue
             if binding.gateway is not None:
                 p.route = Route(root=p.route.root, name=p.route.name, provenance=p.route.provenance,

@@ -24,12 +24,12 @@ from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
 from meshstat.mesh.locality import effective_locality
 from meshstat.mesh.registry import LabelIndex, RegisteredService
-from meshstat.mesh.scope import client_scope, host_rules, service_export, services_restricted
+from meshstat.mesh.scope import client_scope, host_rules, scope_shape, service_export, services_restricted
 from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.k8s import DestinationRule, WorkloadResource
 
-__all__ = ["ClientIndex", "ClientRun", "ServiceClients", "client_index", "route_namespaces", "rule_namespaces",
-           "service_clients"]
+__all__ = ["ClientIndex", "ClientRun", "ServiceClients", "ShapeRuns", "client_index", "route_namespaces",
+           "rule_namespaces", "service_clients"]
 
 
 class ClientRun:
@@ -93,6 +93,40 @@ class ClientIndex:
         for i, (ns, _) in enumerate(self.sidecar_groups):
             self.groups_in.setdefault(ns, []).append(i)
         self._by_label = LabelIndex((w, w.meta.namespace, w.labels) for w in ws)
+        #: the namespaces with a Sidecar resource, and the positions of their groups by the shape of their scope
+        self.with_sidecar = frozenset(s.meta.namespace for s in mesh.scope.sidecars)
+        shapes: dict[Any, list[int]] = {}
+        for i, (ns, run) in enumerate(self.sidecar_groups):
+            if ns in self.with_sidecar:
+                shapes.setdefault(scope_shape(client_scope(mesh, run.workloads[0], ns)), []).append(i)
+        self.shapes = list(shapes.values())
+        self._shape_ns = [{self.sidecar_groups[i][0] for i in idx} for idx in self.shapes]
+        self._shape_parts: dict[tuple[int, frozenset[str]], ShapeRuns | None] = {}
+        self._runs = {id(run.names): run for _, run in self.sidecar_groups}
+
+    def first_order(self, names: tuple[str, ...], drop: frozenset[int]) -> int:
+        """The manifest position of the first workload a group's run (``names`` less ``drop``) keeps."""
+        run = self._runs[id(names)]
+        return self.order[id(run.workloads[run.first_kept(drop)])]
+
+    def shape_runs(self, special: set[str]) -> list[ShapeRuns]:
+        """The groups of the namespaces with a Sidecar resource outside ``special``, by shape
+        (:func:`meshstat.mesh.scope.scope_shape`): such namespaces see a Service whose routes single out
+        ``special`` (its own namespace among them) alike when their Sidecars have one shape. Kept per shape and
+        namespaces left out: a cluster's Services mostly leave out the same few."""
+        out = []
+        for k, idx in enumerate(self.shapes):
+            key = (k, frozenset(self._shape_ns[k] & special))
+            got = self._shape_parts.get(key)
+            if got is None:
+                keep = [i for i in idx if self.sidecar_groups[i][0] not in key[1]]
+                whole = self.whole_groups
+                got = self._shape_parts[key] = ShapeRuns(
+                    whole[keep[0]][0], whole[keep[0]][1], [whole[i][2] for i in keep],
+                    [self.order[id(whole[i][1])] for i in keep]) if keep else None
+            if got is not None:
+                out.append(got)
+        return out
 
     def own(self, info: RegisteredService) -> frozenset[int]:
         """Ids of ``info``'s own workloads (its namespace's, selected by its selector): not its clients."""
@@ -111,7 +145,7 @@ def client_index(mesh: Any) -> ClientIndex:
     return got
 
 
-def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
+def route_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True) -> set[str] | None:
     """Client namespaces whose sidecars may route ``info`` differently from those of any other namespace.
 
     :func:`rule_namespaces`, or ``None`` (every namespace apart) when the route may also depend on
@@ -138,7 +172,7 @@ def route_namespaces(mesh: Any, info: RegisteredService) -> set[str] | None:
         td = topo.get(f"{t.namespace}/{t.name}")
         if td is not None and effective_locality(None, td.traffic_distribution).force:
             return None  # trafficDistribution: failoverPriority (network, region, zone) reads them too
-    return rule_namespaces(mesh, info)
+    return rule_namespaces(mesh, info, sidecars=sidecars)
 
 
 def rule_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True) -> set[str]:
@@ -234,6 +268,18 @@ def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
     return out
 
 
+@dataclass(frozen=True)
+class ShapeRuns:
+    """The sidecar groups of one Sidecar shape that a Service does not single out: the first one's namespace and
+    workload (whose route stands for them all), their runs as :meth:`ClientList.add_runs` takes them, and each
+    one's order (its first workload's position in the manifests)."""
+
+    namespace: str
+    first: WorkloadResource
+    runs: list[tuple[tuple[str, ...], frozenset[int]]]
+    orders: list[int]
+
+
 @dataclass
 class ServiceClients:
     """The clients of one Service: every workload of the mesh but its own, or one given client.
@@ -256,10 +302,11 @@ class ServiceClients:
     unreached: list[tuple[WorkloadResource, str]]
     mesh: Any = None
     info: RegisteredService | None = None
+    index: ClientIndex | None = None
 
-    def route_namespaces(self) -> set[str] | None:
+    def route_namespaces(self, *, sidecars: bool = True) -> set[str] | None:
         """:func:`route_namespaces` of the Service (``None`` for one given client: nothing to share)."""
-        return route_namespaces(self.mesh, self.info) if self.info is not None else None
+        return route_namespaces(self.mesh, self.info, sidecars=sidecars) if self.info is not None else None
 
 
 def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource | None = None) -> ServiceClients:
@@ -302,5 +349,5 @@ def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource
         plain=idx.plain.less(own)[1], injected=injected, first_injected=first_injected,
         proxies=idx.proxies.less(own)[1], kube_proxy=idx.kinds["kube-proxy"].less(own)[1], ambient=ambient,
         first_ambient=first_ambient, sidecar_groups=groups,
-        unreached=[(w, why) for w, why in idx.unreached if id(w) not in own], mesh=mesh, info=info,
+        unreached=[(w, why) for w, why in idx.unreached if id(w) not in own], mesh=mesh, info=info, index=idx,
     )

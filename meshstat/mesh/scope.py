@@ -59,6 +59,7 @@ __all__ = [
     "headless_route",
     "host_rules",
     "imports_host",
+    "scope_shape",
     "is_headless",
     "mesh_virtual_services",
     "scope_miss",
@@ -250,6 +251,20 @@ class ClientScope:
     @property
     def label(self) -> str:
         return f"Sidecar {self.sidecar.meta.ref}" if self.sidecar else "no Sidecar resource"
+
+
+def scope_shape(scope: ClientScope) -> tuple[Any, ...]:
+    """What of a client's scope decides what it sees of a Service outside its own namespace: the egress listeners
+    (port, hosts with ``./`` as written) and the outbound policy; whether it has a Sidecar, when that has no egress.
+
+    Two namespaces whose clients have scopes of one shape see alike every Service that no rule, export or
+    Sidecar-free ``./`` singles them out for (:func:`meshstat.mesh.clients.rule_namespaces` with ``sidecars=False``):
+    ``./`` then imports nothing of the Service's, its rules' or its destinations' namespaces, which that set holds.
+    """
+    sc = scope.sidecar
+    if sc is None or not sc.egress:
+        return (sc is not None, scope.outbound_policy)
+    return (tuple((li.port, tuple(li.hosts)) for li in sc.egress), scope.outbound_policy)
 
 
 def _by_namespace(li: EgressListener, config_ns: str) -> dict[str, tuple[list[str], list[str]]]:

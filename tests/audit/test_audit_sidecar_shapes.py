@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import meshstat.audit.istio as audit_istio
+import meshstat.mesh.clients as clients_mod
 from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.mesh.clients import rule_namespaces
@@ -123,3 +124,45 @@ def test_fix_names_each_sidecar_whole():
     (fix,) = row.fix
     assert fix == ("add ns0/svc0.ns0.svc.cluster.local to the egress hosts of Sidecars ns1/default, ns10/default, "
                    "ns11/default and 8 more")
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_services=st.integers(2, 5), n_ns=st.integers(2, 7),
+       shapes=st.lists(st.integers(0, len(SHAPES) - 1), min_size=1, max_size=7),
+       exports=st.lists(st.integers(0, 2), min_size=1, max_size=4))
+def test_compare_paths_of_shapes_are_those_of_each_namespace_alone(n_services: int, n_ns: int, shapes: list[int],
+                                                                   exports: list[int]) -> None:
+    """``compare -f`` gives the namespaces of one Sidecar shape one route per Service (``mesh.ambient.extend_paths``):
+    its paths (labels, clients in order, backends, shares) are those of routing every namespace on its own."""
+    text = _cluster(n_services, n_ns, shapes, exports, [False])
+    shared = _paths(text)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(clients_mod, "route_namespaces", lambda *a, **k: None)  # every namespace on its own
+        apart = _paths(text)
+    assert shared == apart
+
+
+def _paths(text: str) -> list[tuple[Any, ...]]:
+    from meshstat.engine.mesh import compare_paths
+
+    return [(p.service, p.path, p.kind, tuple(p.clients), tuple(b.name for b in p.route.backends()),
+             p.route.expected_shares()[0]) for p in compare_paths(parse_manifest_text(text, "c.json"), n=None).paths]
+
+
+def test_compare_routes_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve namespaces of one Sidecar shape cost a Service one sidecar route, not twelve."""
+    from meshstat.engine.mesh import compare_paths
+
+    calls: list[object] = []
+    real = Mesh.sidecar_route
+
+    def counted(self: Mesh, *a: object, **k: object) -> object:
+        calls.append(k.get("name"))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Mesh, "sidecar_route", counted)
+    cmp = compare_paths(parse_manifest_text(_cluster(1, 13, [0] + [1] * 12, [0], [False]), "c.json"), n=None)
+    sidecar = [p for p in cmp.paths if p.kind == "sidecar"]
+    assert len(calls) <= 3, calls  # the first injected workload's, ns0's own, the shape's
+    assert sum(len(p.clients) for p in sidecar) == sum(1 for w in cmp.mesh.owners.roots
+                                                        if w.meta.namespace != "ns0" or "client" in w.meta.name)

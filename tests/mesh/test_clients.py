@@ -192,7 +192,7 @@ def _shared_and_apart(text: str) -> tuple[list[tuple[object, ...]], list[tuple[o
     shared = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
     real = clients_mod.route_namespaces
     try:
-        clients_mod.route_namespaces = lambda *a: None  # type: ignore[assignment]
+        clients_mod.route_namespaces = lambda *a, **k: None  # type: ignore[assignment]
         apart = _signature(compare_paths(parse_manifest_text(text, "m.yaml"), n=None))
     finally:
         clients_mod.route_namespaces = real
