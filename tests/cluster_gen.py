@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Plant", "as_run_today", "cluster", "to_json", "to_yaml", "with_owned_objects"]
+__all__ = ["Plant", "as_run_today", "cluster", "to_json", "to_yaml", "with_namespace_sidecars", "with_owned_objects",
+           "with_zone_plants"]
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ def as_run_today(doc: dict[str, Any], *, zones: tuple[str, ...] = ("a", "b", "c"
     """``doc`` (:func:`cluster`) as a large mesh runs now: a default Sidecar in every namespace (egress
     ``sidecar_hosts``: Istio's advice for large meshes), ``trafficDistribution: PreferClose`` on every Service, and
     Nodes in ``zones`` with every Deployment's Pods (:func:`with_owned_objects`) placed on them in turn."""
-    out = with_owned_objects(doc, replica_sets=False)
+    out = with_namespace_sidecars(with_owned_objects(doc, replica_sets=False), sidecar_hosts)
     nodes = [(f"node-{z}{k}", z) for z in zones for k in range(nodes_per_zone)]
     items = [_node(name, zone, j) for j, (name, zone) in enumerate(nodes)]
     placed = 0
@@ -219,12 +220,34 @@ def as_run_today(doc: dict[str, Any], *, zones: tuple[str, ...] = ("a", "b", "c"
             placed += 1
         elif it["kind"] == "Service":
             it["spec"]["trafficDistribution"] = "PreferClose"
-        elif it["kind"] == "Namespace":
-            name = it["metadata"]["name"]
-            sc = _meta("Sidecar", "networking.istio.io/v1", "default", name, len(items))
-            sc["spec"] = {"egress": [{"hosts": list(sidecar_hosts)}]}
-            items.append(sc)
     return {**out, "items": items}
+
+
+def with_namespace_sidecars(doc: dict[str, Any], hosts: tuple[str, ...] = ("./*", "istio-system/*")
+                            ) -> dict[str, Any]:
+    """``doc`` with a Sidecar ``default`` (egress ``hosts``) after every Namespace."""
+    items: list[dict[str, Any]] = []
+    for it in doc["items"]:
+        items.append(it)
+        if it["kind"] == "Namespace":
+            sc = _meta("Sidecar", "networking.istio.io/v1", "default", it["metadata"]["name"], len(items))
+            sc["spec"] = {"egress": [{"hosts": list(hosts)}]}
+            items.append(sc)
+    return {**doc, "items": items}
+
+
+def with_zone_plants(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    """``doc`` with ``n`` namespaces ``zns0``... each holding the zone plant (:attr:`Plant.zone_restricted`: a
+    PreferClose Service over pods in zones a and b, an unmeshed client in zone a; the Nodes and ``edge`` once)."""
+    items = list(doc["items"])
+    seen: set[tuple[str, str | None, str]] = set()
+    for k in range(n):
+        for it in _zone_plant(f"zns{k}", 50_000 + k):
+            key = (it["kind"], it["metadata"].get("namespace"), it["metadata"]["name"])
+            if key not in seen:
+                seen.add(key)
+                items.append(it)
+    return {**doc, "items": items}
 
 
 def _node(name: str, zone: str, i: int) -> dict[str, Any]:

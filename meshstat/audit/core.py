@@ -47,6 +47,7 @@ __all__ = [
     "destination_label",
     "export_fix",
     "format_split",
+    "injection_fixes",
     "run_audit",
 ]
 
@@ -371,20 +372,32 @@ def no_sidecar_row(ctx: AuditContext, info: RegisteredService, port: int, classe
     """``no-sidecar``: clients without a proxy get kube-proxy's split (``effective``), not ``rule``'s."""
     mesh = ctx.mesh
 
-    def injection_fixes(classes: Sequence[ClientClass]) -> tuple[str, ...]:
-        fixes = []
-        for ns in sorted({c.namespace for c in classes}):
-            nso = mesh.namespace(ns)
-            labelled = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
-            fixes.append(f"label namespace {ns} for injection (istio-injection=enabled)" if not labelled
-                         else f"let the workloads of namespace {ns} be injected (see `meshstat mesh --client`)")
-        return tuple(fixes)
-
     clients, n = ctx.of_group("label", clients_label, classes)
     n_pods = sum(k for _, k in ctx.selected(info, port, kube_proxy=True))
     return Divergence(f"{info.namespace}/{info.name}:{port}", clients, n, configured, effective, "no-sidecar",
                       f"no sidecar: kube-proxy picks one of {n_pods} pods per connection; {rule} is not applied",
-                      ctx.of_group("injection", injection_fixes, classes), "no mesh")
+                      ctx.of_group("injection", lambda cl: injection_fixes(mesh, cl), classes), "no mesh")
+
+
+def injection_fixes(mesh: Mesh, classes: Sequence[ClientClass]) -> tuple[str, ...]:
+    """What gives ``classes`` (clients without a sidecar) one: a fix for their namespaces to label, one for those
+    labelled whose workloads opt out (each naming three namespaces and how many more)."""
+    unlabelled, labelled = [], []
+    for ns in sorted({c.namespace for c in classes}):
+        nso = mesh.namespace(ns)
+        on = nso is not None and ("istio-injection" in nso.labels or "istio.io/rev" in nso.labels)
+        (labelled if on else unlabelled).append(ns)
+    fixes = []
+    if unlabelled:
+        fixes.append(f"label {_namespaces(unlabelled)} for injection (istio-injection=enabled)")
+    if labelled:
+        fixes.append(f"let the workloads of {_namespaces(labelled)} be injected (see `meshstat mesh --client`)")
+    return tuple(fixes)
+
+
+def _namespaces(names: list[str]) -> str:
+    """``namespace a`` or ``namespaces a, b, c and 7 more``."""
+    return f"namespace {names[0]}" if len(names) == 1 else f"namespaces {name_list(names, 3)}"
 
 
 def no_waypoint_row(ctx: AuditContext, info: RegisteredService, port: int, classes: Sequence[ClientClass],

@@ -9,9 +9,9 @@ Service, :meth:`SidecarGroups.split` gives:
 * each client group (:class:`~meshstat.audit.core.ClientClass`) of a namespace the rules single out, alone;
 * the groups of the other namespaces that have a Sidecar resource, by the *shape* of the scope their workloads
   get (:func:`meshstat.mesh.scope.scope_shape`: the egress listeners' ports and hosts, with ``./`` written for
-  "the client's own namespace", and the outbound policy). Such a namespace is none of those of the Service and its rules, so
-  ``./`` hosts import nothing of theirs and two namespaces of one shape see the Service alike: the first group of a
-  shape is worked out and stands for the others. A cluster with a default Sidecar in every namespace (Istio's
+  "the client's own namespace", and the outbound policy). Such a namespace is none of those of the Service and
+  its rules, so ``./`` hosts import nothing of theirs and two namespaces of one shape see the Service alike: the
+  first group of a shape is worked out and stands for the others. A cluster with a default Sidecar in every namespace (Istio's
   advice for large meshes) then costs one evaluation per Service, not one per namespace;
 * every other group, which a client of a namespace no object names stands for.
 

@@ -26,7 +26,14 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label, destination_label
+from meshstat.audit.core import (
+    AuditContext,
+    ClientClass,
+    Divergence,
+    clients_label,
+    destination_label,
+    injection_fixes,
+)
 from meshstat.audit.gateway import route_split, service_route_ports, unmeshed
 from meshstat.audit.istio import routed_ports, unmeshed_by_rule
 from meshstat.errors import MeshstatError
@@ -95,8 +102,7 @@ def _kube_proxy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
                 "no-sidecar",
                 f"no sidecar: kube-proxy's rules on node {node} ({obs.sources.get(node, '')}) pick one of "
                 f"{len(route.backends())} endpoints; {rule} is not applied",
-                tuple(f"label namespace {ns} for injection (istio-injection=enabled)"
-                      for ns in sorted({c.namespace for c in kube})), "no mesh")
+                ctx.of_group("injection", lambda cl: injection_fixes(ctx.mesh, cl), kube), "no mesh")
 
 
 def _envoy_label(node: Any) -> str:

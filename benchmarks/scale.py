@@ -1,0 +1,51 @@
+"""How `audit` and `compare -f` grow with a cluster's namespaces: the README's scale table.
+
+Run from the repository root, one case per call (the figures are seconds of the stage named, one run):
+
+    python3 benchmarks/scale.py sidecars 10000 1000   # audit alone: cluster + a default Sidecar per namespace
+    python3 benchmarks/scale.py zones 2000            # audit alone: cluster(1000, 100) + 2,000 PreferClose plants
+    python3 benchmarks/scale.py compare 2000 200      # compare_paths(n=100,000): cluster + a Sidecar per namespace
+
+Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
+compare versions on this machine.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path.cwd()))
+
+from meshstat.audit import audit  # noqa: E402
+from meshstat.inputs import max_input_size  # noqa: E402
+from meshstat.mesh import Mesh  # noqa: E402
+from meshstat.parsers.k8s import parse_manifest_text  # noqa: E402
+from tests.cluster_gen import cluster, to_json, with_namespace_sidecars, with_zone_plants  # noqa: E402
+
+
+def main(case: str, *sizes: int) -> str:
+    if case == "zones":
+        doc = with_zone_plants(cluster(1000, 100), sizes[0])
+    else:
+        doc = with_namespace_sidecars(cluster(sizes[0], sizes[1]))
+    text = to_json(doc)
+    with max_input_size(2 * len(text)):
+        manifests = parse_manifest_text(text, "c.json")
+    if case == "compare":
+        from meshstat.engine.mesh import compare_paths
+
+        t = time.perf_counter()
+        got = compare_paths(manifests, n=100_000, rng=1)
+        return f"compare_paths: {time.perf_counter() - t:.2f} s, {len(got.paths)} paths"
+    mesh = Mesh(manifests)
+    t = time.perf_counter()
+    res = audit(mesh)
+    took = time.perf_counter() - t
+    return (f"audit: {took:.2f} s, {len(res.rows)} rows, {sum(len(r.fix) for r in res.rows)} fix strings, "
+            f"reasons {sorted({r.reason for r in res.rows})}")
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1], *map(int, sys.argv[2:])))
