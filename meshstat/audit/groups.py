@@ -11,8 +11,8 @@ Service, :meth:`SidecarGroups.split` gives:
   get (:func:`meshstat.mesh.scope.scope_shape`: the egress listeners' ports and hosts, with ``./`` written for
   "the client's own namespace", and the outbound policy). Such a namespace is none of those of the Service and
   its rules, so ``./`` hosts import nothing of theirs and two namespaces of one shape see the Service alike: the
-  first group of a shape is worked out and stands for the others. A cluster with a default Sidecar in every namespace (Istio's
-  advice for large meshes) then costs one evaluation per Service, not one per namespace;
+  first group of a shape is worked out and stands for the others. A cluster with a default Sidecar in every
+  namespace (Istio's advice for large meshes) then costs one evaluation per Service, not one per namespace;
 * every other group, which a client of a namespace no object names stands for.
 
 The rows name every group they stand for; a fix that names the first one's Sidecar or namespace names all of
@@ -24,12 +24,13 @@ namespaces it names and leaves out, not the thousands it stands for.
 from __future__ import annotations
 
 import heapq
-import re
 from dataclasses import dataclass
-from itertools import islice
+from itertools import groupby, islice
+from operator import itemgetter
 from typing import Any
 
 from meshstat.audit.core import ClientClass
+from meshstat.mesh.layers import rename
 from meshstat.mesh.scope import client_scope, scope_shape
 
 __all__ = ["Part", "ShapePart", "SidecarGroups"]
@@ -50,17 +51,22 @@ class _Summary:
 
     def __init__(self, classes: list[ClientClass], refs: list[str]) -> None:
         self.workloads: dict[str, int] = {}
-        self.refs: dict[str, str] = {}  # Sidecar ref -> its namespace (a Sidecar applies in its own only)
+        #: Sidecar ref -> the namespaces where it applies (the root namespace's applies in many)
+        self.refs: dict[str, set[str]] = {}
+        self.refs_in: dict[str, set[str]] = {}  # namespace -> the Sidecar refs that apply there
         for c, r in zip(classes, refs, strict=True):
             self.workloads[c.namespace] = self.workloads.get(c.namespace, 0) + len(c.workloads)
             if r:
-                self.refs[r] = c.namespace
+                self.refs.setdefault(r, set()).add(c.namespace)
+                self.refs_in.setdefault(c.namespace, set()).add(r)
         self.names = sorted(self.workloads)
         self.total = sum(self.workloads.values())
         self.sorted_refs = sorted(self.refs)
-        self.refs_in: dict[str, list[str]] = {}  # namespace -> its Sidecar refs
-        for r, ns in self.refs.items():
-            self.refs_in.setdefault(ns, []).append(r)
+
+    def refs_outside(self, left: frozenset[str]) -> tuple[int, Any]:
+        """How many Sidecar refs apply in a namespace outside ``left``, and those refs by name (lazily)."""
+        gone = {r for ns in left for r in self.refs_in.get(ns, ()) if self.refs[r] <= left}
+        return len(self.refs) - len(gone), (r for r in self.sorted_refs if r not in gone)
 
 
 def _counted(sm: _Summary, left: frozenset[str]) -> Any:
@@ -95,6 +101,12 @@ class SidecarGroups:
         self.summaries = [_Summary([classes[i] for i in idx], [self.sidecar_ref[i] for i in idx])
                           for idx in self.shapes]
         self._pos = {id(c): i for i, c in enumerate(classes)}
+        seen: dict[str, int] = {}
+        for sm in self.summaries:
+            for ns in sm.workloads:
+                seen[ns] = seen.get(ns, 0) + 1
+        #: the namespaces whose groups are in several shapes
+        self.in_several = [ns for ns, k in seen.items() if k > 1]
         self._parts: dict[tuple[int, frozenset[str]], tuple[int, ShapePart] | None] = {}
 
     def _part(self, k: int, special: set[str]) -> tuple[int, ShapePart] | None:
@@ -133,8 +145,11 @@ class SidecarGroups:
         return out
 
     def label(self, parts: list[Part]) -> tuple[str, int]:
-        """:func:`meshstat.audit.core.clients_label` of the groups of ``parts`` (their namespaces apart: a
-        Service's parts never share one), from the shapes' summaries."""
+        """:func:`meshstat.audit.core.clients_label` of the groups of ``parts``, from the shapes' summaries.
+
+        A namespace may be in several parts (its groups apply Sidecars of two shapes, or one with a
+        workloadSelector and one without): such namespaces, few and found once, are counted once and their
+        workloads summed."""
         small: dict[str, int] = {}
         big = []
         for p in parts:
@@ -144,8 +159,11 @@ class SidecarGroups:
             else:
                 big.append((self.summaries[p.k], p.left_out))
         n_ns = len(small) + sum(len(sm.workloads) - len(left) for sm, left in big)
+        for ns in self.in_several:  # counted in each part that holds it
+            n_ns -= max(0, (ns in small) + sum(ns in sm.workloads and ns not in left for sm, left in big) - 1)
         n = sum(small.values()) + sum(sm.total - sum(sm.workloads[ns] for ns in left) for sm, left in big)
-        names = heapq.merge(sorted(small.items()), *(_counted(sm, left) for sm, left in big))
+        merged = heapq.merge(sorted(small.items()), *(_counted(sm, left) for sm, left in big))
+        names = ((ns, sum(k for _, k in same)) for ns, same in groupby(merged, key=itemgetter(0)))
         shown = [f"{ns} ({k})" for ns, k in islice(names, 3)]
         head = f"{n_ns} namespaces, {n} workloads: " if n_ns > 1 else ""
         more = n_ns - len(shown)
@@ -155,19 +173,18 @@ class SidecarGroups:
         """``fix`` (written for the first group of ``part``) for all of its groups: the first one's Sidecar and
         namespace, where named, become the list of theirs."""
         sm = self.summaries[part.k]
-        n_ns = len(sm.workloads) - len(part.left_out)
-        if n_ns < 2:
-            return fix
         first, left = part.first, part.left_out
+        n_ns = len(sm.workloads) - len(left)
+        n_refs, refs = sm.refs_outside(left)
+        if n_ns < 2 and n_refs < 2:
+            return fix
         ref = self.sidecar_ref[self._pos[id(first)]]
-        n_refs = len(sm.refs) - sum(1 for ns in left for _ in sm.refs_in.get(ns, ()))
-        refs = (r for r in sm.sorted_refs if sm.refs[r] not in left)
         spaces = (ns for ns in sm.names if ns not in left)
         names = ((f"Sidecar {ref}", f"Sidecars {_first(refs, n_refs)}" if n_refs > 1 else f"Sidecar {ref}"),
-                 (f"namespace {first.namespace}", f"namespaces {_first(spaces, n_ns)}"))
+                 (f"namespace {first.namespace}",
+                  f"namespaces {_first(spaces, n_ns)}" if n_ns > 1 else f"namespace {first.namespace}"))
         for was, now in names:
-            if was != now and was in fix:  # the name whole, not the start of a longer one (ns1 in ns10)
-                fix = re.sub(re.escape(was) + r"(?![\w.-])", lambda _: now, fix)
+            fix = rename(fix, was, now)
         return fix
 
 

@@ -54,8 +54,6 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for c in ctx.classes:
         if c.kind == "kube-proxy" and c.zone is not None:
             by_zone.setdefault(c.zone, []).append(c)
-    if not by_zone:  # no client without a mesh runs in a zone: no row could name one
-        return
     shaped = [(ref, st) for ref, st in topo.services.items()
               if st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"]
     if not shaped:
@@ -70,6 +68,8 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         for sp in svc.ports:
             try:
                 cluster = build_cluster(m, ref, port=sp.port, client_zones=dict.fromkeys(zones, Fraction(1)))
+                if not by_zone:  # no client without a mesh runs in a zone: no row could name one (its notes stay)
+                    continue
                 res = split(cluster)
             except InvalidArgument as exc:
                 ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")

@@ -49,11 +49,11 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from typing import Any
 
-from meshstat.mesh.layers import ClientList, ClientPath, Layer, with_fault_abort
+from meshstat.mesh.layers import ClientList, ClientPath, Layer, name_list, rename, with_fault_abort
 from meshstat.mesh.locality import Place, ztunnel_candidates, ztunnel_policy
 from meshstat.mesh.registry import RegisteredService, uncaptured, uncaptured_note
 from meshstat.mesh.requests import Request
@@ -468,13 +468,19 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                 shaped_ns = idx.with_sidecar - special - {info.namespace} if shaped and idx is not None else set()
                 took: dict[int, tuple[ClientPath, list[Any]]] = {}  # a path's shapes, added in order at the end
 
-                def path_of(rep: WorkloadResource) -> ClientPath:
-                    """The path of ``rep``'s route: one already taken by the same route, or a new one."""
+                def path_of(rep: WorkloadResource, refs: list[str] | None = None) -> ClientPath:
+                    """The path of ``rep``'s route: one already taken by the same route, or a new one. ``refs``:
+                    the Sidecars of the shape ``rep`` stands for, which its warnings then name."""
                     sc = client_scope(mesh, rep, rep.meta.namespace)
                     lay: list[Layer] = []
                     label = f"sidecar (Envoy) [{rep.meta.namespace}, {sc.label}]"
+                    mine: list[Diagnostic] = []
                     r = mesh.sidecar_route(rep, info, port, path=request.path, headers=request.header_map,
-                                           method=request.method, name=label, diags=diags, layers=lay)
+                                           method=request.method, name=label, diags=mine, layers=lay)
+                    if refs is not None and len(refs) > 1 and sc.sidecar is not None:
+                        was, now = f"Sidecar {sc.sidecar.meta.ref}", f"Sidecars {name_list(refs, 3)}"
+                        mine = [replace(d, message=rename(d.message, was, now)) for d in mine]
+                    diags.extend(mine)
                     same = next((q for q in out if q.kind == "sidecar" and _same(q.route, r)), None)
                     if same is None:
                         same = ClientPath("sidecar", label, r, ClientList(), mesh._capture_layers(info, port) + lay)
@@ -485,8 +491,9 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
                     """The shapes whose first group comes before ``order``: their paths, in turn."""
                     while shaped and shaped[0].orders[0] < order:
                         x = shaped.pop(0)
-                        q = p if x.first is groups[0][1] else path_of(x.first)
+                        q = p if x.first is groups[0][1] else path_of(x.first, x.refs)
                         took.setdefault(id(q), (q, []))[1].append(x)
+                        diags.extend(x.warnings)
 
                 out.append(p)
                 if groups[0][0] in shaped_ns:  # the first injected workload's route is its shape's

@@ -24,9 +24,16 @@ from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
 from meshstat.mesh.locality import effective_locality
 from meshstat.mesh.registry import LabelIndex, RegisteredService
-from meshstat.mesh.scope import client_scope, host_rules, scope_shape, service_export, services_restricted
+from meshstat.mesh.scope import (
+    client_scope,
+    host_rules,
+    scope_shape,
+    service_export,
+    services_restricted,
+    several_wide_sidecars,
+)
 from meshstat.parsers.gateway_api import gateway_objects
-from meshstat.parsers.k8s import DestinationRule, WorkloadResource
+from meshstat.parsers.k8s import DestinationRule, Diagnostic, WorkloadResource
 
 __all__ = ["ClientIndex", "ClientRun", "ServiceClients", "ShapeRuns", "client_index", "route_namespaces",
            "rule_namespaces", "service_clients"]
@@ -101,6 +108,14 @@ class ClientIndex:
                 shapes.setdefault(scope_shape(client_scope(mesh, run.workloads[0], ns)), []).append(i)
         self.shapes = list(shapes.values())
         self._shape_ns = [{self.sidecar_groups[i][0] for i in idx} for idx in self.shapes]
+        self._ref = [(sc.meta.ref if (sc := client_scope(mesh, run.workloads[0], ns).sidecar) is not None else "")
+                     for ns, run in self.sidecar_groups]
+        #: namespace -> its warning of several Sidecars without workloadSelector
+        self._wide_warning = {}
+        for ns in self.with_sidecar:
+            wide = [s for s in mesh.scope.sidecars_in(ns) if s.selector is None]
+            if len(wide) > 1:
+                self._wide_warning[ns] = several_wide_sidecars(wide)
         self._shape_parts: dict[tuple[int, frozenset[str]], ShapeRuns | None] = {}
         self._runs = {id(run.names): run for _, run in self.sidecar_groups}
 
@@ -121,9 +136,11 @@ class ClientIndex:
             if got is None:
                 keep = [i for i in idx if self.sidecar_groups[i][0] not in key[1]]
                 whole = self.whole_groups
+                spaces = dict.fromkeys(whole[i][0] for i in keep)
                 got = self._shape_parts[key] = ShapeRuns(
                     whole[keep[0]][0], whole[keep[0]][1], [whole[i][2] for i in keep],
-                    [self.order[id(whole[i][1])] for i in keep]) if keep else None
+                    [self.order[id(whole[i][1])] for i in keep], sorted({self._ref[i] for i in keep} - {""}),
+                    [w for ns in list(spaces)[1:] if (w := self._wide_warning.get(ns)) is not None]) if keep else None
             if got is not None:
                 out.append(got)
         return out
@@ -271,13 +288,17 @@ def _reached(mesh: Any, info: RegisteredService) -> list[RegisteredService]:
 @dataclass(frozen=True)
 class ShapeRuns:
     """The sidecar groups of one Sidecar shape that a Service does not single out: the first one's namespace and
-    workload (whose route stands for them all), their runs as :meth:`ClientList.add_runs` takes them, and each
-    one's order (its first workload's position in the manifests)."""
+    workload (whose route stands for them all), their runs as :meth:`ClientList.add_runs` takes them, each one's
+    order (its first workload's position in the manifests), the refs of the Sidecars they apply (sorted), and the
+    warnings of their namespaces that the first one's route would give for each (several Sidecars without
+    workloadSelector)."""
 
     namespace: str
     first: WorkloadResource
     runs: list[tuple[tuple[str, ...], frozenset[int]]]
     orders: list[int]
+    refs: list[str]
+    warnings: list[Diagnostic]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from meshstat.model import Backend, Node, Route, Stage, Weighted, share_text
 from meshstat.parsers.k8s import Diagnostic
 
 __all__ = ["CLIENT_NAMES_SHOWN", "FAILURES", "ClientList", "ClientPath", "Layer", "client_union", "distinct_leaves",
-           "failure_warnings", "name_list"]
+           "failure_warnings", "name_list", "rename"]
 
 #: ``outcome`` labels of leaves where the call fails (a 500 of an invalid backendRef, 502, 503, 404 NR,
 #: a rejected connection, an error): a share above 0 is a warning.
@@ -48,6 +48,15 @@ def name_list(names: Iterable[str], limit: int = 5, *, sep: str = ", ") -> str:
     shown = list(islice(names, limit))
     more = (len(names) if isinstance(names, Sized) else len(shown) + sum(1 for _ in names)) - len(shown)
     return sep.join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def rename(text: str, was: str, now: str) -> str:
+    """``text`` with the name ``was`` (whole: not the start of a longer name, ``ns1`` in ``ns10``) written ``now``."""
+    import re
+
+    if was == now or was not in text:
+        return text
+    return re.sub(re.escape(was) + r"(?![\w.-])", lambda _: now, text)
 
 
 class ClientList(Sequence[str]):

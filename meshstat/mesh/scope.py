@@ -60,6 +60,7 @@ __all__ = [
     "host_rules",
     "imports_host",
     "scope_shape",
+    "several_wide_sidecars",
     "is_headless",
     "mesh_virtual_services",
     "scope_miss",
@@ -303,6 +304,14 @@ def imports_host(li: EgressListener | None, config_ns: str, host: str, host_ns: 
     return False
 
 
+def several_wide_sidecars(wide: list[SidecarResource]) -> Diagnostic:
+    """The warning for a namespace with several Sidecars without workloadSelector (``wide``, in file order)."""
+    ns = wide[0].meta.namespace
+    return Diagnostic("warning", f"{len(wide)} Sidecars without workloadSelector in namespace {ns}: "
+                      f"Istio uses the oldest ({wide[0].meta.ref}); taken as the first in file order",
+                      wide[1].meta.source, wide[1].meta.line)
+
+
 def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, root_ns: str,
                     diags: list[Diagnostic] | None) -> SidecarResource | None:
     """The Sidecar resource that applies to a workload of ``namespace`` with ``labels``.
@@ -319,9 +328,7 @@ def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, r
             return s
     wide = [s for s in mine if s.selector is None]
     if len(wide) > 1 and diags is not None:
-        diags.append(Diagnostic("warning", f"{len(wide)} Sidecars without workloadSelector in namespace {namespace}: "
-                                f"Istio uses the oldest ({wide[0].meta.ref}); taken as the first in file order",
-                                wide[1].meta.source, wide[1].meta.line))
+        diags.append(several_wide_sidecars(wide))
     if wide:
         return wide[0]
     return next((s for s in objs.sidecars_in(root_ns) if s.selector is None), None)

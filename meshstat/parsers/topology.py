@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 from meshstat.parsers.fields import (
     ManifestContext,
@@ -203,9 +204,12 @@ class Topology:
     pods: list[PodPlacement] = field(default_factory=list)
     slices: list[TopologyEndpointSlice] = field(default_factory=list)
     services: dict[str, ServiceTopology] = field(default_factory=dict)
+    #: indexes built from these objects and the manifests' (``meshstat.topology.cluster``), emptied when they change
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def extend(self, other: Topology) -> None:
         """Add the objects of ``other``."""
+        self.derived.clear()
         self.nodes.extend(other.nodes)
         self.pods.extend(other.pods)
         self.slices.extend(other.slices)
@@ -213,6 +217,7 @@ class Topology:
 
     def drop_duplicates(self) -> None:
         """Keep the last Node of a name, Pod placement and EndpointSlice of a namespace and name."""
+        self.derived.clear()
         self.nodes[:] = list({n.name: n for n in self.nodes}.values())
         self.pods[:] = list({(p.namespace, p.name): p for p in self.pods}.values())
         self.slices[:] = list({(s.namespace, s.name): s for s in self.slices}.values())

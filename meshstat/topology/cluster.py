@@ -20,7 +20,6 @@ changes the endpoints or their Service's settings recomputes the hints as the co
 from __future__ import annotations
 
 import ipaddress
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -319,20 +318,15 @@ class _Index:
         self.ips = tuple(p.ip for p in topo.pods if p.ip)
 
 
-#: The index of the manifests :func:`build_cluster` was last given: (a weak reference to them, their sizes, index).
-_LAST_INDEX: list[tuple[Any, tuple[int, ...], _Index]] = []
-
-
 def _index(manifests: Any) -> _Index:
+    """The :class:`_Index` of ``manifests``, kept with its topology (which empties it when objects are added or
+    replaced: ``Manifests.extend``, ``drop_duplicates``); built again if a list's length changed otherwise."""
     topo = manifests.topology
     sizes = (len(manifests.services), len(manifests.workloads), len(topo.nodes), len(topo.pods), len(topo.slices))
-    if _LAST_INDEX:
-        ref, was, idx = _LAST_INDEX[0]
-        if ref() is manifests and was == sizes:
-            return idx
-    idx = _Index(manifests)
-    _LAST_INDEX[:] = [(weakref.ref(manifests), sizes, idx)]
-    return idx
+    got = topo.derived.get("cluster")
+    if got is None or got[0] != sizes:
+        got = topo.derived["cluster"] = (sizes, _Index(manifests))
+    return got[1]  # type: ignore[no-any-return]
 
 
 def build_cluster(

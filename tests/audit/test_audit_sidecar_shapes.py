@@ -3,6 +3,7 @@ those of working out every namespace alone, and each client's split is the path 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -17,7 +18,7 @@ from meshstat.mesh import Mesh
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.parsers.k8s import parse_manifest_text
 from tests.audit.shares import path_shares
-from tests.cluster_gen import _deployment, _meta, cluster, to_json
+from tests.cluster_gen import INJECT, _deployment, _meta, _namespace, cluster, to_json
 
 #: Sidecar egress listeners a namespace may have (None: no Sidecar resource)
 SHAPES: list[Any] = [
@@ -28,12 +29,19 @@ SHAPES: list[Any] = [
     [{"port": {"number": 9090, "protocol": "HTTP", "name": "other"}, "hosts": ["*/*"]}],
     [{"hosts": ["~/*"]}],
     "selector",  # a Sidecar for the namespace's client workload only (./*), none for the others
+    "selector+default",  # that, and a default Sidecar of another shape (istio-system/*) for the others
+    "two defaults",  # two Sidecars without workloadSelector (a warning; the first applies)
 ]
 
 
-def _cluster(n_services: int, n_ns: int, shapes: list[int], exports: list[int], policy: list[bool]) -> str:
+def _cluster(n_services: int, n_ns: int, shapes: list[int], exports: list[int], policy: list[bool],
+             root: bool = False) -> str:
     doc = cluster(n_services, n_ns)
     items = doc["items"]
+    if root:  # a mesh-wide default Sidecar: the namespaces without their own (or unselected workloads) apply it
+        sc = _meta("Sidecar", "networking.istio.io/v1", "default", "istio-system", 799)
+        sc["spec"] = {"egress": [{"hosts": ["./*"]}]}
+        items.append(sc)
     for k in range(n_ns):
         ns = f"ns{k}"
         items.append(_deployment(f"client{k}", ns, f"client{k}", "v1", 1, 900 + k))
@@ -41,8 +49,15 @@ def _cluster(n_services: int, n_ns: int, shapes: list[int], exports: list[int], 
         if egress is not None:
             sc = _meta("Sidecar", "networking.istio.io/v1", "default", ns, 800 + k)
             sc["spec"] = {"egress": egress}
-            if egress == "selector":
+            if egress in ("selector", "selector+default"):
                 sc["spec"] = {"workloadSelector": {"labels": {"app": f"client{k}"}}, "egress": [{"hosts": ["./*"]}]}
+            if egress in ("selector+default", "two defaults"):
+                sc["metadata"]["name"] = "own"
+                if egress == "two defaults":
+                    sc["spec"] = {"egress": [{"hosts": ["./*"]}]}
+                other = _meta("Sidecar", "networking.istio.io/v1", "wide", ns, 850 + k)
+                other["spec"] = {"egress": [{"hosts": ["istio-system/*"]}]}
+                items.append(other)
             if policy[k % len(policy)]:
                 sc["spec"]["outboundTrafficPolicy"] = {"mode": "REGISTRY_ONLY"}
             items.append(sc)
@@ -70,17 +85,37 @@ def _every_namespace_alone(monkeypatch: pytest.MonkeyPatch) -> None:
 @given(n_services=st.integers(2, 6), n_ns=st.integers(2, 7),
        shapes=st.lists(st.integers(0, len(SHAPES) - 1), min_size=1, max_size=7),
        exports=st.lists(st.integers(0, 2), min_size=1, max_size=4),
-       policy=st.lists(st.booleans(), min_size=1, max_size=3))
+       policy=st.lists(st.booleans(), min_size=1, max_size=3), root=st.booleans())
 def test_grouped_rows_are_the_rows_of_each_namespace_alone(monkeypatch: pytest.MonkeyPatch, n_services: int,
                                                            n_ns: int, shapes: list[int], exports: list[int],
-                                                           policy: list[bool]) -> None:
-    mesh = Mesh(parse_manifest_text(_cluster(n_services, n_ns, shapes, exports, policy), "c.json"))
+                                                           policy: list[bool], root: bool) -> None:
+    mesh = Mesh(parse_manifest_text(_cluster(n_services, n_ns, shapes, exports, policy, root), "c.json"))
     grouped = audit(mesh)
     with monkeypatch.context() as m:
         _every_namespace_alone(m)
         alone = audit(Mesh(mesh.manifests))
     assert _rows(grouped) == _rows(alone)
     assert grouped.audited == alone.audited and grouped.notes == alone.notes
+    # a grouped row's fixes name every Sidecar that a row of the namespaces apart names
+    for g, a in zip(sorted(grouped.rows, key=_key), sorted(alone.rows, key=_key), strict=True):
+        named, more = _sidecars(g.fix)
+        every, _ = _sidecars(a.fix)
+        assert named <= every and len(named) + more == len(every), (g.fix, a.fix)
+
+
+def _key(r: Any) -> tuple[Any, ...]:
+    return r.service, r.reason, r.clients
+
+
+def _sidecars(fixes: tuple[str, ...]) -> tuple[set[str], int]:
+    """The Sidecar refs the fixes name, and how many more they say there are (a fix names three)."""
+    out: set[str] = set()
+    more = 0
+    for f in fixes:
+        for m in re.finditer(r"Sidecars? ((?:[\w.-]+/[\w.-]+(?:, )?)+)(?: and (\d+) more)?", f):
+            out.update(m.group(1).split(", "))
+            more += int(m.group(2) or 0)
+    return out, more
 
 
 def test_each_client_gets_its_row_split_from_the_path_model():
@@ -166,3 +201,65 @@ def test_compare_routes_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) <= 3, calls  # the first injected workload's, ns0's own, the shape's
     assert sum(len(p.clients) for p in sidecar) == sum(1 for w in cmp.mesh.owners.roots
                                                         if w.meta.namespace != "ns0" or "client" in w.meta.name)
+
+
+def test_topology_index_follows_objects_applied_again():
+    """``build_cluster``'s index is rebuilt when a file re-applies a Pod elsewhere (``Manifests.extend`` and
+    ``drop_duplicates`` keep every list's length)."""
+    import copy
+
+    from meshstat.topology import build_cluster
+    from tests.cluster_gen import INJECT, _namespace, _zone_plant
+
+    items = [_namespace("ns0", 0, INJECT), *_zone_plant("ns0", 5)]
+    m = parse_manifest_text(to_json({"apiVersion": "v1", "kind": "List", "items": items}), "a.json")
+    assert {e.pod: e.zone for e in build_cluster(m, "ns0/svc-zone", port=8080).endpoints}[
+        "ns0/svc-zone-v2-v2hash-2"] == "b"
+    moved = [copy.deepcopy(it) for it in items
+             if it["kind"] == "Pod" and it["metadata"]["name"].startswith("svc-zone-v2")]
+    for p in moved:
+        p["spec"]["nodeName"] = "node-a"
+    m.extend(parse_manifest_text(to_json({"apiVersion": "v1", "kind": "List", "items": moved}), "b.json"))
+    m.drop_duplicates()
+    assert {e.pod: e.zone for e in build_cluster(m, "ns0/svc-zone", port=8080).endpoints}[
+        "ns0/svc-zone-v2-v2hash-2"] == "a"
+
+
+def test_topology_notes_without_clients_in_zones():
+    """A Service whose topology cannot be audited is noted even when no client without a mesh runs in a zone."""
+    from tests.cluster_gen import INJECT, _namespace, _zone_plant
+
+    items = [_namespace("ns0", 0, INJECT)] + [it for it in _zone_plant("ns0", 5) if "edge" not in
+                                              (it["metadata"].get("namespace"), it["metadata"]["name"])]
+    for it in items:  # the Service's pods are not ready: no endpoints
+        if it["kind"] == "Pod":
+            it["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}
+    res = audit(Mesh(parse_manifest_text(to_json({"apiVersion": "v1", "kind": "List", "items": items}), "c.json")))
+    assert any(n.startswith("topology of ns0/svc-zone:8080 not audited: ") for n in res.notes), res.notes
+
+
+def test_compare_warns_of_every_namespace_of_a_shape():
+    """The namespaces of one Sidecar shape share a route, not their warnings: several Sidecars without
+    workloadSelector in a namespace that is not the shape's first is still warned of, and a warning naming the first
+    one's Sidecar names them all."""
+    from meshstat.engine.mesh import compare_paths
+
+    doc = cluster(2, 3)
+    for it in doc["items"]:
+        if it["kind"] == "VirtualService" and it["metadata"]["name"] == "svc0":  # to svc1:9090, a port it gains
+            it["spec"]["http"] = [{"route": [{"destination": {"host": "svc1.ns1.svc.cluster.local",
+                                                              "port": {"number": 9090}}}]}]
+        if it["kind"] == "Service" and it["metadata"]["name"] == "svc1":
+            it["spec"]["ports"].append({"name": "grpc", "port": 9090, "protocol": "TCP", "targetPort": 8080})
+    for k in (2, 3):  # listeners on 8080 only: no cluster for svc1:9090 (503 NC)
+        doc["items"].append(_deployment(f"client{k}", f"other{k}", f"client{k}", "v1", 1, 900 + k))
+        sc = _meta("Sidecar", "networking.istio.io/v1", "default", f"other{k}", 800 + k)
+        sc["spec"] = {"egress": [{"port": {"number": 8080, "protocol": "HTTP", "name": "h"}, "hosts": ["*/*"]}]}
+        doc["items"] += [_namespace(f"other{k}", 700 + k, INJECT), sc]
+    second = _meta("Sidecar", "networking.istio.io/v1", "later", "other3", 810)
+    second["spec"] = {"egress": [{"hosts": ["./*"]}]}
+    doc["items"].append(second)
+    got = {d.message for d in compare_paths(parse_manifest_text(to_json(doc), "c.json"), n=None).diagnostics}
+    assert any(m.startswith("2 Sidecars without workloadSelector in namespace other3") for m in got), got
+    assert any(m.startswith("Sidecars other2/default, other3/default imports svc1.ns1.svc.cluster.local for port 9090")
+               for m in got), got
