@@ -5,6 +5,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py sidecars 10000 1000   # audit alone: cluster + a default Sidecar per namespace
     python3 benchmarks/scale.py zones 2000            # audit alone: cluster(1000, 100) + 2,000 PreferClose plants
     python3 benchmarks/scale.py compare 2000 200      # compare_paths(n=100,000): cluster + a Sidecar per namespace
+    python3 benchmarks/scale.py today 2000 200        # compare_paths(n=100,000): cluster_gen.as_run_today(cluster)
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -22,18 +23,20 @@ from meshstat.audit import audit  # noqa: E402
 from meshstat.inputs import max_input_size  # noqa: E402
 from meshstat.mesh import Mesh  # noqa: E402
 from meshstat.parsers.k8s import parse_manifest_text  # noqa: E402
-from tests.cluster_gen import cluster, to_json, with_namespace_sidecars, with_zone_plants  # noqa: E402
+from tests.cluster_gen import as_run_today, cluster, to_json, with_namespace_sidecars, with_zone_plants  # noqa: E402
 
 
 def main(case: str, *sizes: int) -> str:
     if case == "zones":
         doc = with_zone_plants(cluster(1000, 100), sizes[0])
+    elif case == "today":
+        doc = as_run_today(cluster(sizes[0], sizes[1]))
     else:
         doc = with_namespace_sidecars(cluster(sizes[0], sizes[1]))
     text = to_json(doc)
     with max_input_size(2 * len(text)):
         manifests = parse_manifest_text(text, "c.json")
-    if case == "compare":
+    if case in ("compare", "today"):
         from meshstat.engine.mesh import compare_paths
 
         t = time.perf_counter()

@@ -22,7 +22,7 @@ from typing import Any
 
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import ClientList
-from meshstat.mesh.locality import effective_locality
+from meshstat.mesh.locality import PLACE_LABELS
 from meshstat.mesh.registry import LabelIndex, RegisteredService
 from meshstat.mesh.scope import (
     client_scope,
@@ -118,6 +118,10 @@ class ClientIndex:
                 self._wide_warning[ns] = several_wide_sidecars(wide)
         self._shape_parts: dict[tuple[int, frozenset[str]], ShapeRuns | None] = {}
         self._runs = {id(run.names): run for _, run in self.sidecar_groups}
+        #: whether sidecar clients differ in where they run (a Pod of their own on a Node, or topology labels of
+        #: their own): a route with a locality setting may then differ between them
+        self.callers_differ = len({(mesh.places.get((w.meta.namespace, w.meta.name)),
+                                    tuple(w.labels.get(k) for k in PLACE_LABELS)) for w in kinds["sidecar"]}) > 1
 
     def first_order(self, names: tuple[str, ...], drop: frozenset[int]) -> int:
         """The manifest position of the first workload a group's run (``names`` less ``drop``) keeps."""
@@ -166,14 +170,15 @@ def route_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = Tru
     """Client namespaces whose sidecars may route ``info`` differently from those of any other namespace.
 
     :func:`rule_namespaces`, or ``None`` (every namespace apart) when the route may also depend on
-    the client itself (a ``sourceLabels`` match; locality: the input places pods on nodes, a
-    DestinationRule of a host the route reaches has a locality setting or the host's Service a
-    ``trafficDistribution``, whose failover priorities read the client's labels) or on the rest of its
+    the client itself (a ``sourceLabels`` match; locality: sidecar clients that differ in where they run, as a Pod
+    of their own on a Node (``Mesh.sidecar_route`` takes a client's place from its Pod object: a Deployment has
+    none) or by topology labels of their own (:data:`PLACE_LABELS`), or a DestinationRule of a host the route
+    reaches whose ``failoverPriority`` names other labels, which each client's own decide) or on the rest of its
     namespace (an outbound policy ``REGISTRY_ONLY``: what answers an unknown host depends on what
     else the namespace imports, :func:`meshstat.mesh.scope.unknown_destination_route`).
     """
     objs = mesh.scope
-    if mesh.places or objs.mesh_config.outbound_policy == "REGISTRY_ONLY" or any(
+    if client_index(mesh).callers_differ or objs.mesh_config.outbound_policy == "REGISTRY_ONLY" or any(
             s.outbound_policy == "REGISTRY_ONLY" for s in objs.sidecars):
         return None
     rules = host_rules(mesh)
@@ -182,13 +187,10 @@ def route_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = Tru
             return None
     for dr, _ in _reached_rules(mesh, info):
         settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
-        if any(t is not None and t.locality is not None for t in settings):
-            return None  # a locality setting: failoverPriority reads the client's labels
-    topo = mesh.manifests.topology.services
-    for t in _reached(mesh, info):
-        td = topo.get(f"{t.namespace}/{t.name}")
-        if td is not None and effective_locality(None, td.traffic_distribution).force:
-            return None  # trafficDistribution: failoverPriority (network, region, zone) reads them too
+        if any(t is not None and t.locality is not None and any(k not in PLACE_LABELS
+                                                                for k in t.locality.failover_priority)
+               for t in settings):
+            return None  # failoverPriority on other labels: each client's own labels decide
     return rule_namespaces(mesh, info, sidecars=sidecars)
 
 

@@ -54,6 +54,7 @@ from meshstat.parsers.istio_locality import LocalityLbSetting, TrafficLocality, 
 
 __all__ = [
     "MESH_DEFAULT_LOCALITY",
+    "PLACE_LABELS",
     "LocalityPlan",
     "LocalityPolicy",
     "Place",
@@ -76,6 +77,9 @@ LABEL_ZONE = "topology.kubernetes.io/zone"
 LABEL_SUBZONE = "topology.istio.io/subzone"
 LABEL_HOSTNAME = "kubernetes.io/hostname"
 LABEL_NETWORK = "topology.istio.io/network"
+#: The labels of a place (``Place.labels``): a locality setting or ``trafficDistribution`` that reads only these
+#: routes every client of one place and topology labels alike
+PLACE_LABELS = (LABEL_NETWORK, LABEL_REGION, LABEL_ZONE, LABEL_SUBZONE, LABEL_HOSTNAME)
 _PREFER_ZONE = (LABEL_NETWORK, LABEL_REGION, LABEL_ZONE)
 _PREFER_NODE = (LABEL_NETWORK, LABEL_REGION, LABEL_ZONE, LABEL_SUBZONE, LABEL_HOSTNAME)
 
