@@ -119,8 +119,9 @@ class ClientIndex:
         self._shape_parts: dict[tuple[int, frozenset[str]], ShapeRuns | None] = {}
         self._runs = {id(run.names): run for _, run in self.sidecar_groups}
         #: whether sidecar clients differ in where they run (a Pod of their own on a Node, or topology labels of
-        #: their own): a route with a locality setting may then differ between them
-        self.callers_differ = len({(mesh.places.get((w.meta.namespace, w.meta.name)),
+        #: their own) or in having labels at all (failover priorities apply to a caller with labels only,
+        #: ``locality.apply_locality``): a route with a locality setting may then differ between them
+        self.callers_differ = len({(mesh.places.get((w.meta.namespace, w.meta.name)), not w.labels,
                                     tuple(w.labels.get(k) for k in PLACE_LABELS)) for w in kinds["sidecar"]}) > 1
 
     def first_order(self, names: tuple[str, ...], drop: frozenset[int]) -> int:
@@ -187,7 +188,7 @@ def route_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = Tru
             return None
     for dr, _ in _reached_rules(mesh, info):
         settings = [dr.locality, *(t for _, t in dr.port_locality), *(sub.locality for sub in dr.subsets)]
-        if any(t is not None and t.locality is not None and any(k not in PLACE_LABELS
+        if any(t is not None and t.locality is not None and any(k.partition("=")[0] not in PLACE_LABELS
                                                                 for k in t.locality.failover_priority)
                for t in settings):
             return None  # failoverPriority on other labels: each client's own labels decide

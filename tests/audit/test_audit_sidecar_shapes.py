@@ -267,9 +267,9 @@ def test_compare_warns_of_every_namespace_of_a_shape():
 
 @settings(max_examples=25, deadline=None)
 @given(n_services=st.integers(1, 4), n_ns=st.integers(2, 4), locality=st.sampled_from(["none", "priority", "distribute"]),
-       bare_pod=st.booleans())
+       bare_pod=st.sampled_from([None, "placed", "unlabelled"]))
 def test_compare_paths_of_placed_clusters_are_those_of_each_namespace_alone(n_services: int, n_ns: int, locality: str,
-                                                                            bare_pod: bool) -> None:
+                                                                            bare_pod: str | None) -> None:
     """Pods placed on Nodes in zones, ``trafficDistribution: PreferClose`` and DestinationRule locality settings that
     read only where a client runs: clients that all run alike (Deployments, which have no place of their own) share
     routes by namespace, as routing every namespace alone gives; a client Pod of its own on a Node keeps them apart."""
@@ -282,14 +282,16 @@ def test_compare_paths_of_placed_clusters_are_those_of_each_namespace_alone(n_se
                   else {"distribute": [{"from": "*", "to": {"*": 100}}]})
             it["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": "ROUND_ROBIN", "localityLbSetting": lb},
                                            "outlierDetection": {"consecutive5xxErrors": 1}}
-    if bare_pod:  # a client that runs somewhere: every namespace apart
-        pod = _meta("Pod", "v1", "probe", "ns1", 990, {"app": "probe"})
-        pod["spec"] = {"nodeName": "node-b0", "containers": [{"name": "c", "image": "x"}]}
+    if bare_pod:  # a client that runs somewhere, or one without labels (no failover priority): every namespace apart
+        pod = _meta("Pod", "v1", "probe", "ns1", 990, {"app": "probe"} if bare_pod == "placed" else None)
+        pod["spec"] = {"containers": [{"name": "c", "image": "x"}]}
+        if bare_pod == "placed":
+            pod["spec"]["nodeName"] = "node-b0"
         pod["status"] = {"phase": "Running", "podIP": "10.9.9.9", "conditions": [{"type": "Ready", "status": "True"}]}
         doc["items"].append(pod)
     text = to_json(doc)
     mesh = Mesh(parse_manifest_text(text, "c.json"))
-    assert (clients_mod.route_namespaces(mesh, mesh.find_service("ns0/svc0")[0]) is None) == bare_pod
+    assert (clients_mod.route_namespaces(mesh, mesh.find_service("ns0/svc0")[0]) is None) == bool(bare_pod)
     shared = _paths(text)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(clients_mod, "route_namespaces", lambda *a, **k: None)
