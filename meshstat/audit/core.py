@@ -44,6 +44,7 @@ __all__ = [
     "Divergence",
     "ReasonProducer",
     "clients_label",
+    "clients_text",
     "destination_label",
     "export_fix",
     "format_split",
@@ -229,17 +230,14 @@ class AuditContext:
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
         self._of_group: dict[tuple[Any, ...], tuple[tuple[ClientClass, ...], Any]] = {}
 
-    def of_group(self, name: str, what: Callable[[Sequence[ClientClass]], Any], classes: Sequence[ClientClass],
-                 parts: Sequence[Sequence[ClientClass]] | None = None) -> Any:
+    def of_group(self, name: str, what: Callable[[Sequence[ClientClass]], Any], classes: Sequence[ClientClass]
+                 ) -> Any:
         """``what(classes)`` (``name`` names ``what``), worked out once per group of client classes: many Services'
-        rows name the same group (every namespace without a sidecar, say), and naming it costs a pass over it.
-
-        ``parts``: lists whose concatenation is ``classes`` (a group's lists, kept by their maker): the group is
-        then known by them, not by each class."""
-        key = (name, *map(id, classes if parts is None else parts))
+        rows name the same group (every namespace without a sidecar, say), and naming it costs a pass over it."""
+        key = (name, *map(id, classes))
         got = self._of_group.get(key)
-        if got is None:  # what the key names is kept with the answer: their ids stay theirs
-            got = self._of_group[key] = (tuple(classes if parts is None else parts), what(classes))
+        if got is None:  # the classes are kept with the answer: their ids stay theirs
+            got = self._of_group[key] = (tuple(classes), what(classes))
         return got[1]
 
     def virtual_service_hosts(self) -> dict[str, tuple[RegisteredService, list[VirtualService]]]:
@@ -354,9 +352,14 @@ def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:
     for c in classes:
         per_ns[c.namespace] = per_ns.get(c.namespace, 0) + len(c.workloads)
     n = sum(per_ns.values())
-    names = [f"{ns} ({k})" for ns, k in sorted(per_ns.items())]
-    head = f"{len(per_ns)} namespaces, {n} workloads: " if len(per_ns) > 1 else ""
-    return head + name_list(names, 3), n
+    return clients_text(sorted(per_ns.items()), len(per_ns), n), n
+
+
+def clients_text(per_ns: Iterable[tuple[str, int]], n_ns: int, n: int) -> str:
+    """:func:`clients_label`'s text of ``n_ns`` namespaces with ``n`` workloads, from (namespace, workloads) in
+    name order (read three of them)."""
+    head = f"{n_ns} namespaces, {n} workloads: " if n_ns > 1 else ""
+    return head + name_list((f"{ns} ({k})" for ns, k in per_ns), 3, total=n_ns)
 
 
 def export_fix(t: RegisteredService) -> str:

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from itertools import groupby, islice
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from meshstat.audit.core import ClientClass
-from meshstat.mesh.layers import rename
+from meshstat.audit.core import ClientClass, clients_text
+from meshstat.mesh.layers import name_list, rename
 from meshstat.mesh.scope import client_scope, scope_shape
 
 __all__ = ["Part", "ShapePart", "SidecarGroups"]
@@ -164,10 +164,7 @@ class SidecarGroups:
         n = sum(small.values()) + sum(sm.total - sum(sm.workloads[ns] for ns in left) for sm, left in big)
         merged = heapq.merge(sorted(small.items()), *(_counted(sm, left) for sm, left in big))
         names = ((ns, sum(k for _, k in same)) for ns, same in groupby(merged, key=itemgetter(0)))
-        shown = [f"{ns} ({k})" for ns, k in islice(names, 3)]
-        head = f"{n_ns} namespaces, {n} workloads: " if n_ns > 1 else ""
-        more = n_ns - len(shown)
-        return head + ", ".join(shown) + (f" and {more} more" if more > 0 else ""), n
+        return clients_text(names, n_ns, n), n
 
     def fix_for(self, fix: str, part: ShapePart) -> str:
         """``fix`` (written for the first group of ``part``) for all of its groups: the first one's Sidecar and
@@ -180,15 +177,10 @@ class SidecarGroups:
             return fix
         ref = self.sidecar_ref[self._pos[id(first)]]
         spaces = (ns for ns in sm.names if ns not in left)
-        names = ((f"Sidecar {ref}", f"Sidecars {_first(refs, n_refs)}" if n_refs > 1 else f"Sidecar {ref}"),
+        names = ((f"Sidecar {ref}", f"Sidecars {name_list(refs, 3, total=n_refs)}" if n_refs > 1 else f"Sidecar {ref}"),
                  (f"namespace {first.namespace}",
-                  f"namespaces {_first(spaces, n_ns)}" if n_ns > 1 else f"namespace {first.namespace}"))
+                  f"namespaces {name_list(spaces, 3, total=n_ns)}" if n_ns > 1 else f"namespace {first.namespace}"))
         for was, now in names:
             fix = rename(fix, was, now)
         return fix
 
-
-def _first(names: Any, n: int) -> str:
-    """:func:`meshstat.mesh.layers.name_list` of ``n`` names (three shown), reading three of them."""
-    shown = list(islice(names, 3))
-    return ", ".join(shown) + (f" and {n - len(shown)} more" if n > len(shown) else "")

@@ -460,7 +460,7 @@ def extend_paths(mesh: Any, info: RegisteredService, port: int, paths: list[Clie
             p.clients = kp_names
         if p.kind == "sidecar":
             if client is None and len(groups) > 1:
-                special = clients.route_namespaces(sidecars=False)
+                special = clients.route_namespaces()
                 idx = clients.index
                 # the groups of namespaces that only their Sidecar resource singles out: one route per shape
                 shaped = sorted(idx.shape_runs(special | {info.namespace}), key=lambda x: x.orders[0]) if (

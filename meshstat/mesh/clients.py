@@ -218,7 +218,7 @@ def rule_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True
 
     ``sidecars=False`` leaves out the namespaces that are in the set only for their Sidecar resources: what
     such a namespace sees then depends on its Sidecar alone (``./`` hosts name no namespace of the Service or
-    its rules, which the set holds), and :class:`meshstat.audit.groups.SidecarGroups` groups them by it.
+    its rules, which the set holds), so they can be grouped by its shape (:func:`meshstat.mesh.scope.scope_shape`).
     """
     objs = mesh.scope
     mc = objs.mesh_config
@@ -328,9 +328,10 @@ class ServiceClients:
     info: RegisteredService | None = None
     index: ClientIndex | None = None
 
-    def route_namespaces(self, *, sidecars: bool = True) -> set[str] | None:
-        """:func:`route_namespaces` of the Service (``None`` for one given client: nothing to share)."""
-        return route_namespaces(self.mesh, self.info, sidecars=sidecars) if self.info is not None else None
+    def route_namespaces(self) -> set[str] | None:
+        """:func:`route_namespaces` of the Service without the namespaces only a Sidecar resource singles out (their
+        groups go by :meth:`ClientIndex.shape_runs`); ``None`` for one given client: nothing to share."""
+        return route_namespaces(self.mesh, self.info, sidecars=False) if self.info is not None else None
 
 
 def service_clients(mesh: Any, info: RegisteredService, client: WorkloadResource | None = None) -> ServiceClients:

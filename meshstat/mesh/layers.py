@@ -40,13 +40,15 @@ class Layer:
 CLIENT_NAMES_SHOWN = 100
 
 
-def name_list(names: Iterable[str], limit: int = 5, *, sep: str = ", ") -> str:
+def name_list(names: Iterable[str], limit: int = 5, *, sep: str = ", ", total: int | None = None) -> str:
     """``a, b, c and 7 more``: never a line listing thousands of names (reads at most ``limit`` of them,
-    and the length of a sized ``names``)."""
+    and the length of a sized ``names``; ``total``: how many there are, when known)."""
     from itertools import islice
 
     shown = list(islice(names, limit))
-    more = (len(names) if isinstance(names, Sized) else len(shown) + sum(1 for _ in names)) - len(shown)
+    if total is None:
+        total = len(names) if isinstance(names, Sized) else len(shown) + sum(1 for _ in names)
+    more = total - len(shown)
     return sep.join(shown) + (f" and {more} more" if more > 0 else "")
 
 

@@ -18,7 +18,17 @@ from meshstat.mesh import Mesh
 from meshstat.mesh.clients import rule_namespaces
 from meshstat.parsers.k8s import parse_manifest_text
 from tests.audit.shares import path_shares
-from tests.cluster_gen import INJECT, _deployment, _meta, _namespace, cluster, to_json
+from tests.cluster_gen import (
+    INJECT,
+    _deployment,
+    _meta,
+    _namespace,
+    _zone_plant,
+    as_run_today,
+    cluster,
+    to_json,
+)
+from tests.mesh.test_clients import _signature
 
 #: Sidecar egress listeners a namespace may have (None: no Sidecar resource)
 SHAPES: list[Any] = [
@@ -180,8 +190,7 @@ def test_compare_paths_of_shapes_are_those_of_each_namespace_alone(n_services: i
 def _paths(text: str) -> list[tuple[Any, ...]]:
     from meshstat.engine.mesh import compare_paths
 
-    return [(p.service, p.path, p.kind, tuple(p.clients), tuple(b.name for b in p.route.backends()),
-             p.route.expected_shares()[0]) for p in compare_paths(parse_manifest_text(text, "c.json"), n=None).paths]
+    return _signature(compare_paths(parse_manifest_text(text, "c.json"), n=None))
 
 
 def test_compare_routes_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,7 +218,6 @@ def test_topology_index_follows_objects_applied_again():
     import copy
 
     from meshstat.topology import build_cluster
-    from tests.cluster_gen import INJECT, _namespace, _zone_plant
 
     items = [_namespace("ns0", 0, INJECT), *_zone_plant("ns0", 5)]
     m = parse_manifest_text(to_json({"apiVersion": "v1", "kind": "List", "items": items}), "a.json")
@@ -227,7 +235,6 @@ def test_topology_index_follows_objects_applied_again():
 
 def test_topology_notes_without_clients_in_zones():
     """A Service whose topology cannot be audited is noted even when no client without a mesh runs in a zone."""
-    from tests.cluster_gen import INJECT, _namespace, _zone_plant
 
     items = [_namespace("ns0", 0, INJECT)] + [it for it in _zone_plant("ns0", 5) if "edge" not in
                                               (it["metadata"].get("namespace"), it["metadata"]["name"])]
@@ -266,15 +273,14 @@ def test_compare_warns_of_every_namespace_of_a_shape():
 
 
 @settings(max_examples=25, deadline=None)
-@given(n_services=st.integers(1, 4), n_ns=st.integers(2, 4), locality=st.sampled_from(["none", "priority", "distribute"]),
+@given(n_services=st.integers(1, 4), n_ns=st.integers(2, 4),
+       locality=st.sampled_from(["none", "priority", "distribute"]),
        bare_pod=st.sampled_from([None, "placed", "unlabelled"]))
 def test_compare_paths_of_placed_clusters_are_those_of_each_namespace_alone(n_services: int, n_ns: int, locality: str,
                                                                             bare_pod: str | None) -> None:
     """Pods placed on Nodes in zones, ``trafficDistribution: PreferClose`` and DestinationRule locality settings that
     read only where a client runs: clients that all run alike (Deployments, which have no place of their own) share
     routes by namespace, as routing every namespace alone gives; a client Pod of its own on a Node keeps them apart."""
-    from tests.cluster_gen import as_run_today
-
     doc = as_run_today(cluster(n_services, n_ns), zones=("a", "b"), nodes_per_zone=1)
     for it in doc["items"]:
         if it["kind"] == "DestinationRule" and locality != "none":
