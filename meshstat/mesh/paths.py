@@ -134,8 +134,9 @@ class Mesh:
         self.owners = Ownership.of(manifests.workloads, frozenset(self.replicas), {
             (p.namespace, p.name): pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
             for p in manifests.topology.pods})
-        with gc_paused():  # tens of thousands of pods and registry entries, no cycles to collect
-            self.pods = self.owners.expand(self.replicas, self.notes)
+        self.notes += self.owners.expand_notes(self.replicas)
+        self._pods: list[Pod] | None = None  # :attr:`pods`, made on first use
+        with gc_paused():  # thousands of registry entries, no cycles to collect
             self.registry = self._build_registry()
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
@@ -143,6 +144,15 @@ class Mesh:
         self._scope: ClientScope | None = None  # the sidecar's, while its route is built (sidecar_cluster_miss)
 
     # ------------------------------------------------------------------ pods & registry
+
+    @property
+    def pods(self) -> list[Pod]:
+        """Every pod of the manifests (:meth:`~meshstat.mesh.registry.Ownership.expand`), made on first use: the
+        audit reads workloads and never asks."""
+        if self._pods is None:
+            with gc_paused():  # tens of thousands of pods, no cycles to collect
+                self._pods = self.owners.expand(self.replicas)
+        return self._pods
 
     def _build_registry(self) -> dict[str, RegisteredService]:
         reg: dict[str, RegisteredService] = {}

@@ -278,10 +278,11 @@ class Ownership:
         return (f"{names}: their pods are in the manifests (ownerReferences: ReplicaSets, Pods), "
                 "counted once, as those objects, not again from the pod template")
 
-    def expand(self, replicas: Mapping[int, int], notes: list[str]) -> list[Pod]:
-        """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
-        (``replicas``: ``--scale`` by workload id), with its :meth:`condition`. A pod without ``status.podIP``
-        gets a synthetic IP."""
+    def expand_notes(self, replicas: Mapping[int, int]) -> list[str]:
+        """What :meth:`expand` says of the pods it makes, worked out from the workloads alone (a mesh says it when
+        it is built; the audit never expands the pods): the controllers counted through their objects, the
+        finished Pods, the pods that are not ready, the synthetic IPs. Raises when the pods would be more than
+        :data:`MAX_PODS` (``replicas``: ``--scale`` by workload id)."""
         counts = [(replicas.get(id(w), w.replicas), w) for w in self.leaves]
         if sum(n for n, _ in counts) > MAX_PODS:
             n, w = max(counts, key=lambda c: c[0])
@@ -291,32 +292,37 @@ class Ownership:
                 "in all (each pod is a backend)",
                 **({} if scaled else {"source": w.meta.source, "line": w.replicas_line or w.meta.line}),
             )
-        taken = {w.pod_ip for w in self.leaves if w.pod_ip}
-        pods = []
-        synthetic = False
-        if self.through:
-            notes.append(self.note())
-        for n, w in counts:
-            cond = self.condition(w)
-            for i in range(n):
-                name = w.meta.name if w.meta.kind == "Pod" else f"{w.meta.name}-{i}"
-                if w.pod_ip:
-                    ip, syn = w.pod_ip, False
-                else:
-                    ip, syn = synthetic_ip(f"{w.meta.namespace}/{name}", taken), True
-                    synthetic = True
-                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn, cond))
+        notes = [self.note()] if self.through else []
         if self.finished:
             notes.append(f"Pods {name_list([w.meta.ref for w in self.finished], 3)}: no endpoints and no clients (status: Succeeded, "
                          "Failed or no IP)")
-        not_ready = [p.namespace + "/" + p.name for p in pods if p.condition != "ready"]
+        not_ready = [f"{w.meta.namespace}/{name}" for n, w in counts if self.condition(w) != "ready"
+                     for name in _pod_names(w, n)]
         if not_ready:
             notes.append(f"Pods {name_list(not_ready, 3)}: not ready or terminating (status): endpoints only "
                          "of Services with publishNotReadyAddresses, or for kube-proxy when no endpoint is ready")
-        if synthetic:
+        if any(n and not w.pod_ip for n, w in counts):
             notes.append("pods without status.podIP get deterministic synthetic IPs in 10.244.0.0/16 "
                          "(crc32 of namespace/name); pod names are <workload>-<index>")
+        return notes
+
+    def expand(self, replicas: Mapping[int, int]) -> list[Pod]:
+        """The pods of :attr:`leaves`: a Pod as itself, another workload's ``<name>-<index>`` per replica
+        (``replicas``: ``--scale`` by workload id), with its :meth:`condition`. A pod without ``status.podIP``
+        gets a synthetic IP. :meth:`expand_notes` checks the count and says what this does."""
+        taken = {w.pod_ip for w in self.leaves if w.pod_ip}
+        pods = []
+        for w in self.leaves:
+            cond = self.condition(w)
+            for name in _pod_names(w, replicas.get(id(w), w.replicas)):
+                ip, syn = (w.pod_ip, False) if w.pod_ip else (synthetic_ip(f"{w.meta.namespace}/{name}", taken), True)
+                pods.append(Pod(name, w.meta.namespace, w, w.pod_labels, ip, syn, cond))
         return pods
+
+
+def _pod_names(w: WorkloadResource, n: int) -> list[str]:
+    """The names of ``w``'s ``n`` pods: a Pod's own, ``<name>-<index>`` for the pods of a template."""
+    return [w.meta.name] * n if w.meta.kind == "Pod" else [f"{w.meta.name}-{i}" for i in range(n)]
 
 
 def pod_condition(ready: bool, terminating: bool, phase: str | None, ip: str | None, has_status: bool = True

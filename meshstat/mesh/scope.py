@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from meshstat.mesh.layers import Layer
@@ -268,7 +269,10 @@ def scope_shape(scope: ClientScope) -> tuple[Any, ...]:
     return (tuple((li.port, tuple(li.hosts)) for li in sc.egress), scope.outbound_policy)
 
 
-def _by_namespace(li: EgressListener, config_ns: str) -> dict[str, tuple[list[str], list[str]]]:
+@lru_cache(maxsize=4096)  # every client scope asks for every Service: a listener's table is worked out once
+def _by_namespace(li: EgressListener, config_ns: str) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Namespace -> (host names imported, host names excluded with ``~``) of an egress listener (``.`` is
+    ``config_ns``)."""
     out: dict[str, tuple[list[str], list[str]]] = {}
     for h in li.hosts:
         ns, _, name = h.partition("/")
@@ -279,7 +283,7 @@ def _by_namespace(li: EgressListener, config_ns: str) -> dict[str, tuple[list[st
             ns = config_ns
         hosts, excl = out.setdefault(ns, ([], []))
         (excl if excluded else hosts).append(name)
-    return out
+    return {ns: (tuple(hosts), tuple(excl)) for ns, (hosts, excl) in out.items()}
 
 
 def imports_host(li: EgressListener | None, config_ns: str, host: str, host_ns: str, *,

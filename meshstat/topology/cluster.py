@@ -26,7 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument
-from meshstat.mesh.registry import pod_condition
+from meshstat.mesh.registry import LabelIndex, pod_condition
 from meshstat.topology.hints import HintOutcome, reconcile_hints
 from meshstat.topology.types import Endpoint, TopoNode
 
@@ -256,11 +256,6 @@ def parse_client_zones(text: str | None) -> dict[str, Fraction]:
 # --------------------------------------------------------------------------- building
 
 
-def _match(selector: Sequence[tuple[str, str]], labels: Sequence[tuple[str, str]]) -> bool:
-    lab = dict(labels)
-    return bool(selector) and all(lab.get(k) == v for k, v in selector)
-
-
 def _service_port(svc: Any, port: int | None) -> Any:
     if port is None:
         if len(svc.ports) != 1:
@@ -305,9 +300,8 @@ class _Index:
             self.services.setdefault((svc.meta.namespace, svc.meta.name), []).append(svc)
         self.nodes = _nodes(topo)
         self.pods = {p.ref: p for p in topo.pods}
-        self.pods_in: dict[str, list[Any]] = {}  # namespace -> its Pods, in file order
-        for p in topo.pods:
-            self.pods_in.setdefault(p.namespace, []).append(p)
+        #: the Pods a selector picks in a namespace, in file order
+        self.pods_by_label: LabelIndex[Any] = LabelIndex((p, p.namespace, dict(p.labels)) for p in topo.pods)
         self.slices: dict[tuple[str, str], list[Any]] = {}  # (namespace, Service) -> its slices, in file order
         for sl in topo.slices:
             self.slices.setdefault((sl.namespace, sl.service), []).append(sl)
@@ -316,6 +310,26 @@ class _Index:
             if w.meta.kind == "Pod":
                 self.pod_workloads.setdefault((w.meta.namespace, w.meta.name), w)
         self.ips = tuple(p.ip for p in topo.pods if p.ip)
+        #: :func:`_zone_clients` over the input's Nodes, by ``--client-zones`` (the audit asks for every Service)
+        self.zone_clients: dict[tuple[tuple[str, Fraction], ...], tuple[tuple[TopoNode, ...], dict[str, Fraction], str]] = {}
+
+
+def _zone_clients(nodes: list[TopoNode], client_zones: Mapping[str, Fraction]
+                  ) -> tuple[tuple[TopoNode, ...], dict[str, Fraction], str]:
+    """``--client-zones``: each zone's weight spread evenly over its ready worker nodes (a zone without nodes gets
+    one synthetic client node): the nodes, the clients' weight by node and the clients' source text."""
+    nodes = list(nodes)
+    clients: dict[str, Fraction] = {}
+    zones = {n.zone for n in nodes}
+    for z, w in client_zones.items():
+        zn = [n.name for n in nodes if n.zone == z and n.ready and not n.control_plane]
+        if not zn:
+            if z not in zones:
+                nodes.append(TopoNode(f"({z} client node)", z, synthetic=True))
+                zn = [nodes[-1].name]
+        for nn in zn:
+            clients[nn] = clients.get(nn, Fraction(0)) + w / len(zn)
+    return tuple(nodes), clients, "--client-zones " + ",".join(f"{z}={w}" for z, w in client_zones.items())
 
 
 def _index(manifests: Any) -> _Index:
@@ -392,9 +406,9 @@ def build_cluster(
                     workload=pod.workload if pod else None,
                 ))  # fmt: skip
     elif svc.selector:
-        for p in index.pods_in.get(svc.meta.namespace, ()):
+        for p in index.pods_by_label.select(svc.meta.namespace, svc.selector):
             cond = pod_condition(p.ready, p.terminating, p.phase, p.ip, p.has_status)
-            if not _match(svc.selector, p.labels) or not p.ip or cond is None:
+            if not p.ip or cond is None:
                 continue
             tp = _target_port(index, p, sp)
             if tp is None:
@@ -428,16 +442,13 @@ def build_cluster(
     clients: dict[str, Fraction] = {}
     source = ""
     if client_zones:
-        zones = {n.zone for n in nodes}
-        for z, w in client_zones.items():
-            zn = [n.name for n in nodes if n.zone == z and n.ready and not n.control_plane]
-            if not zn:
-                if z not in zones:
-                    nodes.append(TopoNode(f"({z} client node)", z, synthetic=True))
-                    zn = [nodes[-1].name]
-            for nn in zn:
-                clients[nn] = clients.get(nn, Fraction(0)) + w / len(zn)
-        source = "--client-zones " + ",".join(f"{z}={w}" for z, w in client_zones.items())
+        key = tuple(client_zones.items())
+        got = index.zone_clients.get(key) if index.nodes else None  # the Nodes of the input: alike for every Service
+        if got is None:
+            got = _zone_clients(nodes, client_zones)
+            if index.nodes:
+                index.zone_clients[key] = got
+        nodes, clients, source = list(got[0]), dict(got[1]), got[2]
     else:
         ep_pods = {e.pod for e in endpoints if e.pod}
         cands = [p for p in topo.pods if p.node and p.ref not in ep_pods and not p.host_network

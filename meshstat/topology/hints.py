@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from meshstat.topology.types import Endpoint, TopoNode
 
@@ -152,7 +152,7 @@ def auto_hints(endpoints: Sequence[Endpoint], nodes: Sequence[TopoNode]) -> Hint
     ratios, why = cpu_ratios(nodes)
     ready = [e for e in endpoints if e.controller_ready]
     allocs, why2 = allocations(ratios, len(ready)) if ratios is not None else (None, why)
-    cleared = tuple(replace(e, zone_hints=(), node_hints=()) for e in endpoints)
+    cleared = tuple(e.hinted() for e in endpoints)
     if allocs is None:
         return HintOutcome(cleared, writer, why2 or why)
     if any(not e.zone for e in ready):
@@ -162,7 +162,7 @@ def auto_hints(endpoints: Sequence[Endpoint], nodes: Sequence[TopoNode]) -> Hint
     for i, e in enumerate(out):
         if e.controller_ready:
             hinted[e.zone] = hinted.get(e.zone, 0) + 1
-            out[i] = replace(e, zone_hints=(e.zone,))
+            out[i] = e.hinted((e.zone,), e.node_hints)
     giving, receiving = _giving_receiving(allocs, hinted)
     for i, e in enumerate(out):  # redistributeHints
         if not e.controller_ready:
@@ -172,7 +172,7 @@ def auto_hints(endpoints: Sequence[Endpoint], nodes: Sequence[TopoNode]) -> Hint
         if giving.get(e.zone, 0) > 0:
             for rz in sorted(receiving):
                 if receiving[rz] > 0:
-                    out[i] = replace(e, zone_hints=(rz,))
+                    out[i] = e.hinted((rz,), e.node_hints)
                     giving[e.zone] -= 1
                     if giving[e.zone] == 0:
                         del giving[e.zone]
@@ -190,10 +190,9 @@ def traffic_distribution_hints(endpoints: Sequence[Endpoint], value: str) -> Hin
     out = []
     for e in endpoints:
         if not e.controller_ready:
-            out.append(replace(e, zone_hints=(), node_hints=()))
+            out.append(e.hinted())
             continue
-        out.append(replace(e, zone_hints=(e.zone,) if e.zone else (),
-                           node_hints=(e.node,) if node_hints and e.node else ()))  # fmt: skip
+        out.append(e.hinted((e.zone,) if e.zone else (), (e.node,) if node_hints and e.node else ()))  # fmt: skip
     return HintOutcome(tuple(out), f"trafficDistribution {value}", "each ready endpoint hinted for its own zone"
                        + (" and node" if node_hints else ""))  # fmt: skip
 
@@ -210,5 +209,5 @@ def reconcile_hints(endpoints: Sequence[Endpoint], nodes: Sequence[TopoNode], *,
         return auto_hints(endpoints, nodes)
     if traffic_distribution in CLOSE_VALUES:
         return traffic_distribution_hints(endpoints, traffic_distribution)
-    return HintOutcome(tuple(replace(e, zone_hints=(), node_hints=()) for e in endpoints), "none",
+    return HintOutcome(tuple(e.hinted() for e in endpoints), "none",
                        "no topology-mode Auto and no trafficDistribution: no hints")  # fmt: skip
