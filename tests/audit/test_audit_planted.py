@@ -24,6 +24,15 @@ def test_clean_cluster_has_no_divergence():
     assert res.rows == [] and res.audited == 6
 
 
+def test_the_audit_reads_workloads_and_expands_no_pod():
+    """The mesh makes its pods on first use: the audit never asks (it counts workloads' replicas), and the notes
+    about pods are said when the mesh is built, as the pods would make them."""
+    mesh = Mesh(parse_manifest_text(to_yaml(cluster(6, 3, Plant(subset_no_pods=True))), "c.yaml"))
+    notes = list(mesh.notes)
+    assert audit(mesh).rows and mesh._pods is None
+    assert len(mesh.pods) == 28 and mesh.notes == notes and any("synthetic IPs" in n for n in notes)
+
+
 def test_each_planted_divergence_alone():
     allns = "2 namespaces, 10 workloads: ns0 (6), ns1 (4)"  # svc0, svc2 and the planted one: 2 Deployments each
     assert _rows(Plant(gateway_only=True)) == {

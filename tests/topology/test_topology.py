@@ -34,6 +34,17 @@ def _ep(ip: str, node: str, zone: str, **kw: object) -> Endpoint:
     return Endpoint(ip, 8080, f"ns/{ip}", node, zone, **kw)
 
 
+def test_hinted_is_replace_of_the_hints() -> None:
+    """``Endpoint.hinted`` (the audit's fast copy) keeps every other field, as ``dataclasses.replace`` does."""
+    import dataclasses
+
+    e = Endpoint("10.0.0.7", 9080, "ns/p", "n1", "a", ready=False, serving=True, terminating=True,
+                 controller_ready=False, zone_hints=("b",), node_hints=("n2",), workload="deployment/x")
+    assert e.hinted(("c",), ("n3",)) == dataclasses.replace(e, zone_hints=("c",), node_hints=("n3",))
+    assert e.hinted() == dataclasses.replace(e, zone_hints=(), node_hints=())
+    assert [f.name for f in dataclasses.fields(Endpoint)][-3:] == ["zone_hints", "node_hints", "workload"]
+
+
 @pytest.fixture(scope="module")
 def manifests():
     return load_manifests([str(DATA)])
