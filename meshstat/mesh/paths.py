@@ -37,6 +37,7 @@ from meshstat.mesh.registry import (
     Ownership,
     Pod,
     RegisteredService,
+    build_registry,
     endpoint_conditions,
     injection_decision,
     labels_subset,
@@ -137,7 +138,7 @@ class Mesh:
         self.notes += self.owners.expand_notes(self.replicas)
         self._pods: list[Pod] | None = None  # :attr:`pods`, made on first use
         with gc_paused():  # thousands of registry entries, no cycles to collect
-            self.registry = self._build_registry()
+            self.registry = build_registry(manifests.services, manifests.service_entries, self.domain)
             #: where pods run (Pods with spec.nodeName and their Nodes): ``(namespace, pod) -> Place``
             self.places = pod_places(manifests)
         self._caller: tuple[Place | None, Mapping[str, str]] | None = None
@@ -153,18 +154,6 @@ class Mesh:
             with gc_paused():  # tens of thousands of pods, no cycles to collect
                 self._pods = self.owners.expand(self.replicas)
         return self._pods
-
-    def _build_registry(self) -> dict[str, RegisteredService]:
-        reg: dict[str, RegisteredService] = {}
-        for s in self.manifests.services:
-            fqdn = f"{s.meta.name}.{s.meta.namespace}.svc.{self.domain}"
-            reg[fqdn] = RegisteredService(fqdn, s.meta.namespace, s.meta.name, s.ports, s.meta.source,
-                                          s.meta.line, service=s)
-        for se in self.manifests.service_entries:
-            for h in se.hosts:
-                reg.setdefault(h, RegisteredService(h, se.meta.namespace, se.meta.name, se.ports,
-                                                    se.meta.source, se.meta.line, entry=se))
-        return reg
 
     def namespace(self, name: str) -> Namespace | None:
         """The Namespace object, if the manifests have one."""

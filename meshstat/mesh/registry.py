@@ -30,6 +30,7 @@ __all__ = [
     "Ownership",
     "Pod",
     "RegisteredService",
+    "build_registry",
     "endpoint_conditions",
     "injection_decision",
     "labels_subset",
@@ -430,6 +431,22 @@ class RegisteredService:
             if p.port == number:
                 return p
         return None
+
+
+def build_registry(services: Iterable[Service], entries: Iterable[ServiceEntry], domain: str
+                   ) -> dict[str, RegisteredService]:
+    """Host -> its registry entry: every Service as ``<name>.<namespace>.svc.<domain>``, then every ServiceEntry
+    host that no Service or earlier entry holds."""
+    reg: dict[str, RegisteredService] = {}
+    for s in services:
+        fqdn = f"{s.meta.name}.{s.meta.namespace}.svc.{domain}"
+        reg[fqdn] = RegisteredService(fqdn, s.meta.namespace, s.meta.name, s.ports, s.meta.source, s.meta.line,
+                                      service=s)
+    for se in entries:
+        for h in se.hosts:
+            reg.setdefault(h, RegisteredService(h, se.meta.namespace, se.meta.name, se.ports, se.meta.source,
+                                                se.meta.line, entry=se))
+    return reg
 
 
 #: Istio's protocol names (``pkg/config/protocol``: ``Parse``, any case) that carry HTTP (``IsHTTP``) and
