@@ -123,8 +123,8 @@ class Mesh:
         self._kube_routes: dict[tuple[int, int], tuple[Route, tuple[str, ...]]] = {}
         self.replicas: dict[int, int] = {}
         for ref, r in (scale or {}).items():
-            if r < 0:
-                raise InvalidArgument(f"--scale {ref}={r}: replicas must be >= 0")
+            if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+                raise InvalidArgument(f"--scale {ref}={r!r}: replicas must be an integer >= 0")
             w = manifests.workload(ref)
             if w.meta.kind == "Pod":
                 raise InvalidArgument(f"--scale {ref}: a Pod cannot be scaled (use its Deployment/StatefulSet)")

@@ -311,7 +311,7 @@ class _Index:
                 self.pod_workloads.setdefault((w.meta.namespace, w.meta.name), w)
         self.ips = tuple(p.ip for p in topo.pods if p.ip)
         #: :func:`_zone_clients` over the input's Nodes, by ``--client-zones`` (the audit asks for every Service)
-        self.zone_clients: dict[tuple[tuple[str, Fraction], ...], tuple[tuple[TopoNode, ...], dict[str, Fraction], str]] = {}
+        self.zone_clients: dict[tuple[tuple[str, type, Fraction], ...], tuple[tuple[TopoNode, ...], dict[str, Fraction], str]] = {}
 
 
 def _zone_clients(nodes: list[TopoNode], client_zones: Mapping[str, Fraction]
@@ -442,7 +442,7 @@ def build_cluster(
     clients: dict[str, Fraction] = {}
     source = ""
     if client_zones:
-        key = tuple(client_zones.items())
+        key = tuple((z, type(w), w) for z, w in client_zones.items())  # 0.5 and 1/2 say different sources
         got = index.zone_clients.get(key) if index.nodes else None  # the Nodes of the input: alike for every Service
         if got is None:
             got = _zone_clients(nodes, client_zones)

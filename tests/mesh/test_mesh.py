@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meshstat.errors import InvalidArgument
 from meshstat.mesh import InjectorConfig, Mesh, envoy_dump_route, injection_decision, version_of
 from meshstat.model import Cascade, Weighted, kube_proxy_uniform_bound
 from meshstat.parsers.envoy import load_envoy
@@ -57,6 +58,14 @@ def test_istio_demo_three_paths() -> None:
     assert not [d for d in diags if d.level == "warning"]
     layers = [x.layer for x in paths["sidecar"].layers]
     assert layers[:4] == ["client", "iptables (pod netns)", "Envoy listener", "Envoy route"]
+
+
+@pytest.mark.parametrize("replicas", [-1, 2.0, True, "3"])
+def test_scale_takes_whole_replica_counts(replicas: object) -> None:
+    """The pods are made on first use (the audit never asks): a replica count that is no whole number is refused
+    when the mesh is built, not when its pods are first read."""
+    with pytest.raises(InvalidArgument, match="replicas must be an integer >= 0"):
+        Mesh(load_manifests(DEMO), scale={"deploy/bill-service-v1": replicas})
 
 
 def test_istio_demo_scaled_v1_to_three() -> None:

@@ -146,6 +146,19 @@ def test_internal_local_drops_clients_on_nodes_without_pods(manifests) -> None:
     assert s.by_zone["eu-west-1c"][2] == 1
 
 
+def test_client_zone_weights_are_worked_out_once_per_input_and_kind(manifests) -> None:
+    """The audit asks for the same ``--client-zones`` for every Service: the weights are kept with the input, by
+    zone, weight and the weight's type (0.5 and 1/2 are one weight but say different sources)."""
+    zones = parse_client_zones("eu-west-1a=1,eu-west-1c=1")
+    first = build_cluster(manifests, "shop/catalog", client_zones=zones)
+    again = build_cluster(manifests, "shop/web", client_zones=zones)
+    assert again.clients == first.clients and again.clients is not first.clients
+    assert again.nodes == first.nodes and again.client_source == first.client_source
+    halves = [build_cluster(manifests, "shop/catalog", client_zones={"eu-west-1a": w}) for w in (0.5, Fraction(1, 2))]
+    assert [c.client_source for c in halves] == ["--client-zones eu-west-1a=0.5", "--client-zones eu-west-1a=1/2"]
+    assert [type(next(iter(c.clients.values()))) for c in halves] == [float, Fraction]
+
+
 def test_external_local_shares_by_node(manifests) -> None:
     c = build_cluster(manifests, "shop/web", client="shop/frontend").with_policy(external_policy="Local")
     s = split(c)
