@@ -169,7 +169,8 @@ class ClientClass:
     """Client workloads that reach services the same way: one namespace, path kind, Sidecar and zone.
 
     ``zone`` is the zone of the nodes the workloads' pods run on, where the input has Nodes and
-    placed Pods (``spec.nodeName``) and all of a workload's pods are in one zone; else ``None``.
+    placed Pods (``spec.nodeName``) and all of a workload's pods are in one zone; else ``None``
+    (:attr:`AuditContext.client_zones` has every zone of each workload).
     """
 
     namespace: str
@@ -179,17 +180,24 @@ class ClientClass:
     zone: str | None = None
 
 
-def _workload_zones(m: Any) -> dict[tuple[str, str], str]:
-    """(namespace, ``deployment/name`` or ``pod/name``) -> the one zone its placed pods run in."""
-    topo = m.topology
+def client_zones(mesh: Mesh) -> dict[int, tuple[str, ...]]:
+    """``id(client workload)`` -> the zones its running placed Pods are in (in the order they come), where the
+    input has Nodes with zones and Pods with ``spec.nodeName``. A Pod counts for the client workload that
+    controls it (:class:`~meshstat.mesh.registry.Ownership`: its Deployment, present or named by its
+    ReplicaSet), or for itself; a Pod that runs no container (Succeeded, Failed) sends nothing."""
+    topo = mesh.manifests.topology
     zone = {n.name: n.zone for n in topo.nodes if n.zone}
     if not zone:
         return {}
-    seen: dict[tuple[str, str], set[str]] = {}
-    for p in topo.pods:
-        if p.node in zone:
-            seen.setdefault((p.namespace, p.workload), set()).add(zone[p.node])
-    return {k: next(iter(v)) for k, v in seen.items() if len(v) == 1}
+    node_of = {(p.namespace, p.name): p.node for p in topo.pods if p.node in zone}
+    owners = mesh.owners
+    finished = {id(w) for w in owners.finished}
+    out: dict[int, dict[str, None]] = {}
+    for w in mesh.manifests.workloads:
+        node = node_of.get((w.meta.namespace, w.meta.name)) if w.meta.kind == "Pod" else None
+        if node is not None and id(w) not in finished:
+            out.setdefault(id(owners.root_of.get(id(w), w)), {})[zone[node]] = None
+    return {k: tuple(v) for k, v in out.items()}
 
 
 class AuditContext:
@@ -207,14 +215,16 @@ class AuditContext:
         root = objs.mesh_config.root_namespace
         groups: dict[tuple[str, str, int, str | None], list[WorkloadResource]] = {}
         sidecars: dict[int, SidecarResource | None] = {0: None}
-        zone_of = _workload_zones(m)
+        #: ``id(client workload)`` -> the zones its pods run in (:func:`client_zones`)
+        self.client_zones = client_zones(mesh)
         for w in mesh.owners.roots:
             if exclude and w.meta.ref in exclude:  # its layer is observed (an Envoy dump), not modelled
                 continue
             kind = client_kind(mesh, w)
             sc = select_sidecar(objs, w.labels, w.meta.namespace, root, None) if kind == "sidecar" else None
             sidecars[id(sc) if sc else 0] = sc
-            zone = zone_of.get((w.meta.namespace, f"{w.meta.kind.lower()}/{w.meta.name}")) if zone_of else None
+            zones = self.client_zones.get(id(w), ())
+            zone = zones[0] if len(zones) == 1 else None
             groups.setdefault((w.meta.namespace, kind, id(sc) if sc else 0, zone), []).append(w)
         self.classes = [ClientClass(ns, kind, sidecars[sid], tuple(ws), zone)
                         for (ns, kind, sid, zone), ws in groups.items()]

@@ -7,9 +7,9 @@ Local`` on the node's own endpoints (kube-proxy ``pkg/proxy/topology.go: Categor
 a uniform pick over every ready endpoint. For every Service with such a setting, every port and every
 zone, the zone's exact split is :func:`meshstat.topology.split`'s ``by_zone`` (clients spread evenly
 over the zone's nodes); where it differs, the clients that kube-proxy routes in that zone (client
-groups without a sidecar, :attr:`meshstat.audit.core.ClientClass.zone`) get a
-``topology-restricted`` row. Sidecar clients pick endpoints in Envoy, not through kube-proxy's lists,
-and are not reported here.
+workloads without a sidecar with a pod there, :attr:`meshstat.audit.core.AuditContext.client_zones`: a
+Deployment spread over zones a and b is named in the rows of both) get a ``topology-restricted`` row.
+Sidecar clients pick endpoints in Envoy, not through kube-proxy's lists, and are not reported here.
 
 Shares are labelled by the endpoints' workload (``deployment/reviews-v1``) and ``dropped`` for
 connections no endpoint takes (kube-proxy's REJECT or DROP).
@@ -18,11 +18,13 @@ connections no endpoint takes (kube-proxy's REJECT or DROP).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 from typing import Any
 
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.errors import InvalidArgument
+from meshstat.parsers.k8s import WorkloadResource
 from meshstat.topology import build_cluster, split
 
 __all__ = ["topology_reasons"]
@@ -50,10 +52,16 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     zones = list(dict.fromkeys(n.zone for n in topo.nodes if n.zone))
     if not zones:
         return
-    by_zone: dict[str, list[ClientClass]] = {}
+    by_zone: dict[str, list[ClientClass]] = {}  # zone -> the client groups without a mesh with pods there
     for c in ctx.classes:
-        if c.kind == "kube-proxy" and c.zone is not None:
-            by_zone.setdefault(c.zone, []).append(c)
+        if c.kind != "kube-proxy":
+            continue
+        per_zone: dict[str, list[WorkloadResource]] = {}
+        for w in c.workloads:
+            for z in ctx.client_zones.get(id(w), ()):
+                per_zone.setdefault(z, []).append(w)
+        for z, ws in per_zone.items():
+            by_zone.setdefault(z, []).append(c if len(ws) == len(c.workloads) else replace(c, workloads=tuple(ws)))
     shaped = [(ref, st) for ref, st in topo.services.items()
               if st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"]
     if not shaped:

@@ -1,0 +1,107 @@
+"""``topology-restricted`` rows name every client workload without a sidecar by the zones its pods run in.
+
+kube-proxy routes each connection on the node it leaves from, so a Deployment spread over zones a and b
+gets zone a's split on its zone-a pods and zone b's on the others: it is named in both zones' rows.
+A Pod counts for the workload that controls it (its Deployment, present or named by its ReplicaSet,
+``kubectl get pods`` without the Deployment), and a Pod that runs nothing (Succeeded) sends nothing.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as F
+
+from meshstat.audit import audit
+from meshstat.mesh import Mesh
+from meshstat.parsers.k8s import parse_manifest_text
+
+SERVICE = """\
+apiVersion: v1
+kind: Node
+metadata: {name: node-a, labels: {topology.kubernetes.io/zone: a}}
+status: {allocatable: {cpu: "4"}, conditions: [{type: Ready, status: "True"}]}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node-b, labels: {topology.kubernetes.io/zone: b}}
+status: {allocatable: {cpu: "4"}, conditions: [{type: Ready, status: "True"}]}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  trafficDistribution: PreferClose
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+""" + "".join(f"""\
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: web-{v}-h{v}-{i}, namespace: shop, labels: {{app: web, version: {v}, pod-template-hash: h{v}}},
+  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: web-{v}-h{v}, controller: true}}]}}
+spec: {{nodeName: node-{node}, containers: [{{name: app, image: x, ports: [{{containerPort: 8080}}]}}]}}
+status: {{phase: Running, podIP: 10.1.0.{n}, conditions: [{{type: Ready, status: "True"}}]}}
+""" for n, (v, i, node) in enumerate((("v1", 0, "a"), ("v1", 1, "a"), ("v2", 0, "b")), 1))
+
+DEPLOYMENT = """\
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: edge}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec: {containers: [{name: app, image: x}]}
+"""
+
+
+def _client_pod(i: int, node: str, phase: str = "Running") -> str:
+    return f"""\
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client-h3-{i}, namespace: edge, labels: {{app: client, pod-template-hash: h3}},
+  ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: client-h3, controller: true}}]}}
+spec: {{nodeName: node-{node}, containers: [{{name: app, image: x}}]}}
+status: {{phase: {phase}, podIP: 10.1.1.{i}, conditions: [{{type: Ready, status: "{phase == 'Running'}"}}]}}
+"""
+
+
+CONFIGURED = (("deployment/web-v1", F(2, 3)), ("deployment/web-v2", F(1, 3)))
+
+
+def _rows(text: str) -> set[tuple[str, str, int, tuple[tuple[str, F], ...]]]:
+    res = audit(Mesh(parse_manifest_text(text, "zones.yaml")))
+    assert {r.reason for r in res.rows} <= {"topology-restricted"} and all(r.configured == CONFIGURED
+                                                                           for r in res.rows)
+    return {(r.service, r.clients, r.n_clients, r.effective) for r in res.rows}
+
+
+def test_a_deployment_spread_over_zones_is_named_in_each_zone():
+    text = SERVICE + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n" + DEPLOYMENT
+    text += _client_pod(0, "a") + _client_pod(1, "b")
+    assert _rows(text) == {
+        ("shop/web:80", "zone a: edge (1)", 1, (("deployment/web-v1", F(1)),)),
+        ("shop/web:80", "zone b: edge (1)", 1, (("deployment/web-v2", F(1)),)),
+    }
+
+
+def test_pods_without_their_deployment_count_for_themselves():
+    """``kubectl get pods``: no Deployment, no ReplicaSet; each Pod is a client of its own, in its zone."""
+    text = SERVICE + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n"
+    text += _client_pod(0, "a") + _client_pod(1, "a") + _client_pod(2, "b")
+    assert _rows(text) == {
+        ("shop/web:80", "zone a: edge (2)", 2, (("deployment/web-v1", F(1)),)),
+        ("shop/web:80", "zone b: edge (1)", 1, (("deployment/web-v2", F(1)),)),
+    }
+
+
+def test_a_finished_pod_sends_nothing_from_its_zone():
+    text = SERVICE + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n" + DEPLOYMENT
+    text += _client_pod(0, "a") + _client_pod(1, "b", phase="Succeeded")
+    assert _rows(text) == {("shop/web:80", "zone a: edge (1)", 1, (("deployment/web-v1", F(1)),))}
