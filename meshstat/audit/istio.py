@@ -98,11 +98,11 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
     if len(dests) == 1:
         return ((label(dests[0]), Fraction(1)),)
     total = sum(d.weight or 0 for d in dests)
-    out: dict[str, Fraction] = {}
+    out: dict[str, int] = {}  # whole weights per label, one fraction each at the end
     for d in dests:
         if d.weight:
-            out[label(d)] = out.get(label(d), Fraction(0)) + Fraction(d.weight, total)
-    return tuple(out.items())
+            out[label(d)] = out.get(label(d), 0) + d.weight
+    return tuple((k, Fraction(w, total)) for k, w in out.items())
 
 
 def unmeshed_by_rule(ctx: AuditContext, info: RegisteredService, port: int, kube: list[ClientClass],

@@ -211,11 +211,17 @@ class WorkloadResource:
     pod_ip: str | None = None
     replicas_line: int | None = None
     owner: tuple[str, str] | None = None
+    _labels: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def labels(self) -> dict[str, str]:
-        """Pod labels as a dict."""
-        return dict(self.pod_labels)
+        """Pod labels as a dict, made on first use and kept (an audit asks for every Service): read it, do not
+        change it."""
+        got = self._labels
+        if got is None:
+            got = dict(self.pod_labels)
+            object.__setattr__(self, "_labels", got)
+        return got
 
 
 @dataclass(frozen=True, slots=True)
