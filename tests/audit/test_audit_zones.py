@@ -105,3 +105,49 @@ def test_a_finished_pod_sends_nothing_from_its_zone():
     text = SERVICE + "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n" + DEPLOYMENT
     text += _client_pod(0, "a") + _client_pod(1, "b", phase="Succeeded")
     assert _rows(text) == {("shop/web:80", "zone a: edge (1)", 1, (("deployment/web-v1", F(1)),))}
+
+
+AMBIENT_EDGE = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge, labels: {istio.io/dataplane-mode: ambient}}\n"
+
+
+def _kinds(text: str) -> set[tuple[str, str, tuple[tuple[str, F], ...]]]:
+    res = audit(Mesh(parse_manifest_text(text, "zones.yaml")))
+    assert {r.reason for r in res.rows} <= {"topology-restricted"}
+    return {(r.clients, r.kind, r.effective) for r in res.rows}
+
+
+def test_ztunnel_keeps_ambient_clients_in_their_zone():
+    """ztunnel reads trafficDistribution for a Service without waypoint (``ztunnel_candidates``): the ambient
+    clients of each zone get that zone's endpoints, as kube-proxy's clients do."""
+    text = SERVICE + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
+    assert _kinds(text) == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
+                            ("zone b: edge (1)", "ambient", (("deployment/web-v2", F(1)),))}
+
+
+def test_ztunnel_with_internal_traffic_policy_local_closes_where_no_endpoint_runs():
+    """``internalTrafficPolicy: Local`` is ztunnel's Strict mode on the node: a node without an endpoint of the
+    Service closes the connection (``dropped``)."""
+    node_c = SERVICE.split("---\n")[1].replace("node-b", "node-c").replace("zone: b", "zone: c")
+    text = (SERVICE.replace("trafficDistribution: PreferClose", "internalTrafficPolicy: Local") + "---\n" + node_c
+            + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "c"))
+    assert _kinds(text) == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
+                            ("zone c: edge (1)", "ambient", (("dropped", F(1)),))}
+
+
+def test_a_waypoint_takes_the_choice_from_ztunnel():
+    """With a waypoint, ztunnel sends every connection to it: the waypoint's Envoy picks, not by the client's zone."""
+    waypoint = """\
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
+spec:
+  gatewayClassName: istio-waypoint
+  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+status: {addresses: [{value: 10.96.0.20}]}
+"""
+    text = (SERVICE.replace("labels: {istio-injection: enabled}",
+                            "labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}")
+            + waypoint + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b"))
+    assert _kinds(text) == set()
+    assert _kinds(text.replace(", istio.io/use-waypoint: waypoint", ""))  # the same without it: rows
