@@ -93,8 +93,8 @@ REASONS: dict[str, str] = {
     "envoy-config-differs": "the workload's Envoy config_dump (--envoy) routes the Service otherwise than the "
                             "VirtualService configures (an older push, a rule istiod did not give it)",
     "topology-restricted": "topology (trafficDistribution, topology hints, internalTrafficPolicy: Local) keeps "
-                           "kube-proxy, or ztunnel without a waypoint, in the clients' zone from some endpoints: the "
-                           "zone's split differs from the cluster-wide one",
+                           "kube-proxy, ztunnel without a waypoint or the sidecars' Envoy in the clients' zone from some "
+                           "endpoints: the zone's split differs from the cluster-wide one",
 }
 
 

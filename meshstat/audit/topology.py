@@ -1,4 +1,4 @@
-"""The topology reason: a client zone whose split differs from the cluster-wide split (kube-proxy, ztunnel).
+"""The topology reason: a client zone whose split differs from the cluster-wide split.
 
 kube-proxy on each node keeps its own endpoint list: ``trafficDistribution: PreferClose`` and
 topology hints keep a zone's clients on the endpoints hinted for that zone, ``internalTrafficPolicy:
@@ -9,10 +9,14 @@ zone, the zone's exact split is :func:`meshstat.topology.split`'s ``by_zone`` (c
 over the zone's nodes); where it differs, the clients that kube-proxy routes in that zone (client
 workloads without a sidecar with a pod there, :attr:`meshstat.audit.core.AuditContext.client_zones`: a
 Deployment spread over zones a and b is named in the rows of both) get a ``topology-restricted`` row.
-Ambient clients of a Service without waypoint get ztunnel's rows (:func:`_ztunnel_rows`: it reads
-``trafficDistribution`` and ``internalTrafficPolicy: Local``, not topology hints). Sidecar clients and
-waypoints pick endpoints in Envoy by their own locality, which the model gives a placed Pod only, not a
-Deployment: they are not reported here.
+The same holds for the clients that pick the endpoint themselves, by where they run (:func:`_views`):
+ambient clients of a Service without waypoint through ztunnel (``trafficDistribution`` and
+``internalTrafficPolicy: Local``, not topology hints: :func:`meshstat.topology.mesh_paths.ztunnel_split`),
+and sidecar clients through the Service's own cluster (``trafficDistribution`` as forced locality failover,
+or the DestinationRule's ``localityLbSetting`` they see: :func:`~meshstat.topology.mesh_paths.sidecar_split`),
+where no VirtualService or Gateway API route splits their requests first and their scope imports the
+Service. Not audited here: the zone within a routed destination (a VirtualService's host without subset),
+and a waypoint's own zone.
 
 Shares are labelled by the endpoints' workload (``deployment/reviews-v1``) and ``dropped`` for
 connections no endpoint takes (kube-proxy's REJECT or DROP).
@@ -28,9 +32,12 @@ from typing import Any
 from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_label
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import service_waypoint
-from meshstat.mesh.locality import node_places, ztunnel_candidates, ztunnel_policy
+from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
+from meshstat.mesh.scope import client_scope, scope_miss
+from meshstat.parsers.istio_locality import locality_policy
 from meshstat.parsers.k8s import WorkloadResource
 from meshstat.topology import build_cluster, split
+from meshstat.topology.mesh_paths import sidecar_split, ztunnel_split
 
 __all__ = ["topology_reasons"]
 
@@ -57,12 +64,14 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     zones = list(dict.fromkeys(n.zone for n in topo.nodes if n.zone))
     if not zones:
         return
-    by_zone = _classes_by_zone(ctx, "kube-proxy")  # zone -> the client groups without a mesh with pods there
+    kube = _classes_by_zone(ctx, "kube-proxy")  # zone -> the client groups of a kind with pods there
     ambient = _classes_by_zone(ctx, "ambient")
+    sidecar = _classes_by_zone(ctx, "sidecar")
     shaped = [(ref, st) for ref, st in topo.services.items()
               if st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"]
     if not shaped:
         return
+    mesh = ctx.mesh
     service_of: dict[str, Any] = {}
     for s in m.services:
         service_of.setdefault(s.meta.ref, s)  # the first, as a scan would find it
@@ -70,38 +79,67 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
         svc = service_of.get(ref)
         if svc is None:
             continue
+        info = mesh.registry.get(f"{svc.meta.name}.{svc.meta.namespace}.svc.{mesh.domain}")
         for sp in svc.ports:
             try:
                 cluster = build_cluster(m, ref, port=sp.port, client_zones=dict.fromkeys(zones, Fraction(1)))
-                if not by_zone and not ambient:  # no client runs in a zone: no row could name one (its notes stay)
+                if not (kube or ambient or sidecar):  # no client runs in a zone: no row could name one (notes stay)
                     continue
-                res = split(cluster) if by_zone else None
+                views = _views(ctx, info, sp.port, cluster, kube, ambient, sidecar)
             except InvalidArgument as exc:
                 ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")
                 continue
             labels = {e.key: e.workload or e.pod or e.key for e in cluster.endpoints}
-            service = f"{ref}:{sp.port}"
+            ready = [e for e in cluster.endpoints if e.ready]
+            configured = _by_workload({e.key: Fraction(1, len(ready)) for e in ready}, labels, Fraction(0))
             fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
                    + ("internalTrafficPolicy: Local" if st.internal_policy == "Local"
                       else "trafficDistribution / topology-mode") + " if the clients must see every endpoint",)
-            if ambient:
-                yield from _ztunnel_rows(ctx, ref, sp.port, st, cluster, labels, ambient, fix)
-            if res is None:
-                continue
-            ready = [e for e in cluster.endpoints if e.ready]
-            configured = _by_workload({e.key: Fraction(1, len(ready)) for e in ready}, labels, Fraction(0))
-            for zone, (_w, shares, dropped) in res.by_zone.items():
-                eff = _by_workload(shares, labels, dropped)
-                classes = by_zone.get(zone, [])
-                if eff == configured or not classes:
-                    continue
-                who, n = ctx.of_group("label", clients_label, classes)
-                reached = sum(1 for e in ready if shares.get(e.key))
-                yield Divergence(
-                    service, f"zone {zone}: {who}", n, configured, eff, "topology-restricted",
-                    f"{cluster.service.settings()}: kube-proxy in zone {zone} reaches {reached} of {len(ready)} "
-                    "ready endpoints",
-                    fix, "no mesh")
+            for res, by_zone, proxy, kind in views:
+                for zone, (_w, shares, dropped) in res.by_zone.items():
+                    eff = _by_workload(shares, labels, dropped)
+                    classes = by_zone.get(zone, [])
+                    if eff == configured or not classes:
+                        continue
+                    who, n = ctx.of_group("label", clients_label, classes)
+                    reached = sum(1 for e in ready if shares.get(e.key))
+                    yield Divergence(
+                        f"{ref}:{sp.port}", f"zone {zone}: {who}", n, configured, eff, "topology-restricted",
+                        f"{cluster.service.settings()}: {proxy} in zone {zone} reaches {reached} of {len(ready)} "
+                        "ready endpoints", fix, kind)
+
+
+def _views(ctx: AuditContext, info: Any, port: int, cluster: Any, kube: dict[str, list[ClientClass]],
+           ambient: dict[str, list[ClientClass]], sidecar: dict[str, list[ClientClass]]
+           ) -> list[tuple[Any, dict[str, list[ClientClass]], str, str]]:
+    """(split per client zone, the client groups by zone it is theirs, who picks, row kind) of each way the clients
+    reach ``info:port``: kube-proxy (:func:`meshstat.topology.split`); ztunnel where the Service has no waypoint
+    (:func:`~meshstat.topology.mesh_paths.ztunnel_split`: ``trafficDistribution`` and ``internalTrafficPolicy:
+    Local`` only); the sidecars that use the Service's own cluster, which no VirtualService or Gateway API route
+    splits for them and their scope imports, per DestinationRule they see
+    (:func:`~meshstat.topology.mesh_paths.sidecar_split`: istiod's locality priorities, Envoy's priority loads)."""
+    out = []
+    if kube:
+        out.append((split(cluster), kube, "kube-proxy", "no mesh"))
+    if info is None:
+        return out
+    mesh = ctx.mesh
+    if ambient and service_waypoint(mesh, info).gateway is None:
+        out.append((ztunnel_split(cluster), ambient, "ztunnel (no waypoint)", "ambient"))
+    if sidecar and info.fqdn not in ctx.virtual_service_hosts() and not any(
+            attached_routes(ctx.gateway_routes, info, port, kinds) for kinds in (HTTP_KINDS, TCP_KINDS)):
+        by_rule: dict[int, tuple[Any, dict[str, list[ClientClass]]]] = {}
+        for zone, classes in sidecar.items():
+            for c in classes:
+                if scope_miss(mesh, client_scope(mesh, c.workloads[0], c.namespace), info, port) is not None:
+                    continue  # its proxy has no cluster for the Service: the audit's Sidecar rows say so
+                dr = mesh.destination_rule(info, c.namespace)
+                by_rule.setdefault(id(dr), (dr, {}))[1].setdefault(zone, []).append(c)
+        for dr, by_zone in by_rule.values():
+            pol = locality_policy(dr.locality, dr.port_locality, None, port) if dr is not None else None
+            out.append((sidecar_split(cluster, pol), by_zone, "the sidecars' Envoy"
+                        + (f" (DestinationRule {dr.meta.ref})" if dr is not None else ""), "sidecar"))
+    return out
 
 
 def _classes_by_zone(ctx: AuditContext, kind: str) -> dict[str, list[ClientClass]]:
@@ -118,50 +156,3 @@ def _classes_by_zone(ctx: AuditContext, kind: str) -> dict[str, list[ClientClass
         for z, ws in per_zone.items():
             out.setdefault(z, []).append(c if len(ws) == len(c.workloads) else replace(c, workloads=tuple(ws)))
     return out
-
-
-def _ztunnel_rows(ctx: AuditContext, ref: str, port: int, st: Any, cluster: Any, labels: dict[str, str],
-                  ambient: dict[str, list[ClientClass]], fix: tuple[str, ...]) -> Iterator[Divergence]:
-    """The ``topology-restricted`` rows of ambient clients in each zone, where the Service has no waypoint: ztunnel
-    on the client's node keeps the endpoints of the best locality rank for ``trafficDistribution`` and
-    ``internalTrafficPolicy: Local`` (:func:`meshstat.mesh.locality.ztunnel_candidates`, as
-    :mod:`meshstat.mesh.ambient` routes a placed caller; topology hints do not matter to it), then picks one
-    weighted by capacity; a node where none is left closes the connection (``dropped``). The configured split
-    is ztunnel's over every endpoint; the zone's clients are spread evenly over its ready worker nodes, as the
-    kube-proxy rows take them."""
-    mesh = ctx.mesh
-    mode, scopes = ztunnel_policy(st.internal_policy, st.traffic_distribution)
-    info = mesh.resolve_host(f"{st.name}.{st.namespace}.svc.{mesh.domain}", st.namespace)
-    if mode == "Standard" or info is None or service_waypoint(mesh, info).gateway is not None:
-        return
-    eps = mesh.endpoints(info, port)
-    if not eps:
-        return
-    places = node_places(mesh.manifests.topology)
-
-    def shares_of(cands: list[Any]) -> dict[str, Fraction]:
-        total = sum(max(1, e.weight) for e in cands)
-        return {e.backend.address: Fraction(max(1, e.weight), total) for e in cands}
-
-    configured = _by_workload(shares_of(eps), labels, Fraction(0))
-    for zone, classes in ambient.items():
-        nodes = [n.name for n in cluster.nodes if n.zone == zone and n.ready and not n.control_plane
-                 and n.name in places]
-        if not nodes:
-            continue
-        got: dict[str, Fraction] = {}
-        dropped = Fraction(0)
-        for node in nodes:
-            cands = ztunnel_candidates(eps, places[node], mode, scopes)
-            if not cands:
-                dropped += Fraction(1, len(nodes))
-            for key, f in shares_of(cands).items():
-                got[key] = got.get(key, Fraction(0)) + f / len(nodes)
-        eff = _by_workload(got, labels, dropped)
-        if eff == configured:
-            continue
-        who, n = ctx.of_group("label", clients_label, classes)
-        yield Divergence(
-            f"{ref}:{port}", f"zone {zone}: {who}", n, configured, eff, "topology-restricted",
-            f"{cluster.service.settings()}: ztunnel in zone {zone} keeps the endpoints of the best locality rank "
-            f"({mode} over {', '.join(scopes)}) of {len(eps)}, the Service having no waypoint", fix, "ambient")

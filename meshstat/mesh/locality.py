@@ -64,7 +64,6 @@ __all__ = [
     "describe",
     "effective_locality",
     "locality_match",
-    "node_places",
     "pod_places",
     "ztunnel_candidates",
     "ztunnel_policy",
@@ -409,15 +408,16 @@ def describe(policy: LocalityPolicy, plan: LocalityPlan, caller: Place | None) -
     return f"{policy.origin}; {who}: one priority"
 
 
-def node_places(topology: Any) -> dict[str, Place]:
-    """Each Node's :class:`Place`: its region, zone and ``topology.istio.io/subzone`` labels and its name."""
-    return {n.name: Place(n.region or "", n.zone or "", dict(n.labels).get(LABEL_SUBZONE, ""), n.name)
-            for n in topology.nodes}
-
-
 def pod_places(manifests: Any) -> dict[tuple[str, str], Place]:
-    """Each placed pod's :class:`Place` (``(namespace, name)`` key): its Node's (:func:`node_places`;
-    ``pilot/pkg/serviceregistry/kube/controller``: a pod's locality comes from its node)."""
+    """Each placed pod's :class:`Place` (``(namespace, name)`` key): its Node's region, zone and
+    ``topology.istio.io/subzone`` labels (``pilot/pkg/serviceregistry/kube/controller``: a pod's locality
+    comes from its node)."""
     topo = manifests.topology
-    nodes = node_places(topo)
-    return {(p.namespace, p.name): nodes[p.node] for p in topo.pods if p.node in nodes}
+    nodes = {n.name: n for n in topo.nodes}
+    out = {}
+    for p in topo.pods:
+        n = nodes.get(p.node or "")
+        if n is not None:
+            out[(p.namespace, p.name)] = Place(n.region or "", n.zone or "", dict(n.labels).get(LABEL_SUBZONE, ""),
+                                               n.name)
+    return out

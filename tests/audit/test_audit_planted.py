@@ -54,11 +54,15 @@ def test_each_planted_divergence_alone():
     assert amb == {(s, "amb (2)", "ambient-without-waypoint", NINETY, PODS)
                    for s in [*services, "amb/svc-amb:8080"]}
     # the zone's unmeshed client sees only zone a's endpoints of svc-zone (and, having no sidecar, no
-    # VirtualService either)
+    # VirtualService either); svc-zone's own pods (ns0, injected, no ReplicaSet or Deployment in the input: each
+    # its own client) call it through their sidecars, which trafficDistribution keeps in their zone too
     v1, v2 = "deployment/svc-zone-v1", "deployment/svc-zone-v2"
+    conf = ((v1, F(2, 3)), (v2, F(1, 3)))
     assert _rows(Plant(zone_restricted=True)) == {
-        ("ns0/svc-zone:8080", "zone a: edge (1)", "topology-restricted", ((v1, F(2, 3)), (v2, F(1, 3))),
-         ((v1, F(1)),))} | {(s, "edge (1)", "no-sidecar", NINETY, PODS) for s in services}
+        ("ns0/svc-zone:8080", "zone a: edge (1)", "topology-restricted", conf, ((v1, F(1)),)),
+        ("ns0/svc-zone:8080", "zone a: ns0 (2)", "topology-restricted", conf, ((v1, F(1)),)),
+        ("ns0/svc-zone:8080", "zone b: ns0 (1)", "topology-restricted", conf, ((v2, F(1)),)),
+    } | {(s, "edge (1)", "no-sidecar", NINETY, PODS) for s in services}
 
 
 def test_all_planted_together_json_equals_yaml():
@@ -69,10 +73,10 @@ def test_all_planted_together_json_equals_yaml():
     assert reasons == {"no-sidecar", "rule-bound-to-gateway-only", "not-exported-to-namespace",
                        "sidecar-egress-excludes", "subset-without-pods", "subset-undefined",
                        "ambient-without-waypoint", "topology-restricted"}
-    assert [r for r in ys if r[2] == "topology-restricted"] == [
-        ("ns0/svc-zone:8080", "zone a: edge (1)", "topology-restricted",
-         (("deployment/svc-zone-v1", F(2, 3)), ("deployment/svc-zone-v2", F(1, 3))),
-         (("deployment/svc-zone-v1", F(1)),))]
+    conf = (("deployment/svc-zone-v1", F(2, 3)), ("deployment/svc-zone-v2", F(1, 3)))
+    assert sorted(r for r in ys if r[2] == "topology-restricted") == [
+        ("ns0/svc-zone:8080", f"zone {z}", "topology-restricted", conf, ((f"deployment/svc-zone-{v}", F(1)),))
+        for z, v in (("a: edge (1)", "v1"), ("a: ns0 (2)", "v1"), ("b: ns0 (1)", "v2"))]
 
 
 def test_summary_groups_without_listing_thousands():

@@ -75,11 +75,12 @@ status: {{phase: {phase}, podIP: 10.1.1.{i}, conditions: [{{type: Ready, status:
 CONFIGURED = (("deployment/web-v1", F(2, 3)), ("deployment/web-v2", F(1, 3)))
 
 
-def _rows(text: str) -> set[tuple[str, str, int, tuple[tuple[str, F], ...]]]:
+def _rows(text: str, kind: str = "no mesh") -> set[tuple[str, str, int, tuple[tuple[str, F], ...]]]:
+    """The rows of clients of ``kind`` (the Service's own pods, injected, are sidecar clients)."""
     res = audit(Mesh(parse_manifest_text(text, "zones.yaml")))
     assert {r.reason for r in res.rows} <= {"topology-restricted"} and all(r.configured == CONFIGURED
                                                                            for r in res.rows)
-    return {(r.service, r.clients, r.n_clients, r.effective) for r in res.rows}
+    return {(r.service, r.clients, r.n_clients, r.effective) for r in res.rows if r.kind == kind}
 
 
 def test_a_deployment_spread_over_zones_is_named_in_each_zone():
@@ -110,17 +111,18 @@ def test_a_finished_pod_sends_nothing_from_its_zone():
 AMBIENT_EDGE = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge, labels: {istio.io/dataplane-mode: ambient}}\n"
 
 
-def _kinds(text: str) -> set[tuple[str, str, tuple[tuple[str, F], ...]]]:
+def _kinds(text: str, kind: str) -> set[tuple[str, str, tuple[tuple[str, F], ...]]]:
+    """The rows of clients of ``kind``."""
     res = audit(Mesh(parse_manifest_text(text, "zones.yaml")))
     assert {r.reason for r in res.rows} <= {"topology-restricted"}
-    return {(r.clients, r.kind, r.effective) for r in res.rows}
+    return {(r.clients, r.kind, r.effective) for r in res.rows if r.kind == kind}
 
 
 def test_ztunnel_keeps_ambient_clients_in_their_zone():
     """ztunnel reads trafficDistribution for a Service without waypoint (``ztunnel_candidates``): the ambient
     clients of each zone get that zone's endpoints, as kube-proxy's clients do."""
     text = SERVICE + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
-    assert _kinds(text) == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
+    assert _kinds(text, "ambient") == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
                             ("zone b: edge (1)", "ambient", (("deployment/web-v2", F(1)),))}
 
 
@@ -130,7 +132,7 @@ def test_ztunnel_with_internal_traffic_policy_local_closes_where_no_endpoint_run
     node_c = SERVICE.split("---\n")[1].replace("node-b", "node-c").replace("zone: b", "zone: c")
     text = (SERVICE.replace("trafficDistribution: PreferClose", "internalTrafficPolicy: Local") + "---\n" + node_c
             + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "c"))
-    assert _kinds(text) == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
+    assert _kinds(text, "ambient") == {("zone a: edge (1)", "ambient", (("deployment/web-v1", F(1)),)),
                             ("zone c: edge (1)", "ambient", (("dropped", F(1)),))}
 
 
@@ -149,5 +151,41 @@ status: {addresses: [{value: 10.96.0.20}]}
     text = (SERVICE.replace("labels: {istio-injection: enabled}",
                             "labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}")
             + waypoint + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b"))
-    assert _kinds(text) == set()
-    assert _kinds(text.replace(", istio.io/use-waypoint: waypoint", ""))  # the same without it: rows
+    assert _kinds(text, "ambient") == set()
+    assert _kinds(text.replace(", istio.io/use-waypoint: waypoint", ""), "ambient")  # the same without it: rows
+
+
+SIDECAR_EDGE = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge, labels: {istio-injection: enabled}}\n"
+V1, V2 = (("deployment/web-v1", F(1)),), (("deployment/web-v2", F(1)),)
+
+
+def test_trafficdistribution_keeps_sidecars_in_their_zone():
+    """istiod turns trafficDistribution into forced locality failover for the Service's cluster
+    (``GetEffectiveLbSetting``), and Envoy's priority load puts every request on the zone's endpoints: the sidecars
+    of each zone (the Service's own pods too) get that zone's split."""
+    text = SERVICE + SIDECAR_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
+    res = audit(Mesh(parse_manifest_text(text, "zones.yaml")))
+    assert {(r.clients, r.kind, r.effective) for r in res.rows} == {
+        ("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", "sidecar", V1),
+        ("zone b: 2 namespaces, 2 workloads: edge (1), shop (1)", "sidecar", V2)}
+    assert all("the sidecars' Envoy in zone" in r.detail for r in res.rows)
+
+
+def test_sidecars_keep_every_endpoint_with_locality_switched_off_or_hints_alone():
+    """A DestinationRule with ``localityLbSetting: {enabled: false}`` turns locality off for its clients (its
+    ``localityLbSetting`` comes before trafficDistribution); topology hints alone are kube-proxy's, not Envoy's."""
+    base = SERVICE + SIDECAR_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
+    off = """\
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: web, namespace: shop}
+spec:
+  host: web
+  trafficPolicy: {loadBalancer: {localityLbSetting: {enabled: false}}}
+"""
+    assert _kinds(base, "sidecar") and not _kinds(base + off, "sidecar")
+    hints = base.replace("  trafficDistribution: PreferClose\n", "").replace(
+        "metadata: {name: web, namespace: shop}", "metadata: {name: web, namespace: shop, annotations: "
+        "{service.kubernetes.io/topology-mode: Auto}}", 1)
+    assert not _kinds(hints, "sidecar")
