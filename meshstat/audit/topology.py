@@ -89,6 +89,8 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             except InvalidArgument as exc:
                 ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")
                 continue
+            if not views:
+                continue
             labels = {e.key: e.workload or e.pod or e.key for e in cluster.endpoints}
             ready = [e for e in cluster.endpoints if e.ready]
             configured = _by_workload({e.key: Fraction(1, len(ready)) for e in ready}, labels, Fraction(0))
