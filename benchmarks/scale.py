@@ -6,6 +6,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py zones 2000            # audit alone: cluster(1000, 100) + 2,000 PreferClose plants
     python3 benchmarks/scale.py compare 2000 200      # compare_paths(n=100,000): cluster + a Sidecar per namespace
     python3 benchmarks/scale.py today 2000 200        # compare_paths(n=100,000): cluster_gen.as_run_today(cluster)
+    python3 benchmarks/scale.py stages 10000 100      # the audit from JSON stage by stage (collector paused), twice
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -26,7 +27,44 @@ from meshstat.parsers.k8s import parse_manifest_text  # noqa: E402
 from tests.cluster_gen import as_run_today, cluster, to_json, with_namespace_sidecars, with_zone_plants  # noqa: E402
 
 
+def stages(text: str) -> str:
+    """The JSON audit's stages, each timed alone: orjson, the key lines, the line-aware walk, freeing those trees;
+    then the whole read (all of them, the readers and freeing), the model and the audit."""
+    import gc
+
+    import orjson
+
+    from meshstat.parsers import yaml_loader
+
+    gc.disable()
+    out = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        root = orjson.loads(text)
+        t1 = time.perf_counter()
+        tab = yaml_loader._json_key_lines(text)
+        t2 = time.perf_counter()
+        doc = yaml_loader._lined_tree(root, tab or [], None, block_lists=False)
+        t3 = time.perf_counter()
+        del root, tab, doc
+        t4 = time.perf_counter()
+        manifests = parse_manifest_text(text, "c.json")
+        t5 = time.perf_counter()
+        mesh = Mesh(manifests)
+        t6 = time.perf_counter()
+        audit(mesh)
+        t7 = time.perf_counter()
+        out.append(f"orjson {t1 - t0:.2f} s, key lines {t2 - t1:.2f} s, walk {t3 - t2:.2f} s, freeing {t4 - t3:.2f} s"
+                   f" | read {t5 - t4:.2f} s, model {t6 - t5:.2f} s, audit {t7 - t6:.2f} s: {t7 - t4:.2f} s")
+    gc.enable()
+    return "\n".join(out)
+
+
 def main(case: str, *sizes: int) -> str:
+    if case == "stages":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return stages(text)
     if case == "zones":
         doc = with_zone_plants(cluster(1000, 100), sizes[0])
     elif case == "today":
