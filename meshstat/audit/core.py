@@ -180,24 +180,25 @@ class ClientClass:
     zone: str | None = None
 
 
-def client_zones(mesh: Mesh) -> dict[int, tuple[str, ...]]:
-    """``id(client workload)`` -> the zones its running placed Pods are in (in the order they come), where the
-    input has Nodes with zones and Pods with ``spec.nodeName``. A Pod counts for the client workload that
-    controls it (:class:`~meshstat.mesh.registry.Ownership`: its Deployment, present or named by its
-    ReplicaSet), or for itself; a Pod that runs no container (Succeeded, Failed) sends nothing."""
+def client_nodes(mesh: Mesh) -> dict[int, dict[str, int]]:
+    """``id(client workload)`` -> its running placed Pods by Node (in the order they come), where the input has
+    Nodes with zones and Pods with ``spec.nodeName``. A Pod counts for the client workload that controls it
+    (:class:`~meshstat.mesh.registry.Ownership`: its Deployment, present or named by its ReplicaSet), or for
+    itself; a Pod that runs no container (Succeeded, Failed) sends nothing."""
     topo = mesh.manifests.topology
-    zone = {n.name: n.zone for n in topo.nodes if n.zone}
-    if not zone:
+    zoned = {n.name for n in topo.nodes if n.zone}
+    if not zoned:
         return {}
-    node_of = {(p.namespace, p.name): p.node for p in topo.pods if p.node in zone}
+    node_of = {(p.namespace, p.name): p.node for p in topo.pods if p.node in zoned}
     owners = mesh.owners
     finished = {id(w) for w in owners.finished}
-    out: dict[int, dict[str, None]] = {}
+    out: dict[int, dict[str, int]] = {}
     for w in mesh.manifests.workloads:
         node = node_of.get((w.meta.namespace, w.meta.name)) if w.meta.kind == "Pod" else None
         if node is not None and id(w) not in finished:
-            out.setdefault(id(owners.root_of.get(id(w), w)), {})[zone[node]] = None
-    return {k: tuple(v) for k, v in out.items()}
+            nodes = out.setdefault(id(owners.root_of.get(id(w), w)), {})
+            nodes[node] = nodes.get(node, 0) + 1
+    return out
 
 
 class AuditContext:
@@ -215,8 +216,10 @@ class AuditContext:
         root = objs.mesh_config.root_namespace
         groups: dict[tuple[str, str, int, str | None], list[WorkloadResource]] = {}
         sidecars: dict[int, SidecarResource | None] = {0: None}
-        #: ``id(client workload)`` -> the zones its pods run in (:func:`client_zones`)
-        self.client_zones = client_zones(mesh)
+        #: ``id(client workload)`` -> its pods by node (:func:`client_nodes`), and the zones of those nodes
+        self.client_nodes = client_nodes(mesh)
+        zone_of = {n.name: n.zone for n in m.topology.nodes if n.zone}
+        self.client_zones = {k: tuple(dict.fromkeys(zone_of[n] for n in v)) for k, v in self.client_nodes.items()}
         for w in mesh.owners.roots:
             if exclude and w.meta.ref in exclude:  # its layer is observed (an Envoy dump), not modelled
                 continue

@@ -4,19 +4,24 @@ kube-proxy on each node keeps its own endpoint list: ``trafficDistribution: Pref
 topology hints keep a zone's clients on the endpoints hinted for that zone, ``internalTrafficPolicy:
 Local`` on the node's own endpoints (kube-proxy ``pkg/proxy/topology.go: CategorizeEndpoints``, as
 :mod:`meshstat.topology` models it). The configured split is the one a topology-unaware proxy gives:
-a uniform pick over every ready endpoint. For every Service with such a setting, every port and every
-zone, the zone's exact split is :func:`meshstat.topology.split`'s ``by_zone`` (clients spread evenly
-over the zone's nodes); where it differs, the clients that kube-proxy routes in that zone (client
-workloads without a sidecar with a pod there, :attr:`meshstat.audit.core.AuditContext.client_zones`: a
-Deployment spread over zones a and b is named in the rows of both) get a ``topology-restricted`` row.
+a uniform pick over every ready endpoint (for kube-proxy, its chain's probabilities as it rounds them:
+a zone that reaches every endpoint is no divergence). For every Service with such a setting, every
+port and every zone, the zone's exact split is :func:`meshstat.topology.split`'s ``by_zone``, with the
+clients on the nodes their pods run on, weighted by their pods; where it differs, the clients that
+kube-proxy routes in that zone (client workloads without a sidecar with a pod there,
+:attr:`meshstat.audit.core.AuditContext.client_zones`: a Deployment spread over zones a and b is named
+in the rows of both) get a ``topology-restricted`` row.
+
 The same holds for the clients that pick the endpoint themselves, by where they run (:func:`_views`):
 ambient clients of a Service without waypoint through ztunnel (``trafficDistribution`` and
 ``internalTrafficPolicy: Local``, not topology hints: :func:`meshstat.topology.mesh_paths.ztunnel_split`),
-and sidecar clients through the Service's own cluster (``trafficDistribution`` as forced locality failover,
-or the DestinationRule's ``localityLbSetting`` they see: :func:`~meshstat.topology.mesh_paths.sidecar_split`),
-where no VirtualService or Gateway API route splits their requests first and their scope imports the
-Service. Not audited here: the zone within a routed destination (a VirtualService's host without subset),
-and a waypoint's own zone.
+and sidecar clients through the Service's own cluster (:func:`~meshstat.topology.mesh_paths.sidecar_split`:
+``trafficDistribution`` as forced locality failover, the ``localityLbSetting`` of the DestinationRule they
+see, MeshConfig's locality failover that a DestinationRule's ``outlierDetection`` turns on, which makes a
+Service without topology settings audited too, and ``internalTrafficPolicy: Local``, for which istiod
+sends a proxy its node's endpoints only), where no VirtualService of theirs or Gateway API route splits
+their requests first and their scope imports the Service. Not audited here: the zone within a routed
+destination (a VirtualService's host without subset), and a waypoint's own zone.
 
 Shares are labelled by the endpoints' workload (``deployment/reviews-v1``) and ``dropped`` for
 connections no endpoint takes (kube-proxy's REJECT or DROP).
@@ -33,11 +38,13 @@ from meshstat.audit.core import AuditContext, ClientClass, Divergence, clients_l
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
-from meshstat.mesh.scope import client_scope, scope_miss
+from meshstat.mesh.locality import effective_locality
+from meshstat.mesh.scope import client_scope, host_rules, scope_miss, sidecar_virtual_services
 from meshstat.parsers.istio_locality import locality_policy
 from meshstat.parsers.k8s import WorkloadResource
 from meshstat.topology import build_cluster, split
 from meshstat.topology.mesh_paths import sidecar_split, ztunnel_split
+from meshstat.topology.split import chain_shares
 
 __all__ = ["topology_reasons"]
 
@@ -64,83 +71,127 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     zones = list(dict.fromkeys(n.zone for n in topo.nodes if n.zone))
     if not zones:
         return
-    kube = _classes_by_zone(ctx, "kube-proxy")  # zone -> the client groups of a kind with pods there
-    ambient = _classes_by_zone(ctx, "ambient")
-    sidecar = _classes_by_zone(ctx, "sidecar")
-    shaped = [(ref, st) for ref, st in topo.services.items()
-              if st.traffic_distribution or st.topology_mode or st.internal_policy == "Local"]
-    if not shaped:
-        return
+    kinds = {k: _classes_by_zone(ctx, k) for k in ("kube-proxy", "ambient", "sidecar")}  # zone -> groups with pods
     mesh = ctx.mesh
     service_of: dict[str, Any] = {}
     for s in m.services:
         service_of.setdefault(s.meta.ref, s)  # the first, as a scan would find it
-    for ref, st in shaped:
+    for ref, st in topo.services.items():
         svc = service_of.get(ref)
         if svc is None:
             continue
         info = mesh.registry.get(f"{svc.meta.name}.{svc.meta.namespace}.svc.{mesh.domain}")
+        shaped = bool(st.traffic_distribution or st.topology_mode or st.internal_policy == "Local")
+        if not shaped and not (kinds["sidecar"] and info is not None and _locality_rules(mesh, info)):
+            continue
         for sp in svc.ports:
             try:
                 cluster = build_cluster(m, ref, port=sp.port, client_zones=dict.fromkeys(zones, Fraction(1)))
-                if not (kube or ambient or sidecar):  # no client runs in a zone: no row could name one (notes stay)
+                if not any(kinds.values()):  # no client runs in a zone: no row could name one (its notes stay)
                     continue
-                views = _views(ctx, info, sp.port, cluster, kube, ambient, sidecar)
+                views = _views(ctx, info, sp.port, st, cluster, kinds)
             except InvalidArgument as exc:
-                ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")
+                if shaped:
+                    ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")
                 continue
             if not views:
                 continue
             labels = {e.key: e.workload or e.pod or e.key for e in cluster.endpoints}
             ready = [e for e in cluster.endpoints if e.ready]
             configured = _by_workload({e.key: Fraction(1, len(ready)) for e in ready}, labels, Fraction(0))
-            fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
-                   + ("internalTrafficPolicy: Local" if st.internal_policy == "Local"
-                      else "trafficDistribution / topology-mode") + " if the clients must see every endpoint",)
-            for res, by_zone, proxy, kind in views:
+            for res, by_zone, proxy, kind, fix in views:
+                # kube-proxy's chain without topology gives each endpoint its share as its probabilities round it
+                same = (_by_workload({e.key: f for e, f in chain_shares(ready)}, labels, Fraction(0))
+                        if kind == "no mesh" else configured)
                 for zone, (_w, shares, dropped) in res.by_zone.items():
                     eff = _by_workload(shares, labels, dropped)
                     classes = by_zone.get(zone, [])
-                    if eff == configured or not classes:
+                    if eff == same or not classes:
                         continue
                     who, n = ctx.of_group("label", clients_label, classes)
                     reached = sum(1 for e in ready if shares.get(e.key))
                     yield Divergence(
                         f"{ref}:{sp.port}", f"zone {zone}: {who}", n, configured, eff, "topology-restricted",
                         f"{cluster.service.settings()}: {proxy} in zone {zone} reaches {reached} of {len(ready)} "
-                        "ready endpoints", fix, kind)
+                        "ready endpoints", (fix,), kind)
 
 
-def _views(ctx: AuditContext, info: Any, port: int, cluster: Any, kube: dict[str, list[ClientClass]],
-           ambient: dict[str, list[ClientClass]], sidecar: dict[str, list[ClientClass]]
-           ) -> list[tuple[Any, dict[str, list[ClientClass]], str, str]]:
-    """(split per client zone, the client groups by zone it is theirs, who picks, row kind) of each way the clients
-    reach ``info:port``: kube-proxy (:func:`meshstat.topology.split`); ztunnel where the Service has no waypoint
-    (:func:`~meshstat.topology.mesh_paths.ztunnel_split`: ``trafficDistribution`` and ``internalTrafficPolicy:
-    Local`` only); the sidecars that use the Service's own cluster, which no VirtualService or Gateway API route
-    splits for them and their scope imports, per DestinationRule they see
-    (:func:`~meshstat.topology.mesh_paths.sidecar_split`: istiod's locality priorities, Envoy's priority loads)."""
+def _locality_rules(mesh: Any, info: Any) -> bool:
+    """Whether a DestinationRule of ``info`` sets locality load balancing or outlier detection (which turns
+    MeshConfig's locality failover on for the sidecars that see it)."""
+    return any(t is not None and (t.locality is not None or t.has_outlier_detection)
+               for dr in host_rules(mesh).destination_rules(info) for t in (dr.locality, *(p for _, p in dr.port_locality)))
+
+
+def _with_clients(ctx: AuditContext, cluster: Any, by_zone: dict[str, list[ClientClass]]) -> Any:
+    """``cluster`` with its clients where the groups' pods run: each node weighted by their pods on it."""
+    weights: dict[str, Fraction] = {}
+    seen: set[int] = set()
+    for classes in by_zone.values():
+        for c in classes:
+            for w in c.workloads:
+                if id(w) not in seen:
+                    seen.add(id(w))
+                    for node, pods in ctx.client_nodes.get(id(w), {}).items():
+                        weights[node] = weights.get(node, Fraction(0)) + pods
+    return replace(cluster, clients=weights)
+
+
+def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds: dict[str, dict[str, list[ClientClass]]]
+           ) -> list[tuple[Any, dict[str, list[ClientClass]], str, str, str]]:
+    """(split per client zone, the client groups by zone it is theirs, who picks, row kind, fix) of each way the
+    clients reach ``info:port``, with the clients where their pods run: kube-proxy (:func:`meshstat.topology.split`);
+    ztunnel where the Service has no waypoint (:func:`~meshstat.topology.mesh_paths.ztunnel_split`:
+    ``trafficDistribution`` and ``internalTrafficPolicy: Local`` only); the sidecars that use the Service's own
+    cluster (no VirtualService of theirs for the host, no Gateway API route) and whose scope imports it, per
+    DestinationRule they see (:func:`~meshstat.topology.mesh_paths.sidecar_split`: istiod's locality priorities,
+    Envoy's priority loads)."""
+    ref = f"{st.namespace}/{st.name}"
     out = []
+    kube, ambient, sidecar = kinds["kube-proxy"], kinds["ambient"], kinds["sidecar"]
+    local = st.internal_policy == "Local"
     if kube:
-        out.append((split(cluster), kube, "kube-proxy", "no mesh"))
+        out.append((split(_with_clients(ctx, cluster, kube)), kube, "kube-proxy", "no mesh",
+                    f"spread the endpoints of Service {ref} over the zones, or drop its "
+                    + ("internalTrafficPolicy: Local" if local else "trafficDistribution / topology-mode")
+                    + " if the clients must see every endpoint"))
     if info is None:
         return out
     mesh = ctx.mesh
-    if ambient and service_waypoint(mesh, info).gateway is None:
-        out.append((ztunnel_split(cluster), ambient, "ztunnel (no waypoint)", "ambient"))
-    if sidecar and info.fqdn not in ctx.virtual_service_hosts() and not any(
-            attached_routes(ctx.gateway_routes, info, port, kinds) for kinds in (HTTP_KINDS, TCP_KINDS)):
-        by_rule: dict[int, tuple[Any, dict[str, list[ClientClass]]]] = {}
-        for zone, classes in sidecar.items():
-            for c in classes:
-                if scope_miss(mesh, client_scope(mesh, c.workloads[0], c.namespace), info, port) is not None:
-                    continue  # its proxy has no cluster for the Service: the audit's Sidecar rows say so
-                dr = mesh.destination_rule(info, c.namespace)
-                by_rule.setdefault(id(dr), (dr, {}))[1].setdefault(zone, []).append(c)
-        for dr, by_zone in by_rule.values():
-            pol = locality_policy(dr.locality, dr.port_locality, None, port) if dr is not None else None
-            out.append((sidecar_split(cluster, pol), by_zone, "the sidecars' Envoy"
-                        + (f" (DestinationRule {dr.meta.ref})" if dr is not None else ""), "sidecar"))
+    if ambient and (local or st.traffic_distribution) and service_waypoint(mesh, info).gateway is None:
+        out.append((ztunnel_split(_with_clients(ctx, cluster, ambient)), ambient, "ztunnel (no waypoint)", "ambient",
+                    f"spread the endpoints of Service {ref} over the zones, or drop its "
+                    + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
+                    + " if the clients must see every endpoint"))
+    if not sidecar or any(attached_routes(ctx.gateway_routes, info, port, k) for k in (HTTP_KINDS, TCP_KINDS)):
+        return out
+    by_rule: dict[int, tuple[Any, dict[str, list[ClientClass]]]] = {}
+    for zone, classes in sidecar.items():
+        for c in classes:
+            scope = client_scope(mesh, c.workloads[0], c.namespace)
+            if scope_miss(mesh, scope, info, port) is not None or sidecar_virtual_services(mesh, scope, info, port):
+                continue  # no cluster for the Service (the Sidecar rows say so), or a VirtualService routes first
+            dr = mesh.destination_rule(info, c.namespace)
+            by_rule.setdefault(id(dr), (dr, {}))[1].setdefault(zone, []).append(c)
+    for dr, by_zone in by_rule.values():
+        pol = locality_policy(dr.locality, dr.port_locality, None, port) if dr is not None else None
+        lpol = effective_locality(pol, st.traffic_distribution)
+        if not lpol.failover and not (lpol.setting is not None and lpol.setting.distribute is not None) and not local:
+            continue  # every endpoint in one priority and locality: no zone restricts
+        zoned = lpol.failover or (lpol.setting is not None and lpol.setting.distribute is not None)
+        causes = ([lpol.origin + (" with the DestinationRule's outlierDetection" if lpol.outlier_detection
+                                  and not lpol.force and lpol.origin.startswith("MeshConfig") else "")] if zoned else [])
+        causes += ["internalTrafficPolicy: Local (istiod sends a proxy its node's endpoints only)"] if local else []
+        if zoned and not lpol.force and dr is not None:
+            fix = (f"set localityLbSetting enabled: false in DestinationRule {dr.meta.ref}"
+                   + (", drop internalTrafficPolicy: Local" if local else "")
+                   + f", or spread the endpoints of Service {ref} over the zones")
+        else:
+            fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
+                   + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
+                   + " if the clients must see every endpoint")
+        out.append((sidecar_split(_with_clients(ctx, cluster, by_zone), pol), by_zone,
+                    f"the sidecars' Envoy ({'; '.join(causes)})", "sidecar", fix))
     return out
 
 

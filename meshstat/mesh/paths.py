@@ -459,6 +459,9 @@ class Mesh:
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
         caller, caller_labels = self._caller or (None, {})
+        if (td := self.manifests.topology.services.get(f"{target.namespace}/{target.name}")) and td.internal_policy == "Local":
+            diags.append(Diagnostic("warning", f"{cname}: internalTrafficPolicy: Local keeps a sidecar on its node's endpoints "
+                                    "(istiod NodeLocal), not modelled here: compare -f with placed Pods shows each zone", src, line))
         plan = apply_locality(eps, caller, lpol, caller_labels)
         if lpol.zone_aware_ignored:
             diags.append(Diagnostic("warning", f"{cname}: zoneAwareLbSetting is not modelled", src, line))

@@ -3,8 +3,9 @@
 Both bypass kube-proxy's rules: the caller's proxy picks the pod itself, and what it prefers depends on
 where the caller runs (:mod:`meshstat.mesh.locality`).
 
-* **sidecar** (:func:`sidecar_split`): for each client node, istiod's priorities and locality weights for
-  a caller at that node's region and zone (``ApplyLocalityLoadBalancer`` with the DestinationRule's
+* **sidecar** (:func:`sidecar_split`): for each client node, the endpoints istiod sends it (with
+  ``internalTrafficPolicy: Local`` only those on that node: ``NodeLocal``), then istiod's priorities and locality
+  weights for a caller at that node's region and zone (``ApplyLocalityLoadBalancer`` with the DestinationRule's
   ``localityLbSetting`` and ``outlierDetection``, or the Service's ``trafficDistribution``), then Envoy's
   priority loads with the overprovisioning factor and the locality weights
   (:func:`meshstat.mesh.endpoints.endpoint_stage`). Endpoints: the Service's ready endpoints, each
@@ -104,11 +105,16 @@ def sidecar_split(cluster: Cluster, policy: TrafficLocality | None = None, *, sc
     cname = f"outbound|{cluster.service.port}||{cluster.service.name}.{cluster.service.namespace}.svc.cluster.local"
     notes: list[str] = []
 
+    local = cluster.service.internal_policy == "Local"
+
     def per_node(node: str) -> dict[str, Fraction]:
-        if not eps:
+        # internalTrafficPolicy Local: istiod sends a proxy only the endpoints on its own node (NodeLocal,
+        # pilot/pkg/xds/endpoints/endpoint_builder.go: filterIstioEndpoint); none there: an empty cluster, a 503
+        mine = [e for e in eps if e.node == node] if local else eps
+        if not mine:
             return {}
         here = node_place(cluster, node)
-        plan = apply_locality(eps, here, lpol, client_labels)
+        plan = apply_locality(mine, here, lpol, client_labels)
         if not plan.endpoints:
             return {}
         notes.append(f"{scenario} on {node}: {describe(lpol, plan, here)}")

@@ -168,7 +168,7 @@ def test_trafficdistribution_keeps_sidecars_in_their_zone():
     assert {(r.clients, r.kind, r.effective) for r in res.rows} == {
         ("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", "sidecar", V1),
         ("zone b: 2 namespaces, 2 workloads: edge (1), shop (1)", "sidecar", V2)}
-    assert all("the sidecars' Envoy in zone" in r.detail for r in res.rows)
+    assert all("the sidecars' Envoy (Service trafficDistribution PreferClose" in r.detail for r in res.rows)
 
 
 def test_sidecars_keep_every_endpoint_with_locality_switched_off_or_hints_alone():
@@ -189,3 +189,66 @@ spec:
         "metadata: {name: web, namespace: shop}", "metadata: {name: web, namespace: shop, annotations: "
         "{service.kubernetes.io/topology-mode: Auto}}", 1)
     assert not _kinds(hints, "sidecar")
+
+
+def _node(name: str, zone: str) -> str:
+    return (f"---\napiVersion: v1\nkind: Node\nmetadata: {{name: {name}, labels: {{topology.kubernetes.io/zone: {zone}}}}}\n"
+            'status: {allocatable: {cpu: "4"}, conditions: [{type: Ready, status: "True"}]}\n')
+
+
+PLAIN_EDGE = "---\napiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n"
+
+
+def test_a_zone_that_reaches_every_endpoint_is_not_a_divergence():
+    """Zone c has no endpoint: kube-proxy there falls back to all of them, and its chain's probabilities, rounded as
+    it writes them, give what a topology-unaware kube-proxy gives (no row for a 1e-10 difference)."""
+    text = SERVICE + _node("node-c", "c") + PLAIN_EDGE + DEPLOYMENT + _client_pod(0, "c") + _client_pod(1, "a")
+    assert _rows(text) == {("shop/web:80", "zone a: edge (1)", 1, V1)}
+
+
+def test_node_local_policies_weigh_the_nodes_the_clients_run_on():
+    """``internalTrafficPolicy: Local``: a client on the node of both v1 pods drops nothing, though zone a has another
+    node without endpoints (the clients are where their pods run, not spread over the zone's nodes)."""
+    text = (SERVICE.replace("trafficDistribution: PreferClose", "internalTrafficPolicy: Local") + _node("node-a2", "a")
+            + PLAIN_EDGE + DEPLOYMENT + _client_pod(0, "a"))
+    assert _rows(text) == {("shop/web:80", "zone a: edge (1)", 1, V1)}
+    moved = text.replace("spec: {nodeName: node-a, containers: [{name: app, image: x}]}",
+                         "spec: {nodeName: node-a2, containers: [{name: app, image: x}]}")
+    assert _rows(moved) == {("shop/web:80", "zone a: edge (1)", 1, (("dropped", F(1)),))}
+
+
+def test_sidecars_honour_internal_traffic_policy_local():
+    """istiod sends a sidecar only its node's endpoints for ``internalTrafficPolicy: Local`` (NodeLocal)."""
+    text = (SERVICE.replace("trafficDistribution: PreferClose", "internalTrafficPolicy: Local") + SIDECAR_EDGE
+            + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b"))
+    rows = audit(Mesh(parse_manifest_text(text, "zones.yaml"))).rows
+    assert {(r.clients, r.kind, r.effective) for r in rows} == {
+        ("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", "sidecar", V1),
+        ("zone b: 2 namespaces, 2 workloads: edge (1), shop (1)", "sidecar", V2)}
+    assert all("NodeLocal" not in r.detail and "node's endpoints only" in r.detail for r in rows)
+
+
+def test_a_virtual_service_the_sidecars_do_not_apply_leaves_them_on_the_service_cluster():
+    """Bound only to an ingress gateway, or exported to its own namespace only: the sidecars of edge use the Service's
+    own cluster, which trafficDistribution keeps in their zone."""
+    base = SERVICE + SIDECAR_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
+    for spec in ("  gateways: [istio-system/ingress]\n", "  exportTo: [.]\n"):
+        vs = ("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
+              "spec:\n  hosts: [web]\n" + spec + "  http: [{route: [{destination: {host: web}}]}]\n")
+        got = {(r.clients, r.effective) for r in audit(Mesh(parse_manifest_text(base + vs, "z.yaml"))).rows
+               if r.kind == "sidecar" and r.reason == "topology-restricted"}
+        assert ("zone a: edge (1)", V1) in got or ("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", V1) in got
+
+
+def test_outlier_detection_turns_on_the_mesh_locality_failover():
+    """No topology setting on the Service: a DestinationRule with outlierDetection enables MeshConfig's locality
+    failover for the sidecars that see it, and the fix names that DestinationRule."""
+    dr = ("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: shop}\n"
+          "spec:\n  host: web\n  trafficPolicy: {outlierDetection: {consecutive5xxErrors: 5}}\n")
+    text = (SERVICE.replace("  trafficDistribution: PreferClose\n", "") + dr + SIDECAR_EDGE + DEPLOYMENT
+            + _client_pod(0, "a") + _client_pod(1, "b"))
+    rows = audit(Mesh(parse_manifest_text(text, "zones.yaml"))).rows
+    assert {(r.kind, r.effective) for r in rows} == {("sidecar", V1), ("sidecar", V2)}
+    assert all(r.fix == ("set localityLbSetting enabled: false in DestinationRule shop/web, or spread the endpoints "
+                         "of Service shop/web over the zones",) and "outlierDetection" in r.detail for r in rows)
+    assert not audit(Mesh(parse_manifest_text(text.replace("outlierDetection", "connectionPool"), "z.yaml"))).rows
