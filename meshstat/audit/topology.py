@@ -15,12 +15,15 @@ in the rows of both) get a ``topology-restricted`` row.
 The same holds for the clients that pick the endpoint themselves, by where they run (:func:`_views`):
 ambient clients of a Service without waypoint through ztunnel (``trafficDistribution`` and
 ``internalTrafficPolicy: Local``, not topology hints: :func:`meshstat.topology.mesh_paths.ztunnel_split`),
-and sidecar clients through the Service's own cluster (:func:`~meshstat.topology.mesh_paths.sidecar_split`:
+and sidecar clients through the Service's own cluster where every one of them sees the Service alike
+(:func:`_one_sidecar_view`: no Sidecar resource of theirs, no VirtualService for sidecars, no Gateway API
+route, the Service exported everywhere, its DestinationRules in its or the root namespace), by
+:func:`~meshstat.topology.mesh_paths.sidecar_split`:
 ``trafficDistribution`` as forced locality failover, the ``localityLbSetting`` of the DestinationRule they
 see, MeshConfig's locality failover that a DestinationRule's ``outlierDetection`` turns on, which makes a
 Service without topology settings audited too, and ``internalTrafficPolicy: Local``, for which istiod
-sends a proxy its node's endpoints only), where no VirtualService of theirs or Gateway API route splits
-their requests first and their scope imports the Service. Not audited here: the zone within a routed
+sends a proxy its node's endpoints only. Not audited here: sidecars that could see the Service otherwise
+from namespace to namespace (the cost would grow with Services x namespaces), the zone within a routed
 destination (a VirtualService's host without subset), and a waypoint's own zone.
 
 Shares are labelled by the endpoints' workload (``deployment/reviews-v1``) and ``dropped`` for
@@ -39,7 +42,7 @@ from meshstat.errors import InvalidArgument
 from meshstat.mesh.ambient import service_waypoint
 from meshstat.mesh.gateway_api import HTTP_KINDS, TCP_KINDS, attached_routes
 from meshstat.mesh.locality import effective_locality
-from meshstat.mesh.scope import client_scope, host_rules, scope_miss, sidecar_virtual_services
+from meshstat.mesh.scope import host_rules, service_visible_everywhere
 from meshstat.parsers.istio_locality import locality_policy
 from meshstat.parsers.k8s import WorkloadResource
 from meshstat.topology import build_cluster, split
@@ -124,7 +127,16 @@ def _locality_rules(mesh: Any, info: Any) -> bool:
 
 
 def _with_clients(ctx: AuditContext, cluster: Any, by_zone: dict[str, list[ClientClass]]) -> Any:
-    """``cluster`` with its clients where the groups' pods run: each node weighted by their pods on it."""
+    """``cluster`` with its clients where the groups' pods run: each node weighted by their pods on it (worked out
+    once per client set: every Service of a cluster asks for the same ones)."""
+    memo = ctx.__dict__.setdefault("_zone_client_weights", {})
+    got = memo.get(id(by_zone))
+    if got is None or got[0] is not by_zone:  # the dict is kept with its weights: its id stays its own
+        got = memo[id(by_zone)] = (by_zone, _node_weights(ctx, by_zone))
+    return replace(cluster, clients=got[1])
+
+
+def _node_weights(ctx: AuditContext, by_zone: dict[str, list[ClientClass]]) -> dict[str, Fraction]:
     weights: dict[str, Fraction] = {}
     seen: set[int] = set()
     for classes in by_zone.values():
@@ -134,7 +146,7 @@ def _with_clients(ctx: AuditContext, cluster: Any, by_zone: dict[str, list[Clien
                     seen.add(id(w))
                     for node, pods in ctx.client_nodes.get(id(w), {}).items():
                         weights[node] = weights.get(node, Fraction(0)) + pods
-    return replace(cluster, clients=weights)
+    return weights
 
 
 def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds: dict[str, dict[str, list[ClientClass]]]
@@ -163,36 +175,51 @@ def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds
                     f"spread the endpoints of Service {ref} over the zones, or drop its "
                     + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
                     + " if the clients must see every endpoint"))
-    if not sidecar or any(attached_routes(ctx.gateway_routes, info, port, k) for k in (HTTP_KINDS, TCP_KINDS)):
+    if not sidecar or not _one_sidecar_view(ctx, info, port, sidecar):
         return out
-    by_rule: dict[int, tuple[Any, dict[str, list[ClientClass]]]] = {}
-    for zone, classes in sidecar.items():
-        for c in classes:
-            scope = client_scope(mesh, c.workloads[0], c.namespace)
-            if scope_miss(mesh, scope, info, port) is not None or sidecar_virtual_services(mesh, scope, info, port):
-                continue  # no cluster for the Service (the Sidecar rows say so), or a VirtualService routes first
-            dr = mesh.destination_rule(info, c.namespace)
-            by_rule.setdefault(id(dr), (dr, {}))[1].setdefault(zone, []).append(c)
-    for dr, by_zone in by_rule.values():
-        pol = locality_policy(dr.locality, dr.port_locality, None, port) if dr is not None else None
-        lpol = effective_locality(pol, st.traffic_distribution)
-        if not lpol.failover and not (lpol.setting is not None and lpol.setting.distribute is not None) and not local:
-            continue  # every endpoint in one priority and locality: no zone restricts
-        zoned = lpol.failover or (lpol.setting is not None and lpol.setting.distribute is not None)
-        causes = ([lpol.origin + (" with the DestinationRule's outlierDetection" if lpol.outlier_detection
-                                  and not lpol.force and lpol.origin.startswith("MeshConfig") else "")] if zoned else [])
-        causes += ["internalTrafficPolicy: Local (istiod sends a proxy its node's endpoints only)"] if local else []
-        if zoned and not lpol.force and dr is not None:
-            fix = (f"set localityLbSetting enabled: false in DestinationRule {dr.meta.ref}"
-                   + (", drop internalTrafficPolicy: Local" if local else "")
-                   + f", or spread the endpoints of Service {ref} over the zones")
-        else:
-            fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
-                   + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
-                   + " if the clients must see every endpoint")
-        out.append((sidecar_split(_with_clients(ctx, cluster, by_zone), pol), by_zone,
-                    f"the sidecars' Envoy ({'; '.join(causes)})", "sidecar", fix))
+    # every sidecar client sees the Service alike: the DestinationRule of its namespace (or the root's), one split
+    dr = mesh.destination_rule(info, info.namespace)
+    pol = locality_policy(dr.locality, dr.port_locality, None, port) if dr is not None else None
+    lpol = effective_locality(pol, st.traffic_distribution)
+    zoned = lpol.failover or (lpol.setting is not None and lpol.setting.distribute is not None)
+    if not zoned and not local:
+        return out  # every endpoint in one priority and locality: no zone restricts
+    causes = ([lpol.origin + (" with the DestinationRule's outlierDetection" if lpol.outlier_detection
+                              and not lpol.force and lpol.origin.startswith("MeshConfig") else "")] if zoned else [])
+    causes += ["internalTrafficPolicy: Local (istiod sends a proxy its node's endpoints only)"] if local else []
+    if zoned and not lpol.force and dr is not None:
+        fix = (f"set localityLbSetting enabled: false in DestinationRule {dr.meta.ref}"
+               + (", drop internalTrafficPolicy: Local" if local else "")
+               + f", or spread the endpoints of Service {ref} over the zones")
+    else:
+        fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
+               + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
+               + " if the clients must see every endpoint")
+    out.append((sidecar_split(_with_clients(ctx, cluster, sidecar), pol), sidecar,
+                f"the sidecars' Envoy ({'; '.join(causes)})", "sidecar", fix))
     return out
+
+
+def _one_sidecar_view(ctx: AuditContext, info: Any, port: int, sidecar: dict[str, list[ClientClass]]) -> bool:
+    """Whether every sidecar client in a zone reaches ``info:port`` through the Service's own cluster, seeing one
+    DestinationRule: none applies a Sidecar resource (their scope imports every exported Service), the Service is
+    exported everywhere, no VirtualService for the host applies to sidecars (one bound to gateways only does not),
+    no Gateway API route attaches, and every DestinationRule of the host is in its namespace or the root namespace.
+    Elsewhere the sidecars' zone rows are not worked out (each namespace could see the Service otherwise; the rule
+    rows compare what it sees)."""
+    mesh = ctx.mesh
+    plain = ctx.__dict__.get("_zoned_sidecars_plain")
+    if plain is None or plain[0] is not sidecar:
+        plain = ctx.__dict__["_zoned_sidecars_plain"] = (sidecar, all(c.sidecar is None for classes in sidecar.values()
+                                                                      for c in classes))
+    if not plain[1] or not service_visible_everywhere(mesh, info):
+        return False
+    if any(v.applies_to_sidecars for v in ctx.virtual_service_hosts().get(info.fqdn, (None, []))[1]):
+        return False
+    if any(attached_routes(ctx.gateway_routes, info, port, k) for k in (HTTP_KINDS, TCP_KINDS)):
+        return False
+    root = mesh.scope.mesh_config.root_namespace
+    return all(dr.meta.namespace in (info.namespace, root) for dr in host_rules(mesh).destination_rules(info))
 
 
 def _classes_by_zone(ctx: AuditContext, kind: str) -> dict[str, list[ClientClass]]:

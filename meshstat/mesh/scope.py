@@ -67,6 +67,7 @@ __all__ = [
     "scope_miss",
     "select_sidecar",
     "service_visible",
+    "service_visible_everywhere",
     "first_for_port",
     "sidecar_virtual_services",
     "unknown_destination_route",
@@ -132,6 +133,13 @@ def service_visible(mesh: Any, info: RegisteredService, client_ns: str) -> bool:
     if not services_restricted(mesh) or (export := service_export(info)) is None:
         return True
     return exported_to(export[0], mesh.scope.mesh_config.service_export_to, export[1], client_ns)
+
+
+def service_visible_everywhere(mesh: Any, info: RegisteredService) -> bool:
+    """Whether every namespace sees ``info`` (:func:`service_visible` for all of them: exported to ``*``)."""
+    if not services_restricted(mesh) or (export := service_export(info)) is None:
+        return True
+    return "*" in (export[0] or mesh.scope.mesh_config.service_export_to)
 
 
 def _fqdn(mesh: Any, h: str, ns: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from meshstat.errors import InvalidArgument
 from meshstat.mesh.endpoints import endpoint_stage
 from meshstat.mesh.locality import (
+    LABEL_HOSTNAME,
     LocalityPolicy,
     Place,
     apply_locality,
@@ -106,8 +107,20 @@ def sidecar_split(cluster: Cluster, policy: TrafficLocality | None = None, *, sc
     notes: list[str] = []
 
     local = cluster.service.internal_policy == "Local"
+    # a caller's node matters for Local and a failoverPriority on the hostname; else its region and zone decide
+    by_node = local or any(p.partition("=")[0] == LABEL_HOSTNAME
+                           for p in (lpol.setting.failover_priority if lpol.setting is not None else ()))
+    seen: dict[Any, dict[str, Fraction]] = {}
 
     def per_node(node: str) -> dict[str, Fraction]:
+        n = cluster.node(node)
+        key = node if by_node else (n.region, n.zone)
+        got = seen.get(key)
+        if got is None:
+            got = seen[key] = node_shares(node)
+        return got
+
+    def node_shares(node: str) -> dict[str, Fraction]:
         # internalTrafficPolicy Local: istiod sends a proxy only the endpoints on its own node (NodeLocal,
         # pilot/pkg/xds/endpoints/endpoint_builder.go: filterIstioEndpoint); none there: an empty cluster, a 503
         mine = [e for e in eps if e.node == node] if local else eps

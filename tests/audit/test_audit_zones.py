@@ -228,16 +228,26 @@ def test_sidecars_honour_internal_traffic_policy_local():
     assert all("NodeLocal" not in r.detail and "node's endpoints only" in r.detail for r in rows)
 
 
-def test_a_virtual_service_the_sidecars_do_not_apply_leaves_them_on_the_service_cluster():
-    """Bound only to an ingress gateway, or exported to its own namespace only: the sidecars of edge use the Service's
-    own cluster, which trafficDistribution keeps in their zone."""
+def test_sidecar_zone_rows_where_every_sidecar_sees_the_service_alike():
+    """A VirtualService bound only to an ingress gateway leaves the sidecars on the Service's own cluster, which
+    trafficDistribution keeps in their zone. One exported to its own namespace, or a Sidecar resource, lets
+    namespaces see the Service otherwise: the sidecars' zone rows are not worked out there (the rule rows compare
+    what each sees), and the clients without a mesh keep theirs."""
     base = SERVICE + SIDECAR_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b")
-    for spec in ("  gateways: [istio-system/ingress]\n", "  exportTo: [.]\n"):
-        vs = ("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: shop}\n"
-              "spec:\n  hosts: [web]\n" + spec + "  http: [{route: [{destination: {host: web}}]}]\n")
-        got = {(r.clients, r.effective) for r in audit(Mesh(parse_manifest_text(base + vs, "z.yaml"))).rows
-               if r.kind == "sidecar" and r.reason == "topology-restricted"}
-        assert ("zone a: edge (1)", V1) in got or ("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", V1) in got
+
+    def sidecar_rows(text: str) -> set[tuple[str, tuple[tuple[str, F], ...]]]:
+        return {(r.clients, r.effective) for r in audit(Mesh(parse_manifest_text(text, "z.yaml"))).rows
+                if r.kind == "sidecar" and r.reason == "topology-restricted"}
+
+    vs = ("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: web, namespace: shop}}\n"
+          "spec:\n  hosts: [web]\n{spec}  http: [{{route: [{{destination: {{host: web}}}}]}}]\n")
+    both = {("zone a: 2 namespaces, 3 workloads: edge (1), shop (2)", V1),
+            ("zone b: 2 namespaces, 2 workloads: edge (1), shop (1)", V2)}
+    assert sidecar_rows(base) == both
+    assert sidecar_rows(base + vs.format(spec="  gateways: [istio-system/ingress]\n")) == both
+    assert sidecar_rows(base + vs.format(spec="  exportTo: [.]\n")) == set()
+    sc = "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: edge}\nspec: {}\n"
+    assert sidecar_rows(base + sc) == set()
 
 
 def test_outlier_detection_turns_on_the_mesh_locality_failover():
