@@ -13,6 +13,7 @@ from fractions import Fraction as F
 from meshstat.audit import audit
 from meshstat.mesh import Mesh
 from meshstat.parsers.k8s import parse_manifest_text
+from tests.audit.test_audit_unexported_backend import _WAYPOINT
 
 SERVICE = """\
 apiVersion: v1
@@ -138,16 +139,7 @@ def test_ztunnel_with_internal_traffic_policy_local_closes_where_no_endpoint_run
 
 def test_a_waypoint_takes_the_choice_from_ztunnel():
     """With a waypoint, ztunnel sends every connection to it: the waypoint's Envoy picks, not by the client's zone."""
-    waypoint = """\
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: shop, labels: {istio.io/waypoint-for: service}}
-spec:
-  gatewayClassName: istio-waypoint
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-status: {addresses: [{value: 10.96.0.20}]}
-"""
+    waypoint = _WAYPOINT + "status: {addresses: [{value: 10.96.0.20}]}\n"
     text = (SERVICE.replace("labels: {istio-injection: enabled}",
                             "labels: {istio.io/dataplane-mode: ambient, istio.io/use-waypoint: waypoint}")
             + waypoint + AMBIENT_EDGE + DEPLOYMENT + _client_pod(0, "a") + _client_pod(1, "b"))
