@@ -16,7 +16,7 @@ The same holds for the clients that pick the endpoint themselves, by where they 
 ambient clients of a Service without waypoint through ztunnel (``trafficDistribution`` and
 ``internalTrafficPolicy: Local``, not topology hints: :func:`meshstat.topology.mesh_paths.ztunnel_split`),
 and sidecar clients through the Service's own cluster where every one of them sees the Service alike
-(:func:`_one_sidecar_view`: no Sidecar resource of theirs, no VirtualService for sidecars, no Gateway API
+(:func:`_one_sidecar_view`, :attr:`_Kind.plain`: no Sidecar resource of theirs, no VirtualService for sidecars, no Gateway API
 route, the Service exported everywhere, its DestinationRules in its or the root namespace), by
 :func:`~meshstat.topology.mesh_paths.sidecar_split`:
 ``trafficDistribution`` as forced locality failover, the ``localityLbSetting`` of the DestinationRule they
@@ -65,16 +65,36 @@ def _by_workload(shares: dict[str, Fraction], labels: dict[str, str], dropped: F
     return tuple(sorted(out.items()))
 
 
+class _Kind:
+    """The client groups of one kind that run in zones, worked out once per audit: by zone (a workload in several
+    zones is in each), and the weight of each node they run on (their pods there)."""
+
+    def __init__(self, ctx: AuditContext, kind: str) -> None:
+        self.by_zone = _classes_by_zone(ctx, kind)
+        self.at: dict[str, Fraction] = {}
+        workloads = {id(w): w for classes in self.by_zone.values() for c in classes for w in c.workloads}
+        for key in workloads:
+            for node, pods in ctx.client_nodes.get(key, {}).items():
+                self.at[node] = self.at.get(node, Fraction(0)) + pods
+        #: whether no group applies a Sidecar resource (its scope imports every Service exported to it)
+        self.plain = all(c.sidecar is None for classes in self.by_zone.values() for c in classes)
+
+    def clients(self, cluster: Any) -> Any:
+        """``cluster`` with these clients: where their pods run."""
+        return replace(cluster, clients=self.at)
+
+
 def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     """The rows of every zone whose split a topology setting changes (see the module docstring)."""
     m = ctx.mesh.manifests
     topo = m.topology
-    if not topo.nodes:
+    if not topo.nodes or not any(n.zone for n in topo.nodes):
         return
-    zones = list(dict.fromkeys(n.zone for n in topo.nodes if n.zone))
-    if not zones:
-        return
-    kinds = {k: _classes_by_zone(ctx, k) for k in ("kube-proxy", "ambient", "sidecar")}  # zone -> groups with pods
+    kinds = {k: _Kind(ctx, k) for k in ("kube-proxy", "ambient", "sidecar")}
+    anywhere: dict[str, Fraction] = {}  # every zoned client, for the cluster's own checks
+    for kd in kinds.values():
+        for node, w in kd.at.items():
+            anywhere[node] = anywhere.get(node, Fraction(0)) + w
     mesh = ctx.mesh
     service_of: dict[str, Any] = {}
     for s in m.services:
@@ -85,12 +105,12 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             continue
         info = mesh.registry.get(f"{svc.meta.name}.{svc.meta.namespace}.svc.{mesh.domain}")
         shaped = bool(st.traffic_distribution or st.topology_mode or st.internal_policy == "Local")
-        if not shaped and not (kinds["sidecar"] and info is not None and _locality_rules(mesh, info)):
+        if not shaped and not (kinds["sidecar"].by_zone and info is not None and _locality_rules(mesh, info)):
             continue
         for sp in svc.ports:
             try:
-                cluster = build_cluster(m, ref, port=sp.port, client_zones=dict.fromkeys(zones, Fraction(1)))
-                if not any(kinds.values()):  # no client runs in a zone: no row could name one (its notes stay)
+                cluster = build_cluster(m, ref, port=sp.port, clients_at=anywhere)
+                if not anywhere:  # no client runs in a zone: no row could name one (its notes stay)
                     continue
                 views = _views(ctx, info, sp.port, st, cluster, kinds)
             except InvalidArgument as exc:
@@ -126,56 +146,32 @@ def _locality_rules(mesh: Any, info: Any) -> bool:
                for dr in host_rules(mesh).destination_rules(info) for t in (dr.locality, *(p for _, p in dr.port_locality)))
 
 
-def _with_clients(ctx: AuditContext, cluster: Any, by_zone: dict[str, list[ClientClass]]) -> Any:
-    """``cluster`` with its clients where the groups' pods run: each node weighted by their pods on it (worked out
-    once per client set: every Service of a cluster asks for the same ones)."""
-    memo = ctx.__dict__.setdefault("_zone_client_weights", {})
-    got = memo.get(id(by_zone))
-    if got is None or got[0] is not by_zone:  # the dict is kept with its weights: its id stays its own
-        got = memo[id(by_zone)] = (by_zone, _node_weights(ctx, by_zone))
-    return replace(cluster, clients=got[1])
+def _spread(ref: str, setting: str) -> str:
+    return f"spread the endpoints of Service {ref} over the zones, or drop its {setting} if the clients must see every endpoint"
 
 
-def _node_weights(ctx: AuditContext, by_zone: dict[str, list[ClientClass]]) -> dict[str, Fraction]:
-    weights: dict[str, Fraction] = {}
-    seen: set[int] = set()
-    for classes in by_zone.values():
-        for c in classes:
-            for w in c.workloads:
-                if id(w) not in seen:
-                    seen.add(id(w))
-                    for node, pods in ctx.client_nodes.get(id(w), {}).items():
-                        weights[node] = weights.get(node, Fraction(0)) + pods
-    return weights
-
-
-def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds: dict[str, dict[str, list[ClientClass]]]
+def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds: dict[str, _Kind]
            ) -> list[tuple[Any, dict[str, list[ClientClass]], str, str, str]]:
     """(split per client zone, the client groups by zone it is theirs, who picks, row kind, fix) of each way the
     clients reach ``info:port``, with the clients where their pods run: kube-proxy (:func:`meshstat.topology.split`);
     ztunnel where the Service has no waypoint (:func:`~meshstat.topology.mesh_paths.ztunnel_split`:
-    ``trafficDistribution`` and ``internalTrafficPolicy: Local`` only); the sidecars that use the Service's own
-    cluster (no VirtualService of theirs for the host, no Gateway API route) and whose scope imports it, per
-    DestinationRule they see (:func:`~meshstat.topology.mesh_paths.sidecar_split`: istiod's locality priorities,
-    Envoy's priority loads)."""
+    ``trafficDistribution`` and ``internalTrafficPolicy: Local`` only); the sidecars, where every one of them uses
+    the Service's own cluster and one DestinationRule (:func:`_one_sidecar_view`), by
+    :func:`~meshstat.topology.mesh_paths.sidecar_split` (istiod's locality priorities, Envoy's priority loads)."""
     ref = f"{st.namespace}/{st.name}"
     out = []
     kube, ambient, sidecar = kinds["kube-proxy"], kinds["ambient"], kinds["sidecar"]
     local = st.internal_policy == "Local"
-    if kube:
-        out.append((split(_with_clients(ctx, cluster, kube)), kube, "kube-proxy", "no mesh",
-                    f"spread the endpoints of Service {ref} over the zones, or drop its "
-                    + ("internalTrafficPolicy: Local" if local else "trafficDistribution / topology-mode")
-                    + " if the clients must see every endpoint"))
+    if kube.by_zone:
+        out.append((split(kube.clients(cluster)), kube.by_zone, "kube-proxy", "no mesh",
+                    _spread(ref, "internalTrafficPolicy: Local" if local else "trafficDistribution / topology-mode")))
     if info is None:
         return out
     mesh = ctx.mesh
-    if ambient and (local or st.traffic_distribution) and service_waypoint(mesh, info).gateway is None:
-        out.append((ztunnel_split(_with_clients(ctx, cluster, ambient)), ambient, "ztunnel (no waypoint)", "ambient",
-                    f"spread the endpoints of Service {ref} over the zones, or drop its "
-                    + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
-                    + " if the clients must see every endpoint"))
-    if not sidecar or not _one_sidecar_view(ctx, info, port, sidecar):
+    if ambient.by_zone and (local or st.traffic_distribution) and service_waypoint(mesh, info).gateway is None:
+        out.append((ztunnel_split(ambient.clients(cluster)), ambient.by_zone, "ztunnel (no waypoint)", "ambient",
+                    _spread(ref, "internalTrafficPolicy: Local" if local else "trafficDistribution")))
+    if not sidecar.by_zone or not sidecar.plain or not _one_sidecar_view(ctx, info, port):
         return out
     # every sidecar client sees the Service alike: the DestinationRule of its namespace (or the root's), one split
     dr = mesh.destination_rule(info, info.namespace)
@@ -192,27 +188,21 @@ def _views(ctx: AuditContext, info: Any, port: int, st: Any, cluster: Any, kinds
                + (", drop internalTrafficPolicy: Local" if local else "")
                + f", or spread the endpoints of Service {ref} over the zones")
     else:
-        fix = (f"spread the endpoints of Service {ref} over the zones, or drop its "
-               + ("internalTrafficPolicy: Local" if local else "trafficDistribution")
-               + " if the clients must see every endpoint")
-    out.append((sidecar_split(_with_clients(ctx, cluster, sidecar), pol), sidecar,
+        fix = _spread(ref, "internalTrafficPolicy: Local" if local else "trafficDistribution")
+    out.append((sidecar_split(sidecar.clients(cluster), pol), sidecar.by_zone,
                 f"the sidecars' Envoy ({'; '.join(causes)})", "sidecar", fix))
     return out
 
 
-def _one_sidecar_view(ctx: AuditContext, info: Any, port: int, sidecar: dict[str, list[ClientClass]]) -> bool:
-    """Whether every sidecar client in a zone reaches ``info:port`` through the Service's own cluster, seeing one
-    DestinationRule: none applies a Sidecar resource (their scope imports every exported Service), the Service is
-    exported everywhere, no VirtualService for the host applies to sidecars (one bound to gateways only does not),
-    no Gateway API route attaches, and every DestinationRule of the host is in its namespace or the root namespace.
-    Elsewhere the sidecars' zone rows are not worked out (each namespace could see the Service otherwise; the rule
-    rows compare what it sees)."""
+def _one_sidecar_view(ctx: AuditContext, info: Any, port: int) -> bool:
+    """Whether every sidecar client of a plain scope (no Sidecar resource, :attr:`_Kind.plain`) reaches ``info:port``
+    through the Service's own cluster, seeing one DestinationRule: the Service is exported everywhere, no
+    VirtualService for the host applies to sidecars (one bound to gateways only does not), no Gateway API route
+    attaches, and every DestinationRule of the host is in its namespace or the root namespace. Elsewhere the
+    sidecars' zone rows are not worked out (each namespace could see the Service otherwise; the rule rows compare
+    what it sees)."""
     mesh = ctx.mesh
-    plain = ctx.__dict__.get("_zoned_sidecars_plain")
-    if plain is None or plain[0] is not sidecar:
-        plain = ctx.__dict__["_zoned_sidecars_plain"] = (sidecar, all(c.sidecar is None for classes in sidecar.values()
-                                                                      for c in classes))
-    if not plain[1] or not service_visible_everywhere(mesh, info):
+    if not service_visible_everywhere(mesh, info):
         return False
     if any(v.applies_to_sidecars for v in ctx.virtual_service_hosts().get(info.fqdn, (None, []))[1]):
         return False

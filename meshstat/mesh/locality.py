@@ -64,6 +64,7 @@ __all__ = [
     "describe",
     "effective_locality",
     "locality_match",
+    "node_local_warning",
     "pod_places",
     "ztunnel_candidates",
     "ztunnel_policy",
@@ -332,6 +333,14 @@ def _locality_failover(gl: list[_Group], here: Place, failover: Sequence[tuple[s
 
 
 # --------------------------------------------------------------------------- ztunnel
+
+
+def node_local_warning(cluster: str) -> str:
+    """What a sidecar route that shows every endpoint says of ``internalTrafficPolicy: Local``: istiod sends a
+    proxy only the endpoints on its own node (``NodeLocal``, ``pilot/pkg/xds/endpoints/endpoint_builder.go:
+    filterIstioEndpoint``), which :func:`meshstat.topology.mesh_paths.sidecar_split` applies per client node."""
+    return (f"{cluster}: internalTrafficPolicy: Local keeps a sidecar on its node's endpoints (istiod NodeLocal), not "
+            "modelled on this route: compare -f with placed Pods shows each zone")
 
 
 def ztunnel_policy(internal_policy: str | None, traffic_distribution: str | None) -> tuple[str, tuple[str, ...]]:

@@ -27,7 +27,7 @@ from meshstat.mesh.gateway_api import (gateway_routed_services, route_requests, 
 from meshstat.mesh.ingress import ingress_paths
 from meshstat.mesh.layers import ClientPath, Layer, distinct_leaves, failure_warnings, with_fault_abort
 from meshstat.mesh.locality import (LocalityPolicy, Place, apply_locality, cluster_policy, depends_on_caller,
-                                    describe, pod_places)
+                                    describe, node_local_warning, pod_places)
 from meshstat.mesh.registry import (
     EP,
     MAX_PODS,
@@ -423,6 +423,8 @@ class Mesh:
             sub_labels = s.labels
         # the rest depends on the cluster, the rule seen and the caller's place alone: worked out once per key
         td = self.manifests.topology.services.get(f"{target.namespace}/{target.name}")
+        if td is not None and td.internal_policy == "Local":  # istiod's NodeLocal: not on this route
+            diags.append(Diagnostic("warning", node_local_warning(cname), src, line))
         lpol = cluster_policy(dr, subset, cport, td.traffic_distribution if td else None)
         caller, caller_labels = self._caller or (None, {})
         key: tuple[Any, ...] = (id(target), cport, subset, id(dr), sub_labels, unit, src, line)
@@ -459,9 +461,6 @@ class Mesh:
         notes.append(f"{cname}: lb_policy {policy} ({why}); {len(eps)} endpoint(s); endpoint LB modelled by its "
                      "long-run share")
         caller, caller_labels = self._caller or (None, {})
-        if (td := self.manifests.topology.services.get(f"{target.namespace}/{target.name}")) and td.internal_policy == "Local":
-            diags.append(Diagnostic("warning", f"{cname}: internalTrafficPolicy: Local keeps a sidecar on its node's endpoints "
-                                    "(istiod NodeLocal), not modelled here: compare -f with placed Pods shows each zone", src, line))
         plan = apply_locality(eps, caller, lpol, caller_labels)
         if lpol.zone_aware_ignored:
             diags.append(Diagnostic("warning", f"{cname}: zoneAwareLbSetting is not modelled", src, line))

@@ -310,26 +310,6 @@ class _Index:
             if w.meta.kind == "Pod":
                 self.pod_workloads.setdefault((w.meta.namespace, w.meta.name), w)
         self.ips = tuple(p.ip for p in topo.pods if p.ip)
-        #: :func:`_zone_clients` over the input's Nodes, by ``--client-zones`` (the audit asks for every Service)
-        self.zone_clients: dict[tuple[tuple[str, type, Fraction], ...], tuple[tuple[TopoNode, ...], dict[str, Fraction], str]] = {}
-
-
-def _zone_clients(nodes: list[TopoNode], client_zones: Mapping[str, Fraction]
-                  ) -> tuple[tuple[TopoNode, ...], dict[str, Fraction], str]:
-    """``--client-zones``: each zone's weight spread evenly over its ready worker nodes (a zone without nodes gets
-    one synthetic client node): the nodes, the clients' weight by node and the clients' source text."""
-    nodes = list(nodes)
-    clients: dict[str, Fraction] = {}
-    zones = {n.zone for n in nodes}
-    for z, w in client_zones.items():
-        zn = [n.name for n in nodes if n.zone == z and n.ready and not n.control_plane]
-        if not zn:
-            if z not in zones:
-                nodes.append(TopoNode(f"({z} client node)", z, synthetic=True))
-                zn = [nodes[-1].name]
-        for nn in zn:
-            clients[nn] = clients.get(nn, Fraction(0)) + w / len(zn)
-    return tuple(nodes), clients, "--client-zones " + ",".join(f"{z}={w}" for z, w in client_zones.items())
 
 
 def _index(manifests: Any) -> _Index:
@@ -350,8 +330,13 @@ def build_cluster(
     port: int | None = None,
     client: str | None = None,
     client_zones: Mapping[str, Fraction] | None = None,
+    clients_at: Mapping[str, Fraction] | None = None,
 ) -> Cluster:
     """The :class:`Cluster` of ``service`` (``ns/name``) in ``manifests`` (:class:`meshstat.parsers.k8s.Manifests`).
+
+    The clients: ``clients_at`` (weight by node, as the caller found them: the audit's client pods), else
+    ``client_zones`` (weight by zone, spread evenly over its ready worker nodes), else the running pods with a
+    ``spec.nodeName`` that are not endpoints (of ``client``'s workload when given).
 
     Raises
     ------
@@ -441,14 +426,20 @@ def build_cluster(
     # clients
     clients: dict[str, Fraction] = {}
     source = ""
-    if client_zones:
-        key = tuple((z, type(w), w) for z, w in client_zones.items())  # 0.5 and 1/2 say different sources
-        got = index.zone_clients.get(key) if index.nodes else None  # the Nodes of the input: alike for every Service
-        if got is None:
-            got = _zone_clients(nodes, client_zones)
-            if index.nodes:
-                index.zone_clients[key] = got
-        nodes, clients, source = list(got[0]), dict(got[1]), got[2]
+    if clients_at is not None:
+        clients = {n: w for n, w in clients_at.items() if n in known_nodes}
+        source = "the client pods' nodes"
+    elif client_zones:
+        zones = {n.zone for n in nodes}
+        for z, w in client_zones.items():
+            zn = [n.name for n in nodes if n.zone == z and n.ready and not n.control_plane]
+            if not zn:
+                if z not in zones:
+                    nodes.append(TopoNode(f"({z} client node)", z, synthetic=True))
+                    zn = [nodes[-1].name]
+            for nn in zn:
+                clients[nn] = clients.get(nn, Fraction(0)) + w / len(zn)
+        source = "--client-zones " + ",".join(f"{z}={w}" for z, w in client_zones.items())
     else:
         ep_pods = {e.pod for e in endpoints if e.pod}
         cands = [p for p in topo.pods if p.node and p.ref not in ep_pods and not p.host_network

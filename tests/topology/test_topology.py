@@ -146,9 +146,9 @@ def test_internal_local_drops_clients_on_nodes_without_pods(manifests) -> None:
     assert s.by_zone["eu-west-1c"][2] == 1
 
 
-def test_client_zone_weights_are_worked_out_once_per_input_and_kind(manifests) -> None:
-    """The audit asks for the same ``--client-zones`` for every Service: the weights are kept with the input, by
-    zone, weight and the weight's type (0.5 and 1/2 are one weight but say different sources)."""
+def test_client_zone_weights_are_each_clusters_own_and_keep_their_kind(manifests) -> None:
+    """Two Services with the same ``--client-zones`` get equal weights, each its own copy; a weight keeps its type
+    (0.5 and 1/2 are one weight but say different sources)."""
     zones = parse_client_zones("eu-west-1a=1,eu-west-1c=1")
     first = build_cluster(manifests, "shop/catalog", client_zones=zones)
     again = build_cluster(manifests, "shop/web", client_zones=zones)
