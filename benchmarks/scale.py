@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from array import array
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd()))
@@ -44,7 +45,7 @@ def stages(text: str) -> str:
         t1 = time.perf_counter()
         tab = yaml_loader._json_key_lines(text)
         t2 = time.perf_counter()
-        doc = yaml_loader._lined_tree(root, tab or [], None, block_lists=False)
+        doc = yaml_loader._lined_tree(root, array("q", [1]), None, block_lists=False)
         t3 = time.perf_counter()
         del root, tab, doc
         t4 = time.perf_counter()

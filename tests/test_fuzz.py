@@ -39,6 +39,7 @@ import json
 import os
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ TIME_BOUND = 2.0
 CI_EXAMPLES = 700
 #: Mutated inputs per extreme input (large texts: a small budget of their own, apart from the seeds').
 EXTREME_EXAMPLES = 20
+#: A mutation of an extreme input may take this many times the CPU time of the input itself.
+EXTREME_SLOWDOWN = 4.0
 
 
 # --------------------------------------------------------------------------- the parsers
@@ -539,9 +542,10 @@ def _check_message(exc: MeshstatError) -> None:
     assert "\r" not in text, f"message of {type(exc).__name__} is not one line: {text!r}"
 
 
-def run_one(target: FuzzTarget, text: str) -> None:
-    """Parse ``text`` within the time bound; only meshstat errors (with one-line messages) may escape."""
-    with time_bound(TIME_BOUND):
+def run_one(target: FuzzTarget, text: str, bound: float = TIME_BOUND) -> None:
+    """Parse ``text`` within ``bound`` seconds of CPU time; only meshstat errors (with one-line messages) may
+    escape."""
+    with time_bound(bound):
         try:
             target.parse(text)
         except MeshstatError as exc:
@@ -579,7 +583,11 @@ def test_extreme_inputs(target: FuzzTarget, extreme: Extreme) -> None:
     text = extreme.make()
     with contextlib.suppress(MeshstatError):  # lazy imports outside the time bound, on a small seed
         target.parse(target.texts()[0])
+    cpu = time.process_time()
     run_one(target, text)
+    # a mutation may take EXTREME_SLOWDOWN times what the valid input took on this machine (a blow-up is
+    # orders of magnitude), and never less than TIME_BOUND: a slow machine must not fail a fast parser
+    bound = max(TIME_BOUND, EXTREME_SLOWDOWN * (time.process_time() - cpu))
 
     @settings(
         max_examples=EXTREME_EXAMPLES,
@@ -591,7 +599,7 @@ def test_extreme_inputs(target: FuzzTarget, extreme: Extreme) -> None:
     def fuzz(mutations: list[tuple]) -> None:
         mutated = mutate(text, mutations)
         note(f"extreme {extreme.name}, mutations {mutations!r}")
-        run_one(target, mutated)
+        run_one(target, mutated, bound)
 
     fuzz()
 

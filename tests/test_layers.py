@@ -22,6 +22,7 @@ PKG = ROOT / "meshstat"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "inputs": 1,
+    "workers": 1,
     "outputs": 1,
     "stats": 1,
     "model": 2,

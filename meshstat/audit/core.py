@@ -10,14 +10,19 @@ The context groups client workloads once for the whole cluster (:class:`ClientCl
 path kind, Sidecar resource), indexes workloads by namespace and label, and counts the pods of a
 Service per destination (:meth:`AuditContext.pod_split`), so that a producer's cost per Service
 is a few dictionary look-ups, not a scan of the cluster.
+
+A producer loops over its Services (or routes, or VirtualServices) through :meth:`AuditContext.share`, and
+reports besides its rows only through :meth:`AuditContext.note` and :attr:`AuditContext.audited`. So
+:func:`run_audit` can give a big mesh's items to several processes (:func:`meshstat.workers.in_parts`, forked
+once the indexes exist) and merge their rows and notes in the order one process gives them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
 from meshstat.mesh.ambient import client_kind
 from meshstat.mesh.layers import name_list
@@ -35,6 +40,9 @@ from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import VirtualService, WorkloadResource
 from meshstat.parsers.yaml_loader import gc_paused
+from meshstat.workers import in_parts, jobs
+
+T = TypeVar("T")
 
 __all__ = [
     "REASONS",
@@ -235,13 +243,55 @@ class AuditContext:
         self.gateway_objects = gateway_objects(m)
         self.gateway_routes = self.gateway_objects.routes
         self._vs_hosts: dict[str, tuple[RegisteredService, list[VirtualService]]] | None = None
-        #: (service, port) pairs audited, and remarks, filled in by the producers
-        self.audited = 0
-        self.notes: list[str] = []
+        # what the producers report besides rows (:meth:`note`, :attr:`audited`), and where they are (:meth:`share`)
+        self._audited = 0
+        self._notes: list[tuple[tuple[int, int, int], str]] = []
+        self._part = (0, 1)  # this process's part of the audit, of how many (:func:`run_audit`)
+        self._pos = (0, 0, -1)  # (producer, loop, item): item -1 outside a shared loop
+        self._loops = 0
         self._all: dict[tuple[str, int], list[tuple[WorkloadResource, int, str]]] = {}
         self._pods: dict[tuple[str, int, bool], list[tuple[WorkloadResource, int]]] = {}
         self._has_pods: dict[tuple[str, int, tuple[tuple[str, str], ...]], bool] = {}
         self._of_group: dict[tuple[Any, ...], tuple[tuple[ClientClass, ...], Any]] = {}
+
+    @property
+    def audited(self) -> int:
+        """(service, port) pairs audited so far; a producer adds those of the items :meth:`share` gives it."""
+        return self._audited
+
+    @audited.setter
+    def audited(self, value: int) -> None:
+        if self._keeps():
+            self._audited = value
+
+    def note(self, text: str) -> None:
+        """A remark for the result (each text once, where it is first made)."""
+        if self._keeps():
+            self._notes.append((self._pos, text))
+
+    def share(self, items: Iterable[T]) -> Iterator[T]:
+        """The items of this process's part of a producer's main loop (every item when the audit runs in one part).
+
+        A producer loops over its Services, routes or VirtualServices through this: item ``i`` belongs to part
+        ``i % parts``. While an item is worked on, what the producer reports is filed under its position, so the
+        parts merge into the order of a serial run (:func:`run_audit`). What a producer reports outside such a
+        loop is kept by part 0 only (every part computes it: it depends on no item).
+        """
+        self._loops += 1
+        loop = self._loops
+        producer = self._pos[0]
+        part, parts = self._part
+        try:
+            for i, x in enumerate(items):
+                if i % parts == part:
+                    self._pos = (producer, loop, i)
+                    yield x
+        finally:
+            self._pos = (producer, loop, _AFTER)
+
+    def _keeps(self) -> bool:
+        """Whether what is reported now is this part's: an item of its own, or anything in part 0."""
+        return self._part[0] == 0 or 0 <= self._pos[2] < _AFTER
 
     def of_group(self, name: str, what: Callable[[Sequence[ClientClass]], Any], classes: Sequence[ClientClass]
                  ) -> Any:
@@ -285,7 +335,7 @@ class AuditContext:
                 if n:
                     found.append((w, n, owners.condition(w)))
             if "ready" not in endpoint_conditions((c for _, _, c in found), svc.publish_not_ready, True):
-                self.notes.append(f"{info.short}:{port}: no pod is ready; kube-proxy sends to the serving terminating "
+                self.note(f"{info.short}:{port}: no pod is ready; kube-proxy sends to the serving terminating "
                                   "ones, Istio's sidecars and ztunnel to none")
         self._all[key] = found
         return found
@@ -433,14 +483,45 @@ def no_waypoint_row(ctx: AuditContext, info: RegisteredService, port: int, class
 ReasonProducer = Callable[[AuditContext], Iterable[Divergence]]
 
 
+#: The item position after a shared loop (:meth:`AuditContext.share`).
+_AFTER = 1 << 62
+
+#: An audit of at least this many Services runs in parts on the other CPUs too (:mod:`meshstat.workers`); a smaller
+#: one is done before the processes would have started.
+PARALLEL_MIN_SERVICES = 1_000
+
+
 def run_audit(mesh: Mesh, producers: Sequence[ReasonProducer], *, exclude: frozenset[str] = frozenset(),
-              observed_kube_proxy: bool = False) -> AuditResult:
+              observed_kube_proxy: bool = False, parts: int | None = None) -> AuditResult:
     """Run the reason producers over ``mesh`` and collect their rows (``exclude``: workloads left out of the
-    modelled client groups; ``observed_kube_proxy``: no modelled kube-proxy rows, see :class:`AuditContext`)."""
+    modelled client groups; ``observed_kube_proxy``: no modelled kube-proxy rows, see :class:`AuditContext`).
+
+    ``parts``: how many processes share the work (:func:`meshstat.workers.in_parts`, forked after the context's
+    indexes are built); by default :func:`meshstat.workers.jobs` for a mesh of :data:`PARALLEL_MIN_SERVICES` Services
+    or more, else one. Every part runs every producer over its share of the items (:meth:`AuditContext.share`);
+    rows and notes are merged in the order of a serial run, so the result does not depend on ``parts``.
+    """
     with gc_paused():  # indexes and rows for thousands of services: no cycles to collect
         ctx = AuditContext(mesh, exclude=exclude, observed_kube_proxy=observed_kube_proxy)
-        rows: list[Divergence] = []
-        for p in producers:
-            rows.extend(p(ctx))
-    rows.sort(key=lambda r: (r.service, r.reason, r.clients))
-    return AuditResult(rows, ctx.audited, list(ctx.notes))
+        if parts is None:
+            parts = jobs() if len(mesh.manifests.services) >= PARALLEL_MIN_SERVICES else 1
+        got = in_parts(lambda i, n: _run_part(ctx, producers, i, n), parts)
+    rows = sorted((r for part in got for r in part[0]), key=lambda r: r[0])  # stable: a serial run's order
+    notes = dict.fromkeys(t for _, t in sorted((n for part in got for n in part[1]), key=lambda n: n[0]))
+    out = [r for _, r in rows]
+    out.sort(key=lambda r: (r.service, r.reason, r.clients))
+    return AuditResult(out, sum(part[2] for part in got), list(notes))
+
+
+def _run_part(ctx: AuditContext, producers: Sequence[ReasonProducer], part: int, parts: int
+              ) -> tuple[list[tuple[tuple[int, int, int], Divergence]], list[tuple[tuple[int, int, int], str]], int]:
+    """Part ``part`` of ``parts`` of the audit: (position, row) and (position, note) pairs, and its audited count."""
+    ctx._part = (part, parts)
+    ctx._audited, ctx._notes = 0, []  # a part redone here, after another part ran in this process, starts afresh
+    rows = []
+    for k, p in enumerate(producers):
+        ctx._pos, ctx._loops = (k, 0, -1), 0
+        for r in p(ctx):
+            if ctx._keeps():
+                rows.append((ctx._pos, r))
+    return rows, ctx._notes, ctx._audited

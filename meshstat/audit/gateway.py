@@ -29,7 +29,7 @@ Service too (its rows name them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -162,7 +162,7 @@ def service_route_ports(ctx: AuditContext) -> list[tuple[RegisteredService, int]
     return list(pairs.values())
 
 
-def unmeshed(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Unmeshed]:
+def unmeshed(ctx: AuditContext, pairs: Iterable[tuple[RegisteredService, int]]) -> Iterator[Unmeshed]:
     """The Service ports of ``pairs`` that routes split, with the clients that apply no route: those without a
     sidecar (kube-proxy's split) and ambient clients (ztunnel's split unless the Service has a waypoint).
     On ports a VirtualService also routes, only the clients without a sidecar in a consumer route's namespace
@@ -249,7 +249,7 @@ def route_split(ctx: AuditContext, info: RegisteredService, port: int, namespace
     return rule, tuple(shares.items()), labels_of, hosts
 
 
-def _unmeshed_rows(ctx: AuditContext, pairs: list[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
+def _unmeshed_rows(ctx: AuditContext, pairs: Iterable[tuple[RegisteredService, int]]) -> Iterator[Divergence]:
     """``no-sidecar`` and ``ambient-without-waypoint`` rows of the Service ports :func:`unmeshed` gives: clients
     without a proxy that applies the routes get kube-proxy's or ztunnel's split over the Service's pods. With real
     kube-proxy rules (``audit --iptables/--nft``) the rules give the ``no-sidecar`` rows instead
@@ -276,8 +276,8 @@ def gateway_api_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     pairs = service_route_ports(ctx)
     vs_hosts = ctx.virtual_service_hosts()
     ctx.audited += sum(1 for info, _ in pairs if info.fqdn not in vs_hosts)  # those with a VirtualService count there
-    yield from _unmeshed_rows(ctx, pairs)
-    for route in routes:
+    yield from _unmeshed_rows(ctx, ctx.share(pairs))
+    for route in ctx.share(routes):
         for parent in route.parents:
             if parent.is_service:
                 info = mesh.registry.get(f"{parent.name}.{parent.namespace}.svc.{mesh.domain}")

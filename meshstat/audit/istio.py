@@ -137,21 +137,20 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     for c in ctx.classes:
         by_kind.setdefault(c.kind, []).append(c)
     sidecar_ns = SidecarGroups(mesh, by_kind.get("sidecar", []))
-    audited = 0
     ambient = by_kind.get("ambient")
-    for info, vss in hosts.values():
+    for info, vss in ctx.share(hosts.values()):
         for sp in info.ports:
             vs = first_for_port(vss, sp.port, mesh.port_protocol(sp)) or vss[0]  # as a sidecar serves the port
             dests = plain_destinations(vs, mesh, info, sp)
             counted = bool(dests)
             if dests:
                 if not vs.http and mesh.port_protocol(sp) == "auto":
-                    ctx.notes.append(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
+                    ctx.note(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
                                      f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
                                      "HTTP calls there take the default route over all pods")
                 yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
             elif vs.tcp and not vs.http and mesh.port_protocol(sp) == "http":
-                ctx.notes.append(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "
+                ctx.note(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "
                                  f"{info.short} is HTTP, where Istio builds no route from them (the default route "
                                  "over all pods applies)")
             if not dests and ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
@@ -163,8 +162,7 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 splits = [(v, d) for v in vss if v is not vs and (d := plain_destinations(v, mesh, info, sp))]
                 counted = counted or bool(splits)
                 yield from _shadowed_rows(ctx, info, sp.port, splits, vs if dests else None, by_kind, sidecar_ns)
-            audited += counted
-    ctx.audited += audited
+            ctx.audited += counted
 
 
 def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
@@ -268,7 +266,7 @@ def istio_gateway_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     igws = ctx.gateway_objects.istio_gateways
     if not igws:
         return
-    for vs in mesh.manifests.virtual_services:
+    for vs in ctx.share(mesh.manifests.virtual_services):
         for igw in (g for g in igws if bound_to(vs, g)):
             ports = dict.fromkeys(x.port for x in igw.servers if serves(x, vs, igw))  # one listener per port
             if ports and not sees(mesh, vs, igw):

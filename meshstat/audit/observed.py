@@ -85,7 +85,7 @@ def _kube_proxy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
             try:
                 route = service_route(find_service(ruleset, key))
             except MeshstatError as exc:
-                ctx.notes.append(f"node {node}: {info.namespace}/{info.name}:{port} not read from the rules: "
+                ctx.note(f"node {node}: {info.namespace}/{info.name}:{port} not read from the rules: "
                                  f"{str(exc).splitlines()[0]}")
                 continue
             eff: dict[str, Fraction] = {}
@@ -137,7 +137,7 @@ def _envoy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
             try:
                 route, _ = envoy_dump_route(cfg, info.fqdn, port)
             except MeshstatError as exc:
-                ctx.notes.append(f"{workload}: {info.fqdn}:{port} not resolved in its Envoy dump: "
+                ctx.note(f"{workload}: {info.fqdn}:{port} not resolved in its Envoy dump: "
                                  f"{str(exc).splitlines()[0]}")
                 continue
             root = route.root

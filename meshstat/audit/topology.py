@@ -99,7 +99,7 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
     service_of: dict[str, Any] = {}
     for s in m.services:
         service_of.setdefault(s.meta.ref, s)  # the first, as a scan would find it
-    for ref, st in topo.services.items():
+    for ref, st in ctx.share(topo.services.items()):
         svc = service_of.get(ref)
         if svc is None:
             continue
@@ -115,7 +115,7 @@ def topology_reasons(ctx: AuditContext) -> Iterator[Divergence]:
                 views = _views(ctx, info, sp.port, st, cluster, kinds)
             except InvalidArgument as exc:
                 if shaped:
-                    ctx.notes.append(f"topology of {ref}:{sp.port} not audited: {exc}")
+                    ctx.note(f"topology of {ref}:{sp.port} not audited: {exc}")
                 continue
             if not views:
                 continue

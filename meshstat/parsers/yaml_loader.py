@@ -32,7 +32,8 @@ numpy, imported only to find the key lines of a JSON text of 1 MiB or more (:fun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -624,8 +625,10 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
         th.join()
     if not parsed or type(parsed[0]) is not dict:
         return None
-    doc = _lined_tree(parsed[0], tab, keys, block_lists=True)
-    return None if doc is None else [doc]
+    ltab = [1]
+    ltab += tab
+    got = _lined_tree(parsed[0], ltab, keys, block_lists=True)
+    return None if got is None or got[1] != len(tab) else [got[0]]
 
 
 # --------------------------------------------------------------------------- JSON
@@ -640,7 +643,8 @@ def json_documents(text: str) -> list[Any] | None:
     orjson (a dependency) parses in C and refuses nesting deeper than 1024 levels. Lines come from
     the text: outside strings, every ``":`` ends a key, and inside a string a quote is escaped, so the
     i-th unescaped ``":`` is the i-th key in document order, which is orjson's order. Passes over the
-    text in C (:func:`_json_key_lines`; numpy's for big texts) give every key's line; the walk that
+    text in C (:func:`_json_key_lines`; numpy's for big texts, in a forked process while this one parses,
+:func:`_big_json_documents`) give every key's line; the walk that
     makes :class:`LineDict` trees then costs one step per mapping and key, and the line of each key of
     a mapping (:attr:`LineDict.key_lines`) is worked out only when something asks for it (an error
     message, a provenance line). A text with ``" :`` (a space before a colon) takes the slower walk
@@ -656,14 +660,56 @@ def json_documents(text: str) -> list[Any] | None:
     except ImportError:
         raise MeshstatError("reading JSON needs the orjson package, a dependency of meshstat "
                             "(pip install orjson)") from None
+    if len(text) >= NUMPY_KEY_LINES_MIN_CHARS:
+        return _big_json_documents(text, orjson)
     try:
         root = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
     tab = _json_key_lines(text)
     if tab is not None:
-        doc = _lined_tree(root, tab, None, block_lists=False)
-        return None if doc is None else [doc]
+        ltab = [1]
+        ltab += tab
+        got = _lined_tree(root, ltab, None, block_lists=False)
+        return None if got is None or got[1] != len(tab) else [got[0]]
+    return _json_walked(text, root)
+
+
+def _big_json_documents(text: str, orjson: Any) -> list[Any] | None:
+    """:func:`json_documents` of a text of :data:`NUMPY_KEY_LINES_MIN_CHARS` or more: the key lines are found
+    (:func:`_json_key_lines_numpy`) by a forked process (:func:`meshstat.workers.start`) while this one parses
+    the text with orjson and makes the tree.
+
+    The walk only counts keys; the table is added after it, before any line is asked for. On the 2-core
+    benchmark machine the table of a 75 MB export takes 0.2-0.3 s, all of it beside orjson's parse
+    (``python3 benchmarks/scale.py stages 10000 100`` times each stage alone). Where no other process may run,
+    the table is found here after the walk.
+    """
+    from meshstat.workers import start
+
+    pending = start(lambda: _json_key_lines_numpy(text))
+    try:
+        try:
+            root = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pending.cancel()
+            return None
+        ltab = array("q", [1])  # entry 0: the document's line; the keys' lines follow when found
+        got = _lined_tree(root, ltab, None, block_lists=False)
+    except BaseException:
+        pending.cancel()
+        raise
+    tab = pending.result()
+    if tab is None:  # a '" :': each key is found in turn
+        return _json_walked(text, root)
+    if got is None or got[1] != len(tab):
+        return None
+    ltab += tab
+    return [got[0]]
+
+
+def _json_walked(text: str, root: Any) -> list[Any] | None:
+    """The tree of a JSON text that writes a space before a colon: each key found in turn (:class:`_JsonLines`)."""
     written = text.count('":') - text.count('\\":') + text.count('" :')
     walker = _JsonLines(text)
     doc = walker.convert(root, 1, 0)
@@ -768,19 +814,20 @@ class _Mismatch(Exception):
     """The text's keys and the parsed tree's keys disagree: the fast path gives up."""
 
 
-def _lined_tree(root: Any, tab: list[int], keys: list[str] | None, block_lists: bool) -> Any | None:
-    """A parsed tree (plain dicts and lists) -> :class:`LineDict`/:class:`LineList` tree, lines from ``tab``.
+def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, block_lists: bool
+                ) -> tuple[Any, int] | None:
+    """A parsed tree (plain dicts and lists) -> (:class:`LineDict`/:class:`LineList` tree, the keys it holds).
 
-    ``tab[i]`` is the line of the i-th key written in the text, in document order (the order of the
-    parsed mappings, walked depth first). With ``keys`` (the text of each key, as written), every key
+    The tree's lines come from ``ltab``: ``ltab[0]`` is the document's line (1) and ``ltab[i]`` the line of
+    the i-th key written in the text, in document order (the order of the parsed mappings, walked depth
+    first). The walk only counts keys: ``ltab`` may be filled in after it, before a line is asked for; the
+    caller checks that the count is the table's. With ``keys`` (the text of each key, as written), every key
     of the tree is checked against it, so a text whose keys the table misreads is given up (``None``),
     never given wrong lines. A list's line is its parent key's (JSON), or the next line when the list is
     not empty (block YAML, where the first ``-`` follows its key). Subtrees under :data:`_UNREAD_KEYS`
     are kept as parsed (their keys counted, not converted). ``None`` also when the tree nests deeper
-    than :data:`MAX_DEPTH` or has more keys than the table.
+    than :data:`MAX_DEPTH` or has more keys than ``keys``.
     """
-    ltab = [1]
-    ltab += tab  # entry 0: the document's line; entry i: the i-th key's
     pos = 0  # entries used so far: the entry of the last key converted
     lined_list = _LinedBlockList if block_lists else _LinedList
 
@@ -837,10 +884,10 @@ def _lined_tree(root: Any, tab: list[int], keys: list[str] | None, block_lists: 
             doc = root
     except (_Mismatch, IndexError):
         return None
-    return doc if pos == len(tab) else None
+    return doc, pos
 
 
-def _json_key_lines(text: str) -> list[int] | None:
+def _json_key_lines(text: str) -> Sequence[int] | None:
     """The line of every key of a JSON text that writes no space before a colon, in document order.
 
     ``None`` when the text has a ``" :`` (a key may have a space before its colon): the caller then
@@ -879,8 +926,9 @@ def _json_key_lines(text: str) -> list[int] | None:
 NUMPY_KEY_LINES_MIN_CHARS = 1 << 20
 
 
-def _json_key_lines_numpy(text: str) -> list[int] | None:
-    """:func:`_json_key_lines` over the UTF-8 bytes with numpy: the same lines (tests/parsers check it).
+def _json_key_lines_numpy(text: str) -> array[int] | None:
+    """:func:`_json_key_lines` over the UTF-8 bytes with numpy: the same lines (tests/parsers check it), as an
+    ``array('q')`` (8 bytes a key, where a list of ints takes about 36; indexing it gives ints).
 
     ``"``, ``:``, ``\\`` and the line break are single bytes in UTF-8 and never part of another character,
     so the byte positions of ``":`` and of line breaks give the same lines as the characters do. A ``":``
@@ -907,7 +955,9 @@ def _json_key_lines_numpy(text: str) -> list[int] | None:
         odd = (last - first[np.searchsorted(bs, last)] + 1) % 2 == 1
         colon = np.setdiff1d(colon, after_bs[odd], assume_unique=True)
     newlines = np.flatnonzero(b == 10)
-    return (np.searchsorted(newlines, colon) + 1).tolist()
+    out = array("q")
+    out.frombytes((np.searchsorted(newlines, colon) + 1).astype(np.int64, copy=False).tobytes())
+    return out
 
 
 def _json_key(k: str) -> str:

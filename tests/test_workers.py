@@ -1,0 +1,104 @@
+"""meshstat.workers: parts in forked children give what a serial run gives, whatever happens to the children."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from meshstat import workers
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """The pids of the children forked in the test (four processes allowed, whatever the machine has)."""
+    monkeypatch.setenv("MESHSTAT_JOBS", "4")
+    pids: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return pids
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_parts_come_back_in_order_from_children(forks) -> None:
+    parent = os.getpid()
+    got = workers.in_parts(lambda i, n: (i, n, os.getpid() != parent, list(range(i * 100_000))), 3)
+    assert [g[:3] for g in got] == [(0, 3, False), (1, 3, True), (2, 3, True)]
+    assert [len(g[3]) for g in got] == [0, 100_000, 200_000]  # more than a pipe holds at once
+    assert len(forks) == 2 and all(_reaped(p) for p in forks)
+
+
+def test_a_failed_child_is_redone_here(forks) -> None:
+    parent = os.getpid()
+
+    def work(i: int, n: int) -> int:
+        if os.getpid() != parent:
+            if i == 1:
+                raise RuntimeError("child only")
+            os.kill(os.getpid(), signal.SIGKILL)  # part 2: killed before it sends anything
+        return i * 10
+
+    assert workers.in_parts(work, 3) == [0, 10, 20]
+    assert len(forks) == 2 and all(_reaped(p) for p in forks)
+
+
+def test_an_error_here_stops_and_reaps_the_children(forks) -> None:
+    parent = os.getpid()
+
+    def work(i: int, n: int) -> int:
+        if os.getpid() == parent:
+            raise ValueError("part 0")
+        signal.pause()  # a child that would never finish
+        return i
+
+    with pytest.raises(ValueError, match="part 0"):
+        workers.in_parts(work, 3)
+    assert len(forks) == 2 and all(_reaped(p) for p in forks)
+
+
+def test_one_job_forks_nothing(forks, monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTAT_JOBS", "1")
+    assert workers.in_parts(lambda i, n: (i, n, os.getpid()), 3) == [(i, 3, os.getpid()) for i in range(3)]
+    assert workers.start(lambda: 7).result() == 7
+    assert forks == []
+
+
+def test_a_refused_fork_computes_here(monkeypatch) -> None:
+    monkeypatch.setenv("MESHSTAT_JOBS", "2")
+
+    def refuse() -> int:
+        raise OSError("EAGAIN")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    assert workers.start(lambda: os.getpid()).result() == os.getpid()
+
+
+def test_a_cancelled_start_is_computed_when_asked(forks) -> None:
+    pending = workers.start(lambda: 5)
+    pending.cancel()
+    assert pending.result() == 5 and _reaped(forks[0])
+
+
+@pytest.mark.parametrize(("env", "want"), [("3", 3), ("1", 1), ("0", 1), ("two", 1), ("", None)])
+def test_jobs_reads_meshstat_jobs(monkeypatch, env, want) -> None:
+    monkeypatch.setenv("MESHSTAT_JOBS", env)
+    got = workers.jobs()
+    if want is None:  # unset: the CPUs this process may run on, at most MAX_JOBS
+        assert got == max(1, min(len(os.sched_getaffinity(0)), workers.MAX_JOBS))
+    else:
+        assert got == want
