@@ -7,6 +7,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py compare 2000 200      # compare_paths(n=100,000): cluster + a Sidecar per namespace
     python3 benchmarks/scale.py today 2000 200        # compare_paths(n=100,000): cluster_gen.as_run_today(cluster)
     python3 benchmarks/scale.py stages 10000 100      # the audit from JSON stage by stage (collector paused), twice
+    python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -61,7 +62,32 @@ def stages(text: str) -> str:
     return "\n".join(out)
 
 
+def parts(text: str) -> str:
+    """The audit alone (indexes and producers) in one process and in :func:`meshstat.workers.jobs` parts, three runs
+    each, alternating; and what starting a forked child and collecting its result costs."""
+    from meshstat.audit import PRODUCERS
+    from meshstat.audit.core import run_audit
+    from meshstat.workers import jobs, start
+
+    mesh = Mesh(parse_manifest_text(text, "c.json"))
+    runs: dict[int, list[float]] = {1: [], jobs(): []}
+    for _ in range(3):
+        for n in runs:
+            t = time.perf_counter()
+            run_audit(mesh, PRODUCERS, parts=n)
+            runs[n].append(time.perf_counter() - t)
+    t = time.perf_counter()
+    start(lambda: None).result()
+    fork = time.perf_counter() - t
+    return "; ".join(f"{n} part(s): " + " ".join(f"{x:.2f}" for x in ts) + " s" for n, ts in runs.items()) + (
+        f"; fork and collect {fork * 1000:.0f} ms")
+
+
 def main(case: str, *sizes: int) -> str:
+    if case == "parts":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return parts(text)
     if case == "stages":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):
