@@ -8,7 +8,7 @@ Two jobs of a cluster's audit use them (``benchmarks/test_bench_audit.py`` times
 * :func:`start`: the key lines of a big JSON text (numpy's passes over its bytes) are found by a child while
   this process parses the text and makes its tree.
 
-Forking and collecting a child takes about 10 ms on the 2-core machine the benchmarks run on (``python3
+Forking and collecting a child took 10-40 ms on the 2-core machine the benchmarks run on (``python3
 benchmarks/scale.py parts 10000 100`` measures it, and the audit alone in one process and in parts).
 
 Forking is used only where it is available and safe: on Linux, with ``os.fork``. ``MESHSTAT_JOBS`` (a whole
