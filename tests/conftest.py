@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 #: Per-test false-alarm rate of goodness-of-fit tests against exact shares.
@@ -26,3 +27,21 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def forks(monkeypatch):
+    """Four processes allowed (meshstat.workers), whatever the machine has, and the pids of the children the test
+    forks."""
+    monkeypatch.setenv("MESHSTAT_JOBS", "4")
+    pids: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    return pids

@@ -10,23 +10,6 @@ import pytest
 from meshstat import workers
 
 
-@pytest.fixture
-def forks(monkeypatch):
-    """The pids of the children forked in the test (four processes allowed, whatever the machine has)."""
-    monkeypatch.setenv("MESHSTAT_JOBS", "4")
-    pids: list[int] = []
-    real = os.fork
-
-    def fork() -> int:
-        pid = real()
-        if pid:
-            pids.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork)
-    return pids
-
-
 def _reaped(pid: int) -> bool:
     try:
         os.waitpid(pid, os.WNOHANG)

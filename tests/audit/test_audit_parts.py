@@ -49,22 +49,6 @@ def meshes() -> list[tuple[str, Mesh]]:
     return _meshes()
 
 
-@pytest.fixture
-def forks(monkeypatch):
-    """Four processes allowed (whatever the machine has), and the pids of the children forked."""
-    monkeypatch.setenv("MESHSTAT_JOBS", "4")
-    pids: list[int] = []
-    real = os.fork
-
-    def fork() -> int:
-        pid = real()
-        if pid:
-            pids.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork)
-    return pids
-
 
 def test_parts_give_the_serial_result(meshes, forks) -> None:
     rows = notes = 0
