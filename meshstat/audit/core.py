@@ -336,7 +336,7 @@ class AuditContext:
                     found.append((w, n, owners.condition(w)))
             if "ready" not in endpoint_conditions((c for _, _, c in found), svc.publish_not_ready, True):
                 self.note(f"{info.short}:{port}: no pod is ready; kube-proxy sends to the serving terminating "
-                                  "ones, Istio's sidecars and ztunnel to none")
+                          "ones, Istio's sidecars and ztunnel to none")
         self._all[key] = found
         return found
 

@@ -146,13 +146,13 @@ def istio_rule_reasons(ctx: AuditContext) -> Iterator[Divergence]:
             if dests:
                 if not vs.http and mesh.port_protocol(sp) == "auto":
                     ctx.note(f"port {sp.name or sp.port} of {info.short} declares no protocol and Istio sniffs "
-                                     f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
-                                     "HTTP calls there take the default route over all pods")
+                             f"it: VirtualService {vs.meta.ref}'s tcp rules split TCP connections (audited); "
+                             "HTTP calls there take the default route over all pods")
                 yield from _service_port(ctx, info, sp.port, vs, dests, by_kind, sidecar_ns)
             elif vs.tcp and not vs.http and mesh.port_protocol(sp) == "http":
                 ctx.note(f"VirtualService {vs.meta.ref} has tcp rules only: port {sp.name or sp.port} of "
-                                 f"{info.short} is HTTP, where Istio builds no route from them (the default route "
-                                 "over all pods applies)")
+                         f"{info.short} is HTTP, where Istio builds no route from them (the default route "
+                         "over all pods applies)")
             if not dests and ambient and (wp := service_waypoint(mesh, info)).gateway is not None:
                 # the first VirtualService has no rule for this port; the waypoint takes one of another's
                 rows = list(_waypoint_rows(ctx, info, sp.port, None, (), (), (), {}, None, wp.gateway, ambient))

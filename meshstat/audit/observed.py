@@ -86,7 +86,7 @@ def _kube_proxy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
                 route = service_route(find_service(ruleset, key))
             except MeshstatError as exc:
                 ctx.note(f"node {node}: {info.namespace}/{info.name}:{port} not read from the rules: "
-                                 f"{str(exc).splitlines()[0]}")
+                         f"{str(exc).splitlines()[0]}")
                 continue
             eff: dict[str, Fraction] = {}
             for b, share in zip(route.backends(), route.expected_shares()[0], strict=True):
@@ -138,7 +138,7 @@ def _envoy_rows(ctx: AuditContext, obs: Observed) -> Iterator[Divergence]:
                 route, _ = envoy_dump_route(cfg, info.fqdn, port)
             except MeshstatError as exc:
                 ctx.note(f"{workload}: {info.fqdn}:{port} not resolved in its Envoy dump: "
-                                 f"{str(exc).splitlines()[0]}")
+                         f"{str(exc).splitlines()[0]}")
                 continue
             root = route.root
             eff: dict[str, Fraction] = {}

@@ -625,10 +625,7 @@ def fast_yaml_documents(text: str) -> list[Any] | None:
         th.join()
     if not parsed or type(parsed[0]) is not dict:
         return None
-    ltab = [1]
-    ltab += tab
-    got = _lined_tree(parsed[0], ltab, keys, block_lists=True)
-    return None if got is None or got[1] != len(tab) else [got[0]]
+    return _lined_document(parsed[0], tab, keys, block_lists=True)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -643,8 +640,8 @@ def json_documents(text: str) -> list[Any] | None:
     orjson (a dependency) parses in C and refuses nesting deeper than 1024 levels. Lines come from
     the text: outside strings, every ``":`` ends a key, and inside a string a quote is escaped, so the
     i-th unescaped ``":`` is the i-th key in document order, which is orjson's order. Passes over the
-    text in C (:func:`_json_key_lines`; numpy's for big texts, in a forked process while this one parses,
-:func:`_big_json_documents`) give every key's line; the walk that
+    text in C (:func:`_json_key_lines`; numpy's for big texts, in a forked process while this one
+    parses, :func:`_big_json_documents`) give every key's line; the walk that
     makes :class:`LineDict` trees then costs one step per mapping and key, and the line of each key of
     a mapping (:attr:`LineDict.key_lines`) is worked out only when something asks for it (an error
     message, a provenance line). A text with ``" :`` (a space before a colon) takes the slower walk
@@ -668,10 +665,7 @@ def json_documents(text: str) -> list[Any] | None:
         return None
     tab = _json_key_lines(text)
     if tab is not None:
-        ltab = [1]
-        ltab += tab
-        got = _lined_tree(root, ltab, None, block_lists=False)
-        return None if got is None or got[1] != len(tab) else [got[0]]
+        return _lined_document(root, tab, None, block_lists=False)
     return _json_walked(text, root)
 
 
@@ -812,6 +806,15 @@ def _keys_in(v: Any) -> int:
 
 class _Mismatch(Exception):
     """The text's keys and the parsed tree's keys disagree: the fast path gives up."""
+
+
+def _lined_document(root: Any, tab: Sequence[int], keys: list[str] | None, block_lists: bool) -> list[Any] | None:
+    """``[tree]`` of :func:`_lined_tree` with the line table ``tab`` of every key, or ``None`` when the tree's keys
+    are not the table's."""
+    ltab = [1]
+    ltab += tab
+    got = _lined_tree(root, ltab, keys, block_lists)
+    return None if got is None or got[1] != len(tab) else [got[0]]
 
 
 def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, block_lists: bool
