@@ -8,6 +8,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py today 2000 200        # compare_paths(n=100,000): cluster_gen.as_run_today(cluster)
     python3 benchmarks/scale.py stages 10000 100      # the audit from JSON stage by stage (collector paused), twice
     python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
+    python3 benchmarks/scale.py split 10000 100       # the JSON read in one process and in two, alternating
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -83,7 +84,30 @@ def parts(text: str) -> str:
         f"; fork and collect {fork * 1000:.0f} ms")
 
 
+def split(text: str) -> str:
+    """The read of a JSON List (``parse_manifest_text``) in one process (``MESHSTAT_JOBS=1``) and in two
+    (``parsers.k8s._read_list_in_parts``), three runs each, alternating."""
+    import os
+
+    runs: dict[str, list[float]] = {"one process": [], "two": []}
+    for _ in range(3):
+        for name in runs:
+            if name == "two":
+                os.environ.pop("MESHSTAT_JOBS", None)
+            else:
+                os.environ["MESHSTAT_JOBS"] = "1"
+            t = time.perf_counter()
+            parse_manifest_text(text, "c.json")
+            runs[name].append(time.perf_counter() - t)
+    os.environ.pop("MESHSTAT_JOBS", None)
+    return "; ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in ts) + " s" for n, ts in runs.items())
+
+
 def main(case: str, *sizes: int) -> str:
+    if case == "split":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return split(text)
     if case == "parts":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):

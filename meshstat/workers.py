@@ -30,10 +30,10 @@ import pickle
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["MAX_JOBS", "Pending", "in_parts", "jobs", "start"]
+__all__ = ["MAX_JOBS", "Pending", "Stream", "in_parts", "jobs", "start", "stream"]
 
 T = TypeVar("T")
 
@@ -133,6 +133,108 @@ def start(fn: Callable[[], T]) -> Pending[T]:
         os._exit(code)
 
 
+class Stream(Generic[T]):
+    """The results a forked child sends one after another (:func:`stream`), each asked for with a stand-in."""
+
+    def __init__(self, pid: int = 0, fd: int = -1) -> None:
+        self._pid = pid
+        self._fd = fd
+
+    def next(self, here: Callable[[], T]) -> T:
+        """The child's next result; ``here()`` when there is no child, or it failed or sent nothing more
+        (from then
+        on every result is computed here: the caller's stand-ins compute the same things)."""
+        if self._pid:
+            try:
+                head = _read_exact(self._fd, 8)
+                data = _read_exact(self._fd, int.from_bytes(head, "little")) if len(head) == 8 else b""
+            except BaseException:  # an interrupt while waiting: the child is not wanted any more
+                self.cancel()
+                raise
+            if len(head) == 8 and len(data) == int.from_bytes(head, "little"):
+                try:
+                    return pickle.loads(data)  # type: ignore[no-any-return]
+                except Exception:  # a foreign result: this one and the rest are computed here
+                    pass
+            self.cancel()
+        return here()
+
+    def close(self) -> None:
+        """Wait for the child to end (after its last result) and reap it."""
+        if self._pid:
+            self._close()
+            with contextlib.suppress(OSError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def cancel(self) -> None:
+        """Kill the child, if any, and reap it (its results are not wanted)."""
+        self._close()
+        if self._pid:
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+def stream(fn: Callable[[], Iterator[T]]) -> Stream[T]:
+    """Run the generator ``fn()`` in a forked child (where :func:`jobs` allows more than one process): each
+    value
+    it yields is sent as soon as it is made, by a thread of the child, so a big result waits in no pipe while
+    the child goes on. :meth:`Stream.next` takes them in order. :func:`start`'s rules apply to ``fn``."""
+    if jobs() <= 1:
+        return Stream()
+    r, w = os.pipe()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return Stream()
+    if pid:
+        os.close(w)
+        return Stream(pid, r)
+    code = 1
+    try:
+        import queue
+        import threading
+
+        os.close(r)
+        out: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        failed: list[BaseException] = []
+
+        def send() -> None:
+            try:
+                while (data := out.get()) is not None:
+                    view = memoryview(len(data).to_bytes(8, "little") + data)
+                    while view:
+                        view = view[os.write(w, view):]
+            except BaseException as exc:  # the parent is gone: nothing more to send
+                failed.append(exc)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            for value in fn():
+                out.put(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        finally:
+            out.put(None)
+            sender.join()
+        code = 1 if failed else 0
+    except BaseException:  # anything: the parent computes the rest itself
+        pass
+    finally:
+        os._exit(code)
+
+
 def in_parts(work: Callable[[int, int], T], parts: int) -> list[T]:
     """``[work(0, parts), ..., work(parts - 1, parts)]``: part 0 here, the others in forked children.
 
@@ -151,6 +253,15 @@ def in_parts(work: Callable[[int, int], T], parts: int) -> list[T]:
     finally:
         for p in pending:  # after an error or an interrupt: stop the others (a no-op for those collected)
             p.cancel()
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    """``n`` bytes from ``fd``, or fewer where it ends first."""
+    chunks = []
+    while n > 0 and (chunk := os.read(fd, min(n, 1 << 20))):
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def _read_all(fd: int) -> bytes:

@@ -21,6 +21,7 @@ PKG = ROOT / "meshstat"
 #: module must appear here (a new one is placed on purpose, not by accident).
 LAYERS: dict[str, int] = {
     "errors": 0,
+    "records": 0,
     "inputs": 1,
     "workers": 1,
     "outputs": 1,

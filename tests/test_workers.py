@@ -85,3 +85,74 @@ def test_jobs_reads_meshstat_jobs(monkeypatch, env, want) -> None:
         assert got == max(1, min(len(os.sched_getaffinity(0)), workers.MAX_JOBS))
     else:
         assert got == want
+
+
+def test_a_stream_sends_each_result_as_it_is_made(forks) -> None:
+    """The child's results come in order, a big one included, while the child goes on: the child below sends
+    20 MB and then waits for a file the parent writes only after it has read that result."""
+    import tempfile
+
+    parent = os.getpid()
+    flag = tempfile.mktemp()
+
+    def gen():
+        yield os.getpid() != parent
+        yield b"x" * (20 << 20)  # far more than a pipe holds: sent by the child's thread
+        for _ in range(2000):  # the parent reads the big result before it lets the child go on
+            if os.path.exists(flag):
+                break
+            __import__("time").sleep(0.005)
+        yield os.path.exists(flag)
+
+    s = workers.stream(gen)
+    try:
+        assert s.next(lambda: "here") is True
+        assert len(s.next(lambda: b"")) == 20 << 20
+        open(flag, "w").close()
+        assert s.next(lambda: "here") is True
+        assert s.next(lambda: "the end: computed here") == "the end: computed here"
+    finally:
+        s.close()
+        if os.path.exists(flag):
+            os.unlink(flag)
+    assert len(forks) == 1 and all(_reaped(p) for p in forks)
+
+
+def test_a_stream_whose_child_fails_is_computed_here(forks, monkeypatch) -> None:
+    """A child that raises sends what it made before; one that is killed, nothing more: the results it did not
+    send, and every later one, are the stand-ins'."""
+    parent = os.getpid()
+
+    def raises():
+        yield 1
+        if os.getpid() != parent:
+            raise RuntimeError("child only")
+        yield 2
+
+    def killed():
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield 1
+
+    s = workers.stream(raises)
+    assert [s.next(lambda: "h1"), s.next(lambda: "h2"), s.next(lambda: "h3")] == [1, "h2", "h3"]
+    s.close()
+    s = workers.stream(killed)
+    assert [s.next(lambda: "h1"), s.next(lambda: "h2")] == ["h1", "h2"]
+    monkeypatch.setenv("MESHSTAT_JOBS", "1")
+    s = workers.stream(raises)  # no child: every result is the stand-in's
+    assert [s.next(lambda: "a"), s.next(lambda: "b")] == ["a", "b"]
+    assert len(forks) == 2 and all(_reaped(p) for p in forks)
+
+
+def test_a_cancelled_stream_kills_its_child(forks) -> None:
+    def gen():
+        yield 1
+        __import__("time").sleep(60)
+        yield 2
+
+    s = workers.stream(gen)
+    assert s.next(lambda: 0) == 1
+    s.cancel()
+    assert s.next(lambda: "here") == "here"
+    assert len(forks) == 1 and all(_reaped(p) for p in forks)

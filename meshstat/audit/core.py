@@ -40,6 +40,7 @@ from meshstat.parsers.gateway_api import gateway_objects
 from meshstat.parsers.istio_scope import SidecarResource
 from meshstat.parsers.k8s import VirtualService, WorkloadResource
 from meshstat.parsers.yaml_loader import gc_paused
+from meshstat.records import record
 from meshstat.workers import in_parts, jobs
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ REASONS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Divergence:
     """One (service, client group) whose effective split differs from the configured one.
 
@@ -172,7 +173,7 @@ def format_split(split: Iterable[tuple[str, Fraction]]) -> str:
     return ", ".join(parts) or "-"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientClass:
     """Client workloads that reach services the same way: one namespace, path kind, Sidecar and zone.
 

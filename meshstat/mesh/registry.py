@@ -18,6 +18,7 @@ from meshstat.errors import InvalidArgument, ModelError
 from meshstat.mesh.layers import name_list
 from meshstat.model import Backend, Provenance
 from meshstat.parsers.k8s import Namespace, Service, ServiceEntry, ServicePort, WorkloadResource
+from meshstat.records import record
 
 __all__ = [
     "EP",
@@ -50,7 +51,7 @@ SIDECAR_UID = 1337
 # --------------------------------------------------------------------------- injection
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InjectorConfig:
     """How the sidecar injector is installed.
 
@@ -72,7 +73,7 @@ class InjectorConfig:
     revisions: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InjectionDecision:
     """Whether the pods of a workload get istio-proxy, and why (with file:line)."""
 
@@ -182,7 +183,7 @@ MAX_PODS = 50_000
 _RANK = {"Pod": 0, "ReplicaSet": 1, "StatefulSet": 1, "Deployment": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Ownership:
     """Which workloads of the manifests stand for running pods, and which are the clients.
 
@@ -363,7 +364,7 @@ def endpoint_conditions(conditions: Iterable[str], publish_not_ready: bool, term
     return frozenset(("ready",))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pod:
     """A pod of a workload (expanded from replicas), with an IP."""
 
@@ -387,7 +388,7 @@ class Pod:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EP:
     """An endpoint of a cluster, before load balancing: backend, weight, health, priority, locality.
 

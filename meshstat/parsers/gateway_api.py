@@ -51,6 +51,7 @@ from meshstat.parsers.fields import (
 )
 from meshstat.parsers.k8s import KIND_CONVERTERS, Manifests, Meta, last_applied, read_meta
 from meshstat.parsers.regex import re2_syntax_error
+from meshstat.records import record
 
 __all__ = [
     "GATEWAY_GROUP",
@@ -110,7 +111,7 @@ MAX_WEIGHT = 1_000_000
 # --------------------------------------------------------------------------- structures
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ParentRef:
     """One ``spec.parentRefs[]`` entry: a ``Gateway`` (ingress) or a ``Service`` (GAMMA, mesh traffic).
 
@@ -142,7 +143,7 @@ class ParentRef:
         return f"{self.kind} {self.namespace}/{self.name}{extra}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BackendRef:
     """A ``backendRefs[]`` entry (or a mirror's ``backendRef``): a Service and port, with its weight.
 
@@ -173,7 +174,7 @@ class BackendRef:
         return f"{self.name}.{self.namespace}" + (f":{self.port}" if self.port else "")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteFilter:
     """A ``filters[]`` entry: its type and, for ``RequestMirror``, where and how much is mirrored."""
 
@@ -183,7 +184,7 @@ class RouteFilter:
     mirror_fraction: Fraction | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteMatch:
     """One match of a rule (every condition must hold).
 
@@ -201,7 +202,7 @@ class RouteMatch:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteRule:
     """One ``rules[]`` entry; ``extras`` names fields present but not part of the split (timeouts, retry)."""
 
@@ -214,7 +215,7 @@ class RouteRule:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GatewayRoute:
     """An ``HTTPRoute``, ``GRPCRoute``, ``TCPRoute`` or ``TLSRoute``.
 
@@ -239,7 +240,7 @@ class GatewayRoute:
         return f"{self.meta.kind} {self.meta.ref}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Listener:
     """A Gateway listener: where it listens and which routes may attach.
 
@@ -270,7 +271,7 @@ class Listener:
         }.get(self.protocol.upper(), ())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Gateway:
     """A Gateway API ``Gateway``: its class name, listeners and whether it has addresses.
 
@@ -310,7 +311,7 @@ class Gateway:
         return li.allowed_selector if li is not None else ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GatewayClass:
     """A ``GatewayClass``: its name and ``spec.controllerName``."""
 
@@ -318,7 +319,7 @@ class GatewayClass:
     controller: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReferenceGrant:
     """A ``ReferenceGrant``: ``from`` holds ``(group, kind, namespace)``, ``to`` ``(group, kind, name|None)``.
 
@@ -338,7 +339,7 @@ class ReferenceGrant:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IstioServer:
     """One ``servers[]`` entry of an Istio ``Gateway``: port, protocol and hosts (``ns/host`` allowed)."""
 
@@ -358,7 +359,7 @@ class IstioServer:
             self.protocol == "HTTPS" and self.tls_mode not in ("", "PASSTHROUGH", "AUTO_PASSTHROUGH"))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class IstioGateway:
     """A ``networking.istio.io`` ``Gateway``: which gateway pods (``selector``) open which servers."""
 

@@ -19,15 +19,15 @@ file context (a :class:`meshstat.parsers.fields.ManifestContext`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from meshstat.parsers.fields import ManifestContext
+from meshstat.records import record
 
 __all__ = ["LocalityLbSetting", "TrafficLocality", "locality_policy", "read_traffic_locality"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LocalityLbSetting:
     """``LocalityLoadBalancerSetting``: ``enabled`` (None: unset), ``distribute``, ``failover``, ``failoverPriority``.
 
@@ -42,7 +42,7 @@ class LocalityLbSetting:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TrafficLocality:
     """The locality-relevant fields of one ``trafficPolicy`` (top level, port level or a subset's).
 

@@ -37,6 +37,7 @@ from meshstat.parsers.fields import (
 )
 from meshstat.parsers.gateway_api import WAYPOINT_CLASS, Gateway, gateway_objects
 from meshstat.parsers.k8s import Diagnostic, Manifests, Meta
+from meshstat.records import record
 
 __all__ = [
     "EgressListener",
@@ -50,7 +51,7 @@ __all__ = [
 _ISTIO_GROUP = "networking.istio.io"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EgressListener:
     """One ``egress`` entry of a Sidecar: an optional port and the hosts it imports."""
 
@@ -59,7 +60,7 @@ class EgressListener:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SidecarResource:
     """An Istio ``Sidecar``: which workloads it selects and which hosts their proxies know.
 
@@ -73,7 +74,7 @@ class SidecarResource:
     outbound_policy: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeshConfig:
     """The parts of Istio's MeshConfig that decide visibility and unknown-destination traffic.
 

@@ -45,6 +45,7 @@ what does not fit through the typed field readers of :mod:`meshstat.parsers.fiel
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +77,7 @@ from meshstat.parsers.fields import (
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
 from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, gc_paused, yaml_documents
+from meshstat.records import record
 
 __all__ = [
     "KIND_CONVERTERS",
@@ -112,7 +114,7 @@ _MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 # --------------------------------------------------------------------------- diagnostics
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Diagnostic:
     """A warning or note about the input, with the file and line of the object.
 
@@ -143,7 +145,7 @@ class Diagnostic:
 # --------------------------------------------------------------------------- objects
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Meta:
     """``apiVersion``, ``kind`` and ``metadata`` of an object, plus where it was read."""
 
@@ -168,7 +170,7 @@ class Meta:
         return f"{self.source}:{self.line}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Namespace:
     """A ``Namespace`` and its labels (``istio-injection``, ``istio.io/rev``)."""
 
@@ -179,7 +181,7 @@ class Namespace:
         return dict(self.meta.labels)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WorkloadResource:
     """A Deployment, StatefulSet, ReplicaSet or Pod: what its pods look like.
 
@@ -224,7 +226,7 @@ class WorkloadResource:
         return got
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServicePort:
     """One entry of ``Service.spec.ports`` (or of a ServiceEntry's ``spec.ports``).
 
@@ -241,7 +243,7 @@ class ServicePort:
     l4: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Service:
     """A Kubernetes ``Service``."""
 
@@ -262,7 +264,7 @@ class Service:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RouteDestination:
     """A ``route[]`` entry of an HTTP or TCP route: destination and weight."""
 
@@ -273,7 +275,7 @@ class RouteDestination:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HTTPMatch:
     """One ``HTTPMatchRequest`` (all its conditions must hold)."""
 
@@ -292,7 +294,7 @@ class HTTPMatch:
     query_params: tuple[tuple[str, str, str], ...] = ()  # (name, exact|prefix|regex|present, value)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HTTPRoute:
     """One ``http[]`` rule of a VirtualService."""
 
@@ -308,7 +310,7 @@ class HTTPRoute:
     abort: tuple[int, str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TCPRoute:
     """One ``tcp[]`` rule of a VirtualService."""
 
@@ -319,7 +321,7 @@ class TCPRoute:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VirtualService:
     """An Istio ``VirtualService``."""
 
@@ -337,7 +339,7 @@ class VirtualService:
         return not self.gateways or "mesh" in self.gateways
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Subset:
     """A DestinationRule subset: a label filter over the host's endpoints."""
 
@@ -348,7 +350,7 @@ class Subset:
     locality: TrafficLocality | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DestinationRule:
     """An Istio ``DestinationRule``."""
 
@@ -370,7 +372,7 @@ class DestinationRule:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SEEndpoint:
     """A static endpoint of a ServiceEntry (``WorkloadEntry`` inline)."""
 
@@ -382,7 +384,7 @@ class SEEndpoint:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServiceEntry:
     """An Istio ``ServiceEntry`` (hosts, ports, static endpoints)."""
 
@@ -1003,11 +1005,140 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     ctx = ManifestContext(source, default_namespace)
     out = Manifests(sources=[source])
     with gc_paused():
-        for doc in yaml_documents(text, source):
-            _convert(ctx, doc, out)
-        doc = None  # the trees are freed before the collector resumes, which would walk them all once
+        if not _read_list_in_parts(ctx, text, out):
+            for doc in yaml_documents(text, source):
+                _convert(ctx, doc, out)
+            doc = None  # the trees are freed before the collector resumes, which would walk them all once
     out.drop_duplicates()
     return out
+
+
+#: The share of a big List's items that the other process reads (:func:`_read_list_in_parts`): it also finds
+#: the
+#: key lines and sends its objects back pickled, so its share is the smaller one. Measured best on the 2-core
+#: benchmark machine (``python3 benchmarks/scale.py split 10000 100``).
+TAIL_SHARE = 0.25
+
+
+def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
+    """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
+    reads
+    the text) where it does not apply. It applies with another CPU, to a text of
+    :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS` or more that opens like a List; a List of
+    :data:`~meshstat.parsers.yaml_loader.SPLIT_MIN_ITEMS` items or more is read in two parts, any other JSON
+    text in one, with the child's key table (as :func:`~meshstat.parsers.yaml_loader.json_documents` reads
+    it).
+
+    A forked child (:func:`meshstat.workers.stream`) finds the key lines first and sends them, then parses
+    the text
+    too and reads the last :data:`TAIL_SHARE` of the items
+    (:meth:`~meshstat.parsers.yaml_loader.ListSplit.tail`);
+    this process parses the text, converts and reads the other items meanwhile and adds the child's objects
+    after
+    its own, as one process reads them. The result and the errors are a one-process read's: when the two
+    parts'
+    keys do not meet (a key written twice, which the YAML reader then refuses), nothing is kept and the text
+    is
+    read as one; an error in this process's items is raised once that check passed; and the child's part is
+    converted and read here again when the child fails (a field of the wrong type raises here, after every
+    object before it was read).
+    """
+    from meshstat.parsers.yaml_loader import (
+        NUMPY_KEY_LINES_MIN_CHARS,
+        _json_key_lines_numpy,
+        _lined_document,
+        json_list_split,
+    )
+    from meshstat.workers import jobs, stream
+
+    if len(text) < NUMPY_KEY_LINES_MIN_CHARS or jobs() <= 1 or not _LIST_HEAD.match(text):
+        return False
+    from array import array
+
+    import orjson
+
+    child = stream(lambda: _list_tail(ctx, text))
+    try:
+        try:
+            root = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            child.cancel()
+            return False
+        split = json_list_split(root, TAIL_SHARE)
+        if split is None:  # one part, with the child's table: the one-process read of a big JSON text
+            tab = child.next(lambda: _json_key_lines_numpy(text))
+            child.cancel()  # it has nothing more to give
+            docs = _lined_document(root, tab, None, block_lists=False) if tab is not None else None
+            if docs is None:
+                return False
+            for doc in docs:
+                _convert(ctx, doc, out)
+            return True
+        del root
+        ltab = array("q", [1])
+        head = split.head(ltab)
+        tab = child.next(lambda: _json_key_lines_numpy(text)) if head is not None else None
+        if head is None or tab is None:
+            child.cancel()
+            return False
+        ltab += tab
+        part = Manifests()
+        held: Exception | None = None
+        try:
+            for item in head[0]:
+                _convert(ctx, item, part, depth=1)
+        except Exception as exc:  # raised once the two parts are known to hold the text's keys
+            held = exc
+        got = child.next(lambda: None)
+    except BaseException:
+        child.cancel()
+        raise
+    child.close()
+    if got is None:  # the child failed: its part is converted here, and read below
+        conv = split.tail(tab)
+        if conv is None:
+            return False
+        items, start = conv
+    else:
+        start, tail = got
+    if start != head[1]:
+        return False
+    if held is not None:
+        raise held
+    if got is None:
+        tail = Manifests()
+        for item in items:
+            _convert(ctx, item, tail, depth=1)
+    out.extend(part)
+    out.extend(tail)
+    return True
+
+
+#: The opening of a JSON List: ``items`` after at most a few text-valued keys (``apiVersion``, ``kind``), as
+#: kubectl
+#: and other writers put them (a first look only: :func:`~meshstat.parsers.yaml_loader.json_list_split`
+#: decides).
+_LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}"\s*:\s*"[^"\\]{0,100}"\s*,){0,4}\s*"items"\s*:\s*\[')
+
+
+def _list_tail(ctx: ManifestContext, text: str) -> Iterator[Any]:
+    """The child of :func:`_read_list_in_parts`: the key table, then (where the first tail key's entry, the
+    objects
+    of the List's tail); nothing more when the text does not split as the parent's does."""
+    import orjson
+
+    from meshstat.parsers.yaml_loader import _json_key_lines_numpy, json_list_split
+
+    tab = _json_key_lines_numpy(text)
+    yield tab
+    split = json_list_split(orjson.loads(text), TAIL_SHARE) if tab is not None else None
+    conv = split.tail(tab) if split is not None and tab is not None else None
+    if conv is None:
+        return
+    part = Manifests()
+    for item in conv[0]:
+        _convert(ctx, item, part, depth=1)
+    yield conv[1], part
 
 
 def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:

@@ -45,6 +45,7 @@ from meshstat.parsers.fields import (
     field_str_map,
 )
 from meshstat.parsers.yaml_loader import LineDict
+from meshstat.records import record
 
 __all__ = [
     "SERVICE_NAME_LABEL",
@@ -71,7 +72,7 @@ TOPOLOGY_HINTS_OLD = "service.kubernetes.io/topology-aware-hints"
 _EXCLUDED = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Node:
     """A Node: name, zone, region, allocatable CPU (millicores), readiness, labels."""
 
@@ -90,7 +91,7 @@ class Node:
         return any(k in _EXCLUDED for k, _ in self.labels)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PodPlacement:
     """Where a Pod runs and whether it is ready."""
 
@@ -127,7 +128,7 @@ class PodPlacement:
         return f"{kind.lower()}/{name}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EndpointHintsIn:
     """``hints`` of an endpoint: zone names and node names (empty: none)."""
 
@@ -135,7 +136,7 @@ class EndpointHintsIn:
     for_nodes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SliceEndpoint:
     """One ``endpoints[]`` item; conditions are None when unset (each reader applies its own default)."""
 
@@ -150,7 +151,7 @@ class SliceEndpoint:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SlicePort:
     """One ``ports[]`` item of an EndpointSlice."""
 
@@ -159,7 +160,7 @@ class SlicePort:
     protocol: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TopologyEndpointSlice:
     """An EndpointSlice."""
 
@@ -173,7 +174,7 @@ class TopologyEndpointSlice:
     line: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ServiceTopology:
     """The topology fields of a Service (``None``: unset, the API's default applies)."""
 

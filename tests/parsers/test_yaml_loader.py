@@ -121,11 +121,18 @@ def _split_key_lines(text: str) -> list[int] | None:
         yl.NUMPY_KEY_LINES_MIN_CHARS = small
 
 
-@given(text=st.text(st.sampled_from(['"', "\\", ":", "a", " ", "\n", "é"]), max_size=60))
-def test_numpy_key_table_equals_the_split(text) -> None:
+@given(text=st.text(st.sampled_from(['"', "\\", ":", "a", " ", "\n", "é"]), max_size=60),
+       piece=st.sampled_from([1, 2, 3, 5, 1 << 20]))
+def test_numpy_key_table_equals_the_split(text, piece) -> None:
     """Big texts find key lines with numpy: on any text (runs of backslashes, quotes, colons, spaces before
-    colons) it gives what the split of small texts gives."""
-    got = yl._json_key_lines_numpy(text)
+    colons) it gives what the split of small texts gives, whatever the pieces it is passed over in (small
+    pieces put every ``":``, ``" :`` and backslash run across their edges)."""
+    was = yl._KEY_LINES_PIECE
+    yl._KEY_LINES_PIECE = piece
+    try:
+        got = yl._json_key_lines_numpy(text)
+    finally:
+        yl._KEY_LINES_PIECE = was
     assert (None if got is None else list(got)) == _split_key_lines(text)
 
 

@@ -1,0 +1,163 @@
+"""A big JSON List read in two processes (``parsers.k8s._read_list_in_parts``) is the one-process read: the
+same objects with the same lines, the same first error, whatever the child does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from meshstat.errors import ConfigParseError
+from meshstat.parsers import k8s
+from meshstat.parsers import yaml_loader as yl
+from meshstat.parsers.k8s import parse_manifest_text
+from tests.cluster_gen import Plant, as_run_today, cluster, to_json, with_namespace_sidecars, with_zone_plants
+
+
+@pytest.fixture
+def small_lists(monkeypatch):
+    """Lists of a few hundred items split too (the real thresholds are 1 MiB and 2,000 items)."""
+    monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
+    monkeypatch.setattr(yl, "SPLIT_MIN_ITEMS", 10)
+
+
+def _kubectl_order(doc):
+    """The List as ``kubectl get -o json`` orders it: apiVersion, items, kind, metadata (keys after the
+    items)."""
+    return {"apiVersion": "v1", "items": doc["items"], "kind": "List",
+            "metadata": {"resourceVersion": "", "labels": {"a": "b"}, "x": [{"y": 1}, []]}}
+
+
+def _one_process(text, monkeypatch):
+    with monkeypatch.context() as m:
+        m.setenv("MESHSTAT_JOBS", "1")
+        return _read(text)
+
+
+def _read(text):
+    try:
+        return parse_manifest_text(text, "c.json")
+    except ConfigParseError as exc:
+        return f"error: {exc}"
+
+
+def _same(a, b) -> None:
+    assert not isinstance(a, str) and not isinstance(b, str), (a, b)
+    for f in ("namespaces", "workloads", "services", "virtual_services", "destination_rules",
+              "service_entries",
+              "diagnostics", "sources", "ignored", "gateway_objects", "topology", "replaced"):
+        assert getattr(a, f) == getattr(b, f), f
+    def unparsed(m):
+        return [(meta, d, d.line, d.key_lines) for meta, d in m.unparsed]
+
+    assert unparsed(a) == unparsed(b)
+
+
+DOCS = {
+    "plants": lambda: cluster(60, 6, Plant(True, True, True, True, True, True, True, True)),
+    "as run today": lambda: as_run_today(cluster(40, 4)),
+    "zones and sidecars": lambda: with_namespace_sidecars(with_zone_plants(cluster(30, 3), 20)),
+    "kubectl order": lambda: _kubectl_order(cluster(50, 5, Plant(subset_no_pods=True))),
+}
+
+
+@pytest.mark.parametrize("name", DOCS)
+def test_two_processes_read_what_one_reads(name, small_lists, forks, monkeypatch) -> None:
+    text = to_json(DOCS[name]())
+    got = _read(text)
+    assert len(forks) == 1, "the List was read in two processes"
+    _same(got, _one_process(text, monkeypatch))
+
+
+def _with(doc, index, path, value):
+    item = doc["items"][index]
+    for k in path[:-1]:
+        item = item[k]
+    item[path[-1]] = value
+    return doc
+
+
+def _service_at(doc, where):
+    """The index of the first Service in the first half of the items, or of the last Service."""
+    found = [i for i, x in enumerate(doc["items"]) if x["kind"] == "Service"]
+    return found[0] if where == "head" else found[-1]
+
+
+@pytest.mark.parametrize("where", [("head",), ("tail",), ("head", "tail")])
+def test_the_first_error_is_the_one_process_error(where, small_lists, forks, monkeypatch) -> None:
+    """A field of the wrong type in this process's items, in the child's (which fails: its part is read here
+    again), or in both: the message of the first, with its line."""
+    doc = cluster(60, 6)
+    for w in where:
+        _with(doc, _service_at(doc, w), ("spec", "ports"), "eighty")
+    text = to_json(doc)
+    got, want = _read(text), _one_process(text, monkeypatch)
+    assert isinstance(got, str) and got == want
+    assert len(forks) == 1
+
+
+@pytest.mark.parametrize("head_error", [False, True])
+def test_a_key_written_twice_in_the_tail_reads_as_one_process_does(head_error, small_lists, forks,
+                                                                   monkeypatch) -> None:
+    """orjson keeps the last of a key written twice; the key counts of the two parts then do not meet, and the
+    text is read as one process reads it (the YAML reader refuses the key), before any error of the head."""
+    doc = cluster(60, 6)
+    if head_error:
+        _with(doc, _service_at(doc, "head"), ("spec", "ports"), "eighty")
+    text = to_json(doc)
+    at = text.rindex('"kind": "VirtualService"')
+    text = text[:at] + '"kind": "VirtualService", ' + text[at:]
+    got, want = _read(text), _one_process(text, monkeypatch)
+    assert isinstance(want, str) and "duplicate" in want.lower() and got == want
+
+
+@pytest.mark.parametrize("how", ["raises", "killed", "gives up"])
+def test_a_child_that_fails_is_redone_here(how, small_lists, forks, monkeypatch) -> None:
+    """The child sends its table and then raises, is killed or sends nothing more: its part is read here."""
+    parent = os.getpid()
+    real = k8s._list_tail
+
+    def tail(ctx, text):
+        gen = real(ctx, text)
+        yield next(gen)
+        if os.getpid() != parent:
+            if how == "raises":
+                raise RuntimeError("child only")
+            if how == "killed":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return
+        yield from gen
+
+    monkeypatch.setattr(k8s, "_list_tail", tail)
+    text = to_json(_kubectl_order(cluster(50, 5)))
+    got = _read(text)
+    assert len(forks) == 1
+    _same(got, _one_process(text, monkeypatch))
+
+
+@pytest.mark.parametrize("items", [[1, 2], [{"kind": "Service"}, 5], [[], {}]])
+def test_items_that_are_not_objects(items, small_lists, forks, monkeypatch) -> None:
+    """Items that are not objects at the end of the List: the one-process message."""
+    doc = cluster(20, 2)
+    doc["items"] += items
+    text = to_json(doc)
+    got, want = _read(text), _one_process(text, monkeypatch)
+    assert isinstance(want, str) and got == want
+
+
+def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> None:
+    """Below the thresholds, or not a List: one part, the one-process read (the child only finds the key
+    lines)."""
+    text = to_json(cluster(20, 2))
+    _read(text)
+    assert forks == []  # a small text: no child at all
+    monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
+    other = json.dumps({"kind": "Service", "apiVersion": "v1", "items": [], "metadata": {"name": "a"}},
+                       indent=1)
+    for t in (text, other):  # 100 items, fewer than SPLIT_MIN_ITEMS; a Service that opens like a List
+        assert yl.json_list_split(json.loads(t), 0.25) is None
+        _same(_read(t), _one_process(t, monkeypatch))
+    assert len(forks) == 2
