@@ -42,9 +42,9 @@ def record(cls: type[T]) -> type[T]:
 def _reduce(cls: Any) -> Callable[[Any], tuple[Any, ...]]:
     """``__reduce__``: the record is pickled as its class and the values of its ``__init__``'s parameters, and
     made again by that ``__init__``, so a field set by ``__post_init__`` or kept as a cache (``init=False``)
-    is
-    made afresh. Half the time of the dataclass's own pickling, which sets each slot through
-    ``object.__setattr__`` (``meshstat.workers`` sends a part's records between processes this way)."""
+    is made afresh. Half the time of the dataclass's own pickling, which sets each slot through
+    ``object.__setattr__`` (``meshstat.workers`` sends a part's records between processes this way).
+    """
     fields = [f for f in dataclasses.fields(cls) if f.init]
     positional = [f.name for f in fields if not f.kw_only]
     keyword = [f.name for f in fields if f.kw_only]

@@ -141,9 +141,9 @@ class Stream(Generic[T]):
         self._fd = fd
 
     def next(self, here: Callable[[], T]) -> T:
-        """The child's next result; ``here()`` when there is no child, or it failed or sent nothing more
-        (from then
-        on every result is computed here: the caller's stand-ins compute the same things)."""
+        """The child's next result; ``here()`` when there is no child, or it failed or sent nothing more (from
+        then on every result is computed here: the caller's stand-ins compute the same things).
+        """
         if self._pid:
             try:
                 head = _read_exact(self._fd, 8)
@@ -185,9 +185,9 @@ class Stream(Generic[T]):
 
 def stream(fn: Callable[[], Iterator[T]]) -> Stream[T]:
     """Run the generator ``fn()`` in a forked child (where :func:`jobs` allows more than one process): each
-    value
-    it yields is sent as soon as it is made, by a thread of the child, so a big result waits in no pipe while
-    the child goes on. :meth:`Stream.next` takes them in order. :func:`start`'s rules apply to ``fn``."""
+    value it yields is sent as soon as it is made, by a thread of the child, so a big result waits in no pipe
+    while the child goes on. :meth:`Stream.next` takes them in order. :func:`start`'s rules apply to ``fn``.
+    """
     if jobs() <= 1:
         return Stream()
     r, w = os.pipe()

@@ -162,12 +162,15 @@ class Meta:
     ref: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ref", f"{self.namespace}/{self.name}")
+        _META_REF(self, f"{self.namespace}/{self.name}")
 
     @property
     def where(self) -> str:
         """``file:line``."""
         return f"{self.source}:{self.line}"
+
+
+_META_REF = Meta.__dict__["ref"].__set__  # sets the frozen record's slot (as its __init__ does: meshstat.records)
 
 
 @record
@@ -536,6 +539,23 @@ def _port_value(ctx: ManifestContext, obj: Any, key: str, what: str) -> int | st
 
 
 def read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
+    """``apiVersion``, ``kind`` and ``metadata`` of ``doc``. The common case (a text name, a text namespace or
+    none) is read directly; anything else takes :func:`_read_meta`, which checks each field and says what is
+    wrong.
+    """
+    md = doc.get("metadata")
+    if isinstance(md, dict):
+        name, ns = md.get("name"), md.get("namespace")
+        if type(name) is str and (ns is None or type(ns) is str):
+            labels, annotations = md.get("labels"), md.get("annotations")
+            return Meta(kind, str(doc.get("apiVersion") or ""), name, ns or ctx.default_namespace,
+                        () if labels is None else field_str_map(ctx, md, "labels", f"{kind} metadata"),
+                        () if annotations is None else field_str_map(ctx, md, "annotations", f"{kind} metadata"),
+                        ctx.source, doc.line, ns is not None)
+    return _read_meta(ctx, doc, kind)
+
+
+def _read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
     md = field_map(ctx, doc, "metadata", kind)
     name = field_str(ctx, md, "name", f"{kind} metadata")
     if name is None:
@@ -1017,31 +1037,25 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
 #: the
 #: key lines and sends its objects back pickled, so its share is the smaller one. Measured best on the 2-core
 #: benchmark machine (``python3 benchmarks/scale.py split 10000 100``).
-TAIL_SHARE = 0.25
+TAIL_SHARE = 0.3
 
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
     """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
-    reads
-    the text) where it does not apply. It applies with another CPU, to a text of
+    reads the text) where it does not apply. It applies with another CPU, to a text of
     :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS` or more that opens like a List; a List of
     :data:`~meshstat.parsers.yaml_loader.SPLIT_MIN_ITEMS` items or more is read in two parts, any other JSON
     text in one, with the child's key table (as :func:`~meshstat.parsers.yaml_loader.json_documents` reads
     it).
 
-    A forked child (:func:`meshstat.workers.stream`) finds the key lines first and sends them, then parses
-    the text
-    too and reads the last :data:`TAIL_SHARE` of the items
-    (:meth:`~meshstat.parsers.yaml_loader.ListSplit.tail`);
-    this process parses the text, converts and reads the other items meanwhile and adds the child's objects
-    after
-    its own, as one process reads them. The result and the errors are a one-process read's: when the two
-    parts'
-    keys do not meet (a key written twice, which the YAML reader then refuses), nothing is kept and the text
-    is
-    read as one; an error in this process's items is raised once that check passed; and the child's part is
-    converted and read here again when the child fails (a field of the wrong type raises here, after every
-    object before it was read).
+    A forked child (:func:`meshstat.workers.stream`) finds the key lines first and sends them, then parses the
+    text too and reads the last :data:`TAIL_SHARE` of the items
+    (:meth:`~meshstat.parsers.yaml_loader.ListSplit.tail`); this process parses the text, converts and reads
+    the other items meanwhile and adds the child's objects after its own, as one process reads them. The
+    result and the errors are a one-process read's: when the two parts' keys do not meet (a key written twice,
+    which the YAML reader then refuses), nothing is kept and the text is read as one; an error in this
+    process's items is raised once that check passed; and the child's part is converted and read here again
+    when the child fails (a field of the wrong type raises here, after every object before it was read).
     """
     from meshstat.parsers.yaml_loader import (
         NUMPY_KEY_LINES_MIN_CHARS,
@@ -1123,8 +1137,8 @@ _LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}"\s*:\s*"[^"\\]{0,100}"\s*,)
 
 def _list_tail(ctx: ManifestContext, text: str) -> Iterator[Any]:
     """The child of :func:`_read_list_in_parts`: the key table, then (where the first tail key's entry, the
-    objects
-    of the List's tail); nothing more when the text does not split as the parent's does."""
+    objects of the List's tail); nothing more when the text does not split as the parent's does.
+    """
     import orjson
 
     from meshstat.parsers.yaml_loader import _json_key_lines_numpy, json_list_split

@@ -711,13 +711,10 @@ class ListSplit:
     table.
 
     :attr:`items_entry` is the table entry of the ``items`` key (an item's line, where it has no key of its
-    own,
-    comes from it) and :attr:`after` the number of keys written after the items (the rest of the List). The
-    head
-    is converted with the whole table (:meth:`head`), the tail with a table of its own (:meth:`tail`), so
-    neither
-    part needs the other's keys counted first: they fit the text exactly when the head ends at the entry where
-    the tail starts.
+    own, comes from it) and :attr:`after` the number of keys written after the items (the rest of the List).
+    The head is converted with the whole table (:meth:`head`), the tail with a table of its own
+    (:meth:`tail`), so neither part needs the other's keys counted first: they fit the text exactly when the
+    head ends at the entry where the tail starts.
     """
 
     __slots__ = ("after", "first_tail", "items", "items_entry")
@@ -727,25 +724,26 @@ class ListSplit:
 
     def head(self, ltab: MutableSequence[int]) -> tuple[list[Any], int] | None:
         """The items before :attr:`first_tail` as :class:`LineDict` trees, and the entry of their last key
-        (``None``
-        when one nests deeper than :data:`MAX_DEPTH`); ``ltab``, the whole table, may be filled in
-        afterwards."""
-        return _lined_tree(self.items[:self.first_tail], ltab, None, False, start=self.items_entry,
-                           parent=self.items_entry, depth=1)
+        (``None`` when one nests deeper than :data:`MAX_DEPTH`); ``ltab``, the whole table, may be filled in
+        afterwards. The parsed items are let go of as they are converted (:func:`_lined_tree`'s ``release``).
+        """
+        head = self.items[:self.first_tail]
+        self.items[:self.first_tail] = [None] * self.first_tail
+        return _lined_tree(head, ltab, None, False, start=self.items_entry, parent=self.items_entry, depth=1,
+                           release=True)
 
     def tail(self, tab: Sequence[int]) -> tuple[list[Any], int] | None:
         """The items from :attr:`first_tail` on as :class:`LineDict` trees, and the entry of the last key
-        before them,
-        given the text's key lines ``tab`` (``None`` when one nests deeper than :data:`MAX_DEPTH`, or the
-        table
-        has fewer keys than the tail).
+        before them, given the text's key lines ``tab`` (``None`` when one nests deeper than
+        :data:`MAX_DEPTH`, or the table has fewer keys than the tail).
 
         The tail's keys are the last ones before the :attr:`after` keys, so counting them while converting
-        gives
-        where they start; their own table is made then: the ``items`` key's line, then theirs.
+        gives where they start; their own table is made then: the ``items`` key's line, then theirs.
         """
         table = array("q", [0])
-        got = _lined_tree(self.items[self.first_tail:], table, None, False, start=0, parent=0, depth=1)
+        tail = self.items[self.first_tail:]
+        del self.items[self.first_tail:]  # let go of as they are converted, as the head's
+        got = _lined_tree(tail, table, None, False, start=0, parent=0, depth=1, release=True)
         if got is None:
             return None
         start = len(tab) - self.after - got[1]
@@ -758,10 +756,10 @@ class ListSplit:
 
 def json_list_split(root: Any, tail_share: float) -> ListSplit | None:
     """``root`` (orjson's tree of a JSON text) cut in two when it is a List of :data:`SPLIT_MIN_ITEMS` items
-    or
-    more, as ``kubectl get -o json`` writes one (a mapping whose ``kind`` ends in ``List``, with a list of
+    or more, as ``kubectl get -o json`` writes one (a mapping whose ``kind`` ends in ``List``, with a list of
     ``items``); the tail holds ``tail_share`` of the items. ``None`` for anything else, or a key of the List
-    beside ``items`` that nests deeper than :data:`MAX_DEPTH`."""
+    beside ``items`` that nests deeper than :data:`MAX_DEPTH`.
+    """
     if type(root) is not dict:
         return None
     kind, items = root.get("kind"), root.get("items")
@@ -901,22 +899,23 @@ def _lined_document(root: Any, tab: Sequence[int], keys: list[str] | None, block
 
 
 def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, block_lists: bool, *,
-                start: int = 0, parent: int = 0, depth: int = 0) -> tuple[Any, int] | None:
+                start: int = 0, parent: int = 0, depth: int = 0, release: bool = False) -> tuple[Any, int] | None:
     """A parsed tree (plain dicts and lists) -> (:class:`LineDict`/:class:`LineList` tree, the keys it holds).
 
     The tree's lines come from ``ltab``: ``ltab[0]`` is the document's line (1) and ``ltab[i]`` the line of
     the i-th key written in the text, in document order (the order of the parsed mappings, walked depth
     first). The walk only counts keys: ``ltab`` may be filled in after it, before a line is asked for; the
     caller checks that the count is the table's. With ``keys`` (the text of each key, as written), every key
-    of the tree is checked against it, so a text whose keys the table misreads is given up (``None``),
-    never given wrong lines. A list's line is its parent key's (JSON), or the next line when the list is
-    not empty (block YAML, where the first ``-`` follows its key). Subtrees under :data:`_UNREAD_KEYS`
-    are kept as parsed (their keys counted, not converted). ``None`` also when the tree nests deeper
-    than :data:`MAX_DEPTH` or has more keys than ``keys``.
+    of the tree is checked against it, so a text whose keys the table misreads is given up (``None``), never
+    given wrong lines. A list's line is its parent key's (JSON), or the next line when the list is not empty
+    (block YAML, where the first ``-`` follows its key). Subtrees under :data:`_UNREAD_KEYS` are kept as
+    parsed (their keys counted, not converted). ``None`` also when the tree nests deeper than
+    :data:`MAX_DEPTH` or has more keys than ``keys``.
 
-    ``start``, ``parent`` and ``depth`` convert a part of a document (:func:`json_list_split`): the entry of
-    the
-    last key before ``root``, the entry ``root``'s line comes from, and its nesting depth.
+    ``release`` (a list ``root``): each item is dropped from ``root`` once converted, so that the parsed tree
+    is freed while the converted one is made, in the memory it leaves. ``start``, ``parent`` and ``depth``
+    convert a part of a document (:func:`json_list_split`): the entry of the last key before ``root``, the
+    entry ``root``'s line comes from, and its nesting depth.
     """
     pos = start  # entries used so far: the entry of the last key converted
     lined_list = _LinedBlockList if block_lists else _LinedList
@@ -948,7 +947,7 @@ def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, b
         pos = p
         return out
 
-    def conv_list(v: list[Any], parent: int, depth: int) -> _LinedList:
+    def conv_list(v: list[Any], parent: int, depth: int, release: bool = False) -> _LinedList:
         if depth >= MAX_DEPTH:
             raise _Mismatch
         out = lined_list(v)
@@ -962,6 +961,8 @@ def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, b
                 out[j] = conv_dict(x, parent, depth + 1)
             elif t is list:
                 out[j] = conv_list(x, parent, depth + 1)
+            if release:  # the parsed item goes now: the next items are made in its memory
+                v[j] = x = None
         return out
 
     try:
@@ -969,7 +970,7 @@ def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, b
         if t is dict:
             doc: Any = conv_dict(root, parent, depth)
         elif t is list:
-            doc = conv_list(root, parent, depth)
+            doc = conv_list(root, parent, depth, release)
         else:
             doc = root
     except (_Mismatch, IndexError):
@@ -1020,15 +1021,13 @@ def _json_key_lines_numpy(text: str) -> array[int] | None:
     """:func:`_json_key_lines` over the UTF-8 bytes with numpy: the same lines (tests/parsers check it), as an
     ``array('q')`` (8 bytes a key, where a list of ints takes about 36; indexing it gives ints).
 
-    ``"``, ``:``, ``\\`` and the line break are single bytes in UTF-8 and never part of another character,
-    so the byte positions of ``":`` and of line breaks give the same lines as the characters do. The bytes are
+    ``"``, ``:``, ``\\`` and the line break are single bytes in UTF-8 and never part of another character, so
+    the byte positions of ``":`` and of line breaks give the same lines as the characters do. The bytes are
     passed over in pieces of :data:`_KEY_LINES_PIECE` (two bytes of the piece before looked back at), so the
-    passes reuse a little memory where whole-text arrays would each be new memory to map: 0.15-0.2 s for a 75
-    MB
-    export where whole-text passes took 0.2-0.4 s. A ``":`` after a run of backslashes is dropped when the
-    run is
-    odd; each run's length comes from one pass over the backslashes, so a hostile text of long runs costs no
-    more than a plain one.
+    passes reuse a little memory where whole-text arrays would each be new memory to map: 0.12-0.18 s for a 75
+    MB export where whole-text passes took 0.20-0.39 s. A ``":`` after a run of backslashes is dropped when the
+    run is odd; each run's length comes from one pass over the backslashes, so a hostile text of long runs
+    costs no more than a plain one.
     """
     import numpy as np  # a dependency; imported here only for big texts
 
