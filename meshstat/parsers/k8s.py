@@ -45,7 +45,6 @@ what does not fit through the typed field readers of :mod:`meshstat.parsers.fiel
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -1033,64 +1032,41 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-#: The share of a big List's items that the other process reads (:func:`_read_list_in_parts`): it also finds
-#: the
+#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`): it also finds the
 #: key lines and sends its objects back pickled, so its share is the smaller one. Measured best on the 2-core
-#: benchmark machine (``python3 benchmarks/scale.py split 10000 100``).
+#: benchmark machine (``python3 benchmarks/scale.py split 10000 100`` times the read in one process and in two).
 TAIL_SHARE = 0.3
 
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
-    """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
-    reads the text) where it does not apply. It applies with another CPU, to a text of
-    :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS` or more that opens like a List; a List of
-    :data:`~meshstat.parsers.yaml_loader.SPLIT_MIN_ITEMS` items or more is read in two parts, any other JSON
-    text in one, with the child's key table (as :func:`~meshstat.parsers.yaml_loader.json_documents` reads
-    it).
+    """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller reads
+    the text in one) where it does not apply: one CPU, a text under
+    :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS`, or one that is not a List with an item
+    boundary to cut at (:func:`~meshstat.parsers.yaml_loader.json_list_cut`).
 
-    A forked child (:func:`meshstat.workers.stream`) finds the key lines first and sends them, then parses the
-    text too and reads the last :data:`TAIL_SHARE` of the items
-    (:meth:`~meshstat.parsers.yaml_loader.ListSplit.tail`); this process parses the text, converts and reads
-    the other items meanwhile and adds the child's objects after its own, as one process reads them. The
-    result and the errors are a one-process read's: when the two parts' keys do not meet (a key written twice,
-    which the YAML reader then refuses), nothing is kept and the text is read as one; an error in this
-    process's items is raised once that check passed; and the child's part is converted and read here again
-    when the child fails (a field of the wrong type raises here, after every object before it was read).
+    A forked child (:func:`meshstat.workers.stream`) finds the key lines of the text and sends them, then parses,
+    converts and reads the items after the cut (the last :data:`TAIL_SHARE` of the text); this process parses,
+    converts and reads the items before it meanwhile, and adds the child's objects after its own, as one process
+    reads them. The result and the errors are a one-process read's: when the two parts' keys do not meet the
+    text's (a key written twice, which the YAML reader then refuses) or the two parts are not a List, nothing
+    is kept and the text is read in one part; an error in this process's items is raised once that check
+    passed; and the child's part is converted and read here again when the child fails (a field of the wrong
+    type raises here, after every object before it was read).
     """
-    from meshstat.parsers.yaml_loader import (
-        NUMPY_KEY_LINES_MIN_CHARS,
-        _json_key_lines_numpy,
-        _lined_document,
-        json_list_split,
-    )
+    from meshstat.parsers.yaml_loader import NUMPY_KEY_LINES_MIN_CHARS, _json_key_lines_numpy, json_list_cut
     from meshstat.workers import jobs, stream
 
-    if len(text) < NUMPY_KEY_LINES_MIN_CHARS or jobs() <= 1 or not _LIST_HEAD.match(text):
+    if len(text) < NUMPY_KEY_LINES_MIN_CHARS or jobs() <= 1:
+        return False
+    cut = json_list_cut(text, TAIL_SHARE)
+    if cut is None:
         return False
     from array import array
 
-    import orjson
-
-    child = stream(lambda: _list_tail(ctx, text))
+    child = stream(lambda: _list_tail(ctx, text, cut))
     try:
-        try:
-            root = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            child.cancel()
-            return False
-        split = json_list_split(root, TAIL_SHARE)
-        if split is None:  # one part, with the child's table: the one-process read of a big JSON text
-            tab = child.next(lambda: _json_key_lines_numpy(text))
-            child.cancel()  # it has nothing more to give
-            docs = _lined_document(root, tab, None, block_lists=False) if tab is not None else None
-            if docs is None:
-                return False
-            for doc in docs:
-                _convert(ctx, doc, out)
-            return True
-        del root
         ltab = array("q", [1])
-        head = split.head(ltab)
+        head = cut.head(text, ltab)
         tab = child.next(lambda: _json_key_lines_numpy(text)) if head is not None else None
         if head is None or tab is None:
             child.cancel()
@@ -1101,7 +1077,7 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
         try:
             for item in head[0]:
                 _convert(ctx, item, part, depth=1)
-        except Exception as exc:  # raised once the two parts are known to hold the text's keys
+        except Exception as exc:  # raised once the two parts are known to be the text's List
             held = exc
         got = child.next(lambda: None)
     except BaseException:
@@ -1109,13 +1085,15 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
         raise
     child.close()
     if got is None:  # the child failed: its part is converted here, and read below
-        conv = split.tail(tab)
+        conv = cut.tail(text, tab)
         if conv is None:
             return False
-        items, start = conv
+        items, start, after = conv
     else:
-        start, tail = got
-    if start != head[1]:
+        start, after, tail = got
+    before = head[2]
+    kind = before.get("kind", after.get("kind"))
+    if start != head[1] or before.keys() & after.keys() or type(kind) is not str or not kind.endswith("List"):
         return False
     if held is not None:
         raise held
@@ -1128,31 +1106,21 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
     return True
 
 
-#: The opening of a JSON List: ``items`` after at most a few text-valued keys (``apiVersion``, ``kind``), as
-#: kubectl
-#: and other writers put them (a first look only: :func:`~meshstat.parsers.yaml_loader.json_list_split`
-#: decides).
-_LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}"\s*:\s*"[^"\\]{0,100}"\s*,){0,4}\s*"items"\s*:\s*\[')
-
-
-def _list_tail(ctx: ManifestContext, text: str) -> Iterator[Any]:
-    """The child of :func:`_read_list_in_parts`: the key table, then (where the first tail key's entry, the
-    objects of the List's tail); nothing more when the text does not split as the parent's does.
-    """
-    import orjson
-
-    from meshstat.parsers.yaml_loader import _json_key_lines_numpy, json_list_split
+def _list_tail(ctx: ManifestContext, text: str, cut: Any) -> Iterator[Any]:
+    """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key, the
+    List's keys after its items, the objects of the tail's items); nothing more when the tail does not read as
+    the end of a List."""
+    from meshstat.parsers.yaml_loader import _json_key_lines_numpy
 
     tab = _json_key_lines_numpy(text)
     yield tab
-    split = json_list_split(orjson.loads(text), TAIL_SHARE) if tab is not None else None
-    conv = split.tail(tab) if split is not None and tab is not None else None
+    conv = cut.tail(text, tab) if tab is not None else None
     if conv is None:
         return
     part = Manifests()
     for item in conv[0]:
         _convert(ctx, item, part, depth=1)
-    yield conv[1], part
+    yield conv[1], conv[2], part
 
 
 def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:

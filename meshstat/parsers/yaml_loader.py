@@ -32,6 +32,7 @@ numpy, imported only to find the key lines of a JSON text of 1 MiB or more (:fun
 
 from __future__ import annotations
 
+import re
 from array import array
 from collections.abc import Iterator, MutableSequence, Sequence
 from contextlib import contextmanager
@@ -702,85 +703,110 @@ def _big_json_documents(text: str, orjson: Any) -> list[Any] | None:
     return [got[0]]
 
 
-#: A kubectl List of at least this many items may be read in two parts, one per process (``parsers.k8s``).
-SPLIT_MIN_ITEMS = 2_000
+#: The opening of a JSON List: ``items`` after at most four keys with text values (``apiVersion``, ``kind``),
+#: as kubectl and other writers put them.
+_LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}":\s*"[^"\\]{0,100}"\s*,){0,4}\s*"items":\s*\[')
 
 
-class ListSplit:
-    """A kubectl List (JSON) cut in two at item :attr:`first_tail`: where each part's keys sit in the key
-    table.
+class ListCut:
+    """A JSON List cut in two between two items, in the text: each part parsed and converted on its own.
 
-    :attr:`items_entry` is the table entry of the ``items`` key (an item's line, where it has no key of its
-    own, comes from it) and :attr:`after` the number of keys written after the items (the rest of the List).
-    The head is converted with the whole table (:meth:`head`), the tail with a table of its own
-    (:meth:`tail`), so neither part needs the other's keys counted first: they fit the text exactly when the
-    head ends at the entry where the tail starts.
+    The head is the text up to the end of an item, closed (``]}``): the List's opening keys and the items up to
+    the cut. The tail is the rest, opened (``{"items":[``): the items after the cut and the List's last keys.
+    Each part's keys are the text's keys in order, so the head's trees take their lines from the text's table
+    (:meth:`head`) and the tail's from the part of it after the head (:meth:`tail`): they fit the text exactly
+    when the head's keys end at the entry where the tail's begin, which the caller checks, together with the
+    List's own keys (none in both parts). ``items_entry`` is the table entry of the ``items`` key.
     """
 
-    __slots__ = ("after", "first_tail", "items", "items_entry")
+    __slots__ = ("head_end", "items_entry", "tail_start")
 
-    def __init__(self, items: list[Any], first_tail: int, items_entry: int, after: int) -> None:
-        self.items, self.first_tail, self.items_entry, self.after = items, first_tail, items_entry, after
+    def __init__(self, head_end: int, tail_start: int, items_entry: int) -> None:
+        self.head_end, self.tail_start, self.items_entry = head_end, tail_start, items_entry
 
-    def head(self, ltab: MutableSequence[int]) -> tuple[list[Any], int] | None:
-        """The items before :attr:`first_tail` as :class:`LineDict` trees, and the entry of their last key
-        (``None`` when one nests deeper than :data:`MAX_DEPTH`); ``ltab``, the whole table, may be filled in
-        afterwards. The parsed items are let go of as they are converted (:func:`_lined_tree`'s ``release``).
-        """
-        head = self.items[:self.first_tail]
-        self.items[:self.first_tail] = [None] * self.first_tail
-        return _lined_tree(head, ltab, None, False, start=self.items_entry, parent=self.items_entry, depth=1,
-                           release=True)
+    def head(self, text: str, ltab: MutableSequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
+        """The head's items as :class:`LineDict` trees, the entry of their last key and the List's keys before
+        ``items`` (``ltab``, the whole table, may be filled in afterwards); ``None`` when the head is not the
+        opening of a List and whole items (the text is then read in one part)."""
+        import orjson
 
-    def tail(self, tab: Sequence[int]) -> tuple[list[Any], int] | None:
-        """The items from :attr:`first_tail` on as :class:`LineDict` trees, and the entry of the last key
-        before them, given the text's key lines ``tab`` (``None`` when one nests deeper than
-        :data:`MAX_DEPTH`, or the table has fewer keys than the tail).
-
-        The tail's keys are the last ones before the :attr:`after` keys, so counting them while converting
-        gives where they start; their own table is made then: the ``items`` key's line, then theirs.
-        """
-        table = array("q", [0])
-        tail = self.items[self.first_tail:]
-        del self.items[self.first_tail:]  # let go of as they are converted, as the head's
-        got = _lined_tree(tail, table, None, False, start=0, parent=0, depth=1, release=True)
-        if got is None:
+        try:
+            root = orjson.loads(text[:self.head_end] + "]}")
+        except orjson.JSONDecodeError:
             return None
-        start = len(tab) - self.after - got[1]
+        if type(root) is not dict or next(reversed(root), None) != "items" or type(root["items"]) is not list:
+            return None
+        items = root.pop("items")
+        if len(root) != self.items_entry - 1 or any(type(v) in (dict, list) for v in root.values()):
+            return None
+        got = _lined_tree(items, ltab, None, False, start=self.items_entry, parent=self.items_entry, depth=1,
+                          release=True)
+        return None if got is None else (got[0], got[1], root)
+
+    def tail(self, text: str, tab: Sequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
+        """The tail's items as :class:`LineDict` trees, the entry of the last key before them and the List's keys
+        after ``items``, given the text's key lines ``tab``; ``None`` when the tail is not whole items and the
+        end of a List, or the table has too few keys.
+
+        The tail's keys are the last ones of the text, so counting them while converting gives where they
+        start; their own table is made then: the ``items`` key's line, then theirs.
+        """
+        import orjson
+
+        try:
+            root = orjson.loads('{"items":[' + text[self.tail_start:])
+        except orjson.JSONDecodeError:
+            return None
+        if type(root) is not dict or type(root["items"]) is not list:
+            return None
+        items = root.pop("items")
+        after = 0
+        for v in root.values():  # the List's keys after its items (kind, metadata) and what they hold
+            n = 0
+            if type(v) is dict or type(v) is list:
+                got = _lined_tree(v, array("q"), None, False, depth=1)  # counts its keys, checks its depth
+                if got is None:
+                    return None
+                n = got[1]
+            after += 1 + n
+        table = array("q", [0])
+        conv = _lined_tree(items, table, None, False, start=0, parent=0, depth=1, release=True)
+        if conv is None:
+            return None
+        start = len(tab) - after - conv[1]
         if start < self.items_entry:
             return None
         table[0] = tab[self.items_entry - 1]
-        table += array("q", tab[start:start + got[1]])
-        return got[0], start
+        table += array("q", tab[start:start + conv[1]])
+        return conv[0], start, root
 
 
-def json_list_split(root: Any, tail_share: float) -> ListSplit | None:
-    """``root`` (orjson's tree of a JSON text) cut in two when it is a List of :data:`SPLIT_MIN_ITEMS` items
-    or more, as ``kubectl get -o json`` writes one (a mapping whose ``kind`` ends in ``List``, with a list of
-    ``items``); the tail holds ``tail_share`` of the items. ``None`` for anything else, or a key of the List
-    beside ``items`` that nests deeper than :data:`MAX_DEPTH`.
+def json_list_cut(text: str, tail_share: float) -> ListCut | None:
+    """Where to cut a JSON List written with one item opening per line (``kubectl get -o json``): between two
+    items, about ``tail_share`` of the text from its end; ``None`` for a text that does not open as a List
+    (:data:`_LIST_HEAD`) or has no item boundary there (a List on one line, say).
+
+    An item boundary is ``}``, ``,`` and ``{`` on lines of their own at the indentation of the first item. That
+    is only where to look: :meth:`ListCut.head` and :meth:`ListCut.tail` parse the two parts, and only two
+    parts that close and open a List where the text's items meet are used.
     """
-    if type(root) is not dict:
+    m = _LIST_HEAD.match(text)
+    if m is None:
         return None
-    kind, items = root.get("kind"), root.get("items")
-    if (type(kind) is not str or not kind.endswith("List") or type(items) is not list
-            or len(items) < SPLIT_MIN_ITEMS):
+    at = m.end()
+    first = text.find("{", at)
+    line = text.rfind("\n", at, first)
+    if first < 0 or line < 0 or text[at:line].strip() or text[line + 1:first].strip(" "):
         return None
-    entry = after = 0
-    seen = False
-    for k, v in root.items():
-        n = 0
-        if k != "items" and (type(v) is dict or type(v) is list):
-            got = _lined_tree(v, array("q"), None, False, depth=1)  # counts its keys (and checks its depth)
-            if got is None:
-                return None
-            n = got[1]
-        if seen:
-            after += 1 + n
-        else:
-            entry += 1 + n
-            seen = k == "items"
-    return ListSplit(items, len(items) - int(len(items) * tail_share), entry, after)
+    indent = text[line + 1:first]
+    sep = f"\n{indent}}},\n{indent}{{"
+    target = at + int((len(text) - at) * (1 - tail_share))
+    i = text.find(sep, target)
+    if i < 0:
+        i = text.rfind(sep, at, target)
+        if i < 0:
+            return None
+    return ListCut(i + len(indent) + 2, i + len(sep) - 1, m.group(0).count('":'))
 
 
 def _json_walked(text: str, root: Any) -> list[Any] | None:
@@ -914,7 +940,7 @@ def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, b
 
     ``release`` (a list ``root``): each item is dropped from ``root`` once converted, so that the parsed tree
     is freed while the converted one is made, in the memory it leaves. ``start``, ``parent`` and ``depth``
-    convert a part of a document (:func:`json_list_split`): the entry of the last key before ``root``, the
+    convert a part of a document (:class:`ListCut`): the entry of the last key before ``root``, the
     entry ``root``'s line comes from, and its nesting depth.
     """
     pos = start  # entries used so far: the entry of the last key converted

@@ -19,9 +19,8 @@ from tests.cluster_gen import Plant, as_run_today, cluster, to_json, with_namesp
 
 @pytest.fixture
 def small_lists(monkeypatch):
-    """Lists of a few hundred items split too (the real thresholds are 1 MiB and 2,000 items)."""
+    """Lists of a few hundred items split too (the real threshold is 1 MiB)."""
     monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
-    monkeypatch.setattr(yl, "SPLIT_MIN_ITEMS", 10)
 
 
 def _kubectl_order(doc):
@@ -120,8 +119,8 @@ def test_a_child_that_fails_is_redone_here(how, small_lists, forks, monkeypatch)
     parent = os.getpid()
     real = k8s._list_tail
 
-    def tail(ctx, text):
-        gen = real(ctx, text)
+    def tail(ctx, text, cut):
+        gen = real(ctx, text, cut)
         yield next(gen)
         if os.getpid() != parent:
             if how == "raises":
@@ -149,15 +148,23 @@ def test_items_that_are_not_objects(items, small_lists, forks, monkeypatch) -> N
 
 
 def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> None:
-    """Below the thresholds, or not a List: one part, the one-process read (the child only finds the key
-    lines)."""
-    text = to_json(cluster(20, 2))
+    """A small text, a List on one line (no item boundary to cut at), JSON that is not a List although it opens
+    like one, a List cut inside an object's own key (made to look like an item boundary): one part, the
+    one-process read."""
+    doc = cluster(20, 2)
+    text = to_json(doc)
     _read(text)
     assert forks == []  # a small text: no child at all
     monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
-    other = json.dumps({"kind": "Service", "apiVersion": "v1", "items": [], "metadata": {"name": "a"}},
-                       indent=1)
-    for t in (text, other):  # 100 items, fewer than SPLIT_MIN_ITEMS; a Service that opens like a List
-        assert yl.json_list_split(json.loads(t), 0.25) is None
-        _same(_read(t), _one_process(t, monkeypatch))
-    assert len(forks) == 2
+    one_line = json.dumps(doc)
+    assert yl.json_list_cut(one_line, 0.3) is None
+    _same(_read(one_line), _one_process(one_line, monkeypatch))
+    not_a_list = to_json({"apiVersion": "v1", "kind": "Thing", "items": doc["items"], "metadata": {"name": "x"}})
+    assert yl.json_list_cut(not_a_list, 0.3) is not None
+    _same(_read(not_a_list), _one_process(not_a_list, monkeypatch))
+    extra = to_json({"apiVersion": "v1", "kind": "List", "items": doc["items"][:10],
+                     "extra": [{"name": f"e{i}", "kind": "Service"} for i in range(3000)]})
+    cut = yl.json_list_cut(extra, 0.3)
+    assert cut is not None and cut.head_end > extra.index('"extra"')  # a boundary in a list after the items
+    assert cut.head(extra, [1]) is None
+    _same(_read(extra), _one_process(extra, monkeypatch))
