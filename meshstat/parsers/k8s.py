@@ -169,7 +169,8 @@ class Meta:
         return f"{self.source}:{self.line}"
 
 
-_META_REF = Meta.__dict__["ref"].__set__  # sets the frozen record's slot (as its __init__ does: meshstat.records)
+#: Sets the frozen record's ``ref`` slot, as its ``__init__`` sets the others (:mod:`meshstat.records`).
+_META_REF = Meta.__dict__["ref"].__set__
 
 
 @record
@@ -546,10 +547,10 @@ def read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
     if isinstance(md, dict):
         name, ns = md.get("name"), md.get("namespace")
         if type(name) is str and (ns is None or type(ns) is str):
-            labels, annotations = md.get("labels"), md.get("annotations")
+            labels, notes = md.get("labels"), md.get("annotations")
             return Meta(kind, str(doc.get("apiVersion") or ""), name, ns or ctx.default_namespace,
                         () if labels is None else field_str_map(ctx, md, "labels", f"{kind} metadata"),
-                        () if annotations is None else field_str_map(ctx, md, "annotations", f"{kind} metadata"),
+                        () if notes is None else field_str_map(ctx, md, "annotations", f"{kind} metadata"),
                         ctx.source, doc.line, ns is not None)
     return _read_meta(ctx, doc, kind)
 
@@ -1032,26 +1033,27 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`): it also finds the
-#: key lines and sends its objects back pickled, so its share is the smaller one. Measured best on the 2-core
-#: benchmark machine (``python3 benchmarks/scale.py split 10000 100`` times the read in one process and in two).
+#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`): it also finds
+#: the key lines and sends its objects back pickled, so its share is the smaller one. 0.3 measured best on the
+#: 2-core benchmark machine (0.2 to 0.4 tried: the JSON audit of ``cluster(10_000, 100)``, four runs each;
+#: ``python3 benchmarks/scale.py split 10000 100`` times the read in one process and in two).
 TAIL_SHARE = 0.3
 
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
-    """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller reads
-    the text in one) where it does not apply: one CPU, a text under
+    """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
+    reads the text in one) where it does not apply: one CPU, a text under
     :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS`, or one that is not a List with an item
     boundary to cut at (:func:`~meshstat.parsers.yaml_loader.json_list_cut`).
 
-    A forked child (:func:`meshstat.workers.stream`) finds the key lines of the text and sends them, then parses,
-    converts and reads the items after the cut (the last :data:`TAIL_SHARE` of the text); this process parses,
-    converts and reads the items before it meanwhile, and adds the child's objects after its own, as one process
-    reads them. The result and the errors are a one-process read's: when the two parts' keys do not meet the
-    text's (a key written twice, which the YAML reader then refuses) or the two parts are not a List, nothing
-    is kept and the text is read in one part; an error in this process's items is raised once that check
-    passed; and the child's part is converted and read here again when the child fails (a field of the wrong
-    type raises here, after every object before it was read).
+    A forked child (:func:`meshstat.workers.stream`) finds the key lines of the text and sends them, then
+    parses, converts and reads the items after the cut (the last :data:`TAIL_SHARE` of the text); this process
+    parses, converts and reads the items before it meanwhile, and adds the child's objects after its own, as
+    one process reads them. The result and the errors are a one-process read's: when the two parts' keys do
+    not meet the text's (a key written twice, which the YAML reader then refuses) or the two parts are not a
+    List, nothing is kept and the text is read in one part; an error in this process's items is raised once
+    that check passed; and the child's part is converted and read here again when the child fails (a field of
+    the wrong type raises here, after every object before it was read).
     """
     from meshstat.parsers.yaml_loader import NUMPY_KEY_LINES_MIN_CHARS, _json_key_lines_numpy, json_list_cut
     from meshstat.workers import jobs, stream
@@ -1107,9 +1109,10 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
 
 
 def _list_tail(ctx: ManifestContext, text: str, cut: Any) -> Iterator[Any]:
-    """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key, the
-    List's keys after its items, the objects of the tail's items); nothing more when the tail does not read as
-    the end of a List."""
+    """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key,
+    the List's keys after its items, the objects of the tail's items); nothing more when the tail does not
+    read as the end of a List.
+    """
     from meshstat.parsers.yaml_loader import _json_key_lines_numpy
 
     tab = _json_key_lines_numpy(text)

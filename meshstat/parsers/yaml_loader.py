@@ -711,12 +711,12 @@ _LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}":\s*"[^"\\]{0,100}"\s*,){0,
 class ListCut:
     """A JSON List cut in two between two items, in the text: each part parsed and converted on its own.
 
-    The head is the text up to the end of an item, closed (``]}``): the List's opening keys and the items up to
-    the cut. The tail is the rest, opened (``{"items":[``): the items after the cut and the List's last keys.
-    Each part's keys are the text's keys in order, so the head's trees take their lines from the text's table
-    (:meth:`head`) and the tail's from the part of it after the head (:meth:`tail`): they fit the text exactly
-    when the head's keys end at the entry where the tail's begin, which the caller checks, together with the
-    List's own keys (none in both parts). ``items_entry`` is the table entry of the ``items`` key.
+    The head is the text up to the end of an item, closed (``]}``): the List's opening keys and the items up
+    to the cut. The tail is the rest, opened (``{"items":[``): the items after the cut and the List's last
+    keys. Each part's keys are the text's keys in order, so the head's trees take their lines from the text's
+    table (:meth:`head`) and the tail's from the part of it after the head (:meth:`tail`): they fit the text
+    exactly when the head's keys end at the entry where the tail's begin, which the caller checks, together
+    with the List's own keys (none in both parts). ``items_entry`` is the table entry of the ``items`` key.
     """
 
     __slots__ = ("head_end", "items_entry", "tail_start")
@@ -727,7 +727,8 @@ class ListCut:
     def head(self, text: str, ltab: MutableSequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
         """The head's items as :class:`LineDict` trees, the entry of their last key and the List's keys before
         ``items`` (``ltab``, the whole table, may be filled in afterwards); ``None`` when the head is not the
-        opening of a List and whole items (the text is then read in one part)."""
+        opening of a List and whole items (the text is then read in one part).
+        """
         import orjson
 
         try:
@@ -744,9 +745,9 @@ class ListCut:
         return None if got is None else (got[0], got[1], root)
 
     def tail(self, text: str, tab: Sequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
-        """The tail's items as :class:`LineDict` trees, the entry of the last key before them and the List's keys
-        after ``items``, given the text's key lines ``tab``; ``None`` when the tail is not whole items and the
-        end of a List, or the table has too few keys.
+        """The tail's items as :class:`LineDict` trees, the entry of the last key before them and the List's
+        keys after ``items``, given the text's key lines ``tab``; ``None`` when the tail is not whole items
+        and the end of a List, or the table has too few keys.
 
         The tail's keys are the last ones of the text, so counting them while converting gives where they
         start; their own table is made then: the ``items`` key's line, then theirs.
@@ -786,9 +787,9 @@ def json_list_cut(text: str, tail_share: float) -> ListCut | None:
     items, about ``tail_share`` of the text from its end; ``None`` for a text that does not open as a List
     (:data:`_LIST_HEAD`) or has no item boundary there (a List on one line, say).
 
-    An item boundary is ``}``, ``,`` and ``{`` on lines of their own at the indentation of the first item. That
-    is only where to look: :meth:`ListCut.head` and :meth:`ListCut.tail` parse the two parts, and only two
-    parts that close and open a List where the text's items meet are used.
+    An item boundary is ``}``, ``,`` and ``{`` on lines of their own at the indentation of the first item.
+    That is only where to look: :meth:`ListCut.head` and :meth:`ListCut.tail` parse the two parts, and only
+    two parts that close and open a List where the text's items meet are used.
     """
     m = _LIST_HEAD.match(text)
     if m is None:
@@ -925,7 +926,8 @@ def _lined_document(root: Any, tab: Sequence[int], keys: list[str] | None, block
 
 
 def _lined_tree(root: Any, ltab: MutableSequence[int], keys: list[str] | None, block_lists: bool, *,
-                start: int = 0, parent: int = 0, depth: int = 0, release: bool = False) -> tuple[Any, int] | None:
+                start: int = 0, parent: int = 0, depth: int = 0, release: bool = False
+                ) -> tuple[Any, int] | None:
     """A parsed tree (plain dicts and lists) -> (:class:`LineDict`/:class:`LineList` tree, the keys it holds).
 
     The tree's lines come from ``ltab``: ``ltab[0]`` is the document's line (1) and ``ltab[i]`` the line of
@@ -1050,9 +1052,9 @@ def _json_key_lines_numpy(text: str) -> array[int] | None:
     ``"``, ``:``, ``\\`` and the line break are single bytes in UTF-8 and never part of another character, so
     the byte positions of ``":`` and of line breaks give the same lines as the characters do. The bytes are
     passed over in pieces of :data:`_KEY_LINES_PIECE` (two bytes of the piece before looked back at), so the
-    passes reuse a little memory where whole-text arrays would each be new memory to map: 0.12-0.18 s for a 75
-    MB export where whole-text passes took 0.20-0.39 s. A ``":`` after a run of backslashes is dropped when the
-    run is odd; each run's length comes from one pass over the backslashes, so a hostile text of long runs
+    passes reuse a little memory where whole-text arrays would each be new memory to map: 0.12-0.18 s for a
+    75 MB export where whole-text passes took 0.20-0.39 s. A ``":`` after a run of backslashes is dropped when
+    the run is odd; each run's length comes from one pass over the backslashes, so a hostile text of long runs
     costs no more than a plain one.
     """
     import numpy as np  # a dependency; imported here only for big texts

@@ -148,9 +148,10 @@ def test_items_that_are_not_objects(items, small_lists, forks, monkeypatch) -> N
 
 
 def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> None:
-    """A small text, a List on one line (no item boundary to cut at), JSON that is not a List although it opens
-    like one, a List cut inside an object's own key (made to look like an item boundary): one part, the
-    one-process read."""
+    """A small text, a List on one line (no item boundary to cut at), JSON that is not a List although it
+    opens like one, a List cut inside an object's own key (made to look like an item boundary): one part, the
+    one-process read.
+    """
     doc = cluster(20, 2)
     text = to_json(doc)
     _read(text)
@@ -159,7 +160,8 @@ def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> No
     one_line = json.dumps(doc)
     assert yl.json_list_cut(one_line, 0.3) is None
     _same(_read(one_line), _one_process(one_line, monkeypatch))
-    not_a_list = to_json({"apiVersion": "v1", "kind": "Thing", "items": doc["items"], "metadata": {"name": "x"}})
+    not_a_list = to_json({"apiVersion": "v1", "kind": "Thing", "items": doc["items"],
+                          "metadata": {"name": "x"}})
     assert yl.json_list_cut(not_a_list, 0.3) is not None
     _same(_read(not_a_list), _one_process(not_a_list, monkeypatch))
     extra = to_json({"apiVersion": "v1", "kind": "List", "items": doc["items"][:10],
