@@ -57,13 +57,35 @@ def jobs() -> int:
     return max(1, min(cpus, MAX_JOBS))
 
 
-class Pending(Generic[T]):
+class _Child:
+    """A forked child (``pid`` 0: none) and the end of the pipe its results come through."""
+
+    def __init__(self, pid: int = 0, fd: int = -1) -> None:
+        self._pid = pid
+        self._fd = fd
+
+    def cancel(self) -> None:
+        """Kill the child, if any, and reap it (its results are not wanted)."""
+        self._close()
+        if self._pid:
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class Pending(_Child, Generic[T]):
     """``fn()`` computed by a forked child (or, where there is none, by :meth:`result` here)."""
 
     def __init__(self, fn: Callable[[], T], pid: int = 0, fd: int = -1) -> None:
+        super().__init__(pid, fd)
         self._fn = fn
-        self._pid = pid
-        self._fd = fd
 
     def result(self) -> T:
         """The child's result, or ``fn()`` computed here when there is no child or it failed."""
@@ -82,21 +104,6 @@ class Pending(Generic[T]):
                 except Exception:  # a truncated or foreign result: computed here
                     pass
         return self._fn()
-
-    def cancel(self) -> None:
-        """Kill the child, if any, and reap it (its result is not wanted)."""
-        self._close()
-        if self._pid:
-            with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(self._pid, 0)
-            self._pid = 0
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
 
 
 def start(fn: Callable[[], T]) -> Pending[T]:
@@ -133,12 +140,8 @@ def start(fn: Callable[[], T]) -> Pending[T]:
         os._exit(code)
 
 
-class Stream(Generic[T]):
+class Stream(_Child, Generic[T]):
     """The results a forked child sends one after another (:func:`stream`), each asked for with a stand-in."""
-
-    def __init__(self, pid: int = 0, fd: int = -1) -> None:
-        self._pid = pid
-        self._fd = fd
 
     def next(self, here: Callable[[], T]) -> T:
         """The child's next result; ``here()`` when there is no child, or it failed or sent nothing more (from
@@ -166,21 +169,6 @@ class Stream(Generic[T]):
             with contextlib.suppress(OSError):
                 os.waitpid(self._pid, 0)
             self._pid = 0
-
-    def cancel(self) -> None:
-        """Kill the child, if any, and reap it (its results are not wanted)."""
-        self._close()
-        if self._pid:
-            with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(self._pid, 0)
-            self._pid = 0
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
 
 
 def stream(fn: Callable[[], Iterator[T]]) -> Stream[T]:
