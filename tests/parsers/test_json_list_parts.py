@@ -170,3 +170,35 @@ def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> No
     assert cut is not None and cut.head_end > extra.index('"extra"')  # a boundary in a list after the items
     assert cut.head(extra, [1]) is None
     _same(_read(extra), _one_process(extra, monkeypatch))
+
+
+_SNIPS = ('"kind": "Service", ', '"x": 1, ', "{", "}", ",", '"', "\\", ":", "]", "[", '"spec": 5, ', "\n",
+          '"metadata": {}, ', '"kind": "List", ', '"items": [], ')
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mutated_lists_read_as_one_process_reads(seed, small_lists, forks, monkeypatch) -> None:
+    """Texts broken near the cut and near the end (a snippet inserted, characters deleted, a line doubled): the
+    two-process read gives the one-process read's objects or its message, every time (fixed seeds: the same
+    texts each run)."""
+    import random
+
+    rnd = random.Random(seed)
+    base = to_json(_kubectl_order(cluster(30, 3, Plant(True, True, True, True, True, True, True, True))))
+    for _ in range(5):
+        t = base
+        for _ in range(rnd.randint(1, 3)):
+            at = rnd.choice([rnd.randrange(len(t)), int(len(t) * rnd.uniform(0.6, 0.8)),
+                             len(t) - rnd.randrange(1, 400)])
+            op = rnd.random()
+            if op < 0.4:
+                t = t[:at] + rnd.choice(_SNIPS) + t[at:]
+            elif op < 0.7:
+                t = t[:at] + t[at + rnd.randint(1, 30):]
+            elif (j := t.find("\n", at)) > 0 and (k := t.find("\n", j + 1)) > 0:
+                t = t[:k] + t[j:k] + t[k:]
+        got, want = _read(t), _one_process(t, monkeypatch)
+        if isinstance(want, str):
+            assert got == want
+        else:
+            _same(got, want)
