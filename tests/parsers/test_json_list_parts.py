@@ -178,9 +178,10 @@ _SNIPS = ('"kind": "Service", ', '"x": 1, ', "{", "}", ",", '"', "\\", ":", "]",
 
 @pytest.mark.parametrize("seed", range(6))
 def test_mutated_lists_read_as_one_process_reads(seed, small_lists, forks, monkeypatch) -> None:
-    """Texts broken near the cut and near the end (a snippet inserted, characters deleted, a line doubled): the
-    two-process read gives the one-process read's objects or its message, every time (fixed seeds: the same
-    texts each run)."""
+    """Texts broken near the cut and near the end (a snippet inserted, characters deleted, a line doubled):
+    the two-process read gives the one-process read's objects or its message, every time (fixed seeds: the
+    same texts each run).
+    """
     import random
 
     rnd = random.Random(seed)
