@@ -1,11 +1,13 @@
 """The other CPUs for a big job: work runs in forked processes, its result comes back pickled.
 
-Two jobs of a cluster's audit use them (``benchmarks/test_bench_audit.py`` times both):
+Three jobs of a cluster's audit use them (``benchmarks/test_bench_audit.py`` times them):
 
 * :func:`in_parts`: the audit's Services are independent once the cluster's indexes exist, so the process
   forks after they are built; each child inherits the whole model (copy on write, nothing is sent to it),
   audits its part and sends back its rows and notes, a few kilobytes.
-* :func:`start`: the key lines of a big JSON text (numpy's passes over its bytes) are found by a child while
+* :func:`stream`: a big JSON List is read by two processes (``parsers.k8s._read_list_in_parts``): the child
+  sends the text's key lines first, then the objects of the items it read.
+* :func:`start` (a stream of one result): the key lines of any other big JSON text are found by a child while
   this process parses the text and makes its tree.
 
 Forking and collecting a child took 10-40 ms on the 2-core machine the benchmarks run on (``python3
@@ -57,91 +59,12 @@ def jobs() -> int:
     return max(1, min(cpus, MAX_JOBS))
 
 
-class _Child:
-    """A forked child (``pid`` 0: none) and the end of the pipe its results come through."""
+class Stream(Generic[T]):
+    """The results a forked child sends one after another (:func:`stream`), each asked for with a stand-in."""
 
     def __init__(self, pid: int = 0, fd: int = -1) -> None:
-        self._pid = pid
-        self._fd = fd
-
-    def cancel(self) -> None:
-        """Kill the child, if any, and reap it (its results are not wanted)."""
-        self._close()
-        if self._pid:
-            with contextlib.suppress(OSError):
-                os.kill(self._pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.waitpid(self._pid, 0)
-            self._pid = 0
-
-    def _close(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
-
-
-class Pending(_Child, Generic[T]):
-    """``fn()`` computed by a forked child (or, where there is none, by :meth:`result` here)."""
-
-    def __init__(self, fn: Callable[[], T], pid: int = 0, fd: int = -1) -> None:
-        super().__init__(pid, fd)
-        self._fn = fn
-
-    def result(self) -> T:
-        """The child's result, or ``fn()`` computed here when there is no child or it failed."""
-        if self._pid:
-            try:
-                data = _read_all(self._fd)
-            except BaseException:  # an interrupt while waiting: the child is not wanted any more
-                self.cancel()
-                raise
-            self._close()
-            _pid, status = os.waitpid(self._pid, 0)
-            self._pid = 0
-            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and data:
-                try:
-                    return pickle.loads(data)  # type: ignore[no-any-return]
-                except Exception:  # a truncated or foreign result: computed here
-                    pass
-        return self._fn()
-
-
-def start(fn: Callable[[], T]) -> Pending[T]:
-    """Start ``fn()`` in a forked child where :func:`jobs` allows more than one process (else it runs when
-    the result is asked for). ``fn`` must compute from what this process holds now, return something
-    picklable, and neither write files nor print."""
-    if jobs() <= 1:
-        return Pending(fn)
-    r, w = os.pipe()
-    try:
-        # Python 3.12+ warns of fork in a threaded process: the child only computes
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
-    except OSError:  # the system refuses (no memory for the page tables, a process limit): done here
-        os.close(r)
-        os.close(w)
-        return Pending(fn)
-    if pid:
-        os.close(w)
-        return Pending(fn, pid, r)
-    # the child: compute, send, leave without returning into the caller or running exit handlers
-    code = 1
-    try:
-        os.close(r)
-        data = pickle.dumps(fn(), protocol=pickle.HIGHEST_PROTOCOL)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(w, view):]
-        code = 0
-    except BaseException:  # anything: the parent computes it itself
-        pass
-    finally:
-        os._exit(code)
-
-
-class Stream(_Child, Generic[T]):
-    """The results a forked child sends one after another (:func:`stream`), each asked for with a stand-in."""
+        self._pid = pid  # 0: no child
+        self._fd = fd  # the end of the pipe its results come through
 
     def next(self, here: Callable[[], T]) -> T:
         """The child's next result; ``here()`` when there is no child, or it failed or sent nothing more (from
@@ -170,26 +93,44 @@ class Stream(_Child, Generic[T]):
                 os.waitpid(self._pid, 0)
             self._pid = 0
 
+    def cancel(self) -> None:
+        """Kill the child, if any, and reap it (its results are not wanted)."""
+        self._close()
+        if self._pid:
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
 
 def stream(fn: Callable[[], Iterator[T]]) -> Stream[T]:
     """Run the generator ``fn()`` in a forked child (where :func:`jobs` allows more than one process): each
     value it yields is sent as soon as it is made, by a thread of the child, so a big result waits in no pipe
-    while the child goes on. :meth:`Stream.next` takes them in order. :func:`start`'s rules apply to ``fn``.
+    while the child goes on. :meth:`Stream.next` takes them in order. ``fn`` must compute from what this
+    process holds now, yield picklable values, and neither write files nor print.
     """
     if jobs() <= 1:
         return Stream()
     r, w = os.pipe()
     try:
+        # Python 3.12+ warns of fork in a threaded process: the child only computes
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
-    except OSError:
+    except OSError:  # the system refuses (no memory for the page tables, a process limit): done here
         os.close(r)
         os.close(w)
         return Stream()
     if pid:
         os.close(w)
         return Stream(pid, r)
+    # the child: compute, send, leave without returning into the caller or running exit handlers
     code = 1
     try:
         import queue
@@ -223,6 +164,34 @@ def stream(fn: Callable[[], Iterator[T]]) -> Stream[T]:
         os._exit(code)
 
 
+class Pending(Generic[T]):
+    """``fn()`` computed by a forked child (or, where there is none, by :meth:`result` here): a
+    :class:`Stream` of one result."""
+
+    def __init__(self, fn: Callable[[], T], child: Stream[T]) -> None:
+        self._fn = fn
+        self._child = child
+
+    def result(self) -> T:
+        """The child's result, or ``fn()`` computed here when there is no child or it failed."""
+        got = self._child.next(self._fn)
+        self._child.close()
+        return got
+
+    def cancel(self) -> None:
+        """Kill the child, if any, and reap it (its result is not wanted)."""
+        self._child.cancel()
+
+
+def start(fn: Callable[[], T]) -> Pending[T]:
+    """Start ``fn()`` in a forked child where :func:`jobs` allows more than one process (else it runs when
+    the result is asked for), under :func:`stream`'s rules."""
+    def one() -> Iterator[T]:
+        yield fn()
+
+    return Pending(fn, stream(one))
+
+
 def in_parts(work: Callable[[int, int], T], parts: int) -> list[T]:
     """``[work(0, parts), ..., work(parts - 1, parts)]``: part 0 here, the others in forked children.
 
@@ -249,11 +218,4 @@ def _read_exact(fd: int, n: int) -> bytes:
     while n > 0 and (chunk := os.read(fd, min(n, 1 << 20))):
         chunks.append(chunk)
         n -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
     return b"".join(chunks)

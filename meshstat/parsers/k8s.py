@@ -45,6 +45,7 @@ what does not fit through the typed field readers of :mod:`meshstat.parsers.fiel
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,8 +76,17 @@ from meshstat.parsers.fields import (
 )
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
 from meshstat.parsers.regex import istio_regex_problem
-from meshstat.parsers.yaml_loader import MAX_EXPANDED_NODES, LineDict, gc_paused, yaml_documents
+from meshstat.parsers.yaml_loader import (
+    MAX_EXPANDED_NODES,
+    LineDict,
+    ListCut,
+    _json_key_lines_numpy,
+    gc_paused,
+    json_list_cut,
+    yaml_documents,
+)
 from meshstat.records import record
+from meshstat.workers import jobs, stream
 
 __all__ = [
     "KIND_CONVERTERS",
@@ -1042,9 +1052,9 @@ TAIL_SHARE = 0.3
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
     """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
-    reads the text in one) where it does not apply: one CPU, a text under
-    :data:`~meshstat.parsers.yaml_loader.NUMPY_KEY_LINES_MIN_CHARS`, or one that is not a List with an item
-    boundary to cut at (:func:`~meshstat.parsers.yaml_loader.json_list_cut`).
+    reads the text in one) where it does not apply: one CPU, or a text that
+    :func:`~meshstat.parsers.yaml_loader.json_list_cut` does not cut (under 1 MiB, not a List, no item
+    boundary to cut at).
 
     A forked child (:func:`meshstat.workers.stream`) finds the key lines of the text and sends them, then
     parses, converts and reads the items after the cut (the last :data:`TAIL_SHARE` of the text); this process
@@ -1055,16 +1065,9 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
     that check passed; and the child's part is converted and read here again when the child fails (a field of
     the wrong type raises here, after every object before it was read).
     """
-    from meshstat.parsers.yaml_loader import NUMPY_KEY_LINES_MIN_CHARS, _json_key_lines_numpy, json_list_cut
-    from meshstat.workers import jobs, stream
-
-    if len(text) < NUMPY_KEY_LINES_MIN_CHARS or jobs() <= 1:
-        return False
-    cut = json_list_cut(text, TAIL_SHARE)
+    cut = json_list_cut(text, TAIL_SHARE) if jobs() > 1 else None
     if cut is None:
         return False
-    from array import array
-
     child = stream(lambda: _list_tail(ctx, text, cut))
     try:
         ltab = array("q", [1])
@@ -1074,11 +1077,9 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
             child.cancel()
             return False
         ltab += tab
-        part = Manifests()
         held: Exception | None = None
         try:
-            for item in head[0]:
-                _convert(ctx, item, part, depth=1)
+            part = _read_items(ctx, head[0])
         except Exception as exc:  # raised once the two parts are known to be the text's List
             held = exc
         got = child.next(lambda: None)
@@ -1100,30 +1101,30 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
     if held is not None:
         raise held
     if got is None:
-        tail = Manifests()
-        for item in items:
-            _convert(ctx, item, tail, depth=1)
+        tail = _read_items(ctx, items)
     out.extend(part)
     out.extend(tail)
     return True
 
 
-def _list_tail(ctx: ManifestContext, text: str, cut: Any) -> Iterator[Any]:
+def _read_items(ctx: ManifestContext, items: list[Any]) -> Manifests:
+    """The objects of a part of a List's items (:func:`_read_list_in_parts`)."""
+    part = Manifests()
+    for item in items:
+        _convert(ctx, item, part, depth=1)
+    return part
+
+
+def _list_tail(ctx: ManifestContext, text: str, cut: ListCut) -> Iterator[Any]:
     """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key,
     the List's keys after its items, the objects of the tail's items); nothing more when the tail does not
     read as the end of a List.
     """
-    from meshstat.parsers.yaml_loader import _json_key_lines_numpy
-
     tab = _json_key_lines_numpy(text)
     yield tab
     conv = cut.tail(text, tab) if tab is not None else None
-    if conv is None:
-        return
-    part = Manifests()
-    for item in conv[0]:
-        _convert(ctx, item, part, depth=1)
-    yield conv[1], conv[2], part
+    if conv is not None:
+        yield conv[1], conv[2], _read_items(ctx, conv[0])
 
 
 def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:

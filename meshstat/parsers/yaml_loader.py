@@ -784,14 +784,15 @@ class ListCut:
 
 def json_list_cut(text: str, tail_share: float) -> ListCut | None:
     """Where to cut a JSON List written with one item opening per line (``kubectl get -o json``): between two
-    items, about ``tail_share`` of the text from its end; ``None`` for a text that does not open as a List
-    (:data:`_LIST_HEAD`) or has no item boundary there (a List on one line, say).
+    items, about ``tail_share`` of the text from its end; ``None`` for a text under
+    :data:`NUMPY_KEY_LINES_MIN_CHARS` (read in one process sooner than forked), one that does not open as a
+    List (:data:`_LIST_HEAD`) or has no item boundary there (a List on one line, say).
 
     An item boundary is ``}``, ``,`` and ``{`` on lines of their own at the indentation of the first item.
     That is only where to look: :meth:`ListCut.head` and :meth:`ListCut.tail` parse the two parts, and only
     two parts that close and open a List where the text's items meet are used.
     """
-    m = _LIST_HEAD.match(text)
+    m = _LIST_HEAD.match(text) if len(text) >= NUMPY_KEY_LINES_MIN_CHARS else None
     if m is None:
         return None
     at = m.end()
