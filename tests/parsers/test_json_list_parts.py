@@ -55,7 +55,24 @@ def _same(a, b) -> None:
     assert unparsed(a) == unparsed(b)
 
 
+def _samples():
+    """Istio's and the Gateway API's samples as the tests keep them (Bookinfo, its ambient form, the Gateway
+    API and topology cases), every object of them in one List."""
+    from pathlib import Path
+
+    import yaml
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    items = []
+    dirs = ("bookinfo", "bookinfo-ambient", "istio", "istio-demo", "gateway-api", "topology", "topology_istio")
+    for d in dirs:
+        for f in sorted((data / d).rglob("*.yaml")):
+            items += [x for x in yaml.safe_load_all(f.read_text()) if isinstance(x, dict) and "kind" in x]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
 DOCS = {
+    "samples": _samples,
     "plants": lambda: cluster(60, 6, Plant(True, True, True, True, True, True, True, True)),
     "as run today": lambda: as_run_today(cluster(40, 4)),
     "zones and sidecars": lambda: with_namespace_sidecars(with_zone_plants(cluster(30, 3), 20)),
