@@ -64,7 +64,8 @@ def _samples():
 
     data = Path(__file__).resolve().parents[1] / "data"
     items = []
-    dirs = ("bookinfo", "bookinfo-ambient", "istio", "istio-demo", "gateway-api", "topology", "topology_istio")
+    dirs = ("bookinfo", "bookinfo-ambient", "istio", "istio-demo", "gateway-api", "topology",
+            "topology_istio")
     for d in dirs:
         for f in sorted((data / d).rglob("*.yaml")):
             items += [x for x in yaml.safe_load_all(f.read_text()) if isinstance(x, dict) and "kind" in x]
