@@ -9,6 +9,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py stages 10000 100      # the audit from JSON stage by stage (collector paused), twice
     python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
     python3 benchmarks/scale.py split 10000 100       # the JSON read in one process and in two, alternating
+    python3 benchmarks/scale.py dups 10000 100        # Manifests.drop_duplicates of the read cluster
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -84,6 +85,22 @@ def parts(text: str) -> str:
         f"; fork and collect {fork * 1000:.0f} ms")
 
 
+def dups(text: str) -> str:
+    """``Manifests.drop_duplicates`` of the read cluster (no object twice: every list kept), three runs, collector
+    paused."""
+    import gc
+
+    manifests = parse_manifest_text(text, "c.json")
+    gc.disable()
+    runs = []
+    for _ in range(3):
+        t = time.perf_counter()
+        manifests.drop_duplicates()
+        runs.append(time.perf_counter() - t)
+    gc.enable()
+    return "drop_duplicates: " + " ".join(f"{x * 1000:.0f}" for x in runs) + " ms"
+
+
 def split(text: str) -> str:
     """The read of a JSON List (``parse_manifest_text``) in one process (``MESHSTAT_JOBS=1``) and in two
     (``parsers.k8s._read_list_in_parts``), three runs each, alternating."""
@@ -104,6 +121,10 @@ def split(text: str) -> str:
 
 
 def main(case: str, *sizes: int) -> str:
+    if case == "dups":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return dups(text)
     if case == "split":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):
