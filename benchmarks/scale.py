@@ -86,8 +86,8 @@ def parts(text: str) -> str:
 
 
 def dups(text: str) -> str:
-    """``Manifests.drop_duplicates`` of the read cluster (no object twice: every list kept), three runs, collector
-    paused."""
+    """``Manifests.drop_duplicates`` of the read cluster (no object twice: every list kept), three runs,
+    collector paused."""
     import gc
 
     manifests = parse_manifest_text(text, "c.json")

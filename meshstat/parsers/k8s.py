@@ -87,7 +87,7 @@ from meshstat.parsers.yaml_loader import (
     yaml_documents,
 )
 from meshstat.records import record
-from meshstat.workers import jobs, stream
+from meshstat.workers import Stream, jobs, stream
 
 __all__ = [
     "KIND_CONVERTERS",
@@ -417,11 +417,12 @@ _META, _KIND_REF = operator.attrgetter("meta"), operator.attrgetter("kind", "nam
 
 def last_applied(objs: Sequence[Any]) -> tuple[list[Any], list[tuple[Any, Any]]]:
     """The objects (each with a ``meta``) that ``kubectl apply`` in their order leaves, in order, and the
-    ``(earlier, later)`` pairs of one API group, kind, namespace and name (the later one replaces the earlier).
+    ``(earlier, later)`` pairs of one API group, kind, namespace and name (the later one replaces the
+    earlier).
 
     Objects of distinct kind, namespace and name (the common case: one export) are found so first, by a set
-    built in C (:data:`_KIND_REF`): ``Manifests.drop_duplicates`` of the 50,000 objects of 10,000 Services took
-    33-39 ms so, 45-53 ms with the look-up below (``python3 benchmarks/scale.py dups 10000 100``)."""
+    built in C (:data:`_KIND_REF`): ``Manifests.drop_duplicates`` of the 50,000 objects of 10,000 Services
+    took 33-39 ms so, 45-53 ms with the look-up below (``python3 benchmarks/scale.py dups 10000 100``)."""
     if len(set(map(_KIND_REF, map(_META, objs)))) == len(objs):
         return list(objs), []
     last: dict[tuple[str, str, str, str], int] = {}
@@ -1060,6 +1061,11 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
 #: ``python3 benchmarks/scale.py split 10000 100`` times the read in one process and in two).
 TAIL_SHARE = 0.3
 
+#: The child of :func:`_read_list_in_parts` sends the objects of its items in chunks of this many: each is
+#: pickled and on its way while the next is converted, so this process does not wait for the whole part to
+#: be pickled.
+TAIL_CHUNK = 2_000
+
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
     """Read a big JSON List (``kubectl get -A -o json``) in two processes; False (nothing read: the caller
@@ -1093,7 +1099,7 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
             part = _read_items(ctx, head[0])
         except Exception as exc:  # raised once the two parts are known to be the text's List
             held = exc
-        got = child.next(lambda: None)
+        got = _tail_chunks(child)
     except BaseException:
         child.cancel()
         raise
@@ -1104,18 +1110,34 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
             return False
         items, start, after = conv
     else:
-        start, after, tail = got
+        start, after, chunks = got
     before = head[2]
     kind = before.get("kind", after.get("kind"))
     if start != head[1] or before.keys() & after.keys() or type(kind) is not str or not kind.endswith("List"):
         return False
     if held is not None:
         raise held
-    if got is None:
-        tail = _read_items(ctx, items)
     out.extend(part)
-    out.extend(tail)
+    for chunk in [_read_items(ctx, items)] if got is None else chunks:
+        out.extend(chunk)
     return True
+
+
+def _tail_chunks(child: Stream[Any]) -> tuple[int, dict[str, Any], list[Manifests]] | None:
+    """What :func:`_list_tail` sends after the key table: (the entry before the tail's first key, the List's
+    keys after its items, the objects of the tail's items in chunks of :data:`TAIL_CHUNK` items); None when
+    the child failed or sent no more (its part is then read here)."""
+    header = child.next(lambda: None)
+    if header is None:
+        return None
+    start, after, n = header
+    chunks = []
+    for _ in range(0, n, TAIL_CHUNK):
+        got = child.next(lambda: None)
+        if got is None:
+            return None
+        chunks.append(got)
+    return start, after, chunks
 
 
 def _read_items(ctx: ManifestContext, items: list[Any]) -> Manifests:
@@ -1128,14 +1150,17 @@ def _read_items(ctx: ManifestContext, items: list[Any]) -> Manifests:
 
 def _list_tail(ctx: ManifestContext, text: str, cut: ListCut) -> Iterator[Any]:
     """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key,
-    the List's keys after its items, the objects of the tail's items); nothing more when the tail does not
-    read as the end of a List.
+    the List's keys after its items, how many items), then the objects of every :data:`TAIL_CHUNK` items;
+    nothing more after the table when the tail does not read as the end of a List.
     """
     tab = _json_key_lines_numpy(text)
     yield tab
     conv = cut.tail(text, tab) if tab is not None else None
     if conv is not None:
-        yield conv[1], conv[2], _read_items(ctx, conv[0])
+        items, start, after = conv
+        yield start, after, len(items)
+        for lo in range(0, len(items), TAIL_CHUNK):
+            yield _read_items(ctx, items[lo:lo + TAIL_CHUNK])
 
 
 def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:

@@ -155,6 +155,64 @@ def test_a_child_that_fails_is_redone_here(how, small_lists, forks, monkeypatch)
     _same(got, _one_process(text, monkeypatch))
 
 
+@pytest.mark.parametrize("sent", [0, 1, 2])
+def test_a_child_that_fails_between_chunks_is_redone_here(sent, small_lists, forks, monkeypatch) -> None:
+    """The child sends its table, the tail's header and ``sent`` chunks of its objects, then raises: what it
+    sent is dropped and its whole part is read here (the List has more chunks than that: 7 items each)."""
+    monkeypatch.setattr(k8s, "TAIL_CHUNK", 7)
+    parent = os.getpid()
+    real = k8s._list_tail
+
+    def tail(ctx, text, cut):
+        gen = real(ctx, text, cut)
+        yield next(gen)  # the key table
+        yield next(gen)  # the header: how many items (test_the_tail_comes_in_chunks: more than 2 chunks)
+        for _ in range(sent):
+            yield next(gen)
+        if os.getpid() != parent:
+            raise RuntimeError("child only")
+        yield from gen
+
+    here = []
+    real_tail = yl.ListCut.tail
+
+    def read_tail(self, text, tab):
+        here.append(os.getpid())
+        return real_tail(self, text, tab)
+
+    monkeypatch.setattr(k8s, "_list_tail", tail)
+    monkeypatch.setattr(yl.ListCut, "tail", read_tail)
+    text = to_json(_kubectl_order(cluster(50, 5)))
+    got = _read(text)
+    assert len(forks) == 1
+    assert here == [parent]  # the tail was read again here
+    _same(got, _one_process(text, monkeypatch))
+
+
+def test_the_tail_comes_in_chunks(small_lists, forks, monkeypatch) -> None:
+    """Chunks of 7 items (the last one shorter): the one-process read, objects in order."""
+    monkeypatch.setattr(k8s, "TAIL_CHUNK", 7)
+    text = to_json(_kubectl_order(cluster(50, 5)))
+    sent = []
+    real = k8s._tail_chunks
+
+    def chunks(child):
+        got = real(child)
+        sent.append(got)
+        return got
+
+    monkeypatch.setattr(k8s, "_tail_chunks", chunks)
+    got = _read(text)
+    assert len(forks) == 1
+    assert sent[0] is not None
+    kinds = ("workloads", "services", "virtual_services", "destination_rules")
+    sizes = [sum(len(getattr(c, f)) for f in kinds) for c in sent[0][2]]
+    assert len(sizes) > 2
+    assert set(sizes[:-1]) == {7}
+    assert 0 < sizes[-1] <= 7
+    _same(got, _one_process(text, monkeypatch))
+
+
 @pytest.mark.parametrize("items", [[1, 2], [{"kind": "Service"}, 5], [[], {}]])
 def test_items_that_are_not_objects(items, small_lists, forks, monkeypatch) -> None:
     """Items that are not objects at the end of the List: the one-process message."""
