@@ -236,6 +236,11 @@ def mesh_virtual_services(mesh: Any, namespace: str, among: Sequence[VirtualServ
 # --------------------------------------------------------------------------- the Sidecar resource
 
 
+#: The egress of a client without a Sidecar resource (or with one without egress): every host of every namespace
+#: (one object: an audit asks for it per Service, and :func:`_by_namespace` keeps its table by it).
+IMPORT_ALL = EgressListener(None, ("*/*",), 0)
+
+
 @dataclass(frozen=True)
 class ClientScope:
     """What a client proxy knows: its namespace, its Sidecar resource, its outbound policy."""
@@ -252,7 +257,7 @@ class ClientScope:
         Sidecar (or one without egress) imports ``*/*``.
         """
         if self.sidecar is None or not self.sidecar.egress:
-            return EgressListener(None, ("*/*",), 0)
+            return IMPORT_ALL
         for li in self.sidecar.egress:
             if li.port == port:
                 return li
