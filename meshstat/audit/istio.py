@@ -42,6 +42,7 @@ from meshstat.audit.core import (
     export_fix,
     no_sidecar_row,
     no_waypoint_row,
+    ratio,
 )
 from meshstat.audit.gateway import consumer_namespaces, route_split
 from meshstat.audit.groups import Part, SidecarGroups
@@ -102,7 +103,7 @@ def _weights(dests: tuple[RouteDestination, ...], label: Callable[[RouteDestinat
     for d in dests:
         if d.weight:
             out[label(d)] = out.get(label(d), 0) + d.weight
-    return tuple((k, Fraction(w, total)) for k, w in out.items())
+    return tuple((k, ratio(w, total)) for k, w in out.items())
 
 
 def unmeshed_by_rule(ctx: AuditContext, info: RegisteredService, port: int, kube: list[ClientClass],

@@ -506,6 +506,8 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
     mc: MeshConfig = mesh.scope.mesh_config
     root = mc.root_namespace
     all_drs = host_rules(mesh).destination_rules(info)  # the others name another host: never chosen
+    if not all_drs:
+        return None
 
     def local(ns: str, private_only: bool = False) -> list[DestinationRule]:
         out = []
