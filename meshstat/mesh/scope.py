@@ -309,6 +309,8 @@ def imports_host(li: EgressListener | None, config_ns: str, host: str, host_ns: 
     """
     if li is None:
         return False
+    if li is IMPORT_ALL:  # ``*/*``: every host of every namespace
+        return True
     byns = _by_namespace(li, config_ns)
     for ns in (host_ns, "*"):
         if ns in byns and any(_subset_of(host, e) for e in byns[ns][1]):

@@ -8,7 +8,7 @@ from fractions import Fraction as F
 import pytest
 
 from meshstat.audit import audit
-from meshstat.mesh.scope import client_scope, destination_rule, exported_to, imports_host
+from meshstat.mesh.scope import IMPORT_ALL, client_scope, destination_rule, exported_to, imports_host
 from meshstat.model import Cascade
 from meshstat.parsers.istio_scope import EgressListener, read_scope_objects
 from meshstat.parsers.k8s import parse_manifest_text
@@ -221,6 +221,18 @@ def test_sidecar_egress_hosts(hosts: str, imported: bool) -> None:
         assert isinstance(sc.route.root, Cascade) and len(sc.route.backends()) == 3
         assert any("PassthroughCluster" in n for n in sc.route.notes)
     assert shares(sidecar_of(m, "default/productpage-v1").route) == NINETY_TEN  # other namespace: no Sidecar
+
+
+@pytest.mark.parametrize("vs", [False, True])
+@pytest.mark.parametrize("host", ["a.shop.svc.cluster.local", "*", "*.default.svc.cluster.local", "example.com",
+                                  "*.com"])
+def test_the_default_egress_imports_as_any_listener_of_every_host(host, vs) -> None:
+    """A client without Sidecar egress imports through :data:`IMPORT_ALL`, answered at once: as a ``*/*``
+    listener of its own is, host by host."""
+    own = EgressListener(None, ("*/*",), 0)
+    assert own is not IMPORT_ALL
+    assert imports_host(IMPORT_ALL, "shop", host, "other", virtual_service=vs) is True
+    assert imports_host(own, "shop", host, "other", virtual_service=vs) is True
 
 
 def test_imports_host_namespace_rules() -> None:
