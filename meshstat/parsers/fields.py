@@ -7,6 +7,9 @@ line of each key). The readers here take one field of such a mapping, check that
 field and what was found when it does not. An absent field reads as the reader's empty value (an empty
 mapping or list, ``None``, the default).
 
+:func:`str_pairs`, :func:`str_list` and :data:`TEXT` are what the converters' fast paths take of a value
+without a reader: the common shapes as they are, None (for the reader to decide) for anything else.
+
 Used by :mod:`meshstat.parsers.k8s`, :mod:`meshstat.parsers.topology`, :mod:`meshstat.parsers.gateway_api`,
 :mod:`meshstat.parsers.istio_scope` and :mod:`meshstat.parsers.istio_locality`, so that each kind of mistake
 is worded the same way whatever the kind of object.
@@ -22,6 +25,7 @@ from meshstat.errors import ConfigParseError
 from meshstat.parsers.yaml_loader import LineDict, LineList
 
 __all__ = [
+    "TEXT",
     "ManifestContext",
     "field_bool",
     "field_controller",
@@ -31,8 +35,15 @@ __all__ = [
     "field_str",
     "field_str_list",
     "field_str_map",
+    "str_list",
+    "str_pairs",
     "type_name",
 ]
+
+
+#: The types of a value that :func:`field_str` returns as it is (for the converters' fast paths:
+#: ``type(v) in TEXT``)
+TEXT = (str, type(None))
 
 
 class ManifestContext:
@@ -153,22 +164,49 @@ def field_bool(ctx: ManifestContext, obj: Any, key: str, what: str) -> bool | No
 def field_str_map(ctx: ManifestContext, obj: Any, key: str, what: str) -> tuple[tuple[str, str], ...]:
     """The mapping ``obj[key]`` of scalars as ``((key, text), ...)`` in file order (labels, annotations)."""
     m = obj.get(key) if isinstance(obj, dict) else None
-    if m is None:  # the common case (no annotations, no labels): nothing to check
-        return ()
+    got = str_pairs(m)  # the common cases: none (no annotations, no labels), or text to text as it is
+    if got is not None:
+        return got
     if not isinstance(m, dict):
         m = field_map(ctx, obj, key, what)  # raises: not a mapping
-    items = tuple(m.items())
-    for k, v in items:  # the common case, text to text, as it is
-        if type(k) is not str or type(v) is not str:
-            break
-    else:
-        return items
+    items = m.items()
     out = []
     for k, v in items:
         if isinstance(v, dict | list):
             raise ctx.fail(f"expected the values of '{key}' of {what} to be strings", m, str(k), v)
         out.append((str(k), "" if v is None else _scalar_text(v)))
     return tuple(out)
+
+
+def str_pairs(m: Any) -> tuple[tuple[str, str], ...] | None:
+    """What :func:`field_str_map` makes of the value ``m`` in its common cases (``()`` for None, the items
+    of a mapping of text to text as they are), or None for anything else: the fast paths of the converters
+    take the common case as it is and leave the rest to the checked reader, which converts or says what is
+    wrong.
+    """
+    if m is None:
+        return ()
+    if not isinstance(m, dict):
+        return None
+    items = tuple(m.items())
+    for k, v in items:
+        if type(k) is not str or type(v) is not str:
+            return None
+    return items
+
+
+def str_list(val: Any) -> tuple[str, ...] | None:
+    """What :func:`field_str_list` makes of the value ``val`` when it is None or a list of text (the common
+    cases, for the converters' fast paths), or None for anything else.
+    """
+    if val is None:
+        return ()
+    if not isinstance(val, list):
+        return None
+    for item in val:
+        if type(item) is not str:
+            return None
+    return tuple(val)
 
 
 def _scalar_text(v: Any) -> str:

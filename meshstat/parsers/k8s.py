@@ -37,7 +37,12 @@ This module is pure Python (standard library and PyYAML).
 Why this module is long: one converter per kind (workloads, Services, VirtualService,
 DestinationRule, ServiceEntry), each checking the shape of its fields with the file and line of
 what does not fit through the typed field readers of :mod:`meshstat.parsers.fields` (``field_map``,
-``field_str``, ``field_int`` ...); the kinds of other families live in their own modules
+``field_str``, ``field_int`` ...), and beside the converters of the kinds a cluster holds by the
+thousand (workloads, Services, VirtualServices, DestinationRules) a short fast path for their common
+shape, which leaves every object it does not take as it is to the checked converter (the section "fast
+paths of the common shapes": the 35,000 objects that this process converts of the JSON audit's
+10,000-Service cluster take 0.34 s where the checked converters alone took 0.52 s, best of four on the
+2-core benchmark machine); the kinds of other families live in their own modules
 (:mod:`~meshstat.parsers.gateway_api`, :mod:`~meshstat.parsers.istio_scope`,
 :mod:`~meshstat.parsers.topology`).
 """
@@ -64,6 +69,7 @@ from meshstat.inputs import (
 from meshstat.outputs import file_kind
 from meshstat.parsers import topology as _topology
 from meshstat.parsers.fields import (
+    TEXT,
     ManifestContext,
     field_bool,
     field_controller,
@@ -73,6 +79,8 @@ from meshstat.parsers.fields import (
     field_str,
     field_str_list,
     field_str_map,
+    str_list,
+    str_pairs,
     type_name,
 )
 from meshstat.parsers.istio_locality import TrafficLocality, read_traffic_locality
@@ -561,20 +569,27 @@ def _port_value(ctx: ManifestContext, obj: Any, key: str, what: str) -> int | st
 
 
 def read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
-    """``apiVersion``, ``kind`` and ``metadata`` of ``doc``. The common case (a text name, a text namespace or
-    none) is read directly; anything else takes :func:`_read_meta`, which checks each field and says what is
+    """``apiVersion``, ``kind`` and ``metadata`` of ``doc``. The common case is read directly
+    (:func:`_plain_meta`); anything else takes :func:`_read_meta`, which checks each field and says what is
     wrong.
+    """
+    meta = _plain_meta(ctx, doc, kind)
+    return _read_meta(ctx, doc, kind) if meta is None else meta
+
+
+def _plain_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta | None:
+    """:func:`_read_meta`'s common case (a text name, a text namespace or none, labels and annotations of text
+    or none) read directly; None for anything else.
     """
     md = doc.get("metadata")
     if isinstance(md, dict):
         name, ns = md.get("name"), md.get("namespace")
-        if type(name) is str and (ns is None or type(ns) is str):
-            labels, notes = md.get("labels"), md.get("annotations")
-            return Meta(kind, str(doc.get("apiVersion") or ""), name, ns or ctx.default_namespace,
-                        () if labels is None else field_str_map(ctx, md, "labels", f"{kind} metadata"),
-                        () if notes is None else field_str_map(ctx, md, "annotations", f"{kind} metadata"),
-                        ctx.source, doc.line, ns is not None)
-    return _read_meta(ctx, doc, kind)
+        if type(name) is str and type(ns) in TEXT:
+            labels, notes = str_pairs(md.get("labels")), str_pairs(md.get("annotations"))
+            if labels is not None and notes is not None:
+                return Meta(kind, str(doc.get("apiVersion") or ""), name, ns or ctx.default_namespace, labels,
+                            notes, ctx.source, doc.line, ns is not None)
+    return None
 
 
 def _read_meta(ctx: ManifestContext, doc: LineDict, kind: str) -> Meta:
@@ -965,6 +980,212 @@ def _service_entry(ctx: ManifestContext, doc: LineDict) -> ServiceEntry:
     )
 
 
+# --------------------------------------------------------------------------- fast paths of the common shapes
+#
+# A cluster's objects are nearly all of one shape, the one kubectl writes: a ``_plain_*`` reader takes that
+# shape of its kind as it is (``type(v) is str``, ``d.get(...)``, no field readers, no messages made in
+# advance) and returns False, having changed nothing, the moment anything is unusual: a value of another type,
+# a missing required field, a text that the checked reader would convert, a field it does not read. The
+# object is then read by the checked converter above, so that every error, its line and every result of an
+# unusual shape come from one place. A ``_plain_*`` reader calls a checked reader only once every field that
+# the checked converter reads before it has been found well-formed: the error it raises is the one the
+# checked converter raises first. tests/parsers/test_convert_fast.py compares the two on every sample
+# manifest and on mutations of each kind.
+
+
+def _plain_workload(ctx: ManifestContext, doc: LineDict, kind: str, out: Manifests) -> bool:
+    """:func:`_workload` of a Deployment, StatefulSet or ReplicaSet of the common shape."""
+    meta, spec = _plain_meta(ctx, doc, kind), doc.get("spec")
+    if meta is None or not isinstance(spec, dict):
+        return False
+    replicas, tmpl = spec.get("replicas", 1), spec.get("template")
+    if type(replicas) is not int or not 0 <= replicas <= 2**31 - 1 or not isinstance(tmpl, dict):
+        return False
+    pod_meta, pod_spec = tmpl.get("metadata"), tmpl.get("spec")
+    if not isinstance(pod_meta, dict) or not isinstance(pod_spec, dict):
+        return False
+    labels, notes = str_pairs(pod_meta.get("labels")), str_pairs(pod_meta.get("annotations"))
+    host_network, ports = pod_spec.get("hostNetwork", False), _plain_container_ports(pod_spec)
+    if labels is None or notes is None or type(host_network) is not bool or ports is None:
+        return False
+    md = doc["metadata"]
+    owner = None if md.get("ownerReferences") is None else field_controller(ctx, md, f"{kind} metadata")
+    rline = spec.line_of("replicas") if "replicas" in spec else None
+    out.workloads.append(
+        WorkloadResource(meta, replicas, labels, notes, host_network, ports, None, rline, owner))
+    return True
+
+
+def _plain_container_ports(spec: LineDict) -> tuple[tuple[str, int, str], ...] | None:
+    """:func:`_container_ports` when every container and port is well-formed; None otherwise."""
+    out = []
+    for key in ("containers", "initContainers"):
+        containers = spec.get(key)
+        if not isinstance(containers, list | None):
+            return None
+        for c in containers or ():
+            ports = c.get("ports") if isinstance(c, dict) else False
+            if not isinstance(ports, list | None):
+                return None
+            for p in ports or ():
+                if not isinstance(p, dict):
+                    return None
+                num, name, proto = p.get("containerPort"), p.get("name"), p.get("protocol")
+                if (type(num) is not int or not 0 < num < 65536 or type(name) not in TEXT
+                        or type(proto) not in TEXT):
+                    return None
+                out.append((name or "", num, proto or "TCP"))
+    return tuple(out)
+
+
+def _plain_service(ctx: ManifestContext, doc: LineDict, kind: str, out: Manifests) -> bool:
+    """:func:`_service` and topology's reading of a Service of the common shape, its metadata read once for
+    both (:func:`meshstat.parsers.topology.plain_service`)."""
+    meta, spec = _plain_meta(ctx, doc, kind), doc.get("spec")
+    if meta is None or not isinstance(spec, dict):
+        return False
+    topo = _topology.plain_service(ctx, doc, spec, meta.namespace, meta.name, meta.annotations)
+    sel, ip, external = spec.get("selector"), spec.get("clusterIP"), spec.get("externalName")
+    selector, ready = None if sel is None else str_pairs(sel), spec.get("publishNotReadyAddresses")
+    ports = _plain_service_ports(spec.get("ports"))
+    if (topo is None or (selector is None and sel is not None) or type(ip) not in TEXT or ports is None
+            or type(external) not in TEXT or not isinstance(ready, bool | None)):
+        return False
+    out.topology.services[topo.ref] = topo
+    out.services.append(Service(meta, topo.type, ip, selector, ports, external, bool(ready)))
+    return True
+
+
+def _plain_service_ports(ports: Any) -> tuple[ServicePort, ...] | None:
+    """:func:`_service_ports` of a Service when every port is well-formed (its target a number or a name);
+    None otherwise."""
+    if not isinstance(ports, list | None):
+        return None
+    out = []
+    for p in ports or ():
+        if not isinstance(p, dict):
+            return None
+        num, name, proto, app = p.get("port"), p.get("name"), p.get("protocol"), p.get("appProtocol")
+        target = p.get("targetPort", num)
+        named = type(target) is str and not target.isdigit()
+        if (type(num) is not int or not 0 < num < 65536 or type(name) not in TEXT or type(proto) not in TEXT
+                or type(app) not in TEXT or not (named or (type(target) is int and 0 < target < 65536))):
+            return None
+        out.append(ServicePort(name or "", num, target, proto or "TCP", app, p.line, True))
+    return tuple(out)
+
+
+def _plain_virtual_service(ctx: ManifestContext, doc: LineDict, kind: str, out: Manifests) -> bool:
+    """:func:`_virtual_service` of the common shape: hosts, and http rules that route without conditions."""
+    meta, spec = _plain_meta(ctx, doc, kind), doc.get("spec")
+    if meta is None or not isinstance(spec, dict):
+        return False
+    hosts, gateways = str_list(spec.get("hosts")), str_list(spec.get("gateways"))
+    export_to, http = str_list(spec.get("exportTo")), _plain_http_routes(spec.get("http"))
+    if not hosts or gateways is None or export_to is None or http is None:
+        return False
+    tcp = () if spec.get("tcp") is None else _tcp_routes(ctx, spec)
+    out.virtual_services.append(
+        VirtualService(meta, hosts, gateways, export_to, http, tcp, bool(spec.get("tls"))))
+    return True
+
+
+#: The keys of an http rule that :func:`_plain_http_routes` takes: what :func:`_http_routes` reads of a rule
+#: without match conditions, redirect, direct response, delegate or fault
+_PLAIN_HTTP_KEYS = frozenset(("name", "route", *_HTTP_EXTRAS)) - {"fault"}
+_ROUTE_KEYS = frozenset(("name", "route"))
+
+
+def _plain_http_routes(rules: Any) -> tuple[HTTPRoute, ...] | None:
+    """:func:`_http_routes` when every rule is of the common shape; None otherwise."""
+    if not isinstance(rules, list | None):
+        return None
+    out = []
+    for i, rule in enumerate(rules or ()):
+        if not isinstance(rule, dict) or not rule.keys() <= _PLAIN_HTTP_KEYS:
+            return None
+        name, dests = rule.get("name"), _plain_destinations(rule.get("route"))
+        if type(name) not in TEXT or dests is None:
+            return None
+        extras = ()
+        if not rule.keys() <= _ROUTE_KEYS:
+            extras = tuple(k for k in _HTTP_EXTRAS if rule.get(k) is not None)
+        out.append(HTTPRoute(name, (), dests, None, extras, rule.line, i))
+    return tuple(out)
+
+
+def _plain_destinations(route: Any) -> tuple[RouteDestination, ...] | None:
+    """:func:`_destinations` when every destination is well-formed; None otherwise."""
+    if not isinstance(route, list | None):
+        return None
+    out = []
+    for r in route or ():
+        dest = r.get("destination") if isinstance(r, dict) else None
+        if not isinstance(dest, dict):
+            return None
+        host, subset, port, weight = dest.get("host"), dest.get("subset"), dest.get("port"), r.get("weight")
+        number = port.get("number") if isinstance(port, dict) else None
+        if (type(host) is not str or type(subset) not in TEXT
+                or not (port is None or (type(number) is int and 0 < number < 65536))
+                or not (weight is None or (type(weight) is int and 0 <= weight <= 2**31 - 1))):
+            return None
+        line = r.line_of("weight") if "weight" in r else r.line
+        out.append(RouteDestination(host, subset, number, weight, line))
+    return tuple(out)
+
+
+def _plain_destination_rule(ctx: ManifestContext, doc: LineDict, kind: str, out: Manifests) -> bool:
+    """:func:`_destination_rule` of the common shape: no port-level settings, subsets with text labels."""
+    meta, spec = _plain_meta(ctx, doc, kind), doc.get("spec")
+    if meta is None or not isinstance(spec, dict):
+        return False
+    host, tp, export_to = spec.get("host"), spec.get("trafficPolicy"), str_list(spec.get("exportTo"))
+    if (type(host) is not str or export_to is None or not isinstance(tp, dict | None)
+            or (tp is None and "trafficPolicy" in spec) or (tp is not None and "portLevelSettings" in tp)):
+        return False
+    subsets = _plain_subsets(ctx, spec.get("subsets"))
+    if subsets is None:
+        return False
+    if tp is None:  # what _destination_rule reads of the empty policy that field_map gives (the spec's line)
+        lb, outlier, locality = None, False, TrafficLocality(line=spec.line)
+    else:
+        lb = _lb_policy(ctx, tp, "trafficPolicy")
+        outlier, locality = bool(tp.get("outlierDetection")), read_traffic_locality(ctx, tp)
+    out.destination_rules.append(DestinationRule(meta, host, lb, (), subsets, export_to, outlier, locality))
+    return True
+
+
+def _plain_subsets(ctx: ManifestContext, subsets: Any) -> tuple[Subset, ...] | None:
+    """The subsets of :func:`_destination_rule`, each a mapping with a text name and text labels; None
+    otherwise."""
+    if not isinstance(subsets, list | None):
+        return None
+    out = []
+    for s in subsets or ():
+        if not isinstance(s, dict):
+            return None
+        name, labels, tp = s.get("name"), str_pairs(s.get("labels")), s.get("trafficPolicy")
+        if type(name) is not str or labels is None:
+            return None
+        if tp is None:
+            out.append(Subset(name, labels, None, s.line))
+        else:
+            out.append(Subset(name, labels, _lb_policy(ctx, tp, "subset trafficPolicy"), s.line,
+                              read_traffic_locality(ctx, tp)))
+    return tuple(out)
+
+
+#: The fast paths of :func:`_convert`, ``(group, kind) -> reader(ctx, doc, kind, out)``: True when the reader
+#: took the object, False when the checked converter is to read it
+_PLAIN_READERS: dict[tuple[str, str], Callable[[ManifestContext, LineDict, str, Manifests], bool]] = {
+    **{(group, kind): _plain_workload
+       for group in ("apps", "extensions") for kind in ("Deployment", "StatefulSet", "ReplicaSet")},
+    ("", "Service"): _plain_service,
+    (_ISTIO_GROUP, "VirtualService"): _plain_virtual_service,
+    (_ISTIO_GROUP, "DestinationRule"): _plain_destination_rule,
+}
+
+
 #: Converters other parser modules add for their kinds, ``(group, kind) -> fn(ctx, doc, manifests)``:
 #: :mod:`meshstat.parsers.gateway_api` (imported with :mod:`meshstat.parsers`) adds the Gateway API kinds
 #: and Istio's ``Gateway``; they append to :attr:`Manifests.gateway_objects`.
@@ -986,6 +1207,9 @@ def _convert(ctx: ManifestContext, doc: Any, out: Manifests, *, depth: int = 0) 
         raise ctx.fail("expected a Kubernetes object with a 'kind'", doc)
     api = str(doc.get("apiVersion") or "")
     group = api.split("/")[0] if "/" in api else ""
+    plain = _PLAIN_READERS.get((group, kind))
+    if plain is not None and plain(ctx, doc, kind, out):
+        return
     if kind == "List" or (kind.endswith("List") and isinstance(doc.get("items"), list)):
         if depth > 2:
             raise ctx.fail("List nested too deeply", doc)

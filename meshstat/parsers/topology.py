@@ -1,6 +1,7 @@
 """Where things run: Nodes, Pod placement, EndpointSlices and the Services' topology fields.
 
-:func:`read_object` is called by :mod:`meshstat.parsers.k8s` for every object of a manifest stream. It
+:func:`read_object` is called by :mod:`meshstat.parsers.k8s` for every object of a manifest stream that its
+fast paths do not take (they take no Node, EndpointSlice or Pod; a Service through :func:`plain_service`). It
 takes what topology needs and leaves the rest to :mod:`meshstat.parsers.k8s`:
 
 * ``Node`` (core/v1): name, ``topology.kubernetes.io/zone`` and ``topology.kubernetes.io/region`` labels
@@ -24,6 +25,10 @@ Field names follow kubernetes ``staging/src/k8s.io/api/core/v1/types.go`` (``Nod
 (unset) so that each reader applies its own default: kube-proxy reads an unset ``ready`` as true
 (``pkg/proxy/endpointslicecache.go: addEndpoints``), the EndpointSlice controller as false.
 
+:func:`plain_service` is :func:`read_object`'s reading of a Service of the common shape, with the metadata
+:mod:`meshstat.parsers.k8s` has read already (None for anything else, which then comes to
+:func:`read_object`).
+
 Fields are read with the shared readers of :mod:`meshstat.parsers.fields`, so a mistake is worded as in the
 other manifest kinds. This module is pure Python and does not import :mod:`meshstat.parsers.k8s` (which
 imports it).
@@ -36,6 +41,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.parsers.fields import (
+    TEXT,
     ManifestContext,
     field_bool,
     field_controller,
@@ -386,6 +392,8 @@ def _slice(ctx: ManifestContext, doc: LineDict, api: str) -> TopologyEndpointSli
 
 
 _POLICIES = ("Cluster", "Local")
+#: The ``internalTrafficPolicy`` and ``externalTrafficPolicy`` that :func:`plain_service` takes as they are
+_NO_POLICY = (None, *_POLICIES)
 
 
 def _service(ctx: ManifestContext, doc: LineDict) -> ServiceTopology:
@@ -398,14 +406,10 @@ def _service(ctx: ManifestContext, doc: LineDict) -> ServiceTopology:
         if v is not None and v not in _POLICIES:
             raise ctx.fail(f"expected '{key}' to be Cluster or Local, got {v!r}", spec, key)
         pol[key] = v
-    node_ports = []
-    for p in field_list(ctx, spec, "ports", "Service spec"):
-        if isinstance(p, dict) and isinstance(p.get("nodePort"), int) and isinstance(p.get("port"), int):
-            node_ports.append((str(p.get("name") or ""), p["port"], p["nodePort"]))
+    node_ports = _node_ports(field_list(ctx, spec, "ports", "Service spec"))
     hc = spec.get("healthCheckNodePort")
     lb = field_map(ctx, field_map(ctx, doc, "status", "Service"), "loadBalancer", "Service status")
-    lb_ips = tuple(str(i["ip"]) for i in field_list(ctx, lb, "ingress", "Service status.loadBalancer")
-                   if isinstance(i, dict) and i.get("ip"))  # fmt: skip
+    lb_ips = _lb_ips(field_list(ctx, lb, "ingress", "Service status.loadBalancer"))
     mode = ann.get(TOPOLOGY_HINTS_OLD, ann.get(TOPOLOGY_MODE))
     return ServiceTopology(
         namespace=field_str(ctx, md, "namespace", "Service metadata") or ctx.default_namespace,
@@ -415,12 +419,52 @@ def _service(ctx: ManifestContext, doc: LineDict) -> ServiceTopology:
         internal_policy=pol["internalTrafficPolicy"],
         external_policy=pol["externalTrafficPolicy"],
         topology_mode=mode,
-        node_ports=tuple(node_ports),
-        health_check_node_port=hc if isinstance(hc, int) and not isinstance(hc, bool) else None,
+        node_ports=node_ports,
+        health_check_node_port=_node_port(hc),
         load_balancer_ips=lb_ips,
         source=ctx.source,
         line=doc.line,
     )
+
+
+def _node_ports(ports: list[Any]) -> tuple[tuple[str, int, int], ...]:
+    """``(name, port, nodePort)`` of the ``ports`` entries that have both numbers."""
+    return tuple((str(p.get("name") or ""), p["port"], p["nodePort"]) for p in ports
+                 if isinstance(p, dict) and isinstance(p.get("nodePort"), int)
+                 and isinstance(p.get("port"), int))
+
+
+def _lb_ips(ingress: list[Any]) -> tuple[str, ...]:
+    """The ``ip`` of each ``status.loadBalancer.ingress`` entry that has one."""
+    return tuple(str(i["ip"]) for i in ingress if isinstance(i, dict) and i.get("ip"))
+
+
+def _node_port(hc: Any) -> int | None:
+    """``healthCheckNodePort`` when it is a number."""
+    return hc if isinstance(hc, int) and not isinstance(hc, bool) else None
+
+
+def plain_service(ctx: ManifestContext, doc: LineDict, spec: LineDict, namespace: str, name: str,
+                  annotations: tuple[tuple[str, str], ...]) -> ServiceTopology | None:  # fmt: skip
+    """:func:`_service`'s common case, read directly (:mod:`meshstat.parsers.k8s` reads a Service's
+    metadata once for both): ``namespace``, ``name`` and ``annotations`` are what ``metadata`` holds, text as
+    it is. None where anything else is unusual, for :func:`_service` to read the object and say what is wrong.
+    """
+    internal, external = spec.get("internalTrafficPolicy"), spec.get("externalTrafficPolicy")
+    ports, kind, dist = spec.get("ports"), spec.get("type"), spec.get("trafficDistribution")
+    status = doc.get("status")
+    lb = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = lb.get("ingress") if isinstance(lb, dict) else None
+    if (type(internal) not in TEXT or internal not in _NO_POLICY or type(external) not in TEXT
+            or external not in _NO_POLICY or type(kind) not in TEXT or type(dist) not in TEXT
+            or not isinstance(ports, list | None) or not isinstance(status, dict | None)
+            or not isinstance(lb, dict | None) or not isinstance(ingress, list | None)):
+        return None
+    ann = dict(annotations)
+    return ServiceTopology(namespace, name, kind or "ClusterIP", dist, internal, external,
+                           ann.get(TOPOLOGY_HINTS_OLD, ann.get(TOPOLOGY_MODE)), _node_ports(ports or ()),
+                           _node_port(spec.get("healthCheckNodePort")), _lb_ips(ingress) if ingress else (),
+                           ctx.source, doc.line)
 
 
 def read_object(ctx: ManifestContext, doc: LineDict, kind: str, group: str, api: str, into: Topology) -> bool:
