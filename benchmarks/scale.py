@@ -10,6 +10,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
     python3 benchmarks/scale.py split 10000 100       # the JSON read in one process and in two, alternating
     python3 benchmarks/scale.py dups 10000 100        # Manifests.drop_duplicates of the read cluster
+    python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at TAIL_SHARE 0.3-0.42, alternating
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -120,11 +121,33 @@ def split(text: str) -> str:
     return "; ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in ts) + " s" for n, ts in runs.items())
 
 
+def shares(text: str) -> str:
+    """The read in two processes at several ``parsers.k8s.TAIL_SHARE`` values, five runs each, alternating."""
+    from meshstat.parsers import k8s
+
+    was = k8s.TAIL_SHARE
+    runs: dict[float, list[float]] = {s: [] for s in (0.3, 0.34, 0.38, 0.42)}
+    try:
+        for _ in range(5):
+            for share in runs:
+                k8s.TAIL_SHARE = share
+                t = time.perf_counter()
+                parse_manifest_text(text, "c.json")
+                runs[share].append(time.perf_counter() - t)
+    finally:
+        k8s.TAIL_SHARE = was
+    return "; ".join(f"{s}: " + " ".join(f"{x:.2f}" for x in ts) + " s" for s, ts in runs.items())
+
+
 def main(case: str, *sizes: int) -> str:
     if case == "dups":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):
             return dups(text)
+    if case == "shares":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return shares(text)
     if case == "split":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):

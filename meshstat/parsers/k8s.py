@@ -1280,10 +1280,11 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
 
 
 #: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`): it also finds
-#: the key lines and sends its objects back pickled, so its share is the smaller one. 0.3 measured best on the
-#: 2-core benchmark machine (0.2 to 0.4 tried: the JSON audit of ``cluster(10_000, 100)``, four runs each;
-#: ``python3 benchmarks/scale.py split 10000 100`` times the read in one process and in two).
-TAIL_SHARE = 0.3
+#: the key lines and sends its objects back pickled, so its share is the smaller one. 0.34-0.38 measured best
+#: on the 2-core benchmark machine once its objects came in chunks and the common shapes were read by the fast
+#: paths (``python3 benchmarks/scale.py shares 10000 100``, twice: 0.3, 0.34, 0.38 and 0.42, five runs each,
+#: alternating; ``split`` times the read in one process and in two).
+TAIL_SHARE = 0.36
 
 #: The child of :func:`_read_list_in_parts` sends the objects of its items in chunks of this many: each is
 #: pickled and on its way while the next is converted, so this process does not wait for the whole part to
