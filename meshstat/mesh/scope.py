@@ -341,6 +341,8 @@ def select_sidecar(objs: ScopeObjects, labels: dict[str, str], namespace: str, r
     when there is none. Several selector-less Sidecars in one namespace add a warning to
     ``diags``.
     """
+    if not objs.sidecars:  # the common case: no Sidecar resource at all (an audit asks per workload)
+        return None
     mine = objs.sidecars_in(namespace)
     for s in mine:
         if s.selector is not None and all(labels.get(k) == v for k, v in s.selector):
