@@ -10,7 +10,8 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
     python3 benchmarks/scale.py split 10000 100       # the JSON read in one process and in two, alternating
     python3 benchmarks/scale.py dups 10000 100        # Manifests.drop_duplicates of the read cluster
-    python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at TAIL_SHARE 0.3-0.42, alternating
+    python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at TAIL_SHARE 0.43-0.55, alternating
+    python3 benchmarks/scale.py pieces 10000 100      # the JSON read in two, in pieces of 256 KiB-4 MiB or whole
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -126,7 +127,7 @@ def shares(text: str) -> str:
     from meshstat.parsers import k8s
 
     was = k8s.TAIL_SHARE
-    runs: dict[float, list[float]] = {s: [] for s in (0.3, 0.34, 0.38, 0.42)}
+    runs: dict[float, list[float]] = {s: [] for s in (0.43, 0.47, 0.51, 0.55)}
     try:
         for _ in range(5):
             for share in runs:
@@ -139,11 +140,39 @@ def shares(text: str) -> str:
     return "; ".join(f"{s}: " + " ".join(f"{x:.2f}" for x in ts) + " s" for s, ts in runs.items())
 
 
+def pieces(text: str) -> str:
+    """The read in two processes with pieces of several sizes (``parsers.yaml_loader.LIST_PIECE_CHARS``; the
+    last: each part in one piece), five runs each, alternating; and the page faults of this process's runs."""
+    import resource
+
+    from meshstat.parsers import yaml_loader
+
+    was = yaml_loader.LIST_PIECE_CHARS
+    runs: dict[int, list[tuple[float, int]]] = {s: [] for s in (1 << 18, 1 << 20, 1 << 22, 1 << 40)}
+    try:
+        for _ in range(5):
+            for size in runs:
+                yaml_loader.LIST_PIECE_CHARS = size
+                faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t = time.perf_counter()
+                parse_manifest_text(text, "c.json")
+                took = time.perf_counter() - t
+                runs[size].append((took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+    finally:
+        yaml_loader.LIST_PIECE_CHARS = was
+    return "; ".join(f"{'whole' if s == 1 << 40 else f'{s >> 10} KiB'}: " + " ".join(f"{x:.2f}" for x, _ in ts)
+                     + f" s ({min(f for _, f in ts):,}-{max(f for _, f in ts):,} faults)" for s, ts in runs.items())
+
+
 def main(case: str, *sizes: int) -> str:
     if case == "dups":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):
             return dups(text)
+    if case == "pieces":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return pieces(text)
     if case == "shares":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):

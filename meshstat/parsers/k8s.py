@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import operator
 import os
-from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,7 +88,6 @@ from meshstat.parsers.yaml_loader import (
     MAX_EXPANDED_NODES,
     LineDict,
     ListCut,
-    _json_key_lines_numpy,
     gc_paused,
     json_list_cut,
     yaml_documents,
@@ -1279,17 +1277,12 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`): it also finds
-#: the key lines and sends its objects back pickled, so its share is the smaller one. 0.34-0.38 measured best
-#: on the 2-core benchmark machine once its objects came in chunks and the common shapes were read by the fast
-#: paths (``python3 benchmarks/scale.py shares 10000 100``, twice: 0.3, 0.34, 0.38 and 0.42, five runs each,
-#: alternating; ``split`` times the read in one process and in two).
-TAIL_SHARE = 0.36
-
-#: The child of :func:`_read_list_in_parts` sends the objects of its items in chunks of this many: each is
-#: pickled and on its way while the next is converted, so this process does not wait for the whole part to
-#: be pickled.
-TAIL_CHUNK = 2_000
+#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`). It also pickles
+#: its objects, and this process loads them: 0.51 measured best on the 2-core benchmark machine, where the read
+#: of the benchmark's 75 MB List took 0.77-0.82 s (0.47: 0.81-0.88 s, 0.55: 0.81-0.84 s, 0.59: 0.87-0.95 s;
+#: ``python3 benchmarks/scale.py shares 10000 100``, five runs each, alternating; ``split`` times the read in
+#: one process and in two).
+TAIL_SHARE = 0.51
 
 
 def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool:
@@ -1298,71 +1291,71 @@ def _read_list_in_parts(ctx: ManifestContext, text: str, out: Manifests) -> bool
     :func:`~meshstat.parsers.yaml_loader.json_list_cut` does not cut (under 1 MiB, not a List, no item
     boundary to cut at).
 
-    A forked child (:func:`meshstat.workers.stream`) finds the key lines of the text and sends them, then
-    parses, converts and reads the items after the cut (the last :data:`TAIL_SHARE` of the text); this process
-    parses, converts and reads the items before it meanwhile, and adds the child's objects after its own, as
-    one process reads them. The result and the errors are a one-process read's: when the two parts' keys do
-    not meet the text's (a key written twice, which the YAML reader then refuses) or the two parts are not a
-    List, nothing is kept and the text is read in one part; an error in this process's items is raised once
-    that check passed; and the child's part is converted and read here again when the child fails (a field of
-    the wrong type raises here, after every object before it was read).
+    A forked child (:func:`meshstat.workers.stream`) reads the items after the cut (the last
+    :data:`TAIL_SHARE` of the text) and sends their objects a piece at a time
+    (:meth:`~meshstat.parsers.yaml_loader.ListCut.tail_items`); this process reads the items before it
+    meanwhile (:meth:`~meshstat.parsers.yaml_loader.ListCut.head_items`), and adds the child's objects after
+    its own, as one process reads them. The result and the errors are a one-process read's: when a piece's
+    keys are not the ones its text writes (a key written twice, which the YAML reader then refuses) or the two
+    parts are not a List, nothing is kept and the text is read in one part; an error in this process's items
+    is raised once the whole head is known to be the List's opening and items; and the child's part is read
+    here again when the child fails: parsed first, then converted once the two parts are known to be a List
+    (a field of the wrong type raises here, after every object before it was read).
     """
     cut = json_list_cut(text, TAIL_SHARE) if jobs() > 1 else None
     if cut is None:
         return False
     child = stream(lambda: _list_tail(ctx, text, cut))
     try:
-        ltab = array("q", [1])
-        head = cut.head(text, ltab)
-        tab = child.next(lambda: _json_key_lines_numpy(text)) if head is not None else None
-        if head is None or tab is None:
-            child.cancel()
-            return False
-        ltab += tab
+        part = Manifests()
         held: Exception | None = None
-        try:
-            part = _read_items(ctx, head[0])
-        except Exception as exc:  # raised once the two parts are known to be the text's List
-            held = exc
-        got = _tail_chunks(child)
+        before: dict[str, Any] = {}
+        for got in cut.head_items(text):
+            if got is None:
+                child.cancel()
+                return False
+            if type(got) is dict:
+                before = got
+            elif held is None:  # after an error the pieces are still parsed: a later one may not be a List's
+                try:
+                    for item in got:
+                        _convert(ctx, item, part, depth=1)
+                except Exception as exc:  # raised once the two parts are known to be the text's List
+                    held = exc
+        tail = _tail_pieces(child)
     except BaseException:
         child.cancel()
         raise
     child.close()
-    if got is None:  # the child failed: its part is converted here, and read below
-        conv = cut.tail(text, tab)
-        if conv is None:
+    trees = None
+    if tail is None:  # the child failed: its part is parsed here, and converted below
+        trees = list(cut.tail_items(text))
+        if not trees or any(t is None for t in trees) or type(trees[-1]) is not dict:
             return False
-        items, start, after = conv
-    else:
-        start, after, chunks = got
-    before = head[2]
+        tail = ([], trees.pop())
+    chunks, after = tail
     kind = before.get("kind", after.get("kind"))
-    if start != head[1] or before.keys() & after.keys() or type(kind) is not str or not kind.endswith("List"):
+    if before.keys() & after.keys() or type(kind) is not str or not kind.endswith("List"):
         return False
     if held is not None:
         raise held
     out.extend(part)
-    for chunk in [_read_items(ctx, items)] if got is None else chunks:
+    for chunk in chunks if trees is None else (_read_items(ctx, t) for t in trees):
         out.extend(chunk)
     return True
 
 
-def _tail_chunks(child: Stream[Any]) -> tuple[int, dict[str, Any], list[Manifests]] | None:
-    """What :func:`_list_tail` sends after the key table: (the entry before the tail's first key, the List's
-    keys after its items, the objects of the tail's items in chunks of :data:`TAIL_CHUNK` items); None when
-    the child failed or sent no more (its part is then read here)."""
-    header = child.next(lambda: None)
-    if header is None:
-        return None
-    start, after, n = header
+def _tail_pieces(child: Stream[Any]) -> tuple[list[Manifests], dict[str, Any]] | None:
+    """What :func:`_list_tail` sends: the objects of each piece of the tail, and the List's keys after its
+    items; None when the child failed or ended before the List did (its part is then read here)."""
     chunks = []
-    for _ in range(0, n, TAIL_CHUNK):
+    while True:
         got = child.next(lambda: None)
         if got is None:
             return None
+        if type(got) is dict:
+            return chunks, got
         chunks.append(got)
-    return start, after, chunks
 
 
 def _read_items(ctx: ManifestContext, items: list[Any]) -> Manifests:
@@ -1374,18 +1367,13 @@ def _read_items(ctx: ManifestContext, items: list[Any]) -> Manifests:
 
 
 def _list_tail(ctx: ManifestContext, text: str, cut: ListCut) -> Iterator[Any]:
-    """The child of :func:`_read_list_in_parts`: the key table, then (the entry before the tail's first key,
-    the List's keys after its items, how many items), then the objects of every :data:`TAIL_CHUNK` items;
-    nothing more after the table when the tail does not read as the end of a List.
+    """The child of :func:`_read_list_in_parts`: the objects of each piece of the tail's items as it is read,
+    then the List's keys after its items; it stops where the tail does not read as the end of a List.
     """
-    tab = _json_key_lines_numpy(text)
-    yield tab
-    conv = cut.tail(text, tab) if tab is not None else None
-    if conv is not None:
-        items, start, after = conv
-        yield start, after, len(items)
-        for lo in range(0, len(items), TAIL_CHUNK):
-            yield _read_items(ctx, items[lo:lo + TAIL_CHUNK])
+    for got in cut.tail_items(text):
+        if got is None:
+            return
+        yield got if type(got) is dict else _read_items(ctx, got)
 
 
 def _iter_files(paths: Iterable[str], skipped: list[Diagnostic]) -> Iterator[str]:

@@ -709,77 +709,143 @@ _LIST_HEAD = re.compile(r'\s*\{(?:\s*"[A-Za-z]{1,20}":\s*"[^"\\]{0,100}"\s*,){0,
 
 
 class ListCut:
-    """A JSON List cut in two between two items, in the text: each part parsed and converted on its own.
+    """A JSON List cut in two between two items, in the text: each part read on its own, in pieces.
 
-    The head is the text up to the end of an item, closed (``]}``): the List's opening keys and the items up
-    to the cut. The tail is the rest, opened (``{"items":[``): the items after the cut and the List's last
-    keys. Each part's keys are the text's keys in order, so the head's trees take their lines from the text's
-    table (:meth:`head`) and the tail's from the part of it after the head (:meth:`tail`): they fit the text
-    exactly when the head's keys end at the entry where the tail's begin, which the caller checks, together
-    with the List's own keys (none in both parts). ``items_entry`` is the table entry of the ``items`` key.
+    The head is the text up to the end of an item: the List's opening keys and the items up to the cut. The
+    tail is the rest: the items after the cut and the List's last keys. Each part is read in pieces of about
+    :data:`LIST_PIECE_CHARS` characters, cut between items too (:meth:`head_items`, :meth:`tail_items`): a
+    piece's key lines are found in its own text, and orjson parses it; its trees are made, converted by the
+    caller and let go before the next piece is parsed, so that every piece is made in the memory the one
+    before it left. A piece whose keys are not the ones its text writes (a key written twice, which orjson
+    keeps once; ``" :``, which the key lines do not read) ends the part (``None``): the caller then reads the
+    whole text in one. ``items_entry`` is the table entry of the ``items`` key, ``items_line`` its line;
+    ``sep`` is the text between two items (``}``, ``,`` and ``{`` on lines of their own at the indentation of
+    the first item), ``indent`` that indentation's length.
     """
 
-    __slots__ = ("head_end", "items_entry", "tail_start")
+    __slots__ = ("head_end", "indent", "items_entry", "items_line", "sep", "tail_start")
 
-    def __init__(self, head_end: int, tail_start: int, items_entry: int) -> None:
+    def __init__(self, head_end: int, tail_start: int, items_entry: int, items_line: int, sep: str) -> None:
         self.head_end, self.tail_start, self.items_entry = head_end, tail_start, items_entry
+        self.items_line, self.sep, self.indent = items_line, sep, (len(sep) - 5) // 2
 
-    def head(self, text: str, ltab: MutableSequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
-        """The head's items as :class:`LineDict` trees, the entry of their last key and the List's keys before
-        ``items`` (``ltab``, the whole table, may be filled in afterwards); ``None`` when the head is not the
-        opening of a List and whole items (the text is then read in one part).
+    def _pieces(self, text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` of the pieces of ``text[start:end]`` (``start`` at an item, ``end`` after one):
+        each ends at the first item boundary after :data:`LIST_PIECE_CHARS` characters, the last at ``end``."""
+        while True:
+            i = text.find(self.sep, start + LIST_PIECE_CHARS, end)
+            if i < 0:
+                yield start, end
+                return
+            yield start, i + self.indent + 2
+            start = i + len(self.sep) - 1
+
+    def head_items(self, text: str) -> Iterator[list[Any] | dict[str, Any] | None]:
+        """The head's items, a piece at a time (a list of :class:`LineDict` trees each, ready to convert), then the
+        List's keys before ``items`` (a dict); ``None``, and nothing more, where the head is not the opening of a
+        List and whole items with the keys its text writes.
         """
         import orjson
 
-        try:
-            root = orjson.loads(text[:self.head_end] + "]}")
-        except orjson.JSONDecodeError:
-            return None
-        if type(root) is not dict or next(reversed(root), None) != "items" or type(root["items"]) is not list:
-            return None
-        items = root.pop("items")
-        if len(root) != self.items_entry - 1 or any(type(v) in (dict, list) for v in root.values()):
-            return None
-        got = _lined_tree(items, ltab, None, False, start=self.items_entry, parent=self.items_entry, depth=1,
-                          release=True)
-        return None if got is None else (got[0], got[1], root)
+        ltab = array("q", [1])  # entry 0: the document's line; each piece's keys' lines follow
+        before: dict[str, Any] = {}
+        line = 1
+        at = 0
+        for start, end in self._pieces(text, 0, self.head_end):
+            line += text.count("\n", at, start)
+            at = start
+            lines = _json_key_lines_numpy(text[start:end], line)
+            try:
+                root = orjson.loads(text[:end] + "]}" if start == 0 else "[" + text[start:end] + "]")
+            except orjson.JSONDecodeError:
+                yield None
+                return
+            entry = len(ltab) - 1  # the entry of the last key before the piece's items
+            if start == 0:  # the List's opening: text keys, then ``items``
+                if type(root) is not dict or next(reversed(root), None) != "items" or type(root["items"]) is not list:
+                    yield None
+                    return
+                items = root.pop("items")
+                if len(root) != self.items_entry - 1 or any(type(v) in (dict, list) for v in root.values()):
+                    yield None
+                    return
+                before, entry = root, self.items_entry
+            else:
+                items = root
+            if lines is None:
+                yield None
+                return
+            ltab += lines
+            got = _lined_tree(items, ltab, None, False, start=entry, parent=self.items_entry, depth=1, release=True)
+            if got is None or got[1] != len(ltab) - 1:
+                yield None
+                return
+            yield got[0]
+        yield before
 
-    def tail(self, text: str, tab: Sequence[int]) -> tuple[list[Any], int, dict[str, Any]] | None:
-        """The tail's items as :class:`LineDict` trees, the entry of the last key before them and the List's
-        keys after ``items``, given the text's key lines ``tab``; ``None`` when the tail is not whole items
-        and the end of a List, or the table has too few keys.
+    def tail_items(self, text: str) -> Iterator[list[Any] | dict[str, Any] | None]:
+        """The tail's items, a piece at a time (as :meth:`head_items` gives them), then the List's keys after
+        ``items``; ``None``, and nothing more, where the tail is not whole items and the end of a List with the
+        keys its text writes.
 
-        The tail's keys are the last ones of the text, so counting them while converting gives where they
-        start; their own table is made then: the ``items`` key's line, then theirs.
+        The tail's trees take their lines from a table of their own: the ``items`` key's line (a list's line is
+        its key's), then the lines of the tail's keys.
         """
         import orjson
 
-        try:
-            root = orjson.loads('{"items":[' + text[self.tail_start:])
-        except orjson.JSONDecodeError:
-            return None
-        if type(root) is not dict or type(root["items"]) is not list:
-            return None
-        items = root.pop("items")
-        after = 0
-        for v in root.values():  # the List's keys after its items (kind, metadata) and what they hold
-            n = 0
-            if type(v) is dict or type(v) is list:
-                got = _lined_tree(v, array("q"), None, False, depth=1)  # counts its keys, checks its depth
-                if got is None:
-                    return None
-                n = got[1]
-            after += 1 + n
-        table = array("q", [0])
-        conv = _lined_tree(items, table, None, False, start=0, parent=0, depth=1, release=True)
-        if conv is None:
-            return None
-        start = len(tab) - after - conv[1]
-        if start < self.items_entry:
-            return None
-        table[0] = tab[self.items_entry - 1]
-        table += array("q", tab[start:start + conv[1]])
-        return conv[0], start, root
+        ltab = array("q", [self.items_line])
+        line = 1 + text.count("\n", 0, self.tail_start)
+        at = self.tail_start
+        last = len(text)
+        for start, end in self._pieces(text, self.tail_start, last):
+            line += text.count("\n", at, start)
+            at = start
+            lines = _json_key_lines_numpy(text[start:end], line)
+            try:
+                root = orjson.loads('{"items":[' + text[start:] if end == last else "[" + text[start:end] + "]")
+            except orjson.JSONDecodeError:
+                yield None
+                return
+            after: dict[str, Any] | None = None
+            keys = 0  # the keys of the List's own after its items (kind, metadata) and of what they hold
+            if end == last:
+                if type(root) is not dict or type(root.get("items")) is not list:
+                    yield None
+                    return
+                items = root.pop("items")
+                for v in root.values():
+                    n = 0
+                    if type(v) is dict or type(v) is list:
+                        counted = _lined_tree(v, array("q"), None, False, depth=1)  # its keys; its depth checked
+                        if counted is None:
+                            yield None
+                            return
+                        n = counted[1]
+                    keys += 1 + n
+                after = root
+            else:
+                items = root
+            if lines is None:
+                yield None
+                return
+            entry = len(ltab) - 1
+            ltab += lines
+            got = _lined_tree(items, ltab, None, False, start=entry, parent=0, depth=1, release=True)
+            if got is None or got[1] + keys != len(ltab) - 1:
+                yield None
+                return
+            yield got[0]
+            if after is not None:
+                yield after
+
+
+#: The characters of a JSON List that :class:`ListCut` reads as one piece (about 80 objects of a cluster
+#: export): each piece is made in the memory the one before it left, where the trees of a whole part took new
+#: memory. The read of the benchmark's 75 MB List in two processes took 0.78-0.89 s in pieces of 256 KiB,
+#: 0.80-0.95 s in pieces of 1 MiB, 0.99-1.06 s in pieces of 4 MiB and 1.09-1.25 s with each part whole (this
+#: process: 24,000 page faults, where whole parts took 100,000); 128 and 512 KiB were no faster
+#: (``python3 benchmarks/scale.py pieces 10000 100``, five runs each, alternating).
+LIST_PIECE_CHARS = 1 << 18
 
 
 def json_list_cut(text: str, tail_share: float) -> ListCut | None:
@@ -789,8 +855,9 @@ def json_list_cut(text: str, tail_share: float) -> ListCut | None:
     List (:data:`_LIST_HEAD`) or has no item boundary there (a List on one line, say).
 
     An item boundary is ``}``, ``,`` and ``{`` on lines of their own at the indentation of the first item.
-    That is only where to look: :meth:`ListCut.head` and :meth:`ListCut.tail` parse the two parts, and only
-    two parts that close and open a List where the text's items meet are used.
+    That is only where to look: :meth:`ListCut.head_items` and :meth:`ListCut.tail_items` parse the pieces,
+    and only pieces that are the opening, whole items and the end of a List with the keys their text writes
+    are used.
     """
     m = _LIST_HEAD.match(text) if len(text) >= NUMPY_KEY_LINES_MIN_CHARS else None
     if m is None:
@@ -808,7 +875,8 @@ def json_list_cut(text: str, tail_share: float) -> ListCut | None:
         i = text.rfind(sep, at, target)
         if i < 0:
             return None
-    return ListCut(i + len(indent) + 2, i + len(sep) - 1, m.group(0).count('":'))
+    items_line = 1 + text.count("\n", 0, m.start() + m.group(0).rindex('"items"'))
+    return ListCut(i + len(indent) + 2, i + len(sep) - 1, m.group(0).count('":'), items_line, sep)
 
 
 def _json_walked(text: str, root: Any) -> list[Any] | None:
@@ -1046,7 +1114,7 @@ def _json_key_lines(text: str) -> Sequence[int] | None:
 NUMPY_KEY_LINES_MIN_CHARS = 1 << 20
 
 
-def _json_key_lines_numpy(text: str) -> array[int] | None:
+def _json_key_lines_numpy(text: str, first_line: int = 1) -> array[int] | None:
     """:func:`_json_key_lines` over the UTF-8 bytes with numpy: the same lines (tests/parsers check it), as an
     ``array('q')`` (8 bytes a key, where a list of ints takes about 36; indexing it gives ints).
 
@@ -1062,7 +1130,7 @@ def _json_key_lines_numpy(text: str) -> array[int] | None:
 
     b = np.frombuffer(text.encode("utf-8", "surrogatepass"), np.uint8)
     found, lines, after_bs = [], [], []
-    line0 = 1
+    line0 = first_line
     piece = _KEY_LINES_PIECE
     for s in range(0, b.size, piece):
         lo = max(s - 2, 0)

@@ -19,8 +19,10 @@ from tests.cluster_gen import Plant, as_run_today, cluster, to_json, with_namesp
 
 @pytest.fixture
 def small_lists(monkeypatch):
-    """Lists of a few hundred items split too (the real threshold is 1 MiB)."""
+    """Lists of a few hundred items split too (the real threshold is 1 MiB), each part read in pieces of a few
+    items (the real pieces are of 1 MiB)."""
     monkeypatch.setattr(yl, "NUMPY_KEY_LINES_MIN_CHARS", 0)
+    monkeypatch.setattr(yl, "LIST_PIECE_CHARS", 2_000)
 
 
 def _kubectl_order(doc):
@@ -132,14 +134,17 @@ def test_a_key_written_twice_in_the_tail_reads_as_one_process_does(head_error, s
 
 
 @pytest.mark.parametrize("how", ["raises", "killed", "gives up"])
-def test_a_child_that_fails_is_redone_here(how, small_lists, forks, monkeypatch) -> None:
-    """The child sends its table and then raises, is killed or sends nothing more: its part is read here."""
+@pytest.mark.parametrize("sent", [0, 1, 3])
+def test_a_child_that_fails_is_redone_here(how, sent, small_lists, forks, monkeypatch) -> None:
+    """The child sends the objects of ``sent`` pieces and then raises, is killed or sends nothing more: what it
+    sent is dropped and its whole part is read here."""
     parent = os.getpid()
     real = k8s._list_tail
 
     def tail(ctx, text, cut):
         gen = real(ctx, text, cut)
-        yield next(gen)
+        for _ in range(sent):
+            yield next(gen)
         if os.getpid() != parent:
             if how == "raises":
                 raise RuntimeError("child only")
@@ -148,40 +153,15 @@ def test_a_child_that_fails_is_redone_here(how, small_lists, forks, monkeypatch)
             return
         yield from gen
 
-    monkeypatch.setattr(k8s, "_list_tail", tail)
-    text = to_json(_kubectl_order(cluster(50, 5)))
-    got = _read(text)
-    assert len(forks) == 1
-    _same(got, _one_process(text, monkeypatch))
-
-
-@pytest.mark.parametrize("sent", [0, 1, 2])
-def test_a_child_that_fails_between_chunks_is_redone_here(sent, small_lists, forks, monkeypatch) -> None:
-    """The child sends its table, the tail's header and ``sent`` chunks of its objects, then raises: what it
-    sent is dropped and its whole part is read here (the List has more chunks than that: 7 items each)."""
-    monkeypatch.setattr(k8s, "TAIL_CHUNK", 7)
-    parent = os.getpid()
-    real = k8s._list_tail
-
-    def tail(ctx, text, cut):
-        gen = real(ctx, text, cut)
-        yield next(gen)  # the key table
-        yield next(gen)  # the header: how many items (test_the_tail_comes_in_chunks: more than 2 chunks)
-        for _ in range(sent):
-            yield next(gen)
-        if os.getpid() != parent:
-            raise RuntimeError("child only")
-        yield from gen
-
     here = []
-    real_tail = yl.ListCut.tail
+    real_tail = yl.ListCut.tail_items
 
-    def read_tail(self, text, tab):
+    def read_tail(self, text):
         here.append(os.getpid())
-        return real_tail(self, text, tab)
+        return real_tail(self, text)
 
     monkeypatch.setattr(k8s, "_list_tail", tail)
-    monkeypatch.setattr(yl.ListCut, "tail", read_tail)
+    monkeypatch.setattr(yl.ListCut, "tail_items", read_tail)
     text = to_json(_kubectl_order(cluster(50, 5)))
     got = _read(text)
     assert len(forks) == 1
@@ -189,27 +169,46 @@ def test_a_child_that_fails_between_chunks_is_redone_here(sent, small_lists, for
     _same(got, _one_process(text, monkeypatch))
 
 
-def test_the_tail_comes_in_chunks(small_lists, forks, monkeypatch) -> None:
-    """Chunks of 7 items (the last one shorter): the one-process read, objects in order."""
-    monkeypatch.setattr(k8s, "TAIL_CHUNK", 7)
+def test_each_part_is_read_in_pieces(small_lists, forks, monkeypatch) -> None:
+    """Pieces of a few items in both processes (each of whole items, at least 2,000 characters but the last):
+    the one-process read, objects in order, lines and all."""
     text = to_json(_kubectl_order(cluster(50, 5)))
+    cut = yl.json_list_cut(text, k8s.TAIL_SHARE)
+    head, tail = list(cut.head_items(text)), list(cut.tail_items(text))
+    assert all(isinstance(p, list) for p in head[:-1] + tail[:-1])
+    assert type(head[-1]) is dict
+    assert type(tail[-1]) is dict
+    assert len(head) > 10
+    assert len(tail) > 5
+    for start, end in ((0, cut.head_end), (cut.tail_start, len(text))):
+        spans = list(cut._pieces(text, start, end))
+        assert spans[0][0] == start
+        assert spans[-1][1] == end
+        assert all(e - s >= 2_000 and text[s] == "{" and text[e - 1] == "}" for s, e in spans[:-1])
+        assert all(text[e:s2] == ",\n" + " " * cut.indent for (_, e), (s2, _) in zip(spans, spans[1:]))
     sent = []
-    real = k8s._tail_chunks
+    real = k8s._tail_pieces
 
-    def chunks(child):
+    def pieces(child):
         got = real(child)
         sent.append(got)
         return got
 
-    monkeypatch.setattr(k8s, "_tail_chunks", chunks)
+    monkeypatch.setattr(k8s, "_tail_pieces", pieces)
     got = _read(text)
     assert len(forks) == 1
     assert sent[0] is not None
-    kinds = ("workloads", "services", "virtual_services", "destination_rules")
-    sizes = [sum(len(getattr(c, f)) for f in kinds) for c in sent[0][2]]
-    assert len(sizes) > 2
-    assert set(sizes[:-1]) == {7}
-    assert 0 < sizes[-1] <= 7
+    assert len(sent[0][0]) == len(tail) - 1  # the child sent each piece's objects
+    _same(got, _one_process(text, monkeypatch))
+
+
+@pytest.mark.parametrize("piece", [1, 700, 5_000, 1 << 20])
+def test_any_piece_size_reads_as_one_process(piece, small_lists, forks, monkeypatch) -> None:
+    """A piece of every item, of a few, of many, of the whole part: the same objects and lines."""
+    monkeypatch.setattr(yl, "LIST_PIECE_CHARS", piece)
+    text = to_json(_kubectl_order(as_run_today(cluster(30, 3))))
+    got = _read(text)
+    assert len(forks) == 1
     _same(got, _one_process(text, monkeypatch))
 
 
@@ -244,7 +243,7 @@ def test_what_is_not_a_big_list_is_read_in_one_process(forks, monkeypatch) -> No
                      "extra": [{"name": f"e{i}", "kind": "Service"} for i in range(3000)]})
     cut = yl.json_list_cut(extra, 0.3)
     assert cut is not None and cut.head_end > extra.index('"extra"')  # a boundary in a list after the items
-    assert cut.head(extra, [1]) is None
+    assert list(cut.head_items(extra))[-1] is None
     _same(_read(extra), _one_process(extra, monkeypatch))
 
 
