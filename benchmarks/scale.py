@@ -10,8 +10,8 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py parts 10000 100       # the audit alone in one process and in parts, alternating; a fork
     python3 benchmarks/scale.py split 10000 100       # the JSON read in one process and in two, alternating
     python3 benchmarks/scale.py dups 10000 100        # Manifests.drop_duplicates of the read cluster
-    python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at TAIL_SHARE 0.43-0.55, alternating
-    python3 benchmarks/scale.py pieces 10000 100      # the JSON read in two, in pieces of 256 KiB-4 MiB or whole
+    python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at tail shares 0.43-0.55
+    python3 benchmarks/scale.py pieces 10000 100      # the JSON read in two, pieces of 256 KiB-4 MiB or whole
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -160,8 +160,13 @@ def pieces(text: str) -> str:
                 runs[size].append((took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
     finally:
         yaml_loader.LIST_PIECE_CHARS = was
-    return "; ".join(f"{'whole' if s == 1 << 40 else f'{s >> 10} KiB'}: " + " ".join(f"{x:.2f}" for x, _ in ts)
-                     + f" s ({min(f for _, f in ts):,}-{max(f for _, f in ts):,} faults)" for s, ts in runs.items())
+    def line(size: int, ts: list[tuple[float, int]]) -> str:
+        name = "whole" if size == 1 << 40 else f"{size >> 10} KiB"
+        faults = [f for _, f in ts]
+        took = " ".join(f"{x:.2f}" for x, _ in ts)
+        return f"{name}: {took} s ({min(faults):,}-{max(faults):,} faults)"
+
+    return "; ".join(line(size, ts) for size, ts in runs.items())
 
 
 def main(case: str, *sizes: int) -> str:

@@ -406,8 +406,8 @@ class AuditContext:
 
 @lru_cache(maxsize=4096)
 def ratio(n: int, total: int) -> Fraction:
-    """``Fraction(n, total)``, kept: an audit makes the same few shares (1/2, 9/10) for thousands of Services, and
-    each new Fraction reduces itself in Python (a gcd)."""
+    """``Fraction(n, total)``, kept: an audit makes the same few shares (1/2, 9/10) for thousands of Services,
+    and each new Fraction reduces itself in Python (a gcd)."""
     return Fraction(n, total)
 
 

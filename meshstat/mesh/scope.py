@@ -236,8 +236,8 @@ def mesh_virtual_services(mesh: Any, namespace: str, among: Sequence[VirtualServ
 # --------------------------------------------------------------------------- the Sidecar resource
 
 
-#: The egress of a client without a Sidecar resource (or with one without egress): every host of every namespace
-#: (one object: an audit asks for it per Service, and :func:`_by_namespace` keeps its table by it).
+#: The egress of a client without a Sidecar resource (or with one without egress): every host of every
+#: namespace (one object: an audit asks for it per Service, and :func:`_by_namespace` keeps its table by it).
 IMPORT_ALL = EgressListener(None, ("*/*",), 0)
 
 

@@ -1277,11 +1277,11 @@ def parse_manifest_text(text: str, source: str = "<input>", *, default_namespace
     return out
 
 
-#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`). It also pickles
-#: its objects, and this process loads them: 0.51 measured best on the 2-core benchmark machine, where the read
-#: of the benchmark's 75 MB List took 0.77-0.82 s (0.47: 0.81-0.88 s, 0.55: 0.81-0.84 s, 0.59: 0.87-0.95 s;
-#: ``python3 benchmarks/scale.py shares 10000 100``, five runs each, alternating; ``split`` times the read in
-#: one process and in two).
+#: The share of a big List's text that the other process reads (:func:`_read_list_in_parts`). It also
+#: pickles its objects, and this process loads them: 0.51 measured best on the 2-core benchmark machine, where
+#: the read of the benchmark's 75 MB List took 0.77-0.82 s (0.47: 0.81-0.88 s, 0.55: 0.81-0.84 s, 0.59:
+#: 0.87-0.95 s; ``python3 benchmarks/scale.py shares 10000 100``, five runs each, alternating; ``split`` times
+#: the read in one process and in two).
 TAIL_SHARE = 0.51
 
 

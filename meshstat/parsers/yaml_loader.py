@@ -731,7 +731,8 @@ class ListCut:
 
     def _pieces(self, text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         """``(start, end)`` of the pieces of ``text[start:end]`` (``start`` at an item, ``end`` after one):
-        each ends at the first item boundary after :data:`LIST_PIECE_CHARS` characters, the last at ``end``."""
+        each ends at the first item boundary after :data:`LIST_PIECE_CHARS` characters, the last at
+        ``end``."""
         while True:
             i = text.find(self.sep, start + LIST_PIECE_CHARS, end)
             if i < 0:
@@ -741,9 +742,9 @@ class ListCut:
             start = i + len(self.sep) - 1
 
     def head_items(self, text: str) -> Iterator[list[Any] | dict[str, Any] | None]:
-        """The head's items, a piece at a time (a list of :class:`LineDict` trees each, ready to convert), then the
-        List's keys before ``items`` (a dict); ``None``, and nothing more, where the head is not the opening of a
-        List and whole items with the keys its text writes.
+        """The head's items, a piece at a time (a list of :class:`LineDict` trees each, ready to convert),
+        then the List's keys before ``items`` (a dict); ``None``, and nothing more, where the head is not the
+        opening of a List and whole items with the keys its text writes.
         """
         import orjson
 
@@ -762,7 +763,8 @@ class ListCut:
                 return
             entry = len(ltab) - 1  # the entry of the last key before the piece's items
             if start == 0:  # the List's opening: text keys, then ``items``
-                if type(root) is not dict or next(reversed(root), None) != "items" or type(root["items"]) is not list:
+                if (type(root) is not dict or next(reversed(root), None) != "items"
+                        or type(root["items"]) is not list):
                     yield None
                     return
                 items = root.pop("items")
@@ -776,7 +778,8 @@ class ListCut:
                 yield None
                 return
             ltab += lines
-            got = _lined_tree(items, ltab, None, False, start=entry, parent=self.items_entry, depth=1, release=True)
+            got = _lined_tree(items, ltab, None, False, start=entry, parent=self.items_entry, depth=1,
+                              release=True)
             if got is None or got[1] != len(ltab) - 1:
                 yield None
                 return
@@ -785,11 +788,11 @@ class ListCut:
 
     def tail_items(self, text: str) -> Iterator[list[Any] | dict[str, Any] | None]:
         """The tail's items, a piece at a time (as :meth:`head_items` gives them), then the List's keys after
-        ``items``; ``None``, and nothing more, where the tail is not whole items and the end of a List with the
-        keys its text writes.
+        ``items``; ``None``, and nothing more, where the tail is not whole items and the end of a List with
+        the keys its text writes.
 
-        The tail's trees take their lines from a table of their own: the ``items`` key's line (a list's line is
-        its key's), then the lines of the tail's keys.
+        The tail's trees take their lines from a table of their own: the ``items`` key's line (a list's line
+        is its key's), then the lines of the tail's keys.
         """
         import orjson
 
@@ -802,7 +805,8 @@ class ListCut:
             at = start
             lines = _json_key_lines_numpy(text[start:end], line)
             try:
-                root = orjson.loads('{"items":[' + text[start:] if end == last else "[" + text[start:end] + "]")
+                piece = '{"items":[' + text[start:] if end == last else "[" + text[start:end] + "]"
+                root = orjson.loads(piece)
             except orjson.JSONDecodeError:
                 yield None
                 return
@@ -816,7 +820,7 @@ class ListCut:
                 for v in root.values():
                     n = 0
                     if type(v) is dict or type(v) is list:
-                        counted = _lined_tree(v, array("q"), None, False, depth=1)  # its keys; its depth checked
+                        counted = _lined_tree(v, array("q"), None, False, depth=1)  # its keys and depth
                         if counted is None:
                             yield None
                             return

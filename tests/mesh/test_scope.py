@@ -224,8 +224,8 @@ def test_sidecar_egress_hosts(hosts: str, imported: bool) -> None:
 
 
 @pytest.mark.parametrize("vs", [False, True])
-@pytest.mark.parametrize("host", ["a.shop.svc.cluster.local", "*", "*.default.svc.cluster.local", "example.com",
-                                  "*.com"])
+@pytest.mark.parametrize("host", ["a.shop.svc.cluster.local", "*", "*.default.svc.cluster.local",
+                                  "example.com", "*.com"])
 def test_the_default_egress_imports_as_any_listener_of_every_host(host, vs) -> None:
     """A client without Sidecar egress imports through :data:`IMPORT_ALL`, answered at once: as a ``*/*``
     listener of its own is, host by host."""

@@ -4,6 +4,7 @@ same objects with the same lines, the same first error, whatever the child does.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -136,8 +137,8 @@ def test_a_key_written_twice_in_the_tail_reads_as_one_process_does(head_error, s
 @pytest.mark.parametrize("how", ["raises", "killed", "gives up"])
 @pytest.mark.parametrize("sent", [0, 1, 3])
 def test_a_child_that_fails_is_redone_here(how, sent, small_lists, forks, monkeypatch) -> None:
-    """The child sends the objects of ``sent`` pieces and then raises, is killed or sends nothing more: what it
-    sent is dropped and its whole part is read here."""
+    """The child sends the objects of ``sent`` pieces and then raises, is killed or sends nothing more: what
+    it sent is dropped and its whole part is read here."""
     parent = os.getpid()
     real = k8s._list_tail
 
@@ -185,7 +186,7 @@ def test_each_part_is_read_in_pieces(small_lists, forks, monkeypatch) -> None:
         assert spans[0][0] == start
         assert spans[-1][1] == end
         assert all(e - s >= 2_000 and text[s] == "{" and text[e - 1] == "}" for s, e in spans[:-1])
-        assert all(text[e:s2] == ",\n" + " " * cut.indent for (_, e), (s2, _) in zip(spans, spans[1:]))
+        assert all(text[e:s2] == ",\n" + " " * cut.indent for (_, e), (s2, _) in itertools.pairwise(spans))
     sent = []
     real = k8s._tail_pieces
 
