@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 from meshstat.errors import InvalidArgument, ModelError
@@ -110,12 +111,19 @@ def injection_decision(
     meta = workload.meta
     ns_labels = namespace.labels if namespace is not None else {}
     pod_labels = workload.labels
-    pod_ann = dict(workload.pod_annotations)
-    src, line = meta.source, meta.line
-    ns_inj = ns_labels.get("istio-injection")
-    ns_rev = ns_labels.get("istio.io/rev")
-    pod_inject_label = pod_labels.get("sidecar.istio.io/inject")
-    pod_rev = pod_labels.get("istio.io/rev")
+    annotation = dict(workload.pod_annotations).get("sidecar.istio.io/inject")
+    decided = _injection(meta.namespace, ns_labels.get("istio-injection"), ns_labels.get("istio.io/rev"),
+                         pod_labels.get("sidecar.istio.io/inject"), pod_labels.get("istio.io/rev"), annotation,
+                         workload.host_network, injector)
+    return InjectionDecision(*decided, meta.source, meta.line)
+
+
+@lru_cache(maxsize=4096)
+def _injection(namespace: str, ns_inj: str | None, ns_rev: str | None, pod_inject_label: str | None,
+               pod_rev: str | None, annotation: str | None, host_network: bool, injector: InjectorConfig
+               ) -> tuple[bool, str, str | None, bool]:
+    """:func:`injection_decision` from what it reads: ``(injected, reason, webhook, namespace labelled)``,
+    kept (a cluster's workloads come in a few such shapes: an audit asks for each of 20,000)."""
     labelled = ns_inj == "enabled" or (ns_inj is None and ns_rev is not None)
 
     def rev_ok(rev: str) -> bool:
@@ -137,39 +145,35 @@ def injection_decision(
             webhook = "namespace.sidecar-injector.istio.io (enableNamespacesByDefault)"
     if webhook is None:
         if ns_inj is not None and ns_inj != "enabled":
-            why = f"namespace {meta.namespace} has istio-injection={ns_inj}: no injection webhook matches"
+            why = f"namespace {namespace} has istio-injection={ns_inj}: no injection webhook matches"
         elif labelled and pod_inject_label == "false":
             why = "pod template label sidecar.istio.io/inject=false: the webhook's objectSelector excludes it"
         elif ns_inj is None and ns_rev is not None and not rev_ok(ns_rev):
             why = f"namespace revision istio.io/rev={ns_rev} is not installed"
         else:
-            why = f"namespace {meta.namespace} is not labelled istio-injection=enabled or istio.io/rev"
-            if "sidecar.istio.io/inject" in pod_ann and pod_inject_label is None:
+            why = f"namespace {namespace} is not labelled istio-injection=enabled or istio.io/rev"
+            if annotation is not None and pod_inject_label is None:
                 why += " (the sidecar.istio.io/inject annotation alone does not call the webhook)"
-        return InjectionDecision(False, why, None, labelled, src, line)
-    if workload.host_network:
-        return InjectionDecision(False, "hostNetwork: true (injectRequired skips host-network pods)", webhook,
-                                 labelled, src, line)
-    if meta.namespace in IGNORED_NAMESPACES:
-        return InjectionDecision(False, f"namespace {meta.namespace} is ignored by the injector", webhook,
-                                 labelled, src, line)
-    selector = pod_ann.get("sidecar.istio.io/inject")
+        return (False, why, None, labelled)
+    if host_network:
+        return (False, "hostNetwork: true (injectRequired skips host-network pods)", webhook, labelled)
+    if namespace in IGNORED_NAMESPACES:
+        return (False, f"namespace {namespace} is ignored by the injector", webhook, labelled)
+    selector = annotation
     origin = "annotation"
     if pod_inject_label is not None:
         selector, origin = pod_inject_label, "label"
     if selector == "true":
-        return InjectionDecision(True, f"pod {origin} sidecar.istio.io/inject=true ({webhook})", webhook, labelled,
-                                 src, line)
+        return (True, f"pod {origin} sidecar.istio.io/inject=true ({webhook})", webhook, labelled)
     if selector == "false":
-        return InjectionDecision(False, f"pod {origin} sidecar.istio.io/inject=false", webhook, labelled, src, line)
+        return (False, f"pod {origin} sidecar.istio.io/inject=false", webhook, labelled)
     extra = f" (invalid sidecar.istio.io/inject={selector!r} ignored)" if selector else ""
     if injector.policy == "enabled":
-        return InjectionDecision(True, f"{webhook}; injector policy enabled{extra}", webhook, labelled, src, line)
+        return (True, f"{webhook}; injector policy enabled{extra}", webhook, labelled)
     if injector.policy == "disabled":
-        return InjectionDecision(False, f"{webhook} called but injector policy is disabled and the pod does not opt in"
-                                 f"{extra}", webhook, labelled, src, line)
-    return InjectionDecision(False, f"injector policy {injector.policy!r} is invalid: injection disabled", webhook,
-                             labelled, src, line)
+        return (False, f"{webhook} called but injector policy is disabled and the pod does not opt in{extra}",
+                webhook, labelled)
+    return (False, f"injector policy {injector.policy!r} is invalid: injection disabled", webhook, labelled)
 
 
 # --------------------------------------------------------------------------- owners, pods and services
