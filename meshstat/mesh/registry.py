@@ -114,20 +114,23 @@ def injection_decision(
     annotation = dict(workload.pod_annotations).get("sidecar.istio.io/inject")
     decided = _injection(meta.namespace, ns_labels.get("istio-injection"), ns_labels.get("istio.io/rev"),
                          pod_labels.get("sidecar.istio.io/inject"), pod_labels.get("istio.io/rev"), annotation,
-                         workload.host_network, injector)
+                         workload.host_network, injector.policy, injector.enable_namespaces_by_default,
+                         injector.revisions)
     return InjectionDecision(*decided, meta.source, meta.line)
 
 
 @lru_cache(maxsize=4096)
 def _injection(namespace: str, ns_inj: str | None, ns_rev: str | None, pod_inject_label: str | None,
-               pod_rev: str | None, annotation: str | None, host_network: bool, injector: InjectorConfig
-               ) -> tuple[bool, str, str | None, bool]:
+               pod_rev: str | None, annotation: str | None, host_network: bool, policy: str,
+               all_namespaces: bool, revisions: tuple[str, ...] | None) -> tuple[bool, str, str | None, bool]:
     """:func:`injection_decision` from what it reads: ``(injected, reason, webhook, namespace labelled)``,
-    kept (a cluster's workloads come in a few such shapes: an audit asks for each of 20,000)."""
+    kept (a cluster's workloads come in a few such shapes: an audit asks for each of 20,000). The injector is
+    given as its fields (:class:`InjectorConfig`: ``policy``, ``enable_namespaces_by_default``, ``revisions``),
+    whose hashes Python keeps."""
     labelled = ns_inj == "enabled" or (ns_inj is None and ns_rev is not None)
 
     def rev_ok(rev: str) -> bool:
-        return injector.revisions is None or rev in injector.revisions
+        return revisions is None or rev in revisions
 
     webhook = None
     if ns_inj == "enabled":
@@ -141,7 +144,7 @@ def _injection(namespace: str, ns_inj: str | None, ns_rev: str | None, pod_injec
             webhook = f"rev.object.sidecar-injector.istio.io (pod label istio.io/rev={pod_rev})"
         elif pod_inject_label == "true" and pod_rev is None:
             webhook = "object.sidecar-injector.istio.io (pod label sidecar.istio.io/inject=true)"
-        elif injector.enable_namespaces_by_default and pod_inject_label != "false":
+        elif all_namespaces and pod_inject_label != "false":
             webhook = "namespace.sidecar-injector.istio.io (enableNamespacesByDefault)"
     if webhook is None:
         if ns_inj is not None and ns_inj != "enabled":
@@ -168,12 +171,12 @@ def _injection(namespace: str, ns_inj: str | None, ns_rev: str | None, pod_injec
     if selector == "false":
         return (False, f"pod {origin} sidecar.istio.io/inject=false", webhook, labelled)
     extra = f" (invalid sidecar.istio.io/inject={selector!r} ignored)" if selector else ""
-    if injector.policy == "enabled":
+    if policy == "enabled":
         return (True, f"{webhook}; injector policy enabled{extra}", webhook, labelled)
-    if injector.policy == "disabled":
+    if policy == "disabled":
         return (False, f"{webhook} called but injector policy is disabled and the pod does not opt in{extra}",
                 webhook, labelled)
-    return (False, f"injector policy {injector.policy!r} is invalid: injection disabled", webhook, labelled)
+    return (False, f"injector policy {policy!r} is invalid: injection disabled", webhook, labelled)
 
 
 # --------------------------------------------------------------------------- owners, pods and services
