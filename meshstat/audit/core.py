@@ -414,8 +414,10 @@ def ratio(n: int, total: int) -> Fraction:
 def destination_label(labels_of: Mapping[str, tuple[tuple[str, str], ...]], pod_labels: Mapping[str, str]) -> str:
     """The destination label a pod with ``pod_labels`` counts for: the first whose labels it carries, else
     ``unrouted <version>`` (a pod no destination selects, named by its version label)."""
-    name = next((k for k, sel in labels_of.items() if labels_subset(sel, pod_labels)), None)
-    return name if name is not None else f"unrouted {version_of(pod_labels.items())}"
+    for name, sel in labels_of.items():
+        if labels_subset(sel, pod_labels):
+            return name
+    return f"unrouted {version_of(pod_labels.items())}"
 
 
 def clients_label(classes: Sequence[ClientClass]) -> tuple[str, int]:

@@ -385,13 +385,14 @@ def _service_port(ctx: AuditContext, info: RegisteredService, port: int, vs: Vir
     same = dict(pods) == dict(configured)
     vsref = f"VirtualService {vs.meta.ref}"
 
-    kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
     # clients in a consumer route's namespace: that route's split is theirs (audit.gateway's rows)
     kube = unmeshed_by_rule(ctx, info, port, by_kind.get("kube-proxy", []), vs)
-    if not vs.applies_to_sidecars and route_split(ctx, info, port, None) is not None:
+    if kube and not vs.applies_to_sidecars and route_split(ctx, info, port, None) is not None:
         kube = []  # the mesh applies the Service's own routes: their rows compare these clients (audit.gateway)
-    if kpods != configured and kube and not ctx.observed_kube_proxy:  # else the real rules say
-        yield no_sidecar_row(ctx, info, port, kube, configured, kpods, vsref)
+    if kube and not ctx.observed_kube_proxy:  # else the real rules say
+        kpods = ctx.kube_proxy_split(info, port, labels_of, pods)
+        if kpods != configured:
+            yield no_sidecar_row(ctx, info, port, kube, configured, kpods, vsref)
     if by_kind.get("ambient"):
         wp = service_waypoint(mesh, info)
         if wp.gateway is None and not same:

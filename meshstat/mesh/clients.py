@@ -226,7 +226,10 @@ def rule_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True
     out = {mc.root_namespace, *((s.meta.namespace for s in objs.sidecars) if sidecars else ())}
 
     def named(export_to: Any, default: Any, ns: str) -> None:
-        ex = {ns if e == "." else e for e in (export_to or default)}
+        given = export_to or default
+        if not strict and "*" in given:  # exported everywhere (``.`` names ``ns``, never ``*``): none singled out
+            return
+        ex = {ns if e == "." else e for e in given}
         if strict or "*" not in ex:
             out.add(ns)
             out.update(ex)
@@ -239,7 +242,10 @@ def rule_namespaces(mesh: Any, info: RegisteredService, *, sidecars: bool = True
             named(export[0], mc.service_export_to, export[1])
     for vs in host_rules(mesh).virtual_services(info):
         named(vs.export_to, mc.vs_export_to, vs.meta.namespace)
-        out.update(m.source_namespace for r in vs.http for m in r.matches if m.source_namespace is not None)
+        for r in vs.http:
+            for m in r.matches:
+                if m.source_namespace is not None:
+                    out.add(m.source_namespace)
     for dr, host_ns in _reached_rules(mesh, info):
         if dr.meta.namespace != host_ns:
             out.add(dr.meta.namespace)

@@ -364,11 +364,15 @@ def endpoint_conditions(conditions: Iterable[str], publish_not_ready: bool, term
     ``endpointHealthStatus``: not ready is unhealthy or terminating, not sent).
     """
     if publish_not_ready:
-        return frozenset(("ready", "terminating", "not-ready"))
+        return _EVERY_CONDITION
     seen = set(conditions)
     if "ready" not in seen and terminating_fallback and "terminating" in seen:
-        return frozenset(("terminating",))
-    return frozenset(("ready",))
+        return _TERMINATING
+    return _READY
+
+
+_EVERY_CONDITION, _TERMINATING, _READY = (frozenset(("ready", "terminating", "not-ready")),
+                                          frozenset(("terminating",)), frozenset(("ready",)))
 
 
 @record
@@ -566,7 +570,10 @@ def synthetic_ip(key: str, taken: set[str]) -> str:
 
 def labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
     """Whether ``labels`` has every (key, value) of ``sub`` (a selector)."""
-    return all(labels.get(k) == v for k, v in sub)
+    for k, v in sub:  # a loop: a selector holds a pair or two, where a generator costs more than the test
+        if labels.get(k) != v:
+            return False
+    return True
 
 
 _T = TypeVar("_T")
@@ -591,5 +598,7 @@ class LabelIndex(Generic[_T]):
     def select(self, namespace: str, selector: Iterable[tuple[str, str]]) -> list[_T]:
         """The objects of ``namespace`` whose labels hold every pair of ``selector`` (not empty)."""
         sel = tuple(selector)
+        if len(sel) == 1:  # every object filed under the one pair holds it
+            return [obj for obj, _ in self._by.get((namespace, *sel[0]), ())]
         cands = min((self._by.get((namespace, k, v), ()) for k, v in sel), key=len)
         return [obj for obj, labels in cands if labels_subset(sel, labels)]

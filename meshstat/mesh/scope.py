@@ -223,7 +223,11 @@ def mesh_virtual_services(mesh: Any, namespace: str, among: Sequence[VirtualServ
     for vs in mesh.manifests.virtual_services if among is None else among:
         if not vs.applies_to_sidecars:
             continue
-        ex = {vs.meta.namespace if e == "." else e for e in (vs.export_to or default)}
+        given = vs.export_to or default
+        if "*" in given:  # ``.`` names the VirtualService's namespace, never ``*``
+            public.append(vs)
+            continue
+        ex = {vs.meta.namespace if e == "." else e for e in given}
         if "*" in ex:
             public.append(vs)
         elif "~" in ex:
@@ -387,8 +391,9 @@ def sidecar_virtual_services(mesh: Any, scope: ClientScope, info: RegisteredServ
     li = scope.listener(port)
     out = []
     for vs in mesh_virtual_services(mesh, scope.namespace, host_rules(mesh).virtual_services(info)):
-        hosts = [_fqdn(mesh, h, vs.meta.namespace) for h in vs.hosts]
-        if not any(imports_host(li, scope.namespace, h, vs.meta.namespace, virtual_service=True) for h in hosts):
+        if li is not IMPORT_ALL and not any(
+                imports_host(li, scope.namespace, _fqdn(mesh, h, vs.meta.namespace), vs.meta.namespace,
+                             virtual_service=True) for h in vs.hosts):
             continue
         if any(mesh._host_matches(h, vs.meta.namespace, info) for h in vs.hosts):
             out.append(vs)
@@ -405,16 +410,26 @@ def first_for_port(found: Sequence[VirtualService], port: int, proto: str) -> Vi
     first with a tcp rule for the port (the tcp routes of every VirtualService are tried in order).
     Else the first, which then gives the default route.
     """
-    def http_at(v: VirtualService) -> bool:
-        return any(not r.matches or any(m.port in (None, port) for m in r.matches) for r in v.http)
-
-    def tcp_at(v: VirtualService) -> bool:
-        return any(not r.ports or port in r.ports for r in v.tcp)
-
-    got = next((v for v in found if (tcp_at(v) if proto == "tcp" else http_at(v))), None)
+    got = next((v for v in found if (_tcp_at(v, port) if proto == "tcp" else _http_at(v, port))), None)
     if got is None and proto == "auto":
-        got = next((v for v in found if tcp_at(v)), None)
+        got = next((v for v in found if _tcp_at(v, port)), None)
     return got if got is not None else (found[0] if found else None)
+
+
+def _http_at(v: VirtualService, port: int) -> bool:
+    """Whether an http rule of ``v`` routes ``port``: one without matches, or with a match on no port or on it."""
+    for r in v.http:
+        if not r.matches:
+            return True
+        for m in r.matches:
+            if m.port is None or m.port == port:
+                return True
+    return False
+
+
+def _tcp_at(v: VirtualService, port: int) -> bool:
+    """Whether a tcp rule of ``v`` routes ``port`` (one without ports, or with it)."""
+    return any(not r.ports or port in r.ports for r in v.tcp)
 
 
 def _not_exported(info: RegisteredService, ns: str) -> str:
@@ -506,39 +521,25 @@ def _merge(drs: list[DestinationRule]) -> DestinationRule | None:
 
 
 def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> DestinationRule | None:
-    """The (merged) DestinationRule a proxy of ``client_ns`` applies to ``info``, as istiod chooses it."""
-    mc: MeshConfig = mesh.scope.mesh_config
-    root = mc.root_namespace
+    """The (merged) DestinationRule a proxy of ``client_ns`` applies to ``info``, as istiod chooses it: the
+    most specific of the client's own namespace (in the root namespace: of those private to it), else of the
+    Service's namespace exported to the client, else of the root namespace exported to it."""
     all_drs = host_rules(mesh).destination_rules(info)  # the others name another host: never chosen
     if not all_drs:
         return None
-
-    def local(ns: str, private_only: bool = False) -> list[DestinationRule]:
-        out = []
-        for dr in all_drs:
-            if dr.meta.namespace != ns:
-                continue
-            ex = dr.export_to
-            if private_only:
-                if _exported(dr, mc):
-                    continue
-            elif ex and not ({"*", ".", ns} & set(ex)):
-                continue
-            out.append(dr)
-        return _most_specific(mesh, out, info)
-
-    def exported(ns: str) -> list[DestinationRule]:
-        cands = _most_specific(mesh, [dr for dr in all_drs if dr.meta.namespace == ns and _exported(dr, mc)], info)
-        return [dr for dr in cands if not dr.export_to or "*" in dr.export_to or client_ns in dr.export_to]
-
+    mc: MeshConfig = mesh.scope.mesh_config
+    root = mc.root_namespace
     if client_ns != root:
-        found = local(client_ns)
+        found = [dr for dr in all_drs if dr.meta.namespace == client_ns
+                 and (not (ex := dr.export_to) or "*" in ex or "." in ex or client_ns in ex)]
     else:
-        found = local(root, private_only=True)
+        found = [dr for dr in all_drs if dr.meta.namespace == root and not _exported(dr, mc)]
+    if found:
+        found = _most_specific(mesh, found, info)
     if not found:
-        found = exported(info.namespace)
+        found = _exported_from(mesh, mc, all_drs, info, info.namespace, client_ns)
     if not found:
-        found = exported(root)
+        found = _exported_from(mesh, mc, all_drs, info, root, client_ns)
     if len(found) < 2:
         return _merge(found)
     # one merged object per set of rules: callers compare and key on the rule's identity (the rules are kept
@@ -549,6 +550,16 @@ def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> Dest
     if got is None:
         got = merged[key] = (tuple(found), _merge(found))
     return got[1]
+
+
+def _exported_from(mesh: Any, mc: MeshConfig, drs: list[DestinationRule], info: RegisteredService, ns: str,
+                   client_ns: str) -> list[DestinationRule]:
+    """The most specific of ``drs`` in ``ns`` exported beyond it, those of them that ``client_ns`` sees."""
+    cands = [dr for dr in drs if dr.meta.namespace == ns and _exported(dr, mc)]
+    if not cands:
+        return cands
+    return [dr for dr in _most_specific(mesh, cands, info)
+            if not dr.export_to or "*" in dr.export_to or client_ns in dr.export_to]
 
 
 def _exported(dr: DestinationRule, mc: MeshConfig) -> bool:
