@@ -509,8 +509,8 @@ def _most_specific(mesh: Any, drs: list[DestinationRule], info: RegisteredServic
 
 
 def _merge(drs: list[DestinationRule]) -> DestinationRule | None:
-    if not drs:
-        return None
+    if len(drs) < 2:
+        return drs[0] if drs else None
     first, subsets, names = drs[0], list(drs[0].subsets), {s.name for s in drs[0].subsets}
     for dr in drs[1:]:
         for s in dr.subsets:
