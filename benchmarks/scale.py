@@ -12,6 +12,7 @@ Run from the repository root, one case per call (the figures are seconds of the 
     python3 benchmarks/scale.py dups 10000 100        # Manifests.drop_duplicates of the read cluster
     python3 benchmarks/scale.py shares 10000 100      # the JSON read in two at tail shares 0.43-0.55
     python3 benchmarks/scale.py pieces 10000 100      # the JSON read in two, pieces of 256 KiB-4 MiB or whole
+    python3 benchmarks/scale.py convert 10000 100     # the items converted with the fast paths and without
 
 Run it from a worktree of another version (``git worktree add ../old REV``, then the same command there) to
 compare versions on this machine.
@@ -169,11 +170,47 @@ def pieces(text: str) -> str:
     return "; ".join(line(size, ts) for size, ts in runs.items())
 
 
+def convert(text: str) -> str:
+    """The conversion of the benchmark's JSON items (their line-aware trees made beforehand) with the fast paths of
+    the common shapes and with the checked converters alone (``parsers.k8s._PLAIN_READERS`` emptied), four runs
+    each, alternating, collector paused."""
+    import gc
+
+    from meshstat.parsers import k8s, yaml_loader
+
+    cut = yaml_loader.json_list_cut(text, 0.0)  # the head: every item but the last
+    gc.disable()
+    runs: dict[str, list[float]] = {"fast paths": [], "checked converters": []}
+    fast = dict(k8s._PLAIN_READERS)
+    try:
+        for _ in range(4):
+            for name in runs:
+                k8s._PLAIN_READERS.clear()
+                if name == "fast paths":
+                    k8s._PLAIN_READERS.update(fast)
+                pieces = [p for p in cut.head_items(text) if isinstance(p, list)]
+                ctx = k8s.ManifestContext("c.json", "default")
+                t = time.perf_counter()
+                for items in pieces:
+                    k8s._read_items(ctx, items)
+                runs[name].append(time.perf_counter() - t)
+                del pieces
+    finally:
+        k8s._PLAIN_READERS.clear()
+        k8s._PLAIN_READERS.update(fast)
+        gc.enable()
+    return "; ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in ts) + " s" for n, ts in runs.items())
+
+
 def main(case: str, *sizes: int) -> str:
     if case == "dups":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):
             return dups(text)
+    if case == "convert":
+        text = to_json(cluster(sizes[0], sizes[1]))
+        with max_input_size(2 * len(text)):
+            return convert(text)
     if case == "pieces":
         text = to_json(cluster(sizes[0], sizes[1]))
         with max_input_size(2 * len(text)):

@@ -40,9 +40,9 @@ what does not fit through the typed field readers of :mod:`meshstat.parsers.fiel
 ``field_str``, ``field_int`` ...), and beside the converters of the kinds a cluster holds by the
 thousand (workloads, Services, VirtualServices, DestinationRules) a short fast path for their common
 shape, which leaves every object it does not take as it is to the checked converter (the section "fast
-paths of the common shapes": the 35,000 objects that this process converts of the JSON audit's
-10,000-Service cluster take 0.34 s where the checked converters alone took 0.52 s, best of four on the
-2-core benchmark machine); the kinds of other families live in their own modules
+paths of the common shapes": the 50,100 objects of the JSON audit's 10,000-Service cluster take 0.51-0.55 s
+where the checked converters alone took 0.78-0.81 s on the 2-core benchmark machine, ``python3
+benchmarks/scale.py convert 10000 100``); the kinds of other families live in their own modules
 (:mod:`~meshstat.parsers.gateway_api`, :mod:`~meshstat.parsers.istio_scope`,
 :mod:`~meshstat.parsers.topology`).
 """
