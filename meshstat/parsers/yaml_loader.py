@@ -755,9 +755,10 @@ class ListCut:
         for start, end in self._pieces(text, 0, self.head_end):
             line += text.count("\n", at, start)
             at = start
-            lines = _json_key_lines_numpy(text[start:end], line)
+            piece = text[start:end]
+            lines = _json_key_lines_numpy(piece, line)
             try:
-                root = orjson.loads(text[:end] + "]}" if start == 0 else "[" + text[start:end] + "]")
+                root = orjson.loads(piece + "]}" if start == 0 else "[" + piece + "]")
             except orjson.JSONDecodeError:
                 yield None
                 return
@@ -803,10 +804,10 @@ class ListCut:
         for start, end in self._pieces(text, self.tail_start, last):
             line += text.count("\n", at, start)
             at = start
-            lines = _json_key_lines_numpy(text[start:end], line)
+            piece = text[start:end]
+            lines = _json_key_lines_numpy(piece, line)
             try:
-                piece = '{"items":[' + text[start:] if end == last else "[" + text[start:end] + "]"
-                root = orjson.loads(piece)
+                root = orjson.loads('{"items":[' + piece if end == last else "[" + piece + "]")
             except orjson.JSONDecodeError:
                 yield None
                 return
