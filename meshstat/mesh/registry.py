@@ -570,7 +570,7 @@ def synthetic_ip(key: str, taken: set[str]) -> str:
 
 def labels_subset(sub: Iterable[tuple[str, str]], labels: Mapping[str, str]) -> bool:
     """Whether ``labels`` has every (key, value) of ``sub`` (a selector)."""
-    for k, v in sub:  # a loop: a selector holds a pair or two, where a generator costs more than the test
+    for k, v in sub:  # noqa: SIM110 (a loop: a selector holds a pair or two; a generator costs more)
         if labels.get(k) != v:
             return False
     return True
