@@ -34,6 +34,9 @@ Kubernetes/Istio manifests, nginx configurations, observed counts) reads it with
 * **Line ends.** ``\\r\\n`` and a lone ``\\r`` become ``\\n`` (Python's universal
   newlines, as ``open()`` in text mode does), so a file saved with CRLF line
   ends parses exactly as its LF twin, with the same line numbers.
+* **Numbers.** A number written in a file or an argument is ASCII digits
+  (:func:`ascii_digits`): ``str.isdigit`` also holds for ``²`` and other digits
+  that ``int()`` refuses, which would end a read in an internal error.
 
 This module imports only the standard library, :mod:`meshstat.errors` and :mod:`meshstat.outputs`.
 """
@@ -55,6 +58,7 @@ from meshstat.outputs import file_kind
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
+    "ascii_digits",
     "current_max_input_size",
     "decode_text",
     "format_size",
@@ -82,6 +86,12 @@ _SIZE = re.compile(r"(?i)\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*")
 
 
 # --------------------------------------------------------------------------- the bound
+
+
+def ascii_digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits: a number as kubectl, iptables, nft and Envoy write it,
+    which ``int()`` reads (``str.isdigit`` holds for ``²`` too, which ``int()`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def parse_size(text: str) -> int:

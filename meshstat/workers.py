@@ -35,6 +35,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
+from meshstat.inputs import ascii_digits
+
 __all__ = ["MAX_JOBS", "Pending", "Stream", "in_parts", "jobs", "start", "stream"]
 
 T = TypeVar("T")
@@ -55,7 +57,7 @@ def jobs() -> int:
         return 1
     env = os.environ.get("MESHSTAT_JOBS", "").strip()
     if env:
-        return max(1, int(env)) if env.isdigit() else 1
+        return max(1, int(env)) if ascii_digits(env) else 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

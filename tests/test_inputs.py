@@ -37,6 +37,16 @@ def test_parse_size_refuses(text: str) -> None:
         inputs.parse_size(text)
 
 
+@pytest.mark.parametrize(("text", "digits"), [("8080", True), ("0", True), ("", False), ("\u00b2", False),
+                                             ("1\u00b2", False), ("\u0663", False), ("-1", False),
+                                             (" 1", False)])
+def test_ascii_digits(text: str, digits: bool) -> None:
+    """A number is ASCII digits: a superscript two is a digit to ``str.isdigit``, and ``int()`` refuses it."""
+    assert inputs.ascii_digits(text) is digits
+    if digits:
+        assert int(text) >= 0
+
+
 def test_format_size() -> None:
     assert inputs.format_size(64 << 20) == "64 MiB"
     assert inputs.format_size(100 << 20) == "100 MiB"

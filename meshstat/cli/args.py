@@ -16,6 +16,7 @@ import argparse
 from typing import Any
 
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 
 __all__ = [
     "add_route_arguments",
@@ -157,7 +158,7 @@ def endpoint_counts_arg(text: str) -> int | list[int]:
 
 def port_arg(text: str) -> int:
     """A TCP/UDP port in [1, 65535]."""
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not ascii_digits(text) or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port in [1, 65535], got {text!r}")
     return int(text)
 
@@ -172,7 +173,7 @@ def endpoint_arg(text: str) -> tuple[str, int | None]:
         addr, _, port = raw.partition(":")
     else:
         addr, port = raw, ""
-    if port and not port.isdigit():
+    if port and not ascii_digits(port):
         raise argparse.ArgumentTypeError(f"expected IP[:PORT], got {text!r}")
     return addr, (int(port) if port else None)
 

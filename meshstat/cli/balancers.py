@@ -30,6 +30,7 @@ from meshstat.cli.args import (
     route_from_args,
 )
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 
 __all__ = [
     "LB_CHOICES",
@@ -217,7 +218,8 @@ def run_simulate_lb(args: argparse.Namespace, ctx: Any) -> int:
         after = lb
         if args.remove_endpoint:
             ref = args.remove_endpoint
-            after = after.without(int(ref) if ref.isdigit() else ref) if (ref.isdigit() or ref in lb.endpoints) else None
+            index = ascii_digits(ref)
+            after = after.without(int(ref) if index else ref) if (index or ref in lb.endpoints) else None
             if after is None:
                 raise InvalidArgument(f"--remove-endpoint {ref}: not an endpoint address or index")
         if args.add_endpoint:

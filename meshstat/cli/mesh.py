@@ -25,6 +25,7 @@ from typing import Any
 from meshstat.cli.args import count_arg, port_arg, seed_arg
 from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 
 __all__ = ["add_request_arguments", "parse_header", "parse_scale", "register", "run_compare_files"]
 
@@ -34,7 +35,7 @@ def parse_scale(items: list[str] | None) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items or []:
         ref, sep, val = item.rpartition("=")
-        if not sep or not ref or not val.strip().isdigit():
+        if not sep or not ref or not ascii_digits(val.strip()):
             raise InvalidArgument(f"--scale expects KIND/NAME=REPLICAS such as deploy/bill-service-v1=3, got {item!r}")
         out[ref.strip()] = int(val)
     return out

@@ -12,6 +12,7 @@ from typing import Any
 
 from meshstat.cli.context import is_table
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 
 __all__ = ["add_topology_arguments", "maybe_compare_topology"]
 
@@ -53,7 +54,7 @@ def _what_ifs(args: argparse.Namespace) -> list[Any]:
     for item in getattr(args, "scale_zone", None) or []:
         ref, sep, rest = item.partition("@")
         zone, sep2, r = rest.rpartition("=")
-        if not sep or not sep2 or not ref or not zone or not r.strip().isdigit():
+        if not sep or not sep2 or not ref or not zone or not ascii_digits(r.strip()):
             raise InvalidArgument(f"--scale-zone expects deploy/NAME@ZONE=REPLICAS, got {item!r}")
         out.append(WhatIf("scale-zone", (ref, zone, r.strip())))
     for item in getattr(args, "move_clients", None) or []:
@@ -71,7 +72,7 @@ def _services(manifests: Any, args: argparse.Namespace) -> list[tuple[str, int |
         if "/" not in host and "." in host:
             name, ns = host.split(".")[:2]
             host = f"{ns}/{name}"
-        if port and not port.isdigit():
+        if port and not ascii_digits(port):
             raise InvalidArgument(f"--service expects NS/NAME[:PORT], got {svc!r}")
         return [(host, int(port) if port else None)]
     topo = manifests.topology

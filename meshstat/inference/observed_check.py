@@ -32,6 +32,7 @@ from meshstat.inference.canary import canary_steps, detectable_error_rate, two_p
 from meshstat.inference.check import CheckResult, check_split
 from meshstat.inference.observed_split import ConfiguredSplit, MatchedSplit, match_split
 from meshstat.inference.observed_traffic import ObservedTraffic
+from meshstat.inputs import ascii_digits
 from meshstat.model import Route, smallest_integer_weights
 from meshstat.stats.gof import EXACT_MULTINOMIAL_LIMIT, format_p
 from meshstat.stats.windows import WindowBand, window_band
@@ -504,7 +505,7 @@ def configured_route(
     if not service or ":" not in service:
         raise InvalidArgument("--envoy DUMP needs --service HOST:PORT (the called host and port)")
     host, _, port = service.rpartition(":")
-    if not port.isdigit():
+    if not ascii_digits(port):
         raise InvalidArgument(f"expected --service HOST:PORT, got {service!r}")
     route, res = envoy_dump_route(load_envoy(list(envoy)), host, int(port))
     if res.failure and not route.backends():

@@ -59,6 +59,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from meshstat.errors import ConfigParseError, InvalidArgument
+from meshstat.inputs import ascii_digits
 from meshstat.parsers.observed.envoy_stats import (
     EnvoyStats,
     envoy_counter_of,
@@ -162,7 +163,7 @@ class ObservedTraffic:
 
 
 def _natural(s: str) -> list[object]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+    return [int(t) if ascii_digits(t) else t for t in re.split(r"(\d+)", s)]
 
 
 # --------------------------------------------------------------------------- reading
@@ -259,7 +260,7 @@ def _service_matcher(service: str) -> tuple[set[str], str | None, int | None]:
     port = None
     if ":" in text:
         text, _, p = text.rpartition(":")
-        if not p.isdigit() or not 0 < int(p) < 65536:
+        if not ascii_digits(p) or not 0 < int(p) < 65536:
             raise InvalidArgument(f"expected --service HOST[:PORT], got {service!r}")
         port = int(p)
     ns = None

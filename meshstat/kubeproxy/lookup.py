@@ -15,6 +15,7 @@ from typing import Any
 
 from meshstat import model
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 from meshstat.kubeproxy.iptables import IptablesServices
 from meshstat.kubeproxy.nftables import nft_services
 from meshstat.kubeproxy.service import ServiceInfo, family_of, kube_chain_hash, service_route
@@ -66,7 +67,7 @@ def _service_index(rs: Ruleset, family: str | None = None) -> dict[str, Any]:
             by_addr[(i.cluster_ip, i.port, i.protocol)] = i
         for ext in i.external_ips:  # an external or load-balancer IP:port finds its service too
             ip, _, port = ext.rpartition(":")
-            if port.isdigit():
+            if ascii_digits(port):
                 by_addr.setdefault((ip.strip("[]"), int(port), i.protocol), i)
     idx = {"list": infos, "name": by_name, "addr": by_addr, "notes": notes}
     rs.cache[key] = idx
@@ -113,7 +114,7 @@ def find_service(ruleset: Ruleset, service: str, *, family: str | None = None) -
     if "/" not in want:
         ip, _, port = want.rpartition(":")
         ip = ip.strip("[]")
-        if not port.isdigit():
+        if not ascii_digits(port):
             raise InvalidArgument(f"expected a service as ns/name[:port] or IP:PORT, got {service!r}")
         idx = _service_index(ruleset, fam)
         for proto in ([proto_hint] if proto_hint else ["tcp", "udp", "sctp"]):

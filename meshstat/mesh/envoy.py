@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from meshstat.inputs import ascii_digits
 from meshstat.mesh.endpoints import correlated_weights, endpoint_stage, zone_aware_context
 from meshstat.mesh.registry import EP
 from meshstat.model import Backend, Node, Provenance, Route, Weighted
@@ -766,7 +767,7 @@ def _action_node(action: tuple[Any, ...], cluster_node: Callable[[str, str], Nod
         hn = opts.get("header_name")
         if hn:
             val = hdrs.get(str(hn).lower())
-            if val is not None and val.isdigit() and int(val) < 2**64:
+            if val is not None and ascii_digits(val) and int(val) < 2**64:
                 W = sum(w for _, w in items)
                 v = int(val) % W
                 acc = 0

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 from meshstat.errors import InvalidArgument
+from meshstat.inputs import ascii_digits
 from meshstat.mesh.ambient import RouteFor, extend_paths
 from meshstat.mesh.clients import service_clients
 from meshstat.mesh.endpoints import endpoint_stage
@@ -200,7 +201,7 @@ class Mesh:
             host = f"{nm}.{ns}"
         port = None
         if p:
-            if not p.isdigit():
+            if not ascii_digits(p):
                 raise InvalidArgument(f"expected HOST[:PORT], got {text!r}")
             port = int(p)
         cands = []
@@ -747,7 +748,7 @@ class Mesh:
                     pod = same[0]
             labels = e.labels
             parts = cluster.split("|")
-            if pod is None and len(parts) == 4 and parts[0] == "outbound" and parts[1].isdigit():
+            if pod is None and len(parts) == 4 and parts[0] == "outbound" and ascii_digits(parts[1]):
                 # Istio cluster outbound|port|subset|fqdn: its endpoints carry the subset's labels
                 info = self.registry.get(parts[3])
                 if info is not None:

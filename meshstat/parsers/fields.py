@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshstat.errors import ConfigParseError
+from meshstat.inputs import ascii_digits
 from meshstat.parsers.yaml_loader import LineDict, LineList
 
 __all__ = [
@@ -140,7 +141,7 @@ def field_int(
     if val is None:
         return default
     if isinstance(val, bool) or not isinstance(val, int):
-        if isinstance(val, str) and val.strip().lstrip("-").isdigit():
+        if isinstance(val, str) and ascii_digits(val.strip().lstrip("-")):
             val = int(val.strip())
         else:
             raise ctx.fail(f"expected '{key}' of {what} to be an integer", obj, key, val)

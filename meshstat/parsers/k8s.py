@@ -59,6 +59,7 @@ from meshstat.errors import ConfigParseError, InvalidArgument
 from meshstat.inputs import (
     DEFAULT_MAX_INPUT_BYTES,
     SIZE_FLAG,
+    ascii_digits,
     current_max_input_size,
     format_size,
     is_readable_kind,
@@ -560,7 +561,7 @@ def _port_value(ctx: ManifestContext, obj: Any, key: str, what: str) -> int | st
             raise ctx.fail(f"expected '{key}' of {what} to be a port in [1, 65535], got {val}", obj, key, val)
         return val
     text = str(val)
-    return int(text) if text.isdigit() else text
+    return int(text) if ascii_digits(text) else text
 
 
 # --------------------------------------------------------------------------- conversion
@@ -1065,7 +1066,7 @@ def _plain_service_ports(ports: Any) -> tuple[ServicePort, ...] | None:
             return None
         num, name, proto, app = p.get("port"), p.get("name"), p.get("protocol"), p.get("appProtocol")
         target = p.get("targetPort", num)
-        named = type(target) is str and not target.isdigit()
+        named = type(target) is str and not ascii_digits(target)
         if (type(num) is not int or not 0 < num < 65536 or type(name) not in TEXT or type(proto) not in TEXT
                 or type(app) not in TEXT or not (named or (type(target) is int and 0 < target < 65536))):
             return None

@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from meshstat.errors import ConfigParseError, MeshstatError
+from meshstat.inputs import ascii_digits
 
 __all__ = [
     "MAX_EXPANDED_NODES",
@@ -414,7 +415,7 @@ class _Builder:
 
     def integer(self, node: Any) -> int:
         value = node.value
-        if value.isdigit() and len(value) < 19:
+        if ascii_digits(value) and len(value) < 19:
             return int(value)
         try:
             return self.loader.construct_yaml_int(node)

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from meshstat.inputs import ascii_digits
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -74,7 +76,7 @@ LIST_LIMIT = 3
 def output_width(stream: IO[str] | None) -> int | None:
     """``COLUMNS`` if set (a positive integer), else the terminal's width if ``stream`` is one, else None."""
     raw = os.environ.get("COLUMNS", "").strip()
-    if raw.isdigit() and int(raw) > 0:
+    if ascii_digits(raw) and int(raw) > 0:
         return int(raw)
     if stream is not None and _isatty(stream):
         try:

@@ -287,6 +287,11 @@ CASES = [
         "90,10", "--observed", "5,5", "--client", "a"),
     arg("observed-no-split", "give the configured split", "check", "--prometheus",
         str(BAD / "observed-prom-good.prom")),
+    # digits that are not ASCII: str.isdigit holds for them, int() refuses them (meshstat.inputs.ascii_digits)
+    arg("port-superscript", "expected a port in [1, 65535], got '\u00b2'", "envoy-route", "--config-dump",
+        LISTENER, "--host", "a", "--port", "\u00b2"),
+    arg("dst-port-superscript", "expected IP[:PORT], got '172.30.1.1:\u00b2'", "trace", "--iptables",
+        str(BAD / "ipt-good.iptables-save"), "--dst", "172.30.1.1:\u00b2"),
     arg(
         "max-input-size-garbage",
         "expected a size such as 256M, 1G",

@@ -204,3 +204,20 @@ def test_unknown_kind_is_a_note_and_file_limit(tmp_path: Path) -> None:
 
     with pytest.raises(InvalidArgument, match="no \\*.yaml"):
         load_manifests(str(empty))
+
+
+@pytest.mark.parametrize(("target", "want"),
+                         [('"8080"', 8080), ('"\u00b2"', "\u00b2"), ('"\u0663"', "\u0663"), ("http", "http")])
+def test_a_target_port_of_other_digits_is_a_name(target: str, want: object) -> None:
+    """A targetPort of ASCII digits is a number; a superscript two or an Arabic-Indic three, which
+    ``str.isdigit`` takes for digits (and ``int()`` refuses or reads as 3), is a port name, as Kubernetes
+    reads an IntOrString that is not a number: the fast reader and the checked converter agree."""
+    text = f"""apiVersion: v1
+kind: Service
+metadata: {{name: a, namespace: x}}
+spec:
+  selector: {{app: a}}
+  ports: [{{name: http, port: 80, targetPort: {target}}}]
+"""
+    svc = parse_manifest_text(text, "s.yaml").services[0]
+    assert svc.ports[0].target_port == want

@@ -127,6 +127,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from meshstat.errors import ConfigParseError
+from meshstat.inputs import ascii_digits
 from meshstat.parsers.netfilter.iptables_save import SaveParser, parse_iptables
 from meshstat.parsers.netfilter.rules import (
     KNOWN_TARGETS,
@@ -790,7 +791,7 @@ class _ListParser:
         n = len(toks)
         num = None
         if cols.num:
-            if i >= n or not toks[i][0].isdigit():
+            if i >= n or not ascii_digits(toks[i][0]):
                 raise self.error(
                     lineno, "expected the rule number (--line-numbers) in the first column", line
                 )
@@ -1143,7 +1144,7 @@ class _RowBuilder:
         if not (is_v4 or is_v6):
             # a name (a listing without -n): xtables_ipaddr_to_anyname
             ip = _WELL_KNOWN_NAMES.get((host, "ip6" if self.family == "ip6" else "ip"))
-            if ip is not None and (not slash or plen.isdigit()):
+            if ip is not None and (not slash or ascii_digits(plen)):
                 self.note(
                     f"host:{host}",
                     f"listing without -n: {'network' if ip.endswith('.0') else 'host'} name '{host}' read "
@@ -1176,7 +1177,7 @@ class _RowBuilder:
     def protocol(self, tok: str) -> None:
         neg = tok.startswith("!")
         p = (tok[1:] if neg else tok).lower()
-        if p.isdigit():
+        if ascii_digits(p):
             if int(p) > 255:
                 raise self.error(f"expected a protocol number 0-255, got '{tok}'")
             p = _PROTO_NUMBERS.get(p, p)
@@ -1406,7 +1407,7 @@ class _RowBuilder:
         return ",".join(name for name, bit in _TCP_FLAGS if bits & bit)
 
     def port(self, text: str, proto: str) -> int:
-        if text.isdigit():
+        if ascii_digits(text):
             v = int(text)
             if v > 65535:
                 raise self.error(f"expected a port 0-65535, got '{text}'")
@@ -1456,12 +1457,12 @@ class _RowBuilder:
                     f"lround(p * 2**31) (list with a newer iptables, or use iptables-save)",
                 )
             return j + 2, _Phrase("statistic", [("--mode", False, ["random"]), ("--probability", neg, [p])])
-        if j + 1 >= n or toks[j] != "every" or not toks[j + 1].isdigit():
+        if j + 1 >= n or toks[j] != "every" or not ascii_digits(toks[j + 1]):
             raise self.error("expected 'every N' after 'statistic mode nth'")
         every = toks[j + 1]
         j += 2
         packet = "0"  # statistic_print omits 'packet 0'
-        if j + 1 < n and toks[j] == "packet" and toks[j + 1].isdigit():
+        if j + 1 < n and toks[j] == "packet" and ascii_digits(toks[j + 1]):
             packet = toks[j + 1]
             j += 2
         return j, _Phrase(
@@ -1637,7 +1638,7 @@ class _RowBuilder:
             if n < 3 or tail[0] != "TPROXY" or tail[1] != "redirect":
                 raise bad()
             ip, _, port = tail[2].rpartition(":")
-            if not port.isdigit():
+            if not ascii_digits(port):
                 raise bad()
             opts.append(("--on-port", [port]))
             opts.append(("--on-ip", [ip.strip("[]")]))
@@ -1676,7 +1677,7 @@ class _RowBuilder:
                     i += 2
                 elif t == "level" and i + 1 < n:
                     lv = tail[i + 1]
-                    level = int(lv) if lv.isdigit() else _SYSLOG_LEVELS.get(lv)
+                    level = int(lv) if ascii_digits(lv) else _SYSLOG_LEVELS.get(lv)
                     if level is None:
                         raise bad()
                     if level != 4:  # iptables-save omits the default level

@@ -98,6 +98,7 @@ import re
 from typing import Any
 
 from meshstat.errors import ConfigParseError
+from meshstat.inputs import ascii_digits
 from meshstat.model import probability_to_threshold
 from meshstat.parsers.netfilter.rules import (
     KNOWN_TARGETS,
@@ -390,7 +391,7 @@ def _command(line: str, table: Table, ctx: ParseContext, pending: list[Rule]) ->
             )
         start = i + 2
         position = None
-        if cmd in ("-I", "--insert") and start < len(words) and words[start].isdigit():
+        if cmd in ("-I", "--insert") and start < len(words) and ascii_digits(words[start]):
             position = int(words[start]) - 1
             start += 1
         ctx.text = line

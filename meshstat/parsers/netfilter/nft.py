@@ -51,6 +51,7 @@ import re
 from typing import Any, NamedTuple
 
 from meshstat.errors import ConfigParseError
+from meshstat.inputs import ascii_digits
 from meshstat.parsers.netfilter.rules import parse_cidr
 from meshstat.parsers.netfilter.ruleset import (
     Chain,
@@ -109,7 +110,7 @@ def _tokens(text: str, source: str) -> list[_Tok]:
             else:
                 out.append(_Tok(p, p, line))
         elif w is not None:
-            if len(w) > 1 and w.endswith(":") and w[:-1].replace("-", "").isdigit():
+            if len(w) > 1 and w.endswith(":") and ascii_digits(w[:-1].replace("-", "")):
                 out.append(_Tok("w", w[:-1], line))
                 out.append(_Tok("w", ":", line))
             else:

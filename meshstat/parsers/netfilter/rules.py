@@ -17,6 +17,10 @@ listed rule into these words) and the nftables parser (:func:`parse_cidr`). The
 supported subset and the upstream sources are described in
 :mod:`meshstat.parsers.netfilter.iptables_save`.
 
+Why this module is long: the three dialect parsers share one builder for every match and target option
+they know, with its value parsers and option tables, so that a rule means the same whichever dump it came
+from.
+
 Pure Python, standard library only.
 """
 
@@ -26,6 +30,7 @@ import ipaddress
 from typing import Any
 
 from meshstat.errors import ConfigParseError
+from meshstat.inputs import ascii_digits
 from meshstat.model import probability_to_threshold
 from meshstat.parsers.netfilter.ruleset import Match, Net, ParseWarning, Rule, Table, Target
 
@@ -196,7 +201,7 @@ def parse_cidr(text: str) -> Net:
             raise ValueError(text)
         value = 0
         for o in octets:
-            if not o.isdigit() or len(o) > 3:
+            if not ascii_digits(o) or len(o) > 3:
                 raise ValueError(text)
             b = int(o)
             if b > 255:
@@ -204,7 +209,7 @@ def parse_cidr(text: str) -> Net:
             value = (value << 8) | b
         if not plen:
             prefix = 32
-        elif plen.isdigit():
+        elif ascii_digits(plen):
             prefix = int(plen)
         else:  # dotted mask (iptables accepts it)
             prefix = parse_cidr(plen + "/32").network.bit_count()
@@ -356,7 +361,7 @@ def _values(words: list[str], quoted: set[int] | None, j: int, n: int) -> int:
     """Index just past the option values that start at ``j``."""
     while j < n:
         w = words[j]
-        if (w == "!" or (w[:1] == "-" and len(w) > 1 and not w[1].isdigit())) and (
+        if (w == "!" or (w[:1] == "-" and len(w) > 1 and not ascii_digits(w[1]))) and (
             quoted is None or j not in quoted
         ):
             break
@@ -399,7 +404,7 @@ def build_rule(
                 if k < n:
                     x = words[k]
                     # a first value may be negative ('--probability -0.25' is then refused as out of range)
-                    if (x[:1] != "-" and x != "!") or x[1:2].isdigit() or (
+                    if (x[:1] != "-" and x != "!") or ascii_digits(x[1:2]) or (
                         quoted is not None and k in quoted
                     ):
                         k += 1

@@ -59,7 +59,7 @@ import re
 from dataclasses import dataclass
 
 from meshstat.errors import ConfigParseError
-from meshstat.inputs import read_text
+from meshstat.inputs import ascii_digits, read_text
 from meshstat.parsers.json_text import read_json
 from meshstat.parsers.observed.prometheus import Series, parse_exposition
 
@@ -205,7 +205,7 @@ def istio_cluster(name: str) -> IstioCluster | None:
     if (
         len(parts) != 4
         or parts[0] not in ("outbound", "inbound")
-        or not parts[1].isdigit()
+        or not ascii_digits(parts[1])
         or len(parts[1]) > 5
     ):
         return None
@@ -266,7 +266,7 @@ def _count(raw: object, what: str, source: str, line: int) -> int:
         )
     if isinstance(raw, int) and raw >= 0:
         return raw
-    if isinstance(raw, str) and raw.isdigit() and len(raw) <= _MAX_DIGITS:
+    if isinstance(raw, str) and ascii_digits(raw) and len(raw) <= _MAX_DIGITS:
         return int(raw)
     if isinstance(raw, float) and raw.is_integer() and 0 <= raw < 2**64:
         return int(raw)
@@ -301,7 +301,7 @@ def _parse_stats_text(text: str, source: str) -> EnvoyStats:
                 snippet=line[:120],
             )
         value = value.strip()
-        if not value.isdigit():
+        if not ascii_digits(value):
             if value.startswith(("P0(", "No recorded values", '"')) or " P25(" in value:
                 continue
             if name.startswith(("cluster.", "http.")) and _STAT_RE.match(name):
@@ -357,7 +357,7 @@ def _parse_json(text: str, source: str) -> EnvoyStats:
                 )
             if "histograms" in entry or not isinstance(entry.get("name"), str):
                 continue
-            if isinstance(entry.get("value"), str) and not entry["value"].isdigit():
+            if isinstance(entry.get("value"), str) and not ascii_digits(entry["value"]):
                 continue  # a text readout
             name = entry["name"]
             if _STAT_RE.match(name):
