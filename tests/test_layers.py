@@ -317,3 +317,15 @@ def test_no_export_is_shadowed_by_a_submodule() -> None:
 
     clash = [name for name in meshstat._EXPORTS if (PKG / f"{name}.py").exists() or (PKG / name).is_dir()]
     assert not clash, clash
+
+
+def test_the_oracle_scripts_import_only_the_standard_library() -> None:
+    """The oracle's listener and client run by path inside network namespaces (``oracle/netns.py``:
+    ``_BACKEND_SCRIPT``, ``_CLIENT_SCRIPT``), where meshstat is not importable: only the standard library."""
+    import sys
+
+    from meshstat.oracle import netns
+
+    for script in (netns._BACKEND_SCRIPT, netns._CLIENT_SCRIPT):
+        mods = {m.split(".")[0] for m in _third_party(script)}
+        assert mods <= set(sys.stdlib_module_names) | {"__future__"}, (script.name, mods)

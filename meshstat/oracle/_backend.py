@@ -24,13 +24,11 @@ import socket
 import sys
 import time
 
-from meshstat.inputs import ascii_digits
-
 
 def _parse_listen(spec: str) -> tuple[str, str, int]:
     name, _, addr = spec.partition("=")
     host, _, port = addr.rpartition(":")
-    if not name or not host or not ascii_digits(port):
+    if not name or not host or not (port.isascii() and port.isdigit()):  # ascii_digits; a script: stdlib only
         raise SystemExit(f"_backend: expected name=ip:port, got {spec!r}")
     return name, host.strip("[]"), int(port)
 
