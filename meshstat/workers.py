@@ -6,7 +6,7 @@ Three jobs of a cluster's audit use them (``benchmarks/test_bench_audit.py`` tim
   forks after they are built; each child inherits the whole model (copy on write, nothing is sent to it),
   audits its part and sends back its rows and notes, a few kilobytes.
 * :func:`stream`: a big JSON List is read by two processes (``parsers.k8s._read_list_in_parts``): the child
-  sends the text's key lines first, then the objects of the items it read.
+  sends the objects of each piece of its items as it reads them.
 * :func:`start` (a stream of one result): the key lines of any other big JSON text are found by a child while
   this process parses the text and makes its tree.
 

@@ -64,6 +64,7 @@ from meshstat.mesh.scope import (
     scope_miss,
     sidecar_cluster_miss,
     sidecar_virtual_services,
+    tcp_at,
 )
 from meshstat.parsers.gateway_api import Gateway
 from meshstat.parsers.k8s import DestinationRule, RouteDestination, VirtualService, WorkloadResource
@@ -237,7 +238,7 @@ def _shadowed_rows(ctx: AuditContext, info: RegisteredService, port: int,
     wp = service_waypoint(mesh, info).gateway if amb else None
     if amb and wp is not None and not _producer_routes(ctx, info, port, tcp):
         found_w = [v for v in waypoint_virtual_services(mesh, info, wp)
-                   if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
+                   if (tcp_at(v, port) if tcp else v.http)]
         if found_w:
             first = found_w[0]
             for v, conf in cands:
@@ -503,7 +504,7 @@ def _waypoint_view(ctx: AuditContext, info: RegisteredService, port: int, vs: Vi
     # the first VirtualService with rules of the port's kind (buildWaypointInboundHTTPRouteConfig takes the
     # first with http rules; getWaypointTCPRoutes scans them all for a tcp rule of the port)
     found = [v for v in waypoint_virtual_services(mesh, info, waypoint)
-             if (any(not r.ports or port in r.ports for r in v.tcp) if tcp else v.http)]
+             if (tcp_at(v, port) if tcp else v.http)]
     dr = destination_rule(mesh, info, wns)
     if vs is None or not dests:  # no split for a plain request: the waypoint's own first one's
         got = _split_of(ctx, info, port, found[0], dr, own_dr, wns) if found else None

@@ -70,6 +70,7 @@ __all__ = [
     "service_visible_everywhere",
     "first_for_port",
     "sidecar_virtual_services",
+    "tcp_at",
     "unknown_destination_route",
 ]
 
@@ -410,9 +411,9 @@ def first_for_port(found: Sequence[VirtualService], port: int, proto: str) -> Vi
     first with a tcp rule for the port (the tcp routes of every VirtualService are tried in order).
     Else the first, which then gives the default route.
     """
-    got = next((v for v in found if (_tcp_at(v, port) if proto == "tcp" else _http_at(v, port))), None)
+    got = next((v for v in found if (tcp_at(v, port) if proto == "tcp" else _http_at(v, port))), None)
     if got is None and proto == "auto":
-        got = next((v for v in found if _tcp_at(v, port)), None)
+        got = next((v for v in found if tcp_at(v, port)), None)
     return got if got is not None else (found[0] if found else None)
 
 
@@ -427,7 +428,7 @@ def _http_at(v: VirtualService, port: int) -> bool:
     return False
 
 
-def _tcp_at(v: VirtualService, port: int) -> bool:
+def tcp_at(v: VirtualService, port: int) -> bool:
     """Whether a tcp rule of ``v`` routes ``port`` (one without ports, or with it)."""
     return any(not r.ports or port in r.ports for r in v.tcp)
 
@@ -517,7 +518,7 @@ def _merge(drs: list[DestinationRule]) -> DestinationRule | None:
             if s.name not in names:
                 subsets.append(s)
                 names.add(s.name)
-    return first if len(drs) == 1 else replace(first, subsets=tuple(subsets))
+    return replace(first, subsets=tuple(subsets))
 
 
 def destination_rule(mesh: Any, info: RegisteredService, client_ns: str) -> DestinationRule | None:

@@ -747,46 +747,7 @@ class ListCut:
         then the List's keys before ``items`` (a dict); ``None``, and nothing more, where the head is not the
         opening of a List and whole items with the keys its text writes.
         """
-        import orjson
-
-        ltab = array("q", [1])  # entry 0: the document's line; each piece's keys' lines follow
-        before: dict[str, Any] = {}
-        line = 1
-        at = 0
-        for start, end in self._pieces(text, 0, self.head_end):
-            line += text.count("\n", at, start)
-            at = start
-            piece = text[start:end]
-            lines = _json_key_lines_numpy(piece, line)
-            try:
-                root = orjson.loads(piece + "]}" if start == 0 else "[" + piece + "]")
-            except orjson.JSONDecodeError:
-                yield None
-                return
-            entry = len(ltab) - 1  # the entry of the last key before the piece's items
-            if start == 0:  # the List's opening: text keys, then ``items``
-                if (type(root) is not dict or next(reversed(root), None) != "items"
-                        or type(root["items"]) is not list):
-                    yield None
-                    return
-                items = root.pop("items")
-                if len(root) != self.items_entry - 1 or any(type(v) in (dict, list) for v in root.values()):
-                    yield None
-                    return
-                before, entry = root, self.items_entry
-            else:
-                items = root
-            if lines is None:
-                yield None
-                return
-            ltab += lines
-            got = _lined_tree(items, ltab, None, False, start=entry, parent=self.items_entry, depth=1,
-                              release=True)
-            if got is None or got[1] != len(ltab) - 1:
-                yield None
-                return
-            yield got[0]
-        yield before
+        return self._items(text, 0, self.head_end, array("q", [1]), self.items_entry)
 
     def tail_items(self, text: str) -> Iterator[list[Any] | dict[str, Any] | None]:
         """The tail's items, a piece at a time (as :meth:`head_items` gives them), then the List's keys after
@@ -796,53 +757,75 @@ class ListCut:
         The tail's trees take their lines from a table of their own: the ``items`` key's line (a list's line
         is its key's), then the lines of the tail's keys.
         """
+        return self._items(text, self.tail_start, len(text), array("q", [self.items_line]), 0)
+
+    def _items(self, text: str, start: int, end: int, ltab: array[int], parent: int
+               ) -> Iterator[list[Any] | dict[str, Any] | None]:
+        """The items of the part ``text[start:end]`` a piece at a time, their lines from ``ltab`` (each piece's
+        key lines are added to it; ``parent`` is the entry of the ``items`` key's line), then the List's own
+        keys in the part (:meth:`_list_keys`); ``None``, and nothing more, where a piece is not what it
+        should be."""
         import orjson
 
-        ltab = array("q", [self.items_line])
-        line = 1 + text.count("\n", 0, self.tail_start)
-        at = self.tail_start
-        last = len(text)
-        for start, end in self._pieces(text, self.tail_start, last):
-            line += text.count("\n", at, start)
-            at = start
-            piece = text[start:end]
+        own: dict[str, Any] = {}
+        line = 1 + text.count("\n", 0, start)
+        at = start
+        for s, e in self._pieces(text, start, end):
+            line += text.count("\n", at, s)
+            at = s
+            piece = text[s:e]
             lines = _json_key_lines_numpy(piece, line)
+            opening, closing = s == 0, e == len(text)
             try:
-                root = orjson.loads('{"items":[' + piece if end == last else "[" + piece + "]")
+                root = orjson.loads(piece + "]}" if opening else '{"items":[' + piece if closing
+                                    else "[" + piece + "]")
             except orjson.JSONDecodeError:
                 yield None
                 return
-            after: dict[str, Any] | None = None
-            keys = 0  # the keys of the List's own after its items (kind, metadata) and of what they hold
-            if end == last:
-                if type(root) is not dict or type(root.get("items")) is not list:
+            entry, keys, items = len(ltab) - 1, 0, root  # the entry of the last key before the piece's items
+            if opening or closing:
+                got = self._list_keys(root, opening)
+                if got is None:
                     yield None
                     return
-                items = root.pop("items")
-                for v in root.values():
-                    n = 0
-                    if type(v) is dict or type(v) is list:
-                        counted = _lined_tree(v, array("q"), None, False, depth=1)  # its keys and depth
-                        if counted is None:
-                            yield None
-                            return
-                        n = counted[1]
-                    keys += 1 + n
-                after = root
-            else:
-                items = root
+                items, own, keys = got
+                if opening:
+                    entry = self.items_entry
             if lines is None:
                 yield None
                 return
-            entry = len(ltab) - 1
             ltab += lines
-            got = _lined_tree(items, ltab, None, False, start=entry, parent=0, depth=1, release=True)
-            if got is None or got[1] + keys != len(ltab) - 1:
+            tree = _lined_tree(items, ltab, None, False, start=entry, parent=parent, depth=1, release=True)
+            if tree is None or tree[1] + keys != len(ltab) - 1:
                 yield None
                 return
-            yield got[0]
-            if after is not None:
-                yield after
+            yield tree[0]
+        yield own
+
+    def _list_keys(self, root: Any, opening: bool) -> tuple[list[Any], dict[str, Any], int] | None:
+        """``(items, the List's own keys, how many keys they write)`` of the piece that opens the List (text
+        keys, then ``items``: written before the items, so none counted after them) or ends it (``items`` read
+        as the first key, then whatever follows and every key it holds); None where ``root`` is not that."""
+        if type(root) is not dict or type(root.get("items")) is not list:
+            return None
+        if opening:
+            if next(reversed(root)) != "items":
+                return None
+            items = root.pop("items")
+            if len(root) != self.items_entry - 1 or any(type(v) in (dict, list) for v in root.values()):
+                return None
+            return items, root, 0
+        items = root.pop("items")
+        keys = 0
+        for v in root.values():
+            n = 0
+            if type(v) is dict or type(v) is list:
+                counted = _lined_tree(v, array("q"), None, False, depth=1)  # its keys and depth
+                if counted is None:
+                    return None
+                n = counted[1]
+            keys += 1 + n
+        return items, root, keys
 
 
 #: The characters of a JSON List that :class:`ListCut` reads as one piece (about 80 objects of a cluster
