@@ -761,10 +761,10 @@ class ListCut:
 
     def _items(self, text: str, start: int, end: int, ltab: array[int], parent: int
                ) -> Iterator[list[Any] | dict[str, Any] | None]:
-        """The items of the part ``text[start:end]`` a piece at a time, their lines from ``ltab`` (each piece's
-        key lines are added to it; ``parent`` is the entry of the ``items`` key's line), then the List's own
-        keys in the part (:meth:`_list_keys`); ``None``, and nothing more, where a piece is not what it
-        should be."""
+        """The items of the part ``text[start:end]`` a piece at a time, their lines from ``ltab`` (each
+        piece's key lines are added to it; ``parent`` is the entry of the ``items`` key's line), then the
+        List's own keys in the part (:meth:`_list_keys`); ``None``, and nothing more, where a piece is not
+        what it should be."""
         import orjson
 
         own: dict[str, Any] = {}
